@@ -1,1 +1,5 @@
-//! x
+//! The `dualcheck` harness: command line, environments (real PostgreSQL,
+//! Kafka and Toxiproxy), nemesis, runner, history recorder and reports.
+
+pub mod doctor;
+pub mod env;

@@ -1,0 +1,421 @@
+//! Local Apache Kafka 4.x in KRaft mode from the jars `ci/setup` collected:
+//! one combined broker+controller, or three of them (static controller quorum)
+//! for leader-failover faults.
+//!
+//! Each node has three listeners on 127.0.0.1:
+//! - `PROXIED`: the broker binds a private port, but *advertises the Toxiproxy
+//!   proxy's port* (`kafka-N`), so every client that bootstraps through the
+//!   proxy keeps going through it after the metadata round trip;
+//! - `DIRECT`: advertised at its own port, for the observer and replication
+//!   between brokers (faults hit clients, not the cluster's internals);
+//! - `CONTROLLER`: the KRaft quorum.
+
+use super::process::{run_to_completion, tail, ManagedProcess, ProcessSpec};
+use anyhow::{bail, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Ports of one Kafka node.
+#[derive(Clone, Copy, Debug)]
+pub struct NodePorts {
+    /// Port the PROXIED listener binds (Toxiproxy's upstream).
+    pub proxied_bind: u16,
+    /// Toxiproxy's listen port for this node (advertised on PROXIED).
+    pub proxy: u16,
+    /// DIRECT listener (observer, inter-broker).
+    pub direct: u16,
+    /// CONTROLLER listener.
+    pub controller: u16,
+}
+
+/// A Kafka cluster of local processes owned by the harness.
+pub struct LocalKafka {
+    /// One process per node; index = node id.
+    pub nodes: Vec<ManagedProcess>,
+    /// Ports per node.
+    pub ports: Vec<NodePorts>,
+}
+
+/// The Java executable: `$JAVA_HOME/bin/java` if set, else `java` on PATH.
+pub fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) => Path::new(&home).join("bin/java"),
+        None => PathBuf::from("java"),
+    }
+}
+
+/// A fresh random KRaft cluster id (16 random bytes, base64url without padding).
+pub fn random_cluster_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+fn server_properties(id: usize, all: &[NodePorts], dir: &Path) -> String {
+    let p = all[id];
+    let n = all.len();
+    let voters: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("{i}@127.0.0.1:{}", q.controller))
+        .collect();
+    let rf = n.min(3);
+    let min_isr = if n >= 3 { 2 } else { 1 };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "process.roles=broker,controller\n\
+         node.id={id}\n\
+         controller.quorum.voters={voters}\n\
+         listeners=PROXIED://127.0.0.1:{pb},DIRECT://127.0.0.1:{d},CONTROLLER://127.0.0.1:{c}\n\
+         advertised.listeners=PROXIED://127.0.0.1:{px},DIRECT://127.0.0.1:{d}\n\
+         listener.security.protocol.map=PROXIED:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         inter.broker.listener.name=DIRECT\n\
+         controller.listener.names=CONTROLLER\n\
+         log.dirs={logs}\n\
+         num.partitions=1\n\
+         default.replication.factor={rf}\n\
+         min.insync.replicas={min_isr}\n\
+         offsets.topic.replication.factor={rf}\n\
+         offsets.topic.num.partitions=10\n\
+         transaction.state.log.replication.factor={rf}\n\
+         transaction.state.log.min.isr={min_isr}\n\
+         transaction.state.log.num.partitions=10\n\
+         group.initial.rebalance.delay.ms=0\n\
+         unclean.leader.election.enable=false\n\
+         auto.create.topics.enable=true\n\
+         share.coordinator.state.topic.replication.factor={rf}\n\
+         share.coordinator.state.topic.min.isr={min_isr}\n",
+        voters = voters.join(","),
+        pb = p.proxied_bind,
+        px = p.proxy,
+        d = p.direct,
+        c = p.controller,
+        logs = dir.join("data").display(),
+    );
+    s
+}
+
+const LOG4J2: &str = "status = warn\n\
+appender.out.type = Console\n\
+appender.out.name = OUT\n\
+appender.out.layout.type = PatternLayout\n\
+appender.out.layout.pattern = [%d] %p %m (%c)%n\n\
+rootLogger.level = INFO\n\
+rootLogger.appenderRef.out.ref = OUT\n\
+logger.config.name = org.apache.kafka.common.config.AbstractConfig\n\
+logger.config.level = WARN\n";
+
+/// Bootstrap list of the DIRECT listeners.
+pub fn direct_bootstrap(ports: &[NodePorts]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.direct))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Bootstrap list through the proxies.
+pub fn proxied_bootstrap(ports: &[NodePorts]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.proxy))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl LocalKafka {
+    /// Writes configs under `dir/node-N`, formats storage and starts every node
+    /// (the proxies must exist or follow soon; readiness is checked on DIRECT).
+    pub async fn start(
+        dir: &Path,
+        libs: &Path,
+        ports: Vec<NodePorts>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let cluster_id = random_cluster_id()?;
+        let classpath = format!("{}/*", libs.display());
+        let mut formats = Vec::new();
+        for id in 0..ports.len() {
+            let node_dir = dir.join(format!("node-{id}"));
+            std::fs::create_dir_all(&node_dir)
+                .with_context(|| format!("creating {}", node_dir.display()))?;
+            std::fs::write(
+                node_dir.join("server.properties"),
+                server_properties(id, &ports, &node_dir),
+            )?;
+            std::fs::write(node_dir.join("log4j2.properties"), LOG4J2)?;
+            let spec = ProcessSpec::new(
+                &format!("kafka-{id} storage format"),
+                java(),
+                node_dir.join("format.log"),
+            )
+            .args([
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                "-cp",
+                &classpath,
+            ])
+            .args([
+                "kafka.tools.StorageTool".as_ref(),
+                "format".as_ref(),
+                "-t".as_ref(),
+                cluster_id.as_ref(),
+                "-c".as_ref(),
+                node_dir.join("server.properties").as_os_str(),
+            ]);
+            formats.push(tokio::task::spawn_blocking(move || {
+                run_to_completion(&spec, Duration::from_secs(60))
+            }));
+        }
+        for f in formats {
+            f.await?.context("formatting Kafka storage (kafka.tools.StorageTool); is the classpath complete? run `bash ci/setup`")?;
+        }
+        let mut nodes = Vec::new();
+        for id in 0..ports.len() {
+            let node_dir = dir.join(format!("node-{id}"));
+            let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join("kafka.log"))
+                .args([
+                    "-Xmx512m",
+                    "-Xms128m",
+                    "-XX:+UseSerialGC",
+                    "-Djava.awt.headless=true",
+                ])
+                .args([format!(
+                    "-Dlog4j2.configurationFile={}",
+                    node_dir.join("log4j2.properties").display()
+                )])
+                .args(["-cp", &classpath, "kafka.Kafka"])
+                .args([node_dir.join("server.properties")]);
+            nodes.push(ManagedProcess::start(spec)?);
+        }
+        let kafka = LocalKafka { nodes, ports };
+        kafka.wait_ready(timeout).await?;
+        Ok(kafka)
+    }
+
+    /// Waits until the cluster's metadata (read on DIRECT) lists every node.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.wait_brokers(&all, timeout).await
+    }
+
+    /// Waits until the metadata lists the brokers `ids` (checking each node's process is alive).
+    pub async fn wait_brokers(&self, ids: &[usize], timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let bootstrap = direct_bootstrap(&self.ports);
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            for p in &self.nodes {
+                if p.pid().is_some() {
+                    p.check_alive()
+                        .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))?;
+                }
+            }
+            let b = bootstrap.clone();
+            match tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2)))
+                .await?
+            {
+                Ok(seen) if ids.iter().all(|id| seen.contains(&(*id as i32))) => return Ok(()),
+                Ok(seen) => last = format!("brokers in metadata: {seen:?}"),
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let logs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|p| p.log_path().display().to_string())
+            .collect();
+        bail!(
+            "Kafka not ready after {timeout:?} ({last}); read {}",
+            logs.join(", ")
+        )
+    }
+
+    /// SIGKILLs node `id`, restarts it on the same data and waits until it is back in the metadata.
+    pub async fn kill_restart(&self, id: usize, timeout: Duration) -> Result<()> {
+        let node = self
+            .nodes
+            .get(id)
+            .with_context(|| format!("no Kafka node {id}"))?;
+        node.kill()?;
+        node.restart()?;
+        self.wait_brokers(&[id], timeout).await
+    }
+}
+
+/// Broker ids in the metadata of the cluster at `bootstrap` (blocking).
+pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.timeout.ms", "2000")
+        .set("log_level", "0")
+        .create()
+        .context("creating a Kafka metadata client")?;
+    let md = consumer
+        .fetch_metadata(None, timeout)
+        .with_context(|| format!("fetching Kafka metadata from {bootstrap}"))?;
+    Ok(md.brokers().iter().map(|b| b.id()).collect())
+}
+
+/// Creates `topic` with `partitions` partitions and replication factor `rf`
+/// (an existing topic is fine) and waits until its leaders are known.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let res = admin
+        .create_topics(
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(rf),
+            )],
+            &opts,
+        )
+        .await
+        .with_context(|| format!("creating topic {topic} at {bootstrap}"))?;
+    for r in res {
+        if let Err((name, code)) = r {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                bail!("creating topic {name}: {code}");
+            }
+        }
+    }
+    let start = Instant::now();
+    loop {
+        let (b, t) = (bootstrap.to_string(), topic.to_string());
+        let ok = tokio::task::spawn_blocking(move || -> Result<bool> {
+            Ok(partition_leaders(&b, &t)?.iter().all(|l| *l >= 0))
+        })
+        .await??;
+        if ok {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("topic {topic}: partitions have no leader after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Leader broker id of each partition of `topic` (-1 = none), from metadata (blocking).
+pub fn partition_leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .context("creating a Kafka metadata client")?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .with_context(|| format!("fetching metadata of {topic} from {bootstrap}"))?;
+    let t = md
+        .topics()
+        .first()
+        .with_context(|| format!("no metadata for {topic}"))?;
+    if let Some(e) = t.error() {
+        bail!(
+            "metadata of {topic}: {:?}",
+            rdkafka::types::RDKafkaRespErr::from(e)
+        );
+    }
+    Ok(t.partitions().iter().map(|p| p.leader()).collect())
+}
+
+/// Produces one record (acks=all, idempotent) and waits up to `timeout` for the ack;
+/// returns (partition, offset).
+pub async fn produce_one(
+    bootstrap: &str,
+    topic: &str,
+    key: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<(i32, i64)> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
+        .set("log_level", "0")
+        .create()
+        .context("creating a Kafka producer")?;
+    let delivery = producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(value),
+            rdkafka::util::Timeout::After(timeout),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic} at {bootstrap}: {e}"))?;
+    Ok((delivery.partition, delivery.offset))
+}
+
+/// Reads `topic` from the beginning (read_committed) until `want` records were
+/// seen or `timeout` passed; returns (key, value) pairs in log order per partition.
+pub async fn consume(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::Message;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("dualcheck-read-{}", random_cluster_id()?),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("log_level", "0")
+        .create()
+        .context("creating a Kafka consumer")?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("subscribing to {topic}"))?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < want {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => tracing::debug!("consume {topic}: {e}"),
+            Ok(Ok(m)) => {
+                let k = m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
+                let v = m
+                    .payload()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((k, v));
+            }
+        }
+    }
+    Ok(out)
+}

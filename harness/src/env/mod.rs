@@ -1,0 +1,357 @@
+//! Environments: the real PostgreSQL, Kafka and Toxiproxy a run talks to,
+//! behind one interface, [`Environment`], with three backends:
+//!
+//! - `local` (default, no Docker): child processes of the harness ([`local`]);
+//! - `external`: services the user already runs, given by URL ([`external`]);
+//! - `testcontainers` (cargo feature `testcontainers`): containers ([`testcontainers`]).
+//!
+//! Every client link goes through a Toxiproxy proxy: `postgres` and, per Kafka
+//! node, `kafka-N`. Implementations get the proxied endpoints
+//! ([`Environment::postgres_url`], [`Environment::kafka_bootstrap`]); the
+//! observer and the harness's final read use the direct ones.
+//!
+//! Teardown always happens: [`Environment::shutdown`] (async, reports errors),
+//! `Drop` (normal exit, error, panic unwinding), the Ctrl-C/SIGTERM handler
+//! ([`process::install_signal_handler`]) and, when the harness itself is
+//! SIGKILLed, the children's parent-death signal ([`process`]).
+
+pub mod external;
+pub mod kafka;
+pub mod local;
+pub mod ports;
+pub mod postgres;
+pub mod process;
+#[cfg(feature = "testcontainers")]
+pub mod testcontainers;
+pub mod toxiproxy;
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use toxiproxy::ToxiproxyClient;
+
+/// Which backend provides the services.
+#[derive(Clone, Debug)]
+pub enum BackendKind {
+    /// Child processes of the harness (default).
+    Local,
+    /// Services the user runs, at the given addresses.
+    External(external::ExternalConfig),
+    /// Docker containers via testcontainers (cargo feature `testcontainers`).
+    Testcontainers,
+}
+
+/// How to build an environment.
+#[derive(Clone, Debug)]
+pub struct EnvOptions {
+    /// Backend.
+    pub backend: BackendKind,
+    /// Number of Kafka nodes: 1, or 3 for leader-failover faults (local and testcontainers).
+    pub brokers: usize,
+    /// Directory receiving every service's data and log.
+    pub run_dir: PathBuf,
+    /// How long each service may take to become ready.
+    pub timeout: Duration,
+}
+
+impl EnvOptions {
+    /// Local backend, `brokers` Kafka nodes, a fresh run directory under the temp dir.
+    pub fn local(brokers: usize) -> Result<Self> {
+        Ok(EnvOptions {
+            backend: BackendKind::Local,
+            brokers,
+            run_dir: new_run_dir(None)?,
+            timeout: Duration::from_secs(60),
+        })
+    }
+}
+
+/// A service the harness can fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// The PostgreSQL server.
+    Postgres,
+    /// Kafka node N (node id = broker id).
+    Kafka(usize),
+    /// The Toxiproxy server.
+    Toxiproxy,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Service::Postgres => write!(f, "postgres"),
+            Service::Kafka(i) => write!(f, "kafka-{i}"),
+            Service::Toxiproxy => write!(f, "toxiproxy"),
+        }
+    }
+}
+
+enum Backend {
+    Local(local::LocalServices),
+    External,
+    #[cfg(feature = "testcontainers")]
+    Testcontainers(testcontainers::TcServices),
+}
+
+/// A running set of services with their endpoints, proxies and fault controls.
+pub struct Environment {
+    /// Run directory (data and logs of local services).
+    pub run_dir: PathBuf,
+    /// Postgres URL through the `postgres` proxy (for implementations).
+    pub postgres_url: String,
+    /// Postgres URL without proxy (harness's own final read, set-up).
+    pub postgres_direct_url: String,
+    /// Kafka bootstrap through the `kafka-N` proxies (for implementations).
+    pub kafka_bootstrap: String,
+    /// Kafka bootstrap on the unproxied listener (for the observer).
+    pub kafka_direct_bootstrap: String,
+    /// Toxiproxy API client.
+    pub toxiproxy: ToxiproxyClient,
+    /// Name of the Postgres proxy (`postgres`).
+    pub postgres_proxy: String,
+    /// Names of the Kafka proxies (`kafka-0`, ...), one per node.
+    pub kafka_proxies: Vec<String>,
+    backend: Backend,
+    shut_down: bool,
+}
+
+/// Creates a fresh run directory (mode 0755, so the `postgres` user can enter it)
+/// under `base`, default `$TMPDIR/dualcheck`.
+pub fn new_run_dir(base: Option<&Path>) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let base = base
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join("dualcheck"));
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = base.join(format!(
+        "run-{secs}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    for d in [&base, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod 755 {}", d.display()))?;
+    }
+    Ok(dir)
+}
+
+impl Environment {
+    /// Starts (or connects to) the services and returns once all are ready and
+    /// every proxy is healed. Installs the Ctrl-C handler.
+    pub async fn start(opts: EnvOptions) -> Result<Self> {
+        process::install_signal_handler();
+        std::fs::create_dir_all(&opts.run_dir)
+            .with_context(|| format!("creating run directory {}", opts.run_dir.display()))?;
+        match &opts.backend {
+            BackendKind::Local => {
+                let started = local::start(&opts.run_dir, opts.brokers, opts.timeout).await?;
+                let s = &started.services;
+                Ok(Environment {
+                    run_dir: opts.run_dir.clone(),
+                    postgres_url: postgres::url(started.pg_proxy_port),
+                    postgres_direct_url: postgres::url(s.postgres.port),
+                    kafka_bootstrap: kafka::proxied_bootstrap(&s.kafka.ports),
+                    kafka_direct_bootstrap: kafka::direct_bootstrap(&s.kafka.ports),
+                    toxiproxy: started.toxiproxy,
+                    postgres_proxy: "postgres".into(),
+                    kafka_proxies: (0..opts.brokers).map(local::kafka_proxy_name).collect(),
+                    backend: Backend::Local(started.services),
+                    shut_down: false,
+                })
+            }
+            BackendKind::External(cfg) => {
+                let e = external::connect(cfg, opts.timeout).await?;
+                Ok(Environment {
+                    run_dir: opts.run_dir.clone(),
+                    postgres_url: e.postgres_url,
+                    postgres_direct_url: e.postgres_direct_url,
+                    kafka_bootstrap: e.kafka_bootstrap,
+                    kafka_direct_bootstrap: e.kafka_direct_bootstrap,
+                    toxiproxy: e.toxiproxy,
+                    postgres_proxy: cfg.postgres_proxy.clone(),
+                    kafka_proxies: cfg.kafka_proxies.clone(),
+                    backend: Backend::External,
+                    shut_down: false,
+                })
+            }
+            #[cfg(feature = "testcontainers")]
+            BackendKind::Testcontainers => testcontainers::start(&opts).await,
+            #[cfg(not(feature = "testcontainers"))]
+            BackendKind::Testcontainers => bail!(
+                "this dualcheck was built without the `testcontainers` feature; \
+                 rebuild with `cargo build --features testcontainers` or use the local backend"
+            ),
+        }
+    }
+
+    /// Number of Kafka nodes.
+    pub fn brokers(&self) -> usize {
+        self.kafka_proxies.len()
+    }
+
+    /// Proxy name of Kafka node `i`.
+    pub fn kafka_proxy(&self, i: usize) -> &str {
+        &self.kafka_proxies[i]
+    }
+
+    fn local(&self, what: &str) -> Result<&local::LocalServices> {
+        match &self.backend {
+            Backend::Local(s) => Ok(s),
+            Backend::External => bail!("{what}: not possible with the external backend (the harness does not own those processes)"),
+            #[cfg(feature = "testcontainers")]
+            Backend::Testcontainers(_) => bail!("{what}: not a local process (testcontainers backend)"),
+        }
+    }
+
+    fn process(&self, service: Service) -> Result<&process::ManagedProcess> {
+        let s = self.local(&format!("controlling {service}"))?;
+        Ok(match service {
+            Service::Postgres => &s.postgres.process,
+            Service::Kafka(i) => {
+                s.kafka.nodes.get(i).with_context(|| {
+                    format!("no Kafka node {i} (brokers: {})", s.kafka.nodes.len())
+                })?
+            }
+            Service::Toxiproxy => &s.toxiproxy,
+        })
+    }
+
+    /// Process id (= group id) of a local service, `None` while killed.
+    pub fn pid(&self, service: Service) -> Result<Option<u32>> {
+        Ok(self.process(service)?.pid())
+    }
+
+    /// Log file of a local service.
+    pub fn log_path(&self, service: Service) -> Result<PathBuf> {
+        Ok(self.process(service)?.log_path().to_path_buf())
+    }
+
+    /// SIGKILLs a service (its whole process group) and leaves it down.
+    pub async fn kill(&self, service: Service) -> Result<()> {
+        #[cfg(feature = "testcontainers")]
+        if let Backend::Testcontainers(tc) = &self.backend {
+            return tc.kill(service).await;
+        }
+        let p = self.process(service)?;
+        // Blocks for the few ms SIGKILL takes (block_in_place would panic on a current-thread runtime).
+        p.kill()
+    }
+
+    /// Starts a killed service again on its data and waits until it is ready.
+    pub async fn restart(&self, service: Service, timeout: Duration) -> Result<()> {
+        #[cfg(feature = "testcontainers")]
+        if let Backend::Testcontainers(tc) = &self.backend {
+            return tc.restart(service, timeout).await;
+        }
+        let s = self.local("restart")?;
+        self.process(service)?.restart()?;
+        match service {
+            Service::Postgres => s.postgres.wait_ready(timeout).await,
+            Service::Kafka(i) => s.kafka.wait_brokers(&[i], timeout).await,
+            Service::Toxiproxy => {
+                bail!("restarting Toxiproxy would lose its proxies; not supported")
+            }
+        }
+    }
+
+    /// SIGKILL then restart, waiting until ready (data intact: nothing is wiped).
+    pub async fn kill_restart(&self, service: Service, timeout: Duration) -> Result<()> {
+        self.kill(service).await?;
+        self.restart(service, timeout).await
+    }
+
+    /// Freezes a service (SIGSTOP on its process group, or `docker pause`).
+    pub async fn pause(&self, service: Service) -> Result<()> {
+        #[cfg(feature = "testcontainers")]
+        if let Backend::Testcontainers(tc) = &self.backend {
+            return tc.pause(service, true).await;
+        }
+        self.process(service)?.pause()
+    }
+
+    /// Resumes a paused service (SIGCONT).
+    pub async fn resume(&self, service: Service) -> Result<()> {
+        #[cfg(feature = "testcontainers")]
+        if let Backend::Testcontainers(tc) = &self.backend {
+            return tc.pause(service, false).await;
+        }
+        self.process(service)?.resume()
+    }
+
+    /// Every process group this environment started (name, pgid), for leak checks.
+    pub fn process_groups(&self) -> Vec<(String, i32)> {
+        match &self.backend {
+            Backend::Local(s) => s
+                .processes()
+                .iter()
+                .filter_map(|p| Some((p.name().to_string(), p.pgid()?)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Heals every network fault: all proxies up, all toxics removed.
+    pub async fn heal_all(&self) -> Result<()> {
+        self.toxiproxy.heal_all().await
+    }
+
+    /// Tears down: heals every fault, then ends every service this environment
+    /// started (local: SIGKILL of each process group, waiting until gone;
+    /// testcontainers: containers removed; external: only the heal).
+    pub async fn shutdown(&mut self) -> Result<()> {
+        if self.shut_down {
+            return Ok(());
+        }
+        self.shut_down = true;
+        let heal = self.toxiproxy.heal_all().await;
+        match std::mem::replace(&mut self.backend, Backend::External) {
+            Backend::Local(s) => {
+                s.kill_all()?;
+                drop(s);
+                // Toxiproxy is gone with its toxics; a failed heal does not matter then.
+                Ok(())
+            }
+            Backend::External => {
+                heal.context("healing faults on the external Toxiproxy at teardown")
+            }
+            #[cfg(feature = "testcontainers")]
+            Backend::Testcontainers(tc) => {
+                drop(tc);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        match &self.backend {
+            // Killing the processes (LocalServices' own Drop) also drops every toxic.
+            Backend::Local(s) => {
+                if let Err(e) = s.kill_all() {
+                    eprintln!("dualcheck: teardown: {e:#}");
+                }
+            }
+            Backend::External => {
+                if let Err(e) = toxiproxy::heal_all_blocking(&self.toxiproxy) {
+                    eprintln!("dualcheck: teardown: healing faults: {e:#}");
+                }
+            }
+            #[cfg(feature = "testcontainers")]
+            Backend::Testcontainers(_) => {}
+        }
+    }
+}

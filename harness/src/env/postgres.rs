@@ -1,0 +1,184 @@
+//! Local PostgreSQL: `initdb` into the run directory (as user `postgres` when the
+//! harness is root, since `initdb` refuses root), then `postgres` started directly
+//! (not through `pg_ctl`) so the harness owns its process group.
+//!
+//! Settings: `wal_level=logical` plus replication slots and WAL senders for CDC,
+//! `max_prepared_transactions` for two-phase commit, loopback TCP only, no Unix
+//! socket. `fsync` stays on: data must survive SIGKILL.
+
+use super::process::{is_root, lookup_user, run_to_completion, tail, ManagedProcess, ProcessSpec};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Directory holding `initdb` and `postgres`: `$DUALCHECK_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/*/bin` (Debian's layout).
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("DUALCHECK_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; \
+             install them with `bash ci/setup` (Debian package `postgresql`) or set DUALCHECK_PG_BIN"
+        ),
+    }
+}
+
+/// A PostgreSQL server owned by the harness.
+pub struct LocalPostgres {
+    /// The server process.
+    pub process: ManagedProcess,
+    /// Port it listens on (127.0.0.1).
+    pub port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// The connection URL of a server on `127.0.0.1:port` (user and database `postgres`, trust auth).
+pub fn url(port: u16) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+impl LocalPostgres {
+    /// Creates a cluster in `dir/data` and starts it on `port`; returns once it
+    /// accepts connections (or fails naming the log file).
+    pub async fn start(dir: &Path, port: u16, timeout: Duration) -> Result<Self> {
+        let bin = bin_dir()?;
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let user = if is_root() {
+            Some(lookup_user("postgres")?)
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = user {
+            chown(dir, uid, gid)?;
+        }
+        let init_log = dir.join("initdb.log");
+        let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
+            .args(["-D".as_ref(), data_dir.as_os_str()])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .env("LC_ALL", "C")
+            .user(user);
+        let init = tokio::task::spawn_blocking(move || {
+            run_to_completion(&initdb, Duration::from_secs(60))
+        });
+        init.await?.with_context(|| {
+            format!("initdb into {} (as user postgres when root; the directory must be reachable by that user)", data_dir.display())
+        })?;
+        let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join("postgres.log"))
+            .args(["-D".as_ref(), data_dir.as_os_str()])
+            .args(["-p".to_string(), port.to_string()])
+            .args(
+                [
+                    "listen_addresses=127.0.0.1",
+                    "unix_socket_directories=",
+                    "wal_level=logical",
+                    "max_wal_senders=20",
+                    "max_replication_slots=20",
+                    "max_prepared_transactions=100",
+                    "max_connections=200",
+                    "shared_buffers=128MB",
+                    "fsync=on",
+                    "log_min_messages=warning",
+                ]
+                .iter()
+                .flat_map(|s| ["-c".to_string(), s.to_string()]),
+            )
+            .env("LC_ALL", "C")
+            .user(user);
+        let process = ManagedProcess::start(spec)?;
+        let pg = LocalPostgres {
+            process,
+            port,
+            data_dir,
+        };
+        pg.wait_ready(timeout).await?;
+        Ok(pg)
+    }
+
+    /// Waits until the server accepts a query on its own port.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        wait_ready(&url(self.port), Some(&self.process), timeout).await
+    }
+
+    /// SIGKILLs the server (all backends), restarts it on the same data and waits until ready.
+    pub async fn kill_restart(&self, timeout: Duration) -> Result<()> {
+        self.process.kill()?;
+        self.process.restart()?;
+        self.wait_ready(timeout).await
+    }
+}
+
+/// Waits until `SELECT 1` succeeds at `url`, up to `timeout`; if `process` has
+/// exited meanwhile, fails at once pointing to its log.
+pub async fn wait_ready(
+    url: &str,
+    process: Option<&ManagedProcess>,
+    timeout: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut last_err = String::new();
+    while start.elapsed() < timeout {
+        if let Some(p) = process {
+            p.check_alive()
+                .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))?;
+        }
+        match connect(url).await {
+            Ok(client) => match client.simple_query("SELECT 1").await {
+                Ok(_) => return Ok(()),
+                Err(e) => last_err = e.to_string(),
+            },
+            Err(e) => last_err = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = process
+        .map(|p| p.log_path().display().to_string())
+        .unwrap_or_else(|| "the server's log".into());
+    bail!("PostgreSQL at {url} not ready after {timeout:?} (last error: {last_err}); read {log}")
+}
+
+/// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a
+/// background task. The connection dies with the returned client.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("bad Postgres URL {url}"))?;
+    config.connect_timeout(Duration::from_secs(5));
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {} to postgres", path.display()))
+}

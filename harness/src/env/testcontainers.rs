@@ -1,0 +1,237 @@
+//! The `testcontainers` backend (cargo feature `testcontainers`): the same
+//! services as Docker containers on a private network, for users with Docker.
+//! CI compiles it but has no Docker engine to run it.
+//!
+//! Host ports are chosen up front (free loopback ports) and mapped explicitly,
+//! because each Kafka broker must advertise its proxy's *host* port before it
+//! starts. Toxiproxy reaches the services by container name on the network;
+//! brokers replicate over an INTERNAL listener advertised by container name.
+//! Kill is `docker stop -t 0` then start (the container's filesystem, hence its
+//! data, is kept); pause is `docker pause`.
+
+use super::ports::free_port;
+use super::toxiproxy::ToxiproxyClient;
+use super::{kafka, postgres, EnvOptions, Environment, Service};
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
+use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+/// Image tags used.
+pub const POSTGRES_IMAGE: (&str, &str) = ("postgres", "16");
+/// Apache Kafka image (KRaft).
+pub const KAFKA_IMAGE: (&str, &str) = ("apache/kafka", "4.1.0");
+/// Toxiproxy image.
+pub const TOXIPROXY_IMAGE: (&str, &str) = ("ghcr.io/shopify/toxiproxy", "2.12.0");
+
+/// The running containers (removed when dropped).
+pub struct TcServices {
+    postgres: ContainerAsync<GenericImage>,
+    kafka: Vec<ContainerAsync<GenericImage>>,
+    kafka_direct: String,
+    postgres_direct: String,
+    _toxiproxy: ContainerAsync<GenericImage>,
+}
+
+/// Starts the containers and returns a ready [`Environment`].
+pub async fn start(opts: &EnvOptions) -> Result<Environment> {
+    let tag = format!("dualcheck-{}-{}", std::process::id(), free_port()?);
+    let net = tag.clone();
+    let n = opts.brokers;
+    let api_port = free_port()?;
+    let pg_port = free_port()?;
+    let pg_proxy_port = free_port()?;
+    let proxy_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let direct_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+
+    let mut tp = GenericImage::new(TOXIPROXY_IMAGE.0, TOXIPROXY_IMAGE.1)
+        .with_wait_for(WaitFor::message_on_stdout("API HTTP server starting"))
+        .with_network(&net)
+        .with_container_name(format!("{tag}-toxiproxy"))
+        .with_mapped_port(api_port, 8474.tcp())
+        .with_mapped_port(pg_proxy_port, 15432.tcp());
+    for (i, p) in proxy_ports.iter().enumerate() {
+        tp = tp.with_mapped_port(*p, (19092 + i as u16).tcp());
+    }
+    let toxiproxy_c = tp
+        .start()
+        .await
+        .context("starting the Toxiproxy container (is Docker running?)")?;
+    let toxiproxy = ToxiproxyClient::new(&format!("http://127.0.0.1:{api_port}"))?;
+    toxiproxy.wait_ready(opts.timeout).await?;
+    toxiproxy
+        .create_proxy("postgres", "0.0.0.0:15432", &format!("{tag}-pg:5432"))
+        .await?;
+    for i in 0..n {
+        toxiproxy
+            .create_proxy(
+                &format!("kafka-{i}"),
+                &format!("0.0.0.0:{}", 19092 + i),
+                &format!("{tag}-kafka-{i}:9092"),
+            )
+            .await?;
+    }
+
+    let pg = GenericImage::new(POSTGRES_IMAGE.0, POSTGRES_IMAGE.1)
+        .with_wait_for(WaitFor::Nothing)
+        .with_network(&net)
+        .with_container_name(format!("{tag}-pg"))
+        .with_mapped_port(pg_port, 5432.tcp())
+        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust")
+        .with_cmd([
+            "postgres",
+            "-c",
+            "wal_level=logical",
+            "-c",
+            "max_prepared_transactions=100",
+            "-c",
+            "max_replication_slots=20",
+            "-c",
+            "max_wal_senders=20",
+        ])
+        .start()
+        .await
+        .context("starting the PostgreSQL container")?;
+
+    let voters: Vec<String> = (0..n)
+        .map(|i| format!("{i}@{tag}-kafka-{i}:9093"))
+        .collect();
+    let rf = n.min(3).to_string();
+    let min_isr = if n >= 3 { "2" } else { "1" };
+    let mut brokers = Vec::new();
+    for i in 0..n {
+        let c = GenericImage::new(KAFKA_IMAGE.0, KAFKA_IMAGE.1)
+            .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
+            .with_network(&net)
+            .with_container_name(format!("{tag}-kafka-{i}"))
+            .with_mapped_port(direct_ports[i], 9094.tcp())
+            .with_env_var("CLUSTER_ID", "ZHVhbGNoZWNrLWNsdXN0ZXI")
+            .with_env_var("KAFKA_NODE_ID", i.to_string())
+            .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
+            .with_env_var("KAFKA_CONTROLLER_QUORUM_VOTERS", voters.join(","))
+            .with_env_var(
+                "KAFKA_LISTENERS",
+                "PROXIED://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093,DIRECT://0.0.0.0:9094,INTERNAL://0.0.0.0:9095",
+            )
+            .with_env_var(
+                "KAFKA_ADVERTISED_LISTENERS",
+                format!(
+                    "PROXIED://127.0.0.1:{},DIRECT://127.0.0.1:{},INTERNAL://{tag}-kafka-{i}:9095",
+                    proxy_ports[i], direct_ports[i]
+                ),
+            )
+            .with_env_var(
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT,DIRECT:PLAINTEXT,INTERNAL:PLAINTEXT",
+            )
+            .with_env_var("KAFKA_INTER_BROKER_LISTENER_NAME", "INTERNAL")
+            .with_env_var("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+            .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", rf.clone())
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", rf.clone())
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", min_isr)
+            .with_env_var("KAFKA_MIN_INSYNC_REPLICAS", min_isr)
+            .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .with_startup_timeout(opts.timeout)
+            .start()
+            .await
+            .with_context(|| format!("starting the Kafka container kafka-{i}"))?;
+        brokers.push(c);
+    }
+    let postgres_direct = postgres::url(pg_port);
+    postgres::wait_ready(&postgres_direct, None, opts.timeout).await?;
+    let direct: Vec<String> = direct_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let proxied: Vec<String> = proxy_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let services = TcServices {
+        postgres: pg,
+        kafka: brokers,
+        kafka_direct: direct.join(","),
+        postgres_direct: postgres_direct.clone(),
+        _toxiproxy: toxiproxy_c,
+    };
+    services
+        .wait_brokers(&(0..n).collect::<Vec<_>>(), opts.timeout)
+        .await?;
+    Ok(Environment {
+        run_dir: opts.run_dir.clone(),
+        postgres_url: postgres::url(pg_proxy_port),
+        postgres_direct_url: postgres_direct,
+        kafka_bootstrap: proxied.join(","),
+        kafka_direct_bootstrap: direct.join(","),
+        toxiproxy,
+        postgres_proxy: "postgres".into(),
+        kafka_proxies: (0..n).map(|i| format!("kafka-{i}")).collect(),
+        backend: super::Backend::Testcontainers(services),
+        shut_down: false,
+    })
+}
+
+impl TcServices {
+    fn container(&self, service: Service) -> Result<&ContainerAsync<GenericImage>> {
+        match service {
+            Service::Postgres => Ok(&self.postgres),
+            Service::Kafka(i) => self
+                .kafka
+                .get(i)
+                .with_context(|| format!("no Kafka node {i}")),
+            Service::Toxiproxy => bail!("faults on the Toxiproxy container are not supported"),
+        }
+    }
+
+    async fn wait_brokers(&self, ids: &[usize], timeout: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let b = self.kafka_direct.clone();
+            let seen =
+                tokio::task::spawn_blocking(move || kafka::broker_ids(&b, Duration::from_secs(2)))
+                    .await?;
+            if let Ok(seen) = &seen {
+                if ids.iter().all(|i| seen.contains(&(*i as i32))) {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("Kafka containers not ready after {timeout:?}: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills a container (`docker stop -t 0`), keeping its filesystem.
+    pub async fn kill(&self, service: Service) -> Result<()> {
+        self.container(service)?
+            .stop_with_timeout(Some(0))
+            .await
+            .with_context(|| format!("killing {service}"))
+    }
+
+    /// Starts a killed container again and waits until ready.
+    pub async fn restart(&self, service: Service, timeout: Duration) -> Result<()> {
+        self.container(service)?
+            .start()
+            .await
+            .with_context(|| format!("restarting {service}"))?;
+        match service {
+            Service::Postgres => postgres::wait_ready(&self.postgres_direct, None, timeout).await,
+            Service::Kafka(i) => self.wait_brokers(&[i], timeout).await,
+            Service::Toxiproxy => Ok(()),
+        }
+    }
+
+    /// `docker pause` (`pause = true`) or `docker unpause`.
+    pub async fn pause(&self, service: Service, pause: bool) -> Result<()> {
+        let c = self.container(service)?;
+        if pause {
+            c.pause().await?;
+        } else {
+            c.unpause().await?;
+        }
+        Ok(())
+    }
+}
