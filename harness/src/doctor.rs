@@ -128,16 +128,13 @@ async fn doctor(args: DoctorArgs) -> u8 {
         kafka_kill_restart(t),
     )
     .await;
-    let groups = envt.process_groups();
+    let pids = envt.all_pids();
     rep.check("teardown", envt.shutdown()).await;
     rep.check("no process of the run left", async {
-        let left: Vec<String> = groups
+        let left: Vec<String> = pids
             .iter()
-            .flat_map(|(name, g)| {
-                process::group_members(*g)
-                    .into_iter()
-                    .map(move |p| format!("{name}:{p}"))
-            })
+            .filter(|(_, p)| process::pid_alive(*p))
+            .map(|(name, p)| format!("{name}:{p}"))
             .collect();
         if left.is_empty() {
             Ok(())

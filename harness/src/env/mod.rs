@@ -299,6 +299,23 @@ impl Environment {
         }
     }
 
+    /// Every live process this environment started, as (service, pid), including
+    /// children outside the services' process groups; for leak checks.
+    pub fn all_pids(&self) -> Vec<(String, i32)> {
+        match &self.backend {
+            Backend::Local(s) => s
+                .processes()
+                .iter()
+                .flat_map(|p| {
+                    p.all_pids()
+                        .into_iter()
+                        .map(move |pid| (p.name().to_string(), pid))
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Heals every network fault: all proxies up, all toxics removed.
     pub async fn heal_all(&self) -> Result<()> {
         self.toxiproxy.heal_all().await

@@ -238,6 +238,52 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     out
 }
 
+fn proc_stat(pid: i32) -> Option<(String, i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.to_string();
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    matches!(proc_stat(pid), Some((state, _, _)) if state != "Z" && state != "X")
+}
+
+/// `root` and all its live descendants (by parent pid, from /proc). Needed
+/// because some services move their children to new sessions (PostgreSQL
+/// backends call `setsid()`), so a process-group signal misses them.
+pub fn process_tree(root: i32) -> Vec<i32> {
+    let mut parent = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            if let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            {
+                if let Some((state, ppid, _)) = proc_stat(pid) {
+                    if state != "Z" && state != "X" {
+                        parent.push((pid, ppid));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.retain(|p| pid_alive(*p));
+    out
+}
+
 struct Running {
     child: Child,
     pgid: i32,
@@ -327,9 +373,15 @@ impl ManagedProcess {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some(mut r) = taken else { return Ok(()) };
-        // SAFETY: plain syscalls. Resume first so a stopped group dies promptly.
+        let mut pids = process_tree(r.pgid);
+        pids.extend(group_members(r.pgid));
+        // SAFETY: plain syscalls. SIGCONT too so stopped processes die promptly.
         unsafe {
             libc::kill(-r.pgid, libc::SIGKILL);
+            for p in &pids {
+                libc::kill(*p, libc::SIGKILL);
+                libc::kill(*p, libc::SIGCONT);
+            }
             libc::kill(-r.pgid, libc::SIGCONT);
         }
         let status = r
@@ -339,7 +391,8 @@ impl ManagedProcess {
         *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let left = group_members(r.pgid);
+            let mut left = group_members(r.pgid);
+            left.extend(pids.iter().copied().filter(|p| pid_alive(*p)));
             if left.is_empty() {
                 break;
             }
@@ -350,9 +403,12 @@ impl ManagedProcess {
                     r.pgid
                 );
             }
-            // SAFETY: plain syscall.
+            // SAFETY: plain syscalls.
             unsafe {
                 libc::kill(-r.pgid, libc::SIGKILL);
+                for p in &left {
+                    libc::kill(*p, libc::SIGKILL);
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -379,6 +435,13 @@ impl ManagedProcess {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("{what} {} (process group {})", self.spec.name, r.pgid));
         }
+        // Children that left the group (e.g. PostgreSQL backends, which call setsid()).
+        for p in process_tree(r.pgid) {
+            // SAFETY: plain syscall.
+            unsafe {
+                libc::kill(p, sig);
+            }
+        }
         Ok(())
     }
 
@@ -390,6 +453,18 @@ impl ManagedProcess {
     /// Resumes a paused group (SIGCONT).
     pub fn resume(&self) -> Result<()> {
         self.signal_group(libc::SIGCONT, "resume")
+    }
+
+    /// Every live process of this service: its tree (by parent pid) and its group.
+    pub fn all_pids(&self) -> Vec<i32> {
+        let Some(pgid) = self.pgid() else {
+            return Vec::new();
+        };
+        let mut pids = process_tree(pgid);
+        pids.extend(group_members(pgid));
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     /// The process group id while running.

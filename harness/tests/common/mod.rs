@@ -1,0 +1,67 @@
+//! Shared set-up of the environment integration tests: one real environment per
+//! test binary, started once on a runtime that lives as long as the binary, and
+//! a lock so tests (whose faults would hit each other) run one at a time.
+//! Needs `bash ci/setup` to have run; fails with its message otherwise.
+
+#![allow(dead_code)]
+
+use harness::env::{EnvOptions, Environment};
+use std::future::Future;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The runtime all tests of a binary share (the environment's tasks live here).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// Runs `f` against the shared environment with `brokers` nodes (started on first
+/// use), one test at a time, with every fault healed before.
+pub fn with_env<F, Fut>(brokers: usize, f: F)
+where
+    F: FnOnce(&'static Environment) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    static LOCK: Mutex<()> = Mutex::new(());
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let env = ENV.get_or_init(|| {
+        let t = Instant::now();
+        let env = runtime()
+            .block_on(Environment::start(EnvOptions::local(brokers).unwrap()))
+            .unwrap_or_else(|e| {
+                panic!("starting the local environment failed (did `bash ci/setup` run?): {e:#}")
+            });
+        eprintln!(
+            "environment with {brokers} broker(s) ready in {:.1} s (run dir {})",
+            t.elapsed().as_secs_f64(),
+            env.run_dir.display()
+        );
+        env
+    });
+    assert_eq!(env.brokers(), brokers, "one broker count per test binary");
+    runtime().block_on(async {
+        env.heal_all().await.expect("heal all");
+        tokio::time::timeout(Duration::from_secs(180), f(env))
+            .await
+            .expect("test timed out after 180 s");
+    });
+}
+
+/// A name unique within the test binary (topics, tables).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
