@@ -337,10 +337,7 @@ pub fn partition_leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>> {
         .first()
         .with_context(|| format!("no metadata for {topic}"))?;
     if let Some(e) = t.error() {
-        bail!(
-            "metadata of {topic}: {:?}",
-            rdkafka::types::RDKafkaRespErr::from(e)
-        );
+        bail!("metadata of {topic}: {:?}", e);
     }
     Ok(t.partitions().iter().map(|p| p.leader()).collect())
 }

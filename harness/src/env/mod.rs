@@ -90,10 +90,10 @@ impl fmt::Display for Service {
 }
 
 enum Backend {
-    Local(local::LocalServices),
+    Local(Box<local::LocalServices>),
     External,
     #[cfg(feature = "testcontainers")]
-    Testcontainers(testcontainers::TcServices),
+    Testcontainers(Box<testcontainers::TcServices>),
 }
 
 /// A running set of services with their endpoints, proxies and fault controls.
@@ -164,7 +164,7 @@ impl Environment {
                     toxiproxy: started.toxiproxy,
                     postgres_proxy: "postgres".into(),
                     kafka_proxies: (0..opts.brokers).map(local::kafka_proxy_name).collect(),
-                    backend: Backend::Local(started.services),
+                    backend: Backend::Local(Box::new(started.services)),
                     shut_down: false,
                 })
             }

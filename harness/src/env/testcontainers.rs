@@ -167,7 +167,7 @@ pub async fn start(opts: &EnvOptions) -> Result<Environment> {
         toxiproxy,
         postgres_proxy: "postgres".into(),
         kafka_proxies: (0..n).map(|i| format!("kafka-{i}")).collect(),
-        backend: super::Backend::Testcontainers(services),
+        backend: super::Backend::Testcontainers(Box::new(services)),
         shut_down: false,
     })
 }
