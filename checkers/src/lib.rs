@@ -1,1 +1,74 @@
-//! x
+//! Was it right? Reads a dual-write history (JSON Lines, DESIGN.md's contract)
+//! and checks it for lost, phantom, unexpected, duplicate and reordered
+//! events, lost commits and stale reads.
+//!
+//! The checkers depend on nothing but the history: a file recorded by
+//! dualcheck or by anything else is all they need.
+//!
+//! ```no_run
+//! let result = checkers::check_file("history.jsonl".as_ref(), checkers::CheckOptions::default())?;
+//! assert!(result.valid, "{:?}", result.anomalies);
+//! # Ok::<(), checkers::HistoryError>(())
+//! ```
+
+pub mod check;
+pub mod history;
+pub mod reader;
+pub mod results;
+
+pub use check::{CheckOptions, HistoryIndex};
+pub use history::{Event, Outcome, Phase, Record};
+pub use reader::HistoryError;
+pub use results::{Anomalies, CheckResult, Example, Latency};
+
+use std::io::Read;
+use std::path::Path;
+
+/// Reads and checks the history at `path`.
+pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, HistoryError> {
+    let name = path.display().to_string();
+    let mut index = HistoryIndex::new();
+    let summary = reader::read_file(path, |_, record| index.add(record))?;
+    if let Some((op, what)) = index.orphans().first().copied() {
+        // Rare: find the line again so the message can point at it.
+        let mut line_of = None;
+        let _ = reader::read_file(path, |line, record| {
+            let hit = match record {
+                Record::Complete { op: o, .. } | Record::Committed { op: o } => o == op,
+                _ => false,
+            };
+            if hit && line_of.is_none() {
+                line_of = Some(line);
+            }
+            Ok(())
+        });
+        return Err(orphan_error(&name, line_of, op, what));
+    }
+    let mut result = index.finish(options);
+    result.lines = summary.lines;
+    result.warnings = summary.warnings;
+    Ok(result)
+}
+
+/// Reads and checks a history from any byte source; `name` is used in messages.
+pub fn check_reader<R: Read>(name: &str, input: R, options: CheckOptions) -> Result<CheckResult, HistoryError> {
+    let mut index = HistoryIndex::new();
+    let summary = reader::read_from(name, input, |_, record| index.add(record))?;
+    if let Some((op, what)) = index.orphans().first().copied() {
+        return Err(orphan_error(name, None, op, what));
+    }
+    let mut result = index.finish(options);
+    result.lines = summary.lines;
+    result.warnings = summary.warnings;
+    Ok(result)
+}
+
+fn orphan_error(name: &str, line: Option<u64>, op: u64, what: &str) -> HistoryError {
+    let message = format!(
+        "op {op} has a `{what}` line but no `invoke` line; every completed or committed op must be invoked in the same history"
+    );
+    match line {
+        Some(line) => HistoryError::at(name, line, message),
+        None => HistoryError::whole(name, message),
+    }
+}

@@ -103,31 +103,21 @@ async fn doctor(args: DoctorArgs) -> u8 {
         return 1;
     };
     let t = &envt;
-    rep.check("postgres round trip through proxy", pg_round_trip(t))
+    rep.check("postgres round trip through proxy", pg_round_trip(t)).await;
+    rep.check("kafka round trip through proxy", kafka_round_trip(t, "doctor-1"))
         .await;
-    rep.check(
-        "kafka round trip through proxy",
-        kafka_round_trip(t, "doctor-1"),
-    )
-    .await;
     rep.check("postgres proxy down breaks the link", pg_down_breaks(t))
         .await;
     rep.check("postgres proxy healed restores the link", pg_round_trip(t))
         .await;
     rep.check("kafka proxy down breaks the link", kafka_down_breaks(t))
         .await;
-    rep.check(
-        "kafka proxy healed restores the link",
-        kafka_round_trip(t, "doctor-2"),
-    )
-    .await;
+    rep.check("kafka proxy healed restores the link", kafka_round_trip(t, "doctor-2"))
+        .await;
     rep.check("postgres kill -9 + restart keeps data", pg_kill_restart(t))
         .await;
-    rep.check(
-        "kafka-0 kill -9 + restart keeps data",
-        kafka_kill_restart(t),
-    )
-    .await;
+    rep.check("kafka-0 kill -9 + restart keeps data", kafka_kill_restart(t))
+        .await;
     let pids = envt.all_pids();
     rep.check("teardown", envt.shutdown()).await;
     rep.check("no process of the run left", async {
@@ -151,11 +141,7 @@ async fn doctor(args: DoctorArgs) -> u8 {
         println!("all checks passed");
         0
     } else {
-        println!(
-            "{} check(s) failed; logs are in {}",
-            rep.failed,
-            run_dir.display()
-        );
+        println!("{} check(s) failed; logs are in {}", rep.failed, run_dir.display());
         1
     }
 }
@@ -167,12 +153,9 @@ async fn pg_round_trip(env: &Environment) -> Result<()> {
     let id: i64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as i64;
-    c.execute("INSERT INTO doctor VALUES ($1, 'hello')", &[&id])
-        .await?;
+    c.execute("INSERT INTO doctor VALUES ($1, 'hello')", &[&id]).await?;
     let direct = postgres::connect(&env.postgres_direct_url).await?;
-    let row = direct
-        .query_one("SELECT v FROM doctor WHERE id = $1", &[&id])
-        .await?;
+    let row = direct.query_one("SELECT v FROM doctor WHERE id = $1", &[&id]).await?;
     let v: String = row.get(0);
     if v != "hello" {
         bail!("read back {v:?}, wrote \"hello\"");
@@ -197,14 +180,7 @@ async fn pg_down_breaks(env: &Environment) -> Result<()> {
 
 async fn kafka_round_trip(env: &Environment, topic: &str) -> Result<()> {
     kafka::create_topic(&env.kafka_direct_bootstrap, topic, 1, env.brokers() as i32).await?;
-    kafka::produce_one(
-        &env.kafka_bootstrap,
-        topic,
-        "k",
-        "v",
-        Duration::from_secs(15),
-    )
-    .await?;
+    kafka::produce_one(&env.kafka_bootstrap, topic, "k", "v", Duration::from_secs(15)).await?;
     let got = kafka::consume(&env.kafka_bootstrap, topic, 1, Duration::from_secs(15)).await?;
     if got.first().map(|(k, v)| (k.as_str(), v.as_str())) != Some(("k", "v")) {
         bail!("consumed {got:?} through the proxy, produced (k, v)");
@@ -216,14 +192,7 @@ async fn kafka_down_breaks(env: &Environment) -> Result<()> {
     for p in &env.kafka_proxies {
         env.toxiproxy.down(p).await?;
     }
-    let r = kafka::produce_one(
-        &env.kafka_bootstrap,
-        "doctor-1",
-        "k",
-        "down",
-        Duration::from_secs(3),
-    )
-    .await;
+    let r = kafka::produce_one(&env.kafka_bootstrap, "doctor-1", "k", "down", Duration::from_secs(3)).await;
     env.heal_all().await?;
     match r {
         Ok(_) => bail!("a record was acknowledged through the downed kafka proxy"),
@@ -233,13 +202,10 @@ async fn kafka_down_breaks(env: &Environment) -> Result<()> {
 
 async fn pg_kill_restart(env: &Environment) -> Result<()> {
     let c = postgres::connect(&env.postgres_direct_url).await?;
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS doctor_kill (v text); INSERT INTO doctor_kill VALUES ('kept')",
-    )
-    .await?;
-    drop(c);
-    env.kill_restart(Service::Postgres, Duration::from_secs(30))
+    c.batch_execute("CREATE TABLE IF NOT EXISTS doctor_kill (v text); INSERT INTO doctor_kill VALUES ('kept')")
         .await?;
+    drop(c);
+    env.kill_restart(Service::Postgres, Duration::from_secs(30)).await?;
     let c = postgres::connect(&env.postgres_url).await?;
     let n: i64 = c
         .query_one("SELECT count(*) FROM doctor_kill WHERE v = 'kept'", &[])
@@ -263,13 +229,7 @@ async fn kafka_kill_restart(env: &Environment) -> Result<()> {
             )
         })?;
     // The record produced before the kill (topic doctor-1) must still be there.
-    let got = kafka::consume(
-        &env.kafka_direct_bootstrap,
-        "doctor-1",
-        1,
-        Duration::from_secs(20),
-    )
-    .await?;
+    let got = kafka::consume(&env.kafka_direct_bootstrap, "doctor-1", 1, Duration::from_secs(20)).await?;
     if got.is_empty() {
         bail!("topic doctor-1 is empty after the broker restarted");
     }
@@ -286,7 +246,11 @@ pub fn setup(_args: SetupArgs) -> u8 {
     let Some(script) = candidates.iter().find(|p| p.exists()) else {
         eprintln!(
             "dualcheck setup: ci/setup not found (looked in {}); run it from a checkout of dualcheck: `bash ci/setup`",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return 2;
     };

@@ -1,1 +1,37 @@
-fn main(){}
+//! `dualcheck`: the command line. Each subcommand lives in its own module of
+//! the `harness` library; this file only parses arguments and maps results to
+//! exit codes (0 valid / success, 1 anomalies found, 2 unusable input or error).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dualcheck",
+    version,
+    about = "Jepsen-style verification of the dual write (PostgreSQL + Kafka)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a history (JSON Lines) recorded by dualcheck or anything else.
+    Check(harness::cli_check::CheckArgs),
+    /// Check prerequisites and that real Postgres, Kafka and Toxiproxy behave (starts them locally).
+    Doctor(harness::doctor::DoctorArgs),
+    /// Install and collect the real services (runs ci/setup).
+    Setup(harness::doctor::SetupArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check(args) => harness::cli_check::run(args),
+        Command::Doctor(args) => harness::doctor::run(args),
+        Command::Setup(args) => harness::doctor::setup(args),
+    };
+    ExitCode::from(code)
+}

@@ -29,26 +29,13 @@ fn postgres_and_kafka_round_trip_through_proxies() {
         assert_eq!(v, 42);
 
         let topic = unique("rt");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1)
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "v1", Duration::from_secs(15))
             .await
             .unwrap();
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v1",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
-        let got = consume(
-            &env.kafka_direct_bootstrap,
-            &topic,
-            1,
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
+        let got = consume(&env.kafka_direct_bootstrap, &topic, 1, Duration::from_secs(15))
+            .await
+            .unwrap();
         assert_eq!(got, vec![("k".to_string(), "v1".to_string())]);
         let got = consume(&env.kafka_bootstrap, &topic, 1, Duration::from_secs(15))
             .await
@@ -62,10 +49,7 @@ fn proxy_down_breaks_and_up_heals() {
     with_env(1, |env| async move {
         env.toxiproxy.down("postgres").await.unwrap();
         let r = tokio::time::timeout(Duration::from_secs(5), connect(&env.postgres_url)).await;
-        assert!(
-            !matches!(r, Ok(Ok(_))),
-            "connected through a downed postgres proxy"
-        );
+        assert!(!matches!(r, Ok(Ok(_))), "connected through a downed postgres proxy");
         // The direct link is not faulted.
         connect(&env.postgres_direct_url).await.unwrap();
         env.toxiproxy.up("postgres").await.unwrap();
@@ -77,18 +61,9 @@ fn proxy_down_breaks_and_up_heals() {
             .unwrap();
 
         let topic = unique("down");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1)
-            .await
-            .unwrap();
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
         env.toxiproxy.down("kafka-0").await.unwrap();
-        let r = produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "lost",
-            Duration::from_secs(3),
-        )
-        .await;
+        let r = produce_one(&env.kafka_bootstrap, &topic, "k", "lost", Duration::from_secs(3)).await;
         assert!(r.is_err(), "produced through a downed kafka proxy: {r:?}");
         // The observer's direct listener still works.
         produce_one(
@@ -101,15 +76,9 @@ fn proxy_down_breaks_and_up_heals() {
         .await
         .unwrap();
         env.toxiproxy.up("kafka-0").await.unwrap();
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "healed",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "healed", Duration::from_secs(15))
+            .await
+            .unwrap();
     });
 }
 
@@ -153,12 +122,7 @@ fn latency_toxic_adds_latency() {
 fn reset_peer_toxic_resets_connections() {
     with_env(1, |env| async move {
         env.toxiproxy
-            .add_toxic(
-                "postgres",
-                "rst",
-                Stream::Upstream,
-                &Toxic::ResetPeer { timeout_ms: 0 },
-            )
+            .add_toxic("postgres", "rst", Stream::Upstream, &Toxic::ResetPeer { timeout_ms: 0 })
             .await
             .unwrap();
         let r = tokio::time::timeout(Duration::from_secs(5), async {
@@ -167,20 +131,12 @@ fn reset_peer_toxic_resets_connections() {
             anyhow::Ok(())
         })
         .await;
-        assert!(
-            !matches!(r, Ok(Ok(()))),
-            "query succeeded through reset_peer"
-        );
+        assert!(!matches!(r, Ok(Ok(()))), "query succeeded through reset_peer");
         let info = env.toxiproxy.proxy("postgres").await.unwrap();
         assert_eq!(info.toxics.len(), 1);
         env.heal_all().await.unwrap();
         assert!(
-            env.toxiproxy
-                .proxy("postgres")
-                .await
-                .unwrap()
-                .toxics
-                .is_empty(),
+            env.toxiproxy.proxy("postgres").await.unwrap().toxics.is_empty(),
             "heal_all removes toxics"
         );
         connect(&env.postgres_url)
@@ -196,50 +152,25 @@ fn reset_peer_toxic_resets_connections() {
 fn bandwidth_and_timeout_toxics_are_accepted_and_healed() {
     with_env(1, |env| async move {
         let tp = &env.toxiproxy;
-        tp.add_toxic(
-            "kafka-0",
-            "bw",
-            Stream::Downstream,
-            &Toxic::Bandwidth { rate_kb_s: 10 },
-        )
-        .await
-        .unwrap();
-        tp.add_toxic(
-            "kafka-0",
-            "to",
-            Stream::Upstream,
-            &Toxic::Timeout { timeout_ms: 1000 },
-        )
-        .await
-        .unwrap();
+        tp.add_toxic("kafka-0", "bw", Stream::Downstream, &Toxic::Bandwidth { rate_kb_s: 10 })
+            .await
+            .unwrap();
+        tp.add_toxic("kafka-0", "to", Stream::Upstream, &Toxic::Timeout { timeout_ms: 1000 })
+            .await
+            .unwrap();
         tp.down("postgres").await.unwrap();
         let info = tp.proxy("kafka-0").await.unwrap();
         assert_eq!(info.toxics.len(), 2);
         let topic = unique("to");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1)
-            .await
-            .unwrap();
-        let r = produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v",
-            Duration::from_secs(3),
-        )
-        .await;
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
+        let r = produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(3)).await;
         assert!(r.is_err(), "produced through a timeout toxic");
         env.heal_all().await.unwrap();
         assert!(tp.proxy("kafka-0").await.unwrap().toxics.is_empty());
         assert!(tp.proxy("postgres").await.unwrap().enabled);
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15))
+            .await
+            .unwrap();
     });
 }
 
@@ -257,11 +188,7 @@ fn postgres_kill_restart_keeps_committed_data() {
         env.kill_restart(Service::Postgres, Duration::from_secs(30))
             .await
             .unwrap();
-        assert_ne!(
-            env.pid(Service::Postgres).unwrap().unwrap(),
-            pid,
-            "a new postmaster"
-        );
+        assert_ne!(env.pid(Service::Postgres).unwrap().unwrap(), pid, "a new postmaster");
         // The old connection died with the server.
         assert!(c.simple_query("SELECT 1").await.is_err());
         let c = connect(&env.postgres_url).await.unwrap();
@@ -278,9 +205,7 @@ fn postgres_kill_restart_keeps_committed_data() {
 fn broker_kill_restart_keeps_acknowledged_records() {
     with_env(1, |env| async move {
         let topic = unique("bkill");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1)
-            .await
-            .unwrap();
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
         for i in 0..5 {
             produce_one(
                 &env.kafka_bootstrap,
@@ -294,37 +219,17 @@ fn broker_kill_restart_keeps_acknowledged_records() {
         }
         env.kill(Service::Kafka(0)).await.unwrap();
         assert!(env.pid(Service::Kafka(0)).unwrap().is_none());
-        let r = produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "x",
-            Duration::from_secs(2),
-        )
-        .await;
+        let r = produce_one(&env.kafka_bootstrap, &topic, "k", "x", Duration::from_secs(2)).await;
         assert!(r.is_err(), "produced to a killed broker");
-        env.restart(Service::Kafka(0), Duration::from_secs(90))
+        env.restart(Service::Kafka(0), Duration::from_secs(90)).await.unwrap();
+        let got = consume(&env.kafka_direct_bootstrap, &topic, 5, Duration::from_secs(30))
             .await
             .unwrap();
-        let got = consume(
-            &env.kafka_direct_bootstrap,
-            &topic,
-            5,
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
         let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(values, ["0", "1", "2", "3", "4"]);
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "5",
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "5", Duration::from_secs(30))
+            .await
+            .unwrap();
     });
 }
 
@@ -339,28 +244,13 @@ fn pause_resume_freezes_and_thaws() {
         c.simple_query("SELECT 1").await.unwrap();
 
         let topic = unique("pause");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1)
-            .await
-            .unwrap();
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
         env.pause(Service::Kafka(0)).await.unwrap();
-        let r = produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v",
-            Duration::from_secs(3),
-        )
-        .await;
+        let r = produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(3)).await;
         env.resume(Service::Kafka(0)).await.unwrap();
         assert!(r.is_err(), "a paused broker acknowledged");
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v",
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(30))
+            .await
+            .unwrap();
     });
 }

@@ -9,10 +9,7 @@ use harness::env::process::pid_alive;
 use harness::env::{EnvOptions, Environment};
 
 fn alive(pids: &[(String, i32)]) -> Vec<(String, i32)> {
-    pids.iter()
-        .filter(|(_, p)| pid_alive(*p))
-        .cloned()
-        .collect()
+    pids.iter().filter(|(_, p)| pid_alive(*p)).cloned().collect()
 }
 
 #[test]
@@ -27,10 +24,7 @@ fn shutdown_and_panic_leave_no_process() {
         let c = connect(&env.postgres_url).await.unwrap();
         c.simple_query("SELECT 1").await.unwrap();
         let pids = env.all_pids();
-        assert!(
-            pids.len() >= 4,
-            "postgres (+ backends), kafka, toxiproxy: {pids:?}"
-        );
+        assert!(pids.len() >= 4, "postgres (+ backends), kafka, toxiproxy: {pids:?}");
         assert_eq!(alive(&pids).len(), pids.len());
         env.shutdown().await.unwrap();
         pids
@@ -41,9 +35,7 @@ fn shutdown_and_panic_leave_no_process() {
     let (tx, rx) = std::sync::mpsc::channel();
     let result = std::thread::spawn(move || {
         common::runtime().block_on(async move {
-            let env = Environment::start(EnvOptions::local(1).unwrap())
-                .await
-                .unwrap();
+            let env = Environment::start(EnvOptions::local(1).unwrap()).await.unwrap();
             let c = connect(&env.postgres_url).await.unwrap();
             c.simple_query("SELECT 1").await.unwrap();
             tx.send(env.all_pids()).unwrap();

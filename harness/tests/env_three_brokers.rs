@@ -17,18 +17,10 @@ fn three_brokers_each_behind_a_proxy() {
             env.toxiproxy.proxy(p).await.unwrap();
         }
         let topic = unique("three");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 3, 3)
+        create_topic(&env.kafka_direct_bootstrap, &topic, 3, 3).await.unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15))
             .await
             .unwrap();
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "v",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
     });
 }
 
@@ -36,18 +28,10 @@ fn three_brokers_each_behind_a_proxy() {
 fn leader_kill_moves_leadership_and_keeps_records() {
     with_env(3, |env| async move {
         let topic = unique("leader");
-        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 3)
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 3).await.unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "before", Duration::from_secs(15))
             .await
             .unwrap();
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "before",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap();
         let (b, t) = (env.kafka_direct_bootstrap.clone(), topic.clone());
         let leader = tokio::task::spawn_blocking(move || partition_leaders(&b, &t))
             .await
@@ -57,15 +41,9 @@ fn leader_kill_moves_leadership_and_keeps_records() {
         env.kill(Service::Kafka(leader as usize)).await.unwrap();
         let t0 = Instant::now();
         // With 2 of 3 replicas left (min.insync.replicas=2) writes go on through the proxies.
-        produce_one(
-            &env.kafka_bootstrap,
-            &topic,
-            "k",
-            "after",
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        produce_one(&env.kafka_bootstrap, &topic, "k", "after", Duration::from_secs(60))
+            .await
+            .unwrap();
         eprintln!("write after leader kill acknowledged in {:?}", t0.elapsed());
         let (b, t) = (env.kafka_direct_bootstrap.clone(), topic.clone());
         let new_leader = tokio::task::spawn_blocking(move || partition_leaders(&b, &t))
@@ -79,14 +57,9 @@ fn leader_kill_moves_leadership_and_keeps_records() {
         env.restart(Service::Kafka(leader as usize), Duration::from_secs(90))
             .await
             .unwrap();
-        let got = consume(
-            &env.kafka_direct_bootstrap,
-            &topic,
-            2,
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+        let got = consume(&env.kafka_direct_bootstrap, &topic, 2, Duration::from_secs(30))
+            .await
+            .unwrap();
         let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(values, ["before", "after"]);
     });

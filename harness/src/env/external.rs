@@ -33,16 +33,14 @@ impl ExternalConfig {
     /// `DUALCHECK_TOXIPROXY_URL`, and optionally `DUALCHECK_PG_PROXY` (default
     /// `postgres`) and `DUALCHECK_KAFKA_PROXIES` (comma-separated, default `kafka-0`).
     pub fn from_env() -> Result<Self> {
-        let var =
-            |k: &str| std::env::var(k).with_context(|| format!("external environment: set {k}"));
+        let var = |k: &str| std::env::var(k).with_context(|| format!("external environment: set {k}"));
         Ok(ExternalConfig {
             postgres_url: var("DUALCHECK_PG_URL")?,
             postgres_direct_url: var("DUALCHECK_PG_DIRECT_URL")?,
             kafka_bootstrap: var("DUALCHECK_KAFKA_BOOTSTRAP")?,
             kafka_direct_bootstrap: var("DUALCHECK_KAFKA_DIRECT_BOOTSTRAP")?,
             toxiproxy_url: var("DUALCHECK_TOXIPROXY_URL")?,
-            postgres_proxy: std::env::var("DUALCHECK_PG_PROXY")
-                .unwrap_or_else(|_| "postgres".into()),
+            postgres_proxy: std::env::var("DUALCHECK_PG_PROXY").unwrap_or_else(|_| "postgres".into()),
             kafka_proxies: std::env::var("DUALCHECK_KAFKA_PROXIES")
                 .unwrap_or_else(|_| "kafka-0".into())
                 .split(',')
@@ -74,9 +72,10 @@ pub async fn connect(cfg: &ExternalConfig, timeout: Duration) -> Result<External
         .await
         .context("external Toxiproxy (DUALCHECK_TOXIPROXY_URL)")?;
     for name in std::iter::once(&cfg.postgres_proxy).chain(&cfg.kafka_proxies) {
-        toxiproxy.proxy(name).await.with_context(|| {
-            format!("external Toxiproxy has no proxy named {name}; create it first")
-        })?;
+        toxiproxy
+            .proxy(name)
+            .await
+            .with_context(|| format!("external Toxiproxy has no proxy named {name}; create it first"))?;
     }
     toxiproxy.heal_all().await?;
     super::postgres::wait_ready(&cfg.postgres_direct_url, None, timeout).await?;

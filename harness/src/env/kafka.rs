@@ -55,11 +55,7 @@ pub fn random_cluster_id() -> Result<String> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -144,19 +140,13 @@ pub fn proxied_bootstrap(ports: &[NodePorts]) -> String {
 impl LocalKafka {
     /// Writes configs under `dir/node-N`, formats storage and starts every node
     /// (the proxies must exist or follow soon; readiness is checked on DIRECT).
-    pub async fn start(
-        dir: &Path,
-        libs: &Path,
-        ports: Vec<NodePorts>,
-        timeout: Duration,
-    ) -> Result<Self> {
+    pub async fn start(dir: &Path, libs: &Path, ports: Vec<NodePorts>, timeout: Duration) -> Result<Self> {
         let cluster_id = random_cluster_id()?;
         let classpath = format!("{}/*", libs.display());
         let mut formats = Vec::new();
         for id in 0..ports.len() {
             let node_dir = dir.join(format!("node-{id}"));
-            std::fs::create_dir_all(&node_dir)
-                .with_context(|| format!("creating {}", node_dir.display()))?;
+            std::fs::create_dir_all(&node_dir).with_context(|| format!("creating {}", node_dir.display()))?;
             std::fs::write(
                 node_dir.join("server.properties"),
                 server_properties(id, &ports, &node_dir),
@@ -187,18 +177,15 @@ impl LocalKafka {
             }));
         }
         for f in formats {
-            f.await?.context("formatting Kafka storage (kafka.tools.StorageTool); is the classpath complete? run `bash ci/setup`")?;
+            f.await?.context(
+                "formatting Kafka storage (kafka.tools.StorageTool); is the classpath complete? run `bash ci/setup`",
+            )?;
         }
         let mut nodes = Vec::new();
         for id in 0..ports.len() {
             let node_dir = dir.join(format!("node-{id}"));
             let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join("kafka.log"))
-                .args([
-                    "-Xmx512m",
-                    "-Xms128m",
-                    "-XX:+UseSerialGC",
-                    "-Djava.awt.headless=true",
-                ])
+                .args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
                 .args([format!(
                     "-Dlog4j2.configurationFile={}",
                     node_dir.join("log4j2.properties").display()
@@ -231,32 +218,20 @@ impl LocalKafka {
                 }
             }
             let b = bootstrap.clone();
-            match tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2)))
-                .await?
-            {
+            match tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2))).await? {
                 Ok(seen) if ids.iter().all(|id| seen.contains(&(*id as i32))) => return Ok(()),
                 Ok(seen) => last = format!("brokers in metadata: {seen:?}"),
                 Err(e) => last = format!("{e:#}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let logs: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|p| p.log_path().display().to_string())
-            .collect();
-        bail!(
-            "Kafka not ready after {timeout:?} ({last}); read {}",
-            logs.join(", ")
-        )
+        let logs: Vec<String> = self.nodes.iter().map(|p| p.log_path().display().to_string()).collect();
+        bail!("Kafka not ready after {timeout:?} ({last}); read {}", logs.join(", "))
     }
 
     /// SIGKILLs node `id`, restarts it on the same data and waits until it is back in the metadata.
     pub async fn kill_restart(&self, id: usize, timeout: Duration) -> Result<()> {
-        let node = self
-            .nodes
-            .get(id)
-            .with_context(|| format!("no Kafka node {id}"))?;
+        let node = self.nodes.get(id).with_context(|| format!("no Kafka node {id}"))?;
         node.kill()?;
         node.restart()?;
         self.wait_brokers(&[id], timeout).await
@@ -288,14 +263,7 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32
         .context("creating a Kafka admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let res = admin
-        .create_topics(
-            &[NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(rf),
-            )],
-            &opts,
-        )
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(rf))], &opts)
         .await
         .with_context(|| format!("creating topic {topic} at {bootstrap}"))?;
     for r in res {
@@ -372,20 +340,12 @@ pub async fn produce_one(
 
 /// Reads `topic` from the beginning (read_committed) until `want` records were
 /// seen or `timeout` passed; returns (key, value) pairs in log order per partition.
-pub async fn consume(
-    bootstrap: &str,
-    topic: &str,
-    want: usize,
-    timeout: Duration,
-) -> Result<Vec<(String, String)>> {
+pub async fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Result<Vec<(String, String)>> {
     use rdkafka::consumer::StreamConsumer;
     use rdkafka::Message;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set(
-            "group.id",
-            format!("dualcheck-read-{}", random_cluster_id()?),
-        )
+        .set("group.id", format!("dualcheck-read-{}", random_cluster_id()?))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

@@ -102,10 +102,7 @@ pub fn prerequisites(cache: &Path) -> Vec<Prerequisite> {
             status: if tp.exists() {
                 Ok(tp.display().to_string())
             } else {
-                Err(format!(
-                    "Toxiproxy server missing at {}: {fix}",
-                    tp.display()
-                ))
+                Err(format!("Toxiproxy server missing at {}: {fix}", tp.display()))
             },
         },
     ]
@@ -168,20 +165,21 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
     let paths = LocalPaths::discover(&super::local::cache_dir())?;
     // Toxiproxy first: the brokers advertise its ports.
     let api_port = free_port()?;
-    let tp_spec = ProcessSpec::new("toxiproxy", &paths.toxiproxy, run_dir.join("toxiproxy.log"))
-        .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
+    let tp_spec = ProcessSpec::new("toxiproxy", &paths.toxiproxy, run_dir.join("toxiproxy.log")).args([
+        "-host",
+        "127.0.0.1",
+        "-port",
+        &api_port.to_string(),
+    ]);
     let tp_process = ManagedProcess::start(tp_spec)?;
     let client = ToxiproxyClient::new(&format!("http://127.0.0.1:{api_port}"))?;
-    client
-        .wait_ready(Duration::from_secs(10))
-        .await
-        .with_context(|| {
-            format!(
-                "Toxiproxy did not come up; read {}:\n{}",
-                tp_process.log_path().display(),
-                tail(tp_process.log_path(), 10)
-            )
-        })?;
+    client.wait_ready(Duration::from_secs(10)).await.with_context(|| {
+        format!(
+            "Toxiproxy did not come up; read {}:\n{}",
+            tp_process.log_path().display(),
+            tail(tp_process.log_path(), 10)
+        )
+    })?;
 
     let pg_port = free_port()?;
     let pg_proxy_port = free_port()?;
@@ -218,10 +216,7 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
         LocalKafka::start(&kafka_dir, &paths.kafka_libs, node_ports, timeout)
     );
     // On error the successfully started half is dropped here, which kills it.
-    let (postgres, kafka) = (
-        pg.context("starting PostgreSQL")?,
-        kafka.context("starting Kafka")?,
-    );
+    let (postgres, kafka) = (pg.context("starting PostgreSQL")?, kafka.context("starting Kafka")?);
     Ok(Started {
         services: LocalServices {
             postgres,
@@ -246,12 +241,7 @@ impl LocalServices {
     /// Kills everything: Kafka, then Postgres, then Toxiproxy (whose toxics die with it).
     pub fn kill_all(&self) -> Result<()> {
         let mut first_err = None;
-        for p in self
-            .kafka
-            .nodes
-            .iter()
-            .chain([&self.postgres.process, &self.toxiproxy])
-        {
+        for p in self.kafka.nodes.iter().chain([&self.postgres.process, &self.toxiproxy]) {
             if let Err(e) = p.kill() {
                 first_err.get_or_insert(e);
             }

@@ -135,8 +135,7 @@ pub fn new_run_dir(base: Option<&Path>) -> Result<PathBuf> {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
     for d in [&base, &dir] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod 755 {}", d.display()))?;
@@ -206,7 +205,9 @@ impl Environment {
     fn local(&self, what: &str) -> Result<&local::LocalServices> {
         match &self.backend {
             Backend::Local(s) => Ok(s),
-            Backend::External => bail!("{what}: not possible with the external backend (the harness does not own those processes)"),
+            Backend::External => {
+                bail!("{what}: not possible with the external backend (the harness does not own those processes)")
+            }
             #[cfg(feature = "testcontainers")]
             Backend::Testcontainers(_) => bail!("{what}: not a local process (testcontainers backend)"),
         }
@@ -216,11 +217,11 @@ impl Environment {
         let s = self.local(&format!("controlling {service}"))?;
         Ok(match service {
             Service::Postgres => &s.postgres.process,
-            Service::Kafka(i) => {
-                s.kafka.nodes.get(i).with_context(|| {
-                    format!("no Kafka node {i} (brokers: {})", s.kafka.nodes.len())
-                })?
-            }
+            Service::Kafka(i) => s
+                .kafka
+                .nodes
+                .get(i)
+                .with_context(|| format!("no Kafka node {i} (brokers: {})", s.kafka.nodes.len()))?,
             Service::Toxiproxy => &s.toxiproxy,
         })
     }
@@ -306,11 +307,7 @@ impl Environment {
             Backend::Local(s) => s
                 .processes()
                 .iter()
-                .flat_map(|p| {
-                    p.all_pids()
-                        .into_iter()
-                        .map(move |pid| (p.name().to_string(), pid))
-                })
+                .flat_map(|p| p.all_pids().into_iter().map(move |pid| (p.name().to_string(), pid)))
                 .collect(),
             _ => Vec::new(),
         }
@@ -337,9 +334,7 @@ impl Environment {
                 // Toxiproxy is gone with its toxics; a failed heal does not matter then.
                 Ok(())
             }
-            Backend::External => {
-                heal.context("healing faults on the external Toxiproxy at teardown")
-            }
+            Backend::External => heal.context("healing faults on the external Toxiproxy at teardown"),
             #[cfg(feature = "testcontainers")]
             Backend::Testcontainers(tc) => {
                 drop(tc);

@@ -82,11 +82,12 @@ impl LocalPostgres {
             ])
             .env("LC_ALL", "C")
             .user(user);
-        let init = tokio::task::spawn_blocking(move || {
-            run_to_completion(&initdb, Duration::from_secs(60))
-        });
+        let init = tokio::task::spawn_blocking(move || run_to_completion(&initdb, Duration::from_secs(60)));
         init.await?.with_context(|| {
-            format!("initdb into {} (as user postgres when root; the directory must be reachable by that user)", data_dir.display())
+            format!(
+                "initdb into {} (as user postgres when root; the directory must be reachable by that user)",
+                data_dir.display()
+            )
         })?;
         let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join("postgres.log"))
             .args(["-D".as_ref(), data_dir.as_os_str()])
@@ -134,11 +135,7 @@ impl LocalPostgres {
 
 /// Waits until `SELECT 1` succeeds at `url`, up to `timeout`; if `process` has
 /// exited meanwhile, fails at once pointing to its log.
-pub async fn wait_ready(
-    url: &str,
-    process: Option<&ManagedProcess>,
-    timeout: Duration,
-) -> Result<()> {
+pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Duration) -> Result<()> {
     let start = Instant::now();
     let mut last_err = String::new();
     while start.elapsed() < timeout {
@@ -164,9 +161,7 @@ pub async fn wait_ready(
 /// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a
 /// background task. The connection dies with the returned client.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .with_context(|| format!("bad Postgres URL {url}"))?;
+    let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("bad Postgres URL {url}"))?;
     config.connect_timeout(Duration::from_secs(5));
     let (client, conn) = config
         .connect(tokio_postgres::NoTls)

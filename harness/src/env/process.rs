@@ -85,9 +85,7 @@ impl ProcessSpec {
             .create(true)
             .append(true)
             .open(&self.log)
-            .with_context(|| {
-                format!("opening log file {} for {}", self.log.display(), self.name)
-            })?;
+            .with_context(|| format!("opening log file {} for {}", self.log.display(), self.name))?;
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .stdin(Stdio::null())
@@ -109,20 +107,11 @@ impl ProcessSpec {
         // parent-death signal.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if libc::getppid() != parent {
-                    return Err(std::io::Error::other(
-                        "harness exited while starting a child",
-                    ));
+                    return Err(std::io::Error::other("harness exited while starting a child"));
                 }
                 Ok(())
             });
@@ -167,11 +156,7 @@ fn registry() -> &'static Mutex<HashSet<i32>> {
 /// SIGKILLs every process group this harness started and has not yet ended.
 /// Safe to call from anywhere, any number of times.
 pub fn kill_all_registered() {
-    let groups: Vec<i32> = registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
+    let groups: Vec<i32> = registry().lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
     for pgid in groups {
         // SAFETY: plain syscall.
         unsafe {
@@ -187,14 +172,13 @@ pub fn install_signal_handler() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         tokio::spawn(async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!("cannot listen for SIGTERM: {e}");
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -213,11 +197,7 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -260,11 +240,7 @@ pub fn process_tree(root: i32) -> Vec<i32> {
     let mut parent = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            if let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            {
+            if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
                 if let Some((state, ppid, _)) = proc_stat(pid) {
                     if state != "Z" && state != "X" {
                         parent.push((pid, ppid));
@@ -318,10 +294,7 @@ impl ManagedProcess {
             )
         })?;
         let pgid = child.id() as i32;
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pgid);
+        registry().lock().unwrap_or_else(|e| e.into_inner()).insert(pgid);
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { child, pgid });
         Ok(())
     }
@@ -367,11 +340,7 @@ impl ManagedProcess {
 
     /// SIGKILLs the whole process group and waits (up to 10 s) until no member is left.
     pub fn kill(&self) -> Result<()> {
-        let taken = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut r) = taken else { return Ok(()) };
         let mut pids = process_tree(r.pgid);
         pids.extend(group_members(r.pgid));
@@ -412,10 +381,7 @@ impl ManagedProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&r.pgid);
+        registry().lock().unwrap_or_else(|e| e.into_inner()).remove(&r.pgid);
         Ok(())
     }
 

@@ -94,9 +94,7 @@ pub async fn start(opts: &EnvOptions) -> Result<Environment> {
         .await
         .context("starting the PostgreSQL container")?;
 
-    let voters: Vec<String> = (0..n)
-        .map(|i| format!("{i}@{tag}-kafka-{i}:9093"))
-        .collect();
+    let voters: Vec<String> = (0..n).map(|i| format!("{i}@{tag}-kafka-{i}:9093")).collect();
     let rf = n.min(3).to_string();
     let min_isr = if n >= 3 { "2" } else { "1" };
     let mut brokers = Vec::new();
@@ -140,14 +138,8 @@ pub async fn start(opts: &EnvOptions) -> Result<Environment> {
     }
     let postgres_direct = postgres::url(pg_port);
     postgres::wait_ready(&postgres_direct, None, opts.timeout).await?;
-    let direct: Vec<String> = direct_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let proxied: Vec<String> = proxy_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
+    let direct: Vec<String> = direct_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let proxied: Vec<String> = proxy_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let services = TcServices {
         postgres: pg,
         kafka: brokers,
@@ -155,9 +147,7 @@ pub async fn start(opts: &EnvOptions) -> Result<Environment> {
         postgres_direct: postgres_direct.clone(),
         _toxiproxy: toxiproxy_c,
     };
-    services
-        .wait_brokers(&(0..n).collect::<Vec<_>>(), opts.timeout)
-        .await?;
+    services.wait_brokers(&(0..n).collect::<Vec<_>>(), opts.timeout).await?;
     Ok(Environment {
         run_dir: opts.run_dir.clone(),
         postgres_url: postgres::url(pg_proxy_port),
@@ -176,10 +166,7 @@ impl TcServices {
     fn container(&self, service: Service) -> Result<&ContainerAsync<GenericImage>> {
         match service {
             Service::Postgres => Ok(&self.postgres),
-            Service::Kafka(i) => self
-                .kafka
-                .get(i)
-                .with_context(|| format!("no Kafka node {i}")),
+            Service::Kafka(i) => self.kafka.get(i).with_context(|| format!("no Kafka node {i}")),
             Service::Toxiproxy => bail!("faults on the Toxiproxy container are not supported"),
         }
     }
@@ -188,9 +175,7 @@ impl TcServices {
         let start = std::time::Instant::now();
         loop {
             let b = self.kafka_direct.clone();
-            let seen =
-                tokio::task::spawn_blocking(move || kafka::broker_ids(&b, Duration::from_secs(2)))
-                    .await?;
+            let seen = tokio::task::spawn_blocking(move || kafka::broker_ids(&b, Duration::from_secs(2))).await?;
             if let Ok(seen) = &seen {
                 if ids.iter().all(|i| seen.contains(&(*i as i32))) {
                     return Ok(());

@@ -60,10 +60,7 @@ impl Toxic {
 
     fn attributes(&self) -> Value {
         match *self {
-            Toxic::Latency {
-                latency_ms,
-                jitter_ms,
-            } => json!({"latency": latency_ms, "jitter": jitter_ms}),
+            Toxic::Latency { latency_ms, jitter_ms } => json!({"latency": latency_ms, "jitter": jitter_ms}),
             Toxic::Bandwidth { rate_kb_s } => json!({"rate": rate_kb_s}),
             Toxic::Timeout { timeout_ms } => json!({"timeout": timeout_ms}),
             Toxic::ResetPeer { timeout_ms } => json!({"timeout": timeout_ms}),
@@ -136,11 +133,7 @@ impl ToxiproxyClient {
 
     /// Creates (or replaces) proxy `name` listening on `listen` and forwarding to `upstream`.
     pub async fn create_proxy(&self, name: &str, listen: &str, upstream: &str) -> Result<()> {
-        let _ = self
-            .http
-            .delete(format!("{}/proxies/{name}", self.base))
-            .send()
-            .await;
+        let _ = self.http.delete(format!("{}/proxies/{name}", self.base)).send().await;
         let body = json!({"name": name, "listen": listen, "upstream": upstream, "enabled": true});
         self.send(
             self.http.post(format!("{}/proxies", self.base)).json(&body),
@@ -184,13 +177,7 @@ impl ToxiproxyClient {
     }
 
     /// Adds `toxic` on proxy `proxy` in direction `stream` under the name `toxic_name`.
-    pub async fn add_toxic(
-        &self,
-        proxy: &str,
-        toxic_name: &str,
-        stream: Stream,
-        toxic: &Toxic,
-    ) -> Result<()> {
+    pub async fn add_toxic(&self, proxy: &str, toxic_name: &str, stream: Stream, toxic: &Toxic) -> Result<()> {
         let body = json!({
             "name": toxic_name,
             "type": toxic.type_name(),
@@ -221,11 +208,8 @@ impl ToxiproxyClient {
 
     /// Heals everything: every proxy enabled, every toxic removed (`POST /reset`).
     pub async fn heal_all(&self) -> Result<()> {
-        self.send(
-            self.http.post(format!("{}/reset", self.base)),
-            "reset (heal all)",
-        )
-        .await?;
+        self.send(self.http.post(format!("{}/reset", self.base)), "reset (heal all)")
+            .await?;
         Ok(())
     }
 
@@ -248,9 +232,7 @@ impl ToxiproxyClient {
 pub fn heal_all_blocking(client: &ToxiproxyClient) -> Result<()> {
     let client = client.clone();
     std::thread::spawn(move || -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(client.heal_all())
     })
     .join()

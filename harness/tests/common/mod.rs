@@ -36,9 +36,7 @@ where
         let t = Instant::now();
         let env = runtime()
             .block_on(Environment::start(EnvOptions::local(brokers).unwrap()))
-            .unwrap_or_else(|e| {
-                panic!("starting the local environment failed (did `bash ci/setup` run?): {e:#}")
-            });
+            .unwrap_or_else(|e| panic!("starting the local environment failed (did `bash ci/setup` run?): {e:#}"));
         eprintln!(
             "environment with {brokers} broker(s) ready in {:.1} s (run dir {})",
             t.elapsed().as_secs_f64(),
@@ -59,9 +57,5 @@ where
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

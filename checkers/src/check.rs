@@ -1,0 +1,647 @@
+//! The checks: a compact per-op index built from the records as they stream
+//! in (in any order), then one pass over it that counts every anomaly
+//! DESIGN.md defines.
+//!
+//! Memory is what matters for long runs: each op costs one [`OpState`]
+//! (88 bytes) plus its slot in the op-id map; keys are interned and event ids
+//! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
+
+use crate::history::{LineError, Outcome, Phase, Record};
+use crate::results::{Anomalies, CheckResult, DeliveryRef, Example, FaultWindow, Latency, OpCounts};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// How to judge a history.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// Duplicates (same event id) are violations too.
+    pub exactly_once: bool,
+    /// Examples kept per anomaly kind.
+    pub max_examples: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            exactly_once: false,
+            max_examples: 5,
+        }
+    }
+}
+
+const NONE_TIME: i64 = i64::MIN;
+const NONE_KEY: u32 = u32::MAX;
+const NO_SEQ: u64 = u64::MAX;
+
+const INVOKED: u8 = 1;
+const COMMITTED: u8 = 2;
+const DISTINCT_EVENTS: u8 = 4;
+
+/// An event id as 128 bits: a lowercase hyphenated UUID exactly, anything
+/// else by a 128-bit fingerprint (the text is kept aside for examples).
+type EventId = [u64; 2];
+
+/// What the index knows of one op.
+#[derive(Clone, Copy)]
+struct OpState {
+    invoke_time: i64,
+    complete_time: i64,
+    seq: u64,
+    /// Earliest delivery time (for latency and unseen).
+    first_time: i64,
+    /// Offset of the first delivery in log order.
+    log_offset: i64,
+    /// Seq carried by that delivery (`NO_SEQ`: none, use the invoked seq).
+    log_seq: u64,
+    /// Event id of the first delivery seen.
+    event: EventId,
+    /// Partition of the first delivery in log order.
+    log_partition: i32,
+    key: u32,
+    deliveries: u32,
+    /// 0 none, else `Outcome as u8 + 1`.
+    outcome: u8,
+    flags: u8,
+}
+
+impl OpState {
+    const EMPTY: OpState = OpState {
+        invoke_time: NONE_TIME,
+        complete_time: NONE_TIME,
+        seq: NO_SEQ,
+        first_time: NONE_TIME,
+        log_offset: 0,
+        log_seq: NO_SEQ,
+        event: [0, 0],
+        log_partition: 0,
+        key: NONE_KEY,
+        deliveries: 0,
+        outcome: 0,
+        flags: 0,
+    };
+
+    fn outcome(&self) -> Option<Outcome> {
+        match self.outcome {
+            1 => Some(Outcome::Ok),
+            2 => Some(Outcome::Fail),
+            3 => Some(Outcome::Info),
+            _ => None,
+        }
+    }
+
+    fn is(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn delivery_seq(&self) -> u64 {
+        if self.log_seq == NO_SEQ {
+            self.seq
+        } else {
+            self.log_seq
+        }
+    }
+}
+
+/// Op states in fixed-size segments: no doubling, so no 2x slack at any size.
+struct Segmented {
+    segments: Vec<Box<[OpState]>>,
+    len: usize,
+}
+
+const SEGMENT: usize = 1 << 16;
+
+impl Segmented {
+    fn push(&mut self, s: OpState) -> u32 {
+        if self.len.is_multiple_of(SEGMENT) {
+            self.segments.push(vec![OpState::EMPTY; SEGMENT].into_boxed_slice());
+        }
+        let i = self.len;
+        self.segments[i / SEGMENT][i % SEGMENT] = s;
+        self.len += 1;
+        i as u32
+    }
+    fn get(&self, i: u32) -> &OpState {
+        &self.segments[i as usize / SEGMENT][i as usize % SEGMENT]
+    }
+    fn get_mut(&mut self, i: u32) -> &mut OpState {
+        &mut self.segments[i as usize / SEGMENT][i as usize % SEGMENT]
+    }
+}
+
+/// Accumulates records (in any order) and judges them with [`HistoryIndex::finish`].
+pub struct HistoryIndex {
+    op_index: FxHashMap<u64, u32>,
+    op_ids: Vec<u64>,
+    ops: Segmented,
+    keys: FxHashMap<Box<str>, u32>,
+    /// Non-UUID event ids by fingerprint, for examples.
+    event_text: FxHashMap<EventId, Box<str>>,
+    /// Further distinct event ids of ops delivered with more than one (bounded per op).
+    extra_events: FxHashMap<u32, Vec<EventId>>,
+    unattributed: Vec<(Option<u32>, EventId, DeliveryRef)>,
+    unattributed_count: u64,
+    reads: Vec<(u32, Option<u64>, i64)>,
+    nemesis: Vec<(Box<str>, Phase, i64)>,
+    committed_lines: u64,
+    deliveries: u64,
+    max_time: i64,
+}
+
+impl Default for HistoryIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Fingerprints use fixed seeds so a history always checks the same way.
+fn fingerprint(text: &str) -> EventId {
+    let a = rustc_hash::FxBuildHasher;
+    let mut h1 = a.build_hasher();
+    h1.write(text.as_bytes());
+    h1.write_u64(0x9e37_79b9_7f4a_7c15);
+    let mut h2 = a.build_hasher();
+    h2.write_u64(0xc2b2_ae3d_27d4_eb4f);
+    h2.write(text.as_bytes());
+    h2.write_usize(text.len());
+    [h1.finish(), h2.finish() | 1] // a UUID fingerprint may be even; collisions with UUIDs are still possible but negligible
+}
+
+fn parse_uuid(text: &str) -> Option<EventId> {
+    // Only the canonical lowercase form: another spelling is another string to a consumer.
+    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let u = uuid::Uuid::try_parse(text).ok()?;
+    let v = u.as_u128();
+    Some([(v >> 64) as u64, v as u64])
+}
+
+impl HistoryIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        HistoryIndex {
+            op_index: FxHashMap::default(),
+            op_ids: Vec::new(),
+            ops: Segmented {
+                segments: Vec::new(),
+                len: 0,
+            },
+            keys: FxHashMap::default(),
+            event_text: FxHashMap::default(),
+            extra_events: FxHashMap::default(),
+            unattributed: Vec::new(),
+            unattributed_count: 0,
+            reads: Vec::new(),
+            nemesis: Vec::new(),
+            committed_lines: 0,
+            deliveries: 0,
+            max_time: 0,
+        }
+    }
+
+    fn intern_key(&mut self, key: &str) -> u32 {
+        if let Some(&k) = self.keys.get(key) {
+            return k;
+        }
+        let k = self.keys.len() as u32;
+        self.keys.insert(key.into(), k);
+        k
+    }
+
+    fn event_id(&mut self, text: &str) -> EventId {
+        parse_uuid(text).unwrap_or_else(|| {
+            let id = fingerprint(text);
+            self.event_text.entry(id).or_insert_with(|| text.into());
+            id
+        })
+    }
+
+    fn state(&mut self, op: u64) -> u32 {
+        match self.op_index.get(&op) {
+            Some(&i) => i,
+            None => {
+                let i = self.ops.push(OpState::EMPTY);
+                self.op_index.insert(op, i);
+                self.op_ids.push(op);
+                i
+            }
+        }
+    }
+
+    fn see_time(&mut self, t: i64) {
+        self.max_time = self.max_time.max(t);
+    }
+
+    /// Adds one record. Refuses records that contradict earlier ones
+    /// (an op invoked or completed twice).
+    pub fn add(&mut self, record: Record<'_>) -> Result<(), LineError> {
+        match record {
+            Record::Invoke { op, key, seq, time } => {
+                self.see_time(time);
+                let key = self.intern_key(&key);
+                let i = self.state(op);
+                let s = self.ops.get_mut(i);
+                if s.is(INVOKED) {
+                    return Err(LineError(format!(
+                        "op {op} is invoked a second time; op ids must be unique within a run"
+                    )));
+                }
+                s.flags |= INVOKED;
+                s.key = key;
+                s.seq = seq;
+                s.invoke_time = time;
+            }
+            Record::Complete { op, outcome, time } => {
+                self.see_time(time);
+                let i = self.state(op);
+                let s = self.ops.get_mut(i);
+                if let Some(earlier) = s.outcome() {
+                    return Err(LineError(format!(
+                        "op {op} completes a second time (`{}` after `{}`); each op has one completion",
+                        outcome.as_str(),
+                        earlier.as_str()
+                    )));
+                }
+                s.outcome = outcome as u8 + 1;
+                s.complete_time = time;
+            }
+            Record::Deliver {
+                op,
+                event,
+                key,
+                seq,
+                partition,
+                offset,
+                time,
+            } => {
+                self.see_time(time);
+                self.deliveries += 1;
+                let event = self.event_id(&event);
+                let Some(op) = op else {
+                    let key = key.map(|k| self.intern_key(&k));
+                    self.unattributed_count += 1;
+                    if self.unattributed.len() < 16 {
+                        self.unattributed.push((
+                            key,
+                            event,
+                            DeliveryRef {
+                                partition,
+                                offset,
+                                time,
+                            },
+                        ));
+                    }
+                    return Ok(());
+                };
+                let key = match key {
+                    Some(k) => self.intern_key(&k),
+                    None => NONE_KEY,
+                };
+                let i = self.state(op);
+                let s = self.ops.get_mut(i);
+                if s.key == NONE_KEY {
+                    s.key = key; // an invoke, when it comes, sets the op's own key
+                }
+                if s.deliveries == 0 {
+                    s.event = event;
+                    s.first_time = time;
+                    s.log_partition = partition;
+                    s.log_offset = offset;
+                    s.log_seq = seq.unwrap_or(NO_SEQ);
+                } else {
+                    s.first_time = s.first_time.min(time);
+                    if (partition, offset) < (s.log_partition, s.log_offset) {
+                        s.log_partition = partition;
+                        s.log_offset = offset;
+                        s.log_seq = seq.unwrap_or(NO_SEQ);
+                    }
+                    if event != s.event {
+                        s.flags |= DISTINCT_EVENTS;
+                        let first = s.event;
+                        let extra = self.extra_events.entry(i).or_default();
+                        if !extra.contains(&event) && extra.len() < 8 && event != first {
+                            extra.push(event);
+                        }
+                    }
+                }
+                s.deliveries = s.deliveries.saturating_add(1);
+            }
+            Record::Nemesis { fault, phase, time } => {
+                self.see_time(time);
+                self.nemesis.push((fault.into(), phase, time));
+            }
+            Record::Read {
+                key,
+                seq,
+                invoke_time,
+                time,
+            } => {
+                self.see_time(time);
+                let key = self.intern_key(&key);
+                self.reads.push((key, seq, invoke_time));
+            }
+            Record::Committed { op } => {
+                self.committed_lines += 1;
+                let i = self.state(op);
+                self.ops.get_mut(i).flags |= COMMITTED;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ops that have a completion or `committed` line but no `invoke`: the
+    /// history is inconsistent. Returns (op id, which line type) for the first few.
+    pub fn orphans(&self) -> Vec<(u64, &'static str)> {
+        let mut out = Vec::new();
+        for (n, &op) in self.op_ids.iter().enumerate() {
+            let s = self.ops.get(n as u32);
+            if s.is(INVOKED) {
+                continue;
+            }
+            let what = match s.outcome() {
+                Some(o) => o.as_str(),
+                None if s.is(COMMITTED) => "committed",
+                None => continue,
+            };
+            out.push((op, what));
+            if out.len() == 5 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Judges everything added so far.
+    pub fn finish(self, options: CheckOptions) -> CheckResult {
+        let key_names = {
+            let mut names = vec![String::new(); self.keys.len()];
+            for (name, &k) in &self.keys {
+                names[k as usize] = name.to_string();
+            }
+            names
+        };
+        let committed_from_lines = self.committed_lines > 0;
+        let mut anomalies = Anomalies {
+            unexpected: self.unattributed_count,
+            ..Anomalies::default()
+        };
+        let mut counts = OpCounts::default();
+        let mut examples: BTreeMap<String, Vec<Example>> = BTreeMap::new();
+        let mut latencies: Vec<i64> = Vec::new();
+        let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
+        let mut unseen_delta = vec![0i64; seconds + 1];
+        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
+        let mut ordered: Vec<u32> = Vec::new();
+
+        let event_str = |id: &EventId| -> String {
+            match self.event_text.get(id) {
+                Some(t) => t.to_string(),
+                None => uuid::Uuid::from_u128(((id[0] as u128) << 64) | id[1] as u128)
+                    .hyphenated()
+                    .to_string(),
+            }
+        };
+        let example = |i: u32, detail: Option<String>| -> Example {
+            let s = self.ops.get(i);
+            let mut events = Vec::new();
+            if s.deliveries > 0 {
+                events.push(event_str(&s.event));
+                if let Some(extra) = self.extra_events.get(&i) {
+                    events.extend(extra.iter().map(event_str));
+                }
+            }
+            Example {
+                op: Some(self.op_ids[i as usize]),
+                key: (s.key != NONE_KEY).then(|| key_names[s.key as usize].clone()),
+                seq: (s.seq != NO_SEQ).then_some(s.seq),
+                outcome: s.outcome(),
+                committed: Some(if committed_from_lines {
+                    s.is(COMMITTED)
+                } else {
+                    s.outcome == 1
+                }),
+                events,
+                deliveries: s.deliveries as u64,
+                first_delivery: (s.deliveries > 0).then_some(DeliveryRef {
+                    partition: s.log_partition,
+                    offset: s.log_offset,
+                    time: s.first_time,
+                }),
+                invoke_time: (s.invoke_time != NONE_TIME).then_some(s.invoke_time),
+                complete_time: (s.complete_time != NONE_TIME).then_some(s.complete_time),
+                detail,
+            }
+        };
+        let mut note = |kind: &str, make: &dyn Fn() -> Example| {
+            let list = examples.entry(kind.to_string()).or_default();
+            if list.len() < options.max_examples {
+                list.push(make());
+            }
+        };
+
+        for (key, event, at) in &self.unattributed {
+            note("unexpected", &|| Example {
+                key: key.map(|k| key_names[k as usize].clone()),
+                events: vec![event_str(event)],
+                deliveries: 1,
+                first_delivery: Some(at.clone()),
+                detail: Some("the record names no op".into()),
+                ..Example::default()
+            });
+        }
+
+        for i in 0..self.ops.len as u32 {
+            let s = *self.ops.get(i);
+            if !s.is(INVOKED) {
+                if s.deliveries > 0 {
+                    anomalies.unexpected += s.deliveries as u64;
+                    note("unexpected", &|| example(i, Some("no invoke line for this op".into())));
+                }
+                continue;
+            }
+            counts.invoked += 1;
+            let ok = s.outcome == 1;
+            match s.outcome() {
+                Some(Outcome::Ok) => counts.ok += 1,
+                Some(Outcome::Fail) => counts.fail += 1,
+                Some(Outcome::Info) => counts.info += 1,
+                None => counts.pending += 1,
+            }
+            let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
+            counts.committed += committed as u64;
+            let delivered = s.deliveries > 0;
+            if (ok || committed) && !delivered {
+                anomalies.lost += 1;
+                note("lost", &|| example(i, None));
+            }
+            if delivered && !committed {
+                anomalies.phantom += 1;
+                note("phantom", &|| example(i, None));
+            }
+            if s.deliveries > 1 {
+                if s.is(DISTINCT_EVENTS) {
+                    anomalies.duplicate_beyond_idempotency += 1;
+                    note("duplicate_beyond_idempotency", &|| example(i, None));
+                } else {
+                    anomalies.duplicate += 1;
+                    note("duplicate", &|| example(i, None));
+                }
+            }
+            if committed_from_lines && ok && !s.is(COMMITTED) {
+                anomalies.lost_commit += 1;
+                note("lost_commit", &|| example(i, None));
+            }
+            if ok {
+                unseen_delta[second_of(s.complete_time)] += 1;
+                if delivered {
+                    latencies.push((s.first_time - s.complete_time).max(0));
+                    unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
+                    ordered.push(i);
+                }
+            }
+        }
+
+        // Reorder: per key, first deliveries of ok ops in log order.
+        ordered.sort_unstable_by_key(|&i| {
+            let s = self.ops.get(i);
+            (s.key, s.log_partition, s.log_offset)
+        });
+        let mut current_key = NONE_KEY;
+        let mut highest: Option<(u64, u32)> = None;
+        for &i in &ordered {
+            let s = self.ops.get(i);
+            if s.key != current_key {
+                current_key = s.key;
+                highest = None;
+            }
+            let seq = s.delivery_seq();
+            match highest {
+                Some((h, before)) if seq < h => {
+                    anomalies.reorder += 1;
+                    note("reorder", &|| {
+                        let b = self.ops.get(before);
+                        example(
+                            i,
+                            Some(format!(
+                                "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
+                                s.log_partition,
+                                s.log_offset,
+                                self.op_ids[before as usize],
+                                b.log_partition,
+                                b.log_offset
+                            )),
+                        )
+                    });
+                }
+                Some((h, _)) if seq <= h => {}
+                _ => highest = Some((seq, i)),
+            }
+        }
+        drop(ordered);
+
+        // Stale reads: a read must see at least the highest seq acknowledged before it began.
+        if !self.reads.is_empty() {
+            let mut acked: Vec<(u32, i64, u64)> = Vec::new();
+            for i in 0..self.ops.len as u32 {
+                let s = self.ops.get(i);
+                if s.is(INVOKED) && s.outcome == 1 {
+                    acked.push((s.key, s.complete_time, s.seq));
+                }
+            }
+            acked.sort_unstable();
+            let mut running = 0u64;
+            let mut prefix_max: Vec<u64> = Vec::with_capacity(acked.len());
+            for (n, a) in acked.iter().enumerate() {
+                if n == 0 || acked[n - 1].0 != a.0 {
+                    running = 0;
+                }
+                running = running.max(a.2 + 1);
+                prefix_max.push(running);
+            }
+            for &(key, seq, invoke_time) in &self.reads {
+                // Last acked op of this key that completed strictly before the read began.
+                let end = acked.partition_point(|a| (a.0, a.1) < (key, invoke_time));
+                if end == 0 || acked[end - 1].0 != key {
+                    continue;
+                }
+                let required = prefix_max[end - 1] - 1;
+                if seq.is_none_or(|s| s < required) {
+                    anomalies.stale_read += 1;
+                    note("stale_read", &|| Example {
+                        key: Some(key_names[key as usize].clone()),
+                        seq,
+                        invoke_time: Some(invoke_time),
+                        detail: Some(format!(
+                            "read saw seq {}, but seq {required} was acknowledged before the read began",
+                            seq.map_or("none".to_string(), |s| s.to_string())
+                        )),
+                        ..Example::default()
+                    });
+                }
+            }
+        }
+
+        let mut unseen_per_second = Vec::with_capacity(seconds);
+        let mut level = 0i64;
+        for d in unseen_delta.iter().take(seconds) {
+            level += d;
+            unseen_per_second.push(level.max(0) as u64);
+        }
+
+        let faults = fault_windows(&self.nemesis);
+        let violations: Vec<String> = anomalies
+            .violations(options.exactly_once)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        CheckResult {
+            valid: violations.is_empty(),
+            anomalies,
+            violations,
+            exactly_once: options.exactly_once,
+            committed_from: if committed_from_lines {
+                "committed lines"
+            } else {
+                "ok (no committed lines)"
+            }
+            .into(),
+            ops: counts,
+            deliveries: self.deliveries,
+            reads: self.reads.len() as u64,
+            latency_ns: Latency::from_samples(&mut latencies),
+            unseen_per_second,
+            faults,
+            examples,
+            lines: 0,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Pairs each fault's start with its next stop, in time order.
+fn fault_windows(nemesis: &[(Box<str>, Phase, i64)]) -> Vec<FaultWindow> {
+    let mut sorted: Vec<&(Box<str>, Phase, i64)> = nemesis.iter().collect();
+    sorted.sort_by_key(|n| (n.2, n.1 == Phase::Start));
+    let mut open: Vec<FaultWindow> = Vec::new();
+    let mut done: Vec<FaultWindow> = Vec::new();
+    for (fault, phase, time) in sorted {
+        match phase {
+            Phase::Start => open.push(FaultWindow {
+                fault: fault.to_string(),
+                start: *time,
+                stop: None,
+            }),
+            Phase::Stop => {
+                if let Some(pos) = open.iter().position(|w| *w.fault == **fault) {
+                    let mut w = open.remove(pos);
+                    w.stop = Some(*time);
+                    done.push(w);
+                }
+            }
+        }
+    }
+    done.extend(open);
+    done.sort_by_key(|w| w.start);
+    done
+}

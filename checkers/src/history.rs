@@ -1,0 +1,581 @@
+//! The history format: one JSON object per line (JSON Lines), as DESIGN.md
+//! defines it. This module owns both directions: [`Event`] is what a recorder
+//! writes, [`Record`] is what the checker reads back (borrowing from the line,
+//! so parsing allocates nothing for ordinary lines).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+/// How a business operation ended, as recorded by an `ok`, `fail` or `info` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It took effect and was acknowledged.
+    Ok,
+    /// It certainly did not take effect.
+    Fail,
+    /// Unknown (timeout, crash): the database decides, through `committed`.
+    Info,
+}
+
+impl Outcome {
+    /// The line type that records this outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
+        }
+    }
+}
+
+/// Whether a nemesis line marks a fault starting or stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The fault begins.
+    Start,
+    /// The fault is healed.
+    Stop,
+}
+
+/// One line of a history, owned, as a recorder writes it.
+///
+/// Serializes to exactly the JSON objects of the contract (`type` tag first).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    /// A business operation starts.
+    Invoke {
+        /// Unique within the run.
+        op: u64,
+        /// The worker that runs it.
+        process: u64,
+        /// The business key.
+        key: String,
+        /// Position of the op among the ops on its key.
+        seq: u64,
+        /// Nanoseconds since the run started.
+        time: i64,
+    },
+    /// The operation was acknowledged.
+    Ok {
+        /// The op that completed.
+        op: u64,
+        /// The worker that ran it.
+        process: u64,
+        /// Nanoseconds since the run started.
+        time: i64,
+    },
+    /// The operation certainly did not take effect.
+    Fail {
+        /// The op that completed.
+        op: u64,
+        /// The worker that ran it.
+        process: u64,
+        /// Nanoseconds since the run started.
+        time: i64,
+        /// Why it failed.
+        error: String,
+    },
+    /// The outcome is unknown.
+    Info {
+        /// The op that completed.
+        op: u64,
+        /// The worker that ran it.
+        process: u64,
+        /// Nanoseconds since the run started.
+        time: i64,
+        /// Why the outcome is unknown.
+        error: String,
+    },
+    /// One record read from Kafka by the observer.
+    Deliver {
+        /// The op the record names, or `None` when the observer could not attribute it.
+        op: Option<u64>,
+        /// The event id an idempotent consumer deduplicates on.
+        event: String,
+        /// The record key.
+        key: Option<String>,
+        /// The op's seq as carried by the record.
+        seq: Option<u64>,
+        /// Topic the record was read from.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// Nanoseconds since the run started.
+        time: i64,
+    },
+    /// A fault starting or stopping.
+    Nemesis {
+        /// The fault's name (DESIGN.md's vocabulary).
+        fault: String,
+        /// Start or stop.
+        phase: Phase,
+        /// Nanoseconds since the run started.
+        time: i64,
+    },
+    /// A read through the implementation's read path.
+    Read {
+        /// The key read.
+        key: String,
+        /// The newest seq the read saw (`None`: the key was not found).
+        seq: Option<u64>,
+        /// When the read started.
+        invoke_time: i64,
+        /// When it returned.
+        time: i64,
+    },
+    /// After healing and draining, the op's business effect is in the database.
+    Committed {
+        /// The op found in the database.
+        op: u64,
+    },
+}
+
+impl Event {
+    /// The event as one JSON line (without the newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("history events always serialize")
+    }
+}
+
+/// One line of a history, read back; strings borrow from the line when they
+/// hold no escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record<'a> {
+    /// An `invoke` line.
+    Invoke {
+        /// Op id.
+        op: u64,
+        /// Business key.
+        key: Cow<'a, str>,
+        /// Position on the key.
+        seq: u64,
+        /// Time in ns.
+        time: i64,
+    },
+    /// An `ok`, `fail` or `info` line.
+    Complete {
+        /// Op id.
+        op: u64,
+        /// Which of the three.
+        outcome: Outcome,
+        /// Time in ns.
+        time: i64,
+    },
+    /// A `deliver` line.
+    Deliver {
+        /// Op id, `None` when the record could not be attributed.
+        op: Option<u64>,
+        /// Event id.
+        event: Cow<'a, str>,
+        /// Record key.
+        key: Option<Cow<'a, str>>,
+        /// Seq carried by the record.
+        seq: Option<u64>,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// Time in ns.
+        time: i64,
+    },
+    /// A `nemesis` line.
+    Nemesis {
+        /// Fault name.
+        fault: Cow<'a, str>,
+        /// Start or stop.
+        phase: Phase,
+        /// Time in ns.
+        time: i64,
+    },
+    /// A `read` line.
+    Read {
+        /// Key read.
+        key: Cow<'a, str>,
+        /// Newest seq seen (`None`: nothing yet).
+        seq: Option<u64>,
+        /// When the read started.
+        invoke_time: i64,
+        /// When it returned.
+        time: i64,
+    },
+    /// A `committed` line.
+    Committed {
+        /// Op id.
+        op: u64,
+    },
+}
+
+/// Why one line could not be used. The reader adds the file and line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError(pub String);
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A field that may be absent, `null`, or a value — `deliver.op` needs all three.
+#[derive(Debug, Default)]
+enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            Some(v) => Field::Value(v),
+            None => Field::Null,
+        })
+    }
+}
+
+/// Every field any line type may carry; which ones are required depends on `type`.
+#[derive(Deserialize)]
+struct RawLine<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(default)]
+    op: Field<u64>,
+    #[serde(borrow, default)]
+    key: Field<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Field<u64>,
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(default)]
+    partition: Option<i32>,
+    #[serde(default)]
+    offset: Option<i64>,
+    #[serde(borrow, default)]
+    fault: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    phase: Option<Cow<'a, str>>,
+    #[serde(default)]
+    invoke_time: Option<i64>,
+}
+
+fn need<T>(v: Option<T>, ty: &str, field: &str, what: &str) -> Result<T, LineError> {
+    v.ok_or_else(|| LineError(format!("`{ty}` line lacks field `{field}` ({what})")))
+}
+
+fn need_field<T>(v: Field<T>, ty: &str, field: &str, what: &str) -> Result<T, LineError> {
+    match v {
+        Field::Value(v) => Ok(v),
+        _ => need(None, ty, field, what),
+    }
+}
+
+/// Parses one history line (without its newline).
+pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
+    let raw: RawLine<'_> = match serde_json::from_slice(line) {
+        Ok(raw) => raw,
+        Err(e) => return Err(explain_json_error(line, e)),
+    };
+    let ty = need(
+        raw.ty,
+        "?",
+        "type",
+        "one of invoke, ok, fail, info, deliver, nemesis, read, committed",
+    )?;
+    let ty = ty.as_ref();
+    const OP: &str = "an integer op id";
+    const TIME: &str = "an integer, nanoseconds since the run started";
+    Ok(match ty {
+        "invoke" => Record::Invoke {
+            op: need_field(raw.op, ty, "op", OP)?,
+            key: need_field(raw.key, ty, "key", "a string")?,
+            seq: need_field(raw.seq, ty, "seq", "a non-negative integer")?,
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "ok" | "fail" | "info" => Record::Complete {
+            op: need_field(raw.op, ty, "op", OP)?,
+            outcome: match ty {
+                "ok" => Outcome::Ok,
+                "fail" => Outcome::Fail,
+                _ => Outcome::Info,
+            },
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "deliver" => Record::Deliver {
+            op: match raw.op {
+                Field::Value(op) => Some(op),
+                Field::Null => None,
+                Field::Absent => need(
+                    None,
+                    ty,
+                    "op",
+                    "an integer op id, or null for a record that names no op",
+                )?,
+            },
+            event: need(raw.event, ty, "event", "a string, the event id")?,
+            key: match raw.key {
+                Field::Value(k) => Some(k),
+                _ => None,
+            },
+            seq: match raw.seq {
+                Field::Value(s) => Some(s),
+                _ => None,
+            },
+            partition: need(raw.partition, ty, "partition", "an integer")?,
+            offset: need(raw.offset, ty, "offset", "an integer")?,
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "nemesis" => Record::Nemesis {
+            fault: need(raw.fault, ty, "fault", "a fault name")?,
+            phase: match need(raw.phase, ty, "phase", "\"start\" or \"stop\"")?.as_ref() {
+                "start" => Phase::Start,
+                "stop" => Phase::Stop,
+                other => {
+                    return Err(LineError(format!(
+                        "`nemesis` line has phase \"{other}\"; expected \"start\" or \"stop\""
+                    )))
+                }
+            },
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "read" => Record::Read {
+            key: need_field(raw.key, ty, "key", "a string")?,
+            seq: match raw.seq {
+                Field::Value(s) => Some(s),
+                _ => None,
+            },
+            invoke_time: need(raw.invoke_time, ty, "invoke_time", TIME)?,
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "committed" => Record::Committed {
+            op: need_field(raw.op, ty, "op", OP)?,
+        },
+        other => {
+            return Err(LineError(format!(
+            "unknown line type \"{other}\"; expected one of invoke, ok, fail, info, deliver, nemesis, read, committed"
+        )))
+        }
+    })
+}
+
+/// Turns serde_json's message into one that names the field and says what was expected.
+///
+/// Runs only on the error path, so it may re-parse the line as a generic value.
+fn explain_json_error(line: &[u8], e: serde_json::Error) -> LineError {
+    use serde_json::Value;
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(_) => {
+            let text = String::from_utf8_lossy(line);
+            let shown: String = text.chars().take(80).collect();
+            return LineError(format!("not valid JSON ({e}): {shown:?}"));
+        }
+    };
+    let Value::Object(map) = value else {
+        return LineError(format!("expected a JSON object, found {}", json_kind(&value)));
+    };
+    let expectations: [(&str, &str); 10] = [
+        ("type", "a string"),
+        ("op", "a non-negative integer"),
+        ("key", "a string"),
+        ("seq", "a non-negative integer"),
+        ("time", "an integer (nanoseconds)"),
+        ("event", "a string"),
+        ("partition", "a 32-bit integer"),
+        ("offset", "an integer"),
+        ("fault", "a string"),
+        ("invoke_time", "an integer (nanoseconds)"),
+    ];
+    for (field, expected) in expectations {
+        let Some(v) = map.get(field) else { continue };
+        let fits = match field {
+            "type" | "key" | "event" | "fault" => v.is_string() || (v.is_null() && field == "key"),
+            "op" | "seq" => v.is_u64() || v.is_null(),
+            "partition" => v.as_i64().is_some_and(|p| i32::try_from(p).is_ok()),
+            _ => v.is_i64(),
+        };
+        if !fits {
+            return LineError(format!("field `{field}` should be {expected}, found {}", json_kind(v)));
+        }
+    }
+    LineError(format!("unusable line: {e}"))
+}
+
+fn json_kind(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_the_parser() {
+        let events = [
+            Event::Invoke {
+                op: 17,
+                process: 2,
+                key: "k3".into(),
+                seq: 5,
+                time: 120_000,
+            },
+            Event::Ok {
+                op: 17,
+                process: 2,
+                time: 150_000,
+            },
+            Event::Fail {
+                op: 18,
+                process: 2,
+                time: 160_000,
+                error: "boom".into(),
+            },
+            Event::Info {
+                op: 19,
+                process: 2,
+                time: 170_000,
+                error: "timeout".into(),
+            },
+            Event::Deliver {
+                op: Some(17),
+                event: "0b9c".into(),
+                key: Some("k3".into()),
+                seq: Some(5),
+                topic: "orders".into(),
+                partition: 0,
+                offset: 42,
+                time: 180_000,
+            },
+            Event::Nemesis {
+                fault: "kafka-partition".into(),
+                phase: Phase::Start,
+                time: 100_000,
+            },
+            Event::Read {
+                key: "k3".into(),
+                seq: Some(4),
+                invoke_time: 1,
+                time: 2,
+            },
+            Event::Committed { op: 17 },
+        ];
+        let lines: Vec<String> = events.iter().map(Event::to_line).collect();
+        assert!(lines[0].starts_with(r#"{"type":"invoke","op":17"#), "{}", lines[0]);
+        assert!(matches!(
+            parse_line(lines[0].as_bytes()),
+            Ok(Record::Invoke { op: 17, seq: 5, .. })
+        ));
+        assert!(matches!(
+            parse_line(lines[2].as_bytes()),
+            Ok(Record::Complete {
+                op: 18,
+                outcome: Outcome::Fail,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_line(lines[4].as_bytes()),
+            Ok(Record::Deliver {
+                op: Some(17),
+                partition: 0,
+                offset: 42,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_line(lines[5].as_bytes()),
+            Ok(Record::Nemesis {
+                phase: Phase::Start,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_line(lines[6].as_bytes()),
+            Ok(Record::Read { seq: Some(4), .. })
+        ));
+        assert!(matches!(
+            parse_line(lines[7].as_bytes()),
+            Ok(Record::Committed { op: 17 })
+        ));
+    }
+
+    #[test]
+    fn contract_examples_parse() {
+        let lines = [
+            r#"{"type":"invoke","op":17,"process":2,"key":"k3","seq":5,"time":120000}"#,
+            r#"{"type":"ok","op":17,"process":2,"time":150000}"#,
+            r#"{"type":"fail","op":18,"process":2,"time":160000,"error":"..."}"#,
+            r#"{"type":"info","op":19,"process":2,"time":170000,"error":"timeout"}"#,
+            r#"{"type":"deliver","op":17,"event":"0b9c...","key":"k3","seq":5,"topic":"orders","partition":0,"offset":42,"time":180000}"#,
+            r#"{"type":"nemesis","fault":"kafka-partition","phase":"start","time":100000}"#,
+            r#"{"type":"committed","op":17}"#,
+            r#"{"type":"read","key":"k3","seq":4,"invoke_time":1,"time":2}"#,
+        ];
+        for l in lines {
+            parse_line(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_escapes_are_decoded() {
+        let r = parse_line(br#"{"extra":[1,{"a":2}],"type":"invoke","op":1,"key":"k\"1","seq":0,"time":5}"#).unwrap();
+        assert_eq!(
+            r,
+            Record::Invoke {
+                op: 1,
+                key: Cow::Borrowed("k\"1"),
+                seq: 0,
+                time: 5
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_line(br#"{"type":"invoke","op":"x","key":"k","seq":0,"time":1}"#).unwrap_err();
+        assert!(e.0.contains("`op`") && e.0.contains("string"), "{e}");
+        let e = parse_line(br#"{"type":"invoke","op":1,"seq":0,"time":1}"#).unwrap_err();
+        assert!(e.0.contains("lacks field `key`"), "{e}");
+        let e = parse_line(br#"{"type":"frobnicate","op":1}"#).unwrap_err();
+        assert!(e.0.contains("unknown line type \"frobnicate\""), "{e}");
+        let e = parse_line(br#"{"op":1}"#).unwrap_err();
+        assert!(e.0.contains("lacks field `type`"), "{e}");
+        let e = parse_line(b"not json").unwrap_err();
+        assert!(e.0.contains("not valid JSON"), "{e}");
+        let e = parse_line(b"[1,2]").unwrap_err();
+        assert!(e.0.contains("expected a JSON object"), "{e}");
+        let e = parse_line(br#"{"type":"deliver","event":"e","partition":0,"offset":1,"time":1}"#).unwrap_err();
+        assert!(e.0.contains("lacks field `op`"), "{e}");
+        let e = parse_line(br#"{"type":"nemesis","fault":"f","phase":"middle","time":1}"#).unwrap_err();
+        assert!(e.0.contains("phase \"middle\""), "{e}");
+    }
+
+    #[test]
+    fn a_delivery_may_name_no_op() {
+        let r = parse_line(br#"{"type":"deliver","op":null,"event":"e","partition":0,"offset":1,"time":1}"#).unwrap();
+        assert!(matches!(
+            r,
+            Record::Deliver {
+                op: None,
+                key: None,
+                seq: None,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,306 @@
+//! Streaming, parallel reading of a history file.
+//!
+//! The file is read in blocks of a few MiB; each block is cut at line ends
+//! into pieces that are parsed on all cores (rayon), then handed, in file
+//! order and with their line numbers, to a sink. Memory stays bounded by the
+//! block size whatever the file's length.
+
+use crate::history::{parse_line, LineError, Record};
+use rayon::prelude::*;
+use std::fmt;
+use std::io::{self, Read};
+
+use std::path::Path;
+
+/// Bytes read per block; a line longer than this is still read whole.
+const BLOCK_BYTES: usize = 8 << 20;
+/// Pieces a block is cut into for parallel parsing.
+const PIECES_PER_BLOCK: usize = 16;
+
+/// Why a history cannot be used: which source, which line, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryError {
+    /// The file (or other source) being read.
+    pub source_name: String,
+    /// 1-based line number, when the problem sits on one line.
+    pub line: Option<u64>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl HistoryError {
+    /// An error about the source as a whole.
+    pub fn whole(source_name: &str, message: impl Into<String>) -> Self {
+        HistoryError {
+            source_name: source_name.to_string(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about one line.
+    pub fn at(source_name: &str, line: u64, message: impl Into<String>) -> Self {
+        HistoryError {
+            source_name: source_name.to_string(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}: line {}: {}", self.source_name, line, self.message),
+            None => write!(f, "{}: {}", self.source_name, self.message),
+        }
+    }
+}
+
+impl std::error::Error for HistoryError {}
+
+/// What reading found besides the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// Lines read, blank ones included.
+    pub lines: u64,
+    /// Lines that held a record.
+    pub records: u64,
+    /// Things worth telling that did not make the history unusable
+    /// (an incomplete last line left by a recorder that was killed).
+    pub warnings: Vec<String>,
+}
+
+/// Reads the history at `path`, handing each record and its line number to `sink`.
+///
+/// The sink may refuse a record (for example an op invoked twice); that
+/// becomes an error at that line. Stops at the first error.
+pub fn read_file<F>(path: &Path, sink: F) -> Result<ReadSummary, HistoryError>
+where
+    F: FnMut(u64, Record<'_>) -> Result<(), LineError>,
+{
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => " (no such file; check the path)",
+            io::ErrorKind::PermissionDenied => " (permission denied)",
+            _ => "",
+        };
+        HistoryError::whole(&name, format!("cannot open: {e}{hint}"))
+    })?;
+    read_from(&name, file, sink)
+}
+
+/// Reads a history from any byte source; `name` is used in messages.
+pub fn read_from<R, F>(name: &str, mut input: R, mut sink: F) -> Result<ReadSummary, HistoryError>
+where
+    R: Read,
+    F: FnMut(u64, Record<'_>) -> Result<(), LineError>,
+{
+    let mut summary = ReadSummary::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    let mut next_line: u64 = 1;
+    let mut total_bytes: u64 = 0;
+    // How full the buffer must be before a block is cut; grows while one line is longer.
+    let mut fill_to = BLOCK_BYTES;
+    while !eof {
+        // Fill the buffer (after what the last block left over) up to `fill_to`.
+        let want = fill_to.saturating_sub(buf.len());
+        let got = (&mut input)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| HistoryError::whole(name, format!("read failed: {e}")))?;
+        total_bytes += got as u64;
+        eof = got < want;
+        // A block ends at the last line end; the rest waits for the next read.
+        let cut = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => {
+                    fill_to = buf.len() + BLOCK_BYTES; // one line longer than a block: keep reading
+                    continue;
+                }
+            }
+        };
+        fill_to = BLOCK_BYTES;
+        let block = &buf[..cut];
+        let unterminated_tail = eof && !block.is_empty() && !block.ends_with(b"\n");
+        let pieces = split_pieces(block, PIECES_PER_BLOCK);
+        let last = pieces.len().saturating_sub(1);
+        let parsed: Vec<Piece<'_>> = pieces
+            .par_iter()
+            .enumerate()
+            .map(|(i, piece)| parse_piece(piece, unterminated_tail && i == last))
+            .collect();
+        for piece in parsed {
+            for (rel, record) in piece.records {
+                let line = next_line + rel as u64;
+                sink(line, record).map_err(|e| HistoryError::at(name, line, e.0))?;
+                summary.records += 1;
+            }
+            if let Some((rel, e)) = piece.error {
+                return Err(HistoryError::at(name, next_line + rel as u64, e.0));
+            }
+            if let Some(rel) = piece.truncated_tail {
+                summary.warnings.push(format!(
+                    "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
+                    next_line + rel as u64
+                ));
+            }
+            next_line += piece.lines;
+        }
+        summary.lines = next_line - 1;
+        buf.drain(..cut);
+    }
+    if total_bytes == 0 {
+        return Err(HistoryError::whole(
+            name,
+            "the history is empty (0 bytes); a history has at least one line",
+        ));
+    }
+    if summary.records == 0 {
+        return Err(HistoryError::whole(
+            name,
+            "the history holds no records, only blank or incomplete lines",
+        ));
+    }
+    Ok(summary)
+}
+
+/// Cuts `block` into about `n` pieces, each ending at a line end.
+fn split_pieces(block: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::with_capacity(n);
+    let target = block.len() / n + 1;
+    let mut rest = block;
+    while !rest.is_empty() {
+        if rest.len() <= target {
+            pieces.push(rest);
+            break;
+        }
+        let end = match memchr::memchr(b'\n', &rest[target..]) {
+            Some(i) => target + i + 1,
+            None => rest.len(),
+        };
+        pieces.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    pieces
+}
+
+/// The records of one piece, with line numbers relative to the piece's start.
+struct Piece<'a> {
+    records: Vec<(u32, Record<'a>)>,
+    lines: u64,
+    error: Option<(u32, LineError)>,
+    truncated_tail: Option<u32>,
+}
+
+fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
+    let mut out = Piece {
+        records: Vec::with_capacity(piece.len() / 80),
+        lines: 0,
+        error: None,
+        truncated_tail: None,
+    };
+    let mut rel: u32 = 0;
+    let mut lines = piece.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let is_last = lines.peek().is_none();
+        if is_last && line.is_empty() {
+            break; // the piece ended with '\n'
+        }
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            match parse_line(text) {
+                Ok(record) => out.records.push((rel, record)),
+                Err(_) if is_last && unterminated_tail => out.truncated_tail = Some(rel),
+                Err(e) => {
+                    out.error = Some((rel, e));
+                    break;
+                }
+            }
+        }
+        rel += 1;
+    }
+    out.lines = u64::from(rel);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<(ReadSummary, Vec<u64>), HistoryError> {
+        let mut seen = Vec::new();
+        let s = read_from("mem", bytes, |line, _| {
+            seen.push(line);
+            Ok(())
+        })?;
+        Ok((s, seen))
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines() {
+        let h = b"{\"type\":\"committed\",\"op\":1}\n\n{\"type\":\"committed\",\"op\":2}\r\n";
+        let (s, seen) = read(h).unwrap();
+        assert_eq!(seen, vec![1, 3]);
+        assert_eq!(s.lines, 3);
+    }
+
+    #[test]
+    fn a_bad_line_is_an_error_with_its_number() {
+        let h = b"{\"type\":\"committed\",\"op\":1}\n{\"type\":\"committed\"}\n";
+        let e = read(h).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.to_string()
+                .starts_with("mem: line 2: `committed` line lacks field `op`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_a_warning() {
+        let h = b"{\"type\":\"committed\",\"op\":1}\n{\"type\":\"comm";
+        let (s, seen) = read(h).unwrap();
+        assert_eq!(seen, vec![1]);
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].starts_with("line 2:"), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn an_unterminated_but_complete_last_line_counts() {
+        let (_, seen) = read(b"{\"type\":\"committed\",\"op\":1}").unwrap();
+        assert_eq!(seen, vec![1]);
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        assert!(read(b"").unwrap_err().message.contains("empty"));
+        assert!(read(b"\n\n").unwrap_err().message.contains("no records"));
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let e = read_file(Path::new("/nonexistent/h.jsonl"), |_, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/h.jsonl: cannot open"), "{e}");
+    }
+
+    #[test]
+    fn lines_longer_than_a_block_and_many_blocks_are_read_whole() {
+        let mut h = Vec::new();
+        let long_key = "k".repeat(BLOCK_BYTES + 10);
+        h.extend_from_slice(
+            format!("{{\"type\":\"invoke\",\"op\":0,\"key\":\"{long_key}\",\"seq\":0,\"time\":0}}\n").as_bytes(),
+        );
+        for op in 1..200_000u64 {
+            h.extend_from_slice(format!("{{\"type\":\"committed\",\"op\":{op}}}\n").as_bytes());
+        }
+        let (s, seen) = read(&h).unwrap();
+        assert_eq!(s.records, 200_000);
+        assert!(seen.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+}

@@ -1,0 +1,214 @@
+//! What a check concludes: anomaly counts, examples a person can go and look
+//! at, latency quantiles and the unseen series. Serialized as the JSON object
+//! of the `dualcheck check --json` contract (and as `results.json`).
+
+use crate::history::Outcome;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Anomaly names, in the order DESIGN.md lists them.
+pub const ANOMALY_KINDS: [&str; 8] = [
+    "lost",
+    "phantom",
+    "unexpected",
+    "duplicate",
+    "duplicate_beyond_idempotency",
+    "reorder",
+    "lost_commit",
+    "stale_read",
+];
+
+/// How many times each anomaly occurred (definitions in DESIGN.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomalies {
+    /// Ops `ok` or committed with no delivery.
+    pub lost: u64,
+    /// Ops delivered but not committed.
+    pub phantom: u64,
+    /// Deliveries whose op was never invoked.
+    pub unexpected: u64,
+    /// Ops delivered more than once, always with the same event id.
+    pub duplicate: u64,
+    /// Ops delivered with more than one distinct event id.
+    pub duplicate_beyond_idempotency: u64,
+    /// Deliveries with a lower seq than one already seen on their key.
+    pub reorder: u64,
+    /// Ops `ok` but not committed.
+    pub lost_commit: u64,
+    /// Reads that saw an older seq than one acknowledged before they started.
+    pub stale_read: u64,
+}
+
+impl Anomalies {
+    /// The count for an anomaly named in [`ANOMALY_KINDS`].
+    pub fn get(&self, kind: &str) -> u64 {
+        match kind {
+            "lost" => self.lost,
+            "phantom" => self.phantom,
+            "unexpected" => self.unexpected,
+            "duplicate" => self.duplicate,
+            "duplicate_beyond_idempotency" => self.duplicate_beyond_idempotency,
+            "reorder" => self.reorder,
+            "lost_commit" => self.lost_commit,
+            "stale_read" => self.stale_read,
+            _ => 0,
+        }
+    }
+
+    /// The anomalies that make a history invalid, given the check's options.
+    pub fn violations(&self, exactly_once: bool) -> Vec<&'static str> {
+        ANOMALY_KINDS
+            .iter()
+            .copied()
+            .filter(|k| *k != "duplicate" || exactly_once)
+            .filter(|k| self.get(k) > 0)
+            .collect()
+    }
+}
+
+/// One delivery of an op, where to find it in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRef {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// When the observer read it, ns since the run started.
+    pub time: i64,
+}
+
+/// One occurrence of an anomaly, with what a person needs to go and look.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    /// The op, when the anomaly concerns one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
+    /// Its key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Its seq on the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// How the op completed (`None`: no completion recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Whether the op counts as committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed: Option<bool>,
+    /// Event ids delivered for the op.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// How many times it was delivered.
+    pub deliveries: u64,
+    /// Its first delivery in log order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_delivery: Option<DeliveryRef>,
+    /// When it was invoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_time: Option<i64>,
+    /// When it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_time: Option<i64>,
+    /// Anything specific to the anomaly (for a reorder: what it came after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Quantiles of commit-to-first-delivery latency, in nanoseconds.
+///
+/// Measured from the op's acknowledgment (`ok`, the moment its commit is
+/// known) to the observer's earliest delivery; a delivery seen before the
+/// acknowledgment counts as 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Ops measured (acknowledged and delivered).
+    pub count: u64,
+    /// Median.
+    pub p50: i64,
+    /// 95th percentile.
+    pub p95: i64,
+    /// 99th percentile.
+    pub p99: i64,
+    /// Maximum.
+    pub max: i64,
+}
+
+impl Latency {
+    /// Nearest-rank quantiles of `samples` (sorted here); `None` when empty.
+    pub fn from_samples(samples: &mut [i64]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let q = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        Some(Latency {
+            count: samples.len() as u64,
+            p50: q(0.50),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: q(1.0),
+        })
+    }
+}
+
+/// How many ops each outcome had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpCounts {
+    /// Ops invoked.
+    pub invoked: u64,
+    /// Acknowledged.
+    pub ok: u64,
+    /// Certainly not applied.
+    pub fail: u64,
+    /// Outcome unknown.
+    pub info: u64,
+    /// Invoked with no completion line (the run was cut short).
+    pub pending: u64,
+    /// Counted as committed (from `committed` lines, or `ok` when there are none).
+    pub committed: u64,
+}
+
+/// A fault's active window, from the nemesis lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// Fault name.
+    pub fault: String,
+    /// Start, ns since the run started.
+    pub start: i64,
+    /// Stop (`None`: never healed in the history).
+    pub stop: Option<i64>,
+}
+
+/// Everything a check concludes. The top-level fields `valid` and
+/// `anomalies` are the `check --json` contract; the rest is extra.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// No violation (see [`Anomalies::violations`]).
+    pub valid: bool,
+    /// Counts per anomaly.
+    pub anomalies: Anomalies,
+    /// The anomalies that made the history invalid.
+    pub violations: Vec<String>,
+    /// Whether duplicates counted as violations.
+    pub exactly_once: bool,
+    /// Where "committed" came from: `committed lines` or `ok (no committed lines)`.
+    pub committed_from: String,
+    /// Op counts by outcome.
+    pub ops: OpCounts,
+    /// Delivery lines read.
+    pub deliveries: u64,
+    /// Read lines checked for staleness.
+    pub reads: u64,
+    /// Commit-to-first-delivery latency (`None`: nothing was both acknowledged and delivered).
+    pub latency_ns: Option<Latency>,
+    /// Acknowledged but not yet delivered ops at the end of each second of the run.
+    pub unseen_per_second: Vec<u64>,
+    /// Fault windows from the nemesis lines.
+    pub faults: Vec<FaultWindow>,
+    /// A few examples of each anomaly that occurred.
+    pub examples: BTreeMap<String, Vec<Example>>,
+    /// Lines in the history.
+    pub lines: u64,
+    /// Things worth telling that did not make the history unusable.
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,244 @@
+//! One tiny hand-made history per anomaly, each checked against the
+//! definitions in DESIGN.md.
+
+use checkers::{check_reader, CheckOptions, CheckResult};
+
+fn check(lines: &str) -> CheckResult {
+    check_reader("test", lines.as_bytes(), CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check_exactly_once(lines: &str) -> CheckResult {
+    check_reader(
+        "test",
+        lines.as_bytes(),
+        CheckOptions {
+            exactly_once: true,
+            max_examples: 5,
+        },
+    )
+    .unwrap()
+}
+
+const INVOKE_1: &str = r#"{"type":"invoke","op":1,"process":0,"key":"k","seq":0,"time":1000}"#;
+const OK_1: &str = r#"{"type":"ok","op":1,"process":0,"time":2000}"#;
+const DELIVER_1: &str =
+    r#"{"type":"deliver","op":1,"event":"e1","key":"k","seq":0,"topic":"t","partition":0,"offset":0,"time":3000}"#;
+
+#[test]
+fn a_clean_history_is_valid() {
+    let r = check(&[INVOKE_1, OK_1, DELIVER_1].join("\n"));
+    assert!(r.valid, "{r:?}");
+    assert_eq!(r.anomalies, Default::default());
+    assert_eq!(r.latency_ns.unwrap().p50, 1000);
+}
+
+#[test]
+fn lost_an_ok_op_with_no_delivery() {
+    let r = check(&[INVOKE_1, OK_1].join("\n"));
+    assert_eq!(r.anomalies.lost, 1);
+    assert!(!r.valid);
+    assert_eq!(r.violations, vec!["lost"]);
+    let ex = &r.examples["lost"][0];
+    assert_eq!((ex.op, ex.key.as_deref(), ex.seq), (Some(1), Some("k"), Some(0)));
+}
+
+#[test]
+fn lost_a_committed_info_op_with_no_delivery() {
+    let h = [
+        INVOKE_1,
+        r#"{"type":"info","op":1,"process":0,"time":2000,"error":"timeout"}"#,
+        r#"{"type":"committed","op":1}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.lost, 1);
+    assert_eq!(r.anomalies.lost_commit, 0);
+}
+
+#[test]
+fn phantom_a_delivered_op_that_failed() {
+    let h = [
+        INVOKE_1,
+        r#"{"type":"fail","op":1,"process":0,"time":2000,"error":"rollback"}"#,
+        DELIVER_1,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.phantom, 1);
+    assert_eq!(r.violations, vec!["phantom"]);
+}
+
+#[test]
+fn phantom_an_info_op_delivered_but_not_committed() {
+    let h = [
+        INVOKE_1,
+        r#"{"type":"info","op":1,"process":0,"time":2000,"error":"timeout"}"#,
+        DELIVER_1,
+        r#"{"type":"invoke","op":2,"process":0,"key":"k","seq":1,"time":4000}"#,
+        r#"{"type":"ok","op":2,"process":0,"time":5000}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":1,"time":6000}"#,
+        r#"{"type":"committed","op":2}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.phantom, 1);
+    assert_eq!(r.examples["phantom"][0].op, Some(1));
+}
+
+#[test]
+fn unexpected_a_delivery_of_an_op_never_invoked() {
+    let h = [
+        INVOKE_1,
+        OK_1,
+        DELIVER_1,
+        r#"{"type":"deliver","op":99,"event":"e99","key":"k","seq":0,"topic":"t","partition":0,"offset":1,"time":3000}"#,
+        r#"{"type":"deliver","op":null,"event":"noise","key":"n","topic":"t","partition":0,"offset":2,"time":3000}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.unexpected, 2);
+    assert_eq!(r.violations, vec!["unexpected"]);
+}
+
+#[test]
+fn duplicate_same_event_twice_is_absorbed_unless_exactly_once() {
+    let again =
+        r#"{"type":"deliver","op":1,"event":"e1","key":"k","seq":0,"topic":"t","partition":0,"offset":7,"time":9000}"#;
+    let h = [INVOKE_1, OK_1, DELIVER_1, again].join("\n");
+    let r = check(&h);
+    assert_eq!(r.anomalies.duplicate, 1);
+    assert_eq!(r.anomalies.duplicate_beyond_idempotency, 0);
+    assert!(r.valid, "a duplicate alone is not a violation");
+    let r = check_exactly_once(&h);
+    assert!(!r.valid);
+    assert_eq!(r.violations, vec!["duplicate"]);
+}
+
+#[test]
+fn duplicate_beyond_idempotency_two_event_ids() {
+    let other = r#"{"type":"deliver","op":1,"event":"e1-b","key":"k","seq":0,"topic":"t","partition":0,"offset":7,"time":9000}"#;
+    let r = check(&[INVOKE_1, OK_1, DELIVER_1, other].join("\n"));
+    assert_eq!(r.anomalies.duplicate_beyond_idempotency, 1);
+    assert_eq!(r.anomalies.duplicate, 0);
+    assert_eq!(r.examples["duplicate_beyond_idempotency"][0].events, vec!["e1", "e1-b"]);
+}
+
+#[test]
+fn reorder_a_lower_seq_after_a_higher_one() {
+    let mut h = Vec::new();
+    for (op, seq, offset) in [(1, 0, 0), (2, 1, 2), (3, 2, 1)] {
+        h.push(format!(
+            r#"{{"type":"invoke","op":{op},"process":0,"key":"k","seq":{seq},"time":{}}}"#,
+            op * 10
+        ));
+        h.push(format!(
+            r#"{{"type":"ok","op":{op},"process":0,"time":{}}}"#,
+            op * 10 + 1
+        ));
+        h.push(format!(
+            r#"{{"type":"deliver","op":{op},"event":"e{op}","key":"k","seq":{seq},"topic":"t","partition":0,"offset":{offset},"time":100}}"#
+        ));
+    }
+    let r = check(&h.join("\n"));
+    // log order: seq 0, seq 2, seq 1 -> seq 1 comes after seq 2.
+    assert_eq!(r.anomalies.reorder, 1);
+    assert_eq!(r.examples["reorder"][0].seq, Some(1));
+}
+
+#[test]
+fn reorder_ignores_redeliveries_and_other_keys() {
+    let h = [
+        r#"{"type":"invoke","op":1,"process":0,"key":"a","seq":0,"time":1}"#,
+        r#"{"type":"ok","op":1,"process":0,"time":2}"#,
+        r#"{"type":"invoke","op":2,"process":0,"key":"a","seq":1,"time":3}"#,
+        r#"{"type":"ok","op":2,"process":0,"time":4}"#,
+        r#"{"type":"invoke","op":3,"process":1,"key":"b","seq":0,"time":3}"#,
+        r#"{"type":"ok","op":3,"process":1,"time":4}"#,
+        r#"{"type":"deliver","op":2,"event":"x","key":"a","seq":1,"topic":"t","partition":0,"offset":5,"time":9}"#,
+        r#"{"type":"deliver","op":3,"event":"z","key":"b","seq":0,"topic":"t","partition":0,"offset":0,"time":9}"#,
+        r#"{"type":"deliver","op":1,"event":"y","key":"a","seq":0,"topic":"t","partition":0,"offset":1,"time":9}"#,
+        // a redelivery of seq 0 after seq 1: the op's first delivery is in order
+        r#"{"type":"deliver","op":1,"event":"y","key":"a","seq":0,"topic":"t","partition":0,"offset":9,"time":9}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.reorder, 0, "{r:?}");
+    assert_eq!(r.anomalies.duplicate, 1);
+}
+
+#[test]
+fn lost_commit_an_ok_op_missing_from_the_database() {
+    let h = [
+        INVOKE_1,
+        OK_1,
+        DELIVER_1,
+        r#"{"type":"invoke","op":2,"process":0,"key":"k","seq":1,"time":4000}"#,
+        r#"{"type":"ok","op":2,"process":0,"time":5000}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":1,"time":6000}"#,
+        r#"{"type":"committed","op":2}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.lost_commit, 1);
+    // also delivered without being committed:
+    assert_eq!(r.anomalies.phantom, 1);
+    assert_eq!(r.examples["lost_commit"][0].op, Some(1));
+}
+
+#[test]
+fn without_committed_lines_ok_means_committed() {
+    let h = [INVOKE_1, OK_1, DELIVER_1];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.committed_from, "ok (no committed lines)");
+    assert_eq!(r.ops.committed, 1);
+    assert_eq!(r.anomalies.lost_commit, 0);
+}
+
+#[test]
+fn stale_read_sees_less_than_was_acknowledged() {
+    let h = [
+        INVOKE_1,
+        OK_1,
+        DELIVER_1,
+        // started after op 1 (seq 0) was ok but saw nothing
+        r#"{"type":"read","key":"k","seq":null,"invoke_time":2500,"time":2600}"#,
+        // started before the ok: may see nothing
+        r#"{"type":"read","key":"k","seq":null,"invoke_time":1500,"time":2600}"#,
+        // saw it
+        r#"{"type":"read","key":"k","seq":0,"invoke_time":2500,"time":2600}"#,
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.anomalies.stale_read, 1);
+    assert_eq!(r.reads, 3);
+}
+
+#[test]
+fn unseen_series_counts_acknowledged_but_undelivered_per_second() {
+    let s = 1_000_000_000i64;
+    let h = [
+        r#"{"type":"invoke","op":1,"process":0,"key":"k","seq":0,"time":0}"#.to_string(),
+        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, s / 2),
+        format!(
+            r#"{{"type":"deliver","op":1,"event":"e","key":"k","seq":0,"topic":"t","partition":0,"offset":0,"time":{}}}"#,
+            2 * s + 1
+        ),
+        format!(
+            r#"{{"type":"invoke","op":2,"process":0,"key":"k2","seq":0,"time":{}}}"#,
+            s
+        ),
+        format!(r#"{{"type":"ok","op":2,"process":0,"time":{}}}"#, 3 * s + 5),
+    ];
+    let r = check(&h.join("\n"));
+    assert_eq!(r.unseen_per_second, vec![1, 1, 0, 1]);
+    assert_eq!(r.anomalies.lost, 1);
+}
+
+#[test]
+fn inconsistent_histories_are_unusable() {
+    let twice = [INVOKE_1, INVOKE_1].join("\n");
+    let e = check_reader("h", twice.as_bytes(), CheckOptions::default()).unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert!(e.message.contains("invoked a second time"), "{e}");
+
+    let two_completions = [INVOKE_1, OK_1, r#"{"type":"fail","op":1,"process":0,"time":3}"#].join("\n");
+    let e = check_reader("h", two_completions.as_bytes(), CheckOptions::default()).unwrap_err();
+    assert_eq!(e.line, Some(3));
+
+    let orphan = [OK_1].join("\n");
+    let e = check_reader("h", orphan.as_bytes(), CheckOptions::default()).unwrap_err();
+    assert!(e.message.contains("op 1 has a `ok` line but no `invoke` line"), "{e}");
+}
