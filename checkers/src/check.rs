@@ -7,6 +7,7 @@
 //! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
 
 use crate::history::{LineError, Outcome, Phase, Record};
+use crate::op_table::{Handle, OpTable, COMMITTED, DISTINCT_EVENTS, INVOKED, NONE_KEY, NONE_TIME, NO_SEQ};
 use crate::results::{Anomalies, CheckResult, DeliveryRef, Example, FaultWindow, Latency, OpCounts};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -30,115 +31,18 @@ impl Default for CheckOptions {
     }
 }
 
-const NONE_TIME: i64 = i64::MIN;
-const NONE_KEY: u32 = u32::MAX;
-const NO_SEQ: u64 = u64::MAX;
-
-const INVOKED: u8 = 1;
-const COMMITTED: u8 = 2;
-const DISTINCT_EVENTS: u8 = 4;
-
 /// An event id as 128 bits: a lowercase hyphenated UUID exactly, anything
 /// else by a 128-bit fingerprint (the text is kept aside for examples).
-type EventId = [u64; 2];
-
-/// What the index knows of one op.
-#[derive(Clone, Copy)]
-struct OpState {
-    invoke_time: i64,
-    complete_time: i64,
-    seq: u64,
-    /// Earliest delivery time (for latency and unseen).
-    first_time: i64,
-    /// Offset of the first delivery in log order.
-    log_offset: i64,
-    /// Seq carried by that delivery (`NO_SEQ`: none, use the invoked seq).
-    log_seq: u64,
-    /// Event id of the first delivery seen.
-    event: EventId,
-    /// Partition of the first delivery in log order.
-    log_partition: i32,
-    key: u32,
-    deliveries: u32,
-    /// 0 none, else `Outcome as u8 + 1`.
-    outcome: u8,
-    flags: u8,
-}
-
-impl OpState {
-    const EMPTY: OpState = OpState {
-        invoke_time: NONE_TIME,
-        complete_time: NONE_TIME,
-        seq: NO_SEQ,
-        first_time: NONE_TIME,
-        log_offset: 0,
-        log_seq: NO_SEQ,
-        event: [0, 0],
-        log_partition: 0,
-        key: NONE_KEY,
-        deliveries: 0,
-        outcome: 0,
-        flags: 0,
-    };
-
-    fn outcome(&self) -> Option<Outcome> {
-        match self.outcome {
-            1 => Some(Outcome::Ok),
-            2 => Some(Outcome::Fail),
-            3 => Some(Outcome::Info),
-            _ => None,
-        }
-    }
-
-    fn is(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    fn delivery_seq(&self) -> u64 {
-        if self.log_seq == NO_SEQ {
-            self.seq
-        } else {
-            self.log_seq
-        }
-    }
-}
-
-/// Op states in fixed-size segments: no doubling, so no 2x slack at any size.
-struct Segmented {
-    segments: Vec<Box<[OpState]>>,
-    len: usize,
-}
-
-const SEGMENT: usize = 1 << 16;
-
-impl Segmented {
-    fn push(&mut self, s: OpState) -> u32 {
-        if self.len.is_multiple_of(SEGMENT) {
-            self.segments.push(vec![OpState::EMPTY; SEGMENT].into_boxed_slice());
-        }
-        let i = self.len;
-        self.segments[i / SEGMENT][i % SEGMENT] = s;
-        self.len += 1;
-        i as u32
-    }
-    fn get(&self, i: u32) -> &OpState {
-        &self.segments[i as usize / SEGMENT][i as usize % SEGMENT]
-    }
-    fn get_mut(&mut self, i: u32) -> &mut OpState {
-        &mut self.segments[i as usize / SEGMENT][i as usize % SEGMENT]
-    }
-}
+pub(crate) type EventId = [u64; 2];
 
 /// Accumulates records (in any order) and judges them with [`HistoryIndex::finish`].
 pub struct HistoryIndex {
-    op_index: FxHashMap<u64, u32>,
-    op_ids: Vec<u64>,
-    ops: Segmented,
+    ops: OpTable,
     keys: FxHashMap<Box<str>, u32>,
     /// Non-UUID event ids by fingerprint, for examples.
     event_text: FxHashMap<EventId, Box<str>>,
     /// Further distinct event ids of ops delivered with more than one (bounded per op).
-    extra_events: FxHashMap<u32, Vec<EventId>>,
+    extra_events: FxHashMap<Handle, Vec<EventId>>,
     unattributed: Vec<(Option<u32>, EventId, DeliveryRef)>,
     unattributed_count: u64,
     reads: Vec<(u32, Option<u64>, i64)>,
@@ -181,12 +85,7 @@ impl HistoryIndex {
     /// An empty index.
     pub fn new() -> Self {
         HistoryIndex {
-            op_index: FxHashMap::default(),
-            op_ids: Vec::new(),
-            ops: Segmented {
-                segments: Vec::new(),
-                len: 0,
-            },
+            ops: OpTable::default(),
             keys: FxHashMap::default(),
             event_text: FxHashMap::default(),
             extra_events: FxHashMap::default(),
@@ -217,16 +116,8 @@ impl HistoryIndex {
         })
     }
 
-    fn state(&mut self, op: u64) -> u32 {
-        match self.op_index.get(&op) {
-            Some(&i) => i,
-            None => {
-                let i = self.ops.push(OpState::EMPTY);
-                self.op_index.insert(op, i);
-                self.op_ids.push(op);
-                i
-            }
-        }
+    fn state(&mut self, op: u64) -> Handle {
+        self.ops.slot(op)
     }
 
     fn see_time(&mut self, t: i64) {
@@ -354,8 +245,8 @@ impl HistoryIndex {
     /// history is inconsistent. Returns (op id, which line type) for the first few.
     pub fn orphans(&self) -> Vec<(u64, &'static str)> {
         let mut out = Vec::new();
-        for (n, &op) in self.op_ids.iter().enumerate() {
-            let s = self.ops.get(n as u32);
+        for (h, s) in self.ops.iter() {
+            let op = self.ops.op_id(h);
             if s.is(INVOKED) {
                 continue;
             }
@@ -392,7 +283,7 @@ impl HistoryIndex {
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
-        let mut ordered: Vec<u32> = Vec::new();
+        let mut ordered: Vec<(u32, i32, i64, Handle)> = Vec::new();
 
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {
@@ -402,7 +293,7 @@ impl HistoryIndex {
                     .to_string(),
             }
         };
-        let example = |i: u32, detail: Option<String>| -> Example {
+        let example = |i: Handle, detail: Option<String>| -> Example {
             let s = self.ops.get(i);
             let mut events = Vec::new();
             if s.deliveries > 0 {
@@ -412,7 +303,7 @@ impl HistoryIndex {
                 }
             }
             Example {
-                op: Some(self.op_ids[i as usize]),
+                op: Some(self.ops.op_id(i)),
                 key: (s.key != NONE_KEY).then(|| key_names[s.key as usize].clone()),
                 seq: (s.seq != NO_SEQ).then_some(s.seq),
                 outcome: s.outcome(),
@@ -451,8 +342,7 @@ impl HistoryIndex {
             });
         }
 
-        for i in 0..self.ops.len as u32 {
-            let s = *self.ops.get(i);
+        for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
                     anomalies.unexpected += s.deliveries as u64;
@@ -497,19 +387,16 @@ impl HistoryIndex {
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
                     unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push(i);
+                    ordered.push((s.key, s.log_partition, s.log_offset, i));
                 }
             }
         }
 
         // Reorder: per key, first deliveries of ok ops in log order.
-        ordered.sort_unstable_by_key(|&i| {
-            let s = self.ops.get(i);
-            (s.key, s.log_partition, s.log_offset)
-        });
+        ordered.sort_unstable();
         let mut current_key = NONE_KEY;
-        let mut highest: Option<(u64, u32)> = None;
-        for &i in &ordered {
+        let mut highest: Option<(u64, Handle)> = None;
+        for &(_, _, _, i) in &ordered {
             let s = self.ops.get(i);
             if s.key != current_key {
                 current_key = s.key;
@@ -527,7 +414,7 @@ impl HistoryIndex {
                                 "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
                                 s.log_partition,
                                 s.log_offset,
-                                self.op_ids[before as usize],
+                                self.ops.op_id(before),
                                 b.log_partition,
                                 b.log_offset
                             )),
@@ -543,8 +430,7 @@ impl HistoryIndex {
         // Stale reads: a read must see at least the highest seq acknowledged before it began.
         if !self.reads.is_empty() {
             let mut acked: Vec<(u32, i64, u64)> = Vec::new();
-            for i in 0..self.ops.len as u32 {
-                let s = self.ops.get(i);
+            for (_, s) in self.ops.iter() {
                 if s.is(INVOKED) && s.outcome == 1 {
                     acked.push((s.key, s.complete_time, s.seq));
                 }

@@ -239,29 +239,52 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     }
 }
 
+/// A string that borrows from the line when it holds no escapes (serde's own
+/// `Cow` support does not reach through wrappers such as `Option` or [`Field`]).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Every field any line type may carry; which ones are required depends on `type`.
 #[derive(Deserialize)]
 struct RawLine<'a> {
     #[serde(rename = "type", borrow, default)]
-    ty: Option<Cow<'a, str>>,
+    ty: Option<Text<'a>>,
     #[serde(default)]
     op: Field<u64>,
     #[serde(borrow, default)]
-    key: Field<Cow<'a, str>>,
+    key: Field<Text<'a>>,
     #[serde(default)]
     seq: Field<u64>,
     #[serde(default)]
     time: Option<i64>,
     #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
+    event: Option<Text<'a>>,
     #[serde(default)]
     partition: Option<i32>,
     #[serde(default)]
     offset: Option<i64>,
     #[serde(borrow, default)]
-    fault: Option<Cow<'a, str>>,
+    fault: Option<Text<'a>>,
     #[serde(borrow, default)]
-    phase: Option<Cow<'a, str>>,
+    phase: Option<Text<'a>>,
     #[serde(default)]
     invoke_time: Option<i64>,
 }
@@ -284,7 +307,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
         Err(e) => return Err(explain_json_error(line, e)),
     };
     let ty = need(
-        raw.ty,
+        raw.ty.map(|t| t.0),
         "?",
         "type",
         "one of invoke, ok, fail, info, deliver, nemesis, read, committed",
@@ -295,7 +318,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
     Ok(match ty {
         "invoke" => Record::Invoke {
             op: need_field(raw.op, ty, "op", OP)?,
-            key: need_field(raw.key, ty, "key", "a string")?,
+            key: need_field(raw.key, ty, "key", "a string")?.0,
             seq: need_field(raw.seq, ty, "seq", "a non-negative integer")?,
             time: need(raw.time, ty, "time", TIME)?,
         },
@@ -319,9 +342,9 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
                     "an integer op id, or null for a record that names no op",
                 )?,
             },
-            event: need(raw.event, ty, "event", "a string, the event id")?,
+            event: need(raw.event, ty, "event", "a string, the event id")?.0,
             key: match raw.key {
-                Field::Value(k) => Some(k),
+                Field::Value(k) => Some(k.0),
                 _ => None,
             },
             seq: match raw.seq {
@@ -333,8 +356,8 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             time: need(raw.time, ty, "time", TIME)?,
         },
         "nemesis" => Record::Nemesis {
-            fault: need(raw.fault, ty, "fault", "a fault name")?,
-            phase: match need(raw.phase, ty, "phase", "\"start\" or \"stop\"")?.as_ref() {
+            fault: need(raw.fault, ty, "fault", "a fault name")?.0,
+            phase: match need(raw.phase, ty, "phase", "\"start\" or \"stop\"")?.0.as_ref() {
                 "start" => Phase::Start,
                 "stop" => Phase::Stop,
                 other => {
@@ -346,7 +369,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             time: need(raw.time, ty, "time", TIME)?,
         },
         "read" => Record::Read {
-            key: need_field(raw.key, ty, "key", "a string")?,
+            key: need_field(raw.key, ty, "key", "a string")?.0,
             seq: match raw.seq {
                 Field::Value(s) => Some(s),
                 _ => None,

@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod history;
+mod op_table;
 pub mod reader;
 pub mod results;
 

@@ -1,0 +1,28 @@
+//! Checks one history file and prints the time taken: `cargo run --release
+//! --example check_file -p dualcheck-checkers -- HISTORY.jsonl` (for profiling).
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: check_file HISTORY.jsonl");
+    if std::env::var_os("PARSE_ONLY").is_some() {
+        return parse_only(&path);
+    }
+    let started = std::time::Instant::now();
+    let result =
+        checkers::check_file(path.as_ref(), checkers::CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "{} lines in {:.3} s, valid={}",
+        result.lines,
+        started.elapsed().as_secs_f64(),
+        result.valid
+    );
+}
+
+fn parse_only(path: &str) {
+    let started = std::time::Instant::now();
+    let s = checkers::reader::read_file(path.as_ref(), |_, _| Ok(())).unwrap();
+    eprintln!(
+        "parse only: {} records in {:.3} s",
+        s.records,
+        started.elapsed().as_secs_f64()
+    );
+}
