@@ -24,6 +24,8 @@ enum Command {
     Doctor(harness::doctor::DoctorArgs),
     /// Install and collect the real services (runs ci/setup).
     Setup(harness::doctor::SetupArgs),
+    /// Serve one built-in implementation over the HTTP contract (started by the runner).
+    App(harness::app::AppArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Check(args) => harness::cli_check::run(args),
         Command::Doctor(args) => harness::doctor::run(args),
         Command::Setup(args) => harness::doctor::setup(args),
+        Command::App(args) => harness::app::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,66 @@
+//! `dualcheck app --impl NAME`: runs one built-in implementation as its own
+//! process, speaking the black-box HTTP contract of DESIGN.md (the runner starts,
+//! SIGKILLs and restarts it). The work lives in the `implementations` crate;
+//! this module parses arguments, reads the environment and maps errors to exit codes.
+
+use clap::Args;
+
+/// Arguments of `dualcheck app`.
+#[derive(Args, Debug)]
+pub struct AppArgs {
+    /// Implementation to serve (see `dualcheck list`).
+    #[arg(long = "impl", value_name = "NAME")]
+    pub implementation: String,
+}
+
+/// Help text listing the environment variables an app process reads.
+pub fn knobs_help() -> String {
+    implementations::KNOBS
+        .iter()
+        .map(|k| {
+            let d = if k.default.is_empty() {
+                "required".to_string()
+            } else {
+                format!("default {}", k.default)
+            };
+            format!("  {:<30} {} ({d})", k.name, k.help)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the app until it is killed; returns the exit code (2 on a usage or start-up error).
+pub fn run(args: AppArgs) -> u8 {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let info = match implementations::lookup(&args.implementation) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("dualcheck app: {e}");
+            return 2;
+        }
+    };
+    let config = match implementations::AppConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dualcheck app: {e:#}\nenvironment variables:\n{}", knobs_help());
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dualcheck app: starting the tokio runtime: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(implementations::server::serve(info, config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dualcheck app --impl {}: {e:#}", info.name);
+            2
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The business transaction every built-in implementation runs: insert the
+//! order row (plus, for outbox patterns, the outbox row and an optional
+//! NOTIFY) in one transaction, hold it open if asked, then COMMIT — or ROLLBACK
+//! for an op that aborts on purpose. It reports honestly: any error before
+//! COMMIT is sent means the transaction cannot have committed (fail); an
+//! error or timeout during COMMIT is unknown.
+
+use crate::kafka::Envelope;
+use crate::{AppContext, OpRequest};
+
+/// How the business transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnEnd {
+    /// Committed (the crash point has been passed).
+    Committed,
+    /// Certainly not committed.
+    Failed(String),
+    /// COMMIT was sent, its result is unknown.
+    Unknown(String),
+}
+
+/// The outbox row to insert with the business row.
+pub struct OutboxRow<'a> {
+    /// The event.
+    pub envelope: &'a Envelope,
+    /// Also `NOTIFY dualcheck_outbox` in the transaction (outbox-notify).
+    pub notify: bool,
+}
+
+/// Runs the business transaction of `op` (see the module doc).
+pub async fn run(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
+    let t = ctx.db.timeout;
+    let mut conn = match ctx.db.get().await {
+        Ok(c) => c,
+        Err(e) => return TxnEnd::Failed(format!("no Postgres connection: {e:#}")),
+    };
+    let res: anyhow::Result<TxnEnd> = async {
+        let tx = crate::db::timed(t, "BEGIN", conn.transaction()).await?;
+        crate::db::timed(
+            t,
+            "inserting the order",
+            tx.execute(
+                "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
+                &[&op.op, &op.key, &op.seq, &op.payload],
+            ),
+        )
+        .await?;
+        if let Some(o) = &outbox {
+            let e = o.envelope;
+            let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
+            crate::db::timed(
+                t,
+                "inserting the outbox row",
+                tx.execute(
+                    "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &event_id,
+                        &e.op,
+                        &e.key,
+                        &e.seq,
+                        &crate::key_shard(&e.key),
+                        &e.to_json(),
+                    ],
+                ),
+            )
+            .await?;
+            if o.notify {
+                crate::db::timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
+            }
+        }
+        if op.hold_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
+        }
+        if op.abort {
+            let _ = crate::db::timed(t, "ROLLBACK", tx.rollback()).await;
+            return Ok(TxnEnd::Failed("aborted on purpose (abort: true); rolled back".into()));
+        }
+        Ok(match crate::db::timed(t, "COMMIT", tx.commit()).await {
+            Ok(()) => TxnEnd::Committed,
+            Err(e) => TxnEnd::Unknown(format!("{e:#}")),
+        })
+    }
+    .await;
+    let end = match res {
+        Ok(end) => end,
+        Err(e) => TxnEnd::Failed(format!("{e:#}")),
+    };
+    if end != TxnEnd::Committed {
+        conn.discard();
+    }
+    if end == TxnEnd::Committed {
+        ctx.crash.after_commit();
+    }
+    end
+}

@@ -1,0 +1,226 @@
+//! Configuration of an implementation process, read from its environment.
+//! [`KNOBS`] lists every variable with its default and one line of help
+//! (what `dualcheck list` shows).
+
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+/// One environment variable an implementation process reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Knob {
+    /// Variable name.
+    pub name: &'static str,
+    /// Default (empty = required).
+    pub default: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Every environment variable of `dualcheck app`.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "DATABASE_URL",
+        default: "",
+        help: "Postgres URL (through the proxy); the run's own database",
+    },
+    Knob {
+        name: "KAFKA_BOOTSTRAP",
+        default: "",
+        help: "Kafka bootstrap servers (through the proxy)",
+    },
+    Knob {
+        name: "TOPIC",
+        default: "",
+        help: "topic to publish to (created by the runner)",
+    },
+    Knob {
+        name: "PORT",
+        default: "",
+        help: "HTTP port on 127.0.0.1",
+    },
+    Knob {
+        name: "DUALCHECK_RELAYS",
+        default: "1",
+        help: "relay tasks (outbox-poll, outbox-notify); per-key order holds with any number",
+    },
+    Knob {
+        name: "DUALCHECK_SHARDS",
+        default: "16",
+        help: "shard groups the relays divide with advisory locks",
+    },
+    Knob {
+        name: "DUALCHECK_POLL_MS",
+        default: "50",
+        help: "relay poll interval when idle",
+    },
+    Knob {
+        name: "DUALCHECK_FALLBACK_POLL_MS",
+        default: "1000",
+        help: "outbox-notify: poll interval when no notification arrives",
+    },
+    Knob {
+        name: "DUALCHECK_BATCH",
+        default: "200",
+        help: "events a relay claims per round",
+    },
+    Knob {
+        name: "DUALCHECK_MAX_ATTEMPTS",
+        default: "30",
+        help: "publish attempts before an event is parked in outbox_failed (permanent errors park at once)",
+    },
+    Knob {
+        name: "DUALCHECK_BACKOFF_BASE_MS",
+        default: "100",
+        help: "retry backoff base (exponential, full jitter)",
+    },
+    Knob {
+        name: "DUALCHECK_BACKOFF_MAX_MS",
+        default: "5000",
+        help: "retry backoff cap",
+    },
+    Knob {
+        name: "DUALCHECK_PUBLISH_TIMEOUT_MS",
+        default: "5000",
+        help: "Kafka message.timeout.ms: how long one publish attempt may take",
+    },
+    Knob {
+        name: "DUALCHECK_NAIVE_ATTEMPTS",
+        default: "3",
+        help: "naive patterns: publish attempts per op",
+    },
+    Knob {
+        name: "DUALCHECK_CLEANUP",
+        default: "delete",
+        help: "published outbox rows: `delete` at once, or `mark` (published_at) and delete in batches",
+    },
+    Knob {
+        name: "DUALCHECK_CLEANUP_INTERVAL_MS",
+        default: "1000",
+        help: "cleanup=mark: how often marked rows are deleted",
+    },
+    Knob {
+        name: "DUALCHECK_DB_TIMEOUT_MS",
+        default: "10000",
+        help: "timeout of each database statement (client side and statement_timeout)",
+    },
+    Knob {
+        name: "DUALCHECK_POOL_SIZE",
+        default: "16",
+        help: "connections of the request pool",
+    },
+];
+
+/// Reads a knob: the variable, else its default; `None` for an unset required one.
+fn raw(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => KNOBS
+            .iter()
+            .find(|k| k.name == name)
+            .map(|k| k.default.to_string())
+            .filter(|d| !d.is_empty()),
+    }
+}
+
+fn required(name: &str) -> Result<String> {
+    raw(name).with_context(|| {
+        format!("{name} is not set; `dualcheck app` needs DATABASE_URL, KAFKA_BOOTSTRAP, TOPIC and PORT (the runner sets them)")
+    })
+}
+
+fn number(name: &str) -> Result<u64> {
+    let v = required(name)?;
+    v.trim()
+        .parse()
+        .with_context(|| format!("{name}={v:?} is not a non-negative integer"))
+}
+
+fn ms(name: &str) -> Result<Duration> {
+    Ok(Duration::from_millis(number(name)?))
+}
+
+/// What to do with published outbox rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Delete in the transaction that records the publish.
+    Delete,
+    /// Set `published_at`; a cleaner deletes marked rows in batches.
+    Mark,
+}
+
+/// Configuration of one implementation process.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Postgres URL.
+    pub database_url: String,
+    /// Kafka bootstrap.
+    pub kafka_bootstrap: String,
+    /// Topic.
+    pub topic: String,
+    /// HTTP port.
+    pub port: u16,
+    /// Relay tasks.
+    pub relays: usize,
+    /// Shard groups.
+    pub shards: i32,
+    /// Idle poll interval.
+    pub poll: Duration,
+    /// outbox-notify fallback poll.
+    pub fallback_poll: Duration,
+    /// Events per relay round.
+    pub batch: i64,
+    /// Attempts before parking.
+    pub max_attempts: u32,
+    /// Backoff base.
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    pub backoff_max: Duration,
+    /// Kafka message.timeout.ms.
+    pub publish_timeout: Duration,
+    /// Naive patterns' publish attempts.
+    pub naive_attempts: u32,
+    /// Clean-up mode.
+    pub cleanup: Cleanup,
+    /// Clean-up interval (mark mode).
+    pub cleanup_interval: Duration,
+    /// Per-statement timeout.
+    pub db_timeout: Duration,
+    /// Pool size.
+    pub pool_size: usize,
+}
+
+impl AppConfig {
+    /// Reads every knob from the process environment.
+    pub fn from_env() -> Result<Self> {
+        let port = number("PORT")?;
+        if port == 0 || port > 65535 {
+            bail!("PORT={port} is not a usable TCP port");
+        }
+        let cleanup = match required("DUALCHECK_CLEANUP")?.as_str() {
+            "delete" => Cleanup::Delete,
+            "mark" => Cleanup::Mark,
+            other => bail!("DUALCHECK_CLEANUP={other:?}: use `delete` or `mark`"),
+        };
+        let cfg = AppConfig {
+            database_url: required("DATABASE_URL")?,
+            kafka_bootstrap: required("KAFKA_BOOTSTRAP")?,
+            topic: required("TOPIC")?,
+            port: port as u16,
+            relays: number("DUALCHECK_RELAYS")?.max(1) as usize,
+            shards: number("DUALCHECK_SHARDS")?.clamp(1, 1024) as i32,
+            poll: ms("DUALCHECK_POLL_MS")?,
+            fallback_poll: ms("DUALCHECK_FALLBACK_POLL_MS")?,
+            batch: number("DUALCHECK_BATCH")?.max(1) as i64,
+            max_attempts: number("DUALCHECK_MAX_ATTEMPTS")?.max(1) as u32,
+            backoff_base: ms("DUALCHECK_BACKOFF_BASE_MS")?,
+            backoff_max: ms("DUALCHECK_BACKOFF_MAX_MS")?,
+            publish_timeout: ms("DUALCHECK_PUBLISH_TIMEOUT_MS")?.max(Duration::from_millis(100)),
+            naive_attempts: number("DUALCHECK_NAIVE_ATTEMPTS")?.max(1) as u32,
+            cleanup,
+            cleanup_interval: ms("DUALCHECK_CLEANUP_INTERVAL_MS")?,
+            db_timeout: ms("DUALCHECK_DB_TIMEOUT_MS")?.max(Duration::from_millis(100)),
+            pool_size: number("DUALCHECK_POOL_SIZE")?.max(1) as usize,
+        };
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,178 @@
+//! Publishing: the record envelope every implementation uses and an idempotent
+//! producer (`enable.idempotence=true`, `acks=all`) that reports each record's
+//! delivery. rdkafka reconnects by itself after broker or link failures.
+
+use anyhow::{Context, Result};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The JSON value of every record: at least `op`, `seq`, `key`, `event`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Envelope {
+    /// Op id.
+    pub op: i64,
+    /// Position of the op on its key.
+    pub seq: i64,
+    /// Business key (also the record key).
+    pub key: String,
+    /// Event id (UUID v4, fixed when the event is created; redeliveries carry the same).
+    pub event: String,
+    /// Business payload.
+    #[serde(default)]
+    pub payload: String,
+}
+
+impl Envelope {
+    /// A new event for an op, with a fresh event id.
+    pub fn new(op: &crate::OpRequest) -> Self {
+        Envelope {
+            op: op.op,
+            seq: op.seq,
+            key: op.key.clone(),
+            event: Uuid::new_v4().to_string(),
+            payload: op.payload.clone(),
+        }
+    }
+
+    /// The record value.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("envelope serializes")
+    }
+}
+
+/// Why a publish failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishError {
+    /// What went wrong, from librdkafka.
+    pub message: String,
+    /// Retrying cannot help (e.g. the record is larger than message.max.bytes).
+    pub permanent: bool,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn classify(e: &KafkaError) -> PublishError {
+    let code = e.rdkafka_error_code();
+    let permanent = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    );
+    PublishError {
+        message: format!("publish failed: {e}"),
+        permanent,
+    }
+}
+
+/// One record to publish.
+#[derive(Clone, Debug)]
+pub struct Record<'a> {
+    /// Record key (the op's key).
+    pub key: &'a str,
+    /// Record value (the envelope JSON).
+    pub value: &'a str,
+    /// Event id, also sent as header `event_id`.
+    pub event_id: &'a str,
+}
+
+/// An idempotent producer for one topic.
+pub struct Publisher {
+    producer: FutureProducer,
+    /// Topic records go to.
+    pub topic: String,
+    timeout: Duration,
+}
+
+impl Publisher {
+    /// A producer to `topic` at `bootstrap`; each record may take `timeout`
+    /// (`message.timeout.ms`) before it is reported failed.
+    pub fn new(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .set("linger.ms", "2")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("log_level", "3")
+            .create()
+            .with_context(|| format!("creating a Kafka producer for {bootstrap} (KAFKA_BOOTSTRAP)"))?;
+        Ok(Publisher {
+            producer,
+            topic: topic.to_string(),
+            timeout,
+        })
+    }
+
+    /// Enqueues records in order (a full queue is waited out, keeping the order),
+    /// then waits for every delivery report. One result per record, same order.
+    pub async fn publish_all(&self, records: &[Record<'_>]) -> Vec<Result<(i32, i64), PublishError>> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "event_id",
+                value: Some(r.event_id),
+            });
+            let mut rec = FutureRecord::to(&self.topic)
+                .key(r.key)
+                .payload(r.value)
+                .headers(headers);
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let res = loop {
+                match self.producer.send_result(rec) {
+                    Ok(f) => break Ok(f),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        rec = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => break Err(classify(&e)),
+                }
+            };
+            pending.push(res);
+        }
+        let wait = self.timeout + Duration::from_secs(5);
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Err(e) => Err(e),
+                Ok(f) => match tokio::time::timeout(wait, f).await {
+                    Err(_) => Err(PublishError {
+                        message: format!("no delivery report within {wait:?}"),
+                        permanent: false,
+                    }),
+                    Ok(Err(_)) => Err(PublishError {
+                        message: "producer dropped the delivery report".into(),
+                        permanent: false,
+                    }),
+                    Ok(Ok(Err((e, _)))) => Err(classify(&e)),
+                    Ok(Ok(Ok(d))) => Ok((d.partition, d.offset)),
+                },
+            });
+        }
+        out
+    }
+
+    /// Publishes one record and waits for its delivery report.
+    pub async fn publish(&self, record: Record<'_>) -> Result<(i32, i64), PublishError> {
+        self.publish_all(std::slice::from_ref(&record))
+            .await
+            .pop()
+            .expect("one result per record")
+    }
+}

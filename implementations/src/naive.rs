@@ -1,0 +1,82 @@
+//! `naive`: commit the business row, then publish (bounded retries). The
+//! dual-write problem itself — a negative control: when Kafka is unreachable
+//! after the commit (or the process dies there) the event is lost.
+//!
+//! Answers 200 once the row is committed, whatever the publish did (the
+//! business effect is durable; a failed publish is only logged).
+
+use crate::business::{self, TxnEnd};
+use crate::kafka::{Envelope, Record};
+use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+use std::sync::Arc;
+
+/// Registry entry.
+pub const INFO: PatternInfo = PatternInfo {
+    name: "naive",
+    about: "commit, then publish with bounded retries (the dual-write problem itself)",
+    expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
+    committed_sql: ORDERS_COMMITTED_SQL,
+    build: |ctx| Arc::new(Naive { ctx }),
+};
+
+/// Commit, then publish.
+pub struct Naive {
+    ctx: Arc<AppContext>,
+}
+
+/// Publishes `env` up to `attempts` times; logs the final failure.
+pub(crate) async fn publish_with_retries(ctx: &AppContext, env: &Envelope) -> Result<(), String> {
+    let value = env.to_json();
+    let mut last = String::new();
+    for attempt in 0..ctx.config.naive_attempts {
+        let rec = Record {
+            key: &env.key,
+            value: &value,
+            event_id: &env.event,
+        };
+        match ctx.publisher.publish(rec).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                last = e.message;
+                if e.permanent {
+                    break;
+                }
+                let b = crate::backoff::Backoff {
+                    base: ctx.config.backoff_base,
+                    max: ctx.config.backoff_max,
+                };
+                if attempt + 1 < ctx.config.naive_attempts {
+                    tokio::time::sleep(b.delay(attempt)).await;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+#[async_trait::async_trait]
+impl Pattern for Naive {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+    fn about(&self) -> &'static str {
+        INFO.about
+    }
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> anyhow::Result<()> {
+        db.batch_execute(ORDERS_DDL).await?;
+        Ok(())
+    }
+    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+        match business::run(&self.ctx, op, None).await {
+            TxnEnd::Failed(e) => OpOutcome::Fail(e),
+            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+            TxnEnd::Committed => {
+                let env = Envelope::new(op);
+                if let Err(e) = publish_with_retries(&self.ctx, &env).await {
+                    tracing::warn!("naive: op {} committed but its event is lost: {e}", op.op);
+                }
+                OpOutcome::Ok
+            }
+        }
+    }
+}

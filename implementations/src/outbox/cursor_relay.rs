@@ -1,0 +1,170 @@
+//! Cursor relays: `outbox-idcursor` (the bug) and `outbox-xid` (the fix).
+//!
+//! One relay task keeps a cursor (persisted in `outbox_cursor`, row `main`, and
+//! held in memory) and reads the rows after it in cursor order:
+//!
+//! - id cursor: `WHERE id > $last ORDER BY id`. Ids are taken at insert time but
+//!   become visible at commit: a row whose transaction commits after a higher id
+//!   was published lies below the cursor and is never read.
+//! - xid cursor: `WHERE (xid, id) > $cursor AND xid < pg_snapshot_xmin(pg_current_snapshot())
+//!   ORDER BY xid, id`. Every transaction below xmin has ended, so no row can
+//!   appear below the cursor later.
+//!
+//! A round publishes a prefix of the rows in which each key occurs once (one
+//! event per key in flight), then advances the cursor to the last row of the
+//! unbroken run of successes and deletes/marks those rows in one transaction.
+//! After a failure it backs off (exponential, full jitter) and retries from the
+//! cursor; cursor relays retry forever (no parking: a poison event stalls them).
+
+use super::RelayKind;
+use crate::backoff::Backoff;
+use crate::kafka::Record;
+use crate::AppContext;
+use anyhow::Result;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+/// The relay task.
+pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receiver<bool>) {
+    let b = Backoff {
+        base: ctx.config.backoff_base,
+        max: ctx.config.backoff_max,
+    };
+    let mut client: Option<Client> = None;
+    let mut cursor: Option<(String, i64)> = None;
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let res = step(&ctx, kind, &mut client, &mut cursor).await;
+        let wait = match res {
+            Ok((n, true)) if n as i64 >= ctx.config.batch => {
+                failures = 0;
+                continue;
+            }
+            Ok((_, true)) => {
+                failures = 0;
+                ctx.config.poll
+            }
+            Ok((_, false)) => {
+                failures += 1;
+                b.delay(failures)
+            }
+            Err(e) => {
+                tracing::warn!("cursor relay: {e:#} (reconnecting)");
+                client = None;
+                cursor = None;
+                failures += 1;
+                b.delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One round; returns (rows read, every publish succeeded).
+async fn step(
+    ctx: &AppContext,
+    kind: RelayKind,
+    client: &mut Option<Client>,
+    cursor: &mut Option<(String, i64)>,
+) -> Result<(usize, bool)> {
+    let t = ctx.db.timeout;
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = Some(ctx.db.connect().await?);
+        *cursor = None;
+    }
+    let c = client.as_mut().expect("connected above");
+    if cursor.is_none() {
+        let row = crate::db::timed(
+            t,
+            "reading the relay cursor",
+            c.query_opt(
+                "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'",
+                &[],
+            ),
+        )
+        .await?;
+        *cursor = Some(row.map(|r| (r.get(0), r.get(1))).unwrap_or_else(|| ("0".into(), 0)));
+    }
+    let (last_xid, last_id) = cursor.clone().expect("loaded above");
+    let rows = match kind {
+        RelayKind::IdCursor => {
+            crate::db::timed(
+                t,
+                "reading the outbox after the id cursor",
+                c.query(
+                    "SELECT id, xid::text, event_id::text, key, value FROM outbox
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&last_id, &ctx.config.batch],
+                ),
+            )
+            .await?
+        }
+        _ => {
+            crate::db::timed(
+                t,
+                "reading the outbox after the (xid, id) cursor",
+                c.query(
+                    "SELECT id, xid::text, event_id::text, key, value FROM outbox
+                     WHERE (xid, id) > ($1::text::xid8, $2)
+                       AND xid < pg_snapshot_xmin(pg_current_snapshot())
+                     ORDER BY xid, id LIMIT $3",
+                    &[&last_xid, &last_id, &ctx.config.batch],
+                ),
+            )
+            .await?
+        }
+    };
+    if rows.is_empty() {
+        return Ok((0, true));
+    }
+    // A prefix with each key once: one event per key in flight.
+    let mut keys = HashSet::new();
+    let mut events: Vec<(i64, String, String, String, String)> = Vec::new();
+    for r in &rows {
+        let key: String = r.get(3);
+        if !keys.insert(key.clone()) {
+            break;
+        }
+        events.push((r.get(0), r.get(1), r.get(2), key, r.get(4)));
+    }
+    let records: Vec<Record> = events
+        .iter()
+        .map(|(_, _, ev, key, value)| Record {
+            key,
+            value,
+            event_id: ev,
+        })
+        .collect();
+    let results = ctx.publisher.publish_all(&records).await;
+    let ok_run = results.iter().take_while(|r| r.is_ok()).count();
+    if let Some(Err(e)) = results.get(ok_run) {
+        tracing::warn!("cursor relay: publishing outbox event {} failed: {e}", events[ok_run].0);
+    }
+    if ok_run > 0 {
+        let (id, xid, ..) = &events[ok_run - 1];
+        let ids: Vec<i64> = events[..ok_run].iter().map(|e| e.0).collect();
+        let tx = crate::db::timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
+        super::record_published(&tx, ctx.config.cleanup, &ids, t).await?;
+        crate::db::timed(
+            t,
+            "advancing the relay cursor",
+            tx.execute(
+                "INSERT INTO outbox_cursor (relay, last_xid, last_id) VALUES ('main', $1::text::xid8, $2)
+                 ON CONFLICT (relay) DO UPDATE SET last_xid = EXCLUDED.last_xid, last_id = EXCLUDED.last_id",
+                &[xid, id],
+            ),
+        )
+        .await?;
+        crate::db::timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
+        *cursor = Some((xid.clone(), *id));
+    }
+    Ok((events.len(), ok_run == events.len()))
+}

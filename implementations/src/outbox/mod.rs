@@ -1,0 +1,212 @@
+//! The transactional outbox family: the event row is inserted into `outbox` in
+//! the same transaction as the business row; a relay in the same process
+//! publishes it. The four variants differ only in their relay:
+//!
+//! - [`RelayKind::Poll`] / [`RelayKind::Notify`]: sharded relays ([`shard_relay`]);
+//! - [`RelayKind::IdCursor`] / [`RelayKind::Xid`]: one cursor relay ([`cursor_relay`]).
+
+pub mod cursor_relay;
+pub mod shard_relay;
+
+use crate::business::{self, OutboxRow, TxnEnd};
+use crate::config::Cleanup;
+use crate::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_DDL};
+use anyhow::Result;
+use std::sync::Arc;
+
+/// Outbox tables (idempotent DDL). `xid` is used by `outbox-xid` only; the
+/// failed-events table keeps parked events with their last error.
+pub const OUTBOX_DDL: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id bigserial PRIMARY KEY,
+    event_id uuid NOT NULL,
+    op bigint NOT NULL,
+    key text NOT NULL,
+    seq bigint NOT NULL,
+    shard int NOT NULL,
+    value text NOT NULL,
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    attempts int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',
+    last_error text,
+    published_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (key, id) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid, id);
+CREATE TABLE IF NOT EXISTS outbox_failed (
+    id bigint PRIMARY KEY,
+    event_id uuid NOT NULL,
+    op bigint NOT NULL,
+    key text NOT NULL,
+    seq bigint NOT NULL,
+    value text NOT NULL,
+    attempts int NOT NULL,
+    last_error text NOT NULL,
+    created_at timestamptz NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS outbox_failed_key ON outbox_failed (key);
+CREATE TABLE IF NOT EXISTS outbox_cursor (
+    relay text PRIMARY KEY,
+    last_xid xid8 NOT NULL,
+    last_id bigint NOT NULL
+);";
+
+/// Which relay an outbox pattern runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// Sharded relays polling with `FOR UPDATE SKIP LOCKED`.
+    Poll,
+    /// The same, woken by LISTEN/NOTIFY (fallback poll).
+    Notify,
+    /// One relay reading `WHERE id > $last ORDER BY id` (the bug).
+    IdCursor,
+    /// One relay reading below the snapshot's xmin in (xid, id) order (the fix).
+    Xid,
+}
+
+/// An outbox pattern with its relay kind.
+pub struct OutboxPattern {
+    info: &'static PatternInfo,
+    kind: RelayKind,
+    ctx: Arc<AppContext>,
+}
+
+impl OutboxPattern {
+    /// An outbox pattern (used by the registry entries).
+    pub fn build(info: &'static PatternInfo, kind: RelayKind, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
+        Arc::new(OutboxPattern { info, kind, ctx })
+    }
+}
+
+/// Deletes or marks published rows (inside the relay's transaction).
+pub(crate) async fn record_published(
+    tx: &tokio_postgres::Transaction<'_>,
+    cleanup: Cleanup,
+    ids: &[i64],
+    t: std::time::Duration,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = match cleanup {
+        Cleanup::Delete => "DELETE FROM outbox WHERE id = ANY($1)",
+        Cleanup::Mark => "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)",
+    };
+    crate::db::timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
+    Ok(())
+}
+
+/// Cleaner of `cleanup=mark`: deletes published rows in batches of 1000.
+async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.config.cleanup_interval) => {}
+            _ = stop.changed() => return,
+        }
+        let res = async {
+            let mut c = ctx.db.get().await?;
+            let r = crate::db::timed(
+                ctx.db.timeout,
+                "deleting published outbox rows",
+                c.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL LIMIT 1000)",
+                    &[],
+                ),
+            )
+            .await;
+            if r.is_err() {
+                c.discard();
+            }
+            r
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::debug!("outbox cleaner: {e:#}");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Pattern for OutboxPattern {
+    fn name(&self) -> &'static str {
+        self.info.name
+    }
+    fn about(&self) -> &'static str {
+        self.info.about
+    }
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
+        db.batch_execute(ORDERS_DDL).await?;
+        db.batch_execute(OUTBOX_DDL).await?;
+        Ok(())
+    }
+    async fn start_background(&self) -> Result<Background> {
+        let (mut bg, stop) = Background::new();
+        match self.kind {
+            RelayKind::Poll | RelayKind::Notify => {
+                shard_relay::start(&self.ctx, self.kind == RelayKind::Notify, &mut bg, &stop);
+            }
+            RelayKind::IdCursor | RelayKind::Xid => {
+                let kind = self.kind;
+                let ctx = self.ctx.clone();
+                let stop = stop.clone();
+                bg.push(tokio::spawn(cursor_relay::run(ctx, kind, stop)));
+            }
+        }
+        if self.ctx.config.cleanup == Cleanup::Mark {
+            bg.push(tokio::spawn(cleaner(self.ctx.clone(), stop.clone())));
+        }
+        Ok(bg)
+    }
+    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+        let env = Envelope::new(op);
+        let row = OutboxRow {
+            envelope: &env,
+            notify: self.kind == RelayKind::Notify,
+        };
+        match business::run(&self.ctx, op, Some(row)).await {
+            TxnEnd::Committed => OpOutcome::Ok,
+            TxnEnd::Failed(e) => OpOutcome::Fail(e),
+            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+        }
+    }
+    async fn backlog(&self) -> Result<Backlog> {
+        let mut c = self.ctx.db.get().await?;
+        let pending = match self.kind {
+            RelayKind::Poll | RelayKind::Notify => "WHERE published_at IS NULL",
+            // What the cursor relay itself still has to read (its own lag metric: it
+            // cannot see rows it skipped below its cursor).
+            RelayKind::IdCursor => {
+                "WHERE published_at IS NULL AND id > coalesce((SELECT last_id FROM outbox_cursor WHERE relay = 'main'), 0)"
+            }
+            RelayKind::Xid => {
+                "WHERE published_at IS NULL AND (xid, id) > coalesce((SELECT (last_xid, last_id) FROM outbox_cursor WHERE relay = 'main'), ('0'::xid8, 0::bigint))"
+            }
+        };
+        let sql = format!(
+            "SELECT count(*), coalesce((extract(epoch FROM clock_timestamp() - min(created_at)) * 1000)::bigint, 0),
+                    (SELECT count(*) FROM outbox_failed)
+             FROM outbox {pending}"
+        );
+        let r = crate::db::timed(
+            self.ctx.db.timeout,
+            "reading the outbox backlog",
+            c.query_one(&sql, &[]),
+        )
+        .await;
+        let row = match r {
+            Ok(r) => r,
+            Err(e) => {
+                c.discard();
+                return Err(e);
+            }
+        };
+        Ok(Backlog {
+            backlog: row.get(0),
+            oldest_age_ms: row.get(1),
+            parked: row.get(2),
+        })
+    }
+}

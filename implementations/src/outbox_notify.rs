@@ -1,0 +1,16 @@
+//! `outbox-notify`: as `outbox-poll`, but the business transaction also issues
+//! `NOTIFY dualcheck_outbox` and the relays wake on it (one LISTEN connection per
+//! process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
+//! missed while the listener was disconnected.
+
+use crate::outbox::{OutboxPattern, RelayKind};
+use crate::{PatternInfo, ORDERS_COMMITTED_SQL};
+
+/// Registry entry.
+pub const INFO: PatternInfo = PatternInfo {
+    name: "outbox-notify",
+    about: "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
+    expected: "valid (duplicates allowed)",
+    committed_sql: ORDERS_COMMITTED_SQL,
+    build: |ctx| OutboxPattern::build(&INFO, RelayKind::Notify, ctx),
+};

@@ -1,0 +1,102 @@
+//! The application process: the black-box HTTP contract of DESIGN.md turned
+//! into [`Pattern`] calls.
+//!
+//! - `GET /health` → 200 (served only once the schema exists and the background parts run)
+//! - `POST /ops` `{"op","key","seq","payload"?,"abort"?,"hold_ms"?}` → 200 ok, 409 fail, 500 unknown
+//! - `GET /backlog` → `{"backlog":N,"oldest_age_ms":M,"parked":P}` (503 when it cannot be read)
+//! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
+//! - `GET /info` → `{"name","committed_sql"}`
+
+use crate::{AppConfig, AppContext, OpOutcome, OpRequest, Pattern, PatternInfo};
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the router for a running pattern.
+pub fn router(pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ops", post(ops))
+        .route("/backlog", get(backlog))
+        .route("/crash-after-commit", post(crash))
+        .route("/info", get(info))
+        .with_state((pattern, ctx))
+}
+
+type St = State<(Arc<dyn Pattern>, Arc<AppContext>)>;
+
+async fn ops(State((p, _)): St, Json(op): Json<OpRequest>) -> (StatusCode, String) {
+    match p.execute(&op).await {
+        OpOutcome::Ok => (StatusCode::OK, "ok".into()),
+        OpOutcome::Fail(e) => (StatusCode::CONFLICT, e),
+        OpOutcome::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn backlog(State((p, _)): St) -> (StatusCode, String) {
+    match p.backlog().await {
+        Ok(b) => (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading the backlog: {e:#}")),
+    }
+}
+
+async fn crash(State((_, ctx)): St) -> &'static str {
+    ctx.crash.arm();
+    "armed"
+}
+
+async fn info(State((p, _)): St) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"name": p.name(), "committed_sql": p.committed_sql()}))
+}
+
+/// Runs the implementation `info` until the process is killed: schema (retried
+/// until Postgres answers), background parts, then the HTTP server on
+/// 127.0.0.1:PORT.
+pub async fn serve(info: &PatternInfo, config: AppConfig) -> Result<()> {
+    let port = config.port;
+    let ctx = AppContext::new(config)?;
+    let pattern = (info.build)(ctx.clone());
+    let backoff = crate::backoff::Backoff {
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
+    let mut attempt = 0;
+    loop {
+        let res = async {
+            let c = ctx.db.connect().await?;
+            tokio::time::timeout(Duration::from_secs(30), pattern.setup_schema(&c))
+                .await
+                .context("schema set-up timed out after 30 s")?
+        }
+        .await;
+        match res {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("{}: creating the schema failed (retrying): {e:#}", info.name);
+                tokio::time::sleep(backoff.delay(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+    let background = pattern.start_background().await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port} (PORT); is another process using it?"))?;
+    tracing::info!(
+        "{} ready on 127.0.0.1:{port} ({} background task(s))",
+        info.name,
+        background.len()
+    );
+    axum::serve(listener, router(pattern, ctx))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("HTTP server")?;
+    background.stop().await;
+    Ok(())
+}
