@@ -54,7 +54,7 @@ fn history() -> (PathBuf, u64) {
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut out: Vec<String> = Vec::with_capacity(lines as usize);
-    let mut offset = vec![0i64; 8];
+    let mut offset = [0i64; 8];
     for op in 0..OPS {
         let key = op % KEYS;
         let seq = op / KEYS;

@@ -1,0 +1,128 @@
+//! `dualcheck check` as a user runs it: exit codes, one JSON object with
+//! `--json`, and messages that name the file and line of unusable input.
+
+use std::io::Write;
+use std::process::Command;
+
+fn history(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dualcheck-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+fn dualcheck(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const VALID: &str = r#"{"type":"invoke","op":17,"process":2,"key":"k3","seq":5,"time":120000}
+{"type":"ok","op":17,"process":2,"time":150000}
+{"type":"deliver","op":17,"event":"0b9c","key":"k3","seq":5,"topic":"orders","partition":0,"offset":42,"time":180000}
+{"type":"committed","op":17}
+"#;
+
+#[test]
+fn valid_history_exits_0_with_one_json_object() {
+    let p = history("valid.jsonl", VALID);
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim().lines().count(), 1, "exactly one line of JSON: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["valid"], true);
+    for kind in [
+        "lost",
+        "phantom",
+        "unexpected",
+        "duplicate",
+        "duplicate_beyond_idempotency",
+        "reorder",
+        "lost_commit",
+    ] {
+        assert_eq!(v["anomalies"][kind], 0, "{kind}");
+    }
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("VALID"), "{out}");
+}
+
+#[test]
+fn anomalies_exit_1_and_duplicates_only_with_exactly_once() {
+    let lost = history(
+        "lost.jsonl",
+        &VALID.replace(r#"{"type":"deliver""#, r#"{"type":"deliver","op":99,"x""#),
+    );
+    // op 99 was never invoked: the delivery is unexpected and op 17 is lost
+    let (code, out, _) = dualcheck(&["check", lost.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["anomalies"]["lost"], 1);
+    assert_eq!(v["anomalies"]["unexpected"], 1);
+
+    let dup_line = r#"{"type":"deliver","op":17,"event":"0b9c","key":"k3","seq":5,"topic":"orders","partition":0,"offset":43,"time":190000}"#;
+    let dup = history("dup.jsonl", &format!("{VALID}{dup_line}\n"));
+    assert_eq!(dualcheck(&["check", dup.to_str().unwrap()]).0, 0);
+    let (code, out, _) = dualcheck(&["check", dup.to_str().unwrap(), "--exactly-once", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["anomalies"]["duplicate"], 1);
+}
+
+#[test]
+fn unusable_input_exits_2_naming_file_and_line() {
+    let cases = [
+        (
+            "notjson.jsonl",
+            format!("{VALID}this is not json\n"),
+            "line 5",
+            "not valid JSON",
+        ),
+        (
+            "missing.jsonl",
+            r#"{"type":"invoke","op":1,"seq":0,"time":1}"#.to_string(),
+            "line 1",
+            "lacks field `key`",
+        ),
+        (
+            "wrongtype.jsonl",
+            r#"{"type":"ok","op":"seventeen","time":1}"#.to_string(),
+            "line 1",
+            "field `op`",
+        ),
+        (
+            "unknown.jsonl",
+            format!("{VALID}{{\"type\":\"explode\"}}\n"),
+            "line 5",
+            "unknown line type",
+        ),
+        ("empty.jsonl", String::new(), "empty.jsonl", "empty"),
+    ];
+    for (name, text, at, what) in cases {
+        let p = history(name, &text);
+        let (code, out, err) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(out.is_empty(), "{name}: nothing on stdout when unusable: {out}");
+        assert!(
+            err.contains(name) && err.contains(at) && err.contains(what),
+            "{name}: {err}"
+        );
+    }
+    let (code, _, err) = dualcheck(&["check", "/definitely/not/here.jsonl"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/definitely/not/here.jsonl") && err.contains("no such file"),
+        "{err}"
+    );
+}
