@@ -1,1 +1,16 @@
-//! placeholder
+//! What happens in a dualcheck run: the business operations, the seeded
+//! generator that produces them, the fault schedule, and proptest strategies
+//! for both.
+//!
+//! Everything here is a pure function of its configuration and seed: the same
+//! seed gives the same operations on every worker and the same faults at the
+//! same times, so a failing run can be replayed.
+
+pub mod generator;
+pub mod op;
+pub mod schedule;
+pub mod strategies;
+
+pub use generator::{Skew, WorkerStream, Workload};
+pub use op::Op;
+pub use schedule::{FaultEvent, FaultPhase, Schedule, ScheduleConfig};

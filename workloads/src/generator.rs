@@ -1,0 +1,308 @@
+//! The seeded workload generator.
+//!
+//! Worker `w` of `c` owns the keys `k{i}` with `i % c == w`, so one key's ops
+//! are always run by one worker, one at a time, in seq order. Its n-th op has
+//! id `n * c + w`: unique and independent of timing. Each worker draws from
+//! its own RNG (seeded from the run seed and `w`), so the stream of ops a
+//! worker produces is the same for the same seed whatever the others do.
+
+use crate::op::Op;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How keys are chosen within a worker's share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Skew {
+    /// Every key equally often.
+    Uniform,
+    /// Zipf with this exponent (1.0 is classic): a few hot keys.
+    Zipf(f64),
+}
+
+impl fmt::Display for Skew {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skew::Uniform => write!(f, "uniform"),
+            Skew::Zipf(s) => write!(f, "zipf:{s}"),
+        }
+    }
+}
+
+impl FromStr for Skew {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Skew::Uniform),
+            "zipf" => Ok(Skew::Zipf(1.0)),
+            _ => match s.strip_prefix("zipf:").map(str::parse::<f64>) {
+                Some(Ok(e)) if e > 0.0 => Ok(Skew::Zipf(e)),
+                _ => Err(format!(
+                    "unknown key skew `{s}`; use `uniform`, `zipf` or `zipf:EXPONENT` (> 0)"
+                )),
+            },
+        }
+    }
+}
+
+/// What a run does: rate, concurrency, keys, payloads and the special transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Target ops per second over all workers (0 = as fast as the implementation answers).
+    pub rate: f64,
+    /// Worker tasks (clamped to the number of keys).
+    pub concurrency: usize,
+    /// Distinct business keys.
+    pub keys: usize,
+    /// Key choice within a worker's share.
+    pub skew: Skew,
+    /// Payload bytes per op.
+    pub payload_bytes: usize,
+    /// Fraction of business transactions that abort on purpose.
+    pub abort_fraction: f64,
+    /// Fraction of long transactions.
+    pub long_fraction: f64,
+    /// How long a long transaction holds before committing, in ms.
+    pub long_hold_ms: u64,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            seed: 0,
+            rate: 100.0,
+            concurrency: 8,
+            keys: 32,
+            skew: Skew::Uniform,
+            payload_bytes: 64,
+            abort_fraction: 0.05,
+            long_fraction: 0.05,
+            long_hold_ms: 300,
+        }
+    }
+}
+
+impl Workload {
+    /// Checks the knobs; the error says which one is wrong and what it takes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err(format!(
+                "--rate must be 0 (unlimited) or a positive number of ops/s, not {}",
+                self.rate
+            ));
+        }
+        for (name, f) in [
+            ("--abort-fraction", self.abort_fraction),
+            ("--long-fraction", self.long_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("{name} must be between 0 and 1, not {f}"));
+            }
+        }
+        if self.abort_fraction + self.long_fraction > 1.0 {
+            return Err("--abort-fraction plus --long-fraction must not exceed 1".into());
+        }
+        Ok(())
+    }
+
+    /// Workers actually used: never more than keys, so each owns at least one.
+    pub fn workers(&self) -> usize {
+        self.concurrency.min(self.keys).max(1)
+    }
+
+    /// Each worker's pause between ops to reach the target rate (`None`: no pacing).
+    pub fn worker_interval(&self) -> Option<std::time::Duration> {
+        (self.rate > 0.0).then(|| std::time::Duration::from_secs_f64(self.workers() as f64 / self.rate))
+    }
+
+    /// The op stream of worker `w` (0-based, below [`Workload::workers`]).
+    pub fn worker(&self, w: usize) -> WorkerStream {
+        let workers = self.workers();
+        assert!(w < workers, "worker {w} out of range (workers: {workers})");
+        let owned: Vec<usize> = (w..self.keys).step_by(workers).collect();
+        let zipf = match self.skew {
+            Skew::Zipf(s) if owned.len() > 1 => Some(Zipf::new(owned.len() as f64, s).expect("valid zipf")),
+            _ => None,
+        };
+        let mixed = self.seed ^ (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+        WorkerStream {
+            workload: self.clone(),
+            worker: w,
+            workers,
+            next_seq: vec![0; owned.len()],
+            owned,
+            zipf,
+            rng: StdRng::seed_from_u64(mixed),
+            produced: 0,
+        }
+    }
+}
+
+/// The deterministic stream of ops of one worker.
+pub struct WorkerStream {
+    workload: Workload,
+    worker: usize,
+    workers: usize,
+    owned: Vec<usize>,
+    next_seq: Vec<u64>,
+    zipf: Option<Zipf<f64>>,
+    rng: StdRng,
+    produced: u64,
+}
+
+impl WorkerStream {
+    /// The keys this worker owns.
+    pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.owned.iter().map(|k| format!("k{k}"))
+    }
+
+    /// The worker's index.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+impl Iterator for WorkerStream {
+    type Item = Op;
+
+    fn next(&mut self) -> Option<Op> {
+        let slot = match &self.zipf {
+            Some(z) => (z.sample(&mut self.rng) as usize).clamp(1, self.owned.len()) - 1,
+            None => self.rng.random_range(0..self.owned.len()),
+        };
+        let roll: f64 = self.rng.random();
+        let w = &self.workload;
+        let abort = roll < w.abort_fraction;
+        let long = !abort && roll < w.abort_fraction + w.long_fraction;
+        let op = self.produced * self.workers as u64 + self.worker as u64;
+        self.produced += 1;
+        let seq = self.next_seq[slot];
+        self.next_seq[slot] += 1;
+        Some(Op {
+            op,
+            key: format!("k{}", self.owned[slot]),
+            seq,
+            payload: payload(op, w.payload_bytes),
+            abort,
+            hold_ms: if long { w.long_hold_ms } else { 0 },
+        })
+    }
+}
+
+/// A payload of exactly `bytes` printable bytes, different per op.
+fn payload(op: u64, bytes: usize) -> String {
+    let stamp = format!("op{op}:");
+    stamp.chars().chain(std::iter::repeat('x')).take(bytes).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_ops_different_seed_different_ops() {
+        let w = Workload {
+            seed: 7,
+            skew: Skew::Zipf(1.1),
+            ..Workload::default()
+        };
+        let a: Vec<Op> = w.worker(3).take(200).collect();
+        let b: Vec<Op> = w.worker(3).take(200).collect();
+        assert_eq!(a, b);
+        let other = Workload { seed: 8, ..w.clone() };
+        let c: Vec<Op> = other.worker(3).take(200).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn workers_own_disjoint_keys_and_ids_and_seqs_count_up() {
+        let w = Workload {
+            keys: 10,
+            concurrency: 4,
+            ..Workload::default()
+        };
+        let mut ids = std::collections::HashSet::new();
+        let mut owner = std::collections::HashMap::new();
+        for n in 0..w.workers() {
+            let mut seqs: std::collections::HashMap<String, u64> = Default::default();
+            for op in w.worker(n).take(300) {
+                assert!(ids.insert(op.op), "op id {} reused", op.op);
+                assert_eq!(
+                    *owner.entry(op.key.clone()).or_insert(n),
+                    n,
+                    "key {} has two owners",
+                    op.key
+                );
+                let next = seqs.entry(op.key.clone()).or_insert(0);
+                assert_eq!(op.seq, *next);
+                *next += 1;
+                assert_eq!(op.payload.len(), w.payload_bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn fractions_of_aborts_and_long_transactions_hold() {
+        let w = Workload {
+            abort_fraction: 0.2,
+            long_fraction: 0.3,
+            ..Workload::default()
+        };
+        let ops: Vec<Op> = w.worker(0).take(5000).collect();
+        let aborts = ops.iter().filter(|o| o.abort).count() as f64 / 5000.0;
+        let longs = ops.iter().filter(|o| o.hold_ms > 0).count() as f64 / 5000.0;
+        assert!((aborts - 0.2).abs() < 0.03, "{aborts}");
+        assert!((longs - 0.3).abs() < 0.03, "{longs}");
+        assert!(ops.iter().all(|o| !(o.abort && o.hold_ms > 0)));
+    }
+
+    #[test]
+    fn zipf_makes_hot_keys() {
+        let w = Workload {
+            keys: 64,
+            concurrency: 1,
+            skew: Skew::Zipf(1.2),
+            ..Workload::default()
+        };
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for op in w.worker(0).take(5000) {
+            *counts.entry(op.key).or_default() += 1;
+        }
+        let hottest = counts.values().max().copied().unwrap();
+        assert!(
+            hottest > 5000 / 64 * 5,
+            "the hottest key should be far above uniform: {hottest}"
+        );
+    }
+
+    #[test]
+    fn bad_knobs_are_explained() {
+        assert!(Workload {
+            keys: 0,
+            ..Workload::default()
+        }
+        .validate()
+        .unwrap_err()
+        .contains("--keys"));
+        assert!(Workload {
+            abort_fraction: 1.5,
+            ..Workload::default()
+        }
+        .validate()
+        .unwrap_err()
+        .contains("--abort"));
+        assert!("zipf:-1".parse::<Skew>().unwrap_err().contains("zipf:EXPONENT"));
+        assert_eq!("zipf:1.5".parse::<Skew>(), Ok(Skew::Zipf(1.5)));
+    }
+}
