@@ -34,6 +34,7 @@ pub fn run(args: AppArgs) -> u8 {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
         .try_init();
     let info = match implementations::lookup(&args.implementation) {
         Ok(i) => i,

@@ -49,7 +49,7 @@ impl Db {
             .tcp_user_timeout(Duration::from_secs(15))
             .application_name("dualcheck-app")
             .options(format!(
-                "-c statement_timeout={t} -c lock_timeout={} -c idle_in_transaction_session_timeout=120000",
+                "-c statement_timeout={t} -c lock_timeout={} -c idle_in_transaction_session_timeout=120000 -c client_min_messages=warning",
                 t.min(5000)
             ));
         Ok(Arc::new(Db {

@@ -24,6 +24,7 @@ pub fn router(pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
         .route("/backlog", get(backlog))
         .route("/crash-after-commit", post(crash))
         .route("/info", get(info))
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .with_state((pattern, ctx))
 }
 

@@ -21,6 +21,7 @@ pub mod local;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod provision;
 #[cfg(feature = "testcontainers")]
 pub mod testcontainers;
 pub mod toxiproxy;

@@ -1,0 +1,75 @@
+//! Per-run resources on an environment: a database of its own and a topic,
+//! created if missing (what the runner and the implementation tests give each
+//! run or test).
+
+use super::Environment;
+use anyhow::{bail, Context, Result};
+
+/// `url` with its database replaced by `db` (query parameters kept).
+pub fn url_with_database(url: &str, db: &str) -> String {
+    let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let (head, tail) = url.split_at(scheme_end);
+    let (rest, query) = match tail.find('?') {
+        Some(q) => (&tail[..q], &tail[q..]),
+        None => (tail, ""),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{head}{authority}/{db}{query}")
+}
+
+impl Environment {
+    /// Creates database `name` if missing (through the direct connection) and
+    /// returns its (proxied URL for implementations, direct URL for the harness).
+    /// `name` must be lower-case letters, digits and `_`.
+    pub async fn create_database(&self, name: &str) -> Result<(String, String)> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            bail!("database name {name:?}: use lower-case letters, digits and `_` only");
+        }
+        let c = super::postgres::connect(&self.postgres_direct_url).await?;
+        let exists = c
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .with_context(|| format!("looking up database {name}"))?
+            .is_some();
+        if !exists {
+            if let Err(e) = c.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(e).with_context(|| format!("creating database {name} at {}", self.postgres_direct_url));
+                }
+            }
+        }
+        Ok((
+            url_with_database(&self.postgres_url, name),
+            url_with_database(&self.postgres_direct_url, name),
+        ))
+    }
+
+    /// Creates `topic` with `partitions` partitions if missing (replication factor
+    /// = number of brokers, at most 3) and waits until every partition has a leader.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        let rf = self.brokers().clamp(1, 3) as i32;
+        super::kafka::create_topic(&self.kafka_direct_bootstrap, topic, partitions, rf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_with_database;
+
+    #[test]
+    fn database_is_replaced() {
+        assert_eq!(
+            url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "run_1"),
+            "postgres://postgres@127.0.0.1:5432/run_1"
+        );
+        assert_eq!(
+            url_with_database("postgres://u:p@h:1/db?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(url_with_database("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+}

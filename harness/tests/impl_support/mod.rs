@@ -1,0 +1,331 @@
+//! Shared helpers of the implementation tests: a real `dualcheck app` process
+//! with its own database and topic, an HTTP client for its contract, and a
+//! reader of everything published to the topic (direct listener, read_committed).
+
+#![allow(dead_code)]
+
+use harness::env::Environment;
+use implementations::kafka::Envelope;
+use implementations::{Backlog, OpRequest};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A database and a topic of one test.
+pub struct Space {
+    /// Database name.
+    pub db: String,
+    /// Proxied URL (for the app).
+    pub url: String,
+    /// Direct URL (for assertions).
+    pub direct_url: String,
+    /// Topic.
+    pub topic: String,
+}
+
+/// Creates a fresh database and a topic with `partitions` partitions.
+pub async fn space(env: &Environment, prefix: &str, partitions: i32) -> Space {
+    let name = super::common::unique(prefix).to_lowercase();
+    let (url, direct_url) = env.create_database(&name).await.expect("creating the test database");
+    env.create_topic(&name, partitions)
+        .await
+        .expect("creating the test topic");
+    Space {
+        db: name.clone(),
+        url,
+        direct_url,
+        topic: name,
+    }
+}
+
+/// A running `dualcheck app --impl NAME` process.
+pub struct App {
+    child: Option<Child>,
+    /// Implementation name.
+    pub name: String,
+    /// HTTP port.
+    pub port: u16,
+    env: Vec<(String, String)>,
+    log: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl App {
+    /// Starts the app on `space` with extra environment variables and waits for `/health`.
+    pub async fn start(env: &Environment, name: &str, space: &Space, extra: &[(&str, &str)]) -> App {
+        let port = harness::env::ports::free_port().unwrap();
+        let mut vars = vec![
+            ("DATABASE_URL".to_string(), space.url.clone()),
+            ("KAFKA_BOOTSTRAP".to_string(), env.kafka_bootstrap.clone()),
+            ("TOPIC".to_string(), space.topic.clone()),
+            ("PORT".to_string(), port.to_string()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut app = App {
+            child: None,
+            name: name.to_string(),
+            port,
+            env: vars,
+            log: env.run_dir.join(format!("app-{}-{port}.log", space.db)),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        app.spawn().await;
+        app
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+            .args(["app", "--impl", &self.name])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning dualcheck app");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(self.url("/health")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited ({status}) before /health answered; log: {}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{}: /health not ready after 60 s; log: {}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The app's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// URL of a path on the app.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Submits an op; returns the HTTP status (0 when the request failed: connection lost, timeout).
+    pub async fn op(&self, op: &OpRequest) -> u16 {
+        match self.http.post(self.url("/ops")).json(op).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// `GET /backlog`.
+    pub async fn backlog(&self) -> Backlog {
+        let r = self.http.get(self.url("/backlog")).send().await.expect("GET /backlog");
+        assert!(r.status().is_success(), "GET /backlog: {}", r.status());
+        r.json().await.expect("backlog JSON")
+    }
+
+    /// Waits until the backlog is empty (panics after `timeout`).
+    pub async fn wait_drained(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(self.url("/backlog")).send().await {
+                if let Ok(b) = r.json::<Backlog>().await {
+                    if b.backlog == 0 {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{}: backlog not drained after {timeout:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `POST /crash-after-commit`.
+    pub async fn arm_crash(&self) {
+        let r = self.http.post(self.url("/crash-after-commit")).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Waits for the process to end (after a crash point); returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} still running after {timeout:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again (same port and environment).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One record read from the topic.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    /// Record key.
+    pub key: String,
+    /// Decoded value.
+    pub value: Envelope,
+    /// `event_id` header.
+    pub header_event: Option<String>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Reads the topic from the start on the direct listener until no record has
+/// arrived for `quiet` (after at least `want` records, or `timeout`).
+pub async fn read_topic(
+    env: &Environment,
+    topic: &str,
+    want: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<Delivered> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka_direct_bootstrap)
+        .set("group.id", super::common::unique("impl-test"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.message.max.bytes", "10485760")
+        .set("log_level", "0")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let wait = if out.len() >= want {
+            quiet
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match tokio::time::timeout(wait.max(Duration::from_millis(1)), consumer.recv()).await {
+            Err(_) => {
+                if out.len() >= want || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            Ok(Err(e)) => panic!("consuming {topic}: {e}"),
+            Ok(Ok(m)) => {
+                let key = String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap();
+                let value: Envelope = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("record value is not the envelope: {e}"));
+                let header_event = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == "event_id")
+                        .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                });
+                out.push(Delivered {
+                    key,
+                    value,
+                    header_event,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The committed ops per the implementation's committed SQL, on the direct connection.
+pub async fn committed(space: &Space, sql: &str) -> std::collections::BTreeSet<i64> {
+    let c = harness::env::postgres::connect(&space.direct_url).await.unwrap();
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
+}
+
+/// Per key, the seqs of each op's first delivery in log order (partition, offset);
+/// also asserts each key uses one partition.
+pub fn first_delivery_seqs(records: &[Delivered]) -> BTreeMap<String, Vec<i64>> {
+    let mut sorted = records.to_vec();
+    sorted.sort_by_key(|d| (d.partition, d.offset));
+    let mut part: BTreeMap<String, i32> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for d in sorted {
+        let p = *part.entry(d.key.clone()).or_insert(d.partition);
+        assert_eq!(p, d.partition, "key {} on two partitions", d.key);
+        if seen.insert(d.value.op) {
+            out.entry(d.key.clone()).or_default().push(d.value.seq);
+        }
+    }
+    out
+}
+
+/// Runs `ops_per_key` sequential ops on each of `keys` keys concurrently (op ids
+/// `base + key * 1000 + seq`); returns (op, key, seq, status) of each.
+pub async fn drive(app: &App, base: i64, keys: usize, ops_per_key: i64, payload: &str) -> Vec<(i64, String, i64, u16)> {
+    let futs = (0..keys).map(|k| async move {
+        let key = format!("k{k}");
+        let mut out = Vec::new();
+        for seq in 0..ops_per_key {
+            let op = OpRequest {
+                op: base + k as i64 * 1000 + seq,
+                key: key.clone(),
+                seq,
+                payload: payload.to_string(),
+                abort: false,
+                hold_ms: 0,
+            };
+            let status = app.op(&op).await;
+            out.push((op.op, key.clone(), seq, status));
+        }
+        out
+    });
+    futures::future::join_all(futs).await.into_iter().flatten().collect()
+}
