@@ -2,6 +2,12 @@
 //! Kafka and Toxiproxy), nemesis, runner, history recorder and reports.
 
 pub mod app;
+pub mod app_process;
 pub mod cli_check;
+pub mod cli_run;
 pub mod doctor;
 pub mod env;
+pub mod nemesis;
+pub mod observer;
+pub mod recorder;
+pub mod runner;

@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Check a history (JSON Lines) recorded by dualcheck or anything else.
     Check(harness::cli_check::CheckArgs),
+    /// Run one implementation under a seeded workload and faults, and check the history.
+    Run(Box<harness::cli_run::RunArgs>),
+    /// List implementations, faults and workload options.
+    List(harness::cli_run::ListArgs),
     /// Check prerequisites and that real Postgres, Kafka and Toxiproxy behave (starts them locally).
     Doctor(harness::doctor::DoctorArgs),
     /// Install and collect the real services (runs ci/setup).
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => harness::cli_check::run(args),
+        Command::Run(args) => harness::cli_run::run(*args),
+        Command::List(args) => harness::cli_run::list(args),
         Command::Doctor(args) => harness::doctor::run(args),
         Command::Setup(args) => harness::doctor::setup(args),
         Command::App(args) => harness::app::run(args),

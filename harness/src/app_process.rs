@@ -1,0 +1,222 @@
+//! The implementation under test as a process the harness owns: a built-in
+//! one (`dualcheck app --impl NAME`) or any program (`--impl exec --cmd`),
+//! both spoken to through DESIGN.md's black-box HTTP contract.
+
+use crate::env::ports::free_port;
+use crate::env::process::{tail, ManagedProcess, ProcessSpec};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workloads::Op;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub enum AppCommand {
+    /// A built-in implementation, run as `dualcheck app --impl NAME`.
+    Builtin(String),
+    /// A user's program, run with `sh -c`.
+    Exec(String),
+}
+
+/// How a submitted op ended, in the history's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// 2xx: took effect.
+    Ok,
+    /// 409, or the request never reached the program: certainly not applied.
+    Fail(String),
+    /// Anything else, or a timeout: unknown.
+    Info(String),
+}
+
+/// A running implementation process and its HTTP client.
+pub struct AppProcess {
+    process: Arc<ManagedProcess>,
+    base_url: String,
+    http: reqwest::Client,
+    name: String,
+}
+
+/// The environment every implementation process gets.
+#[derive(Clone, Debug)]
+pub struct AppEnv {
+    /// `DATABASE_URL` (through the Postgres proxy).
+    pub database_url: String,
+    /// `KAFKA_BOOTSTRAP` (through the Kafka proxies).
+    pub kafka_bootstrap: String,
+    /// `TOPIC`.
+    pub topic: String,
+    /// Further variables (`DUALCHECK_RELAYS`, ...).
+    pub extra: Vec<(String, String)>,
+}
+
+/// The `dualcheck` binary that serves built-in implementations: `DUALCHECK_BIN`, or this executable.
+fn dualcheck_bin() -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("DUALCHECK_BIN") {
+        return Ok(p.into());
+    }
+    std::env::current_exe().context("locating the dualcheck executable (set DUALCHECK_BIN)")
+}
+
+impl AppProcess {
+    /// Starts the process with `env` on a free port, its output in `run_dir/app.log`,
+    /// and waits until it answers HTTP.
+    pub async fn start(command: &AppCommand, env: &AppEnv, run_dir: &Path, timeout: Duration) -> Result<AppProcess> {
+        let port = free_port()?;
+        let log = run_dir.join("app.log");
+        let (name, spec) = match command {
+            AppCommand::Builtin(name) => (
+                name.clone(),
+                ProcessSpec::new(&format!("app {name}"), dualcheck_bin()?, &log).args(["app", "--impl", name]),
+            ),
+            AppCommand::Exec(cmd) => (
+                "exec".to_string(),
+                ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),
+            ),
+        };
+        let mut spec = spec
+            .env("DATABASE_URL", &env.database_url)
+            .env("KAFKA_BOOTSTRAP", &env.kafka_bootstrap)
+            .env("TOPIC", &env.topic)
+            .env("PORT", port.to_string());
+        for (k, v) in &env.extra {
+            spec = spec.env(k, v);
+        }
+        let process = Arc::new(ManagedProcess::start(spec)?);
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        let app = AppProcess {
+            process,
+            base_url: format!("http://127.0.0.1:{port}"),
+            http,
+            name,
+        };
+        app.wait_ready(timeout).await?;
+        Ok(app)
+    }
+
+    /// Waits until the program answers any HTTP request (`GET /health`), or fails
+    /// with its log's last lines if it exits or stays silent.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Err(e) = self.process.check_alive() {
+                bail!(
+                    "the implementation ({}) exited before answering: {e:#}\n--- last lines of {} ---\n{}",
+                    self.name,
+                    self.process.log_path().display(),
+                    tail(self.process.log_path(), 20)
+                );
+            }
+            let probe = self
+                .http
+                .get(format!("{}/health", self.base_url))
+                .timeout(Duration::from_secs(1))
+                .send();
+            if let Ok(resp) = probe.await {
+                if resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "the implementation ({}) did not answer HTTP on {} within {timeout:?}; it must listen on 127.0.0.1:$PORT\n--- last lines of {} ---\n{}",
+                    self.name,
+                    self.base_url,
+                    self.process.log_path().display(),
+                    tail(self.process.log_path(), 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Submits one op (`POST /ops`) and classifies the answer.
+    pub async fn submit(&self, op: &Op, timeout: Duration) -> Completion {
+        let sent = self
+            .http
+            .post(format!("{}/ops", self.base_url))
+            .json(op)
+            .timeout(timeout)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    Completion::Ok
+                } else {
+                    let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                    if status == reqwest::StatusCode::CONFLICT {
+                        Completion::Fail(format!("409 {body}"))
+                    } else {
+                        Completion::Info(format!("{status} {body}"))
+                    }
+                }
+            }
+            // Not even connected: the request never reached the program.
+            Err(e) if e.is_connect() => Completion::Fail(format!("not connected: {e}")),
+            Err(e) if e.is_timeout() => Completion::Info("timeout".into()),
+            Err(e) => Completion::Info(format!("{e}")),
+        }
+    }
+
+    /// Events committed but not yet published (`GET /backlog`); `None` when the
+    /// program does not say (a black box need not implement it).
+    pub async fn backlog(&self) -> Option<u64> {
+        let resp = self
+            .http
+            .get(format!("{}/backlog", self.base_url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        let v: serde_json::Value = resp.ok()?.error_for_status().ok()?.json().await.ok()?;
+        v.get("backlog")?.as_u64()
+    }
+
+    /// Arms the crash point: the next op commits, then the process dies before publishing.
+    pub async fn arm_crash_after_commit(&self) -> Result<()> {
+        let resp = self
+            .http
+            .post(format!("{}/crash-after-commit", self.base_url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .context("arming crash-after-commit")?;
+        if !resp.status().is_success() {
+            bail!("the implementation refused crash-after-commit: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Whether the process is running.
+    pub fn is_alive(&self) -> bool {
+        self.process.check_alive().is_ok()
+    }
+
+    /// SIGKILLs the process (its whole group).
+    pub async fn kill(&self) -> Result<()> {
+        let p = self.process.clone();
+        tokio::task::spawn_blocking(move || p.kill()).await?
+    }
+
+    /// Starts the process again (killing it first if needed) and waits until it answers.
+    pub async fn restart(&self, timeout: Duration) -> Result<()> {
+        let p = self.process.clone();
+        tokio::task::spawn_blocking(move || p.restart()).await??;
+        self.wait_ready(timeout).await
+    }
+
+    /// Process ids of the program and its children.
+    pub fn pids(&self) -> Vec<i32> {
+        self.process.all_pids()
+    }
+
+    /// Its log file.
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+}

@@ -1,0 +1,118 @@
+//! The observer: a Kafka consumer on the direct (unfaulted) listener, with
+//! `read_committed` isolation, reading every topic of the run from the start
+//! and recording each record as a `deliver` line.
+
+use crate::recorder::Recorder;
+use anyhow::{Context, Result};
+use checkers::Event;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the runner needs to know to decide that deliveries have stopped.
+#[derive(Default)]
+pub struct ObserverStats {
+    /// Records read so far.
+    pub deliveries: AtomicU64,
+    /// History time of the latest record (ns), or 0.
+    pub last_delivery: AtomicI64,
+}
+
+/// A running observer; [`Observer::stop`] ends it.
+pub struct Observer {
+    /// Live counters.
+    pub stats: Arc<ObserverStats>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The fields the observer takes from a record's JSON value.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    op: Option<u64>,
+    seq: Option<u64>,
+    event: Option<String>,
+}
+
+impl Observer {
+    /// Starts consuming `topics` from the beginning at `bootstrap` (the direct listener).
+    pub fn start(bootstrap: &str, topics: &[String], recorder: Arc<Recorder>) -> Result<Observer> {
+        let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .set("log_level", "3")
+            .create()
+            .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .with_context(|| format!("observer subscribing to {names:?}"))?;
+        let stats = Arc::new(ObserverStats::default());
+        let (stop, mut stopped) = watch::channel(false);
+        let s = stats.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    msg = consumer.recv() => match msg {
+                        Ok(m) => {
+                            let event = delivery(&m, recorder.now());
+                            recorder.record(&event);
+                            s.deliveries.fetch_add(1, Ordering::Relaxed);
+                            s.last_delivery.store(recorder.now(), Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::debug!("observer: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(Observer { stats, stop, task })
+    }
+
+    /// Stops consuming and waits for the task to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Turns one Kafka record into a `deliver` event. A record whose value names
+/// no op (not JSON, or another producer's) is still recorded, with `op: null`:
+/// the checker counts it as unexpected.
+fn delivery<M: Message>(m: &M, time: i64) -> Event {
+    let envelope: Option<Envelope> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+    let header_event = m.headers().and_then(|hs| {
+        hs.iter()
+            .find(|h| h.key == "event_id")
+            .and_then(|h| h.value.and_then(|v| std::str::from_utf8(v).ok().map(String::from)))
+    });
+    let (op, seq, event) = match envelope {
+        Some(e) => (e.op, e.seq, e.event),
+        None => (None, None, None),
+    };
+    let event = event
+        .or(header_event)
+        .unwrap_or_else(|| format!("no-event-id:{}/{}/{}", m.topic(), m.partition(), m.offset()));
+    Event::Deliver {
+        op,
+        event,
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        seq,
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        time,
+    }
+}
