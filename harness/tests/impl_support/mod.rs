@@ -310,22 +310,50 @@ pub fn first_delivery_seqs(records: &[Delivered]) -> BTreeMap<String, Vec<i64>> 
 /// Runs `ops_per_key` sequential ops on each of `keys` keys concurrently (op ids
 /// `base + key * 1000 + seq`); returns (op, key, seq, status) of each.
 pub async fn drive(app: &App, base: i64, keys: usize, ops_per_key: i64, payload: &str) -> Vec<(i64, String, i64, u16)> {
-    let futs = (0..keys).map(|k| async move {
-        let key = format!("k{k}");
-        let mut out = Vec::new();
-        for seq in 0..ops_per_key {
-            let op = OpRequest {
-                op: base + k as i64 * 1000 + seq,
-                key: key.clone(),
-                seq,
-                payload: payload.to_string(),
-                abort: false,
-                hold_ms: 0,
-            };
-            let status = app.op(&op).await;
-            out.push((op.op, key.clone(), seq, status));
+    drive_at(app.port, base, keys, 0..ops_per_key, payload, Duration::ZERO).await
+}
+
+/// [`drive`] against the app on `port` (which may be killed and restarted
+/// meanwhile: status 0 = no answer) with the seqs `seqs` on every key, pausing
+/// `pace` between ops of a key.
+pub async fn drive_at(
+    port: u16,
+    base: i64,
+    keys: usize,
+    seqs: std::ops::Range<i64>,
+    payload: &str,
+    pace: Duration,
+) -> Vec<(i64, String, i64, u16)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let http = &http;
+    let futs = (0..keys).map(|k| {
+        let seqs = seqs.clone();
+        async move {
+            let key = format!("k{k}");
+            let mut out = Vec::new();
+            for seq in seqs {
+                let op = OpRequest {
+                    op: base + k as i64 * 1000 + seq,
+                    key: key.clone(),
+                    seq,
+                    payload: payload.to_string(),
+                    abort: false,
+                    hold_ms: 0,
+                };
+                let status = match http.post(format!("http://127.0.0.1:{port}/ops")).json(&op).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                out.push((op.op, key.clone(), seq, status));
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            out
         }
-        out
     });
     futures::future::join_all(futs).await.into_iter().flatten().collect()
 }

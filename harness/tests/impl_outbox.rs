@@ -1,0 +1,308 @@
+//! Outbox relay tests against real Postgres, Kafka and Toxiproxy, through the
+//! real app process: per-key order with three relays under injected publish
+//! failures and a relay connection killed; a poison event parked with its error
+//! while its key's later events wait; relays surviving a Postgres kill and an
+//! app kill; the inbox helper.
+
+mod common;
+mod impl_support;
+
+use common::with_env;
+use harness::env::Service;
+use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App};
+use implementations::outbox::shard_relay::LOCK_CLASS;
+use implementations::OpRequest;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Every acknowledged op delivered, nothing delivered that is not committed, and
+/// per key the first deliveries of acknowledged ops in increasing seq order.
+fn assert_valid(
+    name: &str,
+    results: &[(i64, String, i64, u16)],
+    committed: &BTreeSet<i64>,
+    records: &[impl_support::Delivered],
+) {
+    let ok: BTreeSet<i64> = results.iter().filter(|r| r.3 == 200).map(|r| r.0).collect();
+    let delivered: BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
+    let lost: Vec<_> = ok.difference(&delivered).collect();
+    assert!(lost.is_empty(), "{name}: acknowledged but never delivered: {lost:?}");
+    let lost_committed: Vec<_> = committed.difference(&delivered).collect();
+    assert!(
+        lost_committed.is_empty(),
+        "{name}: committed but never delivered: {lost_committed:?}"
+    );
+    let phantom: Vec<_> = delivered.difference(committed).collect();
+    assert!(phantom.is_empty(), "{name}: delivered but not committed: {phantom:?}");
+    let missing: Vec<_> = ok.difference(committed).collect();
+    assert!(
+        missing.is_empty(),
+        "{name}: acknowledged but not committed: {missing:?}"
+    );
+    let ok_records: Vec<_> = records.iter().filter(|d| ok.contains(&d.value.op)).cloned().collect();
+    for (key, seqs) in first_delivery_seqs(&ok_records) {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{name}: key {key} delivered out of order: {seqs:?}"
+        );
+    }
+    // Same event id on every redelivery of an op.
+    let mut ids = std::collections::HashMap::new();
+    for d in records {
+        let first = ids.entry(d.value.op).or_insert_with(|| d.value.event.clone());
+        assert_eq!(
+            *first, d.value.event,
+            "{name}: op {} delivered with two event ids",
+            d.value.op
+        );
+    }
+}
+
+async fn relay_backends(direct_url: &str, db: &str) -> Vec<i32> {
+    let c = harness::env::postgres::connect(direct_url).await.unwrap();
+    c.query(
+        "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1
+           AND database = (SELECT oid FROM pg_database WHERE datname = $2) AND granted",
+        &[&(LOCK_CLASS as i64), &db],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn three_relays_keep_per_key_order_under_publish_failures() {
+    with_env(1, |env| async move {
+        let sp = space(env, "order3", 3).await;
+        let app = App::start(
+            env,
+            "outbox-poll",
+            &sp,
+            &[
+                ("DUALCHECK_RELAYS", "3"),
+                ("DUALCHECK_PUBLISH_TIMEOUT_MS", "800"),
+                ("DUALCHECK_BACKOFF_BASE_MS", "20"),
+                ("DUALCHECK_BACKOFF_MAX_MS", "300"),
+                ("DUALCHECK_MAX_ATTEMPTS", "100000"),
+                ("DUALCHECK_POLL_MS", "10"),
+                ("DUALCHECK_CLEANUP", "mark"),
+                ("DUALCHECK_CLEANUP_INTERVAL_MS", "3600000"),
+            ],
+        )
+        .await;
+        // Three relays, each on its own connection holding shard-group locks.
+        let start = Instant::now();
+        while relay_backends(&sp.direct_url, &sp.db).await.len() < 3 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "three relays never held shard locks"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let port = app.port;
+        let nemesis = async {
+            let proxy = env.kafka_proxy(0).to_string();
+            for round in 0..4 {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                env.toxiproxy.down(&proxy).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                env.toxiproxy.up(&proxy).await.unwrap();
+                if round == 1 {
+                    // A relay's connection dies: its shard groups are taken over.
+                    let pids = relay_backends(&sp.direct_url, &sp.db).await;
+                    let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+                    c.execute("SELECT pg_terminate_backend($1)", &[&pids[0]]).await.unwrap();
+                }
+            }
+        };
+        let (results, ()) = tokio::join!(drive_at(port, 0, 8, 0..40, "p", Duration::from_millis(25)), nemesis);
+        env.heal_all().await.unwrap();
+        assert!(
+            results.iter().all(|r| r.3 == 200),
+            "every op commits (only Kafka was faulted)"
+        );
+        app.wait_drained(Duration::from_secs(60)).await;
+        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let retried: i64 = c
+            .query_one("SELECT count(*) FROM outbox WHERE attempts > 0", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let parked: i64 = c
+            .query_one("SELECT count(*) FROM outbox_failed", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(retried > 0, "no publish failed: the fault was not injected");
+        assert_eq!(parked, 0);
+        let committed = committed(&sp, "SELECT op FROM orders").await;
+        let records = read_topic(
+            env,
+            &sp.topic,
+            committed.len(),
+            Duration::from_secs(3),
+            Duration::from_secs(30),
+        )
+        .await;
+        eprintln!(
+            "{} ops, {} records, {retried} events retried at least once",
+            results.len(),
+            records.len()
+        );
+        assert_valid("outbox-poll x3", &results, &committed, &records);
+    });
+}
+
+#[test]
+fn poison_event_is_parked_and_its_key_waits() {
+    with_env(1, |env| async move {
+        let sp = space(env, "poison", 2).await;
+        let app = App::start(
+            env,
+            "outbox-poll",
+            &sp,
+            &[
+                ("DUALCHECK_MAX_ATTEMPTS", "3"),
+                ("DUALCHECK_BACKOFF_BASE_MS", "10"),
+                ("DUALCHECK_POLL_MS", "10"),
+            ],
+        )
+        .await;
+        let op = |op: i64, key: &str, seq: i64, payload: String| OpRequest {
+            op,
+            key: key.into(),
+            seq,
+            payload,
+            abort: false,
+            hold_ms: 0,
+        };
+        // Larger than the broker's (and the producer's) message.max.bytes (~1 MB).
+        let poison = "x".repeat(1_200_000);
+        assert_eq!(app.op(&op(1, "p", 0, "a".into())).await, 200);
+        assert_eq!(app.op(&op(2, "p", 1, poison)).await, 200);
+        assert_eq!(app.op(&op(3, "p", 2, "c".into())).await, 200);
+        assert_eq!(app.op(&op(4, "q", 0, "d".into())).await, 200);
+        let start = Instant::now();
+        loop {
+            let b = app.backlog().await;
+            if b.parked == 1 && b.backlog == 1 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "poison never parked: {b:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = app.backlog().await;
+        assert_eq!(
+            (b.backlog, b.parked),
+            (1, 1),
+            "the key's later event waits behind the parked one"
+        );
+        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let row = c
+            .query_one("SELECT op, attempts, last_error FROM outbox_failed", &[])
+            .await
+            .unwrap();
+        let (parked_op, attempts, error): (i64, i32, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(parked_op, 2);
+        assert!(attempts >= 1);
+        assert!(error.to_lowercase().contains("too large"), "parked error: {error}");
+        let waiting: Vec<i64> = c
+            .query("SELECT op FROM outbox WHERE published_at IS NULL", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(waiting, vec![3]);
+        let records = read_topic(env, &sp.topic, 2, Duration::from_secs(2), Duration::from_secs(20)).await;
+        let ops: BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
+        assert_eq!(
+            ops,
+            [1, 4].into(),
+            "only the events before the poison and of other keys are out"
+        );
+    });
+}
+
+#[test]
+fn relays_survive_postgres_kill_and_app_kill() {
+    with_env(1, |env| async move {
+        for name in ["outbox-notify", "outbox-xid"] {
+            let sp = space(env, &format!("survive_{}", name.replace('-', "_")), 3).await;
+            let mut app = App::start(
+                env,
+                name,
+                &sp,
+                &[("DUALCHECK_RELAYS", "2"), ("DUALCHECK_DB_TIMEOUT_MS", "3000")],
+            )
+            .await;
+            let port = app.port;
+            let driver = tokio::spawn(async move { drive_at(port, 0, 6, 0..60, "s", Duration::from_millis(30)).await });
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            env.kill_restart(Service::Postgres, Duration::from_secs(60))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            app.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.restart().await;
+            let mut results = driver.await.unwrap();
+            // After recovery every op succeeds again.
+            let after = drive_at(port, 100_000, 6, 60..70, "s", Duration::ZERO).await;
+            assert!(
+                after.iter().all(|r| r.3 == 200),
+                "{name}: ops fail after recovery: {after:?}"
+            );
+            results.extend(after);
+            let mut by_status = std::collections::BTreeMap::new();
+            for r in &results {
+                *by_status.entry(r.3).or_insert(0) += 1;
+            }
+            let ok = by_status.get(&200).copied().unwrap_or(0);
+            assert!(ok > 0, "{name}: no op succeeded");
+            app.wait_drained(Duration::from_secs(60)).await;
+            let committed = committed(&sp, "SELECT op FROM orders").await;
+            let records = read_topic(
+                env,
+                &sp.topic,
+                committed.len(),
+                Duration::from_secs(3),
+                Duration::from_secs(30),
+            )
+            .await;
+            eprintln!(
+                "{name}: statuses {by_status:?}, {} committed, {} records",
+                committed.len(),
+                records.len()
+            );
+            assert_valid(name, &results, &committed, &records);
+        }
+    });
+}
+
+#[test]
+fn inbox_absorbs_redeliveries() {
+    with_env(1, |env| async move {
+        let sp = space(env, "inbox", 1).await;
+        let mut c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        implementations::inbox::setup(&c).await.unwrap();
+        implementations::inbox::setup(&c).await.unwrap(); // idempotent
+        let id = uuid::Uuid::new_v4();
+        let tx = c.transaction().await.unwrap();
+        assert!(implementations::inbox::first_delivery(&tx, id).await.unwrap());
+        tx.commit().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        assert!(
+            !implementations::inbox::first_delivery(&tx, id).await.unwrap(),
+            "redelivery not recognised"
+        );
+        tx.rollback().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        assert!(implementations::inbox::first_delivery(&tx, uuid::Uuid::new_v4())
+            .await
+            .unwrap());
+    });
+}
