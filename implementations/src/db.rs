@@ -40,6 +40,10 @@ impl Db {
             .parse()
             .with_context(|| format!("DATABASE_URL={:?} is not a Postgres URL", cfg.database_url))?;
         let t = cfg.db_timeout.as_millis();
+        // Long enough for a relay's claim-publish-record transaction and the
+        // workload's long transactions; short enough that a transaction left open
+        // by a black-holed client does not stall the xid relay for long.
+        let idle_tx = (cfg.publish_timeout.as_millis() * 2 + 10_000).max(30_000);
         config
             .connect_timeout(Duration::from_secs(5))
             .keepalives(true)
@@ -49,7 +53,7 @@ impl Db {
             .tcp_user_timeout(Duration::from_secs(15))
             .application_name("dualcheck-app")
             .options(format!(
-                "-c statement_timeout={t} -c lock_timeout={} -c idle_in_transaction_session_timeout=120000 -c client_min_messages=warning",
+                "-c statement_timeout={t} -c lock_timeout={} -c idle_in_transaction_session_timeout={idle_tx} -c client_min_messages=warning",
                 t.min(5000)
             ));
         Ok(Arc::new(Db {

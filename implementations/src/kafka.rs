@@ -89,9 +89,12 @@ pub struct Record<'a> {
     pub event_id: &'a str,
 }
 
-/// An idempotent producer for one topic.
+/// An idempotent producer for one topic. If librdkafka raises a fatal error
+/// (an idempotent producer can, e.g. after a sequence desync across broker
+/// restarts), the producer is replaced by a new one on the next publish.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: std::sync::RwLock<FutureProducer>,
+    config: ClientConfig,
     /// Topic records go to.
     pub topic: String,
     timeout: Duration,
@@ -101,26 +104,65 @@ impl Publisher {
     /// A producer to `topic` at `bootstrap`; each record may take `timeout`
     /// (`message.timeout.ms`) before it is reported failed.
     pub fn new(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("linger.ms", "2")
             .set("reconnect.backoff.max.ms", "1000")
-            .set("log_level", "3")
+            .set("log_level", "3");
+        let producer: FutureProducer = config
             .create()
             .with_context(|| format!("creating a Kafka producer for {bootstrap} (KAFKA_BOOTSTRAP)"))?;
         Ok(Publisher {
-            producer,
+            producer: std::sync::RwLock::new(producer),
+            config,
             topic: topic.to_string(),
             timeout,
         })
     }
 
+    fn current(&self) -> FutureProducer {
+        self.producer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces `used` by a new producer if it hit a fatal error (once, however many callers notice).
+    fn renew_if_fatal(&self, used: &FutureProducer) {
+        use rdkafka::producer::Producer;
+        let Some((code, reason)) = used.client().fatal_error() else {
+            return;
+        };
+        let mut guard = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        if guard.client().native_ptr() != used.client().native_ptr() {
+            return; // already replaced
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(p) => {
+                tracing::warn!("Kafka producer fatal error ({code:?}: {reason}); replaced by a new producer");
+                *guard = p;
+            }
+            Err(e) => tracing::warn!("Kafka producer fatal error ({code:?}: {reason}); recreating it failed: {e}"),
+        }
+    }
+
     /// Enqueues records in order (a full queue is waited out, keeping the order),
     /// then waits for every delivery report. One result per record, same order.
     pub async fn publish_all(&self, records: &[Record<'_>]) -> Vec<Result<(i32, i64), PublishError>> {
+        let producer = self.current();
+        let out = self.publish_with(&producer, records).await;
+        if out.iter().any(|r| r.is_err()) {
+            self.renew_if_fatal(&producer);
+        }
+        out
+    }
+
+    async fn publish_with(
+        &self,
+        producer: &FutureProducer,
+        records: &[Record<'_>],
+    ) -> Vec<Result<(i32, i64), PublishError>> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let headers = OwnedHeaders::new().insert(Header {
@@ -133,7 +175,7 @@ impl Publisher {
                 .headers(headers);
             let deadline = tokio::time::Instant::now() + self.timeout;
             let res = loop {
-                match self.producer.send_result(rec) {
+                match producer.send_result(rec) {
                     Ok(f) => break Ok(f),
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                         if tokio::time::Instant::now() < deadline =>
