@@ -75,6 +75,10 @@ impl AppProcess {
                 ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),
             ),
         };
+        let mut spec = spec;
+        // Its working directory is the run's: its files land there, and any
+        // process left behind is easy to find by its cwd.
+        spec.cwd = Some(run_dir.to_path_buf());
         let mut spec = spec
             .env("DATABASE_URL", &env.database_url)
             .env("KAFKA_BOOTSTRAP", &env.kafka_bootstrap)
