@@ -306,3 +306,50 @@ fn inbox_absorbs_redeliveries() {
             .unwrap());
     });
 }
+
+/// Regression: the xid relay once sorted by the text of the xid (`'1000' < '910'`)
+/// and skipped every row below the next power of ten. Burn transaction ids up
+/// to just below a power of ten and publish across it.
+#[test]
+fn xid_relay_orders_numerically_across_a_digit_boundary() {
+    with_env(1, |env| async move {
+        let sp = space(env, "xid_digits", 3).await;
+        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let now: i64 = c
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let mut boundary = 10i64;
+        while boundary <= now + 30 {
+            boundary *= 10;
+        }
+        let burn = boundary - now - 30;
+        assert!(burn < 200_000, "xid {now}: too far from a power of ten");
+        c.batch_execute(&format!(
+            "DO $$ BEGIN FOR i IN 1..{burn} LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$"
+        ))
+        .await
+        .unwrap();
+        let app = App::start(env, "outbox-xid", &sp, &[("DUALCHECK_POLL_MS", "10")]).await;
+        let results = drive_at(app.port, 0, 4, 0..25, "d", Duration::ZERO).await;
+        assert!(results.iter().all(|r| r.3 == 200));
+        app.wait_drained(Duration::from_secs(30)).await;
+        let xids: i64 = c
+            .query_one("SELECT max(pg_current_xact_id()::text::bigint) FROM (SELECT 1) x", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(xids > boundary, "the ops did not cross xid {boundary} (now {xids})");
+        let committed = committed(&sp, "SELECT op FROM orders").await;
+        let records = read_topic(
+            env,
+            &sp.topic,
+            committed.len(),
+            Duration::from_secs(2),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_valid("outbox-xid", &results, &committed, &records);
+    });
+}

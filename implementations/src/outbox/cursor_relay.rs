@@ -100,8 +100,8 @@ async fn step(
                 t,
                 "reading the outbox after the id cursor",
                 c.query(
-                    "SELECT id, xid::text, event_id::text, key, value FROM outbox
-                     WHERE id > $1 ORDER BY id LIMIT $2",
+                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+                     WHERE o.id > $1 ORDER BY o.id LIMIT $2",
                     &[&last_id, &ctx.config.batch],
                 ),
             )
@@ -112,10 +112,12 @@ async fn step(
                 t,
                 "reading the outbox after the (xid, id) cursor",
                 c.query(
-                    "SELECT id, xid::text, event_id::text, key, value FROM outbox
-                     WHERE (xid, id) > ($1::text::xid8, $2)
-                       AND xid < pg_snapshot_xmin(pg_current_snapshot())
-                     ORDER BY xid, id LIMIT $3",
+                    // Qualified names and an alias: a bare `ORDER BY xid` would sort by the
+                    // text output column (`'1000' < '910'`) and skip rows.
+                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+                     WHERE (o.xid, o.id) > ($1::text::xid8, $2)
+                       AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                     ORDER BY o.xid, o.id LIMIT $3",
                     &[&last_xid, &last_id, &ctx.config.batch],
                 ),
             )
