@@ -171,11 +171,12 @@ impl RunArgs {
 
 /// Runs `dualcheck run`; returns the exit code.
 pub fn run(args: RunArgs) -> u8 {
+    // librdkafka's connection errors are expected under faults: not for the user's terminal.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka=off")),
         )
         .try_init();
     let cfg = match args.to_config() {

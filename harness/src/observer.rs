@@ -8,6 +8,7 @@ use checkers::Event;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -39,8 +40,9 @@ struct Envelope {
 }
 
 impl Observer {
-    /// Starts consuming `topics` from the beginning at `bootstrap` (the direct listener).
-    pub fn start(bootstrap: &str, topics: &[String], recorder: Arc<Recorder>) -> Result<Observer> {
+    /// Starts consuming every partition of `topics` (name, partition count) from
+    /// the beginning at `bootstrap` (the direct listener).
+    pub fn start(bootstrap: &str, topics: &[(String, i32)], recorder: Arc<Recorder>) -> Result<Observer> {
         let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -49,13 +51,22 @@ impl Observer {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("topic.metadata.refresh.interval.ms", "1000")
+            .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
             .create()
             .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .with_context(|| format!("observer subscribing to {names:?}"))?;
+        // Manual assignment from the beginning of every partition: no consumer
+        // group, so no coordinator and no rebalance that a broker kill could
+        // disturb (a group consumer stalled after kafka-kill).
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partitions) in topics {
+            for p in 0..*partitions {
+                assignment
+                    .add_partition_offset(topic, p, Offset::Beginning)
+                    .with_context(|| format!("observer assigning {topic}/{p}"))?;
+            }
+        }
+        consumer.assign(&assignment).with_context(|| format!("observer assigning {topics:?}"))?;
         let stats = Arc::new(ObserverStats::default());
         let (stop, mut stopped) = watch::channel(false);
         let s = stats.clone();

@@ -170,11 +170,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
             .context("running the --schema file on the run's database")?;
     }
     let recorder = Arc::new(Recorder::create(&run_dir.join("history.jsonl"))?);
-    let observer = Observer::start(
-        &env.kafka_direct_bootstrap,
-        std::slice::from_ref(&topic),
-        recorder.clone(),
-    )?;
+    let observer = Observer::start(&env.kafka_direct_bootstrap, &[(topic.clone(), cfg.partitions)], recorder.clone())?;
     let app_env = AppEnv {
         database_url: db_url,
         kafka_bootstrap: env.kafka_bootstrap.clone(),
