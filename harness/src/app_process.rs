@@ -33,6 +33,8 @@ pub enum Completion {
 /// A running implementation process and its HTTP client.
 pub struct AppProcess {
     process: Arc<ManagedProcess>,
+    /// Serializes kills and restarts (the nemesis and the crash loop may race).
+    lifecycle: tokio::sync::Mutex<()>,
     base_url: String,
     http: reqwest::Client,
     name: String,
@@ -94,6 +96,7 @@ impl AppProcess {
             .context("building the HTTP client")?;
         let app = AppProcess {
             process,
+            lifecycle: tokio::sync::Mutex::new(()),
             base_url: format!("http://127.0.0.1:{port}"),
             http,
             name,
@@ -168,17 +171,22 @@ impl AppProcess {
         }
     }
 
-    /// Events committed but not yet published (`GET /backlog`); `None` when the
-    /// program does not say (a black box need not implement it).
-    pub async fn backlog(&self) -> Option<u64> {
+    /// Events committed but not yet published (`GET /backlog`): `Ok(None)` when
+    /// the program does not implement it (a black box need not), an error when
+    /// it cannot be asked (down, or not answering).
+    pub async fn backlog(&self) -> Result<Option<u64>> {
         let resp = self
             .http
             .get(format!("{}/backlog", self.base_url))
             .timeout(Duration::from_secs(2))
             .send()
-            .await;
-        let v: serde_json::Value = resp.ok()?.error_for_status().ok()?.json().await.ok()?;
-        v.get("backlog")?.as_u64()
+            .await
+            .context("asking the implementation for its backlog")?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let v: serde_json::Value = resp.error_for_status()?.json().await.context("reading GET /backlog")?;
+        Ok(v.get("backlog").and_then(|b| b.as_u64()))
     }
 
     /// Arms the crash point: the next op commits, then the process dies before publishing.
@@ -203,15 +211,28 @@ impl AppProcess {
 
     /// SIGKILLs the process (its whole group).
     pub async fn kill(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
         let p = self.process.clone();
         tokio::task::spawn_blocking(move || p.kill()).await?
     }
 
-    /// Starts the process again (killing it first if needed) and waits until it answers.
-    pub async fn restart(&self, timeout: Duration) -> Result<()> {
+    /// Starts the process again (killing it first if it runs). Does not wait
+    /// until it answers: while a dependency is down it may not, and ops simply
+    /// fail until it does; use [`AppProcess::wait_ready`] where that matters.
+    pub async fn restart(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
         let p = self.process.clone();
-        tokio::task::spawn_blocking(move || p.restart()).await??;
-        self.wait_ready(timeout).await
+        tokio::task::spawn_blocking(move || p.restart()).await?
+    }
+
+    /// Starts the process if it is not running (it died or was killed).
+    pub async fn ensure_running(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        if self.process.check_alive().is_ok() {
+            return Ok(());
+        }
+        let p = self.process.clone();
+        tokio::task::spawn_blocking(move || p.restart()).await?
     }
 
     /// Process ids of the program and its children.

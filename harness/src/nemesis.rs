@@ -236,10 +236,12 @@ impl Nemesis {
         if let Err(e) = self.env.heal_all().await {
             first_error.get_or_insert(e);
         }
-        if !self.app.is_alive() {
-            if let Err(e) = self.app.restart(self.restart_timeout).await {
-                first_error.get_or_insert(e);
-            }
+        let app_up = async {
+            self.app.ensure_running().await?;
+            self.app.wait_ready(self.restart_timeout).await
+        };
+        if let Err(e) = app_up.await {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -320,7 +322,7 @@ impl Nemesis {
             (KafkaKill, Start) => self.env.kill(Service::Kafka(0)).await,
             (KafkaKill, Stop) => self.env.restart(Service::Kafka(0), t).await,
             (RelayKill, Start) => self.app.kill().await,
-            (RelayKill, Stop) => self.app.restart(t).await,
+            (RelayKill, Stop) => self.app.restart().await,
 
             (PgPause, Start) => self.env.pause(Service::Postgres).await,
             (PgPause, Stop) => self.env.resume(Service::Postgres).await,
@@ -364,7 +366,7 @@ impl Nemesis {
                 }
                 // Restarting also disarms a crash point that never fired: after
                 // healing, no op may crash the application.
-                self.app.restart(t).await
+                self.app.restart().await
             }
         }
     }
@@ -390,8 +392,15 @@ async fn crash_loop(app: Arc<AppProcess>, mut stop: watch::Receiver<bool>, resta
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
-        if let Err(e) = app.restart(restart_timeout).await {
+        if let Err(e) = app.restart().await {
             tracing::warn!("restarting after crash-after-commit: {e:#}");
+        }
+        // Arm again only once it answers (a dependency may be down meanwhile).
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = app.wait_ready(restart_timeout) => if let Err(e) = r {
+                tracing::warn!("crash-after-commit: {e:#}");
+            },
         }
         tokio::select! {
             _ = stop.changed() => return,

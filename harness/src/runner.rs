@@ -365,13 +365,17 @@ async fn drain(app: &AppProcess, observer: &Observer, recorder: &Recorder, timeo
     let quiet_ns = quiet.as_nanos() as i64;
     let drain_start = recorder.now();
     loop {
-        let backlog = app.backlog().await.unwrap_or(0);
+        // A dead or silent application has an unknown backlog: never drained.
+        let backlog = match app.ensure_running().await.and(Ok(app.backlog().await)) {
+            Ok(Ok(b)) => Some(b.unwrap_or(0)),
+            _ => None,
+        };
         let last = observer.stats.last_delivery.load(Ordering::Relaxed).max(drain_start);
-        if backlog == 0 && recorder.now() - last >= quiet_ns {
+        if backlog == Some(0) && recorder.now() - last >= quiet_ns {
             return true;
         }
         if started.elapsed() > timeout {
-            tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog})");
+            tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
             return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
