@@ -85,8 +85,13 @@ pub const KNOBS: &[Knob] = &[
     },
     Knob {
         name: "DUALCHECK_NAIVE_ATTEMPTS",
-        default: "3",
+        default: "2",
         help: "naive patterns: publish attempts per op",
+    },
+    Knob {
+        name: "DUALCHECK_NAIVE_PUBLISH_TIMEOUT_MS",
+        default: "1000",
+        help: "naive patterns: how long one publish may take (a request handler cannot wait for long)",
     },
     Knob {
         name: "DUALCHECK_CLEANUP",
@@ -179,6 +184,8 @@ pub struct AppConfig {
     pub publish_timeout: Duration,
     /// Naive patterns' publish attempts.
     pub naive_attempts: u32,
+    /// Kafka message.timeout.ms of the naive patterns' producer.
+    pub naive_publish_timeout: Duration,
     /// Clean-up mode.
     pub cleanup: Cleanup,
     /// Clean-up interval (mark mode).
@@ -216,6 +223,7 @@ impl AppConfig {
             backoff_max: ms("DUALCHECK_BACKOFF_MAX_MS")?,
             publish_timeout: ms("DUALCHECK_PUBLISH_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             naive_attempts: number("DUALCHECK_NAIVE_ATTEMPTS")?.max(1) as u32,
+            naive_publish_timeout: ms("DUALCHECK_NAIVE_PUBLISH_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             cleanup,
             cleanup_interval: ms("DUALCHECK_CLEANUP_INTERVAL_MS")?,
             db_timeout: ms("DUALCHECK_DB_TIMEOUT_MS")?.max(Duration::from_millis(100)),

@@ -6,7 +6,7 @@
 //! business effect is durable; a failed publish is only logged).
 
 use crate::business::{self, TxnEnd};
-use crate::kafka::{Envelope, Record};
+use crate::kafka::{Envelope, Publisher, Record};
 use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL};
 use std::sync::Arc;
 
@@ -16,16 +16,41 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "commit, then publish with bounded retries (the dual-write problem itself)",
     expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
     committed_sql: ORDERS_COMMITTED_SQL,
-    build: |ctx| Arc::new(Naive { ctx }),
+    build: |ctx| {
+        Arc::new(Naive {
+            publisher: naive_publisher(&ctx),
+            ctx,
+        })
+    },
 };
 
 /// Commit, then publish.
 pub struct Naive {
     ctx: Arc<AppContext>,
+    publisher: Arc<Publisher>,
+}
+
+/// The naive patterns' own producer: a request handler cannot wait the
+/// relays' long `message.timeout.ms`, so its publishes give up after
+/// `DUALCHECK_NAIVE_PUBLISH_TIMEOUT_MS` (and the event is lost) as real
+/// naive services' do.
+pub(crate) fn naive_publisher(ctx: &AppContext) -> Arc<Publisher> {
+    let c = &ctx.config;
+    match Publisher::new(&c.kafka_bootstrap, &c.topic, c.naive_publish_timeout) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::warn!("naive producer: {e:#}; using the shared one");
+            ctx.publisher.clone()
+        }
+    }
 }
 
 /// Publishes `env` up to `attempts` times; logs the final failure.
-pub(crate) async fn publish_with_retries(ctx: &AppContext, env: &Envelope) -> Result<(), String> {
+pub(crate) async fn publish_with_retries(
+    ctx: &AppContext,
+    publisher: &Publisher,
+    env: &Envelope,
+) -> Result<(), String> {
     let value = env.to_json();
     let mut last = String::new();
     for attempt in 0..ctx.config.naive_attempts {
@@ -34,7 +59,7 @@ pub(crate) async fn publish_with_retries(ctx: &AppContext, env: &Envelope) -> Re
             value: &value,
             event_id: &env.event,
         };
-        match ctx.publisher.publish(rec).await {
+        match publisher.publish(rec).await {
             Ok(_) => return Ok(()),
             Err(e) => {
                 last = e.message;
@@ -72,7 +97,7 @@ impl Pattern for Naive {
             TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
             TxnEnd::Committed => {
                 let env = Envelope::new(op);
-                if let Err(e) = publish_with_retries(&self.ctx, &env).await {
+                if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
                     tracing::warn!("naive: op {} committed but its event is lost: {e}", op.op);
                 }
                 OpOutcome::Ok

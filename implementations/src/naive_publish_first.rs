@@ -15,12 +15,18 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "publish and await the ack, then insert and commit",
     expected: "negative control: must show `phantom` under pg-partition",
     committed_sql: ORDERS_COMMITTED_SQL,
-    build: |ctx| Arc::new(PublishFirst { ctx }),
+    build: |ctx| {
+        Arc::new(PublishFirst {
+            publisher: crate::naive::naive_publisher(&ctx),
+            ctx,
+        })
+    },
 };
 
 /// Publish, then commit.
 pub struct PublishFirst {
     ctx: Arc<AppContext>,
+    publisher: Arc<crate::kafka::Publisher>,
 }
 
 #[async_trait::async_trait]
@@ -37,7 +43,7 @@ impl Pattern for PublishFirst {
     }
     async fn execute(&self, op: &OpRequest) -> OpOutcome {
         let env = Envelope::new(op);
-        if let Err(e) = publish_with_retries(&self.ctx, &env).await {
+        if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
             // Nothing was written to the database: the business effect certainly did not happen.
             return OpOutcome::Fail(format!("publishing first failed, nothing written: {e}"));
         }
