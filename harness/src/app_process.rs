@@ -38,6 +38,19 @@ pub struct AppProcess {
     base_url: String,
     http: reqwest::Client,
     name: String,
+    /// Woken each time an op is acknowledged (2xx): the `crash-after-commit`
+    /// fallback for programs without a crash point kills right then.
+    op_ok: tokio::sync::Notify,
+}
+
+/// Whether `POST /crash-after-commit` armed the program's crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Armed: the program dies after its next commit, before its publish.
+    Armed,
+    /// The program has no crash point (404/405/501): the nemesis falls back to
+    /// a SIGKILL right after the next acknowledged op.
+    Unsupported,
 }
 
 /// The environment every implementation process gets.
@@ -100,6 +113,7 @@ impl AppProcess {
             base_url: format!("http://127.0.0.1:{port}"),
             http,
             name,
+            op_ok: tokio::sync::Notify::new(),
         };
         app.wait_ready(timeout).await?;
         Ok(app)
@@ -154,7 +168,14 @@ impl AppProcess {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
+                    self.op_ok.notify_waiters();
                     Completion::Ok
+                } else if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+                {
+                    // Outside the contract: the program does not serve POST /ops.
+                    Completion::Info(format!(
+                        "{status}: the program does not serve POST /ops (outside the exec contract)"
+                    ))
                 } else {
                     let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
                     if status == reqwest::StatusCode::CONFLICT {
@@ -189,8 +210,10 @@ impl AppProcess {
         Ok(v.get("backlog").and_then(|b| b.as_u64()))
     }
 
-    /// Arms the crash point: the next op commits, then the process dies before publishing.
-    pub async fn arm_crash_after_commit(&self) -> Result<()> {
+    /// Arms the crash point: the next op commits, then the process dies before
+    /// publishing. A program that does not implement `POST /crash-after-commit`
+    /// (404, 405 or 501) yields [`CrashPoint::Unsupported`].
+    pub async fn arm_crash_after_commit(&self) -> Result<CrashPoint> {
         let resp = self
             .http
             .post(format!("{}/crash-after-commit", self.base_url))
@@ -198,10 +221,24 @@ impl AppProcess {
             .send()
             .await
             .context("arming crash-after-commit")?;
-        if !resp.status().is_success() {
-            bail!("the implementation refused crash-after-commit: {}", resp.status());
+        let status = resp.status();
+        if matches!(
+            status,
+            reqwest::StatusCode::NOT_FOUND
+                | reqwest::StatusCode::METHOD_NOT_ALLOWED
+                | reqwest::StatusCode::NOT_IMPLEMENTED
+        ) {
+            return Ok(CrashPoint::Unsupported);
         }
-        Ok(())
+        if !status.is_success() {
+            bail!("the implementation refused crash-after-commit: {status}");
+        }
+        Ok(CrashPoint::Armed)
+    }
+
+    /// Waits until the next op is acknowledged (2xx to `POST /ops`).
+    pub async fn next_ok(&self) {
+        self.op_ok.notified().await
     }
 
     /// Whether the process is running.

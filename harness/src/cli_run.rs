@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Timeout of one op (a timeout is recorded as `info`), e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub op_timeout: Duration,
+    /// How long the implementation may take to answer HTTP after it starts, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub start_timeout: Duration,
     /// Longest drain after healing, e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -162,6 +165,7 @@ impl RunArgs {
         }
         cfg.out_dir = self.out.clone();
         cfg.op_timeout = self.op_timeout;
+        cfg.start_timeout = self.start_timeout;
         cfg.drain_timeout = self.drain_timeout;
         cfg.exactly_once = self.exactly_once;
         cfg.progress = !self.json;

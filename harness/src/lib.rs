@@ -11,3 +11,4 @@ pub mod nemesis;
 pub mod observer;
 pub mod recorder;
 pub mod runner;
+pub mod verification;

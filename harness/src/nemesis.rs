@@ -2,7 +2,7 @@
 //! stop sit side by side in [`Nemesis::apply`]. Starts and stops are recorded
 //! as `nemesis` lines; [`Nemesis::heal_all`] undoes whatever is still active.
 
-use crate::app_process::AppProcess;
+use crate::app_process::{AppProcess, CrashPoint};
 use crate::env::toxiproxy::{Stream, Toxic};
 use crate::env::{Environment, Service};
 use crate::recorder::Recorder;
@@ -112,7 +112,9 @@ impl Fault {
             Fault::PgPause => "Postgres frozen with SIGSTOP; SIGCONT when the fault stops",
             Fault::KafkaPause => "Kafka broker 0 frozen with SIGSTOP; SIGCONT when the fault stops",
             Fault::KafkaLeader => "leader of partition 0 SIGKILLed (needs --brokers 3; chosen automatically)",
-            Fault::CrashAfterCommit => "the application dies after its commit, before its publish (repeatedly)",
+            Fault::CrashAfterCommit => {
+                "the application dies after its commit, before its publish (repeatedly; exec programs without POST /crash-after-commit are SIGKILLed right after an acknowledged op)"
+            }
         }
     }
 
@@ -374,13 +376,28 @@ impl Nemesis {
 
 /// While the fault is active: arm the crash point, wait for the process to
 /// die on its next commit, restart it (as a supervisor would), pause, repeat.
+/// A program without `POST /crash-after-commit` is SIGKILLed right after its
+/// next acknowledged op instead.
 async fn crash_loop(app: Arc<AppProcess>, mut stop: watch::Receiver<bool>, restart_timeout: Duration) {
     loop {
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = app.arm_crash_after_commit().await {
-            tracing::warn!("crash-after-commit: {e:#}");
+        match app.arm_crash_after_commit().await {
+            Ok(CrashPoint::Armed) => {}
+            Ok(CrashPoint::Unsupported) => {
+                // A black box without a crash point: SIGKILL it the moment an
+                // op is acknowledged, i.e. just after a commit, when its event
+                // is most likely not published yet (documented in the README).
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = app.next_ok() => {}
+                }
+                if let Err(e) = app.kill().await {
+                    tracing::warn!("crash-after-commit (SIGKILL fallback): {e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("crash-after-commit: {e:#}"),
         }
         // Wait for the crash (or the stop).
         loop {

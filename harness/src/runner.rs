@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub out_dir: PathBuf,
     /// Timeout of one op; a timeout is recorded as `info`.
     pub op_timeout: Duration,
+    /// How long the implementation may take to answer HTTP after it starts.
+    pub start_timeout: Duration,
     /// Longest drain after healing.
     pub drain_timeout: Duration,
     /// No new delivery for this long (and no backlog) ends the drain.
@@ -69,6 +71,7 @@ impl RunConfig {
             app_env: Vec::new(),
             out_dir: PathBuf::from("runs"),
             op_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(60),
             quiet: Duration::from_secs(3),
             exactly_once: false,
@@ -170,14 +173,18 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
             .context("running the --schema file on the run's database")?;
     }
     let recorder = Arc::new(Recorder::create(&run_dir.join("history.jsonl"))?);
-    let observer = Observer::start(&env.kafka_direct_bootstrap, &[(topic.clone(), cfg.partitions)], recorder.clone())?;
+    let observer = Observer::start(
+        &env.kafka_direct_bootstrap,
+        &[(topic.clone(), cfg.partitions)],
+        recorder.clone(),
+    )?;
     let app_env = AppEnv {
         database_url: db_url,
         kafka_bootstrap: env.kafka_bootstrap.clone(),
         topic: topic.clone(),
         extra: cfg.app_env.clone(),
     };
-    let app = Arc::new(AppProcess::start(&cfg.app, &app_env, run_dir, Duration::from_secs(60)).await?);
+    let app = Arc::new(AppProcess::start(&cfg.app, &app_env, run_dir, cfg.start_timeout).await?);
     let nemesis = Arc::new(Nemesis::new(
         env.clone(),
         app.clone(),
@@ -355,7 +362,28 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         nemesis_errors: std::mem::take(&mut *nemesis_errors.lock().unwrap_or_else(|e| e.into_inner())),
     };
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&outcome)?)?;
+    if outcome.result.ops.ok == 0 && !invoked.is_empty() {
+        // Nothing acknowledged: no verdict means anything (the program answers
+        // outside the contract, or its tables are missing, or it cannot reach
+        // the database at all).
+        let first = first_error(recorder.path()).unwrap_or_default();
+        bail!(
+            "the implementation acknowledged none of the {} ops it was sent, so there is nothing to judge; first answer: {first}\n--- last lines of {} ---\n{}",
+            invoked.len(),
+            app.log_path().display(),
+            crate::env::process::tail(app.log_path(), 20)
+        );
+    }
     Ok(outcome)
+}
+
+/// The error of the first `fail` or `info` line of a history, if any.
+fn first_error(history: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(history).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| matches!(v.get("type").and_then(|t| t.as_str()), Some("fail" | "info")))
+        .find_map(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
 }
 
 /// Waits until the implementation reports no backlog and no delivery has

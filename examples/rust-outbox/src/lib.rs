@@ -1,0 +1,176 @@
+//! A team's own transactional outbox, written against dualcheck's
+//! [`Pattern`] interface so that `cargo test` can verify it under faults.
+//!
+//! - `execute`: one transaction inserts the order and its outbox row, then
+//!   commits; the crash point (`crash-after-commit`) sits right after the commit.
+//! - the relay (one background task): each round takes the oldest pending
+//!   event of every key (one event per key in flight, so per-key order holds),
+//!   publishes them with the shared idempotent producer, and deletes only the
+//!   rows whose delivery Kafka acknowledged.
+//!
+//! The binary (`src/main.rs`) serves it over dualcheck's HTTP contract; the
+//! test (`tests/verify.rs`) runs that binary through `Verification::exec`.
+
+use anyhow::Result;
+use implementations::kafka::{Envelope, Record};
+use implementations::{
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The registry entry `serve` needs: name, help and how to build the pattern.
+pub const INFO: PatternInfo = PatternInfo {
+    name: "rust-outbox",
+    about: "example: a team's own outbox (one relay, oldest event per key per round)",
+    expected: "valid",
+    committed_sql: ORDERS_COMMITTED_SQL,
+    build: |ctx| Arc::new(MyOutbox { ctx }),
+};
+
+/// The outbox table of this example.
+const OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS my_outbox (
+    id bigserial PRIMARY KEY,
+    event_id uuid NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL
+)";
+
+/// The team's outbox pattern.
+pub struct MyOutbox {
+    ctx: Arc<AppContext>,
+}
+
+#[async_trait::async_trait]
+impl Pattern for MyOutbox {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn about(&self) -> &'static str {
+        INFO.about
+    }
+
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
+        db.batch_execute(ORDERS_DDL).await?;
+        db.batch_execute(OUTBOX_DDL).await?;
+        Ok(())
+    }
+
+    async fn start_background(&self) -> Result<Background> {
+        let (mut bg, stop) = Background::new();
+        bg.push(tokio::spawn(relay(self.ctx.clone(), stop)));
+        Ok(bg)
+    }
+
+    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+        let mut conn = match self.ctx.db.get().await {
+            Ok(c) => c,
+            Err(e) => return OpOutcome::Fail(format!("no database connection: {e:#}")),
+        };
+        let envelope = Envelope::new(op);
+        let event_id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
+        let before_commit: Result<tokio_postgres::Transaction<'_>> = async {
+            let tx = conn.transaction().await?;
+            tx.execute(
+                "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
+                &[&op.op, &op.key, &op.seq, &op.payload],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO my_outbox (event_id, key, value) VALUES ($1, $2, $3)",
+                &[&event_id, &op.key, &envelope.to_json()],
+            )
+            .await?;
+            if op.hold_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(op.hold_ms)).await;
+            }
+            Ok(tx)
+        }
+        .await;
+        let tx = match before_commit {
+            Ok(tx) => tx,
+            // Nothing was committed: the transaction never reached COMMIT.
+            Err(e) => return OpOutcome::Fail(format!("not committed: {e:#}")),
+        };
+        if op.abort {
+            let _ = tx.rollback().await;
+            return OpOutcome::Fail("aborted on purpose; rolled back".into());
+        }
+        match tokio::time::timeout(self.ctx.db.timeout, tx.commit()).await {
+            Ok(Ok(())) => {
+                self.ctx.crash.after_commit();
+                OpOutcome::Ok
+            }
+            Ok(Err(e)) => OpOutcome::Unknown(format!("COMMIT failed, outcome unknown: {e}")),
+            Err(_) => OpOutcome::Unknown("COMMIT timed out, outcome unknown".into()),
+        }
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        let c = self.ctx.db.get().await?;
+        let n: i64 = c.query_one("SELECT count(*) FROM my_outbox", &[]).await?.get(0);
+        Ok(Backlog {
+            backlog: n,
+            ..Backlog::default()
+        })
+    }
+}
+
+/// The relay: runs until `stop`, surviving every error by reconnecting.
+async fn relay(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let busy = match relay_round(&ctx).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!("relay round failed (retrying): {e:#}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+}
+
+/// One round: publish the oldest pending event of every key, delete the
+/// acknowledged ones. Returns how many events it tried.
+async fn relay_round(ctx: &AppContext) -> Result<usize> {
+    let c = ctx.db.get().await?;
+    let rows = c
+        .query(
+            "SELECT DISTINCT ON (key) id, event_id, key, value FROM my_outbox ORDER BY key, id LIMIT 500",
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<(i64, String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, uuid::Uuid>(1).to_string(), r.get(2), r.get(3)))
+        .collect();
+    let records: Vec<Record<'_>> = events
+        .iter()
+        .map(|(_, event_id, key, value)| Record { key, value, event_id })
+        .collect();
+    // Waits for every delivery report (bounded by the producer's message timeout).
+    let reports = ctx.publisher.publish_all(&records).await;
+    let acked: Vec<i64> = events
+        .iter()
+        .zip(&reports)
+        .filter(|(_, r)| r.is_ok())
+        .map(|((id, ..), _)| *id)
+        .collect();
+    if !acked.is_empty() {
+        c.execute("DELETE FROM my_outbox WHERE id = ANY($1)", &[&acked]).await?;
+    }
+    if acked.len() < events.len() {
+        tokio::time::sleep(Duration::from_millis(200)).await; // Kafka unreachable: do not spin
+    }
+    Ok(events.len())
+}

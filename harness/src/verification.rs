@@ -1,0 +1,287 @@
+//! The library API for verifying an implementation from `cargo test`.
+//!
+//! ```no_run
+//! use harness::nemesis::Fault;
+//! use harness::verification::Verification;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! let outcome = Verification::exec("python3 svc.py")
+//!     .committed_sql("SELECT op FROM orders")
+//!     .faults([Fault::KafkaPartition, Fault::RelayKill])
+//!     .duration(Duration::from_secs(20))
+//!     .seed(1)
+//!     .run()
+//!     .await?;
+//! outcome.assert_valid();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why the implementation is always a separate process
+//!
+//! Faults such as `relay-kill` and `crash-after-commit` are SIGKILLs of the
+//! implementation's process, followed by a restart: only a real process death
+//! shows what a crash between commit and publish does (in-memory queues and
+//! unflushed producers vanish, open transactions are rolled back by Postgres).
+//! A pattern living inside the test binary could not be killed without killing
+//! the test. So a Rust team verifies its own pattern like this:
+//!
+//! 1. implement [`implementations::Pattern`] in its crate, describe it with an
+//!    [`implementations::PatternInfo`];
+//! 2. add a small binary (`src/main.rs`, or `examples/`) whose `main` calls
+//!    [`implementations::server::serve`] with that info and
+//!    [`implementations::AppConfig::from_env`]: it speaks the black-box HTTP
+//!    contract on `127.0.0.1:$PORT`;
+//! 3. in an integration test, `Verification::exec(env!("CARGO_BIN_EXE_<bin>"))`.
+//!
+//! `examples/rust-outbox/` in the dualcheck repository does exactly that.
+//! Services in any other language use [`Verification::exec`] with their own
+//! command line, like `dualcheck run --impl exec --cmd ...`.
+
+use crate::app_process::AppCommand;
+use crate::env::BackendKind;
+use crate::nemesis::Fault;
+use crate::runner::{RunConfig, RunOutcome};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use workloads::Workload;
+
+/// One verification run, configured step by step; [`Verification::run`] starts
+/// the real services, runs the workload under the faults and checks the history.
+///
+/// Defaults are those of `dualcheck run` (30 s, no faults, seed 0, 100 ops/s,
+/// 8 workers, 32 keys, run directories under `runs/`).
+#[derive(Debug, Clone)]
+pub struct Verification {
+    cfg: RunConfig,
+    builtin: Option<String>,
+    schema_file: Option<PathBuf>,
+}
+
+impl Verification {
+    /// Verifies any program, started with `sh -c COMMAND` (with `DATABASE_URL`,
+    /// `KAFKA_BOOTSTRAP`, `TOPIC` and `PORT` in its environment). The committed
+    /// ops are read with `SELECT op FROM orders` unless
+    /// [`Verification::committed_sql`] says otherwise.
+    pub fn exec(command: impl Into<String>) -> Verification {
+        Verification {
+            cfg: RunConfig::new(AppCommand::Exec(command.into()), implementations::ORDERS_COMMITTED_SQL),
+            builtin: None,
+            schema_file: None,
+        }
+    }
+
+    /// Verifies a built-in implementation (`outbox-poll`, ...; see `dualcheck list`).
+    ///
+    /// It runs as `dualcheck app --impl NAME`, so the `dualcheck` binary must be
+    /// found: `DUALCHECK_BIN`, else the running executable if it is `dualcheck`,
+    /// else `dualcheck` on `PATH`. An unknown name is reported by [`Verification::run`].
+    pub fn builtin(name: &str) -> Verification {
+        let committed_sql = implementations::lookup(name)
+            .map(|i| i.committed_sql)
+            .unwrap_or(implementations::ORDERS_COMMITTED_SQL);
+        Verification {
+            cfg: RunConfig::new(AppCommand::Builtin(name.to_string()), committed_sql),
+            builtin: Some(name.to_string()),
+            schema_file: None,
+        }
+    }
+
+    /// The query returning the op id (an integer in the first column) of every
+    /// op whose business effect is in the database.
+    pub fn committed_sql(mut self, sql: impl Into<String>) -> Self {
+        self.cfg.committed_sql = sql.into();
+        self
+    }
+
+    /// SQL run on the run's database before the implementation starts.
+    pub fn schema_sql(mut self, sql: impl Into<String>) -> Self {
+        self.cfg.schema_sql = Some(sql.into());
+        self.schema_file = None;
+        self
+    }
+
+    /// Like [`Verification::schema_sql`], read from a file when the run starts.
+    pub fn schema_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.schema_file = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// The faults the seeded schedule chooses from (none by default).
+    pub fn faults(mut self, faults: impl IntoIterator<Item = Fault>) -> Self {
+        let mut f: Vec<Fault> = faults.into_iter().collect();
+        f.sort();
+        f.dedup();
+        self.cfg.faults = f;
+        self
+    }
+
+    /// How long the workload runs.
+    pub fn duration(mut self, d: Duration) -> Self {
+        self.cfg.duration = d;
+        self
+    }
+
+    /// Seed of the workload and of the fault schedule.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.cfg.workload.seed = seed;
+        self
+    }
+
+    /// The whole workload (rate, concurrency, keys, skew, aborts, long
+    /// transactions); its seed replaces the one set by [`Verification::seed`].
+    pub fn workload(mut self, w: Workload) -> Self {
+        self.cfg.workload = w;
+        self
+    }
+
+    /// Target ops per second over all workers (0 = unlimited).
+    pub fn rate(mut self, ops_per_s: f64) -> Self {
+        self.cfg.workload.rate = ops_per_s;
+        self
+    }
+
+    /// Worker tasks (each owns a share of the keys, one op at a time per key).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.cfg.workload.concurrency = n;
+        self
+    }
+
+    /// Distinct business keys.
+    pub fn keys(mut self, n: usize) -> Self {
+        self.cfg.workload.keys = n;
+        self
+    }
+
+    /// Kafka brokers (1, or 3; `kafka-leader` picks 3 by itself).
+    pub fn brokers(mut self, n: usize) -> Self {
+        self.cfg.brokers = n;
+        self
+    }
+
+    /// Partitions of the topic.
+    pub fn partitions(mut self, n: i32) -> Self {
+        self.cfg.partitions = n;
+        self
+    }
+
+    /// One more environment variable for the implementation process.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cfg.app_env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Where run directories go (default `runs/`, relative to the working
+    /// directory: the crate's directory under `cargo test`).
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cfg.out_dir = dir.as_ref().to_path_buf();
+        self
+    }
+
+    /// Timeout of one op (a timeout is recorded as `info`).
+    pub fn op_timeout(mut self, d: Duration) -> Self {
+        self.cfg.op_timeout = d;
+        self
+    }
+
+    /// How long the implementation may take to answer HTTP after it starts.
+    pub fn start_timeout(mut self, d: Duration) -> Self {
+        self.cfg.start_timeout = d;
+        self
+    }
+
+    /// Longest drain after healing.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.cfg.drain_timeout = d;
+        self
+    }
+
+    /// Count duplicates (same event id) as violations too.
+    pub fn exactly_once(mut self, on: bool) -> Self {
+        self.cfg.exactly_once = on;
+        self
+    }
+
+    /// Which services (local processes by default).
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.cfg.backend = backend;
+        self
+    }
+
+    /// A progress line on stderr while it runs.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.cfg.progress = on;
+        self
+    }
+
+    /// The run configuration as it stands (schema file not read yet).
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
+    }
+
+    /// Runs it: the services start, the implementation starts, the workload
+    /// runs under the faults, everything heals and drains, the history is
+    /// checked. `Err` means the run could not be carried out (services
+    /// missing: run `bash ci/setup`; the program never answered; ...); a run
+    /// that found anomalies is `Ok` with `result.valid == false`.
+    pub async fn run(self) -> Result<RunOutcome> {
+        let mut cfg = self.cfg;
+        if let Some(p) = &self.schema_file {
+            cfg.schema_sql =
+                Some(std::fs::read_to_string(p).with_context(|| format!("reading the schema file {}", p.display()))?);
+        }
+        if let Some(name) = &self.builtin {
+            implementations::lookup(name)?;
+            locate_dualcheck_bin()?;
+        }
+        crate::runner::run(cfg).await
+    }
+}
+
+/// Makes sure `DUALCHECK_BIN` names the `dualcheck` binary that serves built-in
+/// implementations (a test binary is not it).
+fn locate_dualcheck_bin() -> Result<()> {
+    if std::env::var_os("DUALCHECK_BIN").is_some() {
+        return Ok(());
+    }
+    let current = std::env::current_exe().ok();
+    if current
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .is_some_and(|n| n == "dualcheck")
+    {
+        return Ok(());
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("dualcheck"))
+            .find(|p| p.is_file())
+    });
+    match on_path {
+        Some(p) => {
+            // Read by the runner when it starts `dualcheck app`.
+            std::env::set_var("DUALCHECK_BIN", p);
+            Ok(())
+        }
+        None => bail!(
+            "Verification::builtin needs the dualcheck binary to serve the implementation: set DUALCHECK_BIN \
+             (e.g. to env!(\"CARGO_BIN_EXE_dualcheck\") in dualcheck's own tests) or put `dualcheck` on PATH \
+             (`cargo install --git https://github.com/dualcheck/dualcheck dualcheck`)"
+        ),
+    }
+}
+
+impl RunOutcome {
+    /// The readable verdict (what `dualcheck run` prints).
+    pub fn summary(&self) -> String {
+        crate::cli_run::summary(self)
+    }
+
+    /// Panics with the verdict and the run directory unless the history is valid.
+    #[track_caller]
+    pub fn assert_valid(&self) {
+        assert!(self.result.valid, "dualcheck found anomalies:\n{}", self.summary());
+    }
+}
