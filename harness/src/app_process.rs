@@ -170,8 +170,12 @@ impl AppProcess {
                 if status.is_success() {
                     self.op_ok.notify_waiters();
                     Completion::Ok
-                } else if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
-                {
+                } else if matches!(
+                    status,
+                    reqwest::StatusCode::NOT_FOUND
+                        | reqwest::StatusCode::METHOD_NOT_ALLOWED
+                        | reqwest::StatusCode::NOT_IMPLEMENTED
+                ) {
                     // Outside the contract: the program does not serve POST /ops.
                     Completion::Info(format!(
                         "{status}: the program does not serve POST /ops (outside the exec contract)"
