@@ -285,3 +285,50 @@ impl RunOutcome {
         assert!(self.result.valid, "dualcheck found anomalies:\n{}", self.summary());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_sets_the_run_configuration() {
+        let v = Verification::exec("python3 svc.py")
+            .committed_sql("SELECT id FROM payments")
+            .faults([Fault::RelayKill, Fault::KafkaPartition, Fault::RelayKill])
+            .duration(Duration::from_secs(7))
+            .seed(42)
+            .rate(50.0)
+            .keys(4)
+            .env("A", "b")
+            .start_timeout(Duration::from_secs(3));
+        let c = v.config();
+        assert!(matches!(&c.app, AppCommand::Exec(cmd) if cmd == "python3 svc.py"));
+        assert_eq!(c.committed_sql, "SELECT id FROM payments");
+        assert_eq!(c.faults, vec![Fault::KafkaPartition, Fault::RelayKill]);
+        assert_eq!(c.duration, Duration::from_secs(7));
+        assert_eq!((c.workload.seed, c.workload.rate, c.workload.keys), (42, 50.0, 4));
+        assert_eq!(c.app_env, vec![("A".to_string(), "b".to_string())]);
+        assert_eq!(c.start_timeout, Duration::from_secs(3));
+        let b = Verification::builtin("outbox-xid");
+        assert_eq!(
+            b.config().committed_sql,
+            implementations::lookup("outbox-xid").unwrap().committed_sql
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_builtins_and_missing_schema_files_fail_before_any_service_starts() {
+        let e = Verification::builtin("outbox-magic")
+            .run()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown implementation") && e.contains("outbox-poll"), "{e}");
+        let e = Verification::exec("true")
+            .schema_file("/nonexistent/schema.sql")
+            .run()
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/schema.sql"), "{e:#}");
+    }
+}
