@@ -190,6 +190,11 @@ fn split_pieces(block: &[u8], n: usize) -> Vec<&[u8]> {
     pieces
 }
 
+/// Whether `text` is one complete JSON value (of any shape).
+fn is_json(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 /// The records of one piece, with line numbers relative to the piece's start.
 struct Piece<'a> {
     records: Vec<(u32, Record<'a>)>,
@@ -216,7 +221,8 @@ fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
         if !text.iter().all(u8::is_ascii_whitespace) {
             match parse_line(text) {
                 Ok(record) => out.records.push((rel, record)),
-                Err(_) if is_last && unterminated_tail => out.truncated_tail = Some(rel),
+                // Cut off mid-write: the unterminated last line is not even JSON.
+                Err(_) if is_last && unterminated_tail && !is_json(text) => out.truncated_tail = Some(rel),
                 Err(e) => {
                     out.error = Some((rel, e));
                     break;
@@ -269,6 +275,13 @@ mod tests {
         assert_eq!(seen, vec![1]);
         assert_eq!(s.warnings.len(), 1);
         assert!(s.warnings[0].starts_with("line 2:"), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn a_complete_but_wrong_last_line_is_an_error_not_a_truncation() {
+        let e = read(b"{\"type\":\"committed\",\"op\":1}\n{\"type\":\"committed\"}").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("lacks field `op`"), "{e}");
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl Observer {
                     .with_context(|| format!("observer assigning {topic}/{p}"))?;
             }
         }
-        consumer.assign(&assignment).with_context(|| format!("observer assigning {topics:?}"))?;
+        consumer
+            .assign(&assignment)
+            .with_context(|| format!("observer assigning {topics:?}"))?;
         let stats = Arc::new(ObserverStats::default());
         let (stop, mut stopped) = watch::channel(false);
         let s = stats.clone();

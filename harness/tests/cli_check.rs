@@ -61,7 +61,7 @@ fn valid_history_exits_0_with_one_json_object() {
 fn anomalies_exit_1_and_duplicates_only_with_exactly_once() {
     let lost = history(
         "lost.jsonl",
-        &VALID.replace(r#"{"type":"deliver""#, r#"{"type":"deliver","op":99,"x""#),
+        &VALID.replace(r#"{"type":"deliver","op":17"#, r#"{"type":"deliver","op":99"#),
     );
     // op 99 was never invoked: the delivery is unexpected and op 17 is lost
     let (code, out, _) = dualcheck(&["check", lost.to_str().unwrap(), "--json"]);
