@@ -4,11 +4,13 @@
 pub mod app;
 pub mod app_process;
 pub mod cli_check;
+pub mod cli_report;
 pub mod cli_run;
 pub mod doctor;
 pub mod env;
 pub mod nemesis;
 pub mod observer;
 pub mod recorder;
+pub mod report;
 pub mod runner;
 pub mod verification;

@@ -30,6 +30,8 @@ enum Command {
     Setup(harness::doctor::SetupArgs),
     /// Serve one built-in implementation over the HTTP contract (started by the runner).
     App(harness::app::AppArgs),
+    /// Write junit.xml and report.html of a run directory (or a history file) from its history.
+    Report(harness::cli_report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => harness::doctor::run(args),
         Command::Setup(args) => harness::doctor::setup(args),
         Command::App(args) => harness::app::run(args),
+        Command::Report(args) => harness::cli_report::run(args),
     };
     ExitCode::from(code)
 }

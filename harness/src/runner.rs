@@ -362,6 +362,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         nemesis_errors: std::mem::take(&mut *nemesis_errors.lock().unwrap_or_else(|e| e.into_inner())),
     };
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&outcome)?)?;
+    crate::report::finish_run(cfg, &env, &db_direct_url, run_dir).await;
     if outcome.result.ops.ok == 0 && !invoked.is_empty() {
         // Nothing acknowledged: no verdict means anything (the program answers
         // outside the contract, or its tables are missing, or it cannot reach

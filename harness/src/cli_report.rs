@@ -1,0 +1,37 @@
+//! `dualcheck report RUN_DIR`: (re)writes `junit.xml` and `report.html` from a
+//! run directory's history, or from a history file checked offline.
+
+use crate::cli_check::{EXIT_ANOMALIES, EXIT_UNUSABLE, EXIT_VALID};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `dualcheck report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run directory (holding history.jsonl, and results.json, schedule.json when the runner wrote them),
+    /// or a history file: the report goes beside it.
+    pub run_dir: PathBuf,
+}
+
+/// Runs `dualcheck report`; exit 0 valid, 1 anomalies, 2 unusable input.
+pub fn run(args: ReportArgs) -> u8 {
+    match crate::report::write(&args.run_dir) {
+        Ok(files) => {
+            println!(
+                "{}: {}\n{}",
+                if files.valid { "valid" } else { "INVALID" },
+                files.html.display(),
+                files.junit.display()
+            );
+            if files.valid {
+                EXIT_VALID
+            } else {
+                EXIT_ANOMALIES
+            }
+        }
+        Err(e) => {
+            eprintln!("dualcheck report: {e:#}");
+            EXIT_UNUSABLE
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The report's plots, drawn with `plotters` into SVG strings: latency over
+//! time coloured by outcome, throughput over time, unseen events over time,
+//! each with a shaded band (and a start line) where each fault was active.
+
+use super::series::{PointKind, Series};
+use anyhow::{anyhow, Result};
+use checkers::results::FaultWindow;
+use checkers::Outcome;
+use plotters::prelude::*;
+
+/// Width and height of every plot, in SVG pixels.
+pub const SIZE: (u32, u32) = (960, 320);
+
+/// Opacity of a fault band: every `<rect>` of that opacity in a plot is a band.
+pub const BAND_OPACITY: f64 = 0.18;
+
+/// Most points drawn per outcome class (an evenly strided sample above that).
+pub const MAX_POINTS: usize = 20_000;
+
+/// Colour of a point class.
+pub fn point_colour(kind: PointKind) -> RGBColor {
+    match kind {
+        PointKind::OkDelivered => RGBColor(31, 119, 180),
+        PointKind::OkLost => RGBColor(214, 39, 40),
+        PointKind::Info => RGBColor(255, 127, 14),
+        PointKind::Fail => RGBColor(127, 127, 127),
+    }
+}
+
+/// Colour of the `i`-th distinct fault.
+pub fn fault_colour(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 8] = [
+        RGBColor(148, 103, 189),
+        RGBColor(44, 160, 44),
+        RGBColor(227, 119, 194),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+        RGBColor(140, 86, 75),
+        RGBColor(255, 187, 120),
+        RGBColor(152, 223, 138),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// CSS hex of a colour (for HTML legends).
+pub fn css(c: RGBColor) -> String {
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// Distinct fault names in first-start order (their legend and colour order).
+pub fn fault_names(faults: &[FaultWindow]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for w in faults {
+        if !names.contains(&w.fault) {
+            names.push(w.fault.clone());
+        }
+    }
+    names
+}
+
+/// Points of one outcome class: (time s, latency ms or `None` when never delivered).
+type ClassPoints = (PointKind, Vec<(f64, Option<f64>)>);
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing a plot: {e}")
+}
+
+/// Bands as (start s, stop s, colour); an unhealed fault runs to `end_s`.
+fn bands(faults: &[FaultWindow], end_s: f64) -> Vec<(f64, f64, RGBColor)> {
+    let names = fault_names(faults);
+    faults
+        .iter()
+        .map(|w| {
+            let i = names.iter().position(|n| *n == w.fault).unwrap_or(0);
+            let start = w.start as f64 / 1e9;
+            let stop = w.stop.map(|s| s as f64 / 1e9).unwrap_or(end_s);
+            (start, stop.max(start), fault_colour(i))
+        })
+        .collect()
+}
+
+/// Commit-to-first-delivery latency (ms, log scale) against completion time;
+/// ops never delivered sit on the top line.
+pub fn latency_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Result<String> {
+    let mut classes: Vec<ClassPoints> = PointKind::ALL.iter().map(|k| (*k, Vec::new())).collect();
+    for p in &series.ops {
+        let kind = series.kind(p);
+        if let Some((_, v)) = classes.iter_mut().find(|(k, _)| *k == kind) {
+            v.push(Series::latency_point(p));
+        }
+    }
+    let floor = 0.1f64; // ms: a delivery at or before the ack is drawn here
+    let max_lat = classes
+        .iter()
+        .flat_map(|(_, v)| v.iter().filter_map(|(_, l)| *l))
+        .fold(1.0f64, f64::max);
+    let never = max_lat * 3.0; // the "never delivered" line
+    let top = never * 1.6;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..end_s, (floor..top).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the run started (op completion)")
+            .y_desc("commit → first delivery (ms)")
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (x0, x1, c) in bands(faults, end_s) {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, floor), (x1, top)],
+                    c.mix(BAND_OPACITY).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new([(x0, floor), (x0, top)], c.stroke_width(1)))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, never), (end_s, never)],
+                RGBColor(214, 39, 40).mix(0.4).stroke_width(1),
+            ))
+            .map_err(err)?;
+        for (kind, points) in &classes {
+            let colour = point_colour(*kind);
+            let stride = points.len().div_ceil(MAX_POINTS).max(1);
+            chart
+                .draw_series(points.iter().step_by(stride).map(|(x, l)| {
+                    let y = l.map(|l| l.max(floor)).unwrap_or(never);
+                    Circle::new((*x, y), 2, colour.filled())
+                }))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Lines of per-second values against time, with the fault bands.
+fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: &[FaultWindow], end_s: f64) -> Result<String> {
+    let max_y = lines
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..end_s, 0f64..max_y)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the run started")
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (x0, x1, c) in bands(faults, end_s) {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x1, max_y)],
+                    c.mix(BAND_OPACITY).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new([(x0, 0.0), (x0, max_y)], c.stroke_width(1)))
+                .map_err(err)?;
+        }
+        for (_, colour, values) in lines {
+            // Each value counts the second [i, i+1): drawn at its middle.
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(i, v)| (i as f64 + 0.5, *v as f64)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// The throughput plot's lines: (label, colour, per-second counts).
+pub fn throughput_lines(series: &Series) -> Vec<(&'static str, RGBColor, Vec<u64>)> {
+    vec![
+        (
+            "ok/s",
+            point_colour(PointKind::OkDelivered),
+            series.per_second(Outcome::Ok),
+        ),
+        (
+            "first deliveries/s",
+            RGBColor(44, 160, 44),
+            series.first_deliveries_per_second(),
+        ),
+        (
+            "info/s",
+            point_colour(PointKind::Info),
+            series.per_second(Outcome::Info),
+        ),
+        (
+            "fail/s",
+            point_colour(PointKind::Fail),
+            series.per_second(Outcome::Fail),
+        ),
+    ]
+}
+
+/// Completions per second by outcome, and first deliveries per second.
+pub fn throughput_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Result<String> {
+    let lines = throughput_lines(series);
+    let refs: Vec<(&str, RGBColor, &[u64])> = lines.iter().map(|(l, c, v)| (*l, *c, v.as_slice())).collect();
+    lines_svg("ops per second", &refs, faults, end_s)
+}
+
+/// Acknowledged but not yet delivered ops at the end of each second.
+pub fn unseen_svg(unseen: &[u64], faults: &[FaultWindow], end_s: f64) -> Result<String> {
+    lines_svg(
+        "unseen (acknowledged, not yet delivered)",
+        &[("unseen", RGBColor(214, 39, 40), unseen)],
+        faults,
+        end_s,
+    )
+}

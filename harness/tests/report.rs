@@ -1,0 +1,249 @@
+//! The report files of a run directory, on hand-made histories: no services needed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir()
+        .join(format!("dualcheck-report-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const S: i64 = 1_000_000_000;
+
+/// A history with a lost op, a duplicate, a key that is HTML and two fault windows.
+fn invalid_history() -> String {
+    let key = "<script>alert(1)</script>&\"k\"";
+    let lines = [
+        format!(
+            r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{}}}"#,
+            S
+        ),
+        format!(
+            r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
+            S / 2
+        ),
+        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, S / 2 + 3_000_000),
+        format!(
+            r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
+            S / 2 + 9_000_000
+        ),
+        format!(
+            r#"{{"type":"invoke","op":2,"process":1,"key":{},"seq":0,"time":{}}}"#,
+            serde_json::to_string(key).unwrap(),
+            S + S / 2
+        ),
+        format!(r#"{{"type":"ok","op":2,"process":1,"time":{}}}"#, S + S / 2 + 1_000_000),
+        format!(
+            r#"{{"type":"nemesis","fault":"kafka-partition","phase":"stop","time":{}}}"#,
+            2 * S
+        ),
+        format!(
+            r#"{{"type":"nemesis","fault":"pg-kill","phase":"start","time":{}}}"#,
+            2 * S + S / 4
+        ),
+        format!(
+            r#"{{"type":"invoke","op":3,"process":0,"key":"k1","seq":1,"time":{}}}"#,
+            2 * S + S / 2
+        ),
+        format!(
+            r#"{{"type":"info","op":3,"process":0,"time":{},"error":"timeout <b>"}}"#,
+            2 * S + S * 3 / 4
+        ),
+        format!(
+            r#"{{"type":"invoke","op":4,"process":1,"key":"k2","seq":0,"time":{}}}"#,
+            2 * S + S / 2
+        ),
+        format!(r#"{{"type":"ok","op":4,"process":1,"time":{}}}"#, 2 * S + S * 6 / 10),
+        format!(
+            r#"{{"type":"deliver","op":4,"event":"e4","key":"k2","seq":0,"topic":"orders","partition":1,"offset":0,"time":{}}}"#,
+            2 * S + S * 7 / 10
+        ),
+        format!(
+            r#"{{"type":"deliver","op":4,"event":"e4","key":"k2","seq":0,"topic":"orders","partition":1,"offset":1,"time":{}}}"#,
+            2 * S + S * 8 / 10
+        ),
+        format!(
+            r#"{{"type":"nemesis","fault":"pg-kill","phase":"stop","time":{}}}"#,
+            3 * S
+        ),
+        format!(
+            r#"{{"type":"invoke","op":5,"process":0,"key":"k3","seq":0,"time":{}}}"#,
+            3 * S
+        ),
+        format!(
+            r#"{{"type":"fail","op":5,"process":0,"time":{},"error":"abort"}}"#,
+            3 * S + 1_000_000
+        ),
+        r#"{"type":"committed","op":1}"#.to_string(),
+        r#"{"type":"committed","op":2}"#.to_string(),
+        r#"{"type":"committed","op":4}"#.to_string(),
+    ];
+    lines.join("\n") + "\n"
+}
+
+fn valid_history() -> String {
+    let lines = [
+        format!(
+            r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
+            S / 2
+        ),
+        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, S / 2 + 3_000_000),
+        format!(
+            r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
+            S / 2 + 9_000_000
+        ),
+    ];
+    lines.join("\n") + "\n"
+}
+
+fn results_json(implementation: &str) -> String {
+    serde_json::json!({
+        "implementation": implementation, "seed": 7, "faults": ["kafka-partition", "pg-kill"],
+        "duration_s": 3.0, "throughput_ok_per_s": 1.0, "drained": true, "nemesis_errors": [],
+        "valid": false, "exactly_once": false
+    })
+    .to_string()
+}
+
+fn write_run(name: &str, history: &str, results: Option<&str>) -> PathBuf {
+    let d = dir(name);
+    std::fs::write(d.join("history.jsonl"), history).unwrap();
+    if let Some(r) = results {
+        std::fs::write(d.join("results.json"), r).unwrap();
+    }
+    d
+}
+
+fn svgs(html: &str) -> Vec<&str> {
+    html.match_indices("<svg")
+        .map(|(i, _)| {
+            let end = html[i..].find("</svg>").expect("svg closes") + i + "</svg>".len();
+            &html[i..end]
+        })
+        .collect()
+}
+
+fn testcases(xml: &str) -> Vec<(String, bool)> {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("junit.xml is not well-formed: {e}\n{xml}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            (
+                n.attribute("name").unwrap().to_string(),
+                n.children().any(|c| c.has_tag_name("failure")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn invalid_run_report_and_junit() {
+    let d = write_run("invalid", &invalid_history(), Some(&results_json("naive<x>")));
+    let files = harness::report::write(&d).unwrap();
+    assert!(!files.valid);
+
+    let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
+    let cases = testcases(&xml);
+    let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        checkers::results::ANOMALY_KINDS.to_vec(),
+        "one test case per anomaly kind"
+    );
+    let failed: Vec<&str> = cases.iter().filter(|(_, f)| *f).map(|(n, _)| n.as_str()).collect();
+    assert_eq!(failed, vec!["lost"], "{xml}");
+    assert!(xml.contains("op 2"), "the failure carries its example: {xml}");
+    assert!(xml.contains("&lt;script&gt;"), "{xml}");
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    assert_eq!(suite.attribute("name"), Some("dualcheck.naive<x>"));
+    // The duplicate is no violation by default: it passes, with its example in system-out.
+    let dup = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("duplicate"))
+        .unwrap();
+    assert!(dup.children().any(|c| c.has_tag_name("system-out")));
+
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(html.contains("id=\"verdict\">INVALID<"), "verdict at the top");
+    assert!(!html.contains("<script"), "history text is escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;k&quot;"));
+    assert!(html.contains("naive&lt;x&gt;"));
+    assert!(only_svg_namespace(&html), "no network");
+    let plots = svgs(&html);
+    assert_eq!(plots.len(), 3, "latency, throughput and unseen plots");
+    for svg in &plots {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("SVG not well-formed: {e}"));
+        let bands = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("rect") && n.attribute("opacity") == Some("0.18"))
+            .count();
+        assert_eq!(bands, 2, "one band per fault window");
+    }
+    // Outcomes coloured: the lost op in red, the info op in orange, the fail in grey.
+    for colour in ["#D62728", "#FF7F0E", "#7F7F7F", "#1F77B4"] {
+        assert!(
+            plots[0].to_uppercase().contains(colour),
+            "latency plot has points of {colour}"
+        );
+    }
+    assert!(html.contains("kafka-partition") && html.contains("pg-kill"));
+}
+
+/// The only URLs allowed are the SVG namespace identifiers (not fetched).
+fn only_svg_namespace(html: &str) -> bool {
+    html.replace("http://www.w3.org/2000/svg", "")
+        .replace("http://www.w3.org/1999/xlink", "")
+        .find("http")
+        .is_none()
+}
+
+#[test]
+fn valid_run_has_no_failures() {
+    let d = write_run("valid", &valid_history(), None);
+    let files = harness::report::write(&d).unwrap();
+    assert!(files.valid);
+    let cases = testcases(&std::fs::read_to_string(d.join("junit.xml")).unwrap());
+    assert_eq!(cases.len(), 8);
+    assert!(cases.iter().all(|(_, f)| !f));
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(html.contains("id=\"verdict\">VALID<"));
+    assert!(only_svg_namespace(&html), "no network");
+    assert_eq!(svgs(&html).len(), 3);
+}
+
+#[test]
+fn report_command_on_a_history_file_and_errors() {
+    let d = write_run("cli", &invalid_history(), None);
+    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["report", d.join("history.jsonl").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(d.join("report.html").is_file() && d.join("junit.xml").is_file());
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["report", "/nonexistent/run"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such run directory"));
+
+    let bad = write_run("bad", "{\"type\":\"ok\"}\n{}\n", None);
+    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["report", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Path::new(&bad);
+}
