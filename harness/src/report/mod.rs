@@ -302,7 +302,8 @@ pub async fn probe_versions(cfg: &RunConfig, env: &Environment, db_direct_url: &
     let toxiproxy = tokio::time::timeout(Duration::from_secs(5), env.toxiproxy.version())
         .await
         .ok()
-        .and_then(|r| r.ok());
+        .and_then(|r| r.ok())
+        .map(|v| toxiproxy_version(&v));
     let kafka = match cfg.backend {
         BackendKind::Local => kafka_jar_version(&crate::env::local::cache_dir().join("kafka/libs")),
         _ => None,
@@ -313,6 +314,20 @@ pub async fn probe_versions(cfg: &RunConfig, env: &Environment, db_direct_url: &
         toxiproxy,
         librdkafka: Some(rdkafka::util::get_rdkafka_version().1),
         dualcheck: Some(env!("CARGO_PKG_VERSION").to_string()),
+    }
+}
+
+/// Toxiproxy's `/version` answer made readable: the `version` field of its
+/// JSON; a server built by `go install` reports `git`.
+pub fn toxiproxy_version(answer: &str) -> String {
+    let v = serde_json::from_str::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|j| j.get("version").and_then(|v| v.as_str()).map(str::to_string))
+        .unwrap_or_else(|| answer.trim().to_string());
+    if v == "git" {
+        "git (built by `go install`; ci/setup pins v2.12.0)".into()
+    } else {
+        v
     }
 }
 
