@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod app_process;
+pub mod cli_bench;
 pub mod cli_check;
+pub mod cli_compare;
 pub mod cli_report;
 pub mod cli_run;
 pub mod doctor;

@@ -32,6 +32,10 @@ enum Command {
     App(harness::app::AppArgs),
     /// Write junit.xml and report.html of a run directory (or a history file) from its history.
     Report(harness::cli_report::ReportArgs),
+    /// Run several implementations under the same seeded workload and faults; one table and compare.html.
+    Compare(harness::cli_compare::CompareArgs),
+    /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
+    Bench(harness::cli_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
         Command::Setup(args) => harness::doctor::setup(args),
         Command::App(args) => harness::app::run(args),
         Command::Report(args) => harness::cli_report::run(args),
+        Command::Compare(args) => harness::cli_compare::run(args),
+        Command::Bench(args) => harness::cli_bench::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,351 @@
+//! `dualcheck bench`: end-to-end latency and throughput of each pattern
+//! without faults (no criterion statistics: one run each), next to the
+//! machine's own limits measured on the same kind of environment: single-row
+//! Postgres commits per second with an outbox-sized payload, and the raw
+//! rdkafka produce rate (idempotent, `acks=all`) on the direct listener.
+
+use crate::cli_check::EXIT_UNUSABLE;
+use crate::cli_compare::{default_run_args, init_tracing};
+use crate::cli_run::parse_duration;
+use crate::env::{EnvOptions, Environment};
+use crate::report::series::Series;
+use anyhow::{Context, Result};
+use clap::Args;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `dualcheck bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Comma-separated implementations (see `dualcheck list`).
+    #[arg(long, value_delimiter = ',', default_value = "outbox-poll,outbox-notify,outbox-xid")]
+    pub impls: Vec<String>,
+    /// Workload duration of each implementation's run.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Target ops per second over all workers (0 = as fast as the workers go).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Worker tasks (and Postgres connections of the commit-rate limit).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Payload bytes per op (the outbox row carries it in a JSON envelope).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// How long each machine limit is measured.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub limit_duration: Duration,
+    /// Skip measuring the machine limits.
+    #[arg(long)]
+    pub no_limits: bool,
+    /// Where the runs go.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The machine's limits.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    /// Single-row INSERT commits per second (autocommit, `concurrency` connections).
+    pub pg_commits_per_s: f64,
+    /// Records per second acknowledged by an idempotent `acks=all` producer.
+    pub kafka_produce_per_s: f64,
+    /// Bytes of each row / record.
+    pub record_bytes: usize,
+}
+
+impl Limits {
+    /// The lower of the two: no dual write can go faster.
+    pub fn min(&self) -> f64 {
+        self.pg_commits_per_s.min(self.kafka_produce_per_s)
+    }
+}
+
+/// One implementation's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    /// Implementation.
+    pub implementation: String,
+    /// Commit-to-first-delivery p50 (ms).
+    pub p50_ms: Option<f64>,
+    /// p99 (ms).
+    pub p99_ms: Option<f64>,
+    /// Maximum (ms).
+    pub max_ms: Option<f64>,
+    /// Acknowledged ops per second.
+    pub ok_per_s: f64,
+    /// Ops delivered per second, from the first invoke to the last first delivery.
+    pub delivered_per_s: f64,
+    /// `delivered_per_s` over the lower machine limit.
+    pub ratio_to_limit: Option<f64>,
+    /// Whether the run was valid (a benchmark of a broken run is worth little).
+    pub valid: bool,
+    /// The run's report.
+    pub report: PathBuf,
+}
+
+/// An outbox-sized event: the JSON envelope the implementations publish.
+fn envelope(i: u64, payload: usize) -> String {
+    format!(
+        r#"{{"op":{i},"seq":{},"key":"k{}","event":"{}","payload":"{}"}}"#,
+        i / 32,
+        i % 32,
+        uuid::Uuid::new_v4(),
+        "x".repeat(payload)
+    )
+}
+
+/// Measures single-row Postgres commits per second on `url` with `connections` clients.
+pub async fn pg_commit_rate(url: &str, connections: usize, payload: usize, dur: Duration) -> Result<f64> {
+    let c = crate::env::postgres::connect(url).await?;
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS bench_outbox (id bigserial PRIMARY KEY, key text NOT NULL, \
+         event_id text NOT NULL, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .context("creating the bench_outbox table")?;
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..connections.max(1) {
+        let (url, count) = (url.to_string(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = crate::env::postgres::connect(&url).await?;
+            let stmt = c
+                .prepare("INSERT INTO bench_outbox (key, event_id, payload) VALUES ($1, $2, $3::text::jsonb)")
+                .await?;
+            let mut i = w as u64;
+            while start.elapsed() < dur {
+                let body = envelope(i, payload);
+                c.execute(
+                    &stmt,
+                    &[&format!("k{}", i % 32), &uuid::Uuid::new_v4().to_string(), &body],
+                )
+                .await?;
+                count.fetch_add(1, Ordering::Relaxed);
+                i += connections as u64;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.context("a commit-rate task panicked")??;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+struct Counting {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Measures records per second acknowledged by an idempotent, `acks=all`
+/// producer on `bootstrap`, producing as fast as librdkafka's queue allows.
+pub fn kafka_produce_rate(bootstrap: &str, topic: &str, payload: usize, dur: Duration) -> Result<f64> {
+    let producer: ThreadedProducer<Counting> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .create_with_context(Counting {
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+        .context("creating the benchmark producer")?;
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < dur {
+        let body = envelope(i, payload);
+        let key = format!("k{}", i % 32);
+        match producer.send(BaseRecord::to(topic).key(&key).payload(&body)) {
+            Ok(()) => i += 1,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err((e, _)) => anyhow::bail!("producing to {topic} on {bootstrap}: {e}"),
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the benchmark producer")?;
+    let ctx = producer.context();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        anyhow::bail!("{failed} benchmark records were not acknowledged by Kafka on {bootstrap}");
+    }
+    Ok(ctx.ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Starts a local environment, measures both limits, tears it down.
+pub async fn measure_limits(args: &BenchArgs) -> Result<Limits> {
+    let env = Environment::start(EnvOptions::local(1)?)
+        .await
+        .context("starting the services for the limits (run `dualcheck doctor` to diagnose)")?;
+    let result = async {
+        let (_, direct) = env.create_database("bench").await?;
+        let pg = pg_commit_rate(&direct, args.concurrency, args.payload, args.limit_duration).await?;
+        env.create_topic("bench", 4).await?;
+        let bootstrap = env.kafka_direct_bootstrap.clone();
+        let (payload, dur) = (args.payload, args.limit_duration);
+        let kafka = tokio::task::spawn_blocking(move || kafka_produce_rate(&bootstrap, "bench", payload, dur))
+            .await
+            .context("the produce-rate task panicked")??;
+        anyhow::Ok(Limits {
+            pg_commits_per_s: pg,
+            kafka_produce_per_s: kafka,
+            record_bytes: envelope(0, args.payload).len(),
+        })
+    }
+    .await;
+    let mut env = env;
+    if let Err(e) = env.shutdown().await {
+        tracing::warn!("teardown of the limits environment: {e:#}");
+    }
+    result
+}
+
+/// Ops delivered per second, from the first invoke to the last first delivery.
+pub fn delivered_rate(series: &Series) -> f64 {
+    let first = series.ops.iter().map(|p| p.invoke).min().unwrap_or(0);
+    let (n, last) = series
+        .ops
+        .iter()
+        .filter_map(|p| p.first_delivery)
+        .fold((0u64, first), |(n, l), t| (n + 1, l.max(t)));
+    let secs = (last - first) as f64 / 1e9;
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Runs `dualcheck bench`; 0 when every run was carried out (and valid), 1 when some run was invalid, 2 on errors.
+pub fn run(args: BenchArgs) -> u8 {
+    init_tracing();
+    match bench(&args) {
+        Ok((limits, rows)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"limits": limits, "rows": rows, "debezium": "no `debezium` implementation exists yet"})
+                );
+            } else {
+                print!("{}", table(limits.as_ref(), &rows));
+            }
+            if rows.iter().all(|r| r.valid) {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("dualcheck bench: {e:#}");
+            EXIT_UNUSABLE
+        }
+    }
+}
+
+/// The printed result.
+pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    let mut s = String::new();
+    if let Some(l) = limits {
+        s.push_str(&format!(
+            "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n\n",
+            l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
+        ));
+    }
+    s.push_str(&format!(
+        "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9}  {}\n",
+        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "valid"
+    ));
+    for r in rows {
+        s.push_str(&format!(
+            "{:<22} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9}  {}\n",
+            r.implementation,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            ms(r.max_ms),
+            r.ok_per_s,
+            r.delivered_per_s,
+            r.ratio_to_limit
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            r.valid
+        ));
+    }
+    s.push_str(
+        "\nratio to Debezium: not measured, no `debezium` implementation exists yet.\n\
+         /limit = delivered/s over min(Postgres commits/s, Kafka produce/s).\n",
+    );
+    s
+}
+
+/// Measures the limits, then runs each implementation without faults.
+pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
+    let mut configs = Vec::new();
+    for name in &args.impls {
+        let mut ra = default_run_args(name)?;
+        ra.duration = args.duration;
+        ra.rate = args.rate;
+        ra.concurrency = args.concurrency;
+        ra.payload = args.payload;
+        ra.abort_fraction = 0.0;
+        ra.long_fraction = 0.0;
+        ra.out = args.out.clone();
+        ra.json = true;
+        configs.push((name.clone(), ra.to_config().with_context(|| format!("--impls {name}"))?));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let limits = if args.no_limits {
+        None
+    } else {
+        eprintln!("measuring the machine's limits ({:?} each) ...", args.limit_duration);
+        Some(rt.block_on(measure_limits(args))?)
+    };
+    let mut rows = Vec::new();
+    for (name, cfg) in configs {
+        eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
+        let o = rt.block_on(crate::runner::run(cfg))?;
+        let series = Series::read(&o.run_dir.join(crate::report::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let delivered = delivered_rate(&series);
+        let l = o.result.latency_ns;
+        rows.push(BenchRow {
+            implementation: name,
+            p50_ms: l.map(|l| l.p50 as f64 / 1e6),
+            p99_ms: l.map(|l| l.p99 as f64 / 1e6),
+            max_ms: l.map(|l| l.max as f64 / 1e6),
+            ok_per_s: o.throughput_ok_per_s,
+            delivered_per_s: delivered,
+            ratio_to_limit: limits.map(|l| delivered / l.min()),
+            valid: o.result.valid,
+            report: o.run_dir.join(crate::report::HTML),
+        });
+    }
+    Ok((limits, rows))
+}
