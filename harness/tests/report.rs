@@ -247,3 +247,62 @@ fn report_command_on_a_history_file_and_errors() {
     );
     let _ = Path::new(&bad);
 }
+
+fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::runner::RunOutcome {
+    let mut result = checkers::CheckResult {
+        valid: lost == 0,
+        ..Default::default()
+    };
+    result.anomalies.lost = lost;
+    result.anomalies.duplicate = 2;
+    result.latency_ns = Some(checkers::Latency {
+        count: 10,
+        p50: 1_000_000,
+        p95: 2_000_000,
+        p99: p99_ms * 1_000_000,
+        max: p99_ms * 1_000_000,
+    });
+    harness::runner::RunOutcome {
+        result,
+        throughput_ok_per_s: 50.0,
+        run_dir: PathBuf::from(format!("/tmp/cmp/run-{implementation}-{seed}")),
+        implementation: implementation.into(),
+        seed,
+        faults: vec!["kafka-partition".into()],
+        duration_s: 10.0,
+        drained: true,
+        nemesis_errors: vec![],
+    }
+}
+
+#[test]
+fn compare_rows_tables_and_html() {
+    use harness::cli_compare::{html, markdown_table, text_table, Row};
+    let naive = Row::from_runs(
+        "naive",
+        &[(0, Ok(outcome("naive", 0, 3, 40))), (1, Ok(outcome("naive", 1, 0, 90)))],
+    );
+    assert_eq!(naive.verdict, "INVALID");
+    assert_eq!((naive.runs, naive.lost, naive.duplicate), (2, 3, 4));
+    assert_eq!(naive.failed_seeds, vec![0]);
+    assert_eq!(naive.p99_ms, Some(90.0), "worst run's p99");
+    let outbox = Row::from_runs(
+        "outbox-poll<b>",
+        &[
+            (0, Ok(outcome("outbox-poll", 0, 0, 20))),
+            (1, Err("no services".into())),
+        ],
+    );
+    assert_eq!(outbox.verdict, "valid");
+    assert_eq!(outbox.errors.len(), 1);
+    let rows = [naive, outbox];
+    let text = text_table(&rows);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().nth(1).unwrap().starts_with("naive ") && text.contains("INVALID"));
+    let md = markdown_table(&rows);
+    assert!(md.lines().nth(1).unwrap().starts_with("|---|"));
+    let page = html(&rows, std::path::Path::new("/tmp/cmp"), "compare");
+    assert!(page.contains("href=\"run-naive-0/report.html\""), "relative links");
+    assert!(page.contains("outbox-poll&lt;b&gt;") && !page.contains("outbox-poll<b>"));
+    assert!(page.contains("no services"));
+}

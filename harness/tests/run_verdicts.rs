@@ -38,6 +38,25 @@ fn run(name: &str, args: &[&str]) -> (i32, Value) {
     );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
     assert_no_process_left(&out);
+    // Every run directory carries its report (issue 8).
+    let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        8,
+        "{name}: one test case per anomaly kind"
+    );
+    assert_eq!(
+        junit.contains("<failure "),
+        v["valid"] == false,
+        "{name}: failures iff invalid"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
+    let verdict = if v["valid"] == true { ">VALID<" } else { ">INVALID<" };
+    assert!(
+        html.contains(verdict) && html.matches("<svg").count() == 3,
+        "{name}: report.html"
+    );
     eprintln!("{name}: valid={} anomalies={}", v["valid"], v["anomalies"]);
     (code, v)
 }
