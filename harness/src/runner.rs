@@ -279,6 +279,10 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                 let Ok(fault) = Fault::from_name(&step.fault) else {
                     continue;
                 };
+                // A step delayed past the workload by a slow restart: never start a fault then.
+                if step.phase == FaultPhase::Start && Instant::now() >= deadline {
+                    continue;
+                }
                 let r = match step.phase {
                     FaultPhase::Start => nemesis.start(fault).await,
                     FaultPhase::Stop => nemesis.stop(fault).await,
@@ -318,7 +322,15 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     }
     let workload_secs = workload_start.elapsed().as_secs_f64();
     // The schedule ends within the duration; never wait past it for a stuck step.
-    let _ = tokio::time::timeout(Duration::from_secs(5), nemesis_task).await;
+    // A step delayed by a slow restart must not start a fault after healing began.
+    let mut nemesis_task = nemesis_task;
+    if tokio::time::timeout(Duration::from_secs(5), &mut nemesis_task)
+        .await
+        .is_err()
+    {
+        nemesis_task.abort();
+        let _ = nemesis_task.await;
+    }
 
     // Heal everything, then drain.
     progress.set_prefix("healing");
