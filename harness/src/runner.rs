@@ -184,10 +184,31 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         topic: topic.clone(),
         extra: cfg.app_env.clone(),
     };
-    let app = Arc::new(AppProcess::start(&cfg.app, &app_env, run_dir, cfg.start_timeout).await?);
+    // Patterns whose relay is a process of its own (a CDC tailer, Kafka Connect)
+    // run as two: the service answers requests, the relay publishes.
+    let relay_process = match &cfg.app {
+        AppCommand::Builtin(n) => implementations::lookup(n).map(|i| i.relay_process).unwrap_or(false),
+        AppCommand::Exec(_) => false,
+    };
+    let app = if relay_process {
+        AppProcess::start_role(&cfg.app, &app_env, run_dir, cfg.start_timeout, Some("service")).await?
+    } else {
+        AppProcess::start(&cfg.app, &app_env, run_dir, cfg.start_timeout).await?
+    };
+    let app = Arc::new(app);
+    let relay = if relay_process {
+        // Kafka Connect needs its JVM up before it answers: allow for it.
+        let timeout = cfg.start_timeout.max(Duration::from_secs(200));
+        Some(Arc::new(
+            AppProcess::start_role(&cfg.app, &app_env, run_dir, timeout, Some("relay")).await?,
+        ))
+    } else {
+        None
+    };
     let nemesis = Arc::new(Nemesis::new(
         env.clone(),
         app.clone(),
+        relay.clone(),
         recorder.clone(),
         &topic,
         &db_direct_url,
@@ -341,7 +362,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
             .push(format!("healing: {e:#}"));
     }
     progress.set_prefix("draining");
-    let drained = drain(&app, &observer, &recorder, cfg.drain_timeout, cfg.quiet).await;
+    let drained = drain(&app, relay.as_deref(), &observer, &recorder, cfg.drain_timeout, cfg.quiet).await;
     ticker.abort();
     progress.finish_and_clear();
 
@@ -353,6 +374,13 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     }
     observer.stop().await;
     app.kill().await.ok();
+    if let Some(relay) = &relay {
+        relay.kill().await.ok();
+    }
+    // Slot hygiene: no slot of this run may go on retaining WAL.
+    if let Err(e) = crate::env::provision::drop_replication_slots(&db_direct_url).await {
+        tracing::warn!("dropping the run's replication slots: {e:#}");
+    }
 
     let result = checkers::check_file(
         recorder.path(),
@@ -401,13 +429,26 @@ fn first_error(history: &std::path::Path) -> Option<String> {
 
 /// Waits until the implementation reports no backlog and no delivery has
 /// arrived for `quiet`, at most `timeout`. Returns whether it got there.
-async fn drain(app: &AppProcess, observer: &Observer, recorder: &Recorder, timeout: Duration, quiet: Duration) -> bool {
+async fn drain(
+    app: &AppProcess,
+    relay: Option<&AppProcess>,
+    observer: &Observer,
+    recorder: &Recorder,
+    timeout: Duration,
+    quiet: Duration,
+) -> bool {
     let started = Instant::now();
     let quiet_ns = quiet.as_nanos() as i64;
     let drain_start = recorder.now();
+    // The relay process, where there is one, knows the backlog.
+    let publisher = relay.unwrap_or(app);
     loop {
         // A dead or silent application has an unknown backlog: never drained.
-        let backlog = match app.ensure_running().await.and(Ok(app.backlog().await)) {
+        let running = match relay {
+            Some(r) => app.ensure_running().await.and(r.ensure_running().await),
+            None => app.ensure_running().await,
+        };
+        let backlog = match running.and(Ok(publisher.backlog().await)) {
             Ok(Ok(b)) => Some(b.unwrap_or(0)),
             _ => None,
         };

@@ -113,6 +113,21 @@ pub const KNOBS: &[Knob] = &[
         default: "16",
         help: "connections of the request pool",
     },
+    Knob {
+        name: "DUALCHECK_ROLE",
+        default: "all",
+        help: "what this process runs: `all`, `service` (requests only) or `relay` (background only; patterns with a relay process)",
+    },
+    Knob {
+        name: "DUALCHECK_CDC_CONFIRM",
+        default: "after-ack",
+        help: "cdc-logical/cdc-outbox: confirm a WAL position `after-ack` (once Kafka acknowledged everything before it) or `early` (on receipt: a deliberate bug, the negative control)",
+    },
+    Knob {
+        name: "DUALCHECK_CONNECT_LIBS",
+        default: "",
+        help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
+    },
 ];
 
 /// Reads a knob: the variable, else its default; `None` for an unset required one.
@@ -151,6 +166,26 @@ pub enum Cleanup {
     Delete,
     /// Set `published_at`; a cleaner deletes marked rows in batches.
     Mark,
+}
+
+/// What one implementation process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Requests and background parts (relays) in one process.
+    All,
+    /// Requests only; the relay runs in another process.
+    Service,
+    /// Background parts only (a CDC tailer, Kafka Connect); answers `/health` and `/backlog`.
+    Relay,
+}
+
+/// When the CDC tailer tells Postgres a WAL position is processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CdcConfirm {
+    /// Once Kafka acknowledged every event up to it (correct).
+    AfterAck,
+    /// As soon as it is received (a deliberate bug: a crash loses what was in flight).
+    Early,
 }
 
 /// Configuration of one implementation process.
@@ -194,6 +229,12 @@ pub struct AppConfig {
     pub db_timeout: Duration,
     /// Pool size.
     pub pool_size: usize,
+    /// What this process runs.
+    pub role: Role,
+    /// When the CDC tailer confirms WAL positions.
+    pub cdc_confirm: CdcConfirm,
+    /// Kafka Connect + Debezium classpath directory (`None`: the default cache).
+    pub connect_libs: Option<std::path::PathBuf>,
 }
 
 impl AppConfig {
@@ -228,6 +269,18 @@ impl AppConfig {
             cleanup_interval: ms("DUALCHECK_CLEANUP_INTERVAL_MS")?,
             db_timeout: ms("DUALCHECK_DB_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             pool_size: number("DUALCHECK_POOL_SIZE")?.max(1) as usize,
+            role: match required("DUALCHECK_ROLE")?.as_str() {
+                "all" => Role::All,
+                "service" => Role::Service,
+                "relay" => Role::Relay,
+                other => bail!("DUALCHECK_ROLE={other:?}: use `all`, `service` or `relay`"),
+            },
+            cdc_confirm: match required("DUALCHECK_CDC_CONFIRM")?.as_str() {
+                "after-ack" => CdcConfirm::AfterAck,
+                "early" => CdcConfirm::Early,
+                other => bail!("DUALCHECK_CDC_CONFIRM={other:?}: use `after-ack` (correct) or `early` (the negative control)"),
+            },
+            connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
         };
         Ok(cfg)
     }
