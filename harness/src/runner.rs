@@ -95,7 +95,9 @@ pub struct RunOutcome {
     pub implementation: String,
     /// Seed of workload and schedule.
     pub seed: u64,
-    /// Faults chosen from.
+    /// Faults chosen from. Serialized as `fault_names`: `faults` is the
+    /// check's list of fault windows, as `dualcheck check --json` has it.
+    #[serde(rename = "fault_names")]
     pub faults: Vec<String>,
     /// Workload seconds.
     pub duration_s: f64,
@@ -103,6 +105,9 @@ pub struct RunOutcome {
     pub drained: bool,
     /// Problems met while injecting or healing faults (the run went on).
     pub nemesis_errors: Vec<String>,
+    /// Replication slots of the run dropped at teardown (CDC patterns), so
+    /// none goes on retaining WAL.
+    pub slots_dropped: Vec<String>,
 }
 
 /// Live counters for the progress bar.
@@ -378,9 +383,13 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         relay.kill().await.ok();
     }
     // Slot hygiene: no slot of this run may go on retaining WAL.
-    if let Err(e) = crate::env::provision::drop_replication_slots(&db_direct_url).await {
-        tracing::warn!("dropping the run's replication slots: {e:#}");
-    }
+    let slots_dropped = match crate::env::provision::drop_replication_slots(&db_direct_url).await {
+        Ok(dropped) => dropped,
+        Err(e) => {
+            tracing::warn!("dropping the run's replication slots: {e:#}");
+            Vec::new()
+        }
+    };
 
     let result = checkers::check_file(
         recorder.path(),
@@ -400,6 +409,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         duration_s: workload_secs,
         drained,
         nemesis_errors: std::mem::take(&mut *nemesis_errors.lock().unwrap_or_else(|e| e.into_inner())),
+        slots_dropped,
     };
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&outcome)?)?;
     crate::report::finish_run(cfg, &env, &db_direct_url, run_dir).await;
