@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Skip measuring the machine limits.
     #[arg(long)]
     pub no_limits: bool,
+    /// Ops invoked in the first part of each run are left out of the latency
+    /// figures: new idempotent producers wait for the broker's producer-id
+    /// coordinator, which would otherwise dominate a short run's p99.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// Where the runs go.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -87,6 +92,8 @@ pub struct BenchRow {
     pub delivered_per_s: f64,
     /// `delivered_per_s` over the lower machine limit.
     pub ratio_to_limit: Option<f64>,
+    /// p99 over `debezium`'s p99 in the same bench (when `debezium` is among the impls).
+    pub p99_ratio_to_debezium: Option<f64>,
     /// Whether the run was valid (a benchmark of a broken run is worth little).
     pub valid: bool,
     /// The run's report.
@@ -225,6 +232,28 @@ pub async fn measure_limits(args: &BenchArgs) -> Result<Limits> {
     result
 }
 
+/// Commit-to-first-delivery (p50, p99, max) in ms of the acknowledged ops
+/// invoked after `warmup`; a delivery before the ack counts 0 (as the checker).
+pub fn steady_latency_ms(series: &Series, warmup: Duration) -> Option<(f64, f64, f64)> {
+    let first = series.ops.iter().map(|p| p.invoke).min()?;
+    let from = first + warmup.as_nanos() as i64;
+    let mut lat: Vec<i64> = series
+        .ops
+        .iter()
+        .filter(|p| p.invoke >= from)
+        .filter_map(|p| match (p.complete, p.first_delivery) {
+            (Some((checkers::Outcome::Ok, ok)), Some(d)) => Some((d - ok).max(0)),
+            _ => None,
+        })
+        .collect();
+    if lat.is_empty() {
+        return None;
+    }
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
+    Some((at(0.50), at(0.99), *lat.last()? as f64 / 1e6))
+}
+
 /// Ops delivered per second, from the first invoke to the last first delivery.
 pub fn delivered_rate(series: &Series) -> f64 {
     let first = series.ops.iter().map(|p| p.invoke).min().unwrap_or(0);
@@ -249,7 +278,7 @@ pub fn run(args: BenchArgs) -> u8 {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"limits": limits, "rows": rows, "debezium": "no `debezium` implementation exists yet"})
+                    serde_json::json!({"limits": limits, "rows": rows, "warmup_s": args.warmup.as_secs_f64()})
                 );
             } else {
                 print!("{}", table(limits.as_ref(), &rows));
@@ -278,12 +307,12 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
         ));
     }
     s.push_str(&format!(
-        "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9}  {}\n",
-        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "valid"
+        "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}  {}\n",
+        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "p99/dbz", "valid"
     ));
     for r in rows {
         s.push_str(&format!(
-            "{:<22} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9}  {}\n",
+            "{:<22} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9} {:>9}  {}\n",
             r.implementation,
             ms(r.p50_ms),
             ms(r.p99_ms),
@@ -293,14 +322,29 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
             r.ratio_to_limit
                 .map(|v| format!("{v:.3}"))
                 .unwrap_or_else(|| "-".into()),
+            r.p99_ratio_to_debezium
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into()),
             r.valid
         ));
     }
     s.push_str(
-        "\nratio to Debezium: not measured, no `debezium` implementation exists yet.\n\
-         /limit = delivered/s over min(Postgres commits/s, Kafka produce/s).\n",
+        "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/dbz = p99 over debezium's p99\n\
+         (add `debezium` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
     );
     s
+}
+
+/// Fills `p99_ratio_to_debezium` when a `debezium` row has a p99.
+pub fn set_debezium_ratios(rows: &mut [BenchRow]) {
+    let debezium = rows
+        .iter()
+        .find(|r| r.implementation == "debezium")
+        .and_then(|r| r.p99_ms)
+        .filter(|p| *p > 0.0);
+    for r in rows.iter_mut() {
+        r.p99_ratio_to_debezium = debezium.zip(r.p99_ms).map(|(d, p)| p / d);
+    }
 }
 
 /// Measures the limits, then runs each implementation without faults.
@@ -334,18 +378,95 @@ pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
         let o = rt.block_on(crate::runner::run(cfg))?;
         let series = Series::read(&o.run_dir.join(crate::report::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let delivered = delivered_rate(&series);
-        let l = o.result.latency_ns;
+        let l = steady_latency_ms(&series, args.warmup);
         rows.push(BenchRow {
             implementation: name,
-            p50_ms: l.map(|l| l.p50 as f64 / 1e6),
-            p99_ms: l.map(|l| l.p99 as f64 / 1e6),
-            max_ms: l.map(|l| l.max as f64 / 1e6),
+            p50_ms: l.map(|l| l.0),
+            p99_ms: l.map(|l| l.1),
+            max_ms: l.map(|l| l.2),
             ok_per_s: o.throughput_ok_per_s,
             delivered_per_s: delivered,
             ratio_to_limit: limits.map(|l| delivered / l.min()),
+            p99_ratio_to_debezium: None,
             valid: o.result.valid,
             report: o.run_dir.join(crate::report::HTML),
         });
     }
+    set_debezium_ratios(&mut rows);
     Ok((limits, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, p99: Option<f64>) -> BenchRow {
+        BenchRow {
+            implementation: name.into(),
+            p50_ms: p99.map(|p| p / 2.0),
+            p99_ms: p99,
+            max_ms: p99,
+            ok_per_s: 1.0,
+            delivered_per_s: 1.0,
+            ratio_to_limit: None,
+            p99_ratio_to_debezium: None,
+            valid: true,
+            report: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_to_debezium_only_when_it_was_measured() {
+        let mut rows = vec![row("cdc-logical", Some(50.0)), row("debezium", Some(1000.0))];
+        set_debezium_ratios(&mut rows);
+        assert_eq!(rows[0].p99_ratio_to_debezium, Some(0.05));
+        assert_eq!(rows[1].p99_ratio_to_debezium, Some(1.0));
+        let mut rows = vec![row("cdc-logical", Some(50.0))];
+        set_debezium_ratios(&mut rows);
+        assert_eq!(rows[0].p99_ratio_to_debezium, None);
+        assert!(table(None, &rows).contains("p99/dbz"));
+    }
+
+    #[test]
+    fn warm_up_ops_are_left_out_of_the_latency() {
+        let dir = std::env::temp_dir().join(format!("dualcheck-bench-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let h = dir.join("history.jsonl");
+        let s = 1_000_000_000i64;
+        // Op 0 in the warm-up (latency 900 ms), ops 1..=2 after it (10 ms, 20 ms).
+        let lines = [
+            format!(r#"{{"type":"invoke","op":0,"process":0,"key":"a","seq":0,"time":0}}"#),
+            format!(r#"{{"type":"ok","op":0,"process":0,"time":{}}}"#, 1),
+            format!(
+                r#"{{"type":"deliver","op":0,"event":"e0","partition":0,"offset":0,"time":{}}}"#,
+                900_000_001
+            ),
+            format!(
+                r#"{{"type":"invoke","op":1,"process":0,"key":"b","seq":0,"time":{}}}"#,
+                3 * s
+            ),
+            format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, 3 * s),
+            format!(
+                r#"{{"type":"deliver","op":1,"event":"e1","partition":0,"offset":1,"time":{}}}"#,
+                3 * s + 10_000_000
+            ),
+            format!(
+                r#"{{"type":"invoke","op":2,"process":0,"key":"c","seq":0,"time":{}}}"#,
+                4 * s
+            ),
+            format!(r#"{{"type":"ok","op":2,"process":0,"time":{}}}"#, 4 * s),
+            format!(
+                r#"{{"type":"deliver","op":2,"event":"e2","partition":0,"offset":2,"time":{}}}"#,
+                4 * s + 20_000_000
+            ),
+        ];
+        std::fs::write(&h, lines.join("\n") + "\n").unwrap();
+        let series = Series::read(&h).unwrap();
+        assert_eq!(
+            steady_latency_ms(&series, Duration::from_secs(2)),
+            Some((10.0, 20.0, 20.0))
+        );
+        assert_eq!(steady_latency_ms(&series, Duration::ZERO).unwrap().2, 900.0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

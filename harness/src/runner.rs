@@ -367,7 +367,15 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
             .push(format!("healing: {e:#}"));
     }
     progress.set_prefix("draining");
-    let drained = drain(&app, relay.as_deref(), &observer, &recorder, cfg.drain_timeout, cfg.quiet).await;
+    let drained = drain(
+        &app,
+        relay.as_deref(),
+        &observer,
+        &recorder,
+        cfg.drain_timeout,
+        cfg.quiet,
+    )
+    .await;
     ticker.abort();
     progress.finish_and_clear();
 
