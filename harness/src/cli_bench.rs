@@ -435,7 +435,7 @@ mod tests {
         let s = 1_000_000_000i64;
         // Op 0 in the warm-up (latency 900 ms), ops 1..=2 after it (10 ms, 20 ms).
         let lines = [
-            format!(r#"{{"type":"invoke","op":0,"process":0,"key":"a","seq":0,"time":0}}"#),
+            r#"{"type":"invoke","op":0,"process":0,"key":"a","seq":0,"time":0}"#.to_string(),
             format!(r#"{{"type":"ok","op":0,"process":0,"time":{}}}"#, 1),
             format!(
                 r#"{{"type":"deliver","op":0,"event":"e0","partition":0,"offset":0,"time":{}}}"#,
