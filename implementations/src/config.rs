@@ -113,6 +113,16 @@ pub const KNOBS: &[Knob] = &[
         default: "16",
         help: "connections of the request pool",
     },
+    Knob {
+        name: "DUALCHECK_READ_CACHE",
+        default: "on",
+        help: "listen-to-yourself, kafka-first: `on` serves GET /ops/{key} from the write-through cache first; `off` reads the orders table only (the negative control: stale reads)",
+    },
+    Knob {
+        name: "DUALCHECK_TXN_TIMEOUT_MS",
+        default: "10000",
+        help: "two-phase: Kafka transaction.timeout.ms (how long an open Kafka transaction of a dead coordinator blocks read_committed consumers)",
+    },
 ];
 
 /// Reads a knob: the variable, else its default; `None` for an unset required one.
@@ -194,6 +204,10 @@ pub struct AppConfig {
     pub db_timeout: Duration,
     /// Pool size.
     pub pool_size: usize,
+    /// Serve reads from the write-through cache first (listen-to-yourself, kafka-first).
+    pub read_cache: bool,
+    /// Kafka transaction.timeout.ms of the two-phase coordinator.
+    pub txn_timeout: Duration,
 }
 
 impl AppConfig {
@@ -207,6 +221,11 @@ impl AppConfig {
             "delete" => Cleanup::Delete,
             "mark" => Cleanup::Mark,
             other => bail!("DUALCHECK_CLEANUP={other:?}: use `delete` or `mark`"),
+        };
+        let read_cache = match required("DUALCHECK_READ_CACHE")?.as_str() {
+            "on" => true,
+            "off" => false,
+            other => bail!("DUALCHECK_READ_CACHE={other:?}: use `on` or `off`"),
         };
         let cfg = AppConfig {
             database_url: required("DATABASE_URL")?,
@@ -228,6 +247,8 @@ impl AppConfig {
             cleanup_interval: ms("DUALCHECK_CLEANUP_INTERVAL_MS")?,
             db_timeout: ms("DUALCHECK_DB_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             pool_size: number("DUALCHECK_POOL_SIZE")?.max(1) as usize,
+            read_cache,
+            txn_timeout: ms("DUALCHECK_TXN_TIMEOUT_MS")?.max(Duration::from_millis(1000)),
         };
         Ok(cfg)
     }
