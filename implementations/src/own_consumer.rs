@@ -3,7 +3,8 @@
 //! group, that writes each event's business row idempotently and commits the
 //! record's offset only after that database write.
 //!
-//! - Partitions are assigned directly (no group rebalancing: a SIGKILLed
+//! - Partitions are assigned directly, at the group's committed offsets (asked
+//!   explicitly; the beginning when there are none) (no group rebalancing: a SIGKILLed
 //!   process would otherwise hold its partitions until its session times out);
 //!   the group is used only to store offsets. A restarted process resumes at
 //!   the committed offsets, so everything after the last commit is applied
@@ -19,8 +20,9 @@ use crate::AppContext;
 use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How the consumer applies events.
@@ -118,8 +120,49 @@ fn partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>> {
     Ok(ps)
 }
 
+/// Creates a consumer and assigns every partition at its committed offset
+/// (the beginning when none), asked explicitly (blocking; through the proxy).
+fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, HashMap<i32, i64>)> {
+    let topic = &ctx.config.topic;
+    let c = create(ctx, spec)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(&c, topic)? {
+        tpl.add_partition(topic, p);
+    }
+    let committed = c
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .context("reading the group's committed offsets")?;
+    let mut start = TopicPartitionList::new();
+    let mut next = HashMap::new();
+    for el in committed.elements_for_topic(topic) {
+        let (low, _) = c
+            .fetch_watermarks(topic, el.partition(), Duration::from_secs(5))
+            .with_context(|| format!("reading the watermarks of {topic}/{}", el.partition()))?;
+        let at = match el.offset() {
+            Offset::Offset(o) if o >= low => o,
+            _ => low,
+        };
+        start.add_partition_offset(topic, el.partition(), Offset::Offset(at))?;
+        next.insert(el.partition(), at);
+    }
+    c.assign(&start).context("assigning the topic's partitions")?;
+    Ok((c, next))
+}
+
+/// Whether some partition has records past `next` (the consumer is behind).
+fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
+    next.iter().any(|(p, at)| {
+        consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(2))
+            .is_ok_and(|(_, high)| high > *at)
+    })
+}
+
 /// Consumes the topic until `stop`, applying every event (see the module doc).
-/// `shared` is set to the live consumer once its partitions are assigned.
+/// `shared` is set to the live consumer once its partitions are assigned. A
+/// consumer that makes no progress for 10 s while records wait (librdkafka can
+/// stay stuck after its link broke mid-start) is replaced by a new one, which
+/// resumes at the committed offsets.
 pub async fn run(
     ctx: Arc<AppContext>,
     spec: ConsumerSpec,
@@ -133,43 +176,17 @@ pub async fn run(
     };
     let topic = ctx.config.topic.clone();
     let mut failures = 0u32;
-    // Set up: create and assign, retrying until the broker answers.
-    let consumer = loop {
-        let res = async {
-            let c = Arc::new(create(&ctx, &spec)?);
-            let (c2, t2) = (c.clone(), topic.clone());
-            let ps = tokio::task::spawn_blocking(move || partitions(&c2, &t2)).await??;
-            let mut tpl = TopicPartitionList::new();
-            for p in ps {
-                tpl.add_partition_offset(&topic, p, Offset::Stored)?;
-            }
-            c.assign(&tpl).context("assigning the topic's partitions")?;
-            Ok::<_, anyhow::Error>(c)
-        }
-        .await;
-        match res {
-            Ok(c) => break c,
+    loop {
+        // Set up: create and assign, retrying until the broker answers.
+        let (ctx2, spec2) = (ctx.clone(), spec.clone());
+        let res = tokio::task::spawn_blocking(move || assigned(&ctx2, &spec2))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        let (consumer, mut next) = match res {
+            Ok((c, next)) => (Arc::new(c), next),
             Err(e) => {
                 tracing::warn!("own consumer: {e:#} (retrying)");
-                tokio::select! {
-                    _ = tokio::time::sleep(b.delay(failures)) => {}
-                    _ = stop.changed() => return,
-                }
-                failures += 1;
-            }
-        }
-    };
-    *shared.write().unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
-    failures = 0;
-    loop {
-        let msg = tokio::select! {
-            m = consumer.recv() => m,
-            _ = stop.changed() => return,
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!("own consumer: {e} (librdkafka reconnects)");
                 tokio::select! {
                     _ = tokio::time::sleep(b.delay(failures)) => {}
                     _ = stop.changed() => return,
@@ -178,42 +195,77 @@ pub async fn run(
                 continue;
             }
         };
+        *shared.write().unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
         failures = 0;
-        let (partition, offset) = (msg.partition(), msg.offset());
-        let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
-        match envelope {
-            None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
-            Some(env) => {
-                let mut attempt = 0u32;
-                loop {
-                    match apply(&ctx, &spec, &env).await {
-                        Ok(_) => {
-                            cache.committed(&env.key, env.op, env.seq);
+        let mut last_progress = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let msg = tokio::select! {
+                m = consumer.recv() => m,
+                _ = tick.tick() => {
+                    if last_progress.elapsed() >= Duration::from_secs(10) {
+                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
+                        if tokio::task::spawn_blocking(move || behind(&c, &t, &n)).await.unwrap_or(false) {
+                            tracing::warn!("own consumer: no progress for 10 s while records wait; recreating it");
                             break;
                         }
-                        Err(e) => {
-                            tracing::warn!(
-                                "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
-                                env.op
-                            );
-                            tokio::select! {
-                                _ = tokio::time::sleep(b.delay(attempt)) => {}
-                                _ = stop.changed() => return,
+                        last_progress = Instant::now();
+                    }
+                    continue;
+                }
+                _ = stop.changed() => return,
+            };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("own consumer: {e} (librdkafka reconnects)");
+                    tokio::select! {
+                        _ = tokio::time::sleep(b.delay(failures)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    failures = failures.saturating_add(1).min(10);
+                    continue;
+                }
+            };
+            failures = 0;
+            let (partition, offset) = (msg.partition(), msg.offset());
+            let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
+            match envelope {
+                None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
+                Some(env) => {
+                    let mut attempt = 0u32;
+                    loop {
+                        match apply(&ctx, &spec, &env).await {
+                            Ok(_) => {
+                                cache.committed(&env.key, env.op, env.seq);
+                                break;
                             }
-                            attempt = attempt.saturating_add(1);
+                            Err(e) => {
+                                tracing::warn!(
+                                    "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
+                                    env.op
+                                );
+                                tokio::select! {
+                                    _ = tokio::time::sleep(b.delay(attempt)) => {}
+                                    _ = stop.changed() => return,
+                                }
+                                attempt = attempt.saturating_add(1).min(10);
+                            }
                         }
                     }
                 }
             }
-        }
-        // Only now, after the database write: the next offset to read.
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
-            .is_ok()
-        {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
+            // Only now, after the database write: the next offset to read.
+            next.insert(partition, offset + 1);
+            last_progress = Instant::now();
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
+                .is_ok()
+            {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
+                }
             }
         }
     }
