@@ -13,8 +13,8 @@
 //! the prepared transaction back (fail). A Kafka commit whose outcome is
 //! unknown, a death after it, or a `COMMIT PREPARED` that does not get through
 //! leaves the prepared transaction **in doubt**: it holds its locks (later
-//! writes to its key wait, then fail on `lock_timeout`) while its event is
-//! already visible. The coordinator keeps no log and does no recovery on
+//! writes to its key wait, then fail on a 2 s `lock_timeout`) while its event
+//! is already visible. The coordinator keeps no log and does no recovery on
 //! restart, on purpose: the harness measures the in-doubt windows
 //! (`pg_prepared_xacts`) and resolves what is left at the end of the run.
 
@@ -112,7 +112,9 @@ impl TwoPhase {
     async fn prepare(&self, c: &Client, op: &OpRequest) -> Result<std::result::Result<(), String>> {
         let t = self.ctx.db.timeout;
         let before = async {
-            crate::db::timed(t, "BEGIN", c.batch_execute("BEGIN")).await?;
+            // A key held by an in-doubt transaction: fail (certainly not
+            // prepared) well before the runner's op timeout, rather than hang.
+            crate::db::timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
             crate::db::timed(
                 t,
                 "inserting the order",
