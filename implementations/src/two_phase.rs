@@ -100,7 +100,8 @@ impl TwoPhase {
             .create()
             .with_context(|| format!("creating the transactional producer for {}", cfg.kafka_bootstrap))?;
         let p2 = p.clone();
-        let t = cfg.publish_timeout;
+        // Short enough that an op answers (fail) before the runner's op timeout.
+        let t = cfg.publish_timeout.min(Duration::from_secs(3));
         tokio::task::spawn_blocking(move || p2.init_transactions(t))
             .await?
             .map_err(|e| kafka_err("initialising Kafka transactions (is the Kafka link up?)", e))?;
