@@ -3,12 +3,14 @@
 //! group, that writes each event's business row idempotently and commits the
 //! record's offset only after that database write.
 //!
-//! - Partitions are assigned directly, at the group's committed offsets (asked
-//!   explicitly; the beginning when there are none) (no group rebalancing: a SIGKILLed
-//!   process would otherwise hold its partitions until its session times out);
-//!   the group is used only to store offsets. A restarted process resumes at
-//!   the committed offsets, so everything after the last commit is applied
-//!   again — harmlessly, see [`apply`].
+//! - Every partition is assigned directly, without group rebalancing (a
+//!   SIGKILLed member would hold its partitions until its session times out);
+//!   the group only stores offsets. The start offsets are the group's
+//!   committed ones, fetched explicitly (the beginning when there are none):
+//!   with `Offset::Stored`, librdkafka stayed stuck when the group coordinator
+//!   was not ready yet. A restarted process resumes there, so what came after
+//!   the last commit is applied again — harmlessly, see [`apply`].
+//! - A consumer making no progress for 10 s while records wait is replaced.
 //! - An event whose database write fails is retried with backoff until it
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
