@@ -78,13 +78,33 @@ impl AppProcess {
     /// Starts the process with `env` on a free port, its output in `run_dir/app.log`,
     /// and waits until it answers HTTP.
     pub async fn start(command: &AppCommand, env: &AppEnv, run_dir: &Path, timeout: Duration) -> Result<AppProcess> {
+        Self::start_role(command, env, run_dir, timeout, None).await
+    }
+
+    /// Starts a built-in implementation in one role (`DUALCHECK_ROLE`): the
+    /// `relay` of a pattern whose relay is its own process logs to `relay.log`,
+    /// the `service` (and a whole program) to `app.log`.
+    pub async fn start_role(
+        command: &AppCommand,
+        env: &AppEnv,
+        run_dir: &Path,
+        timeout: Duration,
+        role: Option<&str>,
+    ) -> Result<AppProcess> {
         let port = free_port()?;
-        let log = run_dir.join("app.log");
+        let log = run_dir.join(if role == Some("relay") { "relay.log" } else { "app.log" });
         let (name, spec) = match command {
-            AppCommand::Builtin(name) => (
-                name.clone(),
-                ProcessSpec::new(&format!("app {name}"), dualcheck_bin()?, &log).args(["app", "--impl", name]),
-            ),
+            AppCommand::Builtin(name) => {
+                let label = match role {
+                    Some(r) => format!("{r} {name}"),
+                    None => format!("app {name}"),
+                };
+                let mut spec = ProcessSpec::new(&label, dualcheck_bin()?, &log).args(["app", "--impl", name]);
+                if let Some(r) = role {
+                    spec = spec.env("DUALCHECK_ROLE", r);
+                }
+                (label, spec)
+            }
             AppCommand::Exec(cmd) => (
                 "exec".to_string(),
                 ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),

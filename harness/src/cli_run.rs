@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Relay tasks of outbox implementations (DUALCHECK_RELAYS).
     #[arg(long)]
     pub relays: Option<usize>,
+    /// Sets a knob of the implementation process, KEY=VALUE (repeatable; `dualcheck list` shows them),
+    /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
+    #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub app_env: Vec<(String, String)>,
     /// Where run directories go.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -167,6 +171,7 @@ impl RunArgs {
         if let Some(r) = self.relays {
             cfg.app_env.push(("DUALCHECK_RELAYS".into(), r.to_string()));
         }
+        cfg.app_env.extend(self.app_env.iter().cloned());
         cfg.out_dir = self.out.clone();
         cfg.op_timeout = self.op_timeout;
         cfg.start_timeout = self.start_timeout;
@@ -295,6 +300,7 @@ pub fn list(_: ListArgs) -> u8 {
             "--reads",
             "read each key back after each ok write (stale_read); default for listen-to-yourself, kafka-first",
         ),
+        ("--app-env KEY=VALUE", "a knob of the implementation process (below)"),
     ] {
         println!("  {opt:<22} {help}");
     }
@@ -303,6 +309,18 @@ pub fn list(_: ListArgs) -> u8 {
         crate::app::knobs_help()
     );
     0
+}
+
+/// `KEY=VALUE` of `--app-env`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (e.g. DUALCHECK_CDC_CONFIRM=early; `dualcheck list` shows the knobs)"
+        )),
+    }
 }
 
 #[cfg(test)]

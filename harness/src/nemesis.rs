@@ -35,6 +35,8 @@ pub enum Fault {
     KafkaTimeout,
     /// A column added to the business table while the workload runs.
     SchemaChange,
+    /// Rows written to a `noise` table that must never produce events.
+    Noise,
     /// Postgres SIGKILLed, restarted at stop.
     PgKill,
     /// Kafka broker 0 SIGKILLed, restarted at stop.
@@ -53,7 +55,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in `dualcheck list` order.
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 17] = [
         Fault::PgPartition,
         Fault::KafkaPartition,
         Fault::PgLatency,
@@ -63,6 +65,7 @@ impl Fault {
         Fault::KafkaSlow,
         Fault::KafkaTimeout,
         Fault::SchemaChange,
+        Fault::Noise,
         Fault::PgKill,
         Fault::KafkaKill,
         Fault::RelayKill,
@@ -84,6 +87,7 @@ impl Fault {
             Fault::KafkaSlow => "kafka-slow",
             Fault::KafkaTimeout => "kafka-timeout",
             Fault::SchemaChange => "schema-change",
+            Fault::Noise => "noise",
             Fault::PgKill => "pg-kill",
             Fault::KafkaKill => "kafka-kill",
             Fault::RelayKill => "relay-kill",
@@ -105,10 +109,17 @@ impl Fault {
             Fault::KafkaReset => "Kafka connections reset (reset_peer)",
             Fault::KafkaSlow => "Kafka link limited to 16 KB/s",
             Fault::KafkaTimeout => "Kafka link stops passing data, connections closed after 2 s",
-            Fault::SchemaChange => "ALTER TABLE adds a column to the business table mid-run",
+            Fault::SchemaChange => {
+                "ALTER TABLE adds a column to the business table (and to the outbox table a CDC pattern streams) mid-run"
+            }
+            Fault::Noise => {
+                "rows written to a `noise` table (ops never invoked) while active: any event from it is `unexpected`"
+            }
             Fault::PgKill => "Postgres SIGKILLed; restarted when the fault stops",
             Fault::KafkaKill => "Kafka broker 0 SIGKILLed; restarted when the fault stops",
-            Fault::RelayKill => "the implementation process (relay included) SIGKILLed; restarted when the fault stops",
+            Fault::RelayKill => {
+                "the relay SIGKILLed (the CDC tailer or Kafka Connect process; else the implementation process, relay included); restarted when the fault stops"
+            }
             Fault::PgPause => "Postgres frozen with SIGSTOP; SIGCONT when the fault stops",
             Fault::KafkaPause => "Kafka broker 0 frozen with SIGSTOP; SIGCONT when the fault stops",
             Fault::KafkaLeader => "leader of partition 0 SIGKILLed (needs --brokers 3; chosen automatically)",
@@ -151,6 +162,8 @@ const TOXIC: &str = "dualcheck-nemesis";
 pub struct Nemesis {
     env: Arc<Environment>,
     app: Arc<AppProcess>,
+    /// The relay process of patterns whose relay runs apart (`relay-kill` target).
+    relay: Option<Arc<AppProcess>>,
     recorder: Arc<Recorder>,
     topic: String,
     /// Direct URL of the run's database (for schema changes).
@@ -161,6 +174,7 @@ pub struct Nemesis {
     killed_leader: Mutex<Option<usize>>,
     schema_changes: AtomicU32,
     crash_loop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    noise_writer: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     restart_timeout: Duration,
 }
 
@@ -169,6 +183,7 @@ impl Nemesis {
     pub fn new(
         env: Arc<Environment>,
         app: Arc<AppProcess>,
+        relay: Option<Arc<AppProcess>>,
         recorder: Arc<Recorder>,
         topic: &str,
         database_direct_url: &str,
@@ -176,6 +191,7 @@ impl Nemesis {
         Nemesis {
             env,
             app,
+            relay,
             recorder,
             topic: topic.to_string(),
             database_direct_url: database_direct_url.to_string(),
@@ -183,6 +199,7 @@ impl Nemesis {
             killed_leader: Mutex::new(None),
             schema_changes: AtomicU32::new(0),
             crash_loop: Mutex::new(None),
+            noise_writer: Mutex::new(None),
             restart_timeout: Duration::from_secs(90),
         }
     }
@@ -239,8 +256,11 @@ impl Nemesis {
             first_error.get_or_insert(e);
         }
         let app_up = async {
-            self.app.ensure_running().await?;
-            self.app.wait_ready(self.restart_timeout).await
+            for p in std::iter::once(&self.app).chain(self.relay.as_ref()) {
+                p.ensure_running().await?;
+                p.wait_ready(self.restart_timeout).await?;
+            }
+            Ok::<(), anyhow::Error>(())
         };
         if let Err(e) = app_up.await {
             first_error.get_or_insert(e);
@@ -315,16 +335,44 @@ impl Nemesis {
                     "SET lock_timeout = '5s'; ALTER TABLE orders ADD COLUMN IF NOT EXISTS nemesis_extra_{n} text DEFAULT 'added mid-run'"
                 ))
                 .await
-                .context("ALTER TABLE orders ADD COLUMN (the business table must be called `orders`)")
+                .context("ALTER TABLE orders ADD COLUMN (the business table must be called `orders`)")?;
+                // The tables CDC patterns stream change shape too (those that exist).
+                c.batch_execute(&format!(
+                    "DO $$ DECLARE t text; BEGIN
+                       FOR t IN SELECT table_name FROM information_schema.tables
+                                WHERE table_schema = 'public' AND table_name IN ('cdc_outbox', 'debezium_outbox') LOOP
+                         EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS nemesis_extra_{n} text', t);
+                       END LOOP;
+                     END $$"
+                ))
+                .await
+                .context("ALTER TABLE of the CDC outbox tables")
             }
             (SchemaChange, Stop) => Ok(()), // the column stays, as in production
+
+            (Noise, Start) => {
+                let c = crate::env::postgres::connect(&self.database_direct_url).await?;
+                c.batch_execute(NOISE_DDL).await.context("creating the noise table")?;
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(write_noise(c, stop_rx));
+                *self.noise_writer.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop_tx, task));
+                Ok(())
+            }
+            (Noise, Stop) => {
+                let running = self.noise_writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((stop_tx, task)) = running {
+                    let _ = stop_tx.send(true);
+                    let _ = task.await;
+                }
+                Ok(())
+            }
 
             (PgKill, Start) => self.env.kill(Service::Postgres).await,
             (PgKill, Stop) => self.env.restart(Service::Postgres, t).await,
             (KafkaKill, Start) => self.env.kill(Service::Kafka(0)).await,
             (KafkaKill, Stop) => self.env.restart(Service::Kafka(0), t).await,
-            (RelayKill, Start) => self.app.kill().await,
-            (RelayKill, Stop) => self.app.restart().await,
+            (RelayKill, Start) => self.relay.as_ref().unwrap_or(&self.app).kill().await,
+            (RelayKill, Stop) => self.relay.as_ref().unwrap_or(&self.app).restart().await,
 
             (PgPause, Start) => self.env.pause(Service::Postgres).await,
             (PgPause, Stop) => self.env.resume(Service::Postgres).await,
@@ -370,6 +418,37 @@ impl Nemesis {
                 // healing, no op may crash the application.
                 self.app.restart().await
             }
+        }
+    }
+}
+
+/// The table `noise` writes: shaped like `orders`, so a pipeline that
+/// captures every table would publish its rows as events of ops never invoked.
+const NOISE_DDL: &str = "CREATE TABLE IF NOT EXISTS noise (
+    op bigint NOT NULL,
+    key text NOT NULL,
+    seq bigint NOT NULL,
+    payload text
+)";
+
+/// Inserts a noise row every 20 ms (op ids far above any workload's) until stopped.
+async fn write_noise(c: tokio_postgres::Client, mut stop: watch::Receiver<bool>) {
+    let mut n: i64 = 0;
+    loop {
+        n += 1;
+        let op = (1i64 << 50) + n;
+        let r = c
+            .execute(
+                "INSERT INTO noise (op, key, seq, payload) VALUES ($1, $2, $3, 'noise: never an event')",
+                &[&op, &format!("noise{}", n % 16), &n],
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!("noise: {e}");
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
 }

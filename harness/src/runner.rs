@@ -100,7 +100,9 @@ pub struct RunOutcome {
     pub implementation: String,
     /// Seed of workload and schedule.
     pub seed: u64,
-    /// Faults chosen from.
+    /// Faults chosen from. Serialized as `fault_names`: `faults` is the
+    /// check's list of fault windows, as `dualcheck check --json` has it.
+    #[serde(rename = "fault_names")]
     pub faults: Vec<String>,
     /// Workload seconds.
     pub duration_s: f64,
@@ -108,6 +110,9 @@ pub struct RunOutcome {
     pub drained: bool,
     /// Problems met while injecting or healing faults (the run went on).
     pub nemesis_errors: Vec<String>,
+    /// Replication slots of the run dropped at teardown (CDC patterns), so
+    /// none goes on retaining WAL.
+    pub slots_dropped: Vec<String>,
     /// Prepared transactions seen and left in doubt (only when the run saw any).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
@@ -192,11 +197,32 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         topic: topic.clone(),
         extra: cfg.app_env.clone(),
     };
-    let app = Arc::new(AppProcess::start(&cfg.app, &app_env, run_dir, cfg.start_timeout).await?);
+    // Patterns whose relay is a process of its own (a CDC tailer, Kafka Connect)
+    // run as two: the service answers requests, the relay publishes.
+    let relay_process = match &cfg.app {
+        AppCommand::Builtin(n) => implementations::lookup(n).map(|i| i.relay_process).unwrap_or(false),
+        AppCommand::Exec(_) => false,
+    };
+    let app = if relay_process {
+        AppProcess::start_role(&cfg.app, &app_env, run_dir, cfg.start_timeout, Some("service")).await?
+    } else {
+        AppProcess::start(&cfg.app, &app_env, run_dir, cfg.start_timeout).await?
+    };
+    let app = Arc::new(app);
+    let relay = if relay_process {
+        // Kafka Connect needs its JVM up before it answers: allow for it.
+        let timeout = cfg.start_timeout.max(Duration::from_secs(200));
+        Some(Arc::new(
+            AppProcess::start_role(&cfg.app, &app_env, run_dir, timeout, Some("relay")).await?,
+        ))
+    } else {
+        None
+    };
     let prepared_monitor = crate::in_doubt::Monitor::start(&db_direct_url);
     let nemesis = Arc::new(Nemesis::new(
         env.clone(),
         app.clone(),
+        relay.clone(),
         recorder.clone(),
         &topic,
         &db_direct_url,
@@ -364,7 +390,15 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
             .push(format!("healing: {e:#}"));
     }
     progress.set_prefix("draining");
-    let drained = drain(&app, &observer, &recorder, cfg.drain_timeout, cfg.quiet).await;
+    let drained = drain(
+        &app,
+        relay.as_deref(),
+        &observer,
+        &recorder,
+        cfg.drain_timeout,
+        cfg.quiet,
+    )
+    .await;
     ticker.abort();
     progress.finish_and_clear();
 
@@ -394,6 +428,17 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         }
     };
     app.kill().await.ok();
+    if let Some(relay) = &relay {
+        relay.kill().await.ok();
+    }
+    // Slot hygiene: no slot of this run may go on retaining WAL.
+    let slots_dropped = match crate::env::provision::drop_replication_slots(&db_direct_url).await {
+        Ok(dropped) => dropped,
+        Err(e) => {
+            tracing::warn!("dropping the run's replication slots: {e:#}");
+            Vec::new()
+        }
+    };
 
     let result = checkers::check_file(
         recorder.path(),
@@ -413,6 +458,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         duration_s: workload_secs,
         drained,
         nemesis_errors: std::mem::take(&mut *nemesis_errors.lock().unwrap_or_else(|e| e.into_inner())),
+        slots_dropped,
         in_doubt,
     };
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&outcome)?)?;
@@ -443,13 +489,26 @@ fn first_error(history: &std::path::Path) -> Option<String> {
 
 /// Waits until the implementation reports no backlog and no delivery has
 /// arrived for `quiet`, at most `timeout`. Returns whether it got there.
-async fn drain(app: &AppProcess, observer: &Observer, recorder: &Recorder, timeout: Duration, quiet: Duration) -> bool {
+async fn drain(
+    app: &AppProcess,
+    relay: Option<&AppProcess>,
+    observer: &Observer,
+    recorder: &Recorder,
+    timeout: Duration,
+    quiet: Duration,
+) -> bool {
     let started = Instant::now();
     let quiet_ns = quiet.as_nanos() as i64;
     let drain_start = recorder.now();
+    // The relay process, where there is one, knows the backlog.
+    let publisher = relay.unwrap_or(app);
     loop {
         // A dead or silent application has an unknown backlog: never drained.
-        let backlog = match app.ensure_running().await.and(Ok(app.backlog().await)) {
+        let running = match relay {
+            Some(r) => app.ensure_running().await.and(r.ensure_running().await),
+            None => app.ensure_running().await,
+        };
+        let backlog = match running.and(Ok(publisher.backlog().await)) {
             Ok(Ok(b)) => Some(b.unwrap_or(0)),
             _ => None,
         };

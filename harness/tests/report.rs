@@ -102,7 +102,7 @@ fn valid_history() -> String {
 
 fn results_json(implementation: &str) -> String {
     serde_json::json!({
-        "implementation": implementation, "seed": 7, "faults": ["kafka-partition", "pg-kill"],
+        "implementation": implementation, "seed": 7, "fault_names": ["kafka-partition", "pg-kill"],
         "duration_s": 3.0, "throughput_ok_per_s": 1.0, "drained": true, "nemesis_errors": [],
         "valid": false, "exactly_once": false
     })
@@ -273,6 +273,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
         drained: true,
         nemesis_errors: vec![],
         in_doubt: None,
+        slots_dropped: vec![],
     }
 }
 

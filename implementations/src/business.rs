@@ -27,8 +27,25 @@ pub struct OutboxRow<'a> {
     pub notify: bool,
 }
 
+/// A further statement of the business transaction, with text parameters
+/// (cast them in the SQL: `$1::uuid`).
+pub struct Statement {
+    /// The SQL.
+    pub sql: &'static str,
+    /// What it does, for error messages.
+    pub what: &'static str,
+    /// Parameters, all text.
+    pub params: Vec<String>,
+}
+
 /// Runs the business transaction of `op` (see the module doc).
 pub async fn run(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
+    run_with(ctx, op, outbox, &[]).await
+}
+
+/// [`run`] with further statements after the inserts, in the same transaction
+/// (an outbox row of another shape, its deletion, ...).
+pub async fn run_with(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>, extra: &[Statement]) -> TxnEnd {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
@@ -67,6 +84,14 @@ pub async fn run(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>
             if o.notify {
                 crate::db::timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
             }
+        }
+        for st in extra {
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = st
+                .params
+                .iter()
+                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            crate::db::timed(t, st.what, tx.execute(st.sql, &params)).await?;
         }
         if op.hold_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;

@@ -123,6 +123,21 @@ pub const KNOBS: &[Knob] = &[
         default: "10000",
         help: "two-phase: Kafka transaction.timeout.ms (how long an open Kafka transaction of a dead coordinator blocks read_committed consumers)",
     },
+    Knob {
+        name: "DUALCHECK_ROLE",
+        default: "all",
+        help: "what this process runs: `all`, `service` (requests only) or `relay` (background only; patterns with a relay process)",
+    },
+    Knob {
+        name: "DUALCHECK_CDC_CONFIRM",
+        default: "after-ack",
+        help: "cdc-logical/cdc-outbox: confirm a WAL position `after-ack` (once Kafka acknowledged everything before it) or `early` (on receipt: a deliberate bug, the negative control)",
+    },
+    Knob {
+        name: "DUALCHECK_CONNECT_LIBS",
+        default: "",
+        help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
+    },
 ];
 
 /// Reads a knob: the variable, else its default; `None` for an unset required one.
@@ -161,6 +176,26 @@ pub enum Cleanup {
     Delete,
     /// Set `published_at`; a cleaner deletes marked rows in batches.
     Mark,
+}
+
+/// What one implementation process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Requests and background parts (relays) in one process.
+    All,
+    /// Requests only; the relay runs in another process.
+    Service,
+    /// Background parts only (a CDC tailer, Kafka Connect); answers `/health` and `/backlog`.
+    Relay,
+}
+
+/// When the CDC tailer tells Postgres a WAL position is processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CdcConfirm {
+    /// Once Kafka acknowledged every event up to it (correct).
+    AfterAck,
+    /// As soon as it is received (a deliberate bug: a crash loses what was in flight).
+    Early,
 }
 
 /// Configuration of one implementation process.
@@ -208,6 +243,12 @@ pub struct AppConfig {
     pub read_cache: bool,
     /// Kafka transaction.timeout.ms of the two-phase coordinator.
     pub txn_timeout: Duration,
+    /// What this process runs.
+    pub role: Role,
+    /// When the CDC tailer confirms WAL positions.
+    pub cdc_confirm: CdcConfirm,
+    /// Kafka Connect + Debezium classpath directory (`None`: the default cache).
+    pub connect_libs: Option<std::path::PathBuf>,
 }
 
 impl AppConfig {
@@ -249,6 +290,20 @@ impl AppConfig {
             pool_size: number("DUALCHECK_POOL_SIZE")?.max(1) as usize,
             read_cache,
             txn_timeout: ms("DUALCHECK_TXN_TIMEOUT_MS")?.max(Duration::from_millis(1000)),
+            role: match required("DUALCHECK_ROLE")?.as_str() {
+                "all" => Role::All,
+                "service" => Role::Service,
+                "relay" => Role::Relay,
+                other => bail!("DUALCHECK_ROLE={other:?}: use `all`, `service` or `relay`"),
+            },
+            cdc_confirm: match required("DUALCHECK_CDC_CONFIRM")?.as_str() {
+                "after-ack" => CdcConfirm::AfterAck,
+                "early" => CdcConfirm::Early,
+                other => bail!(
+                    "DUALCHECK_CDC_CONFIRM={other:?}: use `after-ack` (correct) or `early` (the negative control)"
+                ),
+            },
+            connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
         };
         Ok(cfg)
     }

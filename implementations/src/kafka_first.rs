@@ -28,6 +28,7 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "publish to Kafka first (idempotent producer, ok after the ack); the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
     expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| {
         Arc::new(KafkaFirst {
             ctx,

@@ -12,9 +12,13 @@
 
 pub mod backoff;
 pub mod business;
+pub mod cdc;
+pub mod cdc_logical;
+pub mod cdc_outbox;
 pub mod config;
 pub mod crash;
 pub mod db;
+pub mod debezium;
 pub mod inbox;
 pub mod kafka;
 pub mod kafka_first;
@@ -35,7 +39,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub use config::{AppConfig, Knob, KNOBS};
+pub use config::{AppConfig, Knob, Role, KNOBS};
 
 /// SQL every built-in implementation's business table answers: one `op` column
 /// (bigint) with every op whose business row exists.
@@ -245,6 +249,11 @@ pub struct PatternInfo {
     pub expected: &'static str,
     /// Query yielding the committed ops (one bigint column `op`).
     pub committed_sql: &'static str,
+    /// The relay (CDC tailer, Kafka Connect) runs as a process of its own,
+    /// `dualcheck app --impl NAME` with `DUALCHECK_ROLE=relay`, next to the
+    /// service process: `relay-kill` kills it alone, `crash-after-commit` the
+    /// service alone, and the runner asks it for the backlog.
+    pub relay_process: bool,
     /// Builds the pattern on a context.
     pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
 }
@@ -260,6 +269,9 @@ pub const REGISTRY: &[PatternInfo] = &[
     listen_to_yourself::INFO,
     kafka_first::INFO,
     two_phase::INFO,
+    cdc_logical::INFO,
+    cdc_outbox::INFO,
+    debezium::INFO,
 ];
 
 /// Looks a built-in implementation up by CLI name.

@@ -32,6 +32,7 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "the request writes only an event (outbox, in a transaction); the relay publishes it; the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
     expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| {
         Arc::new(ListenToYourself {
             ctx,

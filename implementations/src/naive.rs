@@ -16,6 +16,7 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "commit, then publish with bounded retries (the dual-write problem itself)",
     expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| {
         Arc::new(Naive {
             publisher: naive_publisher(&ctx),

@@ -15,6 +15,7 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "publish and await the ack, then insert and commit",
     expected: "negative control: must show `phantom` under pg-partition",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| {
         Arc::new(PublishFirst {
             publisher: crate::naive::naive_publisher(&ctx),

@@ -13,5 +13,6 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "outbox relay reading WHERE id > last_id (a real, common bug)",
     expected: "negative control: must show `lost` under concurrent (long) transactions",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::IdCursor, ctx),
 };

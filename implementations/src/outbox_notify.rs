@@ -12,5 +12,6 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::Notify, ctx),
 };

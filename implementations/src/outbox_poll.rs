@@ -12,5 +12,6 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "transactional outbox; polling relays with FOR UPDATE SKIP LOCKED, sharded by key (DUALCHECK_RELAYS)",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::Poll, ctx),
 };

@@ -12,5 +12,6 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::Xid, ctx),
 };

@@ -64,8 +64,8 @@ async fn info(State((p, _)): St) -> Json<serde_json::Value> {
 }
 
 /// Runs the implementation `info` until the process is killed: schema (retried
-/// until Postgres answers), background parts, then the HTTP server on
-/// 127.0.0.1:PORT.
+/// until Postgres answers), background parts (not in the `service` role), then
+/// the HTTP server on 127.0.0.1:PORT.
 pub async fn serve(info: &PatternInfo, config: AppConfig) -> Result<()> {
     let port = config.port;
     let ctx = AppContext::new(config)?;
@@ -92,13 +92,19 @@ pub async fn serve(info: &PatternInfo, config: AppConfig) -> Result<()> {
             }
         }
     }
-    let background = pattern.start_background().await?;
+    // A service process of a pattern with a relay process leaves the background to it.
+    let background = if ctx.config.role == crate::Role::Service {
+        crate::Background::none()
+    } else {
+        pattern.start_background().await?
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{port} (PORT); is another process using it?"))?;
     tracing::info!(
-        "{} ready on 127.0.0.1:{port} ({} background task(s))",
+        "{} ({:?}) ready on 127.0.0.1:{port} ({} background task(s))",
         info.name,
+        ctx.config.role,
         background.len()
     );
     axum::serve(listener, router(pattern, ctx))

@@ -36,6 +36,7 @@ pub const INFO: PatternInfo = PatternInfo {
     expected:
         "in-doubt transactions (in_doubt > 0) holding locks and blocking their keys; phantoms under crash-after-commit",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| {
         Arc::new(TwoPhase {
             ctx,

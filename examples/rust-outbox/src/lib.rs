@@ -25,6 +25,7 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "example: a team's own outbox (one relay, oldest event per key per round)",
     expected: "valid",
     committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: false,
     build: |ctx| Arc::new(MyOutbox { ctx }),
 };
 

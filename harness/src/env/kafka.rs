@@ -167,8 +167,9 @@ impl LocalKafka {
             .args([
                 "kafka.tools.StorageTool".as_ref(),
                 "format".as_ref(),
-                "-t".as_ref(),
-                cluster_id.as_ref(),
+                // `--cluster-id=ID`, not `-t ID`: a base64url id may start with
+                // `-`, which argparse would take for an option (a 1-in-64 flake).
+                format!("--cluster-id={cluster_id}").as_ref(),
                 "-c".as_ref(),
                 node_dir.join("server.properties").as_os_str(),
             ]);

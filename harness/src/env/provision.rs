@@ -17,6 +17,54 @@ pub fn url_with_database(url: &str, db: &str) -> String {
     format!("{head}{authority}/{db}{query}")
 }
 
+/// Drops every replication slot of the database at `database_url` (its
+/// relay must be stopped: an active slot cannot be dropped, so this retries for
+/// a few seconds) and its publications. Returns the slots dropped.
+pub async fn drop_replication_slots(database_url: &str) -> Result<Vec<String>> {
+    let c = super::postgres::connect(database_url).await?;
+    let started = std::time::Instant::now();
+    let mut dropped = Vec::new();
+    loop {
+        let rows = c
+            .query(
+                "SELECT slot_name::text, active FROM pg_replication_slots WHERE database = current_database()",
+                &[],
+            )
+            .await
+            .context("listing the run's replication slots")?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut busy = Vec::new();
+        for row in rows {
+            let (slot, active): (String, bool) = (row.get(0), row.get(1));
+            match c.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await {
+                Ok(_) => dropped.push(slot),
+                Err(e) if active => busy.push(format!("{slot}: {e}")),
+                Err(e) => return Err(e).with_context(|| format!("dropping replication slot {slot}")),
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            bail!("replication slots still in use after 10 s: {}", busy.join("; "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let pubs = c
+        .query("SELECT pubname::text FROM pg_publication", &[])
+        .await
+        .context("listing publications")?;
+    for p in pubs {
+        let name: String = p.get(0);
+        c.batch_execute(&format!("DROP PUBLICATION IF EXISTS \"{name}\""))
+            .await
+            .with_context(|| format!("dropping publication {name}"))?;
+    }
+    Ok(dropped)
+}
+
 impl Environment {
     /// Creates database `name` if missing (through the direct connection) and
     /// returns its (proxied URL for implementations, direct URL for the harness).

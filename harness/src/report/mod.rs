@@ -41,8 +41,8 @@ pub struct RunMeta {
     pub implementation: Option<String>,
     /// Seed of workload and schedule.
     pub seed: Option<u64>,
-    /// Faults chosen from.
-    #[serde(default)]
+    /// Faults chosen from (`fault_names` in `results.json`).
+    #[serde(default, rename = "fault_names")]
     pub faults: Vec<String>,
     /// Workload seconds.
     pub duration_s: Option<f64>,

@@ -1,0 +1,107 @@
+//! Shared by the tests that run `dualcheck run` as a user does: one run at a
+//! time (each starts its own environment; two would not fit two cores), the
+//! result object, the report files every run directory must carry, and a
+//! check that no process of the run is left behind.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("dualcheck-verdicts-{}", std::process::id()))
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
+pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = out_dir(name);
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .arg("run")
+        .args(args)
+        .args(["--json", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("starting dualcheck");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let code = output.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{name}: dualcheck run failed ({code}):\n{stderr}"
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    assert_no_process_left(&out);
+    // Every run directory carries its report (issue 8).
+    let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        8,
+        "{name}: one test case per anomaly kind"
+    );
+    assert_eq!(
+        junit.contains("<failure "),
+        v["valid"] == false,
+        "{name}: failures iff invalid"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
+    let verdict = if v["valid"] == true { ">VALID<" } else { ">INVALID<" };
+    assert!(
+        html.contains(verdict) && html.matches("<svg").count() == 3,
+        "{name}: report.html"
+    );
+    eprintln!("{name}: valid={} anomalies={}", v["valid"], v["anomalies"]);
+    (code, v)
+}
+
+pub fn count(v: &Value, kind: &str) -> u64 {
+    v["anomalies"][kind]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count for {kind}: {v}"))
+}
+
+/// Every process whose command line or working directory mentions `dir`.
+pub fn processes_of(dir: &Path) -> Vec<(i32, String)> {
+    let needle = dir.to_str().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && (cmdline.contains(needle) || cwd.starts_with(needle)) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+pub fn assert_no_process_left(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_of(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind by the run in {}: {left:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,583 @@
+//! The change-data-capture tailer of `cdc-logical` and `cdc-outbox`: it reads
+//! the WAL through a logical replication slot (`pgoutput`, a publication
+//! limited to one table and to inserts), turns each committed insert into an
+//! event, publishes it with an idempotent producer in commit order, and tells
+//! Postgres a position is processed only once Kafka acknowledged every event up
+//! to it. After any crash it resumes from the slot: events after the confirmed
+//! position are published again (same event ids: duplicates, never losses), in
+//! commit order (per-key order kept).
+//!
+//! The replication protocol is `pgwire-replication`'s (connection, START_REPLICATION,
+//! standby status updates); the `pgoutput` messages inside it are decoded by
+//! `pg_walstream`'s parser.
+//!
+//! Slot and publication are created with the schema (before the service takes
+//! its first request, so no committed row predates the slot) and dropped by the
+//! runner at teardown.
+
+use crate::config::CdcConfirm;
+use crate::AppContext;
+use anyhow::{anyhow, bail, Context, Result};
+use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, RelationInfo};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Prefix of the logical messages the backlog check emits into the WAL.
+const DRAIN_PREFIX: &str = "dualcheck-drain";
+
+/// One event the tailer publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CdcEvent {
+    /// Record key.
+    pub key: String,
+    /// Record value (JSON with at least `op`, `seq`, `event`).
+    pub value: String,
+    /// Event id (also header `event_id`); the same on every replay.
+    pub event_id: String,
+}
+
+/// One inserted row as the WAL carries it: column names and text values.
+pub struct Row<'a> {
+    relation: &'a RelationInfo,
+    tuple: &'a pg_walstream::TupleData,
+}
+
+impl Row<'_> {
+    /// The text of column `name` (`None`: no such column, or NULL).
+    pub fn text(&self, name: &str) -> Option<String> {
+        let i = self.relation.columns.iter().position(|c| &*c.name == name)?;
+        self.tuple.get_column(i)?.as_string()
+    }
+
+    /// The text of column `name`, required.
+    pub fn required(&self, name: &str) -> Result<String> {
+        self.text(name).with_context(|| {
+            format!(
+                "column `{name}` of {} is missing or NULL in the WAL record",
+                self.relation.full_name()
+            )
+        })
+    }
+}
+
+/// What a CDC pattern streams: which table, and how a row becomes an event.
+#[derive(Clone, Copy)]
+pub struct Source {
+    /// Table the publication covers (in schema `public`).
+    pub table: &'static str,
+    /// Short name used in the slot and publication names.
+    pub name: &'static str,
+    /// Turns one inserted row into its event.
+    pub to_event: fn(&Row<'_>) -> Result<CdcEvent>,
+}
+
+impl Source {
+    /// Slot name for the database of `database_url` (slots are per cluster, so
+    /// the database is part of the name; at most 63 characters).
+    pub fn slot(&self, database_url: &str) -> Result<String> {
+        let cfg: tokio_postgres::Config = database_url.parse().context("DATABASE_URL")?;
+        let db = cfg.get_dbname().unwrap_or("postgres");
+        let raw = format!("dualcheck_{}_{}", self.name, db);
+        let clean: String = raw
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(63)
+            .collect();
+        Ok(clean)
+    }
+
+    /// Publication name (per database, so one fixed name suffices).
+    pub fn publication(&self) -> String {
+        format!("dualcheck_{}", self.name)
+    }
+
+    /// Creates the publication (inserts of the one table) and the slot if missing.
+    pub async fn create_slot(&self, db: &tokio_postgres::Client, database_url: &str) -> Result<()> {
+        let publication = self.publication();
+        let exists = db
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])
+            .await?;
+        if exists.is_none() {
+            db.batch_execute(&format!(
+                "CREATE PUBLICATION {publication} FOR TABLE public.{} WITH (publish = 'insert')",
+                self.table
+            ))
+            .await
+            .with_context(|| format!("creating publication {publication}"))?;
+        }
+        let slot = self.slot(database_url)?;
+        let exists = db
+            .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .await?;
+        if exists.is_none() {
+            db.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot])
+                .await
+                .with_context(|| {
+                    format!("creating replication slot {slot} (the server needs wal_level=logical and a free max_replication_slots)")
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// What the tailer reports to the backlog check, shared between tasks.
+#[derive(Default)]
+pub struct TailerState {
+    /// Streaming now (a replication session is open).
+    streaming: AtomicBool,
+    /// Events handed to the producer and not yet acknowledged.
+    in_flight: AtomicI64,
+    /// Highest drain marker acknowledged (everything before it is published).
+    acked_marker: AtomicU64,
+    /// Last drain marker emitted by [`Tailer::backlog`].
+    emitted_marker: AtomicU64,
+    /// Distinguishes this process's markers from a killed predecessor's.
+    nonce: u64,
+    last_error: Mutex<String>,
+}
+
+/// The tailer of one [`Source`], run in the relay process.
+pub struct Tailer {
+    source: Source,
+    ctx: Arc<AppContext>,
+    /// Shared with the backlog check.
+    pub state: Arc<TailerState>,
+}
+
+/// Work handed from the stream reader to the acknowledger, in WAL order.
+struct Pending {
+    /// Position processed once every delivery is acknowledged.
+    lsn: Lsn,
+    deliveries: Vec<DeliveryFuture>,
+    /// A drain marker, acknowledged with the position.
+    marker: Option<u64>,
+}
+
+impl Tailer {
+    /// A tailer for `source` on `ctx`'s database and topic.
+    pub fn new(source: Source, ctx: Arc<AppContext>) -> Tailer {
+        let state = TailerState {
+            nonce: fastrand::u64(1..u64::MAX >> 12),
+            ..TailerState::default()
+        };
+        Tailer {
+            source,
+            ctx,
+            state: Arc::new(state),
+        }
+    }
+
+    /// Runs until `stop`: one replication session after another (a dropped
+    /// link, Postgres restart or fatal producer error ends a session; the next
+    /// resumes from the slot).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut attempt = 0u32;
+        let backoff = crate::backoff::Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        loop {
+            let session = self.session(stop.clone());
+            let outcome = tokio::select! {
+                r = session => r,
+                _ = stop.changed() => return,
+            };
+            self.state.streaming.store(false, Ordering::SeqCst);
+            self.state.in_flight.store(0, Ordering::SeqCst);
+            match outcome {
+                Ok(()) => return,
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    tracing::warn!("cdc tailer ({}): {msg}; resuming from the slot", self.source.name);
+                    *self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.delay(attempt.min(8))) => {}
+                _ = stop.changed() => return,
+            }
+            attempt += 1;
+        }
+    }
+
+    fn producer(&self) -> Result<FutureProducer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.ctx.config.kafka_bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Never give up on a record: a CDC pipeline waits out an outage
+            // (the slot holds the WAL); a record that failed while a later one
+            // succeeded would come back out of order on the replay.
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "2")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("log_level", "3")
+            .create()
+            .context("creating the tailer's Kafka producer (KAFKA_BOOTSTRAP)")
+    }
+
+    fn replication_config(&self) -> Result<ReplicationConfig> {
+        let url = &self.ctx.config.database_url;
+        let cfg: tokio_postgres::Config = url.parse().context("DATABASE_URL is not a Postgres URL")?;
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => bail!("DATABASE_URL must name a TCP host for the replication connection"),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let password = cfg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        Ok(ReplicationConfig::new(
+            host,
+            cfg.get_user().unwrap_or("postgres"),
+            password,
+            cfg.get_dbname().unwrap_or("postgres"),
+            self.source.slot(url)?,
+            self.source.publication(),
+        )
+        .with_port(port)
+        .with_tls(TlsConfig::disabled())
+        // Start where the slot's confirmed position is.
+        .with_start_lsn(Lsn(0))
+        .with_status_interval(Duration::from_millis(100))
+        .with_wakeup_interval(Duration::from_secs(1))
+        .with_buffer_size(1024)
+        .with_application_name("dualcheck-cdc"))
+    }
+
+    /// One replication session: read, publish, acknowledge, until an error.
+    async fn session(&self, stop: watch::Receiver<bool>) -> Result<()> {
+        let producer = self.producer()?;
+        let mut repl = tokio::time::timeout(
+            Duration::from_secs(10),
+            ReplicationClient::connect(self.replication_config()?),
+        )
+        .await
+        .map_err(|_| anyhow!("no replication connection within 10 s"))?
+        .context("starting logical replication")?;
+        self.state.streaming.store(true, Ordering::SeqCst);
+        tracing::info!("cdc tailer ({}): streaming from the slot", self.source.name);
+
+        let (to_acker, from_reader) = mpsc::channel::<Pending>(256);
+        let (acked_tx, mut acked_rx) = watch::channel(Lsn(0));
+        let acker = tokio::spawn(acknowledge(from_reader, acked_tx, self.state.clone()));
+        let early = self.ctx.config.cdc_confirm == CdcConfirm::Early;
+        let mut parser = LogicalReplicationParser::with_protocol_version(1);
+        let mut relations: HashMap<u32, RelationInfo> = HashMap::new();
+        let mut txn: Vec<CdcEvent> = Vec::new();
+        let _stop = stop;
+        let result: Result<()> = async {
+            loop {
+                let event = tokio::select! {
+                    ev = repl.recv() => ev.context("replication stream")?,
+                    changed = acked_rx.changed() => {
+                        if changed.is_err() {
+                            bail!("the acknowledger stopped: a delivery failed");
+                        }
+                        if !early {
+                            repl.update_applied_lsn(*acked_rx.borrow());
+                        }
+                        continue;
+                    }
+                };
+                let Some(event) = event else {
+                    bail!("the replication stream ended");
+                };
+                match event {
+                    ReplicationEvent::Begin { .. } => txn.clear(),
+                    ReplicationEvent::XLogData { data, .. } => {
+                        let msg = parser
+                            .parse_wal_message(&data)
+                            .map_err(|e| anyhow!("decoding pgoutput: {e}"))?;
+                        match msg.message {
+                            LogicalReplicationMessage::Relation {
+                                relation_id,
+                                namespace,
+                                relation_name,
+                                replica_identity,
+                                columns,
+                            } => {
+                                // Also after an ALTER TABLE: columns are looked up by name.
+                                relations.insert(
+                                    relation_id,
+                                    RelationInfo::new(relation_id, namespace, relation_name, replica_identity, columns),
+                                );
+                            }
+                            LogicalReplicationMessage::Insert { relation_id, tuple } => {
+                                let relation = relations
+                                    .get(&relation_id)
+                                    .with_context(|| format!("insert into unknown relation {relation_id}"))?;
+                                if &*relation.relation_name == self.source.table {
+                                    let row = Row {
+                                        relation,
+                                        tuple: &tuple,
+                                    };
+                                    txn.push((self.source.to_event)(&row)?);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    ReplicationEvent::Commit { end_lsn, .. } => {
+                        if early {
+                            // The deliberate bug: confirmed before Kafka has anything.
+                            repl.update_applied_lsn(end_lsn);
+                        }
+                        let deliveries = self.produce(&producer, std::mem::take(&mut txn)).await?;
+                        send(
+                            &to_acker,
+                            Pending {
+                                lsn: end_lsn,
+                                deliveries,
+                                marker: None,
+                            },
+                        )
+                        .await?;
+                    }
+                    ReplicationEvent::Message {
+                        prefix, content, lsn, ..
+                    } if prefix == DRAIN_PREFIX => {
+                        let marker = parse_marker(&content, self.state.nonce);
+                        send(
+                            &to_acker,
+                            Pending {
+                                lsn,
+                                deliveries: Vec::new(),
+                                marker,
+                            },
+                        )
+                        .await?;
+                    }
+                    ReplicationEvent::KeepAlive { wal_end, .. } => {
+                        // Everything committed before `wal_end` has been received:
+                        // once the earlier events are acknowledged, it is processed.
+                        send(
+                            &to_acker,
+                            Pending {
+                                lsn: wal_end,
+                                deliveries: Vec::new(),
+                                marker: None,
+                            },
+                        )
+                        .await?;
+                    }
+                    ReplicationEvent::Message { .. } => {}
+                    ReplicationEvent::StoppedAt { .. } => bail!("the replication stream stopped"),
+                }
+            }
+        }
+        .await;
+        acker.abort();
+        repl.abort();
+        result
+    }
+
+    /// Hands one transaction's events to the producer, in order.
+    async fn produce(&self, producer: &FutureProducer, events: Vec<CdcEvent>) -> Result<Vec<DeliveryFuture>> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in &events {
+            let mut record = FutureRecord::to(&self.ctx.config.topic)
+                .key(&e.key)
+                .payload(&e.value)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "event_id",
+                    value: Some(&e.event_id),
+                }));
+            let delivery = loop {
+                match producer.send_result(record) {
+                    Ok(f) => break f,
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => bail!("handing an event to the producer: {e}"),
+                }
+            };
+            self.state.in_flight.fetch_add(1, Ordering::SeqCst);
+            out.push(delivery);
+        }
+        Ok(out)
+    }
+
+    /// Events not yet known to be published. Emits a drain marker into the
+    /// WAL; answers 0 only when the marker emitted by the previous call came
+    /// out of the stream with every event before it acknowledged.
+    pub async fn backlog(&self) -> Result<crate::Backlog> {
+        if !self.state.streaming.load(Ordering::SeqCst) {
+            let last = self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            bail!("the CDC tailer is not streaming (last error: {last})");
+        }
+        let previous = self.state.emitted_marker.load(Ordering::SeqCst);
+        let next = previous + 1;
+        let mut c = self.ctx.db.get().await?;
+        let content = format!("{}:{next}", self.state.nonce);
+        let r = crate::db::timed(
+            self.ctx.db.timeout,
+            "emitting a drain marker",
+            c.execute(
+                "SELECT pg_logical_emit_message(false, $1, $2)",
+                &[&DRAIN_PREFIX, &content],
+            ),
+        )
+        .await;
+        if let Err(e) = r {
+            c.discard();
+            return Err(e);
+        }
+        self.state.emitted_marker.store(next, Ordering::SeqCst);
+        let in_flight = self.state.in_flight.load(Ordering::SeqCst).max(0);
+        let through = previous > 0 && self.state.acked_marker.load(Ordering::SeqCst) >= previous;
+        Ok(crate::Backlog {
+            backlog: if through && in_flight == 0 { 0 } else { in_flight.max(1) },
+            oldest_age_ms: 0,
+            parked: 0,
+        })
+    }
+}
+
+async fn send(to_acker: &mpsc::Sender<Pending>, p: Pending) -> Result<()> {
+    to_acker
+        .send(p)
+        .await
+        .map_err(|_| anyhow!("the acknowledger stopped: a delivery failed"))
+}
+
+/// `nonce:n` of this process → `n`; a predecessor's marker → `None`.
+fn parse_marker(content: &[u8], nonce: u64) -> Option<u64> {
+    let s = std::str::from_utf8(content).ok()?;
+    let (n, m) = s.split_once(':')?;
+    (n.parse::<u64>().ok()? == nonce).then(|| m.parse().ok())?
+}
+
+/// Awaits deliveries in WAL order and publishes the position up to which
+/// everything is acknowledged. Ends (dropping `acked`) on the first failure.
+async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sender<Lsn>, state: Arc<TailerState>) {
+    while let Some(p) = from_reader.recv().await {
+        for d in p.deliveries {
+            let ok = matches!(d.await, Ok(Ok(_)));
+            state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if !ok {
+                tracing::warn!("cdc tailer: a delivery failed; the session restarts from the slot");
+                return;
+            }
+        }
+        if let Some(m) = p.marker {
+            state.acked_marker.fetch_max(m, Ordering::SeqCst);
+        }
+        acked.send_if_modified(|lsn| {
+            if p.lsn > *lsn {
+                *lsn = p.lsn;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A CDC pattern: the service writes its rows (and whatever `statements`
+/// add), the [`Tailer`] publishes from the WAL.
+pub struct CdcPattern {
+    info: &'static crate::PatternInfo,
+    source: Source,
+    /// Tables beyond `orders` (idempotent DDL).
+    ddl: &'static str,
+    /// Statements of the business transaction after the order insert.
+    statements: fn(&crate::OpRequest) -> Vec<crate::business::Statement>,
+    ctx: Arc<AppContext>,
+    tailer: Arc<Tailer>,
+}
+
+impl CdcPattern {
+    /// Builds a CDC pattern (used by the registry entries).
+    pub fn build(
+        info: &'static crate::PatternInfo,
+        source: Source,
+        ddl: &'static str,
+        statements: fn(&crate::OpRequest) -> Vec<crate::business::Statement>,
+        ctx: Arc<AppContext>,
+    ) -> Arc<dyn crate::Pattern> {
+        let tailer = Arc::new(Tailer::new(source, ctx.clone()));
+        Arc::new(CdcPattern {
+            info,
+            source,
+            ddl,
+            statements,
+            ctx,
+            tailer,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Pattern for CdcPattern {
+    fn name(&self) -> &'static str {
+        self.info.name
+    }
+    fn about(&self) -> &'static str {
+        self.info.about
+    }
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
+        db.batch_execute(crate::ORDERS_DDL).await?;
+        db.batch_execute(self.ddl).await?;
+        self.source.create_slot(db, &self.ctx.config.database_url).await
+    }
+    async fn start_background(&self) -> Result<crate::Background> {
+        let (mut bg, stop) = crate::Background::new();
+        bg.push(tokio::spawn(self.tailer.clone().run(stop)));
+        Ok(bg)
+    }
+    async fn execute(&self, op: &crate::OpRequest) -> crate::OpOutcome {
+        use crate::business::TxnEnd;
+        match crate::business::run_with(&self.ctx, op, None, &(self.statements)(op)).await {
+            TxnEnd::Committed => crate::OpOutcome::Ok,
+            TxnEnd::Failed(e) => crate::OpOutcome::Fail(e),
+            TxnEnd::Unknown(e) => crate::OpOutcome::Unknown(e),
+        }
+    }
+    async fn backlog(&self) -> Result<crate::Backlog> {
+        self.tailer.backlog().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_of_other_processes_are_ignored() {
+        assert_eq!(parse_marker(b"42:7", 42), Some(7));
+        assert_eq!(parse_marker(b"41:7", 42), None);
+        assert_eq!(parse_marker(b"junk", 42), None);
+    }
+
+    #[test]
+    fn slot_names_are_valid_identifiers() {
+        let s = Source {
+            table: "orders",
+            name: "logical",
+            to_event: |_| unreachable!(),
+        };
+        let slot = s.slot("postgres://postgres@127.0.0.1:5/Run-DB_42").unwrap();
+        assert_eq!(slot, "dualcheck_logical_run_db_42");
+        let long = format!("postgres://postgres@127.0.0.1:5/{}", "x".repeat(100));
+        assert_eq!(s.slot(&long).unwrap().len(), 63);
+    }
+}

@@ -1,0 +1,76 @@
+//! `cdc-outbox`: the outbox written in the business transaction, read from the
+//! WAL instead of polled. The service inserts the order, then an outbox row
+//! carrying the finished event (its own event id, an enriched payload: events
+//! need not match rows one to one) and deletes that row again in the same
+//! transaction, so the table never grows: the WAL keeps the insert, and the
+//! publication streams inserts only ([`crate::cdc`]).
+
+use crate::business::Statement;
+use crate::cdc::{CdcEvent, CdcPattern, Row, Source};
+use crate::kafka::Envelope;
+use crate::{OpRequest, PatternInfo, ORDERS_COMMITTED_SQL};
+use anyhow::Result;
+
+/// Registry entry.
+pub const INFO: PatternInfo = PatternInfo {
+    name: "cdc-outbox",
+    about:
+        "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
+    expected: "valid (duplicates allowed)",
+    committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: true,
+    build: |ctx| CdcPattern::build(&INFO, SOURCE, CDC_OUTBOX_DDL, outbox_statements, ctx),
+};
+
+/// The outbox table the tailer streams (always empty between transactions).
+pub const CDC_OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS cdc_outbox (
+    id bigserial PRIMARY KEY,
+    event_id uuid NOT NULL,
+    key text NOT NULL,
+    event_type text NOT NULL,
+    value text NOT NULL
+)";
+
+/// What the tailer streams: inserts into `cdc_outbox`.
+pub const SOURCE: Source = Source {
+    table: "cdc_outbox",
+    name: "outbox",
+    to_event: outbox_event,
+};
+
+/// Insert the event, then delete it: the WAL is the queue.
+fn outbox_statements(op: &OpRequest) -> Vec<Statement> {
+    let envelope = Envelope::new(op);
+    // Enriched: the event carries more than the row (type, source, time).
+    let value = serde_json::json!({
+        "op": envelope.op,
+        "seq": envelope.seq,
+        "key": envelope.key,
+        "event": envelope.event,
+        "type": "OrderCreated",
+        "source": "dualcheck/cdc-outbox",
+        "payload": envelope.payload,
+    })
+    .to_string();
+    vec![
+        Statement {
+            sql: "INSERT INTO cdc_outbox (event_id, key, event_type, value) VALUES ($1::text::uuid, $2, 'OrderCreated', $3)",
+            what: "inserting the outbox row",
+            params: vec![envelope.event.clone(), envelope.key.clone(), value],
+        },
+        Statement {
+            sql: "DELETE FROM cdc_outbox WHERE id = currval('cdc_outbox_id_seq') AND event_id = $1::text::uuid",
+            what: "deleting the outbox row (the WAL keeps it)",
+            params: vec![envelope.event],
+        },
+    ]
+}
+
+/// The event of one outbox row: exactly what the service wrote.
+fn outbox_event(row: &Row<'_>) -> Result<CdcEvent> {
+    Ok(CdcEvent {
+        key: row.required("key")?,
+        value: row.required("value")?,
+        event_id: row.required("event_id")?,
+    })
+}

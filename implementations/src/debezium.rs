@@ -1,0 +1,558 @@
+//! `debezium`: the real Debezium Postgres connector with the outbox event
+//! router (`io.debezium.transforms.outbox.EventRouter`) in Kafka Connect
+//! standalone. The service inserts the order and a Debezium-shaped outbox row
+//! (`id`, `aggregatetype` = the topic, `aggregateid` = the key, `type`,
+//! `payload` = the event JSON) and deletes the row in the same transaction; the
+//! connector reads the insert from the WAL and the router publishes the payload,
+//! routed by aggregate type and keyed by aggregate id.
+//!
+//! The relay process owns Kafka Connect: it starts the JVM as its child,
+//! restarts it if it dies and restarts a failed task, and reports the backlog.
+//! Killing the relay process (`relay-kill`) kills Connect with it. Connect's
+//! links to Postgres and Kafka are the proxied ones the service uses.
+
+use crate::business::Statement;
+use crate::cdc::Source;
+use crate::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL};
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Registry entry.
+pub const INFO: PatternInfo = PatternInfo {
+    name: "debezium",
+    about: "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
+    expected: "valid (duplicates allowed)",
+    committed_sql: ORDERS_COMMITTED_SQL,
+    relay_process: true,
+    build: |ctx| Arc::new(Debezium::new(ctx)),
+};
+
+/// The outbox table in the shape the event router expects by default.
+pub const DEBEZIUM_OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS debezium_outbox (
+    id uuid PRIMARY KEY,
+    aggregatetype text NOT NULL,
+    aggregateid text NOT NULL,
+    type text NOT NULL,
+    payload text
+)";
+
+/// Slot and publication naming (the connector uses the ones we create).
+const SOURCE: Source = Source {
+    table: "debezium_outbox",
+    name: "debezium",
+    to_event: |_| Err(anyhow!("Debezium, not dualcheck's tailer, reads this table")),
+};
+
+const CONNECTOR: &str = "dualcheck-debezium";
+
+/// How the relay process sees Connect.
+#[derive(Default)]
+struct ConnectState {
+    /// REST port of the running worker (0: none yet).
+    rest_port: AtomicU64,
+    /// Connector and task RUNNING at the last look.
+    running: AtomicBool,
+    /// Highest drain marker seen on the marker topic.
+    seen_marker: AtomicU64,
+    /// Last drain marker written.
+    emitted_marker: AtomicU64,
+    /// This process's markers (a killed predecessor's are ignored).
+    nonce: u64,
+    /// Last problem, for the backlog's error.
+    last_error: Mutex<String>,
+}
+
+/// The `debezium` pattern.
+pub struct Debezium {
+    ctx: Arc<AppContext>,
+    state: Arc<ConnectState>,
+}
+
+impl Debezium {
+    fn new(ctx: Arc<AppContext>) -> Debezium {
+        let state = ConnectState {
+            nonce: fastrand::u64(1..u64::MAX >> 12),
+            ..ConnectState::default()
+        };
+        Debezium {
+            ctx,
+            state: Arc::new(state),
+        }
+    }
+
+    fn marker_topic(&self) -> String {
+        format!("{}.dualcheck-drain", self.ctx.config.topic)
+    }
+}
+
+/// The outbox row of one event (inserted, then deleted: the WAL keeps it).
+fn outbox_statements(envelope: &Envelope, aggregate_type: &str) -> Vec<Statement> {
+    vec![
+        Statement {
+            sql: "INSERT INTO debezium_outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1::text::uuid, $2, $3, 'OrderCreated', $4)",
+            what: "inserting the Debezium outbox row",
+            params: vec![
+                envelope.event.clone(),
+                aggregate_type.to_string(),
+                envelope.key.clone(),
+                envelope.to_json(),
+            ],
+        },
+        Statement {
+            sql: "DELETE FROM debezium_outbox WHERE id = $1::text::uuid",
+            what: "deleting the Debezium outbox row (the WAL keeps it)",
+            params: vec![envelope.event.clone()],
+        },
+    ]
+}
+
+#[async_trait::async_trait]
+impl Pattern for Debezium {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+    fn about(&self) -> &'static str {
+        INFO.about
+    }
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
+        db.batch_execute(crate::ORDERS_DDL).await?;
+        db.batch_execute(DEBEZIUM_OUTBOX_DDL).await?;
+        // Before the first request: no committed row may predate the slot.
+        SOURCE.create_slot(db, &self.ctx.config.database_url).await
+    }
+    async fn start_background(&self) -> Result<Background> {
+        let (mut bg, stop) = Background::new();
+        let libs = connect_libs(&self.ctx.config.connect_libs)?;
+        create_marker_topic(&self.ctx.config.kafka_bootstrap, &self.marker_topic()).await?;
+        let dir = std::env::current_dir()?.join("connect");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let connector = connector_properties(&self.ctx.config.database_url)?;
+        std::fs::write(dir.join("connector.properties"), connector)?;
+        std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
+        bg.push(tokio::spawn(supervise(
+            self.ctx.clone(),
+            self.state.clone(),
+            libs,
+            dir,
+            stop.clone(),
+        )));
+        bg.push(tokio::spawn(watch_markers(
+            self.ctx.config.kafka_bootstrap.clone(),
+            self.marker_topic(),
+            self.state.clone(),
+            stop,
+        )));
+        // Serve /health only once the connector streams (up to 3 minutes: two JVM cores).
+        let started = Instant::now();
+        while !self.state.running.load(Ordering::SeqCst) {
+            if started.elapsed() > Duration::from_secs(180) {
+                let last = self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                bail!("Kafka Connect did not run the Debezium connector within 180 s (last: {last}); see connect/connect.log in the run directory");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(bg)
+    }
+    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+        use crate::business::TxnEnd;
+        let envelope = Envelope::new(op);
+        let statements = outbox_statements(&envelope, &self.ctx.config.topic);
+        match crate::business::run_with(&self.ctx, op, None, &statements).await {
+            TxnEnd::Committed => OpOutcome::Ok,
+            TxnEnd::Failed(e) => OpOutcome::Fail(e),
+            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+        }
+    }
+    /// Writes a marker event routed to the marker topic; 0 only once the
+    /// previous marker came out of Connect (Connect publishes in WAL order, so
+    /// everything committed before it has been handed to Kafka).
+    async fn backlog(&self) -> Result<Backlog> {
+        if !self.state.running.load(Ordering::SeqCst) {
+            let last = self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            bail!("the Debezium connector is not running ({last})");
+        }
+        let previous = self.state.emitted_marker.load(Ordering::SeqCst);
+        let next = previous + 1;
+        let marker = Envelope {
+            op: -1,
+            seq: next as i64,
+            key: "dualcheck-drain".into(),
+            event: uuid::Uuid::new_v4().to_string(),
+            payload: format!("{}:{next}", self.state.nonce),
+        };
+        let mut c = self.ctx.db.get().await?;
+        let res = async {
+            let tx = c.transaction().await?;
+            for st in outbox_statements(&marker, &self.marker_topic()) {
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = st
+                    .params
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                tx.execute(st.sql, &params).await?;
+            }
+            tx.commit().await
+        };
+        if let Err(e) = crate::db::timed(self.ctx.db.timeout, "writing a drain marker", res).await {
+            c.discard();
+            return Err(e);
+        }
+        self.state.emitted_marker.store(next, Ordering::SeqCst);
+        let through = previous > 0 && self.state.seen_marker.load(Ordering::SeqCst) >= previous;
+        Ok(Backlog {
+            backlog: if through { 0 } else { 1 },
+            oldest_age_ms: 0,
+            parked: 0,
+        })
+    }
+}
+
+/// Where the Connect + Debezium jars are.
+fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match configured {
+        Some(d) => d.clone(),
+        None => {
+            let cache = std::env::var_os("DUALCHECK_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/dualcheck")))
+                .context("neither DUALCHECK_CACHE nor HOME is set")?;
+            cache.join("connect/libs")
+        }
+    };
+    let has_debezium = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("debezium-connector-postgres")
+            })
+        })
+        .unwrap_or(false);
+    if !has_debezium {
+        bail!(
+            "no Debezium jars in {} (DUALCHECK_CONNECT_LIBS); run `bash ci/setup` to collect Kafka Connect and Debezium from Maven Central",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// The connector's configuration: our slot and publication, the proxied
+/// Postgres link, the outbox event router routing by aggregate type.
+fn connector_properties(database_url: &str) -> Result<String> {
+    let cfg: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a Postgres URL")?;
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => bail!("DATABASE_URL must name a TCP host for Debezium"),
+    };
+    let password = cfg
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let slot = SOURCE.slot(database_url)?;
+    Ok(format!(
+        "name={CONNECTOR}
+connector.class=io.debezium.connector.postgresql.PostgresConnector
+tasks.max=1
+database.hostname={host}
+database.port={port}
+database.user={user}
+database.password={password}
+database.dbname={db}
+topic.prefix=dualcheck
+plugin.name=pgoutput
+slot.name={slot}
+publication.name={publication}
+publication.autocreate.mode=disabled
+snapshot.mode=no_data
+table.include.list=public.debezium_outbox
+tombstones.on.delete=false
+errors.max.retries=-1
+transforms=outbox
+transforms.outbox.type=io.debezium.transforms.outbox.EventRouter
+transforms.outbox.route.by.field=aggregatetype
+transforms.outbox.route.topic.replacement=${{routedByValue}}
+transforms.outbox.table.field.event.key=aggregateid
+transforms.outbox.table.expand.json.payload=false
+",
+        port = cfg.get_ports().first().copied().unwrap_or(5432),
+        user = cfg.get_user().unwrap_or("postgres"),
+        db = cfg.get_dbname().unwrap_or("postgres"),
+        publication = SOURCE.publication(),
+    ))
+}
+
+/// The worker's configuration: standalone, offsets in a file (they survive a
+/// kill), idempotent acks=all producer through the proxied bootstrap.
+fn worker_properties(bootstrap: &str, dir: &Path, rest_port: u16) -> String {
+    format!(
+        "bootstrap.servers={bootstrap}
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.storage.StringConverter
+offset.storage.file.filename={offsets}
+offset.flush.interval.ms=1000
+listeners=http://127.0.0.1:{rest_port}
+rest.advertised.host.name=127.0.0.1
+task.shutdown.graceful.timeout.ms=1000
+producer.enable.idempotence=true
+producer.acks=all
+producer.linger.ms=2
+producer.reconnect.backoff.max.ms=1000
+",
+        offsets = dir.join("offsets.dat").display(),
+    )
+}
+
+const LOG4J2: &str = "status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+";
+
+/// Creates the one-partition marker topic (idempotent).
+async fn create_marker_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()
+        .context("creating a Kafka admin client (KAFKA_BOOTSTRAP)")?;
+    let started = Instant::now();
+    loop {
+        let r = admin
+            .create_topics(
+                &[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await;
+        match r {
+            Ok(results) => match results.into_iter().next() {
+                Some(Ok(_)) | None => return Ok(()),
+                Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
+                Some(Err((_, code))) if started.elapsed() > Duration::from_secs(30) => {
+                    bail!("creating the marker topic {topic}: {code}")
+                }
+                Some(Err(_)) => {}
+            },
+            Err(e) if started.elapsed() > Duration::from_secs(30) => bail!("creating the marker topic {topic}: {e}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Keeps Kafka Connect running: starts the JVM, restarts it when it exits,
+/// restarts a FAILED task, and records whether connector and task run.
+async fn supervise(
+    ctx: Arc<AppContext>,
+    state: Arc<ConnectState>,
+    libs: PathBuf,
+    dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let http = reqwest::Client::new();
+    let mut child: Option<tokio::process::Child> = None;
+    loop {
+        let alive = match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(status))) => {
+                note(&state, format!("Kafka Connect exited ({status}); restarting it"));
+                false
+            }
+            _ => false,
+        };
+        if !alive {
+            state.running.store(false, Ordering::SeqCst);
+            match start_connect(&ctx, &libs, &dir) {
+                Ok((c, port)) => {
+                    child = Some(c);
+                    state.rest_port.store(port as u64, Ordering::SeqCst);
+                }
+                Err(e) => note(&state, format!("starting Kafka Connect: {e:#}")),
+            }
+        } else {
+            let port = state.rest_port.load(Ordering::SeqCst);
+            match connector_status(&http, port).await {
+                Ok((connector, task)) => {
+                    let running = connector == "RUNNING" && task == "RUNNING";
+                    state.running.store(running, Ordering::SeqCst);
+                    if !running {
+                        note(&state, format!("connector {connector}, task {task}"));
+                    }
+                    if task == "FAILED" {
+                        let url = format!("http://127.0.0.1:{port}/connectors/{CONNECTOR}/tasks/0/restart");
+                        let _ = http.post(url).timeout(Duration::from_secs(5)).send().await;
+                    }
+                }
+                Err(e) => {
+                    state.running.store(false, Ordering::SeqCst);
+                    note(&state, format!("{e:#}"));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => {
+                if let Some(mut c) = child.take() {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn note(state: &ConnectState, msg: String) {
+    let mut last = state.last_error.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != msg {
+        tracing::info!("debezium: {msg}");
+        *last = msg;
+    }
+}
+
+/// Starts `ConnectStandalone worker.properties connector.properties`; output
+/// goes to `connect.log`. The JVM dies with this process (PR_SET_PDEATHSIG,
+/// and the runner kills the whole process tree).
+fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::process::Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::fs::write(
+        dir.join("worker.properties"),
+        worker_properties(&ctx.config.kafka_bootstrap, dir, port),
+    )?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("connect.log"))?;
+    let java = match std::env::var_os("JAVA_HOME") {
+        Some(home) => Path::new(&home).join("bin/java"),
+        None => PathBuf::from("java"),
+    };
+    let mut cmd = tokio::process::Command::new(&java);
+    cmd.args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            dir.join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg("org.apache.kafka.connect.cli.ConnectStandalone")
+        .arg(dir.join("worker.properties"))
+        .arg(dir.join("connector.properties"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} (set JAVA_HOME or put java on PATH)", java.display()))?;
+    tracing::info!(
+        "debezium: Kafka Connect started (pid {:?}, REST port {port})",
+        child.id()
+    );
+    Ok((child, port))
+}
+
+/// (connector state, task 0 state) from Connect's REST API.
+async fn connector_status(http: &reqwest::Client, port: u64) -> Result<(String, String)> {
+    let url = format!("http://127.0.0.1:{port}/connectors/{CONNECTOR}/status");
+    let v: serde_json::Value = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .context("Kafka Connect's REST API does not answer yet")?
+        .json()
+        .await
+        .context("reading the connector status")?;
+    let connector = v["connector"]["state"].as_str().unwrap_or("UNKNOWN").to_string();
+    let task = v["tasks"][0]["state"].as_str().unwrap_or("UNASSIGNED").to_string();
+    Ok((connector, task))
+}
+
+/// Reads the marker topic and records the highest marker of this process.
+async fn watch_markers(
+    bootstrap: String,
+    topic: String,
+    state: Arc<ConnectState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let consumer: Result<StreamConsumer> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "dualcheck-debezium-markers")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("log_level", "3")
+            .create()
+            .context("creating the marker consumer");
+        let consumer = match consumer.and_then(|c| {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
+            c.assign(&tpl)?;
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                note(&state, format!("{e:#}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                m = consumer.recv() => {
+                    let Ok(m) = m else { continue };
+                    let Some(Ok(value)) = m.payload_view::<str>() else { continue };
+                    let Ok(env) = serde_json::from_str::<Envelope>(value) else { continue };
+                    if let Some((nonce, n)) = env.payload.split_once(':') {
+                        if nonce.parse::<u64>().ok() == Some(state.nonce) {
+                            if let Ok(n) = n.parse::<u64>() {
+                                state.seen_marker.fetch_max(n, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connector_uses_the_proxied_link_and_our_slot() {
+        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7").unwrap();
+        assert!(p.contains("database.port=4321"), "{p}");
+        assert!(p.contains("database.dbname=run_7"), "{p}");
+        assert!(p.contains("slot.name=dualcheck_debezium_run_7"), "{p}");
+        assert!(p.contains("publication.name=dualcheck_debezium"), "{p}");
+        assert!(
+            p.contains("transforms.outbox.route.topic.replacement=${routedByValue}"),
+            "{p}"
+        );
+    }
+}
