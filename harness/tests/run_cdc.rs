@@ -5,9 +5,9 @@
 //! replication slots at teardown; a tailer that confirms WAL positions before
 //! Kafka acknowledged them must be caught losing events.
 
-use harness::nemesis::Fault;
 use serde_json::Value;
 use std::time::Duration;
+use harness::nemesis::Fault;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
 mod run_support;
@@ -17,14 +17,8 @@ const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-
 
 /// Windows (start, stop) of `fault` in a schedule.
 fn windows(s: &Schedule, fault: &str) -> Vec<(Duration, Duration)> {
-    let starts = s
-        .events
-        .iter()
-        .filter(|e| e.fault == fault && e.phase == FaultPhase::Start);
-    let stops = s
-        .events
-        .iter()
-        .filter(|e| e.fault == fault && e.phase == FaultPhase::Stop);
+    let starts = s.events.iter().filter(|e| e.fault == fault && e.phase == FaultPhase::Start);
+    let stops = s.events.iter().filter(|e| e.fault == fault && e.phase == FaultPhase::Stop);
     starts.zip(stops).map(|(a, b)| (a.at, b.at)).collect()
 }
 

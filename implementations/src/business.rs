@@ -86,11 +86,8 @@ pub async fn run_with(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow
             }
         }
         for st in extra {
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = st
-                .params
-                .iter()
-                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                st.params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
             crate::db::timed(t, st.what, tx.execute(st.sql, &params)).await?;
         }
         if op.hold_ms > 0 {

@@ -87,13 +87,7 @@ impl Source {
         let raw = format!("dualcheck_{}_{}", self.name, db);
         let clean: String = raw
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
             .take(63)
             .collect();
         Ok(clean)
@@ -338,42 +332,16 @@ impl Tailer {
                             repl.update_applied_lsn(end_lsn);
                         }
                         let deliveries = self.produce(&producer, std::mem::take(&mut txn)).await?;
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn: end_lsn,
-                                deliveries,
-                                marker: None,
-                            },
-                        )
-                        .await?;
+                        send(&to_acker, Pending { lsn: end_lsn, deliveries, marker: None }).await?;
                     }
-                    ReplicationEvent::Message {
-                        prefix, content, lsn, ..
-                    } if prefix == DRAIN_PREFIX => {
+                    ReplicationEvent::Message { prefix, content, lsn, .. } if prefix == DRAIN_PREFIX => {
                         let marker = parse_marker(&content, self.state.nonce);
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn,
-                                deliveries: Vec::new(),
-                                marker,
-                            },
-                        )
-                        .await?;
+                        send(&to_acker, Pending { lsn, deliveries: Vec::new(), marker }).await?;
                     }
                     ReplicationEvent::KeepAlive { wal_end, .. } => {
                         // Everything committed before `wal_end` has been received:
                         // once the earlier events are acknowledged, it is processed.
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn: wal_end,
-                                deliveries: Vec::new(),
-                                marker: None,
-                            },
-                        )
-                        .await?;
+                        send(&to_acker, Pending { lsn: wal_end, deliveries: Vec::new(), marker: None }).await?;
                     }
                     ReplicationEvent::Message { .. } => {}
                     ReplicationEvent::StoppedAt { .. } => bail!("the replication stream stopped"),
@@ -431,10 +399,7 @@ impl Tailer {
         let r = crate::db::timed(
             self.ctx.db.timeout,
             "emitting a drain marker",
-            c.execute(
-                "SELECT pg_logical_emit_message(false, $1, $2)",
-                &[&DRAIN_PREFIX, &content],
-            ),
+            c.execute("SELECT pg_logical_emit_message(false, $1, $2)", &[&DRAIN_PREFIX, &content]),
         )
         .await;
         if let Err(e) = r {

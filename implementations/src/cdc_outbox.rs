@@ -14,8 +14,7 @@ use anyhow::Result;
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
     name: "cdc-outbox",
-    about:
-        "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
+    about: "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
     relay_process: true,

@@ -299,9 +299,7 @@ impl AppConfig {
             cdc_confirm: match required("DUALCHECK_CDC_CONFIRM")?.as_str() {
                 "after-ack" => CdcConfirm::AfterAck,
                 "early" => CdcConfirm::Early,
-                other => bail!(
-                    "DUALCHECK_CDC_CONFIRM={other:?}: use `after-ack` (correct) or `early` (the negative control)"
-                ),
+                other => bail!("DUALCHECK_CDC_CONFIRM={other:?}: use `after-ack` (correct) or `early` (the negative control)"),
             },
             connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
         };

@@ -227,11 +227,9 @@ fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
     };
     let has_debezium = std::fs::read_dir(&dir)
         .map(|entries| {
-            entries.flatten().any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("debezium-connector-postgres")
-            })
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("debezium-connector-postgres"))
         })
         .unwrap_or(false);
     if !has_debezium {
@@ -464,10 +462,7 @@ fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::pr
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {} (set JAVA_HOME or put java on PATH)", java.display()))?;
-    tracing::info!(
-        "debezium: Kafka Connect started (pid {:?}, REST port {port})",
-        child.id()
-    );
+    tracing::info!("debezium: Kafka Connect started (pid {:?}, REST port {port})", child.id());
     Ok((child, port))
 }
 
@@ -550,9 +545,6 @@ mod tests {
         assert!(p.contains("database.dbname=run_7"), "{p}");
         assert!(p.contains("slot.name=dualcheck_debezium_run_7"), "{p}");
         assert!(p.contains("publication.name=dualcheck_debezium"), "{p}");
-        assert!(
-            p.contains("transforms.outbox.route.topic.replacement=${routedByValue}"),
-            "{p}"
-        );
+        assert!(p.contains("transforms.outbox.route.topic.replacement=${routedByValue}"), "{p}");
     }
 }

@@ -105,3 +105,4 @@ pub fn assert_no_process_left(dir: &Path) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
