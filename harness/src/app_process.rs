@@ -216,6 +216,33 @@ impl AppProcess {
         }
     }
 
+    /// The newest seq of `key` through the program's read path (`GET /ops/{key}`
+    /// → `{"key":..,"seq":N|null}`). An error when the read failed or timed out,
+    /// or the program has no read path.
+    pub async fn read(&self, key: &str, timeout: Duration) -> Result<Option<u64>> {
+        let resp = self
+            .http
+            .get(format!("{}/ops/{key}", self.base_url))
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("reading key {key} (GET /ops/{key})"))?;
+        let v: serde_json::Value = resp
+            .error_for_status()
+            .with_context(|| format!("reading key {key} (GET /ops/{key})"))?
+            .json()
+            .await
+            .with_context(|| format!("GET /ops/{key} must answer {{\"key\":..,\"seq\":N or null}}"))?;
+        match v.get("seq") {
+            None => bail!("GET /ops/{key} answered without a `seq` field: {v}"),
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(s) => s
+                .as_u64()
+                .map(Some)
+                .with_context(|| format!("GET /ops/{key}: seq {s} is not a non-negative integer")),
+        }
+    }
+
     /// Events committed but not yet published (`GET /backlog`): `Ok(None)` when
     /// the program does not implement it (a black box need not), an error when
     /// it cannot be asked (down, or not answering).

@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// Count duplicates (same event id) as violations too.
     #[arg(long)]
     pub exactly_once: bool,
+    /// Read each key back (`GET /ops/{key}`) right after each acknowledged
+    /// write and judge `stale_read` (on by default for listen-to-yourself and kafka-first).
+    #[arg(long)]
+    pub reads: bool,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
@@ -173,6 +177,7 @@ impl RunArgs {
         cfg.start_timeout = self.start_timeout;
         cfg.drain_timeout = self.drain_timeout;
         cfg.exactly_once = self.exactly_once;
+        cfg.reads |= self.reads;
         cfg.progress = !self.json;
         Ok(cfg)
     }
@@ -239,6 +244,15 @@ pub fn summary(o: &RunOutcome) -> String {
     for e in &o.nemesis_errors {
         s.push_str(&format!("nemesis: {e}\n"));
     }
+    if let Some(d) = &o.in_doubt {
+        s.push_str(&format!(
+            "in doubt: {} prepared transaction(s) left unresolved, longest unresolved {} ms ({} seen; recovery committed {}, rolled back {})\n",
+            d.unresolved, d.max_unresolved_ms, d.prepared_seen, d.recovered_commit, d.recovered_rollback
+        ));
+        for e in &d.recovery_errors {
+            s.push_str(&format!("in-doubt recovery: {e}\n"));
+        }
+    }
     s.push_str(&format!("run directory: {}\n", o.run_dir.display()));
     s
 }
@@ -282,6 +296,10 @@ pub fn list(_: ListArgs) -> u8 {
         ("--brokers 1|3", "Kafka brokers (1; 3 for kafka-leader)"),
         ("--partitions N", "partitions of the topic (4)"),
         ("--relays N", "relay tasks of outbox implementations"),
+        (
+            "--reads",
+            "read each key back after each ok write (stale_read); default for listen-to-yourself, kafka-first",
+        ),
         ("--app-env KEY=VALUE", "a knob of the implementation process (below)"),
     ] {
         println!("  {opt:<22} {help}");

@@ -10,6 +10,7 @@ pub mod cli_report;
 pub mod cli_run;
 pub mod doctor;
 pub mod env;
+pub mod in_doubt;
 pub mod nemesis;
 pub mod observer;
 pub mod recorder;

@@ -54,11 +54,15 @@ pub struct RunConfig {
     pub progress: bool,
     /// Which services (local by default).
     pub backend: BackendKind,
+    /// Right after each acknowledged write, read its key back (`GET /ops/{key}`)
+    /// and record a `read` line (judged as `stale_read`).
+    pub reads: bool,
 }
 
 impl RunConfig {
     /// Defaults for `app` with everything else as `dualcheck run` would have it.
     pub fn new(app: AppCommand, committed_sql: &str) -> RunConfig {
+        let reads = matches!(&app, AppCommand::Builtin(n) if implementations::reads_by_default(n));
         RunConfig {
             app,
             committed_sql: committed_sql.to_string(),
@@ -77,6 +81,7 @@ impl RunConfig {
             exactly_once: false,
             progress: false,
             backend: BackendKind::Local,
+            reads,
         }
     }
 }
@@ -108,6 +113,9 @@ pub struct RunOutcome {
     /// Replication slots of the run dropped at teardown (CDC patterns), so
     /// none goes on retaining WAL.
     pub slots_dropped: Vec<String>,
+    /// Prepared transactions seen and left in doubt (only when the run saw any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<crate::in_doubt::InDoubt>,
 }
 
 /// Live counters for the progress bar.
@@ -210,6 +218,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     } else {
         None
     };
+    let prepared_monitor = crate::in_doubt::Monitor::start(&db_direct_url);
     let nemesis = Arc::new(Nemesis::new(
         env.clone(),
         app.clone(),
@@ -236,6 +245,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         let (app, recorder, counters, invoked) = (app.clone(), recorder.clone(), counters.clone(), invoked.clone());
         let interval = cfg.workload.worker_interval();
         let op_timeout = cfg.op_timeout;
+        let reads = cfg.reads;
         workers.push(tokio::spawn(async move {
             let mut next_at = Instant::now();
             for op in stream {
@@ -288,7 +298,20 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                         }
                     }
                 };
+                let acked = matches!(event, Event::Ok { .. });
                 recorder.record(&event);
+                if acked && reads {
+                    // Read your write: a failed or timed-out read is not recorded (nothing was seen).
+                    let invoke_time = recorder.now();
+                    if let Ok(seq) = app.read(&op.key, op_timeout).await {
+                        recorder.record(&Event::Read {
+                            key: op.key.clone(),
+                            seq,
+                            invoke_time,
+                            time: recorder.now(),
+                        });
+                    }
+                }
                 if matches!(event, Event::Fail { .. } | Event::Info { .. }) && !app.is_alive() {
                     // The application is down (a kill fault): do not spin.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -386,6 +409,24 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         recorder.record(&Event::Committed { op });
     }
     observer.stop().await;
+    // Only after the committed read (see in_doubt's module doc): resolve what
+    // the implementation left prepared, so the database ends clean.
+    let seen = prepared_monitor.stop().await;
+    let in_doubt = if seen.is_empty() && !matches!(&cfg.app, AppCommand::Builtin(n) if n == "two-phase") {
+        None
+    } else {
+        let delivered = crate::in_doubt::delivered_ops(recorder.path());
+        match crate::in_doubt::recover(&db_direct_url, seen, &delivered).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                nemesis_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("resolving prepared transactions: {e:#}"));
+                None
+            }
+        }
+    };
     app.kill().await.ok();
     if let Some(relay) = &relay {
         relay.kill().await.ok();
@@ -418,6 +459,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
         drained,
         nemesis_errors: std::mem::take(&mut *nemesis_errors.lock().unwrap_or_else(|e| e.into_inner())),
         slots_dropped,
+        in_doubt,
     };
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&outcome)?)?;
     crate::report::finish_run(cfg, &env, &db_direct_url, run_dir).await;

@@ -204,6 +204,13 @@ impl Verification {
         self
     }
 
+    /// Read each key back after each acknowledged write (`GET /ops/{key}`) and
+    /// judge `stale_read` (default: on for listen-to-yourself and kafka-first).
+    pub fn reads(mut self, on: bool) -> Self {
+        self.cfg.reads = on;
+        self
+    }
+
     /// Which services (local processes by default).
     pub fn backend(mut self, backend: BackendKind) -> Self {
         self.cfg.backend = backend;

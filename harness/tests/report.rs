@@ -272,6 +272,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
         duration_s: 10.0,
         drained: true,
         nemesis_errors: vec![],
+        in_doubt: None,
         slots_dropped: vec![],
     }
 }

@@ -114,6 +114,16 @@ pub const KNOBS: &[Knob] = &[
         help: "connections of the request pool",
     },
     Knob {
+        name: "DUALCHECK_READ_CACHE",
+        default: "on",
+        help: "listen-to-yourself, kafka-first: `on` serves GET /ops/{key} from the write-through cache first; `off` reads the orders table only (the negative control: stale reads)",
+    },
+    Knob {
+        name: "DUALCHECK_TXN_TIMEOUT_MS",
+        default: "10000",
+        help: "two-phase: Kafka transaction.timeout.ms (how long an open Kafka transaction of a dead coordinator blocks read_committed consumers)",
+    },
+    Knob {
         name: "DUALCHECK_ROLE",
         default: "all",
         help: "what this process runs: `all`, `service` (requests only) or `relay` (background only; patterns with a relay process)",
@@ -229,6 +239,10 @@ pub struct AppConfig {
     pub db_timeout: Duration,
     /// Pool size.
     pub pool_size: usize,
+    /// Serve reads from the write-through cache first (listen-to-yourself, kafka-first).
+    pub read_cache: bool,
+    /// Kafka transaction.timeout.ms of the two-phase coordinator.
+    pub txn_timeout: Duration,
     /// What this process runs.
     pub role: Role,
     /// When the CDC tailer confirms WAL positions.
@@ -248,6 +262,11 @@ impl AppConfig {
             "delete" => Cleanup::Delete,
             "mark" => Cleanup::Mark,
             other => bail!("DUALCHECK_CLEANUP={other:?}: use `delete` or `mark`"),
+        };
+        let read_cache = match required("DUALCHECK_READ_CACHE")?.as_str() {
+            "on" => true,
+            "off" => false,
+            other => bail!("DUALCHECK_READ_CACHE={other:?}: use `on` or `off`"),
         };
         let cfg = AppConfig {
             database_url: required("DATABASE_URL")?,
@@ -269,6 +288,8 @@ impl AppConfig {
             cleanup_interval: ms("DUALCHECK_CLEANUP_INTERVAL_MS")?,
             db_timeout: ms("DUALCHECK_DB_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             pool_size: number("DUALCHECK_POOL_SIZE")?.max(1) as usize,
+            read_cache,
+            txn_timeout: ms("DUALCHECK_TXN_TIMEOUT_MS")?.max(Duration::from_millis(1000)),
             role: match required("DUALCHECK_ROLE")?.as_str() {
                 "all" => Role::All,
                 "service" => Role::Service,

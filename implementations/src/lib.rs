@@ -21,6 +21,8 @@ pub mod db;
 pub mod debezium;
 pub mod inbox;
 pub mod kafka;
+pub mod kafka_first;
+pub mod listen_to_yourself;
 pub mod naive;
 pub mod naive_publish_first;
 pub mod outbox;
@@ -28,7 +30,10 @@ pub mod outbox_idcursor;
 pub mod outbox_notify;
 pub mod outbox_poll;
 pub mod outbox_xid;
+pub mod own_consumer;
+pub mod read_cache;
 pub mod server;
+pub mod two_phase;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -199,6 +204,38 @@ pub trait Pattern: Send + Sync {
     async fn backlog(&self) -> Result<Backlog> {
         Ok(Backlog::default())
     }
+    /// The newest seq on `key` as this pattern's read path sees it
+    /// (`GET /ops/{key}`; `None`: nothing known). Default: the orders table.
+    async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
+        read_orders(ctx, key).await
+    }
+}
+
+/// The newest seq of `key` in the `orders` table (`None`: no row).
+pub async fn read_orders(ctx: &AppContext, key: &str) -> Result<Option<i64>> {
+    let mut c = ctx.db.get().await?;
+    let r = db::timed(
+        ctx.db.timeout,
+        "reading the newest seq of a key from orders",
+        c.query_one("SELECT max(seq) FROM orders WHERE key = $1", &[&key]),
+    )
+    .await;
+    match r {
+        Ok(row) => Ok(row.get(0)),
+        Err(e) => {
+            c.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Implementations whose runs read each key back right after each
+/// acknowledged write by default (`dualcheck run --reads` turns reads on for any).
+pub const READS_BY_DEFAULT: &[&str] = &[listen_to_yourself::INFO.name, kafka_first::INFO.name];
+
+/// Whether a run of `name` reads back after each write unless told otherwise.
+pub fn reads_by_default(name: &str) -> bool {
+    READS_BY_DEFAULT.contains(&name)
 }
 
 /// Registry entry of a built-in implementation.
@@ -229,6 +266,9 @@ pub const REGISTRY: &[PatternInfo] = &[
     outbox_notify::INFO,
     outbox_idcursor::INFO,
     outbox_xid::INFO,
+    listen_to_yourself::INFO,
+    kafka_first::INFO,
+    two_phase::INFO,
     cdc_logical::INFO,
     cdc_outbox::INFO,
     debezium::INFO,

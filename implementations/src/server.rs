@@ -3,6 +3,7 @@
 //!
 //! - `GET /health` → 200 (served only once the schema exists and the background parts run)
 //! - `POST /ops` `{"op","key","seq","payload"?,"abort"?,"hold_ms"?}` → 200 ok, 409 fail, 500 unknown
+//! - `GET /ops/{key}` → `{"key":K,"seq":N}` (seq `null` when unknown): the pattern's read path; 503 when it fails
 //! - `GET /backlog` → `{"backlog":N,"oldest_age_ms":M,"parked":P}` (503 when it cannot be read)
 //! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
 //! - `GET /info` → `{"name","committed_sql"}`
@@ -21,6 +22,7 @@ pub fn router(pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ops", post(ops))
+        .route("/ops/{key}", get(read))
         .route("/backlog", get(backlog))
         .route("/crash-after-commit", post(crash))
         .route("/info", get(info))
@@ -35,6 +37,13 @@ async fn ops(State((p, _)): St, Json(op): Json<OpRequest>) -> (StatusCode, Strin
         OpOutcome::Ok => (StatusCode::OK, "ok".into()),
         OpOutcome::Fail(e) => (StatusCode::CONFLICT, e),
         OpOutcome::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn read(State((p, ctx)): St, axum::extract::Path(key): axum::extract::Path<String>) -> (StatusCode, String) {
+    match p.read(&ctx, &key).await {
+        Ok(seq) => (StatusCode::OK, serde_json::json!({"key": key, "seq": seq}).to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading key {key}: {e:#}")),
     }
 }
 

@@ -109,6 +109,24 @@ pub fn render(input: &ReportInput) -> Result<String> {
             },
         );
     }
+    if let Some(d) = &m.in_doubt {
+        row(
+            "in doubt",
+            format!(
+                "{} prepared transaction(s) left unresolved; longest unresolved {} ms; {} seen while polling; recovery committed {}, rolled back {}{}",
+                d.unresolved,
+                d.max_unresolved_ms,
+                d.prepared_seen,
+                d.recovered_commit,
+                d.recovered_rollback,
+                if d.recovery_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; recovery errors: {}", d.recovery_errors.join("; "))
+                }
+            ),
+        );
+    }
     row("history lines", r.lines.to_string());
     for w in &r.warnings {
         row("warning", w.clone());

@@ -56,6 +56,8 @@ pub struct RunMeta {
     /// Whether duplicates counted as violations.
     #[serde(default)]
     pub exactly_once: bool,
+    /// Prepared transactions left in doubt (two-phase), when the run saw any.
+    pub in_doubt: Option<crate::in_doubt::InDoubt>,
 }
 
 /// Versions of the services a run used (`None`: not known).

@@ -1,0 +1,305 @@
+//! The service consuming its own topic (`listen-to-yourself`, `kafka-first`):
+//! an rdkafka consumer through the proxied bootstrap, in its own consumer
+//! group, that writes each event's business row idempotently and commits the
+//! record's offset only after that database write.
+//!
+//! - Every partition is assigned directly, without group rebalancing (a
+//!   SIGKILLed member would hold its partitions until its session times out);
+//!   the group only stores offsets. The start offsets are the group's
+//!   committed ones, fetched explicitly (the beginning when there are none):
+//!   with `Offset::Stored`, librdkafka stayed stuck when the group coordinator
+//!   was not ready yet. A restarted process resumes there, so what came after
+//!   the last commit is applied again — harmlessly, see [`apply`].
+//! - A consumer making no progress for 10 s while records wait is replaced.
+//! - An event whose database write fails is retried with backoff until it
+//!   succeeds (the consumer never skips an event and never exits on errors).
+//! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
+
+use crate::backoff::Backoff;
+use crate::kafka::Envelope;
+use crate::read_cache::ReadCache;
+use crate::AppContext;
+use anyhow::{anyhow, Context, Result};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How the consumer applies events.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    /// Consumer group storing the offsets.
+    pub group: String,
+    /// Also delete the op's row from this table in the same transaction
+    /// (`listen-to-yourself`'s `ly_pending`).
+    pub clear_pending_table: Option<&'static str>,
+}
+
+/// The live consumer, shared with the pattern's backlog (lag) query.
+pub type SharedConsumer = Arc<RwLock<Option<Arc<StreamConsumer>>>>;
+
+/// Writes the business row of one event idempotently, in one transaction: the
+/// event id goes into the inbox (a redelivery is recognised), the order row is
+/// inserted with `ON CONFLICT (op) DO NOTHING`, and the op's pending row (if
+/// any) is deleted. Returns whether this delivery was the first.
+pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Result<bool> {
+    let t = ctx.db.timeout;
+    let event_id: uuid::Uuid = env
+        .event
+        .parse()
+        .with_context(|| format!("event id {:?} of op {} is not a UUID", env.event, env.op))?;
+    let mut conn = ctx.db.get().await?;
+    let res = async {
+        let tx = crate::db::timed(t, "BEGIN (consumer)", conn.transaction()).await?;
+        let first = tokio::time::timeout(t, crate::inbox::first_delivery(&tx, event_id))
+            .await
+            .map_err(|_| anyhow!("recording the event in the inbox: no answer from Postgres within {t:?}"))?
+            .context("recording the event in the inbox")?;
+        if first {
+            crate::db::timed(
+                t,
+                "inserting the order (consumer)",
+                tx.execute(
+                    "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4) ON CONFLICT (op) DO NOTHING",
+                    &[&env.op, &env.key, &env.seq, &env.payload],
+                ),
+            )
+            .await?;
+        }
+        if let Some(table) = spec.clear_pending_table {
+            crate::db::timed(
+                t,
+                "clearing the pending event",
+                tx.execute(&format!("DELETE FROM {table} WHERE op = $1"), &[&env.op]),
+            )
+            .await?;
+        }
+        crate::db::timed(t, "COMMIT (consumer)", tx.commit()).await?;
+        Ok::<_, anyhow::Error>(first)
+    }
+    .await;
+    if res.is_err() {
+        conn.discard();
+    }
+    res
+}
+
+fn create(ctx: &AppContext, spec: &ConsumerSpec) -> Result<StreamConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &ctx.config.kafka_bootstrap)
+        .set("group.id", &spec.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("log_level", "3")
+        .create()
+        .with_context(|| {
+            format!(
+                "creating the service's own Kafka consumer for {} (KAFKA_BOOTSTRAP)",
+                ctx.config.kafka_bootstrap
+            )
+        })
+}
+
+/// Partitions of `topic` (blocking; metadata through the proxy).
+fn partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .with_context(|| format!("fetching the metadata of topic {topic}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| anyhow!("topic {topic} not in the metadata"))?;
+    let ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    if ps.is_empty() {
+        return Err(anyhow!("topic {topic} has no partitions yet"));
+    }
+    Ok(ps)
+}
+
+/// Creates a consumer and assigns every partition at its committed offset
+/// (the beginning when none), asked explicitly (blocking; through the proxy).
+fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, HashMap<i32, i64>)> {
+    let topic = &ctx.config.topic;
+    let c = create(ctx, spec)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(&c, topic)? {
+        tpl.add_partition(topic, p);
+    }
+    let committed = c
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .context("reading the group's committed offsets")?;
+    let mut start = TopicPartitionList::new();
+    let mut next = HashMap::new();
+    for el in committed.elements_for_topic(topic) {
+        let (low, _) = c
+            .fetch_watermarks(topic, el.partition(), Duration::from_secs(5))
+            .with_context(|| format!("reading the watermarks of {topic}/{}", el.partition()))?;
+        let at = match el.offset() {
+            Offset::Offset(o) if o >= low => o,
+            _ => low,
+        };
+        start.add_partition_offset(topic, el.partition(), Offset::Offset(at))?;
+        next.insert(el.partition(), at);
+    }
+    c.assign(&start).context("assigning the topic's partitions")?;
+    Ok((c, next))
+}
+
+/// Whether some partition has records past `next` (the consumer is behind).
+fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
+    next.iter().any(|(p, at)| {
+        consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(2))
+            .is_ok_and(|(_, high)| high > *at)
+    })
+}
+
+/// Consumes the topic until `stop`, applying every event (see the module doc).
+/// `shared` is set to the live consumer once its partitions are assigned. A
+/// consumer that makes no progress for 10 s while records wait (librdkafka can
+/// stay stuck after its link broke mid-start) is replaced by a new one, which
+/// resumes at the committed offsets.
+pub async fn run(
+    ctx: Arc<AppContext>,
+    spec: ConsumerSpec,
+    cache: Arc<ReadCache>,
+    shared: SharedConsumer,
+    mut stop: watch::Receiver<bool>,
+) {
+    let b = Backoff {
+        base: ctx.config.backoff_base,
+        max: ctx.config.backoff_max,
+    };
+    let topic = ctx.config.topic.clone();
+    let mut failures = 0u32;
+    loop {
+        // Set up: create and assign, retrying until the broker answers.
+        let (ctx2, spec2) = (ctx.clone(), spec.clone());
+        let res = tokio::task::spawn_blocking(move || assigned(&ctx2, &spec2))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        let (consumer, mut next) = match res {
+            Ok((c, next)) => (Arc::new(c), next),
+            Err(e) => {
+                tracing::warn!("own consumer: {e:#} (retrying)");
+                tokio::select! {
+                    _ = tokio::time::sleep(b.delay(failures)) => {}
+                    _ = stop.changed() => return,
+                }
+                failures = failures.saturating_add(1).min(10);
+                continue;
+            }
+        };
+        *shared.write().unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
+        failures = 0;
+        let mut last_progress = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let msg = tokio::select! {
+                m = consumer.recv() => m,
+                _ = tick.tick() => {
+                    if last_progress.elapsed() >= Duration::from_secs(10) {
+                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
+                        if tokio::task::spawn_blocking(move || behind(&c, &t, &n)).await.unwrap_or(false) {
+                            tracing::warn!("own consumer: no progress for 10 s while records wait; recreating it");
+                            break;
+                        }
+                        last_progress = Instant::now();
+                    }
+                    continue;
+                }
+                _ = stop.changed() => return,
+            };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("own consumer: {e} (librdkafka reconnects)");
+                    tokio::select! {
+                        _ = tokio::time::sleep(b.delay(failures)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    failures = failures.saturating_add(1).min(10);
+                    continue;
+                }
+            };
+            failures = 0;
+            let (partition, offset) = (msg.partition(), msg.offset());
+            let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
+            match envelope {
+                None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
+                Some(env) => {
+                    let mut attempt = 0u32;
+                    loop {
+                        match apply(&ctx, &spec, &env).await {
+                            Ok(_) => {
+                                cache.committed(&env.key, env.op, env.seq);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
+                                    env.op
+                                );
+                                tokio::select! {
+                                    _ = tokio::time::sleep(b.delay(attempt)) => {}
+                                    _ = stop.changed() => return,
+                                }
+                                attempt = attempt.saturating_add(1).min(10);
+                            }
+                        }
+                    }
+                }
+            }
+            // Only now, after the database write: the next offset to read.
+            next.insert(partition, offset + 1);
+            last_progress = Instant::now();
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
+                .is_ok()
+            {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Records of the topic the consumer has not committed yet (high watermark
+/// minus committed offset, per partition). An error when the consumer is not
+/// running yet or Kafka does not answer: the backlog is unknown then.
+pub async fn lag(shared: &SharedConsumer, topic: &str) -> Result<i64> {
+    let consumer = shared
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| anyhow!("the service's own consumer has not started yet"))?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(2);
+        let committed = consumer
+            .committed(t)
+            .context("reading the consumer's committed offsets")?;
+        let mut lag = 0i64;
+        for el in committed.elements_for_topic(&topic) {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, el.partition(), t)
+                .with_context(|| format!("reading the watermarks of {topic}/{}", el.partition()))?;
+            let done = match el.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            lag += (high - done).max(0);
+        }
+        Ok(lag)
+    })
+    .await?
+}
