@@ -160,3 +160,48 @@ fn ctrl_c_mid_run_leaves_no_process_and_a_readable_history() {
     let code = output.status.code().unwrap();
     assert!(code == 0 || code == 1, "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn compare_gives_one_row_per_implementation_with_its_verdict() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = out_dir("compare");
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args([
+            "compare",
+            "--impls",
+            "naive,outbox-poll",
+            "--faults",
+            "kafka-partition",
+            "--duration",
+            "20s",
+            "--first-seed",
+            "3",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .expect("starting dualcheck compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "naive's anomalies make the exit code 1: {v}"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{v}");
+    let row = |name: &str| rows.iter().find(|r| r["implementation"] == name).expect(name);
+    assert_eq!(row("naive")["verdict"], "INVALID", "{v}");
+    assert!(row("naive")["lost"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(row("outbox-poll")["verdict"], "valid", "{v}");
+    assert_eq!(row("outbox-poll")["lost"], 0, "{v}");
+    let html = std::fs::read_to_string(v["html"].as_str().unwrap()).expect("compare.html");
+    for r in rows {
+        let report = r["reports"][0].as_str().unwrap();
+        assert!(std::path::Path::new(report).exists(), "{report}");
+        assert!(html.contains(r["implementation"].as_str().unwrap()));
+    }
+    assert_no_process_left(&out);
+}

@@ -85,8 +85,12 @@ impl App {
             .append(true)
             .open(&self.log)
             .unwrap();
+        // Its files (Kafka Connect's, for debezium) go to a directory of its own.
+        let cwd = self.log.with_extension("d");
+        std::fs::create_dir_all(&cwd).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
             .args(["app", "--impl", &self.name])
+            .current_dir(&cwd)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -109,8 +113,9 @@ impl App {
                 );
             }
             assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{}: /health not ready after 60 s; log: {}",
+                // debezium answers once Kafka Connect runs its connector.
+                start.elapsed() < Duration::from_secs(200),
+                "{}: /health not ready after 200 s; log: {}",
                 self.name,
                 self.log_text()
             );
