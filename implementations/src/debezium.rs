@@ -280,6 +280,8 @@ transforms.outbox.route.by.field=aggregatetype
 transforms.outbox.route.topic.replacement=${{routedByValue}}
 transforms.outbox.table.field.event.key=aggregateid
 transforms.outbox.table.expand.json.payload=false
+transforms.outbox.table.fields.additional.placement=id:header:event_id
+header.converter=org.apache.kafka.connect.storage.StringConverter
 ",
         port = cfg.get_ports().first().copied().unwrap_or(5432),
         user = cfg.get_user().unwrap_or("postgres"),
