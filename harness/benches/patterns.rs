@@ -106,7 +106,7 @@ impl Running {
     }
 }
 
-/// Reads the topic from its end on the direct listener; wakes each op's waiter.
+/// Reads the topic (fresh, ours alone) from its beginning on the direct listener; wakes each op's waiter.
 async fn consume(bootstrap: String, topic: String, waiters: Waiters) {
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -119,7 +119,7 @@ async fn consume(bootstrap: String, topic: String, waiters: Waiters) {
         .expect("creating the bench consumer");
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(&topic, p, rdkafka::Offset::End).unwrap();
+        tpl.add_partition_offset(&topic, p, rdkafka::Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
     loop {
@@ -146,6 +146,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fn patterns(c: &mut Criterion) {
+    // The implementations run as `dualcheck app`, not as this bench binary.
+    std::env::set_var("DUALCHECK_BIN", env!("CARGO_BIN_EXE_dualcheck"));
     let rt = runtime();
     let dir = std::env::temp_dir().join(format!("dualcheck-bench-{}", std::process::id()));
     let env = rt
