@@ -41,7 +41,8 @@ pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receive
         }
         let res = step(&ctx, kind, &mut client, &mut cursor).await;
         let wait = match res {
-            Ok((n, true)) if n as i64 >= ctx.config.batch => {
+            // Work found: look again at once; sleep only when idle.
+            Ok((n, true)) if n > 0 => {
                 failures = 0;
                 continue;
             }

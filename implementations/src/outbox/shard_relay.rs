@@ -136,9 +136,11 @@ async fn relay(
         }
         let res = step(&ctx, &mut st, &home, &mut last_orphan_scan).await;
         let wait = match res {
-            Ok(n) if n as i64 >= cfg.batch => {
+            // Work found: look again at once (sleeping until a batch filled up
+            // capped a relay at a batch per poll interval under load).
+            Ok(n) if n > 0 => {
                 failures = 0;
-                continue; // more work waiting
+                continue;
             }
             Ok(_) => {
                 failures = 0;
