@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Skip measuring the machine limits.
     #[arg(long)]
     pub no_limits: bool,
+    /// Instead of the runs: commit N ops with each relay stopped, then time
+    /// the relay draining them (its publish rate apart from the request path).
+    #[arg(long, value_name = "N")]
+    pub drain: Option<u64>,
     /// Ops invoked in the first part of each run are left out of the latency
     /// figures: new idempotent producers wait for the broker's producer-id
     /// coordinator, which would otherwise dominate a short run's p99.
@@ -273,6 +277,9 @@ pub fn delivered_rate(series: &Series) -> f64 {
 /// Runs `dualcheck bench`; 0 when every run was carried out (and valid), 1 when some run was invalid, 2 on errors.
 pub fn run(args: BenchArgs) -> u8 {
     init_tracing();
+    if let Some(n) = args.drain {
+        return drain(&args, n);
+    }
     match bench(&args) {
         Ok((limits, rows)) => {
             if args.json {
@@ -291,6 +298,62 @@ pub fn run(args: BenchArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("dualcheck bench: {e:#}");
+            EXIT_UNUSABLE
+        }
+    }
+}
+
+/// `--drain N`: the limits, then each relay's drain rate.
+fn drain(args: &BenchArgs, n: u64) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dualcheck bench: starting the runtime: {e}");
+            return EXIT_UNUSABLE;
+        }
+    };
+    let result = rt.block_on(async {
+        let limits = if args.no_limits {
+            None
+        } else {
+            Some(measure_limits(args).await?)
+        };
+        let mut rows = Vec::new();
+        for name in &args.impls {
+            eprintln!("draining {n} events with {name}'s relay ...");
+            rows.push(crate::relay_drain::drain_rate(name, n, args.concurrency, args.payload).await?);
+        }
+        anyhow::Ok((limits, rows))
+    });
+    match result {
+        Ok((limits, rows)) => {
+            if args.json {
+                println!("{}", serde_json::json!({"limits": limits, "drain": rows}));
+                return 0;
+            }
+            if let Some(l) = &limits {
+                println!(
+                    "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n",
+                    l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
+                );
+            }
+            println!(
+                "{:<22} {:>8} {:>9} {:>10} {:>9}",
+                "implementation", "events", "seconds", "events/s", "/limit"
+            );
+            for r in &rows {
+                let ratio = limits
+                    .map(|l| format!("{:.3}", r.per_s / l.min()))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}",
+                    r.implementation, r.events, r.seconds, r.per_s, ratio
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("dualcheck bench --drain: {e:#}");
             EXIT_UNUSABLE
         }
     }

@@ -14,6 +14,7 @@ pub mod in_doubt;
 pub mod nemesis;
 pub mod observer;
 pub mod recorder;
+pub mod relay_drain;
 pub mod report;
 pub mod runner;
 pub mod verification;
