@@ -8,16 +8,11 @@
 //!   first takes its home groups, and every 2 s any group nobody holds, so the
 //!   groups of a relay whose connection died are taken over. A key's events are
 //!   therefore handled by one relay at a time.
-//! - In a round a relay claims the oldest pending events of its groups (up to
-//!   DUALCHECK_BATCH, in id order), leaving out every event of a key with a parked
-//!   event and every event behind one that is backing off. It publishes them in
-//!   waves: the first event of each key, then, once those are acknowledged, the
-//!   second of each key whose first succeeded, and so on. At most one event per
-//!   key is in flight, so a later event can never overtake an earlier one, even
-//!   when a publish times out and the producer would let the next record
-//!   through; a key stops at its first failure and its later events wait.
-//!   (Claiming only each key's head per round, as before, cost a scan of the
-//!   whole backlog per round and capped a round at one event per key.)
+//! - In a round a relay claims only the oldest pending event of each key (the
+//!   head, lowest id) and skips a key whose head is locked, backing off, or whose
+//!   key has a parked event. At most one event per key is in flight, so a later
+//!   event can never overtake an earlier one, even when a publish times out and
+//!   the producer would let the next record through.
 //! - The claim (`FOR UPDATE SKIP LOCKED`), the publish (awaiting every delivery
 //!   report) and the delete/mark happen in one transaction: if the relay dies in
 //!   between, the rows are published again (duplicates with the same event id).
@@ -136,11 +131,9 @@ async fn relay(
         }
         let res = step(&ctx, &mut st, &home, &mut last_orphan_scan).await;
         let wait = match res {
-            // Work found: look again at once (sleeping until a batch filled up
-            // capped a relay at a batch per poll interval under load).
-            Ok(n) if n > 0 => {
+            Ok(n) if n as i64 >= cfg.batch => {
                 failures = 0;
-                continue;
+                continue; // more work waiting
             }
             Ok(_) => {
                 failures = 0;
@@ -209,11 +202,10 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         "claiming outbox heads",
         tx.query(
             "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts FROM outbox o
-             WHERE o.published_at IS NULL AND (o.shard % $1) = ANY($2)
+             WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
+                            WHERE published_at IS NULL AND (shard % $1) = ANY($2)
+                            ORDER BY key, id)
                AND o.next_attempt_at <= clock_timestamp()
-               AND NOT EXISTS (SELECT 1 FROM outbox b
-                               WHERE b.key = o.key AND b.published_at IS NULL AND b.id < o.id
-                                 AND b.next_attempt_at > clock_timestamp())
                AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
              ORDER BY o.id LIMIT $3
              FOR UPDATE OF o SKIP LOCKED",
@@ -229,27 +221,15 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
-    let keys: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
-    let mut results: Vec<Option<Result<(i32, i64), crate::kafka::PublishError>>> = vec![None; events.len()];
-    let mut waves = Waves::new(&keys);
-    let mut failed = Vec::new();
-    while let Some(wave) = waves.next(&failed) {
-        failed.clear();
-        let records: Vec<Record> = wave
-            .iter()
-            .map(|&i| Record {
-                key: &events[i].2,
-                value: &events[i].3,
-                event_id: &events[i].1,
-            })
-            .collect();
-        for (&i, r) in wave.iter().zip(ctx.publisher.publish_all(&records).await) {
-            if r.is_err() {
-                failed.push(i);
-            }
-            results[i] = Some(r);
-        }
-    }
+    let records: Vec<Record> = events
+        .iter()
+        .map(|(_, ev, key, value, _)| Record {
+            key,
+            value,
+            event_id: ev,
+        })
+        .collect();
+    let results = ctx.publisher.publish_all(&records).await;
     let b = Backoff {
         base: cfg.backoff_base,
         max: cfg.backoff_max,
@@ -257,10 +237,8 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
     let mut ok_ids = Vec::new();
     for ((id, _, key, _, attempts), res) in events.iter().zip(results) {
         match res {
-            // Behind a failed event of its key: not attempted, stays pending as it is.
-            None => {}
-            Some(Ok(_)) => ok_ids.push(*id),
-            Some(Err(e)) => {
+            Ok(_) => ok_ids.push(*id),
+            Err(e) => {
                 let attempts = attempts + 1;
                 if e.permanent || attempts as u32 >= cfg.max_attempts {
                     tracing::warn!("relay: parking outbox event {id} (key {key}) after {attempts} attempt(s): {e}");
@@ -301,63 +279,4 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
     super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
     crate::db::timed(t, "COMMIT (relay)", tx.commit()).await?;
     Ok(events.len())
-}
-
-/// The publish waves of a claimed batch: each wave holds the next event of
-/// every key (indices into the batch, which is in id order), and a key leaves
-/// once one of its events failed.
-struct Waves {
-    /// Per key, its events not yet published, in order.
-    queues: Vec<std::collections::VecDeque<usize>>,
-    /// Queue of each event.
-    queue_of: Vec<usize>,
-}
-
-impl Waves {
-    fn new(keys: &[&str]) -> Waves {
-        let mut queues: Vec<std::collections::VecDeque<usize>> = Vec::new();
-        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut queue_of = Vec::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            let q = *first.entry(k).or_insert_with(|| {
-                queues.push(Default::default());
-                queues.len() - 1
-            });
-            queues[q].push_back(i);
-            queue_of.push(q);
-        }
-        Waves { queues, queue_of }
-    }
-
-    /// The next wave, given which events of the previous one failed.
-    fn next(&mut self, failed: &[usize]) -> Option<Vec<usize>> {
-        for &i in failed {
-            self.queues[self.queue_of[i]].clear();
-        }
-        let wave: Vec<usize> = self.queues.iter_mut().filter_map(|q| q.pop_front()).collect();
-        (!wave.is_empty()).then_some(wave)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Waves;
-
-    #[test]
-    fn one_event_per_key_per_wave_in_id_order() {
-        let mut w = Waves::new(&["a", "b", "a", "c", "a", "b"]);
-        assert_eq!(w.next(&[]), Some(vec![0, 1, 3]));
-        assert_eq!(w.next(&[]), Some(vec![2, 5]));
-        assert_eq!(w.next(&[]), Some(vec![4]));
-        assert_eq!(w.next(&[]), None);
-    }
-
-    #[test]
-    fn a_key_stops_at_its_first_failure() {
-        let mut w = Waves::new(&["a", "b", "a", "b", "a"]);
-        assert_eq!(w.next(&[]), Some(vec![0, 1]));
-        assert_eq!(w.next(&[]), Some(vec![2, 3]));
-        // Event 2 (key a's second) failed: key a's third is never attempted.
-        assert_eq!(w.next(&[2]), None);
-    }
 }
