@@ -38,6 +38,18 @@ pub struct Statement {
     pub params: Vec<String>,
 }
 
+impl Statement {
+    /// Executes the statement in `tx`.
+    pub async fn execute(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = self
+            .params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        tx.execute(self.sql, &params).await
+    }
+}
+
 /// Runs the business transaction of `op` (see the module doc).
 pub async fn run(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
     run_with(ctx, op, outbox, &[]).await
@@ -86,12 +98,7 @@ pub async fn run_with(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow
             }
         }
         for st in extra {
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = st
-                .params
-                .iter()
-                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            crate::db::timed(t, st.what, tx.execute(st.sql, &params)).await?;
+            crate::db::timed(t, st.what, st.execute(&tx)).await?;
         }
         if op.hold_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;

@@ -190,12 +190,7 @@ impl Pattern for Debezium {
         let res = async {
             let tx = c.transaction().await?;
             for st in outbox_statements(&marker, &self.marker_topic()) {
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = st
-                    .params
-                    .iter()
-                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                tx.execute(st.sql, &params).await?;
+                st.execute(&tx).await?;
             }
             tx.commit().await
         };
