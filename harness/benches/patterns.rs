@@ -58,7 +58,7 @@ impl Running {
         let cmd = AppCommand::Builtin(name.to_string());
         let info = implementations::lookup(name).expect("a built-in implementation");
         let t = Duration::from_secs(60);
-        let (app, relay) = if info.relay_process {
+        let (app, relay) = if info.relay == implementations::RelayKind::Process {
             let app = AppProcess::start_role(&cmd, &app_env, &dir, t, Some("service")).await;
             let relay = AppProcess::start_role(&cmd, &app_env, &dir, Duration::from_secs(240), Some("relay")).await;
             (

@@ -402,7 +402,7 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
 pub fn set_debezium_ratios(rows: &mut [BenchRow]) {
     let debezium = rows
         .iter()
-        .find(|r| r.implementation == "debezium")
+        .find(|r| implementations::lookup(&r.implementation).is_ok_and(|i| i.latency_reference))
         .and_then(|r| r.p99_ms)
         .filter(|p| *p > 0.0);
     for r in rows.iter_mut() {

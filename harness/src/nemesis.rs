@@ -168,6 +168,8 @@ pub struct Nemesis {
     topic: String,
     /// Direct URL of the run's database (for schema changes).
     database_direct_url: String,
+    /// Tables besides `orders` whose rows the implementation streams (schema-change alters them too).
+    streamed_tables: Vec<String>,
     /// Currently active faults.
     active: Mutex<BTreeSet<Fault>>,
     /// Broker killed by `kafka-leader`, to restart.
@@ -187,6 +189,7 @@ impl Nemesis {
         recorder: Arc<Recorder>,
         topic: &str,
         database_direct_url: &str,
+        streamed_tables: &[&str],
     ) -> Nemesis {
         Nemesis {
             env,
@@ -195,6 +198,7 @@ impl Nemesis {
             recorder,
             topic: topic.to_string(),
             database_direct_url: database_direct_url.to_string(),
+            streamed_tables: streamed_tables.iter().filter(|t| **t != "orders").map(|t| t.to_string()).collect(),
             active: Mutex::new(BTreeSet::new()),
             killed_leader: Mutex::new(None),
             schema_changes: AtomicU32::new(0),
@@ -336,17 +340,19 @@ impl Nemesis {
                 ))
                 .await
                 .context("ALTER TABLE orders ADD COLUMN (the business table must be called `orders`)")?;
-                // The tables CDC patterns stream change shape too (those that exist).
-                c.batch_execute(&format!(
-                    "DO $$ DECLARE t text; BEGIN
-                       FOR t IN SELECT table_name FROM information_schema.tables
-                                WHERE table_schema = 'public' AND table_name IN ('cdc_outbox', 'debezium_outbox') LOOP
-                         EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS nemesis_extra_{n} text', t);
-                       END LOOP;
-                     END $$"
-                ))
-                .await
-                .context("ALTER TABLE of the CDC outbox tables")
+                // The tables the implementation streams change shape too (those that exist).
+                for table in &self.streamed_tables {
+                    c.batch_execute(&format!(
+                        "DO $$ BEGIN
+                           IF to_regclass('public.{table}') IS NOT NULL THEN
+                             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS nemesis_extra_{n} text;
+                           END IF;
+                         END $$"
+                    ))
+                    .await
+                    .with_context(|| format!("ALTER TABLE {table} (a table the implementation streams)"))?;
+                }
+                Ok(())
             }
             (SchemaChange, Stop) => Ok(()), // the column stays, as in production
 

@@ -34,7 +34,7 @@ const PARTITIONS: i32 = 4;
 /// Commits `n` ops with the relay stopped, then times the relay's drain.
 pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> Result<DrainRow> {
     let info = implementations::lookup(name)?;
-    if matches!(name, "naive" | "naive-publish-first" | "kafka-first" | "two-phase") {
+    if info.relay == implementations::RelayKind::None {
         bail!("{name} has no relay to drain");
     }
     let env = Environment::start(EnvOptions::local(1)?)

@@ -6,7 +6,7 @@
 
 use crate::cdc::{CdcEvent, CdcPattern, Row, Source};
 use crate::kafka::Envelope;
-use crate::{PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 use anyhow::{Context, Result};
 
 /// Registry entry.
@@ -15,7 +15,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "business rows streamed from the WAL by logical replication (pgoutput); no event code in the service",
     expected: "valid (duplicates allowed); with DUALCHECK_CDC_CONFIRM=early: lost under relay-kill",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: true,
+    relay: RelayKind::Process,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &["orders"],
+    latency_reference: false,
     build: |ctx| CdcPattern::build(&INFO, SOURCE, "", |_| Vec::new(), ctx),
 };
 

@@ -8,7 +8,7 @@
 use crate::business::Statement;
 use crate::cdc::{CdcEvent, CdcPattern, Row, Source};
 use crate::kafka::Envelope;
-use crate::{OpRequest, PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{OpRequest, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 use anyhow::Result;
 
 /// Registry entry.
@@ -18,7 +18,11 @@ pub const INFO: PatternInfo = PatternInfo {
         "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: true,
+    relay: RelayKind::Process,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &["cdc_outbox"],
+    latency_reference: false,
     build: |ctx| CdcPattern::build(&INFO, SOURCE, CDC_OUTBOX_DDL, outbox_statements, ctx),
 };
 

@@ -14,7 +14,7 @@
 use crate::business::Statement;
 use crate::cdc::Source;
 use crate::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
@@ -29,7 +29,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: true,
+    relay: RelayKind::Process,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &["debezium_outbox"],
+    latency_reference: true,
     build: |ctx| Arc::new(Debezium::new(ctx)),
 };
 

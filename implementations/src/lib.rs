@@ -229,13 +229,20 @@ pub async fn read_orders(ctx: &AppContext, key: &str) -> Result<Option<i64>> {
     }
 }
 
-/// Implementations whose runs read each key back right after each
-/// acknowledged write by default (`dualcheck run --reads` turns reads on for any).
-pub const READS_BY_DEFAULT: &[&str] = &[listen_to_yourself::INFO.name, kafka_first::INFO.name];
-
-/// Whether a run of `name` reads back after each write unless told otherwise.
-pub fn reads_by_default(name: &str) -> bool {
-    READS_BY_DEFAULT.contains(&name)
+/// Where a pattern's relay (what publishes committed events) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// Nothing publishes after the request: the request itself publishes
+    /// (naive patterns, kafka-first, two-phase). Nothing to drain.
+    None,
+    /// Background tasks of the service process (outbox relays): killing the
+    /// service kills them too.
+    InProcess,
+    /// A process of its own, `dualcheck app --impl NAME` with
+    /// `DUALCHECK_ROLE=relay`, next to the service process (CDC tailer, Kafka
+    /// Connect): `relay-kill` kills it alone, `crash-after-commit` the service
+    /// alone, and the runner asks it for the backlog.
+    Process,
 }
 
 /// Registry entry of a built-in implementation.
@@ -249,11 +256,20 @@ pub struct PatternInfo {
     pub expected: &'static str,
     /// Query yielding the committed ops (one bigint column `op`).
     pub committed_sql: &'static str,
-    /// The relay (CDC tailer, Kafka Connect) runs as a process of its own,
-    /// `dualcheck app --impl NAME` with `DUALCHECK_ROLE=relay`, next to the
-    /// service process: `relay-kill` kills it alone, `crash-after-commit` the
-    /// service alone, and the runner asks it for the backlog.
-    pub relay_process: bool,
+    /// Where the relay that publishes committed events runs; the harness
+    /// starts, kills and drains relays from this fact alone.
+    pub relay: RelayKind,
+    /// Runs of this pattern read each key back right after each acknowledged
+    /// write unless told otherwise (`dualcheck run --reads` turns reads on for any).
+    pub reads_by_default: bool,
+    /// The pattern prepares transactions (`PREPARE TRANSACTION`): the harness
+    /// watches `pg_prepared_xacts` and resolves what is left in doubt.
+    pub prepares_transactions: bool,
+    /// Tables whose rows a WAL tailer streams as events; `schema-change`
+    /// alters them along with `orders`.
+    pub streamed_tables: &'static [&'static str],
+    /// `dualcheck bench` states every pattern's p99 as a ratio to this one's.
+    pub latency_reference: bool,
     /// Builds the pattern on a context.
     pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
 }

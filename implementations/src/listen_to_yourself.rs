@@ -21,7 +21,7 @@ use crate::outbox::OUTBOX_DDL;
 use crate::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::read_cache::ReadCache;
 use crate::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL,
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
 };
 use anyhow::Result;
 use std::sync::Arc;
@@ -32,7 +32,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "the request writes only an event (outbox, in a transaction); the relay publishes it; the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
     expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::InProcess,
+    reads_by_default: true,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| {
         Arc::new(ListenToYourself {
             ctx,

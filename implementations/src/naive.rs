@@ -7,7 +7,7 @@
 
 use crate::business::{self, TxnEnd};
 use crate::kafka::{Envelope, Publisher, Record};
-use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL};
 use std::sync::Arc;
 
 /// Registry entry.
@@ -16,7 +16,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "commit, then publish with bounded retries (the dual-write problem itself)",
     expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::None,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| {
         Arc::new(Naive {
             publisher: naive_publisher(&ctx),

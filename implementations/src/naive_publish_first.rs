@@ -6,7 +6,7 @@
 use crate::business::{self, TxnEnd};
 use crate::kafka::Envelope;
 use crate::naive::publish_with_retries;
-use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL};
 use std::sync::Arc;
 
 /// Registry entry.
@@ -15,7 +15,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "publish and await the ack, then insert and commit",
     expected: "negative control: must show `phantom` under pg-partition",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::None,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| {
         Arc::new(PublishFirst {
             publisher: crate::naive::naive_publisher(&ctx),

@@ -5,7 +5,7 @@
 //! workload expose it). See [`crate::outbox::cursor_relay`].
 
 use crate::outbox::{OutboxPattern, RelayKind};
-use crate::{PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
@@ -13,6 +13,10 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "outbox relay reading WHERE id > last_id (a real, common bug)",
     expected: "negative control: must show `lost` under concurrent (long) transactions",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::InProcess,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::IdCursor, ctx),
 };

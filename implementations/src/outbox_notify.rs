@@ -4,7 +4,7 @@
 //! missed while the listener was disconnected.
 
 use crate::outbox::{OutboxPattern, RelayKind};
-use crate::{PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
@@ -12,6 +12,10 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::InProcess,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::Notify, ctx),
 };

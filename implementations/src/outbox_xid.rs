@@ -4,7 +4,7 @@
 //! such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 
 use crate::outbox::{OutboxPattern, RelayKind};
-use crate::{PatternInfo, ORDERS_COMMITTED_SQL};
+use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
@@ -12,6 +12,10 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",
     expected: "valid (duplicates allowed)",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::InProcess,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| OutboxPattern::build(&INFO, RelayKind::Xid, ctx),
 };

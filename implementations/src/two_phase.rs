@@ -19,7 +19,7 @@
 //! (`pg_prepared_xacts`) and resolves what is left at the end of the run.
 
 use crate::kafka::Envelope;
-use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL};
 use anyhow::{anyhow, Context, Result};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -36,7 +36,11 @@ pub const INFO: PatternInfo = PatternInfo {
     expected:
         "in-doubt transactions (in_doubt > 0) holding locks and blocking their keys; phantoms under crash-after-commit",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::None,
+    reads_by_default: false,
+    prepares_transactions: true,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| {
         Arc::new(TwoPhase {
             ctx,

@@ -14,7 +14,7 @@
 use anyhow::Result;
 use implementations::kafka::{Envelope, Record};
 use implementations::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_COMMITTED_SQL, ORDERS_DDL,
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,11 @@ pub const INFO: PatternInfo = PatternInfo {
     about: "example: a team's own outbox (one relay, oldest event per key per round)",
     expected: "valid",
     committed_sql: ORDERS_COMMITTED_SQL,
-    relay_process: false,
+    relay: RelayKind::InProcess,
+    reads_by_default: false,
+    prepares_transactions: false,
+    streamed_tables: &[],
+    latency_reference: false,
     build: |ctx| Arc::new(MyOutbox { ctx }),
 };
 
