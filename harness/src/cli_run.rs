@@ -272,7 +272,7 @@ pub fn list(_: ListArgs) -> u8 {
         "exec"
     );
     println!("\nfaults (--faults a,b,c):");
-    for f in Fault::ALL {
+    for f in Fault::all() {
         println!("  {:<22} {}", f.name(), f.help());
     }
     println!("\nworkload options (dualcheck run):");
@@ -350,7 +350,7 @@ mod tests {
             e.contains("unknown fault `meteor`") && e.contains("kafka-leader"),
             "{e}"
         );
-        for f in Fault::ALL {
+        for f in Fault::all() {
             assert_eq!(Fault::from_name(f.name()).unwrap(), f);
         }
     }

@@ -233,7 +233,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     ));
     let schedule = Schedule::generate(&ScheduleConfig {
         seed: cfg.workload.seed,
-        faults: cfg.faults.iter().map(|f| f.name().to_string()).collect(),
+        faults: cfg.faults.clone(),
         duration: cfg.duration,
     });
     std::fs::write(run_dir.join("schedule.json"), serde_json::to_string_pretty(&schedule)?)?;
@@ -327,11 +327,9 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     let nemesis_task = {
         let (nemesis, errors) = (nemesis.clone(), nemesis_errors.clone());
         tokio::spawn(async move {
-            for step in schedule.events {
+            for step in schedule.steps {
                 tokio::time::sleep_until((workload_start + step.at).into()).await;
-                let Ok(fault) = Fault::from_name(&step.fault) else {
-                    continue;
-                };
+                let fault = step.fault;
                 // A step delayed past the workload by a slow restart: never start a fault then.
                 if step.phase == FaultPhase::Start && Instant::now() >= deadline {
                     continue;

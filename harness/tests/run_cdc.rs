@@ -16,27 +16,23 @@ use run_support::{count, run};
 const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
 
 /// Windows (start, stop) of `fault` in a schedule.
-fn windows(s: &Schedule, fault: &str) -> Vec<(Duration, Duration)> {
+fn windows(s: &Schedule<Fault>, fault: &str) -> Vec<(Duration, Duration)> {
     let starts = s
-        .events
+        .steps
         .iter()
-        .filter(|e| e.fault == fault && e.phase == FaultPhase::Start);
+        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Start);
     let stops = s
-        .events
+        .steps
         .iter()
-        .filter(|e| e.fault == fault && e.phase == FaultPhase::Stop);
+        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Stop);
     starts.zip(stops).map(|(a, b)| (a.at, b.at)).collect()
 }
 
 /// The first seed whose schedule of `faults` over `duration` satisfies `wanted`
 /// (schedules are deterministic per seed: the test picks a telling one).
-fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule) -> bool) -> u64 {
+fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule<Fault>) -> bool) -> u64 {
     // In the order the runner hands them to the schedule.
-    let faults: Vec<String> = Fault::parse_list(faults)
-        .unwrap()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
+    let faults = Fault::parse_list(faults).unwrap();
     (1..1000)
         .find(|&seed| {
             wanted(&Schedule::generate(&ScheduleConfig {
@@ -53,7 +49,7 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Va
     // any fault stops (a stop that restarts a process can delay later steps
     // past the workload, and then they are skipped).
     let seed = seed_where(CDC_FAULTS, Duration::from_secs(15), |s| {
-        let first_stop = s.events.iter().find(|e| e.phase == FaultPhase::Stop).map(|e| e.at);
+        let first_stop = s.steps.iter().find(|e| e.phase == FaultPhase::Stop).map(|e| e.at);
         ["relay-kill", "pg-kill", "kafka-partition", "schema-change"]
             .iter()
             .all(|f| windows(s, f).first().is_some_and(|w| Some(w.0) < first_stop))

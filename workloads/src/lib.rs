@@ -13,4 +13,4 @@ pub mod strategies;
 
 pub use generator::{Skew, WorkerStream, Workload};
 pub use op::Op;
-pub use schedule::{FaultEvent, FaultPhase, Schedule, ScheduleConfig};
+pub use schedule::{FaultPhase, Schedule, ScheduleConfig, ScheduleStep};

@@ -34,17 +34,20 @@ pub fn workload() -> impl Strategy<Value = Workload> {
         )
 }
 
-/// Fault schedules over a subset of `names`, for runs of 5 s to 5 min.
-pub fn schedule(names: &'static [&'static str]) -> impl Strategy<Value = (ScheduleConfig, Schedule)> {
+/// Fault schedules over a subset of `faults`, for runs of 5 s to 5 min.
+pub fn schedule<F>(faults: &'static [F]) -> impl Strategy<Value = (ScheduleConfig<F>, Schedule<F>)>
+where
+    F: Clone + Ord + std::fmt::Debug + 'static,
+{
     (
         any::<u64>(),
-        proptest::sample::subsequence(names, 0..=names.len()),
+        proptest::sample::subsequence(faults, 0..=faults.len()),
         5u64..300,
     )
         .prop_map(|(seed, faults, secs)| {
             let cfg = ScheduleConfig {
                 seed,
-                faults: faults.into_iter().map(String::from).collect(),
+                faults,
                 duration: Duration::from_secs(secs),
             };
             let s = Schedule::generate(&cfg);
@@ -70,8 +73,8 @@ mod tests {
         #[test]
         fn generated_schedules_are_well_formed((cfg, s) in schedule(&["pg-partition", "kafka-kill", "relay-kill", "crash-after-commit"])) {
             prop_assert!(s.is_well_formed(cfg.duration));
-            prop_assert_eq!(s.events.is_empty(), cfg.faults.is_empty());
-            prop_assert!(s.events.iter().all(|e| cfg.faults.contains(&e.fault)));
+            prop_assert_eq!(s.steps.is_empty(), cfg.faults.is_empty());
+            prop_assert!(s.steps.iter().all(|e| cfg.faults.contains(&e.fault)));
         }
     }
 }

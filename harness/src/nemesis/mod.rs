@@ -1,0 +1,390 @@
+//! The nemesis: every fault of the catalogue (`dualcheck list`), grouped by
+//! family, one file per family, in which each fault's start and stop sit side
+//! by side:
+//!
+//! - [`network`]: partitions and toxics on the Postgres and Kafka links (Toxiproxy);
+//! - [`process`]: processes killed, paused or crashed after their commit;
+//! - [`cluster`]: Kafka as a cluster of three brokers, its partition leader killed;
+//! - [`schema`]: the database changed under the implementation (columns added, noise rows).
+//!
+//! Starts and stops are recorded as `nemesis` lines of the history;
+//! [`Nemesis::heal_all`] undoes whatever is still active.
+
+mod cluster;
+mod network;
+mod process;
+mod schema;
+
+use crate::app_process::AppProcess;
+use crate::env::Environment;
+use crate::recorder::Recorder;
+use anyhow::{Context, Result};
+use checkers::{Event, Phase};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strum::{EnumMessage, IntoEnumIterator};
+use tokio::sync::watch;
+use workloads::FaultPhase;
+
+/// A fault the nemesis can inject.
+///
+/// The derives give each fault its CLI name (kebab-case of the variant, also
+/// its name in `schedule.json` and in the history), its parsing, the list, and
+/// its help: the variant's one-line doc comment, printed by `dualcheck list`.
+/// Declaration order is the `dualcheck list` order and the order the schedule
+/// draws from: reordering the variants changes every seed's schedule.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Postgres link down (Toxiproxy)
+    PgPartition,
+    /// Kafka link down, every broker (Toxiproxy)
+    KafkaPartition,
+    /// 300 ms ± 100 ms added on the Postgres link
+    PgLatency,
+    /// 300 ms ± 100 ms added on the Kafka link
+    KafkaLatency,
+    /// Postgres connections reset (reset_peer)
+    PgReset,
+    /// Kafka connections reset (reset_peer)
+    KafkaReset,
+    /// Kafka link limited to 16 KB/s
+    KafkaSlow,
+    /// Kafka link stops passing data, connections closed after 2 s
+    KafkaTimeout,
+    /// ALTER TABLE adds a column to the business table (and to the outbox table a CDC pattern streams) mid-run
+    SchemaChange,
+    /// rows written to a `noise` table (ops never invoked) while active: any event from it is `unexpected`
+    Noise,
+    /// Postgres SIGKILLed; restarted when the fault stops
+    PgKill,
+    /// Kafka broker 0 SIGKILLed; restarted when the fault stops
+    KafkaKill,
+    /// the relay SIGKILLed (the CDC tailer or Kafka Connect process; else the implementation process, relay included); restarted when the fault stops
+    RelayKill,
+    /// Postgres frozen with SIGSTOP; SIGCONT when the fault stops
+    PgPause,
+    /// Kafka broker 0 frozen with SIGSTOP; SIGCONT when the fault stops
+    KafkaPause,
+    /// leader of partition 0 SIGKILLed (needs --brokers 3; chosen automatically)
+    KafkaLeader,
+    /// the application dies after its commit, before its publish (repeatedly; exec programs without POST /crash-after-commit are SIGKILLed right after an acknowledged op)
+    CrashAfterCommit,
+}
+
+impl Fault {
+    /// Every fault, in `dualcheck list` order.
+    pub fn all() -> impl Iterator<Item = Fault> {
+        Fault::iter()
+    }
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// One line of help (the variant's doc comment).
+    pub fn help(self) -> &'static str {
+        self.get_documentation().unwrap_or_default()
+    }
+
+    /// The family the fault belongs to.
+    pub fn family(self) -> FaultFamily {
+        use Fault::*;
+        match self {
+            PgPartition | KafkaPartition | PgLatency | KafkaLatency | PgReset | KafkaReset | KafkaSlow
+            | KafkaTimeout => FaultFamily::Network,
+            PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit => FaultFamily::Process,
+            KafkaLeader => FaultFamily::Cluster,
+            SchemaChange | Noise => FaultFamily::Schema,
+        }
+    }
+
+    /// Looks a fault up by CLI name.
+    pub fn from_name(name: &str) -> Result<Fault> {
+        name.parse().map_err(|_| {
+            let names: Vec<&str> = Fault::all().map(Fault::name).collect();
+            anyhow::anyhow!("unknown fault `{name}`; faults are: {}", names.join(", "))
+        })
+    }
+
+    /// Parses a comma-separated list (`""` or `none` = no faults), sorted and
+    /// without repeats.
+    pub fn parse_list(list: &str) -> Result<Vec<Fault>> {
+        let mut out = BTreeSet::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
+            out.insert(Fault::from_name(name)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Brokers the fault needs.
+    pub fn min_brokers(self) -> usize {
+        match self.family() {
+            FaultFamily::Cluster => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// A group of faults that act through the same means; each family's start and
+/// stop code lives in a file of its own.
+///
+/// Family names are kebab-case, like fault names, and share no name with a
+/// fault, so a list may one day mix both (`FaultFamily::from_str` then
+/// [`FaultFamily::faults`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum FaultFamily {
+    /// partitions, latency, resets, slow and timeout on the Postgres and Kafka links (Toxiproxy)
+    Network,
+    /// processes killed, frozen or crashed after their commit, and restarted
+    Process,
+    /// Kafka as a cluster of three brokers: the partition leader killed
+    Cluster,
+    /// the database changed under the implementation: columns added, noise rows
+    Schema,
+}
+
+impl FaultFamily {
+    /// Every family.
+    pub fn all() -> impl Iterator<Item = FaultFamily> {
+        FaultFamily::iter()
+    }
+
+    /// The family's name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// One line of help (the variant's doc comment).
+    pub fn help(self) -> &'static str {
+        self.get_documentation().unwrap_or_default()
+    }
+
+    /// The family's faults, in `dualcheck list` order.
+    pub fn faults(self) -> impl Iterator<Item = Fault> {
+        Fault::all().filter(move |f| f.family() == self)
+    }
+}
+
+/// Injects and heals faults on one run's environment and implementation.
+pub struct Nemesis {
+    recorder: Arc<Recorder>,
+    network: network::NetworkFaults,
+    process: process::ProcessFaults,
+    cluster: cluster::ClusterFaults,
+    schema: schema::SchemaFaults,
+    /// Currently active faults.
+    active: Mutex<BTreeSet<Fault>>,
+}
+
+impl Nemesis {
+    /// A nemesis for one run. `streamed_tables` are the tables the
+    /// implementation streams (`PatternInfo::streamed_tables`): `schema-change`
+    /// alters them along with `orders`.
+    pub fn new(
+        env: Arc<Environment>,
+        app: Arc<AppProcess>,
+        relay: Option<Arc<AppProcess>>,
+        recorder: Arc<Recorder>,
+        topic: &str,
+        database_direct_url: &str,
+        streamed_tables: &[&str],
+    ) -> Nemesis {
+        let restart_timeout = Duration::from_secs(90);
+        Nemesis {
+            recorder,
+            network: network::NetworkFaults::new(env.clone()),
+            process: process::ProcessFaults::new(env.clone(), app, relay, restart_timeout),
+            cluster: cluster::ClusterFaults::new(env, topic, restart_timeout),
+            schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),
+            active: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Faults active now.
+    pub fn active(&self) -> Vec<Fault> {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Starts `fault` and records it.
+    pub async fn start(&self, fault: Fault) -> Result<()> {
+        self.recorder.record(&Event::Nemesis {
+            fault: fault.name().into(),
+            phase: Phase::Start,
+            time: self.recorder.now(),
+        });
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(fault);
+        self.apply(fault, FaultPhase::Start)
+            .await
+            .with_context(|| format!("starting fault {fault}"))
+    }
+
+    /// Stops `fault` and records it.
+    pub async fn stop(&self, fault: Fault) -> Result<()> {
+        let r = self
+            .apply(fault, FaultPhase::Stop)
+            .await
+            .with_context(|| format!("healing fault {fault}"));
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&fault);
+        self.recorder.record(&Event::Nemesis {
+            fault: fault.name().into(),
+            phase: Phase::Stop,
+            time: self.recorder.now(),
+        });
+        r
+    }
+
+    /// Stops every active fault, then heals every proxy and makes sure every
+    /// process runs; returns the first error after trying everything.
+    pub async fn heal_all(&self) -> Result<()> {
+        let mut first_error = None;
+        for fault in self.active() {
+            if let Err(e) = self.stop(fault).await {
+                tracing::warn!("{e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.network.heal_all().await {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.process.heal_all().await {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts or stops `fault`, in the file of its family.
+    async fn apply(&self, fault: Fault, phase: FaultPhase) -> Result<()> {
+        match fault.family() {
+            FaultFamily::Network => self.network.apply(fault, phase).await,
+            FaultFamily::Process => self.process.apply(fault, phase).await,
+            FaultFamily::Cluster => self.cluster.apply(fault, phase).await,
+            FaultFamily::Schema => self.schema.apply(fault, phase).await,
+        }
+    }
+}
+
+/// A task that runs while its fault is active (the noise writer, the crash
+/// loop) and ends when the fault stops.
+#[derive(Default)]
+struct WhileActive(Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>);
+
+impl WhileActive {
+    /// Spawns `task`, handing it the receiver that changes when it must end.
+    fn start<T: Future<Output = ()> + Send + 'static>(&self, task: impl FnOnce(watch::Receiver<bool>) -> T) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let handle = tokio::spawn(task(stop_rx));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop_tx, handle));
+    }
+
+    /// Tells the task to end and waits for it (nothing if none runs).
+    async fn stop(&self) {
+        let running = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop_tx, handle)) = running {
+            let _ = stop_tx.send(true);
+            let _ = handle.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_has_a_one_line_help_and_its_name_everywhere() {
+        for f in Fault::all() {
+            assert!(!f.help().is_empty() && !f.help().contains('\n'), "{f}: {:?}", f.help());
+            assert_eq!(f.to_string(), f.name());
+            assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{}\"", f.name()));
+            assert_eq!(Fault::from_name(f.name()).unwrap(), f);
+        }
+        for family in FaultFamily::all() {
+            assert!(!family.help().is_empty() && !family.help().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn names_are_those_of_the_catalogue_in_list_order() {
+        let names: Vec<&str> = Fault::all().map(Fault::name).collect();
+        assert_eq!(
+            names,
+            [
+                "pg-partition",
+                "kafka-partition",
+                "pg-latency",
+                "kafka-latency",
+                "pg-reset",
+                "kafka-reset",
+                "kafka-slow",
+                "kafka-timeout",
+                "schema-change",
+                "noise",
+                "pg-kill",
+                "kafka-kill",
+                "relay-kill",
+                "pg-pause",
+                "kafka-pause",
+                "kafka-leader",
+                "crash-after-commit",
+            ]
+        );
+    }
+
+    #[test]
+    fn families_partition_the_faults_and_names_never_collide() {
+        let mut seen: Vec<Fault> = FaultFamily::all().flat_map(FaultFamily::faults).collect();
+        seen.sort();
+        assert_eq!(seen, Fault::all().collect::<Vec<_>>());
+        let names: Vec<&str> = FaultFamily::all().map(FaultFamily::name).collect();
+        assert_eq!(names, ["network", "process", "cluster", "schema"]);
+        for family in FaultFamily::all() {
+            assert!(Fault::from_name(family.name()).is_err(), "{family} is also a fault");
+            assert_eq!(family.name().parse::<FaultFamily>().unwrap(), family);
+        }
+        assert_eq!(FaultFamily::Cluster.faults().collect::<Vec<_>>(), [Fault::KafkaLeader]);
+        assert_eq!(Fault::KafkaLeader.min_brokers(), 3);
+        assert_eq!(Fault::KafkaKill.min_brokers(), 1);
+    }
+}
