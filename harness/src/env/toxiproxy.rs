@@ -20,8 +20,9 @@ pub enum Stream {
     Upstream,
 }
 
-/// A toxic to add to a proxy.
-#[derive(Clone, Debug, PartialEq)]
+/// A toxic to add to a proxy; its Toxiproxy type name is the variant's in snake_case.
+#[derive(Clone, Debug, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Toxic {
     /// Adds `latency_ms` (± `jitter_ms`) to data going through.
     Latency {
@@ -50,12 +51,7 @@ pub enum Toxic {
 impl Toxic {
     /// Toxiproxy's type name.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Toxic::Latency { .. } => "latency",
-            Toxic::Bandwidth { .. } => "bandwidth",
-            Toxic::Timeout { .. } => "timeout",
-            Toxic::ResetPeer { .. } => "reset_peer",
-        }
+        self.into()
     }
 
     fn attributes(&self) -> Value {
@@ -237,4 +233,26 @@ pub fn heal_all_blocking(client: &ToxiproxyClient) -> Result<()> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("heal-all thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toxic_type_names_are_toxiproxys() {
+        let names: Vec<&str> = [
+            Toxic::Latency {
+                latency_ms: 1,
+                jitter_ms: 0,
+            },
+            Toxic::Bandwidth { rate_kb_s: 1 },
+            Toxic::Timeout { timeout_ms: 1 },
+            Toxic::ResetPeer { timeout_ms: 1 },
+        ]
+        .iter()
+        .map(Toxic::type_name)
+        .collect();
+        assert_eq!(names, ["latency", "bandwidth", "timeout", "reset_peer"]);
+    }
 }

@@ -2,10 +2,10 @@
 //! family, one file per family, in which each fault's start and stop sit side
 //! by side:
 //!
-//! - [`network`]: partitions and toxics on the Postgres and Kafka links (Toxiproxy);
-//! - [`process`]: processes killed, paused or crashed after their commit;
-//! - [`cluster`]: Kafka as a cluster of three brokers, its partition leader killed;
-//! - [`schema`]: the database changed under the implementation (columns added, noise rows).
+//! - `network.rs`: partitions and toxics on the Postgres and Kafka links (Toxiproxy);
+//! - `process.rs`: processes killed, paused or crashed after their commit;
+//! - `cluster.rs`: Kafka as a cluster of three brokers, its partition leader killed;
+//! - `schema.rs`: the database changed under the implementation (columns added, noise rows).
 //!
 //! Starts and stops are recorded as `nemesis` lines of the history;
 //! [`Nemesis::heal_all`] undoes whatever is still active.
@@ -249,11 +249,7 @@ impl Nemesis {
 
     /// Starts `fault` and records it.
     pub async fn start(&self, fault: Fault) -> Result<()> {
-        self.recorder.record(&Event::Nemesis {
-            fault: fault.name().into(),
-            phase: Phase::Start,
-            time: self.recorder.now(),
-        });
+        self.record(fault, FaultPhase::Start);
         self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(fault);
         self.apply(fault, FaultPhase::Start)
             .await
@@ -267,12 +263,22 @@ impl Nemesis {
             .await
             .with_context(|| format!("healing fault {fault}"));
         self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&fault);
+        self.record(fault, FaultPhase::Stop);
+        r
+    }
+
+    /// Writes the history's `nemesis` line of `fault` starting or stopping.
+    fn record(&self, fault: Fault, phase: FaultPhase) {
+        // The history's phase is the checkers' own type: that crate knows no schedule.
+        let phase = match phase {
+            FaultPhase::Start => Phase::Start,
+            FaultPhase::Stop => Phase::Stop,
+        };
         self.recorder.record(&Event::Nemesis {
             fault: fault.name().into(),
-            phase: Phase::Stop,
+            phase,
             time: self.recorder.now(),
         });
-        r
     }
 
     /// Stops every active fault, then heals every proxy and makes sure every
