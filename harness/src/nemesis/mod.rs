@@ -19,7 +19,6 @@ use crate::app_process::AppProcess;
 use crate::env::Environment;
 use crate::recorder::Recorder;
 use anyhow::{Context, Result};
-use checkers::{Event, Phase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -269,12 +268,12 @@ impl Nemesis {
 
     /// Writes the history's `nemesis` line of `fault` starting or stopping.
     fn record(&self, fault: Fault, phase: FaultPhase) {
-        // The history's phase is the checkers' own type: that crate knows no schedule.
+        // The history has its own type for the same start/stop: the checkers know no schedule.
         let phase = match phase {
-            FaultPhase::Start => Phase::Start,
-            FaultPhase::Stop => Phase::Stop,
+            FaultPhase::Start => checkers::Phase::Start,
+            FaultPhase::Stop => checkers::Phase::Stop,
         };
-        self.recorder.record(&Event::Nemesis {
+        self.recorder.record(&checkers::Event::Nemesis {
             fault: fault.name().into(),
             phase,
             time: self.recorder.now(),
