@@ -2,7 +2,7 @@
 //! in (in any order), then one pass over it that counts every anomaly
 //! DESIGN.md defines.
 //!
-//! Memory is what matters for long runs: each op costs one [`OpState`]
+//! Memory is what matters for long runs: each op costs one `OpState`
 //! (88 bytes) plus its slot in the op-id map; keys are interned and event ids
 //! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
 

@@ -20,6 +20,7 @@ pub(crate) fn fingerprint(text: &str) -> EventId {
     [h1.finish(), h2.finish() | 1] // a UUID fingerprint may be even; collisions with UUIDs are still possible but negligible
 }
 
+/// The id of a canonical (lowercase, hyphenated) UUID; `None` for any other text.
 pub(crate) fn parse_uuid(text: &str) -> Option<EventId> {
     // Only the canonical lowercase form: another spelling is another string to a consumer.
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
