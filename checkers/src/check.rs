@@ -247,8 +247,9 @@ impl HistoryIndex {
             names
         };
         let committed_from_lines = self.committed_lines > 0;
+        // Unattributed deliveries beyond those kept for examples are counted here; `found` counts the rest.
         let mut anomalies = Anomalies {
-            unexpected: self.unattributed_count,
+            unexpected: self.unattributed_count - self.unattributed.len() as u64,
             ..Anomalies::default()
         };
         let mut counts = OpCounts::default();
@@ -296,7 +297,9 @@ impl HistoryIndex {
                 detail,
             }
         };
-        let mut note = |kind: Anomaly, make: &dyn Fn() -> Example| {
+        // Counts `n` occurrences of an anomaly and keeps an example while there is room.
+        let mut found = |kind: Anomaly, n: u64, make: &dyn Fn() -> Example| {
+            *anomalies.get_mut(kind) += n;
             let list = examples.entry(kind).or_default();
             if list.len() < options.max_examples {
                 list.push(make());
@@ -304,7 +307,7 @@ impl HistoryIndex {
         };
 
         for (key, event, at) in &self.unattributed {
-            note(Anomaly::Unexpected, &|| Example {
+            found(Anomaly::Unexpected, 1, &|| Example {
                 key: key.map(|k| key_names[k as usize].clone()),
                 events: vec![event_str(event)],
                 deliveries: 1,
@@ -317,8 +320,7 @@ impl HistoryIndex {
         for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
-                    anomalies.unexpected += s.deliveries as u64;
-                    note(Anomaly::Unexpected, &|| {
+                    found(Anomaly::Unexpected, s.deliveries as u64, &|| {
                         example(i, Some("no invoke line for this op".into()))
                     });
                 }
@@ -336,25 +338,20 @@ impl HistoryIndex {
             counts.committed += committed as u64;
             let delivered = s.deliveries > 0;
             if (ok || committed) && !delivered {
-                anomalies.lost += 1;
-                note(Anomaly::Lost, &|| example(i, None));
+                found(Anomaly::Lost, 1, &|| example(i, None));
             }
             if delivered && !committed {
-                anomalies.phantom += 1;
-                note(Anomaly::Phantom, &|| example(i, None));
+                found(Anomaly::Phantom, 1, &|| example(i, None));
             }
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
-                    anomalies.duplicate_beyond_idempotency += 1;
-                    note(Anomaly::DuplicateBeyondIdempotency, &|| example(i, None));
+                    found(Anomaly::DuplicateBeyondIdempotency, 1, &|| example(i, None));
                 } else {
-                    anomalies.duplicate += 1;
-                    note(Anomaly::Duplicate, &|| example(i, None));
+                    found(Anomaly::Duplicate, 1, &|| example(i, None));
                 }
             }
             if committed_from_lines && ok && !s.is(COMMITTED) {
-                anomalies.lost_commit += 1;
-                note(Anomaly::LostCommit, &|| example(i, None));
+                found(Anomaly::LostCommit, 1, &|| example(i, None));
             }
             if ok {
                 unseen_delta[second_of(s.complete_time)] += 1;
@@ -379,8 +376,7 @@ impl HistoryIndex {
             let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
-                    anomalies.reorder += 1;
-                    note(Anomaly::Reorder, &|| {
+                    found(Anomaly::Reorder, 1, &|| {
                         let b = self.ops.get(before);
                         example(
                             i,
@@ -427,8 +423,7 @@ impl HistoryIndex {
                 }
                 let required = prefix_max[end - 1] - 1;
                 if seq.is_none_or(|s| s < required) {
-                    anomalies.stale_read += 1;
-                    note(Anomaly::StaleRead, &|| Example {
+                    found(Anomaly::StaleRead, 1, &|| Example {
                         key: Some(key_names[key as usize].clone()),
                         seq,
                         invoke_time: Some(invoke_time),
