@@ -7,7 +7,7 @@ use crate::env::toxiproxy::{Stream, Toxic};
 use crate::env::{Environment, Service};
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
-use checkers::{Event, Phase};
+use checkers::{FaultPhase, HistoryLine};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -220,13 +220,13 @@ impl Nemesis {
 
     /// Starts `fault` and records it.
     pub async fn start(&self, fault: Fault) -> Result<()> {
-        self.recorder.record(&Event::Nemesis {
+        self.recorder.record(&HistoryLine::Nemesis {
             fault: fault.name().into(),
-            phase: Phase::Start,
+            phase: FaultPhase::Start,
             time: self.recorder.now(),
         });
         self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(fault);
-        self.apply(fault, Phase::Start)
+        self.apply(fault, FaultPhase::Start)
             .await
             .with_context(|| format!("starting fault {}", fault.name()))
     }
@@ -234,13 +234,13 @@ impl Nemesis {
     /// Stops `fault` and records it.
     pub async fn stop(&self, fault: Fault) -> Result<()> {
         let r = self
-            .apply(fault, Phase::Stop)
+            .apply(fault, FaultPhase::Stop)
             .await
             .with_context(|| format!("healing fault {}", fault.name()));
         self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&fault);
-        self.recorder.record(&Event::Nemesis {
+        self.recorder.record(&HistoryLine::Nemesis {
             fault: fault.name().into(),
-            phase: Phase::Stop,
+            phase: FaultPhase::Stop,
             time: self.recorder.now(),
         });
         r
@@ -290,9 +290,9 @@ impl Nemesis {
     }
 
     /// Each fault's start and stop, side by side.
-    async fn apply(&self, fault: Fault, phase: Phase) -> Result<()> {
+    async fn apply(&self, fault: Fault, phase: FaultPhase) -> Result<()> {
         use Fault::*;
-        use Phase::{Start, Stop};
+        use FaultPhase::{Start, Stop};
         let pg = std::slice::from_ref(&self.env.postgres_proxy);
         let kafka = &self.env.kafka_proxies;
         let latency = Toxic::Latency {
