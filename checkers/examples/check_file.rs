@@ -22,7 +22,7 @@ fn parse_only(path: &str) {
     let s = checkers::reader::read_file(path.as_ref(), |_, _| Ok(())).unwrap();
     eprintln!(
         "parse only: {} records in {:.3} s",
-        s.records,
+        s.parsed,
         started.elapsed().as_secs_f64()
     );
 }

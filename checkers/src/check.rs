@@ -1,17 +1,18 @@
-//! The checks: a compact per-op index built from the records as they stream
+//! The checks: a compact per-op index built from the parsed lines as they stream
 //! in (in any order), then one pass over it that counts every anomaly
 //! DESIGN.md defines.
 //!
-//! Memory is what matters for long runs: each op costs one [`OpState`]
+//! Memory is what matters for long runs: each op costs one `OpState`
 //! (88 bytes) plus its slot in the op-id map; keys are interned and event ids
 //! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
 
-use crate::history::{LineError, Outcome, Phase, Record};
+use crate::anomaly::Anomaly;
+use crate::event_id::{fingerprint, parse_uuid, uuid_text, EventId};
+use crate::history::{FaultPhase, LineError, Outcome, ParsedLine};
 use crate::op_table::{Handle, OpTable, COMMITTED, DISTINCT_EVENTS, INVOKED, NONE_KEY, NONE_TIME, NO_SEQ};
 use crate::results::{Anomalies, CheckResult, DeliveryRef, Example, FaultWindow, Latency, OpCounts};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 
 /// How to judge a history.
 #[derive(Debug, Clone, Copy)]
@@ -31,11 +32,7 @@ impl Default for CheckOptions {
     }
 }
 
-/// An event id as 128 bits: a lowercase hyphenated UUID exactly, anything
-/// else by a 128-bit fingerprint (the text is kept aside for examples).
-pub(crate) type EventId = [u64; 2];
-
-/// Accumulates records (in any order) and judges them with [`HistoryIndex::finish`].
+/// Accumulates parsed lines (in any order) and judges them with [`HistoryIndex::finish`].
 pub struct HistoryIndex {
     ops: OpTable,
     keys: FxHashMap<Box<str>, u32>,
@@ -46,7 +43,7 @@ pub struct HistoryIndex {
     unattributed: Vec<(Option<u32>, EventId, DeliveryRef)>,
     unattributed_count: u64,
     reads: Vec<(u32, Option<u64>, i64)>,
-    nemesis: Vec<(Box<str>, Phase, i64)>,
+    nemesis: Vec<(Box<str>, FaultPhase, i64)>,
     committed_lines: u64,
     deliveries: u64,
     max_time: i64,
@@ -56,29 +53,6 @@ impl Default for HistoryIndex {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Fingerprints use fixed seeds so a history always checks the same way.
-fn fingerprint(text: &str) -> EventId {
-    let a = rustc_hash::FxBuildHasher;
-    let mut h1 = a.build_hasher();
-    h1.write(text.as_bytes());
-    h1.write_u64(0x9e37_79b9_7f4a_7c15);
-    let mut h2 = a.build_hasher();
-    h2.write_u64(0xc2b2_ae3d_27d4_eb4f);
-    h2.write(text.as_bytes());
-    h2.write_usize(text.len());
-    [h1.finish(), h2.finish() | 1] // a UUID fingerprint may be even; collisions with UUIDs are still possible but negligible
-}
-
-fn parse_uuid(text: &str) -> Option<EventId> {
-    // Only the canonical lowercase form: another spelling is another string to a consumer.
-    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    let u = uuid::Uuid::try_parse(text).ok()?;
-    let v = u.as_u128();
-    Some([(v >> 64) as u64, v as u64])
 }
 
 impl HistoryIndex {
@@ -124,11 +98,11 @@ impl HistoryIndex {
         self.max_time = self.max_time.max(t);
     }
 
-    /// Adds one record. Refuses records that contradict earlier ones
+    /// Adds one parsed line. Refuses lines that contradict earlier ones
     /// (an op invoked or completed twice).
-    pub fn add(&mut self, record: Record<'_>) -> Result<(), LineError> {
-        match record {
-            Record::Invoke { op, key, seq, time } => {
+    pub fn add(&mut self, line: ParsedLine<'_>) -> Result<(), LineError> {
+        match line {
+            ParsedLine::Invoke { op, key, seq, time } => {
                 self.see_time(time);
                 let key = self.intern_key(&key);
                 let i = self.state(op);
@@ -143,7 +117,7 @@ impl HistoryIndex {
                 s.seq = seq;
                 s.invoke_time = time;
             }
-            Record::Complete { op, outcome, time } => {
+            ParsedLine::Complete { op, outcome, time } => {
                 self.see_time(time);
                 let i = self.state(op);
                 let s = self.ops.get_mut(i);
@@ -157,7 +131,7 @@ impl HistoryIndex {
                 s.outcome = outcome as u8 + 1;
                 s.complete_time = time;
             }
-            Record::Deliver {
+            ParsedLine::Deliver {
                 op,
                 event,
                 key,
@@ -218,11 +192,11 @@ impl HistoryIndex {
                 }
                 s.deliveries = s.deliveries.saturating_add(1);
             }
-            Record::Nemesis { fault, phase, time } => {
+            ParsedLine::Nemesis { fault, phase, time } => {
                 self.see_time(time);
                 self.nemesis.push((fault.into(), phase, time));
             }
-            Record::Read {
+            ParsedLine::Read {
                 key,
                 seq,
                 invoke_time,
@@ -232,7 +206,7 @@ impl HistoryIndex {
                 let key = self.intern_key(&key);
                 self.reads.push((key, seq, invoke_time));
             }
-            Record::Committed { op } => {
+            ParsedLine::Committed { op } => {
                 self.committed_lines += 1;
                 let i = self.state(op);
                 self.ops.get_mut(i).flags |= COMMITTED;
@@ -273,12 +247,13 @@ impl HistoryIndex {
             names
         };
         let committed_from_lines = self.committed_lines > 0;
+        // Unattributed deliveries beyond those kept for examples are counted here; `found` counts the rest.
         let mut anomalies = Anomalies {
-            unexpected: self.unattributed_count,
+            unexpected: self.unattributed_count - self.unattributed.len() as u64,
             ..Anomalies::default()
         };
         let mut counts = OpCounts::default();
-        let mut examples: BTreeMap<String, Vec<Example>> = BTreeMap::new();
+        let mut examples: BTreeMap<Anomaly, Vec<Example>> = BTreeMap::new();
         let mut latencies: Vec<i64> = Vec::new();
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
@@ -288,9 +263,7 @@ impl HistoryIndex {
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {
                 Some(t) => t.to_string(),
-                None => uuid::Uuid::from_u128(((id[0] as u128) << 64) | id[1] as u128)
-                    .hyphenated()
-                    .to_string(),
+                None => uuid_text(id),
             }
         };
         let example = |i: Handle, detail: Option<String>| -> Example {
@@ -324,15 +297,17 @@ impl HistoryIndex {
                 detail,
             }
         };
-        let mut note = |kind: &str, make: &dyn Fn() -> Example| {
-            let list = examples.entry(kind.to_string()).or_default();
+        // Counts `n` occurrences of an anomaly and keeps an example while there is room.
+        let mut found = |kind: Anomaly, n: u64, make: &dyn Fn() -> Example| {
+            *anomalies.get_mut(kind) += n;
+            let list = examples.entry(kind).or_default();
             if list.len() < options.max_examples {
                 list.push(make());
             }
         };
 
         for (key, event, at) in &self.unattributed {
-            note("unexpected", &|| Example {
+            found(Anomaly::Unexpected, 1, &|| Example {
                 key: key.map(|k| key_names[k as usize].clone()),
                 events: vec![event_str(event)],
                 deliveries: 1,
@@ -345,8 +320,9 @@ impl HistoryIndex {
         for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
-                    anomalies.unexpected += s.deliveries as u64;
-                    note("unexpected", &|| example(i, Some("no invoke line for this op".into())));
+                    found(Anomaly::Unexpected, s.deliveries as u64, &|| {
+                        example(i, Some("no invoke line for this op".into()))
+                    });
                 }
                 continue;
             }
@@ -362,25 +338,20 @@ impl HistoryIndex {
             counts.committed += committed as u64;
             let delivered = s.deliveries > 0;
             if (ok || committed) && !delivered {
-                anomalies.lost += 1;
-                note("lost", &|| example(i, None));
+                found(Anomaly::Lost, 1, &|| example(i, None));
             }
             if delivered && !committed {
-                anomalies.phantom += 1;
-                note("phantom", &|| example(i, None));
+                found(Anomaly::Phantom, 1, &|| example(i, None));
             }
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
-                    anomalies.duplicate_beyond_idempotency += 1;
-                    note("duplicate_beyond_idempotency", &|| example(i, None));
+                    found(Anomaly::DuplicateBeyondIdempotency, 1, &|| example(i, None));
                 } else {
-                    anomalies.duplicate += 1;
-                    note("duplicate", &|| example(i, None));
+                    found(Anomaly::Duplicate, 1, &|| example(i, None));
                 }
             }
             if committed_from_lines && ok && !s.is(COMMITTED) {
-                anomalies.lost_commit += 1;
-                note("lost_commit", &|| example(i, None));
+                found(Anomaly::LostCommit, 1, &|| example(i, None));
             }
             if ok {
                 unseen_delta[second_of(s.complete_time)] += 1;
@@ -405,8 +376,7 @@ impl HistoryIndex {
             let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
-                    anomalies.reorder += 1;
-                    note("reorder", &|| {
+                    found(Anomaly::Reorder, 1, &|| {
                         let b = self.ops.get(before);
                         example(
                             i,
@@ -453,8 +423,7 @@ impl HistoryIndex {
                 }
                 let required = prefix_max[end - 1] - 1;
                 if seq.is_none_or(|s| s < required) {
-                    anomalies.stale_read += 1;
-                    note("stale_read", &|| Example {
+                    found(Anomaly::StaleRead, 1, &|| Example {
                         key: Some(key_names[key as usize].clone()),
                         seq,
                         invoke_time: Some(invoke_time),
@@ -476,11 +445,7 @@ impl HistoryIndex {
         }
 
         let faults = fault_windows(&self.nemesis);
-        let violations: Vec<String> = anomalies
-            .violations(options.exactly_once)
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let violations = anomalies.violations(options.exactly_once);
         CheckResult {
             valid: violations.is_empty(),
             anomalies,
@@ -506,19 +471,19 @@ impl HistoryIndex {
 }
 
 /// Pairs each fault's start with its next stop, in time order.
-fn fault_windows(nemesis: &[(Box<str>, Phase, i64)]) -> Vec<FaultWindow> {
-    let mut sorted: Vec<&(Box<str>, Phase, i64)> = nemesis.iter().collect();
-    sorted.sort_by_key(|n| (n.2, n.1 == Phase::Start));
+fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
+    let mut sorted: Vec<&(Box<str>, FaultPhase, i64)> = nemesis.iter().collect();
+    sorted.sort_by_key(|n| (n.2, n.1 == FaultPhase::Start));
     let mut open: Vec<FaultWindow> = Vec::new();
     let mut done: Vec<FaultWindow> = Vec::new();
     for (fault, phase, time) in sorted {
         match phase {
-            Phase::Start => open.push(FaultWindow {
+            FaultPhase::Start => open.push(FaultWindow {
                 fault: fault.to_string(),
                 start: *time,
                 stop: None,
             }),
-            Phase::Stop => {
+            FaultPhase::Stop => {
                 if let Some(pos) = open.iter().position(|w| *w.fault == **fault) {
                     let mut w = open.remove(pos);
                     w.stop = Some(*time);

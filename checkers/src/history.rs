@@ -1,13 +1,15 @@
 //! The history format: one JSON object per line (JSON Lines), as DESIGN.md
-//! defines it. This module owns both directions: [`Event`] is what a recorder
-//! writes, [`Record`] is what the checker reads back (borrowing from the line,
+//! defines it. This module owns both directions: [`HistoryLine`] is what a recorder
+//! writes, [`ParsedLine`] is what the checker reads back (borrowing from the line,
 //! so parsing allocates nothing for ordinary lines).
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 
-/// How a business operation ended, as recorded by an `ok`, `fail` or `info` line.
+/// How a business operation ended, as recorded by an `ok`, `fail` or `info`
+/// line (the `outcome` of results' examples). The word "outcome" means this
+/// throughout: how an op ended, seen by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -30,10 +32,11 @@ impl Outcome {
     }
 }
 
-/// Whether a nemesis line marks a fault starting or stopping.
+/// Whether a nemesis line marks a fault starting or stopping (the same two
+/// words as a fault schedule's steps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub enum FaultPhase {
     /// The fault begins.
     Start,
     /// The fault is healed.
@@ -45,7 +48,7 @@ pub enum Phase {
 /// Serializes to exactly the JSON objects of the contract (`type` tag first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum Event {
+pub enum HistoryLine {
     /// A business operation starts.
     Invoke {
         /// Unique within the run.
@@ -90,7 +93,7 @@ pub enum Event {
         /// Why the outcome is unknown.
         error: String,
     },
-    /// One record read from Kafka by the observer.
+    /// One Kafka record read by the observer.
     Deliver {
         /// The op the record names, or `None` when the observer could not attribute it.
         op: Option<u64>,
@@ -114,7 +117,7 @@ pub enum Event {
         /// The fault's name (DESIGN.md's vocabulary).
         fault: String,
         /// Start or stop.
-        phase: Phase,
+        phase: FaultPhase,
         /// Nanoseconds since the run started.
         time: i64,
     },
@@ -136,17 +139,17 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// The event as one JSON line (without the newline).
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("history events always serialize")
+impl HistoryLine {
+    /// The line as JSON (without the newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("history lines always serialize")
     }
 }
 
 /// One line of a history, read back; strings borrow from the line when they
 /// hold no escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Record<'a> {
+pub enum ParsedLine<'a> {
     /// An `invoke` line.
     Invoke {
         /// Op id.
@@ -189,7 +192,7 @@ pub enum Record<'a> {
         /// Fault name.
         fault: Cow<'a, str>,
         /// Start or stop.
-        phase: Phase,
+        phase: FaultPhase,
         /// Time in ns.
         time: i64,
     },
@@ -301,7 +304,7 @@ fn need_field<T>(v: Field<T>, ty: &str, field: &str, what: &str) -> Result<T, Li
 }
 
 /// Parses one history line (without its newline).
-pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
+pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
     let raw: RawLine<'_> = match serde_json::from_slice(line) {
         Ok(raw) => raw,
         Err(e) => return Err(explain_json_error(line, e)),
@@ -316,13 +319,13 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
     const OP: &str = "an integer op id";
     const TIME: &str = "an integer, nanoseconds since the run started";
     Ok(match ty {
-        "invoke" => Record::Invoke {
+        "invoke" => ParsedLine::Invoke {
             op: need_field(raw.op, ty, "op", OP)?,
             key: need_field(raw.key, ty, "key", "a string")?.0,
             seq: need_field(raw.seq, ty, "seq", "a non-negative integer")?,
             time: need(raw.time, ty, "time", TIME)?,
         },
-        "ok" | "fail" | "info" => Record::Complete {
+        "ok" | "fail" | "info" => ParsedLine::Complete {
             op: need_field(raw.op, ty, "op", OP)?,
             outcome: match ty {
                 "ok" => Outcome::Ok,
@@ -331,7 +334,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             },
             time: need(raw.time, ty, "time", TIME)?,
         },
-        "deliver" => Record::Deliver {
+        "deliver" => ParsedLine::Deliver {
             op: match raw.op {
                 Field::Value(op) => Some(op),
                 Field::Null => None,
@@ -355,11 +358,11 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             offset: need(raw.offset, ty, "offset", "an integer")?,
             time: need(raw.time, ty, "time", TIME)?,
         },
-        "nemesis" => Record::Nemesis {
+        "nemesis" => ParsedLine::Nemesis {
             fault: need(raw.fault, ty, "fault", "a fault name")?.0,
             phase: match need(raw.phase, ty, "phase", "\"start\" or \"stop\"")?.0.as_ref() {
-                "start" => Phase::Start,
-                "stop" => Phase::Stop,
+                "start" => FaultPhase::Start,
+                "stop" => FaultPhase::Stop,
                 other => {
                     return Err(LineError(format!(
                         "`nemesis` line has phase \"{other}\"; expected \"start\" or \"stop\""
@@ -368,7 +371,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             },
             time: need(raw.time, ty, "time", TIME)?,
         },
-        "read" => Record::Read {
+        "read" => ParsedLine::Read {
             key: need_field(raw.key, ty, "key", "a string")?.0,
             seq: match raw.seq {
                 Field::Value(s) => Some(s),
@@ -377,7 +380,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record<'_>, LineError> {
             invoke_time: need(raw.invoke_time, ty, "invoke_time", TIME)?,
             time: need(raw.time, ty, "time", TIME)?,
         },
-        "committed" => Record::Committed {
+        "committed" => ParsedLine::Committed {
             op: need_field(raw.op, ty, "op", OP)?,
         },
         other => {
@@ -448,33 +451,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_round_trip_through_the_parser() {
-        let events = [
-            Event::Invoke {
+    fn history_lines_round_trip_through_the_parser() {
+        let written = [
+            HistoryLine::Invoke {
                 op: 17,
                 process: 2,
                 key: "k3".into(),
                 seq: 5,
                 time: 120_000,
             },
-            Event::Ok {
+            HistoryLine::Ok {
                 op: 17,
                 process: 2,
                 time: 150_000,
             },
-            Event::Fail {
+            HistoryLine::Fail {
                 op: 18,
                 process: 2,
                 time: 160_000,
                 error: "boom".into(),
             },
-            Event::Info {
+            HistoryLine::Info {
                 op: 19,
                 process: 2,
                 time: 170_000,
                 error: "timeout".into(),
             },
-            Event::Deliver {
+            HistoryLine::Deliver {
                 op: Some(17),
                 event: "0b9c".into(),
                 key: Some("k3".into()),
@@ -484,28 +487,28 @@ mod tests {
                 offset: 42,
                 time: 180_000,
             },
-            Event::Nemesis {
+            HistoryLine::Nemesis {
                 fault: "kafka-partition".into(),
-                phase: Phase::Start,
+                phase: FaultPhase::Start,
                 time: 100_000,
             },
-            Event::Read {
+            HistoryLine::Read {
                 key: "k3".into(),
                 seq: Some(4),
                 invoke_time: 1,
                 time: 2,
             },
-            Event::Committed { op: 17 },
+            HistoryLine::Committed { op: 17 },
         ];
-        let lines: Vec<String> = events.iter().map(Event::to_line).collect();
+        let lines: Vec<String> = written.iter().map(HistoryLine::to_json).collect();
         assert!(lines[0].starts_with(r#"{"type":"invoke","op":17"#), "{}", lines[0]);
         assert!(matches!(
             parse_line(lines[0].as_bytes()),
-            Ok(Record::Invoke { op: 17, seq: 5, .. })
+            Ok(ParsedLine::Invoke { op: 17, seq: 5, .. })
         ));
         assert!(matches!(
             parse_line(lines[2].as_bytes()),
-            Ok(Record::Complete {
+            Ok(ParsedLine::Complete {
                 op: 18,
                 outcome: Outcome::Fail,
                 ..
@@ -513,7 +516,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_line(lines[4].as_bytes()),
-            Ok(Record::Deliver {
+            Ok(ParsedLine::Deliver {
                 op: Some(17),
                 partition: 0,
                 offset: 42,
@@ -522,18 +525,18 @@ mod tests {
         ));
         assert!(matches!(
             parse_line(lines[5].as_bytes()),
-            Ok(Record::Nemesis {
-                phase: Phase::Start,
+            Ok(ParsedLine::Nemesis {
+                phase: FaultPhase::Start,
                 ..
             })
         ));
         assert!(matches!(
             parse_line(lines[6].as_bytes()),
-            Ok(Record::Read { seq: Some(4), .. })
+            Ok(ParsedLine::Read { seq: Some(4), .. })
         ));
         assert!(matches!(
             parse_line(lines[7].as_bytes()),
-            Ok(Record::Committed { op: 17 })
+            Ok(ParsedLine::Committed { op: 17 })
         ));
     }
 
@@ -559,7 +562,7 @@ mod tests {
         let r = parse_line(br#"{"extra":[1,{"a":2}],"type":"invoke","op":1,"key":"k\"1","seq":0,"time":5}"#).unwrap();
         assert_eq!(
             r,
-            Record::Invoke {
+            ParsedLine::Invoke {
                 op: 1,
                 key: Cow::Borrowed("k\"1"),
                 seq: 0,
@@ -593,7 +596,7 @@ mod tests {
         let r = parse_line(br#"{"type":"deliver","op":null,"event":"e","partition":0,"offset":1,"time":1}"#).unwrap();
         assert!(matches!(
             r,
-            Record::Deliver {
+            ParsedLine::Deliver {
                 op: None,
                 key: None,
                 seq: None,

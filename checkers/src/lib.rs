@@ -11,16 +11,19 @@
 //! # Ok::<(), checkers::HistoryError>(())
 //! ```
 
+pub mod anomaly;
 pub mod check;
+mod event_id;
 pub mod history;
 mod op_table;
 pub mod reader;
 pub mod results;
 
+pub use anomaly::Anomaly;
 pub use check::{CheckOptions, HistoryIndex};
-pub use history::{Event, Outcome, Phase, Record};
+pub use history::{FaultPhase, HistoryLine, Outcome, ParsedLine};
 pub use reader::HistoryError;
-pub use results::{Anomalies, CheckResult, Example, Latency};
+pub use results::{quantile, Anomalies, CheckResult, Example, Latency};
 
 use std::io::Read;
 use std::path::Path;
@@ -29,17 +32,17 @@ use std::path::Path;
 pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, HistoryError> {
     let name = path.display().to_string();
     let mut index = HistoryIndex::new();
-    let summary = reader::read_file(path, |_, record| index.add(record))?;
+    let summary = reader::read_file(path, |_, line| index.add(line))?;
     if let Some((op, what)) = index.orphans().first().copied() {
         // Rare: find the line again so the message can point at it.
         let mut line_of = None;
-        let _ = reader::read_file(path, |line, record| {
-            let hit = match record {
-                Record::Complete { op: o, .. } | Record::Committed { op: o } => o == op,
+        let _ = reader::read_file(path, |number, parsed| {
+            let hit = match parsed {
+                ParsedLine::Complete { op: o, .. } | ParsedLine::Committed { op: o } => o == op,
                 _ => false,
             };
             if hit && line_of.is_none() {
-                line_of = Some(line);
+                line_of = Some(number);
             }
             Ok(())
         });
@@ -54,7 +57,7 @@ pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, His
 /// Reads and checks a history from any byte source; `name` is used in messages.
 pub fn check_reader<R: Read>(name: &str, input: R, options: CheckOptions) -> Result<CheckResult, HistoryError> {
     let mut index = HistoryIndex::new();
-    let summary = reader::read_from(name, input, |_, record| index.add(record))?;
+    let summary = reader::read_from(name, input, |_, line| index.add(line))?;
     if let Some((op, what)) = index.orphans().first().copied() {
         return Err(orphan_error(name, None, op, what));
     }

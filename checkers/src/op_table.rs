@@ -5,7 +5,7 @@
 //! ids (or dense ones past the memory budget for mostly-empty segments) go to
 //! a hash map instead, so a strange history costs speed, never unbounded memory.
 
-use crate::check::EventId;
+use crate::event_id::EventId;
 use crate::history::Outcome;
 use rustc_hash::FxHashMap;
 

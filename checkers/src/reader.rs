@@ -5,7 +5,7 @@
 //! order and with their line numbers, to a sink. Memory stays bounded by the
 //! block size whatever the file's length.
 
-use crate::history::{parse_line, LineError, Record};
+use crate::history::{parse_line, LineError, ParsedLine};
 use rayon::prelude::*;
 use std::fmt;
 use std::io::{self, Read};
@@ -59,25 +59,25 @@ impl fmt::Display for HistoryError {
 
 impl std::error::Error for HistoryError {}
 
-/// What reading found besides the records.
+/// What reading found besides the parsed lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadSummary {
     /// Lines read, blank ones included.
     pub lines: u64,
-    /// Lines that held a record.
-    pub records: u64,
+    /// Non-blank lines parsed (handed to the sink).
+    pub parsed: u64,
     /// Things worth telling that did not make the history unusable
     /// (an incomplete last line left by a recorder that was killed).
     pub warnings: Vec<String>,
 }
 
-/// Reads the history at `path`, handing each record and its line number to `sink`.
+/// Reads the history at `path`, handing each parsed line and its number to `sink`.
 ///
-/// The sink may refuse a record (for example an op invoked twice); that
+/// The sink may refuse a line (for example an op invoked twice); that
 /// becomes an error at that line. Stops at the first error.
 pub fn read_file<F>(path: &Path, sink: F) -> Result<ReadSummary, HistoryError>
 where
-    F: FnMut(u64, Record<'_>) -> Result<(), LineError>,
+    F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>,
 {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| {
@@ -95,7 +95,7 @@ where
 pub fn read_from<R, F>(name: &str, mut input: R, mut sink: F) -> Result<ReadSummary, HistoryError>
 where
     R: Read,
-    F: FnMut(u64, Record<'_>) -> Result<(), LineError>,
+    F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>,
 {
     let mut summary = ReadSummary::default();
     let mut buf: Vec<u8> = Vec::new();
@@ -136,10 +136,10 @@ where
             .map(|(i, piece)| parse_piece(piece, unterminated_tail && i == last))
             .collect();
         for piece in parsed {
-            for (rel, record) in piece.records {
+            for (rel, parsed) in piece.parsed {
                 let line = next_line + rel as u64;
-                sink(line, record).map_err(|e| HistoryError::at(name, line, e.0))?;
-                summary.records += 1;
+                sink(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
+                summary.parsed += 1;
             }
             if let Some((rel, e)) = piece.error {
                 return Err(HistoryError::at(name, next_line + rel as u64, e.0));
@@ -161,7 +161,7 @@ where
             "the history is empty (0 bytes); a history has at least one line",
         ));
     }
-    if summary.records == 0 {
+    if summary.parsed == 0 {
         return Err(HistoryError::whole(
             name,
             "the history holds no records, only blank or incomplete lines",
@@ -195,9 +195,9 @@ fn is_json(text: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
-/// The records of one piece, with line numbers relative to the piece's start.
+/// The parsed lines of one piece, with line numbers relative to the piece's start.
 struct Piece<'a> {
-    records: Vec<(u32, Record<'a>)>,
+    parsed: Vec<(u32, ParsedLine<'a>)>,
     lines: u64,
     error: Option<(u32, LineError)>,
     truncated_tail: Option<u32>,
@@ -205,7 +205,7 @@ struct Piece<'a> {
 
 fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
     let mut out = Piece {
-        records: Vec::with_capacity(piece.len() / 80),
+        parsed: Vec::with_capacity(piece.len() / 80),
         lines: 0,
         error: None,
         truncated_tail: None,
@@ -220,7 +220,7 @@ fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
         let text = line.strip_suffix(b"\r").unwrap_or(line);
         if !text.iter().all(u8::is_ascii_whitespace) {
             match parse_line(text) {
-                Ok(record) => out.records.push((rel, record)),
+                Ok(parsed) => out.parsed.push((rel, parsed)),
                 // Cut off mid-write: the unterminated last line is not even JSON.
                 Err(_) if is_last && unterminated_tail && !is_json(text) => out.truncated_tail = Some(rel),
                 Err(e) => {
@@ -313,7 +313,7 @@ mod tests {
             h.extend_from_slice(format!("{{\"type\":\"committed\",\"op\":{op}}}\n").as_bytes());
         }
         let (s, seen) = read(&h).unwrap();
-        assert_eq!(s.records, 200_000);
+        assert_eq!(s.parsed, 200_000);
         assert!(seen.windows(2).all(|w| w[1] == w[0] + 1));
     }
 }

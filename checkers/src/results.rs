@@ -2,23 +2,13 @@
 //! at, latency quantiles and the unseen series. Serialized as the JSON object
 //! of the `dualcheck check --json` contract (and as `results.json`).
 
+use crate::anomaly::Anomaly;
 use crate::history::Outcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Anomaly names, in the order DESIGN.md lists them.
-pub const ANOMALY_KINDS: [&str; 8] = [
-    "lost",
-    "phantom",
-    "unexpected",
-    "duplicate",
-    "duplicate_beyond_idempotency",
-    "reorder",
-    "lost_commit",
-    "stale_read",
-];
-
-/// How many times each anomaly occurred (definitions in DESIGN.md).
+/// How many times each anomaly occurred, one field per [`Anomaly`] (same
+/// names, same order; definitions in DESIGN.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
     /// Ops `ok` or committed with no delivery.
@@ -40,29 +30,50 @@ pub struct Anomalies {
 }
 
 impl Anomalies {
-    /// The count for an anomaly named in [`ANOMALY_KINDS`].
-    pub fn get(&self, kind: &str) -> u64 {
+    /// The count of one anomaly.
+    pub fn get(&self, kind: Anomaly) -> u64 {
         match kind {
-            "lost" => self.lost,
-            "phantom" => self.phantom,
-            "unexpected" => self.unexpected,
-            "duplicate" => self.duplicate,
-            "duplicate_beyond_idempotency" => self.duplicate_beyond_idempotency,
-            "reorder" => self.reorder,
-            "lost_commit" => self.lost_commit,
-            "stale_read" => self.stale_read,
-            _ => 0,
+            Anomaly::Lost => self.lost,
+            Anomaly::Phantom => self.phantom,
+            Anomaly::Unexpected => self.unexpected,
+            Anomaly::Duplicate => self.duplicate,
+            Anomaly::DuplicateBeyondIdempotency => self.duplicate_beyond_idempotency,
+            Anomaly::Reorder => self.reorder,
+            Anomaly::LostCommit => self.lost_commit,
+            Anomaly::StaleRead => self.stale_read,
         }
     }
 
-    /// The anomalies that make a history invalid, given the check's options.
-    pub fn violations(&self, exactly_once: bool) -> Vec<&'static str> {
-        ANOMALY_KINDS
+    /// The count of one anomaly, to change.
+    pub fn get_mut(&mut self, kind: Anomaly) -> &mut u64 {
+        match kind {
+            Anomaly::Lost => &mut self.lost,
+            Anomaly::Phantom => &mut self.phantom,
+            Anomaly::Unexpected => &mut self.unexpected,
+            Anomaly::Duplicate => &mut self.duplicate,
+            Anomaly::DuplicateBeyondIdempotency => &mut self.duplicate_beyond_idempotency,
+            Anomaly::Reorder => &mut self.reorder,
+            Anomaly::LostCommit => &mut self.lost_commit,
+            Anomaly::StaleRead => &mut self.stale_read,
+        }
+    }
+
+    /// The anomalies that make a history invalid, given the check's options, in [`Anomaly::ALL`] order.
+    pub fn violations(&self, exactly_once: bool) -> Vec<Anomaly> {
+        Anomaly::ALL
             .iter()
             .copied()
-            .filter(|k| *k != "duplicate" || exactly_once)
-            .filter(|k| self.get(k) > 0)
+            .filter(|&k| k.is_violation(exactly_once) && self.get(k) > 0)
             .collect()
+    }
+}
+
+/// Sums counts (over the runs of a comparison).
+impl std::ops::AddAssign<&Anomalies> for Anomalies {
+    fn add_assign(&mut self, other: &Anomalies) {
+        for &k in Anomaly::ALL {
+            *self.get_mut(k) += other.get(k);
+        }
     }
 }
 
@@ -140,7 +151,7 @@ impl Latency {
             return None;
         }
         samples.sort_unstable();
-        let q = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        let q = |p: f64| quantile(samples, p).expect("not empty");
         Some(Latency {
             count: samples.len() as u64,
             p50: q(0.50),
@@ -149,6 +160,14 @@ impl Latency {
             max: q(1.0),
         })
     }
+}
+
+/// The nearest-rank `q`-quantile (0 < q <= 1) of `sorted` (ascending):
+/// the smallest value with at least a fraction `q` of the samples at or below it.
+/// `None` when there are no samples.
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
 }
 
 /// How many ops each outcome had.
@@ -187,8 +206,8 @@ pub struct CheckResult {
     pub valid: bool,
     /// Counts per anomaly.
     pub anomalies: Anomalies,
-    /// The anomalies that made the history invalid.
-    pub violations: Vec<String>,
+    /// The anomalies that made the history invalid, in [`Anomaly::ALL`] order.
+    pub violations: Vec<Anomaly>,
     /// Whether duplicates counted as violations.
     pub exactly_once: bool,
     /// Where "committed" came from: `committed lines` or `ok (no committed lines)`.
@@ -205,10 +224,61 @@ pub struct CheckResult {
     pub unseen_per_second: Vec<u64>,
     /// Fault windows from the nemesis lines.
     pub faults: Vec<FaultWindow>,
-    /// A few examples of each anomaly that occurred.
-    pub examples: BTreeMap<String, Vec<Example>>,
+    /// A few examples of each anomaly that occurred (keyed by name in JSON, in [`Anomaly::ALL`] order).
+    pub examples: BTreeMap<Anomaly, Vec<Example>>,
     /// Lines in the history.
     pub lines: u64,
     /// Things worth telling that did not make the history unusable.
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anomalies_serialize_by_name_and_read_back() {
+        let mut r = CheckResult {
+            violations: vec![Anomaly::Lost, Anomaly::StaleRead],
+            ..CheckResult::default()
+        };
+        r.anomalies.lost = 1;
+        r.anomalies.stale_read = 2;
+        r.examples.insert(Anomaly::StaleRead, vec![Example::default()]);
+        r.examples.insert(Anomaly::Lost, vec![Example::default()]);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""violations":["lost","stale_read"]"#), "{json}");
+        assert!(
+            json.contains(r#""examples":{"lost":[{"deliveries":0}],"stale_read":"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<CheckResult>(&json).unwrap(), r);
+        for &k in Anomaly::ALL {
+            assert_eq!(serde_json::to_value(r.anomalies).unwrap()[k.name()], r.anomalies.get(k));
+        }
+    }
+
+    #[test]
+    fn violations_follow_the_enum_and_exactly_once() {
+        let mut a = Anomalies {
+            duplicate: 1,
+            reorder: 1,
+            ..Anomalies::default()
+        };
+        assert_eq!(a.violations(false), vec![Anomaly::Reorder]);
+        assert_eq!(a.violations(true), vec![Anomaly::Duplicate, Anomaly::Reorder]);
+        a += &a.clone();
+        assert_eq!((a.duplicate, a.reorder, a.lost), (2, 2, 0));
+    }
+
+    #[test]
+    fn quantile_is_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50));
+        assert_eq!(quantile(&v, 0.99), Some(99));
+        assert_eq!(quantile(&v, 1.0), Some(100));
+        assert_eq!(quantile(&v, 0.0), Some(1));
+        assert_eq!(quantile(&[7i64], 0.95), Some(7));
+        assert_eq!(quantile::<u64>(&[], 0.5), None);
+    }
 }

@@ -1,7 +1,7 @@
 //! One tiny hand-made history per anomaly, each checked against the
 //! definitions in DESIGN.md.
 
-use checkers::{check_reader, CheckOptions, CheckResult};
+use checkers::{check_reader, Anomaly, CheckOptions, CheckResult};
 
 fn check(lines: &str) -> CheckResult {
     check_reader("test", lines.as_bytes(), CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -38,7 +38,7 @@ fn lost_an_ok_op_with_no_delivery() {
     assert_eq!(r.anomalies.lost, 1);
     assert!(!r.valid);
     assert_eq!(r.violations, vec!["lost"]);
-    let ex = &r.examples["lost"][0];
+    let ex = &r.examples[&Anomaly::Lost][0];
     assert_eq!((ex.op, ex.key.as_deref(), ex.seq), (Some(1), Some("k"), Some(0)));
 }
 
@@ -79,7 +79,7 @@ fn phantom_an_info_op_delivered_but_not_committed() {
     ];
     let r = check(&h.join("\n"));
     assert_eq!(r.anomalies.phantom, 1);
-    assert_eq!(r.examples["phantom"][0].op, Some(1));
+    assert_eq!(r.examples[&Anomaly::Phantom][0].op, Some(1));
 }
 
 #[test]
@@ -116,7 +116,10 @@ fn duplicate_beyond_idempotency_two_event_ids() {
     let r = check(&[INVOKE_1, OK_1, DELIVER_1, other].join("\n"));
     assert_eq!(r.anomalies.duplicate_beyond_idempotency, 1);
     assert_eq!(r.anomalies.duplicate, 0);
-    assert_eq!(r.examples["duplicate_beyond_idempotency"][0].events, vec!["e1", "e1-b"]);
+    assert_eq!(
+        r.examples[&Anomaly::DuplicateBeyondIdempotency][0].events,
+        vec!["e1", "e1-b"]
+    );
 }
 
 #[test]
@@ -138,7 +141,7 @@ fn reorder_a_lower_seq_after_a_higher_one() {
     let r = check(&h.join("\n"));
     // log order: seq 0, seq 2, seq 1 -> seq 1 comes after seq 2.
     assert_eq!(r.anomalies.reorder, 1);
-    assert_eq!(r.examples["reorder"][0].seq, Some(1));
+    assert_eq!(r.examples[&Anomaly::Reorder][0].seq, Some(1));
 }
 
 #[test]
@@ -176,7 +179,7 @@ fn lost_commit_an_ok_op_missing_from_the_database() {
     assert_eq!(r.anomalies.lost_commit, 1);
     // also delivered without being committed:
     assert_eq!(r.anomalies.phantom, 1);
-    assert_eq!(r.examples["lost_commit"][0].op, Some(1));
+    assert_eq!(r.examples[&Anomaly::LostCommit][0].op, Some(1));
 }
 
 #[test]

@@ -75,7 +75,8 @@ pub fn summary(r: &CheckResult) -> String {
         if r.valid {
             String::new()
         } else {
-            format!(": {}", r.violations.join(", "))
+            let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
+            format!(": {}", names.join(", "))
         }
     );
     let o = &r.ops;
@@ -90,16 +91,16 @@ pub fn summary(r: &CheckResult) -> String {
         r.deliveries, r.reads, r.lines
     );
     let _ = writeln!(out, "anomalies:");
-    for kind in checkers::results::ANOMALY_KINDS {
+    for &kind in checkers::Anomaly::ALL {
         let n = r.anomalies.get(kind);
-        let mark = if r.violations.iter().any(|v| v == kind) {
+        let mark = if r.violations.contains(&kind) {
             "  <- violation"
         } else if n > 0 {
             "  (absorbed by an idempotent consumer)"
         } else {
             ""
         };
-        let _ = writeln!(out, "  {kind:<29} {n:>8}{mark}");
+        let _ = writeln!(out, "  {:<29} {n:>8}{mark}", kind.name());
     }
     match &r.latency_ns {
         Some(l) => {

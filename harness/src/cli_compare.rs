@@ -7,6 +7,7 @@ use crate::cli_run::{parse_duration, RunArgs};
 use crate::report::escape;
 use crate::runner::RunOutcome;
 use anyhow::{Context, Result};
+use checkers::{Anomalies, Anomaly};
 use clap::{Args, Parser};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -60,20 +61,9 @@ pub struct Row {
     pub runs: u64,
     /// `valid` when every run was, else `INVALID`; `error` when no run was carried out.
     pub verdict: String,
-    /// Lost events, summed over the runs.
-    pub lost: u64,
-    /// Phantom events, summed.
-    pub phantom: u64,
-    /// Unexpected deliveries, summed.
-    pub unexpected: u64,
-    /// Duplicates (same event id), summed.
-    pub duplicate: u64,
-    /// Duplicates beyond idempotency, summed.
-    pub duplicate_beyond_idempotency: u64,
-    /// Reorders, summed.
-    pub reorder: u64,
-    /// Lost commits, summed.
-    pub lost_commit: u64,
+    /// Each anomaly's count summed over the runs (in JSON, one field per anomaly, by name).
+    #[serde(flatten)]
+    pub anomalies: Anomalies,
     /// Median over the runs of each run's p50 commit-to-delivery latency (ms).
     pub p50_ms: Option<f64>,
     /// Worst p99 over the runs (ms).
@@ -100,15 +90,8 @@ impl Row {
         for (seed, r) in runs {
             match r {
                 Ok(o) => {
-                    let a = &o.result.anomalies;
                     row.runs += 1;
-                    row.lost += a.lost;
-                    row.phantom += a.phantom;
-                    row.unexpected += a.unexpected;
-                    row.duplicate += a.duplicate;
-                    row.duplicate_beyond_idempotency += a.duplicate_beyond_idempotency;
-                    row.reorder += a.reorder;
-                    row.lost_commit += a.lost_commit;
+                    row.anomalies += &o.result.anomalies;
                     if let Some(l) = &o.result.latency_ns {
                         p50s.push(l.p50 as f64 / 1e6);
                         row.p99_ms = Some(row.p99_ms.unwrap_or(0.0).max(l.p99 as f64 / 1e6));
@@ -148,7 +131,7 @@ impl Row {
                 v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
             }
         };
-        vec![
+        let mut cells = vec![
             self.implementation.clone(),
             format!(
                 "{}{}",
@@ -156,46 +139,45 @@ impl Row {
                 if self.errors.is_empty() { "" } else { " (errors)" }
             ),
             self.runs.to_string(),
-            self.lost.to_string(),
-            self.phantom.to_string(),
-            self.duplicate.to_string(),
-            self.duplicate_beyond_idempotency.to_string(),
-            self.reorder.to_string(),
+        ];
+        cells.extend(Anomaly::ALL.iter().map(|&a| self.anomalies.get(a).to_string()));
+        cells.extend([
             ms(self.p50_ms),
             ms(self.p99_ms),
             format!("{:.1}", self.throughput_ok_per_s),
             seeds(&self.failed_seeds),
             seeds(&self.errors.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
-        ]
+        ]);
+        cells
     }
 }
 
-/// Column headers of the table.
-pub const HEADERS: [&str; 13] = [
-    "implementation",
-    "verdict",
-    "runs",
-    "lost",
-    "phantom",
-    "duplicate",
-    "dup_beyond_idem",
-    "reorder",
-    "p50 ms",
-    "p99 ms",
-    "ok/s",
-    "failed seeds",
-    "error seeds",
-];
+/// An anomaly's column header: its name, shortened where the name is long.
+fn anomaly_column(a: Anomaly) -> &'static str {
+    match a {
+        Anomaly::DuplicateBeyondIdempotency => "dup_beyond_idem",
+        a => a.name(),
+    }
+}
+
+/// Column headers of the table: one per anomaly, in [`Anomaly::ALL`] order, between the run and latency columns.
+pub fn headers() -> Vec<&'static str> {
+    let mut h = vec!["implementation", "verdict", "runs"];
+    h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
+    h.extend(["p50 ms", "p99 ms", "ok/s", "failed seeds", "error seeds"]);
+    h
+}
 
 /// The table as aligned text.
 pub fn text_table(rows: &[Row]) -> String {
+    let headers = headers();
     let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-    let widths: Vec<usize> = (0..HEADERS.len())
+    let widths: Vec<usize> = (0..headers.len())
         .map(|i| {
             cells
                 .iter()
                 .map(|r| r[i].len())
-                .chain([HEADERS[i].len()])
+                .chain([headers[i].len()])
                 .max()
                 .unwrap_or(0)
         })
@@ -210,7 +192,7 @@ pub fn text_table(rows: &[Row]) -> String {
             .to_string()
             + "\n"
     };
-    let mut s = line(HEADERS.to_vec());
+    let mut s = line(headers);
     for r in &cells {
         s.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -219,7 +201,8 @@ pub fn text_table(rows: &[Row]) -> String {
 
 /// The table as Markdown.
 pub fn markdown_table(rows: &[Row]) -> String {
-    let mut s = format!("| {} |\n|{}\n", HEADERS.join(" | "), "---|".repeat(HEADERS.len()));
+    let headers = headers();
+    let mut s = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
     for r in rows {
         s.push_str(&format!("| {} |\n", r.cells().join(" | ")));
     }
@@ -236,7 +219,7 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}}th{{background:#f5
 <h1>{t}</h1>\n<table id=\"compare\"><tr>",
         t = escape(title)
     );
-    for hd in HEADERS {
+    for hd in headers() {
         let _ = write!(h, "<th>{}</th>", escape(hd));
     }
     h.push_str("<th>reports</th></tr>\n");
@@ -392,7 +375,7 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
                 Ok(o) => eprintln!(
                     "[{done}/{total}] {name} seed {seed}: {} {:?}",
                     if o.result.valid { "valid" } else { "INVALID" },
-                    o.result.violations
+                    o.result.violations.iter().map(|a| a.name()).collect::<Vec<_>>()
                 ),
                 Err(e) => eprintln!("[{done}/{total}] {name} seed {seed}: could not be carried out: {e}"),
             }
@@ -403,4 +386,34 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
         std::fs::write(dir.join("compare.html"), html(&rows, &dir, &title))?;
     }
     Ok((rows, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_anomaly_has_a_column() {
+        let row = Row {
+            implementation: "x".into(),
+            verdict: "INVALID".into(),
+            anomalies: Anomalies {
+                stale_read: 3,
+                ..Anomalies::default()
+            },
+            ..Row::default()
+        };
+        let headers = headers();
+        let cells = row.cells();
+        assert_eq!(headers.len(), cells.len());
+        for &a in Anomaly::ALL {
+            let i = headers.iter().position(|h| *h == anomaly_column(a)).unwrap();
+            assert_eq!(cells[i], row.anomalies.get(a).to_string(), "{a}");
+        }
+        assert!(text_table(std::slice::from_ref(&row)).contains("stale_read"));
+        let json = serde_json::to_value(&row).unwrap();
+        for &a in Anomaly::ALL {
+            assert_eq!(json[a.name()], row.anomalies.get(a), "{a}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::recorder::Recorder;
 use anyhow::{Context, Result};
-use checkers::Event;
+use checkers::HistoryLine;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -104,7 +104,7 @@ impl Observer {
 /// Turns one Kafka record into a `deliver` event. A record whose value names
 /// no op (not JSON, or another producer's) is still recorded, with `op: null`:
 /// the checker counts it as unexpected.
-fn delivery<M: Message>(m: &M, time: i64) -> Event {
+fn delivery<M: Message>(m: &M, time: i64) -> HistoryLine {
     let envelope: Option<Envelope> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
     let header_event = m.headers().and_then(|hs| {
         hs.iter()
@@ -118,7 +118,7 @@ fn delivery<M: Message>(m: &M, time: i64) -> Event {
     let event = event
         .or(header_event)
         .unwrap_or_else(|| format!("no-event-id:{}/{}/{}", m.topic(), m.partition(), m.offset()));
-    Event::Deliver {
+    HistoryLine::Deliver {
         op,
         event,
         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),

@@ -3,7 +3,7 @@
 //! checker can read (at worst with an incomplete last line, which it reports).
 
 use anyhow::{Context, Result};
-use checkers::Event;
+use checkers::HistoryLine;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -38,9 +38,9 @@ impl Recorder {
         &self.path
     }
 
-    /// Appends one event and flushes it to the file.
-    pub fn record(&self, event: &Event) {
-        let mut line = event.to_line();
+    /// Appends one history line and flushes it to the file.
+    pub fn record(&self, event: &HistoryLine) {
+        let mut line = event.to_json();
         line.push('\n');
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         // A full disk must not kill the run silently: report once per failure.

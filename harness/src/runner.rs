@@ -8,7 +8,7 @@ use crate::nemesis::{Fault, Nemesis};
 use crate::observer::Observer;
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
-use checkers::{CheckOptions, CheckResult, Event};
+use checkers::{CheckOptions, CheckResult, HistoryLine};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -265,7 +265,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                 }
                 invoked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
                 let process = w as u64;
-                recorder.record(&Event::Invoke {
+                recorder.record(&HistoryLine::Invoke {
                     op: op.op,
                     process,
                     key: op.key.clone(),
@@ -277,7 +277,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                 let event = match completion {
                     Completion::Ok => {
                         counters.ok.fetch_add(1, Ordering::Relaxed);
-                        Event::Ok {
+                        HistoryLine::Ok {
                             op: op.op,
                             process,
                             time,
@@ -285,7 +285,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                     }
                     Completion::Fail(error) => {
                         counters.fail.fetch_add(1, Ordering::Relaxed);
-                        Event::Fail {
+                        HistoryLine::Fail {
                             op: op.op,
                             process,
                             time,
@@ -294,7 +294,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                     }
                     Completion::Info(error) => {
                         counters.info.fetch_add(1, Ordering::Relaxed);
-                        Event::Info {
+                        HistoryLine::Info {
                             op: op.op,
                             process,
                             time,
@@ -302,13 +302,13 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                         }
                     }
                 };
-                let acked = matches!(event, Event::Ok { .. });
+                let acked = matches!(event, HistoryLine::Ok { .. });
                 recorder.record(&event);
                 if acked && reads {
                     // Read your write: a failed or timed-out read is not recorded (nothing was seen).
                     let invoke_time = recorder.now();
                     if let Ok(seq) = app.read(&op.key, op_timeout).await {
-                        recorder.record(&Event::Read {
+                        recorder.record(&HistoryLine::Read {
                             key: op.key.clone(),
                             seq,
                             invoke_time,
@@ -316,7 +316,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
                         });
                     }
                 }
-                if matches!(event, Event::Fail { .. } | Event::Info { .. }) && !app.is_alive() {
+                if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !app.is_alive() {
                     // The application is down (a kill fault): do not spin.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -408,7 +408,7 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     let committed = read_committed(&db_direct_url, &cfg.committed_sql).await?;
     let invoked = std::mem::take(&mut *invoked.lock().unwrap_or_else(|e| e.into_inner()));
     for op in committed.into_iter().filter(|op| invoked.contains(op)) {
-        recorder.record(&Event::Committed { op });
+        recorder.record(&HistoryLine::Committed { op });
     }
     observer.stop().await;
     // Only after the committed read (see in_doubt's module doc): resolve what

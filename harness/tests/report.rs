@@ -151,7 +151,7 @@ fn invalid_run_report_and_junit() {
     let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        checkers::results::ANOMALY_KINDS.to_vec(),
+        checkers::Anomaly::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(),
         "one test case per anomaly kind"
     );
     let failed: Vec<&str> = cases.iter().filter(|(_, f)| *f).map(|(n, _)| n.as_str()).collect();
@@ -285,7 +285,7 @@ fn compare_rows_tables_and_html() {
         &[(0, Ok(outcome("naive", 0, 3, 40))), (1, Ok(outcome("naive", 1, 0, 90)))],
     );
     assert_eq!(naive.verdict, "INVALID");
-    assert_eq!((naive.runs, naive.lost, naive.duplicate), (2, 3, 4));
+    assert_eq!((naive.runs, naive.anomalies.lost, naive.anomalies.duplicate), (2, 3, 4));
     assert_eq!(naive.failed_seeds, vec![0]);
     assert_eq!(naive.p99_ms, Some(90.0), "worst run's p99");
     let outbox = Row::from_runs(

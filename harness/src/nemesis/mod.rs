@@ -270,10 +270,10 @@ impl Nemesis {
     fn record(&self, fault: Fault, phase: FaultPhase) {
         // The history has its own type for the same start/stop: the checkers know no schedule.
         let phase = match phase {
-            FaultPhase::Start => checkers::Phase::Start,
-            FaultPhase::Stop => checkers::Phase::Stop,
+            FaultPhase::Start => checkers::FaultPhase::Start,
+            FaultPhase::Stop => checkers::FaultPhase::Stop,
         };
-        self.recorder.record(&checkers::Event::Nemesis {
+        self.recorder.record(&checkers::HistoryLine::Nemesis {
             fault: fault.name().into(),
             phase,
             time: self.recorder.now(),

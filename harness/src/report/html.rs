@@ -5,7 +5,7 @@ use super::plots::{self, css, fault_colour, fault_names, point_colour};
 use super::series::PointKind;
 use super::{escape, example_line, fmt_ns, ReportInput};
 use anyhow::Result;
-use checkers::results::ANOMALY_KINDS;
+use checkers::Anomaly;
 use std::fmt::Write as _;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}\
@@ -43,17 +43,18 @@ pub fn render(input: &ReportInput) -> Result<String> {
         if r.valid { "valid" } else { "invalid" }
     );
     if !r.violations.is_empty() {
-        let _ = writeln!(h, "<p>Violations: <b>{}</b></p>", escape(&r.violations.join(", ")));
+        let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
+        let _ = writeln!(h, "<p>Violations: <b>{}</b></p>", escape(&names.join(", ")));
     }
 
     // Anomaly counts.
     h.push_str("<table id=\"anomalies\"><tr>");
-    for k in ANOMALY_KINDS {
-        let _ = write!(h, "<th>{k}</th>");
+    for k in Anomaly::ALL {
+        let _ = write!(h, "<th title=\"{}\">{k}</th>", escape(k.description()));
     }
     h.push_str("</tr><tr>");
     let violations = r.anomalies.violations(r.exactly_once);
-    for k in ANOMALY_KINDS {
+    for &k in Anomaly::ALL {
         let n = r.anomalies.get(k);
         let class = if violations.contains(&k) {
             " class=\"bad\""
@@ -225,8 +226,8 @@ per class are drawn.</p>",
         let _ = writeln!(
             h,
             "<h3>{} ({} in all; {} shown)</h3>",
-            escape(kind),
-            r.anomalies.get(kind),
+            escape(kind.name()),
+            r.anomalies.get(*kind),
             examples.len()
         );
         h.push_str(

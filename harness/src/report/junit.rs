@@ -5,7 +5,7 @@
 //! `system-out`.
 
 use super::{escape, example_line, ReportInput};
-use checkers::results::ANOMALY_KINDS;
+use checkers::Anomaly;
 use std::fmt::Write as _;
 
 /// The JUnit XML of a run.
@@ -15,21 +15,21 @@ pub fn render(input: &ReportInput) -> String {
         "dualcheck.{}",
         input.meta.implementation.as_deref().unwrap_or("history")
     );
-    let violations: Vec<&str> = r.anomalies.violations(r.exactly_once);
+    let violations: Vec<Anomaly> = r.anomalies.violations(r.exactly_once);
     let time = input.meta.duration_s.unwrap_or(0.0);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
         "<testsuites name=\"dualcheck\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{time:.3}\">",
-        ANOMALY_KINDS.len(),
+        Anomaly::ALL.len(),
         violations.len()
     );
     let _ = writeln!(
         x,
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\">",
         escape(&name),
-        ANOMALY_KINDS.len(),
+        Anomaly::ALL.len(),
         violations.len()
     );
     x.push_str("    <properties>\n");
@@ -57,11 +57,11 @@ pub fn render(input: &ReportInput) -> String {
         let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(&v));
     }
     x.push_str("    </properties>\n");
-    for kind in ANOMALY_KINDS {
+    for &kind in Anomaly::ALL {
         let n = r.anomalies.get(kind);
         let examples: String = r
             .examples
-            .get(kind)
+            .get(&kind)
             .map(|v| v.iter().map(|e| example_line(e) + "\n").collect())
             .unwrap_or_default();
         let _ = write!(

@@ -2,7 +2,7 @@
 //! completed, how, and when its first delivery arrived. The plots are drawn
 //! from these.
 
-use checkers::{HistoryError, Outcome, Record};
+use checkers::{HistoryError, Outcome, ParsedLine};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -76,7 +76,7 @@ impl Series {
         let mut firsts: HashMap<u64, i64> = HashMap::new();
         let mut s = Series::default();
         reader_loop(path, |record| match record {
-            Record::Invoke { op, time, .. } => {
+            ParsedLine::Invoke { op, time, .. } => {
                 s.end = s.end.max(time);
                 ops.insert(
                     op,
@@ -89,11 +89,11 @@ impl Series {
                     },
                 );
             }
-            Record::Complete { op, outcome, time } => {
+            ParsedLine::Complete { op, outcome, time } => {
                 s.end = s.end.max(time);
                 completions.push((op, outcome, time));
             }
-            Record::Deliver { op, time, .. } => {
+            ParsedLine::Deliver { op, time, .. } => {
                 s.end = s.end.max(time);
                 s.deliveries.push(time);
                 if let Some(op) = op {
@@ -101,9 +101,9 @@ impl Series {
                     *t = (*t).min(time);
                 }
             }
-            Record::Nemesis { time, .. } => s.end = s.end.max(time),
-            Record::Read { time, .. } => s.end = s.end.max(time),
-            Record::Committed { op } => committed.push(op),
+            ParsedLine::Nemesis { time, .. } => s.end = s.end.max(time),
+            ParsedLine::Read { time, .. } => s.end = s.end.max(time),
+            ParsedLine::Committed { op } => committed.push(op),
         })?;
         for (op, outcome, time) in completions {
             if let Some(p) = ops.get_mut(&op) {
@@ -183,7 +183,7 @@ fn bucket(times: impl Iterator<Item = i64>, end: i64) -> Vec<u64> {
     v
 }
 
-fn reader_loop(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<(), HistoryError> {
+fn reader_loop(path: &Path, mut f: impl FnMut(ParsedLine<'_>)) -> Result<(), HistoryError> {
     checkers::reader::read_file(path, |_, record| {
         f(record);
         Ok(())
