@@ -36,6 +36,17 @@ impl Limits {
     }
 }
 
+/// The line that states the limits above a table.
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s",
+            self.record_bytes, self.pg_commits_per_s, self.kafka_produce_per_s
+        )
+    }
+}
+
 /// One implementation's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
@@ -233,10 +244,7 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
     let mut s = String::new();
     if let Some(l) = limits {
-        s.push_str(&format!(
-            "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n\n",
-            l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
-        ));
+        s.push_str(&format!("{l}\n\n"));
     }
     s.push_str(&format!(
         "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}  {}\n",
@@ -264,6 +272,28 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
         "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/dbz = p99 over debezium's p99\n\
          (add `debezium` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
     );
+    s
+}
+
+/// The printed result of `--drain`.
+pub fn drain_table(limits: Option<&Limits>, rows: &[DrainRow]) -> String {
+    let mut s = String::new();
+    if let Some(l) = limits {
+        s.push_str(&format!("{l}\n\n"));
+    }
+    s.push_str(&format!(
+        "{:<22} {:>8} {:>9} {:>10} {:>9}\n",
+        "implementation", "events", "seconds", "events/s", "/limit"
+    ));
+    for r in rows {
+        let ratio = limits
+            .map(|l| format!("{:.3}", r.per_s / l.min()))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}\n",
+            r.implementation, r.events, r.seconds, r.per_s, ratio
+        ));
+    }
     s
 }
 

@@ -116,25 +116,7 @@ fn drain(args: &BenchArgs, n: u64, rt: &tokio::runtime::Runtime) -> Verdict {
                 println!("{}", serde_json::json!({"limits": limits, "drain": rows}));
                 return Verdict::Valid;
             }
-            if let Some(l) = &limits {
-                println!(
-                    "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n",
-                    l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
-                );
-            }
-            println!(
-                "{:<22} {:>8} {:>9} {:>10} {:>9}",
-                "implementation", "events", "seconds", "events/s", "/limit"
-            );
-            for r in &rows {
-                let ratio = limits
-                    .map(|l| format!("{:.3}", r.per_s / l.min()))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}",
-                    r.implementation, r.events, r.seconds, r.per_s, ratio
-                );
-            }
+            print!("{}", harness::bench::drain_table(limits.as_ref(), &rows));
             Verdict::Valid
         }
         Err(e) => {
