@@ -5,7 +5,7 @@
 //! row through the Postgres proxy and a record through the Kafka proxy, shows
 //! that `down` on each proxy breaks its link and that healing restores it, kills
 //! and restarts Postgres and the broker and finds their data, tears down and
-//! checks no process is left. One line per check, with timings; exit 0 when all pass.
+//! checks no process is left. One line per check, with timings.
 
 use crate::env::{self, kafka, postgres, process, EnvOptions, Environment, Service};
 use anyhow::{bail, Context, Result};

@@ -55,27 +55,29 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The defaults of `dualcheck run --impl IMPLEMENTATION`.
+    /// The defaults of `dualcheck run --impl IMPLEMENTATION`: those of
+    /// [`RunConfig::new`], where they are stated once.
     pub fn new(implementation: &str) -> RunOptions {
+        let defaults = RunConfig::new(AppCommand::Exec(String::new()), "");
         RunOptions {
             implementation: implementation.to_string(),
             faults: "none".into(),
-            duration: Duration::from_secs(30),
-            workload: Workload::default(),
-            brokers: 1,
-            partitions: 4,
+            duration: defaults.duration,
+            workload: defaults.workload,
+            brokers: defaults.brokers as u8,
+            partitions: defaults.partitions,
             relays: None,
-            app_env: Vec::new(),
-            out: PathBuf::from("runs"),
+            app_env: defaults.app_env,
+            out: defaults.out_dir,
             cmd: None,
             committed_sql: None,
             schema: None,
-            op_timeout: Duration::from_secs(5),
-            start_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(60),
-            exactly_once: false,
+            op_timeout: defaults.op_timeout,
+            start_timeout: defaults.start_timeout,
+            drain_timeout: defaults.drain_timeout,
+            exactly_once: defaults.exactly_once,
             reads: false,
-            progress: false,
+            progress: defaults.progress,
         }
     }
 
@@ -154,20 +156,28 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_are_those_of_the_run_configuration() {
-        let o = RunOptions::new("outbox-poll");
+    fn options_become_the_configuration_or_say_what_to_change() {
+        let mut o = RunOptions::new("outbox-poll");
+        o.relays = Some(3);
+        o.app_env.push(("DUALCHECK_X".into(), "1".into()));
+        o.faults = "kafka-partition".into();
         let c = o.to_config().unwrap();
-        let d = RunConfig::new(AppCommand::Builtin("outbox-poll".into()), &c.committed_sql);
+        assert_eq!(c.faults, vec![Fault::KafkaPartition]);
         assert_eq!(
-            (c.duration, c.brokers, c.partitions, &c.out_dir),
-            (d.duration, d.brokers, d.partitions, &d.out_dir)
+            c.app_env,
+            vec![
+                ("DUALCHECK_RELAYS".to_string(), "3".to_string()),
+                ("DUALCHECK_X".to_string(), "1".to_string())
+            ]
         );
         assert_eq!(
-            (c.op_timeout, c.start_timeout, c.drain_timeout),
-            (d.op_timeout, d.start_timeout, d.drain_timeout)
+            c.committed_sql,
+            implementations::lookup("outbox-poll").unwrap().committed_sql
         );
-        assert!(c.faults.is_empty() && c.app_env.is_empty() && !c.progress);
         let e = RunOptions::new("exec").to_config().unwrap_err().to_string();
         assert!(e.contains("--cmd"), "{e}");
+        let mut o = RunOptions::new("outbox-poll");
+        o.partitions = 0;
+        assert!(o.to_config().unwrap_err().to_string().contains("--partitions"));
     }
 }

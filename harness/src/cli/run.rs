@@ -223,3 +223,26 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct RunOnly {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_librarys() {
+        let args = RunOnly::try_parse_from(["run", "--impl", "outbox-poll", "--json"])
+            .unwrap()
+            .run;
+        assert_eq!(
+            format!("{:?}", args.options()),
+            format!("{:?}", RunOptions::new("outbox-poll"))
+        );
+    }
+}
