@@ -169,12 +169,7 @@ fn patterns(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
             let rate = rt
-                .block_on(harness::cli_bench::pg_commit_rate(
-                    &direct_db,
-                    WORKERS as usize,
-                    PAYLOAD,
-                    d,
-                ))
+                .block_on(harness::bench::pg_commit_rate(&direct_db, WORKERS as usize, PAYLOAD, d))
                 .unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
@@ -183,7 +178,7 @@ fn patterns(c: &mut Criterion) {
     limits.bench_function("kafka_produce", |b| {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
-            let rate = harness::cli_bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
+            let rate = harness::bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
     });

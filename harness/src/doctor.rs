@@ -1,32 +1,27 @@
-//! `dualcheck doctor` (is this machine ready, and do the real services behave?)
-//! and `dualcheck setup` (runs `ci/setup`).
+//! `dualcheck doctor`'s self-test: is this machine ready, and do the real
+//! services behave?
 //!
 //! The doctor checks prerequisites, starts the local environment, round-trips a
 //! row through the Postgres proxy and a record through the Kafka proxy, shows
 //! that `down` on each proxy breaks its link and that healing restores it, kills
 //! and restarts Postgres and the broker and finds their data, tears down and
-//! checks no process is left. One line per check, with timings; exit 0 when all pass.
+//! checks no process is left. One line per check, with timings.
 
 use crate::env::{self, kafka, postgres, process, EnvOptions, Environment, Service};
 use anyhow::{bail, Context, Result};
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Arguments of `dualcheck doctor`.
-#[derive(clap::Args, Debug)]
-pub struct DoctorArgs {
-    /// Number of Kafka brokers to start (1, or 3 to also check leader failover).
-    #[arg(long, default_value_t = 1)]
-    pub brokers: usize,
-    /// Keep the run directory (logs) after a successful run.
-    #[arg(long)]
-    pub keep: bool,
+/// How the self-test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorOutcome {
+    /// Every check passed.
+    AllPassed,
+    /// Some check failed (each failure was printed with why).
+    ChecksFailed,
+    /// Prerequisites are missing or the run directory could not be made: nothing was tested.
+    NotSetUp,
 }
-
-/// Arguments of `dualcheck setup`.
-#[derive(clap::Args, Debug)]
-pub struct SetupArgs {}
 
 struct Report {
     failed: usize,
@@ -54,23 +49,10 @@ impl Report {
     }
 }
 
-/// Runs the doctor; returns the exit code (0 all passed, 1 a check failed, 2 not set up).
-pub fn run(args: DoctorArgs) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dualcheck doctor: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
-    rt.block_on(doctor(args))
-}
-
-async fn doctor(args: DoctorArgs) -> u8 {
+/// Runs the self-test, printing one line per check on stdout: prerequisites,
+/// then a local environment with `brokers` Kafka brokers; its run directory
+/// (logs) is removed after a successful run unless `keep`.
+pub async fn self_test(brokers: usize, keep: bool) -> DoctorOutcome {
     let cache = env::local::cache_dir();
     println!("dualcheck doctor (cache: {})", cache.display());
     let mut missing = 0;
@@ -85,22 +67,22 @@ async fn doctor(args: DoctorArgs) -> u8 {
     }
     if missing > 0 {
         println!("{missing} prerequisite(s) missing: run `bash ci/setup` (or `dualcheck setup`), then `dualcheck doctor` again");
-        return 2;
+        return DoctorOutcome::NotSetUp;
     }
     let mut rep = Report { failed: 0 };
-    let opts = match EnvOptions::local(args.brokers) {
+    let opts = match EnvOptions::local(brokers) {
         Ok(o) => o,
         Err(e) => {
             println!("FAIL  creating the run directory: {e:#}");
-            return 2;
+            return DoctorOutcome::NotSetUp;
         }
     };
     let run_dir = opts.run_dir.clone();
     println!("run directory: {}", run_dir.display());
-    let label = format!("start local environment ({} broker(s))", args.brokers);
+    let label = format!("start local environment ({} broker(s))", brokers);
     let Some(mut envt) = rep.check(&label, Environment::start(opts)).await else {
         println!("logs are in {}", run_dir.display());
-        return 1;
+        return DoctorOutcome::ChecksFailed;
     };
     let t = &envt;
     rep.check("postgres round trip through proxy", pg_round_trip(t)).await;
@@ -135,14 +117,14 @@ async fn doctor(args: DoctorArgs) -> u8 {
     .await;
     drop(envt);
     if rep.failed == 0 {
-        if !args.keep {
+        if !keep {
             let _ = std::fs::remove_dir_all(&run_dir);
         }
         println!("all checks passed");
-        0
+        DoctorOutcome::AllPassed
     } else {
         println!("{} check(s) failed; logs are in {}", rep.failed, run_dir.display());
-        1
+        DoctorOutcome::ChecksFailed
     }
 }
 
@@ -234,36 +216,4 @@ async fn kafka_kill_restart(env: &Environment) -> Result<()> {
         bail!("topic doctor-1 is empty after the broker restarted");
     }
     Ok(())
-}
-
-/// Runs `ci/setup` from the source tree (found next to the binary's crate or in
-/// the current directory); returns its exit code, or 2 when it cannot be found.
-pub fn setup(_args: SetupArgs) -> u8 {
-    let candidates = [
-        PathBuf::from("ci/setup"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ci/setup"),
-    ];
-    let Some(script) = candidates.iter().find(|p| p.exists()) else {
-        eprintln!(
-            "dualcheck setup: ci/setup not found (looked in {}); run it from a checkout of dualcheck: `bash ci/setup`",
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return 2;
-    };
-    println!("running bash {}", script.display());
-    match std::process::Command::new("bash").arg(script).status() {
-        Ok(s) if s.success() => 0,
-        Ok(s) => {
-            eprintln!("dualcheck setup: {} failed ({s})", script.display());
-            1
-        }
-        Err(e) => {
-            eprintln!("dualcheck setup: cannot run bash: {e}");
-            2
-        }
-    }
 }

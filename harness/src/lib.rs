@@ -1,13 +1,12 @@
-//! The `dualcheck` harness: command line, environments (real PostgreSQL,
-//! Kafka and Toxiproxy), nemesis, runner, history recorder and reports.
+//! The `dualcheck` harness: environments (real PostgreSQL, Kafka and
+//! Toxiproxy), nemesis, runner, history recorder, summaries and reports, and
+//! the work behind `compare`, `bench` and `doctor`. The command line itself
+//! (argument parsing, printing, exit codes) is the binary's `cli` module: the
+//! library never depends on it.
 
-pub mod app;
 pub mod app_process;
-pub mod cli_bench;
-pub mod cli_check;
-pub mod cli_compare;
-pub mod cli_report;
-pub mod cli_run;
+pub mod bench;
+pub mod compare;
 pub mod doctor;
 pub mod env;
 pub mod in_doubt;
@@ -16,5 +15,7 @@ pub mod observer;
 pub mod recorder;
 pub mod relay_drain;
 pub mod report;
+pub mod run_options;
 pub mod runner;
+pub mod summary;
 pub mod verification;

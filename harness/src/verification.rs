@@ -283,7 +283,7 @@ fn locate_dualcheck_bin() -> Result<()> {
 impl RunOutcome {
     /// The readable verdict (what `dualcheck run` prints).
     pub fn summary(&self) -> String {
-        crate::cli_run::summary(self)
+        crate::summary::run_outcome(self)
     }
 
     /// Panics with the verdict and the run directory unless the history is valid.

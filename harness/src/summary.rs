@@ -1,71 +1,15 @@
-//! `dualcheck check HISTORY.jsonl [--json] [--exactly-once]`: judge a history
-//! recorded by dualcheck or by anything else.
+//! The readable text verdicts: of a check (`dualcheck check`) and of a run
+//! (`dualcheck run`, [`RunOutcome::summary`]).
 
-use checkers::{CheckOptions, CheckResult};
-use clap::Args;
-use std::path::PathBuf;
-
-/// Exit code: the history is valid.
-pub const EXIT_VALID: u8 = 0;
-/// Exit code: anomalies were found.
-pub const EXIT_ANOMALIES: u8 = 1;
-/// Exit code: the input (or the run) is unusable.
-pub const EXIT_UNUSABLE: u8 = 2;
-
-/// Arguments of `dualcheck check`.
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// The history file (JSON Lines, the format in DESIGN.md / README).
-    pub history: PathBuf,
-    /// Print exactly one JSON object (the results) on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Also count duplicates (same event id delivered twice) as violations.
-    #[arg(long)]
-    pub exactly_once: bool,
-    /// Examples kept per anomaly kind.
-    #[arg(long, default_value_t = 5)]
-    pub examples: usize,
-}
-
-/// Runs `dualcheck check`; returns the process exit code.
-pub fn run(args: CheckArgs) -> u8 {
-    let options = CheckOptions {
-        exactly_once: args.exactly_once,
-        max_examples: args.examples,
-    };
-    match checkers::check_file(&args.history, options) {
-        Ok(result) => {
-            if args.json {
-                println!("{}", serde_json::to_string(&result).expect("results serialize"));
-            } else {
-                print!("{}", summary(&result));
-            }
-            exit_code(&result)
-        }
-        Err(e) => {
-            eprintln!("dualcheck check: unusable history: {e}");
-            eprintln!("  (the format is described in README.md, section \"History format\")");
-            EXIT_UNUSABLE
-        }
-    }
-}
-
-/// The exit code a result deserves: 0 valid, 1 anomalies.
-pub fn exit_code(result: &CheckResult) -> u8 {
-    if result.valid {
-        EXIT_VALID
-    } else {
-        EXIT_ANOMALIES
-    }
-}
+use crate::runner::RunOutcome;
+use checkers::CheckResult;
 
 fn ms(ns: i64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
-/// A readable multi-line summary of a result.
-pub fn summary(r: &CheckResult) -> String {
+/// The readable verdict of a check (what `dualcheck check` prints).
+pub fn check_result(r: &CheckResult) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let verdict = if r.valid { "VALID" } else { "INVALID" };
@@ -146,4 +90,35 @@ pub fn summary(r: &CheckResult) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// The readable verdict of a run (what `dualcheck run` prints): the run's
+/// figures, the check's verdict, then what went wrong around it.
+pub fn run_outcome(o: &RunOutcome) -> String {
+    let mut s = format!(
+        "{} with faults [{}], seed {}, {:.1} s: {:.1} ok ops/s\n",
+        o.implementation,
+        o.faults.join(","),
+        o.seed,
+        o.duration_s,
+        o.throughput_ok_per_s
+    );
+    s.push_str(&check_result(&o.result));
+    if !o.drained {
+        s.push_str("warning: the drain timed out with events still unpublished\n");
+    }
+    for e in &o.nemesis_errors {
+        s.push_str(&format!("nemesis: {e}\n"));
+    }
+    if let Some(d) = &o.in_doubt {
+        s.push_str(&format!(
+            "in doubt: {} prepared transaction(s) left unresolved, longest unresolved {} ms ({} seen; recovery committed {}, rolled back {})\n",
+            d.unresolved, d.max_unresolved_ms, d.prepared_seen, d.recovered_commit, d.recovered_rollback
+        ));
+        for e in &d.recovery_errors {
+            s.push_str(&format!("in-doubt recovery: {e}\n"));
+        }
+    }
+    s.push_str(&format!("run directory: {}\n", o.run_dir.display()));
+    s
 }

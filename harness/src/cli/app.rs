@@ -1,8 +1,9 @@
 //! `dualcheck app --impl NAME`: runs one built-in implementation as its own
 //! process, speaking the black-box HTTP contract of DESIGN.md (the runner starts,
 //! SIGKILLs and restarts it). The work lives in the `implementations` crate;
-//! this module parses arguments, reads the environment and maps errors to exit codes.
+//! this module parses arguments, reads the environment and reports errors.
 
+use super::Verdict;
 use clap::Args;
 
 /// Arguments of `dualcheck app`.
@@ -29,39 +30,31 @@ pub fn knobs_help() -> String {
         .join("\n")
 }
 
-/// Runs the app until it is killed; returns the exit code (2 on a usage or start-up error).
-pub fn run(args: AppArgs) -> u8 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .try_init();
+/// Runs the app until it is killed; `Unusable` on a usage or start-up error.
+pub fn run(args: AppArgs) -> Verdict {
     let info = match implementations::lookup(&args.implementation) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("dualcheck app: {e}");
-            return 2;
+            return Verdict::Unusable;
         }
     };
     let config = match implementations::AppConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dualcheck app: {e:#}\nenvironment variables:\n{}", knobs_help());
-            return 2;
+            return Verdict::Unusable;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match super::runtime("app") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dualcheck app: starting the tokio runtime: {e}");
-            return 2;
-        }
+        Err(v) => return v,
     };
     match rt.block_on(implementations::server::serve(info, config)) {
-        Ok(()) => 0,
+        Ok(()) => Verdict::Valid,
         Err(e) => {
             eprintln!("dualcheck app --impl {}: {e:#}", info.name);
-            2
+            Verdict::Unusable
         }
     }
 }

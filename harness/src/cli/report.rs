@@ -1,7 +1,7 @@
 //! `dualcheck report RUN_DIR`: (re)writes `junit.xml` and `report.html` from a
 //! run directory's history, or from a history file checked offline.
 
-use crate::cli_check::{EXIT_ANOMALIES, EXIT_UNUSABLE, EXIT_VALID};
+use super::Verdict;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -13,9 +13,9 @@ pub struct ReportArgs {
     pub run_dir: PathBuf,
 }
 
-/// Runs `dualcheck report`; exit 0 valid, 1 anomalies, 2 unusable input.
-pub fn run(args: ReportArgs) -> u8 {
-    match crate::report::write(&args.run_dir) {
+/// Runs `dualcheck report`: valid, anomalies, or unusable input.
+pub fn run(args: ReportArgs) -> Verdict {
+    match harness::report::write(&args.run_dir) {
         Ok(files) => {
             println!(
                 "{}: {}\n{}",
@@ -23,15 +23,11 @@ pub fn run(args: ReportArgs) -> u8 {
                 files.html.display(),
                 files.junit.display()
             );
-            if files.valid {
-                EXIT_VALID
-            } else {
-                EXIT_ANOMALIES
-            }
+            Verdict::of(files.valid)
         }
         Err(e) => {
             eprintln!("dualcheck report: {e:#}");
-            EXIT_UNUSABLE
+            Verdict::Unusable
         }
     }
 }

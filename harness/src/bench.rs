@@ -1,16 +1,14 @@
-//! `dualcheck bench`: end-to-end latency and throughput of each pattern
+//! `dualcheck bench`'s measurements: end-to-end latency and throughput of each pattern
 //! without faults (no criterion statistics: one run each), next to the
 //! machine's own limits measured on the same kind of environment: single-row
 //! Postgres commits per second with an outbox-sized payload, and the raw
 //! rdkafka produce rate (idempotent, `acks=all`) on the direct listener.
 
-use crate::cli_check::EXIT_UNUSABLE;
-use crate::cli_compare::{default_run_args, init_tracing};
-use crate::cli_run::parse_duration;
 use crate::env::{EnvOptions, Environment};
+use crate::relay_drain::DrainRow;
 use crate::report::series::Series;
+use crate::run_options::RunOptions;
 use anyhow::{Context, Result};
-use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -19,47 +17,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Arguments of `dualcheck bench`.
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Comma-separated implementations (see `dualcheck list`).
-    #[arg(long, value_delimiter = ',', default_value = "outbox-poll,outbox-notify,outbox-xid")]
-    pub impls: Vec<String>,
-    /// Workload duration of each implementation's run.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Target ops per second over all workers (0 = as fast as the workers go).
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
-    /// Worker tasks (and Postgres connections of the commit-rate limit).
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Payload bytes per op (the outbox row carries it in a JSON envelope).
-    #[arg(long, default_value_t = 64)]
-    pub payload: usize,
-    /// How long each machine limit is measured.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub limit_duration: Duration,
-    /// Skip measuring the machine limits.
-    #[arg(long)]
-    pub no_limits: bool,
-    /// Instead of the runs: commit N ops with each relay stopped, then time
-    /// the relay draining them (its publish rate apart from the request path).
-    #[arg(long, value_name = "N")]
-    pub drain: Option<u64>,
-    /// Ops invoked in the first part of each run are left out of the latency
-    /// figures: new idempotent producers wait for the broker's producer-id
-    /// coordinator, which would otherwise dominate a short run's p99.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Where the runs go.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The machine's limits.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -76,6 +33,17 @@ impl Limits {
     /// The lower of the two: no dual write can go faster.
     pub fn min(&self) -> f64 {
         self.pg_commits_per_s.min(self.kafka_produce_per_s)
+    }
+}
+
+/// The line that states the limits above a table.
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s",
+            self.record_bytes, self.pg_commits_per_s, self.kafka_produce_per_s
+        )
     }
 }
 
@@ -208,24 +176,24 @@ pub fn kafka_produce_rate(bootstrap: &str, topic: &str, payload: usize, dur: Dur
     Ok(ctx.ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Starts a local environment, measures both limits, tears it down.
-pub async fn measure_limits(args: &BenchArgs) -> Result<Limits> {
+/// Starts a local environment, measures both limits (each for `each`, with
+/// `connections` Postgres clients and `payload`-byte records), tears it down.
+pub async fn measure_limits(connections: usize, payload: usize, each: Duration) -> Result<Limits> {
     let env = Environment::start(EnvOptions::local(1)?)
         .await
         .context("starting the services for the limits (run `dualcheck doctor` to diagnose)")?;
     let result = async {
         let (_, direct) = env.create_database("bench").await?;
-        let pg = pg_commit_rate(&direct, args.concurrency, args.payload, args.limit_duration).await?;
+        let pg = pg_commit_rate(&direct, connections, payload, each).await?;
         env.create_topic("bench", 4).await?;
         let bootstrap = env.kafka_direct_bootstrap.clone();
-        let (payload, dur) = (args.payload, args.limit_duration);
-        let kafka = tokio::task::spawn_blocking(move || kafka_produce_rate(&bootstrap, "bench", payload, dur))
+        let kafka = tokio::task::spawn_blocking(move || kafka_produce_rate(&bootstrap, "bench", payload, each))
             .await
             .context("the produce-rate task panicked")??;
         anyhow::Ok(Limits {
             pg_commits_per_s: pg,
             kafka_produce_per_s: kafka,
-            record_bytes: envelope(0, args.payload).len(),
+            record_bytes: envelope(0, payload).len(),
         })
     }
     .await;
@@ -250,12 +218,9 @@ pub fn steady_latency_ms(series: &Series, warmup: Duration) -> Option<(f64, f64,
             _ => None,
         })
         .collect();
-    if lat.is_empty() {
-        return None;
-    }
-    lat.sort_unstable();
-    let at = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
-    Some((at(0.50), at(0.99), *lat.last()? as f64 / 1e6))
+    let l = checkers::Latency::from_samples(&mut lat)?;
+    let ms = |ns: i64| ns as f64 / 1e6;
+    Some((ms(l.p50), ms(l.p99), ms(l.max)))
 }
 
 /// Ops delivered per second, from the first invoke to the last first delivery.
@@ -274,100 +239,12 @@ pub fn delivered_rate(series: &Series) -> f64 {
     }
 }
 
-/// Runs `dualcheck bench`; 0 when every run was carried out (and valid), 1 when some run was invalid, 2 on errors.
-pub fn run(args: BenchArgs) -> u8 {
-    init_tracing();
-    if let Some(n) = args.drain {
-        return drain(&args, n);
-    }
-    match bench(&args) {
-        Ok((limits, rows)) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"limits": limits, "rows": rows, "warmup_s": args.warmup.as_secs_f64()})
-                );
-            } else {
-                print!("{}", table(limits.as_ref(), &rows));
-            }
-            if rows.iter().all(|r| r.valid) {
-                0
-            } else {
-                1
-            }
-        }
-        Err(e) => {
-            eprintln!("dualcheck bench: {e:#}");
-            EXIT_UNUSABLE
-        }
-    }
-}
-
-/// `--drain N`: the limits, then each relay's drain rate.
-fn drain(args: &BenchArgs, n: u64) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dualcheck bench: starting the runtime: {e}");
-            return EXIT_UNUSABLE;
-        }
-    };
-    let result = rt.block_on(async {
-        let limits = if args.no_limits {
-            None
-        } else {
-            Some(measure_limits(args).await?)
-        };
-        let mut rows = Vec::new();
-        for name in &args.impls {
-            eprintln!("draining {n} events with {name}'s relay ...");
-            rows.push(crate::relay_drain::drain_rate(name, n, args.concurrency, args.payload).await?);
-        }
-        anyhow::Ok((limits, rows))
-    });
-    match result {
-        Ok((limits, rows)) => {
-            if args.json {
-                println!("{}", serde_json::json!({"limits": limits, "drain": rows}));
-                return 0;
-            }
-            if let Some(l) = &limits {
-                println!(
-                    "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n",
-                    l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
-                );
-            }
-            println!(
-                "{:<22} {:>8} {:>9} {:>10} {:>9}",
-                "implementation", "events", "seconds", "events/s", "/limit"
-            );
-            for r in &rows {
-                let ratio = limits
-                    .map(|l| format!("{:.3}", r.per_s / l.min()))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}",
-                    r.implementation, r.events, r.seconds, r.per_s, ratio
-                );
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("dualcheck bench --drain: {e:#}");
-            EXIT_UNUSABLE
-        }
-    }
-}
-
 /// The printed result.
 pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
     let mut s = String::new();
     if let Some(l) = limits {
-        s.push_str(&format!(
-            "machine limits ({} B records): Postgres single-row commits {:.0}/s, Kafka idempotent acks=all produce {:.0}/s\n\n",
-            l.record_bytes, l.pg_commits_per_s, l.kafka_produce_per_s
-        ));
+        s.push_str(&format!("{l}\n\n"));
     }
     s.push_str(&format!(
         "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}  {}\n",
@@ -398,6 +275,28 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     s
 }
 
+/// The printed result of `--drain`.
+pub fn drain_table(limits: Option<&Limits>, rows: &[DrainRow]) -> String {
+    let mut s = String::new();
+    if let Some(l) = limits {
+        s.push_str(&format!("{l}\n\n"));
+    }
+    s.push_str(&format!(
+        "{:<22} {:>8} {:>9} {:>10} {:>9}\n",
+        "implementation", "events", "seconds", "events/s", "/limit"
+    ));
+    for r in rows {
+        let ratio = limits
+            .map(|l| format!("{:.3}", r.per_s / l.min()))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}\n",
+            r.implementation, r.events, r.seconds, r.per_s, ratio
+        ));
+    }
+    s
+}
+
 /// Fills `p99_ratio_to_debezium` when a `debezium` row has a p99.
 pub fn set_debezium_ratios(rows: &mut [BenchRow]) {
     let debezium = rows
@@ -410,38 +309,46 @@ pub fn set_debezium_ratios(rows: &mut [BenchRow]) {
     }
 }
 
-/// Measures the limits, then runs each implementation without faults.
-pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
-    let mut configs = Vec::new();
-    for name in &args.impls {
-        let mut ra = default_run_args(name)?;
-        ra.duration = args.duration;
-        ra.rate = args.rate;
-        ra.concurrency = args.concurrency;
-        ra.payload = args.payload;
-        ra.abort_fraction = 0.0;
-        ra.long_fraction = 0.0;
-        ra.out = args.out.clone();
-        ra.json = true;
-        configs.push((name.clone(), ra.to_config().with_context(|| format!("--impls {name}"))?));
+/// The machine's limits, measured for `each` with `run`'s concurrency and
+/// payload; `None` without `each` (`--no-limits`).
+async fn limits_if(each: Option<Duration>, run: &RunOptions) -> Result<Option<Limits>> {
+    match each {
+        Some(each) => Ok(Some(
+            measure_limits(run.workload.concurrency, run.workload.payload_bytes, each).await?,
+        )),
+        None => Ok(None),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let limits = if args.no_limits {
-        None
-    } else {
-        eprintln!("measuring the machine's limits ({:?} each) ...", args.limit_duration);
-        Some(rt.block_on(measure_limits(args))?)
-    };
+}
+
+/// Measures the limits (for `limit_duration` each, unless `None`), then runs
+/// each implementation with `run`'s options; latencies leave out the ops
+/// invoked in the first `warmup`. Every configuration is checked first.
+pub async fn bench(
+    impls: &[String],
+    run: &RunOptions,
+    limit_duration: Option<Duration>,
+    warmup: Duration,
+) -> Result<(Option<Limits>, Vec<BenchRow>)> {
+    let mut configs = Vec::new();
+    for name in impls {
+        let mut options = run.clone();
+        options.implementation = name.clone();
+        configs.push((
+            name.clone(),
+            options.to_config().with_context(|| format!("--impls {name}"))?,
+        ));
+    }
+    if let Some(each) = limit_duration {
+        eprintln!("measuring the machine's limits ({each:?} each) ...");
+    }
+    let limits = limits_if(limit_duration, run).await?;
     let mut rows = Vec::new();
     for (name, cfg) in configs {
         eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
-        let o = rt.block_on(crate::runner::run(cfg))?;
+        let o = crate::runner::run(cfg).await?;
         let series = Series::read(&o.run_dir.join(crate::report::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let delivered = delivered_rate(&series);
-        let l = steady_latency_ms(&series, args.warmup);
+        let l = steady_latency_ms(&series, warmup);
         rows.push(BenchRow {
             implementation: name,
             p50_ms: l.map(|l| l.0),
@@ -456,6 +363,23 @@ pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
         });
     }
     set_debezium_ratios(&mut rows);
+    Ok((limits, rows))
+}
+
+/// `--drain N`: the limits (unless `limit_duration` is `None`), then each
+/// relay's rate of publishing `n` events committed while it was stopped.
+pub async fn drain(
+    impls: &[String],
+    n: u64,
+    run: &RunOptions,
+    limit_duration: Option<Duration>,
+) -> Result<(Option<Limits>, Vec<DrainRow>)> {
+    let limits = limits_if(limit_duration, run).await?;
+    let mut rows = Vec::new();
+    for name in impls {
+        eprintln!("draining {n} events with {name}'s relay ...");
+        rows.push(crate::relay_drain::drain_rate(name, n, run.workload.concurrency, run.workload.payload_bytes).await?);
+    }
     Ok((limits, rows))
 }
 

@@ -1,56 +1,16 @@
-//! `dualcheck compare`: every implementation under the same seeded workload
-//! and fault schedule, one seed after another, summed up in one table (text,
-//! Markdown or JSON) and in `compare.html`, which links each run's report.
+//! `dualcheck compare`'s work: every implementation under the same seeded
+//! workload and fault schedule, one seed after another, summed up in one table
+//! (text, Markdown or JSON) and in `compare.html`, which links each run's report.
 
-use crate::cli_check::{EXIT_ANOMALIES, EXIT_UNUSABLE, EXIT_VALID};
-use crate::cli_run::{parse_duration, RunArgs};
 use crate::report::escape;
+use crate::run_options::RunOptions;
 use crate::runner::RunOutcome;
 use anyhow::{Context, Result};
 use checkers::{Anomalies, Anomaly};
-use clap::{Args, Parser};
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Arguments of `dualcheck compare`.
-#[derive(Args, Debug, Clone)]
-pub struct CompareArgs {
-    /// Comma-separated implementations (see `dualcheck list`).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub impls: Vec<String>,
-    /// Comma-separated faults (see `dualcheck list`), or `none`.
-    #[arg(long, default_value = "none")]
-    pub faults: String,
-    /// Workload duration of each run, e.g. `30s`.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Seeds per implementation: FIRST_SEED, FIRST_SEED+1, ...
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    /// The first seed.
-    #[arg(long, default_value_t = 0)]
-    pub first_seed: u64,
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
-    /// Where the comparison directory (runs and compare.html) goes.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
-    /// Print the table as one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Print the table as Markdown.
-    #[arg(long, conflicts_with = "json")]
-    pub markdown: bool,
-}
 
 /// One implementation's line of the comparison.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -151,6 +111,9 @@ impl Row {
         cells
     }
 }
+
+/// The comparison page, in the comparison directory.
+pub const HTML: &str = "compare.html";
 
 /// An anomaly's column header: its name, shortened where the name is long.
 fn anomaly_column(a: Anomaly) -> &'static str {
@@ -262,107 +225,44 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}}th{{background:#f5
     h
 }
 
-/// Logs to stderr at `warn` (RUST_LOG overrides); librdkafka's expected connection errors stay off the terminal.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka=off")),
-        )
-        .try_init();
-}
-
-#[derive(Parser)]
-struct RunOnly {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// `dualcheck run` arguments with their defaults for `implementation`.
-pub fn default_run_args(implementation: &str) -> Result<RunArgs> {
-    Ok(RunOnly::try_parse_from(["dualcheck-run", "--impl", implementation])
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .run)
-}
-
-/// Runs `dualcheck compare`: 0 when every run was valid, 1 when some run
-/// found anomalies, 2 when some run could not be carried out.
-pub fn run(args: CompareArgs) -> u8 {
-    init_tracing();
-    match compare(&args) {
-        Ok((rows, dir)) => {
-            if args.json {
-                let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join("compare.html")});
-                println!("{v}");
-            } else {
-                if args.markdown {
-                    print!("{}", markdown_table(&rows));
-                } else {
-                    print!("{}", text_table(&rows));
-                }
-                println!("\n{}", dir.join("compare.html").display());
-            }
-            if rows.iter().any(|r| !r.errors.is_empty()) {
-                EXIT_UNUSABLE
-            } else if rows.iter().any(|r| !r.failed_seeds.is_empty()) {
-                EXIT_ANOMALIES
-            } else {
-                EXIT_VALID
-            }
-        }
-        Err(e) => {
-            eprintln!("dualcheck compare: {e:#}");
-            EXIT_UNUSABLE
-        }
-    }
-}
-
-/// Runs every implementation on every seed, sequentially; returns the rows and the comparison directory.
-pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
-    if args.seeds == 0 {
+/// Runs every implementation on every seed of `seeds`, sequentially, each
+/// with `run`'s options (its implementation and seed replaced); returns the
+/// rows and the comparison directory (made under `run.out`). Every
+/// configuration is checked before the first run starts.
+pub async fn compare(impls: &[String], seeds: Range<u64>, run: &RunOptions) -> Result<(Vec<Row>, PathBuf)> {
+    if seeds.is_empty() {
         anyhow::bail!("--seeds must be at least 1");
     }
-    // Every configuration is checked before the first run starts.
     let mut configs = Vec::new();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&run.out).with_context(|| format!("creating {}", run.out.display()))?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let dir = args
+    let dir = run
         .out
         .canonicalize()?
         .join(format!("compare-{secs}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for name in &args.impls {
+    for name in impls {
         let mut per_seed = Vec::new();
-        for seed in args.first_seed..args.first_seed + args.seeds {
-            let mut ra = default_run_args(name)?;
-            ra.faults = args.faults.clone();
-            ra.duration = args.duration;
-            ra.seed = seed;
-            ra.rate = args.rate;
-            ra.concurrency = args.concurrency;
-            ra.keys = args.keys;
-            ra.out = dir.clone();
-            ra.json = true;
-            per_seed.push((seed, ra.to_config().with_context(|| format!("--impls {name}"))?));
+        for seed in seeds.clone() {
+            let mut options = run.clone();
+            options.implementation = name.clone();
+            options.workload.seed = seed;
+            options.out = dir.clone();
+            per_seed.push((seed, options.to_config().with_context(|| format!("--impls {name}"))?));
         }
         configs.push((name.clone(), per_seed));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let total = configs.iter().map(|(_, v)| v.len()).sum::<usize>();
     let mut done = 0;
     let title = format!(
         "dualcheck compare: faults {}, {:.0} s per run, seeds {}..={}",
-        args.faults,
-        args.duration.as_secs_f64(),
-        args.first_seed,
-        args.first_seed + args.seeds - 1
+        run.faults,
+        run.duration.as_secs_f64(),
+        seeds.start,
+        seeds.end - 1
     );
     let mut rows = Vec::new();
     for (name, per_seed) in configs {
@@ -370,7 +270,7 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
         for (seed, cfg) in per_seed {
             done += 1;
             eprintln!("[{done}/{total}] {name} seed {seed} ...");
-            let r = rt.block_on(crate::runner::run(cfg)).map_err(|e| format!("{e:#}"));
+            let r = crate::runner::run(cfg).await.map_err(|e| format!("{e:#}"));
             match &r {
                 Ok(o) => eprintln!(
                     "[{done}/{total}] {name} seed {seed}: {} {:?}",
@@ -383,7 +283,7 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
         }
         rows.push(Row::from_runs(&name, &runs));
         // Written after each implementation, so an interrupted comparison still shows what it has.
-        std::fs::write(dir.join("compare.html"), html(&rows, &dir, &title))?;
+        std::fs::write(dir.join(HTML), html(&rows, &dir, &title))?;
     }
     Ok((rows, dir))
 }

@@ -1,0 +1,46 @@
+//! `dualcheck check HISTORY.jsonl [--json] [--exactly-once]`: judge a history
+//! recorded by dualcheck or by anything else.
+
+use super::Verdict;
+use checkers::CheckOptions;
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `dualcheck check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The history file (JSON Lines, the format in DESIGN.md / README).
+    pub history: PathBuf,
+    /// Print exactly one JSON object (the results) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also count duplicates (same event id delivered twice) as violations.
+    #[arg(long)]
+    pub exactly_once: bool,
+    /// Examples kept per anomaly kind.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+}
+
+/// Runs `dualcheck check`: valid, anomalies, or an unusable history.
+pub fn run(args: CheckArgs) -> Verdict {
+    let options = CheckOptions {
+        exactly_once: args.exactly_once,
+        max_examples: args.examples,
+    };
+    match checkers::check_file(&args.history, options) {
+        Ok(result) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&result).expect("results serialize"));
+            } else {
+                print!("{}", harness::summary::check_result(&result));
+            }
+            Verdict::of(result.valid)
+        }
+        Err(e) => {
+            eprintln!("dualcheck check: unusable history: {e}");
+            eprintln!("  (the format is described in README.md, section \"History format\")");
+            Verdict::Unusable
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `dualcheck doctor` (is this machine ready, and do the real services
+//! behave? The self-test is [`harness::doctor`]) and `dualcheck setup` (runs `ci/setup`).
+
+use super::Verdict;
+use harness::doctor::DoctorOutcome;
+use std::path::PathBuf;
+
+/// Arguments of `dualcheck doctor`.
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    /// Number of Kafka brokers to start (1, or 3 to also check leader failover).
+    #[arg(long, default_value_t = 1)]
+    pub brokers: usize,
+    /// Keep the run directory (logs) after a successful run.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Arguments of `dualcheck setup`.
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {}
+
+/// Runs the doctor: all passed, a check failed, or not set up.
+pub fn run(args: DoctorArgs) -> Verdict {
+    let rt = match super::runtime("doctor") {
+        Ok(rt) => rt,
+        Err(v) => return v,
+    };
+    match rt.block_on(harness::doctor::self_test(args.brokers, args.keep)) {
+        DoctorOutcome::AllPassed => Verdict::Valid,
+        DoctorOutcome::ChecksFailed => Verdict::Invalid,
+        DoctorOutcome::NotSetUp => Verdict::Unusable,
+    }
+}
+
+/// Runs `ci/setup` from the source tree (found next to the binary's crate or in
+/// the current directory): it succeeded, it failed, or it cannot be found or run.
+pub fn setup(_args: SetupArgs) -> Verdict {
+    let candidates = [
+        PathBuf::from("ci/setup"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ci/setup"),
+    ];
+    let Some(script) = candidates.iter().find(|p| p.exists()) else {
+        eprintln!(
+            "dualcheck setup: ci/setup not found (looked in {}); run it from a checkout of dualcheck: `bash ci/setup`",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Verdict::Unusable;
+    };
+    println!("running bash {}", script.display());
+    match std::process::Command::new("bash").arg(script).status() {
+        Ok(s) if s.success() => Verdict::Valid,
+        Ok(s) => {
+            eprintln!("dualcheck setup: {} failed ({s})", script.display());
+            Verdict::Invalid
+        }
+        Err(e) => {
+            eprintln!("dualcheck setup: cannot run bash: {e}");
+            Verdict::Unusable
+        }
+    }
+}

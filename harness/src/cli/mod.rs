@@ -1,0 +1,195 @@
+//! The command line: one module per subcommand, each parsing its arguments,
+//! calling the library and printing. This module holds the `Cli`, the
+//! dispatch, and what every subcommand shares: the typed [`Verdict`] that
+//! alone decides the exit code, the tracing set-up and the runtime builder.
+
+mod app;
+mod bench;
+mod check;
+mod compare;
+mod doctor;
+mod report;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "dualcheck",
+    version,
+    about = "Jepsen-style verification of the dual write (PostgreSQL + Kafka)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a history (JSON Lines) recorded by dualcheck or anything else.
+    Check(check::CheckArgs),
+    /// Run one implementation under a seeded workload and faults, and check the history.
+    Run(Box<run::RunArgs>),
+    /// List implementations, faults and workload options.
+    List(run::ListArgs),
+    /// Check prerequisites and that real Postgres, Kafka and Toxiproxy behave (starts them locally).
+    Doctor(doctor::DoctorArgs),
+    /// Install and collect the real services (runs ci/setup).
+    Setup(doctor::SetupArgs),
+    /// Serve one built-in implementation over the HTTP contract (started by the runner).
+    App(app::AppArgs),
+    /// Write junit.xml and report.html of a run directory (or a history file) from its history.
+    Report(report::ReportArgs),
+    /// Run several implementations under the same seeded workload and faults; one table and compare.html.
+    Compare(compare::CompareArgs),
+    /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
+    Bench(bench::BenchArgs),
+}
+
+impl Command {
+    /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
+    fn logs(&self) -> Option<Logs> {
+        match self {
+            Command::Run(_) | Command::Compare(_) | Command::Bench(_) => Some(Logs::Terminal),
+            Command::App(_) => Some(Logs::AppProcess),
+            Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
+        }
+    }
+}
+
+impl Cli {
+    /// Runs the subcommand; the exit code follows from its verdict.
+    pub fn run(self) -> ExitCode {
+        if let Some(logs) = self.command.logs() {
+            init_tracing(logs);
+        }
+        let verdict = match self.command {
+            Command::Check(args) => check::run(args),
+            Command::Run(args) => run::run(*args),
+            Command::List(args) => run::list(args),
+            Command::Doctor(args) => doctor::run(args),
+            Command::Setup(args) => doctor::setup(args),
+            Command::App(args) => app::run(args),
+            Command::Report(args) => report::run(args),
+            Command::Compare(args) => compare::run(args),
+            Command::Bench(args) => bench::run(args),
+        };
+        verdict.into()
+    }
+}
+
+/// How a subcommand ended; the exit code is decided here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Exit 0: valid history or run, every check passed, the command succeeded.
+    Valid,
+    /// Exit 1: anomalies found (or, for `doctor` and `setup`, a check or the script failed).
+    Invalid,
+    /// Exit 2: unusable input, or a run or command that could not be carried out.
+    Unusable,
+}
+
+impl Verdict {
+    /// `Valid` or `Invalid`.
+    fn of(valid: bool) -> Verdict {
+        if valid {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        }
+    }
+}
+
+impl From<Verdict> for ExitCode {
+    fn from(v: Verdict) -> ExitCode {
+        ExitCode::from(match v {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Unusable => 2,
+        })
+    }
+}
+
+/// Which logs go to stderr.
+#[derive(Debug, Clone, Copy)]
+enum Logs {
+    /// A user's terminal: `warn` (RUST_LOG overrides); librdkafka's connection
+    /// errors, expected under faults, stay off it.
+    Terminal,
+    /// `dualcheck app`, whose stderr the runner keeps as a log file: `info`, no colours.
+    AppProcess,
+}
+
+/// The one tracing set-up of the binary.
+fn init_tracing(logs: Logs) {
+    use tracing_subscriber::EnvFilter;
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let _ = match logs {
+        Logs::Terminal => builder
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,librdkafka=off,rdkafka=off")),
+            )
+            .try_init(),
+        Logs::AppProcess => builder.with_max_level(tracing::Level::INFO).with_ansi(false).try_init(),
+    };
+}
+
+/// The one runtime builder of the binary; a failure is reported as
+/// `dualcheck COMMAND: starting the runtime: ...`.
+fn runtime(command: &str) -> Result<tokio::runtime::Runtime, Verdict> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("dualcheck {command}: starting the runtime: {e}");
+            Verdict::Unusable
+        })
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration `{s}`: write it like 500ms, 30s, 2m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in `{s}`: use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration `{s}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_explain() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("10 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_duration("abc").unwrap_err().contains("500ms"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_verdict() {
+        assert_eq!(ExitCode::from(Verdict::Valid), ExitCode::from(0));
+        assert_eq!(ExitCode::from(Verdict::of(false)), ExitCode::from(1));
+        assert_eq!(ExitCode::from(Verdict::Unusable), ExitCode::from(2));
+    }
+}

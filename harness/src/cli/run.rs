@@ -1,0 +1,248 @@
+//! `dualcheck run` and `dualcheck list`.
+
+use super::{parse_duration, Verdict};
+use clap::Args;
+use harness::nemesis::Fault;
+use harness::run_options::RunOptions;
+use std::path::PathBuf;
+use std::time::Duration;
+use workloads::{Skew, Workload};
+
+/// Arguments of `dualcheck run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Implementation (see `dualcheck list`), or `exec` with --cmd.
+    #[arg(long = "impl", value_name = "NAME")]
+    pub implementation: String,
+    /// Comma-separated faults (see `dualcheck list`), or `none`.
+    #[arg(long, default_value = "none")]
+    pub faults: String,
+    /// Workload duration, e.g. `30s`, `2m`, `500ms`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Seed of the workload and of the fault schedule.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object (the results) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Target ops per second over all workers (0 = unlimited).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Worker tasks (each owns a share of the keys).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Distinct business keys.
+    #[arg(long, default_value_t = 32)]
+    pub keys: usize,
+    /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
+    #[arg(long, default_value = "uniform")]
+    pub skew: Skew,
+    /// Payload bytes per op.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Fraction of business transactions that abort on purpose.
+    #[arg(long, default_value_t = 0.05)]
+    pub abort_fraction: f64,
+    /// Fraction of long transactions.
+    #[arg(long, default_value_t = 0.05)]
+    pub long_fraction: f64,
+    /// How long a long transaction holds before committing (ms).
+    #[arg(long, default_value_t = 300)]
+    pub long_hold_ms: u64,
+    /// Kafka brokers: 1, or 3 (chosen automatically for kafka-leader).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub brokers: u8,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Relay tasks of outbox implementations (DUALCHECK_RELAYS).
+    #[arg(long)]
+    pub relays: Option<usize>,
+    /// Sets a knob of the implementation process, KEY=VALUE (repeatable; `dualcheck list` shows them),
+    /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
+    #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub app_env: Vec<(String, String)>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Program to run for `--impl exec` (started with `sh -c`).
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// Query returning the committed op ids (required for `--impl exec`).
+    #[arg(long)]
+    pub committed_sql: Option<String>,
+    /// SQL file run on the run's database before the implementation starts.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Timeout of one op (a timeout is recorded as `info`), e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub op_timeout: Duration,
+    /// How long the implementation may take to answer HTTP after it starts, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub start_timeout: Duration,
+    /// Longest drain after healing, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Count duplicates (same event id) as violations too.
+    #[arg(long)]
+    pub exactly_once: bool,
+    /// Read each key back (`GET /ops/{key}`) right after each acknowledged
+    /// write and judge `stale_read` (on by default for listen-to-yourself and kafka-first).
+    #[arg(long)]
+    pub reads: bool,
+}
+
+impl RunArgs {
+    /// The library's options of the run these arguments ask for.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            implementation: self.implementation.clone(),
+            faults: self.faults.clone(),
+            duration: self.duration,
+            workload: Workload {
+                seed: self.seed,
+                rate: self.rate,
+                concurrency: self.concurrency,
+                keys: self.keys,
+                skew: self.skew,
+                payload_bytes: self.payload,
+                abort_fraction: self.abort_fraction,
+                long_fraction: self.long_fraction,
+                long_hold_ms: self.long_hold_ms,
+            },
+            brokers: self.brokers,
+            partitions: self.partitions,
+            relays: self.relays,
+            app_env: self.app_env.clone(),
+            out: self.out.clone(),
+            cmd: self.cmd.clone(),
+            committed_sql: self.committed_sql.clone(),
+            schema: self.schema.clone(),
+            op_timeout: self.op_timeout,
+            start_timeout: self.start_timeout,
+            drain_timeout: self.drain_timeout,
+            exactly_once: self.exactly_once,
+            reads: self.reads,
+            progress: !self.json,
+        }
+    }
+}
+
+/// Runs `dualcheck run`: valid, anomalies, or a run that could not be carried out.
+pub fn run(args: RunArgs) -> Verdict {
+    let cfg = match args.options().to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dualcheck run: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
+    let rt = match super::runtime("run") {
+        Ok(rt) => rt,
+        Err(v) => return v,
+    };
+    match rt.block_on(harness::runner::run(cfg)) {
+        Ok(outcome) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&outcome).expect("results serialize"));
+            } else {
+                print!("{}", harness::summary::run_outcome(&outcome));
+            }
+            Verdict::of(outcome.result.valid)
+        }
+        Err(e) => {
+            eprintln!("dualcheck run: {e:#}");
+            Verdict::Unusable
+        }
+    }
+}
+
+/// Arguments of `dualcheck list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {}
+
+/// Prints implementations, faults and workload options, one line of help each.
+pub fn list(_: ListArgs) -> Verdict {
+    println!("implementations (--impl):");
+    for p in implementations::REGISTRY {
+        println!("  {:<22} {} [expected: {}]", p.name, p.about, p.expected);
+    }
+    println!(
+        "  {:<22} your own program: --cmd '...' --committed-sql '...' [whatever it deserves]",
+        "exec"
+    );
+    println!("\nfaults (--faults a,b,c):");
+    for f in Fault::all() {
+        println!("  {:<22} {}", f.name(), f.help());
+    }
+    println!("\nworkload options (dualcheck run):");
+    for (opt, help) in [
+        ("--duration D", "how long the workload runs (30s)"),
+        ("--seed N", "seeds the workload and the fault schedule (0)"),
+        ("--rate R", "ops per second over all workers, 0 = unlimited (100)"),
+        ("--concurrency N", "worker tasks, each owning a share of the keys (8)"),
+        ("--keys N", "distinct business keys (32)"),
+        ("--skew S", "uniform, zipf or zipf:EXPONENT (uniform)"),
+        ("--payload BYTES", "payload size per op (64)"),
+        (
+            "--abort-fraction F",
+            "business transactions that roll back on purpose (0.05)",
+        ),
+        (
+            "--long-fraction F",
+            "long transactions holding their id before commit (0.05)",
+        ),
+        ("--long-hold-ms MS", "how long a long transaction holds (300)"),
+        ("--brokers 1|3", "Kafka brokers (1; 3 for kafka-leader)"),
+        ("--partitions N", "partitions of the topic (4)"),
+        ("--relays N", "relay tasks of outbox implementations"),
+        (
+            "--reads",
+            "read each key back after each ok write (stale_read); default for listen-to-yourself, kafka-first",
+        ),
+        ("--app-env KEY=VALUE", "a knob of the implementation process (below)"),
+    ] {
+        println!("  {opt:<22} {help}");
+    }
+    println!(
+        "\nimplementation process knobs (environment of `dualcheck app`):\n{}",
+        super::app::knobs_help()
+    );
+    Verdict::Valid
+}
+
+/// `KEY=VALUE` of `--app-env`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (e.g. DUALCHECK_CDC_CONFIRM=early; `dualcheck list` shows the knobs)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct RunOnly {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_librarys() {
+        let args = RunOnly::try_parse_from(["run", "--impl", "outbox-poll", "--json"])
+            .unwrap()
+            .run;
+        assert_eq!(
+            format!("{:?}", args.options()),
+            format!("{:?}", RunOptions::new("outbox-poll"))
+        );
+    }
+}
