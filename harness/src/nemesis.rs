@@ -198,7 +198,11 @@ impl Nemesis {
             recorder,
             topic: topic.to_string(),
             database_direct_url: database_direct_url.to_string(),
-            streamed_tables: streamed_tables.iter().filter(|t| **t != "orders").map(|t| t.to_string()).collect(),
+            streamed_tables: streamed_tables
+                .iter()
+                .filter(|t| **t != "orders")
+                .map(|t| t.to_string())
+                .collect(),
             active: Mutex::new(BTreeSet::new()),
             killed_leader: Mutex::new(None),
             schema_changes: AtomicU32::new(0),

@@ -14,7 +14,9 @@
 use crate::business::Statement;
 use crate::cdc::Source;
 use crate::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
+use crate::{
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;

@@ -17,7 +17,8 @@ use crate::kafka::{Envelope, Record};
 use crate::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::read_cache::ReadCache;
 use crate::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL,
+    ORDERS_DDL,
 };
 use anyhow::Result;
 use std::sync::Arc;

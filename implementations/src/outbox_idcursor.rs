@@ -4,7 +4,7 @@
 //! published is skipped forever. A negative control (long transactions in the
 //! workload expose it). See [`crate::outbox::cursor_relay`].
 
-use crate::outbox::{OutboxPattern, RelayKind};
+use crate::outbox::{OutboxPattern, OutboxRelay};
 use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
@@ -18,5 +18,5 @@ pub const INFO: PatternInfo = PatternInfo {
     prepares_transactions: false,
     streamed_tables: &[],
     latency_reference: false,
-    build: |ctx| OutboxPattern::build(&INFO, RelayKind::IdCursor, ctx),
+    build: |ctx| OutboxPattern::build(&INFO, OutboxRelay::IdCursor, ctx),
 };

@@ -3,7 +3,7 @@
 //! process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
 //! missed while the listener was disconnected.
 
-use crate::outbox::{OutboxPattern, RelayKind};
+use crate::outbox::{OutboxPattern, OutboxRelay};
 use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
@@ -17,5 +17,5 @@ pub const INFO: PatternInfo = PatternInfo {
     prepares_transactions: false,
     streamed_tables: &[],
     latency_reference: false,
-    build: |ctx| OutboxPattern::build(&INFO, RelayKind::Notify, ctx),
+    build: |ctx| OutboxPattern::build(&INFO, OutboxRelay::Notify, ctx),
 };

@@ -3,7 +3,7 @@
 //! with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
 //! the delivery reports, then delete (or mark) the rows. See [`crate::outbox::shard_relay`].
 
-use crate::outbox::{OutboxPattern, RelayKind};
+use crate::outbox::{OutboxPattern, OutboxRelay};
 use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
@@ -17,5 +17,5 @@ pub const INFO: PatternInfo = PatternInfo {
     prepares_transactions: false,
     streamed_tables: &[],
     latency_reference: false,
-    build: |ctx| OutboxPattern::build(&INFO, RelayKind::Poll, ctx),
+    build: |ctx| OutboxPattern::build(&INFO, OutboxRelay::Poll, ctx),
 };

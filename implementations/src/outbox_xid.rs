@@ -3,7 +3,7 @@
 //! transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
 //! such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 
-use crate::outbox::{OutboxPattern, RelayKind};
+use crate::outbox::{OutboxPattern, OutboxRelay};
 use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
 
 /// Registry entry.
@@ -17,5 +17,5 @@ pub const INFO: PatternInfo = PatternInfo {
     prepares_transactions: false,
     streamed_tables: &[],
     latency_reference: false,
-    build: |ctx| OutboxPattern::build(&INFO, RelayKind::Xid, ctx),
+    build: |ctx| OutboxPattern::build(&INFO, OutboxRelay::Xid, ctx),
 };

@@ -14,7 +14,8 @@
 use anyhow::Result;
 use implementations::kafka::{Envelope, Record};
 use implementations::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
+    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL,
+    ORDERS_DDL,
 };
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //! After a failure it backs off (exponential, full jitter) and retries from the
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
-use super::RelayKind;
+use super::OutboxRelay;
 use crate::backoff::Backoff;
 use crate::kafka::Record;
 use crate::AppContext;
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 /// The relay task.
-pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Receiver<bool>) {
     let b = Backoff {
         base: ctx.config.backoff_base,
         max: ctx.config.backoff_max,
@@ -72,7 +72,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receive
 /// One round; returns (rows read, every publish succeeded).
 async fn step(
     ctx: &AppContext,
-    kind: RelayKind,
+    kind: OutboxRelay,
     client: &mut Option<Client>,
     cursor: &mut Option<(String, i64)>,
 ) -> Result<(usize, bool)> {
@@ -96,7 +96,7 @@ async fn step(
     }
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
     let rows = match kind {
-        RelayKind::IdCursor => {
+        OutboxRelay::IdCursor => {
             crate::db::timed(
                 t,
                 "reading the outbox after the id cursor",

@@ -2,8 +2,8 @@
 //! the same transaction as the business row; a relay in the same process
 //! publishes it. The four variants differ only in their relay:
 //!
-//! - [`RelayKind::Poll`] / [`RelayKind::Notify`]: sharded relays ([`shard_relay`]);
-//! - [`RelayKind::IdCursor`] / [`RelayKind::Xid`]: one cursor relay ([`cursor_relay`]).
+//! - [`OutboxRelay::Poll`] / [`OutboxRelay::Notify`]: sharded relays ([`shard_relay`]);
+//! - [`OutboxRelay::IdCursor`] / [`OutboxRelay::Xid`]: one cursor relay ([`cursor_relay`]).
 
 pub mod cursor_relay;
 pub mod shard_relay;
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS outbox_cursor (
 
 /// Which relay an outbox pattern runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayKind {
+pub enum OutboxRelay {
     /// Sharded relays polling with `FOR UPDATE SKIP LOCKED`.
     Poll,
     /// The same, woken by LISTEN/NOTIFY (fallback poll).
@@ -70,13 +70,13 @@ pub enum RelayKind {
 /// An outbox pattern with its relay kind.
 pub struct OutboxPattern {
     info: &'static PatternInfo,
-    kind: RelayKind,
+    kind: OutboxRelay,
     ctx: Arc<AppContext>,
 }
 
 impl OutboxPattern {
     /// An outbox pattern (used by the registry entries).
-    pub fn build(info: &'static PatternInfo, kind: RelayKind, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
+    pub fn build(info: &'static PatternInfo, kind: OutboxRelay, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
         Arc::new(OutboxPattern { info, kind, ctx })
     }
 }
@@ -145,10 +145,10 @@ impl Pattern for OutboxPattern {
     async fn start_background(&self) -> Result<Background> {
         let (mut bg, stop) = Background::new();
         match self.kind {
-            RelayKind::Poll | RelayKind::Notify => {
-                shard_relay::start(&self.ctx, self.kind == RelayKind::Notify, &mut bg, &stop);
+            OutboxRelay::Poll | OutboxRelay::Notify => {
+                shard_relay::start(&self.ctx, self.kind == OutboxRelay::Notify, &mut bg, &stop);
             }
-            RelayKind::IdCursor | RelayKind::Xid => {
+            OutboxRelay::IdCursor | OutboxRelay::Xid => {
                 let kind = self.kind;
                 let ctx = self.ctx.clone();
                 let stop = stop.clone();
@@ -164,7 +164,7 @@ impl Pattern for OutboxPattern {
         let env = Envelope::new(op);
         let row = OutboxRow {
             envelope: &env,
-            notify: self.kind == RelayKind::Notify,
+            notify: self.kind == OutboxRelay::Notify,
         };
         match business::run(&self.ctx, op, Some(row)).await {
             TxnEnd::Committed => OpOutcome::Ok,
@@ -175,13 +175,13 @@ impl Pattern for OutboxPattern {
     async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.ctx.db.get().await?;
         let pending = match self.kind {
-            RelayKind::Poll | RelayKind::Notify => "WHERE published_at IS NULL",
+            OutboxRelay::Poll | OutboxRelay::Notify => "WHERE published_at IS NULL",
             // What the cursor relay itself still has to read (its own lag metric: it
             // cannot see rows it skipped below its cursor).
-            RelayKind::IdCursor => {
+            OutboxRelay::IdCursor => {
                 "WHERE published_at IS NULL AND id > coalesce((SELECT last_id FROM outbox_cursor WHERE relay = 'main'), 0)"
             }
-            RelayKind::Xid => {
+            OutboxRelay::Xid => {
                 "WHERE published_at IS NULL AND (xid, id) > coalesce((SELECT (last_xid, last_id) FROM outbox_cursor WHERE relay = 'main'), ('0'::xid8, 0::bigint))"
             }
         };
