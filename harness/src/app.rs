@@ -57,7 +57,7 @@ pub fn run(args: AppArgs) -> u8 {
             return 2;
         }
     };
-    match rt.block_on(implementations::server::serve(info, config)) {
+    match rt.block_on(implementations::serve(info, config)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("dualcheck app --impl {}: {e:#}", info.name);

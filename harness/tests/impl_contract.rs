@@ -8,11 +8,11 @@ mod impl_support;
 
 use common::with_env;
 use impl_support::{committed, drive, first_delivery_seqs, read_topic, space, App};
-use implementations::{OpRequest, REGISTRY};
+use implementations::{Op, REGISTRY};
 use std::time::Duration;
 
-fn op(op: i64, key: &str, seq: i64) -> OpRequest {
-    OpRequest {
+fn op(op: u64, key: &str, seq: u64) -> Op {
+    Op {
         op,
         key: key.into(),
         seq,

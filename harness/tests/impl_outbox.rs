@@ -10,8 +10,8 @@ mod impl_support;
 use common::with_env;
 use harness::env::Service;
 use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App};
-use implementations::outbox::shard_relay::LOCK_CLASS;
-use implementations::OpRequest;
+use implementations::patterns::outbox::shard_relay::LOCK_CLASS;
+use implementations::Op;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -170,7 +170,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             ],
         )
         .await;
-        let op = |op: i64, key: &str, seq: i64, payload: String| OpRequest {
+        let op = |op: u64, key: &str, seq: u64, payload: String| Op {
             op,
             key: key.into(),
             seq,
@@ -288,22 +288,24 @@ fn inbox_absorbs_redeliveries() {
     with_env(1, |env| async move {
         let sp = space(env, "inbox", 1).await;
         let mut c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
-        implementations::inbox::setup(&c).await.unwrap();
-        implementations::inbox::setup(&c).await.unwrap(); // idempotent
+        implementations::runtime::inbox::setup(&c).await.unwrap();
+        implementations::runtime::inbox::setup(&c).await.unwrap(); // idempotent
         let id = uuid::Uuid::new_v4();
         let tx = c.transaction().await.unwrap();
-        assert!(implementations::inbox::first_delivery(&tx, id).await.unwrap());
+        assert!(implementations::runtime::inbox::first_delivery(&tx, id).await.unwrap());
         tx.commit().await.unwrap();
         let tx = c.transaction().await.unwrap();
         assert!(
-            !implementations::inbox::first_delivery(&tx, id).await.unwrap(),
+            !implementations::runtime::inbox::first_delivery(&tx, id).await.unwrap(),
             "redelivery not recognised"
         );
         tx.rollback().await.unwrap();
         let tx = c.transaction().await.unwrap();
-        assert!(implementations::inbox::first_delivery(&tx, uuid::Uuid::new_v4())
-            .await
-            .unwrap());
+        assert!(
+            implementations::runtime::inbox::first_delivery(&tx, uuid::Uuid::new_v4())
+                .await
+                .unwrap()
+        );
     });
 }
 

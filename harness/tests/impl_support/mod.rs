@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use harness::env::Environment;
-use implementations::kafka::Envelope;
-use implementations::{Backlog, OpRequest};
+use implementations::runtime::kafka::Envelope;
+use implementations::{Backlog, Op};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message};
@@ -134,7 +134,7 @@ impl App {
     }
 
     /// Submits an op; returns the HTTP status (0 when the request failed: connection lost, timeout).
-    pub async fn op(&self, op: &OpRequest) -> u16 {
+    pub async fn op(&self, op: &Op) -> u16 {
         match self.http.post(self.url("/ops")).json(op).send().await {
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
@@ -340,10 +340,11 @@ pub async fn drive_at(
             let key = format!("k{k}");
             let mut out = Vec::new();
             for seq in seqs {
-                let op = OpRequest {
-                    op: base + k as i64 * 1000 + seq,
+                let id = base + k as i64 * 1000 + seq;
+                let op = Op {
+                    op: id as u64,
                     key: key.clone(),
-                    seq,
+                    seq: seq as u64,
                     payload: payload.to_string(),
                     abort: false,
                     hold_ms: 0,
@@ -352,7 +353,7 @@ pub async fn drive_at(
                     Ok(r) => r.status().as_u16(),
                     Err(_) => 0,
                 };
-                out.push((op.op, key.clone(), seq, status));
+                out.push((id, key.clone(), seq, status));
                 if !pace.is_zero() {
                     tokio::time::sleep(pace).await;
                 }

@@ -5,8 +5,50 @@
 //! COMMIT is sent means the transaction cannot have committed (fail); an
 //! error or timeout during COMMIT is unknown.
 
-use crate::kafka::Envelope;
-use crate::{AppContext, OpRequest};
+use crate::runtime::kafka::Envelope;
+use crate::{AppContext, Op};
+
+/// SQL every built-in implementation's business table answers: one `op` column
+/// (bigint) with every op whose business row exists.
+pub const ORDERS_COMMITTED_SQL: &str = "SELECT op FROM orders";
+
+/// The business table every built-in implementation writes (idempotent DDL).
+pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (
+    op bigint PRIMARY KEY,
+    key text NOT NULL,
+    seq bigint NOT NULL,
+    payload text,
+    created_at timestamptz DEFAULT now()
+)";
+
+/// The newest seq of `key` in the `orders` table (`None`: no row).
+pub async fn read_orders(ctx: &AppContext, key: &str) -> anyhow::Result<Option<i64>> {
+    let mut c = ctx.db.get().await?;
+    let r = crate::runtime::db::timed(
+        ctx.db.timeout,
+        "reading the newest seq of a key from orders",
+        c.query_one("SELECT max(seq) FROM orders WHERE key = $1", &[&key]),
+    )
+    .await;
+    match r {
+        Ok(row) => Ok(row.get(0)),
+        Err(e) => {
+            c.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Stable shard of a key in `0..1024` (FNV-1a), stored with each outbox row;
+/// relays own groups `shard % shards`.
+pub fn key_shard(key: &str) -> i32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in key.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    (h % 1024) as i32
+}
 
 /// How the business transaction ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,63 +93,56 @@ impl Statement {
 }
 
 /// Runs the business transaction of `op` (see the module doc).
-pub async fn run(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
+pub async fn run(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
     run_with(ctx, op, outbox, &[]).await
 }
 
 /// [`run`] with further statements after the inserts, in the same transaction
 /// (an outbox row of another shape, its deletion, ...).
-pub async fn run_with(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow<'_>>, extra: &[Statement]) -> TxnEnd {
+pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, extra: &[Statement]) -> TxnEnd {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
         Err(e) => return TxnEnd::Failed(format!("no Postgres connection: {e:#}")),
     };
     let res: anyhow::Result<TxnEnd> = async {
-        let tx = crate::db::timed(t, "BEGIN", conn.transaction()).await?;
-        crate::db::timed(
+        let tx = crate::runtime::db::timed(t, "BEGIN", conn.transaction()).await?;
+        crate::runtime::db::timed(
             t,
             "inserting the order",
             tx.execute(
                 "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                &[&op.op, &op.key, &op.seq, &op.payload],
+                &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
             ),
         )
         .await?;
         if let Some(o) = &outbox {
             let e = o.envelope;
             let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
-            crate::db::timed(
+            crate::runtime::db::timed(
                 t,
                 "inserting the outbox row",
                 tx.execute(
                     "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &event_id,
-                        &e.op,
-                        &e.key,
-                        &e.seq,
-                        &crate::key_shard(&e.key),
-                        &e.to_json(),
-                    ],
+                    &[&event_id, &e.op, &e.key, &e.seq, &key_shard(&e.key), &e.to_json()],
                 ),
             )
             .await?;
             if o.notify {
-                crate::db::timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
+                crate::runtime::db::timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
             }
         }
         for st in extra {
-            crate::db::timed(t, st.what, st.execute(&tx)).await?;
+            crate::runtime::db::timed(t, st.what, st.execute(&tx)).await?;
         }
         if op.hold_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
         }
         if op.abort {
-            let _ = crate::db::timed(t, "ROLLBACK", tx.rollback()).await;
+            let _ = crate::runtime::db::timed(t, "ROLLBACK", tx.rollback()).await;
             return Ok(TxnEnd::Failed("aborted on purpose (abort: true); rolled back".into()));
         }
-        Ok(match crate::db::timed(t, "COMMIT", tx.commit()).await {
+        Ok(match crate::runtime::db::timed(t, "COMMIT", tx.commit()).await {
             Ok(()) => TxnEnd::Committed,
             Err(e) => TxnEnd::Unknown(format!("{e:#}")),
         })
@@ -124,4 +159,18 @@ pub async fn run_with(ctx: &AppContext, op: &OpRequest, outbox: Option<OutboxRow
         ctx.crash.after_commit();
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_bounded() {
+        assert_eq!(key_shard("k3"), key_shard("k3"));
+        for i in 0..1000 {
+            let s = key_shard(&format!("k{i}"));
+            assert!((0..1024).contains(&s));
+        }
+    }
 }

@@ -11,12 +11,10 @@
 //! Killing the relay process (`relay-kill`) kills Connect with it. Connect's
 //! links to Postgres and Kafka are the proxied ones the service uses.
 
-use crate::business::Statement;
-use crate::cdc::Source;
-use crate::kafka::Envelope;
-use crate::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL,
-};
+use crate::patterns::cdc::Source;
+use crate::runtime::business::Statement;
+use crate::runtime::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
@@ -27,16 +25,15 @@ use std::time::{Duration, Instant};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "debezium",
-    about: "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
     expected: "valid (duplicates allowed)",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::Process,
-    reads_by_default: false,
-    prepares_transactions: false,
     streamed_tables: &["debezium_outbox"],
     latency_reference: true,
-    build: |ctx| Arc::new(Debezium::new(ctx)),
+    ..PatternInfo::new(
+        "debezium",
+        "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
+        |ctx| Arc::new(Debezium::new(ctx)),
+    )
 };
 
 /// The outbox table in the shape the event router expects by default.
@@ -120,12 +117,6 @@ fn outbox_statements(envelope: &Envelope, aggregate_type: &str) -> Vec<Statement
 
 #[async_trait::async_trait]
 impl Pattern for Debezium {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(crate::ORDERS_DDL).await?;
         db.batch_execute(DEBEZIUM_OUTBOX_DDL).await?;
@@ -165,11 +156,11 @@ impl Pattern for Debezium {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
-        use crate::business::TxnEnd;
+    async fn execute(&self, op: &Op) -> OpOutcome {
+        use crate::runtime::business::TxnEnd;
         let envelope = Envelope::new(op);
         let statements = outbox_statements(&envelope, &self.ctx.config.topic);
-        match crate::business::run_with(&self.ctx, op, None, &statements).await {
+        match crate::runtime::business::run_with(&self.ctx, op, None, &statements).await {
             TxnEnd::Committed => OpOutcome::Ok,
             TxnEnd::Failed(e) => OpOutcome::Fail(e),
             TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
@@ -200,7 +191,7 @@ impl Pattern for Debezium {
             }
             tx.commit().await
         };
-        if let Err(e) = crate::db::timed(self.ctx.db.timeout, "writing a drain marker", res).await {
+        if let Err(e) = crate::runtime::db::timed(self.ctx.db.timeout, "writing a drain marker", res).await {
             c.discard();
             return Err(e);
         }

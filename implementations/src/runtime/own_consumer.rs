@@ -15,9 +15,9 @@
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
 
-use crate::backoff::Backoff;
-use crate::kafka::Envelope;
-use crate::read_cache::ReadCache;
+use crate::runtime::backoff::Backoff;
+use crate::runtime::kafka::Envelope;
+use crate::runtime::read_cache::ReadCache;
 use crate::AppContext;
 use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -52,13 +52,13 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
         .with_context(|| format!("event id {:?} of op {} is not a UUID", env.event, env.op))?;
     let mut conn = ctx.db.get().await?;
     let res = async {
-        let tx = crate::db::timed(t, "BEGIN (consumer)", conn.transaction()).await?;
-        let first = tokio::time::timeout(t, crate::inbox::first_delivery(&tx, event_id))
+        let tx = crate::runtime::db::timed(t, "BEGIN (consumer)", conn.transaction()).await?;
+        let first = tokio::time::timeout(t, crate::runtime::inbox::first_delivery(&tx, event_id))
             .await
             .map_err(|_| anyhow!("recording the event in the inbox: no answer from Postgres within {t:?}"))?
             .context("recording the event in the inbox")?;
         if first {
-            crate::db::timed(
+            crate::runtime::db::timed(
                 t,
                 "inserting the order (consumer)",
                 tx.execute(
@@ -69,14 +69,14 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
             .await?;
         }
         if let Some(table) = spec.clear_pending_table {
-            crate::db::timed(
+            crate::runtime::db::timed(
                 t,
                 "clearing the pending event",
                 tx.execute(&format!("DELETE FROM {table} WHERE op = $1"), &[&env.op]),
             )
             .await?;
         }
-        crate::db::timed(t, "COMMIT (consumer)", tx.commit()).await?;
+        crate::runtime::db::timed(t, "COMMIT (consumer)", tx.commit()).await?;
         Ok::<_, anyhow::Error>(first)
     }
     .await;

@@ -17,8 +17,8 @@
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
 use super::OutboxRelay;
-use crate::backoff::Backoff;
-use crate::kafka::Record;
+use crate::runtime::backoff::Backoff;
+use crate::runtime::kafka::Record;
 use crate::AppContext;
 use anyhow::Result;
 use std::collections::HashSet;
@@ -83,7 +83,7 @@ async fn step(
     }
     let c = client.as_mut().expect("connected above");
     if cursor.is_none() {
-        let row = crate::db::timed(
+        let row = crate::runtime::db::timed(
             t,
             "reading the relay cursor",
             c.query_opt(
@@ -97,7 +97,7 @@ async fn step(
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
     let rows = match kind {
         OutboxRelay::IdCursor => {
-            crate::db::timed(
+            crate::runtime::db::timed(
                 t,
                 "reading the outbox after the id cursor",
                 c.query(
@@ -109,7 +109,7 @@ async fn step(
             .await?
         }
         _ => {
-            crate::db::timed(
+            crate::runtime::db::timed(
                 t,
                 "reading the outbox after the (xid, id) cursor",
                 c.query(
@@ -154,9 +154,9 @@ async fn step(
     if ok_run > 0 {
         let (id, xid, ..) = &events[ok_run - 1];
         let ids: Vec<i64> = events[..ok_run].iter().map(|e| e.0).collect();
-        let tx = crate::db::timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
+        let tx = crate::runtime::db::timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
         super::record_published(&tx, ctx.config.cleanup, &ids, t).await?;
-        crate::db::timed(
+        crate::runtime::db::timed(
             t,
             "advancing the relay cursor",
             tx.execute(
@@ -166,7 +166,7 @@ async fn step(
             ),
         )
         .await?;
-        crate::db::timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
+        crate::runtime::db::timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
         *cursor = Some((xid.clone(), *id));
     }
     Ok((events.len(), ok_run == events.len()))

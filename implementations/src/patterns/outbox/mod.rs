@@ -8,10 +8,10 @@
 pub mod cursor_relay;
 pub mod shard_relay;
 
-use crate::business::{self, OutboxRow, TxnEnd};
-use crate::config::Cleanup;
-use crate::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_DDL};
+use crate::runtime::business::{self, OutboxRow, TxnEnd};
+use crate::runtime::config::Cleanup;
+use crate::runtime::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -67,17 +67,73 @@ pub enum OutboxRelay {
     Xid,
 }
 
+/// `outbox-poll`: outbox row in the business transaction; relays (DUALCHECK_RELAYS)
+/// own shard groups through advisory locks, claim each key's oldest pending event
+/// with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
+/// the delivery reports, then delete (or mark) the rows. See [`shard_relay`].
+pub const POLL: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-poll",
+        "transactional outbox; polling relays with FOR UPDATE SKIP LOCKED, sharded by key (DUALCHECK_RELAYS)",
+        |ctx| OutboxPattern::build(OutboxRelay::Poll, ctx),
+    )
+};
+
+/// `outbox-notify`: as `outbox-poll`, but the business transaction also issues
+/// `NOTIFY dualcheck_outbox` and the relays wake on it (one LISTEN connection per
+/// process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
+/// missed while the listener was disconnected.
+pub const NOTIFY: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-notify",
+        "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
+        |ctx| OutboxPattern::build(OutboxRelay::Notify, ctx),
+    )
+};
+
+/// `outbox-idcursor`: one relay that remembers the highest id it published and
+/// reads `WHERE id > $last ORDER BY id` — the common real-world bug: a
+/// transaction that took a lower id but commits after a higher one was
+/// published is skipped forever. A negative control (long transactions in the
+/// workload expose it). See [`cursor_relay`].
+pub const ID_CURSOR: PatternInfo = PatternInfo {
+    expected: "negative control: must show `lost` under concurrent (long) transactions",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-idcursor",
+        "outbox relay reading WHERE id > last_id (a real, common bug)",
+        |ctx| OutboxPattern::build(OutboxRelay::IdCursor, ctx),
+    )
+};
+
+/// `outbox-xid`: the cursor relay made correct (as watermill-sql does): rows are
+/// stamped with `pg_current_xact_id()`, the relay reads only rows whose
+/// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
+/// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
+pub const XID: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-xid",
+        "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",
+        |ctx| OutboxPattern::build(OutboxRelay::Xid, ctx),
+    )
+};
+
 /// An outbox pattern with its relay kind.
 pub struct OutboxPattern {
-    info: &'static PatternInfo,
     kind: OutboxRelay,
     ctx: Arc<AppContext>,
 }
 
 impl OutboxPattern {
     /// An outbox pattern (used by the registry entries).
-    pub fn build(info: &'static PatternInfo, kind: OutboxRelay, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
-        Arc::new(OutboxPattern { info, kind, ctx })
+    pub fn build(kind: OutboxRelay, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
+        Arc::new(OutboxPattern { kind, ctx })
     }
 }
 
@@ -95,7 +151,7 @@ pub(crate) async fn record_published(
         Cleanup::Delete => "DELETE FROM outbox WHERE id = ANY($1)",
         Cleanup::Mark => "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)",
     };
-    crate::db::timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
+    crate::runtime::db::timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
     Ok(())
 }
 
@@ -108,7 +164,7 @@ async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bo
         }
         let res = async {
             let mut c = ctx.db.get().await?;
-            let r = crate::db::timed(
+            let r = crate::runtime::db::timed(
                 ctx.db.timeout,
                 "deleting published outbox rows",
                 c.execute(
@@ -131,12 +187,6 @@ async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bo
 
 #[async_trait::async_trait]
 impl Pattern for OutboxPattern {
-    fn name(&self) -> &'static str {
-        self.info.name
-    }
-    fn about(&self) -> &'static str {
-        self.info.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         db.batch_execute(OUTBOX_DDL).await?;
@@ -160,7 +210,7 @@ impl Pattern for OutboxPattern {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         let env = Envelope::new(op);
         let row = OutboxRow {
             envelope: &env,
@@ -190,7 +240,7 @@ impl Pattern for OutboxPattern {
                     (SELECT count(*) FROM outbox_failed)
              FROM outbox {pending}"
         );
-        let r = crate::db::timed(
+        let r = crate::runtime::db::timed(
             self.ctx.db.timeout,
             "reading the outbox backlog",
             c.query_one(&sql, &[]),
