@@ -140,7 +140,7 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
         let committed = committed(&sp, "SELECT op FROM orders").await;
         let records = read_topic(
             env,
-            &sp.topic,
+            &sp,
             committed.len(),
             Duration::from_secs(3),
             Duration::from_secs(30),
@@ -217,7 +217,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(waiting, vec![3]);
-        let records = read_topic(env, &sp.topic, 2, Duration::from_secs(2), Duration::from_secs(20)).await;
+        let records = read_topic(env, &sp, 2, Duration::from_secs(2), Duration::from_secs(20)).await;
         let ops: BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
         assert_eq!(
             ops,
@@ -246,7 +246,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(800)).await;
-            app.kill();
+            app.kill().await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             app.restart().await;
             let mut results = driver.await.unwrap();
@@ -267,7 +267,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
             let committed = committed(&sp, "SELECT op FROM orders").await;
             let records = read_topic(
                 env,
-                &sp.topic,
+                &sp,
                 committed.len(),
                 Duration::from_secs(3),
                 Duration::from_secs(30),
@@ -346,7 +346,7 @@ fn xid_relay_orders_numerically_across_a_digit_boundary() {
         let committed = committed(&sp, "SELECT op FROM orders").await;
         let records = read_topic(
             env,
-            &sp.topic,
+            &sp,
             committed.len(),
             Duration::from_secs(2),
             Duration::from_secs(20),

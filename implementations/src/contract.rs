@@ -25,7 +25,9 @@ pub enum OpOutcome {
 }
 
 /// Events committed but not yet published, as `GET /backlog` reports them.
+/// A field a program leaves out reads as 0 (a black box may report only `backlog`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Backlog {
     /// Events waiting to be published (includes those blocked behind a parked event).
     pub backlog: i64,
