@@ -182,8 +182,9 @@ pub struct PatternInfo {
     /// Runs of this pattern read each key back right after each acknowledged
     /// write unless told otherwise (`dualcheck run --reads` turns reads on for any).
     pub reads_by_default: bool,
-    /// The pattern prepares transactions (`PREPARE TRANSACTION`): the harness
-    /// watches `pg_prepared_xacts` and resolves what is left in doubt.
+    /// The pattern prepares transactions (`PREPARE TRANSACTION`), each named
+    /// by [`prepared_gid`]: the harness watches `pg_prepared_xacts` and
+    /// resolves what is left in doubt by the op the name carries.
     pub prepares_transactions: bool,
     /// Tables whose rows a WAL tailer streams as events; `schema-change`
     /// alters them along with `orders`.
