@@ -13,6 +13,7 @@
 
 use crate::patterns::cdc::Source;
 use crate::runtime::business::Statement;
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind};
 use anyhow::{anyhow, bail, Context, Result};
@@ -157,14 +158,11 @@ impl Pattern for Debezium {
         Ok(bg)
     }
     async fn execute(&self, op: &Op) -> OpOutcome {
-        use crate::runtime::business::TxnEnd;
         let envelope = Envelope::new(op);
         let statements = outbox_statements(&envelope, &self.ctx.config.topic);
-        match crate::runtime::business::run_with(&self.ctx, op, None, &statements).await {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
-        }
+        crate::runtime::business::run_with(&self.ctx, op, None, &statements)
+            .await
+            .into()
     }
     /// Writes a marker event routed to the marker topic; 0 only once the
     /// previous marker came out of Connect (Connect publishes in WAL order, so
@@ -191,7 +189,7 @@ impl Pattern for Debezium {
             }
             tx.commit().await
         };
-        if let Err(e) = crate::runtime::db::timed(self.ctx.db.timeout, "writing a drain marker", res).await {
+        if let Err(e) = timed(self.ctx.db.timeout, "writing a drain marker", res).await {
             c.discard();
             return Err(e);
         }

@@ -17,6 +17,7 @@
 //!   published but whose order row is not written yet.
 
 use crate::patterns::outbox::OUTBOX_DDL;
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::runtime::read_cache::ReadCache;
@@ -70,8 +71,8 @@ async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
     };
     let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
     let res: Result<OpOutcome> = async {
-        let tx = crate::runtime::db::timed(t, "BEGIN", conn.transaction()).await?;
-        crate::runtime::db::timed(
+        let tx = timed(t, "BEGIN", conn.transaction()).await?;
+        timed(
             t,
             "inserting the OrderCreationRequested event into the outbox",
             tx.execute(
@@ -87,7 +88,7 @@ async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
             ),
         )
         .await?;
-        crate::runtime::db::timed(
+        timed(
             t,
             "inserting the pending event",
             tx.execute(
@@ -96,17 +97,7 @@ async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
             ),
         )
         .await?;
-        if op.hold_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
-        }
-        if op.abort {
-            let _ = crate::runtime::db::timed(t, "ROLLBACK", tx.rollback()).await;
-            return Ok(OpOutcome::Fail("aborted on purpose (abort: true); rolled back".into()));
-        }
-        Ok(match crate::runtime::db::timed(t, "COMMIT", tx.commit()).await {
-            Ok(()) => OpOutcome::Ok,
-            Err(e) => OpOutcome::Unknown(format!("{e:#}")),
-        })
+        Ok(crate::runtime::business::finish(t, tx, op).await?.into())
     }
     .await;
     let out = res.unwrap_or_else(|e| OpOutcome::Fail(format!("{e:#}")));
@@ -155,7 +146,7 @@ impl Pattern for ListenToYourself {
     }
     async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.ctx.db.get().await?;
-        let r = crate::runtime::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "reading the listen-to-yourself backlog",
             c.query_one(
@@ -186,7 +177,7 @@ impl Pattern for ListenToYourself {
             return Ok(Some(e.seq));
         }
         let mut c = ctx.db.get().await?;
-        let r = crate::runtime::db::timed(
+        let r = timed(
             ctx.db.timeout,
             "reading the newest seq of a key (orders and pending events)",
             c.query_one(

@@ -18,6 +18,7 @@
 //! restart, on purpose: the harness measures the in-doubt windows
 //! (`pg_prepared_xacts`) and resolves what is left at the end of the run.
 
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::{prepared_gid, AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
 use anyhow::{anyhow, Context, Result};
@@ -107,8 +108,8 @@ impl TwoPhase {
         let before = async {
             // A key held by an in-doubt transaction: fail (certainly not
             // prepared) well before the runner's op timeout, rather than hang.
-            crate::runtime::db::timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
-            crate::runtime::db::timed(
+            timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
+            timed(
                 t,
                 "inserting the order",
                 c.execute(
@@ -117,7 +118,7 @@ impl TwoPhase {
                 ),
             )
             .await?;
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "updating the key's aggregate row (waits while an in-doubt transaction holds it)",
                 c.execute(
@@ -134,15 +135,15 @@ impl TwoPhase {
         }
         .await;
         if let Err(e) = before {
-            let _ = crate::runtime::db::timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
+            let _ = timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
             return Ok(Err(format!("{e:#}")));
         }
         if op.abort {
-            let _ = crate::runtime::db::timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
+            let _ = timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
             return Ok(Err("aborted on purpose (abort: true); rolled back".into()));
         }
         // An error here leaves it unknown whether the transaction is prepared.
-        crate::runtime::db::timed(
+        timed(
             t,
             "PREPARE TRANSACTION",
             c.batch_execute(&format!("PREPARE TRANSACTION '{}'", prepared_gid(op.op as i64))),
@@ -155,7 +156,7 @@ impl TwoPhase {
     async fn finish(&self, op: i64, commit: bool) -> Result<()> {
         let verb = if commit { "COMMIT PREPARED" } else { "ROLLBACK PREPARED" };
         let mut c = self.ctx.db.get().await?;
-        let r = crate::runtime::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             verb,
             c.batch_execute(&format!("{verb} '{}'", prepared_gid(op))),

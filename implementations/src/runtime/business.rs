@@ -5,8 +5,9 @@
 //! COMMIT is sent means the transaction cannot have committed (fail); an
 //! error or timeout during COMMIT is unknown.
 
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Op};
+use crate::{AppContext, Op, OpOutcome};
 
 /// SQL every built-in implementation's business table answers: one `op` column
 /// (bigint) with every op whose business row exists.
@@ -24,7 +25,7 @@ pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (
 /// The newest seq of `key` in the `orders` table (`None`: no row).
 pub async fn read_orders(ctx: &AppContext, key: &str) -> anyhow::Result<Option<i64>> {
     let mut c = ctx.db.get().await?;
-    let r = crate::runtime::db::timed(
+    let r = timed(
         ctx.db.timeout,
         "reading the newest seq of a key from orders",
         c.query_one("SELECT max(seq) FROM orders WHERE key = $1", &[&key]),
@@ -92,6 +93,34 @@ impl Statement {
     }
 }
 
+impl From<TxnEnd> for OpOutcome {
+    fn from(end: TxnEnd) -> OpOutcome {
+        match end {
+            TxnEnd::Committed => OpOutcome::Ok,
+            TxnEnd::Failed(e) => OpOutcome::Fail(e),
+            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+        }
+    }
+}
+
+/// How every business transaction ends once its statements ran: held open
+/// `op.hold_ms`, then rolled back for an op that aborts on purpose, else
+/// committed (an error during COMMIT leaves the outcome unknown). An error
+/// here is before COMMIT was sent: certainly not committed.
+pub async fn finish(t: std::time::Duration, tx: tokio_postgres::Transaction<'_>, op: &Op) -> anyhow::Result<TxnEnd> {
+    if op.hold_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
+    }
+    if op.abort {
+        let _ = timed(t, "ROLLBACK", tx.rollback()).await;
+        return Ok(TxnEnd::Failed("aborted on purpose (abort: true); rolled back".into()));
+    }
+    Ok(match timed(t, "COMMIT", tx.commit()).await {
+        Ok(()) => TxnEnd::Committed,
+        Err(e) => TxnEnd::Unknown(format!("{e:#}")),
+    })
+}
+
 /// Runs the business transaction of `op` (see the module doc).
 pub async fn run(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
     run_with(ctx, op, outbox, &[]).await
@@ -106,8 +135,8 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
         Err(e) => return TxnEnd::Failed(format!("no Postgres connection: {e:#}")),
     };
     let res: anyhow::Result<TxnEnd> = async {
-        let tx = crate::runtime::db::timed(t, "BEGIN", conn.transaction()).await?;
-        crate::runtime::db::timed(
+        let tx = timed(t, "BEGIN", conn.transaction()).await?;
+        timed(
             t,
             "inserting the order",
             tx.execute(
@@ -119,7 +148,7 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
         if let Some(o) = &outbox {
             let e = o.envelope;
             let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "inserting the outbox row",
                 tx.execute(
@@ -129,23 +158,13 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
             )
             .await?;
             if o.notify {
-                crate::runtime::db::timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
+                timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
             }
         }
         for st in extra {
-            crate::runtime::db::timed(t, st.what, st.execute(&tx)).await?;
+            timed(t, st.what, st.execute(&tx)).await?;
         }
-        if op.hold_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
-        }
-        if op.abort {
-            let _ = crate::runtime::db::timed(t, "ROLLBACK", tx.rollback()).await;
-            return Ok(TxnEnd::Failed("aborted on purpose (abort: true); rolled back".into()));
-        }
-        Ok(match crate::runtime::db::timed(t, "COMMIT", tx.commit()).await {
-            Ok(()) => TxnEnd::Committed,
-            Err(e) => TxnEnd::Unknown(format!("{e:#}")),
-        })
+        finish(t, tx, op).await
     }
     .await;
     let end = match res {

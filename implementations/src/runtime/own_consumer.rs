@@ -16,6 +16,7 @@
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
 
 use crate::runtime::backoff::Backoff;
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::runtime::read_cache::ReadCache;
 use crate::AppContext;
@@ -52,13 +53,13 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
         .with_context(|| format!("event id {:?} of op {} is not a UUID", env.event, env.op))?;
     let mut conn = ctx.db.get().await?;
     let res = async {
-        let tx = crate::runtime::db::timed(t, "BEGIN (consumer)", conn.transaction()).await?;
+        let tx = timed(t, "BEGIN (consumer)", conn.transaction()).await?;
         let first = tokio::time::timeout(t, crate::runtime::inbox::first_delivery(&tx, event_id))
             .await
             .map_err(|_| anyhow!("recording the event in the inbox: no answer from Postgres within {t:?}"))?
             .context("recording the event in the inbox")?;
         if first {
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "inserting the order (consumer)",
                 tx.execute(
@@ -69,14 +70,14 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
             .await?;
         }
         if let Some(table) = spec.clear_pending_table {
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "clearing the pending event",
                 tx.execute(&format!("DELETE FROM {table} WHERE op = $1"), &[&env.op]),
             )
             .await?;
         }
-        crate::runtime::db::timed(t, "COMMIT (consumer)", tx.commit()).await?;
+        timed(t, "COMMIT (consumer)", tx.commit()).await?;
         Ok::<_, anyhow::Error>(first)
     }
     .await;

@@ -22,6 +22,7 @@ pub mod logical;
 pub mod outbox;
 
 use crate::runtime::config::CdcConfirm;
+use crate::runtime::db::timed;
 use crate::AppContext;
 use anyhow::{anyhow, bail, Context, Result};
 use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, RelationInfo};
@@ -434,7 +435,7 @@ impl Tailer {
         let next = previous + 1;
         let mut c = self.ctx.db.get().await?;
         let content = format!("{}:{next}", self.state.nonce);
-        let r = crate::runtime::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "emitting a drain marker",
             c.execute(
@@ -542,12 +543,9 @@ impl crate::Pattern for CdcPattern {
         Ok(bg)
     }
     async fn execute(&self, op: &crate::Op) -> crate::OpOutcome {
-        use crate::runtime::business::TxnEnd;
-        match crate::runtime::business::run_with(&self.ctx, op, None, &(self.statements)(op)).await {
-            TxnEnd::Committed => crate::OpOutcome::Ok,
-            TxnEnd::Failed(e) => crate::OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => crate::OpOutcome::Unknown(e),
-        }
+        crate::runtime::business::run_with(&self.ctx, op, None, &(self.statements)(op))
+            .await
+            .into()
     }
     async fn backlog(&self) -> Result<crate::Backlog> {
         self.tailer.backlog().await

@@ -18,6 +18,7 @@
 
 use super::OutboxRelay;
 use crate::runtime::backoff::Backoff;
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Record;
 use crate::AppContext;
 use anyhow::Result;
@@ -83,7 +84,7 @@ async fn step(
     }
     let c = client.as_mut().expect("connected above");
     if cursor.is_none() {
-        let row = crate::runtime::db::timed(
+        let row = timed(
             t,
             "reading the relay cursor",
             c.query_opt(
@@ -97,7 +98,7 @@ async fn step(
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
     let rows = match kind {
         OutboxRelay::IdCursor => {
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "reading the outbox after the id cursor",
                 c.query(
@@ -109,7 +110,7 @@ async fn step(
             .await?
         }
         _ => {
-            crate::runtime::db::timed(
+            timed(
                 t,
                 "reading the outbox after the (xid, id) cursor",
                 c.query(
@@ -154,9 +155,9 @@ async fn step(
     if ok_run > 0 {
         let (id, xid, ..) = &events[ok_run - 1];
         let ids: Vec<i64> = events[..ok_run].iter().map(|e| e.0).collect();
-        let tx = crate::runtime::db::timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
+        let tx = timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
         super::record_published(&tx, ctx.config.cleanup, &ids, t).await?;
-        crate::runtime::db::timed(
+        timed(
             t,
             "advancing the relay cursor",
             tx.execute(
@@ -166,7 +167,7 @@ async fn step(
             ),
         )
         .await?;
-        crate::runtime::db::timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
+        timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
         *cursor = Some((xid.clone(), *id));
     }
     Ok((events.len(), ok_run == events.len()))

@@ -8,8 +8,9 @@
 pub mod cursor_relay;
 pub mod shard_relay;
 
-use crate::runtime::business::{self, OutboxRow, TxnEnd};
+use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::Cleanup;
+use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
@@ -151,7 +152,7 @@ pub(crate) async fn record_published(
         Cleanup::Delete => "DELETE FROM outbox WHERE id = ANY($1)",
         Cleanup::Mark => "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)",
     };
-    crate::runtime::db::timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
+    timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
     Ok(())
 }
 
@@ -164,7 +165,7 @@ async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bo
         }
         let res = async {
             let mut c = ctx.db.get().await?;
-            let r = crate::runtime::db::timed(
+            let r = timed(
                 ctx.db.timeout,
                 "deleting published outbox rows",
                 c.execute(
@@ -216,11 +217,7 @@ impl Pattern for OutboxPattern {
             envelope: &env,
             notify: self.kind == OutboxRelay::Notify,
         };
-        match business::run(&self.ctx, op, Some(row)).await {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
-        }
+        business::run(&self.ctx, op, Some(row)).await.into()
     }
     async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.ctx.db.get().await?;
@@ -240,7 +237,7 @@ impl Pattern for OutboxPattern {
                     (SELECT count(*) FROM outbox_failed)
              FROM outbox {pending}"
         );
-        let r = crate::runtime::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "reading the outbox backlog",
             c.query_one(&sql, &[]),
