@@ -15,7 +15,7 @@
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
 
-use crate::runtime::backoff::Backoff;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::runtime::read_cache::ReadCache;
@@ -190,9 +190,8 @@ pub async fn run(
             Ok((c, next)) => (Arc::new(c), next),
             Err(e) => {
                 tracing::warn!("own consumer: {e:#} (retrying)");
-                tokio::select! {
-                    _ = tokio::time::sleep(b.delay(failures)) => {}
-                    _ = stop.changed() => return,
+                if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                    return;
                 }
                 failures = failures.saturating_add(1).min(10);
                 continue;
@@ -222,9 +221,8 @@ pub async fn run(
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("own consumer: {e} (librdkafka reconnects)");
-                    tokio::select! {
-                        _ = tokio::time::sleep(b.delay(failures)) => {}
-                        _ = stop.changed() => return,
+                    if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                        return;
                     }
                     failures = failures.saturating_add(1).min(10);
                     continue;
@@ -248,9 +246,8 @@ pub async fn run(
                                     "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
                                     env.op
                                 );
-                                tokio::select! {
-                                    _ = tokio::time::sleep(b.delay(attempt)) => {}
-                                    _ = stop.changed() => return,
+                                if !sleep_unless_stopped(b.delay(attempt), &mut stop).await {
+                                    return;
                                 }
                                 attempt = attempt.saturating_add(1).min(10);
                             }

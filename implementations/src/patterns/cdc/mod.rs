@@ -21,6 +21,7 @@
 pub mod logical;
 pub mod outbox;
 
+use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::config::CdcConfirm;
 use crate::runtime::db::timed;
 use crate::AppContext;
@@ -212,9 +213,8 @@ impl Tailer {
                     *self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.delay(attempt.min(8))) => {}
-                _ = stop.changed() => return,
+            if !sleep_unless_stopped(backoff.delay(attempt.min(8)), &mut stop).await {
+                return;
             }
             attempt += 1;
         }

@@ -17,7 +17,7 @@
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
 use super::OutboxRelay;
-use crate::runtime::backoff::Backoff;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Record;
 use crate::AppContext;
@@ -63,9 +63,8 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
                 b.delay(failures)
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+        if !sleep_unless_stopped(wait, &mut stop).await {
+            return;
         }
     }
 }

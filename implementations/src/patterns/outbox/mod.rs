@@ -8,6 +8,7 @@
 pub mod cursor_relay;
 pub mod shard_relay;
 
+use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::Cleanup;
 use crate::runtime::db::timed;
@@ -159,9 +160,8 @@ pub(crate) async fn record_published(
 /// Cleaner of `cleanup=mark`: deletes published rows in batches of 1000.
 async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ctx.config.cleanup_interval) => {}
-            _ = stop.changed() => return,
+        if !sleep_unless_stopped(ctx.config.cleanup_interval, &mut stop).await {
+            return;
         }
         let res = async {
             let mut c = ctx.db.get().await?;

@@ -21,7 +21,7 @@
 //!   permanent errors such as a record above message.max.bytes) the event moves to
 //!   `outbox_failed` with its last error and its key's later events wait.
 
-use crate::runtime::backoff::Backoff;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Record;
 use crate::{AppContext, Background};
@@ -75,9 +75,8 @@ async fn listener(ctx: Arc<AppContext>, wake: watch::Sender<u64>, mut stop: watc
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("outbox listener: {e:#} (retrying)");
-                tokio::select! {
-                    _ = tokio::time::sleep(b.delay(failures)) => {}
-                    _ = stop.changed() => return,
+                if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                    return;
                 }
                 failures += 1;
                 continue;
