@@ -215,14 +215,9 @@ pub enum ParsedLine<'a> {
 }
 
 /// Why one line could not be used. The reader adds the file and line number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct LineError(pub String);
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A field that may be absent, `null`, or a value — `deliver.op` needs all three.
 #[derive(Debug, Default)]

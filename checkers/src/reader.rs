@@ -7,7 +7,6 @@
 
 use crate::history::{parse_line, LineError, ParsedLine};
 use rayon::prelude::*;
-use std::fmt;
 use std::io::{self, Read};
 
 use std::path::Path;
@@ -18,7 +17,8 @@ const BLOCK_BYTES: usize = 8 << 20;
 const PIECES_PER_BLOCK: usize = 16;
 
 /// Why a history cannot be used: which source, which line, what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
 pub struct HistoryError {
     /// The file (or other source) being read.
     pub source_name: String,
@@ -47,17 +47,6 @@ impl HistoryError {
         }
     }
 }
-
-impl fmt::Display for HistoryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}: line {}: {}", self.source_name, line, self.message),
-            None => write!(f, "{}: {}", self.source_name, self.message),
-        }
-    }
-}
-
-impl std::error::Error for HistoryError {}
 
 /// What reading found besides the parsed lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 use crate::env::ports::free_port;
 use crate::env::process::{tail, ManagedProcess, ProcessSpec};
 use anyhow::{bail, Context, Result};
+use implementations::{Backlog, Op};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::Op;
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -35,6 +35,7 @@ pub struct AppProcess {
     process: Arc<ManagedProcess>,
     /// Serializes kills and restarts (the nemesis and the crash loop may race).
     lifecycle: tokio::sync::Mutex<()>,
+    port: u16,
     base_url: String,
     http: reqwest::Client,
     name: String,
@@ -91,6 +92,38 @@ impl AppProcess {
         timeout: Duration,
         role: Option<&str>,
     ) -> Result<AppProcess> {
+        Self::launch(command, None, env, run_dir, timeout, role).await
+    }
+
+    /// Starts the built-in implementation `name` served by the `dualcheck`
+    /// binary at `bin` (instead of `DUALCHECK_BIN` or this executable: a test
+    /// names the binary cargo built for it).
+    pub async fn start_builtin(
+        bin: &Path,
+        name: &str,
+        env: &AppEnv,
+        run_dir: &Path,
+        timeout: Duration,
+    ) -> Result<AppProcess> {
+        Self::launch(
+            &AppCommand::Builtin(name.to_string()),
+            Some(bin),
+            env,
+            run_dir,
+            timeout,
+            None,
+        )
+        .await
+    }
+
+    async fn launch(
+        command: &AppCommand,
+        bin: Option<&Path>,
+        env: &AppEnv,
+        run_dir: &Path,
+        timeout: Duration,
+        role: Option<&str>,
+    ) -> Result<AppProcess> {
         let port = free_port()?;
         let log = run_dir.join(if role == Some("relay") { "relay.log" } else { "app.log" });
         let (name, spec) = match command {
@@ -99,7 +132,11 @@ impl AppProcess {
                     Some(r) => format!("{r} {name}"),
                     None => format!("app {name}"),
                 };
-                let mut spec = ProcessSpec::new(&label, dualcheck_bin()?, &log).args(["app", "--impl", name]);
+                let bin = match bin {
+                    Some(b) => b.to_path_buf(),
+                    None => dualcheck_bin()?,
+                };
+                let mut spec = ProcessSpec::new(&label, bin, &log).args(["app", "--impl", name]);
                 if let Some(r) = role {
                     spec = spec.env("DUALCHECK_ROLE", r);
                 }
@@ -130,6 +167,7 @@ impl AppProcess {
         let app = AppProcess {
             process,
             lifecycle: tokio::sync::Mutex::new(()),
+            port,
             base_url: format!("http://127.0.0.1:{port}"),
             http,
             name,
@@ -175,16 +213,19 @@ impl AppProcess {
         }
     }
 
-    /// Submits one op (`POST /ops`) and classifies the answer.
-    pub async fn submit(&self, op: &Op, timeout: Duration) -> Completion {
-        let sent = self
-            .http
+    /// Posts one op (`POST /ops`) and returns the raw answer.
+    pub async fn post_op(&self, op: &Op, timeout: Duration) -> reqwest::Result<reqwest::Response> {
+        self.http
             .post(format!("{}/ops", self.base_url))
             .json(op)
             .timeout(timeout)
             .send()
-            .await;
-        match sent {
+            .await
+    }
+
+    /// Submits one op (`POST /ops`) and classifies the answer.
+    pub async fn submit(&self, op: &Op, timeout: Duration) -> Completion {
+        match self.post_op(op, timeout).await {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
@@ -247,6 +288,12 @@ impl AppProcess {
     /// the program does not implement it (a black box need not), an error when
     /// it cannot be asked (down, or not answering).
     pub async fn backlog(&self) -> Result<Option<u64>> {
+        Ok(self.backlog_report().await?.and_then(|b| u64::try_from(b.backlog).ok()))
+    }
+
+    /// The whole answer of `GET /backlog` (backlog, oldest age, parked events):
+    /// `Ok(None)` when the program does not implement it.
+    pub async fn backlog_report(&self) -> Result<Option<Backlog>> {
         let resp = self
             .http
             .get(format!("{}/backlog", self.base_url))
@@ -257,8 +304,8 @@ impl AppProcess {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let v: serde_json::Value = resp.error_for_status()?.json().await.context("reading GET /backlog")?;
-        Ok(v.get("backlog").and_then(|b| b.as_u64()))
+        let backlog = resp.error_for_status()?.json().await.context("reading GET /backlog")?;
+        Ok(Some(backlog))
     }
 
     /// Arms the crash point: the next op commits, then the process dies before
@@ -328,8 +375,23 @@ impl AppProcess {
         self.process.all_pids()
     }
 
+    /// How the process last ended (`None` while it never has).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.process.last_exit()
+    }
+
     /// Its log file.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
+    }
+
+    /// The port it serves HTTP on (the same after every restart).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 }

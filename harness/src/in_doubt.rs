@@ -103,9 +103,9 @@ pub fn delivered_ops(history: &std::path::Path) -> HashSet<i64> {
 }
 
 /// How to resolve one leftover: commit when its op's event was delivered.
-/// A gid not made by `two-phase` (`dc-<op>`) is rolled back.
+/// A gid not made by `implementations::prepared_gid` (`dc-<op>`) is rolled back.
 pub fn decide(gid: &str, delivered: &HashSet<i64>) -> bool {
-    implementations::two_phase::op_of_gid(gid).is_some_and(|op| delivered.contains(&op))
+    implementations::op_of_prepared_gid(gid).is_some_and(|op| delivered.contains(&op))
 }
 
 /// Resolves every prepared transaction left in the run's database (see the

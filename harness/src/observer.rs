@@ -43,32 +43,7 @@ impl Observer {
     /// Starts consuming every partition of `topics` (name, partition count) from
     /// the beginning at `bootstrap` (the direct listener).
     pub fn start(bootstrap: &str, topics: &[(String, i32)], recorder: Arc<Recorder>) -> Result<Observer> {
-        let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("log_level", "3")
-            .create()
-            .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
-        // Manual assignment from the beginning of every partition: no consumer
-        // group, so no coordinator and no rebalance that a broker kill could
-        // disturb (a group consumer stalled after kafka-kill).
-        let mut assignment = TopicPartitionList::new();
-        for (topic, partitions) in topics {
-            for p in 0..*partitions {
-                assignment
-                    .add_partition_offset(topic, p, Offset::Beginning)
-                    .with_context(|| format!("observer assigning {topic}/{p}"))?;
-            }
-        }
-        consumer
-            .assign(&assignment)
-            .with_context(|| format!("observer assigning {topics:?}"))?;
+        let consumer = consumer(bootstrap, topics)?;
         let stats = Arc::new(ObserverStats::default());
         let (stop, mut stopped) = watch::channel(false);
         let s = stats.clone();
@@ -99,6 +74,39 @@ impl Observer {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// A `read_committed` consumer at `bootstrap` assigned every partition of
+/// `topics` (name, partition count) from the beginning: what the observer
+/// reads with (tests read a topic with it too).
+pub fn consumer(bootstrap: &str, topics: &[(String, i32)]) -> Result<StreamConsumer> {
+    let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("log_level", "3")
+        .create()
+        .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
+    // Manual assignment from the beginning of every partition: no consumer
+    // group, so no coordinator and no rebalance that a broker kill could
+    // disturb (a group consumer stalled after kafka-kill).
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .with_context(|| format!("observer assigning {topic}/{p}"))?;
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .with_context(|| format!("observer assigning {topics:?}"))?;
+    Ok(consumer)
 }
 
 /// Turns one Kafka record into a `deliver` event. A record whose value names

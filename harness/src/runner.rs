@@ -62,7 +62,8 @@ pub struct RunConfig {
 impl RunConfig {
     /// Defaults for `app` with everything else as `dualcheck run` would have it.
     pub fn new(app: AppCommand, committed_sql: &str) -> RunConfig {
-        let reads = matches!(&app, AppCommand::Builtin(n) if implementations::lookup(n).is_ok_and(|i| i.reads_by_default));
+        let reads =
+            matches!(&app, AppCommand::Builtin(n) if implementations::lookup(n).is_ok_and(|i| i.reads_by_default));
         RunConfig {
             app,
             committed_sql: committed_sql.to_string(),
@@ -200,7 +201,9 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     // Patterns whose relay is a process of its own (a CDC tailer, Kafka Connect)
     // run as two: the service answers requests, the relay publishes.
     let relay_process = match &cfg.app {
-        AppCommand::Builtin(n) => implementations::lookup(n).is_ok_and(|i| i.relay == implementations::RelayKind::Process),
+        AppCommand::Builtin(n) => {
+            implementations::lookup(n).is_ok_and(|i| i.relay == implementations::RelayKind::Process)
+        }
         AppCommand::Exec(_) => false,
     };
     let app = if relay_process {
@@ -414,7 +417,9 @@ async fn run_on(cfg: &RunConfig, name: &str, env: Arc<Environment>, run_dir: &st
     // Only after the committed read (see in_doubt's module doc): resolve what
     // the implementation left prepared, so the database ends clean.
     let seen = prepared_monitor.stop().await;
-    let in_doubt = if seen.is_empty() && !matches!(&cfg.app, AppCommand::Builtin(n) if implementations::lookup(n).is_ok_and(|i| i.prepares_transactions)) {
+    let in_doubt = if seen.is_empty()
+        && !matches!(&cfg.app, AppCommand::Builtin(n) if implementations::lookup(n).is_ok_and(|i| i.prepares_transactions))
+    {
         None
     } else {
         let delivered = crate::in_doubt::delivered_ops(recorder.path());

@@ -30,7 +30,7 @@
 //! 1. implement [`implementations::Pattern`] in its crate, describe it with an
 //!    [`implementations::PatternInfo`];
 //! 2. add a small binary (`src/main.rs`, or `examples/`) whose `main` calls
-//!    [`implementations::server::serve`] with that info and
+//!    [`implementations::serve`] with that info and
 //!    [`implementations::AppConfig::from_env`]: it speaks the black-box HTTP
 //!    contract on `127.0.0.1:$PORT`;
 //! 3. in an integration test, `Verification::exec(env!("CARGO_BIN_EXE_<bin>"))`.

@@ -8,11 +8,11 @@ mod impl_support;
 
 use common::with_env;
 use impl_support::{committed, drive, first_delivery_seqs, read_topic, space, App};
-use implementations::{OpRequest, REGISTRY};
+use implementations::{Op, REGISTRY};
 use std::time::Duration;
 
-fn op(op: i64, key: &str, seq: i64) -> OpRequest {
-    OpRequest {
+fn op(op: u64, key: &str, seq: u64) -> Op {
+    Op {
         op,
         key: key.into(),
         seq,
@@ -53,14 +53,7 @@ fn every_implementation_publishes_its_ops_with_the_envelope() {
                 info.name
             );
 
-            let records = read_topic(
-                env,
-                &sp.topic,
-                ok.len(),
-                Duration::from_secs(2),
-                Duration::from_secs(30),
-            )
-            .await;
+            let records = read_topic(env, &sp, ok.len(), Duration::from_secs(2), Duration::from_secs(30)).await;
             let mut delivered = std::collections::BTreeSet::new();
             for d in &records {
                 let v = &d.value;
@@ -143,7 +136,7 @@ fn crash_after_commit_loses_naive_events_but_not_outbox_events() {
             app.restart().await;
             assert_eq!(app.op(&op(3, "a", 2)).await, 200);
             app.wait_drained(Duration::from_secs(30)).await;
-            let records = read_topic(env, &sp.topic, 3, Duration::from_secs(2), Duration::from_secs(10)).await;
+            let records = read_topic(env, &sp, 3, Duration::from_secs(2), Duration::from_secs(10)).await;
             let ops: std::collections::BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
             match name {
                 "naive" => assert_eq!(ops, [1, 3].into(), "naive must lose the event of the crashed op"),
@@ -178,7 +171,7 @@ fn long_transaction_is_lost_by_idcursor_and_kept_by_xid() {
             assert!(later.iter().all(|r| r.3 == 200));
             app.wait_drained(Duration::from_secs(30)).await;
             let want = 1 + others.len() + later.len();
-            let records = read_topic(env, &sp.topic, want, Duration::from_secs(2), Duration::from_secs(10)).await;
+            let records = read_topic(env, &sp, want, Duration::from_secs(2), Duration::from_secs(10)).await;
             let ops: std::collections::BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
             assert_eq!(committed(&sp, "SELECT op FROM orders").await.len(), want);
             match name {

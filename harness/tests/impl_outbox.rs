@@ -10,8 +10,8 @@ mod impl_support;
 use common::with_env;
 use harness::env::Service;
 use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App};
-use implementations::outbox::shard_relay::LOCK_CLASS;
-use implementations::OpRequest;
+use implementations::patterns::outbox::shard_relay::LOCK_CLASS;
+use implementations::Op;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,7 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
         let committed = committed(&sp, "SELECT op FROM orders").await;
         let records = read_topic(
             env,
-            &sp.topic,
+            &sp,
             committed.len(),
             Duration::from_secs(3),
             Duration::from_secs(30),
@@ -170,7 +170,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             ],
         )
         .await;
-        let op = |op: i64, key: &str, seq: i64, payload: String| OpRequest {
+        let op = |op: u64, key: &str, seq: u64, payload: String| Op {
             op,
             key: key.into(),
             seq,
@@ -217,7 +217,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(waiting, vec![3]);
-        let records = read_topic(env, &sp.topic, 2, Duration::from_secs(2), Duration::from_secs(20)).await;
+        let records = read_topic(env, &sp, 2, Duration::from_secs(2), Duration::from_secs(20)).await;
         let ops: BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
         assert_eq!(
             ops,
@@ -246,7 +246,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(800)).await;
-            app.kill();
+            app.kill().await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             app.restart().await;
             let mut results = driver.await.unwrap();
@@ -267,7 +267,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
             let committed = committed(&sp, "SELECT op FROM orders").await;
             let records = read_topic(
                 env,
-                &sp.topic,
+                &sp,
                 committed.len(),
                 Duration::from_secs(3),
                 Duration::from_secs(30),
@@ -288,22 +288,24 @@ fn inbox_absorbs_redeliveries() {
     with_env(1, |env| async move {
         let sp = space(env, "inbox", 1).await;
         let mut c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
-        implementations::inbox::setup(&c).await.unwrap();
-        implementations::inbox::setup(&c).await.unwrap(); // idempotent
+        implementations::runtime::inbox::setup(&c).await.unwrap();
+        implementations::runtime::inbox::setup(&c).await.unwrap(); // idempotent
         let id = uuid::Uuid::new_v4();
         let tx = c.transaction().await.unwrap();
-        assert!(implementations::inbox::first_delivery(&tx, id).await.unwrap());
+        assert!(implementations::runtime::inbox::first_delivery(&tx, id).await.unwrap());
         tx.commit().await.unwrap();
         let tx = c.transaction().await.unwrap();
         assert!(
-            !implementations::inbox::first_delivery(&tx, id).await.unwrap(),
+            !implementations::runtime::inbox::first_delivery(&tx, id).await.unwrap(),
             "redelivery not recognised"
         );
         tx.rollback().await.unwrap();
         let tx = c.transaction().await.unwrap();
-        assert!(implementations::inbox::first_delivery(&tx, uuid::Uuid::new_v4())
-            .await
-            .unwrap());
+        assert!(
+            implementations::runtime::inbox::first_delivery(&tx, uuid::Uuid::new_v4())
+                .await
+                .unwrap()
+        );
     });
 }
 
@@ -344,7 +346,7 @@ fn xid_relay_orders_numerically_across_a_digit_boundary() {
         let committed = committed(&sp, "SELECT op FROM orders").await;
         let records = read_topic(
             env,
-            &sp.topic,
+            &sp,
             committed.len(),
             Duration::from_secs(2),
             Duration::from_secs(20),

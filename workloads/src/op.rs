@@ -1,11 +1,14 @@
-//! One business operation, as the runner submits it to an implementation.
+//! One business operation, as the runner submits it to an implementation: the
+//! one definition of the `POST /ops` body (the harness sends it, the built-in
+//! implementations read it as `implementations::Op`).
 
 use serde::{Deserialize, Serialize};
 
 /// A business operation: "create order `op` for `key`, its `seq`-th on that key".
 ///
-/// Serializes to the body of `POST /ops` (DESIGN.md's black-box contract;
-/// `payload`, `abort` and `hold_ms` are extras an implementation may ignore).
+/// Serializes to the body of `POST /ops` (the black-box contract;
+/// `payload`, `abort` and `hold_ms` are extras an implementation may ignore,
+/// left out when empty, false or zero, and read as such when absent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     /// Unique within the run.
@@ -27,4 +30,37 @@ pub struct Op {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_extras_read_as_empty() {
+        let op: Op = serde_json::from_str(r#"{"op":17,"key":"k3","seq":5}"#).unwrap();
+        assert_eq!(op.payload, "");
+        assert!(!op.abort);
+        assert_eq!(op.hold_ms, 0);
+    }
+
+    #[test]
+    fn extras_are_written_only_when_set() {
+        let mut op = Op {
+            op: 17,
+            key: "k3".into(),
+            seq: 5,
+            payload: String::new(),
+            abort: false,
+            hold_ms: 0,
+        };
+        assert_eq!(serde_json::to_string(&op).unwrap(), r#"{"op":17,"key":"k3","seq":5}"#);
+        op.payload = "p".into();
+        op.abort = true;
+        op.hold_ms = 3;
+        assert_eq!(
+            serde_json::to_string(&op).unwrap(),
+            r#"{"op":17,"key":"k3","seq":5,"payload":"p","abort":true,"hold_ms":3}"#
+        );
+    }
 }

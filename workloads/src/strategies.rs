@@ -1,5 +1,5 @@
-//! proptest strategies for workloads and fault schedules, so tests anywhere
-//! in the workspace can generate both.
+//! proptest strategies for workloads and fault schedules (test-only: nothing
+//! outside this crate's tests generates them).
 
 use crate::generator::{Skew, Workload};
 use crate::schedule::{Schedule, ScheduleConfig};

@@ -12,25 +12,21 @@
 //! test (`tests/verify.rs`) runs that binary through `Verification::exec`.
 
 use anyhow::Result;
-use implementations::kafka::{Envelope, Record};
-use implementations::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
-};
+use implementations::runtime::kafka::{Envelope, Record};
+use implementations::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The registry entry `serve` needs: name, help and how to build the pattern.
+/// The facts `serve` and the harness need: name, help, how to build the
+/// pattern, and, of the facts that differ from [`PatternInfo::new`]'s
+/// defaults, that its relay runs inside the service process.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "rust-outbox",
-    about: "example: a team's own outbox (one relay, oldest event per key per round)",
-    expected: "valid",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::InProcess,
-    reads_by_default: false,
-    prepares_transactions: false,
-    streamed_tables: &[],
-    latency_reference: false,
-    build: |ctx| Arc::new(MyOutbox { ctx }),
+    ..PatternInfo::new(
+        "rust-outbox",
+        "example: a team's own outbox (one relay, oldest event per key per round)",
+        |ctx| Arc::new(MyOutbox { ctx }),
+    )
 };
 
 /// The outbox table of this example.
@@ -48,14 +44,6 @@ pub struct MyOutbox {
 
 #[async_trait::async_trait]
 impl Pattern for MyOutbox {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
-
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         db.batch_execute(OUTBOX_DDL).await?;
@@ -68,7 +56,7 @@ impl Pattern for MyOutbox {
         Ok(bg)
     }
 
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         let mut conn = match self.ctx.db.get().await {
             Ok(c) => c,
             Err(e) => return OpOutcome::Fail(format!("no database connection: {e:#}")),
@@ -79,7 +67,7 @@ impl Pattern for MyOutbox {
             let tx = conn.transaction().await?;
             tx.execute(
                 "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                &[&op.op, &op.key, &op.seq, &op.payload],
+                &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
             )
             .await?;
             tx.execute(

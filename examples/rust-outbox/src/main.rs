@@ -12,5 +12,5 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = implementations::AppConfig::from_env()?;
-    implementations::server::serve(&rust_outbox::INFO, config).await
+    implementations::serve(&rust_outbox::INFO, config).await
 }

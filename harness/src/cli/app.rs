@@ -50,7 +50,7 @@ pub fn run(args: AppArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    match rt.block_on(implementations::server::serve(info, config)) {
+    match rt.block_on(implementations::serve(info, config)) {
         Ok(()) => Verdict::Valid,
         Err(e) => {
             eprintln!("dualcheck app --impl {}: {e:#}", info.name);

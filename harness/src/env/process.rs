@@ -338,6 +338,12 @@ impl ManagedProcess {
         }
     }
 
+    /// How the process last ended (by itself, as [`check_alive`](Self::check_alive)
+    /// found, or by [`kill`](Self::kill)); `None` while it never has.
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        *self.last_exit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// SIGKILLs the whole process group and waits (up to 10 s) until no member is left.
     pub fn kill(&self) -> Result<()> {
         let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();

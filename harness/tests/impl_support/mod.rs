@@ -1,17 +1,17 @@
 //! Shared helpers of the implementation tests: a real `dualcheck app` process
-//! with its own database and topic, an HTTP client for its contract, and a
-//! reader of everything published to the topic (direct listener, read_committed).
+//! (the harness's [`AppProcess`]) with its own database and topic, and a reader
+//! of everything published to the topic (the observer's consumer: direct
+//! listener, read_committed).
 
 #![allow(dead_code)]
 
+use harness::app_process::{AppEnv, AppProcess, CrashPoint};
 use harness::env::Environment;
-use implementations::kafka::Envelope;
-use implementations::{Backlog, OpRequest};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use implementations::runtime::kafka::Envelope;
+use implementations::{Backlog, Op};
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A database and a topic of one test.
@@ -24,6 +24,8 @@ pub struct Space {
     pub direct_url: String,
     /// Topic.
     pub topic: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
 }
 
 /// Creates a fresh database and a topic with `partitions` partitions.
@@ -38,104 +40,60 @@ pub async fn space(env: &Environment, prefix: &str, partitions: i32) -> Space {
         url,
         direct_url,
         topic: name,
+        partitions,
     }
 }
 
-/// A running `dualcheck app --impl NAME` process.
+/// A running `dualcheck app --impl NAME` process: the harness's
+/// [`AppProcess`], with the answers the tests assert on.
 pub struct App {
-    child: Option<Child>,
+    process: AppProcess,
     /// Implementation name.
     pub name: String,
-    /// HTTP port.
+    /// HTTP port (the same after a restart).
     pub port: u16,
-    env: Vec<(String, String)>,
-    log: std::path::PathBuf,
-    http: reqwest::Client,
 }
+
+/// How long an app may take to answer `/health` (debezium answers once Kafka
+/// Connect runs its connector).
+const READY_TIMEOUT: Duration = Duration::from_secs(200);
 
 impl App {
     /// Starts the app on `space` with extra environment variables and waits for `/health`.
     pub async fn start(env: &Environment, name: &str, space: &Space, extra: &[(&str, &str)]) -> App {
-        let port = harness::env::ports::free_port().unwrap();
-        let mut vars = vec![
-            ("DATABASE_URL".to_string(), space.url.clone()),
-            ("KAFKA_BOOTSTRAP".to_string(), env.kafka_bootstrap.clone()),
-            ("TOPIC".to_string(), space.topic.clone()),
-            ("PORT".to_string(), port.to_string()),
-        ];
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut app = App {
-            child: None,
-            name: name.to_string(),
-            port,
-            env: vars,
-            log: env.run_dir.join(format!("app-{}-{port}.log", space.db)),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+        let app_env = AppEnv {
+            database_url: space.url.clone(),
+            kafka_bootstrap: env.kafka_bootstrap.clone(),
+            topic: space.topic.clone(),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
-        app.spawn().await;
-        app
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        // Its files (Kafka Connect's, for debezium) go to a directory of its own.
-        let cwd = self.log.with_extension("d");
-        std::fs::create_dir_all(&cwd).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-            .args(["app", "--impl", &self.name])
-            .current_dir(&cwd)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning dualcheck app");
-        self.child = Some(child);
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = self.http.get(self.url("/health")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "{} exited ({status}) before /health answered; log: {}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            assert!(
-                // debezium answers once Kafka Connect runs its connector.
-                start.elapsed() < Duration::from_secs(200),
-                "{}: /health not ready after 200 s; log: {}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // Its log and files (Kafka Connect's, for debezium) go to a directory of its own.
+        let dir = env.run_dir.join(super::common::unique(&format!("app-{}", space.db)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dualcheck"));
+        let process = AppProcess::start_builtin(bin, name, &app_env, &dir, READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("starting {name}: {e:#}"));
+        App {
+            port: process.port(),
+            process,
+            name: name.to_string(),
         }
     }
 
     /// The app's log so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 
     /// URL of a path on the app.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.process.base_url())
     }
 
     /// Submits an op; returns the HTTP status (0 when the request failed: connection lost, timeout).
-    pub async fn op(&self, op: &OpRequest) -> u16 {
-        match self.http.post(self.url("/ops")).json(op).send().await {
+    pub async fn op(&self, op: &Op) -> u16 {
+        match self.process.post_op(op, Duration::from_secs(30)).await {
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         }
@@ -143,20 +101,20 @@ impl App {
 
     /// `GET /backlog`.
     pub async fn backlog(&self) -> Backlog {
-        let r = self.http.get(self.url("/backlog")).send().await.expect("GET /backlog");
-        assert!(r.status().is_success(), "GET /backlog: {}", r.status());
-        r.json().await.expect("backlog JSON")
+        self.process
+            .backlog_report()
+            .await
+            .expect("GET /backlog")
+            .expect("the app serves GET /backlog")
     }
 
     /// Waits until the backlog is empty (panics after `timeout`).
     pub async fn wait_drained(&self, timeout: Duration) {
         let start = Instant::now();
         loop {
-            if let Ok(r) = self.http.get(self.url("/backlog")).send().await {
-                if let Ok(b) = r.json::<Backlog>().await {
-                    if b.backlog == 0 {
-                        return;
-                    }
+            if let Ok(Some(b)) = self.process.backlog_report().await {
+                if b.backlog == 0 {
+                    return;
                 }
             }
             assert!(
@@ -170,16 +128,20 @@ impl App {
 
     /// `POST /crash-after-commit`.
     pub async fn arm_crash(&self) {
-        let r = self.http.post(self.url("/crash-after-commit")).send().await.unwrap();
-        assert!(r.status().is_success());
+        let armed = self
+            .process
+            .arm_crash_after_commit()
+            .await
+            .expect("POST /crash-after-commit");
+        assert_eq!(armed, CrashPoint::Armed);
     }
 
     /// Waits for the process to end (after a crash point); returns its status.
     pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
-            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return s;
+            if !self.process.is_alive() {
+                return self.process.exit_status().expect("an ended process has an exit status");
             }
             assert!(
                 start.elapsed() < timeout,
@@ -191,23 +153,17 @@ impl App {
     }
 
     /// SIGKILLs the process.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    pub async fn kill(&mut self) {
+        self.process.kill().await.expect("killing the app");
     }
 
-    /// Starts the process again (same port and environment).
+    /// Starts the process again (same port and environment) and waits for `/health`.
     pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.restart().await.expect("restarting the app");
+        self.process
+            .wait_ready(READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
     }
 }
 
@@ -226,26 +182,19 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// Reads the topic from the start on the direct listener until no record has
+/// Reads the topic from the start on the direct listener (with the
+/// observer's consumer) until no record has
 /// arrived for `quiet` (after at least `want` records, or `timeout`).
 pub async fn read_topic(
     env: &Environment,
-    topic: &str,
+    space: &Space,
     want: usize,
     quiet: Duration,
     timeout: Duration,
 ) -> Vec<Delivered> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka_direct_bootstrap)
-        .set("group.id", super::common::unique("impl-test"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.message.max.bytes", "10485760")
-        .set("log_level", "0")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let topic = &space.topic;
+    let consumer = harness::observer::consumer(&env.kafka_direct_bootstrap, &[(topic.clone(), space.partitions)])
+        .expect("creating the topic reader");
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     loop {
@@ -340,10 +289,11 @@ pub async fn drive_at(
             let key = format!("k{k}");
             let mut out = Vec::new();
             for seq in seqs {
-                let op = OpRequest {
-                    op: base + k as i64 * 1000 + seq,
+                let id = base + k as i64 * 1000 + seq;
+                let op = Op {
+                    op: id as u64,
                     key: key.clone(),
-                    seq,
+                    seq: seq as u64,
                     payload: payload.to_string(),
                     abort: false,
                     hold_ms: 0,
@@ -352,7 +302,7 @@ pub async fn drive_at(
                     Ok(r) => r.status().as_u16(),
                     Err(_) => 0,
                 };
-                out.push((op.op, key.clone(), seq, status));
+                out.push((id, key.clone(), seq, status));
                 if !pace.is_zero() {
                     tokio::time::sleep(pace).await;
                 }

@@ -3,6 +3,7 @@
 //! Backoff And Jitter").
 
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Exponential backoff with full jitter.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +26,15 @@ impl Backoff {
     pub fn delay(&self, attempt: u32) -> Duration {
         let c = self.ceiling(attempt).as_millis() as u64;
         Duration::from_millis(fastrand::u64(0..=c))
+    }
+}
+
+/// Sleeps `d`, cut short when `stop` changes: false when the caller should
+/// stop (the wait every retry loop of a background task makes).
+pub async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
     }
 }
 

@@ -16,9 +16,10 @@
 //! After a failure it backs off (exponential, full jitter) and retries from the
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
-use super::RelayKind;
-use crate::backoff::Backoff;
-use crate::kafka::Record;
+use super::OutboxRelay;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Record;
 use crate::AppContext;
 use anyhow::Result;
 use std::collections::HashSet;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 /// The relay task.
-pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Receiver<bool>) {
     let b = Backoff {
         base: ctx.config.backoff_base,
         max: ctx.config.backoff_max,
@@ -62,9 +63,8 @@ pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receive
                 b.delay(failures)
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+        if !sleep_unless_stopped(wait, &mut stop).await {
+            return;
         }
     }
 }
@@ -72,7 +72,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: RelayKind, mut stop: watch::Receive
 /// One round; returns (rows read, every publish succeeded).
 async fn step(
     ctx: &AppContext,
-    kind: RelayKind,
+    kind: OutboxRelay,
     client: &mut Option<Client>,
     cursor: &mut Option<(String, i64)>,
 ) -> Result<(usize, bool)> {
@@ -83,7 +83,7 @@ async fn step(
     }
     let c = client.as_mut().expect("connected above");
     if cursor.is_none() {
-        let row = crate::db::timed(
+        let row = timed(
             t,
             "reading the relay cursor",
             c.query_opt(
@@ -96,8 +96,8 @@ async fn step(
     }
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
     let rows = match kind {
-        RelayKind::IdCursor => {
-            crate::db::timed(
+        OutboxRelay::IdCursor => {
+            timed(
                 t,
                 "reading the outbox after the id cursor",
                 c.query(
@@ -109,7 +109,7 @@ async fn step(
             .await?
         }
         _ => {
-            crate::db::timed(
+            timed(
                 t,
                 "reading the outbox after the (xid, id) cursor",
                 c.query(
@@ -154,9 +154,9 @@ async fn step(
     if ok_run > 0 {
         let (id, xid, ..) = &events[ok_run - 1];
         let ids: Vec<i64> = events[..ok_run].iter().map(|e| e.0).collect();
-        let tx = crate::db::timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
+        let tx = timed(t, "BEGIN (cursor relay)", c.transaction()).await?;
         super::record_published(&tx, ctx.config.cleanup, &ids, t).await?;
-        crate::db::timed(
+        timed(
             t,
             "advancing the relay cursor",
             tx.execute(
@@ -166,7 +166,7 @@ async fn step(
             ),
         )
         .await?;
-        crate::db::timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
+        timed(t, "COMMIT (cursor relay)", tx.commit()).await?;
         *cursor = Some((xid.clone(), *id));
     }
     Ok((events.len(), ok_run == events.len()))

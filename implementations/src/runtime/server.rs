@@ -8,7 +8,7 @@
 //! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
 //! - `GET /info` → `{"name","committed_sql"}`
 
-use crate::{AppConfig, AppContext, OpOutcome, OpRequest, Pattern, PatternInfo};
+use crate::{AppConfig, AppContext, Op, OpOutcome, Pattern, PatternInfo};
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,60 +17,68 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the router for a running pattern.
-pub fn router(pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
+/// Builds the router for a running pattern described by `info`.
+pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ops", post(ops))
         .route("/ops/{key}", get(read))
         .route("/backlog", get(backlog))
         .route("/crash-after-commit", post(crash))
-        .route("/info", get(info))
+        .route("/info", get(describe))
         .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
-        .with_state((pattern, ctx))
+        .with_state(Served { info, pattern, ctx })
 }
 
-type St = State<(Arc<dyn Pattern>, Arc<AppContext>)>;
+/// What every handler is given: the pattern, its facts and its context.
+#[derive(Clone)]
+struct Served {
+    info: &'static PatternInfo,
+    pattern: Arc<dyn Pattern>,
+    ctx: Arc<AppContext>,
+}
 
-async fn ops(State((p, _)): St, Json(op): Json<OpRequest>) -> (StatusCode, String) {
-    match p.execute(&op).await {
+type St = State<Served>;
+
+async fn ops(State(s): St, Json(op): Json<Op>) -> (StatusCode, String) {
+    match s.pattern.execute(&op).await {
         OpOutcome::Ok => (StatusCode::OK, "ok".into()),
         OpOutcome::Fail(e) => (StatusCode::CONFLICT, e),
         OpOutcome::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn read(State((p, ctx)): St, axum::extract::Path(key): axum::extract::Path<String>) -> (StatusCode, String) {
-    match p.read(&ctx, &key).await {
+async fn read(State(s): St, axum::extract::Path(key): axum::extract::Path<String>) -> (StatusCode, String) {
+    match s.pattern.read(&s.ctx, &key).await {
         Ok(seq) => (StatusCode::OK, serde_json::json!({"key": key, "seq": seq}).to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading key {key}: {e:#}")),
     }
 }
 
-async fn backlog(State((p, _)): St) -> (StatusCode, String) {
-    match p.backlog().await {
+async fn backlog(State(s): St) -> (StatusCode, String) {
+    match s.pattern.backlog().await {
         Ok(b) => (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading the backlog: {e:#}")),
     }
 }
 
-async fn crash(State((_, ctx)): St) -> &'static str {
-    ctx.crash.arm();
+async fn crash(State(s): St) -> &'static str {
+    s.ctx.crash.arm();
     "armed"
 }
 
-async fn info(State((p, _)): St) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"name": p.name(), "committed_sql": p.committed_sql()}))
+async fn describe(State(s): St) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"name": s.info.name, "committed_sql": s.info.committed_sql}))
 }
 
 /// Runs the implementation `info` until the process is killed: schema (retried
 /// until Postgres answers), background parts (not in the `service` role), then
 /// the HTTP server on 127.0.0.1:PORT.
-pub async fn serve(info: &PatternInfo, config: AppConfig) -> Result<()> {
+pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> {
     let port = config.port;
     let ctx = AppContext::new(config)?;
     let pattern = (info.build)(ctx.clone());
-    let backoff = crate::backoff::Backoff {
+    let backoff = crate::runtime::backoff::Backoff {
         base: Duration::from_millis(100),
         max: Duration::from_secs(2),
     };
@@ -107,7 +115,7 @@ pub async fn serve(info: &PatternInfo, config: AppConfig) -> Result<()> {
         ctx.config.role,
         background.len()
     );
-    axum::serve(listener, router(pattern, ctx))
+    axum::serve(listener, router(info, pattern, ctx))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

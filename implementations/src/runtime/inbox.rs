@@ -30,23 +30,3 @@ pub async fn first_delivery(tx: &impl GenericClient, event_id: Uuid) -> Result<b
         .await?;
     Ok(n == 1)
 }
-
-/// The `event_id` header of a Kafka record, else the `event` field of its JSON value.
-pub fn event_id_of(msg: &impl rdkafka::Message) -> Option<Uuid> {
-    use rdkafka::message::Headers;
-    if let Some(h) = msg.headers() {
-        for hd in h.iter() {
-            if hd.key == "event_id" {
-                if let Some(id) = hd
-                    .value
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(|s| s.parse().ok())
-                {
-                    return Some(id);
-                }
-            }
-        }
-    }
-    let v: serde_json::Value = serde_json::from_slice(msg.payload()?).ok()?;
-    v.get("event")?.as_str()?.parse().ok()
-}

@@ -29,10 +29,10 @@ pub struct Envelope {
 
 impl Envelope {
     /// A new event for an op, with a fresh event id.
-    pub fn new(op: &crate::OpRequest) -> Self {
+    pub fn new(op: &crate::Op) -> Self {
         Envelope {
-            op: op.op,
-            seq: op.seq,
+            op: op.op as i64,
+            seq: op.seq as i64,
             key: op.key.clone(),
             event: Uuid::new_v4().to_string(),
             payload: op.payload.clone(),

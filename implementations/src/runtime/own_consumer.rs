@@ -15,9 +15,10 @@
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
 
-use crate::backoff::Backoff;
-use crate::kafka::Envelope;
-use crate::read_cache::ReadCache;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Envelope;
+use crate::runtime::read_cache::ReadCache;
 use crate::AppContext;
 use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -52,13 +53,13 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
         .with_context(|| format!("event id {:?} of op {} is not a UUID", env.event, env.op))?;
     let mut conn = ctx.db.get().await?;
     let res = async {
-        let tx = crate::db::timed(t, "BEGIN (consumer)", conn.transaction()).await?;
-        let first = tokio::time::timeout(t, crate::inbox::first_delivery(&tx, event_id))
+        let tx = timed(t, "BEGIN (consumer)", conn.transaction()).await?;
+        let first = tokio::time::timeout(t, crate::runtime::inbox::first_delivery(&tx, event_id))
             .await
             .map_err(|_| anyhow!("recording the event in the inbox: no answer from Postgres within {t:?}"))?
             .context("recording the event in the inbox")?;
         if first {
-            crate::db::timed(
+            timed(
                 t,
                 "inserting the order (consumer)",
                 tx.execute(
@@ -69,14 +70,14 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
             .await?;
         }
         if let Some(table) = spec.clear_pending_table {
-            crate::db::timed(
+            timed(
                 t,
                 "clearing the pending event",
                 tx.execute(&format!("DELETE FROM {table} WHERE op = $1"), &[&env.op]),
             )
             .await?;
         }
-        crate::db::timed(t, "COMMIT (consumer)", tx.commit()).await?;
+        timed(t, "COMMIT (consumer)", tx.commit()).await?;
         Ok::<_, anyhow::Error>(first)
     }
     .await;
@@ -189,9 +190,8 @@ pub async fn run(
             Ok((c, next)) => (Arc::new(c), next),
             Err(e) => {
                 tracing::warn!("own consumer: {e:#} (retrying)");
-                tokio::select! {
-                    _ = tokio::time::sleep(b.delay(failures)) => {}
-                    _ = stop.changed() => return,
+                if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                    return;
                 }
                 failures = failures.saturating_add(1).min(10);
                 continue;
@@ -221,9 +221,8 @@ pub async fn run(
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("own consumer: {e} (librdkafka reconnects)");
-                    tokio::select! {
-                        _ = tokio::time::sleep(b.delay(failures)) => {}
-                        _ = stop.changed() => return,
+                    if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                        return;
                     }
                     failures = failures.saturating_add(1).min(10);
                     continue;
@@ -247,9 +246,8 @@ pub async fn run(
                                     "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
                                     env.op
                                 );
-                                tokio::select! {
-                                    _ = tokio::time::sleep(b.delay(attempt)) => {}
-                                    _ = stop.changed() => return,
+                                if !sleep_unless_stopped(b.delay(attempt), &mut stop).await {
+                                    return;
                                 }
                                 attempt = attempt.saturating_add(1).min(10);
                             }

@@ -14,8 +14,16 @@
 //! Slot and publication are created with the schema (before the service takes
 //! its first request, so no committed row predates the slot) and dropped by the
 //! runner at teardown.
+//!
+//! The two patterns on it differ in what the service writes and the tailer
+//! streams: [`logical`] (the business rows) and [`outbox`] (outbox rows).
 
-use crate::config::CdcConfirm;
+pub mod logical;
+pub mod outbox;
+
+use crate::runtime::backoff::sleep_unless_stopped;
+use crate::runtime::config::CdcConfirm;
+use crate::runtime::db::timed;
 use crate::AppContext;
 use anyhow::{anyhow, bail, Context, Result};
 use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, RelationInfo};
@@ -185,7 +193,7 @@ impl Tailer {
     /// resumes from the slot).
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut attempt = 0u32;
-        let backoff = crate::backoff::Backoff {
+        let backoff = crate::runtime::backoff::Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(2),
         };
@@ -205,9 +213,8 @@ impl Tailer {
                     *self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.delay(attempt.min(8))) => {}
-                _ = stop.changed() => return,
+            if !sleep_unless_stopped(backoff.delay(attempt.min(8)), &mut stop).await {
+                return;
             }
             attempt += 1;
         }
@@ -428,7 +435,7 @@ impl Tailer {
         let next = previous + 1;
         let mut c = self.ctx.db.get().await?;
         let content = format!("{}:{next}", self.state.nonce);
-        let r = crate::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "emitting a drain marker",
             c.execute(
@@ -495,12 +502,11 @@ async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sen
 /// A CDC pattern: the service writes its rows (and whatever `statements`
 /// add), the [`Tailer`] publishes from the WAL.
 pub struct CdcPattern {
-    info: &'static crate::PatternInfo,
     source: Source,
     /// Tables beyond `orders` (idempotent DDL).
     ddl: &'static str,
     /// Statements of the business transaction after the order insert.
-    statements: fn(&crate::OpRequest) -> Vec<crate::business::Statement>,
+    statements: fn(&crate::Op) -> Vec<crate::runtime::business::Statement>,
     ctx: Arc<AppContext>,
     tailer: Arc<Tailer>,
 }
@@ -508,15 +514,13 @@ pub struct CdcPattern {
 impl CdcPattern {
     /// Builds a CDC pattern (used by the registry entries).
     pub fn build(
-        info: &'static crate::PatternInfo,
         source: Source,
         ddl: &'static str,
-        statements: fn(&crate::OpRequest) -> Vec<crate::business::Statement>,
+        statements: fn(&crate::Op) -> Vec<crate::runtime::business::Statement>,
         ctx: Arc<AppContext>,
     ) -> Arc<dyn crate::Pattern> {
         let tailer = Arc::new(Tailer::new(source, ctx.clone()));
         Arc::new(CdcPattern {
-            info,
             source,
             ddl,
             statements,
@@ -528,12 +532,6 @@ impl CdcPattern {
 
 #[async_trait::async_trait]
 impl crate::Pattern for CdcPattern {
-    fn name(&self) -> &'static str {
-        self.info.name
-    }
-    fn about(&self) -> &'static str {
-        self.info.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(crate::ORDERS_DDL).await?;
         db.batch_execute(self.ddl).await?;
@@ -544,13 +542,10 @@ impl crate::Pattern for CdcPattern {
         bg.push(tokio::spawn(self.tailer.clone().run(stop)));
         Ok(bg)
     }
-    async fn execute(&self, op: &crate::OpRequest) -> crate::OpOutcome {
-        use crate::business::TxnEnd;
-        match crate::business::run_with(&self.ctx, op, None, &(self.statements)(op)).await {
-            TxnEnd::Committed => crate::OpOutcome::Ok,
-            TxnEnd::Failed(e) => crate::OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => crate::OpOutcome::Unknown(e),
-        }
+    async fn execute(&self, op: &crate::Op) -> crate::OpOutcome {
+        crate::runtime::business::run_with(&self.ctx, op, None, &(self.statements)(op))
+            .await
+            .into()
     }
     async fn backlog(&self) -> Result<crate::Backlog> {
         self.tailer.backlog().await

@@ -4,29 +4,30 @@
 //!
 //! Answers 200 once the row is committed, whatever the publish did (the
 //! business effect is durable; a failed publish is only logged).
+//!
+//! [`publish_first`] is its mirror image (`naive-publish-first`) on the same
+//! publisher and retries.
 
-use crate::business::{self, TxnEnd};
-use crate::kafka::{Envelope, Publisher, Record};
-use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+pub mod publish_first;
+
+use crate::runtime::business::{self, TxnEnd};
+use crate::runtime::kafka::{Envelope, Publisher, Record};
+use crate::{AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
 use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "naive",
-    about: "commit, then publish with bounded retries (the dual-write problem itself)",
     expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
-    committed_sql: ORDERS_COMMITTED_SQL,
-    relay: RelayKind::None,
-    reads_by_default: false,
-    prepares_transactions: false,
-    streamed_tables: &[],
-    latency_reference: false,
-    build: |ctx| {
-        Arc::new(Naive {
-            publisher: naive_publisher(&ctx),
-            ctx,
-        })
-    },
+    ..PatternInfo::new(
+        "naive",
+        "commit, then publish with bounded retries (the dual-write problem itself)",
+        |ctx| {
+            Arc::new(Naive {
+                publisher: naive_publisher(&ctx),
+                ctx,
+            })
+        },
+    )
 };
 
 /// Commit, then publish.
@@ -71,7 +72,7 @@ pub(crate) async fn publish_with_retries(
                 if e.permanent {
                     break;
                 }
-                let b = crate::backoff::Backoff {
+                let b = crate::runtime::backoff::Backoff {
                     base: ctx.config.backoff_base,
                     max: ctx.config.backoff_max,
                 };
@@ -86,17 +87,11 @@ pub(crate) async fn publish_with_retries(
 
 #[async_trait::async_trait]
 impl Pattern for Naive {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> anyhow::Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         Ok(())
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         match business::run(&self.ctx, op, None).await {
             TxnEnd::Failed(e) => OpOutcome::Fail(e),
             TxnEnd::Unknown(e) => OpOutcome::Unknown(e),

@@ -1,45 +1,40 @@
 //! `kafka-first`: the request publishes the event to Kafka first (idempotent
 //! producer, `acks=all`) and answers ok once the broker acknowledged it; the
-//! service's own consumer ([`crate::own_consumer`]) writes the order row
+//! service's own consumer ([`crate::runtime::own_consumer`]) writes the order row
 //! idempotently (inbox by event id, `ON CONFLICT DO NOTHING`).
 //!
 //! - The crash point sits after the acknowledgment, before the answer: the
 //!   event is in Kafka, the row comes when the restarted consumer catches up.
 //! - A publish that fails with a permanent error answers fail; any other
 //!   failure answers unknown (the record may still have been written).
-//! - Reads: the write-through cache ([`crate::read_cache`]) first, else the
+//! - Reads: the write-through cache ([`crate::runtime::read_cache`]) first, else the
 //!   `orders` table (`DUALCHECK_READ_CACHE=off`: `orders` only).
 //! - Backlog: cache entries still pending (acknowledged ops whose row does not
 //!   exist yet) plus the consumer's lag (records not yet written and
 //!   committed), which covers what the cache forgot in a restart.
 
-use crate::kafka::{Envelope, Record};
-use crate::own_consumer::{ConsumerSpec, SharedConsumer};
-use crate::read_cache::ReadCache;
-use crate::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
-};
+use crate::runtime::kafka::{Envelope, Record};
+use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
+use crate::runtime::read_cache::ReadCache;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "kafka-first",
-    about: "publish to Kafka first (idempotent producer, ok after the ack); the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
     expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
-    committed_sql: ORDERS_COMMITTED_SQL,
-    relay: RelayKind::None,
     reads_by_default: true,
-    prepares_transactions: false,
-    streamed_tables: &[],
-    latency_reference: false,
-    build: |ctx| {
-        Arc::new(KafkaFirst {
-            ctx,
-            cache: Arc::new(ReadCache::new()),
-            consumer: Arc::default(),
-        })
-    },
+    ..PatternInfo::new(
+        "kafka-first",
+        "publish to Kafka first (idempotent producer, ok after the ack); the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
+        |ctx| {
+            Arc::new(KafkaFirst {
+                ctx,
+                cache: Arc::new(ReadCache::new()),
+                consumer: Arc::default(),
+            })
+        },
+    )
 };
 
 /// Consumer group of the service's own consumer.
@@ -54,15 +49,9 @@ pub struct KafkaFirst {
 
 #[async_trait::async_trait]
 impl Pattern for KafkaFirst {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
-        crate::inbox::setup(db).await?;
+        crate::runtime::inbox::setup(db).await?;
         Ok(())
     }
     async fn start_background(&self) -> Result<Background> {
@@ -71,7 +60,7 @@ impl Pattern for KafkaFirst {
             group: GROUP.into(),
             clear_pending_table: None,
         };
-        bg.push(tokio::spawn(crate::own_consumer::run(
+        bg.push(tokio::spawn(crate::runtime::own_consumer::run(
             self.ctx.clone(),
             spec,
             self.cache.clone(),
@@ -80,13 +69,13 @@ impl Pattern for KafkaFirst {
         )));
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
-        self.cache.accept(&op.key, op.op, op.seq);
+    async fn execute(&self, op: &Op) -> OpOutcome {
+        self.cache.accept(&op.key, op.op as i64, op.seq as i64);
         if op.hold_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
         }
         if op.abort {
-            self.cache.abandon(&op.key, op.op);
+            self.cache.abandon(&op.key, op.op as i64);
             return OpOutcome::Fail("aborted on purpose (abort: true); nothing published".into());
         }
         let env = Envelope::new(op);
@@ -106,7 +95,7 @@ impl Pattern for KafkaFirst {
                 OpOutcome::Ok
             }
             Err(e) => {
-                self.cache.abandon(&op.key, op.op);
+                self.cache.abandon(&op.key, op.op as i64);
                 if e.permanent {
                     OpOutcome::Fail(e.message)
                 } else {
@@ -116,7 +105,7 @@ impl Pattern for KafkaFirst {
         }
     }
     async fn backlog(&self) -> Result<Backlog> {
-        let lag = crate::own_consumer::lag(&self.consumer, &self.ctx.config.topic).await?;
+        let lag = crate::runtime::own_consumer::lag(&self.consumer, &self.ctx.config.topic).await?;
         Ok(Backlog {
             backlog: self.cache.pending() as i64 + lag,
             oldest_age_ms: 0,
@@ -129,6 +118,6 @@ impl Pattern for KafkaFirst {
                 return Ok(Some(e.seq));
             }
         }
-        crate::read_orders(ctx, key).await
+        crate::runtime::business::read_orders(ctx, key).await
     }
 }

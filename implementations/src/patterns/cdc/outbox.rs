@@ -3,27 +3,24 @@
 //! carrying the finished event (its own event id, an enriched payload: events
 //! need not match rows one to one) and deletes that row again in the same
 //! transaction, so the table never grows: the WAL keeps the insert, and the
-//! publication streams inserts only ([`crate::cdc`]).
+//! publication streams inserts only ([`crate::patterns::cdc`]).
 
-use crate::business::Statement;
-use crate::cdc::{CdcEvent, CdcPattern, Row, Source};
-use crate::kafka::Envelope;
-use crate::{OpRequest, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
+use super::{CdcEvent, CdcPattern, Row, Source};
+use crate::runtime::business::Statement;
+use crate::runtime::kafka::Envelope;
+use crate::{Op, PatternInfo, RelayKind};
 use anyhow::Result;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "cdc-outbox",
-    about:
-        "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
     expected: "valid (duplicates allowed)",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::Process,
-    reads_by_default: false,
-    prepares_transactions: false,
     streamed_tables: &["cdc_outbox"],
-    latency_reference: false,
-    build: |ctx| CdcPattern::build(&INFO, SOURCE, CDC_OUTBOX_DDL, outbox_statements, ctx),
+    ..PatternInfo::new(
+        "cdc-outbox",
+        "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",
+        |ctx| CdcPattern::build(SOURCE, CDC_OUTBOX_DDL, outbox_statements, ctx),
+    )
 };
 
 /// The outbox table the tailer streams (always empty between transactions).
@@ -43,7 +40,7 @@ pub const SOURCE: Source = Source {
 };
 
 /// Insert the event, then delete it: the WAL is the queue.
-fn outbox_statements(op: &OpRequest) -> Vec<Statement> {
+fn outbox_statements(op: &Op) -> Vec<Statement> {
     let envelope = Envelope::new(op);
     // Enriched: the event carries more than the row (type, source, time).
     let value = serde_json::json!({

@@ -1,48 +1,45 @@
 //! `listen-to-yourself`: the request writes only an `OrderCreationRequested`
 //! event — into the outbox and into `ly_pending` (the op's event until its
 //! order row exists), in one transaction — and answers ok. The sharded outbox
-//! relay ([`crate::outbox::shard_relay`]) publishes it; the same service
-//! consumes its own topic ([`crate::own_consumer`]) and creates the order row
+//! relay ([`crate::patterns::outbox::shard_relay`]) publishes it; the same service
+//! consumes its own topic ([`crate::runtime::own_consumer`]) and creates the order row
 //! idempotently (inbox by event id, `ON CONFLICT DO NOTHING`), deleting the
 //! `ly_pending` row in the same transaction.
 //!
 //! - Exactly one event per op reaches the topic (the request event; there is
 //!   no `OrderCreated` confirmation, which would be a second event id).
 //! - No order row without its event: only the consumer writes orders.
-//! - Reads (`GET /ops/{key}`): the write-through cache ([`crate::read_cache`])
+//! - Reads (`GET /ops/{key}`): the write-through cache ([`crate::runtime::read_cache`])
 //!   first; on a miss (after a restart), the newest seq in `orders` or
 //!   `ly_pending` (durable, so still read-your-writes). `DUALCHECK_READ_CACHE=off`
 //!   reads `orders` only: reads right after ok are then stale.
 //! - Backlog: the `ly_pending` rows, i.e. events not yet published plus events
 //!   published but whose order row is not written yet.
 
-use crate::kafka::Envelope;
-use crate::outbox::OUTBOX_DDL;
-use crate::own_consumer::{ConsumerSpec, SharedConsumer};
-use crate::read_cache::ReadCache;
-use crate::{
-    AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL,
-};
+use crate::patterns::outbox::OUTBOX_DDL;
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Envelope;
+use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
+use crate::runtime::read_cache::ReadCache;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "listen-to-yourself",
-    about: "the request writes only an event (outbox, in a transaction); the relay publishes it; the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
     expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::InProcess,
     reads_by_default: true,
-    prepares_transactions: false,
-    streamed_tables: &[],
-    latency_reference: false,
-    build: |ctx| {
-        Arc::new(ListenToYourself {
-            ctx,
-            cache: Arc::new(ReadCache::new()),
-        })
-    },
+    ..PatternInfo::new(
+        "listen-to-yourself",
+        "the request writes only an event (outbox, in a transaction); the relay publishes it; the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
+        |ctx| {
+            Arc::new(ListenToYourself {
+                ctx,
+                cache: Arc::new(ReadCache::new()),
+            })
+        },
+    )
 };
 
 /// Events requested whose order row does not exist yet (idempotent DDL).
@@ -66,7 +63,7 @@ pub struct ListenToYourself {
 pub const GROUP: &str = "dualcheck-listen-to-yourself";
 
 /// The request's transaction: outbox row + pending row, hold, commit (or rollback).
-async fn request_txn(ctx: &AppContext, op: &OpRequest, env: &Envelope) -> OpOutcome {
+async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
@@ -74,8 +71,8 @@ async fn request_txn(ctx: &AppContext, op: &OpRequest, env: &Envelope) -> OpOutc
     };
     let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
     let res: Result<OpOutcome> = async {
-        let tx = crate::db::timed(t, "BEGIN", conn.transaction()).await?;
-        crate::db::timed(
+        let tx = timed(t, "BEGIN", conn.transaction()).await?;
+        timed(
             t,
             "inserting the OrderCreationRequested event into the outbox",
             tx.execute(
@@ -85,13 +82,13 @@ async fn request_txn(ctx: &AppContext, op: &OpRequest, env: &Envelope) -> OpOutc
                     &env.op,
                     &env.key,
                     &env.seq,
-                    &crate::key_shard(&env.key),
+                    &crate::runtime::business::key_shard(&env.key),
                     &env.to_json(),
                 ],
             ),
         )
         .await?;
-        crate::db::timed(
+        timed(
             t,
             "inserting the pending event",
             tx.execute(
@@ -100,17 +97,7 @@ async fn request_txn(ctx: &AppContext, op: &OpRequest, env: &Envelope) -> OpOutc
             ),
         )
         .await?;
-        if op.hold_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
-        }
-        if op.abort {
-            let _ = crate::db::timed(t, "ROLLBACK", tx.rollback()).await;
-            return Ok(OpOutcome::Fail("aborted on purpose (abort: true); rolled back".into()));
-        }
-        Ok(match crate::db::timed(t, "COMMIT", tx.commit()).await {
-            Ok(()) => OpOutcome::Ok,
-            Err(e) => OpOutcome::Unknown(format!("{e:#}")),
-        })
+        Ok(crate::runtime::business::finish(t, tx, op).await?.into())
     }
     .await;
     let out = res.unwrap_or_else(|e| OpOutcome::Fail(format!("{e:#}")));
@@ -122,28 +109,22 @@ async fn request_txn(ctx: &AppContext, op: &OpRequest, env: &Envelope) -> OpOutc
 
 #[async_trait::async_trait]
 impl Pattern for ListenToYourself {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         db.batch_execute(OUTBOX_DDL).await?;
         db.batch_execute(LY_PENDING_DDL).await?;
-        crate::inbox::setup(db).await?;
+        crate::runtime::inbox::setup(db).await?;
         Ok(())
     }
     async fn start_background(&self) -> Result<Background> {
         let (mut bg, stop) = Background::new();
-        crate::outbox::shard_relay::start(&self.ctx, false, &mut bg, &stop);
+        crate::patterns::outbox::shard_relay::start(&self.ctx, false, &mut bg, &stop);
         let spec = ConsumerSpec {
             group: GROUP.into(),
             clear_pending_table: Some("ly_pending"),
         };
         let shared: SharedConsumer = Arc::default();
-        bg.push(tokio::spawn(crate::own_consumer::run(
+        bg.push(tokio::spawn(crate::runtime::own_consumer::run(
             self.ctx.clone(),
             spec,
             self.cache.clone(),
@@ -152,20 +133,20 @@ impl Pattern for ListenToYourself {
         )));
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         let env = Envelope::new(op);
-        self.cache.accept(&op.key, op.op, op.seq);
+        self.cache.accept(&op.key, op.op as i64, op.seq as i64);
         let out = request_txn(&self.ctx, op, &env).await;
         if out == OpOutcome::Ok {
             self.ctx.crash.after_commit();
         } else {
-            self.cache.abandon(&op.key, op.op);
+            self.cache.abandon(&op.key, op.op as i64);
         }
         out
     }
     async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.ctx.db.get().await?;
-        let r = crate::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "reading the listen-to-yourself backlog",
             c.query_one(
@@ -190,13 +171,13 @@ impl Pattern for ListenToYourself {
     }
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
         if !ctx.config.read_cache {
-            return crate::read_orders(ctx, key).await;
+            return crate::runtime::business::read_orders(ctx, key).await;
         }
         if let Some(e) = self.cache.get(key) {
             return Ok(Some(e.seq));
         }
         let mut c = ctx.db.get().await?;
-        let r = crate::db::timed(
+        let r = timed(
             ctx.db.timeout,
             "reading the newest seq of a key (orders and pending events)",
             c.query_one(

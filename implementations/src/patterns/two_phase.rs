@@ -18,8 +18,9 @@
 //! restart, on purpose: the harness measures the in-doubt windows
 //! (`pg_prepared_xacts`) and resolves what is left at the end of the run.
 
-use crate::kafka::Envelope;
-use crate::{AppContext, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL, ORDERS_DDL};
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Envelope;
+use crate::{prepared_gid, AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
 use anyhow::{anyhow, Context, Result};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -31,22 +32,19 @@ use tokio_postgres::Client;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "two-phase",
-    about: "Postgres PREPARE TRANSACTION + Kafka transaction, then COMMIT PREPARED; no coordinator log or recovery",
     expected:
         "in-doubt transactions (in_doubt > 0) holding locks and blocking their keys; phantoms under crash-after-commit",
-    committed_sql: ORDERS_COMMITTED_SQL,
-    relay: RelayKind::None,
-    reads_by_default: false,
     prepares_transactions: true,
-    streamed_tables: &[],
-    latency_reference: false,
-    build: |ctx| {
-        Arc::new(TwoPhase {
-            ctx,
-            producer: tokio::sync::Mutex::new(None),
-        })
-    },
+    ..PatternInfo::new(
+        "two-phase",
+        "Postgres PREPARE TRANSACTION + Kafka transaction, then COMMIT PREPARED; no coordinator log or recovery",
+        |ctx| {
+            Arc::new(TwoPhase {
+                ctx,
+                producer: tokio::sync::Mutex::new(None),
+            })
+        },
+    )
 };
 
 /// The per-key aggregate row (idempotent DDL).
@@ -55,16 +53,6 @@ pub const ORDER_KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS order_keys (
     seq bigint NOT NULL,
     op bigint NOT NULL
 )";
-
-/// Global transaction id of an op's prepared transaction (`dc-<op>`).
-pub fn gid(op: i64) -> String {
-    format!("dc-{op}")
-}
-
-/// The op of a global transaction id made by [`gid`].
-pub fn op_of_gid(gid: &str) -> Option<i64> {
-    gid.strip_prefix("dc-")?.parse().ok()
-}
 
 /// The pattern. The producer's mutex also serializes Kafka transactions (one
 /// open transaction per producer at a time).
@@ -115,28 +103,28 @@ impl TwoPhase {
     }
 
     /// Phase 1 on a dedicated connection; `Ok(Err(_))` = certainly not prepared.
-    async fn prepare(&self, c: &Client, op: &OpRequest) -> Result<std::result::Result<(), String>> {
+    async fn prepare(&self, c: &Client, op: &Op) -> Result<std::result::Result<(), String>> {
         let t = self.ctx.db.timeout;
         let before = async {
             // A key held by an in-doubt transaction: fail (certainly not
             // prepared) well before the runner's op timeout, rather than hang.
-            crate::db::timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
-            crate::db::timed(
+            timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
+            timed(
                 t,
                 "inserting the order",
                 c.execute(
                     "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                    &[&op.op, &op.key, &op.seq, &op.payload],
+                    &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
                 ),
             )
             .await?;
-            crate::db::timed(
+            timed(
                 t,
                 "updating the key's aggregate row (waits while an in-doubt transaction holds it)",
                 c.execute(
                     "INSERT INTO order_keys (key, seq, op) VALUES ($1, $2, $3)
                      ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, op = excluded.op",
-                    &[&op.key, &op.seq, &op.op],
+                    &[&op.key, &(op.seq as i64), &(op.op as i64)],
                 ),
             )
             .await?;
@@ -147,18 +135,18 @@ impl TwoPhase {
         }
         .await;
         if let Err(e) = before {
-            let _ = crate::db::timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
+            let _ = timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
             return Ok(Err(format!("{e:#}")));
         }
         if op.abort {
-            let _ = crate::db::timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
+            let _ = timed(t, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
             return Ok(Err("aborted on purpose (abort: true); rolled back".into()));
         }
         // An error here leaves it unknown whether the transaction is prepared.
-        crate::db::timed(
+        timed(
             t,
             "PREPARE TRANSACTION",
-            c.batch_execute(&format!("PREPARE TRANSACTION '{}'", gid(op.op))),
+            c.batch_execute(&format!("PREPARE TRANSACTION '{}'", prepared_gid(op.op as i64))),
         )
         .await?;
         Ok(Ok(()))
@@ -168,10 +156,10 @@ impl TwoPhase {
     async fn finish(&self, op: i64, commit: bool) -> Result<()> {
         let verb = if commit { "COMMIT PREPARED" } else { "ROLLBACK PREPARED" };
         let mut c = self.ctx.db.get().await?;
-        let r = crate::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             verb,
-            c.batch_execute(&format!("{verb} '{}'", gid(op))),
+            c.batch_execute(&format!("{verb} '{}'", prepared_gid(op))),
         )
         .await;
         if r.is_err() {
@@ -222,18 +210,12 @@ impl TwoPhase {
 
 #[async_trait::async_trait]
 impl Pattern for TwoPhase {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         db.batch_execute(ORDER_KEYS_DDL).await?;
         Ok(())
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         // The Kafka side must be usable before anything is prepared.
         let mut slot = self.producer.lock().await;
         let producer = match self.ready_producer(&mut slot).await {
@@ -262,7 +244,7 @@ impl Pattern for TwoPhase {
         match published {
             Ok(true) => {}
             Ok(false) => {
-                return match self.finish(op.op, false).await {
+                return match self.finish(op.op as i64, false).await {
                     Ok(()) => {
                         OpOutcome::Fail("the Kafka transaction aborted; rolled back the prepared transaction".into())
                     }
@@ -274,30 +256,17 @@ impl Pattern for TwoPhase {
             Err(e) => {
                 return OpOutcome::Unknown(format!(
                     "{e:#}; the prepared transaction {} is left in doubt",
-                    gid(op.op)
+                    prepared_gid(op.op as i64)
                 ))
             }
         }
         self.ctx.crash.after_commit();
-        match self.finish(op.op, true).await {
+        match self.finish(op.op as i64, true).await {
             Ok(()) => OpOutcome::Ok,
             Err(e) => OpOutcome::Unknown(format!(
                 "event published, but {e:#}: the prepared transaction {} is in doubt",
-                gid(op.op)
+                prepared_gid(op.op as i64)
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gids_round_trip() {
-        assert_eq!(gid(17), "dc-17");
-        assert_eq!(op_of_gid("dc-17"), Some(17));
-        assert_eq!(op_of_gid("other-17"), None);
-        assert_eq!(op_of_gid("dc-x"), None);
     }
 }

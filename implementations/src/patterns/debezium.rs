@@ -11,10 +11,11 @@
 //! Killing the relay process (`relay-kill`) kills Connect with it. Connect's
 //! links to Postgres and Kafka are the proxied ones the service uses.
 
-use crate::business::Statement;
-use crate::cdc::Source;
-use crate::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
+use crate::patterns::cdc::Source;
+use crate::runtime::business::Statement;
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
@@ -25,16 +26,15 @@ use std::time::{Duration, Instant};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "debezium",
-    about: "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
     expected: "valid (duplicates allowed)",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::Process,
-    reads_by_default: false,
-    prepares_transactions: false,
     streamed_tables: &["debezium_outbox"],
     latency_reference: true,
-    build: |ctx| Arc::new(Debezium::new(ctx)),
+    ..PatternInfo::new(
+        "debezium",
+        "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
+        |ctx| Arc::new(Debezium::new(ctx)),
+    )
 };
 
 /// The outbox table in the shape the event router expects by default.
@@ -118,12 +118,6 @@ fn outbox_statements(envelope: &Envelope, aggregate_type: &str) -> Vec<Statement
 
 #[async_trait::async_trait]
 impl Pattern for Debezium {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn about(&self) -> &'static str {
-        INFO.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(crate::ORDERS_DDL).await?;
         db.batch_execute(DEBEZIUM_OUTBOX_DDL).await?;
@@ -163,15 +157,12 @@ impl Pattern for Debezium {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
-        use crate::business::TxnEnd;
+    async fn execute(&self, op: &Op) -> OpOutcome {
         let envelope = Envelope::new(op);
         let statements = outbox_statements(&envelope, &self.ctx.config.topic);
-        match crate::business::run_with(&self.ctx, op, None, &statements).await {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
-        }
+        crate::runtime::business::run_with(&self.ctx, op, None, &statements)
+            .await
+            .into()
     }
     /// Writes a marker event routed to the marker topic; 0 only once the
     /// previous marker came out of Connect (Connect publishes in WAL order, so
@@ -198,7 +189,7 @@ impl Pattern for Debezium {
             }
             tx.commit().await
         };
-        if let Err(e) = crate::db::timed(self.ctx.db.timeout, "writing a drain marker", res).await {
+        if let Err(e) = timed(self.ctx.db.timeout, "writing a drain marker", res).await {
             c.discard();
             return Err(e);
         }

@@ -2,16 +2,18 @@
 //! the same transaction as the business row; a relay in the same process
 //! publishes it. The four variants differ only in their relay:
 //!
-//! - [`RelayKind::Poll`] / [`RelayKind::Notify`]: sharded relays ([`shard_relay`]);
-//! - [`RelayKind::IdCursor`] / [`RelayKind::Xid`]: one cursor relay ([`cursor_relay`]).
+//! - [`OutboxRelay::Poll`] / [`OutboxRelay::Notify`]: sharded relays ([`shard_relay`]);
+//! - [`OutboxRelay::IdCursor`] / [`OutboxRelay::Xid`]: one cursor relay ([`cursor_relay`]).
 
 pub mod cursor_relay;
 pub mod shard_relay;
 
-use crate::business::{self, OutboxRow, TxnEnd};
-use crate::config::Cleanup;
-use crate::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, OpOutcome, OpRequest, Pattern, PatternInfo, ORDERS_DDL};
+use crate::runtime::backoff::sleep_unless_stopped;
+use crate::runtime::business::{self, OutboxRow};
+use crate::runtime::config::Cleanup;
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Envelope;
+use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS outbox_cursor (
 
 /// Which relay an outbox pattern runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayKind {
+pub enum OutboxRelay {
     /// Sharded relays polling with `FOR UPDATE SKIP LOCKED`.
     Poll,
     /// The same, woken by LISTEN/NOTIFY (fallback poll).
@@ -67,17 +69,73 @@ pub enum RelayKind {
     Xid,
 }
 
+/// `outbox-poll`: outbox row in the business transaction; relays (DUALCHECK_RELAYS)
+/// own shard groups through advisory locks, claim each key's oldest pending event
+/// with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
+/// the delivery reports, then delete (or mark) the rows. See [`shard_relay`].
+pub const POLL: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-poll",
+        "transactional outbox; polling relays with FOR UPDATE SKIP LOCKED, sharded by key (DUALCHECK_RELAYS)",
+        |ctx| OutboxPattern::build(OutboxRelay::Poll, ctx),
+    )
+};
+
+/// `outbox-notify`: as `outbox-poll`, but the business transaction also issues
+/// `NOTIFY dualcheck_outbox` and the relays wake on it (one LISTEN connection per
+/// process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
+/// missed while the listener was disconnected.
+pub const NOTIFY: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-notify",
+        "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
+        |ctx| OutboxPattern::build(OutboxRelay::Notify, ctx),
+    )
+};
+
+/// `outbox-idcursor`: one relay that remembers the highest id it published and
+/// reads `WHERE id > $last ORDER BY id` — the common real-world bug: a
+/// transaction that took a lower id but commits after a higher one was
+/// published is skipped forever. A negative control (long transactions in the
+/// workload expose it). See [`cursor_relay`].
+pub const ID_CURSOR: PatternInfo = PatternInfo {
+    expected: "negative control: must show `lost` under concurrent (long) transactions",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-idcursor",
+        "outbox relay reading WHERE id > last_id (a real, common bug)",
+        |ctx| OutboxPattern::build(OutboxRelay::IdCursor, ctx),
+    )
+};
+
+/// `outbox-xid`: the cursor relay made correct (as watermill-sql does): rows are
+/// stamped with `pg_current_xact_id()`, the relay reads only rows whose
+/// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
+/// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
+pub const XID: PatternInfo = PatternInfo {
+    expected: "valid (duplicates allowed)",
+    relay: RelayKind::InProcess,
+    ..PatternInfo::new(
+        "outbox-xid",
+        "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",
+        |ctx| OutboxPattern::build(OutboxRelay::Xid, ctx),
+    )
+};
+
 /// An outbox pattern with its relay kind.
 pub struct OutboxPattern {
-    info: &'static PatternInfo,
-    kind: RelayKind,
+    kind: OutboxRelay,
     ctx: Arc<AppContext>,
 }
 
 impl OutboxPattern {
     /// An outbox pattern (used by the registry entries).
-    pub fn build(info: &'static PatternInfo, kind: RelayKind, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
-        Arc::new(OutboxPattern { info, kind, ctx })
+    pub fn build(kind: OutboxRelay, ctx: Arc<AppContext>) -> Arc<dyn Pattern> {
+        Arc::new(OutboxPattern { kind, ctx })
     }
 }
 
@@ -95,20 +153,19 @@ pub(crate) async fn record_published(
         Cleanup::Delete => "DELETE FROM outbox WHERE id = ANY($1)",
         Cleanup::Mark => "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)",
     };
-    crate::db::timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
+    timed(t, "recording published outbox rows", tx.execute(sql, &[&ids])).await?;
     Ok(())
 }
 
 /// Cleaner of `cleanup=mark`: deletes published rows in batches of 1000.
 async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ctx.config.cleanup_interval) => {}
-            _ = stop.changed() => return,
+        if !sleep_unless_stopped(ctx.config.cleanup_interval, &mut stop).await {
+            return;
         }
         let res = async {
             let mut c = ctx.db.get().await?;
-            let r = crate::db::timed(
+            let r = timed(
                 ctx.db.timeout,
                 "deleting published outbox rows",
                 c.execute(
@@ -131,12 +188,6 @@ async fn cleaner(ctx: Arc<AppContext>, mut stop: tokio::sync::watch::Receiver<bo
 
 #[async_trait::async_trait]
 impl Pattern for OutboxPattern {
-    fn name(&self) -> &'static str {
-        self.info.name
-    }
-    fn about(&self) -> &'static str {
-        self.info.about
-    }
     async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()> {
         db.batch_execute(ORDERS_DDL).await?;
         db.batch_execute(OUTBOX_DDL).await?;
@@ -145,10 +196,10 @@ impl Pattern for OutboxPattern {
     async fn start_background(&self) -> Result<Background> {
         let (mut bg, stop) = Background::new();
         match self.kind {
-            RelayKind::Poll | RelayKind::Notify => {
-                shard_relay::start(&self.ctx, self.kind == RelayKind::Notify, &mut bg, &stop);
+            OutboxRelay::Poll | OutboxRelay::Notify => {
+                shard_relay::start(&self.ctx, self.kind == OutboxRelay::Notify, &mut bg, &stop);
             }
-            RelayKind::IdCursor | RelayKind::Xid => {
+            OutboxRelay::IdCursor | OutboxRelay::Xid => {
                 let kind = self.kind;
                 let ctx = self.ctx.clone();
                 let stop = stop.clone();
@@ -160,28 +211,24 @@ impl Pattern for OutboxPattern {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &OpRequest) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpOutcome {
         let env = Envelope::new(op);
         let row = OutboxRow {
             envelope: &env,
-            notify: self.kind == RelayKind::Notify,
+            notify: self.kind == OutboxRelay::Notify,
         };
-        match business::run(&self.ctx, op, Some(row)).await {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
-        }
+        business::run(&self.ctx, op, Some(row)).await.into()
     }
     async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.ctx.db.get().await?;
         let pending = match self.kind {
-            RelayKind::Poll | RelayKind::Notify => "WHERE published_at IS NULL",
+            OutboxRelay::Poll | OutboxRelay::Notify => "WHERE published_at IS NULL",
             // What the cursor relay itself still has to read (its own lag metric: it
             // cannot see rows it skipped below its cursor).
-            RelayKind::IdCursor => {
+            OutboxRelay::IdCursor => {
                 "WHERE published_at IS NULL AND id > coalesce((SELECT last_id FROM outbox_cursor WHERE relay = 'main'), 0)"
             }
-            RelayKind::Xid => {
+            OutboxRelay::Xid => {
                 "WHERE published_at IS NULL AND (xid, id) > coalesce((SELECT (last_xid, last_id) FROM outbox_cursor WHERE relay = 'main'), ('0'::xid8, 0::bigint))"
             }
         };
@@ -190,7 +237,7 @@ impl Pattern for OutboxPattern {
                     (SELECT count(*) FROM outbox_failed)
              FROM outbox {pending}"
         );
-        let r = crate::db::timed(
+        let r = timed(
             self.ctx.db.timeout,
             "reading the outbox backlog",
             c.query_one(&sql, &[]),

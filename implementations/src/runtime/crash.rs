@@ -18,11 +18,6 @@ impl CrashPoint {
         self.armed.store(true, Ordering::SeqCst);
     }
 
-    /// True while armed.
-    pub fn is_armed(&self) -> bool {
-        self.armed.load(Ordering::SeqCst)
-    }
-
     /// Called by patterns right after a successful business commit: dies if armed.
     pub fn after_commit(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {

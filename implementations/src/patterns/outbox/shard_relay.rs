@@ -21,8 +21,9 @@
 //!   permanent errors such as a record above message.max.bytes) the event moves to
 //!   `outbox_failed` with its last error and its key's later events wait.
 
-use crate::backoff::Backoff;
-use crate::kafka::Record;
+use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
+use crate::runtime::db::timed;
+use crate::runtime::kafka::Record;
 use crate::{AppContext, Background};
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -66,7 +67,7 @@ async fn listener(ctx: Arc<AppContext>, wake: watch::Sender<u64>, mut stop: watc
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let res = async {
             let c = ctx.db.connect_listening(tx).await?;
-            crate::db::timed(ctx.db.timeout, "LISTEN", c.batch_execute("LISTEN dualcheck_outbox")).await?;
+            timed(ctx.db.timeout, "LISTEN", c.batch_execute("LISTEN dualcheck_outbox")).await?;
             Ok::<_, anyhow::Error>(c)
         }
         .await;
@@ -74,9 +75,8 @@ async fn listener(ctx: Arc<AppContext>, wake: watch::Sender<u64>, mut stop: watc
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("outbox listener: {e:#} (retrying)");
-                tokio::select! {
-                    _ = tokio::time::sleep(b.delay(failures)) => {}
-                    _ = stop.changed() => return,
+                if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                    return;
                 }
                 failures += 1;
                 continue;
@@ -173,7 +173,7 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
         home.iter().copied().filter(|s| !st.held.contains(s)).collect()
     };
     if !want.is_empty() {
-        let rows = crate::db::timed(
+        let rows = timed(
             t,
             "taking shard advisory locks",
             client.query(
@@ -196,8 +196,8 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
 async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<usize> {
     let cfg = &ctx.config;
     let t = ctx.db.timeout;
-    let tx = crate::db::timed(t, "BEGIN (relay)", client.transaction()).await?;
-    let rows = crate::db::timed(
+    let tx = timed(t, "BEGIN (relay)", client.transaction()).await?;
+    let rows = timed(
         t,
         "claiming outbox heads",
         tx.query(
@@ -242,7 +242,7 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                 let attempts = attempts + 1;
                 if e.permanent || attempts as u32 >= cfg.max_attempts {
                     tracing::warn!("relay: parking outbox event {id} (key {key}) after {attempts} attempt(s): {e}");
-                    crate::db::timed(
+                    timed(
                         t,
                         "parking an event",
                         tx.execute(
@@ -253,7 +253,7 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                         ),
                     )
                     .await?;
-                    crate::db::timed(
+                    timed(
                         t,
                         "parking an event",
                         tx.execute("DELETE FROM outbox WHERE id = $1", &[id]),
@@ -261,7 +261,7 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                     .await?;
                 } else {
                     let delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
-                    crate::db::timed(
+                    timed(
                         t,
                         "scheduling a retry",
                         tx.execute(
@@ -277,6 +277,6 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         }
     }
     super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
-    crate::db::timed(t, "COMMIT (relay)", tx.commit()).await?;
+    timed(t, "COMMIT (relay)", tx.commit()).await?;
     Ok(events.len())
 }

@@ -1,26 +1,24 @@
 //! `cdc-logical`: pure change data capture. The service inserts its business
 //! row and nothing else (no event code at all); the CDC process streams the
-//! inserts of `orders` from the WAL ([`crate::cdc`]) and publishes one event per
+//! inserts of `orders` from the WAL ([`crate::patterns::cdc`]) and publishes one event per
 //! row, with an event id derived from the row (UUID v5 of its op), so every
 //! replay carries the same id.
 
-use crate::cdc::{CdcEvent, CdcPattern, Row, Source};
-use crate::kafka::Envelope;
-use crate::{PatternInfo, RelayKind, ORDERS_COMMITTED_SQL};
+use super::{CdcEvent, CdcPattern, Row, Source};
+use crate::runtime::kafka::Envelope;
+use crate::{PatternInfo, RelayKind};
 use anyhow::{Context, Result};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    name: "cdc-logical",
-    about: "business rows streamed from the WAL by logical replication (pgoutput); no event code in the service",
     expected: "valid (duplicates allowed); with DUALCHECK_CDC_CONFIRM=early: lost under relay-kill",
-    committed_sql: ORDERS_COMMITTED_SQL,
     relay: RelayKind::Process,
-    reads_by_default: false,
-    prepares_transactions: false,
     streamed_tables: &["orders"],
-    latency_reference: false,
-    build: |ctx| CdcPattern::build(&INFO, SOURCE, "", |_| Vec::new(), ctx),
+    ..PatternInfo::new(
+        "cdc-logical",
+        "business rows streamed from the WAL by logical replication (pgoutput); no event code in the service",
+        |ctx| CdcPattern::build(SOURCE, "", |_| Vec::new(), ctx),
+    )
 };
 
 /// What the tailer streams: inserts into `orders`.

@@ -1,0 +1,251 @@
+//! The pattern contract: what a pattern implements ([`Pattern`]), what it is
+//! given ([`AppContext`]), what it answers ([`OpOutcome`], [`Backlog`]), and
+//! the facts the harness reads about it ([`PatternInfo`], [`RelayKind`]). The
+//! body of `POST /ops` is [`Op`], the same type the workload generates.
+
+use crate::runtime::business::ORDERS_COMMITTED_SQL;
+use crate::runtime::config::AppConfig;
+use crate::runtime::crash::CrashPoint;
+use crate::runtime::db::Db;
+use crate::runtime::kafka::Publisher;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+pub use workloads::Op;
+
+/// What an implementation says about one op — honestly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// The business effect is durable (committed). HTTP 200.
+    Ok,
+    /// The business effect certainly did not happen. HTTP 409.
+    Fail(String),
+    /// Cannot know (e.g. an error during COMMIT). HTTP 500.
+    Unknown(String),
+}
+
+/// Events committed but not yet published, as `GET /backlog` reports them.
+/// A field a program leaves out reads as 0 (a black box may report only `backlog`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Backlog {
+    /// Events waiting to be published (includes those blocked behind a parked event).
+    pub backlog: i64,
+    /// Age of the oldest waiting event, ms (0 when none).
+    pub oldest_age_ms: i64,
+    /// Events parked in the failed-events table after too many attempts.
+    pub parked: i64,
+}
+
+/// Background parts of a pattern (relays, listeners, cleaners).
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// No background parts.
+    pub fn none() -> Self {
+        Self::new().0
+    }
+
+    /// An empty set plus the stop signal its tasks should watch.
+    pub fn new() -> (Self, tokio::sync::watch::Receiver<bool>) {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        (
+            Background {
+                stop,
+                tasks: Vec::new(),
+            },
+            rx,
+        )
+    }
+
+    /// Adds a spawned task.
+    pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// True when there are no tasks.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Signals every task to stop and waits (at most 5 s each, then aborts it).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for mut t in self.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// What every pattern shares at run time: configuration, database pool,
+/// Kafka producer and the crash point.
+pub struct AppContext {
+    /// Configuration from the environment.
+    pub config: AppConfig,
+    /// Reconnecting Postgres pool (through the proxy).
+    pub db: Arc<Db>,
+    /// Idempotent producer to `config.topic` (through the proxy).
+    pub publisher: Arc<Publisher>,
+    /// The `crash-after-commit` crash point.
+    pub crash: CrashPoint,
+}
+
+impl AppContext {
+    /// Builds the pool and the producer from `config` (connects lazily).
+    pub fn new(config: AppConfig) -> Result<Arc<Self>> {
+        let db = Db::new(&config)?;
+        let publisher = Arc::new(Publisher::new(
+            &config.kafka_bootstrap,
+            &config.topic,
+            config.publish_timeout,
+        )?);
+        Ok(Arc::new(AppContext {
+            config,
+            db,
+            publisher,
+            crash: CrashPoint::default(),
+        }))
+    }
+}
+
+/// One way of doing the dual write: what the application process does for
+/// each endpoint of the HTTP contract. The facts about the pattern (name, help,
+/// committed SQL, where its relay runs, ...) are in its [`PatternInfo`].
+#[async_trait::async_trait]
+pub trait Pattern: Send + Sync {
+    /// Creates the schema idempotently (the process is restarted many times).
+    async fn setup_schema(&self, db: &tokio_postgres::Client) -> Result<()>;
+    /// Starts relays, listeners, cleaners; they resume whatever is pending and
+    /// survive every fault (they never exit on errors).
+    async fn start_background(&self) -> Result<Background> {
+        Ok(Background::none())
+    }
+    /// Executes one business op and tells honestly what happened.
+    async fn execute(&self, op: &Op) -> OpOutcome;
+    /// Events committed but not yet published (naive patterns: zero).
+    async fn backlog(&self) -> Result<Backlog> {
+        Ok(Backlog::default())
+    }
+    /// The newest seq on `key` as this pattern's read path sees it
+    /// (`GET /ops/{key}`; `None`: nothing known). Default: the orders table.
+    async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
+        crate::runtime::business::read_orders(ctx, key).await
+    }
+}
+
+/// Where a pattern's relay (what publishes committed events) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// Nothing publishes after the request: the request itself publishes
+    /// (naive patterns, kafka-first, two-phase). Nothing to drain.
+    None,
+    /// Background tasks of the service process (outbox relays): killing the
+    /// service kills them too.
+    InProcess,
+    /// A process of its own, `dualcheck app --impl NAME` with
+    /// `DUALCHECK_ROLE=relay`, next to the service process (CDC tailer, Kafka
+    /// Connect): `relay-kill` kills it alone, `crash-after-commit` the service
+    /// alone, and the runner asks it for the backlog.
+    Process,
+}
+
+/// Everything the harness and the CLI know about a pattern, stated once: the
+/// harness reads these facts and never a pattern's name. Fill it with
+/// [`PatternInfo::new`] and struct-update syntax, naming only the facts that
+/// differ from the defaults.
+#[derive(Clone, Copy)]
+pub struct PatternInfo {
+    /// CLI name.
+    pub name: &'static str,
+    /// One line of help.
+    pub about: &'static str,
+    /// Expected verdict under faults (for `dualcheck list`).
+    pub expected: &'static str,
+    /// Query yielding the committed ops (one bigint column `op`).
+    pub committed_sql: &'static str,
+    /// Where the relay that publishes committed events runs; the harness
+    /// starts, kills and drains relays from this fact alone.
+    pub relay: RelayKind,
+    /// Runs of this pattern read each key back right after each acknowledged
+    /// write unless told otherwise (`dualcheck run --reads` turns reads on for any).
+    pub reads_by_default: bool,
+    /// The pattern prepares transactions (`PREPARE TRANSACTION`), each named
+    /// by [`prepared_gid`]: the harness watches `pg_prepared_xacts` and
+    /// resolves what is left in doubt by the op the name carries.
+    pub prepares_transactions: bool,
+    /// Tables whose rows a WAL tailer streams as events; `schema-change`
+    /// alters them along with `orders`.
+    pub streamed_tables: &'static [&'static str],
+    /// `dualcheck bench` states every pattern's p99 as a ratio to this one's.
+    pub latency_reference: bool,
+    /// Builds the pattern on a context.
+    pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
+}
+
+impl PatternInfo {
+    /// A pattern called `name`, built by `build`, with the defaults for every
+    /// other fact: expected verdict `valid`, the committed ops of the `orders`
+    /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
+    /// reads by default, no prepared transactions, no streamed tables, not the
+    /// latency reference. `const`, so a registry entry is a `const`:
+    ///
+    /// ```ignore
+    /// pub const INFO: PatternInfo = PatternInfo {
+    ///     relay: RelayKind::InProcess,
+    ///     ..PatternInfo::new("my-outbox", "a team's own outbox", |ctx| Arc::new(MyOutbox { ctx }))
+    /// };
+    /// ```
+    pub const fn new(name: &'static str, about: &'static str, build: fn(Arc<AppContext>) -> Arc<dyn Pattern>) -> Self {
+        PatternInfo {
+            name,
+            about,
+            expected: "valid",
+            committed_sql: ORDERS_COMMITTED_SQL,
+            relay: RelayKind::None,
+            reads_by_default: false,
+            prepares_transactions: false,
+            streamed_tables: &[],
+            latency_reference: false,
+            build,
+        }
+    }
+}
+
+/// Global transaction id of op `op`'s prepared transaction (`dc-<op>`), for
+/// patterns that prepare transactions: the harness resolves a transaction left
+/// in doubt by the op it names.
+pub fn prepared_gid(op: i64) -> String {
+    format!("dc-{op}")
+}
+
+/// The op of a global transaction id made by [`prepared_gid`] (`None`: not one of ours).
+pub fn op_of_prepared_gid(gid: &str) -> Option<i64> {
+    gid.strip_prefix("dc-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gids_round_trip() {
+        assert_eq!(prepared_gid(17), "dc-17");
+        assert_eq!(op_of_prepared_gid(&prepared_gid(17)), Some(17));
+        assert_eq!(op_of_prepared_gid("dc-17"), Some(17));
+        assert_eq!(op_of_prepared_gid("other-17"), None);
+        assert_eq!(op_of_prepared_gid("dc-x"), None);
+    }
+}
