@@ -1,6 +1,6 @@
 //! The checks: a compact per-op index built from the parsed lines as they stream
 //! in (in any order), then one pass over it that counts every anomaly
-//! DESIGN.md defines.
+//! docs/anomalies.md defines.
 //!
 //! Memory is what matters for long runs: each op costs one `OpState`
 //! (88 bytes) plus its slot in the op-id map; keys are interned and event ids

@@ -1,4 +1,4 @@
-//! The history format: one JSON object per line (JSON Lines), as DESIGN.md
+//! The history format: one JSON object per line (JSON Lines), as docs/history.md
 //! defines it. This module owns both directions: [`HistoryLine`] is what a recorder
 //! writes, [`ParsedLine`] is what the checker reads back (borrowing from the line,
 //! so parsing allocates nothing for ordinary lines).
@@ -114,7 +114,7 @@ pub enum HistoryLine {
     },
     /// A fault starting or stopping.
     Nemesis {
-        /// The fault's name (DESIGN.md's vocabulary).
+        /// The fault's name (docs/faults.md).
         fault: String,
         /// Start or stop.
         phase: FaultPhase,

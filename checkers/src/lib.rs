@@ -1,4 +1,4 @@
-//! Was it right? Reads a dual-write history (JSON Lines, DESIGN.md's contract)
+//! Was it right? Reads a dual-write history (JSON Lines, docs/history.md; anomalies in docs/anomalies.md)
 //! and checks it for lost, phantom, unexpected, duplicate and reordered
 //! events, lost commits and stale reads.
 //!

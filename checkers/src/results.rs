@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How many times each anomaly occurred, one field per [`Anomaly`] (same
-/// names, same order; definitions in DESIGN.md).
+/// names, same order; definitions in docs/anomalies.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
     /// Ops `ok` or committed with no delivery.

@@ -1,5 +1,5 @@
 //! One tiny hand-made history per anomaly, each checked against the
-//! definitions in DESIGN.md.
+//! definitions in docs/anomalies.md.
 
 use checkers::{check_reader, Anomaly, CheckOptions, CheckResult};
 

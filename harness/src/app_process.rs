@@ -1,6 +1,6 @@
 //! The implementation under test as a process the harness owns: a built-in
 //! one (`dualcheck app --impl NAME`) or any program (`--impl exec --cmd`),
-//! both spoken to through DESIGN.md's black-box HTTP contract.
+//! both spoken to through the black-box HTTP contract (docs/http-contract.md).
 
 use crate::env::ports::free_port;
 use crate::env::process::{tail, ManagedProcess, ProcessSpec};

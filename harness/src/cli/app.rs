@@ -1,5 +1,5 @@
 //! `dualcheck app --impl NAME`: runs one built-in implementation as its own
-//! process, speaking the black-box HTTP contract of DESIGN.md (the runner starts,
+//! process, speaking the black-box HTTP contract of docs/http-contract.md (the runner starts,
 //! SIGKILLs and restarts it). The work lives in the `implementations` crate;
 //! this module parses arguments, reads the environment and reports errors.
 

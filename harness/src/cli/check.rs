@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Arguments of `dualcheck check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The history file (JSON Lines, the format in DESIGN.md / README).
+    /// The history file (JSON Lines, the format in docs/history.md).
     pub history: PathBuf,
     /// Print exactly one JSON object (the results) on stdout.
     #[arg(long)]
@@ -39,7 +39,7 @@ pub fn run(args: CheckArgs) -> Verdict {
         }
         Err(e) => {
             eprintln!("dualcheck check: unusable history: {e}");
-            eprintln!("  (the format is described in README.md, section \"History format\")");
+            eprintln!("  (the format is described in docs/history.md)");
             Verdict::Unusable
         }
     }

@@ -1,4 +1,4 @@
-//! The application process: the black-box HTTP contract of DESIGN.md turned
+//! The application process: the black-box HTTP contract of docs/http-contract.md turned
 //! into [`Pattern`] calls.
 //!
 //! - `GET /health` → 200 (served only once the schema exists and the background parts run)
