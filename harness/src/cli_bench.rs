@@ -321,7 +321,7 @@ fn drain(args: &BenchArgs, n: u64) -> u8 {
         let mut rows = Vec::new();
         for name in &args.impls {
             eprintln!("draining {n} events with {name}'s relay ...");
-            rows.push(crate::relay_drain::drain_rate(name, n, args.concurrency, args.payload).await?);
+            rows.push(crate::relay_rate::relay_publish_rate(name, n, args.concurrency, args.payload).await?);
         }
         anyhow::Ok((limits, rows))
     });
@@ -439,7 +439,7 @@ pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
     for (name, cfg) in configs {
         eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
         let o = rt.block_on(crate::runner::run(cfg))?;
-        let series = Series::read(&o.run_dir.join(crate::report::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let series = Series::read(&o.run_dir.join(crate::run_dir::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let delivered = delivered_rate(&series);
         let l = steady_latency_ms(&series, args.warmup);
         rows.push(BenchRow {
@@ -452,7 +452,7 @@ pub fn bench(args: &BenchArgs) -> Result<(Option<Limits>, Vec<BenchRow>)> {
             ratio_to_limit: limits.map(|l| delivered / l.min()),
             p99_ratio_to_debezium: None,
             valid: o.result.valid,
-            report: o.run_dir.join(crate::report::HTML),
+            report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
     }
     set_debezium_ratios(&mut rows);
@@ -494,7 +494,7 @@ mod tests {
     fn warm_up_ops_are_left_out_of_the_latency() {
         let dir = std::env::temp_dir().join(format!("dualcheck-bench-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let h = dir.join("history.jsonl");
+        let h = dir.join(crate::run_dir::HISTORY);
         let s = 1_000_000_000i64;
         // Op 0 in the warm-up (latency 900 ms), ops 1..=2 after it (10 ms, 20 ms).
         let lines = [

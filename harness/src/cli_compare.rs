@@ -117,7 +117,7 @@ impl Row {
                     if !o.result.valid {
                         row.failed_seeds.push(*seed);
                     }
-                    row.reports.push(o.run_dir.join(crate::report::HTML));
+                    row.reports.push(o.run_dir.join(crate::run_dir::REPORT_HTML));
                 }
                 Err(e) => row.errors.push((*seed, e.clone())),
             }
@@ -310,7 +310,8 @@ pub fn run(args: CompareArgs) -> u8 {
     match compare(&args) {
         Ok((rows, dir)) => {
             if args.json {
-                let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join("compare.html")});
+                let v =
+                    serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join(crate::run_dir::COMPARE_HTML)});
                 println!("{v}");
             } else {
                 if args.markdown {
@@ -318,7 +319,7 @@ pub fn run(args: CompareArgs) -> u8 {
                 } else {
                     print!("{}", text_table(&rows));
                 }
-                println!("\n{}", dir.join("compare.html").display());
+                println!("\n{}", dir.join(crate::run_dir::COMPARE_HTML).display());
             }
             if rows.iter().any(|r| !r.errors.is_empty()) {
                 EXIT_UNUSABLE
@@ -342,16 +343,7 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
     }
     // Every configuration is checked before the first run starts.
     let mut configs = Vec::new();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let dir = args
-        .out
-        .canonicalize()?
-        .join(format!("compare-{secs}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crate::run_dir::create_compare_dir(&args.out)?;
     for name in &args.impls {
         let mut per_seed = Vec::new();
         for seed in args.first_seed..args.first_seed + args.seeds {
@@ -400,7 +392,7 @@ pub fn compare(args: &CompareArgs) -> Result<(Vec<Row>, PathBuf)> {
         }
         rows.push(Row::from_runs(&name, &runs));
         // Written after each implementation, so an interrupted comparison still shows what it has.
-        std::fs::write(dir.join("compare.html"), html(&rows, &dir, &title))?;
+        std::fs::write(dir.join(crate::run_dir::COMPARE_HTML), html(&rows, &dir, &title))?;
     }
     Ok((rows, dir))
 }

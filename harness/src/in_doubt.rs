@@ -152,7 +152,7 @@ mod tests {
     fn delivered_ops_come_from_deliver_lines() {
         let dir = std::env::temp_dir().join(format!("dualcheck-indoubt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let h = dir.join("history.jsonl");
+        let h = dir.join(crate::run_dir::HISTORY);
         std::fs::write(
             &h,
             concat!(
