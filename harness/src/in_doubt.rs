@@ -1,4 +1,4 @@
-//! In-doubt transactions (`two-phase`): prepared transactions
+//! In-doubt transactions (patterns that prepare transactions): prepared transactions
 //! (`PREPARE TRANSACTION`) the implementation left unresolved.
 //!
 //! - [`Monitor`] polls `pg_prepared_xacts` of the run's database on the direct
@@ -103,7 +103,7 @@ pub fn delivered_ops(history: &std::path::Path) -> HashSet<i64> {
 }
 
 /// How to resolve one leftover: commit when its op's event was delivered.
-/// A gid not made by `two-phase` (`dc-<op>`) is rolled back.
+/// A gid not of the form `dc-<op>` (another client's) is rolled back.
 pub fn decide(gid: &str, delivered: &HashSet<i64>) -> bool {
     implementations::two_phase::op_of_gid(gid).is_some_and(|op| delivered.contains(&op))
 }

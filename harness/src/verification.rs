@@ -205,7 +205,7 @@ impl Verification {
     }
 
     /// Read each key back after each acknowledged write (`GET /ops/{key}`) and
-    /// judge `stale_read` (default: on for listen-to-yourself and kafka-first).
+    /// judge `stale_read` (default: the pattern's `reads_by_default`).
     pub fn reads(mut self, on: bool) -> Self {
         self.cfg.reads = on;
         self

@@ -41,7 +41,7 @@ pub struct RunMeta {
     /// Whether duplicates counted as violations.
     #[serde(default)]
     pub exactly_once: bool,
-    /// Prepared transactions left in doubt (two-phase), when the run saw any.
+    /// Prepared transactions left in doubt (patterns that prepare transactions), when the run saw any.
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
 }
 

@@ -139,7 +139,7 @@ pub struct RunOutcome {
     pub drained: bool,
     /// Problems met while injecting or healing faults (the run went on).
     pub nemesis_errors: Vec<String>,
-    /// Replication slots of the run dropped at teardown (CDC patterns), so
+    /// Replication slots of the run dropped at teardown (patterns reading the WAL), so
     /// none goes on retaining WAL.
     pub slots_dropped: Vec<String>,
     /// Prepared transactions seen and left in doubt (only when the run saw any).
@@ -170,7 +170,7 @@ impl ResolvedApp {
         }
     }
 
-    /// Whether the relay is a process of its own (a CDC tailer, Kafka Connect).
+    /// Whether the relay is a process of its own (`RelayKind::Process`).
     fn relay_process(&self) -> bool {
         self.pattern
             .is_some_and(|p| p.relay == implementations::RelayKind::Process)

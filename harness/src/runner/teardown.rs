@@ -29,7 +29,8 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
     let mut in_doubt = None;
     if let Some(monitor) = started.prepared_monitor {
         let seen = monitor.stop().await;
-        if let (false, Some(url)) = (seen.is_empty() && !prepares_transactions, &started.db_direct_url) {
+        let may_be_in_doubt = !seen.is_empty() || prepares_transactions;
+        if let (true, Some(url)) = (may_be_in_doubt, &started.db_direct_url) {
             let delivered = in_doubt::delivered_ops(history);
             match in_doubt::recover(url, seen, &delivered).await {
                 Ok(d) => in_doubt = Some(d),
