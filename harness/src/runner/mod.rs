@@ -4,16 +4,16 @@
 //!
 //! [`run`] goes through its phases in order, one module each:
 //!
-//! 1. [`start`]: the services ([`run`] itself), the run's database and topic,
+//! 1. `start`: the services ([`run`] itself), the run's database and topic,
 //!    the history, the observer, the implementation (and its relay process);
-//! 2. [`workload`]: the workers submitting the seeded ops (with the progress line);
-//! 3. [`fault_schedule`]: the nemesis following the seeded schedule, side by side;
-//! 4. [`settle`]: heal every fault, then drain until nothing is left to publish;
-//! 5. [`ground_truth`]: read what the database committed;
-//! 6. [`teardown`]: stop the observer, resolve what is left in doubt, stop the
+//! 2. `workload`: the workers submitting the seeded ops (with the progress line);
+//! 3. `fault_schedule`: the nemesis following the seeded schedule, side by side;
+//! 4. `settle`: heal every fault, then drain until nothing is left to publish;
+//! 5. `ground_truth`: read what the database committed;
+//! 6. `teardown`: stop the observer, resolve what is left in doubt, stop the
 //!    implementation, drop the run's replication slots — whatever the phases
 //!    before returned, so no exit path leaves a process or a slot behind;
-//! 7. [`judge`]: check the history, write `results.json`, `environment.json`
+//! 7. `judge`: check the history, write `results.json`, `environment.json`
 //!    and the report.
 
 mod environment_record;
