@@ -298,3 +298,30 @@ async fn exercise(
         nemesis_errors,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolved_app_carries_its_patterns_facts() {
+        for info in implementations::REGISTRY {
+            let app = ResolvedApp::of(&AppCommand::Builtin(info.name.to_string()));
+            assert_eq!(app.name, info.name);
+            assert_eq!(
+                app.relay_process(),
+                info.relay == implementations::RelayKind::Process,
+                "{}",
+                info.name
+            );
+            assert_eq!(app.prepares_transactions(), info.prepares_transactions);
+            assert_eq!(app.streamed_tables(), info.streamed_tables);
+        }
+        let exec = ResolvedApp::of(&AppCommand::Exec("python3 svc.py".into()));
+        assert_eq!(exec.name, "exec");
+        assert!(!exec.relay_process() && !exec.prepares_transactions() && exec.streamed_tables().is_empty());
+        assert!(ResolvedApp::of(&AppCommand::Builtin("no-such-pattern".into()))
+            .pattern
+            .is_none());
+    }
+}
