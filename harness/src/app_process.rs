@@ -67,8 +67,11 @@ pub struct AppEnv {
     pub extra: Vec<(String, String)>,
 }
 
-/// The `dualcheck` binary that serves built-in implementations: `DUALCHECK_BIN`, or this executable.
-fn dualcheck_bin() -> Result<std::path::PathBuf> {
+/// The `dualcheck` binary that serves built-in implementations: `explicit`, else `DUALCHECK_BIN`, else this executable.
+fn dualcheck_bin(explicit: Option<&Path>) -> Result<std::path::PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
     if let Some(p) = std::env::var_os("DUALCHECK_BIN") {
         return Ok(p.into());
     }
@@ -92,7 +95,7 @@ impl AppProcess {
         timeout: Duration,
         role: Option<&str>,
     ) -> Result<AppProcess> {
-        Self::launch(command, None, env, run_dir, timeout, role).await
+        Self::start_with_bin(command, env, run_dir, timeout, role, None).await
     }
 
     /// Starts the built-in implementation `name` served by the `dualcheck`
@@ -105,38 +108,35 @@ impl AppProcess {
         run_dir: &Path,
         timeout: Duration,
     ) -> Result<AppProcess> {
-        Self::launch(
+        Self::start_with_bin(
             &AppCommand::Builtin(name.to_string()),
-            Some(bin),
             env,
             run_dir,
             timeout,
             None,
+            Some(bin),
         )
         .await
     }
 
-    async fn launch(
+    /// [`AppProcess::start_role`], a built-in served by the `dualcheck` binary `bin` when given.
+    pub async fn start_with_bin(
         command: &AppCommand,
-        bin: Option<&Path>,
         env: &AppEnv,
         run_dir: &Path,
         timeout: Duration,
         role: Option<&str>,
+        bin: Option<&Path>,
     ) -> Result<AppProcess> {
         let port = free_port()?;
-        let log = run_dir.join(if role == Some("relay") { "relay.log" } else { "app.log" });
+        let log = crate::run_dir::RunDir::at(run_dir).role_log(role);
         let (name, spec) = match command {
             AppCommand::Builtin(name) => {
                 let label = match role {
                     Some(r) => format!("{r} {name}"),
                     None => format!("app {name}"),
                 };
-                let bin = match bin {
-                    Some(b) => b.to_path_buf(),
-                    None => dualcheck_bin()?,
-                };
-                let mut spec = ProcessSpec::new(&label, bin, &log).args(["app", "--impl", name]);
+                let mut spec = ProcessSpec::new(&label, dualcheck_bin(bin)?, &log).args(["app", "--impl", name]);
                 if let Some(r) = role {
                     spec = spec.env("DUALCHECK_ROLE", r);
                 }

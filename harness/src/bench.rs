@@ -5,7 +5,7 @@
 //! rdkafka produce rate (idempotent, `acks=all`) on the direct listener.
 
 use crate::env::{EnvOptions, Environment};
-use crate::relay_drain::DrainRow;
+use crate::relay_rate::RelayRateRow;
 use crate::report::series::Series;
 use crate::run_options::RunOptions;
 use anyhow::{Context, Result};
@@ -276,7 +276,7 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
 }
 
 /// The printed result of `--drain`.
-pub fn drain_table(limits: Option<&Limits>, rows: &[DrainRow]) -> String {
+pub fn drain_table(limits: Option<&Limits>, rows: &[RelayRateRow]) -> String {
     let mut s = String::new();
     if let Some(l) = limits {
         s.push_str(&format!("{l}\n\n"));
@@ -346,7 +346,7 @@ pub async fn bench(
     for (name, cfg) in configs {
         eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
         let o = crate::runner::run(cfg).await?;
-        let series = Series::read(&o.run_dir.join(crate::report::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let series = Series::read(&o.run_dir.join(crate::run_dir::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let delivered = delivered_rate(&series);
         let l = steady_latency_ms(&series, warmup);
         rows.push(BenchRow {
@@ -359,7 +359,7 @@ pub async fn bench(
             ratio_to_limit: limits.map(|l| delivered / l.min()),
             p99_ratio_to_debezium: None,
             valid: o.result.valid,
-            report: o.run_dir.join(crate::report::HTML),
+            report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
     }
     set_debezium_ratios(&mut rows);
@@ -373,12 +373,15 @@ pub async fn drain(
     n: u64,
     run: &RunOptions,
     limit_duration: Option<Duration>,
-) -> Result<(Option<Limits>, Vec<DrainRow>)> {
+) -> Result<(Option<Limits>, Vec<RelayRateRow>)> {
     let limits = limits_if(limit_duration, run).await?;
     let mut rows = Vec::new();
     for name in impls {
         eprintln!("draining {n} events with {name}'s relay ...");
-        rows.push(crate::relay_drain::drain_rate(name, n, run.workload.concurrency, run.workload.payload_bytes).await?);
+        rows.push(
+            crate::relay_rate::relay_publish_rate(name, n, run.workload.concurrency, run.workload.payload_bytes)
+                .await?,
+        );
     }
     Ok((limits, rows))
 }
@@ -418,7 +421,7 @@ mod tests {
     fn warm_up_ops_are_left_out_of_the_latency() {
         let dir = std::env::temp_dir().join(format!("dualcheck-bench-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let h = dir.join("history.jsonl");
+        let h = dir.join(crate::run_dir::HISTORY);
         let s = 1_000_000_000i64;
         // Op 0 in the warm-up (latency 900 ms), ops 1..=2 after it (10 ms, 20 ms).
         let lines = [

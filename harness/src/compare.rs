@@ -60,7 +60,7 @@ impl Row {
                     if !o.result.valid {
                         row.failed_seeds.push(*seed);
                     }
-                    row.reports.push(o.run_dir.join(crate::report::HTML));
+                    row.reports.push(o.run_dir.join(crate::run_dir::REPORT_HTML));
                 }
                 Err(e) => row.errors.push((*seed, e.clone())),
             }
@@ -111,9 +111,6 @@ impl Row {
         cells
     }
 }
-
-/// The comparison page, in the comparison directory.
-pub const HTML: &str = "compare.html";
 
 /// An anomaly's column header: its name, shortened where the name is long.
 fn anomaly_column(a: Anomaly) -> &'static str {
@@ -234,16 +231,7 @@ pub async fn compare(impls: &[String], seeds: Range<u64>, run: &RunOptions) -> R
         anyhow::bail!("--seeds must be at least 1");
     }
     let mut configs = Vec::new();
-    std::fs::create_dir_all(&run.out).with_context(|| format!("creating {}", run.out.display()))?;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let dir = run
-        .out
-        .canonicalize()?
-        .join(format!("compare-{secs}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crate::run_dir::create_compare_dir(&run.out)?;
     for name in impls {
         let mut per_seed = Vec::new();
         for seed in seeds.clone() {
@@ -283,7 +271,7 @@ pub async fn compare(impls: &[String], seeds: Range<u64>, run: &RunOptions) -> R
         }
         rows.push(Row::from_runs(&name, &runs));
         // Written after each implementation, so an interrupted comparison still shows what it has.
-        std::fs::write(dir.join(HTML), html(&rows, &dir, &title))?;
+        std::fs::write(dir.join(crate::run_dir::COMPARE_HTML), html(&rows, &dir, &title))?;
     }
     Ok((rows, dir))
 }

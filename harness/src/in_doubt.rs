@@ -1,4 +1,4 @@
-//! In-doubt transactions (`two-phase`): prepared transactions
+//! In-doubt transactions (patterns that prepare transactions): prepared transactions
 //! (`PREPARE TRANSACTION`) the implementation left unresolved.
 //!
 //! - [`Monitor`] polls `pg_prepared_xacts` of the run's database on the direct
@@ -152,7 +152,7 @@ mod tests {
     fn delivered_ops_come_from_deliver_lines() {
         let dir = std::env::temp_dir().join(format!("dualcheck-indoubt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let h = dir.join("history.jsonl");
+        let h = dir.join(crate::run_dir::HISTORY);
         std::fs::write(
             &h,
             concat!(

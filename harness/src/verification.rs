@@ -205,7 +205,7 @@ impl Verification {
     }
 
     /// Read each key back after each acknowledged write (`GET /ops/{key}`) and
-    /// judge `stale_read` (default: on for listen-to-yourself and kafka-first).
+    /// judge `stale_read` (default: the pattern's `reads_by_default`).
     pub fn reads(mut self, on: bool) -> Self {
         self.cfg.reads = on;
         self
@@ -220,6 +220,14 @@ impl Verification {
     /// A progress line on stderr while it runs.
     pub fn progress(mut self, on: bool) -> Self {
         self.cfg.progress = on;
+        self
+    }
+
+    /// The `dualcheck` binary that serves a built-in implementation (default:
+    /// `DUALCHECK_BIN`, the running executable if it is `dualcheck`, else
+    /// `dualcheck` on `PATH`).
+    pub fn dualcheck_bin(mut self, path: impl AsRef<Path>) -> Self {
+        self.cfg.dualcheck_bin = Some(path.as_ref().to_path_buf());
         self
     }
 
@@ -241,17 +249,21 @@ impl Verification {
         }
         if let Some(name) = &self.builtin {
             implementations::lookup(name)?;
-            locate_dualcheck_bin()?;
+            if cfg.dualcheck_bin.is_none() {
+                cfg.dualcheck_bin = locate_dualcheck_bin()?;
+            }
         }
         crate::runner::run(cfg).await
     }
 }
 
-/// Makes sure `DUALCHECK_BIN` names the `dualcheck` binary that serves built-in
-/// implementations (a test binary is not it).
-fn locate_dualcheck_bin() -> Result<()> {
+/// The `dualcheck` binary that serves built-in implementations (a test binary
+/// is not it): `None` when `DUALCHECK_BIN` or the running executable is it
+/// (the runner finds those itself), else `dualcheck` on `PATH`. Returned, not
+/// put into the process environment: library code leaves that alone.
+fn locate_dualcheck_bin() -> Result<Option<PathBuf>> {
     if std::env::var_os("DUALCHECK_BIN").is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let current = std::env::current_exe().ok();
     if current
@@ -259,7 +271,7 @@ fn locate_dualcheck_bin() -> Result<()> {
         .and_then(|p| p.file_stem())
         .is_some_and(|n| n == "dualcheck")
     {
-        return Ok(());
+        return Ok(None);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -267,11 +279,7 @@ fn locate_dualcheck_bin() -> Result<()> {
             .find(|p| p.is_file())
     });
     match on_path {
-        Some(p) => {
-            // Read by the runner when it starts `dualcheck app`.
-            std::env::set_var("DUALCHECK_BIN", p);
-            Ok(())
-        }
+        Some(p) => Ok(Some(p)),
         None => bail!(
             "Verification::builtin needs the dualcheck binary to serve the implementation: set DUALCHECK_BIN \
              (e.g. to env!(\"CARGO_BIN_EXE_dualcheck\") in dualcheck's own tests) or put `dualcheck` on PATH \

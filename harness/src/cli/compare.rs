@@ -5,7 +5,8 @@
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::compare::{markdown_table, text_table, HTML};
+use harness::compare::{markdown_table, text_table};
+use harness::run_dir::COMPARE_HTML;
 use harness::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,7 +75,7 @@ pub fn run(args: CompareArgs) -> Verdict {
     match rt.block_on(harness::compare::compare(&args.impls, seeds, &args.run_options())) {
         Ok((rows, dir)) => {
             if args.json {
-                let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join(HTML)});
+                let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join(COMPARE_HTML)});
                 println!("{v}");
             } else {
                 if args.markdown {
@@ -82,7 +83,7 @@ pub fn run(args: CompareArgs) -> Verdict {
                 } else {
                     print!("{}", text_table(&rows));
                 }
-                println!("\n{}", dir.join(HTML).display());
+                println!("\n{}", dir.join(COMPARE_HTML).display());
             }
             if rows.iter().any(|r| !r.errors.is_empty()) {
                 Verdict::Unusable

@@ -155,7 +155,7 @@ impl LocalKafka {
             let spec = ProcessSpec::new(
                 &format!("kafka-{id} storage format"),
                 java(),
-                node_dir.join("format.log"),
+                node_dir.join(crate::run_dir::KAFKA_FORMAT_LOG),
             )
             .args([
                 "-Xmx256m",
@@ -185,7 +185,7 @@ impl LocalKafka {
         let mut nodes = Vec::new();
         for id in 0..ports.len() {
             let node_dir = dir.join(format!("node-{id}"));
-            let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join("kafka.log"))
+            let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join(crate::run_dir::KAFKA_LOG))
                 .args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
                 .args([format!(
                     "-Dlog4j2.configurationFile={}",

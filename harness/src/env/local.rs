@@ -165,12 +165,12 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
     let paths = LocalPaths::discover(&super::local::cache_dir())?;
     // Toxiproxy first: the brokers advertise its ports.
     let api_port = free_port()?;
-    let tp_spec = ProcessSpec::new("toxiproxy", &paths.toxiproxy, run_dir.join("toxiproxy.log")).args([
-        "-host",
-        "127.0.0.1",
-        "-port",
-        &api_port.to_string(),
-    ]);
+    let tp_spec = ProcessSpec::new(
+        "toxiproxy",
+        &paths.toxiproxy,
+        run_dir.join(crate::run_dir::TOXIPROXY_LOG),
+    )
+    .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
     let tp_process = ManagedProcess::start(tp_spec)?;
     let client = ToxiproxyClient::new(&format!("http://127.0.0.1:{api_port}"))?;
     client.wait_ready(Duration::from_secs(10)).await.with_context(|| {
@@ -209,8 +209,8 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
         node_ports.push(np);
     }
 
-    let pg_dir = run_dir.join("postgres");
-    let kafka_dir = run_dir.join("kafka");
+    let pg_dir = run_dir.join(crate::run_dir::POSTGRES_DIR);
+    let kafka_dir = run_dir.join(crate::run_dir::KAFKA_DIR);
     let (pg, kafka) = tokio::join!(
         LocalPostgres::start(&pg_dir, pg_port, timeout),
         LocalKafka::start(&kafka_dir, &paths.kafka_libs, node_ports, timeout)

@@ -28,8 +28,7 @@ pub mod toxiproxy;
 
 use anyhow::{bail, Context, Result};
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 use toxiproxy::ToxiproxyClient;
 
@@ -63,7 +62,7 @@ impl EnvOptions {
         Ok(EnvOptions {
             backend: BackendKind::Local,
             brokers,
-            run_dir: new_run_dir(None)?,
+            run_dir: crate::run_dir::RunDir::create(None)?.into_path(),
             timeout: Duration::from_secs(60),
         })
     }
@@ -117,31 +116,6 @@ pub struct Environment {
     pub kafka_proxies: Vec<String>,
     backend: Backend,
     shut_down: bool,
-}
-
-/// Creates a fresh run directory (mode 0755, so the `postgres` user can enter it)
-/// under `base`, default `$TMPDIR/dualcheck`.
-pub fn new_run_dir(base: Option<&Path>) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    static N: AtomicU32 = AtomicU32::new(0);
-    let base = base
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| std::env::temp_dir().join("dualcheck"));
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let dir = base.join(format!(
-        "run-{secs}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
-    for d in [&base, &dir] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("chmod 755 {}", d.display()))?;
-    }
-    Ok(dir)
 }
 
 impl Environment {

@@ -67,7 +67,7 @@ impl LocalPostgres {
         if let Some((uid, gid)) = user {
             chown(dir, uid, gid)?;
         }
-        let init_log = dir.join("initdb.log");
+        let init_log = dir.join(crate::run_dir::INITDB_LOG);
         let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
             .args(["-D".as_ref(), data_dir.as_os_str()])
             .args([
@@ -89,7 +89,7 @@ impl LocalPostgres {
                 data_dir.display()
             )
         })?;
-        let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join("postgres.log"))
+        let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join(crate::run_dir::POSTGRES_LOG))
             .args(["-D".as_ref(), data_dir.as_os_str()])
             .args(["-p".to_string(), port.to_string()])
             .args(

@@ -4,6 +4,7 @@
 use super::plots::{self, css, fault_colour, fault_names, point_colour};
 use super::series::PointKind;
 use super::{escape, example_line, fmt_ns, ReportInput};
+use crate::run_dir;
 use anyhow::Result;
 use checkers::Anomaly;
 use std::fmt::Write as _;
@@ -284,11 +285,12 @@ per class are drawn.</p>",
     }
     row("exactly once", r.exactly_once.to_string());
     let versions = input.environment.as_ref().and_then(|e| e.get("versions"));
+    let unknown = format!("unknown (no {} from the runner)", run_dir::ENVIRONMENT);
     for svc in ["postgres", "kafka", "toxiproxy", "librdkafka", "dualcheck"] {
         let v = versions
             .and_then(|v| v.get(svc))
             .and_then(|v| v.as_str())
-            .unwrap_or("unknown (no environment.json from the runner)");
+            .unwrap_or(&unknown);
         row(&format!("{svc} version"), v.to_string());
     }
     h.push_str("</table>\n");
@@ -306,10 +308,20 @@ per class are drawn.</p>",
             escape(&serde_json::to_string_pretty(s).unwrap_or_default())
         );
     }
-    h.push_str(
-        "<h2>Files</h2><p><a href=\"history.jsonl\">history.jsonl</a> · <a href=\"results.json\">results.json</a> · \
-<a href=\"junit.xml\">junit.xml</a> · <a href=\"schedule.json\">schedule.json</a> · <a href=\"app.log\">app.log</a></p>\n\
-<p>Regenerate with <code>dualcheck report RUN_DIR</code>.</p>\n</body></html>\n",
+    let links: Vec<String> = [
+        run_dir::HISTORY,
+        run_dir::RESULTS,
+        run_dir::JUNIT,
+        run_dir::SCHEDULE,
+        run_dir::APP_LOG,
+    ]
+    .iter()
+    .map(|f| format!("<a href=\"{f}\">{f}</a>"))
+    .collect();
+    let _ = write!(
+        h,
+        "<h2>Files</h2><p>{}</p>\n<p>Regenerate with <code>dualcheck report RUN_DIR</code>.</p>\n</body></html>\n",
+        links.join(" · ")
     );
     Ok(h)
 }

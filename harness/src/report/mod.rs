@@ -11,27 +11,12 @@ pub mod junit;
 pub mod plots;
 pub mod series;
 
-use crate::env::{BackendKind, Environment};
-use crate::runner::RunConfig;
-use anyhow::{bail, Context, Result};
+use crate::run_dir::RunDir;
+use anyhow::{Context, Result};
 use checkers::{CheckOptions, CheckResult, Example};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use series::Series;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// The history file of a run directory.
-pub const HISTORY: &str = "history.jsonl";
-/// The runner's results (a `RunOutcome`).
-pub const RESULTS: &str = "results.json";
-/// The fault schedule.
-pub const SCHEDULE: &str = "schedule.json";
-/// Service versions and the run's configuration, written by the runner.
-pub const ENVIRONMENT: &str = "environment.json";
-/// The JUnit file.
-pub const JUNIT: &str = "junit.xml";
-/// The HTML report.
-pub const HTML: &str = "report.html";
 
 /// What the runner knew about a run, read back from `results.json`; every
 /// field is optional so a bare history still gets a report.
@@ -56,23 +41,8 @@ pub struct RunMeta {
     /// Whether duplicates counted as violations.
     #[serde(default)]
     pub exactly_once: bool,
-    /// Prepared transactions left in doubt (two-phase), when the run saw any.
+    /// Prepared transactions left in doubt (patterns that prepare transactions), when the run saw any.
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
-}
-
-/// Versions of the services a run used (`None`: not known).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Versions {
-    /// `SELECT version()` of the run's PostgreSQL.
-    pub postgres: Option<String>,
-    /// Kafka, from the broker jar's name in the local cache.
-    pub kafka: Option<String>,
-    /// Toxiproxy's `/version`.
-    pub toxiproxy: Option<String>,
-    /// librdkafka linked into dualcheck.
-    pub librdkafka: Option<String>,
-    /// dualcheck itself.
-    pub dualcheck: Option<String>,
 }
 
 /// Everything a report is made of.
@@ -167,35 +137,6 @@ pub fn fmt_ns(ns: i64) -> String {
     format!("{:.3} s", ns as f64 / 1e9)
 }
 
-/// Finds the history of `path`: a run directory holding `history.jsonl`, or the history file itself.
-pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    if path.is_dir() {
-        let h = path.join(HISTORY);
-        if !h.is_file() {
-            bail!(
-                "{} holds no {HISTORY}: give a run directory written by `dualcheck run`, or a history file",
-                path.display()
-            );
-        }
-        Ok((path.to_path_buf(), h))
-    } else if path.is_file() {
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Ok((
-            if dir.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                dir
-            },
-            path.to_path_buf(),
-        ))
-    } else {
-        bail!("{}: no such run directory or history file", path.display())
-    }
-}
-
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(
@@ -207,10 +148,10 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 }
 
 /// Reads and checks a history and whatever run files sit beside it.
-pub fn load(dir: &Path, history: &Path) -> Result<ReportInput> {
-    let meta: RunMeta = match read_json(&dir.join(RESULTS))? {
+pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
+    let meta: RunMeta = match read_json(&dir.results())? {
         Some(v) => serde_json::from_value(v)
-            .with_context(|| format!("{} does not hold a run's results", dir.join(RESULTS).display()))?,
+            .with_context(|| format!("{} does not hold a run's results", dir.results().display()))?,
         None => RunMeta::default(),
     };
     let options = CheckOptions {
@@ -223,122 +164,22 @@ pub fn load(dir: &Path, history: &Path) -> Result<ReportInput> {
         result,
         meta,
         series,
-        environment: read_json(&dir.join(ENVIRONMENT))?,
-        schedule: read_json(&dir.join(SCHEDULE))?,
+        environment: read_json(&dir.environment())?,
+        schedule: read_json(&dir.schedule())?,
     })
 }
 
 /// Writes `junit.xml` and `report.html` for a run directory (or a history
 /// file: the files go beside it).
 pub fn write(path: &Path) -> Result<ReportFiles> {
-    let (dir, history) = locate(path)?;
+    let (dir, history) = RunDir::locate(path)?;
     let input = load(&dir, &history)?;
-    let junit = dir.join(JUNIT);
-    let html = dir.join(HTML);
+    let (junit, html) = (dir.junit(), dir.report_html());
     std::fs::write(&junit, junit::render(&input)).with_context(|| format!("writing {}", junit.display()))?;
     std::fs::write(&html, html::render(&input)?).with_context(|| format!("writing {}", html.display()))?;
     Ok(ReportFiles {
         junit,
         html,
         valid: input.result.valid,
-    })
-}
-
-/// The runner's last step: records the service versions and the run's
-/// configuration in `environment.json`, then writes the report. Problems are
-/// logged, never fatal: the verdict stands without a report.
-pub async fn finish_run(cfg: &RunConfig, env: &Environment, db_direct_url: &str, run_dir: &Path) {
-    let versions = probe_versions(cfg, env, db_direct_url).await;
-    let environment = serde_json::json!({
-        "versions": versions,
-        "config": config_json(cfg),
-    });
-    if let Err(e) = std::fs::write(
-        run_dir.join(ENVIRONMENT),
-        serde_json::to_string_pretty(&environment).unwrap_or_default(),
-    ) {
-        tracing::warn!("report: writing {}: {e}", run_dir.join(ENVIRONMENT).display());
-    }
-    if let Err(e) = write(run_dir) {
-        tracing::warn!(
-            "report: {e:#} (regenerate with `dualcheck report {}`)",
-            run_dir.display()
-        );
-    }
-}
-
-/// The run's configuration as JSON (environment values of the implementation are left out: they may be secrets).
-pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
-    let app = match &cfg.app {
-        crate::app_process::AppCommand::Builtin(n) => serde_json::json!({"builtin": n}),
-        crate::app_process::AppCommand::Exec(c) => serde_json::json!({"exec": c}),
-    };
-    serde_json::json!({
-        "app": app,
-        "committed_sql": cfg.committed_sql,
-        "schema_sql": cfg.schema_sql.is_some(),
-        "faults": cfg.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
-        "duration_s": cfg.duration.as_secs_f64(),
-        "workload": cfg.workload,
-        "brokers": cfg.brokers,
-        "partitions": cfg.partitions,
-        "app_env_names": cfg.app_env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-        "op_timeout_s": cfg.op_timeout.as_secs_f64(),
-        "drain_timeout_s": cfg.drain_timeout.as_secs_f64(),
-        "quiet_s": cfg.quiet.as_secs_f64(),
-        "exactly_once": cfg.exactly_once,
-        "backend": format!("{:?}", cfg.backend).split(['(', ' ']).next().unwrap_or("").to_string(),
-    })
-}
-
-/// Asks the running services for their versions (each probe at most a few seconds).
-pub async fn probe_versions(cfg: &RunConfig, env: &Environment, db_direct_url: &str) -> Versions {
-    let postgres = tokio::time::timeout(Duration::from_secs(5), async {
-        let c = crate::env::postgres::connect(db_direct_url).await.ok()?;
-        let row = c.query_one("SELECT version()", &[]).await.ok()?;
-        row.try_get::<_, String>(0).ok()
-    })
-    .await
-    .ok()
-    .flatten();
-    let toxiproxy = tokio::time::timeout(Duration::from_secs(5), env.toxiproxy.version())
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .map(|v| toxiproxy_version(&v));
-    let kafka = match cfg.backend {
-        BackendKind::Local => kafka_jar_version(&crate::env::local::cache_dir().join("kafka/libs")),
-        _ => None,
-    };
-    Versions {
-        postgres,
-        kafka,
-        toxiproxy,
-        librdkafka: Some(rdkafka::util::get_rdkafka_version().1),
-        dualcheck: Some(env!("CARGO_PKG_VERSION").to_string()),
-    }
-}
-
-/// Toxiproxy's `/version` answer made readable: the `version` field of its
-/// JSON; a server built by `go install` reports `git`.
-pub fn toxiproxy_version(answer: &str) -> String {
-    let v = serde_json::from_str::<serde_json::Value>(answer)
-        .ok()
-        .and_then(|j| j.get("version").and_then(|v| v.as_str()).map(str::to_string))
-        .unwrap_or_else(|| answer.trim().to_string());
-    if v == "git" {
-        "git (built by `go install`; ci/setup pins v2.12.0)".into()
-    } else {
-        v
-    }
-}
-
-/// The Kafka version in the broker jar's name (`kafka_2.13-4.1.0.jar`) under `libs`.
-pub fn kafka_jar_version(libs: &Path) -> Option<String> {
-    std::fs::read_dir(libs).ok()?.flatten().find_map(|e| {
-        let name = e.file_name().to_str()?.to_string();
-        let rest = name.strip_prefix("kafka_")?.strip_suffix(".jar")?;
-        let (scala, version) = rest.split_once('-')?;
-        (!version.contains('-')).then(|| format!("{version} (Scala {scala})"))
     })
 }

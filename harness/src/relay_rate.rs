@@ -1,5 +1,6 @@
-//! `dualcheck bench --drain N`: each relay's own publish rate, apart from the
-//! request path. The service process runs alone (`DUALCHECK_ROLE=service`: no
+//! `dualcheck bench --drain N`: each relay's own publish rate (how fast it
+//! drains a backlog), apart from the request path. Not the run's drain after
+//! healing (`runner::settle`). The service process runs alone (`DUALCHECK_ROLE=service`: no
 //! relay) while N ops are committed; then the relay process starts
 //! (`DUALCHECK_ROLE=relay`) and the time from its readiness to the Nth
 //! distinct event on a consumer gives events per second — what the relay does
@@ -16,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One relay's drain.
+/// One relay's publish rate (a row of `bench --drain`).
 #[derive(Debug, Clone, Serialize)]
-pub struct DrainRow {
+pub struct RelayRateRow {
     /// Implementation.
     pub implementation: String,
     /// Events committed before the relay started.
@@ -31,26 +32,30 @@ pub struct DrainRow {
 
 const PARTITIONS: i32 = 4;
 
-/// Commits `n` ops with the relay stopped, then times the relay's drain.
-pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> Result<DrainRow> {
+/// How long one op of the backlog may keep failing (the service down or
+/// refusing) before the measurement gives up.
+const SUBMIT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Commits `n` ops with the relay stopped, then times the relay publishing them.
+pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usize) -> Result<RelayRateRow> {
     let info = implementations::lookup(name)?;
     if info.relay == implementations::RelayKind::None {
         bail!("{name} has no relay to drain");
     }
-    let env = Environment::start(EnvOptions::local(1)?)
+    let services = Environment::start(EnvOptions::local(1)?)
         .await
         .context("starting the services (run `dualcheck doctor` to diagnose)")?;
     let result = async {
-        let (db_url, _) = env.create_database("drain").await?;
-        env.create_topic("drain", PARTITIONS).await?;
+        let (db_url, _) = services.create_database("drain").await?;
+        services.create_topic("drain", PARTITIONS).await?;
         let app_env = AppEnv {
             database_url: db_url,
-            kafka_bootstrap: env.kafka_bootstrap.clone(),
+            kafka_bootstrap: services.kafka_bootstrap.clone(),
             topic: "drain".into(),
             extra: Vec::new(),
         };
         let cmd = AppCommand::Builtin(info.name.to_string());
-        let dir = env.run_dir.clone();
+        let dir = services.run_dir.clone();
         let service =
             Arc::new(AppProcess::start_role(&cmd, &app_env, &dir, Duration::from_secs(60), Some("service")).await?);
         // The backlog: n acknowledged ops, nothing published yet.
@@ -63,7 +68,7 @@ pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> R
                 loop {
                     let op = next.fetch_add(1, Ordering::Relaxed);
                     if op > n {
-                        return;
+                        return Ok::<(), anyhow::Error>(());
                     }
                     let o = workloads::Op {
                         op,
@@ -73,15 +78,15 @@ pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> R
                         abort: false,
                         hold_ms: 0,
                     };
-                    while service.submit(&o, Duration::from_secs(10)).await != Completion::Ok {}
+                    submit_until_ok(&service, &o).await?;
                 }
             }));
         }
         for t in tasks {
-            t.await?;
+            t.await??;
         }
         let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &env.kafka_direct_bootstrap)
+            .set("bootstrap.servers", &services.kafka_direct_bootstrap)
             .set("group.id", "dualcheck-drain-bench")
             .set("enable.auto.commit", "false")
             .set("log_level", "3")
@@ -113,7 +118,7 @@ pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> R
         relay.kill().await.ok();
         service.kill().await.ok();
         let seconds = last.duration_since(started).as_secs_f64().max(1e-9);
-        Ok(DrainRow {
+        Ok(RelayRateRow {
             implementation: name.to_string(),
             events: n,
             seconds,
@@ -121,7 +126,32 @@ pub async fn drain_rate(name: &str, n: u64, workers: usize, payload: usize) -> R
         })
     }
     .await;
-    let mut env = env;
-    env.shutdown().await.ok();
+    let mut services = services;
+    services.shutdown().await.ok();
     result
+}
+
+/// Submits `op` until the service acknowledges it, pausing between attempts
+/// (50 ms doubling to 1 s, so a service that is down costs no CPU); fails
+/// after [`SUBMIT_DEADLINE`] with the last answer.
+async fn submit_until_ok(service: &AppProcess, op: &workloads::Op) -> Result<()> {
+    // Hand-written rather than `backon`: one loop, and the deadline and the
+    // last answer in the error read plainly here.
+    let deadline = Instant::now() + SUBMIT_DEADLINE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let answer = service.submit(op, Duration::from_secs(10)).await;
+        if answer == Completion::Ok {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "op {} still not acknowledged after {SUBMIT_DEADLINE:?} (last answer {answer:?}); see {}",
+                op.op,
+                service.log_path().display()
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }

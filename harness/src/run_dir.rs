@@ -1,0 +1,224 @@
+//! The run directory: how one is named and created, and the name of every file
+//! in it. Nothing else in the harness spells these names, so a file moves or
+//! is renamed here and nowhere else.
+//!
+//! ```text
+//! runs/run-<secs>-<pid>-<n>-<implementation>-seed<seed>/
+//!   history.jsonl     the history (the checker's only input)
+//!   schedule.json     the fault schedule
+//!   results.json      the runner's results (a `RunOutcome`)
+//!   environment.json  service versions and the run's configuration
+//!   report.html       the HTML report        (`dualcheck report` rewrites
+//!   junit.xml         one case per anomaly    both from the history)
+//!   app.log           the implementation (or its `service` role)
+//!   relay.log         the relay, for patterns whose relay is a process
+//!   toxiproxy.log, postgres/, kafka/   the local services' data and logs
+//! ```
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The history file.
+pub const HISTORY: &str = "history.jsonl";
+/// The runner's results (a `RunOutcome`).
+pub const RESULTS: &str = "results.json";
+/// The fault schedule.
+pub const SCHEDULE: &str = "schedule.json";
+/// Service versions and the run's configuration, written by the runner.
+pub const ENVIRONMENT: &str = "environment.json";
+/// The JUnit file.
+pub const JUNIT: &str = "junit.xml";
+/// The HTML report.
+pub const REPORT_HTML: &str = "report.html";
+/// Output of the implementation process (of its `service` role when the relay runs apart).
+pub const APP_LOG: &str = "app.log";
+/// Output of the relay process (patterns whose relay is a process of its own).
+pub const RELAY_LOG: &str = "relay.log";
+/// Output of the local Toxiproxy server.
+pub const TOXIPROXY_LOG: &str = "toxiproxy.log";
+/// Directory of the local PostgreSQL server (data and logs).
+pub const POSTGRES_DIR: &str = "postgres";
+/// `initdb`'s output, in [`POSTGRES_DIR`].
+pub const INITDB_LOG: &str = "initdb.log";
+/// The PostgreSQL server's output, in [`POSTGRES_DIR`].
+pub const POSTGRES_LOG: &str = "postgres.log";
+/// Directory of the local Kafka nodes (one `node-N` each).
+pub const KAFKA_DIR: &str = "kafka";
+/// `kafka-storage format`'s output, in a Kafka node's directory.
+pub const KAFKA_FORMAT_LOG: &str = "format.log";
+/// A Kafka node's output, in its directory.
+pub const KAFKA_LOG: &str = "kafka.log";
+/// The table of `dualcheck compare`, in its comparison directory.
+pub const COMPARE_HTML: &str = "compare.html";
+
+/// One run directory. It only names paths: creating one is [`RunDir::create`]
+/// or [`RunDir::create_for_run`], the files are written by their owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// A run directory at `path` (nothing is created or checked).
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    /// Creates a fresh run directory (mode 0755, so the `postgres` user can
+    /// enter it) under `base`, default `$TMPDIR/dualcheck`.
+    pub fn create(base: Option<&Path>) -> Result<RunDir> {
+        use std::os::unix::fs::PermissionsExt;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = base
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| std::env::temp_dir().join("dualcheck"));
+        let dir = base.join(format!(
+            "run-{}-{}-{}",
+            unix_secs(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+        for d in [&base, &dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("chmod 755 {}", d.display()))?;
+        }
+        Ok(RunDir { path: dir })
+    }
+
+    /// Creates the directory of one `dualcheck run` under `out_dir` (created
+    /// if missing): `run-<secs>-<pid>-<n>-<implementation>-seed<seed>`, an
+    /// absolute path.
+    pub fn create_for_run(out_dir: &Path, implementation: &str, seed: u64) -> Result<RunDir> {
+        std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        let out_dir = out_dir.canonicalize()?;
+        let fresh = RunDir::create(Some(&out_dir))?;
+        let named = out_dir.join(format!(
+            "{}-{implementation}-seed{seed}",
+            fresh.path.file_name().and_then(|n| n.to_str()).unwrap_or("run"),
+        ));
+        std::fs::rename(&fresh.path, &named)?;
+        Ok(RunDir { path: named })
+    }
+
+    /// Finds the history of `path`: a run directory holding [`HISTORY`], or a
+    /// history file itself (its directory is then the run directory).
+    pub fn locate(path: &Path) -> Result<(RunDir, PathBuf)> {
+        if path.is_dir() {
+            let h = path.join(HISTORY);
+            if !h.is_file() {
+                bail!(
+                    "{} holds no {HISTORY}: give a run directory written by `dualcheck run`, or a history file",
+                    path.display()
+                );
+            }
+            Ok((RunDir::at(path), h))
+        } else if path.is_file() {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            Ok((RunDir::at(dir), path.to_path_buf()))
+        } else {
+            bail!("{}: no such run directory or history file", path.display())
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory, owned.
+    pub fn into_path(self) -> PathBuf {
+        self.path
+    }
+
+    /// [`HISTORY`] in it.
+    pub fn history(&self) -> PathBuf {
+        self.path.join(HISTORY)
+    }
+
+    /// [`RESULTS`] in it.
+    pub fn results(&self) -> PathBuf {
+        self.path.join(RESULTS)
+    }
+
+    /// [`SCHEDULE`] in it.
+    pub fn schedule(&self) -> PathBuf {
+        self.path.join(SCHEDULE)
+    }
+
+    /// [`ENVIRONMENT`] in it.
+    pub fn environment(&self) -> PathBuf {
+        self.path.join(ENVIRONMENT)
+    }
+
+    /// [`JUNIT`] in it.
+    pub fn junit(&self) -> PathBuf {
+        self.path.join(JUNIT)
+    }
+
+    /// [`REPORT_HTML`] in it.
+    pub fn report_html(&self) -> PathBuf {
+        self.path.join(REPORT_HTML)
+    }
+
+    /// [`APP_LOG`] in it.
+    pub fn app_log(&self) -> PathBuf {
+        self.path.join(APP_LOG)
+    }
+
+    /// The log of an implementation process in `role` (`DUALCHECK_ROLE`):
+    /// [`RELAY_LOG`] for the `relay`, [`APP_LOG`] for the `service` and a whole program.
+    pub fn role_log(&self, role: Option<&str>) -> PathBuf {
+        self.path.join(if role == Some("relay") { RELAY_LOG } else { APP_LOG })
+    }
+}
+
+/// Creates the directory of one `dualcheck compare` under `out` (created if
+/// missing): `compare-<secs>-<pid>`, an absolute path; its runs go inside it.
+pub fn create_compare_dir(out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let dir = out
+        .canonicalize()?
+        .join(format!("compare-{}-{}", unix_secs(), std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_directory_is_named_after_its_implementation_and_seed() {
+        let out = std::env::temp_dir().join(format!("dualcheck-rundir-{}", std::process::id()));
+        let d = RunDir::create_for_run(&out, "outbox-poll", 7).unwrap();
+        let name = d.path().file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            name.starts_with("run-") && name.ends_with("-outbox-poll-seed7"),
+            "{name}"
+        );
+        assert!(d.path().is_absolute() && d.path().is_dir());
+        assert_eq!(d.history(), d.path().join("history.jsonl"));
+        assert_eq!(d.role_log(Some("relay")), d.path().join("relay.log"));
+        assert_eq!(d.role_log(Some("service")), d.path().join("app.log"));
+        assert!(RunDir::locate(d.path()).is_err(), "no history yet");
+        std::fs::write(d.history(), "").unwrap();
+        let (found, history) = RunDir::locate(d.path()).unwrap();
+        assert_eq!((found, history), (d.clone(), d.history()));
+        let (found, _) = RunDir::locate(&d.history()).unwrap();
+        assert_eq!(found, d);
+        let _ = std::fs::remove_dir_all(out);
+    }
+}

@@ -1,0 +1,327 @@
+//! One run, Jepsen-style: start the environment and the implementation, run
+//! the seeded workload while the nemesis follows its schedule, record
+//! everything, heal, drain, read what the database committed, and check.
+//!
+//! [`run`] goes through its phases in order, one module each:
+//!
+//! 1. `start`: the services ([`run`] itself), the run's database and topic,
+//!    the history, the observer, the implementation (and its relay process);
+//! 2. `workload`: the workers submitting the seeded ops (with the progress line);
+//! 3. `fault_schedule`: the nemesis following the seeded schedule, side by side;
+//! 4. `settle`: heal every fault, then drain until nothing is left to publish;
+//! 5. `ground_truth`: read what the database committed;
+//! 6. `teardown`: stop the observer, resolve what is left in doubt, stop the
+//!    implementation, drop the run's replication slots — whatever the phases
+//!    before returned, so no exit path leaves a process or a slot behind;
+//! 7. `judge`: check the history, write `results.json`, `environment.json`
+//!    and the report.
+
+mod environment_record;
+mod fault_schedule;
+mod ground_truth;
+mod judge;
+mod settle;
+mod start;
+mod teardown;
+mod workload;
+
+pub use environment_record::{config_json, kafka_jar_version, probe_versions, toxiproxy_version, Versions};
+
+use crate::app_process::AppCommand;
+use crate::env::{BackendKind, EnvOptions, Environment};
+use crate::nemesis::{Fault, Nemesis};
+use crate::run_dir::RunDir;
+use anyhow::{Context, Result};
+use checkers::CheckResult;
+use implementations::PatternInfo;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workloads::Workload;
+
+/// Everything one run needs to know.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// What to run.
+    pub app: AppCommand,
+    /// Query yielding committed op ids (one bigint column); built-ins bring their own.
+    pub committed_sql: String,
+    /// SQL run on the run's database before the implementation starts (`--schema`).
+    pub schema_sql: Option<String>,
+    /// Faults the schedule chooses from.
+    pub faults: Vec<Fault>,
+    /// How long the workload runs.
+    pub duration: Duration,
+    /// The workload (its seed also seeds the schedule).
+    pub workload: Workload,
+    /// Kafka brokers (1, or 3 for `kafka-leader`).
+    pub brokers: usize,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Extra environment of the implementation process (`DUALCHECK_RELAYS`, ...).
+    pub app_env: Vec<(String, String)>,
+    /// Where run directories go (default `runs/`).
+    pub out_dir: PathBuf,
+    /// Timeout of one op; a timeout is recorded as `info`.
+    pub op_timeout: Duration,
+    /// How long the implementation may take to answer HTTP after it starts.
+    pub start_timeout: Duration,
+    /// Longest drain after healing.
+    pub drain_timeout: Duration,
+    /// No new delivery for this long (and no backlog) ends the drain.
+    pub quiet: Duration,
+    /// Check with `--exactly-once`.
+    pub exactly_once: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Which services (local by default).
+    pub backend: BackendKind,
+    /// The `dualcheck` binary serving a built-in implementation (`None`:
+    /// `DUALCHECK_BIN`, else the running executable).
+    pub dualcheck_bin: Option<PathBuf>,
+    /// Right after each acknowledged write, read its key back (`GET /ops/{key}`)
+    /// and record a `read` line (judged as `stale_read`).
+    pub reads: bool,
+}
+
+impl RunConfig {
+    /// Defaults for `app` with everything else as `dualcheck run` would have it.
+    pub fn new(app: AppCommand, committed_sql: &str) -> RunConfig {
+        let reads =
+            matches!(&app, AppCommand::Builtin(n) if implementations::lookup(n).is_ok_and(|i| i.reads_by_default));
+        RunConfig {
+            app,
+            committed_sql: committed_sql.to_string(),
+            schema_sql: None,
+            faults: Vec::new(),
+            duration: Duration::from_secs(30),
+            workload: Workload::default(),
+            brokers: 1,
+            partitions: 4,
+            app_env: Vec::new(),
+            out_dir: PathBuf::from("runs"),
+            op_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(60),
+            quiet: Duration::from_secs(3),
+            exactly_once: false,
+            progress: false,
+            backend: BackendKind::Local,
+            dualcheck_bin: None,
+            reads,
+        }
+    }
+}
+
+/// What a run produced: the check's verdict plus the run's own figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The checker's result (`valid`, `anomalies`, examples, latency, ...).
+    #[serde(flatten)]
+    pub result: CheckResult,
+    /// Acknowledged ops per second of workload.
+    pub throughput_ok_per_s: f64,
+    /// The run directory (history, results, logs).
+    pub run_dir: PathBuf,
+    /// Implementation name.
+    pub implementation: String,
+    /// Seed of workload and schedule.
+    pub seed: u64,
+    /// Faults chosen from. Serialized as `fault_names`: `faults` is the
+    /// check's list of fault windows, as `dualcheck check --json` has it.
+    #[serde(rename = "fault_names")]
+    pub faults: Vec<String>,
+    /// Workload seconds.
+    pub duration_s: f64,
+    /// Whether the drain ended with nothing left (`false`: timed out with a backlog).
+    pub drained: bool,
+    /// Problems met while injecting or healing faults (the run went on).
+    pub nemesis_errors: Vec<String>,
+    /// Replication slots of the run dropped at teardown (patterns reading the WAL), so
+    /// none goes on retaining WAL.
+    pub slots_dropped: Vec<String>,
+    /// Prepared transactions seen and left in doubt (only when the run saw any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<crate::in_doubt::InDoubt>,
+}
+
+/// The implementation of a run, resolved once: the name the run directory
+/// and the results carry and, for a built-in, its pattern's facts.
+#[derive(Clone)]
+struct ResolvedApp {
+    name: String,
+    pattern: Option<&'static PatternInfo>,
+}
+
+impl ResolvedApp {
+    fn of(app: &AppCommand) -> ResolvedApp {
+        match app {
+            // An unknown name has no facts; starting it reports the name.
+            AppCommand::Builtin(n) => ResolvedApp {
+                name: n.clone(),
+                pattern: implementations::lookup(n).ok(),
+            },
+            AppCommand::Exec(_) => ResolvedApp {
+                name: "exec".into(),
+                pattern: None,
+            },
+        }
+    }
+
+    /// Whether the relay is a process of its own (`RelayKind::Process`).
+    fn relay_process(&self) -> bool {
+        self.pattern
+            .is_some_and(|p| p.relay == implementations::RelayKind::Process)
+    }
+
+    /// Whether the pattern prepares transactions (in-doubt recovery always runs).
+    fn prepares_transactions(&self) -> bool {
+        self.pattern.is_some_and(|p| p.prepares_transactions)
+    }
+
+    /// Tables the pattern streams (the `schema-change` fault alters them).
+    fn streamed_tables(&self) -> &'static [&'static str] {
+        self.pattern.map(|p| p.streamed_tables).unwrap_or(&[])
+    }
+}
+
+/// What the phases before the teardown hand to the judge.
+struct Exercised {
+    /// The run's database, unproxied (the harness's own reads).
+    db_direct_url: String,
+    /// Ops the workers invoked.
+    invoked: HashSet<u64>,
+    /// Workload seconds.
+    workload_secs: f64,
+    /// Whether the drain ended with nothing left.
+    drained: bool,
+    /// Problems met while injecting or healing faults.
+    nemesis_errors: Vec<String>,
+}
+
+/// Runs one test; the environment is torn down whatever happens.
+pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
+    cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    let brokers = cfg
+        .faults
+        .iter()
+        .map(|f| f.min_brokers())
+        .max()
+        .unwrap_or(1)
+        .max(cfg.brokers);
+    let app = ResolvedApp::of(&cfg.app);
+    let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
+    crate::env::process::install_signal_handler();
+    let services = Environment::start(EnvOptions {
+        backend: cfg.backend.clone(),
+        brokers,
+        run_dir: run_dir.path().to_path_buf(),
+        timeout: Duration::from_secs(90),
+    })
+    .await
+    .context("starting the services (run `dualcheck doctor` to diagnose)")?;
+    let services = Arc::new(services);
+    let outcome = run_with_services(&cfg, &app, &services, &run_dir).await;
+    // Teardown: every process of the run ends, every toxic is removed.
+    match Arc::try_unwrap(services) {
+        Ok(mut services) => {
+            if let Err(e) = services.shutdown().await {
+                tracing::warn!("teardown: {e:#}");
+            }
+        }
+        Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
+    }
+    outcome
+}
+
+/// The run's phases on running services; the teardown runs whatever the
+/// phases before it returned.
+async fn run_with_services(
+    cfg: &RunConfig,
+    app: &ResolvedApp,
+    services: &Arc<Environment>,
+    run_dir: &RunDir,
+) -> Result<RunOutcome> {
+    let mut started = start::Started::default();
+    let exercised = exercise(cfg, app, services, run_dir, &mut started).await;
+    let torn_down = teardown::teardown(started, app.prepares_transactions(), &run_dir.history()).await;
+    judge::judge(cfg, app, services, run_dir, exercised?, torn_down).await
+}
+
+/// Every phase before the teardown: start, workload and nemesis side by side,
+/// heal and drain, ground truth. What it starts goes into `started`, so the
+/// teardown stops it even when a phase fails.
+async fn exercise(
+    cfg: &RunConfig,
+    app: &ResolvedApp,
+    services: &Arc<Environment>,
+    run_dir: &RunDir,
+    started: &mut start::Started,
+) -> Result<Exercised> {
+    let running = start::start_processes(cfg, app, services, run_dir, started).await?;
+    let schedule = fault_schedule::plan(cfg, run_dir)?;
+    let nemesis = Arc::new(Nemesis::new(
+        services.clone(),
+        running.app.clone(),
+        running.relay.clone(),
+        running.recorder.clone(),
+        &running.topic,
+        &running.db_direct_url,
+        app.streamed_tables(),
+    ));
+
+    let workload_start = Instant::now();
+    let deadline = workload_start + cfg.duration;
+    let workers = workload::spawn_workers(cfg, &running, deadline);
+    let faults = fault_schedule::spawn(schedule, nemesis.clone(), workload_start, deadline);
+    let progress = workload::Progress::start(
+        cfg.progress,
+        workers.counters.clone(),
+        nemesis.clone(),
+        running.observer_stats.clone(),
+    );
+    let invoked = workers.join().await;
+    let workload_secs = workload_start.elapsed().as_secs_f64();
+    let mut nemesis_errors = faults.finish().await;
+
+    let drained = settle::heal_and_drain(cfg, &nemesis, &running, &progress, &mut nemesis_errors).await;
+    progress.finish();
+
+    ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;
+    Ok(Exercised {
+        db_direct_url: running.db_direct_url,
+        invoked,
+        workload_secs,
+        drained,
+        nemesis_errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolved_app_carries_its_patterns_facts() {
+        for info in implementations::REGISTRY {
+            let app = ResolvedApp::of(&AppCommand::Builtin(info.name.to_string()));
+            assert_eq!(app.name, info.name);
+            assert_eq!(
+                app.relay_process(),
+                info.relay == implementations::RelayKind::Process,
+                "{}",
+                info.name
+            );
+            assert_eq!(app.prepares_transactions(), info.prepares_transactions);
+            assert_eq!(app.streamed_tables(), info.streamed_tables);
+        }
+        let exec = ResolvedApp::of(&AppCommand::Exec("python3 svc.py".into()));
+        assert_eq!(exec.name, "exec");
+        assert!(!exec.relay_process() && !exec.prepares_transactions() && exec.streamed_tables().is_empty());
+        assert!(ResolvedApp::of(&AppCommand::Builtin("no-such-pattern".into()))
+            .pattern
+            .is_none());
+    }
+}

@@ -1,0 +1,75 @@
+//! Phase 4, heal and drain: every fault is healed, then the run waits until
+//! the implementation has nothing left to publish and deliveries have stopped.
+//! (The bench's relay publish rate is [`crate::relay_rate`], another thing.)
+
+use super::start::Running;
+use super::workload::Progress;
+use super::RunConfig;
+use crate::app_process::AppProcess;
+use crate::nemesis::Nemesis;
+use crate::observer::ObserverStats;
+use crate::recorder::Recorder;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Heals every fault (a failure goes to `nemesis_errors`), then drains.
+/// Returns whether the drain ended with nothing left.
+pub(super) async fn heal_and_drain(
+    cfg: &RunConfig,
+    nemesis: &Nemesis,
+    running: &Running,
+    progress: &Progress,
+    nemesis_errors: &mut Vec<String>,
+) -> bool {
+    progress.set_phase("healing");
+    if let Err(e) = nemesis.heal_all().await {
+        nemesis_errors.push(format!("healing: {e:#}"));
+    }
+    progress.set_phase("draining");
+    wait_until_drained(
+        &running.app,
+        running.relay.as_deref(),
+        &running.observer_stats,
+        &running.recorder,
+        cfg.drain_timeout,
+        cfg.quiet,
+    )
+    .await
+}
+
+/// Waits until the implementation reports no backlog and no delivery has
+/// arrived for `quiet`, at most `timeout`. Returns whether it got there.
+async fn wait_until_drained(
+    app: &AppProcess,
+    relay: Option<&AppProcess>,
+    observer: &ObserverStats,
+    recorder: &Recorder,
+    timeout: Duration,
+    quiet: Duration,
+) -> bool {
+    let started = Instant::now();
+    let quiet_ns = quiet.as_nanos() as i64;
+    let drain_start = recorder.now();
+    // The relay process, where there is one, knows the backlog.
+    let publisher = relay.unwrap_or(app);
+    loop {
+        // A dead or silent application has an unknown backlog: never drained.
+        let running = match relay {
+            Some(r) => app.ensure_running().await.and(r.ensure_running().await),
+            None => app.ensure_running().await,
+        };
+        let backlog = match running.and(Ok(publisher.backlog().await)) {
+            Ok(Ok(b)) => Some(b.unwrap_or(0)),
+            _ => None,
+        };
+        let last = observer.last_delivery.load(Ordering::Relaxed).max(drain_start);
+        if backlog == Some(0) && recorder.now() - last >= quiet_ns {
+            return true;
+        }
+        if started.elapsed() > timeout {
+            tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,200 @@
+//! Phase 2, workload: one task per worker submits its share of the seeded ops
+//! and records each invocation and completion (and, with reads on, the read
+//! back of each acknowledged write); a progress line shows the counters.
+
+use super::start::Running;
+use super::RunConfig;
+use crate::app_process::Completion;
+use crate::nemesis::Nemesis;
+use crate::observer::ObserverStats;
+use checkers::HistoryLine;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Live counters for the progress line.
+#[derive(Default)]
+pub(super) struct Counters {
+    ok: AtomicU64,
+    fail: AtomicU64,
+    info: AtomicU64,
+}
+
+/// The running workers.
+pub(super) struct Workers {
+    /// Their live counters.
+    pub counters: Arc<Counters>,
+    invoked: Arc<Mutex<HashSet<u64>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Waits for every worker to end; returns the ops they invoked.
+    pub async fn join(self) -> HashSet<u64> {
+        for w in self.tasks {
+            let _ = w.await;
+        }
+        std::mem::take(&mut *self.invoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Starts the workers; each stops at `deadline`.
+pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instant) -> Workers {
+    let counters = Arc::new(Counters::default());
+    let invoked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..cfg.workload.workers() {
+        let stream = cfg.workload.worker(w);
+        let (app, recorder, counters, invoked) = (
+            running.app.clone(),
+            running.recorder.clone(),
+            counters.clone(),
+            invoked.clone(),
+        );
+        let interval = cfg.workload.worker_interval();
+        let op_timeout = cfg.op_timeout;
+        let reads = cfg.reads;
+        tasks.push(tokio::spawn(async move {
+            let mut next_at = Instant::now();
+            for op in stream {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                if let Some(iv) = interval {
+                    tokio::time::sleep_until(next_at.into()).await;
+                    next_at = next_at.max(Instant::now() - iv) + iv;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                invoked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
+                let process = w as u64;
+                recorder.record(&HistoryLine::Invoke {
+                    op: op.op,
+                    process,
+                    key: op.key.clone(),
+                    seq: op.seq,
+                    time: recorder.now(),
+                });
+                let completion = app.submit(&op, op_timeout).await;
+                let time = recorder.now();
+                let event = match completion {
+                    Completion::Ok => {
+                        counters.ok.fetch_add(1, Ordering::Relaxed);
+                        HistoryLine::Ok {
+                            op: op.op,
+                            process,
+                            time,
+                        }
+                    }
+                    Completion::Fail(error) => {
+                        counters.fail.fetch_add(1, Ordering::Relaxed);
+                        HistoryLine::Fail {
+                            op: op.op,
+                            process,
+                            time,
+                            error,
+                        }
+                    }
+                    Completion::Info(error) => {
+                        counters.info.fetch_add(1, Ordering::Relaxed);
+                        HistoryLine::Info {
+                            op: op.op,
+                            process,
+                            time,
+                            error,
+                        }
+                    }
+                };
+                let acked = matches!(event, HistoryLine::Ok { .. });
+                recorder.record(&event);
+                if acked && reads {
+                    // Read your write: a failed or timed-out read is not recorded (nothing was seen).
+                    let invoke_time = recorder.now();
+                    if let Ok(seq) = app.read(&op.key, op_timeout).await {
+                        recorder.record(&HistoryLine::Read {
+                            key: op.key.clone(),
+                            seq,
+                            invoke_time,
+                            time: recorder.now(),
+                        });
+                    }
+                }
+                if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !app.is_alive() {
+                    // The application is down (a kill fault): do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    Workers {
+        counters,
+        invoked,
+        tasks,
+    }
+}
+
+/// The progress line on stderr (hidden unless asked for) and the task that
+/// refreshes it; dropping it stops the refresh.
+pub(super) struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: JoinHandle<()>,
+}
+
+impl Progress {
+    /// Shows the counters, the deliveries and the active faults four times a second.
+    pub fn start(show: bool, counters: Arc<Counters>, nemesis: Arc<Nemesis>, stats: Arc<ObserverStats>) -> Progress {
+        let bar = progress_bar(show);
+        let ticker = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                loop {
+                    let faults: Vec<&str> = nemesis.active().iter().map(|f| f.name()).collect();
+                    bar.set_message(format!(
+                        "ok {}  fail {}  info {}  delivered {}  faults [{}]",
+                        counters.ok.load(Ordering::Relaxed),
+                        counters.fail.load(Ordering::Relaxed),
+                        counters.info.load(Ordering::Relaxed),
+                        stats.deliveries.load(Ordering::Relaxed),
+                        faults.join(",")
+                    ));
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        Progress { bar, ticker }
+    }
+
+    /// Names the phase the run is in (`healing`, `draining`).
+    pub fn set_phase(&self, phase: &'static str) {
+        self.bar.set_prefix(phase);
+    }
+
+    /// Stops the refresh and clears the line.
+    pub fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.ticker.abort();
+    }
+}
+
+fn progress_bar(show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.set_prefix("running");
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
