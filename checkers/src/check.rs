@@ -13,8 +13,8 @@ use crate::op_table::{Handle, OpTable, COMMITTED, DISTINCT_EVENTS, INVOKED, NONE
 use crate::results::{
     Anomalies, CheckResult, DeliveryRef, Example, FailedFault, FaultWindow, Latency, OpCounts, Verdict,
 };
-use std::borrow::Cow;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// How to judge a history.

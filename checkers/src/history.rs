@@ -609,11 +609,7 @@ mod tests {
         let begin = HistoryLine::Begin { time: 0 }.to_json();
         assert_eq!(begin, r#"{"type":"begin","time":0}"#);
         assert_eq!(parse_line(begin.as_bytes()), Ok(ParsedLine::Begin { time: 0 }));
-        let end = HistoryLine::End {
-            time: 9,
-            drained: true,
-        }
-        .to_json();
+        let end = HistoryLine::End { time: 9, drained: true }.to_json();
         assert_eq!(end, r#"{"type":"end","time":9,"drained":true}"#);
         assert_eq!(parse_line(end.as_bytes()), Ok(ParsedLine::End { time: 9 }));
         let failed = HistoryLine::Nemesis {
@@ -643,7 +639,10 @@ mod tests {
         ));
         let odd = r#"{"type":"fail","op":1,"time":1,"error":{"code":409}}"#;
         assert!(parse_line(odd.as_bytes()).is_ok());
-        assert!(parse_line(br#"{"type":"end"}"#).unwrap_err().0.contains("lacks field `time`"));
+        assert!(parse_line(br#"{"type":"end"}"#)
+            .unwrap_err()
+            .0
+            .contains("lacks field `time`"));
     }
 
     #[test]

@@ -258,7 +258,10 @@ fn a_begin_line_without_an_end_line_is_unknown_unless_assumed_complete() {
     assert!(!r.valid);
     assert_eq!(r.complete, Some(false));
     let reason = r.reason.as_deref().unwrap();
-    assert!(reason.contains("no `end` line") && reason.contains("lost 1"), "{reason}");
+    assert!(
+        reason.contains("no `end` line") && reason.contains("lost 1"),
+        "{reason}"
+    );
     assert_eq!(r.anomalies.lost, 1, "the counts are still given");
 
     let assumed = check_reader(

@@ -169,7 +169,10 @@ fn an_interrupted_history_is_unknown_exit_3_unless_assumed_complete() {
     let (code, out, _) = dualcheck(&["check", ended.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((v["verdict"].as_str(), v["complete"].as_bool()), (Some("invalid"), Some(true)));
+    assert_eq!(
+        (v["verdict"].as_str(), v["complete"].as_bool()),
+        (Some("invalid"), Some(true))
+    );
     let ended_valid = history("ended-valid.jsonl", &format!("{BEGIN}\n{VALID}{END}\n"));
     assert_eq!(dualcheck(&["check", ended_valid.to_str().unwrap()]).0, 0);
 }
@@ -191,7 +194,10 @@ fn a_history_without_marks_is_judged_as_before() {
     let (code, out, _) = dualcheck(&["check", valid.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((v["verdict"].as_str(), v["valid"].as_bool()), (Some("valid"), Some(true)));
+    assert_eq!(
+        (v["verdict"].as_str(), v["valid"].as_bool()),
+        (Some("valid"), Some(true))
+    );
 }
 
 #[test]
@@ -202,7 +208,10 @@ fn a_failed_fault_is_said_next_to_the_verdict() {
     assert_eq!(code, 0, "{out}");
     let first = out.lines().next().unwrap();
     assert_eq!(first, "VALID  (1 fault never took effect: kafka-reset)", "{out}");
-    assert!(out.contains("kafka-reset") && out.contains("FAILED, never took effect"), "{out}");
+    assert!(
+        out.contains("kafka-reset") && out.contains("FAILED, never took effect"),
+        "{out}"
+    );
     let (_, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["faults"].as_array().unwrap().len(), 0, "no window: {v}");

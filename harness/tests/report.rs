@@ -331,7 +331,10 @@ fn a_failed_fault_start_shows_as_failed_and_draws_no_band() {
         html.contains("failed, never took effect: cannot pause postgres: it is not running"),
         "the faults table shows the failed start"
     );
-    assert!(html.contains("1 fault never took effect: pg-pause"), "next to the verdict");
+    assert!(
+        html.contains("1 fault never took effect: pg-pause"),
+        "next to the verdict"
+    );
     for svg in svgs(&html) {
         let doc = roxmltree::Document::parse(svg).unwrap();
         let bands = doc
@@ -360,7 +363,10 @@ fn an_interrupted_history_reports_unknown() {
     let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
     assert_eq!(suite.attribute("errors"), Some("1"), "{xml}");
     assert_eq!(suite.attribute("failures"), Some("0"), "{xml}");
-    assert!(testcases(&xml).iter().all(|(_, failed)| !failed), "nothing judged: {xml}");
+    assert!(
+        testcases(&xml).iter().all(|(_, failed)| !failed),
+        "nothing judged: {xml}"
+    );
     let complete = doc
         .descendants()
         .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("complete_history"))

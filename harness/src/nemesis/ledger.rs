@@ -271,7 +271,10 @@ mod tests {
         // The failed network start was undone; its stop was never applied again.
         let calls = fake.calls.lock().unwrap().clone();
         assert_eq!(
-            calls.iter().filter(|c| **c == (Fault::KafkaReset, FaultPhase::Stop)).count(),
+            calls
+                .iter()
+                .filter(|c| **c == (Fault::KafkaReset, FaultPhase::Stop))
+                .count(),
             1,
             "{calls:?}"
         );
@@ -292,7 +295,11 @@ mod tests {
         ledger.start(&fake, &rec, Fault::PgPause).await.unwrap();
         assert_eq!(ledger.active(), [Fault::PgKill], "the pause waits");
         ledger.stop(&fake, &rec, Fault::PgKill).await.unwrap();
-        assert_eq!(ledger.active(), [Fault::PgPause], "it took effect once postgres was back");
+        assert_eq!(
+            ledger.active(),
+            [Fault::PgPause],
+            "it took effect once postgres was back"
+        );
         ledger.stop(&fake, &rec, Fault::PgPause).await.unwrap();
         assert_eq!(
             *fake.calls.lock().unwrap(),
@@ -341,7 +348,10 @@ mod tests {
         assert_eq!(lines.last().unwrap().0, "pg-kill");
         assert_eq!(lines.last().unwrap().1, Phase::Stop);
         assert_eq!(
-            lines.iter().filter(|l| l.0 == "pg-pause" && l.1 == Phase::Failed).count(),
+            lines
+                .iter()
+                .filter(|l| l.0 == "pg-pause" && l.1 == Phase::Failed)
+                .count(),
             2,
             "{lines:?}"
         );

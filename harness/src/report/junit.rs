@@ -62,7 +62,12 @@ pub fn render(input: &ReportInput) -> String {
     for f in &r.failed_faults {
         props.push((
             "fault_never_took_effect",
-            format!("{} at {:.3} s: {}", f.fault, f.time as f64 / 1e9, f.error.as_deref().unwrap_or("")),
+            format!(
+                "{} at {:.3} s: {}",
+                f.fault,
+                f.time as f64 / 1e9,
+                f.error.as_deref().unwrap_or("")
+            ),
         ));
     }
     for (k, v) in props {
