@@ -90,13 +90,16 @@ impl Ledger {
 
     /// Applies `fault`; records `start` when it took effect, else `failed`.
     async fn take_effect<I: Injector>(&self, injector: &I, recorder: &Recorder, fault: Fault) -> Result<()> {
+        // Counted as active from now on, so healing undoes it even if this task
+        // is cut off mid-way (the nemesis gets 5 s after the workload).
+        self.lock().active.insert(fault);
         match injector.apply(fault, FaultPhase::Start).await {
             Ok(()) => {
-                self.lock().active.insert(fault);
                 record(recorder, fault, checkers::FaultPhase::Start, None);
                 Ok(())
             }
             Err(e) => {
+                self.lock().active.remove(&fault);
                 let e = e.context(format!("starting fault {fault}"));
                 record(recorder, fault, checkers::FaultPhase::Failed, Some(format!("{e:#}")));
                 if fault.family() == super::FaultFamily::Network {
