@@ -10,8 +10,11 @@ use crate::anomaly::Anomaly;
 use crate::event_id::{fingerprint, parse_uuid, uuid_text, EventId};
 use crate::history::{FaultPhase, LineError, Outcome, ParsedLine};
 use crate::op_table::{Handle, OpTable, COMMITTED, DISTINCT_EVENTS, INVOKED, NONE_KEY, NONE_TIME, NO_SEQ};
-use crate::results::{Anomalies, CheckResult, DeliveryRef, Example, FaultWindow, Latency, OpCounts};
+use crate::results::{
+    Anomalies, CheckResult, DeliveryRef, Example, FailedFault, FaultWindow, Latency, OpCounts, Verdict,
+};
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// How to judge a history.
@@ -21,6 +24,9 @@ pub struct CheckOptions {
     pub exactly_once: bool,
     /// Examples kept per anomaly kind.
     pub max_examples: usize,
+    /// Judge a history with a `begin` line and no `end` line as if it were
+    /// complete (instead of `unknown`).
+    pub assume_complete: bool,
 }
 
 impl Default for CheckOptions {
@@ -28,6 +34,7 @@ impl Default for CheckOptions {
         CheckOptions {
             exactly_once: false,
             max_examples: 5,
+            assume_complete: false,
         }
     }
 }
@@ -44,6 +51,9 @@ pub struct HistoryIndex {
     unattributed_count: u64,
     reads: Vec<(u32, Option<u64>, i64)>,
     nemesis: Vec<(Box<str>, FaultPhase, i64)>,
+    failed_faults: Vec<FailedFault>,
+    begin: bool,
+    end: bool,
     committed_lines: u64,
     deliveries: u64,
     max_time: i64,
@@ -67,6 +77,9 @@ impl HistoryIndex {
             unattributed_count: 0,
             reads: Vec::new(),
             nemesis: Vec::new(),
+            failed_faults: Vec::new(),
+            begin: false,
+            end: false,
             committed_lines: 0,
             deliveries: 0,
             max_time: 0,
@@ -192,9 +205,22 @@ impl HistoryIndex {
                 }
                 s.deliveries = s.deliveries.saturating_add(1);
             }
-            ParsedLine::Nemesis { fault, phase, time } => {
+            ParsedLine::Nemesis {
+                fault,
+                phase,
+                time,
+                error,
+            } => {
                 self.see_time(time);
-                self.nemesis.push((fault.into(), phase, time));
+                if phase == FaultPhase::Failed {
+                    self.failed_faults.push(FailedFault {
+                        fault: fault.into(),
+                        time,
+                        error: error.map(Cow::into_owned),
+                    });
+                } else {
+                    self.nemesis.push((fault.into(), phase, time));
+                }
             }
             ParsedLine::Read {
                 key,
@@ -210,6 +236,14 @@ impl HistoryIndex {
                 self.committed_lines += 1;
                 let i = self.state(op);
                 self.ops.get_mut(i).flags |= COMMITTED;
+            }
+            ParsedLine::Begin { time } => {
+                self.see_time(time);
+                self.begin = true;
+            }
+            ParsedLine::End { time } => {
+                self.see_time(time);
+                self.end = true;
             }
         }
         Ok(())
@@ -445,9 +479,48 @@ impl HistoryIndex {
         }
 
         let faults = fault_windows(&self.nemesis);
+        let mut failed_faults = self.failed_faults;
+        failed_faults.sort_by_key(|f| f.time);
         let violations = anomalies.violations(options.exactly_once);
+        let complete = (self.begin || self.end).then_some(self.end);
+        let mut warnings = Vec::new();
+        let verdict = if violations.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        let (verdict, reason) = match complete {
+            Some(false) if options.assume_complete => {
+                warnings.push(
+                    "the history has a `begin` line but no `end` line (the run was interrupted); judged as complete because --assume-complete was given"
+                        .to_string(),
+                );
+                (verdict, None)
+            }
+            Some(false) => {
+                let seen: Vec<String> = violations
+                    .iter()
+                    .map(|&k| format!("{} {}", k.name(), anomalies.get(k)))
+                    .collect();
+                (
+                    Verdict::Unknown,
+                    Some(format!(
+                        "incomplete history: it has the recorder's `begin` line but no `end` line, so the run was interrupted before its drain ended ({} ops without a completion line); events may simply not have been delivered yet. {}Judge it as complete with --assume-complete",
+                        counts.pending,
+                        if seen.is_empty() {
+                            "No violation so far. ".to_string()
+                        } else {
+                            format!("Judged as complete it would be invalid: {}. ", seen.join(", "))
+                        }
+                    )),
+                )
+            }
+            _ => (verdict, None),
+        };
         CheckResult {
-            valid: violations.is_empty(),
+            verdict,
+            reason,
+            valid: verdict == Verdict::Valid,
             anomalies,
             violations,
             exactly_once: options.exactly_once,
@@ -463,14 +536,17 @@ impl HistoryIndex {
             latency_ns: Latency::from_samples(&mut latencies),
             unseen_per_second,
             faults,
+            failed_faults,
+            complete,
             examples,
             lines: 0,
-            warnings: Vec::new(),
+            warnings,
         }
     }
 }
 
-/// Pairs each fault's start with its next stop, in time order.
+/// Pairs each fault's start with its next stop, in time order. Failed starts
+/// never reach here: they are no window.
 fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
     let mut sorted: Vec<&(Box<str>, FaultPhase, i64)> = nemesis.iter().collect();
     sorted.sort_by_key(|n| (n.2, n.1 == FaultPhase::Start));
@@ -490,6 +566,7 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
                     done.push(w);
                 }
             }
+            FaultPhase::Failed => {}
         }
     }
     done.extend(open);

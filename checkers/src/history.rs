@@ -32,15 +32,29 @@ impl Outcome {
     }
 }
 
-/// Whether a nemesis line marks a fault starting or stopping (the same two
-/// words as a fault schedule's steps).
+/// Whether a nemesis line marks a fault starting, stopping, or failing to
+/// start (`start` and `stop` are the same two words as a fault schedule's steps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultPhase {
-    /// The fault begins.
+    /// The fault took effect.
     Start,
     /// The fault is healed.
     Stop,
+    /// The fault was to start but never took effect (the line's `error` says why):
+    /// no window, and no `stop` line follows.
+    Failed,
+}
+
+impl FaultPhase {
+    /// The word of the `phase` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultPhase::Start => "start",
+            FaultPhase::Stop => "stop",
+            FaultPhase::Failed => "failed",
+        }
+    }
 }
 
 /// One line of a history, owned, as a recorder writes it.
@@ -112,14 +126,17 @@ pub enum HistoryLine {
         /// Nanoseconds since the run started.
         time: i64,
     },
-    /// A fault starting or stopping.
+    /// A fault starting, stopping, or failing to start.
     Nemesis {
         /// The fault's name (docs/faults.md).
         fault: String,
-        /// Start or stop.
+        /// Start, stop or failed.
         phase: FaultPhase,
         /// Nanoseconds since the run started.
         time: i64,
+        /// Why it failed (phase `failed` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// A read through the implementation's read path.
     Read {
@@ -136,6 +153,20 @@ pub enum HistoryLine {
     Committed {
         /// The op found in the database.
         op: u64,
+    },
+    /// The recorder's first line: the run began, and its history will end with
+    /// an `end` line when it is complete.
+    Begin {
+        /// Nanoseconds since the run started (0).
+        time: i64,
+    },
+    /// The recorder's mark that the history is complete: written once the drain
+    /// ended and the `committed` lines are written.
+    End {
+        /// Nanoseconds since the run started.
+        time: i64,
+        /// Whether the drain ended with nothing left (`false`: it timed out).
+        drained: bool,
     },
 }
 
@@ -191,10 +222,12 @@ pub enum ParsedLine<'a> {
     Nemesis {
         /// Fault name.
         fault: Cow<'a, str>,
-        /// Start or stop.
+        /// Start, stop or failed.
         phase: FaultPhase,
         /// Time in ns.
         time: i64,
+        /// Why the fault failed to start (phase `failed`; `None` when the line gives no reason).
+        error: Option<Cow<'a, str>>,
     },
     /// A `read` line.
     Read {
@@ -211,6 +244,16 @@ pub enum ParsedLine<'a> {
     Committed {
         /// Op id.
         op: u64,
+    },
+    /// A `begin` line: the recorder marks its history's start.
+    Begin {
+        /// Time in ns.
+        time: i64,
+    },
+    /// An `end` line: the recorder marks its history complete.
+    End {
+        /// Time in ns.
+        time: i64,
     },
 }
 
@@ -285,6 +328,17 @@ struct RawLine<'a> {
     phase: Option<Text<'a>>,
     #[serde(default)]
     invoke_time: Option<i64>,
+    /// Read for `nemesis` lines; any other shape (on `fail`/`info` lines it is free text) is ignored.
+    #[serde(borrow, default)]
+    error: Option<ErrorField<'a>>,
+}
+
+/// The `error` field: text, or anything else (ignored, so no line becomes unusable through it).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorField<'a> {
+    Text(#[serde(borrow)] Text<'a>),
+    Other(serde::de::IgnoredAny),
 }
 
 fn need<T>(v: Option<T>, ty: &str, field: &str, what: &str) -> Result<T, LineError> {
@@ -308,7 +362,7 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
         raw.ty.map(|t| t.0),
         "?",
         "type",
-        "one of invoke, ok, fail, info, deliver, nemesis, read, committed",
+        "one of invoke, ok, fail, info, deliver, nemesis, read, committed, begin, end",
     )?;
     let ty = ty.as_ref();
     const OP: &str = "an integer op id";
@@ -355,16 +409,24 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
         },
         "nemesis" => ParsedLine::Nemesis {
             fault: need(raw.fault, ty, "fault", "a fault name")?.0,
-            phase: match need(raw.phase, ty, "phase", "\"start\" or \"stop\"")?.0.as_ref() {
+            phase: match need(raw.phase, ty, "phase", "\"start\", \"stop\" or \"failed\"")?
+                .0
+                .as_ref()
+            {
                 "start" => FaultPhase::Start,
                 "stop" => FaultPhase::Stop,
+                "failed" => FaultPhase::Failed,
                 other => {
                     return Err(LineError(format!(
-                        "`nemesis` line has phase \"{other}\"; expected \"start\" or \"stop\""
+                        "`nemesis` line has phase \"{other}\"; expected \"start\", \"stop\" or \"failed\""
                     )))
                 }
             },
             time: need(raw.time, ty, "time", TIME)?,
+            error: match raw.error {
+                Some(ErrorField::Text(t)) => Some(t.0),
+                _ => None,
+            },
         },
         "read" => ParsedLine::Read {
             key: need_field(raw.key, ty, "key", "a string")?.0,
@@ -378,9 +440,15 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
         "committed" => ParsedLine::Committed {
             op: need_field(raw.op, ty, "op", OP)?,
         },
+        "begin" => ParsedLine::Begin {
+            time: need(raw.time, ty, "time", TIME)?,
+        },
+        "end" => ParsedLine::End {
+            time: need(raw.time, ty, "time", TIME)?,
+        },
         other => {
             return Err(LineError(format!(
-            "unknown line type \"{other}\"; expected one of invoke, ok, fail, info, deliver, nemesis, read, committed"
+            "unknown line type \"{other}\"; expected one of invoke, ok, fail, info, deliver, nemesis, read, committed, begin, end"
         )))
         }
     })
@@ -486,6 +554,7 @@ mod tests {
                 fault: "kafka-partition".into(),
                 phase: FaultPhase::Start,
                 time: 100_000,
+                error: None,
             },
             HistoryLine::Read {
                 key: "k3".into(),
@@ -533,6 +602,47 @@ mod tests {
             parse_line(lines[7].as_bytes()),
             Ok(ParsedLine::Committed { op: 17 })
         ));
+    }
+
+    #[test]
+    fn marks_and_failed_faults_round_trip() {
+        let begin = HistoryLine::Begin { time: 0 }.to_json();
+        assert_eq!(begin, r#"{"type":"begin","time":0}"#);
+        assert_eq!(parse_line(begin.as_bytes()), Ok(ParsedLine::Begin { time: 0 }));
+        let end = HistoryLine::End { time: 9, drained: true }.to_json();
+        assert_eq!(end, r#"{"type":"end","time":9,"drained":true}"#);
+        assert_eq!(parse_line(end.as_bytes()), Ok(ParsedLine::End { time: 9 }));
+        let failed = HistoryLine::Nemesis {
+            fault: "pg-pause".into(),
+            phase: FaultPhase::Failed,
+            time: 5,
+            error: Some("cannot pause postgres: it is not running".into()),
+        }
+        .to_json();
+        assert_eq!(
+            failed,
+            r#"{"type":"nemesis","fault":"pg-pause","phase":"failed","time":5,"error":"cannot pause postgres: it is not running"}"#
+        );
+        match parse_line(failed.as_bytes()).unwrap() {
+            ParsedLine::Nemesis {
+                phase: FaultPhase::Failed,
+                error: Some(e),
+                ..
+            } => assert!(e.contains("not running")),
+            other => panic!("{other:?}"),
+        }
+        // A start line has no error; a fail line's error of any shape is ignored.
+        let start = r#"{"type":"nemesis","fault":"f","phase":"start","time":1}"#;
+        assert!(matches!(
+            parse_line(start.as_bytes()),
+            Ok(ParsedLine::Nemesis { error: None, .. })
+        ));
+        let odd = r#"{"type":"fail","op":1,"time":1,"error":{"code":409}}"#;
+        assert!(parse_line(odd.as_bytes()).is_ok());
+        assert!(parse_line(br#"{"type":"end"}"#)
+            .unwrap_err()
+            .0
+            .contains("lacks field `time`"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use anomaly::Anomaly;
 pub use check::{CheckOptions, HistoryIndex};
 pub use history::{FaultPhase, HistoryLine, Outcome, ParsedLine};
 pub use reader::HistoryError;
-pub use results::{quantile, Anomalies, CheckResult, Example, Latency};
+pub use results::{quantile, Anomalies, CheckResult, Example, FailedFault, Latency, Verdict};
 
 use std::io::Read;
 use std::path::Path;
@@ -50,7 +50,7 @@ pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, His
     }
     let mut result = index.finish(options);
     result.lines = summary.lines;
-    result.warnings = summary.warnings;
+    result.warnings.splice(0..0, summary.warnings);
     Ok(result)
 }
 
@@ -63,7 +63,7 @@ pub fn check_reader<R: Read>(name: &str, input: R, options: CheckOptions) -> Res
     }
     let mut result = index.finish(options);
     result.lines = summary.lines;
-    result.warnings = summary.warnings;
+    result.warnings.splice(0..0, summary.warnings);
     Ok(result)
 }
 

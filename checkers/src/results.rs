@@ -198,11 +198,55 @@ pub struct FaultWindow {
     pub stop: Option<i64>,
 }
 
-/// Everything a check concludes. The top-level fields `valid` and
+/// A fault that was to start but never took effect (a `nemesis` line of phase `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedFault {
+    /// Fault name.
+    pub fault: String,
+    /// When the start was given up, ns since the run started.
+    pub time: i64,
+    /// Why it never took effect (`None`: the line gives no reason).
+    pub error: Option<String>,
+}
+
+/// The three verdicts (Jepsen's): the history satisfies the properties, it
+/// violates one, or it cannot be judged because it is incomplete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No violation.
+    Valid,
+    /// At least one violation.
+    #[default]
+    Invalid,
+    /// The history is incomplete (a `begin` line and no `end` line: the run was
+    /// interrupted), so what looks like an anomaly may only be what had not happened yet.
+    Unknown,
+}
+
+impl Verdict {
+    /// The word of the `verdict` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// Everything a check concludes. The top-level fields `verdict`, `valid` and
 /// `anomalies` are the `check --json` contract; the rest is extra.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// No violation (see [`Anomalies::violations`]).
+    /// Valid, invalid, or unknown (an incomplete history).
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// Why the verdict is `unknown` (`None` otherwise).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Whether `verdict` is valid: no violation, and the history is complete
+    /// or not marked (`false` for `unknown`).
     pub valid: bool,
     /// Counts per anomaly.
     pub anomalies: Anomalies,
@@ -222,8 +266,15 @@ pub struct CheckResult {
     pub latency_ns: Option<Latency>,
     /// Acknowledged but not yet delivered ops at the end of each second of the run.
     pub unseen_per_second: Vec<u64>,
-    /// Fault windows from the nemesis lines.
+    /// Fault windows from the nemesis lines (failed starts excluded).
     pub faults: Vec<FaultWindow>,
+    /// Faults that never took effect (`nemesis` lines of phase `failed`), by time.
+    #[serde(default)]
+    pub failed_faults: Vec<FailedFault>,
+    /// `true`: the history has its recorder's `begin` and `end` lines; `false`: a
+    /// `begin` line but no `end` line (interrupted); `None`: no such line (another recorder).
+    #[serde(default)]
+    pub complete: Option<bool>,
     /// A few examples of each anomaly that occurred (keyed by name in JSON, in [`Anomaly::ALL`] order).
     pub examples: BTreeMap<Anomaly, Vec<Example>>,
     /// Lines in the history.

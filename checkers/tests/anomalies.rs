@@ -1,7 +1,7 @@
 //! One tiny hand-made history per anomaly, each checked against the
 //! definitions in docs/anomalies.md.
 
-use checkers::{check_reader, Anomaly, CheckOptions, CheckResult};
+use checkers::{check_reader, Anomaly, CheckOptions, CheckResult, Verdict};
 
 fn check(lines: &str) -> CheckResult {
     check_reader("test", lines.as_bytes(), CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -13,7 +13,7 @@ fn check_exactly_once(lines: &str) -> CheckResult {
         lines.as_bytes(),
         CheckOptions {
             exactly_once: true,
-            max_examples: 5,
+            ..CheckOptions::default()
         },
     )
     .unwrap()
@@ -244,4 +244,72 @@ fn inconsistent_histories_are_unusable() {
     let orphan = [OK_1].join("\n");
     let e = check_reader("h", orphan.as_bytes(), CheckOptions::default()).unwrap_err();
     assert!(e.message.contains("op 1 has a `ok` line but no `invoke` line"), "{e}");
+}
+
+const BEGIN: &str = r#"{"type":"begin","time":0}"#;
+const END: &str = r#"{"type":"end","time":9000,"drained":true}"#;
+
+#[test]
+fn a_begin_line_without_an_end_line_is_unknown_unless_assumed_complete() {
+    // Interrupted: op 1 acknowledged, its event not delivered yet.
+    let interrupted = [BEGIN, INVOKE_1, OK_1].join("\n");
+    let r = check(&interrupted);
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert!(!r.valid);
+    assert_eq!(r.complete, Some(false));
+    let reason = r.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("no `end` line") && reason.contains("lost 1"),
+        "{reason}"
+    );
+    assert_eq!(r.anomalies.lost, 1, "the counts are still given");
+
+    let assumed = check_reader(
+        "test",
+        interrupted.as_bytes(),
+        CheckOptions {
+            assume_complete: true,
+            ..CheckOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(assumed.verdict, Verdict::Invalid);
+    assert_eq!(assumed.reason, None);
+    assert!(assumed.warnings.iter().any(|w| w.contains("--assume-complete")));
+
+    // Complete, with both marks: judged as usual.
+    let r = check(&[BEGIN, INVOKE_1, OK_1, DELIVER_1, END].join("\n"));
+    assert_eq!((r.verdict, r.valid, r.complete), (Verdict::Valid, true, Some(true)));
+    let r = check(&[BEGIN, INVOKE_1, OK_1, END].join("\n"));
+    assert_eq!((r.verdict, r.valid), (Verdict::Invalid, false));
+    // Neither mark (another recorder): as before.
+    let r = check(&[INVOKE_1, OK_1].join("\n"));
+    assert_eq!((r.verdict, r.complete, r.reason), (Verdict::Invalid, None, None));
+    let r = check(&[INVOKE_1, OK_1, DELIVER_1].join("\n"));
+    assert_eq!(r.verdict, Verdict::Valid);
+    // An incomplete history with no violation so far is still unknown.
+    let r = check(&[BEGIN, INVOKE_1, OK_1, DELIVER_1].join("\n"));
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert!(r.reason.unwrap().contains("No violation so far"));
+}
+
+#[test]
+fn a_failed_fault_start_is_no_window() {
+    let lines = [
+        INVOKE_1,
+        OK_1,
+        DELIVER_1,
+        r#"{"type":"nemesis","fault":"pg-kill","phase":"start","time":100}"#,
+        r#"{"type":"nemesis","fault":"pg-pause","phase":"failed","time":200,"error":"cannot pause postgres: it is not running"}"#,
+        r#"{"type":"nemesis","fault":"pg-kill","phase":"stop","time":300}"#,
+    ]
+    .join("\n");
+    let r = check(&lines);
+    assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
+    assert_eq!(r.faults[0].fault, "pg-kill");
+    assert_eq!(r.failed_faults.len(), 1);
+    assert_eq!(r.failed_faults[0].fault, "pg-pause");
+    assert_eq!(r.failed_faults[0].time, 200);
+    assert!(r.failed_faults[0].error.as_deref().unwrap().contains("not running"));
+    assert!(r.valid);
 }

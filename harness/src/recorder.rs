@@ -1,6 +1,10 @@
 //! The history recorder: appends each event to `history.jsonl` as it happens
 //! and flushes it, so a harness killed mid-run still leaves a history the
 //! checker can read (at worst with an incomplete last line, which it reports).
+//!
+//! Its first line is `begin`; [`Recorder::end`] writes `end` once the history
+//! is complete. A history with `begin` and no `end` was interrupted, and the
+//! checker judges it `unknown` (docs/history.md).
 
 use anyhow::{Context, Result};
 use checkers::HistoryLine;
@@ -18,14 +22,26 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (truncates) the history file at `path`; time 0 is now.
+    /// Creates (truncates) the history file at `path` and writes its `begin`
+    /// line; time 0 is now.
     pub fn create(path: &Path) -> Result<Recorder> {
         let file = File::create(path).with_context(|| format!("creating history file {}", path.display()))?;
-        Ok(Recorder {
+        let recorder = Recorder {
             start: Instant::now(),
             path: path.to_path_buf(),
             out: Mutex::new(BufWriter::new(file)),
-        })
+        };
+        recorder.record(&HistoryLine::Begin { time: 0 });
+        Ok(recorder)
+    }
+
+    /// Writes the `end` line: the drain ended (`drained`: with nothing left)
+    /// and the `committed` lines are written, so the history is complete.
+    pub fn end(&self, drained: bool) {
+        self.record(&HistoryLine::End {
+            time: self.now(),
+            drained,
+        });
     }
 
     /// Nanoseconds since the run started (the history's `time`).

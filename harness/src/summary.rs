@@ -2,7 +2,7 @@
 //! (`dualcheck run`, [`RunOutcome::summary`]).
 
 use crate::runner::RunOutcome;
-use checkers::CheckResult;
+use checkers::{CheckResult, Verdict};
 
 fn ms(ns: i64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
@@ -12,17 +12,10 @@ fn ms(ns: i64) -> String {
 pub fn check_result(r: &CheckResult) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let verdict = if r.valid { "VALID" } else { "INVALID" };
-    let _ = writeln!(
-        out,
-        "{verdict}{}",
-        if r.valid {
-            String::new()
-        } else {
-            let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
-            format!(": {}", names.join(", "))
-        }
-    );
+    let _ = writeln!(out, "{}{}", verdict_line(r), not_in_effect(r));
+    if let Some(reason) = &r.reason {
+        let _ = writeln!(out, "why unknown: {reason}");
+    }
     let o = &r.ops;
     let _ = writeln!(
         out,
@@ -71,13 +64,22 @@ pub fn check_result(r: &CheckResult) -> String {
         out,
         "unseen (acknowledged, not yet delivered): peak {peak}, at the end {last}"
     );
-    if !r.faults.is_empty() {
+    if !r.faults.is_empty() || !r.failed_faults.is_empty() {
         let _ = writeln!(out, "faults:");
         for w in &r.faults {
             let stop = w
                 .stop
                 .map_or("never healed".to_string(), |s| format!("{:.2}s", s as f64 / 1e9));
             let _ = writeln!(out, "  {:<18} {:.2}s .. {stop}", w.fault, w.start as f64 / 1e9);
+        }
+        for f in &r.failed_faults {
+            let _ = writeln!(
+                out,
+                "  {:<18} {:.2}s FAILED, never took effect: {}",
+                f.fault,
+                f.time as f64 / 1e9,
+                f.error.as_deref().unwrap_or("no reason given")
+            );
         }
     }
     for (kind, list) in &r.examples {
@@ -90,6 +92,38 @@ pub fn check_result(r: &CheckResult) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// `VALID`, `INVALID: kinds` or `UNKNOWN (incomplete history; ... as if complete)`.
+pub fn verdict_line(r: &CheckResult) -> String {
+    let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
+    match r.verdict {
+        Verdict::Valid => "VALID".into(),
+        Verdict::Invalid => format!("INVALID: {}", names.join(", ")),
+        Verdict::Unknown => format!(
+            "UNKNOWN (incomplete history: the run was interrupted){}",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("; as if complete: {}", names.join(", "))
+            }
+        ),
+    }
+}
+
+/// What goes next to the verdict when some fault never took effect:
+/// `  (2 faults never took effect: pg-pause, kafka-reset)`, else nothing.
+pub fn not_in_effect(r: &CheckResult) -> String {
+    if r.failed_faults.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = r.failed_faults.iter().map(|f| f.fault.as_str()).collect();
+    format!(
+        "  ({} fault{} never took effect: {})",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
 }
 
 /// The readable verdict of a run (what `dualcheck run` prints): the run's
@@ -107,8 +141,14 @@ pub fn run_outcome(o: &RunOutcome) -> String {
     if !o.drained {
         s.push_str("warning: the drain timed out with events still unpublished\n");
     }
+    if !o.nemesis_errors.is_empty() {
+        s.push_str(&format!(
+            "nemesis errors ({}): faults that did not start or heal as scheduled\n",
+            o.nemesis_errors.len()
+        ));
+    }
     for e in &o.nemesis_errors {
-        s.push_str(&format!("nemesis: {e}\n"));
+        s.push_str(&format!("  nemesis: {e}\n"));
     }
     if let Some(d) = &o.in_doubt {
         s.push_str(&format!(

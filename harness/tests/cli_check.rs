@@ -126,3 +126,94 @@ fn unusable_input_exits_2_naming_file_and_line() {
         "{err}"
     );
 }
+
+const BEGIN: &str = r#"{"type":"begin","time":0}"#;
+const END: &str = r#"{"type":"end","time":200000,"drained":true}"#;
+/// Op 17 acknowledged, its event not delivered yet: what a harness killed mid-run leaves.
+const INTERRUPTED: &str = r#"{"type":"invoke","op":17,"process":2,"key":"k3","seq":5,"time":120000}
+{"type":"ok","op":17,"process":2,"time":150000}
+{"type":"invoke","op":18,"process":2,"key":"k3","seq":6,"time":160000}
+"#;
+
+#[test]
+fn an_interrupted_history_is_unknown_exit_3_unless_assumed_complete() {
+    let p = history("interrupted.jsonl", &format!("{BEGIN}\n{INTERRUPTED}"));
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 3, "unknown has its own exit code: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "unknown");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["complete"], false);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no `end` line") && reason.contains("lost 1") && reason.contains("--assume-complete"),
+        "{reason}"
+    );
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    assert!(out.starts_with("UNKNOWN"), "{out}");
+    assert!(out.contains("why unknown: incomplete history"), "{out}");
+
+    // Judged as complete on request: what it was before the marks existed.
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--assume-complete", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "invalid");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["anomalies"]["lost"], 1);
+    assert_eq!(v["reason"], serde_json::Value::Null);
+    assert!(v["warnings"][0].as_str().unwrap().contains("--assume-complete"), "{v}");
+
+    // With its end line the same history is judged as usual.
+    let ended = history("ended.jsonl", &format!("{BEGIN}\n{INTERRUPTED}{END}\n"));
+    let (code, out, _) = dualcheck(&["check", ended.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["complete"].as_bool()),
+        (Some("invalid"), Some(true))
+    );
+    let ended_valid = history("ended-valid.jsonl", &format!("{BEGIN}\n{VALID}{END}\n"));
+    assert_eq!(dualcheck(&["check", ended_valid.to_str().unwrap()]).0, 0);
+}
+
+#[test]
+fn a_history_without_marks_is_judged_as_before() {
+    let p = history("nomarks.jsonl", INTERRUPTED);
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "invalid");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["anomalies"]["lost"], 1);
+    assert_eq!(v["complete"], serde_json::Value::Null);
+    assert_eq!(v["reason"], serde_json::Value::Null);
+    // --assume-complete changes nothing for it.
+    assert_eq!(dualcheck(&["check", p.to_str().unwrap(), "--assume-complete"]).0, 1);
+    let valid = history("nomarks-valid.jsonl", VALID);
+    let (code, out, _) = dualcheck(&["check", valid.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["valid"].as_bool()),
+        (Some("valid"), Some(true))
+    );
+}
+
+#[test]
+fn a_failed_fault_is_said_next_to_the_verdict() {
+    let failed = r#"{"type":"nemesis","fault":"kafka-reset","phase":"failed","time":100,"error":"starting fault kafka-reset: HTTP 409 Conflict"}"#;
+    let p = history("failed-fault.jsonl", &format!("{VALID}{failed}\n"));
+    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let first = out.lines().next().unwrap();
+    assert_eq!(first, "VALID  (1 fault never took effect: kafka-reset)", "{out}");
+    assert!(
+        out.contains("kafka-reset") && out.contains("FAILED, never took effect"),
+        "{out}"
+    );
+    let (_, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["faults"].as_array().unwrap().len(), 0, "no window: {v}");
+    assert_eq!(v["failed_faults"][0]["fault"], "kafka-reset");
+}

@@ -308,3 +308,76 @@ fn compare_rows_tables_and_html() {
     assert!(page.contains("outbox-poll&lt;b&gt;") && !page.contains("outbox-poll<b>"));
     assert!(page.contains("no services"));
 }
+
+#[test]
+fn a_failed_fault_start_shows_as_failed_and_draws_no_band() {
+    // pg-kill took effect; pg-pause, scheduled inside it, never did.
+    let history = valid_history()
+        + &[
+            format!(r#"{{"type":"nemesis","fault":"pg-kill","phase":"start","time":{}}}"#, S / 2),
+            format!(
+                r#"{{"type":"nemesis","fault":"pg-pause","phase":"failed","time":{},"error":"cannot pause postgres: it is not running"}}"#,
+                S / 2 + 1000
+            ),
+            format!(r#"{{"type":"nemesis","fault":"pg-kill","phase":"stop","time":{}}}"#, S),
+        ]
+        .join("\n")
+        + "\n";
+    let d = write_run("failed-fault", &history, None);
+    let files = harness::report::write(&d).unwrap();
+    assert!(files.valid);
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(
+        html.contains("failed, never took effect: cannot pause postgres: it is not running"),
+        "the faults table shows the failed start"
+    );
+    assert!(
+        html.contains("1 fault never took effect: pg-pause"),
+        "next to the verdict"
+    );
+    for svg in svgs(&html) {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        let bands = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("rect") && n.attribute("opacity") == Some("0.18"))
+            .count();
+        assert_eq!(bands, 1, "a band for pg-kill only");
+    }
+    let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
+    assert!(xml.contains("fault_never_took_effect"), "{xml}");
+}
+
+#[test]
+fn an_interrupted_history_reports_unknown() {
+    // The recorder's begin line, and no end line: the run was interrupted.
+    let history = format!("{{\"type\":\"begin\",\"time\":0}}\n{}", invalid_history());
+    let d = write_run("interrupted", &history, None);
+    let files = harness::report::write(&d).unwrap();
+    assert_eq!(files.verdict, checkers::Verdict::Unknown);
+    assert!(!files.valid);
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(html.contains("id=\"verdict\">UNKNOWN<"), "verdict at the top");
+    assert!(html.contains("id=\"reason\">Why unknown: incomplete history"));
+    let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    assert_eq!(suite.attribute("errors"), Some("1"), "{xml}");
+    assert_eq!(suite.attribute("failures"), Some("0"), "{xml}");
+    assert!(
+        testcases(&xml).iter().all(|(_, failed)| !failed),
+        "nothing judged: {xml}"
+    );
+    let complete = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("complete_history"))
+        .expect("a test case for the incomplete history");
+    assert!(complete.children().any(|c| c.has_tag_name("error")));
+    // The report command exits 3 on it.
+    let code = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["report", d.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .code();
+    assert_eq!(code, Some(3));
+}

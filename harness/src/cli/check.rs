@@ -1,5 +1,5 @@
-//! `dualcheck check HISTORY.jsonl [--json] [--exactly-once]`: judge a history
-//! recorded by dualcheck or by anything else.
+//! `dualcheck check HISTORY.jsonl [--json] [--exactly-once] [--assume-complete]`:
+//! judge a history recorded by dualcheck or by anything else.
 
 use super::Verdict;
 use checkers::CheckOptions;
@@ -20,13 +20,18 @@ pub struct CheckArgs {
     /// Examples kept per anomaly kind.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
+    /// Judge an interrupted history (a `begin` line but no `end` line) as if it
+    /// were complete, instead of `unknown` (exit 3).
+    #[arg(long)]
+    pub assume_complete: bool,
 }
 
-/// Runs `dualcheck check`: valid, anomalies, or an unusable history.
+/// Runs `dualcheck check`: valid, anomalies, an unusable history, or an incomplete one (unknown).
 pub fn run(args: CheckArgs) -> Verdict {
     let options = CheckOptions {
         exactly_once: args.exactly_once,
         max_examples: args.examples,
+        assume_complete: args.assume_complete,
     };
     match checkers::check_file(&args.history, options) {
         Ok(result) => {
@@ -35,7 +40,7 @@ pub fn run(args: CheckArgs) -> Verdict {
             } else {
                 print!("{}", harness::summary::check_result(&result));
             }
-            Verdict::of(result.valid)
+            Verdict::of_check(result.verdict)
         }
         Err(e) => {
             eprintln!("dualcheck check: unusable history: {e}");

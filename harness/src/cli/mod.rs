@@ -89,6 +89,9 @@ enum Verdict {
     Invalid,
     /// Exit 2: unusable input, or a run or command that could not be carried out.
     Unusable,
+    /// Exit 3: the history is incomplete (an interrupted run: a `begin` line and
+    /// no `end` line), so it cannot be judged — Jepsen's third verdict.
+    Unknown,
 }
 
 impl Verdict {
@@ -100,6 +103,15 @@ impl Verdict {
             Verdict::Invalid
         }
     }
+
+    /// The exit verdict of a check's verdict.
+    fn of_check(verdict: checkers::Verdict) -> Verdict {
+        match verdict {
+            checkers::Verdict::Valid => Verdict::Valid,
+            checkers::Verdict::Invalid => Verdict::Invalid,
+            checkers::Verdict::Unknown => Verdict::Unknown,
+        }
+    }
 }
 
 impl From<Verdict> for ExitCode {
@@ -108,6 +120,7 @@ impl From<Verdict> for ExitCode {
             Verdict::Valid => 0,
             Verdict::Invalid => 1,
             Verdict::Unusable => 2,
+            Verdict::Unknown => 3,
         })
     }
 }
@@ -191,5 +204,11 @@ mod tests {
         assert_eq!(ExitCode::from(Verdict::Valid), ExitCode::from(0));
         assert_eq!(ExitCode::from(Verdict::of(false)), ExitCode::from(1));
         assert_eq!(ExitCode::from(Verdict::Unusable), ExitCode::from(2));
+        assert_eq!(
+            ExitCode::from(Verdict::of_check(checkers::Verdict::Unknown)),
+            ExitCode::from(3)
+        );
+        assert_eq!(Verdict::of_check(checkers::Verdict::Valid), Verdict::Valid);
+        assert_eq!(Verdict::of_check(checkers::Verdict::Invalid), Verdict::Invalid);
     }
 }

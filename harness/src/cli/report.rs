@@ -13,17 +13,21 @@ pub struct ReportArgs {
     pub run_dir: PathBuf,
 }
 
-/// Runs `dualcheck report`: valid, anomalies, or unusable input.
+/// Runs `dualcheck report`: valid, anomalies, unusable input, or an incomplete history (unknown).
 pub fn run(args: ReportArgs) -> Verdict {
     match harness::report::write(&args.run_dir) {
         Ok(files) => {
             println!(
                 "{}: {}\n{}",
-                if files.valid { "valid" } else { "INVALID" },
+                match files.verdict {
+                    checkers::Verdict::Valid => "valid",
+                    checkers::Verdict::Invalid => "INVALID",
+                    checkers::Verdict::Unknown => "UNKNOWN",
+                },
                 files.html.display(),
                 files.junit.display()
             );
-            Verdict::of(files.valid)
+            Verdict::of_check(files.verdict)
         }
         Err(e) => {
             eprintln!("dualcheck report: {e:#}");

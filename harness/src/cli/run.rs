@@ -149,7 +149,7 @@ pub fn run(args: RunArgs) -> Verdict {
             } else {
                 print!("{}", harness::summary::run_outcome(&outcome));
             }
-            Verdict::of(outcome.result.valid)
+            Verdict::of_check(outcome.result.verdict)
         }
         Err(e) => {
             eprintln!("dualcheck run: {e:#}");

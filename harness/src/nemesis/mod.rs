@@ -7,18 +7,23 @@
 //! - `cluster.rs`: Kafka as a cluster of three brokers, its partition leader killed;
 //! - `schema.rs`: the database changed under the implementation (columns added, noise rows).
 //!
-//! Starts and stops are recorded as `nemesis` lines of the history;
+//! Starts and stops are recorded as `nemesis` lines of the history, by the
+//! `ledger`: a start only once it took effect, a failed start as a `failed`
+//! line, and a process fault whose target another holds waits for it;
 //! [`Nemesis::heal_all`] undoes whatever is still active.
 
 mod cluster;
+mod ledger;
 mod network;
 mod process;
 mod schema;
 
+pub use ledger::Target;
+
 use crate::app_process::AppProcess;
 use crate::env::Environment;
 use crate::recorder::Recorder;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -204,12 +209,38 @@ impl FaultFamily {
 /// Injects and heals faults on one run's environment and implementation.
 pub struct Nemesis {
     recorder: Arc<Recorder>,
+    families: Families,
+    /// Which faults are in effect, which wait for their target.
+    ledger: ledger::Ledger,
+}
+
+/// The means of every family.
+struct Families {
     network: network::NetworkFaults,
     process: process::ProcessFaults,
     cluster: cluster::ClusterFaults,
     schema: schema::SchemaFaults,
-    /// Currently active faults.
-    active: Mutex<BTreeSet<Fault>>,
+}
+
+impl ledger::Injector for Families {
+    fn target(&self, fault: Fault) -> Option<Target> {
+        match fault.family() {
+            FaultFamily::Process => self.process.target(fault),
+            // The leader it kills may be broker 0.
+            FaultFamily::Cluster => Some(Target::KafkaBroker0),
+            FaultFamily::Network | FaultFamily::Schema => None,
+        }
+    }
+
+    /// Starts or stops `fault`, in the file of its family.
+    async fn apply(&self, fault: Fault, phase: FaultPhase) -> Result<()> {
+        match fault.family() {
+            FaultFamily::Network => self.network.apply(fault, phase).await,
+            FaultFamily::Process => self.process.apply(fault, phase).await,
+            FaultFamily::Cluster => self.cluster.apply(fault, phase).await,
+            FaultFamily::Schema => self.schema.apply(fault, phase).await,
+        }
+    }
 }
 
 impl Nemesis {
@@ -228,85 +259,44 @@ impl Nemesis {
         let restart_timeout = Duration::from_secs(90);
         Nemesis {
             recorder,
-            network: network::NetworkFaults::new(env.clone()),
-            process: process::ProcessFaults::new(env.clone(), app, relay, restart_timeout),
-            cluster: cluster::ClusterFaults::new(env, topic, restart_timeout),
-            schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),
-            active: Mutex::new(BTreeSet::new()),
+            families: Families {
+                network: network::NetworkFaults::new(env.clone()),
+                process: process::ProcessFaults::new(env.clone(), app, relay, restart_timeout),
+                cluster: cluster::ClusterFaults::new(env, topic, restart_timeout),
+                schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),
+            },
+            ledger: ledger::Ledger::default(),
         }
     }
 
-    /// Faults active now.
+    /// Faults in effect now.
     pub fn active(&self) -> Vec<Fault> {
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect()
+        self.ledger.active()
     }
 
-    /// Starts `fault` and records it.
+    /// Starts `fault`; its `start` line is written once it took effect. A
+    /// process fault whose target another fault holds waits until that one
+    /// stops. A start that fails is recorded as `failed` and returned.
     pub async fn start(&self, fault: Fault) -> Result<()> {
-        self.record(fault, FaultPhase::Start);
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(fault);
-        self.apply(fault, FaultPhase::Start)
-            .await
-            .with_context(|| format!("starting fault {fault}"))
+        self.ledger.start(&self.families, &self.recorder, fault).await
     }
 
-    /// Stops `fault` and records it.
+    /// Stops `fault` and records it (a fault that never took effect: nothing to heal).
     pub async fn stop(&self, fault: Fault) -> Result<()> {
-        let r = self
-            .apply(fault, FaultPhase::Stop)
-            .await
-            .with_context(|| format!("healing fault {fault}"));
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&fault);
-        self.record(fault, FaultPhase::Stop);
-        r
-    }
-
-    /// Writes the history's `nemesis` line of `fault` starting or stopping.
-    fn record(&self, fault: Fault, phase: FaultPhase) {
-        // The history has its own type for the same start/stop: the checkers know no schedule.
-        let phase = match phase {
-            FaultPhase::Start => checkers::FaultPhase::Start,
-            FaultPhase::Stop => checkers::FaultPhase::Stop,
-        };
-        self.recorder.record(&checkers::HistoryLine::Nemesis {
-            fault: fault.name().into(),
-            phase,
-            time: self.recorder.now(),
-        });
+        self.ledger.stop(&self.families, &self.recorder, fault).await
     }
 
     /// Stops every active fault, then heals every proxy and makes sure every
     /// process runs; returns the first error after trying everything.
     pub async fn heal_all(&self) -> Result<()> {
-        let mut first_error = None;
-        for fault in self.active() {
-            if let Err(e) = self.stop(fault).await {
-                tracing::warn!("{e:#}");
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Err(e) = self.network.heal_all().await {
+        let mut first_error = self.ledger.stop_all(&self.families, &self.recorder).await.err();
+        if let Err(e) = self.families.network.heal_all().await {
             first_error.get_or_insert(e);
         }
-        if let Err(e) = self.process.heal_all().await {
+        if let Err(e) = self.families.process.heal_all().await {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// Starts or stops `fault`, in the file of its family.
-    async fn apply(&self, fault: Fault, phase: FaultPhase) -> Result<()> {
-        match fault.family() {
-            FaultFamily::Network => self.network.apply(fault, phase).await,
-            FaultFamily::Process => self.process.apply(fault, phase).await,
-            FaultFamily::Cluster => self.cluster.apply(fault, phase).await,
-            FaultFamily::Schema => self.schema.apply(fault, phase).await,
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! application killed, frozen or crashed right after their commit, and
 //! brought back when the fault stops.
 
-use super::{Fault, WhileActive};
+use super::{Fault, Target, WhileActive};
 use crate::app_process::{AppProcess, CrashPoint};
 use crate::env::{Environment, Service};
 use anyhow::{bail, Result};
@@ -34,6 +34,18 @@ impl ProcessFaults {
             relay,
             restart_timeout,
             crash_loop: WhileActive::default(),
+        }
+    }
+
+    /// The process a fault holds while in effect.
+    pub(super) fn target(&self, fault: Fault) -> Option<Target> {
+        use Fault::*;
+        match fault {
+            PgKill | PgPause => Some(Target::Postgres),
+            KafkaKill | KafkaPause => Some(Target::KafkaBroker0),
+            RelayKill if self.relay.is_some() => Some(Target::Relay),
+            RelayKill | CrashAfterCommit => Some(Target::Application),
+            _ => None,
         }
     }
 

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}\
 h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 .verdict{font-size:1.6em;font-weight:bold;padding:.4em .8em;border-radius:6px;display:inline-block}\
-.valid{background:#e3f4e3;color:#1a6b1a}.invalid{background:#fbe3e3;color:#a11}\
+.valid{background:#e3f4e3;color:#1a6b1a}.invalid{background:#fbe3e3;color:#a11}.unknown{background:#eee;color:#555}\
+td.failed{color:#a11;font-weight:bold}\
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:.92em}\
 th{background:#f5f5f5}td.bad{background:#fbe3e3;font-weight:bold}td.warn{background:#fff3d6}\
 .legend span{display:inline-block;margin-right:1.2em;font-size:.9em}\
@@ -29,7 +30,7 @@ pub fn render(input: &ReportInput) -> Result<String> {
         .max(1.0);
     let name = m.implementation.as_deref().unwrap_or("history");
     let mut h = String::new();
-    let verdict = if r.valid { "VALID" } else { "INVALID" };
+    let verdict = r.verdict.as_str().to_uppercase();
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -40,9 +41,13 @@ pub fn render(input: &ReportInput) -> Result<String> {
     let _ = writeln!(h, "<h1>dualcheck report: {}</h1>", escape(name));
     let _ = writeln!(
         h,
-        "<p><span class=\"verdict {}\" id=\"verdict\">{verdict}</span></p>",
-        if r.valid { "valid" } else { "invalid" }
+        "<p><span class=\"verdict {}\" id=\"verdict\">{verdict}</span>{}</p>",
+        r.verdict.as_str(),
+        escape(&crate::summary::not_in_effect(r))
     );
+    if let Some(reason) = &r.reason {
+        let _ = writeln!(h, "<p id=\"reason\">Why unknown: {}</p>", escape(reason));
+    }
     if !r.violations.is_empty() {
         let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
         let _ = writeln!(h, "<p>Violations: <b>{}</b></p>", escape(&names.join(", ")));
@@ -197,9 +202,9 @@ per class are drawn.</p>",
         plots::unseen_svg(&r.unseen_per_second, faults, end_s)?
     );
 
-    // Faults.
+    // Faults: the windows that took effect, then the starts that failed (no band).
     h.push_str("<h2>Faults</h2>\n");
-    if faults.is_empty() {
+    if faults.is_empty() && r.failed_faults.is_empty() {
         h.push_str("<p>No fault was injected.</p>\n");
     } else {
         h.push_str("<table id=\"faults\"><tr><th>fault</th><th>start</th><th>stop</th></tr>");
@@ -210,6 +215,15 @@ per class are drawn.</p>",
                 escape(&w.fault),
                 fmt_ns(w.start),
                 w.stop.map(fmt_ns).unwrap_or_else(|| "never healed".into())
+            );
+        }
+        for f in &r.failed_faults {
+            let _ = write!(
+                h,
+                "<tr class=\"failed-fault\"><td>{}</td><td>{}</td><td class=\"failed\">failed, never took effect: {}</td></tr>",
+                escape(&f.fault),
+                fmt_ns(f.time),
+                escape(f.error.as_deref().unwrap_or("no reason given"))
             );
         }
         h.push_str("</table>\n");

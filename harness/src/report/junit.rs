@@ -17,23 +17,29 @@ pub fn render(input: &ReportInput) -> String {
     );
     let violations: Vec<Anomaly> = r.anomalies.violations(r.exactly_once);
     let time = input.meta.duration_s.unwrap_or(0.0);
+    // An incomplete history: one test case errs with the reason; the anomaly
+    // cases are skipped (not judged), their counts kept in their output.
+    let unknown = r.verdict == checkers::Verdict::Unknown;
+    let tests = Anomaly::ALL.len() + usize::from(unknown);
+    let (failures, errors, skipped) = if unknown {
+        (0, 1, Anomaly::ALL.len())
+    } else {
+        (violations.len(), 0, 0)
+    };
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"dualcheck\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{time:.3}\">",
-        Anomaly::ALL.len(),
-        violations.len()
+        "<testsuites name=\"dualcheck\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">"
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
         escape(&name),
-        Anomaly::ALL.len(),
-        violations.len()
     );
     x.push_str("    <properties>\n");
     let mut props: Vec<(&str, String)> = vec![
+        ("verdict", r.verdict.as_str().to_string()),
         ("valid", r.valid.to_string()),
         ("exactly_once", r.exactly_once.to_string()),
         ("ops_invoked", r.ops.invoked.to_string()),
@@ -53,10 +59,31 @@ pub fn render(input: &ReportInput) -> String {
         props.push(("latency_p50_ms", format!("{:.3}", l.p50 as f64 / 1e6)));
         props.push(("latency_p99_ms", format!("{:.3}", l.p99 as f64 / 1e6)));
     }
+    for f in &r.failed_faults {
+        props.push((
+            "fault_never_took_effect",
+            format!(
+                "{} at {:.3} s: {}",
+                f.fault,
+                f.time as f64 / 1e9,
+                f.error.as_deref().unwrap_or("")
+            ),
+        ));
+    }
     for (k, v) in props {
         let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(&v));
     }
     x.push_str("    </properties>\n");
+    if unknown {
+        let reason = r.reason.as_deref().unwrap_or("incomplete history");
+        let _ = writeln!(
+            x,
+            "    <testcase classname=\"{}\" name=\"complete_history\" time=\"0\">\n      <error type=\"unknown\" message=\"{}\">{}</error>\n    </testcase>",
+            escape(&name),
+            escape("verdict unknown: the history is incomplete"),
+            escape(reason)
+        );
+    }
     for &kind in Anomaly::ALL {
         let n = r.anomalies.get(kind);
         let examples: String = r
@@ -69,7 +96,13 @@ pub fn render(input: &ReportInput) -> String {
             "    <testcase classname=\"{}\" name=\"{kind}\" time=\"0\"",
             escape(&name)
         );
-        if violations.contains(&kind) {
+        if unknown {
+            let _ = writeln!(
+                x,
+                ">\n      <skipped message=\"not judged: the history is incomplete\"/>\n      <system-out>{}</system-out>\n    </testcase>",
+                escape(&format!("{n} {kind} so far; examples:\n{examples}"))
+            );
+        } else if violations.contains(&kind) {
             let _ = writeln!(
                 x,
                 ">\n      <failure type=\"{kind}\" message=\"{n} {kind}\">{}</failure>\n    </testcase>",

@@ -69,6 +69,8 @@ pub struct ReportFiles {
     pub html: PathBuf,
     /// Whether the history is valid.
     pub valid: bool,
+    /// Valid, invalid or unknown (an incomplete history).
+    pub verdict: checkers::Verdict,
 }
 
 /// Escapes text for HTML and XML (text and attribute values); drops the
@@ -156,7 +158,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
     };
     let options = CheckOptions {
         exactly_once: meta.exactly_once,
-        max_examples: 5,
+        ..CheckOptions::default()
     };
     let result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
     let series = Series::read(history).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
@@ -181,5 +183,6 @@ pub fn write(path: &Path) -> Result<ReportFiles> {
         junit,
         html,
         valid: input.result.valid,
+        verdict: input.result.verdict,
     })
 }

@@ -23,7 +23,7 @@ pub(super) async fn judge(
         &history,
         CheckOptions {
             exactly_once: cfg.exactly_once,
-            max_examples: 5,
+            ..CheckOptions::default()
         },
     )
     .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;

@@ -290,6 +290,9 @@ async fn exercise(
     progress.finish();
 
     ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;
+    // Everything the checker needs is in the history now; without this line it
+    // would judge the run `unknown` (interrupted).
+    running.recorder.end(drained);
     Ok(Exercised {
         db_direct_url: running.db_direct_url,
         invoked,
