@@ -64,8 +64,9 @@ pub struct BenchRow {
     pub delivered_per_s: f64,
     /// `delivered_per_s` over the lower machine limit.
     pub ratio_to_limit: Option<f64>,
-    /// p99 over `debezium`'s p99 in the same bench (when `debezium` is among the impls).
-    pub p99_ratio_to_debezium: Option<f64>,
+    /// p99 over the latency reference's p99 in the same bench (the pattern whose
+    /// `PatternInfo::latency_reference` is set, when it is among the impls).
+    pub p99_ratio_to_reference: Option<f64>,
     /// Whether the run was valid (a benchmark of a broken run is worth little).
     pub valid: bool,
     /// The run's report.
@@ -248,7 +249,7 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     }
     s.push_str(&format!(
         "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}  {}\n",
-        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "p99/dbz", "valid"
+        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "p99/ref", "valid"
     ));
     for r in rows {
         s.push_str(&format!(
@@ -262,16 +263,17 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
             r.ratio_to_limit
                 .map(|v| format!("{v:.3}"))
                 .unwrap_or_else(|| "-".into()),
-            r.p99_ratio_to_debezium
+            r.p99_ratio_to_reference
                 .map(|v| format!("{v:.3}"))
                 .unwrap_or_else(|| "-".into()),
             r.valid
         ));
     }
-    s.push_str(
-        "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/dbz = p99 over debezium's p99\n\
-         (add `debezium` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
-    );
+    s.push_str(&format!(
+        "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/ref = p99 over {reference}'s p99\n\
+             (add `{reference}` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
+        reference = latency_reference().map(|i| i.name).unwrap_or("the reference pattern")
+    ));
     s
 }
 
@@ -297,15 +299,20 @@ pub fn drain_table(limits: Option<&Limits>, rows: &[RelayRateRow]) -> String {
     s
 }
 
-/// Fills `p99_ratio_to_debezium` when a `debezium` row has a p99.
-pub fn set_debezium_ratios(rows: &mut [BenchRow]) {
-    let debezium = rows
+/// The built-in pattern every p99 is compared with (`PatternInfo::latency_reference`).
+pub fn latency_reference() -> Option<&'static implementations::PatternInfo> {
+    implementations::REGISTRY.iter().find(|i| i.latency_reference)
+}
+
+/// Fills `p99_ratio_to_reference` when the latency reference's row has a p99.
+pub fn set_reference_ratios(rows: &mut [BenchRow]) {
+    let reference = rows
         .iter()
         .find(|r| implementations::lookup(&r.implementation).is_ok_and(|i| i.latency_reference))
         .and_then(|r| r.p99_ms)
         .filter(|p| *p > 0.0);
     for r in rows.iter_mut() {
-        r.p99_ratio_to_debezium = debezium.zip(r.p99_ms).map(|(d, p)| p / d);
+        r.p99_ratio_to_reference = reference.zip(r.p99_ms).map(|(d, p)| p / d);
     }
 }
 
@@ -357,12 +364,12 @@ pub async fn bench(
             ok_per_s: o.throughput_ok_per_s,
             delivered_per_s: delivered,
             ratio_to_limit: limits.map(|l| delivered / l.min()),
-            p99_ratio_to_debezium: None,
+            p99_ratio_to_reference: None,
             valid: o.result.valid,
             report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
     }
-    set_debezium_ratios(&mut rows);
+    set_reference_ratios(&mut rows);
     Ok((limits, rows))
 }
 
@@ -399,22 +406,22 @@ mod tests {
             ok_per_s: 1.0,
             delivered_per_s: 1.0,
             ratio_to_limit: None,
-            p99_ratio_to_debezium: None,
+            p99_ratio_to_reference: None,
             valid: true,
             report: PathBuf::new(),
         }
     }
 
     #[test]
-    fn ratios_to_debezium_only_when_it_was_measured() {
+    fn ratios_to_the_reference_only_when_it_was_measured() {
         let mut rows = vec![row("cdc-logical", Some(50.0)), row("debezium", Some(1000.0))];
-        set_debezium_ratios(&mut rows);
-        assert_eq!(rows[0].p99_ratio_to_debezium, Some(0.05));
-        assert_eq!(rows[1].p99_ratio_to_debezium, Some(1.0));
+        set_reference_ratios(&mut rows);
+        assert_eq!(rows[0].p99_ratio_to_reference, Some(0.05));
+        assert_eq!(rows[1].p99_ratio_to_reference, Some(1.0));
         let mut rows = vec![row("cdc-logical", Some(50.0))];
-        set_debezium_ratios(&mut rows);
-        assert_eq!(rows[0].p99_ratio_to_debezium, None);
-        assert!(table(None, &rows).contains("p99/dbz"));
+        set_reference_ratios(&mut rows);
+        assert_eq!(rows[0].p99_ratio_to_reference, None);
+        assert!(table(None, &rows).contains("p99/ref"));
     }
 
     #[test]
