@@ -5,7 +5,7 @@
 //! most 200 bytes of memory per op. Peak heap is measured with a counting
 //! allocator and printed once before criterion's timing.
 
-use checkers::{check_file, CheckOptions};
+use dualcheck_checkers::{check_file, CheckOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

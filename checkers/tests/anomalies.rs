@@ -1,7 +1,7 @@
 //! One tiny hand-made history per anomaly, each checked against the
 //! definitions in docs/anomalies.md.
 
-use checkers::{check_reader, Anomaly, CheckOptions, CheckResult};
+use dualcheck_checkers::{check_reader, Anomaly, CheckOptions, CheckResult};
 
 fn check(lines: &str) -> CheckResult {
     check_reader("test", lines.as_bytes(), CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"))

@@ -15,8 +15,8 @@
 //! dualcheck-checkers --bench checker`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use harness::app_process::{AppCommand, AppEnv, AppProcess, Completion};
-use harness::env::{BackendKind, EnvOptions, Environment};
+use dualcheck::app_process::{AppCommand, AppEnv, AppProcess, Completion};
+use dualcheck::env::{BackendKind, EnvOptions, Environment};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use std::collections::HashMap;
@@ -169,7 +169,7 @@ fn patterns(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
             let rate = rt
-                .block_on(harness::bench::pg_commit_rate(&direct_db, WORKERS as usize, PAYLOAD, d))
+                .block_on(dualcheck::bench::pg_commit_rate(&direct_db, WORKERS as usize, PAYLOAD, d))
                 .unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
@@ -178,7 +178,7 @@ fn patterns(c: &mut Criterion) {
     limits.bench_function("kafka_produce", |b| {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
-            let rate = harness::bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
+            let rate = dualcheck::bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
     });

@@ -1,8 +1,8 @@
 //! The library API for verifying an implementation from `cargo test`.
 //!
 //! ```no_run
-//! use harness::nemesis::Fault;
-//! use harness::verification::Verification;
+//! use dualcheck::nemesis::Fault;
+//! use dualcheck::verification::Verification;
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> anyhow::Result<()> {

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{unique, with_env};
-use harness::env::kafka::{consume, create_topic, produce_one};
-use harness::env::postgres::connect;
-use harness::env::toxiproxy::{Stream, Toxic};
-use harness::env::Service;
+use dualcheck::env::kafka::{consume, create_topic, produce_one};
+use dualcheck::env::postgres::connect;
+use dualcheck::env::toxiproxy::{Stream, Toxic};
+use dualcheck::env::Service;
 use std::time::{Duration, Instant};
 
 #[test]

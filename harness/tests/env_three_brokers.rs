@@ -5,8 +5,8 @@
 mod common;
 
 use common::{unique, with_env};
-use harness::env::kafka::{consume, create_topic, partition_leaders, produce_one};
-use harness::env::Service;
+use dualcheck::env::kafka::{consume, create_topic, partition_leaders, produce_one};
+use dualcheck::env::Service;
 use std::time::{Duration, Instant};
 
 #[test]

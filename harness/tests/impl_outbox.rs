@@ -8,7 +8,7 @@ mod common;
 mod impl_support;
 
 use common::with_env;
-use harness::env::Service;
+use dualcheck::env::Service;
 use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App};
 use implementations::patterns::outbox::shard_relay::LOCK_CLASS;
 use implementations::Op;
@@ -59,7 +59,7 @@ fn assert_valid(
 }
 
 async fn relay_backends(direct_url: &str, db: &str) -> Vec<i32> {
-    let c = harness::env::postgres::connect(direct_url).await.unwrap();
+    let c = dualcheck::env::postgres::connect(direct_url).await.unwrap();
     c.query(
         "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1
            AND database = (SELECT oid FROM pg_database WHERE datname = $2) AND granted",
@@ -112,7 +112,7 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
                 if round == 1 {
                     // A relay's connection dies: its shard groups are taken over.
                     let pids = relay_backends(&sp.direct_url, &sp.db).await;
-                    let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+                    let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
                     c.execute("SELECT pg_terminate_backend($1)", &[&pids[0]]).await.unwrap();
                 }
             }
@@ -124,7 +124,7 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
             "every op commits (only Kafka was faulted)"
         );
         app.wait_drained(Duration::from_secs(60)).await;
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         let retried: i64 = c
             .query_one("SELECT count(*) FROM outbox WHERE attempts > 0", &[])
             .await
@@ -200,7 +200,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             (1, 1),
             "the key's later event waits behind the parked one"
         );
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         let row = c
             .query_one("SELECT op, attempts, last_error FROM outbox_failed", &[])
             .await
@@ -287,7 +287,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
 fn inbox_absorbs_redeliveries() {
     with_env(1, |env| async move {
         let sp = space(env, "inbox", 1).await;
-        let mut c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let mut c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         implementations::runtime::inbox::setup(&c).await.unwrap();
         implementations::runtime::inbox::setup(&c).await.unwrap(); // idempotent
         let id = uuid::Uuid::new_v4();
@@ -316,7 +316,7 @@ fn inbox_absorbs_redeliveries() {
 fn xid_relay_orders_numerically_across_a_digit_boundary() {
     with_env(1, |env| async move {
         let sp = space(env, "xid_digits", 3).await;
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         let now: i64 = c
             .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
             .await

@@ -143,7 +143,7 @@ fn testcases(xml: &str) -> Vec<(String, bool)> {
 #[test]
 fn invalid_run_report_and_junit() {
     let d = write_run("invalid", &invalid_history(), Some(&results_json("naive<x>")));
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert!(!files.valid);
 
     let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
@@ -206,7 +206,7 @@ fn only_svg_namespace(html: &str) -> bool {
 #[test]
 fn valid_run_has_no_failures() {
     let d = write_run("valid", &valid_history(), None);
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert!(files.valid);
     let cases = testcases(&std::fs::read_to_string(d.join("junit.xml")).unwrap());
     assert_eq!(cases.len(), 8);
@@ -248,7 +248,7 @@ fn report_command_on_a_history_file_and_errors() {
     let _ = Path::new(&bad);
 }
 
-fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::runner::RunOutcome {
+fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck::runner::RunOutcome {
     let mut result = checkers::CheckResult {
         valid: lost == 0,
         ..Default::default()
@@ -262,7 +262,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
         p99: p99_ms * 1_000_000,
         max: p99_ms * 1_000_000,
     });
-    harness::runner::RunOutcome {
+    dualcheck::runner::RunOutcome {
         result,
         throughput_ok_per_s: 50.0,
         run_dir: PathBuf::from(format!("/tmp/cmp/run-{implementation}-{seed}")),
@@ -279,7 +279,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
 
 #[test]
 fn compare_rows_tables_and_html() {
-    use harness::compare::{html, markdown_table, text_table, Row};
+    use dualcheck::compare::{html, markdown_table, text_table, Row};
     let naive = Row::from_runs(
         "naive",
         &[(0, Ok(outcome("naive", 0, 3, 40))), (1, Ok(outcome("naive", 1, 0, 90)))],

@@ -5,7 +5,7 @@
 //! replication slots at teardown; a tailer that confirms WAL positions before
 //! Kafka acknowledged them must be caught losing events.
 
-use harness::nemesis::Fault;
+use dualcheck::nemesis::Fault;
 use serde_json::Value;
 use std::time::Duration;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};

@@ -12,8 +12,8 @@
 //! test (`tests/verify.rs`) runs that binary through `Verification::exec`.
 
 use anyhow::Result;
-use implementations::runtime::kafka::{Envelope, Record};
-use implementations::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
+use dualcheck_implementations::runtime::kafka::{Envelope, Record};
+use dualcheck_implementations::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,13 +1,13 @@
 //! `dualcheck compare`: every implementation under the same seeded workload
 //! and fault schedule, one seed after another, summed up in one table (text,
 //! Markdown or JSON) and in `compare.html`, which links each run's report.
-//! The runs and the table are [`harness::compare`]'s.
+//! The runs and the table are [`dualcheck::compare`]'s.
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::compare::{markdown_table, text_table};
-use harness::run_dir::COMPARE_HTML;
-use harness::run_options::RunOptions;
+use dualcheck::compare::{markdown_table, text_table};
+use dualcheck::run_dir::COMPARE_HTML;
+use dualcheck::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ pub fn run(args: CompareArgs) -> Verdict {
         Err(v) => return v,
     };
     let seeds = args.first_seed..args.first_seed + args.seeds;
-    match rt.block_on(harness::compare::compare(&args.impls, seeds, &args.run_options())) {
+    match rt.block_on(dualcheck::compare::compare(&args.impls, seeds, &args.run_options())) {
         Ok((rows, dir)) => {
             if args.json {
                 let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join(COMPARE_HTML)});

@@ -2,8 +2,8 @@
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::nemesis::Fault;
-use harness::run_options::RunOptions;
+use dualcheck::nemesis::Fault;
+use dualcheck::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 use workloads::{Skew, Workload};
@@ -142,12 +142,12 @@ pub fn run(args: RunArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    match rt.block_on(harness::runner::run(cfg)) {
+    match rt.block_on(dualcheck::runner::run(cfg)) {
         Ok(outcome) => {
             if args.json {
                 println!("{}", serde_json::to_string(&outcome).expect("results serialize"));
             } else {
-                print!("{}", harness::summary::run_outcome(&outcome));
+                print!("{}", dualcheck::summary::run_outcome(&outcome));
             }
             Verdict::of(outcome.result.valid)
         }

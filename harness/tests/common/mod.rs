@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use harness::env::{EnvOptions, Environment};
+use dualcheck::env::{EnvOptions, Environment};
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};

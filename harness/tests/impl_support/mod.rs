@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-use harness::app_process::{AppEnv, AppProcess, CrashPoint};
-use harness::env::Environment;
+use dualcheck::app_process::{AppEnv, AppProcess, CrashPoint};
+use dualcheck::env::Environment;
 use implementations::runtime::kafka::Envelope;
 use implementations::{Backlog, Op};
 use rdkafka::message::Headers;
@@ -193,7 +193,7 @@ pub async fn read_topic(
     timeout: Duration,
 ) -> Vec<Delivered> {
     let topic = &space.topic;
-    let consumer = harness::observer::consumer(&env.kafka_direct_bootstrap, &[(topic.clone(), space.partitions)])
+    let consumer = dualcheck::observer::consumer(&env.kafka_direct_bootstrap, &[(topic.clone(), space.partitions)])
         .expect("creating the topic reader");
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
@@ -234,7 +234,7 @@ pub async fn read_topic(
 
 /// The committed ops per the implementation's committed SQL, on the direct connection.
 pub async fn committed(space: &Space, sql: &str) -> std::collections::BTreeSet<i64> {
-    let c = harness::env::postgres::connect(&space.direct_url).await.unwrap();
+    let c = dualcheck::env::postgres::connect(&space.direct_url).await.unwrap();
     c.query(sql, &[])
         .await
         .unwrap()
