@@ -7,8 +7,8 @@ fn main() {
         return parse_only(&path);
     }
     let started = std::time::Instant::now();
-    let result =
-        dualcheck_checkers::check_file(path.as_ref(), dualcheck_checkers::CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let result = dualcheck_checkers::check_file(path.as_ref(), dualcheck_checkers::CheckOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "{} lines in {:.3} s, valid={}",
         result.lines,

@@ -1,4 +1,4 @@
-//! Change data capture under faults (issue 6), each a real run through the
+//! Change data capture under faults, each a real run through the
 //! `dualcheck` binary: our own WAL tailer (`cdc-logical`, `cdc-outbox`) and the
 //! real Debezium in Kafka Connect (`debezium`) must stay valid (duplicates
 //! allowed) under network, kill, schema and noise faults, and drop their

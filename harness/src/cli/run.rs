@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// Sets a knob of the implementation process, KEY=VALUE (repeatable; `dualcheck list` shows them),
     /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
     #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub app_env: Vec<(String, String)>,
+    pub app_vars: Vec<(String, String)>,
     /// Where run directories go.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -114,7 +114,7 @@ impl RunArgs {
             brokers: self.brokers,
             partitions: self.partitions,
             relays: self.relays,
-            app_env: self.app_env.clone(),
+            app_vars: self.app_vars.clone(),
             out: self.out.clone(),
             cmd: self.cmd.clone(),
             committed_sql: self.committed_sql.clone(),

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use dualcheck::app_process::{AppEnv, AppProcess, CrashPoint};
+use dualcheck::app_process::{AppProcess, AppVars, CrashPoint};
 use dualcheck::env::Environment;
 use implementations::runtime::kafka::Envelope;
 use implementations::{Backlog, Op};
@@ -61,7 +61,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(200);
 impl App {
     /// Starts the app on `space` with extra environment variables and waits for `/health`.
     pub async fn start(env: &Environment, name: &str, space: &Space, extra: &[(&str, &str)]) -> App {
-        let app_env = AppEnv {
+        let app_vars = AppVars {
             database_url: space.url.clone(),
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             topic: space.topic.clone(),
@@ -71,7 +71,7 @@ impl App {
         let dir = env.run_dir.join(super::common::unique(&format!("app-{}", space.db)));
         std::fs::create_dir_all(&dir).unwrap();
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dualcheck"));
-        let process = AppProcess::start_builtin(bin, name, &app_env, &dir, READY_TIMEOUT)
+        let process = AppProcess::start_builtin(bin, name, &app_vars, &dir, READY_TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("starting {name}: {e:#}"));
         App {

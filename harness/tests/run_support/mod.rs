@@ -39,7 +39,7 @@ pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
     );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
     assert_no_process_left(&out);
-    // Every run directory carries its report (issue 8).
+    // Every run directory carries its report.
     let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
     assert_eq!(

@@ -7,7 +7,7 @@
 
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Op, OpOutcome};
+use crate::{AppContext, Op, OpAnswer};
 
 /// SQL every built-in implementation's business table answers: one `op` column
 /// (bigint) with every op whose business row exists.
@@ -93,12 +93,12 @@ impl Statement {
     }
 }
 
-impl From<TxnEnd> for OpOutcome {
-    fn from(end: TxnEnd) -> OpOutcome {
+impl From<TxnEnd> for OpAnswer {
+    fn from(end: TxnEnd) -> OpAnswer {
         match end {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+            TxnEnd::Committed => OpAnswer::Ok,
+            TxnEnd::Failed(e) => OpAnswer::Fail(e),
+            TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
         }
     }
 }

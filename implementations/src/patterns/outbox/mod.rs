@@ -13,7 +13,7 @@ use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::Cleanup;
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
+use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ impl Pattern for OutboxPattern {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let env = Envelope::new(op);
         let row = OutboxRow {
             envelope: &env,

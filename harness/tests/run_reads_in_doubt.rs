@@ -1,4 +1,4 @@
-//! What issue 7's patterns must show (listen-to-yourself, kafka-first,
+//! What the consumer-side and two-phase patterns must show (listen-to-yourself, kafka-first,
 //! two-phase), each a real run against real Postgres, Kafka and Toxiproxy
 //! started by the harness, through the `dualcheck` binary exactly as a user
 //! runs it. Runs are serialized: each starts its own environment, and two at
@@ -15,7 +15,7 @@ const FAULTS: &str = "kafka-partition,pg-partition,relay-kill,crash-after-commit
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir()
-        .join(format!("dualcheck-issue7-{}", std::process::id()))
+        .join(format!("dualcheck-reads-in-doubt-{}", std::process::id()))
         .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
