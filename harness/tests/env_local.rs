@@ -3,29 +3,30 @@
 
 mod common;
 
-use common::{unique, with_env};
+use common::{query_value, unique, with_env};
 use dualcheck::env::kafka::{consume, create_topic, produce_one};
 use dualcheck::env::postgres::connect;
 use dualcheck::env::toxiproxy::{Stream, Toxic};
-use dualcheck::env::Service;
+use dualcheck::env::{Environment, Service};
 use std::time::{Duration, Instant};
+
+/// A new table of one `v int` column filled from `rows` (`VALUES ...` or a
+/// `SELECT`), created through the proxy; returns its name and that connection.
+async fn new_table(env: &Environment, prefix: &str, rows: &str) -> (String, tokio_postgres::Client) {
+    let table = unique(prefix);
+    let c = connect(&env.postgres_url).await.unwrap();
+    c.batch_execute(&format!("CREATE TABLE {table} (v int); INSERT INTO {table} {rows}"))
+        .await
+        .unwrap();
+    (table, c)
+}
 
 #[test]
 fn postgres_and_kafka_round_trip_through_proxies() {
     with_env(1, |env| async move {
-        let table = unique("rt");
-        let c = connect(&env.postgres_url).await.unwrap();
-        c.batch_execute(&format!(
-            "CREATE TABLE {table} (v int); INSERT INTO {table} VALUES (42)"
-        ))
-        .await
-        .unwrap();
+        let (table, _c) = new_table(env, "rt", "VALUES (42)").await;
         let d = connect(&env.postgres_direct_url).await.unwrap();
-        let v: i32 = d
-            .query_one(&format!("SELECT v FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let v: i32 = query_value(&d, &format!("SELECT v FROM {table}")).await;
         assert_eq!(v, 42);
 
         let topic = unique("rt");
@@ -177,13 +178,7 @@ fn bandwidth_and_timeout_toxics_are_accepted_and_healed() {
 #[test]
 fn postgres_kill_restart_keeps_committed_data() {
     with_env(1, |env| async move {
-        let table = unique("kill");
-        let c = connect(&env.postgres_url).await.unwrap();
-        c.batch_execute(&format!(
-            "CREATE TABLE {table} (v int); INSERT INTO {table} SELECT generate_series(1, 100)"
-        ))
-        .await
-        .unwrap();
+        let (table, c) = new_table(env, "kill", "SELECT generate_series(1, 100)").await;
         let pid = env.pid(Service::Postgres).unwrap().unwrap();
         env.kill_restart(Service::Postgres, Duration::from_secs(30))
             .await
@@ -192,11 +187,7 @@ fn postgres_kill_restart_keeps_committed_data() {
         // The old connection died with the server.
         assert!(c.simple_query("SELECT 1").await.is_err());
         let c = connect(&env.postgres_url).await.unwrap();
-        let n: i64 = c
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = query_value(&c, &format!("SELECT count(*) FROM {table}")).await;
         assert_eq!(n, 100);
     });
 }

@@ -17,20 +17,12 @@ const S: i64 = 1_000_000_000;
 /// A history with a lost op, a duplicate, a key that is HTML and two fault windows.
 fn invalid_history() -> String {
     let key = "<script>alert(1)</script>&\"k\"";
-    let lines = [
-        format!(
-            r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{}}}"#,
-            S
-        ),
-        format!(
-            r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
-            S / 2
-        ),
-        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, S / 2 + 3_000_000),
-        format!(
-            r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
-            S / 2 + 9_000_000
-        ),
+    let mut lines = vec![format!(
+        r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{}}}"#,
+        S
+    )];
+    lines.extend(op_1_ok_and_delivered());
+    lines.extend([
         format!(
             r#"{{"type":"invoke","op":2,"process":1,"key":{},"seq":0,"time":{}}}"#,
             serde_json::to_string(key).unwrap(),
@@ -81,12 +73,13 @@ fn invalid_history() -> String {
         r#"{"type":"committed","op":1}"#.to_string(),
         r#"{"type":"committed","op":2}"#.to_string(),
         r#"{"type":"committed","op":4}"#.to_string(),
-    ];
+    ]);
     lines.join("\n") + "\n"
 }
 
-fn valid_history() -> String {
-    let lines = [
+/// Op 1 on key k1: invoked at 0.5 s, ok 3 ms later and delivered 9 ms after its invoke.
+fn op_1_ok_and_delivered() -> [String; 3] {
+    [
         format!(
             r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
             S / 2
@@ -96,8 +89,11 @@ fn valid_history() -> String {
             r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
             S / 2 + 9_000_000
         ),
-    ];
-    lines.join("\n") + "\n"
+    ]
+}
+
+fn valid_history() -> String {
+    op_1_ok_and_delivered().join("\n") + "\n"
 }
 
 fn results_json(implementation: &str) -> String {

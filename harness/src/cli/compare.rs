@@ -3,6 +3,7 @@
 //! Markdown or JSON) and in `compare.html`, which links each run's report.
 //! The runs and the table are [`dualcheck::compare`]'s.
 
+use super::run::LoadArgs;
 use super::{parse_duration, Verdict};
 use clap::Args;
 use dualcheck::compare::{markdown_table, text_table};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 /// Arguments of `dualcheck compare`.
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("concurrency", |a| a.help("Worker tasks.")))]
 pub struct CompareArgs {
     /// Comma-separated implementations (see `dualcheck list`).
     #[arg(long, value_delimiter = ',', required = true)]
@@ -29,15 +31,8 @@ pub struct CompareArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub first_seed: u64,
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Where the comparison directory (runs and compare.html) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -56,9 +51,9 @@ impl CompareArgs {
         let mut o = RunOptions::new("");
         o.faults = self.faults.clone();
         o.duration = self.duration;
-        o.workload.rate = self.rate;
-        o.workload.concurrency = self.concurrency;
-        o.workload.keys = self.keys;
+        o.workload.rate = self.load.rate;
+        o.workload.concurrency = self.load.concurrency;
+        o.workload.keys = self.load.keys;
         o.out = self.out.clone();
         o
     }

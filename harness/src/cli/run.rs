@@ -8,6 +8,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 use workloads::{Skew, Workload};
 
+/// How hard the workload drives the implementation: `dualcheck run`'s and
+/// `dualcheck compare`'s flags, with the same defaults.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Target ops per second over all workers (0 = unlimited).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Worker tasks (each owns a share of the keys).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Distinct business keys.
+    #[arg(long, default_value_t = 32)]
+    pub keys: usize,
+}
+
 /// Arguments of `dualcheck run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -26,15 +41,8 @@ pub struct RunArgs {
     /// Print one JSON object (the results) instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks (each owns a share of the keys).
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
     #[arg(long, default_value = "uniform")]
     pub skew: Skew,
@@ -102,9 +110,9 @@ impl RunArgs {
             duration: self.duration,
             workload: Workload {
                 seed: self.seed,
-                rate: self.rate,
-                concurrency: self.concurrency,
-                keys: self.keys,
+                rate: self.load.rate,
+                concurrency: self.load.concurrency,
+                keys: self.load.keys,
                 skew: self.skew,
                 payload_bytes: self.payload,
                 abort_fraction: self.abort_fraction,

@@ -59,3 +59,8 @@ pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// The one value of a query returning one row of one column.
+pub async fn query_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}

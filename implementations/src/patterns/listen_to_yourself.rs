@@ -176,22 +176,12 @@ impl Pattern for ListenToYourself {
         if let Some(e) = self.cache.get(key) {
             return Ok(Some(e.seq));
         }
-        let mut c = ctx.db.get().await?;
-        let r = timed(
-            ctx.db.timeout,
+        crate::runtime::business::newest_seq(
+            ctx,
             "reading the newest seq of a key (orders and pending events)",
-            c.query_one(
-                "SELECT greatest((SELECT max(seq) FROM orders WHERE key = $1), (SELECT max(seq) FROM ly_pending WHERE key = $1))",
-                &[&key],
-            ),
+            "SELECT greatest((SELECT max(seq) FROM orders WHERE key = $1), (SELECT max(seq) FROM ly_pending WHERE key = $1))",
+            key,
         )
-        .await;
-        match r {
-            Ok(row) => Ok(row.get(0)),
-            Err(e) => {
-                c.discard();
-                Err(e)
-            }
-        }
+        .await
     }
 }

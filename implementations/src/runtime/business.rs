@@ -24,13 +24,20 @@ pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (
 
 /// The newest seq of `key` in the `orders` table (`None`: no row).
 pub async fn read_orders(ctx: &AppContext, key: &str) -> anyhow::Result<Option<i64>> {
-    let mut c = ctx.db.get().await?;
-    let r = timed(
-        ctx.db.timeout,
+    newest_seq(
+        ctx,
         "reading the newest seq of a key from orders",
-        c.query_one("SELECT max(seq) FROM orders WHERE key = $1", &[&key]),
+        "SELECT max(seq) FROM orders WHERE key = $1",
+        key,
     )
-    .await;
+    .await
+}
+
+/// The newest seq of `key` by `sql` (one row, one nullable bigint, the key as
+/// `$1`), on a pooled connection that is dropped when the query fails.
+pub async fn newest_seq(ctx: &AppContext, what: &str, sql: &str, key: &str) -> anyhow::Result<Option<i64>> {
+    let mut c = ctx.db.get().await?;
+    let r = timed(ctx.db.timeout, what, c.query_one(sql, &[&key])).await;
     match r {
         Ok(row) => Ok(row.get(0)),
         Err(e) => {

@@ -12,7 +12,7 @@ use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::Cleanup;
 use crate::runtime::db::timed;
-use crate::runtime::kafka::Envelope;
+use crate::runtime::kafka::{Envelope, PublishError, Record};
 use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
@@ -256,4 +256,16 @@ impl Pattern for OutboxPattern {
             parked: row.get(2),
         })
     }
+}
+
+/// Publishes events, each (event id, key, value), in order: one result each,
+/// as the relays mark them published or retry them.
+async fn publish_events<'a>(
+    ctx: &AppContext,
+    events: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Vec<Result<(i32, i64), PublishError>> {
+    let records: Vec<Record> = events
+        .map(|(event_id, key, value)| Record { key, value, event_id })
+        .collect();
+    ctx.publisher.publish_all(&records).await
 }
