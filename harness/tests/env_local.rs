@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{query_value, unique, with_env};
+use common::{produced, query_value, unique, with_env};
 use dualcheck::env::kafka::{consume, create_topic, produce_one};
 use dualcheck::env::postgres::connect;
 use dualcheck::env::toxiproxy::{Stream, Toxic};
@@ -31,9 +31,7 @@ fn postgres_and_kafka_round_trip_through_proxies() {
 
         let topic = unique("rt");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v1", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v1", Duration::from_secs(15)).await;
         let got = consume(&env.kafka_direct_bootstrap, &topic, 1, Duration::from_secs(15))
             .await
             .unwrap();
@@ -67,19 +65,16 @@ fn proxy_down_breaks_and_up_heals() {
         let r = produce_one(&env.kafka_bootstrap, &topic, "k", "lost", Duration::from_secs(3)).await;
         assert!(r.is_err(), "produced through a downed kafka proxy: {r:?}");
         // The observer's direct listener still works.
-        produce_one(
+        produced(
             &env.kafka_direct_bootstrap,
             &topic,
             "k",
             "direct",
             Duration::from_secs(10),
         )
-        .await
-        .unwrap();
+        .await;
         env.toxiproxy.up("kafka-0").await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "healed", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "healed", Duration::from_secs(15)).await;
     });
 }
 
@@ -169,9 +164,7 @@ fn bandwidth_and_timeout_toxics_are_accepted_and_healed() {
         env.heal_all().await.unwrap();
         assert!(tp.proxy("kafka-0").await.unwrap().toxics.is_empty());
         assert!(tp.proxy("postgres").await.unwrap().enabled);
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15)).await;
     });
 }
 
@@ -198,15 +191,14 @@ fn broker_kill_restart_keeps_acknowledged_records() {
         let topic = unique("bkill");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
         for i in 0..5 {
-            produce_one(
+            produced(
                 &env.kafka_bootstrap,
                 &topic,
                 "k",
                 &i.to_string(),
                 Duration::from_secs(15),
             )
-            .await
-            .unwrap();
+            .await;
         }
         env.kill(Service::Kafka(0)).await.unwrap();
         assert!(env.pid(Service::Kafka(0)).unwrap().is_none());
@@ -218,9 +210,7 @@ fn broker_kill_restart_keeps_acknowledged_records() {
             .unwrap();
         let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(values, ["0", "1", "2", "3", "4"]);
-        produce_one(&env.kafka_bootstrap, &topic, "k", "5", Duration::from_secs(30))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "5", Duration::from_secs(30)).await;
     });
 }
 
@@ -240,8 +230,6 @@ fn pause_resume_freezes_and_thaws() {
         let r = produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(3)).await;
         env.resume(Service::Kafka(0)).await.unwrap();
         assert!(r.is_err(), "a paused broker acknowledged");
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(30))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(30)).await;
     });
 }

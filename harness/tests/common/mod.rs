@@ -64,3 +64,11 @@ pub fn unique(prefix: &str) -> String {
 pub async fn query_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+/// Produces one record to `topic` and waits for its acknowledgement, which
+/// must come within `timeout`.
+pub async fn produced(bootstrap: &str, topic: &str, key: &str, value: &str, timeout: Duration) {
+    dualcheck::env::kafka::produce_one(bootstrap, topic, key, value, timeout)
+        .await
+        .unwrap();
+}
