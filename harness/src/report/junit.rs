@@ -4,35 +4,23 @@
 //! violation (`duplicate` without `--exactly-once`) passes with its examples in
 //! `system-out`.
 
-use super::{escape, example_line, ReportInput};
+use super::{example_line, ReportInput};
+use anyhow::Result;
 use checkers::Anomaly;
-use std::fmt::Write as _;
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
 
 /// The JUnit XML of a run.
-pub fn render(input: &ReportInput) -> String {
+pub fn render(input: &ReportInput) -> Result<String> {
     let r = &input.result;
     let name = format!(
         "dualcheck.{}",
         input.meta.implementation.as_deref().unwrap_or("history")
     );
     let violations: Vec<Anomaly> = r.anomalies.violations(r.exactly_once);
-    let time = input.meta.duration_s.unwrap_or(0.0);
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"dualcheck\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{time:.3}\">",
-        Anomaly::ALL.len(),
-        violations.len()
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\">",
-        escape(&name),
-        Anomaly::ALL.len(),
-        violations.len()
-    );
-    x.push_str("    <properties>\n");
+    let time = Duration::from_secs_f64(input.meta.duration_s.unwrap_or(0.0).max(0.0));
+    let mut suite = TestSuite::new(name.as_str());
+    suite.set_time(time);
     let mut props: Vec<(&str, String)> = vec![
         ("valid", r.valid.to_string()),
         ("exactly_once", r.exactly_once.to_string()),
@@ -53,10 +41,7 @@ pub fn render(input: &ReportInput) -> String {
         props.push(("latency_p50_ms", format!("{:.3}", l.p50 as f64 / 1e6)));
         props.push(("latency_p99_ms", format!("{:.3}", l.p99 as f64 / 1e6)));
     }
-    for (k, v) in props {
-        let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(&v));
-    }
-    x.push_str("    </properties>\n");
+    suite.add_properties(props.into_iter().map(|(k, v)| Property::new(k, v)));
     for &kind in Anomaly::ALL {
         let n = r.anomalies.get(kind);
         let examples: String = r
@@ -64,29 +49,26 @@ pub fn render(input: &ReportInput) -> String {
             .get(&kind)
             .map(|v| v.iter().map(|e| example_line(e) + "\n").collect())
             .unwrap_or_default();
-        let _ = write!(
-            x,
-            "    <testcase classname=\"{}\" name=\"{kind}\" time=\"0\"",
-            escape(&name)
-        );
-        if violations.contains(&kind) {
-            let _ = writeln!(
-                x,
-                ">\n      <failure type=\"{kind}\" message=\"{n} {kind}\">{}</failure>\n    </testcase>",
-                escape(&format!("{n} {kind} (definition in DESIGN.md); examples:\n{examples}"))
-            );
-        } else if n > 0 {
-            let _ = writeln!(
-                x,
-                ">\n      <system-out>{}</system-out>\n    </testcase>",
-                escape(&format!(
-                    "{n} {kind}, not a violation with these options; examples:\n{examples}"
-                ))
-            );
+        let status = if violations.contains(&kind) {
+            let mut failure = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            failure
+                .set_type(kind.name())
+                .set_message(format!("{n} {kind}"))
+                .set_description(format!("{n} {kind} (definition in DESIGN.md); examples:\n{examples}"));
+            failure
         } else {
-            x.push_str("/>\n");
+            TestCaseStatus::success()
+        };
+        let mut case = TestCase::new(kind.name(), status);
+        case.set_classname(name.as_str()).set_time(Duration::ZERO);
+        if n > 0 && !violations.contains(&kind) {
+            case.set_system_out(format!(
+                "{n} {kind}, not a violation with these options; examples:\n{examples}"
+            ));
         }
+        suite.add_test_case(case);
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+    let mut report = Report::new("dualcheck");
+    report.set_time(time).add_test_suite(suite);
+    Ok(report.to_string()?)
 }
