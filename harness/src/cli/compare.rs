@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Arguments of `dualcheck compare`.
 #[derive(Args, Debug, Clone)]
-#[command(mut_arg("concurrency", |a| a.help("Worker tasks.")))]
+#[command(mut_arg("concurrency", |a| a.help("Worker tasks")))]
 pub struct CompareArgs {
     /// Comma-separated implementations (see `dualcheck list`).
     #[arg(long, value_delimiter = ',', required = true)]
