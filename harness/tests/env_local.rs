@@ -21,6 +21,11 @@ async fn new_table(env: &Environment, prefix: &str, rows: &str) -> (String, toki
     (table, c)
 }
 
+/// Postgres answers a query on a new connection to `url`.
+async fn assert_answers(url: &str) {
+    connect(url).await.unwrap().simple_query("SELECT 1").await.unwrap();
+}
+
 #[test]
 fn postgres_and_kafka_round_trip_through_proxies() {
     with_env(1, |env| async move {
@@ -52,12 +57,7 @@ fn proxy_down_breaks_and_up_heals() {
         // The direct link is not faulted.
         connect(&env.postgres_direct_url).await.unwrap();
         env.toxiproxy.up("postgres").await.unwrap();
-        connect(&env.postgres_url)
-            .await
-            .unwrap()
-            .simple_query("SELECT 1")
-            .await
-            .unwrap();
+        assert_answers(&env.postgres_url).await;
 
         let topic = unique("down");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
@@ -135,12 +135,7 @@ fn reset_peer_toxic_resets_connections() {
             env.toxiproxy.proxy("postgres").await.unwrap().toxics.is_empty(),
             "heal_all removes toxics"
         );
-        connect(&env.postgres_url)
-            .await
-            .unwrap()
-            .simple_query("SELECT 1")
-            .await
-            .unwrap();
+        assert_answers(&env.postgres_url).await;
     });
 }
 

@@ -69,16 +69,7 @@ impl ReadCache {
         let mut m = self.map();
         match m.get(key) {
             Some(e) if e.seq > seq => {}
-            _ => {
-                m.insert(
-                    key.to_string(),
-                    Entry {
-                        op,
-                        seq,
-                        state: EntryState::Pending,
-                    },
-                );
-            }
+            _ => set(&mut m, key, op, seq, EntryState::Pending),
         }
     }
 
@@ -96,16 +87,7 @@ impl ReadCache {
         match m.get_mut(key) {
             Some(e) if e.op == op => e.state = EntryState::Committed,
             Some(e) if e.seq >= seq => {}
-            _ => {
-                m.insert(
-                    key.to_string(),
-                    Entry {
-                        op,
-                        seq,
-                        state: EntryState::Committed,
-                    },
-                );
-            }
+            _ => set(&mut m, key, op, seq, EntryState::Committed),
         }
     }
 
@@ -118,6 +100,11 @@ impl ReadCache {
     pub fn pending(&self) -> usize {
         self.map().values().filter(|e| e.state == EntryState::Pending).count()
     }
+}
+
+/// Makes op `op` (seq `seq`) the entry of `key`, in `state`.
+fn set(m: &mut HashMap<String, Entry>, key: &str, op: i64, seq: i64, state: EntryState) {
+    m.insert(key.to_string(), Entry { op, seq, state });
 }
 
 #[cfg(test)]
