@@ -109,15 +109,7 @@ impl TwoPhase {
             // A key held by an in-doubt transaction: fail (certainly not
             // prepared) well before the runner's op timeout, rather than hang.
             timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
-            timed(
-                t,
-                "inserting the order",
-                c.execute(
-                    "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                    &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-                ),
-            )
-            .await?;
+            crate::runtime::business::insert_order(t, c, op).await?;
             timed(
                 t,
                 "updating the key's aggregate row (waits while an in-doubt transaction holds it)",

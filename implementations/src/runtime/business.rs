@@ -128,6 +128,25 @@ pub async fn finish(t: std::time::Duration, tx: tokio_postgres::Transaction<'_>,
     })
 }
 
+/// Inserts the `orders` row of `op` on `c` (a connection inside a
+/// transaction, or the transaction).
+pub async fn insert_order(
+    t: std::time::Duration,
+    c: &impl tokio_postgres::GenericClient,
+    op: &Op,
+) -> anyhow::Result<()> {
+    timed(
+        t,
+        "inserting the order",
+        c.execute(
+            "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
+            &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Runs the business transaction of `op` (see the module doc).
 pub async fn run(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
     run_with(ctx, op, outbox, &[]).await
@@ -143,15 +162,7 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
     };
     let res: anyhow::Result<TxnEnd> = async {
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
-        timed(
-            t,
-            "inserting the order",
-            tx.execute(
-                "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-            ),
-        )
-        .await?;
+        insert_order(t, &tx, op).await?;
         if let Some(o) = &outbox {
             let e = o.envelope;
             let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
