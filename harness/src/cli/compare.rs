@@ -31,6 +31,7 @@ pub struct CompareArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub first_seed: u64,
+    /// Rate, workers and keys of the workload.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Where the comparison directory (runs and compare.html) goes.

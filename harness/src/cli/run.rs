@@ -41,6 +41,7 @@ pub struct RunArgs {
     /// Print one JSON object (the results) instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Rate, workers and keys of the workload.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
