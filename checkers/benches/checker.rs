@@ -1,12 +1,12 @@
 //! The checker's speed and memory over a generated, shuffled history of
 //! 1,000,000 ops (invoke, ok, deliver, committed: 4M lines).
 //!
-//! Goals (issue 2): at least 5M lines/s end to end on a 2-core machine, at
+//! Goals: at least 5M lines/s end to end on a 2-core machine, at
 //! most 200 bytes of memory per op. Peak heap is measured with a counting
 //! allocator and printed once before criterion's timing.
 
-use checkers::{check_file, CheckOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dualcheck_checkers::{check_file, CheckOptions};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -7,8 +7,8 @@ fn main() {
         return parse_only(&path);
     }
     let started = std::time::Instant::now();
-    let result =
-        checkers::check_file(path.as_ref(), checkers::CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let result = dualcheck_checkers::check_file(path.as_ref(), dualcheck_checkers::CheckOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "{} lines in {:.3} s, valid={}",
         result.lines,
@@ -19,7 +19,7 @@ fn main() {
 
 fn parse_only(path: &str) {
     let started = std::time::Instant::now();
-    let s = checkers::reader::read_file(path.as_ref(), |_, _| Ok(())).unwrap();
+    let s = dualcheck_checkers::reader::read_file(path.as_ref(), |_, _| Ok(())).unwrap();
     eprintln!(
         "parse only: {} records in {:.3} s",
         s.parsed,

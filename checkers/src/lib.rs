@@ -6,9 +6,9 @@
 //! dualcheck or by anything else is all they need.
 //!
 //! ```no_run
-//! let result = checkers::check_file("history.jsonl".as_ref(), checkers::CheckOptions::default())?;
+//! let result = dualcheck_checkers::check_file("history.jsonl".as_ref(), dualcheck_checkers::CheckOptions::default())?;
 //! assert!(result.valid, "{:?}", result.anomalies);
-//! # Ok::<(), checkers::HistoryError>(())
+//! # Ok::<(), dualcheck_checkers::HistoryError>(())
 //! ```
 
 pub mod anomaly;

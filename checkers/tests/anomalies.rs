@@ -1,10 +1,15 @@
 //! One tiny hand-made history per anomaly, each checked against the
 //! definitions in docs/anomalies.md.
 
-use checkers::{check_reader, Anomaly, CheckOptions, CheckResult, Verdict};
+use dualcheck_checkers::{check_reader, Anomaly, CheckOptions, CheckResult, Verdict};
 
 fn check(lines: &str) -> CheckResult {
     check_reader("test", lines.as_bytes(), CheckOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Checks the history made of these lines.
+fn check_lines<S: std::borrow::Borrow<str>>(lines: &[S]) -> CheckResult {
+    check(&lines.join("\n"))
 }
 
 fn check_exactly_once(lines: &str) -> CheckResult {
@@ -26,7 +31,7 @@ const DELIVER_1: &str =
 
 #[test]
 fn a_clean_history_is_valid() {
-    let r = check(&[INVOKE_1, OK_1, DELIVER_1].join("\n"));
+    let r = check_lines(&[INVOKE_1, OK_1, DELIVER_1]);
     assert!(r.valid, "{r:?}");
     assert_eq!(r.anomalies, Default::default());
     assert_eq!(r.latency_ns.unwrap().p50, 1000);
@@ -34,7 +39,7 @@ fn a_clean_history_is_valid() {
 
 #[test]
 fn lost_an_ok_op_with_no_delivery() {
-    let r = check(&[INVOKE_1, OK_1].join("\n"));
+    let r = check_lines(&[INVOKE_1, OK_1]);
     assert_eq!(r.anomalies.lost, 1);
     assert!(!r.valid);
     assert_eq!(r.violations, vec!["lost"]);
@@ -44,31 +49,29 @@ fn lost_an_ok_op_with_no_delivery() {
 
 #[test]
 fn lost_a_committed_info_op_with_no_delivery() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         r#"{"type":"info","op":1,"process":0,"time":2000,"error":"timeout"}"#,
         r#"{"type":"committed","op":1}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.lost, 1);
     assert_eq!(r.anomalies.lost_commit, 0);
 }
 
 #[test]
 fn phantom_a_delivered_op_that_failed() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         r#"{"type":"fail","op":1,"process":0,"time":2000,"error":"rollback"}"#,
         DELIVER_1,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.phantom, 1);
     assert_eq!(r.violations, vec!["phantom"]);
 }
 
 #[test]
 fn phantom_an_info_op_delivered_but_not_committed() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         r#"{"type":"info","op":1,"process":0,"time":2000,"error":"timeout"}"#,
         DELIVER_1,
@@ -76,22 +79,20 @@ fn phantom_an_info_op_delivered_but_not_committed() {
         r#"{"type":"ok","op":2,"process":0,"time":5000}"#,
         r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":1,"time":6000}"#,
         r#"{"type":"committed","op":2}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.phantom, 1);
     assert_eq!(r.examples[&Anomaly::Phantom][0].op, Some(1));
 }
 
 #[test]
 fn unexpected_a_delivery_of_an_op_never_invoked() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         OK_1,
         DELIVER_1,
         r#"{"type":"deliver","op":99,"event":"e99","key":"k","seq":0,"topic":"t","partition":0,"offset":1,"time":3000}"#,
         r#"{"type":"deliver","op":null,"event":"noise","key":"n","topic":"t","partition":0,"offset":2,"time":3000}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.unexpected, 2);
     assert_eq!(r.violations, vec!["unexpected"]);
 }
@@ -113,7 +114,7 @@ fn duplicate_same_event_twice_is_absorbed_unless_exactly_once() {
 #[test]
 fn duplicate_beyond_idempotency_two_event_ids() {
     let other = r#"{"type":"deliver","op":1,"event":"e1-b","key":"k","seq":0,"topic":"t","partition":0,"offset":7,"time":9000}"#;
-    let r = check(&[INVOKE_1, OK_1, DELIVER_1, other].join("\n"));
+    let r = check_lines(&[INVOKE_1, OK_1, DELIVER_1, other]);
     assert_eq!(r.anomalies.duplicate_beyond_idempotency, 1);
     assert_eq!(r.anomalies.duplicate, 0);
     assert_eq!(
@@ -146,7 +147,7 @@ fn reorder_a_lower_seq_after_a_higher_one() {
 
 #[test]
 fn reorder_ignores_redeliveries_and_other_keys() {
-    let h = [
+    let r = check_lines(&[
         r#"{"type":"invoke","op":1,"process":0,"key":"a","seq":0,"time":1}"#,
         r#"{"type":"ok","op":1,"process":0,"time":2}"#,
         r#"{"type":"invoke","op":2,"process":0,"key":"a","seq":1,"time":3}"#,
@@ -158,15 +159,14 @@ fn reorder_ignores_redeliveries_and_other_keys() {
         r#"{"type":"deliver","op":1,"event":"y","key":"a","seq":0,"topic":"t","partition":0,"offset":1,"time":9}"#,
         // a redelivery of seq 0 after seq 1: the op's first delivery is in order
         r#"{"type":"deliver","op":1,"event":"y","key":"a","seq":0,"topic":"t","partition":0,"offset":9,"time":9}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.reorder, 0, "{r:?}");
     assert_eq!(r.anomalies.duplicate, 1);
 }
 
 #[test]
 fn lost_commit_an_ok_op_missing_from_the_database() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         OK_1,
         DELIVER_1,
@@ -174,8 +174,7 @@ fn lost_commit_an_ok_op_missing_from_the_database() {
         r#"{"type":"ok","op":2,"process":0,"time":5000}"#,
         r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":1,"time":6000}"#,
         r#"{"type":"committed","op":2}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.lost_commit, 1);
     // also delivered without being committed:
     assert_eq!(r.anomalies.phantom, 1);
@@ -184,8 +183,7 @@ fn lost_commit_an_ok_op_missing_from_the_database() {
 
 #[test]
 fn without_committed_lines_ok_means_committed() {
-    let h = [INVOKE_1, OK_1, DELIVER_1];
-    let r = check(&h.join("\n"));
+    let r = check_lines(&[INVOKE_1, OK_1, DELIVER_1]);
     assert_eq!(r.committed_from, "ok (no committed lines)");
     assert_eq!(r.ops.committed, 1);
     assert_eq!(r.anomalies.lost_commit, 0);
@@ -193,7 +191,7 @@ fn without_committed_lines_ok_means_committed() {
 
 #[test]
 fn stale_read_sees_less_than_was_acknowledged() {
-    let h = [
+    let r = check_lines(&[
         INVOKE_1,
         OK_1,
         DELIVER_1,
@@ -203,8 +201,7 @@ fn stale_read_sees_less_than_was_acknowledged() {
         r#"{"type":"read","key":"k","seq":null,"invoke_time":1500,"time":2600}"#,
         // saw it
         r#"{"type":"read","key":"k","seq":0,"invoke_time":2500,"time":2600}"#,
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.anomalies.stale_read, 1);
     assert_eq!(r.reads, 3);
 }
@@ -212,7 +209,7 @@ fn stale_read_sees_less_than_was_acknowledged() {
 #[test]
 fn unseen_series_counts_acknowledged_but_undelivered_per_second() {
     let s = 1_000_000_000i64;
-    let h = [
+    let r = check_lines(&[
         r#"{"type":"invoke","op":1,"process":0,"key":"k","seq":0,"time":0}"#.to_string(),
         format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, s / 2),
         format!(
@@ -224,8 +221,7 @@ fn unseen_series_counts_acknowledged_but_undelivered_per_second() {
             s
         ),
         format!(r#"{{"type":"ok","op":2,"process":0,"time":{}}}"#, 3 * s + 5),
-    ];
-    let r = check(&h.join("\n"));
+    ]);
     assert_eq!(r.unseen_per_second, vec![1, 1, 0, 1]);
     assert_eq!(r.anomalies.lost, 1);
 }

@@ -2,7 +2,7 @@
 //! anomalies must give exactly the injected counts, in any line order; and
 //! no input, however broken, may panic the reader.
 
-use checkers::{check_reader, CheckOptions, CheckResult};
+use dualcheck_checkers::{check_reader, CheckOptions, CheckResult};
 use proptest::prelude::*;
 
 /// What happens to one op, chosen by the generator.

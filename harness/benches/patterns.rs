@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the patterns on real services (issue 8), all on one
+//! Criterion benchmarks of the patterns on real services, all on one
 //! local environment started once:
 //!
 //! - `limits/postgres_commit`, `limits/kafka_produce`: the machine's limits, a
@@ -15,8 +15,8 @@
 //! dualcheck-checkers --bench checker`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use harness::app_process::{AppCommand, AppEnv, AppProcess, Completion};
-use harness::env::{BackendKind, EnvOptions, Environment};
+use dualcheck::app_process::{AppCommand, AppProcess, AppVars, Reply};
+use dualcheck::env::{BackendKind, EnvOptions, Environment};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use std::collections::HashMap;
@@ -49,7 +49,7 @@ impl Running {
         env.create_topic(&topic, PARTITIONS).await.expect("creating the topic");
         let dir = rt_dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let app_env = AppEnv {
+        let app_vars = AppVars {
             database_url: db_url,
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             topic: topic.clone(),
@@ -59,15 +59,15 @@ impl Running {
         let info = implementations::lookup(name).expect("a built-in implementation");
         let t = Duration::from_secs(60);
         let (app, relay) = if info.relay == implementations::RelayKind::Process {
-            let app = AppProcess::start_role(&cmd, &app_env, &dir, t, Some("service")).await;
-            let relay = AppProcess::start_role(&cmd, &app_env, &dir, Duration::from_secs(240), Some("relay")).await;
+            let app = AppProcess::start_role(&cmd, &app_vars, &dir, t, Some("service")).await;
+            let relay = AppProcess::start_role(&cmd, &app_vars, &dir, Duration::from_secs(240), Some("relay")).await;
             (
                 app.expect("starting the service"),
                 Some(relay.expect("starting the relay")),
             )
         } else {
             (
-                AppProcess::start(&cmd, &app_env, &dir, t)
+                AppProcess::start(&cmd, &app_vars, &dir, t)
                     .await
                     .expect("starting the app"),
                 None,
@@ -98,7 +98,7 @@ impl Running {
                 abort: false,
                 hold_ms: 0,
             };
-            if self.app.submit(&o, Duration::from_secs(10)).await == Completion::Ok {
+            if self.app.submit(&o, Duration::from_secs(10)).await == Reply::Ok {
                 return (Instant::now(), rx);
             }
             self.waiters.lock().unwrap().remove(&op);
@@ -169,7 +169,12 @@ fn patterns(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
             let rate = rt
-                .block_on(harness::bench::pg_commit_rate(&direct_db, WORKERS as usize, PAYLOAD, d))
+                .block_on(dualcheck::bench::pg_commit_rate(
+                    &direct_db,
+                    WORKERS as usize,
+                    PAYLOAD,
+                    d,
+                ))
                 .unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
@@ -178,7 +183,7 @@ fn patterns(c: &mut Criterion) {
     limits.bench_function("kafka_produce", |b| {
         b.iter_custom(|iters| {
             let d = Duration::from_millis(500);
-            let rate = harness::bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
+            let rate = dualcheck::bench::kafka_produce_rate(&bootstrap, "bench-limits", PAYLOAD, d).unwrap();
             Duration::from_secs_f64(iters as f64 / rate.max(1e-9))
         })
     });

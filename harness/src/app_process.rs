@@ -19,9 +19,12 @@ pub enum AppCommand {
     Exec(String),
 }
 
-/// How a submitted op ended, in the history's terms.
+/// The implementation's reply to `POST /ops` as the client classifies it, in
+/// the history's terms (an `ok`, `fail` or `info` line with its error): the
+/// client side of [`implementations::OpAnswer`], plus what the wire adds
+/// (timeouts, refused connections).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Completion {
+pub enum Reply {
     /// 2xx: took effect.
     Ok,
     /// 409, or the request never reached the program: certainly not applied.
@@ -54,9 +57,10 @@ pub enum CrashPoint {
     Unsupported,
 }
 
-/// The environment every implementation process gets.
+/// The environment variables every implementation process gets ("env" alone
+/// means the services, [`crate::env::Environment`]; `--app-env` sets extra ones).
 #[derive(Clone, Debug)]
-pub struct AppEnv {
+pub struct AppVars {
     /// `DATABASE_URL` (through the Postgres proxy).
     pub database_url: String,
     /// `KAFKA_BOOTSTRAP` (through the Kafka proxies).
@@ -81,7 +85,7 @@ fn dualcheck_bin(explicit: Option<&Path>) -> Result<std::path::PathBuf> {
 impl AppProcess {
     /// Starts the process with `env` on a free port, its output in `run_dir/app.log`,
     /// and waits until it answers HTTP.
-    pub async fn start(command: &AppCommand, env: &AppEnv, run_dir: &Path, timeout: Duration) -> Result<AppProcess> {
+    pub async fn start(command: &AppCommand, env: &AppVars, run_dir: &Path, timeout: Duration) -> Result<AppProcess> {
         Self::start_role(command, env, run_dir, timeout, None).await
     }
 
@@ -90,7 +94,7 @@ impl AppProcess {
     /// the `service` (and a whole program) to `app.log`.
     pub async fn start_role(
         command: &AppCommand,
-        env: &AppEnv,
+        env: &AppVars,
         run_dir: &Path,
         timeout: Duration,
         role: Option<&str>,
@@ -104,7 +108,7 @@ impl AppProcess {
     pub async fn start_builtin(
         bin: &Path,
         name: &str,
-        env: &AppEnv,
+        env: &AppVars,
         run_dir: &Path,
         timeout: Duration,
     ) -> Result<AppProcess> {
@@ -122,7 +126,7 @@ impl AppProcess {
     /// [`AppProcess::start_role`], a built-in served by the `dualcheck` binary `bin` when given.
     pub async fn start_with_bin(
         command: &AppCommand,
-        env: &AppEnv,
+        env: &AppVars,
         run_dir: &Path,
         timeout: Duration,
         role: Option<&str>,
@@ -224,13 +228,13 @@ impl AppProcess {
     }
 
     /// Submits one op (`POST /ops`) and classifies the answer.
-    pub async fn submit(&self, op: &Op, timeout: Duration) -> Completion {
+    pub async fn submit(&self, op: &Op, timeout: Duration) -> Reply {
         match self.post_op(op, timeout).await {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
                     self.op_ok.notify_waiters();
-                    Completion::Ok
+                    Reply::Ok
                 } else if matches!(
                     status,
                     reqwest::StatusCode::NOT_FOUND
@@ -238,22 +242,22 @@ impl AppProcess {
                         | reqwest::StatusCode::NOT_IMPLEMENTED
                 ) {
                     // Outside the contract: the program does not serve POST /ops.
-                    Completion::Info(format!(
+                    Reply::Info(format!(
                         "{status}: the program does not serve POST /ops (outside the exec contract)"
                     ))
                 } else {
                     let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
                     if status == reqwest::StatusCode::CONFLICT {
-                        Completion::Fail(format!("409 {body}"))
+                        Reply::Fail(format!("409 {body}"))
                     } else {
-                        Completion::Info(format!("{status} {body}"))
+                        Reply::Info(format!("{status} {body}"))
                     }
                 }
             }
             // Not even connected: the request never reached the program.
-            Err(e) if e.is_connect() => Completion::Fail(format!("not connected: {e}")),
-            Err(e) if e.is_timeout() => Completion::Info("timeout".into()),
-            Err(e) => Completion::Info(format!("{e}")),
+            Err(e) if e.is_connect() => Reply::Fail(format!("not connected: {e}")),
+            Err(e) if e.is_timeout() => Reply::Info("timeout".into()),
+            Err(e) => Reply::Info(format!("{e}")),
         }
     }
 

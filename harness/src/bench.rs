@@ -424,6 +424,16 @@ mod tests {
         assert!(table(None, &rows).contains("p99/ref"));
     }
 
+    /// History lines of op `op` on `key`: invoked, ok and delivered (offset
+    /// `op`) at these times (ns).
+    fn op_lines(op: i64, key: &str, invoke: i64, ok: i64, deliver: i64) -> [String; 3] {
+        [
+            format!(r#"{{"type":"invoke","op":{op},"process":0,"key":"{key}","seq":0,"time":{invoke}}}"#),
+            format!(r#"{{"type":"ok","op":{op},"process":0,"time":{ok}}}"#),
+            format!(r#"{{"type":"deliver","op":{op},"event":"e{op}","partition":0,"offset":{op},"time":{deliver}}}"#),
+        ]
+    }
+
     #[test]
     fn warm_up_ops_are_left_out_of_the_latency() {
         let dir = std::env::temp_dir().join(format!("dualcheck-bench-unit-{}", std::process::id()));
@@ -432,31 +442,11 @@ mod tests {
         let s = 1_000_000_000i64;
         // Op 0 in the warm-up (latency 900 ms), ops 1..=2 after it (10 ms, 20 ms).
         let lines = [
-            r#"{"type":"invoke","op":0,"process":0,"key":"a","seq":0,"time":0}"#.to_string(),
-            format!(r#"{{"type":"ok","op":0,"process":0,"time":{}}}"#, 1),
-            format!(
-                r#"{{"type":"deliver","op":0,"event":"e0","partition":0,"offset":0,"time":{}}}"#,
-                900_000_001
-            ),
-            format!(
-                r#"{{"type":"invoke","op":1,"process":0,"key":"b","seq":0,"time":{}}}"#,
-                3 * s
-            ),
-            format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, 3 * s),
-            format!(
-                r#"{{"type":"deliver","op":1,"event":"e1","partition":0,"offset":1,"time":{}}}"#,
-                3 * s + 10_000_000
-            ),
-            format!(
-                r#"{{"type":"invoke","op":2,"process":0,"key":"c","seq":0,"time":{}}}"#,
-                4 * s
-            ),
-            format!(r#"{{"type":"ok","op":2,"process":0,"time":{}}}"#, 4 * s),
-            format!(
-                r#"{{"type":"deliver","op":2,"event":"e2","partition":0,"offset":2,"time":{}}}"#,
-                4 * s + 20_000_000
-            ),
-        ];
+            op_lines(0, "a", 0, 1, 900_000_001),
+            op_lines(1, "b", 3 * s, 3 * s, 3 * s + 10_000_000),
+            op_lines(2, "c", 4 * s, 4 * s, 4 * s + 20_000_000),
+        ]
+        .concat();
         std::fs::write(&h, lines.join("\n") + "\n").unwrap();
         let series = Series::read(&h).unwrap();
         assert_eq!(

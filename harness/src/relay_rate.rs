@@ -6,7 +6,7 @@
 //! distinct event on a consumer gives events per second — what the relay does
 //! with a backlog, against the machine's limits.
 
-use crate::app_process::{AppCommand, AppEnv, AppProcess, Completion};
+use crate::app_process::{AppCommand, AppProcess, AppVars, Reply};
 use crate::env::{EnvOptions, Environment};
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -48,7 +48,7 @@ pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usi
     let result = async {
         let (db_url, _) = services.create_database("drain").await?;
         services.create_topic("drain", PARTITIONS).await?;
-        let app_env = AppEnv {
+        let app_vars = AppVars {
             database_url: db_url,
             kafka_bootstrap: services.kafka_bootstrap.clone(),
             topic: "drain".into(),
@@ -57,7 +57,7 @@ pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usi
         let cmd = AppCommand::Builtin(info.name.to_string());
         let dir = services.run_dir.clone();
         let service =
-            Arc::new(AppProcess::start_role(&cmd, &app_env, &dir, Duration::from_secs(60), Some("service")).await?);
+            Arc::new(AppProcess::start_role(&cmd, &app_vars, &dir, Duration::from_secs(60), Some("service")).await?);
         // The backlog: n acknowledged ops, nothing published yet.
         let next = Arc::new(AtomicU64::new(1));
         let mut tasks = Vec::new();
@@ -97,7 +97,7 @@ pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usi
             tpl.add_partition_offset("drain", p, rdkafka::Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
-        let relay = AppProcess::start_role(&cmd, &app_env, &dir, Duration::from_secs(240), Some("relay")).await?;
+        let relay = AppProcess::start_role(&cmd, &app_vars, &dir, Duration::from_secs(240), Some("relay")).await?;
         let started = Instant::now();
         let mut seen = HashSet::new();
         let mut last = started;
@@ -141,7 +141,7 @@ async fn submit_until_ok(service: &AppProcess, op: &workloads::Op) -> Result<()>
     let mut pause = Duration::from_millis(50);
     loop {
         let answer = service.submit(op, Duration::from_secs(10)).await;
-        if answer == Completion::Ok {
+        if answer == Reply::Ok {
             return Ok(());
         }
         if Instant::now() >= deadline {

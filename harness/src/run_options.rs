@@ -30,7 +30,7 @@ pub struct RunOptions {
     /// Relay tasks of outbox implementations (`DUALCHECK_RELAYS`).
     pub relays: Option<usize>,
     /// Knobs of the implementation process, KEY=VALUE.
-    pub app_env: Vec<(String, String)>,
+    pub app_vars: Vec<(String, String)>,
     /// Where run directories go.
     pub out: PathBuf,
     /// Program to run for `exec` (started with `sh -c`).
@@ -67,7 +67,7 @@ impl RunOptions {
             brokers: defaults.brokers as u8,
             partitions: defaults.partitions,
             relays: None,
-            app_env: defaults.app_env,
+            app_vars: defaults.app_vars,
             out: defaults.out_dir,
             cmd: None,
             committed_sql: None,
@@ -120,9 +120,9 @@ impl RunOptions {
         cfg.brokers = self.brokers as usize;
         cfg.partitions = self.partitions;
         if let Some(r) = self.relays {
-            cfg.app_env.push(("DUALCHECK_RELAYS".into(), r.to_string()));
+            cfg.app_vars.push(("DUALCHECK_RELAYS".into(), r.to_string()));
         }
-        cfg.app_env.extend(self.app_env.iter().cloned());
+        cfg.app_vars.extend(self.app_vars.iter().cloned());
         cfg.out_dir = self.out.clone();
         cfg.op_timeout = self.op_timeout;
         cfg.start_timeout = self.start_timeout;
@@ -159,12 +159,12 @@ mod tests {
     fn options_become_the_configuration_or_say_what_to_change() {
         let mut o = RunOptions::new("outbox-poll");
         o.relays = Some(3);
-        o.app_env.push(("DUALCHECK_X".into(), "1".into()));
+        o.app_vars.push(("DUALCHECK_X".into(), "1".into()));
         o.faults = "kafka-partition".into();
         let c = o.to_config().unwrap();
         assert_eq!(c.faults, vec![Fault::KafkaPartition]);
         assert_eq!(
-            c.app_env,
+            c.app_vars,
             vec![
                 ("DUALCHECK_RELAYS".to_string(), "3".to_string()),
                 ("DUALCHECK_X".to_string(), "1".to_string())

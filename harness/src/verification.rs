@@ -1,8 +1,8 @@
 //! The library API for verifying an implementation from `cargo test`.
 //!
 //! ```no_run
-//! use harness::nemesis::Fault;
-//! use harness::verification::Verification;
+//! use dualcheck::nemesis::Fault;
+//! use dualcheck::verification::Verification;
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> anyhow::Result<()> {
@@ -169,7 +169,7 @@ impl Verification {
 
     /// One more environment variable for the implementation process.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.cfg.app_env.push((name.into(), value.into()));
+        self.cfg.app_vars.push((name.into(), value.into()));
         self
     }
 
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(c.faults, vec![Fault::KafkaPartition, Fault::RelayKill]);
         assert_eq!(c.duration, Duration::from_secs(7));
         assert_eq!((c.workload.seed, c.workload.rate, c.workload.keys), (42, 50.0, 4));
-        assert_eq!(c.app_env, vec![("A".to_string(), "b".to_string())]);
+        assert_eq!(c.app_vars, vec![("A".to_string(), "b".to_string())]);
         assert_eq!(c.start_timeout, Duration::from_secs(3));
         let b = Verification::builtin("outbox-xid");
         assert_eq!(

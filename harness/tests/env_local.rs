@@ -3,36 +3,40 @@
 
 mod common;
 
-use common::{unique, with_env};
-use harness::env::kafka::{consume, create_topic, produce_one};
-use harness::env::postgres::connect;
-use harness::env::toxiproxy::{Stream, Toxic};
-use harness::env::Service;
+use common::{produced, query_value, unique, with_env};
+use dualcheck::env::kafka::{consume, create_topic, produce_one};
+use dualcheck::env::postgres::connect;
+use dualcheck::env::toxiproxy::{Stream, Toxic};
+use dualcheck::env::{Environment, Service};
 use std::time::{Duration, Instant};
+
+/// A new table of one `v int` column filled from `rows` (`VALUES ...` or a
+/// `SELECT`), created through the proxy; returns its name and that connection.
+async fn new_table(env: &Environment, prefix: &str, rows: &str) -> (String, tokio_postgres::Client) {
+    let table = unique(prefix);
+    let c = connect(&env.postgres_url).await.unwrap();
+    c.batch_execute(&format!("CREATE TABLE {table} (v int); INSERT INTO {table} {rows}"))
+        .await
+        .unwrap();
+    (table, c)
+}
+
+/// Postgres answers a query on a new connection to `url`.
+async fn assert_answers(url: &str) {
+    connect(url).await.unwrap().simple_query("SELECT 1").await.unwrap();
+}
 
 #[test]
 fn postgres_and_kafka_round_trip_through_proxies() {
     with_env(1, |env| async move {
-        let table = unique("rt");
-        let c = connect(&env.postgres_url).await.unwrap();
-        c.batch_execute(&format!(
-            "CREATE TABLE {table} (v int); INSERT INTO {table} VALUES (42)"
-        ))
-        .await
-        .unwrap();
+        let (table, _c) = new_table(env, "rt", "VALUES (42)").await;
         let d = connect(&env.postgres_direct_url).await.unwrap();
-        let v: i32 = d
-            .query_one(&format!("SELECT v FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let v: i32 = query_value(&d, &format!("SELECT v FROM {table}")).await;
         assert_eq!(v, 42);
 
         let topic = unique("rt");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v1", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v1", Duration::from_secs(15)).await;
         let got = consume(&env.kafka_direct_bootstrap, &topic, 1, Duration::from_secs(15))
             .await
             .unwrap();
@@ -53,12 +57,7 @@ fn proxy_down_breaks_and_up_heals() {
         // The direct link is not faulted.
         connect(&env.postgres_direct_url).await.unwrap();
         env.toxiproxy.up("postgres").await.unwrap();
-        connect(&env.postgres_url)
-            .await
-            .unwrap()
-            .simple_query("SELECT 1")
-            .await
-            .unwrap();
+        assert_answers(&env.postgres_url).await;
 
         let topic = unique("down");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
@@ -66,19 +65,16 @@ fn proxy_down_breaks_and_up_heals() {
         let r = produce_one(&env.kafka_bootstrap, &topic, "k", "lost", Duration::from_secs(3)).await;
         assert!(r.is_err(), "produced through a downed kafka proxy: {r:?}");
         // The observer's direct listener still works.
-        produce_one(
+        produced(
             &env.kafka_direct_bootstrap,
             &topic,
             "k",
             "direct",
             Duration::from_secs(10),
         )
-        .await
-        .unwrap();
+        .await;
         env.toxiproxy.up("kafka-0").await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "healed", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "healed", Duration::from_secs(15)).await;
     });
 }
 
@@ -139,12 +135,7 @@ fn reset_peer_toxic_resets_connections() {
             env.toxiproxy.proxy("postgres").await.unwrap().toxics.is_empty(),
             "heal_all removes toxics"
         );
-        connect(&env.postgres_url)
-            .await
-            .unwrap()
-            .simple_query("SELECT 1")
-            .await
-            .unwrap();
+        assert_answers(&env.postgres_url).await;
     });
 }
 
@@ -168,22 +159,14 @@ fn bandwidth_and_timeout_toxics_are_accepted_and_healed() {
         env.heal_all().await.unwrap();
         assert!(tp.proxy("kafka-0").await.unwrap().toxics.is_empty());
         assert!(tp.proxy("postgres").await.unwrap().enabled);
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15)).await;
     });
 }
 
 #[test]
 fn postgres_kill_restart_keeps_committed_data() {
     with_env(1, |env| async move {
-        let table = unique("kill");
-        let c = connect(&env.postgres_url).await.unwrap();
-        c.batch_execute(&format!(
-            "CREATE TABLE {table} (v int); INSERT INTO {table} SELECT generate_series(1, 100)"
-        ))
-        .await
-        .unwrap();
+        let (table, c) = new_table(env, "kill", "SELECT generate_series(1, 100)").await;
         let pid = env.pid(Service::Postgres).unwrap().unwrap();
         env.kill_restart(Service::Postgres, Duration::from_secs(30))
             .await
@@ -192,11 +175,7 @@ fn postgres_kill_restart_keeps_committed_data() {
         // The old connection died with the server.
         assert!(c.simple_query("SELECT 1").await.is_err());
         let c = connect(&env.postgres_url).await.unwrap();
-        let n: i64 = c
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = query_value(&c, &format!("SELECT count(*) FROM {table}")).await;
         assert_eq!(n, 100);
     });
 }
@@ -207,15 +186,14 @@ fn broker_kill_restart_keeps_acknowledged_records() {
         let topic = unique("bkill");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
         for i in 0..5 {
-            produce_one(
+            produced(
                 &env.kafka_bootstrap,
                 &topic,
                 "k",
                 &i.to_string(),
                 Duration::from_secs(15),
             )
-            .await
-            .unwrap();
+            .await;
         }
         env.kill(Service::Kafka(0)).await.unwrap();
         assert!(env.pid(Service::Kafka(0)).unwrap().is_none());
@@ -227,9 +205,7 @@ fn broker_kill_restart_keeps_acknowledged_records() {
             .unwrap();
         let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(values, ["0", "1", "2", "3", "4"]);
-        produce_one(&env.kafka_bootstrap, &topic, "k", "5", Duration::from_secs(30))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "5", Duration::from_secs(30)).await;
     });
 }
 
@@ -249,8 +225,6 @@ fn pause_resume_freezes_and_thaws() {
         let r = produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(3)).await;
         env.resume(Service::Kafka(0)).await.unwrap();
         assert!(r.is_err(), "a paused broker acknowledged");
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(30))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(30)).await;
     });
 }

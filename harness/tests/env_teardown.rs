@@ -4,9 +4,9 @@
 
 mod common;
 
-use harness::env::postgres::connect;
-use harness::env::process::pid_alive;
-use harness::env::{EnvOptions, Environment};
+use dualcheck::env::postgres::connect;
+use dualcheck::env::process::pid_alive;
+use dualcheck::env::{EnvOptions, Environment};
 
 fn alive(pids: &[(String, i32)]) -> Vec<(String, i32)> {
     pids.iter().filter(|(_, p)| pid_alive(*p)).cloned().collect()

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{unique, with_env};
-use harness::env::kafka::{consume, create_topic, partition_leaders, produce_one};
-use harness::env::Service;
+use common::{produced, unique, with_env};
+use dualcheck::env::kafka::{consume, create_topic, partition_leaders};
+use dualcheck::env::Service;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -18,9 +18,7 @@ fn three_brokers_each_behind_a_proxy() {
         }
         let topic = unique("three");
         create_topic(&env.kafka_direct_bootstrap, &topic, 3, 3).await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "v", Duration::from_secs(15)).await;
     });
 }
 
@@ -29,9 +27,7 @@ fn leader_kill_moves_leadership_and_keeps_records() {
     with_env(3, |env| async move {
         let topic = unique("leader");
         create_topic(&env.kafka_direct_bootstrap, &topic, 1, 3).await.unwrap();
-        produce_one(&env.kafka_bootstrap, &topic, "k", "before", Duration::from_secs(15))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "before", Duration::from_secs(15)).await;
         let (b, t) = (env.kafka_direct_bootstrap.clone(), topic.clone());
         let leader = tokio::task::spawn_blocking(move || partition_leaders(&b, &t))
             .await
@@ -41,9 +37,7 @@ fn leader_kill_moves_leadership_and_keeps_records() {
         env.kill(Service::Kafka(leader as usize)).await.unwrap();
         let t0 = Instant::now();
         // With 2 of 3 replicas left (min.insync.replicas=2) writes go on through the proxies.
-        produce_one(&env.kafka_bootstrap, &topic, "k", "after", Duration::from_secs(60))
-            .await
-            .unwrap();
+        produced(&env.kafka_bootstrap, &topic, "k", "after", Duration::from_secs(60)).await;
         eprintln!("write after leader kill acknowledged in {:?}", t0.elapsed());
         let (b, t) = (env.kafka_direct_bootstrap.clone(), topic.clone());
         let new_leader = tokio::task::spawn_blocking(move || partition_leaders(&b, &t))

@@ -1,4 +1,4 @@
-//! `--impl exec` end to end (issue 9): the Python example services under
+//! `--impl exec` end to end: the Python example services under
 //! `examples/python-outbox/` run through `dualcheck run --impl exec` exactly as
 //! a user runs them, against real Postgres, Kafka and Toxiproxy; and programs
 //! outside the contract get a clear error. Runs are serialized (each starts

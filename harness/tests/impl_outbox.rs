@@ -7,9 +7,10 @@
 mod common;
 mod impl_support;
 
-use common::with_env;
-use harness::env::Service;
-use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App};
+use common::{query_value, with_env};
+use dualcheck::env::Environment;
+use dualcheck::env::Service;
+use impl_support::{committed, drive_at, first_delivery_seqs, read_topic, space, App, Delivered, Space};
 use implementations::patterns::outbox::shard_relay::LOCK_CLASS;
 use implementations::Op;
 use std::collections::BTreeSet;
@@ -17,12 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Every acknowledged op delivered, nothing delivered that is not committed, and
 /// per key the first deliveries of acknowledged ops in increasing seq order.
-fn assert_valid(
-    name: &str,
-    results: &[(i64, String, i64, u16)],
-    committed: &BTreeSet<i64>,
-    records: &[impl_support::Delivered],
-) {
+fn assert_valid(name: &str, results: &[(i64, String, i64, u16)], committed: &BTreeSet<i64>, records: &[Delivered]) {
     let ok: BTreeSet<i64> = results.iter().filter(|r| r.3 == 200).map(|r| r.0).collect();
     let delivered: BTreeSet<i64> = records.iter().map(|d| d.value.op).collect();
     let lost: Vec<_> = ok.difference(&delivered).collect();
@@ -59,7 +55,7 @@ fn assert_valid(
 }
 
 async fn relay_backends(direct_url: &str, db: &str) -> Vec<i32> {
-    let c = harness::env::postgres::connect(direct_url).await.unwrap();
+    let c = dualcheck::env::postgres::connect(direct_url).await.unwrap();
     c.query(
         "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1
            AND database = (SELECT oid FROM pg_database WHERE datname = $2) AND granted",
@@ -70,6 +66,21 @@ async fn relay_backends(direct_url: &str, db: &str) -> Vec<i32> {
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// The ops committed to `orders` and every record published for them (read
+/// until none has arrived for 3 s).
+async fn committed_and_published(env: &Environment, sp: &Space) -> (BTreeSet<i64>, Vec<Delivered>) {
+    let committed = committed(sp, "SELECT op FROM orders").await;
+    let records = read_topic(
+        env,
+        sp,
+        committed.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )
+    .await;
+    (committed, records)
 }
 
 #[test]
@@ -112,7 +123,7 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
                 if round == 1 {
                     // A relay's connection dies: its shard groups are taken over.
                     let pids = relay_backends(&sp.direct_url, &sp.db).await;
-                    let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+                    let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
                     c.execute("SELECT pg_terminate_backend($1)", &[&pids[0]]).await.unwrap();
                 }
             }
@@ -124,28 +135,12 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
             "every op commits (only Kafka was faulted)"
         );
         app.wait_drained(Duration::from_secs(60)).await;
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
-        let retried: i64 = c
-            .query_one("SELECT count(*) FROM outbox WHERE attempts > 0", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let parked: i64 = c
-            .query_one("SELECT count(*) FROM outbox_failed", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let retried: i64 = query_value(&c, "SELECT count(*) FROM outbox WHERE attempts > 0").await;
+        let parked: i64 = query_value(&c, "SELECT count(*) FROM outbox_failed").await;
         assert!(retried > 0, "no publish failed: the fault was not injected");
         assert_eq!(parked, 0);
-        let committed = committed(&sp, "SELECT op FROM orders").await;
-        let records = read_topic(
-            env,
-            &sp,
-            committed.len(),
-            Duration::from_secs(3),
-            Duration::from_secs(30),
-        )
-        .await;
+        let (committed, records) = committed_and_published(env, &sp).await;
         eprintln!(
             "{} ops, {} records, {retried} events retried at least once",
             results.len(),
@@ -200,7 +195,7 @@ fn poison_event_is_parked_and_its_key_waits() {
             (1, 1),
             "the key's later event waits behind the parked one"
         );
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         let row = c
             .query_one("SELECT op, attempts, last_error FROM outbox_failed", &[])
             .await
@@ -264,15 +259,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
             let ok = by_status.get(&200).copied().unwrap_or(0);
             assert!(ok > 0, "{name}: no op succeeded");
             app.wait_drained(Duration::from_secs(60)).await;
-            let committed = committed(&sp, "SELECT op FROM orders").await;
-            let records = read_topic(
-                env,
-                &sp,
-                committed.len(),
-                Duration::from_secs(3),
-                Duration::from_secs(30),
-            )
-            .await;
+            let (committed, records) = committed_and_published(env, &sp).await;
             eprintln!(
                 "{name}: statuses {by_status:?}, {} committed, {} records",
                 committed.len(),
@@ -287,7 +274,7 @@ fn relays_survive_postgres_kill_and_app_kill() {
 fn inbox_absorbs_redeliveries() {
     with_env(1, |env| async move {
         let sp = space(env, "inbox", 1).await;
-        let mut c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let mut c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
         implementations::runtime::inbox::setup(&c).await.unwrap();
         implementations::runtime::inbox::setup(&c).await.unwrap(); // idempotent
         let id = uuid::Uuid::new_v4();
@@ -316,12 +303,8 @@ fn inbox_absorbs_redeliveries() {
 fn xid_relay_orders_numerically_across_a_digit_boundary() {
     with_env(1, |env| async move {
         let sp = space(env, "xid_digits", 3).await;
-        let c = harness::env::postgres::connect(&sp.direct_url).await.unwrap();
-        let now: i64 = c
-            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let now: i64 = query_value(&c, "SELECT pg_current_xact_id()::text::bigint").await;
         let mut boundary = 10i64;
         while boundary <= now + 30 {
             boundary *= 10;
@@ -337,11 +320,7 @@ fn xid_relay_orders_numerically_across_a_digit_boundary() {
         let results = drive_at(app.port, 0, 4, 0..25, "d", Duration::ZERO).await;
         assert!(results.iter().all(|r| r.3 == 200));
         app.wait_drained(Duration::from_secs(30)).await;
-        let xids: i64 = c
-            .query_one("SELECT max(pg_current_xact_id()::text::bigint) FROM (SELECT 1) x", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let xids: i64 = query_value(&c, "SELECT max(pg_current_xact_id()::text::bigint) FROM (SELECT 1) x").await;
         assert!(xids > boundary, "the ops did not cross xid {boundary} (now {xids})");
         let committed = committed(&sp, "SELECT op FROM orders").await;
         let records = read_topic(

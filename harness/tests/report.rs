@@ -17,20 +17,12 @@ const S: i64 = 1_000_000_000;
 /// A history with a lost op, a duplicate, a key that is HTML and two fault windows.
 fn invalid_history() -> String {
     let key = "<script>alert(1)</script>&\"k\"";
-    let lines = [
-        format!(
-            r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{}}}"#,
-            S
-        ),
-        format!(
-            r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
-            S / 2
-        ),
-        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, S / 2 + 3_000_000),
-        format!(
-            r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
-            S / 2 + 9_000_000
-        ),
+    let mut lines = vec![format!(
+        r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{}}}"#,
+        S
+    )];
+    lines.extend(op_1_ok_and_delivered());
+    lines.extend([
         format!(
             r#"{{"type":"invoke","op":2,"process":1,"key":{},"seq":0,"time":{}}}"#,
             serde_json::to_string(key).unwrap(),
@@ -81,12 +73,13 @@ fn invalid_history() -> String {
         r#"{"type":"committed","op":1}"#.to_string(),
         r#"{"type":"committed","op":2}"#.to_string(),
         r#"{"type":"committed","op":4}"#.to_string(),
-    ];
+    ]);
     lines.join("\n") + "\n"
 }
 
-fn valid_history() -> String {
-    let lines = [
+/// Op 1 on key k1: invoked at 0.5 s, ok 3 ms later and delivered 9 ms after its invoke.
+fn op_1_ok_and_delivered() -> [String; 3] {
+    [
         format!(
             r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#,
             S / 2
@@ -96,8 +89,11 @@ fn valid_history() -> String {
             r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
             S / 2 + 9_000_000
         ),
-    ];
-    lines.join("\n") + "\n"
+    ]
+}
+
+fn valid_history() -> String {
+    op_1_ok_and_delivered().join("\n") + "\n"
 }
 
 fn results_json(implementation: &str) -> String {
@@ -143,7 +139,7 @@ fn testcases(xml: &str) -> Vec<(String, bool)> {
 #[test]
 fn invalid_run_report_and_junit() {
     let d = write_run("invalid", &invalid_history(), Some(&results_json("naive<x>")));
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert!(!files.valid);
 
     let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
@@ -206,7 +202,7 @@ fn only_svg_namespace(html: &str) -> bool {
 #[test]
 fn valid_run_has_no_failures() {
     let d = write_run("valid", &valid_history(), None);
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert!(files.valid);
     let cases = testcases(&std::fs::read_to_string(d.join("junit.xml")).unwrap());
     assert_eq!(cases.len(), 8);
@@ -248,7 +244,7 @@ fn report_command_on_a_history_file_and_errors() {
     let _ = Path::new(&bad);
 }
 
-fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::runner::RunOutcome {
+fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck::runner::RunOutcome {
     let mut result = checkers::CheckResult {
         valid: lost == 0,
         ..Default::default()
@@ -262,7 +258,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
         p99: p99_ms * 1_000_000,
         max: p99_ms * 1_000_000,
     });
-    harness::runner::RunOutcome {
+    dualcheck::runner::RunOutcome {
         result,
         throughput_ok_per_s: 50.0,
         run_dir: PathBuf::from(format!("/tmp/cmp/run-{implementation}-{seed}")),
@@ -279,7 +275,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> harness::
 
 #[test]
 fn compare_rows_tables_and_html() {
-    use harness::compare::{html, markdown_table, text_table, Row};
+    use dualcheck::compare::{html, markdown_table, text_table, Row};
     let naive = Row::from_runs(
         "naive",
         &[(0, Ok(outcome("naive", 0, 3, 40))), (1, Ok(outcome("naive", 1, 0, 90)))],
@@ -324,7 +320,7 @@ fn a_failed_fault_start_shows_as_failed_and_draws_no_band() {
         .join("\n")
         + "\n";
     let d = write_run("failed-fault", &history, None);
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert!(files.valid);
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     assert!(
@@ -352,7 +348,7 @@ fn an_interrupted_history_reports_unknown() {
     // The recorder's begin line, and no end line: the run was interrupted.
     let history = format!("{{\"type\":\"begin\",\"time\":0}}\n{}", invalid_history());
     let d = write_run("interrupted", &history, None);
-    let files = harness::report::write(&d).unwrap();
+    let files = dualcheck::report::write(&d).unwrap();
     assert_eq!(files.verdict, checkers::Verdict::Unknown);
     assert!(!files.valid);
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();

@@ -1,11 +1,11 @@
-//! Change data capture under faults (issue 6), each a real run through the
+//! Change data capture under faults, each a real run through the
 //! `dualcheck` binary: our own WAL tailer (`cdc-logical`, `cdc-outbox`) and the
 //! real Debezium in Kafka Connect (`debezium`) must stay valid (duplicates
 //! allowed) under network, kill, schema and noise faults, and drop their
 //! replication slots at teardown; a tailer that confirms WAL positions before
 //! Kafka acknowledged them must be caught losing events.
 
-use harness::nemesis::Fault;
+use dualcheck::nemesis::Fault;
 use serde_json::Value;
 use std::time::Duration;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};

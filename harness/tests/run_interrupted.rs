@@ -4,7 +4,7 @@
 //! waits for the restart, so it never fails on a process that is not running
 //! and its window never overlaps the kill's.
 
-use harness::nemesis::Fault;
+use dualcheck::nemesis::Fault;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! What `dualcheck run` must show (issue 5), each a real run against real
+//! What `dualcheck run` must show, each a real run against real
 //! Postgres, Kafka and Toxiproxy started by the harness, through the
 //! `dualcheck` binary exactly as a user runs it. Runs are serialized: each
 //! starts its own environment, and two at once would not fit two cores.

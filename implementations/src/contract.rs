@@ -1,5 +1,5 @@
 //! The pattern contract: what a pattern implements ([`Pattern`]), what it is
-//! given ([`AppContext`]), what it answers ([`OpOutcome`], [`Backlog`]), and
+//! given ([`AppContext`]), what it answers ([`OpAnswer`], [`Backlog`]), and
 //! the facts the harness reads about it ([`PatternInfo`], [`RelayKind`]). The
 //! body of `POST /ops` is [`Op`], the same type the workload generates.
 
@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 pub use workloads::Op;
 
-/// What an implementation says about one op — honestly.
+/// What an implementation answers about one op — honestly (the server side of
+/// `POST /ops`; the history calls how an op ended its outcome, the database
+/// transaction inside has its own end, `runtime::business::TxnEnd`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpOutcome {
+pub enum OpAnswer {
     /// The business effect is durable (committed). HTTP 200.
     Ok,
     /// The business effect certainly did not happen. HTTP 409.
@@ -134,7 +136,7 @@ pub trait Pattern: Send + Sync {
         Ok(Background::none())
     }
     /// Executes one business op and tells honestly what happened.
-    async fn execute(&self, op: &Op) -> OpOutcome;
+    async fn execute(&self, op: &Op) -> OpAnswer;
     /// Events committed but not yet published (naive patterns: zero).
     async fn backlog(&self) -> Result<Backlog> {
         Ok(Backlog::default())

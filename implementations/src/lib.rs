@@ -16,7 +16,7 @@ pub mod patterns;
 pub mod runtime;
 
 pub use contract::{
-    op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind,
+    op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind,
 };
 pub use patterns::{lookup, REGISTRY};
 pub use runtime::business::{ORDERS_COMMITTED_SQL, ORDERS_DDL};

@@ -12,8 +12,10 @@
 //! test (`tests/verify.rs`) runs that binary through `Verification::exec`.
 
 use anyhow::Result;
-use implementations::runtime::kafka::{Envelope, Record};
-use implementations::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
+use dualcheck_implementations::runtime::kafka::{Envelope, Record};
+use dualcheck_implementations::{
+    AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,10 +58,10 @@ impl Pattern for MyOutbox {
         Ok(bg)
     }
 
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let mut conn = match self.ctx.db.get().await {
             Ok(c) => c,
-            Err(e) => return OpOutcome::Fail(format!("no database connection: {e:#}")),
+            Err(e) => return OpAnswer::Fail(format!("no database connection: {e:#}")),
         };
         let envelope = Envelope::new(op);
         let event_id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
@@ -84,19 +86,19 @@ impl Pattern for MyOutbox {
         let tx = match before_commit {
             Ok(tx) => tx,
             // Nothing was committed: the transaction never reached COMMIT.
-            Err(e) => return OpOutcome::Fail(format!("not committed: {e:#}")),
+            Err(e) => return OpAnswer::Fail(format!("not committed: {e:#}")),
         };
         if op.abort {
             let _ = tx.rollback().await;
-            return OpOutcome::Fail("aborted on purpose; rolled back".into());
+            return OpAnswer::Fail("aborted on purpose; rolled back".into());
         }
         match tokio::time::timeout(self.ctx.db.timeout, tx.commit()).await {
             Ok(Ok(())) => {
                 self.ctx.crash.after_commit();
-                OpOutcome::Ok
+                OpAnswer::Ok
             }
-            Ok(Err(e)) => OpOutcome::Unknown(format!("COMMIT failed, outcome unknown: {e}")),
-            Err(_) => OpOutcome::Unknown("COMMIT timed out, outcome unknown".into()),
+            Ok(Err(e)) => OpAnswer::Unknown(format!("COMMIT failed, outcome unknown: {e}")),
+            Err(_) => OpAnswer::Unknown("COMMIT timed out, outcome unknown".into()),
         }
     }
 

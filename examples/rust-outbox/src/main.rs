@@ -11,6 +11,6 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=off,rdkafka=off")),
         )
         .init();
-    let config = implementations::AppConfig::from_env()?;
-    implementations::serve(&rust_outbox::INFO, config).await
+    let config = dualcheck_implementations::AppConfig::from_env()?;
+    dualcheck_implementations::serve(&rust_outbox::INFO, config).await
 }

@@ -2,8 +2,8 @@
 //! runs as a separate process (so `relay-kill` and `crash-after-commit` are
 //! real SIGKILLs) against real PostgreSQL, Kafka and Toxiproxy (`bash ci/setup`).
 
-use harness::nemesis::Fault;
-use harness::verification::Verification;
+use dualcheck::nemesis::Fault;
+use dualcheck::verification::Verification;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]

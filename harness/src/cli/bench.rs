@@ -1,11 +1,11 @@
 //! `dualcheck bench`: end-to-end latency and throughput of each pattern
 //! without faults, next to the machine's own Postgres and Kafka limits; with
 //! `--drain N`, each relay's publish rate apart from the request path. The
-//! measurements are [`harness::bench`]'s.
+//! measurements are [`dualcheck::bench`]'s.
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::run_options::RunOptions;
+use dualcheck::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ pub fn run(args: BenchArgs) -> Verdict {
         return drain(&args, n, &rt);
     }
     let limit_duration = (!args.no_limits).then_some(args.limit_duration);
-    match rt.block_on(harness::bench::bench(
+    match rt.block_on(dualcheck::bench::bench(
         &args.impls,
         &args.run_options(),
         limit_duration,
@@ -90,7 +90,7 @@ pub fn run(args: BenchArgs) -> Verdict {
                     serde_json::json!({"limits": limits, "rows": rows, "warmup_s": args.warmup.as_secs_f64()})
                 );
             } else {
-                print!("{}", harness::bench::table(limits.as_ref(), &rows));
+                print!("{}", dualcheck::bench::table(limits.as_ref(), &rows));
             }
             Verdict::of(rows.iter().all(|r| r.valid))
         }
@@ -104,7 +104,7 @@ pub fn run(args: BenchArgs) -> Verdict {
 /// `--drain N`: the limits, then each relay's drain rate.
 fn drain(args: &BenchArgs, n: u64, rt: &tokio::runtime::Runtime) -> Verdict {
     let limit_duration = (!args.no_limits).then_some(args.limit_duration);
-    let result = rt.block_on(harness::bench::drain(
+    let result = rt.block_on(dualcheck::bench::drain(
         &args.impls,
         n,
         &args.run_options(),
@@ -116,7 +116,7 @@ fn drain(args: &BenchArgs, n: u64, rt: &tokio::runtime::Runtime) -> Verdict {
                 println!("{}", serde_json::json!({"limits": limits, "drain": rows}));
                 return Verdict::Valid;
             }
-            print!("{}", harness::bench::drain_table(limits.as_ref(), &rows));
+            print!("{}", dualcheck::bench::drain_table(limits.as_ref(), &rows));
             Verdict::Valid
         }
         Err(e) => {

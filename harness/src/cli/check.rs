@@ -38,7 +38,7 @@ pub fn run(args: CheckArgs) -> Verdict {
             if args.json {
                 println!("{}", serde_json::to_string(&result).expect("results serialize"));
             } else {
-                print!("{}", harness::summary::check_result(&result));
+                print!("{}", dualcheck::summary::check_result(&result));
             }
             Verdict::of_check(result.verdict)
         }

@@ -1,18 +1,20 @@
 //! `dualcheck compare`: every implementation under the same seeded workload
 //! and fault schedule, one seed after another, summed up in one table (text,
 //! Markdown or JSON) and in `compare.html`, which links each run's report.
-//! The runs and the table are [`harness::compare`]'s.
+//! The runs and the table are [`dualcheck::compare`]'s.
 
+use super::run::LoadArgs;
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::compare::{markdown_table, text_table};
-use harness::run_dir::COMPARE_HTML;
-use harness::run_options::RunOptions;
+use dualcheck::compare::{markdown_table, text_table};
+use dualcheck::run_dir::COMPARE_HTML;
+use dualcheck::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `dualcheck compare`.
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("concurrency", |a| a.help("Worker tasks")))]
 pub struct CompareArgs {
     /// Comma-separated implementations (see `dualcheck list`).
     #[arg(long, value_delimiter = ',', required = true)]
@@ -29,15 +31,9 @@ pub struct CompareArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub first_seed: u64,
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
+    /// Rate, workers and keys of the workload.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Where the comparison directory (runs and compare.html) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -56,9 +52,9 @@ impl CompareArgs {
         let mut o = RunOptions::new("");
         o.faults = self.faults.clone();
         o.duration = self.duration;
-        o.workload.rate = self.rate;
-        o.workload.concurrency = self.concurrency;
-        o.workload.keys = self.keys;
+        o.workload.rate = self.load.rate;
+        o.workload.concurrency = self.load.concurrency;
+        o.workload.keys = self.load.keys;
         o.out = self.out.clone();
         o
     }
@@ -72,7 +68,7 @@ pub fn run(args: CompareArgs) -> Verdict {
         Err(v) => return v,
     };
     let seeds = args.first_seed..args.first_seed + args.seeds;
-    match rt.block_on(harness::compare::compare(&args.impls, seeds, &args.run_options())) {
+    match rt.block_on(dualcheck::compare::compare(&args.impls, seeds, &args.run_options())) {
         Ok((rows, dir)) => {
             if args.json {
                 let v = serde_json::json!({"rows": rows, "out_dir": dir, "html": dir.join(COMPARE_HTML)});

@@ -1,8 +1,8 @@
 //! `dualcheck doctor` (is this machine ready, and do the real services
-//! behave? The self-test is [`harness::doctor`]) and `dualcheck setup` (runs `ci/setup`).
+//! behave? The self-test is [`dualcheck::doctor`]) and `dualcheck setup` (runs `ci/setup`).
 
 use super::Verdict;
-use harness::doctor::DoctorOutcome;
+use dualcheck::doctor::DoctorOutcome;
 use std::path::PathBuf;
 
 /// Arguments of `dualcheck doctor`.
@@ -26,7 +26,7 @@ pub fn run(args: DoctorArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    match rt.block_on(harness::doctor::self_test(args.brokers, args.keep)) {
+    match rt.block_on(dualcheck::doctor::self_test(args.brokers, args.keep)) {
         DoctorOutcome::AllPassed => Verdict::Valid,
         DoctorOutcome::ChecksFailed => Verdict::Invalid,
         DoctorOutcome::NotSetUp => Verdict::Unusable,

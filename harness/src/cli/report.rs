@@ -15,7 +15,7 @@ pub struct ReportArgs {
 
 /// Runs `dualcheck report`: valid, anomalies, unusable input, or an incomplete history (unknown).
 pub fn run(args: ReportArgs) -> Verdict {
-    match harness::report::write(&args.run_dir) {
+    match dualcheck::report::write(&args.run_dir) {
         Ok(files) => {
             println!(
                 "{}: {}\n{}",

@@ -2,11 +2,26 @@
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::nemesis::Fault;
-use harness::run_options::RunOptions;
+use dualcheck::nemesis::Fault;
+use dualcheck::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 use workloads::{Skew, Workload};
+
+/// How hard the workload drives the implementation: `dualcheck run`'s and
+/// `dualcheck compare`'s flags, with the same defaults.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Target ops per second over all workers (0 = unlimited).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Worker tasks (each owns a share of the keys).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Distinct business keys.
+    #[arg(long, default_value_t = 32)]
+    pub keys: usize,
+}
 
 /// Arguments of `dualcheck run`.
 #[derive(Args, Debug, Clone)]
@@ -26,15 +41,9 @@ pub struct RunArgs {
     /// Print one JSON object (the results) instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks (each owns a share of the keys).
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
+    /// Rate, workers and keys of the workload.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
     #[arg(long, default_value = "uniform")]
     pub skew: Skew,
@@ -62,7 +71,7 @@ pub struct RunArgs {
     /// Sets a knob of the implementation process, KEY=VALUE (repeatable; `dualcheck list` shows them),
     /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
     #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub app_env: Vec<(String, String)>,
+    pub app_vars: Vec<(String, String)>,
     /// Where run directories go.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -102,9 +111,9 @@ impl RunArgs {
             duration: self.duration,
             workload: Workload {
                 seed: self.seed,
-                rate: self.rate,
-                concurrency: self.concurrency,
-                keys: self.keys,
+                rate: self.load.rate,
+                concurrency: self.load.concurrency,
+                keys: self.load.keys,
                 skew: self.skew,
                 payload_bytes: self.payload,
                 abort_fraction: self.abort_fraction,
@@ -114,7 +123,7 @@ impl RunArgs {
             brokers: self.brokers,
             partitions: self.partitions,
             relays: self.relays,
-            app_env: self.app_env.clone(),
+            app_vars: self.app_vars.clone(),
             out: self.out.clone(),
             cmd: self.cmd.clone(),
             committed_sql: self.committed_sql.clone(),
@@ -142,12 +151,12 @@ pub fn run(args: RunArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    match rt.block_on(harness::runner::run(cfg)) {
+    match rt.block_on(dualcheck::runner::run(cfg)) {
         Ok(outcome) => {
             if args.json {
                 println!("{}", serde_json::to_string(&outcome).expect("results serialize"));
             } else {
-                print!("{}", harness::summary::run_outcome(&outcome));
+                print!("{}", dualcheck::summary::run_outcome(&outcome));
             }
             Verdict::of_check(outcome.result.verdict)
         }

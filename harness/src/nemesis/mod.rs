@@ -96,22 +96,33 @@ pub enum Fault {
     CrashAfterCommit,
 }
 
+/// `all`, `name` and `help` of a catalogue enum, from its strum derives:
+/// every variant in declaration order, its kebab-case name, its doc comment.
+macro_rules! catalogue_entries {
+    ($kind:ident, $all_doc:literal, $name_doc:literal) => {
+        impl $kind {
+            #[doc = $all_doc]
+            pub fn all() -> impl Iterator<Item = $kind> {
+                $kind::iter()
+            }
+
+            #[doc = $name_doc]
+            pub fn name(self) -> &'static str {
+                self.into()
+            }
+
+            /// One line of help (the variant's doc comment).
+            pub fn help(self) -> &'static str {
+                self.get_documentation().unwrap_or_default()
+            }
+        }
+    };
+}
+
+catalogue_entries!(Fault, "Every fault, in `dualcheck list` order.", "The CLI name.");
+catalogue_entries!(FaultFamily, "Every family.", "The family's name.");
+
 impl Fault {
-    /// Every fault, in `dualcheck list` order.
-    pub fn all() -> impl Iterator<Item = Fault> {
-        Fault::iter()
-    }
-
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    /// One line of help (the variant's doc comment).
-    pub fn help(self) -> &'static str {
-        self.get_documentation().unwrap_or_default()
-    }
-
     /// The family the fault belongs to.
     pub fn family(self) -> FaultFamily {
         use Fault::*;
@@ -185,21 +196,6 @@ pub enum FaultFamily {
 }
 
 impl FaultFamily {
-    /// Every family.
-    pub fn all() -> impl Iterator<Item = FaultFamily> {
-        FaultFamily::iter()
-    }
-
-    /// The family's name.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    /// One line of help (the variant's doc comment).
-    pub fn help(self) -> &'static str {
-        self.get_documentation().unwrap_or_default()
-    }
-
     /// The family's faults, in `dualcheck list` order.
     pub fn faults(self) -> impl Iterator<Item = Fault> {
         Fault::all().filter(move |f| f.family() == self)

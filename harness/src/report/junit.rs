@@ -2,44 +2,28 @@
 //! property of the dual write broke. A kind that makes the run invalid is a
 //! failure carrying its examples; a kind that occurred without being a
 //! violation (`duplicate` without `--exactly-once`) passes with its examples in
-//! `system-out`.
+//! `system-out`. An incomplete history (verdict unknown) adds one erring test
+//! case, `complete_history`, and skips the anomaly cases: nothing was judged.
 
-use super::{escape, example_line, ReportInput};
-use checkers::Anomaly;
-use std::fmt::Write as _;
+use super::{example_line, ReportInput};
+use anyhow::Result;
+use checkers::{Anomaly, Verdict};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
 
 /// The JUnit XML of a run.
-pub fn render(input: &ReportInput) -> String {
+pub fn render(input: &ReportInput) -> Result<String> {
     let r = &input.result;
     let name = format!(
         "dualcheck.{}",
         input.meta.implementation.as_deref().unwrap_or("history")
     );
     let violations: Vec<Anomaly> = r.anomalies.violations(r.exactly_once);
-    let time = input.meta.duration_s.unwrap_or(0.0);
-    // An incomplete history: one test case errs with the reason; the anomaly
-    // cases are skipped (not judged), their counts kept in their output.
-    let unknown = r.verdict == checkers::Verdict::Unknown;
-    let tests = Anomaly::ALL.len() + usize::from(unknown);
-    let (failures, errors, skipped) = if unknown {
-        (0, 1, Anomaly::ALL.len())
-    } else {
-        (violations.len(), 0, 0)
-    };
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"dualcheck\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">"
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
-        escape(&name),
-    );
-    x.push_str("    <properties>\n");
+    let unknown = r.verdict == Verdict::Unknown;
+    let time = Duration::from_secs_f64(input.meta.duration_s.unwrap_or(0.0).max(0.0));
+    let mut suite = TestSuite::new(name.as_str());
+    suite.set_time(time);
     let mut props: Vec<(&str, String)> = vec![
-        ("verdict", r.verdict.as_str().to_string()),
         ("valid", r.valid.to_string()),
         ("exactly_once", r.exactly_once.to_string()),
         ("ops_invoked", r.ops.invoked.to_string()),
@@ -70,19 +54,16 @@ pub fn render(input: &ReportInput) -> String {
             ),
         ));
     }
-    for (k, v) in props {
-        let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(&v));
-    }
-    x.push_str("    </properties>\n");
+    suite.add_properties(props.into_iter().map(|(k, v)| Property::new(k, v)));
     if unknown {
-        let reason = r.reason.as_deref().unwrap_or("incomplete history");
-        let _ = writeln!(
-            x,
-            "    <testcase classname=\"{}\" name=\"complete_history\" time=\"0\">\n      <error type=\"unknown\" message=\"{}\">{}</error>\n    </testcase>",
-            escape(&name),
-            escape("verdict unknown: the history is incomplete"),
-            escape(reason)
-        );
+        let mut error = TestCaseStatus::non_success(NonSuccessKind::Error);
+        error
+            .set_type("unknown")
+            .set_message("verdict unknown: the history is incomplete")
+            .set_description(r.reason.as_deref().unwrap_or("incomplete history"));
+        let mut case = TestCase::new("complete_history", error);
+        case.set_classname(name.as_str()).set_time(Duration::ZERO);
+        suite.add_test_case(case);
     }
     for &kind in Anomaly::ALL {
         let n = r.anomalies.get(kind);
@@ -91,35 +72,37 @@ pub fn render(input: &ReportInput) -> String {
             .get(&kind)
             .map(|v| v.iter().map(|e| example_line(e) + "\n").collect())
             .unwrap_or_default();
-        let _ = write!(
-            x,
-            "    <testcase classname=\"{}\" name=\"{kind}\" time=\"0\"",
-            escape(&name)
-        );
-        if unknown {
-            let _ = writeln!(
-                x,
-                ">\n      <skipped message=\"not judged: the history is incomplete\"/>\n      <system-out>{}</system-out>\n    </testcase>",
-                escape(&format!("{n} {kind} so far; examples:\n{examples}"))
-            );
+        let (status, out) = if unknown {
+            let mut skipped = TestCaseStatus::skipped();
+            skipped.set_message("not judged: the history is incomplete");
+            (skipped, Some(format!("{n} {kind} so far; examples:\n{examples}")))
         } else if violations.contains(&kind) {
-            let _ = writeln!(
-                x,
-                ">\n      <failure type=\"{kind}\" message=\"{n} {kind}\">{}</failure>\n    </testcase>",
-                escape(&format!("{n} {kind} (definition in DESIGN.md); examples:\n{examples}"))
-            );
+            let mut failure = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            failure
+                .set_type(kind.name())
+                .set_message(format!("{n} {kind}"))
+                .set_description(format!(
+                    "{n} {kind} (definition: docs/anomalies.md#{kind}); examples:\n{examples}"
+                ));
+            (failure, None)
         } else if n > 0 {
-            let _ = writeln!(
-                x,
-                ">\n      <system-out>{}</system-out>\n    </testcase>",
-                escape(&format!(
+            (
+                TestCaseStatus::success(),
+                Some(format!(
                     "{n} {kind}, not a violation with these options; examples:\n{examples}"
-                ))
-            );
+                )),
+            )
         } else {
-            x.push_str("/>\n");
+            (TestCaseStatus::success(), None)
+        };
+        let mut case = TestCase::new(kind.name(), status);
+        case.set_classname(name.as_str()).set_time(Duration::ZERO);
+        if let Some(out) = out {
+            case.set_system_out(out);
         }
+        suite.add_test_case(case);
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+    let mut report = Report::new("dualcheck");
+    report.set_time(time).add_test_suite(suite);
+    Ok(report.to_string()?)
 }

@@ -177,7 +177,7 @@ pub fn write(path: &Path) -> Result<ReportFiles> {
     let (dir, history) = RunDir::locate(path)?;
     let input = load(&dir, &history)?;
     let (junit, html) = (dir.junit(), dir.report_html());
-    std::fs::write(&junit, junit::render(&input)).with_context(|| format!("writing {}", junit.display()))?;
+    std::fs::write(&junit, junit::render(&input)?).with_context(|| format!("writing {}", junit.display()))?;
     std::fs::write(&html, html::render(&input)?).with_context(|| format!("writing {}", html.display()))?;
     Ok(ReportFiles {
         junit,

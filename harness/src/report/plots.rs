@@ -6,6 +6,8 @@ use super::series::{PointKind, Series};
 use anyhow::{anyhow, Result};
 use checkers::results::FaultWindow;
 use checkers::Outcome;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// Width and height of every plot, in SVG pixels.
@@ -99,11 +101,7 @@ pub fn latency_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Resul
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
+        let mut chart = frame(&root)?
             .build_cartesian_2d(0f64..end_s, (floor..top).log_scale())
             .map_err(err)?;
         chart
@@ -113,17 +111,7 @@ pub fn latency_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Resul
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(err)?;
-        for (x0, x1, c) in bands(faults, end_s) {
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, floor), (x1, top)],
-                    c.mix(BAND_OPACITY).filled(),
-                )))
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new([(x0, floor), (x0, top)], c.stroke_width(1)))
-                .map_err(err)?;
-        }
+        draw_bands(&mut chart, faults, end_s, (floor, top))?;
         chart
             .draw_series(LineSeries::new(
                 [(0.0, never), (end_s, never)],
@@ -145,6 +133,36 @@ pub fn latency_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Resul
     Ok(svg)
 }
 
+/// Every plot's frame on `root`: a white ground, margins and label areas.
+fn frame<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, Shift>) -> Result<ChartBuilder<'a, 'b, SVGBackend<'b>>> {
+    root.fill(&WHITE).map_err(err)?;
+    let mut builder = ChartBuilder::on(root);
+    builder.margin(12).x_label_area_size(36).y_label_area_size(64);
+    Ok(builder)
+}
+
+/// A shaded band over each fault's window, from `y.0` to `y.1`, with a line
+/// where the fault started.
+fn draw_bands<Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, Y>>,
+    faults: &[FaultWindow],
+    end_s: f64,
+    (y0, y1): (f64, f64),
+) -> Result<()> {
+    for (x0, x1, c) in bands(faults, end_s) {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, y0), (x1, y1)],
+                c.mix(BAND_OPACITY).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new([(x0, y0), (x0, y1)], c.stroke_width(1)))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Lines of per-second values against time, with the fault bands.
 fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: &[FaultWindow], end_s: f64) -> Result<String> {
     let max_y = lines
@@ -157,11 +175,7 @@ fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: &[FaultWi
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
+        let mut chart = frame(&root)?
             .build_cartesian_2d(0f64..end_s, 0f64..max_y)
             .map_err(err)?;
         chart
@@ -171,17 +185,7 @@ fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: &[FaultWi
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(err)?;
-        for (x0, x1, c) in bands(faults, end_s) {
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x1, max_y)],
-                    c.mix(BAND_OPACITY).filled(),
-                )))
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new([(x0, 0.0), (x0, max_y)], c.stroke_width(1)))
-                .map_err(err)?;
-        }
+        draw_bands(&mut chart, faults, end_s, (0.0, max_y))?;
         for (_, colour, values) in lines {
             // Each value counts the second [i, i+1): drawn at its middle.
             chart

@@ -127,7 +127,7 @@ impl Series {
         Ok(s)
     }
 
-    /// Whether `p` counts as committed (DESIGN.md: `ok` when there are no committed lines).
+    /// Whether `p` counts as committed (docs/history.md: `ok` when there are no committed lines).
     pub fn committed(&self, p: &OpPoint) -> bool {
         if self.has_committed_lines {
             p.committed_line

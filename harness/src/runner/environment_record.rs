@@ -55,7 +55,7 @@ pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
         "workload": cfg.workload,
         "brokers": cfg.brokers,
         "partitions": cfg.partitions,
-        "app_env_names": cfg.app_env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        "app_env_names": cfg.app_vars.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
         "op_timeout_s": cfg.op_timeout.as_secs_f64(),
         "drain_timeout_s": cfg.drain_timeout.as_secs_f64(),
         "quiet_s": cfg.quiet.as_secs_f64(),

@@ -61,7 +61,7 @@ pub struct RunConfig {
     /// Partitions of the topic.
     pub partitions: i32,
     /// Extra environment of the implementation process (`DUALCHECK_RELAYS`, ...).
-    pub app_env: Vec<(String, String)>,
+    pub app_vars: Vec<(String, String)>,
     /// Where run directories go (default `runs/`).
     pub out_dir: PathBuf,
     /// Timeout of one op; a timeout is recorded as `info`.
@@ -100,7 +100,7 @@ impl RunConfig {
             workload: Workload::default(),
             brokers: 1,
             partitions: 4,
-            app_env: Vec::new(),
+            app_vars: Vec::new(),
             out_dir: PathBuf::from("runs"),
             op_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(60),
@@ -213,7 +213,6 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
         .max(cfg.brokers);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
-    crate::env::process::install_signal_handler();
     let services = Environment::start(EnvOptions {
         backend: cfg.backend.clone(),
         brokers,

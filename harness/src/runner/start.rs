@@ -3,7 +3,7 @@
 //! process) and the watch on prepared transactions.
 
 use super::{ResolvedApp, RunConfig};
-use crate::app_process::{AppEnv, AppProcess};
+use crate::app_process::{AppProcess, AppVars};
 use crate::env::Environment;
 use crate::in_doubt;
 use crate::observer::{Observer, ObserverStats};
@@ -74,26 +74,33 @@ pub(super) async fn start_processes(
     )?;
     let observer_stats = observer.stats.clone();
     started.observer = Some(observer);
-    let app_env = AppEnv {
+    let app_vars = AppVars {
         database_url: db_url,
         kafka_bootstrap: services.kafka_bootstrap.clone(),
         topic: topic.clone(),
-        extra: cfg.app_env.clone(),
+        extra: cfg.app_vars.clone(),
     };
     let bin = cfg.dualcheck_bin.as_deref();
     // Patterns whose relay is a process of its own run as two: the service
     // answers requests, the relay publishes.
     let relay_process = app.relay_process();
     let service_role = relay_process.then_some("service");
-    let process =
-        AppProcess::start_with_bin(&cfg.app, &app_env, run_dir.path(), cfg.start_timeout, service_role, bin).await?;
+    let process = AppProcess::start_with_bin(
+        &cfg.app,
+        &app_vars,
+        run_dir.path(),
+        cfg.start_timeout,
+        service_role,
+        bin,
+    )
+    .await?;
     let process = Arc::new(process);
     started.app = Some(process.clone());
     let relay = if relay_process {
         // Kafka Connect needs its JVM up before it answers: allow for it.
         let timeout = cfg.start_timeout.max(Duration::from_secs(200));
         let relay = Arc::new(
-            AppProcess::start_with_bin(&cfg.app, &app_env, run_dir.path(), timeout, Some("relay"), bin).await?,
+            AppProcess::start_with_bin(&cfg.app, &app_vars, run_dir.path(), timeout, Some("relay"), bin).await?,
         );
         started.relay = Some(relay.clone());
         Some(relay)

@@ -4,7 +4,7 @@
 
 use super::start::Running;
 use super::RunConfig;
-use crate::app_process::Completion;
+use crate::app_process::Reply;
 use crate::nemesis::Nemesis;
 use crate::observer::ObserverStats;
 use checkers::HistoryLine;
@@ -81,7 +81,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                 let completion = app.submit(&op, op_timeout).await;
                 let time = recorder.now();
                 let event = match completion {
-                    Completion::Ok => {
+                    Reply::Ok => {
                         counters.ok.fetch_add(1, Ordering::Relaxed);
                         HistoryLine::Ok {
                             op: op.op,
@@ -89,7 +89,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                             time,
                         }
                     }
-                    Completion::Fail(error) => {
+                    Reply::Fail(error) => {
                         counters.fail.fetch_add(1, Ordering::Relaxed);
                         HistoryLine::Fail {
                             op: op.op,
@@ -98,7 +98,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                             error,
                         }
                     }
-                    Completion::Info(error) => {
+                    Reply::Info(error) => {
                         counters.info.fetch_add(1, Ordering::Relaxed);
                         HistoryLine::Info {
                             op: op.op,

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use harness::env::{EnvOptions, Environment};
+use dualcheck::env::{EnvOptions, Environment};
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,4 +58,17 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The one value of a query returning one row of one column.
+pub async fn query_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Produces one record to `topic` and waits for its acknowledgement, which
+/// must come within `timeout`.
+pub async fn produced(bootstrap: &str, topic: &str, key: &str, value: &str, timeout: Duration) {
+    dualcheck::env::kafka::produce_one(bootstrap, topic, key, value, timeout)
+        .await
+        .unwrap();
 }

@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-use harness::app_process::{AppEnv, AppProcess, CrashPoint};
-use harness::env::Environment;
+use dualcheck::app_process::{AppProcess, AppVars, CrashPoint};
+use dualcheck::env::Environment;
 use implementations::runtime::kafka::Envelope;
 use implementations::{Backlog, Op};
 use rdkafka::message::Headers;
@@ -61,7 +61,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(200);
 impl App {
     /// Starts the app on `space` with extra environment variables and waits for `/health`.
     pub async fn start(env: &Environment, name: &str, space: &Space, extra: &[(&str, &str)]) -> App {
-        let app_env = AppEnv {
+        let app_vars = AppVars {
             database_url: space.url.clone(),
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             topic: space.topic.clone(),
@@ -71,7 +71,7 @@ impl App {
         let dir = env.run_dir.join(super::common::unique(&format!("app-{}", space.db)));
         std::fs::create_dir_all(&dir).unwrap();
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dualcheck"));
-        let process = AppProcess::start_builtin(bin, name, &app_env, &dir, READY_TIMEOUT)
+        let process = AppProcess::start_builtin(bin, name, &app_vars, &dir, READY_TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("starting {name}: {e:#}"));
         App {
@@ -193,7 +193,7 @@ pub async fn read_topic(
     timeout: Duration,
 ) -> Vec<Delivered> {
     let topic = &space.topic;
-    let consumer = harness::observer::consumer(&env.kafka_direct_bootstrap, &[(topic.clone(), space.partitions)])
+    let consumer = dualcheck::observer::consumer(&env.kafka_direct_bootstrap, &[(topic.clone(), space.partitions)])
         .expect("creating the topic reader");
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
@@ -234,7 +234,7 @@ pub async fn read_topic(
 
 /// The committed ops per the implementation's committed SQL, on the direct connection.
 pub async fn committed(space: &Space, sql: &str) -> std::collections::BTreeSet<i64> {
-    let c = harness::env::postgres::connect(&space.direct_url).await.unwrap();
+    let c = dualcheck::env::postgres::connect(&space.direct_url).await.unwrap();
     c.query(sql, &[])
         .await
         .unwrap()

@@ -14,22 +14,25 @@ pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir()
-        .join(format!("dualcheck-verdicts-{}", std::process::id()))
+        .join(format!("dualcheck-runs-{}", std::process::id()))
         .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
-pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// Runs `dualcheck run --json` with `args` and extra environment `env`;
+/// returns (exit code, result object, output directory) once the run ended
+/// with a verdict (exit 0 or 1) and printed its result object.
+pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, PathBuf) {
     let out = out_dir(name);
-    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-        .arg("run")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualcheck"));
+    cmd.arg("run")
         .args(args)
-        .args(["--json", "--out", out.to_str().unwrap()])
-        .output()
-        .expect("starting dualcheck");
+        .args(["--json", "--out", out.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("starting dualcheck");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let code = output.status.code().unwrap_or(-1);
@@ -38,8 +41,15 @@ pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
         "{name}: dualcheck run failed ({code}):\n{stderr}"
     );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    (code, v, out)
+}
+
+/// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
+pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (code, v, out) = run_json(name, args, &[]);
     assert_no_process_left(&out);
-    // Every run directory carries its report (issue 8).
+    // Every run directory carries its report.
     let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
     assert_eq!(

@@ -15,7 +15,7 @@ use crate::patterns::cdc::Source;
 use crate::runtime::business::Statement;
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind};
+use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
@@ -157,7 +157,7 @@ impl Pattern for Debezium {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let envelope = Envelope::new(op);
         let statements = outbox_statements(&envelope, &self.ctx.config.topic);
         crate::runtime::business::run_with(&self.ctx, op, None, &statements)

@@ -16,7 +16,7 @@
 use crate::runtime::kafka::{Envelope, Record};
 use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::runtime::read_cache::ReadCache;
-use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
+use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -69,14 +69,14 @@ impl Pattern for KafkaFirst {
         )));
         Ok(bg)
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         self.cache.accept(&op.key, op.op as i64, op.seq as i64);
         if op.hold_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(op.hold_ms)).await;
         }
         if op.abort {
             self.cache.abandon(&op.key, op.op as i64);
-            return OpOutcome::Fail("aborted on purpose (abort: true); nothing published".into());
+            return OpAnswer::Fail("aborted on purpose (abort: true); nothing published".into());
         }
         let env = Envelope::new(op);
         let value = env.to_json();
@@ -92,14 +92,14 @@ impl Pattern for KafkaFirst {
         match res {
             Ok(_) => {
                 self.ctx.crash.after_commit();
-                OpOutcome::Ok
+                OpAnswer::Ok
             }
             Err(e) => {
                 self.cache.abandon(&op.key, op.op as i64);
                 if e.permanent {
-                    OpOutcome::Fail(e.message)
+                    OpAnswer::Fail(e.message)
                 } else {
-                    OpOutcome::Unknown(format!("{} (the record may still have been written)", e.message))
+                    OpAnswer::Unknown(format!("{} (the record may still have been written)", e.message))
                 }
             }
         }

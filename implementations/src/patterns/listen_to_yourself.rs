@@ -21,7 +21,7 @@ use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::runtime::read_cache::ReadCache;
-use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
+use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -63,14 +63,14 @@ pub struct ListenToYourself {
 pub const GROUP: &str = "dualcheck-listen-to-yourself";
 
 /// The request's transaction: outbox row + pending row, hold, commit (or rollback).
-async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
+async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpAnswer {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
-        Err(e) => return OpOutcome::Fail(format!("no Postgres connection: {e:#}")),
+        Err(e) => return OpAnswer::Fail(format!("no Postgres connection: {e:#}")),
     };
     let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
-    let res: Result<OpOutcome> = async {
+    let res: Result<OpAnswer> = async {
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
         timed(
             t,
@@ -100,8 +100,8 @@ async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpOutcome {
         Ok(crate::runtime::business::finish(t, tx, op).await?.into())
     }
     .await;
-    let out = res.unwrap_or_else(|e| OpOutcome::Fail(format!("{e:#}")));
-    if out != OpOutcome::Ok {
+    let out = res.unwrap_or_else(|e| OpAnswer::Fail(format!("{e:#}")));
+    if out != OpAnswer::Ok {
         conn.discard();
     }
     out
@@ -133,11 +133,11 @@ impl Pattern for ListenToYourself {
         )));
         Ok(bg)
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let env = Envelope::new(op);
         self.cache.accept(&op.key, op.op as i64, op.seq as i64);
         let out = request_txn(&self.ctx, op, &env).await;
-        if out == OpOutcome::Ok {
+        if out == OpAnswer::Ok {
             self.ctx.crash.after_commit();
         } else {
             self.cache.abandon(&op.key, op.op as i64);
@@ -176,22 +176,12 @@ impl Pattern for ListenToYourself {
         if let Some(e) = self.cache.get(key) {
             return Ok(Some(e.seq));
         }
-        let mut c = ctx.db.get().await?;
-        let r = timed(
-            ctx.db.timeout,
+        crate::runtime::business::newest_seq(
+            ctx,
             "reading the newest seq of a key (orders and pending events)",
-            c.query_one(
-                "SELECT greatest((SELECT max(seq) FROM orders WHERE key = $1), (SELECT max(seq) FROM ly_pending WHERE key = $1))",
-                &[&key],
-            ),
+            "SELECT greatest((SELECT max(seq) FROM orders WHERE key = $1), (SELECT max(seq) FROM ly_pending WHERE key = $1))",
+            key,
         )
-        .await;
-        match r {
-            Ok(row) => Ok(row.get(0)),
-            Err(e) => {
-                c.discard();
-                Err(e)
-            }
-        }
+        .await
     }
 }

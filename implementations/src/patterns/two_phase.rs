@@ -20,7 +20,7 @@
 
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{prepared_gid, AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
+use crate::{prepared_gid, AppContext, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
 use anyhow::{anyhow, Context, Result};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -109,15 +109,7 @@ impl TwoPhase {
             // A key held by an in-doubt transaction: fail (certainly not
             // prepared) well before the runner's op timeout, rather than hang.
             timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
-            timed(
-                t,
-                "inserting the order",
-                c.execute(
-                    "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                    &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-                ),
-            )
-            .await?;
+            crate::runtime::business::insert_order(t, c, op).await?;
             timed(
                 t,
                 "updating the key's aggregate row (waits while an in-doubt transaction holds it)",
@@ -215,22 +207,22 @@ impl Pattern for TwoPhase {
         db.batch_execute(ORDER_KEYS_DDL).await?;
         Ok(())
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         // The Kafka side must be usable before anything is prepared.
         let mut slot = self.producer.lock().await;
         let producer = match self.ready_producer(&mut slot).await {
             Ok(p) => p,
-            Err(e) => return OpOutcome::Fail(format!("{e:#}")),
+            Err(e) => return OpAnswer::Fail(format!("{e:#}")),
         };
         drop(slot);
         let client = match self.ctx.db.connect().await {
             Ok(c) => c,
-            Err(e) => return OpOutcome::Fail(format!("no Postgres connection: {e:#}")),
+            Err(e) => return OpAnswer::Fail(format!("no Postgres connection: {e:#}")),
         };
         match self.prepare(&client, op).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return OpOutcome::Fail(e),
-            Err(e) => return OpOutcome::Unknown(format!("{e:#} (the transaction may be prepared, in doubt)")),
+            Ok(Err(e)) => return OpAnswer::Fail(e),
+            Err(e) => return OpAnswer::Unknown(format!("{e:#} (the transaction may be prepared, in doubt)")),
         }
         drop(client);
         let env = Envelope::new(op);
@@ -246,15 +238,15 @@ impl Pattern for TwoPhase {
             Ok(false) => {
                 return match self.finish(op.op as i64, false).await {
                     Ok(()) => {
-                        OpOutcome::Fail("the Kafka transaction aborted; rolled back the prepared transaction".into())
+                        OpAnswer::Fail("the Kafka transaction aborted; rolled back the prepared transaction".into())
                     }
-                    Err(e) => OpOutcome::Unknown(format!(
+                    Err(e) => OpAnswer::Unknown(format!(
                         "the Kafka transaction aborted, but {e:#}: the prepared transaction is in doubt"
                     )),
                 }
             }
             Err(e) => {
-                return OpOutcome::Unknown(format!(
+                return OpAnswer::Unknown(format!(
                     "{e:#}; the prepared transaction {} is left in doubt",
                     prepared_gid(op.op as i64)
                 ))
@@ -262,8 +254,8 @@ impl Pattern for TwoPhase {
         }
         self.ctx.crash.after_commit();
         match self.finish(op.op as i64, true).await {
-            Ok(()) => OpOutcome::Ok,
-            Err(e) => OpOutcome::Unknown(format!(
+            Ok(()) => OpAnswer::Ok,
+            Err(e) => OpAnswer::Unknown(format!(
                 "event published, but {e:#}: the prepared transaction {} is in doubt",
                 prepared_gid(op.op as i64)
             )),

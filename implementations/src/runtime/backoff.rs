@@ -27,6 +27,16 @@ impl Backoff {
         let c = self.ceiling(attempt).as_millis() as u64;
         Duration::from_millis(fastrand::u64(0..=c))
     }
+
+    /// The wait of a retry loop after a failure: `delay(*failures)`, then one
+    /// more failure counted (at most 10). False when `stop` changed meanwhile.
+    pub async fn wait_after_failure(&self, failures: &mut u32, stop: &mut watch::Receiver<bool>) -> bool {
+        if !sleep_unless_stopped(self.delay(*failures), stop).await {
+            return false;
+        }
+        *failures = failures.saturating_add(1).min(10);
+        true
+    }
 }
 
 /// Sleeps `d`, cut short when `stop` changes: false when the caller should

@@ -7,7 +7,7 @@
 
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Op, OpOutcome};
+use crate::{AppContext, Op, OpAnswer};
 
 /// SQL every built-in implementation's business table answers: one `op` column
 /// (bigint) with every op whose business row exists.
@@ -24,13 +24,20 @@ pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (
 
 /// The newest seq of `key` in the `orders` table (`None`: no row).
 pub async fn read_orders(ctx: &AppContext, key: &str) -> anyhow::Result<Option<i64>> {
-    let mut c = ctx.db.get().await?;
-    let r = timed(
-        ctx.db.timeout,
+    newest_seq(
+        ctx,
         "reading the newest seq of a key from orders",
-        c.query_one("SELECT max(seq) FROM orders WHERE key = $1", &[&key]),
+        "SELECT max(seq) FROM orders WHERE key = $1",
+        key,
     )
-    .await;
+    .await
+}
+
+/// The newest seq of `key` by `sql` (one row, one nullable bigint, the key as
+/// `$1`), on a pooled connection that is dropped when the query fails.
+pub async fn newest_seq(ctx: &AppContext, what: &str, sql: &str, key: &str) -> anyhow::Result<Option<i64>> {
+    let mut c = ctx.db.get().await?;
+    let r = timed(ctx.db.timeout, what, c.query_one(sql, &[&key])).await;
     match r {
         Ok(row) => Ok(row.get(0)),
         Err(e) => {
@@ -93,12 +100,12 @@ impl Statement {
     }
 }
 
-impl From<TxnEnd> for OpOutcome {
-    fn from(end: TxnEnd) -> OpOutcome {
+impl From<TxnEnd> for OpAnswer {
+    fn from(end: TxnEnd) -> OpAnswer {
         match end {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+            TxnEnd::Committed => OpAnswer::Ok,
+            TxnEnd::Failed(e) => OpAnswer::Fail(e),
+            TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
         }
     }
 }
@@ -121,6 +128,25 @@ pub async fn finish(t: std::time::Duration, tx: tokio_postgres::Transaction<'_>,
     })
 }
 
+/// Inserts the `orders` row of `op` on `c` (a connection inside a
+/// transaction, or the transaction).
+pub async fn insert_order(
+    t: std::time::Duration,
+    c: &impl tokio_postgres::GenericClient,
+    op: &Op,
+) -> anyhow::Result<()> {
+    timed(
+        t,
+        "inserting the order",
+        c.execute(
+            "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
+            &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Runs the business transaction of `op` (see the module doc).
 pub async fn run(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>) -> TxnEnd {
     run_with(ctx, op, outbox, &[]).await
@@ -136,15 +162,7 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
     };
     let res: anyhow::Result<TxnEnd> = async {
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
-        timed(
-            t,
-            "inserting the order",
-            tx.execute(
-                "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-            ),
-        )
-        .await?;
+        insert_order(t, &tx, op).await?;
         if let Some(o) = &outbox {
             let e = o.envelope;
             let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");

@@ -15,7 +15,7 @@
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
 
-use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
+use crate::runtime::backoff::Backoff;
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::runtime::read_cache::ReadCache;
@@ -190,10 +190,9 @@ pub async fn run(
             Ok((c, next)) => (Arc::new(c), next),
             Err(e) => {
                 tracing::warn!("own consumer: {e:#} (retrying)");
-                if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                if !b.wait_after_failure(&mut failures, &mut stop).await {
                     return;
                 }
-                failures = failures.saturating_add(1).min(10);
                 continue;
             }
         };
@@ -221,10 +220,9 @@ pub async fn run(
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("own consumer: {e} (librdkafka reconnects)");
-                    if !sleep_unless_stopped(b.delay(failures), &mut stop).await {
+                    if !b.wait_after_failure(&mut failures, &mut stop).await {
                         return;
                     }
-                    failures = failures.saturating_add(1).min(10);
                     continue;
                 }
             };
@@ -246,10 +244,9 @@ pub async fn run(
                                     "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
                                     env.op
                                 );
-                                if !sleep_unless_stopped(b.delay(attempt), &mut stop).await {
+                                if !b.wait_after_failure(&mut attempt, &mut stop).await {
                                     return;
                                 }
-                                attempt = attempt.saturating_add(1).min(10);
                             }
                         }
                     }

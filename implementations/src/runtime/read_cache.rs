@@ -69,16 +69,7 @@ impl ReadCache {
         let mut m = self.map();
         match m.get(key) {
             Some(e) if e.seq > seq => {}
-            _ => {
-                m.insert(
-                    key.to_string(),
-                    Entry {
-                        op,
-                        seq,
-                        state: EntryState::Pending,
-                    },
-                );
-            }
+            _ => set(&mut m, key, op, seq, EntryState::Pending),
         }
     }
 
@@ -96,16 +87,7 @@ impl ReadCache {
         match m.get_mut(key) {
             Some(e) if e.op == op => e.state = EntryState::Committed,
             Some(e) if e.seq >= seq => {}
-            _ => {
-                m.insert(
-                    key.to_string(),
-                    Entry {
-                        op,
-                        seq,
-                        state: EntryState::Committed,
-                    },
-                );
-            }
+            _ => set(&mut m, key, op, seq, EntryState::Committed),
         }
     }
 
@@ -120,6 +102,11 @@ impl ReadCache {
     }
 }
 
+/// Makes op `op` (seq `seq`) the entry of `key`, in `state`.
+fn set(m: &mut HashMap<String, Entry>, key: &str, op: i64, seq: i64, state: EntryState) {
+    m.insert(key.to_string(), Entry { op, seq, state });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,15 +116,31 @@ mod tests {
         c.get(k).map(|e| (e.op, e.seq, e.state))
     }
 
+    /// Key k's entry after `accept` of (op, seq) on it.
+    fn after_accept(c: &ReadCache, op: i64, seq: i64) -> Option<(i64, i64, EntryState)> {
+        c.accept("k", op, seq);
+        entry(c, "k")
+    }
+
+    /// Key k's entry after `committed` of (op, seq) on it.
+    fn after_committed(c: &ReadCache, op: i64, seq: i64) -> Option<(i64, i64, EntryState)> {
+        c.committed("k", op, seq);
+        entry(c, "k")
+    }
+
+    /// Key k's entry after `abandon` of op on it.
+    fn after_abandon(c: &ReadCache, op: i64) -> Option<(i64, i64, EntryState)> {
+        c.abandon("k", op);
+        entry(c, "k")
+    }
+
     #[test]
     fn accepted_is_pending_until_committed() {
         let c = ReadCache::new();
         assert_eq!(c.get("k"), None);
-        c.accept("k", 10, 0);
-        assert_eq!(entry(&c, "k"), Some((10, 0, Pending)));
+        assert_eq!(after_accept(&c, 10, 0), Some((10, 0, Pending)));
         assert_eq!(c.pending(), 1);
-        c.committed("k", 10, 0);
-        assert_eq!(entry(&c, "k"), Some((10, 0, Committed)));
+        assert_eq!(after_committed(&c, 10, 0), Some((10, 0, Committed)));
         assert_eq!(c.pending(), 0);
     }
 
@@ -145,16 +148,12 @@ mod tests {
     fn a_newer_op_replaces_and_an_older_never_does() {
         let c = ReadCache::new();
         c.accept("k", 10, 0);
-        c.accept("k", 11, 1);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Pending)));
+        assert_eq!(after_accept(&c, 11, 1), Some((11, 1, Pending)));
         // The consumer writes op 10's row late: the entry stays op 11, pending.
-        c.committed("k", 10, 0);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Pending)));
+        assert_eq!(after_committed(&c, 10, 0), Some((11, 1, Pending)));
         // An older request arriving late does not roll the key back.
-        c.accept("k", 9, 0);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Pending)));
-        c.committed("k", 11, 1);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Committed)));
+        assert_eq!(after_accept(&c, 9, 0), Some((11, 1, Pending)));
+        assert_eq!(after_committed(&c, 11, 1), Some((11, 1, Committed)));
     }
 
     #[test]
@@ -166,23 +165,18 @@ mod tests {
         assert_eq!(c.pending(), 0);
         // Abandoning another op, or a committed entry, changes nothing.
         c.accept("k", 11, 1);
-        c.abandon("k", 10);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Pending)));
+        assert_eq!(after_abandon(&c, 10), Some((11, 1, Pending)));
         c.committed("k", 11, 1);
-        c.abandon("k", 11);
-        assert_eq!(entry(&c, "k"), Some((11, 1, Committed)));
+        assert_eq!(after_abandon(&c, 11), Some((11, 1, Committed)));
     }
 
     #[test]
     fn rows_written_after_a_restart_fill_the_cache() {
         // After a restart the cache is empty; the consumer catches up.
         let c = ReadCache::new();
-        c.committed("k", 10, 0);
-        assert_eq!(entry(&c, "k"), Some((10, 0, Committed)));
-        c.committed("k", 12, 2);
-        assert_eq!(entry(&c, "k"), Some((12, 2, Committed)));
-        c.committed("k", 11, 1);
-        assert_eq!(entry(&c, "k"), Some((12, 2, Committed)));
+        assert_eq!(after_committed(&c, 10, 0), Some((10, 0, Committed)));
+        assert_eq!(after_committed(&c, 12, 2), Some((12, 2, Committed)));
+        assert_eq!(after_committed(&c, 11, 1), Some((12, 2, Committed)));
         assert_eq!(c.pending(), 0);
     }
 }

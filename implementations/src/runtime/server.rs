@@ -8,7 +8,7 @@
 //! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
 //! - `GET /info` → `{"name","committed_sql"}`
 
-use crate::{AppConfig, AppContext, Op, OpOutcome, Pattern, PatternInfo};
+use crate::{AppConfig, AppContext, Op, OpAnswer, Pattern, PatternInfo};
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,9 +42,9 @@ type St = State<Served>;
 
 async fn ops(State(s): St, Json(op): Json<Op>) -> (StatusCode, String) {
     match s.pattern.execute(&op).await {
-        OpOutcome::Ok => (StatusCode::OK, "ok".into()),
-        OpOutcome::Fail(e) => (StatusCode::CONFLICT, e),
-        OpOutcome::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+        OpAnswer::Ok => (StatusCode::OK, "ok".into()),
+        OpAnswer::Fail(e) => (StatusCode::CONFLICT, e),
+        OpAnswer::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -116,9 +116,7 @@ pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> 
         background.len()
     );
     axum::serve(listener, router(info, pattern, ctx))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(super::interrupt::interrupted())
         .await
         .context("HTTP server")?;
     background.stop().await;

@@ -542,7 +542,7 @@ impl crate::Pattern for CdcPattern {
         bg.push(tokio::spawn(self.tailer.clone().run(stop)));
         Ok(bg)
     }
-    async fn execute(&self, op: &crate::Op) -> crate::OpOutcome {
+    async fn execute(&self, op: &crate::Op) -> crate::OpAnswer {
         crate::runtime::business::run_with(&self.ctx, op, None, &(self.statements)(op))
             .await
             .into()

@@ -12,7 +12,7 @@ pub mod publish_first;
 
 use crate::runtime::business::{self, TxnEnd};
 use crate::runtime::kafka::{Envelope, Publisher, Record};
-use crate::{AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
+use crate::{AppContext, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
 use std::sync::Arc;
 
 /// Registry entry.
@@ -91,16 +91,16 @@ impl Pattern for Naive {
         db.batch_execute(ORDERS_DDL).await?;
         Ok(())
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         match business::run(&self.ctx, op, None).await {
-            TxnEnd::Failed(e) => OpOutcome::Fail(e),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+            TxnEnd::Failed(e) => OpAnswer::Fail(e),
+            TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
             TxnEnd::Committed => {
                 let env = Envelope::new(op);
                 if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
                     tracing::warn!("naive: op {} committed but its event is lost: {e}", op.op);
                 }
-                OpOutcome::Ok
+                OpAnswer::Ok
             }
         }
     }

@@ -6,7 +6,7 @@
 use super::publish_with_retries;
 use crate::runtime::business::{self, TxnEnd};
 use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Op, OpOutcome, Pattern, PatternInfo, ORDERS_DDL};
+use crate::{AppContext, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
 use std::sync::Arc;
 
 /// Registry entry.
@@ -36,16 +36,16 @@ impl Pattern for PublishFirst {
         db.batch_execute(ORDERS_DDL).await?;
         Ok(())
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let env = Envelope::new(op);
         if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
             // Nothing was written to the database: the business effect certainly did not happen.
-            return OpOutcome::Fail(format!("publishing first failed, nothing written: {e}"));
+            return OpAnswer::Fail(format!("publishing first failed, nothing written: {e}"));
         }
         match business::run(&self.ctx, op, None).await {
-            TxnEnd::Committed => OpOutcome::Ok,
-            TxnEnd::Failed(e) => OpOutcome::Fail(format!("event already published, but: {e}")),
-            TxnEnd::Unknown(e) => OpOutcome::Unknown(e),
+            TxnEnd::Committed => OpAnswer::Ok,
+            TxnEnd::Failed(e) => OpAnswer::Fail(format!("event already published, but: {e}")),
+            TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
         }
     }
 }

@@ -16,10 +16,9 @@
 //! After a failure it backs off (exponential, full jitter) and retries from the
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
-use super::OutboxRelay;
+use super::{publish_events, OutboxRelay};
 use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
-use crate::runtime::kafka::Record;
 use crate::AppContext;
 use anyhow::Result;
 use std::collections::HashSet;
@@ -138,15 +137,13 @@ async fn step(
         }
         events.push((r.get(0), r.get(1), r.get(2), key, r.get(4)));
     }
-    let records: Vec<Record> = events
-        .iter()
-        .map(|(_, _, ev, key, value)| Record {
-            key,
-            value,
-            event_id: ev,
-        })
-        .collect();
-    let results = ctx.publisher.publish_all(&records).await;
+    let results = publish_events(
+        ctx,
+        events
+            .iter()
+            .map(|(_, _, ev, key, value)| (ev.as_str(), key.as_str(), value.as_str())),
+    )
+    .await;
     let ok_run = results.iter().take_while(|r| r.is_ok()).count();
     if let Some(Err(e)) = results.get(ok_run) {
         tracing::warn!("cursor relay: publishing outbox event {} failed: {e}", events[ok_run].0);

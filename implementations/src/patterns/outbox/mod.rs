@@ -12,8 +12,8 @@ use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::Cleanup;
 use crate::runtime::db::timed;
-use crate::runtime::kafka::Envelope;
-use crate::{AppContext, Background, Backlog, Op, OpOutcome, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
+use crate::runtime::kafka::{Envelope, PublishError, Record};
+use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ impl Pattern for OutboxPattern {
         }
         Ok(bg)
     }
-    async fn execute(&self, op: &Op) -> OpOutcome {
+    async fn execute(&self, op: &Op) -> OpAnswer {
         let env = Envelope::new(op);
         let row = OutboxRow {
             envelope: &env,
@@ -256,4 +256,16 @@ impl Pattern for OutboxPattern {
             parked: row.get(2),
         })
     }
+}
+
+/// Publishes events, each (event id, key, value), in order: one result each,
+/// as the relays mark them published or retry them.
+async fn publish_events<'a>(
+    ctx: &AppContext,
+    events: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Vec<Result<(i32, i64), PublishError>> {
+    let records: Vec<Record> = events
+        .map(|(event_id, key, value)| Record { key, value, event_id })
+        .collect();
+    ctx.publisher.publish_all(&records).await
 }

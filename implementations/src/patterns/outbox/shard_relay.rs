@@ -21,9 +21,9 @@
 //!   permanent errors such as a record above message.max.bytes) the event moves to
 //!   `outbox_failed` with its last error and its key's later events wait.
 
+use super::publish_events;
 use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
-use crate::runtime::kafka::Record;
 use crate::{AppContext, Background};
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -221,15 +221,13 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
-    let records: Vec<Record> = events
-        .iter()
-        .map(|(_, ev, key, value, _)| Record {
-            key,
-            value,
-            event_id: ev,
-        })
-        .collect();
-    let results = ctx.publisher.publish_all(&records).await;
+    let results = publish_events(
+        ctx,
+        events
+            .iter()
+            .map(|(_, ev, key, value, _)| (ev.as_str(), key.as_str(), value.as_str())),
+    )
+    .await;
     let b = Backoff {
         base: cfg.backoff_base,
         max: cfg.backoff_max,

@@ -1,47 +1,22 @@
-//! What issue 7's patterns must show (listen-to-yourself, kafka-first,
+//! What the consumer-side and two-phase patterns must show (listen-to-yourself, kafka-first,
 //! two-phase), each a real run against real Postgres, Kafka and Toxiproxy
 //! started by the harness, through the `dualcheck` binary exactly as a user
 //! runs it. Runs are serialized: each starts its own environment, and two at
 //! once would not fit two cores.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+mod run_support;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use run_support::{count, run_json, ONE_AT_A_TIME};
+use serde_json::Value;
+use std::path::Path;
 
 const FAULTS: &str = "kafka-partition,pg-partition,relay-kill,crash-after-commit";
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("dualcheck-issue7-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `dualcheck run --json` with `args` and extra environment; returns
 /// (exit code, result object) and checks the run directory's reports.
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = out_dir(name);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualcheck"));
-    cmd.arg("run")
-        .args(args)
-        .args(["--json", "--out", out.to_str().unwrap()]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let output = cmd.output().expect("starting dualcheck");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let code = output.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 1,
-        "{name}: dualcheck run failed ({code}):\n{stderr}"
-    );
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let (code, v, _) = run_json(name, args, env);
     let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
     let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
     let verdict = if v["valid"] == true { ">VALID<" } else { ">INVALID<" };
@@ -57,12 +32,6 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
         v["valid"], v["anomalies"], v["reads"], v["ops"], v["in_doubt"]
     );
     (code, v)
-}
-
-fn count(v: &Value, kind: &str) -> u64 {
-    v["anomalies"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {v}"))
 }
 
 /// Valid, drained, every acknowledged op read back with no stale read.
