@@ -263,18 +263,6 @@ impl Environment {
         self.process(service)?.resume()
     }
 
-    /// Every process group this environment started (name, pgid), for leak checks.
-    pub fn process_groups(&self) -> Vec<(String, i32)> {
-        match &self.backend {
-            Backend::Local(s) => s
-                .processes()
-                .iter()
-                .filter_map(|p| Some((p.name().to_string(), p.pgid()?)))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// Every live process this environment started, as (service, pid), including
     /// children outside the services' process groups; for leak checks.
     pub fn all_pids(&self) -> Vec<(String, i32)> {
