@@ -23,7 +23,7 @@ pub use anomaly::Anomaly;
 pub use check::{CheckOptions, HistoryIndex};
 pub use history::{FaultPhase, HistoryLine, Outcome, ParsedLine};
 pub use reader::HistoryError;
-pub use results::{quantile, Anomalies, CheckResult, Example, Latency};
+pub use results::{quantile, Anomalies, CheckResult, Example, FaultWindow, Latency, LogLine, Trail};
 
 use std::io::Read;
 use std::path::Path;

@@ -98,6 +98,8 @@ pub struct Publisher {
     /// Topic records go to.
     pub topic: String,
     timeout: Duration,
+    /// What became of each op's last publishes (for `GET /trace/{op}`).
+    pub journal: super::journal::Journal,
 }
 
 impl Publisher {
@@ -121,6 +123,7 @@ impl Publisher {
             config,
             topic: topic.to_string(),
             timeout,
+            journal: Default::default(),
         })
     }
 
@@ -152,6 +155,12 @@ impl Publisher {
     pub async fn publish_all(&self, records: &[Record<'_>]) -> Vec<Result<(i32, i64), PublishError>> {
         let producer = self.current();
         let out = self.publish_with(&producer, records).await;
+        for (r, res) in records.iter().zip(&out) {
+            if let Some(op) = super::journal::op_of_value(r.value) {
+                let res = res.as_ref().map(|d| *d).map_err(|e| e.message.as_str());
+                self.journal.attempt(op, r.event_id, res);
+            }
+        }
         if out.iter().any(|r| r.is_err()) {
             self.renew_if_fatal(&producer);
         }

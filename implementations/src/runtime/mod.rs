@@ -10,6 +10,7 @@ pub mod config;
 pub mod crash;
 pub mod db;
 pub mod inbox;
+pub mod journal;
 pub mod kafka;
 pub mod own_consumer;
 pub mod read_cache;

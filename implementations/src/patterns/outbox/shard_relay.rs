@@ -201,7 +201,7 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         t,
         "claiming outbox heads",
         tx.query(
-            "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts FROM outbox o
+            "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
              WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
                             WHERE published_at IS NULL AND (shard % $1) = ANY($2)
                             ORDER BY key, id)
@@ -217,13 +217,13 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let events: Vec<(i64, String, String, String, i32)> = rows
+    let events: Vec<(i64, String, String, String, i32, i64)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
     let records: Vec<Record> = events
         .iter()
-        .map(|(_, ev, key, value, _)| Record {
+        .map(|(_, ev, key, value, _, _)| Record {
             key,
             value,
             event_id: ev,
@@ -235,13 +235,16 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         max: cfg.backoff_max,
     };
     let mut ok_ids = Vec::new();
-    for ((id, _, key, _, attempts), res) in events.iter().zip(results) {
+    for ((id, ev, key, _, attempts, op), res) in events.iter().zip(results) {
         match res {
             Ok(_) => ok_ids.push(*id),
             Err(e) => {
                 let attempts = attempts + 1;
                 if e.permanent || attempts as u32 >= cfg.max_attempts {
-                    tracing::warn!("relay: parking outbox event {id} (key {key}) after {attempts} attempt(s): {e}");
+                    tracing::warn!(
+                        "relay: parking outbox event {id} (op {op}, event {ev}, key {key}) after {attempts} attempt(s){}: {e}",
+                        if e.permanent { ", a permanent error" } else { "" }
+                    );
                     timed(
                         t,
                         "parking an event",
@@ -261,6 +264,12 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                     .await?;
                 } else {
                     let delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
+                    // The first failure of an event, then every tenth: enough to follow an op.
+                    if attempts == 1 || attempts % 10 == 0 {
+                        tracing::warn!(
+                            "relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed, attempt {attempts}, retrying in {delay_ms} ms: {e}"
+                        );
+                    }
                     timed(
                         t,
                         "scheduling a retry",
