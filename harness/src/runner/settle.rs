@@ -45,8 +45,9 @@ pub(super) async fn heal_and_drain(
     .await
 }
 
-/// Waits until the implementation reports no backlog and no delivery has
-/// arrived for `quiet`, at most `timeout`.
+/// Waits until the implementation reports no backlog, no delivery has arrived
+/// for `quiet`, and the observer has read every partition to its end, at
+/// most `timeout`.
 async fn wait_until_drained(
     app: &AppProcess,
     relay: Option<&AppProcess>,
@@ -61,6 +62,7 @@ async fn wait_until_drained(
     // The relay process, where there is one, knows the backlog.
     let publisher = relay.unwrap_or(app);
     let mut parked = None;
+    let mut behind: Option<String> = None;
     loop {
         // A dead or silent application has an unknown backlog: never drained.
         let running = match relay {
@@ -78,7 +80,18 @@ async fn wait_until_drained(
         };
         let last = observer.last_delivery.load(Ordering::Relaxed).max(drain_start);
         if backlog == Some(0) && recorder.now() - last >= quiet_ns {
-            return Drained { drained: true, parked };
+            // Nothing left to publish and nothing new for a while, but the
+            // observer may be behind (still reconnecting after a broker kill):
+            // events published at the very end would be judged lost.
+            match observer.caught_up(recorder.now()).await {
+                Ok(()) => return Drained { drained: true, parked },
+                Err(why) => {
+                    if behind.as_deref() != Some(why.as_str()) {
+                        tracing::info!("drain: backlog 0, but {why}; waiting");
+                        behind = Some(why);
+                    }
+                }
+            }
         }
         if started.elapsed() > timeout {
             tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");

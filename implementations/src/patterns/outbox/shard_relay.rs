@@ -131,9 +131,12 @@ async fn relay(
         }
         let res = step(&ctx, &mut st, &home, &mut last_orphan_scan).await;
         let wait = match res {
-            Ok(n) if n as i64 >= cfg.batch => {
+            // Work found: look again at once (the next head of each key may be
+            // waiting; a notify relay would otherwise wait its fallback poll,
+            // draining one event per key per second). Sleep only when idle.
+            Ok(n) if n > 0 => {
                 failures = 0;
-                continue; // more work waiting
+                continue;
             }
             Ok(_) => {
                 failures = 0;
