@@ -547,6 +547,54 @@ mod tests {
     }
 
     #[test]
+    fn a_trail_gathers_the_ops_lines_faults_and_log_lines() {
+        let dir = std::env::temp_dir().join(format!("dualcheck-trails-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let history = dir.join(crate::run_dir::HISTORY);
+        let lines = [
+            r#"{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":10}"#,
+            r#"{"type":"invoke","op":2,"process":1,"key":"k2","seq":0,"time":11}"#,
+            r#"{"type":"nemesis","fault":"pg-kill","phase":"start","time":1}"#,
+            r#"{"type":"nemesis","fault":"pg-kill","phase":"stop","time":5}"#,
+            r#"{"type":"nemesis","fault":"kafka-partition","phase":"start","time":15}"#,
+            r#"{"type":"ok","op":1,"process":0,"time":20}"#,
+            r#"{"type":"ok","op":2,"process":1,"time":21}"#,
+            r#"{"type":"deliver","op":2,"event":"e-2","key":"k2","seq":0,"topic":"orders","partition":0,"offset":0,"time":30}"#,
+            r#"{"type":"nemesis","fault":"kafka-partition","phase":"stop","time":40}"#,
+            r#"{"type":"read","key":"k1","seq":null,"invoke_time":50,"time":51}"#,
+            r#"{"type":"committed","op":1}"#,
+            r#"{"type":"committed","op":2}"#,
+        ];
+        std::fs::write(&history, lines.join("\n") + "\n").unwrap();
+        std::fs::write(
+            dir.join(crate::run_dir::APP_LOG),
+            "starting\nnaive: op 1 committed but its event is lost: publish failed: timed out\nop 10 fine\nevent e-2 sent\n",
+        )
+        .unwrap();
+        let mut result = checkers::check_file(&history, checkers::CheckOptions::default()).unwrap();
+        assert_eq!((result.anomalies.lost, result.anomalies.stale_read), (1, 1));
+        build(&mut result, &RunDir::at(&dir), &history).unwrap();
+
+        let lost = result.examples[&Anomaly::Lost][0].trail.clone().unwrap();
+        assert_eq!(lost.op, Some(1));
+        let types: Vec<&str> = lost.history.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["invoke", "ok", "committed"]);
+        let faults: Vec<&str> = lost.faults.iter().map(|w| w.fault.as_str()).collect();
+        assert_eq!(faults, ["kafka-partition"], "pg-kill ended before the invoke");
+        assert_eq!(lost.logs.len(), 1, "{:?}", lost.logs);
+        assert_eq!((lost.logs[0].file.as_str(), lost.logs[0].line), ("app.log", 2));
+        assert!(lost.trace.is_none() && lost.trace_missing.is_some());
+
+        // The stale read follows op 1 (seq 0 of k1, acknowledged before the read).
+        let stale = result.examples[&Anomaly::StaleRead][0].trail.clone().unwrap();
+        assert_eq!(stale.op, Some(1));
+        assert_eq!(stale.history[0]["type"], "read");
+        assert_eq!(stale.history.len(), 4);
+        assert!(!result.examples.contains_key(&Anomaly::Duplicate));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn event_ids_are_found_anywhere_in_an_account() {
         let v = serde_json::json!({"outbox": {"event_id": "ea9cb0a0-44b2-4152-a6e3-9eef7d3ddbf9"},
                                    "publish": [{"event": "6a672bf0-5289-4802-8058-250ce9b6f92d"}]});

@@ -87,7 +87,7 @@ async fn wait_until_drained(
                 Ok(()) => return Drained { drained: true, parked },
                 Err(why) => {
                     if behind.as_deref() != Some(why.as_str()) {
-                        tracing::info!("drain: backlog 0, but {why}; waiting");
+                        tracing::warn!("drain: backlog 0, but {why}; waiting for it");
                         behind = Some(why);
                     }
                 }
