@@ -27,9 +27,9 @@ fn trail_html(h: &mut String, e: &checkers::Example, t: &checkers::Trail) {
         (None, Some(op)) => format!("read of key {} (follows op {op})", e.key.clone().unwrap_or_default()),
         (None, None) => format!("key {}", e.key.clone().unwrap_or_default()),
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<details class=\"trail\"><summary>trail of {}: {}</summary>\n",
+        "<details class=\"trail\"><summary>trail of {}: {}</summary>",
         escape(&who),
         escape(&crate::trails::one_line(t))
     );

@@ -9,10 +9,10 @@
 //! 2. `workload`: the workers submitting the seeded ops (with the progress line);
 //! 3. `fault_schedule`: the nemesis following the seeded schedule, side by side;
 //! 4. `settle`: heal every fault, then drain until nothing is left to publish;
-//! 5. `ground_truth`: read what the database committed;
-//! 5b. `trail`: stop the observer (the history is complete), check the
-//!    history and gather each anomaly example's trail, asking the
-//!    implementation — still running — for its account of the ops;
+//! 5. `ground_truth`: read what the database committed, then `trail`: stop
+//!    the observer (the history is complete), check the history and gather
+//!    each anomaly example's trail, asking the implementation — still
+//!    running — for its account of the ops;
 //! 6. `teardown`: stop the observer, resolve what is left in doubt, stop the
 //!    implementation, drop the run's replication slots — whatever the phases
 //!    before returned, so no exit path leaves a process or a slot behind;
