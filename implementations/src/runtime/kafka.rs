@@ -60,6 +60,12 @@ impl std::fmt::Display for PublishError {
     }
 }
 
+/// Whether a publish error can never go away by retrying: the record itself
+/// is refused (too large, invalid for the broker). Every other error —
+/// timeouts, lost connections, a broker restarting, fatal producer states —
+/// is transient. `InvalidMessage` (Kafka's `CORRUPT_MESSAGE`, a CRC failure)
+/// is transient too: Kafka declares it retriable, and parking on it would
+/// turn a corrupted transmission into a lost event.
 fn classify(e: &KafkaError) -> PublishError {
     let code = e.rdkafka_error_code();
     let permanent = matches!(
@@ -69,7 +75,6 @@ fn classify(e: &KafkaError) -> PublishError {
                 | RDKafkaErrorCode::InvalidMessageSize
                 | RDKafkaErrorCode::InvalidRecord
                 | RDKafkaErrorCode::MessageBatchTooLarge
-                | RDKafkaErrorCode::InvalidMessage
         )
     );
     PublishError {
@@ -225,5 +230,28 @@ impl Publisher {
             .await
             .pop()
             .expect("one result per record")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_records_are_permanent() {
+        let e = |code| classify(&KafkaError::MessageProduction(code));
+        assert!(e(RDKafkaErrorCode::MessageSizeTooLarge).permanent);
+        assert!(e(RDKafkaErrorCode::InvalidRecord).permanent);
+        for transient in [
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+        ] {
+            assert!(!e(transient).permanent, "{transient:?}");
+        }
     }
 }
