@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 /// How the drain ended.
 pub(super) struct Drained {
-    /// The drain ended with a backlog of 0 and a quiet period.
+    /// The drain ended with a backlog of 0, a quiet period and the observer at
+    /// the end of every partition.
     pub drained: bool,
     /// Events the implementation parked, from its last backlog answer that
     /// carried a count (`None`: it never said).
