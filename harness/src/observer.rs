@@ -82,8 +82,7 @@ impl ObserverStats {
                 }
             };
             let (next, eof_at) = positions.get(&tp).copied().unwrap_or((0, 0));
-            let at_end = next >= high
-                || (eof_at > 0 && (eof_at >= first_seen || now - first_seen >= END_GRACE.as_nanos() as i64));
+            let at_end = read_to_end(next, eof_at, high, first_seen, now);
             if !at_end && behind.is_none() {
                 behind = Some(format!(
                     "the observer has read {}/{} up to offset {next}, the log ends at {high}",
@@ -93,6 +92,14 @@ impl ObserverStats {
         }
         behind.map_or(Ok(()), Err)
     }
+}
+
+/// Whether a partition is read to its end (see [`ObserverStats::caught_up`]):
+/// `next` is the offset after the latest record recorded, `eof_at` the time
+/// the end was reached after it (0: not since), `high` the high watermark,
+/// first read at `first_seen`; times in history ns.
+fn read_to_end(next: i64, eof_at: i64, high: i64, first_seen: i64, now: i64) -> bool {
+    next >= high || (eof_at > 0 && (eof_at >= first_seen || now - first_seen >= END_GRACE.as_nanos() as i64))
 }
 
 /// A running observer; [`Observer::stop`] ends it.
@@ -229,5 +236,29 @@ fn delivery<M: Message>(m: &M, time: i64) -> HistoryLine {
         partition: m.partition(),
         offset: m.offset(),
         time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_read_to_its_end_only_when_nothing_below_its_watermark_can_still_come() {
+        let s = 1_000_000_000i64;
+        // Recorded the record before the watermark.
+        assert!(read_to_end(10, 0, 10, 5 * s, 5 * s));
+        assert!(read_to_end(0, 0, 0, 5 * s, 5 * s), "an empty partition");
+        // Behind and not at the end (still reconnecting after a broker kill): the drain waits.
+        assert!(!read_to_end(8, 0, 10, 5 * s, 5 * s));
+        assert!(
+            !read_to_end(8, 0, 10, 5 * s, 60 * s),
+            "however long: it is not at the end"
+        );
+        // At the end, after this watermark was first seen: the gap is markers.
+        assert!(read_to_end(8, 6 * s, 10, 5 * s, 6 * s));
+        // At the end before the watermark was seen: wait out the grace.
+        assert!(!read_to_end(8, 4 * s, 10, 5 * s, 6 * s));
+        assert!(read_to_end(8, 4 * s, 10, 5 * s, 5 * s + END_GRACE.as_nanos() as i64));
     }
 }
