@@ -329,6 +329,7 @@ impl HistoryIndex {
                 invoke_time: (s.invoke_time != NONE_TIME).then_some(s.invoke_time),
                 complete_time: (s.complete_time != NONE_TIME).then_some(s.complete_time),
                 detail,
+                trail: None,
             }
         };
         // Counts `n` occurrences of an anomaly and keeps an example while there is room.

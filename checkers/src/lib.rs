@@ -23,7 +23,9 @@ pub use anomaly::Anomaly;
 pub use check::{CheckOptions, HistoryIndex};
 pub use history::{FaultPhase, HistoryLine, Outcome, ParsedLine};
 pub use reader::HistoryError;
-pub use results::{quantile, Anomalies, CheckResult, Example, FailedFault, Latency, Verdict};
+pub use results::{
+    quantile, Anomalies, CheckResult, Example, FailedFault, FaultWindow, Latency, LogLine, Trail, Verdict,
+};
 
 use std::io::Read;
 use std::path::Path;

@@ -123,6 +123,49 @@ pub struct Example {
     /// Anything specific to the anomaly (for a reorder: what it came after).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How it came about, gathered by the runner (the check alone leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail: Option<Trail>,
+}
+
+/// The trail of an example: everything a person needs to explain it, in one
+/// place (docs/results.md#trail).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trail {
+    /// The op the trail follows: the example's op, or for a `stale_read` the
+    /// op whose seq the read should have seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
+    /// The op's history lines (for a `stale_read`, the read's line too), in
+    /// file order, as written; a few at most.
+    pub history: Vec<serde_json::Value>,
+    /// The fault windows active at some moment between the op's invoke and the
+    /// end of the history.
+    pub faults: Vec<FaultWindow>,
+    /// The implementation's own account of the op (`GET /trace/{op}`), when it
+    /// gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<serde_json::Value>,
+    /// Why there is no `trace` (not served, the process did not answer, not asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_missing: Option<String>,
+    /// The implementation's log lines that name the op or one of its event ids.
+    pub logs: Vec<LogLine>,
+    /// The implementation parked the op's event (its trace says `"state":"parked"`):
+    /// it gave up publishing it, on purpose.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
+}
+
+/// One line of an implementation's log, named by a trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The log file's name in the run directory (`app.log`, `relay.log`).
+    pub file: String,
+    /// Line number, from 1.
+    pub line: u64,
+    /// The line (long lines are cut).
+    pub text: String,
 }
 
 /// Quantiles of commit-to-first-delivery latency, in nanoseconds.

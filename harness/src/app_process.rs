@@ -312,6 +312,29 @@ impl AppProcess {
         Ok(Some(backlog))
     }
 
+    /// The program's own account of op `op` (`GET /trace/{op}`, any JSON):
+    /// `Ok(None)` when it does not serve the endpoint (404), an error when it
+    /// cannot be asked, answers another status or answers something not JSON.
+    pub async fn trace(&self, op: u64, timeout: Duration) -> Result<Option<serde_json::Value>> {
+        let resp = self
+            .http
+            .get(format!("{}/trace/{op}", self.base_url))
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("asking for the trace of op {op} (GET /trace/{op})"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let v = resp
+            .error_for_status()
+            .with_context(|| format!("GET /trace/{op}"))?
+            .json()
+            .await
+            .with_context(|| format!("GET /trace/{op} must answer JSON"))?;
+        Ok(Some(v))
+    }
+
     /// Arms the crash point: the next op commits, then the process dies before
     /// publishing. A program that does not implement `POST /crash-after-commit`
     /// (404, 405 or 501) yields [`CrashPoint::Unsupported`].

@@ -19,4 +19,5 @@ pub mod run_dir;
 pub mod run_options;
 pub mod runner;
 pub mod summary;
+pub mod trails;
 pub mod verification;

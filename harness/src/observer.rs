@@ -9,8 +9,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -21,6 +23,83 @@ pub struct ObserverStats {
     pub deliveries: AtomicU64,
     /// History time of the latest record (ns), or 0.
     pub last_delivery: AtomicI64,
+    /// Per (topic, partition): the offset after the latest record read, and the
+    /// history time the end of the partition was last reached (0: not since
+    /// the latest record).
+    positions: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// Per (topic, partition): the high watermark last read by [`Self::caught_up`]
+    /// and the history time it was first read at that value.
+    ends_seen: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// The observer's consumer (asked for the log end offsets).
+    consumer: Option<Arc<StreamConsumer>>,
+    /// The partitions it reads.
+    topics: Vec<(String, i32)>,
+}
+
+/// How long a partition's end may stay above the observer's latest record,
+/// with the observer at the end of the partition, before the gap counts as
+/// records never to be delivered (transaction markers, aborted records).
+pub const END_GRACE: Duration = Duration::from_secs(5);
+
+impl ObserverStats {
+    /// Whether the observer has read every partition to its end as the broker
+    /// has it now (`now`: history time). A partition is read to its end when
+    /// the observer recorded the record before its high watermark; or when it
+    /// reached the end of the partition (after its latest record) at or after
+    /// the moment this watermark was first seen here; or, since what lies
+    /// below a watermark may never be delivered (transaction markers, aborted
+    /// records), when it reached the end after its latest record and the
+    /// watermark has not moved for [`END_GRACE`]. `Err` says which partition
+    /// is behind, or why it cannot be told.
+    pub async fn caught_up(&self, now: i64) -> Result<(), String> {
+        let Some(consumer) = self.consumer.clone() else {
+            return Ok(());
+        };
+        let topics = self.topics.clone();
+        let ends = tokio::task::spawn_blocking(move || {
+            let mut ends = Vec::new();
+            for (topic, partitions) in &topics {
+                for p in 0..*partitions {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, p, Duration::from_secs(2))
+                        .map_err(|e| format!("reading the end of {topic}/{p}: {e}"))?;
+                    ends.push(((topic.clone(), p), high));
+                }
+            }
+            Ok::<_, String>(ends)
+        })
+        .await
+        .map_err(|e| format!("reading the log ends: {e}"))??;
+        let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.ends_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut behind = None;
+        for (tp, high) in ends {
+            let first_seen = match seen.get(&tp) {
+                Some(&(h, t)) if h == high => t,
+                _ => {
+                    seen.insert(tp.clone(), (high, now));
+                    now
+                }
+            };
+            let (next, eof_at) = positions.get(&tp).copied().unwrap_or((0, 0));
+            let at_end = read_to_end(next, eof_at, high, first_seen, now);
+            if !at_end && behind.is_none() {
+                behind = Some(format!(
+                    "the observer has read {}/{} up to offset {next}, the log ends at {high}",
+                    tp.0, tp.1
+                ));
+            }
+        }
+        behind.map_or(Ok(()), Err)
+    }
+}
+
+/// Whether a partition is read to its end (see [`ObserverStats::caught_up`]):
+/// `next` is the offset after the latest record recorded, `eof_at` the time
+/// the end was reached after it (0: not since), `high` the high watermark,
+/// first read at `first_seen`; times in history ns.
+fn read_to_end(next: i64, eof_at: i64, high: i64, first_seen: i64, now: i64) -> bool {
+    next >= high || (eof_at > 0 && (eof_at >= first_seen || now - first_seen >= END_GRACE.as_nanos() as i64))
 }
 
 /// A running observer; [`Observer::stop`] ends it.
@@ -43,8 +122,12 @@ impl Observer {
     /// Starts consuming every partition of `topics` (name, partition count) from
     /// the beginning at `bootstrap` (the direct listener).
     pub fn start(bootstrap: &str, topics: &[(String, i32)], recorder: Arc<Recorder>) -> Result<Observer> {
-        let consumer = consumer(bootstrap, topics)?;
-        let stats = Arc::new(ObserverStats::default());
+        let consumer = Arc::new(consumer_with(bootstrap, topics, true)?);
+        let stats = Arc::new(ObserverStats {
+            consumer: Some(consumer.clone()),
+            topics: topics.to_vec(),
+            ..ObserverStats::default()
+        });
         let (stop, mut stopped) = watch::channel(false);
         let s = stats.clone();
         let task = tokio::spawn(async move {
@@ -55,8 +138,20 @@ impl Observer {
                         Ok(m) => {
                             let event = delivery(&m, recorder.now());
                             recorder.record(&event);
+                            s.positions
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert((m.topic().to_string(), m.partition()), (m.offset() + 1, 0));
                             s.deliveries.fetch_add(1, Ordering::Relaxed);
                             s.last_delivery.store(recorder.now(), Ordering::Relaxed);
+                        }
+                        Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                            let now = recorder.now();
+                            // The error names no topic: only a single topic's end can be told.
+                            if let [(topic, _)] = s.topics.as_slice() {
+                                let mut positions = s.positions.lock().unwrap_or_else(|e| e.into_inner());
+                                positions.entry((topic.clone(), p)).or_insert((0, 0)).1 = now;
+                            }
                         }
                         Err(e) => {
                             tracing::debug!("observer: {e}");
@@ -80,6 +175,11 @@ impl Observer {
 /// `topics` (name, partition count) from the beginning: what the observer
 /// reads with (tests read a topic with it too).
 pub fn consumer(bootstrap: &str, topics: &[(String, i32)]) -> Result<StreamConsumer> {
+    consumer_with(bootstrap, topics, false)
+}
+
+/// [`consumer`], optionally reporting the end of each partition (`PartitionEOF`).
+fn consumer_with(bootstrap: &str, topics: &[(String, i32)], eof: bool) -> Result<StreamConsumer> {
     let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -90,6 +190,7 @@ pub fn consumer(bootstrap: &str, topics: &[(String, i32)]) -> Result<StreamConsu
         .set("topic.metadata.refresh.interval.ms", "1000")
         .set("reconnect.backoff.max.ms", "1000")
         .set("log_level", "3")
+        .set("enable.partition.eof", if eof { "true" } else { "false" })
         .create()
         .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
     // Manual assignment from the beginning of every partition: no consumer
@@ -135,5 +236,29 @@ fn delivery<M: Message>(m: &M, time: i64) -> HistoryLine {
         partition: m.partition(),
         offset: m.offset(),
         time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_read_to_its_end_only_when_nothing_below_its_watermark_can_still_come() {
+        let s = 1_000_000_000i64;
+        // Recorded the record before the watermark.
+        assert!(read_to_end(10, 0, 10, 5 * s, 5 * s));
+        assert!(read_to_end(0, 0, 0, 5 * s, 5 * s), "an empty partition");
+        // Behind and not at the end (still reconnecting after a broker kill): the drain waits.
+        assert!(!read_to_end(8, 0, 10, 5 * s, 5 * s));
+        assert!(
+            !read_to_end(8, 0, 10, 5 * s, 60 * s),
+            "however long: it is not at the end"
+        );
+        // At the end, after this watermark was first seen: the gap is markers.
+        assert!(read_to_end(8, 6 * s, 10, 5 * s, 6 * s));
+        // At the end before the watermark was seen: wait out the grace.
+        assert!(!read_to_end(8, 4 * s, 10, 5 * s, 6 * s));
+        assert!(read_to_end(8, 4 * s, 10, 5 * s, 5 * s + END_GRACE.as_nanos() as i64));
     }
 }

@@ -85,7 +85,15 @@ pub fn check_result(r: &CheckResult) -> String {
     for (kind, list) in &r.examples {
         let _ = writeln!(out, "examples of {kind}:");
         for e in list {
-            let _ = writeln!(out, "  {}", serde_json::to_string(e).expect("examples serialize"));
+            let trail = e.trail.as_ref().map(crate::trails::one_line);
+            let bare = checkers::Example {
+                trail: None,
+                ..e.clone()
+            };
+            let _ = writeln!(out, "  {}", serde_json::to_string(&bare).expect("examples serialize"));
+            if let Some(t) = trail {
+                let _ = writeln!(out, "    trail: {t}");
+            }
         }
     }
     for w in &r.warnings {
@@ -140,6 +148,11 @@ pub fn run_outcome(o: &RunOutcome) -> String {
     s.push_str(&check_result(&o.result));
     if !o.drained {
         s.push_str("warning: the drain timed out with events still unpublished\n");
+    }
+    if let Some(n) = o.parked.filter(|&n| n > 0) {
+        s.push_str(&format!(
+            "parked: the implementation gave up publishing {n} event(s) on purpose (their ops count as lost; the trails say which and why)\n"
+        ));
     }
     if !o.nemesis_errors.is_empty() {
         s.push_str(&format!(

@@ -219,6 +219,29 @@ fn poison_event_is_parked_and_its_key_waits() {
             [1, 4].into(),
             "only the events before the poison and of other keys are out"
         );
+        // The app's own account of each op (issue 14: a parked event is not a silent loss).
+        let parked = app.trace(2).await.expect("outbox patterns serve GET /trace/{op}");
+        assert_eq!(parked["state"], "parked", "{parked}");
+        assert!(
+            parked["last_error"]
+                .as_str()
+                .is_some_and(|e| e.to_lowercase().contains("too large")),
+            "{parked}"
+        );
+        assert_eq!(app.trace(3).await.unwrap()["state"], "pending");
+        let published = app.trace(1).await.unwrap();
+        assert_eq!(published["state"], "published", "{published}");
+        assert!(published["publish"]["published"]["offset"].is_i64(), "{published}");
+        assert_eq!(app.trace(99).await.unwrap()["state"], "not_committed");
+        // Its log names the parked op and its event.
+        let event = parked["outbox_failed"]["event_id"].as_str().unwrap().to_string();
+        assert!(
+            app.log_text()
+                .lines()
+                .any(|l| l.contains("parking outbox event") && l.contains("op 2,") && l.contains(&event)),
+            "no parking line naming op 2 and its event:\n{}",
+            app.log_text()
+        );
     });
 }
 

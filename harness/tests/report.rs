@@ -267,6 +267,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         faults: vec!["kafka-partition".into()],
         duration_s: 10.0,
         drained: true,
+        parked: None,
         nemesis_errors: vec![],
         in_doubt: None,
         slots_dropped: vec![],

@@ -146,6 +146,15 @@ pub trait Pattern: Send + Sync {
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
         crate::runtime::business::read_orders(ctx, key).await
     }
+    /// The pattern's own account of op `op` (`GET /trace/{op}`): a JSON
+    /// object with at least `op` and `state` (`pending`, `published`,
+    /// `parked`, `not_committed`, `unknown`, or a word of the pattern's own),
+    /// and whatever else it knows (attempts, last error, offsets, positions).
+    /// `None` (the default): not served, 404.
+    async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
+        let _ = op;
+        Ok(None)
+    }
 }
 
 /// Where a pattern's relay (what publishes committed events) runs.

@@ -21,6 +21,71 @@ th{background:#f5f5f5}td.bad{background:#fbe3e3;font-weight:bold}td.warn{backgro
 pre{background:#f7f7f7;padding:.6em;overflow:auto;max-height:24em;font-size:.85em}\
 .plot svg{max-width:100%;height:auto}";
 
+/// One example's trail, folded: its account, fault windows, history and log lines.
+fn trail_html(h: &mut String, e: &checkers::Example, t: &checkers::Trail) {
+    let who = match (e.op, t.op) {
+        (Some(op), _) => format!("op {op}"),
+        (None, Some(op)) => format!("read of key {} (follows op {op})", e.key.clone().unwrap_or_default()),
+        (None, None) => format!("key {}", e.key.clone().unwrap_or_default()),
+    };
+    let _ = writeln!(
+        h,
+        "<details class=\"trail\"><summary>trail of {}: {}</summary>",
+        escape(&who),
+        escape(&crate::trails::one_line(t))
+    );
+    h.push_str("<h4>faults active since its invoke</h4>\n");
+    if t.faults.is_empty() {
+        h.push_str("<p>none</p>\n");
+    } else {
+        h.push_str("<ul>");
+        for w in &t.faults {
+            let _ = write!(
+                h,
+                "<li>{} {} .. {}</li>",
+                escape(&w.fault),
+                fmt_ns(w.start),
+                w.stop.map(fmt_ns).unwrap_or_else(|| "never healed".into())
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("<h4>the implementation's account (GET /trace/{op})</h4>\n");
+    match (&t.trace, &t.trace_missing) {
+        (Some(v), _) => {
+            let _ = writeln!(
+                h,
+                "<pre>{}</pre>",
+                escape(&serde_json::to_string_pretty(v).unwrap_or_default())
+            );
+        }
+        (None, why) => {
+            let _ = writeln!(h, "<p>none: {}</p>", escape(why.as_deref().unwrap_or("not asked")));
+        }
+    }
+    h.push_str("<h4>history lines</h4>\n");
+    let lines: Vec<String> = t.history.iter().map(|v| v.to_string()).collect();
+    let _ = writeln!(h, "<pre>{}</pre>", escape(&lines.join("\n")));
+    h.push_str("<h4>log lines naming the op or its event ids</h4>\n");
+    let logs: Vec<String> = t
+        .logs
+        .iter()
+        .map(|l| format!("{}:{}: {}", l.file, l.line, l.text))
+        .collect();
+    let _ = writeln!(
+        h,
+        "<pre>{}</pre></details>",
+        escape(
+            if logs.is_empty() {
+                "none".to_string()
+            } else {
+                logs.join("\n")
+            }
+            .as_str()
+        )
+    );
+}
+
 /// The report page of a run.
 pub fn render(input: &ReportInput) -> Result<String> {
     let r = &input.result;
@@ -113,6 +178,16 @@ pub fn render(input: &ReportInput) -> Result<String> {
                 "yes".into()
             } else {
                 "no: the drain timed out with events unpublished".into()
+            },
+        );
+    }
+    if let Some(n) = m.parked {
+        row(
+            "parked",
+            if n == 0 {
+                "none".into()
+            } else {
+                format!("{n} event(s) the implementation gave up publishing on purpose (their ops count as lost; see the trails)")
             },
         );
     }
@@ -274,6 +349,11 @@ per class are drawn.</p>",
             "<pre>{}</pre>",
             escape(&examples.iter().map(example_line).collect::<Vec<_>>().join("\n"))
         );
+        for e in examples {
+            if let Some(t) = &e.trail {
+                trail_html(&mut h, e, t);
+            }
+        }
     }
 
     // Configuration and versions.

@@ -43,6 +43,12 @@ pub struct RunMeta {
     pub exactly_once: bool,
     /// Prepared transactions left in doubt (patterns that prepare transactions), when the run saw any.
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
+    /// Events the implementation parked, as it said at the end of the drain.
+    pub parked: Option<u64>,
+    /// The examples the runner judged, with their trails (the implementation's
+    /// account was only available while it ran).
+    #[serde(default)]
+    pub examples: std::collections::BTreeMap<checkers::Anomaly, Vec<Example>>,
 }
 
 /// Everything a report is made of.
@@ -160,7 +166,8 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         exactly_once: meta.exactly_once,
         ..CheckOptions::default()
     };
-    let result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
+    let mut result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
+    add_trails(&mut result, &meta, dir, history);
     let series = Series::read(history).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
     Ok(ReportInput {
         result,
@@ -169,6 +176,30 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         environment: read_json(&dir.environment())?,
         schedule: read_json(&dir.schedule())?,
     })
+}
+
+/// Gives the examples of `result` their trails: the runner's, from
+/// `results.json`, where an example matches one of them (same kind, op, key
+/// and invoke time), else one built from the run directory without the
+/// implementation's account.
+fn add_trails(result: &mut CheckResult, meta: &RunMeta, dir: &RunDir, history: &Path) {
+    if let Err(e) = crate::trails::build(result, dir, history) {
+        tracing::warn!("report: trails: {e}");
+    }
+    for (kind, list) in result.examples.iter_mut() {
+        let Some(stored) = meta.examples.get(kind) else {
+            continue;
+        };
+        for e in list.iter_mut() {
+            let same = |s: &&Example| s.op == e.op && s.key == e.key && s.invoke_time == e.invoke_time;
+            if let Some(s) = stored.iter().find(same).filter(|s| s.trail.is_some()) {
+                e.trail = s.trail.clone();
+                if e.detail.is_none() {
+                    e.detail = s.detail.clone();
+                }
+            }
+        }
+    }
 }
 
 /// Writes `junit.xml` and `report.html` for a run directory (or a history

@@ -1,32 +1,26 @@
-//! Phase 7, judge: check the history, write `results.json`, then
-//! `environment.json` and the report.
+//! Phase 7, judge: with the check (made with the trails while the
+//! implementation still ran), write `results.json`, then `environment.json`
+//! and the report.
 
 use super::teardown::TornDown;
 use super::{environment_record, Exercised, ResolvedApp, RunConfig, RunOutcome};
 use crate::env::Environment;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Result};
-use checkers::CheckOptions;
+use checkers::CheckResult;
 
-/// Checks the history and writes the run's results and report; fails when
-/// the implementation acknowledged nothing (no verdict would mean anything).
+/// Writes the run's results and report from the check of its history; fails
+/// when the implementation acknowledged nothing (no verdict would mean anything).
 pub(super) async fn judge(
     cfg: &RunConfig,
     app: &ResolvedApp,
     services: &Environment,
     run_dir: &RunDir,
     exercised: Exercised,
+    result: CheckResult,
     torn_down: TornDown,
 ) -> Result<RunOutcome> {
     let history = run_dir.history();
-    let result = checkers::check_file(
-        &history,
-        CheckOptions {
-            exactly_once: cfg.exactly_once,
-            ..CheckOptions::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
     let mut nemesis_errors = exercised.nemesis_errors;
     nemesis_errors.extend(torn_down.errors);
     let outcome = RunOutcome {
@@ -38,6 +32,7 @@ pub(super) async fn judge(
         faults: cfg.faults.iter().map(|f| f.name().to_string()).collect(),
         duration_s: exercised.workload_secs,
         drained: exercised.drained,
+        parked: exercised.parked,
         nemesis_errors,
         slots_dropped: torn_down.slots_dropped,
         in_doubt: torn_down.in_doubt,

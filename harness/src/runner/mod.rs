@@ -9,11 +9,14 @@
 //! 2. `workload`: the workers submitting the seeded ops (with the progress line);
 //! 3. `fault_schedule`: the nemesis following the seeded schedule, side by side;
 //! 4. `settle`: heal every fault, then drain until nothing is left to publish;
-//! 5. `ground_truth`: read what the database committed;
+//! 5. `ground_truth`: read what the database committed, then `trail`: stop
+//!    the observer (the history is complete), check the history and gather
+//!    each anomaly example's trail, asking the implementation — still
+//!    running — for its account of the ops;
 //! 6. `teardown`: stop the observer, resolve what is left in doubt, stop the
 //!    implementation, drop the run's replication slots — whatever the phases
 //!    before returned, so no exit path leaves a process or a slot behind;
-//! 7. `judge`: check the history, write `results.json`, `environment.json`
+//! 7. `judge`: take the check, write `results.json`, `environment.json`
 //!    and the report.
 
 mod environment_record;
@@ -23,6 +26,7 @@ mod judge;
 mod settle;
 mod start;
 mod teardown;
+mod trail;
 mod workload;
 
 pub use environment_record::{config_json, kafka_jar_version, probe_versions, toxiproxy_version, Versions};
@@ -137,6 +141,10 @@ pub struct RunOutcome {
     pub duration_s: f64,
     /// Whether the drain ended with nothing left (`false`: timed out with a backlog).
     pub drained: bool,
+    /// Events the implementation parked (gave up publishing on purpose), from its
+    /// last `GET /backlog` answer; `None` when it never answered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parked: Option<u64>,
     /// Problems met while injecting or healing faults (the run went on).
     pub nemesis_errors: Vec<String>,
     /// Replication slots of the run dropped at teardown (patterns reading the WAL), so
@@ -197,6 +205,8 @@ struct Exercised {
     workload_secs: f64,
     /// Whether the drain ended with nothing left.
     drained: bool,
+    /// Events the implementation parked, as its last backlog answer said.
+    parked: Option<u64>,
     /// Problems met while injecting or healing faults.
     nemesis_errors: Vec<String>,
 }
@@ -245,8 +255,15 @@ async fn run_with_services(
 ) -> Result<RunOutcome> {
     let mut started = start::Started::default();
     let exercised = exercise(cfg, app, services, run_dir, &mut started).await;
+    // While the implementation still runs: the check and the trails of its examples.
+    let checked = match &exercised {
+        Ok(_) => Some(trail::check_with_trails(cfg, run_dir, &mut started).await),
+        Err(_) => None,
+    };
     let torn_down = teardown::teardown(started, app.prepares_transactions(), &run_dir.history()).await;
-    judge::judge(cfg, app, services, run_dir, exercised?, torn_down).await
+    let exercised = exercised?;
+    let checked = checked.expect("checked whenever the phases before succeeded")?;
+    judge::judge(cfg, app, services, run_dir, exercised, checked, torn_down).await
 }
 
 /// Every phase before the teardown: start, workload and nemesis side by side,
@@ -285,18 +302,19 @@ async fn exercise(
     let workload_secs = workload_start.elapsed().as_secs_f64();
     let mut nemesis_errors = faults.finish().await;
 
-    let drained = settle::heal_and_drain(cfg, &nemesis, &running, &progress, &mut nemesis_errors).await;
+    let drain = settle::heal_and_drain(cfg, &nemesis, &running, &progress, &mut nemesis_errors).await;
     progress.finish();
 
     ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;
     // Everything the checker needs is in the history now; without this line it
     // would judge the run `unknown` (interrupted).
-    running.recorder.end(drained);
+    running.recorder.end(drain.drained);
     Ok(Exercised {
         db_direct_url: running.db_direct_url,
         invoked,
         workload_secs,
-        drained,
+        drained: drain.drained,
+        parked: drain.parked,
         nemesis_errors,
     })
 }

@@ -12,15 +12,24 @@ use crate::recorder::Recorder;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// How the drain ended.
+pub(super) struct Drained {
+    /// The drain ended with a backlog of 0, a quiet period and the observer at
+    /// the end of every partition.
+    pub drained: bool,
+    /// Events the implementation parked, from its last backlog answer that
+    /// carried a count (`None`: it never said).
+    pub parked: Option<u64>,
+}
+
 /// Heals every fault (a failure goes to `nemesis_errors`), then drains.
-/// Returns whether the drain ended with nothing left.
 pub(super) async fn heal_and_drain(
     cfg: &RunConfig,
     nemesis: &Nemesis,
     running: &Running,
     progress: &Progress,
     nemesis_errors: &mut Vec<String>,
-) -> bool {
+) -> Drained {
     progress.set_phase("healing");
     if let Err(e) = nemesis.heal_all().await {
         nemesis_errors.push(format!("healing: {e:#}"));
@@ -37,8 +46,9 @@ pub(super) async fn heal_and_drain(
     .await
 }
 
-/// Waits until the implementation reports no backlog and no delivery has
-/// arrived for `quiet`, at most `timeout`. Returns whether it got there.
+/// Waits until the implementation reports no backlog, no delivery has arrived
+/// for `quiet`, and the observer has read every partition to its end, at
+/// most `timeout`.
 async fn wait_until_drained(
     app: &AppProcess,
     relay: Option<&AppProcess>,
@@ -46,29 +56,47 @@ async fn wait_until_drained(
     recorder: &Recorder,
     timeout: Duration,
     quiet: Duration,
-) -> bool {
+) -> Drained {
     let started = Instant::now();
     let quiet_ns = quiet.as_nanos() as i64;
     let drain_start = recorder.now();
     // The relay process, where there is one, knows the backlog.
     let publisher = relay.unwrap_or(app);
+    let mut parked = None;
+    let mut behind: Option<String> = None;
     loop {
         // A dead or silent application has an unknown backlog: never drained.
         let running = match relay {
             Some(r) => app.ensure_running().await.and(r.ensure_running().await),
             None => app.ensure_running().await,
         };
-        let backlog = match running.and(Ok(publisher.backlog().await)) {
-            Ok(Ok(b)) => Some(b.unwrap_or(0)),
+        let backlog = match running.and(Ok(publisher.backlog_report().await)) {
+            Ok(Ok(Some(b))) => {
+                // A black box may report `backlog` alone: its `parked` reads as 0.
+                parked = Some(u64::try_from(b.parked).unwrap_or(0));
+                Some(u64::try_from(b.backlog).unwrap_or(0))
+            }
+            Ok(Ok(None)) => Some(0),
             _ => None,
         };
         let last = observer.last_delivery.load(Ordering::Relaxed).max(drain_start);
         if backlog == Some(0) && recorder.now() - last >= quiet_ns {
-            return true;
+            // Nothing left to publish and nothing new for a while, but the
+            // observer may be behind (still reconnecting after a broker kill):
+            // events published at the very end would be judged lost.
+            match observer.caught_up(recorder.now()).await {
+                Ok(()) => return Drained { drained: true, parked },
+                Err(why) => {
+                    if behind.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("drain: backlog 0, but {why}; waiting for it");
+                        behind = Some(why);
+                    }
+                }
+            }
         }
         if started.elapsed() > timeout {
             tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
-            return false;
+            return Drained { drained: false, parked };
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -91,6 +91,14 @@ impl App {
         format!("{}{path}", self.process.base_url())
     }
 
+    /// The app's account of op `op` (`GET /trace/{op}`; `None`: not served).
+    pub async fn trace(&self, op: u64) -> Option<serde_json::Value> {
+        self.process
+            .trace(op, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("GET /trace/{op}: {e:#}"))
+    }
+
     /// Submits an op; returns the HTTP status (0 when the request failed: connection lost, timeout).
     pub async fn op(&self, op: &Op) -> u16 {
         match self.process.post_op(op, Duration::from_secs(30)).await {

@@ -112,6 +112,32 @@ impl Pattern for KafkaFirst {
             parked: 0,
         })
     }
+    /// The request's account (the `orders` row the consumer wrote, what the
+    /// publisher remembers: `published` with partition and offset, or the
+    /// error), plus whether the consumer recorded the event id in its inbox.
+    async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
+        let mut v = crate::runtime::business::request_trace(&self.ctx, &self.ctx.publisher, op).await?;
+        if let Some(event) = v["publish"]["event"]
+            .as_str()
+            .and_then(|e| e.parse::<uuid::Uuid>().ok())
+        {
+            let mut c = self.ctx.db.get().await?;
+            let r = crate::runtime::db::timed(
+                self.ctx.db.timeout,
+                "reading the inbox for a trace",
+                c.query_one("SELECT EXISTS (SELECT 1 FROM inbox WHERE event_id = $1)", &[&event]),
+            )
+            .await;
+            match r {
+                Ok(row) => v["in_inbox"] = row.get::<_, bool>(0).into(),
+                Err(e) => {
+                    c.discard();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(v))
+    }
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
         if ctx.config.read_cache {
             if let Some(e) = self.cache.get(key) {

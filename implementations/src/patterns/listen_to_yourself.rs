@@ -169,6 +169,40 @@ impl Pattern for ListenToYourself {
             }
         }
     }
+    /// The outbox account ([`crate::patterns::outbox`]'s trace), plus the
+    /// op's `ly_pending` row (its order row is not written yet) and whether its
+    /// event id is in the consumer's inbox. An op whose outbox row is gone and
+    /// whose order row is not written yet is `published` too.
+    async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
+        let mut v = crate::patterns::outbox::trace(&self.ctx, crate::patterns::outbox::OutboxRelay::Poll, op).await?;
+        let mut c = self.ctx.db.get().await?;
+        let r = timed(
+            self.ctx.db.timeout,
+            "reading a pending event for a trace",
+            c.query_opt(
+                "SELECT p.event_id::text, p.created_at::text, EXISTS (SELECT 1 FROM inbox i WHERE i.event_id = p.event_id)
+                 FROM ly_pending p WHERE p.op = $1",
+                &[&op],
+            ),
+        )
+        .await;
+        let pending = match r {
+            Ok(p) => p,
+            Err(e) => {
+                c.discard();
+                return Err(e);
+            }
+        };
+        if let Some(p) = pending {
+            v["ly_pending"] = serde_json::json!({"event_id": p.get::<_, String>(0), "created_at": p.get::<_, String>(1),
+                                                 "in_inbox": p.get::<_, bool>(2)});
+            if v["state"] == "not_committed" {
+                v["state"] = "published".into();
+                v["note"] = "no outbox row (deleted once Kafka acknowledged it); the consumer has not written its order row yet".into();
+            }
+        }
+        Ok(Some(v))
+    }
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
         if !ctx.config.read_cache {
             return crate::runtime::business::read_orders(ctx, key).await;

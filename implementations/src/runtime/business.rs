@@ -47,6 +47,56 @@ pub async fn newest_seq(ctx: &AppContext, what: &str, sql: &str, key: &str) -> a
     }
 }
 
+/// Op `op`'s row of the `orders` table as JSON (`key`, `seq`, `created_at`),
+/// `None` when there is none (the op did not commit, or not yet).
+pub async fn orders_row(ctx: &AppContext, op: i64) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut c = ctx.db.get().await?;
+    let r = timed(
+        ctx.db.timeout,
+        "reading an order for a trace",
+        c.query_opt("SELECT key, seq, created_at::text FROM orders WHERE op = $1", &[&op]),
+    )
+    .await;
+    match r {
+        Ok(row) => Ok(row.map(|r| {
+            serde_json::json!({"key": r.get::<_, String>(0), "seq": r.get::<_, i64>(1), "created_at": r.get::<_, Option<String>>(2)})
+        })),
+        Err(e) => {
+            c.discard();
+            Err(e)
+        }
+    }
+}
+
+/// The account of op `op` of a pattern that publishes from the request
+/// itself, with `publisher`: its `orders` row and what this process's
+/// publisher remembers of its event (`publish`). `state`: `published`,
+/// `publish_failed`, `not_committed` (no row), or `unknown` (a row, but this
+/// process has no memory of its event: it was restarted since, or died first).
+pub async fn request_trace(
+    ctx: &AppContext,
+    publisher: &crate::runtime::kafka::Publisher,
+    op: i64,
+) -> anyhow::Result<serde_json::Value> {
+    let order = orders_row(ctx, op).await?;
+    let note = publisher.journal.get(op);
+    let state = match (&order, &note) {
+        (_, Some(n)) if n.published.is_some() => "published",
+        (None, _) => "not_committed",
+        (Some(_), Some(_)) => "publish_failed",
+        (Some(_), None) => "unknown",
+    };
+    let mut v = serde_json::json!({"op": op, "state": state, "orders": order});
+    if let Some(n) = note {
+        v["publish"] = serde_json::to_value(&n)?;
+        v["attempts"] = n.attempts.into();
+        if let Some(e) = n.last_error {
+            v["last_error"] = e.into();
+        }
+    }
+    Ok(v)
+}
+
 /// Stable shard of a key in `0..1024` (FNV-1a), stored with each outbox row;
 /// relays own groups `shard % shards`.
 pub fn key_shard(key: &str) -> i32 {

@@ -60,6 +60,12 @@ impl std::fmt::Display for PublishError {
     }
 }
 
+/// Whether a publish error can never go away by retrying: the record itself
+/// is refused (too large, invalid for the broker). Every other error —
+/// timeouts, lost connections, a broker restarting, fatal producer states —
+/// is transient. `InvalidMessage` (Kafka's `CORRUPT_MESSAGE`, a CRC failure)
+/// is transient too: Kafka declares it retriable, and parking on it would
+/// turn a corrupted transmission into a lost event.
 fn classify(e: &KafkaError) -> PublishError {
     let code = e.rdkafka_error_code();
     let permanent = matches!(
@@ -69,7 +75,6 @@ fn classify(e: &KafkaError) -> PublishError {
                 | RDKafkaErrorCode::InvalidMessageSize
                 | RDKafkaErrorCode::InvalidRecord
                 | RDKafkaErrorCode::MessageBatchTooLarge
-                | RDKafkaErrorCode::InvalidMessage
         )
     );
     PublishError {
@@ -98,6 +103,8 @@ pub struct Publisher {
     /// Topic records go to.
     pub topic: String,
     timeout: Duration,
+    /// What became of each op's last publishes (for `GET /trace/{op}`).
+    pub journal: super::journal::Journal,
 }
 
 impl Publisher {
@@ -121,6 +128,7 @@ impl Publisher {
             config,
             topic: topic.to_string(),
             timeout,
+            journal: Default::default(),
         })
     }
 
@@ -152,6 +160,12 @@ impl Publisher {
     pub async fn publish_all(&self, records: &[Record<'_>]) -> Vec<Result<(i32, i64), PublishError>> {
         let producer = self.current();
         let out = self.publish_with(&producer, records).await;
+        for (r, res) in records.iter().zip(&out) {
+            if let Some(op) = super::journal::op_of_value(r.value) {
+                let res = res.as_ref().map(|d| *d).map_err(|e| e.message.as_str());
+                self.journal.attempt(op, r.event_id, res);
+            }
+        }
         if out.iter().any(|r| r.is_err()) {
             self.renew_if_fatal(&producer);
         }
@@ -216,5 +230,28 @@ impl Publisher {
             .await
             .pop()
             .expect("one result per record")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_records_are_permanent() {
+        let e = |code| classify(&KafkaError::MessageProduction(code));
+        assert!(e(RDKafkaErrorCode::MessageSizeTooLarge).permanent);
+        assert!(e(RDKafkaErrorCode::InvalidRecord).permanent);
+        for transient in [
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+        ] {
+            assert!(!e(transient).permanent, "{transient:?}");
+        }
     }
 }

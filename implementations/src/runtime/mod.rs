@@ -11,6 +11,7 @@ pub mod crash;
 pub mod db;
 pub mod inbox;
 pub mod interrupt;
+pub mod journal;
 pub mod kafka;
 pub mod own_consumer;
 pub mod read_cache;

@@ -5,6 +5,7 @@
 //! - `POST /ops` `{"op","key","seq","payload"?,"abort"?,"hold_ms"?}` → 200 ok, 409 fail, 500 unknown
 //! - `GET /ops/{key}` → `{"key":K,"seq":N}` (seq `null` when unknown): the pattern's read path; 503 when it fails
 //! - `GET /backlog` → `{"backlog":N,"oldest_age_ms":M,"parked":P}` (503 when it cannot be read)
+//! - `GET /trace/{op}` → the pattern's account of the op (JSON); 404 when it keeps none, 503 when it fails
 //! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
 //! - `GET /info` → `{"name","committed_sql"}`
 
@@ -24,6 +25,7 @@ pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<Ap
         .route("/ops", post(ops))
         .route("/ops/{key}", get(read))
         .route("/backlog", get(backlog))
+        .route("/trace/{op}", get(trace))
         .route("/crash-after-commit", post(crash))
         .route("/info", get(describe))
         .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
@@ -59,6 +61,14 @@ async fn backlog(State(s): St) -> (StatusCode, String) {
     match s.pattern.backlog().await {
         Ok(b) => (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading the backlog: {e:#}")),
+    }
+}
+
+async fn trace(State(s): St, axum::extract::Path(op): axum::extract::Path<i64>) -> (StatusCode, String) {
+    match s.pattern.trace(op).await {
+        Ok(Some(v)) => (StatusCode::OK, v.to_string()),
+        Ok(None) => (StatusCode::NOT_FOUND, "no trace of ops kept".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("tracing op {op}: {e:#}")),
     }
 }
 

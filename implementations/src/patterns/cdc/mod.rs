@@ -152,6 +152,10 @@ pub struct TailerState {
     acked_marker: AtomicU64,
     /// Last drain marker emitted by [`Tailer::backlog`].
     emitted_marker: AtomicU64,
+    /// Highest WAL position confirmed to Postgres (the slot may drop what is before it).
+    confirmed_lsn: AtomicU64,
+    /// What became of each op's event in this process (`GET /trace/{op}`).
+    journal: crate::runtime::journal::Journal,
     /// Distinguishes this process's markers from a killed predecessor's.
     nonce: u64,
     last_error: Mutex<String>,
@@ -169,7 +173,8 @@ pub struct Tailer {
 struct Pending {
     /// Position processed once every delivery is acknowledged.
     lsn: Lsn,
-    deliveries: Vec<DeliveryFuture>,
+    /// Each event's op (when its value names one), event id and delivery.
+    deliveries: Vec<(Option<i64>, String, DeliveryFuture)>,
     /// A drain marker, acknowledged with the position.
     marker: Option<u64>,
 }
@@ -296,7 +301,9 @@ impl Tailer {
                             bail!("the acknowledger stopped: a delivery failed");
                         }
                         if !early {
-                            repl.update_applied_lsn(*acked_rx.borrow());
+                            let lsn = *acked_rx.borrow();
+                            repl.update_applied_lsn(lsn);
+                            self.state.confirmed_lsn.fetch_max(lsn.0, Ordering::SeqCst);
                         }
                         continue;
                     }
@@ -343,6 +350,15 @@ impl Tailer {
                         if early {
                             // The deliberate bug: confirmed before Kafka has anything.
                             repl.update_applied_lsn(end_lsn);
+                            self.state.confirmed_lsn.fetch_max(end_lsn.0, Ordering::SeqCst);
+                        }
+                        for e in &txn {
+                            if let Some(op) = crate::runtime::journal::op_of_value(&e.value) {
+                                self.state.journal.update(op, |n| {
+                                    n.event = e.event_id.clone();
+                                    n.extra.insert("commit_lsn".into(), lsn_text(end_lsn.0).into());
+                                });
+                            }
                         }
                         let deliveries = self.produce(&producer, std::mem::take(&mut txn)).await?;
                         send(
@@ -394,7 +410,11 @@ impl Tailer {
     }
 
     /// Hands one transaction's events to the producer, in order.
-    async fn produce(&self, producer: &FutureProducer, events: Vec<CdcEvent>) -> Result<Vec<DeliveryFuture>> {
+    async fn produce(
+        &self,
+        producer: &FutureProducer,
+        events: Vec<CdcEvent>,
+    ) -> Result<Vec<(Option<i64>, String, DeliveryFuture)>> {
         let mut out = Vec::with_capacity(events.len());
         for e in &events {
             let mut record = FutureRecord::to(&self.ctx.config.topic)
@@ -418,7 +438,11 @@ impl Tailer {
                 }
             };
             self.state.in_flight.fetch_add(1, Ordering::SeqCst);
-            out.push(delivery);
+            out.push((
+                crate::runtime::journal::op_of_value(&e.value),
+                e.event_id.clone(),
+                delivery,
+            ));
         }
         Ok(out)
     }
@@ -477,11 +501,23 @@ fn parse_marker(content: &[u8], nonce: u64) -> Option<u64> {
 /// everything is acknowledged. Ends (dropping `acked`) on the first failure.
 async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sender<Lsn>, state: Arc<TailerState>) {
     while let Some(p) = from_reader.recv().await {
-        for d in p.deliveries {
-            let ok = matches!(d.await, Ok(Ok(_)));
+        for (op, event, d) in p.deliveries {
+            let result = match d.await {
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((e, _))) => Err(format!("publish failed: {e}")),
+                Err(_) => Err("producer dropped the delivery report".to_string()),
+            };
             state.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if !ok {
-                tracing::warn!("cdc tailer: a delivery failed; the session restarts from the slot");
+            if let Some(op) = op {
+                state
+                    .journal
+                    .attempt(op, &event, result.as_ref().map(|d| *d).map_err(|e| e.as_str()));
+            }
+            if let Err(e) = result {
+                let op = op.map_or("?".to_string(), |o| o.to_string());
+                tracing::warn!(
+                    "cdc tailer: the delivery of op {op} (event {event}) failed: {e}; the session restarts from the slot"
+                );
                 return;
             }
         }
@@ -497,6 +533,11 @@ async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sen
             }
         });
     }
+}
+
+/// A WAL position as Postgres writes it (`16/B374D848`).
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
 /// A CDC pattern: the service writes its rows (and whatever `statements`
@@ -550,6 +591,53 @@ impl crate::Pattern for CdcPattern {
     async fn backlog(&self) -> Result<crate::Backlog> {
         self.tailer.backlog().await
     }
+    /// The `orders` row, and what this relay process saw of the op's event:
+    /// the WAL position of its commit (`commit_lsn`), where Kafka acknowledged
+    /// it, and whether that position is confirmed to the slot (`confirmed`:
+    /// the slot will not stream it again). `state`: `published`,
+    /// `publish_failed`, `pending` (streamed, not acknowledged yet),
+    /// `not_committed` (no row), `unknown` (a row this process has not seen
+    /// streamed: it started after its commit was confirmed, or has not got there).
+    async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
+        let order = crate::runtime::business::orders_row(&self.ctx, op).await?;
+        let confirmed = self.tailer.state.confirmed_lsn.load(Ordering::SeqCst);
+        let note = self.tailer.state.journal.get(op);
+        let state = match (&order, &note) {
+            (_, Some(n)) if n.published.is_some() => "published",
+            (_, Some(n)) if n.last_error.is_some() => "publish_failed",
+            (_, Some(_)) => "pending",
+            (None, None) => "not_committed",
+            (Some(_), None) => "unknown",
+        };
+        let mut v = serde_json::json!({
+            "op": op,
+            "state": state,
+            "orders": order,
+            "confirmed_lsn": lsn_text(confirmed),
+            "confirm": format!("{:?}", self.ctx.config.cdc_confirm),
+        });
+        if let Some(n) = note {
+            if let Some(lsn) = n.extra.get("commit_lsn").and_then(|l| l.as_str()) {
+                v["commit_lsn"] = lsn.into();
+                v["confirmed"] = lsn_at_or_below(lsn, confirmed).into();
+            }
+            v["attempts"] = n.attempts.into();
+            if let Some(e) = &n.last_error {
+                v["last_error"] = e.clone().into();
+            }
+            v["publish"] = serde_json::to_value(&n)?;
+        }
+        Ok(Some(v))
+    }
+}
+
+/// Whether the position written `X/Y` is at or below `confirmed`.
+fn lsn_at_or_below(text: &str, confirmed: u64) -> bool {
+    let parse = |t: &str| {
+        let (hi, lo) = t.split_once('/')?;
+        Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+    };
+    parse(text).is_some_and(|l| l <= confirmed)
 }
 
 #[cfg(test)]

@@ -104,4 +104,7 @@ impl Pattern for Naive {
             }
         }
     }
+    async fn trace(&self, op: i64) -> anyhow::Result<Option<serde_json::Value>> {
+        business::request_trace(&self.ctx, &self.publisher, op).await.map(Some)
+    }
 }

@@ -48,4 +48,7 @@ impl Pattern for PublishFirst {
             TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
         }
     }
+    async fn trace(&self, op: i64) -> anyhow::Result<Option<serde_json::Value>> {
+        business::request_trace(&self.ctx, &self.publisher, op).await.map(Some)
+    }
 }

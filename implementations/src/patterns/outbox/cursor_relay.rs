@@ -146,7 +146,9 @@ async fn step(
     .await;
     let ok_run = results.iter().take_while(|r| r.is_ok()).count();
     if let Some(Err(e)) = results.get(ok_run) {
-        tracing::warn!("cursor relay: publishing outbox event {} failed: {e}", events[ok_run].0);
+        let (id, _, ev, key, value) = &events[ok_run];
+        let op = crate::runtime::journal::op_of_value(value).unwrap_or(-1);
+        tracing::warn!("cursor relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed: {e}");
     }
     if ok_run > 0 {
         let (id, xid, ..) = &events[ok_run - 1];

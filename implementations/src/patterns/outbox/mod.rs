@@ -256,6 +256,110 @@ impl Pattern for OutboxPattern {
             parked: row.get(2),
         })
     }
+    async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
+        trace(&self.ctx, self.kind, op).await.map(Some)
+    }
+}
+
+/// The account of op `op` of an outbox pattern: its `orders` row, its outbox
+/// row (`attempts`, `last_error`, `next_attempt_at`, `published_at`), its row
+/// in `outbox_failed` when parked, the cursor of a cursor relay, and what this
+/// process's publisher remembers of it. `state`:
+///
+/// - `parked`: in `outbox_failed` (the relay gave up on it; `last_error` says why);
+/// - `pending`: an outbox row not yet published (for `outbox-idcursor`,
+///   `skipped` when the row lies at or below the cursor: it will never be read);
+/// - `published`: its row is marked published, or gone while the order exists
+///   (rows are deleted once Kafka acknowledged them);
+/// - `not_committed`: no order row.
+pub(crate) async fn trace(ctx: &AppContext, kind: OutboxRelay, op: i64) -> Result<serde_json::Value> {
+    let order = business::orders_row(ctx, op).await?;
+    let mut c = ctx.db.get().await?;
+    let t = ctx.db.timeout;
+    let r = async {
+        let outbox = timed(
+            t,
+            "reading an outbox row for a trace",
+            c.query_opt(
+                "SELECT id, event_id::text, attempts, last_error, next_attempt_at::text,
+                        published_at::text, created_at::text, xid::text
+                 FROM outbox WHERE op = $1 ORDER BY id LIMIT 1",
+                &[&op],
+            ),
+        )
+        .await?;
+        let parked = timed(
+            t,
+            "reading a parked event for a trace",
+            c.query_opt(
+                "SELECT id, event_id::text, attempts, last_error, parked_at::text, created_at::text
+                 FROM outbox_failed WHERE op = $1 ORDER BY id LIMIT 1",
+                &[&op],
+            ),
+        )
+        .await?;
+        let cursor = timed(
+            t,
+            "reading the relay cursor for a trace",
+            c.query_opt(
+                "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'",
+                &[],
+            ),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>((outbox, parked, cursor))
+    }
+    .await;
+    let (outbox, parked, cursor) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            c.discard();
+            return Err(e);
+        }
+    };
+    let mut v = serde_json::json!({"op": op, "orders": order});
+    let state;
+    if let Some(p) = &parked {
+        state = "parked";
+        v["outbox_failed"] = serde_json::json!({
+            "id": p.get::<_, i64>(0), "event_id": p.get::<_, String>(1), "attempts": p.get::<_, i32>(2),
+            "last_error": p.get::<_, String>(3), "parked_at": p.get::<_, String>(4), "created_at": p.get::<_, String>(5),
+        });
+        v["attempts"] = p.get::<_, i32>(2).into();
+        v["last_error"] = p.get::<_, String>(3).into();
+    } else if let Some(o) = &outbox {
+        let id: i64 = o.get(0);
+        let published_at: Option<String> = o.get(5);
+        let below_cursor = kind == OutboxRelay::IdCursor && cursor.as_ref().is_some_and(|c| id <= c.get::<_, i64>(1));
+        state = match (&published_at, below_cursor) {
+            (Some(_), _) => "published",
+            (None, true) => "skipped",
+            (None, false) => "pending",
+        };
+        v["outbox"] = serde_json::json!({
+            "id": id, "event_id": o.get::<_, String>(1), "attempts": o.get::<_, i32>(2),
+            "last_error": o.get::<_, Option<String>>(3), "next_attempt_at": o.get::<_, String>(4),
+            "published_at": published_at, "created_at": o.get::<_, String>(6), "xid": o.get::<_, String>(7),
+        });
+        v["attempts"] = o.get::<_, i32>(2).into();
+        if let Some(e) = o.get::<_, Option<String>>(3) {
+            v["last_error"] = e.into();
+        }
+    } else if order.is_some() {
+        state = "published";
+        v["outbox"] = serde_json::Value::Null;
+        v["note"] = "no outbox row: deleted once Kafka acknowledged it".into();
+    } else {
+        state = "not_committed";
+    }
+    v["state"] = state.into();
+    if let Some(c) = cursor {
+        v["cursor"] = serde_json::json!({"last_xid": c.get::<_, String>(0), "last_id": c.get::<_, i64>(1)});
+    }
+    if let Some(n) = ctx.publisher.journal.get(op) {
+        v["publish"] = serde_json::to_value(&n)?;
+    }
+    Ok(v)
 }
 
 /// Publishes events, each (event id, key, value), in order: one result each,

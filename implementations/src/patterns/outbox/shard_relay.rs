@@ -131,9 +131,12 @@ async fn relay(
         }
         let res = step(&ctx, &mut st, &home, &mut last_orphan_scan).await;
         let wait = match res {
-            Ok(n) if n as i64 >= cfg.batch => {
+            // Work found: look again at once (the next head of each key may be
+            // waiting; a notify relay would otherwise wait its fallback poll,
+            // draining one event per key per second). Sleep only when idle.
+            Ok(n) if n > 0 => {
                 failures = 0;
-                continue; // more work waiting
+                continue;
             }
             Ok(_) => {
                 failures = 0;
@@ -201,7 +204,7 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         t,
         "claiming outbox heads",
         tx.query(
-            "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts FROM outbox o
+            "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
              WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
                             WHERE published_at IS NULL AND (shard % $1) = ANY($2)
                             ORDER BY key, id)
@@ -217,15 +220,15 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let events: Vec<(i64, String, String, String, i32)> = rows
+    let events: Vec<(i64, String, String, String, i32, i64)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
     let results = publish_events(
         ctx,
         events
             .iter()
-            .map(|(_, ev, key, value, _)| (ev.as_str(), key.as_str(), value.as_str())),
+            .map(|(_, ev, key, value, _, _)| (ev.as_str(), key.as_str(), value.as_str())),
     )
     .await;
     let b = Backoff {
@@ -233,13 +236,16 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
         max: cfg.backoff_max,
     };
     let mut ok_ids = Vec::new();
-    for ((id, _, key, _, attempts), res) in events.iter().zip(results) {
+    for ((id, ev, key, _, attempts, op), res) in events.iter().zip(results) {
         match res {
             Ok(_) => ok_ids.push(*id),
             Err(e) => {
                 let attempts = attempts + 1;
                 if e.permanent || attempts as u32 >= cfg.max_attempts {
-                    tracing::warn!("relay: parking outbox event {id} (key {key}) after {attempts} attempt(s): {e}");
+                    tracing::warn!(
+                        "relay: parking outbox event {id} (op {op}, event {ev}, key {key}) after {attempts} attempt(s){}: {e}",
+                        if e.permanent { ", a permanent error" } else { "" }
+                    );
                     timed(
                         t,
                         "parking an event",
@@ -259,6 +265,12 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                     .await?;
                 } else {
                     let delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
+                    // The first failure of an event, then every tenth: enough to follow an op.
+                    if attempts == 1 || attempts % 10 == 0 {
+                        tracing::warn!(
+                            "relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed, attempt {attempts}, retrying in {delay_ms} ms: {e}"
+                        );
+                    }
                     timed(
                         t,
                         "scheduling a retry",

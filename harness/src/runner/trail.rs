@@ -1,0 +1,38 @@
+//! Phase 5b, trail: once the drain and the committed read are over, the
+//! observer stops (the history is complete), the history is checked, and each
+//! example of an anomaly gets its trail ([`crate::trails`]) — while the
+//! implementation still runs, so it can give its own account of the op
+//! (`GET /trace/{op}`). The teardown comes after.
+
+use super::start::Started;
+use super::RunConfig;
+use crate::run_dir::RunDir;
+use anyhow::Result;
+use checkers::{CheckOptions, CheckResult};
+
+/// Stops the observer, checks the history, and gathers the trails (asking the
+/// relay process where there is one, else the implementation).
+pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started: &mut Started) -> Result<CheckResult> {
+    if let Some(observer) = started.observer.take() {
+        observer.stop().await;
+    }
+    let history = run_dir.history();
+    let mut result = checkers::check_file(
+        &history,
+        CheckOptions {
+            exactly_once: cfg.exactly_once,
+            max_examples: 5,
+            ..CheckOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
+    if let Err(e) = crate::trails::build(&mut result, run_dir, &history) {
+        tracing::warn!("trails: reading the run directory: {e}");
+        return Ok(result);
+    }
+    // The process that publishes knows most about an event: the relay, where it runs apart.
+    if let Some(process) = started.relay.as_ref().or(started.app.as_ref()) {
+        crate::trails::ask_traces(&mut result, run_dir, process).await;
+    }
+    Ok(result)
+}
