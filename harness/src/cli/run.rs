@@ -2,7 +2,7 @@
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use harness::nemesis::Fault;
+use harness::nemesis::{Fault, FaultFamily};
 use harness::run_options::RunOptions;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +14,8 @@ pub struct RunArgs {
     /// Implementation (see `dualcheck list`), or `exec` with --cmd.
     #[arg(long = "impl", value_name = "NAME")]
     pub implementation: String,
-    /// Comma-separated faults (see `dualcheck list`), or `none`.
+    /// Comma-separated faults and fault families (`network`, `process`, `cluster`, `schema`;
+    /// see `dualcheck list`), or `none`.
     #[arg(long, default_value = "none")]
     pub faults: String,
     /// Workload duration, e.g. `30s`, `2m`, `500ms`.
@@ -166,7 +167,21 @@ pub struct ListArgs {}
 pub fn list(_: ListArgs) -> Verdict {
     println!("implementations (--impl):");
     for p in implementations::REGISTRY {
-        println!("  {:<22} {} [expected: {}]", p.name, p.about, p.expected);
+        println!("  {:<22} {}", p.name, p.about);
+        println!(
+            "  {:<22}   expected: {}",
+            "",
+            implementations::expect::describe(p.expect)
+        );
+        for c in p.controls {
+            println!(
+                "  {:<22}   with {}={} (negative control): {}",
+                "",
+                c.knob,
+                c.value,
+                implementations::expect::describe(c.expect)
+            );
+        }
     }
     println!(
         "  {:<22} your own program: --cmd '...' --committed-sql '...' [whatever it deserves]",
@@ -175,6 +190,11 @@ pub fn list(_: ListArgs) -> Verdict {
     println!("\nfaults (--faults a,b,c):");
     for f in Fault::all() {
         println!("  {:<22} {}", f.name(), f.help());
+    }
+    println!("\nfault families (anywhere a fault list goes; a family stands for its faults):");
+    for family in FaultFamily::all() {
+        let faults: Vec<&str> = family.faults().map(Fault::name).collect();
+        println!("  {:<22} {} ({})", family.name(), family.help(), faults.join(", "));
     }
     println!("\nworkload options (dualcheck run):");
     for (opt, help) in [

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
     relay: RelayKind::Process,
     streamed_tables: &["debezium_outbox"],
     latency_reference: true,
