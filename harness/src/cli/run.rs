@@ -4,7 +4,7 @@ use super::{parse_duration, Verdict};
 use clap::Args;
 use harness::nemesis::{Fault, FaultFamily};
 use harness::run_options::RunOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::{Skew, Workload};
 
@@ -27,6 +27,18 @@ pub struct RunArgs {
     /// Print one JSON object (the results) instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Workload, environment and implementation options (shared with `dualcheck sweep`).
+    #[command(flatten)]
+    pub options: RunShared,
+}
+
+/// The options of a run that `dualcheck run` and `dualcheck sweep` share:
+/// the workload, the environment, the implementation's knobs and timeouts.
+#[derive(Args, Debug, Clone)]
+pub struct RunShared {
     /// Target ops per second over all workers (0 = unlimited).
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
@@ -64,9 +76,6 @@ pub struct RunArgs {
     /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
     #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub app_env: Vec<(String, String)>,
-    /// Where run directories go.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
     /// Program to run for `--impl exec` (started with `sh -c`).
     #[arg(long)]
     pub cmd: Option<String>,
@@ -94,15 +103,16 @@ pub struct RunArgs {
     pub reads: bool,
 }
 
-impl RunArgs {
-    /// The library's options of the run these arguments ask for.
-    pub fn options(&self) -> RunOptions {
+impl RunShared {
+    /// The library's options with these settings; implementation, faults,
+    /// duration, seed and output directory as given.
+    pub fn options(&self, implementation: &str, faults: &str, duration: Duration, seed: u64, out: &Path) -> RunOptions {
         RunOptions {
-            implementation: self.implementation.clone(),
-            faults: self.faults.clone(),
-            duration: self.duration,
+            implementation: implementation.to_string(),
+            faults: faults.to_string(),
+            duration,
             workload: Workload {
-                seed: self.seed,
+                seed,
                 rate: self.rate,
                 concurrency: self.concurrency,
                 keys: self.keys,
@@ -116,7 +126,7 @@ impl RunArgs {
             partitions: self.partitions,
             relays: self.relays,
             app_env: self.app_env.clone(),
-            out: self.out.clone(),
+            out: out.to_path_buf(),
             cmd: self.cmd.clone(),
             committed_sql: self.committed_sql.clone(),
             schema: self.schema.clone(),
@@ -125,8 +135,19 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             exactly_once: self.exactly_once,
             reads: self.reads,
-            progress: !self.json,
+            progress: false,
         }
+    }
+}
+
+impl RunArgs {
+    /// The library's options of the run these arguments ask for.
+    pub fn options(&self) -> RunOptions {
+        let mut o = self
+            .options
+            .options(&self.implementation, &self.faults, self.duration, self.seed, &self.out);
+        o.progress = !self.json;
+        o
     }
 }
 
@@ -233,7 +254,7 @@ pub fn list(_: ListArgs) -> Verdict {
 }
 
 /// `KEY=VALUE` of `--app-env`.
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             Ok((k.to_string(), v.to_string()))
