@@ -9,8 +9,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,10 @@ pub struct ObserverStats {
     pub deliveries: AtomicU64,
     /// History time of the latest record (ns), or 0.
     pub last_delivery: AtomicI64,
+    /// Ops delivered so far (records naming an op).
+    pub delivered_ops: Mutex<HashSet<u64>>,
+    /// Per (topic, partition), the offset after the latest record read.
+    pub next_offsets: Mutex<HashMap<(String, i32), i64>>,
 }
 
 /// A running observer; [`Observer::stop`] ends it.
@@ -55,6 +60,13 @@ impl Observer {
                         Ok(m) => {
                             let event = delivery(&m, recorder.now());
                             recorder.record(&event);
+                            if let HistoryLine::Deliver { op: Some(op), .. } = &event {
+                                s.delivered_ops.lock().unwrap_or_else(|e| e.into_inner()).insert(*op);
+                            }
+                            s.next_offsets
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert((m.topic().to_string(), m.partition()), m.offset() + 1);
                             s.deliveries.fetch_add(1, Ordering::Relaxed);
                             s.last_delivery.store(recorder.now(), Ordering::Relaxed);
                         }

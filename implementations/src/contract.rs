@@ -35,6 +35,12 @@ pub struct Backlog {
     pub oldest_age_ms: i64,
     /// Events parked in the failed-events table after too many attempts.
     pub parked: i64,
+    /// Requests (`POST /ops`) the process is executing right now; built-ins
+    /// always report it, a program may leave it out (then the drain cannot
+    /// know that no request will still commit or publish, and waits its full
+    /// quiet period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
 }
 
 /// Background parts of a pattern (relays, listeners, cleaners).

@@ -326,11 +326,12 @@ async fn exercise(
         nemesis.clone(),
         running.observer_stats.clone(),
     );
+    let acked = workers.acked.clone();
     let invoked = workers.join().await;
     let workload_secs = workload_start.elapsed().as_secs_f64();
     let mut nemesis_errors = faults.finish().await;
 
-    let drained = settle::heal_and_drain(cfg, &nemesis, &running, &progress, &mut nemesis_errors).await;
+    let drained = settle::heal_and_drain(cfg, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
     progress.finish();
 
     ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;

@@ -41,6 +41,10 @@ pub(super) struct Running {
     pub db_direct_url: String,
     /// The run's topic.
     pub topic: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Kafka's unproxied bootstrap (the observer's, and the drain's watermarks).
+    pub kafka_direct_bootstrap: String,
     /// The history.
     pub recorder: Arc<Recorder>,
     /// The observer's live counters.
@@ -110,6 +114,8 @@ pub(super) async fn start_processes(
     Ok(Running {
         db_direct_url,
         topic,
+        partitions: cfg.partitions,
+        kafka_direct_bootstrap: services.kafka_direct_bootstrap.clone(),
         recorder,
         observer_stats,
         app: process,

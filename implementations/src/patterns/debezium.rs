@@ -198,6 +198,7 @@ impl Pattern for Debezium {
             backlog: if through { 0 } else { 1 },
             oldest_age_ms: 0,
             parked: 0,
+            in_flight: None,
         })
     }
 }

@@ -117,6 +117,7 @@ impl Pattern for KafkaFirst {
             backlog: self.cache.pending() as i64 + lag,
             oldest_age_ms: 0,
             parked: 0,
+            in_flight: None,
         })
     }
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {

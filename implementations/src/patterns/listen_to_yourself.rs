@@ -169,6 +169,7 @@ impl Pattern for ListenToYourself {
                 backlog: row.get(0),
                 oldest_age_ms: row.get(1),
                 parked: row.get(2),
+                in_flight: None,
             }),
             Err(e) => {
                 c.discard();

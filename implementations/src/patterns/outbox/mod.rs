@@ -255,6 +255,7 @@ impl Pattern for OutboxPattern {
             backlog: row.get(0),
             oldest_age_ms: row.get(1),
             parked: row.get(2),
+            in_flight: None,
         })
     }
 }
