@@ -669,4 +669,58 @@ mod tests {
             assert_eq!(json[a.name()], row.anomalies.get(a), "{a}");
         }
     }
+
+    #[test]
+    fn every_expectation_names_real_faults() {
+        use implementations::When;
+        for info in implementations::REGISTRY {
+            let rule_sets = std::iter::once(info.expect).chain(info.controls.iter().map(|c| c.expect));
+            for rules in rule_sets {
+                for r in rules {
+                    if let When::AnyFault(names) = r.when {
+                        for n in names {
+                            assert!(crate::nemesis::Fault::from_name(n).is_ok(), "{}: {n}", info.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cell_expects_what_its_pattern_declares() {
+        use crate::nemesis::Fault;
+        let network = Fault::parse_list("network").unwrap();
+        assert_eq!(expectation("naive", &[], &network), Expect::Shows(&[Anomaly::Lost]));
+        assert_eq!(
+            expectation("naive", &[], &Fault::parse_list("pg-kill").unwrap()),
+            Expect::Valid
+        );
+        assert_eq!(expectation("outbox-poll", &[], &network), Expect::Valid);
+        let early = [("DUALCHECK_CDC_CONFIRM".to_string(), "early".to_string())];
+        let process = Fault::parse_list("process").unwrap();
+        assert_eq!(
+            expectation("cdc-logical", &early, &process),
+            Expect::Shows(&[Anomaly::Lost])
+        );
+        assert_eq!(expectation("cdc-logical", &[], &process), Expect::Valid);
+        assert_eq!(expectation("exec", &[], &process), Expect::Valid);
+        let s: Subject = "cdc-logical+DUALCHECK_CDC_CONFIRM=early".parse().unwrap();
+        assert_eq!(
+            (s.implementation.as_str(), s.app_env.as_slice()),
+            ("cdc-logical", early.as_slice())
+        );
+        assert!("+X=1".parse::<Subject>().is_err() && "naive+X".parse::<Subject>().is_err());
+    }
+
+    #[test]
+    fn a_row_counts_runs_as_expected_or_not() {
+        let lost = Expect::Shows(&[Anomaly::Lost]);
+        let row = Row::of_cell("naive", "kafka-partition", lost, &[(1, Err("no services".into()))]);
+        assert_eq!((row.as_expected, row.errors.len()), (0, 1));
+        assert!(!row.all_as_expected());
+        assert_eq!(row.expected, "shows lost");
+        let empty = Row::of_cell("naive", "kafka-partition", lost, &[]);
+        assert!(empty.all_as_expected());
+    }
 }

@@ -120,7 +120,14 @@ pub fn rules_for(info: &crate::PatternInfo, app_env: &[(String, String)]) -> &'s
 
 /// The rules as one line (`valid` when there is none), for `dualcheck list`.
 pub fn describe(rules: &[Expectation]) -> String {
-    let mut parts: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+    let mut parts: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r.when {
+            When::Always if i > 0 => format!("{} otherwise", r.expect),
+            _ => r.to_string(),
+        })
+        .collect();
     if !rules.iter().any(|r| r.when == When::Always) {
         parts.push(if rules.is_empty() {
             "valid".into()
@@ -153,6 +160,17 @@ mod tests {
             "shows lost under kafka-partition or crash-after-commit; valid otherwise"
         );
         assert_eq!(describe(&[]), "valid");
+        let two_phase = [
+            NAIVE[0],
+            Expectation {
+                when: When::Always,
+                expect: Expect::Any,
+            },
+        ];
+        assert_eq!(
+            describe(&two_phase),
+            "shows lost under kafka-partition or crash-after-commit; any verdict otherwise"
+        );
     }
 
     #[test]
