@@ -8,10 +8,11 @@
 //!   has no request in flight (`in_flight` of `GET /backlog` is 0: no request
 //!   will still commit or publish), every acknowledged op has been delivered,
 //!   and the observer has read every partition up to its high watermark (no
-//!   record written to Kafka is still unread) — and all of this has held,
-//!   with no new delivery, for [`FINAL_QUIET`]: a publish still in flight
-//!   inside a producer (a retry after the heal, a duplicate) lands in the
-//!   topic within it, and the watermark check then sees it unread;
+//!   record written to Kafka is still unread) — checked again at least
+//!   [`FINAL_QUIET`] after it first held, with no delivery in between: a
+//!   publish still in flight inside a producer (a retry after the heal, a
+//!   duplicate) lands in the topic within it, and the watermark check then
+//!   sees it unread;
 //! - **quiet**: the backlog is 0 and no delivery has arrived for the run's
 //!   quiet period (3 s; as before, for programs that do not report
 //!   `in_flight`, runs with acknowledged ops never delivered — `lost` — and
@@ -104,13 +105,15 @@ impl Drain<'_> {
             if backlog == Some(0) && now - last >= quiet_ns {
                 return true;
             }
+            // Not reset when a check fails in between: an exact backlog (the CDC
+            // tailers' WAL marker) answers 0 only every other call. Whatever
+            // happened in between is a delivery (which restarts the wait) or a
+            // record not yet read (the watermark check fails).
             if backlog == Some(0) && self.complete(report.flatten().and_then(|b| b.in_flight)).await {
                 let since = *complete_since.get_or_insert(now);
                 if now - since.max(last) >= final_quiet_ns {
                     return true;
                 }
-            } else {
-                complete_since = None;
             }
             if started.elapsed() > timeout {
                 tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
