@@ -80,9 +80,19 @@ async fn read(State(s): St, axum::extract::Path(key): axum::extract::Path<String
 }
 
 async fn backlog(State(s): St) -> (StatusCode, String) {
+    let in_flight = s.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    if s.ctx.config.role == crate::Role::Service {
+        // The relay process publishes and knows the backlog; the service only
+        // tells how many requests it is executing.
+        let b = crate::Backlog {
+            in_flight: Some(in_flight),
+            ..crate::Backlog::default()
+        };
+        return (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes"));
+    }
     match s.pattern.backlog().await {
         Ok(mut b) => {
-            b.in_flight = Some(s.in_flight.load(std::sync::atomic::Ordering::SeqCst));
+            b.in_flight = Some(in_flight);
             (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes"))
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading the backlog: {e:#}")),
