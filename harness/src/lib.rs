@@ -1,12 +1,11 @@
 //! The `dualcheck` harness: environments (real PostgreSQL, Kafka and
 //! Toxiproxy), nemesis, runner, history recorder, summaries and reports, and
-//! the work behind `compare`, `bench` and `doctor`. The command line itself
+//! the work behind `sweep` (and `compare`), `bench` and `doctor`. The command line itself
 //! (argument parsing, printing, exit codes) is the binary's `cli` module: the
 //! library never depends on it.
 
 pub mod app_process;
 pub mod bench;
-pub mod compare;
 pub mod doctor;
 pub mod env;
 pub mod in_doubt;
@@ -19,5 +18,6 @@ pub mod run_dir;
 pub mod run_options;
 pub mod runner;
 pub mod summary;
+pub mod sweep;
 pub mod trails;
 pub mod verification;

@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub struct ObserverStats {
     /// history time the end of the partition was last reached (0: not since
     /// the latest record).
     positions: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// Ops delivered so far (records naming an op): the drain ends early once
+    /// every acknowledged op is among them.
+    pub delivered_ops: Mutex<HashSet<u64>>,
     /// Per (topic, partition): the high watermark last read by [`Self::caught_up`]
     /// and the history time it was first read at that value.
     ends_seen: Mutex<HashMap<(String, i32), (i64, i64)>>,
@@ -138,6 +141,9 @@ impl Observer {
                         Ok(m) => {
                             let event = delivery(&m, recorder.now());
                             recorder.record(&event);
+                            if let HistoryLine::Deliver { op: Some(op), .. } = &event {
+                                s.delivered_ops.lock().unwrap_or_else(|e| e.into_inner()).insert(*op);
+                            }
                             s.positions
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())

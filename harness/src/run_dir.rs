@@ -49,8 +49,6 @@ pub const KAFKA_DIR: &str = "kafka";
 pub const KAFKA_FORMAT_LOG: &str = "format.log";
 /// A Kafka node's output, in its directory.
 pub const KAFKA_LOG: &str = "kafka.log";
-/// The table of `dualcheck compare`, in its comparison directory.
-pub const COMPARE_HTML: &str = "compare.html";
 
 /// One run directory. It only names paths: creating one is [`RunDir::create`]
 /// or [`RunDir::create_for_run`], the files are written by their owners.
@@ -178,13 +176,14 @@ impl RunDir {
     }
 }
 
-/// Creates the directory of one `dualcheck compare` under `out` (created if
-/// missing): `compare-<secs>-<pid>`, an absolute path; its runs go inside it.
-pub fn create_compare_dir(out: &Path) -> Result<PathBuf> {
+/// Creates the directory of one `dualcheck sweep` (or `compare`: `command`)
+/// under `out` (created if missing): `<command>-<secs>-<pid>`, an absolute
+/// path; its runs and the services' logs go inside it.
+pub fn create_sweep_dir(out: &Path, command: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let dir = out
         .canonicalize()?
-        .join(format!("compare-{}-{}", unix_secs(), std::process::id()));
+        .join(format!("{command}-{}-{}", unix_secs(), std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }

@@ -276,7 +276,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
 
 #[test]
 fn compare_rows_tables_and_html() {
-    use dualcheck::compare::{html, markdown_table, text_table, Row};
+    use dualcheck::sweep::{html, markdown_table, text_table, Row};
     let naive = Row::from_runs(
         "naive",
         &[(0, Ok(outcome("naive", 0, 3, 40))), (1, Ok(outcome("naive", 1, 0, 90)))],

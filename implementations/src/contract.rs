@@ -37,6 +37,12 @@ pub struct Backlog {
     pub oldest_age_ms: i64,
     /// Events parked in the failed-events table after too many attempts.
     pub parked: i64,
+    /// Requests (`POST /ops`) the process is executing right now; built-ins
+    /// always report it, a program may leave it out (then the drain cannot
+    /// know that no request will still commit or publish, and waits its full
+    /// quiet period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
 }
 
 /// Background parts of a pattern (relays, listeners, cleaners).
@@ -183,8 +189,13 @@ pub struct PatternInfo {
     pub name: &'static str,
     /// One line of help.
     pub about: &'static str,
-    /// Expected verdict under faults (for `dualcheck list`).
-    pub expected: &'static str,
+    /// Expected verdicts under faults, as data (`dualcheck sweep` judges each
+    /// run against them, `dualcheck list` prints them): the first rule that
+    /// applies to a run's faults wins; none: valid.
+    pub expect: &'static [crate::expect::Expectation],
+    /// Knob settings that make this pattern a negative control, each with the
+    /// expectations that then replace [`PatternInfo::expect`].
+    pub controls: &'static [crate::expect::Control],
     /// Query yielding the committed ops (one bigint column `op`).
     pub committed_sql: &'static str,
     /// Where the relay that publishes committed events runs; the harness
@@ -223,7 +234,8 @@ impl PatternInfo {
         PatternInfo {
             name,
             about,
-            expected: "valid",
+            expect: crate::expect::Expectation::VALID,
+            controls: &[],
             committed_sql: ORDERS_COMMITTED_SQL,
             relay: RelayKind::None,
             reads_by_default: false,

@@ -12,12 +12,14 @@
 //! `pub const INFO: PatternInfo`, plus its line in [`REGISTRY`].
 
 pub mod contract;
+pub mod expect;
 pub mod patterns;
 pub mod runtime;
 
 pub use contract::{
     op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind,
 };
+pub use expect::{Control, Expect, Expectation, When};
 pub use patterns::{lookup, REGISTRY};
 pub use runtime::business::{ORDERS_COMMITTED_SQL, ORDERS_DDL};
 pub use runtime::config::{AppConfig, Knob, Role, KNOBS};

@@ -6,10 +6,10 @@
 mod app;
 mod bench;
 mod check;
-mod compare;
 mod doctor;
 mod report;
 mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,8 +42,11 @@ enum Command {
     App(app::AppArgs),
     /// Write junit.xml and report.html of a run directory (or a history file) from its history.
     Report(report::ReportArgs),
-    /// Run several implementations under the same seeded workload and faults; one table and compare.html.
-    Compare(compare::CompareArgs),
+    /// Run implementations × fault lists × seeds on services started once; judge each run
+    /// against its expected verdict (`dualcheck list`); one table and sweep.html.
+    Sweep(Box<sweep::SweepArgs>),
+    /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
+    Compare(Box<sweep::SweepArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
 }
@@ -52,7 +55,7 @@ impl Command {
     /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
     fn logs(&self) -> Option<Logs> {
         match self {
-            Command::Run(_) | Command::Compare(_) | Command::Bench(_) => Some(Logs::Terminal),
+            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Bench(_) => Some(Logs::Terminal),
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
         }
@@ -73,7 +76,8 @@ impl Cli {
             Command::Setup(args) => doctor::setup(args),
             Command::App(args) => app::run(args),
             Command::Report(args) => report::run(args),
-            Command::Compare(args) => compare::run(args),
+            Command::Sweep(args) => sweep::run(*args, sweep::Judge::Expectations),
+            Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
             Command::Bench(args) => bench::run(args),
         };
         verdict.into()

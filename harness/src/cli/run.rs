@@ -2,9 +2,9 @@
 
 use super::{parse_duration, Verdict};
 use clap::Args;
-use dualcheck::nemesis::Fault;
+use dualcheck::nemesis::{Fault, FaultFamily};
 use dualcheck::run_options::RunOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::{Skew, Workload};
 
@@ -29,7 +29,8 @@ pub struct RunArgs {
     /// Implementation (see `dualcheck list`), or `exec` with --cmd.
     #[arg(long = "impl", value_name = "NAME")]
     pub implementation: String,
-    /// Comma-separated faults (see `dualcheck list`), or `none`.
+    /// Comma-separated faults and fault families (`network`, `process`, `cluster`, `schema`;
+    /// see `dualcheck list`), or `none`.
     #[arg(long, default_value = "none")]
     pub faults: String,
     /// Workload duration, e.g. `30s`, `2m`, `500ms`.
@@ -41,9 +42,27 @@ pub struct RunArgs {
     /// Print one JSON object (the results) instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Rate, workers and keys of the workload.
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Workload, environment and implementation options (shared with `dualcheck sweep`).
     #[command(flatten)]
-    pub load: LoadArgs,
+    pub options: RunShared,
+}
+
+/// The options of a run that `dualcheck run` and `dualcheck sweep` share:
+/// the workload, the environment, the implementation's knobs and timeouts.
+#[derive(Args, Debug, Clone)]
+pub struct RunShared {
+    /// Target ops per second over all workers (0 = unlimited).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Worker tasks (each owns a share of the keys).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Distinct business keys.
+    #[arg(long, default_value_t = 32)]
+    pub keys: usize,
     /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
     #[arg(long, default_value = "uniform")]
     pub skew: Skew,
@@ -72,9 +91,6 @@ pub struct RunArgs {
     /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
     #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub app_vars: Vec<(String, String)>,
-    /// Where run directories go.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
     /// Program to run for `--impl exec` (started with `sh -c`).
     #[arg(long)]
     pub cmd: Option<String>,
@@ -102,18 +118,19 @@ pub struct RunArgs {
     pub reads: bool,
 }
 
-impl RunArgs {
-    /// The library's options of the run these arguments ask for.
-    pub fn options(&self) -> RunOptions {
+impl RunShared {
+    /// The library's options with these settings; implementation, faults,
+    /// duration, seed and output directory as given.
+    pub fn options(&self, implementation: &str, faults: &str, duration: Duration, seed: u64, out: &Path) -> RunOptions {
         RunOptions {
-            implementation: self.implementation.clone(),
-            faults: self.faults.clone(),
-            duration: self.duration,
+            implementation: implementation.to_string(),
+            faults: faults.to_string(),
+            duration,
             workload: Workload {
-                seed: self.seed,
-                rate: self.load.rate,
-                concurrency: self.load.concurrency,
-                keys: self.load.keys,
+                seed,
+                rate: self.rate,
+                concurrency: self.concurrency,
+                keys: self.keys,
                 skew: self.skew,
                 payload_bytes: self.payload,
                 abort_fraction: self.abort_fraction,
@@ -124,7 +141,7 @@ impl RunArgs {
             partitions: self.partitions,
             relays: self.relays,
             app_vars: self.app_vars.clone(),
-            out: self.out.clone(),
+            out: out.to_path_buf(),
             cmd: self.cmd.clone(),
             committed_sql: self.committed_sql.clone(),
             schema: self.schema.clone(),
@@ -133,8 +150,19 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             exactly_once: self.exactly_once,
             reads: self.reads,
-            progress: !self.json,
+            progress: false,
         }
+    }
+}
+
+impl RunArgs {
+    /// The library's options of the run these arguments ask for.
+    pub fn options(&self) -> RunOptions {
+        let mut o = self
+            .options
+            .options(&self.implementation, &self.faults, self.duration, self.seed, &self.out);
+        o.progress = !self.json;
+        o
     }
 }
 
@@ -175,7 +203,21 @@ pub struct ListArgs {}
 pub fn list(_: ListArgs) -> Verdict {
     println!("implementations (--impl):");
     for p in implementations::REGISTRY {
-        println!("  {:<22} {} [expected: {}]", p.name, p.about, p.expected);
+        println!("  {:<22} {}", p.name, p.about);
+        println!(
+            "  {:<22}   expected: {}",
+            "",
+            implementations::expect::describe(p.expect)
+        );
+        for c in p.controls {
+            println!(
+                "  {:<22}   with {}={} (negative control): {}",
+                "",
+                c.knob,
+                c.value,
+                implementations::expect::describe(c.expect)
+            );
+        }
     }
     println!(
         "  {:<22} your own program: --cmd '...' --committed-sql '...' [whatever it deserves]",
@@ -184,6 +226,11 @@ pub fn list(_: ListArgs) -> Verdict {
     println!("\nfaults (--faults a,b,c):");
     for f in Fault::all() {
         println!("  {:<22} {}", f.name(), f.help());
+    }
+    println!("\nfault families (anywhere a fault list goes; a family stands for its faults):");
+    for family in FaultFamily::all() {
+        let faults: Vec<&str> = family.faults().map(Fault::name).collect();
+        println!("  {:<22} {} ({})", family.name(), family.help(), faults.join(", "));
     }
     println!("\nworkload options (dualcheck run):");
     for (opt, help) in [
@@ -222,7 +269,7 @@ pub fn list(_: ListArgs) -> Verdict {
 }
 
 /// `KEY=VALUE` of `--app-env`.
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             Ok((k.to_string(), v.to_string()))

@@ -276,6 +276,38 @@ impl Environment {
         }
     }
 
+    /// Leaves every service as it started, for the next run of a sweep: every
+    /// paused service resumed (SIGCONT), every killed or exited one restarted
+    /// and ready, every proxy up with no toxic. Returns what it had to repair
+    /// (empty: everything was healthy).
+    pub async fn restore(&self, timeout: Duration) -> Result<Vec<String>> {
+        let mut repaired = Vec::new();
+        if let Backend::Local(s) = &self.backend {
+            let services = std::iter::once(Service::Postgres).chain((0..s.kafka.nodes.len()).map(Service::Kafka));
+            for service in services {
+                let p = self.process(service)?;
+                if p.pid().is_some() {
+                    // SIGCONT is harmless on a running process and ends a pause left behind.
+                    let _ = p.resume();
+                }
+                if p.check_alive().is_err() {
+                    self.restart(service, timeout)
+                        .await
+                        .with_context(|| format!("restoring {service} for the next run"))?;
+                    repaired.push(format!("{service} restarted"));
+                }
+            }
+            s.postgres.wait_ready(timeout).await?;
+            let all: Vec<usize> = (0..s.kafka.nodes.len()).collect();
+            s.kafka.wait_brokers(&all, timeout).await?;
+        }
+        self.toxiproxy
+            .heal_all()
+            .await
+            .context("healing every proxy for the next run")?;
+        Ok(repaired)
+    }
+
     /// Heals every network fault: all proxies up, all toxics removed.
     pub async fn heal_all(&self) -> Result<()> {
         self.toxiproxy.heal_all().await

@@ -139,16 +139,27 @@ impl Fault {
     pub fn from_name(name: &str) -> Result<Fault> {
         name.parse().map_err(|_| {
             let names: Vec<&str> = Fault::all().map(Fault::name).collect();
-            anyhow::anyhow!("unknown fault `{name}`; faults are: {}", names.join(", "))
+            let families: Vec<&str> = FaultFamily::all().map(FaultFamily::name).collect();
+            anyhow::anyhow!(
+                "unknown fault `{name}`; faults are: {}; families: {}",
+                names.join(", "),
+                families.join(", ")
+            )
         })
     }
 
-    /// Parses a comma-separated list (`""` or `none` = no faults), sorted and
-    /// without repeats.
+    /// Parses a comma-separated list of faults and fault families (`network`,
+    /// `process`, `cluster`, `schema`: every fault of the family; `""` or
+    /// `none` = no faults), sorted and without repeats.
     pub fn parse_list(list: &str) -> Result<Vec<Fault>> {
         let mut out = BTreeSet::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
-            out.insert(Fault::from_name(name)?);
+            match name.parse::<FaultFamily>() {
+                Ok(family) => out.extend(family.faults()),
+                Err(_) => {
+                    out.insert(Fault::from_name(name)?);
+                }
+            }
         }
         Ok(out.into_iter().collect())
     }
@@ -377,5 +388,25 @@ mod tests {
         assert_eq!(FaultFamily::Cluster.faults().collect::<Vec<_>>(), [Fault::KafkaLeader]);
         assert_eq!(Fault::KafkaLeader.min_brokers(), 3);
         assert_eq!(Fault::KafkaKill.min_brokers(), 1);
+    }
+
+    #[test]
+    fn fault_lists_take_families_and_faults_together() {
+        assert_eq!(
+            Fault::parse_list("cluster").unwrap(),
+            [Fault::KafkaLeader],
+            "a family is its faults"
+        );
+        let network = Fault::parse_list("network").unwrap();
+        assert_eq!(network, FaultFamily::Network.faults().collect::<Vec<_>>());
+        assert_eq!(network.len(), 8);
+        let mixed = Fault::parse_list("schema, pg-kill,noise").unwrap();
+        assert_eq!(mixed, [Fault::SchemaChange, Fault::Noise, Fault::PgKill]);
+        assert!(Fault::parse_list("process,cluster")
+            .unwrap()
+            .iter()
+            .any(|f| f.min_brokers() == 3));
+        let e = Fault::parse_list("networks").unwrap_err().to_string();
+        assert!(e.contains("families: network, process, cluster, schema"), "{e}");
     }
 }

@@ -88,6 +88,10 @@ pub struct RunConfig {
     /// Right after each acknowledged write, read its key back (`GET /ops/{key}`)
     /// and record a `read` line (judged as `stale_read`).
     pub reads: bool,
+    /// The run's number on a shared environment (a sweep): its database is
+    /// `dualcheck_N` and its topic `orders_N` (so its replication slots, named
+    /// after the database, are its own too). `None`: `dualcheck` and `orders`.
+    pub instance: Option<u32>,
 }
 
 impl RunConfig {
@@ -115,6 +119,7 @@ impl RunConfig {
             backend: BackendKind::Local,
             dualcheck_bin: None,
             reads,
+            instance: None,
         }
     }
 }
@@ -214,13 +219,7 @@ struct Exercised {
 /// Runs one test; the environment is torn down whatever happens.
 pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
-    let brokers = cfg
-        .faults
-        .iter()
-        .map(|f| f.min_brokers())
-        .max()
-        .unwrap_or(1)
-        .max(cfg.brokers);
+    let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
     let services = Environment::start(EnvOptions {
@@ -243,6 +242,51 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
         Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
     }
     outcome
+}
+
+/// Kafka brokers a run of `cfg` needs: `--brokers`, or 3 for a cluster fault.
+pub fn brokers_needed(cfg: &RunConfig) -> usize {
+    cfg.faults
+        .iter()
+        .map(|f| f.min_brokers())
+        .max()
+        .unwrap_or(1)
+        .max(cfg.brokers)
+}
+
+/// One run on services already running (a sweep's shared environment), as
+/// [`run`] does it after starting them: the same ops and the same fault
+/// schedule for the same seed. The run is number `instance` of the
+/// environment: its database, topic and slot names are its own
+/// ([`RunConfig::instance`]). Afterwards every service is left as it started
+/// ([`Environment::restore`]: paused ones resumed, killed ones restarted, no
+/// toxic left), so the next run starts clean; a failure to restore is an error
+/// of this run.
+pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32) -> Result<RunOutcome> {
+    cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    let needed = brokers_needed(cfg);
+    if services.brokers() != needed {
+        anyhow::bail!(
+            "this run needs {needed} Kafka broker(s) and the shared environment has {}",
+            services.brokers()
+        );
+    }
+    let mut cfg = cfg.clone();
+    cfg.instance = Some(instance);
+    let app = ResolvedApp::of(&cfg.app);
+    let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
+    let outcome = run_with_services(&cfg, &app, services, &run_dir).await;
+    let restored = services.restore(Duration::from_secs(90)).await;
+    match (outcome, restored) {
+        (Ok(o), Ok(repaired)) => {
+            if !repaired.is_empty() {
+                tracing::warn!("after {}: {}", run_dir.path().display(), repaired.join(", "));
+            }
+            Ok(o)
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.context("restoring the services after the run")),
+    }
 }
 
 /// The run's phases on running services; the teardown runs whatever the
@@ -298,11 +342,12 @@ async fn exercise(
         nemesis.clone(),
         running.observer_stats.clone(),
     );
+    let acked = workers.acked.clone();
     let invoked = workers.join().await;
     let workload_secs = workload_start.elapsed().as_secs_f64();
     let mut nemesis_errors = faults.finish().await;
 
-    let drain = settle::heal_and_drain(cfg, &nemesis, &running, &progress, &mut nemesis_errors).await;
+    let drain = settle::heal_and_drain(cfg, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
     progress.finish();
 
     ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;

@@ -1,6 +1,25 @@
 //! Phase 4, heal and drain: every fault is healed, then the run waits until
 //! the implementation has nothing left to publish and deliveries have stopped.
 //! (The bench's relay publish rate is [`crate::relay_rate`], another thing.)
+//!
+//! The drain ends the first way that holds:
+//!
+//! - **complete**: the publisher's backlog is exactly 0, the implementation
+//!   has no request in flight (`in_flight` of `GET /backlog` is 0: no request
+//!   will still commit or publish), every acknowledged op has been delivered,
+//!   and the observer has read every partition to its end
+//!   ([`ObserverStats::caught_up`]: no record written to Kafka is still
+//!   unread) — checked again at least [`FINAL_QUIET`] after it first held, with
+//!   no delivery in between: a publish still in flight inside a producer (a
+//!   retry after the heal, a duplicate) lands in the topic within it, and the
+//!   end-of-log check then sees it unread;
+//! - **quiet**: the backlog is 0, no delivery has arrived for the run's quiet
+//!   period (3 s; for programs that do not report `in_flight`, runs with
+//!   acknowledged ops never delivered — `lost` — and transactional topics),
+//!   and the observer has read every partition to its end: after a long
+//!   outage the quiet period has passed before the last events are read, and
+//!   events published at the very end would otherwise be judged lost;
+//! - **timeout**: neither within `--drain-timeout`: not drained.
 
 use super::start::Running;
 use super::workload::Progress;
@@ -9,13 +28,19 @@ use crate::app_process::AppProcess;
 use crate::nemesis::Nemesis;
 use crate::observer::ObserverStats;
 use crate::recorder::Recorder;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long the complete condition must hold, with no new delivery, before the
+/// drain ends on it.
+pub const FINAL_QUIET: Duration = Duration::from_millis(500);
 
 /// How the drain ended.
 pub(super) struct Drained {
-    /// The drain ended with a backlog of 0, a quiet period and the observer at
-    /// the end of every partition.
+    /// The drain ended complete or quiet, with the observer at the end of
+    /// every partition.
     pub drained: bool,
     /// Events the implementation parked, from its last backlog answer that
     /// carried a count (`None`: it never said).
@@ -27,6 +52,7 @@ pub(super) async fn heal_and_drain(
     cfg: &RunConfig,
     nemesis: &Nemesis,
     running: &Running,
+    acked: &Mutex<HashSet<u64>>,
     progress: &Progress,
     nemesis_errors: &mut Vec<String>,
 ) -> Drained {
@@ -35,69 +61,104 @@ pub(super) async fn heal_and_drain(
         nemesis_errors.push(format!("healing: {e:#}"));
     }
     progress.set_phase("draining");
-    wait_until_drained(
-        &running.app,
-        running.relay.as_deref(),
-        &running.observer_stats,
-        &running.recorder,
-        cfg.drain_timeout,
-        cfg.quiet,
-    )
+    Drain {
+        app: &running.app,
+        relay: running.relay.as_deref(),
+        observer: &running.observer_stats,
+        recorder: &running.recorder,
+        acked,
+    }
+    .wait(cfg.drain_timeout, cfg.quiet)
     .await
 }
 
-/// Waits until the implementation reports no backlog, no delivery has arrived
-/// for `quiet`, and the observer has read every partition to its end, at
-/// most `timeout`.
-async fn wait_until_drained(
-    app: &AppProcess,
-    relay: Option<&AppProcess>,
-    observer: &ObserverStats,
-    recorder: &Recorder,
-    timeout: Duration,
-    quiet: Duration,
-) -> Drained {
-    let started = Instant::now();
-    let quiet_ns = quiet.as_nanos() as i64;
-    let drain_start = recorder.now();
-    // The relay process, where there is one, knows the backlog.
-    let publisher = relay.unwrap_or(app);
-    let mut parked = None;
-    let mut behind: Option<String> = None;
-    loop {
-        // A dead or silent application has an unknown backlog: never drained.
-        let running = match relay {
-            Some(r) => app.ensure_running().await.and(r.ensure_running().await),
-            None => app.ensure_running().await,
-        };
-        let backlog = match running.and(Ok(publisher.backlog_report().await)) {
-            Ok(Ok(Some(b))) => {
+/// What the drain watches.
+struct Drain<'a> {
+    app: &'a AppProcess,
+    relay: Option<&'a AppProcess>,
+    observer: &'a ObserverStats,
+    recorder: &'a Recorder,
+    acked: &'a Mutex<HashSet<u64>>,
+}
+
+impl Drain<'_> {
+    /// Waits until complete or quiet (see the module doc), at most `timeout`.
+    async fn wait(&self, timeout: Duration, quiet: Duration) -> Drained {
+        let started = Instant::now();
+        let quiet_ns = quiet.as_nanos() as i64;
+        let final_quiet_ns = FINAL_QUIET.as_nanos() as i64;
+        let drain_start = self.recorder.now();
+        // The relay process, where there is one, knows the backlog.
+        let publisher = self.relay.unwrap_or(self.app);
+        let mut parked = None;
+        let mut complete_since: Option<i64> = None;
+        let mut behind: Option<String> = None;
+        loop {
+            // A dead or silent application has an unknown backlog: never drained.
+            let running = match self.relay {
+                Some(r) => self.app.ensure_running().await.and(r.ensure_running().await),
+                None => self.app.ensure_running().await,
+            };
+            let report = match running {
+                Ok(()) => publisher.backlog_report().await.ok(),
+                Err(_) => None,
+            };
+            if let Some(Some(b)) = &report {
                 // A black box may report `backlog` alone: its `parked` reads as 0.
                 parked = Some(u64::try_from(b.parked).unwrap_or(0));
-                Some(u64::try_from(b.backlog).unwrap_or(0))
             }
-            Ok(Ok(None)) => Some(0),
-            _ => None,
-        };
-        let last = observer.last_delivery.load(Ordering::Relaxed).max(drain_start);
-        if backlog == Some(0) && recorder.now() - last >= quiet_ns {
-            // Nothing left to publish and nothing new for a while, but the
-            // observer may be behind (still reconnecting after a broker kill):
-            // events published at the very end would be judged lost.
-            match observer.caught_up(recorder.now()).await {
-                Ok(()) => return Drained { drained: true, parked },
-                Err(why) => {
-                    if behind.as_deref() != Some(why.as_str()) {
-                        tracing::warn!("drain: backlog 0, but {why}; waiting for it");
-                        behind = Some(why);
+            let backlog = report
+                .as_ref()
+                .map(|r| r.as_ref().and_then(|b| u64::try_from(b.backlog).ok()).unwrap_or(0));
+            let last = self.observer.last_delivery.load(Ordering::Relaxed).max(drain_start);
+            let now = self.recorder.now();
+            let quiet_enough = now - last >= quiet_ns;
+            // Not reset when a check fails in between: an exact backlog (the CDC
+            // tailers' WAL marker) answers 0 only every other call. Whatever
+            // happened in between is a delivery (which restarts the wait) or a
+            // record not yet read (the end-of-log check fails).
+            let complete = backlog == Some(0)
+                && !quiet_enough
+                && self.nothing_pending(report.flatten().and_then(|b| b.in_flight)).await;
+            if complete {
+                complete_since.get_or_insert(now);
+            }
+            let held = complete_since.is_some_and(|since| now - since.max(last) >= final_quiet_ns);
+            if backlog == Some(0) && (quiet_enough || (complete && held)) {
+                match self.observer.caught_up(now).await {
+                    Ok(()) => return Drained { drained: true, parked },
+                    Err(why) => {
+                        if behind.as_deref() != Some(why.as_str()) {
+                            tracing::warn!("drain: backlog 0, but {why}; waiting for it");
+                            behind = Some(why);
+                        }
                     }
                 }
             }
+            if started.elapsed() > timeout {
+                tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
+                return Drained { drained: false, parked };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if started.elapsed() > timeout {
-            tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
-            return Drained { drained: false, parked };
+    }
+
+    /// No request in flight and every acknowledged op delivered.
+    /// `publisher_in_flight` is the publisher's own count (the service's is
+    /// asked when the relay runs apart).
+    async fn nothing_pending(&self, publisher_in_flight: Option<u64>) -> bool {
+        let in_flight = match self.relay {
+            Some(_) => match self.app.backlog_report().await {
+                Ok(Some(b)) => b.in_flight,
+                _ => None,
+            },
+            None => publisher_in_flight,
+        };
+        if in_flight != Some(0) {
+            return false;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        let delivered = self.observer.delivered_ops.lock().unwrap_or_else(|e| e.into_inner());
+        acked.iter().all(|op| delivered.contains(op))
     }
 }

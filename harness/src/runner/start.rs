@@ -13,8 +13,11 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The topic every implementation publishes to.
+/// The topic every implementation publishes to (`orders_N` for run N of a sweep).
 const TOPIC: &str = "orders";
+
+/// The run's database (`dualcheck_N` for run N of a sweep).
+const DATABASE: &str = "dualcheck";
 
 /// What the run started and the teardown must stop, filled as each piece
 /// starts: a failure halfway leaves the pieces started so far here.
@@ -56,9 +59,12 @@ pub(super) async fn start_processes(
     run_dir: &RunDir,
     started: &mut Started,
 ) -> Result<Running> {
-    let (db_url, db_direct_url) = services.create_database("dualcheck").await?;
+    let (database, topic) = match cfg.instance {
+        Some(n) => (format!("{DATABASE}_{n}"), format!("{TOPIC}_{n}")),
+        None => (DATABASE.to_string(), TOPIC.to_string()),
+    };
+    let (db_url, db_direct_url) = services.create_database(&database).await?;
     started.db_direct_url = Some(db_direct_url.clone());
-    let topic = TOPIC.to_string();
     services.create_topic(&topic, cfg.partitions).await?;
     if let Some(schema) = &cfg.schema_sql {
         let c = crate::env::postgres::connect(&db_direct_url).await?;

@@ -26,6 +26,8 @@ pub(super) struct Counters {
 pub(super) struct Workers {
     /// Their live counters.
     pub counters: Arc<Counters>,
+    /// Ops acknowledged (`ok`) so far: the drain waits for each to be delivered.
+    pub acked: Arc<Mutex<HashSet<u64>>>,
     invoked: Arc<Mutex<HashSet<u64>>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -44,14 +46,16 @@ impl Workers {
 pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instant) -> Workers {
     let counters = Arc::new(Counters::default());
     let invoked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let mut tasks = Vec::new();
     for w in 0..cfg.workload.workers() {
         let stream = cfg.workload.worker(w);
-        let (app, recorder, counters, invoked) = (
+        let (app, recorder, counters, invoked, acked_ops) = (
             running.app.clone(),
             running.recorder.clone(),
             counters.clone(),
             invoked.clone(),
+            acked.clone(),
         );
         let interval = cfg.workload.worker_interval();
         let op_timeout = cfg.op_timeout;
@@ -110,6 +114,9 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                 };
                 let acked = matches!(event, HistoryLine::Ok { .. });
                 recorder.record(&event);
+                if acked {
+                    acked_ops.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
+                }
                 if acked && reads {
                     // Read your write: a failed or timed-out read is not recorded (nothing was seen).
                     let invoke_time = recorder.now();
@@ -131,6 +138,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
     }
     Workers {
         counters,
+        acked,
         invoked,
         tasks,
     }

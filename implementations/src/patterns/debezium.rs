@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
     relay: RelayKind::Process,
     streamed_tables: &["debezium_outbox"],
     latency_reference: true,
@@ -199,6 +198,7 @@ impl Pattern for Debezium {
             backlog: if through { 0 } else { 1 },
             oldest_age_ms: 0,
             parked: 0,
+            in_flight: None,
         })
     }
 }

@@ -22,7 +22,14 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
+    controls: &[crate::expect::Control {
+        knob: "DUALCHECK_READ_CACHE",
+        value: "off",
+        expect: &[crate::expect::Expectation {
+            when: crate::expect::When::Always,
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),
+        }],
+    }],
     reads_by_default: true,
     ..PatternInfo::new(
         "kafka-first",
@@ -110,6 +117,7 @@ impl Pattern for KafkaFirst {
             backlog: self.cache.pending() as i64 + lag,
             oldest_age_ms: 0,
             parked: 0,
+            in_flight: None,
         })
     }
     /// The request's account (the `orders` row the consumer wrote, what the

@@ -27,7 +27,14 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid, no stale reads (stale reads with DUALCHECK_READ_CACHE=off)",
+    controls: &[crate::expect::Control {
+        knob: "DUALCHECK_READ_CACHE",
+        value: "off",
+        expect: &[crate::expect::Expectation {
+            when: crate::expect::When::Always,
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),
+        }],
+    }],
     relay: RelayKind::InProcess,
     reads_by_default: true,
     ..PatternInfo::new(
@@ -162,6 +169,7 @@ impl Pattern for ListenToYourself {
                 backlog: row.get(0),
                 oldest_age_ms: row.get(1),
                 parked: row.get(2),
+                in_flight: None,
             }),
             Err(e) => {
                 c.discard();

@@ -29,7 +29,12 @@ pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<Ap
         .route("/crash-after-commit", post(crash))
         .route("/info", get(describe))
         .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
-        .with_state(Served { info, pattern, ctx })
+        .with_state(Served {
+            info,
+            pattern,
+            ctx,
+            in_flight: Arc::default(),
+        })
 }
 
 /// What every handler is given: the pattern, its facts and its context.
@@ -38,11 +43,30 @@ struct Served {
     info: &'static PatternInfo,
     pattern: Arc<dyn Pattern>,
     ctx: Arc<AppContext>,
+    /// Requests being executed (`in_flight` of `GET /backlog`).
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts one request in flight while it lives (also when its future is dropped).
+struct InFlight(Arc<std::sync::atomic::AtomicU64>);
+
+impl InFlight {
+    fn enter(counter: &Arc<std::sync::atomic::AtomicU64>) -> InFlight {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 type St = State<Served>;
 
 async fn ops(State(s): St, Json(op): Json<Op>) -> (StatusCode, String) {
+    let _in_flight = InFlight::enter(&s.in_flight);
     match s.pattern.execute(&op).await {
         OpAnswer::Ok => (StatusCode::OK, "ok".into()),
         OpAnswer::Fail(e) => (StatusCode::CONFLICT, e),
@@ -58,8 +82,21 @@ async fn read(State(s): St, axum::extract::Path(key): axum::extract::Path<String
 }
 
 async fn backlog(State(s): St) -> (StatusCode, String) {
+    let in_flight = s.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    if s.ctx.config.role == crate::Role::Service {
+        // The relay process publishes and knows the backlog; the service only
+        // tells how many requests it is executing.
+        let b = crate::Backlog {
+            in_flight: Some(in_flight),
+            ..crate::Backlog::default()
+        };
+        return (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes"));
+    }
     match s.pattern.backlog().await {
-        Ok(b) => (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes")),
+        Ok(mut b) => {
+            b.in_flight = Some(in_flight);
+            (StatusCode::OK, serde_json::to_string(&b).expect("backlog serializes"))
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("reading the backlog: {e:#}")),
     }
 }

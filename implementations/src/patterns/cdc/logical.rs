@@ -11,7 +11,14 @@ use anyhow::{Context, Result};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed); with DUALCHECK_CDC_CONFIRM=early: lost under relay-kill",
+    controls: &[crate::expect::Control {
+        knob: "DUALCHECK_CDC_CONFIRM",
+        value: "early",
+        expect: &[crate::expect::Expectation {
+            when: crate::expect::When::AnyFault(&["relay-kill"]),
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+        }],
+    }],
     relay: RelayKind::Process,
     streamed_tables: &["orders"],
     ..PatternInfo::new(

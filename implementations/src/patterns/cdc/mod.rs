@@ -479,6 +479,7 @@ impl Tailer {
             backlog: if through && in_flight == 0 { 0 } else { in_flight.max(1) },
             oldest_age_ms: 0,
             parked: 0,
+            in_flight: None,
         })
     }
 }

@@ -13,7 +13,14 @@ use anyhow::Result;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
+    controls: &[crate::expect::Control {
+        knob: "DUALCHECK_CDC_CONFIRM",
+        value: "early",
+        expect: &[crate::expect::Expectation {
+            when: crate::expect::When::AnyFault(&["relay-kill"]),
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+        }],
+    }],
     relay: RelayKind::Process,
     streamed_tables: &["cdc_outbox"],
     ..PatternInfo::new(

@@ -17,7 +17,11 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "negative control: must show `lost` under kafka-partition or crash-after-commit",
+    // A negative control.
+    expect: &[crate::expect::Expectation {
+        when: crate::expect::When::AnyFault(&["kafka-partition", "crash-after-commit"]),
+        expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+    }],
     ..PatternInfo::new(
         "naive",
         "commit, then publish with bounded retries (the dual-write problem itself)",

@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    expected: "negative control: must show `phantom` under pg-partition",
+    // A negative control.
+    expect: &[crate::expect::Expectation {
+        when: crate::expect::When::AnyFault(&["pg-partition"]),
+        expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Phantom]),
+    }],
     ..PatternInfo::new(
         "naive-publish-first",
         "publish and await the ack, then insert and commit",

@@ -74,7 +74,6 @@ pub enum OutboxRelay {
 /// with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
 /// the delivery reports, then delete (or mark) the rows. See [`shard_relay`].
 pub const POLL: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-poll",
@@ -88,7 +87,6 @@ pub const POLL: PatternInfo = PatternInfo {
 /// process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
 /// missed while the listener was disconnected.
 pub const NOTIFY: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-notify",
@@ -103,7 +101,11 @@ pub const NOTIFY: PatternInfo = PatternInfo {
 /// published is skipped forever. A negative control (long transactions in the
 /// workload expose it). See [`cursor_relay`].
 pub const ID_CURSOR: PatternInfo = PatternInfo {
-    expected: "negative control: must show `lost` under concurrent (long) transactions",
+    // A negative control: concurrent (long) transactions commit out of id order.
+    expect: &[crate::expect::Expectation {
+        when: crate::expect::When::Always,
+        expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+    }],
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-idcursor",
@@ -117,7 +119,6 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
 /// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
 /// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 pub const XID: PatternInfo = PatternInfo {
-    expected: "valid (duplicates allowed)",
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-xid",
@@ -254,6 +255,7 @@ impl Pattern for OutboxPattern {
             backlog: row.get(0),
             oldest_age_ms: row.get(1),
             parked: row.get(2),
+            in_flight: None,
         })
     }
     async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {

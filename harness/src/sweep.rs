@@ -1,0 +1,726 @@
+//! `dualcheck sweep`'s work (and `dualcheck compare`'s, the same command
+//! judged by validity alone): every cell (implementation, possibly with knobs,
+//! × fault list) on every seed, on services started once per broker count
+//! ([`crate::runner::run_on`]: each run its own database, topic and slots, the
+//! services restored after it). Each run is judged against the expectation its
+//! pattern declares ([`implementations::expect`]); one row per cell sums the
+//! runs up, in a table (text, Markdown or JSON) and in an HTML page that links
+//! each run's report.
+
+use crate::env::{EnvOptions, Environment};
+use crate::report::escape;
+use crate::run_options::RunOptions;
+use crate::runner::{RunConfig, RunOutcome};
+use anyhow::{bail, Context, Result};
+use checkers::{Anomalies, Anomaly};
+use implementations::Expect;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a cell runs: a built-in implementation (or `exec`) and the knobs set on
+/// it, written `NAME` or `NAME+KEY=VALUE+KEY=VALUE` (e.g.
+/// `cdc-logical+DUALCHECK_CDC_CONFIRM=early`, a negative control).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// As written: the row's label.
+    pub label: String,
+    /// The implementation.
+    pub implementation: String,
+    /// Knobs of the implementation process.
+    pub app_vars: Vec<(String, String)>,
+}
+
+impl FromStr for Subject {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Subject, String> {
+        let s = s.trim();
+        let mut parts = s.split('+');
+        let implementation = parts.next().unwrap_or_default().to_string();
+        if implementation.is_empty() {
+            return Err(format!("`{s}`: write an implementation, NAME or NAME+KEY=VALUE"));
+        }
+        let app_vars = parts
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(format!(
+                    "`{s}`: `{kv}` is not KEY=VALUE (e.g. cdc-logical+DUALCHECK_CDC_CONFIRM=early)"
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Subject {
+            label: s.to_string(),
+            implementation,
+            app_vars,
+        })
+    }
+}
+
+/// The expectation of a run of `implementation` with `app_vars` under `faults`:
+/// what its pattern declares; `valid` for `exec` (a correct program's).
+pub fn expectation(implementation: &str, app_vars: &[(String, String)], faults: &[crate::nemesis::Fault]) -> Expect {
+    let names: Vec<&str> = faults.iter().map(|f| f.name()).collect();
+    match implementations::lookup(implementation) {
+        Ok(info) => implementations::expect::expected(implementations::expect::rules_for(info, app_vars), &names),
+        Err(_) => Expect::Valid,
+    }
+}
+
+/// A run whose verdict was not the expected one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unexpected {
+    /// Its seed.
+    pub seed: u64,
+    /// The anomalies it showed (its violations; empty: it was valid).
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// One cell's line of the sweep: an implementation (with its knobs) under one fault list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Implementation, with its knobs (`NAME+KEY=VALUE`) when it has any.
+    pub implementation: String,
+    /// The fault list as given (`none`, a family, or faults).
+    pub faults: String,
+    /// What each run must end with (`valid`, `shows lost`, ...).
+    pub expected: String,
+    /// The expectation itself.
+    #[serde(skip)]
+    pub expect: Expect,
+    /// Runs whose verdict was the expected one.
+    pub as_expected: u64,
+    /// Runs whose verdict was not, with the anomalies they showed.
+    pub not_as_expected: Vec<Unexpected>,
+    /// Mean wall time per run beyond its workload (database, topic, start of the
+    /// implementation, drain, teardown, judging), in seconds.
+    pub overhead_s: Option<f64>,
+    /// Runs carried out (seeds that ended in a verdict).
+    pub runs: u64,
+    /// `valid` when every run was, else `INVALID`; `error` when no run was carried out.
+    pub verdict: String,
+    /// Each anomaly's count summed over the runs (in JSON, one field per anomaly, by name).
+    #[serde(flatten)]
+    pub anomalies: Anomalies,
+    /// Median over the runs of each run's p50 commit-to-delivery latency (ms).
+    pub p50_ms: Option<f64>,
+    /// Worst p99 over the runs (ms).
+    pub p99_ms: Option<f64>,
+    /// Mean acknowledged ops per second.
+    pub throughput_ok_per_s: f64,
+    /// Seeds whose run was invalid.
+    pub failed_seeds: Vec<u64>,
+    /// Seeds whose run could not be carried out, with why.
+    pub errors: Vec<(u64, String)>,
+    /// Each run's report.html.
+    pub reports: Vec<PathBuf>,
+}
+
+impl Default for Row {
+    fn default() -> Row {
+        Row {
+            implementation: String::new(),
+            faults: "none".into(),
+            expected: Expect::Valid.to_string(),
+            expect: Expect::Valid,
+            as_expected: 0,
+            not_as_expected: Vec::new(),
+            overhead_s: None,
+            runs: 0,
+            verdict: String::new(),
+            anomalies: Anomalies::default(),
+            p50_ms: None,
+            p99_ms: None,
+            throughput_ok_per_s: 0.0,
+            failed_seeds: Vec::new(),
+            errors: Vec::new(),
+            reports: Vec::new(),
+        }
+    }
+}
+
+impl Row {
+    /// Sums up the runs of one implementation, expected to be valid.
+    pub fn from_runs(implementation: &str, runs: &[(u64, Result<RunOutcome, String>)]) -> Row {
+        Row::of_cell(implementation, "none", Expect::Valid, runs)
+    }
+
+    /// Sums up the runs of one cell, each judged against `expect`.
+    pub fn of_cell(
+        implementation: &str,
+        faults: &str,
+        expect: Expect,
+        runs: &[(u64, Result<RunOutcome, String>)],
+    ) -> Row {
+        let mut row = Row {
+            implementation: implementation.to_string(),
+            faults: faults.to_string(),
+            expected: expect.to_string(),
+            expect,
+            ..Row::default()
+        };
+        let mut p50s = Vec::new();
+        let mut throughput = 0.0;
+        for (seed, r) in runs {
+            match r {
+                Ok(o) => {
+                    row.runs += 1;
+                    row.anomalies += &o.result.anomalies;
+                    if let Some(l) = &o.result.latency_ns {
+                        p50s.push(l.p50 as f64 / 1e6);
+                        row.p99_ms = Some(row.p99_ms.unwrap_or(0.0).max(l.p99 as f64 / 1e6));
+                    }
+                    throughput += o.throughput_ok_per_s;
+                    if !o.result.valid {
+                        row.failed_seeds.push(*seed);
+                    }
+                    if expect.met_by(&o.result.violations) {
+                        row.as_expected += 1;
+                    } else {
+                        row.not_as_expected.push(Unexpected {
+                            seed: *seed,
+                            anomalies: o.result.violations.clone(),
+                        });
+                    }
+                    row.reports.push(o.run_dir.join(crate::run_dir::REPORT_HTML));
+                }
+                Err(e) => row.errors.push((*seed, e.clone())),
+            }
+        }
+        p50s.sort_by(f64::total_cmp);
+        row.p50_ms = p50s.get(p50s.len().saturating_sub(1) / 2).copied();
+        row.throughput_ok_per_s = if row.runs > 0 {
+            throughput / row.runs as f64
+        } else {
+            0.0
+        };
+        row.verdict = if row.runs == 0 {
+            "error".into()
+        } else if row.failed_seeds.is_empty() {
+            "valid".into()
+        } else {
+            "INVALID".into()
+        };
+        row
+    }
+
+    /// Whether every run was carried out and ended as expected.
+    pub fn all_as_expected(&self) -> bool {
+        self.errors.is_empty() && self.not_as_expected.is_empty()
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        let seeds = |v: &[u64]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+            }
+        };
+        let unexpected = if self.not_as_expected.is_empty() {
+            "-".to_string()
+        } else {
+            self.not_as_expected
+                .iter()
+                .map(|u| {
+                    let kinds: Vec<&str> = u.anomalies.iter().map(|a| a.name()).collect();
+                    format!(
+                        "{}:{}",
+                        u.seed,
+                        if kinds.is_empty() {
+                            "valid".into()
+                        } else {
+                            kinds.join("+")
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut cells = vec![
+            self.implementation.clone(),
+            self.faults.clone(),
+            self.expected.clone(),
+            self.as_expected.to_string(),
+            unexpected,
+            self.errors.len().to_string(),
+            format!(
+                "{}{}",
+                self.verdict,
+                if self.errors.is_empty() { "" } else { " (errors)" }
+            ),
+            self.runs.to_string(),
+        ];
+        cells.extend(Anomaly::ALL.iter().map(|&a| self.anomalies.get(a).to_string()));
+        cells.extend([
+            ms(self.p50_ms),
+            ms(self.p99_ms),
+            format!("{:.1}", self.throughput_ok_per_s),
+            self.overhead_s.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            seeds(&self.failed_seeds),
+            seeds(&self.errors.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
+        ]);
+        cells
+    }
+}
+
+/// An anomaly's column header: its name, shortened where the name is long.
+fn anomaly_column(a: Anomaly) -> &'static str {
+    match a {
+        Anomaly::DuplicateBeyondIdempotency => "dup_beyond_idem",
+        a => a.name(),
+    }
+}
+
+/// Column headers of the table: one per anomaly, in [`Anomaly::ALL`] order, between the run and latency columns.
+pub fn headers() -> Vec<&'static str> {
+    let mut h = vec![
+        "implementation",
+        "faults",
+        "expected",
+        "as expected",
+        "not as expected (seed:anomalies)",
+        "errors",
+        "verdict",
+        "runs",
+    ];
+    h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
+    h.extend(["p50 ms", "p99 ms", "ok/s", "overhead s", "failed seeds", "error seeds"]);
+    h
+}
+
+/// The table as aligned text.
+pub fn text_table(rows: &[Row]) -> String {
+    let headers = headers();
+    let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |v: Vec<&str>| {
+        v.iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    let mut s = line(headers);
+    for r in &cells {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+/// The table as Markdown.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let headers = headers();
+    let mut s = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.cells().join(" | ")));
+    }
+    s
+}
+
+/// The HTML page (`sweep.html`, `compare.html`): the table, with each run's report linked (relative to `dir` when inside it).
+pub fn html(rows: &[Row], dir: &Path, title: &str) -> String {
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
+body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}}th{{background:#f5f5f5}}\
+.valid{{color:#1a6b1a;font-weight:bold}}.INVALID,.error{{color:#a11;font-weight:bold}}</style></head><body>\n\
+<h1>{t}</h1>\n<table id=\"compare\"><tr>",
+        t = escape(title)
+    );
+    for hd in headers() {
+        let _ = write!(h, "<th>{}</th>", escape(hd));
+    }
+    h.push_str("<th>reports</th></tr>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for (i, c) in r.cells().iter().enumerate() {
+            if i == 6 {
+                let _ = write!(h, "<td class=\"{}\">{}</td>", escape(&r.verdict), escape(c));
+            } else if i == 4 && !r.not_as_expected.is_empty() {
+                let _ = write!(h, "<td class=\"INVALID\">{}</td>", escape(c));
+            } else {
+                let _ = write!(h, "<td>{}</td>", escape(c));
+            }
+        }
+        h.push_str("<td>");
+        for (i, p) in r.reports.iter().enumerate() {
+            let link = p.strip_prefix(dir).unwrap_or(p);
+            let _ = write!(
+                h,
+                "<a href=\"{}\">run {}</a> ",
+                escape(&link.display().to_string()),
+                i + 1
+            );
+        }
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</table>\n");
+    for r in rows {
+        for (seed, e) in &r.errors {
+            let _ = writeln!(
+                h,
+                "<p><b>{}</b>, seed {seed}: could not be carried out: {}</p>",
+                escape(&r.implementation),
+                escape(e)
+            );
+        }
+    }
+    h.push_str(
+        "<p>Each run is judged against the expectation its implementation declares (dualcheck list). \
+Anomalies are summed over the seeds; p50 is the median of the runs' p50s, p99 the worst run's p99 \
+(commit to first delivery); ok/s is the mean over the runs; overhead is the mean wall time per run beyond \
+its workload.</p>\n</body></html>\n",
+    );
+    h
+}
+
+/// What a sweep runs.
+#[derive(Debug, Clone)]
+pub struct SweepPlan {
+    /// The implementations (with knobs), one row per fault list each.
+    pub subjects: Vec<Subject>,
+    /// Fault lists (each `none`, a family, faults, or a mix), one cell each per subject.
+    pub faults: Vec<String>,
+    /// The seeds of every cell.
+    pub seeds: Range<u64>,
+    /// The options every run shares (implementation, faults, knobs and seed replaced per run).
+    pub run: RunOptions,
+    /// The command (`sweep` or `compare`): names its directory and HTML page.
+    pub command: &'static str,
+    /// Show the progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a sweep produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepOutcome {
+    /// One row per cell, subjects in order, each with its fault lists in order.
+    pub rows: Vec<Row>,
+    /// The sweep's directory (runs, services' logs, the HTML page).
+    pub out_dir: PathBuf,
+    /// The HTML page.
+    pub html: PathBuf,
+    /// Seconds spent starting services (once per broker count).
+    pub services_start_s: f64,
+    /// Wall seconds of the whole sweep.
+    pub wall_s: f64,
+}
+
+impl SweepOutcome {
+    /// Whether some run could not be carried out.
+    pub fn has_errors(&self) -> bool {
+        self.rows.iter().any(|r| !r.errors.is_empty())
+    }
+
+    /// Whether every cell ended as expected.
+    pub fn all_as_expected(&self) -> bool {
+        self.rows.iter().all(Row::all_as_expected)
+    }
+
+    /// Whether every run was valid.
+    pub fn all_valid(&self) -> bool {
+        self.rows.iter().all(|r| r.failed_seeds.is_empty())
+    }
+}
+
+/// One run to carry out.
+struct Planned {
+    cell: usize,
+    seed: u64,
+    cfg: RunConfig,
+}
+
+/// Runs every cell on every seed, one run at a time, on services started once
+/// per broker count (runs needing three brokers, for a `cluster` fault, share
+/// an environment of three; the others one of `--brokers`). Every
+/// configuration is checked before the first run starts. The HTML page is
+/// rewritten after each run, so an interrupted sweep still shows what it has.
+pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
+    let started = Instant::now();
+    if plan.seeds.is_empty() {
+        bail!("--seeds must be at least 1");
+    }
+    if plan.subjects.is_empty() || plan.faults.is_empty() {
+        bail!("--impls and --faults must each name at least one");
+    }
+    let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
+    let html_path = dir.join(format!("{}.html", plan.command));
+    let mut cells = Vec::new();
+    let mut planned = Vec::new();
+    for subject in &plan.subjects {
+        for faults in &plan.faults {
+            let cell = cells.len();
+            let mut expect = None;
+            for seed in plan.seeds.clone() {
+                let mut options = plan.run.clone();
+                options.implementation = subject.implementation.clone();
+                options.app_vars.extend(subject.app_vars.iter().cloned());
+                options.faults = faults.clone();
+                options.workload.seed = seed;
+                options.out = dir.clone();
+                options.progress = false;
+                let cfg = options
+                    .to_config()
+                    .with_context(|| format!("--impls {} --faults {faults}", subject.label))?;
+                expect.get_or_insert_with(|| expectation(&subject.implementation, &options.app_vars, &cfg.faults));
+                planned.push(Planned { cell, seed, cfg });
+            }
+            cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
+        }
+    }
+    let total = planned.len();
+    let mut results: Vec<Vec<(u64, Result<RunOutcome, String>)>> = vec![Vec::new(); cells.len()];
+    let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
+    // One environment per broker count, in the order first needed.
+    let mut groups: BTreeMap<usize, Vec<Planned>> = BTreeMap::new();
+    for p in planned {
+        groups.entry(crate::runner::brokers_needed(&p.cfg)).or_default().push(p);
+    }
+    let bar = progress_bar(plan.progress, total as u64);
+    let title = format!(
+        "dualcheck {}: faults {}, {:.0} s per run, seeds {}..={}",
+        plan.command,
+        plan.faults.join(" | "),
+        plan.run.duration.as_secs_f64(),
+        plan.seeds.start,
+        plan.seeds.end - 1
+    );
+    let (mut as_expected, mut unexpected, mut errors) = (0u64, 0u64, 0u64);
+    let mut services_start_s = 0.0;
+    let mut instance = 0u32;
+    let mut done = 0usize;
+    for (brokers, runs) in groups {
+        let backend = runs[0].cfg.backend.clone();
+        bar.set_message(format!("starting the services ({brokers} broker(s))"));
+        let t = Instant::now();
+        let services = Environment::start(EnvOptions {
+            backend,
+            brokers,
+            run_dir: dir.join(format!("services-{brokers}-brokers")),
+            timeout: Duration::from_secs(90),
+        })
+        .await
+        .context("starting the services (run `dualcheck doctor` to diagnose)");
+        services_start_s += t.elapsed().as_secs_f64();
+        let services = match services {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let e = format!("{e:#}");
+                for p in runs {
+                    errors += 1;
+                    results[p.cell].push((p.seed, Err(e.clone())));
+                }
+                continue;
+            }
+        };
+        for p in runs {
+            done += 1;
+            instance += 1;
+            let (label, faults, expect) = &cells[p.cell];
+            bar.set_message(format!(
+                "{label} × {faults}, seed {} | as expected {as_expected}, not {unexpected}, errors {errors}",
+                p.seed
+            ));
+            let t = Instant::now();
+            let r = crate::runner::run_on(&p.cfg, &services, instance)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            let line = match &r {
+                Ok(o) => {
+                    overheads[p.cell].push((t.elapsed().as_secs_f64() - o.duration_s).max(0.0));
+                    let met = expect.met_by(&o.result.violations);
+                    if met {
+                        as_expected += 1;
+                    } else {
+                        unexpected += 1;
+                    }
+                    format!(
+                        "{} {:?} ({}expected: {expect})",
+                        if o.result.valid { "valid" } else { "INVALID" },
+                        o.result.violations.iter().map(|a| a.name()).collect::<Vec<_>>(),
+                        if met { "as " } else { "NOT as " }
+                    )
+                }
+                Err(e) => {
+                    errors += 1;
+                    format!("could not be carried out: {e}")
+                }
+            };
+            println_above(
+                &bar,
+                &format!("[{done}/{total}] {label} × {faults} seed {}: {line}", p.seed),
+            );
+            bar.inc(1);
+            results[p.cell].push((p.seed, r));
+            let rows = rows_of(&cells, &results, &overheads);
+            std::fs::write(&html_path, html(&rows, &dir, &title))?;
+        }
+        match Arc::try_unwrap(services) {
+            Ok(mut services) => {
+                if let Err(e) = services.shutdown().await {
+                    tracing::warn!("teardown: {e:#}");
+                }
+            }
+            Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
+        }
+    }
+    bar.finish_and_clear();
+    let rows = rows_of(&cells, &results, &overheads);
+    std::fs::write(&html_path, html(&rows, &dir, &title))?;
+    Ok(SweepOutcome {
+        rows,
+        out_dir: dir,
+        html: html_path,
+        services_start_s,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The rows of the cells with the runs so far (seeds in order).
+fn rows_of(
+    cells: &[(String, String, Expect)],
+    results: &[Vec<(u64, Result<RunOutcome, String>)>],
+    overheads: &[Vec<f64>],
+) -> Vec<Row> {
+    cells
+        .iter()
+        .zip(results)
+        .zip(overheads)
+        .map(|(((label, faults, expect), runs), over)| {
+            let mut runs = runs.clone();
+            runs.sort_by_key(|(seed, _)| *seed);
+            let mut row = Row::of_cell(label, faults, *expect, &runs);
+            if !over.is_empty() {
+                row.overhead_s = Some(over.iter().sum::<f64>() / over.len() as f64);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The sweep's bar: run i of n, the current cell and the verdicts so far
+/// (hidden when not asked for, or when stderr is not a terminal).
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:20} run {pos}/{len}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(500));
+    pb
+}
+
+/// A line on stderr above the bar (plainly when the bar is hidden).
+fn println_above(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_anomaly_has_a_column() {
+        let row = Row {
+            implementation: "x".into(),
+            verdict: "INVALID".into(),
+            anomalies: Anomalies {
+                stale_read: 3,
+                ..Anomalies::default()
+            },
+            ..Row::default()
+        };
+        let headers = headers();
+        let cells = row.cells();
+        assert_eq!(headers.len(), cells.len());
+        for &a in Anomaly::ALL {
+            let i = headers.iter().position(|h| *h == anomaly_column(a)).unwrap();
+            assert_eq!(cells[i], row.anomalies.get(a).to_string(), "{a}");
+        }
+        assert!(text_table(std::slice::from_ref(&row)).contains("stale_read"));
+        let json = serde_json::to_value(&row).unwrap();
+        for &a in Anomaly::ALL {
+            assert_eq!(json[a.name()], row.anomalies.get(a), "{a}");
+        }
+    }
+
+    #[test]
+    fn every_expectation_names_real_faults() {
+        use implementations::When;
+        for info in implementations::REGISTRY {
+            let rule_sets = std::iter::once(info.expect).chain(info.controls.iter().map(|c| c.expect));
+            for rules in rule_sets {
+                for r in rules {
+                    if let When::AnyFault(names) = r.when {
+                        for n in names {
+                            assert!(crate::nemesis::Fault::from_name(n).is_ok(), "{}: {n}", info.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cell_expects_what_its_pattern_declares() {
+        use crate::nemesis::Fault;
+        let network = Fault::parse_list("network").unwrap();
+        assert_eq!(expectation("naive", &[], &network), Expect::Shows(&[Anomaly::Lost]));
+        assert_eq!(
+            expectation("naive", &[], &Fault::parse_list("pg-kill").unwrap()),
+            Expect::Valid
+        );
+        assert_eq!(expectation("outbox-poll", &[], &network), Expect::Valid);
+        let early = [("DUALCHECK_CDC_CONFIRM".to_string(), "early".to_string())];
+        let process = Fault::parse_list("process").unwrap();
+        assert_eq!(
+            expectation("cdc-logical", &early, &process),
+            Expect::Shows(&[Anomaly::Lost])
+        );
+        assert_eq!(expectation("cdc-logical", &[], &process), Expect::Valid);
+        assert_eq!(expectation("exec", &[], &process), Expect::Valid);
+        let s: Subject = "cdc-logical+DUALCHECK_CDC_CONFIRM=early".parse().unwrap();
+        assert_eq!(
+            (s.implementation.as_str(), s.app_vars.as_slice()),
+            ("cdc-logical", early.as_slice())
+        );
+        assert!("+X=1".parse::<Subject>().is_err() && "naive+X".parse::<Subject>().is_err());
+    }
+
+    #[test]
+    fn a_row_counts_runs_as_expected_or_not() {
+        let lost = Expect::Shows(&[Anomaly::Lost]);
+        let row = Row::of_cell("naive", "kafka-partition", lost, &[(1, Err("no services".into()))]);
+        assert_eq!((row.as_expected, row.errors.len()), (0, 1));
+        assert!(!row.all_as_expected());
+        assert_eq!(row.expected, "shows lost");
+        let empty = Row::of_cell("naive", "kafka-partition", lost, &[]);
+        assert!(empty.all_as_expected());
+    }
+}
