@@ -8,21 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::{Skew, Workload};
 
-/// How hard the workload drives the implementation: `dualcheck run`'s and
-/// `dualcheck compare`'s flags, with the same defaults.
-#[derive(Args, Debug, Clone)]
-pub struct LoadArgs {
-    /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// Worker tasks (each owns a share of the keys).
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
-    pub keys: usize,
-}
-
 /// Arguments of `dualcheck run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {

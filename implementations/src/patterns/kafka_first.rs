@@ -22,14 +22,7 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    controls: &[crate::expect::Control {
-        knob: "DUALCHECK_READ_CACHE",
-        value: "off",
-        expect: &[crate::expect::Expectation {
-            when: crate::expect::When::Always,
-            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),
-        }],
-    }],
+    controls: &[crate::runtime::read_cache::CACHE_OFF_READS_STALE],
     reads_by_default: true,
     ..PatternInfo::new(
         "kafka-first",

@@ -107,6 +107,18 @@ fn set(m: &mut HashMap<String, Entry>, key: &str, op: i64, seq: i64, state: Entr
     m.insert(key.to_string(), Entry { op, seq, state });
 }
 
+/// The negative control of the patterns that read through this cache: with
+/// `DUALCHECK_READ_CACHE=off` they read the table their own consumer writes
+/// late, and must show stale reads.
+pub const CACHE_OFF_READS_STALE: crate::expect::Control = crate::expect::Control {
+    knob: "DUALCHECK_READ_CACHE",
+    value: "off",
+    expect: &[crate::expect::Expectation {
+        when: crate::expect::When::Always,
+        expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),
+    }],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,14 +11,7 @@ use anyhow::{Context, Result};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    controls: &[crate::expect::Control {
-        knob: "DUALCHECK_CDC_CONFIRM",
-        value: "early",
-        expect: &[crate::expect::Expectation {
-            when: crate::expect::When::AnyFault(&["relay-kill"]),
-            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
-        }],
-    }],
+    controls: &[super::CONFIRM_EARLY_LOSES],
     relay: RelayKind::Process,
     streamed_tables: &["orders"],
     ..PatternInfo::new(

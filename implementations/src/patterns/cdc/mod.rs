@@ -641,6 +641,17 @@ fn lsn_at_or_below(text: &str, confirmed: u64) -> bool {
     parse(text).is_some_and(|l| l <= confirmed)
 }
 
+/// The negative control both tailers carry: confirming WAL positions before
+/// Kafka acknowledged them loses the events committed while the relay dies.
+pub const CONFIRM_EARLY_LOSES: crate::expect::Control = crate::expect::Control {
+    knob: "DUALCHECK_CDC_CONFIRM",
+    value: "early",
+    expect: &[crate::expect::Expectation {
+        when: crate::expect::When::AnyFault(&["relay-kill"]),
+        expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+    }],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,14 +13,7 @@ use anyhow::Result;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    controls: &[crate::expect::Control {
-        knob: "DUALCHECK_CDC_CONFIRM",
-        value: "early",
-        expect: &[crate::expect::Expectation {
-            when: crate::expect::When::AnyFault(&["relay-kill"]),
-            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
-        }],
-    }],
+    controls: &[super::CONFIRM_EARLY_LOSES],
     relay: RelayKind::Process,
     streamed_tables: &["cdc_outbox"],
     ..PatternInfo::new(
