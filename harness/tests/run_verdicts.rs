@@ -152,13 +152,23 @@ fn ctrl_c_mid_run_leaves_no_process_and_a_readable_history() {
     let status = child.wait().unwrap();
     assert!(!status.success(), "an interrupted run does not claim success");
     assert_no_process_left(&out);
-    // The history written so far is still checkable.
-    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-        .args(["check", history.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    let code = output.status.code().unwrap();
-    assert!(code == 0 || code == 1, "{}", String::from_utf8_lossy(&output.stderr));
+    // The history written so far is still checkable: an interrupted run is
+    // no verdict (unknown, exit 3) unless the user asks to judge it as complete.
+    let check = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+            .args(["check", history.to_str().unwrap(), "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check(&[]);
+    assert_eq!(code, 3, "an interrupted history is judged unknown: {stderr}");
+    let (code, stderr) = check(&["--assume-complete"]);
+    assert!(code == 0 || code == 1, "{stderr}");
 }
 
 #[test]
