@@ -14,4 +14,4 @@ mod strategies;
 
 pub use generator::{Skew, WorkerStream, Workload};
 pub use op::Op;
-pub use schedule::{FaultPhase, Schedule, ScheduleConfig, ScheduleStep};
+pub use schedule::{FaultPhase, FaultShape, Nest, Schedule, ScheduleConfig, ScheduleStep};

@@ -1,7 +1,13 @@
-//! The fault schedule, Jepsen-style: quiet periods, then a random subset of
-//! the chosen faults starting at staggered moments, staying a while, stopping
-//! staggered; again and again; everything stopped before the run ends. The
-//! schedule is a pure function of the seed, the faults and the duration.
+//! The fault schedule, Jepsen-style: quiet periods, then a round of faults,
+//! again and again; everything stopped before the run ends. A round is either
+//! a random subset of the chosen faults starting at staggered moments, staying
+//! a while and stopping staggered, or one fault nested inside another on
+//! purpose: an outage (a kill, a pause) that starts after a condition (a
+//! partition, latency) took hold and ends before it heals. Those nestings are
+//! what expose the bugs that live in the overlap — a relay killed while its
+//! producer holds records a partition kept from the broker — so every schedule
+//! of two or more faults has one in its first or second round rather than by
+//! luck. The schedule is a pure function of the seed, the faults and the duration.
 //!
 //! It is generic over the fault type `F`: the harness schedules its `Fault`
 //! enum, which serializes to the fault's CLI name, so `schedule.json` names
@@ -23,6 +29,23 @@ pub enum FaultPhase {
     Start,
     /// The fault is healed.
     Stop,
+}
+
+/// How a fault acts over its window, which decides how faults nest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultShape {
+    /// A state of the system that holds for the window (a partition,
+    /// latency, a changed schema): other faults nest inside it.
+    Condition,
+    /// A part of the system taken away for the window (killed, paused):
+    /// nests inside a condition.
+    Outage,
+}
+
+/// A fault type the schedule can nest: what [`FaultShape`] each fault has.
+pub trait Nest {
+    /// The fault's shape.
+    fn shape(&self) -> FaultShape;
 }
 
 /// One step of a schedule: at `at`, start or stop `fault`.
@@ -62,13 +85,20 @@ impl<F> Default for Schedule<F> {
     }
 }
 
-impl<F: Clone + Ord> Schedule<F> {
+impl<F: Clone + Ord + Nest> Schedule<F> {
     /// Generates the schedule for `cfg`.
     ///
     /// Windows scale with the run: a fault stays 10–30% of the duration
     /// (1–15 s), quiet periods last 5–15% (0.5–8 s); the first starts after a
     /// quiet period and the last stops by 90% of the duration so the run ends
-    /// on a healthy system.
+    /// on a healthy system. A nested round's outer fault stays 25–45% (3–20 s);
+    /// its inner fault starts 20–40% into it and lasts 20–35% of it, so the
+    /// outer fault holds before, during and after the inner one.
+    ///
+    /// Nesting prefers an outage inside a condition; a list with only one
+    /// shape nests two different faults of it; a single fault never nests.
+    /// The first or second round (by seed) nests, later rounds do with
+    /// probability 0.4.
     pub fn generate(cfg: &ScheduleConfig<F>) -> Schedule<F> {
         let mut steps = Vec::new();
         if cfg.faults.is_empty() || cfg.duration.is_zero() {
@@ -79,8 +109,44 @@ impl<F: Clone + Ord> Schedule<F> {
         let end = total * 0.9;
         let span =
             |rng: &mut StdRng, lo: f64, hi: f64, min: f64, max: f64| (total * rng.random_range(lo..hi)).clamp(min, max);
+        let pairs = nesting_pairs(&cfg.faults);
+        // Drawn only when something can nest, so a single fault's schedules
+        // stay what they were before nesting existed.
+        let nested_round = if pairs.is_empty() {
+            0
+        } else {
+            rng.random_range(0..2usize)
+        };
         let mut t = span(&mut rng, 0.05, 0.15, 0.5, 8.0);
+        let mut round = 0usize;
         while t < end {
+            let nests = !pairs.is_empty() && (round == nested_round || rng.random_bool(0.4));
+            round += 1;
+            if nests {
+                let (outer, inner) = pairs[rng.random_range(0..pairs.len())];
+                let start = t + rng.random_range(0.0..0.5);
+                if start >= end {
+                    break;
+                }
+                let stop = (start + span(&mut rng, 0.25, 0.45, 3.0, 20.0)).min(end);
+                let len = stop - start;
+                let inner_start = start + len * rng.random_range(0.2..0.4);
+                let inner_stop = inner_start + len * rng.random_range(0.2..0.35);
+                for (fault, from, to) in [(outer, start, stop), (inner, inner_start, inner_stop)] {
+                    steps.push(ScheduleStep {
+                        at: Duration::from_secs_f64(from),
+                        fault: fault.clone(),
+                        phase: FaultPhase::Start,
+                    });
+                    steps.push(ScheduleStep {
+                        at: Duration::from_secs_f64(to),
+                        fault: fault.clone(),
+                        phase: FaultPhase::Stop,
+                    });
+                }
+                t = stop + span(&mut rng, 0.05, 0.15, 0.5, 8.0);
+                continue;
+            }
             // A random non-empty subset of the faults.
             let mut chosen: Vec<&F> = cfg.faults.iter().filter(|_| rng.random_bool(0.5)).collect();
             if chosen.is_empty() {
@@ -134,9 +200,86 @@ impl<F: Clone + Ord> Schedule<F> {
     }
 }
 
+/// The (outer, inner) pairs a nested round draws from: every outage inside
+/// every condition; if the faults are all of one shape, every ordered pair of
+/// two different faults.
+fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
+    let ordered = |want_outer: Option<FaultShape>, want_inner: Option<FaultShape>| {
+        let mut pairs = Vec::new();
+        for outer in faults.iter().filter(|f| want_outer.is_none_or(|s| f.shape() == s)) {
+            for inner in faults.iter().filter(|f| want_inner.is_none_or(|s| f.shape() == s)) {
+                if outer != inner {
+                    pairs.push((outer, inner));
+                }
+            }
+        }
+        pairs
+    };
+    let across = ordered(Some(FaultShape::Condition), Some(FaultShape::Outage));
+    if across.is_empty() {
+        ordered(None, None)
+    } else {
+        across
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Test faults are names: the kills and pauses are outages.
+    impl Nest for &'static str {
+        fn shape(&self) -> FaultShape {
+            if self.ends_with("-kill") || self.ends_with("-pause") {
+                FaultShape::Outage
+            } else {
+                FaultShape::Condition
+            }
+        }
+    }
+
+    /// The windows of `fault` in `s`, as (start, stop).
+    fn windows(s: &Schedule<&'static str>, fault: &str) -> Vec<(Duration, Duration)> {
+        let starts = s
+            .steps
+            .iter()
+            .filter(|e| e.fault == fault && e.phase == FaultPhase::Start);
+        let stops = s
+            .steps
+            .iter()
+            .filter(|e| e.fault == fault && e.phase == FaultPhase::Stop);
+        starts.zip(stops).map(|(a, b)| (a.at, b.at)).collect()
+    }
+
+    #[test]
+    fn every_schedule_of_a_condition_and_an_outage_nests_the_outage_inside() {
+        for duration in [15, 20, 30, 60] {
+            for seed in 0..200 {
+                let s = Schedule::generate(&ScheduleConfig {
+                    seed,
+                    faults: vec!["kafka-partition", "relay-kill"],
+                    duration: Duration::from_secs(duration),
+                });
+                let partitions = windows(&s, "kafka-partition");
+                let nested = windows(&s, "relay-kill").iter().any(|&(kill, heal)| {
+                    partitions.iter().any(|&(cut, mend)| {
+                        cut + Duration::from_millis(500) <= kill && heal + Duration::from_millis(500) <= mend
+                    })
+                });
+                assert!(nested, "{duration} s, seed {seed}: no kill inside a partition: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_shape_nests_two_different_faults_and_one_fault_never_nests() {
+        assert_eq!(nesting_pairs(&["pg-kill", "relay-kill"]).len(), 2);
+        assert!(nesting_pairs(&["pg-kill"]).is_empty());
+        assert_eq!(
+            nesting_pairs(&["kafka-partition", "pg-latency", "relay-kill"]),
+            vec![(&"kafka-partition", &"relay-kill"), (&"pg-latency", &"relay-kill")]
+        );
+    }
 
     fn cfg(seed: u64) -> ScheduleConfig<&'static str> {
         ScheduleConfig {

@@ -37,7 +37,7 @@ pub fn workload() -> impl Strategy<Value = Workload> {
 /// Fault schedules over a subset of `faults`, for runs of 5 s to 5 min.
 pub fn schedule<F>(faults: &'static [F]) -> impl Strategy<Value = (ScheduleConfig<F>, Schedule<F>)>
 where
-    F: Clone + Ord + std::fmt::Debug + 'static,
+    F: Clone + Ord + std::fmt::Debug + crate::Nest + 'static,
 {
     (
         any::<u64>(),

@@ -173,6 +173,18 @@ impl Fault {
     }
 }
 
+/// Network, schema and cluster-wide conditions hold for their window; process
+/// faults and the leader kill take a part away. The schedule nests the second
+/// kind inside the first on purpose.
+impl workloads::Nest for Fault {
+    fn shape(&self) -> workloads::FaultShape {
+        match self.family() {
+            FaultFamily::Network | FaultFamily::Schema => workloads::FaultShape::Condition,
+            FaultFamily::Process | FaultFamily::Cluster => workloads::FaultShape::Outage,
+        }
+    }
+}
+
 /// A group of faults that act through the same means; each family's start and
 /// stop code lives in a file of its own.
 ///
