@@ -253,6 +253,29 @@ pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>> {
     Ok(md.brokers().iter().map(|b| b.id()).collect())
 }
 
+/// Deletes `topic` (a topic that does not exist is fine).
+pub async fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let res = admin
+        .delete_topics(&[topic], &opts)
+        .await
+        .with_context(|| format!("deleting topic {topic} at {bootstrap}"))?;
+    for r in res {
+        if let Err((name, code)) = r {
+            if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                bail!("deleting topic {name}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates `topic` with `partitions` partitions and replication factor `rf`
 /// (an existing topic is fine) and waits until its leaders are known.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> Result<()> {

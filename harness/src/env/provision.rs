@@ -96,6 +96,17 @@ impl Environment {
         ))
     }
 
+    /// Drops database `name` and deletes `topic`, ending the sessions still
+    /// connected to the database: what a run on a shared environment leaves
+    /// when it is done, so a long sweep does not pile up databases and topics.
+    pub async fn drop_run_data(&self, name: &str, topic: &str) -> Result<()> {
+        let c = super::postgres::connect(&self.postgres_direct_url).await?;
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .with_context(|| format!("dropping database {name}"))?;
+        super::kafka::delete_topic(&self.kafka_direct_bootstrap, topic).await
+    }
+
     /// Creates `topic` with `partitions` partitions if missing (replication factor
     /// = number of brokers, at most 3) and waits until every partition has a leader.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {

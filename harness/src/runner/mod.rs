@@ -260,8 +260,8 @@ pub fn brokers_needed(cfg: &RunConfig) -> usize {
 /// environment: its database, topic and slot names are its own
 /// ([`RunConfig::instance`]). Afterwards every service is left as it started
 /// ([`Environment::restore`]: paused ones resumed, killed ones restarted, no
-/// toxic left), so the next run starts clean; a failure to restore is an error
-/// of this run.
+/// toxic left), so the next run starts clean, and the run's database and topic
+/// are dropped; a failure to restore is an error of this run.
 pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
     let needed = brokers_needed(cfg);
@@ -277,6 +277,12 @@ pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32)
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
     let outcome = run_with_services(&cfg, &app, services, &run_dir).await;
     let restored = services.restore(Duration::from_secs(90)).await;
+    // Everything of the run is in its directory by now; the next runs need
+    // neither its database (nor the WAL it holds) nor its topic.
+    let (database, topic) = start::run_names(cfg.instance);
+    if let Err(e) = services.drop_run_data(&database, &topic).await {
+        tracing::warn!("after {}: {e:#}", run_dir.path().display());
+    }
     match (outcome, restored) {
         (Ok(o), Ok(repaired)) => {
             if !repaired.is_empty() {

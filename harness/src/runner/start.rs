@@ -51,6 +51,15 @@ pub(super) struct Running {
     pub relay: Option<Arc<AppProcess>>,
 }
 
+/// The run's database and topic: numbered by the run's instance on a shared
+/// environment, plain otherwise.
+pub(super) fn run_names(instance: Option<u32>) -> (String, String) {
+    match instance {
+        Some(n) => (format!("{DATABASE}_{n}"), format!("{TOPIC}_{n}")),
+        None => (DATABASE.to_string(), TOPIC.to_string()),
+    }
+}
+
 /// Starts everything of the run on `services`, recording each piece in `started`.
 pub(super) async fn start_processes(
     cfg: &RunConfig,
@@ -59,10 +68,7 @@ pub(super) async fn start_processes(
     run_dir: &RunDir,
     started: &mut Started,
 ) -> Result<Running> {
-    let (database, topic) = match cfg.instance {
-        Some(n) => (format!("{DATABASE}_{n}"), format!("{TOPIC}_{n}")),
-        None => (DATABASE.to_string(), TOPIC.to_string()),
-    };
+    let (database, topic) = run_names(cfg.instance);
     let (db_url, db_direct_url) = services.create_database(&database).await?;
     started.db_direct_url = Some(db_direct_url.clone());
     services.create_topic(&topic, cfg.partitions).await?;
