@@ -339,7 +339,14 @@ fn a_failed_fault_start_shows_as_failed_and_draws_no_band() {
             .filter(|n| n.has_tag_name("rect") && n.attribute("opacity") == Some("0.18"))
             .count();
         assert_eq!(bands, 1, "a band for pg-kill only");
+        // The failed start is marked in its own colour (#aa1111): its line and its cross.
+        let marks = doc
+            .descendants()
+            .filter(|n| n.attribute("stroke").is_some_and(|c| c.eq_ignore_ascii_case("#AA1111")))
+            .count();
+        assert!(marks >= 2, "a mark where pg-pause failed to start: {svg}");
     }
+    assert!(html.contains("fault start that failed"), "the legend names the mark");
     let xml = std::fs::read_to_string(d.join("junit.xml")).unwrap();
     assert!(xml.contains("fault_never_took_effect"), "{xml}");
 }

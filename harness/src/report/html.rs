@@ -220,6 +220,10 @@ pub fn render(input: &ReportInput) -> Result<String> {
 
     // Plots.
     let faults = &r.faults;
+    let marks = plots::FaultMarks {
+        windows: faults,
+        failed: &r.failed_faults,
+    };
     let fault_legend = {
         let mut s = String::new();
         for (i, n) in fault_names(faults).iter().enumerate() {
@@ -228,6 +232,13 @@ pub fn render(input: &ReportInput) -> Result<String> {
                 "<span><i class=\"sw\" style=\"background:{};opacity:.5\"></i>{} (fault)</span>",
                 css(fault_colour(i)),
                 escape(n)
+            );
+        }
+        if !r.failed_faults.is_empty() {
+            let _ = write!(
+                s,
+                "<span><i class=\"sw\" style=\"background:{}\"></i>fault start that failed (no band: it never took effect)</span>",
+                css(plots::FAILED_START_COLOUR)
             );
         }
         s
@@ -253,7 +264,7 @@ per class are drawn.</p>",
     let _ = writeln!(
         h,
         "<div class=\"plot\" id=\"latency-plot\">{}</div>",
-        plots::latency_svg(&input.series, faults, end_s)?
+        plots::latency_svg(&input.series, marks, end_s)?
     );
     h.push_str("<h2>Throughput over time</h2>\n<p class=\"legend\">");
     for (label, colour, _) in plots::throughput_lines(&input.series) {
@@ -268,13 +279,13 @@ per class are drawn.</p>",
     let _ = writeln!(
         h,
         "</p><div class=\"plot\" id=\"throughput-plot\">{}</div>",
-        plots::throughput_svg(&input.series, faults, end_s)?
+        plots::throughput_svg(&input.series, marks, end_s)?
     );
     let _ = writeln!(
         h,
         "<h2>Unseen over time</h2>\n<p class=\"legend\">Acknowledged ops not yet delivered at the end of each second. {fault_legend}</p>\
 <div class=\"plot\" id=\"unseen-plot\">{}</div>",
-        plots::unseen_svg(&r.unseen_per_second, faults, end_s)?
+        plots::unseen_svg(&r.unseen_per_second, marks, end_s)?
     );
 
     // Faults: the windows that took effect, then the starts that failed (no band).

@@ -1,10 +1,12 @@
 //! The report's plots, drawn with `plotters` into SVG strings: latency over
 //! time coloured by outcome, throughput over time, unseen events over time,
-//! each with a shaded band (and a start line) where each fault was active.
+//! each with a shaded band (and a start line) where each fault was active and
+//! a red line topped by a cross where a fault's start failed (it never took
+//! effect, so it has no band).
 
 use super::series::{PointKind, Series};
 use anyhow::{anyhow, Result};
-use checkers::results::FaultWindow;
+use checkers::results::{FailedFault, FaultWindow};
 use checkers::Outcome;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -12,6 +14,18 @@ use plotters::prelude::*;
 
 /// Width and height of every plot, in SVG pixels.
 pub const SIZE: (u32, u32) = (960, 320);
+
+/// Colour of the mark of a fault start that failed.
+pub const FAILED_START_COLOUR: RGBColor = RGBColor(170, 17, 17);
+
+/// The faults a plot shows: the windows that took effect and the starts that failed.
+#[derive(Clone, Copy)]
+pub struct FaultMarks<'a> {
+    /// Windows that took effect (bands).
+    pub windows: &'a [FaultWindow],
+    /// Starts that never took effect (marks without a band).
+    pub failed: &'a [FailedFault],
+}
 
 /// Opacity of a fault band: every `<rect>` of that opacity in a plot is a band.
 pub const BAND_OPACITY: f64 = 0.18;
@@ -83,7 +97,7 @@ fn bands(faults: &[FaultWindow], end_s: f64) -> Vec<(f64, f64, RGBColor)> {
 
 /// Commit-to-first-delivery latency (ms, log scale) against completion time;
 /// ops never delivered sit on the top line.
-pub fn latency_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Result<String> {
+pub fn latency_svg(series: &Series, faults: FaultMarks, end_s: f64) -> Result<String> {
     let mut classes: Vec<ClassPoints> = PointKind::ALL.iter().map(|k| (*k, Vec::new())).collect();
     for p in &series.ops {
         let kind = series.kind(p);
@@ -142,14 +156,27 @@ fn frame<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, Shift>) -> Result<ChartBu
 }
 
 /// A shaded band over each fault's window, from `y.0` to `y.1`, with a line
-/// where the fault started.
+/// where the fault started; a red line with a cross on top where a start failed.
 fn draw_bands<Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, Y>>,
-    faults: &[FaultWindow],
+    faults: FaultMarks,
     end_s: f64,
     (y0, y1): (f64, f64),
 ) -> Result<()> {
-    for (x0, x1, c) in bands(faults, end_s) {
+    for f in faults.failed {
+        let x = (f.time as f64 / 1e9).clamp(0.0, end_s);
+        chart
+            .draw_series(LineSeries::new([(x, y0), (x, y1)], FAILED_START_COLOUR.stroke_width(1)))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Cross::new(
+                (x, y1),
+                5,
+                FAILED_START_COLOUR.stroke_width(2),
+            )))
+            .map_err(err)?;
+    }
+    for (x0, x1, c) in bands(faults.windows, end_s) {
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(x0, y0), (x1, y1)],
@@ -164,7 +191,7 @@ fn draw_bands<Y: Ranged<ValueType = f64>>(
 }
 
 /// Lines of per-second values against time, with the fault bands.
-fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: &[FaultWindow], end_s: f64) -> Result<String> {
+fn lines_svg(y_desc: &str, lines: &[(&str, RGBColor, &[u64])], faults: FaultMarks, end_s: f64) -> Result<String> {
     let max_y = lines
         .iter()
         .flat_map(|(_, _, v)| v.iter().copied())
@@ -227,14 +254,14 @@ pub fn throughput_lines(series: &Series) -> Vec<(&'static str, RGBColor, Vec<u64
 }
 
 /// Completions per second by outcome, and first deliveries per second.
-pub fn throughput_svg(series: &Series, faults: &[FaultWindow], end_s: f64) -> Result<String> {
+pub fn throughput_svg(series: &Series, faults: FaultMarks, end_s: f64) -> Result<String> {
     let lines = throughput_lines(series);
     let refs: Vec<(&str, RGBColor, &[u64])> = lines.iter().map(|(l, c, v)| (*l, *c, v.as_slice())).collect();
     lines_svg("ops per second", &refs, faults, end_s)
 }
 
 /// Acknowledged but not yet delivered ops at the end of each second.
-pub fn unseen_svg(unseen: &[u64], faults: &[FaultWindow], end_s: f64) -> Result<String> {
+pub fn unseen_svg(unseen: &[u64], faults: FaultMarks, end_s: f64) -> Result<String> {
     lines_svg(
         "unseen (acknowledged, not yet delivered)",
         &[("unseen", RGBColor(214, 39, 40), unseen)],
