@@ -42,10 +42,19 @@ pub enum FaultShape {
     Outage,
 }
 
-/// A fault type the schedule can nest: what [`FaultShape`] each fault has.
+/// A fault type the schedule can nest: what [`FaultShape`] each fault has,
+/// and which nestings would be pointless.
 pub trait Nest {
     /// The fault's shape.
     fn shape(&self) -> FaultShape;
+
+    /// Whether this fault, nested inside `outer`, can still do anything: a
+    /// crash armed for the next commit cannot fire while the database is cut
+    /// off, so nesting it there would only hide it. Every nesting by default.
+    fn nests_in(&self, outer: &Self) -> bool {
+        let _ = outer;
+        true
+    }
 }
 
 /// One step of a schedule: at `at`, start or stop `fault`.
@@ -201,14 +210,14 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
 }
 
 /// The (outer, inner) pairs a nested round draws from: every outage inside
-/// every condition; if the faults are all of one shape, every ordered pair of
-/// two different faults.
+/// every condition; if there is no such pair, every ordered pair of two
+/// different faults; in both cases only where the inner fault [`Nest::nests_in`] the outer.
 fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
     let ordered = |want_outer: Option<FaultShape>, want_inner: Option<FaultShape>| {
         let mut pairs = Vec::new();
         for outer in faults.iter().filter(|f| want_outer.is_none_or(|s| f.shape() == s)) {
             for inner in faults.iter().filter(|f| want_inner.is_none_or(|s| f.shape() == s)) {
-                if outer != inner {
+                if outer != inner && inner.nests_in(outer) {
                     pairs.push((outer, inner));
                 }
             }
@@ -227,14 +236,18 @@ fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
 mod tests {
     use super::*;
 
-    /// Test faults are names: the kills and pauses are outages.
+    /// Test faults are names: the kills, pauses and crashes are outages.
     impl Nest for &'static str {
         fn shape(&self) -> FaultShape {
-            if self.ends_with("-kill") || self.ends_with("-pause") {
+            if self.ends_with("-kill") || self.ends_with("-pause") || self.starts_with("crash-") {
                 FaultShape::Outage
             } else {
                 FaultShape::Condition
             }
+        }
+
+        fn nests_in(&self, outer: &Self) -> bool {
+            !(*self == "crash-after-commit" && *outer == "pg-partition")
         }
     }
 
@@ -278,6 +291,11 @@ mod tests {
         assert_eq!(
             nesting_pairs(&["kafka-partition", "pg-latency", "relay-kill"]),
             vec![(&"kafka-partition", &"relay-kill"), (&"pg-latency", &"relay-kill")]
+        );
+        assert_eq!(
+            nesting_pairs(&["kafka-partition", "pg-partition", "crash-after-commit"]),
+            vec![(&"kafka-partition", &"crash-after-commit")],
+            "a pointless nesting is never drawn"
         );
     }
 

@@ -183,6 +183,13 @@ impl workloads::Nest for Fault {
             FaultFamily::Process | FaultFamily::Cluster => workloads::FaultShape::Outage,
         }
     }
+
+    /// A crash armed for the next commit never fires while no commit can
+    /// happen (the database cut off, killed or frozen).
+    fn nests_in(&self, outer: &Self) -> bool {
+        let no_commits = matches!(outer, Fault::PgPartition | Fault::PgKill | Fault::PgPause);
+        !(*self == Fault::CrashAfterCommit && no_commits)
+    }
 }
 
 /// A group of faults that act through the same means; each family's start and
