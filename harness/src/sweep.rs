@@ -408,6 +408,10 @@ pub struct SweepPlan {
     pub command: &'static str,
     /// Show the progress bar on stderr.
     pub progress: bool,
+    /// Renders the rows so far (text, Markdown or JSON, as the command prints
+    /// its table): printed on stdout if the sweep is interrupted, after the
+    /// services are killed, so a long sweep stopped with Ctrl-C still gives its table.
+    pub render_partial: fn(&[Row]) -> String,
 }
 
 /// What a sweep produced.
@@ -573,6 +577,13 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
             results[p.cell].push((p.seed, r));
             let rows = rows_of(&cells, &results, &overheads);
             std::fs::write(&html_path, html(&rows, &dir, &title))?;
+            crate::env::process::set_interrupt_summary(
+                (plan.render_partial)(&rows),
+                format!(
+                    "interrupted after {done} of {total} runs; the table above has them; {}",
+                    html_path.display()
+                ),
+            );
         }
         match Arc::try_unwrap(services) {
             Ok(mut services) => {

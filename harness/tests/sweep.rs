@@ -161,7 +161,7 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
 }
 
 #[test]
-fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process() {
+fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process_and_prints_the_runs_done() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = out_dir("sweep-interrupted");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -172,23 +172,24 @@ fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process() {
             "--seeds",
             "3",
             "--duration",
-            "10s",
+            "5s",
             "--json",
             "--out",
             out.to_str().unwrap(),
         ])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting dualcheck sweep");
-    // Wait until the first run's implementation is up (its app.log exists), then interrupt.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Wait until the second run's implementation is up (two app.log files:
+    // the first run is done), then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(150);
     loop {
-        let started = walk(&out).iter().any(|p| p.ends_with("app.log"));
+        let started = walk(&out).iter().filter(|p| p.ends_with("app.log")).count() >= 2;
         if started {
             break;
         }
-        assert!(Instant::now() < deadline, "the sweep's first run never started");
+        assert!(Instant::now() < deadline, "the sweep's second run never started");
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -208,6 +209,12 @@ fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_no_process_left(&out);
+    // What it printed: the table of the run done, in the format asked for.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let partial: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(partial["interrupted"], true, "{stdout}");
+    assert_eq!(partial["rows"][0]["runs"], 1, "the first run is in the table: {stdout}");
 }
 
 /// Every file under `dir`.

@@ -88,6 +88,13 @@ impl SweepArgs {
                 .options("", "none", self.duration, self.first_seed, &self.out),
             command: judge.command(),
             progress: !self.json,
+            render_partial: if self.json {
+                |rows| format!("{}\n", serde_json::json!({ "rows": rows, "interrupted": true }))
+            } else if self.markdown {
+                markdown_table
+            } else {
+                text_table
+            },
         }
     }
 }

@@ -165,9 +165,23 @@ pub fn kill_all_registered() {
     }
 }
 
+/// What an interrupted command still has to say (e.g. a sweep's table of the
+/// runs done so far), printed on stdout once the processes are killed.
+/// A line for stderr says how far it got.
+fn interrupt_summary() -> &'static Mutex<Option<(String, String)>> {
+    static SUMMARY: OnceLock<Mutex<Option<(String, String)>>> = OnceLock::new();
+    SUMMARY.get_or_init(|| Mutex::new(None))
+}
+
+/// Sets what to print if the command is interrupted from now on (replacing
+/// what was set before): `stdout` (in the command's output format) and a `note` for stderr.
+pub fn set_interrupt_summary(stdout: String, note: String) {
+    *interrupt_summary().lock().unwrap_or_else(|e| e.into_inner()) = Some((stdout, note));
+}
+
 /// Installs (once) a tokio task that, on Ctrl-C (SIGINT) or SIGTERM, kills every
-/// process group the harness started, then exits with 130. Must be called inside
-/// a tokio runtime.
+/// process group the harness started, prints the interrupt summary if one was
+/// set, then exits with 130. Must be called inside a tokio runtime.
 pub fn install_signal_handler() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -175,6 +189,12 @@ pub fn install_signal_handler() {
             implementations::runtime::interrupt::interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
             kill_all_registered();
+            if let Some((stdout, note)) = interrupt_summary().lock().unwrap_or_else(|e| e.into_inner()).take() {
+                use std::io::Write;
+                print!("{stdout}");
+                std::io::stdout().flush().ok();
+                eprintln!("dualcheck: {note}");
+            }
             std::process::exit(130);
         });
     });
