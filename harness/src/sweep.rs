@@ -685,10 +685,20 @@ mod tests {
     fn every_expectation_names_real_faults() {
         use implementations::When;
         for info in implementations::REGISTRY {
+            for c in info.controls {
+                // The zoo runs each mutant under its own fault list.
+                assert!(
+                    crate::nemesis::Fault::parse_list(c.faults).is_ok(),
+                    "{} {}: {}",
+                    info.name,
+                    c.name,
+                    c.faults
+                );
+            }
             let rule_sets = std::iter::once(info.expect).chain(info.controls.iter().map(|c| c.expect));
             for rules in rule_sets {
                 for r in rules {
-                    if let When::AnyFault(names) = r.when {
+                    if let When::AnyFault(names) | When::AllFaults(names) = r.when {
                         for n in names {
                             assert!(crate::nemesis::Fault::from_name(n).is_ok(), "{}: {n}", info.name);
                         }

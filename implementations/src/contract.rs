@@ -115,10 +115,12 @@ impl AppContext {
     /// Builds the pool and the producer from `config` (connects lazily).
     pub fn new(config: AppConfig) -> Result<Arc<Self>> {
         let db = Db::new(&config)?;
-        let publisher = Arc::new(Publisher::new(
+        let publisher = Arc::new(Publisher::with_idempotence(
             &config.kafka_bootstrap,
             &config.topic,
             config.publish_timeout,
+            // The `non-idempotent-producer` mutant (only patterns declaring it accept it).
+            !config.bug_is(crate::patterns::outbox::NON_IDEMPOTENT_PRODUCER.name),
         )?);
         Ok(Arc::new(AppContext {
             config,

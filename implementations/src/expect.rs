@@ -51,6 +51,10 @@ pub enum When {
     /// When the run's fault list holds one of these faults (by CLI name).
     /// A fault family stands for its faults: `network` holds `kafka-partition`.
     AnyFault(&'static [&'static str]),
+    /// When the run's fault list holds every one of these faults (by CLI
+    /// name): a mutant exposed only by faults that overlap (a kill inside a
+    /// partition) states both.
+    AllFaults(&'static [&'static str]),
 }
 
 impl fmt::Display for When {
@@ -58,6 +62,7 @@ impl fmt::Display for When {
         match self {
             When::Always => f.write_str("always"),
             When::AnyFault(faults) => write!(f, "under {}", faults.join(" or ")),
+            When::AllFaults(faults) => write!(f, "under {}", faults.join(" and ")),
         }
     }
 }
@@ -82,17 +87,88 @@ impl fmt::Display for Expectation {
     }
 }
 
-/// A knob setting that turns a pattern into a negative control, and what it
-/// must then show (e.g. `DUALCHECK_CDC_CONFIRM=early`: `lost` under `relay-kill`).
+/// A knob setting that turns a pattern into a negative control (a mutant of
+/// the bug zoo), and what it must then show (e.g. `DUALCHECK_CDC_CONFIRM=early`:
+/// `lost` under `relay-kill`; `DUALCHECK_BUG=delete-before-ack`: `lost` under
+/// `kafka-partition` and `relay-kill`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Control {
+    /// The mutant's name in the zoo (`confirm-early`, `delete-before-ack`, ...);
+    /// for a [`BUG_KNOB`] control, the same as [`Control::value`].
+    pub name: &'static str,
     /// The knob (see [`crate::KNOBS`]).
     pub knob: &'static str,
     /// Its value that makes the control.
     pub value: &'static str,
+    /// The fault list (comma-separated CLI names of faults or families, as
+    /// `--faults` takes it) under which the zoo runs this mutant and which
+    /// must expose it; `none` for a bug the workload alone exposes.
+    pub faults: &'static str,
     /// What runs with the knob set must show (the first rule that applies wins;
     /// none: valid).
     pub expect: &'static [Expectation],
+}
+
+/// The knob that selects a mutant of the bug zoo: `DUALCHECK_BUG=NAME`.
+pub const BUG_KNOB: &str = "DUALCHECK_BUG";
+
+impl Control {
+    /// Whether this control is set in `app_vars` (its knob has its value).
+    pub fn is_set_in(&self, app_vars: &[(String, String)]) -> bool {
+        app_vars.iter().any(|(k, v)| k == self.knob && v == self.value)
+    }
+}
+
+/// The mutants ([`BUG_KNOB`] controls) `info` declares, by name.
+pub fn bugs_of(info: &crate::PatternInfo) -> Vec<&'static str> {
+    info.controls
+        .iter()
+        .filter(|c| c.knob == BUG_KNOB)
+        .map(|c| c.value)
+        .collect()
+}
+
+/// Every control (negative controls and mutants) of every built-in pattern,
+/// with its pattern, in registry order: the zoo's rows.
+pub fn all_controls() -> impl Iterator<Item = (&'static crate::PatternInfo, &'static Control)> {
+    crate::REGISTRY
+        .iter()
+        .flat_map(|info| info.controls.iter().map(move |c| (info, c)))
+}
+
+/// Whether `info` may run with `app_vars`: an error naming the mutants it
+/// has when [`BUG_KNOB`] is set (non-empty) to a value it does not declare,
+/// so that a mutant never silently runs the correct code. Pure; the harness
+/// calls it before starting anything, and `dualcheck app` refuses to start too.
+pub fn check_bug(info: &crate::PatternInfo, app_vars: &[(String, String)]) -> Result<(), String> {
+    let Some((_, bug)) = app_vars.iter().rev().find(|(k, _)| k == BUG_KNOB) else {
+        return Ok(());
+    };
+    if bug.is_empty() || bugs_of(info).contains(&bug.as_str()) {
+        return Ok(());
+    }
+    let own = bugs_of(info);
+    let mine = if own.is_empty() {
+        format!("{} has no mutant", info.name)
+    } else {
+        format!("the mutants of {} are {}", info.name, own.join(", "))
+    };
+    let elsewhere: Vec<String> = all_controls()
+        .filter(|(p, c)| c.knob == BUG_KNOB && c.value == bug && p.name != info.name)
+        .map(|(p, _)| p.name.to_string())
+        .collect();
+    let hint = if elsewhere.is_empty() {
+        let mut all: Vec<&str> = all_controls()
+            .filter(|(_, c)| c.knob == BUG_KNOB)
+            .map(|(_, c)| c.value)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        format!("no pattern has it (mutants: {})", all.join(", "))
+    } else {
+        format!("it belongs to {}", elsewhere.join(", "))
+    };
+    Err(format!("{BUG_KNOB}={bug}: {mine}; {hint}"))
 }
 
 /// The expectation of a run: the first rule of `rules` that applies to the
@@ -103,6 +179,7 @@ pub fn expected(rules: &[Expectation], faults: &[&str]) -> Expect {
         .find(|r| match r.when {
             When::Always => true,
             When::AnyFault(names) => names.iter().any(|n| faults.contains(n)),
+            When::AllFaults(names) => names.iter().all(|n| faults.contains(n)),
         })
         .map(|r| r.expect)
         .unwrap_or(Expect::Valid)
@@ -113,7 +190,7 @@ pub fn expected(rules: &[Expectation], faults: &[&str]) -> Expect {
 pub fn rules_for(info: &crate::PatternInfo, app_vars: &[(String, String)]) -> &'static [Expectation] {
     info.controls
         .iter()
-        .find(|c| app_vars.iter().any(|(k, v)| k == c.knob && v == c.value))
+        .find(|c| c.is_set_in(app_vars))
         .map(|c| c.expect)
         .unwrap_or(info.expect)
 }
@@ -182,6 +259,99 @@ mod tests {
         assert!(!lost.met_by(&[]), "a negative control that stays valid was not caught");
         assert!(!lost.met_by(&[Anomaly::Phantom]));
         assert!(Expect::Any.met_by(&[Anomaly::Phantom]) && Expect::Any.met_by(&[]));
+    }
+
+    #[test]
+    fn all_faults_needs_every_fault() {
+        let both = [Expectation {
+            when: When::AllFaults(&["kafka-partition", "relay-kill"]),
+            expect: Expect::Shows(&[Anomaly::Lost]),
+        }];
+        assert_eq!(expected(&both, &["kafka-partition"]), Expect::Valid);
+        assert_eq!(
+            expected(&both, &["relay-kill", "pg-kill", "kafka-partition"]),
+            Expect::Shows(&[Anomaly::Lost])
+        );
+        assert_eq!(
+            describe(&both),
+            "shows lost under kafka-partition and relay-kill; valid otherwise"
+        );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_mutant_runs_only_on_a_pattern_that_declares_it() {
+        let poll = crate::lookup("outbox-poll").unwrap();
+        let xid = crate::lookup("outbox-xid").unwrap();
+        let naive = crate::lookup("naive").unwrap();
+        assert_eq!(check_bug(poll, &[]), Ok(()));
+        assert_eq!(check_bug(poll, &vars(&[("DUALCHECK_BUG", "")])), Ok(()));
+        assert_eq!(
+            check_bug(poll, &vars(&[("DUALCHECK_BUG", "delete-before-ack")])),
+            Ok(())
+        );
+        assert_eq!(
+            check_bug(
+                poll,
+                &vars(&[("DUALCHECK_RELAYS", "2"), ("DUALCHECK_BUG", "delete-before-ack")])
+            ),
+            Ok(())
+        );
+        // Another pattern's mutant: refused, naming this pattern's and the owner.
+        let e = check_bug(poll, &vars(&[("DUALCHECK_BUG", "no-xmin-guard")])).unwrap_err();
+        assert!(
+            e.contains("delete-before-ack") && e.contains("belongs to outbox-xid"),
+            "{e}"
+        );
+        assert_eq!(check_bug(xid, &vars(&[("DUALCHECK_BUG", "no-xmin-guard")])), Ok(()));
+        // An unknown name: refused, listing every mutant.
+        let e = check_bug(poll, &vars(&[("DUALCHECK_BUG", "typo")])).unwrap_err();
+        assert!(
+            e.contains("no pattern has it") && e.contains("new-slot-on-restart"),
+            "{e}"
+        );
+        // A pattern without mutants.
+        let e = check_bug(naive, &vars(&[("DUALCHECK_BUG", "delete-before-ack")])).unwrap_err();
+        assert!(e.contains("naive has no mutant"), "{e}");
+        // The other knobs of a negative control are not mutants: never refused here.
+        assert_eq!(check_bug(naive, &vars(&[("DUALCHECK_CDC_CONFIRM", "early")])), Ok(()));
+    }
+
+    #[test]
+    fn every_mutant_is_named_with_its_faults() {
+        let mut names = std::collections::BTreeSet::new();
+        for (info, c) in all_controls() {
+            assert!(!c.name.is_empty() && !c.faults.is_empty(), "{}: {c:?}", info.name);
+            if c.knob == BUG_KNOB {
+                assert_eq!(c.name, c.value, "{}", info.name);
+                assert!(crate::KNOBS.iter().any(|k| k.name == BUG_KNOB));
+            }
+            assert!(
+                !c.expect.is_empty(),
+                "{} {}: a mutant must declare what it shows",
+                info.name,
+                c.name
+            );
+            names.insert(c.name);
+        }
+        for wanted in [
+            "confirm-early",
+            "cache-off",
+            "delete-before-ack",
+            "new-id-on-retry",
+            "unordered-relays",
+            "drop-on-timeout",
+            "non-idempotent-producer",
+            "publish-in-transaction",
+            "no-xmin-guard",
+            "new-slot-on-restart",
+            "commit-offset-before-write",
+        ] {
+            assert!(names.contains(wanted), "{wanted}");
+        }
     }
 
     #[test]

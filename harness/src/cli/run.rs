@@ -196,10 +196,12 @@ pub fn list(_: ListArgs) -> Verdict {
         );
         for c in p.controls {
             println!(
-                "  {:<22}   with {}={} (negative control): {}",
+                "  {:<22}   with {}={} (negative control `{}`, zoo faults {}): {}",
                 "",
                 c.knob,
                 c.value,
+                c.name,
+                c.faults,
                 implementations::expect::describe(c.expect)
             );
         }

@@ -27,7 +27,10 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    controls: &[crate::runtime::read_cache::CACHE_OFF_READS_STALE],
+    controls: &[
+        crate::runtime::read_cache::CACHE_OFF_READS_STALE,
+        crate::runtime::own_consumer::COMMIT_OFFSET_BEFORE_WRITE,
+    ],
     relay: RelayKind::InProcess,
     reads_by_default: true,
     ..PatternInfo::new(

@@ -134,6 +134,11 @@ pub const KNOBS: &[Knob] = &[
         help: "cdc-logical/cdc-outbox: confirm a WAL position `after-ack` (once Kafka acknowledged everything before it) or `early` (on receipt: a deliberate bug, the negative control)",
     },
     Knob {
+        name: "DUALCHECK_BUG",
+        default: "",
+        help: "a mutant of the bug zoo: a real-world bug switched into the pattern (e.g. `delete-before-ack`); only the mutants a pattern lists are accepted, anything else refuses to start; unset: the correct code",
+    },
+    Knob {
         name: "DUALCHECK_CONNECT_LIBS",
         default: "",
         help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
@@ -249,9 +254,17 @@ pub struct AppConfig {
     pub cdc_confirm: CdcConfirm,
     /// Kafka Connect + Debezium classpath directory (`None`: the default cache).
     pub connect_libs: Option<std::path::PathBuf>,
+    /// The mutant switched on (`DUALCHECK_BUG`; `None`: the correct code).
+    /// [`crate::serve`] refuses a name the pattern does not declare.
+    pub bug: Option<String>,
 }
 
 impl AppConfig {
+    /// Whether the mutant `name` is switched on (`DUALCHECK_BUG=name`).
+    pub fn bug_is(&self, name: &str) -> bool {
+        self.bug.as_deref() == Some(name)
+    }
+
     /// Reads every knob from the process environment.
     pub fn from_env() -> Result<Self> {
         let port = number("PORT")?;
@@ -304,6 +317,7 @@ impl AppConfig {
                 ),
             },
             connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
+            bug: raw(crate::expect::BUG_KNOB),
         };
         Ok(cfg)
     }

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -52,6 +52,9 @@ pub struct PublishError {
     pub message: String,
     /// Retrying cannot help (e.g. the record is larger than message.max.bytes).
     pub permanent: bool,
+    /// No delivery report in time: the record may still be written (a
+    /// message timeout, or the caller's own wait ran out).
+    pub timed_out: bool,
 }
 
 impl std::fmt::Display for PublishError {
@@ -80,6 +83,7 @@ fn classify(e: &KafkaError) -> PublishError {
     PublishError {
         message: format!("publish failed: {e}"),
         permanent,
+        timed_out: code == Some(RDKafkaErrorCode::MessageTimedOut),
     }
 }
 
@@ -92,6 +96,14 @@ pub struct Record<'a> {
     pub value: &'a str,
     /// Event id, also sent as header `event_id`.
     pub event_id: &'a str,
+}
+
+/// Records handed to the producer whose delivery reports are still to come
+/// ([`Publisher::hand_over`]; [`Publisher::reports`] awaits them).
+pub struct HandedOver {
+    producer: FutureProducer,
+    /// Per record, in order: its op (when its value names one), event id and delivery.
+    pending: Vec<(Option<i64>, String, Result<DeliveryFuture, PublishError>)>,
 }
 
 /// An idempotent producer for one topic. If librdkafka raises a fatal error
@@ -111,10 +123,27 @@ impl Publisher {
     /// A producer to `topic` at `bootstrap`; each record may take `timeout`
     /// (`message.timeout.ms`) before it is reported failed.
     pub fn new(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Self> {
+        Self::with_idempotence(bootstrap, topic, timeout, true)
+    }
+
+    /// [`Publisher::new`], or (`idempotent` false) the producer of the
+    /// `non-idempotent-producer` mutant: `enable.idempotence=false` with
+    /// retries and five requests in flight per connection, the settings
+    /// that let a retried batch land after a later one or twice.
+    pub fn with_idempotence(bootstrap: &str, topic: &str, timeout: Duration, idempotent: bool) -> Result<Self> {
         let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        if idempotent {
+            config.set("enable.idempotence", "true");
+        } else {
+            config
+                .set("enable.idempotence", "false")
+                .set("retries", "2147483647")
+                .set("max.in.flight.requests.per.connection", "5")
+                .set("retry.backoff.ms", "100")
+                .set("request.timeout.ms", "1000");
+        }
         config
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("linger.ms", "2")
@@ -130,6 +159,12 @@ impl Publisher {
             timeout,
             journal: Default::default(),
         })
+    }
+
+    /// How long [`Publisher::publish_all`] waits for delivery reports: the
+    /// message timeout plus 5 s.
+    pub fn wait(&self) -> Duration {
+        self.timeout + Duration::from_secs(5)
     }
 
     fn current(&self) -> FutureProducer {
@@ -158,25 +193,15 @@ impl Publisher {
     /// Enqueues records in order (a full queue is waited out, keeping the order),
     /// then waits for every delivery report. One result per record, same order.
     pub async fn publish_all(&self, records: &[Record<'_>]) -> Vec<Result<(i32, i64), PublishError>> {
-        let producer = self.current();
-        let out = self.publish_with(&producer, records).await;
-        for (r, res) in records.iter().zip(&out) {
-            if let Some(op) = super::journal::op_of_value(r.value) {
-                let res = res.as_ref().map(|d| *d).map_err(|e| e.message.as_str());
-                self.journal.attempt(op, r.event_id, res);
-            }
-        }
-        if out.iter().any(|r| r.is_err()) {
-            self.renew_if_fatal(&producer);
-        }
-        out
+        let handed = self.hand_over(records).await;
+        self.reports(handed, self.wait()).await
     }
 
-    async fn publish_with(
-        &self,
-        producer: &FutureProducer,
-        records: &[Record<'_>],
-    ) -> Vec<Result<(i32, i64), PublishError>> {
+    /// Enqueues records in order (a full queue is waited out, keeping the
+    /// order) without waiting for their delivery reports: the producer holds
+    /// them until [`Publisher::reports`] collects the reports.
+    pub async fn hand_over(&self, records: &[Record<'_>]) -> HandedOver {
+        let producer = self.current();
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let headers = OwnedHeaders::new().insert(Header {
@@ -200,26 +225,44 @@ impl Publisher {
                     Err((e, _)) => break Err(classify(&e)),
                 }
             };
-            pending.push(res);
+            pending.push((super::journal::op_of_value(r.value), r.event_id.to_string(), res));
         }
-        let wait = self.timeout + Duration::from_secs(5);
-        let mut out = Vec::with_capacity(pending.len());
-        for p in pending {
-            out.push(match p {
+        HandedOver { producer, pending }
+    }
+
+    /// Waits for the delivery reports of `handed`, each at most `wait` from
+    /// now (a report not in by then is an error with `timed_out`; the
+    /// producer may still deliver the record). One result per record, same
+    /// order; each is noted in the journal.
+    pub async fn reports(&self, handed: HandedOver, wait: Duration) -> Vec<Result<(i32, i64), PublishError>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::with_capacity(handed.pending.len());
+        for (op, event_id, p) in handed.pending {
+            let res = match p {
                 Err(e) => Err(e),
-                Ok(f) => match tokio::time::timeout(wait, f).await {
+                Ok(f) => match tokio::time::timeout_at(deadline, f).await {
                     Err(_) => Err(PublishError {
                         message: format!("no delivery report within {wait:?}"),
                         permanent: false,
+                        timed_out: true,
                     }),
                     Ok(Err(_)) => Err(PublishError {
                         message: "producer dropped the delivery report".into(),
                         permanent: false,
+                        timed_out: false,
                     }),
                     Ok(Ok(Err((e, _)))) => Err(classify(&e)),
                     Ok(Ok(Ok(d))) => Ok((d.partition, d.offset)),
                 },
-            });
+            };
+            if let Some(op) = op {
+                let r = res.as_ref().map(|d| *d).map_err(|e| e.message.as_str());
+                self.journal.attempt(op, &event_id, r);
+            }
+            out.push(res);
+        }
+        if out.iter().any(|r| r.is_err()) {
+            self.renew_if_fatal(&handed.producer);
         }
         out
     }

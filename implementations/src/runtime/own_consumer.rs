@@ -178,6 +178,7 @@ pub async fn run(
         max: ctx.config.backoff_max,
     };
     let topic = ctx.config.topic.clone();
+    let early_commit = ctx.config.bug_is(COMMIT_OFFSET_BEFORE_WRITE.name);
     let mut failures = 0u32;
     loop {
         // Set up: create and assign, retrying until the broker answers.
@@ -228,6 +229,18 @@ pub async fn run(
             };
             failures = 0;
             let (partition, offset) = (msg.partition(), msg.offset());
+            if early_commit {
+                // The mutant: the record counts as consumed once received.
+                let mut tpl = TopicPartitionList::new();
+                if tpl
+                    .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
+                    .is_ok()
+                {
+                    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                        tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
+                    }
+                }
+            }
             let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
             match envelope {
                 None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
@@ -267,6 +280,33 @@ pub async fn run(
         }
     }
 }
+
+/// `commit-offset-before-write` (`kafka-first`, `listen-to-yourself`: the
+/// consumer is shared): the consumer commits a record's offset as soon as it
+/// receives it, then writes the order row (retrying until it succeeds). A
+/// process that dies between the two — killed right after an acknowledged
+/// op, while the consumer applies the records just before it; longer while
+/// Postgres is unreachable — never applies the record: an acknowledged op
+/// with an event and no order row (phantom, lost commit), and reads that miss it.
+pub const COMMIT_OFFSET_BEFORE_WRITE: crate::expect::Control = crate::patterns::outbox::mutant(
+    "commit-offset-before-write",
+    "crash-after-commit",
+    &[
+        crate::expect::Expectation {
+            when: crate::expect::When::AnyFault(&["crash-after-commit"]),
+            expect: crate::expect::Expect::Shows(&[
+                checkers::Anomaly::Phantom,
+                checkers::Anomaly::Lost,
+                checkers::Anomaly::LostCommit,
+                checkers::Anomaly::StaleRead,
+            ]),
+        },
+        crate::expect::Expectation {
+            when: crate::expect::When::Always,
+            expect: crate::expect::Expect::Any,
+        },
+    ],
+);
 
 /// Records of the topic the consumer has not committed yet (high watermark
 /// minus committed offset, per partition). An error when the consumer is not

@@ -111,8 +111,10 @@ fn set(m: &mut HashMap<String, Entry>, key: &str, op: i64, seq: i64, state: Entr
 /// `DUALCHECK_READ_CACHE=off` they read the table their own consumer writes
 /// late, and must show stale reads.
 pub const CACHE_OFF_READS_STALE: crate::expect::Control = crate::expect::Control {
+    name: "cache-off",
     knob: "DUALCHECK_READ_CACHE",
     value: "off",
+    faults: "none",
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::Always,
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),

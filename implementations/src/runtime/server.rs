@@ -122,6 +122,11 @@ async fn describe(State(s): St) -> Json<serde_json::Value> {
 /// until Postgres answers), background parts (not in the `service` role), then
 /// the HTTP server on 127.0.0.1:PORT.
 pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> {
+    // A mutant the pattern does not declare would silently run the correct code.
+    if let Some(bug) = &config.bug {
+        crate::expect::check_bug(info, &[(crate::expect::BUG_KNOB.to_string(), bug.clone())])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let port = config.port;
     let ctx = AppContext::new(config)?;
     let pattern = (info.build)(ctx.clone());

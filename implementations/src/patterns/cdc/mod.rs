@@ -202,6 +202,20 @@ impl Tailer {
             base: Duration::from_millis(100),
             max: Duration::from_secs(2),
         };
+        if self.ctx.config.bug_is(NEW_SLOT_ON_RESTART.name) {
+            // The mutant: a fresh slot at every start, "to begin from a clean state".
+            while let Err(e) = self.recreate_slot().await {
+                tracing::warn!(
+                    "cdc tailer ({}): recreating the slot: {e:#} (retrying)",
+                    self.source.name
+                );
+                if !sleep_unless_stopped(backoff.delay(attempt.min(8)), &mut stop).await {
+                    return;
+                }
+                attempt += 1;
+            }
+            attempt = 0;
+        }
         loop {
             let session = self.session(stop.clone());
             let outcome = tokio::select! {
@@ -223,6 +237,47 @@ impl Tailer {
             }
             attempt += 1;
         }
+    }
+
+    /// `new-slot-on-restart`: ends whatever session still holds the slot
+    /// (a killed predecessor's), drops the slot and creates it anew at the
+    /// current end of the WAL, forgetting what was committed meanwhile.
+    async fn recreate_slot(&self) -> Result<()> {
+        let url = &self.ctx.config.database_url;
+        let slot = self.source.slot(url)?;
+        let c = self.ctx.db.connect().await?;
+        let t = self.ctx.db.timeout;
+        timed(
+            t,
+            "ending the slot's previous session",
+            c.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                &[&slot],
+            ),
+        )
+        .await?;
+        // The terminated walsender releases the slot a moment later.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        timed(
+            t,
+            "dropping the replication slot",
+            c.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            ),
+        )
+        .await?;
+        timed(
+            t,
+            "creating the replication slot",
+            c.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot]),
+        )
+        .await?;
+        tracing::warn!(
+            "cdc tailer ({}): slot {slot} dropped and created anew",
+            self.source.name
+        );
+        Ok(())
     }
 
     fn producer(&self) -> Result<FutureProducer> {
@@ -644,13 +699,33 @@ fn lsn_at_or_below(text: &str, confirmed: u64) -> bool {
 /// The negative control both tailers carry: confirming WAL positions before
 /// Kafka acknowledged them loses the events committed while the relay dies.
 pub const CONFIRM_EARLY_LOSES: crate::expect::Control = crate::expect::Control {
+    name: "confirm-early",
     knob: "DUALCHECK_CDC_CONFIRM",
     value: "early",
+    faults: "kafka-partition,relay-kill",
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::AnyFault(&["relay-kill"]),
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
     }],
 };
+
+/// `new-slot-on-restart`: the tailer drops its slot and creates a new one
+/// each time its process starts, so whatever was committed while it was down
+/// (a relay kill) is never streamed (lost).
+pub const NEW_SLOT_ON_RESTART: crate::expect::Control = crate::patterns::outbox::mutant(
+    "new-slot-on-restart",
+    "relay-kill",
+    &[
+        crate::expect::Expectation {
+            when: crate::expect::When::AnyFault(&["relay-kill"]),
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
+        },
+        crate::expect::Expectation {
+            when: crate::expect::When::Always,
+            expect: crate::expect::Expect::Any,
+        },
+    ],
+);
 
 #[cfg(test)]
 mod tests {

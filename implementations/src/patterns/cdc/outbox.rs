@@ -13,7 +13,7 @@ use anyhow::Result;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    controls: &[super::CONFIRM_EARLY_LOSES],
+    controls: &[super::CONFIRM_EARLY_LOSES, super::NEW_SLOT_ON_RESTART],
     relay: RelayKind::Process,
     streamed_tables: &["cdc_outbox"],
     ..PatternInfo::new(

@@ -107,6 +107,21 @@ async fn step(
             )
             .await?
         }
+        _ if super::Bug::of(&ctx.config) == super::Bug::NoXminGuard => {
+            // The mutant: no snapshot-xmin bound, so a transaction still open
+            // (a lower xid) is passed by the cursor and never read.
+            timed(
+                t,
+                "reading the outbox after the (xid, id) cursor",
+                c.query(
+                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+                     WHERE (o.xid, o.id) > ($1::text::xid8, $2)
+                     ORDER BY o.xid, o.id LIMIT $3",
+                    &[&last_xid, &last_id, &ctx.config.batch],
+                ),
+            )
+            .await?
+        }
         _ => {
             timed(
                 t,

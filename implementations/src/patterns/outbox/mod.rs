@@ -8,13 +8,15 @@
 pub mod cursor_relay;
 pub mod shard_relay;
 
+use crate::expect::{Control, Expect, Expectation, When, BUG_KNOB};
 use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::business::{self, OutboxRow};
-use crate::runtime::config::Cleanup;
+use crate::runtime::config::{AppConfig, Cleanup};
 use crate::runtime::db::timed;
 use crate::runtime::kafka::{Envelope, PublishError, Record};
 use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
+use checkers::Anomaly;
 use std::sync::Arc;
 
 /// Outbox tables (idempotent DDL). `xid` is used by `outbox-xid` only; the
@@ -74,6 +76,7 @@ pub enum OutboxRelay {
 /// with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
 /// the delivery reports, then delete (or mark) the rows. See [`shard_relay`].
 pub const POLL: PatternInfo = PatternInfo {
+    controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-poll",
@@ -87,6 +90,7 @@ pub const POLL: PatternInfo = PatternInfo {
 /// process), with a fallback poll (DUALCHECK_FALLBACK_POLL_MS) for notifications
 /// missed while the listener was disconnected.
 pub const NOTIFY: PatternInfo = PatternInfo {
+    controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-notify",
@@ -119,6 +123,7 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
 /// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
 /// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 pub const XID: PatternInfo = PatternInfo {
+    controls: &[NO_XMIN_GUARD, PUBLISH_IN_TRANSACTION],
     relay: RelayKind::InProcess,
     ..PatternInfo::new(
         "outbox-xid",
@@ -126,6 +131,228 @@ pub const XID: PatternInfo = PatternInfo {
         |ctx| OutboxPattern::build(OutboxRelay::Xid, ctx),
     )
 };
+
+/// A mutant of the bug zoo: `DUALCHECK_BUG=name`, which must show one of
+/// `shows` when run under every fault of `faults` (no claim otherwise).
+pub(crate) const fn mutant(name: &'static str, faults: &'static str, expect: &'static [Expectation]) -> Control {
+    Control {
+        name,
+        knob: BUG_KNOB,
+        value: name,
+        faults,
+        expect,
+    }
+}
+
+/// `delete-before-ack`: the sharded relay hands its claimed records to the
+/// producer, deletes (or marks) their rows and commits at once, and only then
+/// collects the delivery reports, logging failures. Whatever the producer
+/// still holds when the process dies, or gives up on after its message
+/// timeout, is lost: exposed by a kill inside a Kafka partition.
+pub const DELETE_BEFORE_ACK: Control = mutant(
+    "delete-before-ack",
+    "kafka-partition,relay-kill",
+    &[
+        Expectation {
+            when: When::AllFaults(&["kafka-partition", "relay-kill"]),
+            expect: Expect::Shows(&[Anomaly::Lost]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
+/// `new-id-on-retry`: the event id is minted when the relay publishes (a
+/// fresh UUID in the record's value and header) instead of with the row, so
+/// every republish — after a delivery that timed out but was written, or a
+/// relay killed between Kafka's ack and the delete — carries a new id.
+pub const NEW_ID_ON_RETRY: Control = mutant(
+    "new-id-on-retry",
+    "kafka-partition,relay-kill",
+    &[
+        Expectation {
+            when: When::AllFaults(&["kafka-partition", "relay-kill"]),
+            expect: Expect::Shows(&[Anomaly::DuplicateBeyondIdempotency]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
+/// `unordered-relays`: at least four relays, none owning shards; each claims a
+/// batch of any pending rows (`ORDER BY id ... FOR UPDATE SKIP LOCKED`, not
+/// just the oldest per key) and publishes it on its own, and a failed row
+/// backs off alone while the key's later rows go out: reorder as soon as
+/// publishes fail (a Kafka partition).
+pub const UNORDERED_RELAYS: Control = mutant(
+    "unordered-relays",
+    "kafka-partition",
+    &[
+        Expectation {
+            when: When::AllFaults(&["kafka-partition"]),
+            expect: Expect::Shows(&[Anomaly::Reorder]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
+/// `drop-on-timeout`: the relay waits at most 1 s for each batch's delivery
+/// reports (`send().get(1, SECONDS)`), and a timeout is logged and the row
+/// marked done ("it was probably sent"). The producer still holds the record:
+/// lost when the process dies or the producer gives up (a kill inside a
+/// Kafka partition, or a partition longer than the message timeout).
+pub const DROP_ON_TIMEOUT: Control = mutant(
+    "drop-on-timeout",
+    "kafka-partition,relay-kill",
+    &[
+        Expectation {
+            when: When::AllFaults(&["kafka-partition", "relay-kill"]),
+            expect: Expect::Shows(&[Anomaly::Lost]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
+/// `non-idempotent-producer`: the producer runs with `enable.idempotence=false`,
+/// unlimited retries, five requests in flight and a 1 s request timeout, and
+/// the relay sends each key's pending events in one batch, in id order,
+/// trusting the producer to keep their order (which an idempotent producer
+/// does): a retried request can land after a later one (reorder) or twice.
+pub const NON_IDEMPOTENT_PRODUCER: Control = mutant(
+    "non-idempotent-producer",
+    "kafka-reset,kafka-timeout",
+    &[
+        Expectation {
+            when: When::AnyFault(&["kafka-reset", "kafka-timeout"]),
+            expect: Expect::Shows(&[Anomaly::Reorder, Anomaly::Duplicate]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
+/// `publish-in-transaction`: the request publishes its event itself, inside
+/// the business transaction, and commits after Kafka's ack (no outbox row):
+/// a transaction that then rolls back (an op aborted on purpose, a COMMIT
+/// that fails) leaves an event for an order that does not exist (phantom).
+pub const PUBLISH_IN_TRANSACTION: Control = mutant(
+    "publish-in-transaction",
+    "pg-partition",
+    &[Expectation {
+        when: When::Always,
+        expect: Expect::Shows(&[Anomaly::Phantom]),
+    }],
+);
+
+/// `no-xmin-guard` (`outbox-xid`): the cursor relay reads `(xid, id) > cursor`
+/// without the bound `xid < pg_snapshot_xmin(pg_current_snapshot())`, so a
+/// long transaction with a lower xid that commits after a later one was
+/// published lies behind the cursor forever (lost). The workload's long
+/// transactions expose it without faults.
+pub const NO_XMIN_GUARD: Control = mutant(
+    "no-xmin-guard",
+    "none",
+    &[Expectation {
+        when: When::Always,
+        expect: Expect::Shows(&[Anomaly::Lost]),
+    }],
+);
+
+/// The mutants of the sharded relay (`outbox-poll`, `outbox-notify`: the
+/// relay code is shared), and the request-side one every outbox pattern shares.
+pub const SHARD_RELAY_MUTANTS: &[Control] = &[
+    DELETE_BEFORE_ACK,
+    NEW_ID_ON_RETRY,
+    UNORDERED_RELAYS,
+    DROP_ON_TIMEOUT,
+    NON_IDEMPOTENT_PRODUCER,
+    PUBLISH_IN_TRANSACTION,
+];
+
+/// Which outbox mutant, if any, the process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bug {
+    /// The correct code.
+    None,
+    /// [`DELETE_BEFORE_ACK`].
+    DeleteBeforeAck,
+    /// [`NEW_ID_ON_RETRY`].
+    NewIdOnRetry,
+    /// [`UNORDERED_RELAYS`].
+    UnorderedRelays,
+    /// [`DROP_ON_TIMEOUT`].
+    DropOnTimeout,
+    /// [`NON_IDEMPOTENT_PRODUCER`].
+    NonIdempotentProducer,
+    /// [`PUBLISH_IN_TRANSACTION`].
+    PublishInTransaction,
+    /// [`NO_XMIN_GUARD`].
+    NoXminGuard,
+}
+
+impl Bug {
+    /// The mutant `cfg` switches on (an undeclared one never gets here: `serve` refuses it).
+    pub(crate) fn of(cfg: &AppConfig) -> Bug {
+        let pairs = [
+            (DELETE_BEFORE_ACK.name, Bug::DeleteBeforeAck),
+            (NEW_ID_ON_RETRY.name, Bug::NewIdOnRetry),
+            (UNORDERED_RELAYS.name, Bug::UnorderedRelays),
+            (DROP_ON_TIMEOUT.name, Bug::DropOnTimeout),
+            (NON_IDEMPOTENT_PRODUCER.name, Bug::NonIdempotentProducer),
+            (PUBLISH_IN_TRANSACTION.name, Bug::PublishInTransaction),
+            (NO_XMIN_GUARD.name, Bug::NoXminGuard),
+        ];
+        pairs
+            .iter()
+            .find(|(n, _)| cfg.bug_is(n))
+            .map(|(_, b)| *b)
+            .unwrap_or(Bug::None)
+    }
+}
+
+/// `publish-in-transaction`: BEGIN, the order row, the publish (awaiting
+/// Kafka's ack), then COMMIT — or ROLLBACK for an op aborted on purpose.
+async fn publish_in_transaction(ctx: &AppContext, op: &Op, env: &Envelope) -> OpAnswer {
+    let t = ctx.db.timeout;
+    let mut conn = match ctx.db.get().await {
+        Ok(c) => c,
+        Err(e) => return OpAnswer::Fail(format!("no Postgres connection: {e:#}")),
+    };
+    let res: Result<business::TxnEnd> = async {
+        let tx = timed(t, "BEGIN", conn.transaction()).await?;
+        business::insert_order(t, &tx, op).await?;
+        let value = env.to_json();
+        ctx.publisher
+            .publish(Record {
+                key: &env.key,
+                value: &value,
+                event_id: &env.event,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing inside the transaction: {e}"))?;
+        business::finish(t, tx, op).await
+    }
+    .await;
+    let end = res.unwrap_or_else(|e| business::TxnEnd::Failed(format!("{e:#}")));
+    if end != business::TxnEnd::Committed {
+        conn.discard();
+    } else {
+        ctx.crash.after_commit();
+    }
+    end.into()
+}
 
 /// An outbox pattern with its relay kind.
 pub struct OutboxPattern {
@@ -214,6 +441,9 @@ impl Pattern for OutboxPattern {
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
         let env = Envelope::new(op);
+        if Bug::of(&self.ctx.config) == Bug::PublishInTransaction {
+            return publish_in_transaction(&self.ctx, op, &env).await;
+        }
         let row = OutboxRow {
             envelope: &env,
             notify: self.kind == OutboxRelay::Notify,

@@ -21,9 +21,10 @@
 //!   permanent errors such as a record above message.max.bytes) the event moves to
 //!   `outbox_failed` with its last error and its key's later events wait.
 
-use super::publish_events;
+use super::Bug;
 use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
+use crate::runtime::kafka::{Envelope, Record};
 use crate::{AppContext, Background};
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -44,7 +45,14 @@ pub fn start(ctx: &Arc<AppContext>, notify: bool, bg: &mut Background, stop: &wa
         // Nobody will ever wake the relays; keep the sender alive so `changed()` just waits.
         std::mem::forget(wake_tx);
     }
-    for i in 0..ctx.config.relays {
+    let bug = Bug::of(&ctx.config);
+    // `unordered-relays`: several relay instances whatever DUALCHECK_RELAYS says.
+    let relays = if bug == Bug::UnorderedRelays {
+        ctx.config.relays.max(4)
+    } else {
+        ctx.config.relays
+    };
+    for i in 0..relays {
         bg.push(tokio::spawn(relay(
             ctx.clone(),
             i,
@@ -168,6 +176,11 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
         st.client = Some(ctx.db.connect().await?);
     }
     let client = st.client.as_mut().expect("connected above");
+    if Bug::of(&ctx.config) == Bug::UnorderedRelays {
+        // The mutant: no ownership, every relay works on every shard.
+        let every: Vec<i32> = (0..ctx.config.shards).collect();
+        return round(ctx, client, &every).await;
+    }
     let scan_all = last_scan.elapsed() > Duration::from_secs(2);
     let want: Vec<i32> = if scan_all {
         *last_scan = Instant::now();
@@ -196,49 +209,114 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
     round(ctx, client, &held).await
 }
 
+/// The claim of the correct relay: the oldest pending event (head) of each
+/// key of the held shards, unless it backs off or its key has a parked event.
+const CLAIM_HEADS: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
+     WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
+                    WHERE published_at IS NULL AND (shard % $1) = ANY($2)
+                    ORDER BY key, id)
+       AND o.next_attempt_at <= clock_timestamp()
+       AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
+     ORDER BY o.id LIMIT $3
+     FOR UPDATE OF o SKIP LOCKED";
+
+/// `unordered-relays`: any pending rows due, in id order, whoever else holds
+/// their keys' other rows.
+const CLAIM_ANY: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
+     WHERE o.published_at IS NULL AND (o.shard % $1) = ANY($2)
+       AND o.next_attempt_at <= clock_timestamp()
+       AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
+     ORDER BY o.id LIMIT $3
+     FOR UPDATE OF o SKIP LOCKED";
+
+/// `non-idempotent-producer`: every pending event of the held shards' keys
+/// whose events are all due, in id order (several per key, pipelined: the
+/// relay leaves their order to the producer).
+const CLAIM_PIPELINED: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
+     WHERE o.published_at IS NULL AND (o.shard % $1) = ANY($2)
+       AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.key = o.key AND w.published_at IS NULL
+                                                AND w.next_attempt_at > clock_timestamp())
+       AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
+     ORDER BY o.id LIMIT $3
+     FOR UPDATE OF o SKIP LOCKED";
+
 async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<usize> {
     let cfg = &ctx.config;
     let t = ctx.db.timeout;
+    let bug = Bug::of(cfg);
+    let claim = match bug {
+        Bug::UnorderedRelays => CLAIM_ANY,
+        Bug::NonIdempotentProducer => CLAIM_PIPELINED,
+        _ => CLAIM_HEADS,
+    };
     let tx = timed(t, "BEGIN (relay)", client.transaction()).await?;
     let rows = timed(
         t,
         "claiming outbox heads",
-        tx.query(
-            "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
-             WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
-                            WHERE published_at IS NULL AND (shard % $1) = ANY($2)
-                            ORDER BY key, id)
-               AND o.next_attempt_at <= clock_timestamp()
-               AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
-             ORDER BY o.id LIMIT $3
-             FOR UPDATE OF o SKIP LOCKED",
-            &[&cfg.shards, &held, &cfg.batch],
-        ),
+        tx.query(claim, &[&cfg.shards, &held, &cfg.batch]),
     )
     .await?;
     if rows.is_empty() {
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let events: Vec<(i64, String, String, String, i32, i64)> = rows
+    let mut events: Vec<(i64, String, String, String, i32, i64)> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
-    let results = publish_events(
-        ctx,
-        events
-            .iter()
-            .map(|(_, ev, key, value, _, _)| (ev.as_str(), key.as_str(), value.as_str())),
-    )
-    .await;
+    if bug == Bug::NewIdOnRetry {
+        // The mutant: the event id is minted now, for this publish, not with the row.
+        for (_, ev, _, value, _, _) in events.iter_mut() {
+            if let Ok(mut env) = serde_json::from_str::<Envelope>(value) {
+                env.event = uuid::Uuid::new_v4().to_string();
+                *ev = env.event.clone();
+                *value = env.to_json();
+            }
+        }
+    }
+    let records: Vec<Record> = events
+        .iter()
+        .map(|(_, ev, key, value, _, _)| Record {
+            key,
+            value,
+            event_id: ev,
+        })
+        .collect();
+    let handed = ctx.publisher.hand_over(&records).await;
+    if bug == Bug::DeleteBeforeAck {
+        // The mutant: the rows go as soon as the producer has the records.
+        let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        super::record_published(&tx, cfg.cleanup, &ids, t).await?;
+        timed(t, "COMMIT (relay)", tx.commit()).await?;
+        let results = ctx.publisher.reports(handed, ctx.publisher.wait()).await;
+        for ((id, ev, key, _, _, op), res) in events.iter().zip(results) {
+            if let Err(e) = res {
+                tracing::warn!("relay: outbox event {id} (op {op}, event {ev}, key {key}) was not delivered: {e}");
+            }
+        }
+        return Ok(events.len());
+    }
+    let wait = if bug == Bug::DropOnTimeout {
+        Duration::from_secs(1)
+    } else {
+        ctx.publisher.wait()
+    };
+    let results = ctx.publisher.reports(handed, wait).await;
     let b = Backoff {
         base: cfg.backoff_base,
         max: cfg.backoff_max,
     };
     let mut ok_ids = Vec::new();
+    // `non-idempotent-producer`: a key's later events retry with its first failure.
+    let mut key_delay: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
     for ((id, ev, key, _, attempts, op), res) in events.iter().zip(results) {
         match res {
             Ok(_) => ok_ids.push(*id),
+            Err(e) if bug == Bug::DropOnTimeout && e.timed_out => {
+                // The mutant: a timeout is taken for a success.
+                tracing::warn!("relay: outbox event {id} (op {op}, key {key}): {e}; assuming it was sent");
+                ok_ids.push(*id);
+            }
             Err(e) => {
                 let attempts = attempts + 1;
                 if e.permanent || attempts as u32 >= cfg.max_attempts {
@@ -264,7 +342,10 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
                     )
                     .await?;
                 } else {
-                    let delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
+                    let mut delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
+                    if bug == Bug::NonIdempotentProducer {
+                        delay_ms = *key_delay.entry(key.as_str()).or_insert(delay_ms);
+                    }
                     // The first failure of an event, then every tenth: enough to follow an op.
                     if attempts == 1 || attempts % 10 == 0 {
                         tracing::warn!(
