@@ -380,6 +380,32 @@ impl AppProcess {
     /// The whole answer of `GET /backlog` (backlog, oldest age, parked events):
     /// `Ok(None)` when the program does not implement it.
     pub async fn backlog_report(&self) -> Result<Option<Backlog>> {
+        if let Some(t) = &self.template.backlog {
+            let resp = self
+                .http
+                .get(format!("{}{}", self.base_url, t.path))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .with_context(|| format!("asking the implementation for its backlog (GET {})", t.path))?;
+            let v: serde_json::Value = resp
+                .error_for_status()?
+                .json()
+                .await
+                .with_context(|| format!("GET {} must answer JSON", t.path))?;
+            let n = match v.pointer(&t.count) {
+                Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+                Some(n) => n.as_i64(),
+                None => None,
+            }
+            .with_context(|| format!("GET {}: no count at {} (--backlog-count): {v}", t.path, t.count))?;
+            return Ok(Some(Backlog {
+                backlog: n,
+                oldest_age_ms: 0,
+                parked: 0,
+                in_flight: None,
+            }));
+        }
         let resp = self
             .http
             .get(format!("{}/backlog", self.base_url))

@@ -43,6 +43,10 @@ pub struct TemplateOptions {
     pub read_path: Option<String>,
     /// `--read-seq`: JSON pointer to the seq in the read's answer.
     pub read_seq: Option<String>,
+    /// `--backlog-path`: an endpoint counting events not yet published.
+    pub backlog_path: Option<String>,
+    /// `--backlog-count`: JSON pointer to that count in its answer.
+    pub backlog_count: Option<String>,
     /// `--record-op`: where the op id is in a record (JSON pointer or `header:NAME`).
     pub record_op: Option<String>,
     /// `--record-seq`: where the seq is.
@@ -63,6 +67,15 @@ struct TemplateFile {
     read: ReadKeys,
     #[serde(default)]
     records: RecordKeys,
+    #[serde(default)]
+    backlog: BacklogKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacklogKeys {
+    path: Option<String>,
+    count: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +118,17 @@ pub struct ServiceTemplate {
     pub read: Option<ReadTemplate>,
     /// Where the op, seq and event id are in a record.
     pub records: RecordMapping,
+    /// The service's count of events not yet published; `None`: `GET /backlog`.
+    pub backlog: Option<BacklogTemplate>,
+}
+
+/// The service's own endpoint counting events not yet published (the drain waits for 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacklogTemplate {
+    /// Path (and query), `GET`.
+    pub path: String,
+    /// JSON pointer to the count in the answer.
+    pub count: String,
 }
 
 /// A text with placeholders, parsed once.
@@ -733,6 +757,27 @@ impl TemplateOptions {
             }
             (None, Some(_)) => bail!("--read-seq goes with --read-path (the read endpoint)"),
         };
+        let bk = &file.backlog;
+        let backlog = match (
+            pick(&self.backlog_path, &bk.path, path, "backlog.path"),
+            pick(&self.backlog_count, &bk.count, path, "backlog.count"),
+        ) {
+            (None, None) => None,
+            (Some((p, from)), Some((c, cfrom))) => {
+                if !p.starts_with('/') {
+                    bail!("{}: `{p}` must start with `/`", origin("--backlog-path", from));
+                }
+                Filled::parse(p, &[], &origin("--backlog-path", from))?;
+                Some(BacklogTemplate {
+                    path: p.to_string(),
+                    count: pointer(c, &origin("--backlog-count", cfrom))?,
+                })
+            }
+            (Some(_), None) => bail!(
+                "--backlog-path needs --backlog-count: the JSON pointer to the count in its answer (e.g. /pending)"
+            ),
+            (None, Some(_)) => bail!("--backlog-count goes with --backlog-path"),
+        };
         let rc = &file.records;
         let loc =
             |flag: &str, given: &Option<String>, in_file: &Option<String>, key: &str| -> Result<Option<Locator>> {
@@ -750,7 +795,12 @@ impl TemplateOptions {
                 .or(rc.key_is_business_key)
                 .unwrap_or(true),
         };
-        Ok(ServiceTemplate { request, read, records })
+        Ok(ServiceTemplate {
+            request,
+            read,
+            records,
+            backlog,
+        })
     }
 }
 

@@ -143,6 +143,12 @@ pub struct TemplateArgs {
     /// JSON pointer to the seq in the read's answer, e.g. /lineNo.
     #[arg(long, value_name = "POINTER")]
     pub read_seq: Option<String>,
+    /// The service's endpoint counting events not yet published (GET; the drain waits for 0).
+    #[arg(long, value_name = "PATH")]
+    pub backlog_path: Option<String>,
+    /// JSON pointer to that count in its answer, e.g. /pending.
+    #[arg(long, value_name = "POINTER")]
+    pub backlog_count: Option<String>,
     /// Where the op id is in a record: a JSON pointer into the value (e.g. /reference) or header:NAME.
     #[arg(long, value_name = "POINTER")]
     pub record_op: Option<String>,
@@ -171,6 +177,8 @@ impl TemplateArgs {
             rollback: self.rollback.clone(),
             read_path: self.read_path.clone(),
             read_seq: self.read_seq.clone(),
+            backlog_path: self.backlog_path.clone(),
+            backlog_count: self.backlog_count.clone(),
             record_op: self.record_op.clone(),
             record_seq: self.record_seq.clone(),
             record_event: self.record_event.clone(),
