@@ -290,7 +290,7 @@ pub fn list(_: ListArgs) -> Verdict {
         }
     }
     println!(
-        "  {:<22} your own program: --cmd '...' --committed-sql '...' [whatever it deserves]",
+        "  {:<22} your own program: --cmd '...' --committed-sql '...' [--template FILE: its own API and events]",
         "exec"
     );
     println!("\nfaults (--faults a,b,c):");
