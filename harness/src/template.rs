@@ -131,6 +131,34 @@ pub struct BacklogTemplate {
     pub count: String,
 }
 
+impl ServiceTemplate {
+    /// What the run was told, for `environment.json` (`null` under the plain
+    /// contract); header values are left out (they may be credentials).
+    pub fn describe(&self) -> serde_json::Value {
+        if self.request.is_none() && self.read.is_none() && self.backlog.is_none() && self.records.is_contract() {
+            return serde_json::Value::Null;
+        }
+        let loc = |l: &Option<Locator>| l.as_ref().map(|l| l.to_string());
+        serde_json::json!({
+            "request": self.request.as_ref().map(|r| serde_json::json!({
+                "method": r.method.as_str(),
+                "path": r.path.source(),
+                "body": r.body.as_ref().map(Filled::source),
+                "header_names": r.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                "rollback": format!("{:?}", r.rollback),
+            })),
+            "read": self.read.as_ref().map(|r| serde_json::json!({"path": r.path.source(), "seq": r.seq})),
+            "backlog": self.backlog.as_ref().map(|b| serde_json::json!({"path": b.path, "count": b.count})),
+            "records": {
+                "op": loc(&self.records.op),
+                "seq": loc(&self.records.seq),
+                "event": loc(&self.records.event),
+                "key_is_business_key": self.records.key_is_business_key,
+            },
+        })
+    }
+}
+
 /// A text with placeholders, parsed once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filled {
@@ -201,6 +229,20 @@ impl Filled {
             parts.push(Part::Text(literal));
         }
         Ok(Filled { parts })
+    }
+
+    /// The text as written, placeholders included.
+    fn source(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.as_str(),
+                Part::Op => "{op}",
+                Part::Key => "{key}",
+                Part::Seq => "{seq}",
+                Part::Payload => "{payload}",
+            })
+            .collect()
     }
 
     fn render(&self, op: &Op, escape: Escape) -> String {
@@ -845,6 +887,11 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         assert_eq!(body["meta"]["dryRun"], true);
         assert!(req.ok.contains(201) && !req.ok.contains(409) && req.fail.contains(409) && !req.fail.contains(503));
+        let d = t.describe();
+        assert_eq!(d["request"]["body"].as_str(), opts().request_body.as_deref());
+        assert_eq!(d["request"]["path"], "/customers/{key}/orders");
+        assert!(!d.to_string().contains("op-{op}"), "header values stay out: {d}");
+        assert!(ServiceTemplate::default().describe().is_null());
     }
 
     #[test]
