@@ -874,7 +874,7 @@ mod tests {
     #[test]
     fn a_template_fills_in_the_op() {
         let t = opts().resolve().unwrap();
-        let req = t.request.unwrap();
+        let req = t.request.clone().unwrap();
         let r = req.request(&op(false));
         assert_eq!(r.path, "/customers/k3/orders");
         assert_eq!(r.headers, vec![("Idempotency-Key".to_string(), "op-17".to_string())]);
