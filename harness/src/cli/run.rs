@@ -113,7 +113,7 @@ pub struct RunShared {
 #[command(next_help_heading = "Service template (--impl exec)")]
 pub struct TemplateArgs {
     /// TOML file with the keys below ([request] method, path, body, headers, ok, fail, rollback;
-    /// [read] path, seq; [records] op, seq, event, key_is_business_key); flags override it.
+    /// [read] path, seq; [backlog] path, count; [records] op, seq, event, key_is_business_key); flags override it.
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
     /// Method of the write endpoint (POST).
