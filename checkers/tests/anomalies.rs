@@ -146,6 +146,38 @@ fn reorder_a_lower_seq_after_a_higher_one() {
 }
 
 #[test]
+fn reorder_is_not_judged_when_per_key_order_is_off() {
+    // Records not keyed by the business key: Kafka orders nothing per key.
+    let mut h = Vec::new();
+    for (op, seq, partition) in [(1, 0, 0), (2, 1, 2), (3, 2, 1)] {
+        h.push(format!(
+            r#"{{"type":"invoke","op":{op},"process":0,"key":"k","seq":{seq},"time":{}}}"#,
+            op * 10
+        ));
+        h.push(format!(
+            r#"{{"type":"ok","op":{op},"process":0,"time":{}}}"#,
+            op * 10 + 1
+        ));
+        h.push(format!(
+            r#"{{"type":"deliver","op":{op},"event":"e{op}","topic":"t","partition":{partition},"offset":0,"time":100}}"#
+        ));
+    }
+    let h = h.join("\n");
+    assert_eq!(check(&h).anomalies.reorder, 1, "judged, the partitions look reordered");
+    let r = check_reader(
+        "test",
+        h.as_bytes(),
+        CheckOptions {
+            per_key_order: false,
+            ..CheckOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.anomalies.reorder, 0);
+    assert!(r.valid, "{r:?}");
+}
+
+#[test]
 fn reorder_ignores_redeliveries_and_other_keys() {
     let r = check_lines(&[
         r#"{"type":"invoke","op":1,"process":0,"key":"a","seq":0,"time":1}"#,

@@ -4,6 +4,7 @@
 
 use crate::env::ports::free_port;
 use crate::env::process::{tail, ManagedProcess, ProcessSpec};
+use crate::template::{RequestTemplate, ServiceTemplate};
 use anyhow::{bail, Context, Result};
 use implementations::{Backlog, Op};
 use std::path::Path;
@@ -45,6 +46,9 @@ pub struct AppProcess {
     /// Woken each time an op is acknowledged (2xx): the `crash-after-commit`
     /// fallback for programs without a crash point kills right then.
     op_ok: tokio::sync::Notify,
+    /// The service's own write and read requests, when a template gives them
+    /// (else `POST /ops` and `GET /ops/{key}`).
+    template: Arc<ServiceTemplate>,
 }
 
 /// Whether `POST /crash-after-commit` armed the program's crash point.
@@ -176,9 +180,17 @@ impl AppProcess {
             http,
             name,
             op_ok: tokio::sync::Notify::new(),
+            template: Arc::default(),
         };
         app.wait_ready(timeout).await?;
         Ok(app)
+    }
+
+    /// Speaks to the program through `template` (its own write and read
+    /// requests) instead of `POST /ops` and `GET /ops/{key}` where it gives them.
+    pub fn with_template(mut self, template: ServiceTemplate) -> AppProcess {
+        self.template = Arc::new(template);
+        self
     }
 
     /// Waits until the program answers any HTTP request (`GET /health`), or fails
@@ -227,8 +239,11 @@ impl AppProcess {
             .await
     }
 
-    /// Submits one op (`POST /ops`) and classifies the answer.
+    /// Submits one op (`POST /ops`, or the template's request) and classifies the answer.
     pub async fn submit(&self, op: &Op, timeout: Duration) -> Reply {
+        if let Some(t) = self.template.request.clone() {
+            return self.submit_templated(&t, op, timeout).await;
+        }
         match self.post_op(op, timeout).await {
             Ok(resp) => {
                 let status = resp.status();
@@ -261,10 +276,77 @@ impl AppProcess {
         }
     }
 
+    /// Sends the template's request for `op` and classifies its status by the
+    /// template's classes (an op asked to roll back is `fail` on ok or fail
+    /// statuses: it must not have taken effect).
+    async fn submit_templated(&self, t: &RequestTemplate, op: &Op, timeout: Duration) -> Reply {
+        let req = t.request(op);
+        let mut builder = self
+            .http
+            .request(t.method.clone(), format!("{}{}", self.base_url, req.path))
+            .timeout(timeout);
+        for (n, v) in &req.headers {
+            builder = builder.header(n.as_str(), v.as_str());
+        }
+        if let Some(body) = req.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        match builder.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let code = status.as_u16();
+                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                if op.abort && (t.ok.contains(code) || t.fail.contains(code)) {
+                    Reply::Fail(format!("{status} (asked to roll back) {body}"))
+                } else if t.ok.contains(code) {
+                    self.op_ok.notify_waiters();
+                    Reply::Ok
+                } else if t.fail.contains(code) {
+                    Reply::Fail(format!("{status} {body}"))
+                } else {
+                    Reply::Info(format!("{status} {body}"))
+                }
+            }
+            Err(e) if e.is_connect() => Reply::Fail(format!("not connected: {e}")),
+            Err(e) if e.is_timeout() => Reply::Info("timeout".into()),
+            Err(e) => Reply::Info(format!("{e}")),
+        }
+    }
+
     /// The newest seq of `key` through the program's read path (`GET /ops/{key}`
     /// → `{"key":..,"seq":N|null}`). An error when the read failed or timed out,
     /// or the program has no read path.
     pub async fn read(&self, key: &str, timeout: Duration) -> Result<Option<u64>> {
+        if let Some(t) = &self.template.read {
+            let path = t.path(key);
+            let v: serde_json::Value = self
+                .http
+                .get(format!("{}{path}", self.base_url))
+                .timeout(timeout)
+                .send()
+                .await
+                .with_context(|| format!("reading key {key} (GET {path})"))?
+                .error_for_status()
+                .with_context(|| format!("reading key {key} (GET {path})"))?
+                .json()
+                .await
+                .with_context(|| format!("GET {path} must answer JSON"))?;
+            return match v.pointer(&t.seq) {
+                None => bail!("GET {path} answered without {} (--read-seq): {v}", t.seq),
+                Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => s
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .with_context(|| format!("GET {path}: seq {s} is not a non-negative integer")),
+                Some(s) => s
+                    .as_u64()
+                    .map(Some)
+                    .with_context(|| format!("GET {path}: seq {s} is not a non-negative integer")),
+            };
+        }
         let resp = self
             .http
             .get(format!("{}/ops/{key}", self.base_url))
@@ -298,6 +380,32 @@ impl AppProcess {
     /// The whole answer of `GET /backlog` (backlog, oldest age, parked events):
     /// `Ok(None)` when the program does not implement it.
     pub async fn backlog_report(&self) -> Result<Option<Backlog>> {
+        if let Some(t) = &self.template.backlog {
+            let resp = self
+                .http
+                .get(format!("{}{}", self.base_url, t.path))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .with_context(|| format!("asking the implementation for its backlog (GET {})", t.path))?;
+            let v: serde_json::Value = resp
+                .error_for_status()?
+                .json()
+                .await
+                .with_context(|| format!("GET {} must answer JSON", t.path))?;
+            let n = match v.pointer(&t.count) {
+                Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+                Some(n) => n.as_i64(),
+                None => None,
+            }
+            .with_context(|| format!("GET {}: no count at {} (--backlog-count): {v}", t.path, t.count))?;
+            return Ok(Some(Backlog {
+                backlog: n,
+                oldest_age_ms: 0,
+                parked: 0,
+                in_flight: None,
+            }));
+        }
         let resp = self
             .http
             .get(format!("{}/backlog", self.base_url))

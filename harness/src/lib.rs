@@ -19,5 +19,6 @@ pub mod run_options;
 pub mod runner;
 pub mod summary;
 pub mod sweep;
+pub mod template;
 pub mod trails;
 pub mod verification;

@@ -3,6 +3,7 @@
 //! and recording each record as a `deliver` line.
 
 use crate::recorder::Recorder;
+use crate::template::{Mapped, RecordMapping};
 use anyhow::{Context, Result};
 use checkers::HistoryLine;
 use rdkafka::config::ClientConfig;
@@ -37,6 +38,8 @@ pub struct ObserverStats {
     consumer: Option<Arc<StreamConsumer>>,
     /// The partitions it reads.
     topics: Vec<(String, i32)>,
+    /// What the record mapping could not read.
+    mapping_problems: Mutex<MappingProblems>,
 }
 
 /// How long a partition's end may stay above the observer's latest record,
@@ -45,6 +48,15 @@ pub struct ObserverStats {
 pub const END_GRACE: Duration = Duration::from_secs(5);
 
 impl ObserverStats {
+    /// One warning per mapped field some record lacked: how many records, and
+    /// the first of them (empty under the exec contract's reading).
+    pub fn mapping_warnings(&self) -> Vec<String> {
+        self.mapping_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .warnings()
+    }
+
     /// Whether the observer has read every partition to its end as the broker
     /// has it now (`now`: history time). A partition is read to its end when
     /// the observer recorded the record before its high watermark; or when it
@@ -113,18 +125,16 @@ pub struct Observer {
     task: JoinHandle<()>,
 }
 
-/// The fields the observer takes from a record's JSON value.
-#[derive(serde::Deserialize)]
-struct Envelope {
-    op: Option<u64>,
-    seq: Option<u64>,
-    event: Option<String>,
-}
-
 impl Observer {
     /// Starts consuming every partition of `topics` (name, partition count) from
-    /// the beginning at `bootstrap` (the direct listener).
-    pub fn start(bootstrap: &str, topics: &[(String, i32)], recorder: Arc<Recorder>) -> Result<Observer> {
+    /// the beginning at `bootstrap` (the direct listener), reading each record
+    /// with `mapping`.
+    pub fn start(
+        bootstrap: &str,
+        topics: &[(String, i32)],
+        recorder: Arc<Recorder>,
+        mapping: RecordMapping,
+    ) -> Result<Observer> {
         let consumer = Arc::new(consumer_with(bootstrap, topics, true)?);
         let stats = Arc::new(ObserverStats {
             consumer: Some(consumer.clone()),
@@ -139,8 +149,14 @@ impl Observer {
                     _ = stopped.changed() => break,
                     msg = consumer.recv() => match msg {
                         Ok(m) => {
-                            let event = delivery(&m, recorder.now());
+                            let (event, mapped) = delivery(&m, recorder.now(), &mapping);
                             recorder.record(&event);
+                            if !mapped.problems.is_empty() {
+                                let first = s.mapping_problems.lock().unwrap_or_else(|e| e.into_inner()).note(&m, &mapped);
+                                for w in first {
+                                    tracing::warn!("observer: {w}");
+                                }
+                            }
                             if let HistoryLine::Deliver { op: Some(op), .. } = &event {
                                 s.delivered_ops.lock().unwrap_or_else(|e| e.into_inner()).insert(*op);
                             }
@@ -216,32 +232,83 @@ fn consumer_with(bootstrap: &str, topics: &[(String, i32)], eof: bool) -> Result
     Ok(consumer)
 }
 
-/// Turns one Kafka record into a `deliver` event. A record whose value names
-/// no op (not JSON, or another producer's) is still recorded, with `op: null`:
-/// the checker counts it as unexpected.
-fn delivery<M: Message>(m: &M, time: i64) -> HistoryLine {
-    let envelope: Option<Envelope> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
-    let header_event = m.headers().and_then(|hs| {
-        hs.iter()
-            .find(|h| h.key == "event_id")
-            .and_then(|h| h.value.and_then(|v| std::str::from_utf8(v).ok().map(String::from)))
-    });
-    let (op, seq, event) = match envelope {
-        Some(e) => (e.op, e.seq, e.event),
-        None => (None, None, None),
-    };
-    let event = event
-        .or(header_event)
+/// Turns one Kafka record into a `deliver` event, reading it with `mapping`
+/// (the exec contract's `op`, `seq`, `event` where it maps nothing). A record
+/// whose op cannot be read (not JSON, or another producer's) is still
+/// recorded, with `op: null`: the checker counts it as unexpected. Also
+/// returns what the mapping could not read.
+fn delivery<M: Message>(m: &M, time: i64, mapping: &RecordMapping) -> (HistoryLine, Mapped) {
+    let headers: Vec<(String, Option<Vec<u8>>)> = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mapped = mapping.read(m.payload(), &headers);
+    let event = mapped
+        .event
+        .clone()
         .unwrap_or_else(|| format!("no-event-id:{}/{}/{}", m.topic(), m.partition(), m.offset()));
-    HistoryLine::Deliver {
-        op,
+    let key = if mapping.key_is_business_key {
+        m.key().map(|k| String::from_utf8_lossy(k).into_owned())
+    } else {
+        None
+    };
+    let line = HistoryLine::Deliver {
+        op: mapped.op,
         event,
-        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-        seq,
+        key,
+        seq: mapped.seq,
         topic: m.topic().to_string(),
         partition: m.partition(),
         offset: m.offset(),
         time,
+    };
+    (line, mapped)
+}
+
+/// Per mapped field the mapping could not read: how many records, and the first.
+#[derive(Default)]
+struct MappingProblems {
+    by_flag: std::collections::BTreeMap<&'static str, (u64, String)>,
+}
+
+impl MappingProblems {
+    /// Notes a record's problems; returns the warnings seen for the first time.
+    fn note<M: Message>(&mut self, m: &M, mapped: &Mapped) -> Vec<String> {
+        let mut first = Vec::new();
+        for (flag, loc, why) in &mapped.problems {
+            let entry = self.by_flag.entry(flag).or_insert_with(|| {
+                let value: String = m
+                    .payload()
+                    .map(|p| String::from_utf8_lossy(p).chars().take(200).collect())
+                    .unwrap_or_else(|| "(no value)".into());
+                let consequence = match *flag {
+                    "--record-op" => "recorded as deliveries with op null (counted unexpected)",
+                    "--record-seq" => "their seq is taken from the op's invoke",
+                    _ => "each got a per-record event id",
+                };
+                let text = format!(
+                    "{flag} {loc}: {why} in record {}/{}@{} (value {value}); {consequence}",
+                    m.topic(),
+                    m.partition(),
+                    m.offset()
+                );
+                first.push(text.clone());
+                (0, text)
+            });
+            entry.0 += 1;
+        }
+        first
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.by_flag
+            .values()
+            .map(|(n, first)| format!("{n} record(s) the mapping could not read; the first: {first}"))
+            .collect()
     }
 }
 

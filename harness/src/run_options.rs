@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub reads: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// `exec` only: the service's own requests and record format
+    /// (`--template FILE` and the template flags).
+    pub template: crate::template::TemplateOptions,
 }
 
 impl RunOptions {
@@ -78,12 +81,17 @@ impl RunOptions {
             exactly_once: defaults.exactly_once,
             reads: false,
             progress: defaults.progress,
+            template: Default::default(),
         }
     }
 
     /// The run configuration these options describe; errors say what to change.
     pub fn to_config(&self) -> Result<RunConfig> {
         let faults = Fault::parse_list(&self.faults)?;
+        let template = self.template.resolve()?;
+        if self.template.is_given() && self.implementation != "exec" {
+            bail!("--template and the request, read and record flags go with --impl exec only (a built-in speaks the contract)");
+        }
         let (app, committed_sql) = if self.implementation == "exec" {
             let cmd = self
                 .cmd
@@ -130,6 +138,17 @@ impl RunOptions {
         cfg.exactly_once = self.exactly_once;
         cfg.reads |= self.reads;
         cfg.progress = self.progress;
+        if let Some(request) = &template.request {
+            if !request.can_roll_back() {
+                // The service cannot be asked to roll back: no aborts.
+                cfg.workload.abort_fraction = 0.0;
+            }
+        }
+        cfg.reads |= template.read.is_some();
+        if cfg.reads && template.request.is_some() && template.read.is_none() {
+            bail!("--reads with a request template needs --read-path and --read-seq (the service's read endpoint)");
+        }
+        cfg.template = template;
         Ok(cfg)
     }
 }

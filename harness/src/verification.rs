@@ -89,6 +89,17 @@ impl Verification {
         }
     }
 
+    /// Speaks to the program through its own API and reads its own records:
+    /// request, read and backlog templates and the record mapping, e.g.
+    /// `TemplateOptions { file: Some("dualcheck-template.toml".into()), ..Default::default() }.resolve()?`
+    /// (docs/http-contract.md#templates). A template that cannot ask for a
+    /// rollback gets no aborts.
+    pub fn template(mut self, template: crate::template::ServiceTemplate) -> Self {
+        self.cfg.reads |= template.read.is_some();
+        self.cfg.template = template;
+        self
+    }
+
     /// The query returning the op id (an integer in the first column) of every
     /// op whose business effect is in the database.
     pub fn committed_sql(mut self, sql: impl Into<String>) -> Self {

@@ -32,6 +32,7 @@ pub fn run(args: CheckArgs) -> Verdict {
         exactly_once: args.exactly_once,
         max_examples: args.examples,
         assume_complete: args.assume_complete,
+        ..CheckOptions::default()
     };
     match checkers::check_file(&args.history, options) {
         Ok(result) => {

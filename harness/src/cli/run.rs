@@ -4,6 +4,7 @@ use super::{parse_duration, Verdict};
 use clap::Args;
 use dualcheck::nemesis::{Fault, FaultFamily};
 use dualcheck::run_options::RunOptions;
+use dualcheck::template::TemplateOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::{Skew, Workload};
@@ -101,6 +102,89 @@ pub struct RunShared {
     /// write and judge `stale_read` (on by default for listen-to-yourself and kafka-first).
     #[arg(long)]
     pub reads: bool,
+    /// The service's own requests and records (`--impl exec` without an adapter).
+    #[command(flatten)]
+    pub template: TemplateArgs,
+}
+
+/// Verifying a service as it is (`--impl exec`): its own write request, read
+/// request and record format (docs/http-contract.md#templates).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Service template (--impl exec)")]
+pub struct TemplateArgs {
+    /// TOML file with the keys below ([request] method, path, body, headers, ok, fail, rollback;
+    /// [read] path, seq; [backlog] path, count; [records] op, seq, event, key_is_business_key); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Method of the write endpoint (POST).
+    #[arg(long, value_name = "METHOD")]
+    pub request_method: Option<String>,
+    /// Path (and query) of the write endpoint; placeholders {op} {key} {seq} {payload}.
+    #[arg(long, value_name = "PATH")]
+    pub request_path: Option<String>,
+    /// JSON body with placeholders, e.g. '{"customerId":"{key}","reference":"{op}"}'.
+    #[arg(long, value_name = "JSON")]
+    pub request_body: Option<String>,
+    /// A header with placeholders, e.g. 'Idempotency-Key: {op}' (repeatable; replaces the file's).
+    #[arg(long = "request-header", value_name = "NAME: VALUE")]
+    pub request_headers: Vec<String>,
+    /// Statuses meaning ok, e.g. 2xx or 200,201 (2xx).
+    #[arg(long, value_name = "STATUSES")]
+    pub ok_status: Option<String>,
+    /// Statuses meaning certainly not applied (4xx); any other answer is unknown.
+    #[arg(long, value_name = "STATUSES")]
+    pub fail_status: Option<String>,
+    /// How a rollback is asked for: none (no aborts are sent), 'header:NAME: VALUE' or field:/POINTER=JSON.
+    #[arg(long, value_name = "HOW")]
+    pub rollback: Option<String>,
+    /// Path of the read endpoint (with {key}) for --reads.
+    #[arg(long, value_name = "PATH")]
+    pub read_path: Option<String>,
+    /// JSON pointer to the seq in the read's answer, e.g. /lineNo.
+    #[arg(long, value_name = "POINTER")]
+    pub read_seq: Option<String>,
+    /// The service's endpoint counting events not yet published (GET; the drain waits for 0).
+    #[arg(long, value_name = "PATH")]
+    pub backlog_path: Option<String>,
+    /// JSON pointer to that count in its answer, e.g. /pending.
+    #[arg(long, value_name = "POINTER")]
+    pub backlog_count: Option<String>,
+    /// Where the op id is in a record: a JSON pointer into the value (e.g. /reference) or header:NAME.
+    #[arg(long, value_name = "POINTER")]
+    pub record_op: Option<String>,
+    /// Where the seq is in a record (pointer or header:NAME).
+    #[arg(long, value_name = "POINTER")]
+    pub record_seq: Option<String>,
+    /// Where the event id is in a record (pointer or header:NAME).
+    #[arg(long, value_name = "POINTER")]
+    pub record_event: Option<String>,
+    /// Whether the record key is the business key (true); false: per-key order is not judged.
+    #[arg(long, value_name = "true|false")]
+    pub record_key_is_business_key: Option<bool>,
+}
+
+impl TemplateArgs {
+    /// The library's template options.
+    pub fn options(&self) -> TemplateOptions {
+        TemplateOptions {
+            file: self.template.clone(),
+            request_method: self.request_method.clone(),
+            request_path: self.request_path.clone(),
+            request_body: self.request_body.clone(),
+            request_headers: self.request_headers.clone(),
+            ok_status: self.ok_status.clone(),
+            fail_status: self.fail_status.clone(),
+            rollback: self.rollback.clone(),
+            read_path: self.read_path.clone(),
+            read_seq: self.read_seq.clone(),
+            backlog_path: self.backlog_path.clone(),
+            backlog_count: self.backlog_count.clone(),
+            record_op: self.record_op.clone(),
+            record_seq: self.record_seq.clone(),
+            record_event: self.record_event.clone(),
+            record_key_is_business_key: self.record_key_is_business_key,
+        }
+    }
 }
 
 impl RunShared {
@@ -136,6 +220,7 @@ impl RunShared {
             exactly_once: self.exactly_once,
             reads: self.reads,
             progress: false,
+            template: self.template.options(),
         }
     }
 }
@@ -207,7 +292,7 @@ pub fn list(_: ListArgs) -> Verdict {
         }
     }
     println!(
-        "  {:<22} your own program: --cmd '...' --committed-sql '...' [whatever it deserves]",
+        "  {:<22} your own program: --cmd '...' --committed-sql '...' [--template FILE: its own API and events]",
         "exec"
     );
     println!("\nfaults (--faults a,b,c):");

@@ -60,6 +60,7 @@ pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
         "drain_timeout_s": cfg.drain_timeout.as_secs_f64(),
         "quiet_s": cfg.quiet.as_secs_f64(),
         "exactly_once": cfg.exactly_once,
+        "template": cfg.template.describe(),
         "backend": format!("{:?}", cfg.backend).split(['(', ' ']).next().unwrap_or("").to_string(),
     })
 }

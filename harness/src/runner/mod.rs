@@ -92,6 +92,9 @@ pub struct RunConfig {
     /// `dualcheck_N` and its topic `orders_N` (so its replication slots, named
     /// after the database, are its own too). `None`: `dualcheck` and `orders`.
     pub instance: Option<u32>,
+    /// How the harness speaks to an `exec` program and reads its records
+    /// (request and read templates, record mapping); the exec contract by default.
+    pub template: crate::template::ServiceTemplate,
 }
 
 impl RunConfig {
@@ -120,6 +123,7 @@ impl RunConfig {
             dualcheck_bin: None,
             reads,
             instance: None,
+            template: crate::template::ServiceTemplate::default(),
         }
     }
 }

@@ -83,6 +83,7 @@ pub(super) async fn start_processes(
         &services.kafka_direct_bootstrap,
         &[(topic.clone(), cfg.partitions)],
         recorder.clone(),
+        cfg.template.records.clone(),
     )?;
     let observer_stats = observer.stats.clone();
     started.observer = Some(observer);
@@ -105,7 +106,8 @@ pub(super) async fn start_processes(
         service_role,
         bin,
     )
-    .await?;
+    .await?
+    .with_template(cfg.template.clone());
     let process = Arc::new(process);
     started.app = Some(process.clone());
     let relay = if relay_process {

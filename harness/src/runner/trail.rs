@@ -13,19 +13,30 @@ use checkers::{CheckOptions, CheckResult};
 /// Stops the observer, checks the history, and gathers the trails (asking the
 /// relay process where there is one, else the implementation).
 pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started: &mut Started) -> Result<CheckResult> {
+    let mut mapping_warnings = Vec::new();
     if let Some(observer) = started.observer.take() {
+        mapping_warnings = observer.stats.mapping_warnings();
         observer.stop().await;
     }
+    let per_key_order = cfg.template.records.key_is_business_key;
     let history = run_dir.history();
     let mut result = checkers::check_file(
         &history,
         CheckOptions {
             exactly_once: cfg.exactly_once,
             max_examples: 5,
+            per_key_order,
             ..CheckOptions::default()
         },
     )
     .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
+    result.warnings.extend(mapping_warnings);
+    if !per_key_order {
+        result.warnings.push(
+            "reorder not judged: the record key is not the business key (--record-key-is-business-key false), so Kafka orders nothing per key"
+                .to_string(),
+        );
+    }
     if let Err(e) = crate::trails::build(&mut result, run_dir, &history) {
         tracing::warn!("trails: reading the run directory: {e}");
         return Ok(result);

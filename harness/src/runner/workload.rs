@@ -48,8 +48,13 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
     let invoked: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let mut tasks = Vec::new();
-    for w in 0..cfg.workload.workers() {
-        let stream = cfg.workload.worker(w);
+    // A service that cannot be asked to roll back gets no aborts.
+    let mut workload = cfg.workload.clone();
+    if cfg.template.request.as_ref().is_some_and(|r| !r.can_roll_back()) {
+        workload.abort_fraction = 0.0;
+    }
+    for w in 0..workload.workers() {
+        let stream = workload.worker(w);
         let (app, recorder, counters, invoked, acked_ops) = (
             running.app.clone(),
             running.recorder.clone(),
