@@ -337,8 +337,15 @@ impl HistoryIndex {
             }
         };
         // Counts `n` occurrences of an anomaly and keeps an example while there is room.
-        let mut found = |kind: Anomaly, n: u64, make: &dyn Fn() -> Example| {
+        // The earliest time of each kind's anomalous events (an op's invoke, a
+        // record's or reordered delivery's time, a read's start): how soon a bug bites.
+        let mut first_at: BTreeMap<Anomaly, i64> = BTreeMap::new();
+        let mut found = |kind: Anomaly, n: u64, at: i64, make: &dyn Fn() -> Example| {
             *anomalies.get_mut(kind) += n;
+            if at != NONE_TIME {
+                let t = first_at.entry(kind).or_insert(at);
+                *t = (*t).min(at);
+            }
             let list = examples.entry(kind).or_default();
             if list.len() < options.max_examples {
                 list.push(make());
@@ -346,7 +353,7 @@ impl HistoryIndex {
         };
 
         for (key, event, at) in &self.unattributed {
-            found(Anomaly::Unexpected, 1, &|| Example {
+            found(Anomaly::Unexpected, 1, at.time, &|| Example {
                 key: key.map(|k| key_names[k as usize].clone()),
                 events: vec![event_str(event)],
                 deliveries: 1,
@@ -359,7 +366,7 @@ impl HistoryIndex {
         for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
-                    found(Anomaly::Unexpected, s.deliveries as u64, &|| {
+                    found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
                         example(i, Some("no invoke line for this op".into()))
                     });
                 }
@@ -377,20 +384,22 @@ impl HistoryIndex {
             counts.committed += committed as u64;
             let delivered = s.deliveries > 0;
             if (ok || committed) && !delivered {
-                found(Anomaly::Lost, 1, &|| example(i, None));
+                found(Anomaly::Lost, 1, s.invoke_time, &|| example(i, None));
             }
             if delivered && !committed {
-                found(Anomaly::Phantom, 1, &|| example(i, None));
+                found(Anomaly::Phantom, 1, s.invoke_time, &|| example(i, None));
             }
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
-                    found(Anomaly::DuplicateBeyondIdempotency, 1, &|| example(i, None));
+                    found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
+                        example(i, None)
+                    });
                 } else {
-                    found(Anomaly::Duplicate, 1, &|| example(i, None));
+                    found(Anomaly::Duplicate, 1, s.invoke_time, &|| example(i, None));
                 }
             }
             if committed_from_lines && ok && !s.is(COMMITTED) {
-                found(Anomaly::LostCommit, 1, &|| example(i, None));
+                found(Anomaly::LostCommit, 1, s.invoke_time, &|| example(i, None));
             }
             if ok {
                 unseen_delta[second_of(s.complete_time)] += 1;
@@ -418,7 +427,7 @@ impl HistoryIndex {
             let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
-                    found(Anomaly::Reorder, 1, &|| {
+                    found(Anomaly::Reorder, 1, s.first_time, &|| {
                         let b = self.ops.get(before);
                         example(
                             i,
@@ -465,7 +474,7 @@ impl HistoryIndex {
                 }
                 let required = prefix_max[end - 1] - 1;
                 if seq.is_none_or(|s| s < required) {
-                    found(Anomaly::StaleRead, 1, &|| Example {
+                    found(Anomaly::StaleRead, 1, invoke_time, &|| Example {
                         key: Some(key_names[key as usize].clone()),
                         seq,
                         invoke_time: Some(invoke_time),
@@ -490,6 +499,7 @@ impl HistoryIndex {
         let mut failed_faults = self.failed_faults;
         failed_faults.sort_by_key(|f| f.time);
         let violations = anomalies.violations(options.exactly_once);
+        let first_violation_ns = violations.iter().filter_map(|k| first_at.get(k).copied()).min();
         let complete = (self.begin || self.end).then_some(self.end);
         let mut warnings = Vec::new();
         let verdict = if violations.is_empty() {
@@ -531,6 +541,7 @@ impl HistoryIndex {
             valid: verdict == Verdict::Valid,
             anomalies,
             violations,
+            first_violation_ns,
             exactly_once: options.exactly_once,
             committed_from: if committed_from_lines {
                 "committed lines"

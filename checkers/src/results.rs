@@ -295,6 +295,12 @@ pub struct CheckResult {
     pub anomalies: Anomalies,
     /// The anomalies that made the history invalid, in [`Anomaly::ALL`] order.
     pub violations: Vec<Anomaly>,
+    /// When the earliest event of a violation happened, ns since the run
+    /// started: the invoke of the first lost, phantom, duplicated or
+    /// lost-commit op, the first reordered or unexpected delivery, the start
+    /// of the first stale read (`None`: valid). How soon a bug shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_violation_ns: Option<i64>,
     /// Whether duplicates counted as violations.
     pub exactly_once: bool,
     /// Where "committed" came from: `committed lines` or `ok (no committed lines)`.

@@ -35,6 +35,29 @@ fn a_clean_history_is_valid() {
     assert!(r.valid, "{r:?}");
     assert_eq!(r.anomalies, Default::default());
     assert_eq!(r.latency_ns.unwrap().p50, 1000);
+    assert_eq!(r.first_violation_ns, None);
+}
+
+#[test]
+fn the_first_violation_is_the_earliest_anomalous_event_of_a_violation_kind() {
+    // Op 2 (invoked at 500) is delivered twice with one event id: a duplicate,
+    // not a violation by default. Op 3 (invoked at 4000) and op 1 (at 1000) are lost.
+    let r = check_lines(&[
+        r#"{"type":"invoke","op":2,"process":1,"key":"j","seq":0,"time":500}"#,
+        r#"{"type":"ok","op":2,"process":1,"time":600}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"j","seq":0,"topic":"t","partition":0,"offset":0,"time":700}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"j","seq":0,"topic":"t","partition":0,"offset":1,"time":800}"#,
+        r#"{"type":"invoke","op":3,"process":0,"key":"k","seq":1,"time":4000}"#,
+        r#"{"type":"ok","op":3,"process":0,"time":4100}"#,
+        INVOKE_1,
+        OK_1,
+    ]);
+    assert_eq!((r.anomalies.lost, r.anomalies.duplicate), (2, 1));
+    assert_eq!(
+        r.first_violation_ns,
+        Some(1000),
+        "op 1's invoke; the duplicate is no violation"
+    );
 }
 
 #[test]
