@@ -22,3 +22,4 @@ pub mod sweep;
 pub mod template;
 pub mod trails;
 pub mod verification;
+pub mod zoo;

@@ -113,6 +113,11 @@ pub struct Row {
     pub p99_ms: Option<f64>,
     /// Mean acknowledged ops per second.
     pub throughput_ok_per_s: f64,
+    /// Every kind of violation some run showed, in [`Anomaly::ALL`] order.
+    pub violation_kinds: Vec<Anomaly>,
+    /// Median over the invalid runs of the time from the run's start to its
+    /// first violation's earliest event (`first_violation_ns`), in seconds.
+    pub first_violation_s: Option<f64>,
     /// Seeds whose run was invalid.
     pub failed_seeds: Vec<u64>,
     /// Seeds whose run could not be carried out, with why.
@@ -137,6 +142,8 @@ impl Default for Row {
             p50_ms: None,
             p99_ms: None,
             throughput_ok_per_s: 0.0,
+            violation_kinds: Vec::new(),
+            first_violation_s: None,
             failed_seeds: Vec::new(),
             errors: Vec::new(),
             reports: Vec::new(),
@@ -165,6 +172,7 @@ impl Row {
             ..Row::default()
         };
         let mut p50s = Vec::new();
+        let mut firsts = Vec::new();
         let mut throughput = 0.0;
         for (seed, r) in runs {
             match r {
@@ -178,6 +186,14 @@ impl Row {
                     throughput += o.throughput_ok_per_s;
                     if !o.result.valid {
                         row.failed_seeds.push(*seed);
+                    }
+                    for &kind in &o.result.violations {
+                        if !row.violation_kinds.contains(&kind) {
+                            row.violation_kinds.push(kind);
+                        }
+                    }
+                    if let Some(t) = o.result.first_violation_ns {
+                        firsts.push(t as f64 / 1e9);
                     }
                     if expect.met_by(&o.result.violations) {
                         row.as_expected += 1;
@@ -194,6 +210,9 @@ impl Row {
         }
         p50s.sort_by(f64::total_cmp);
         row.p50_ms = p50s.get(p50s.len().saturating_sub(1) / 2).copied();
+        firsts.sort_by(f64::total_cmp);
+        row.first_violation_s = firsts.get(firsts.len().saturating_sub(1) / 2).copied();
+        row.violation_kinds.sort();
         row.throughput_ok_per_s = if row.runs > 0 {
             throughput / row.runs as f64
         } else {
@@ -396,10 +415,10 @@ its workload.</p>\n</body></html>\n",
 /// What a sweep runs.
 #[derive(Debug, Clone)]
 pub struct SweepPlan {
-    /// The implementations (with knobs), one row per fault list each.
-    pub subjects: Vec<Subject>,
-    /// Fault lists (each `none`, a family, faults, or a mix), one cell each per subject.
-    pub faults: Vec<String>,
+    /// The cells, one row each: an implementation (with knobs) and the fault
+    /// list (`none`, a family, faults, or a mix) it runs under.
+    /// [`SweepPlan::product`] makes every subject × every fault list.
+    pub cells: Vec<(Subject, String)>,
     /// The seeds of every cell.
     pub seeds: Range<u64>,
     /// The options every run shares (implementation, faults, knobs and seed replaced per run).
@@ -412,6 +431,17 @@ pub struct SweepPlan {
     /// its table): printed on stdout if the sweep is interrupted, after the
     /// services are killed, so a long sweep stopped with Ctrl-C still gives its table.
     pub render_partial: fn(&[Row]) -> String,
+}
+
+impl SweepPlan {
+    /// Every subject under every fault list, subjects first: the cells of
+    /// `--impls A,B --faults X --faults Y`.
+    pub fn product(subjects: &[Subject], faults: &[String]) -> Vec<(Subject, String)> {
+        subjects
+            .iter()
+            .flat_map(|s| faults.iter().map(move |f| (s.clone(), f.clone())))
+            .collect()
+    }
 }
 
 /// What a sweep produced.
@@ -463,15 +493,15 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     if plan.seeds.is_empty() {
         bail!("--seeds must be at least 1");
     }
-    if plan.subjects.is_empty() || plan.faults.is_empty() {
+    if plan.cells.is_empty() {
         bail!("--impls and --faults must each name at least one");
     }
     let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
     let html_path = dir.join(format!("{}.html", plan.command));
     let mut cells = Vec::new();
     let mut planned = Vec::new();
-    for subject in &plan.subjects {
-        for faults in &plan.faults {
+    for (subject, faults) in &plan.cells {
+        {
             let cell = cells.len();
             let mut expect = None;
             for seed in plan.seeds.clone() {
@@ -503,7 +533,15 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     let title = format!(
         "dualcheck {}: faults {}, {:.0} s per run, seeds {}..={}",
         plan.command,
-        plan.faults.join(" | "),
+        {
+            let mut lists: Vec<&str> = Vec::new();
+            for (_, f) in &plan.cells {
+                if !lists.contains(&f.as_str()) {
+                    lists.push(f);
+                }
+            }
+            lists.join(" | ")
+        },
         plan.run.duration.as_secs_f64(),
         plan.seeds.start,
         plan.seeds.end - 1

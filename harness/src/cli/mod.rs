@@ -10,6 +10,7 @@ mod doctor;
 mod report;
 mod run;
 mod sweep;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
     Compare(Box<sweep::SweepArgs>),
+    /// The bug zoo: every mutant under the faults it names, beside its correct pattern;
+    /// how often each is caught, what it shows, how soon.
+    Zoo(Box<zoo::ZooArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
 }
@@ -55,7 +59,9 @@ impl Command {
     /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
     fn logs(&self) -> Option<Logs> {
         match self {
-            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Bench(_) => Some(Logs::Terminal),
+            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Zoo(_) | Command::Bench(_) => {
+                Some(Logs::Terminal)
+            }
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
         }
@@ -78,6 +84,7 @@ impl Cli {
             Command::Report(args) => report::run(args),
             Command::Sweep(args) => sweep::run(*args, sweep::Judge::Expectations),
             Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
+            Command::Zoo(args) => zoo::run(*args),
             Command::Bench(args) => bench::run(args),
         };
         verdict.into()
