@@ -363,6 +363,10 @@ impl HistoryIndex {
             });
         }
 
+        // (ack time, first delivery or MAX when never) of every ok op, for the
+        // fault windows' time to recover; only kept when there are windows.
+        let has_faults = !self.nemesis.is_empty();
+        let mut acked: Vec<(i64, i64)> = Vec::new();
         for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
@@ -402,6 +406,9 @@ impl HistoryIndex {
                 found(Anomaly::LostCommit, 1, s.invoke_time, &|| example(i, None));
             }
             if ok {
+                if has_faults {
+                    acked.push((s.complete_time, if delivered { s.first_time } else { i64::MAX }));
+                }
                 unseen_delta[second_of(s.complete_time)] += 1;
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
@@ -495,7 +502,8 @@ impl HistoryIndex {
             unseen_per_second.push(level.max(0) as u64);
         }
 
-        let faults = fault_windows(&self.nemesis);
+        let mut faults = fault_windows(&self.nemesis);
+        recovery_times(&mut faults, acked);
         let mut failed_faults = self.failed_faults;
         failed_faults.sort_by_key(|f| f.time);
         let violations = anomalies.violations(options.exactly_once);
@@ -566,6 +574,31 @@ impl HistoryIndex {
 
 /// Pairs each fault's start with its next stop, in time order. Failed starts
 /// never reach here: they are no window.
+/// Sets each healed window's time to recover: from its stop until every op
+/// acknowledged before the stop has been delivered (0 when all already were;
+/// `None` when one never was). `acked` holds (ack time, first delivery time,
+/// `i64::MAX` when never delivered).
+fn recovery_times(windows: &mut [FaultWindow], mut acked: Vec<(i64, i64)>) {
+    acked.sort_unstable();
+    let mut latest = i64::MIN;
+    let prefix_latest: Vec<i64> = acked
+        .iter()
+        .map(|&(_, delivered)| {
+            latest = latest.max(delivered);
+            latest
+        })
+        .collect();
+    for w in windows.iter_mut() {
+        let Some(stop) = w.stop else { continue };
+        let before = acked.partition_point(|&(ack, _)| ack < stop);
+        w.recovery_ns = match before.checked_sub(1).map(|i| prefix_latest[i]) {
+            None => Some(0),
+            Some(i64::MAX) => None,
+            Some(t) => Some((t - stop).max(0)),
+        };
+    }
+}
+
 fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
     let mut sorted: Vec<&(Box<str>, FaultPhase, i64)> = nemesis.iter().collect();
     sorted.sort_by_key(|n| (n.2, n.1 == FaultPhase::Start));
@@ -577,6 +610,7 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
                 fault: fault.to_string(),
                 start: *time,
                 stop: None,
+                recovery_ns: None,
             }),
             FaultPhase::Stop => {
                 if let Some(pos) = open.iter().position(|w| *w.fault == **fault) {

@@ -239,6 +239,12 @@ pub struct FaultWindow {
     pub start: i64,
     /// Stop (`None`: never healed in the history).
     pub stop: Option<i64>,
+    /// Time to recover, ns: from the stop until every op acknowledged before
+    /// the stop had been delivered (0 when all already were). `None`: some
+    /// such op was never delivered (the pattern never recovered), or the
+    /// window was never healed.
+    #[serde(default)]
+    pub recovery_ns: Option<i64>,
 }
 
 /// A fault that was to start but never took effect (a `nemesis` line of phase `failed`).

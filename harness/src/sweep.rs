@@ -81,6 +81,49 @@ pub struct Unexpected {
     pub anomalies: Vec<Anomaly>,
 }
 
+/// How fast a cell's runs recovered from one kind of fault, over all its windows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FaultRecovery {
+    /// The fault.
+    pub fault: String,
+    /// Healed windows of it over the runs.
+    pub windows: u64,
+    /// Median time to recover over the windows that recovered, seconds.
+    pub median_s: Option<f64>,
+    /// Worst time to recover over the windows that recovered, seconds.
+    pub worst_s: Option<f64>,
+    /// Windows after which the run never recovered (an op acknowledged
+    /// before the stop was never delivered).
+    pub never: u64,
+}
+
+/// Time to recover per fault kind over `runs`' healed windows, by fault name.
+fn recoveries<'a>(runs: impl Iterator<Item = &'a RunOutcome>) -> Vec<FaultRecovery> {
+    let mut by_fault: BTreeMap<&str, (Vec<f64>, u64)> = BTreeMap::new();
+    for o in runs {
+        for w in o.result.faults.iter().filter(|w| w.stop.is_some()) {
+            let entry = by_fault.entry(w.fault.as_str()).or_default();
+            match w.recovery_ns {
+                Some(ns) => entry.0.push(ns as f64 / 1e9),
+                None => entry.1 += 1,
+            }
+        }
+    }
+    by_fault
+        .into_iter()
+        .map(|(fault, (mut times, never))| {
+            times.sort_by(f64::total_cmp);
+            FaultRecovery {
+                fault: fault.to_string(),
+                windows: times.len() as u64 + never,
+                median_s: times.get(times.len().saturating_sub(1) / 2).copied(),
+                worst_s: times.last().copied(),
+                never,
+            }
+        })
+        .collect()
+}
+
 /// One cell's line of the sweep: an implementation (with its knobs) under one fault list.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -118,6 +161,9 @@ pub struct Row {
     /// Median over the invalid runs of the time from the run's start to its
     /// first violation's earliest event (`first_violation_ns`), in seconds.
     pub first_violation_s: Option<f64>,
+    /// Time to recover after each kind of fault (median and worst over the
+    /// runs' windows, and how many never recovered).
+    pub recovery: Vec<FaultRecovery>,
     /// Seeds whose run was invalid.
     pub failed_seeds: Vec<u64>,
     /// Seeds whose run could not be carried out, with why.
@@ -144,6 +190,7 @@ impl Default for Row {
             throughput_ok_per_s: 0.0,
             violation_kinds: Vec::new(),
             first_violation_s: None,
+            recovery: Vec::new(),
             failed_seeds: Vec::new(),
             errors: Vec::new(),
             reports: Vec::new(),
@@ -210,6 +257,7 @@ impl Row {
         }
         p50s.sort_by(f64::total_cmp);
         row.p50_ms = p50s.get(p50s.len().saturating_sub(1) / 2).copied();
+        row.recovery = recoveries(runs.iter().filter_map(|(_, r)| r.as_ref().ok()));
         firsts.sort_by(f64::total_cmp);
         row.first_violation_s = firsts.get(firsts.len().saturating_sub(1) / 2).copied();
         row.violation_kinds.sort();
@@ -282,11 +330,31 @@ impl Row {
             ms(self.p99_ms),
             format!("{:.1}", self.throughput_ok_per_s),
             self.overhead_s.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            recovery_cell(&self.recovery),
             seeds(&self.failed_seeds),
             seeds(&self.errors.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
         ]);
         cells
     }
+}
+
+/// Time to recover per fault, one cell: `fault median/worst`, `(n never)`.
+fn recovery_cell(recovery: &[FaultRecovery]) -> String {
+    if recovery.is_empty() {
+        return "-".into();
+    }
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    recovery
+        .iter()
+        .map(|r| {
+            let mut cell = format!("{} {}/{}", r.fault, s(r.median_s), s(r.worst_s));
+            if r.never > 0 {
+                cell.push_str(&format!(" ({} never)", r.never));
+            }
+            cell
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An anomaly's column header: its name, shortened where the name is long.
@@ -310,7 +378,15 @@ pub fn headers() -> Vec<&'static str> {
         "runs",
     ];
     h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
-    h.extend(["p50 ms", "p99 ms", "ok/s", "overhead s", "failed seeds", "error seeds"]);
+    h.extend([
+        "p50 ms",
+        "p99 ms",
+        "ok/s",
+        "overhead s",
+        "recovery s (median/worst)",
+        "failed seeds",
+        "error seeds",
+    ]);
     h
 }
 
