@@ -34,6 +34,22 @@ pub struct Subject {
     pub implementation: String,
     /// Knobs of the implementation process.
     pub app_vars: Vec<(String, String)>,
+    /// Check its runs exactly-once (duplicates with one event id are
+    /// violations) whatever the sweep's own option: the zoo sets it for
+    /// mutants whose bug shows only so. Not written in the label's syntax;
+    /// the label says it.
+    pub exactly_once: bool,
+}
+
+impl Subject {
+    /// The same subject, checked exactly-once (its label says so).
+    pub fn exactly_once(mut self) -> Subject {
+        if !self.exactly_once {
+            self.exactly_once = true;
+            self.label.push_str(" (exactly-once)");
+        }
+        self
+    }
 }
 
 impl FromStr for Subject {
@@ -58,6 +74,7 @@ impl FromStr for Subject {
             label: s.to_string(),
             implementation,
             app_vars,
+            exactly_once: false,
         })
     }
 }
@@ -584,6 +601,7 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 let mut options = plan.run.clone();
                 options.implementation = subject.implementation.clone();
                 options.app_vars.extend(subject.app_vars.iter().cloned());
+                options.exactly_once |= subject.exactly_once;
                 options.faults = faults.clone();
                 options.workload.seed = seed;
                 options.out = dir.clone();
