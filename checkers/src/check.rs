@@ -551,6 +551,7 @@ impl HistoryIndex {
             violations,
             first_violation_ns,
             exactly_once: options.exactly_once,
+            per_key_order: options.per_key_order,
             committed_from: if committed_from_lines {
                 "committed lines"
             } else {

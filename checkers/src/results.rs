@@ -247,6 +247,12 @@ pub struct FaultWindow {
     pub recovery_ns: Option<i64>,
 }
 
+/// Serde's default of [`CheckResult::per_key_order`]: results written
+/// before it existed judged order.
+fn judged() -> bool {
+    true
+}
+
 /// A fault that was to start but never took effect (a `nemesis` line of phase `failed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedFault {
@@ -309,6 +315,10 @@ pub struct CheckResult {
     pub first_violation_ns: Option<i64>,
     /// Whether duplicates counted as violations.
     pub exactly_once: bool,
+    /// Whether per-key order was judged (`reorder`): `false` when the
+    /// records' key is not the business key, so Kafka orders nothing per key.
+    #[serde(default = "judged")]
+    pub per_key_order: bool,
     /// Where "committed" came from: `committed lines` or `ok (no committed lines)`.
     pub committed_from: String,
     /// Op counts by outcome.

@@ -408,3 +408,26 @@ fn an_interrupted_history_reports_unknown() {
         .code();
     assert_eq!(code, Some(3));
 }
+
+#[test]
+fn a_report_judges_order_as_the_run_did() {
+    // k's seq 1 delivered before seq 0: a reorder, when the record key is the business key.
+    let history = [
+        r#"{"type":"invoke","op":1,"process":0,"key":"k","seq":0,"time":1000}"#,
+        r#"{"type":"ok","op":1,"process":0,"time":2000}"#,
+        r#"{"type":"invoke","op":2,"process":0,"key":"k","seq":1,"time":3000}"#,
+        r#"{"type":"ok","op":2,"process":0,"time":4000}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":0,"time":5000}"#,
+        r#"{"type":"deliver","op":1,"event":"e1","key":"k","seq":0,"topic":"t","partition":0,"offset":1,"time":6000}"#,
+    ]
+    .join("\n")
+        + "\n";
+    let judged = write_run("order-judged", &history, None);
+    assert!(
+        !dualcheck::report::write(&judged).unwrap().valid,
+        "a bare history judges order"
+    );
+    // A run whose records were not keyed by the business key did not judge order: nor does its report.
+    let unjudged = write_run("order-not-judged", &history, Some(r#"{"per_key_order": false}"#));
+    assert!(dualcheck::report::write(&unjudged).unwrap().valid);
+}
