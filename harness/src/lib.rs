@@ -9,6 +9,7 @@ pub mod bench;
 pub mod doctor;
 pub mod env;
 pub mod in_doubt;
+pub mod merge;
 pub mod nemesis;
 pub mod observer;
 pub mod recorder;

@@ -14,7 +14,7 @@ use crate::runner::{RunConfig, RunOutcome};
 use anyhow::{bail, Context, Result};
 use checkers::{Anomalies, Anomaly};
 use implementations::Expect;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -520,10 +520,93 @@ pub struct SweepPlan {
     pub command: &'static str,
     /// Show the progress bar on stderr.
     pub progress: bool,
+    /// Only this part of the runs (`--shard I/N`), when given.
+    pub shard: Option<Shard>,
     /// Renders the rows so far (text, Markdown or JSON, as the command prints
     /// its table): printed on stdout if the sweep is interrupted, after the
     /// services are killed, so a long sweep stopped with Ctrl-C still gives its table.
     pub render_partial: fn(&[Row]) -> String,
+}
+
+/// One of N parts of a sweep (`--shard I/N`): the runs whose position in
+/// the sweep's order (cells in order, each with its seeds) is I-1 modulo N.
+/// Every part plans the same sweep, so the parts are disjoint and together
+/// make it whole, whatever machine runs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, 1..=count.
+    pub index: usize,
+    /// How many parts.
+    pub count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {s}: write I/N with 1 <= I <= N, e.g. 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the run at `position` of the whole sweep is this part's.
+    pub fn has(self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+/// A cell as `sweep.json` records it (to merge sweeps, e.g. shards).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellRecord {
+    /// The row's label.
+    pub label: String,
+    /// The implementation.
+    pub implementation: String,
+    /// Its knobs.
+    pub app_vars: Vec<(String, String)>,
+    /// Checked exactly-once.
+    pub exactly_once: bool,
+    /// The fault list as given.
+    pub faults: String,
+}
+
+/// A run as `sweep.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    /// Index into the cells.
+    pub cell: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Its run directory (its `results.json`), relative to the sweep's
+    /// directory, when it was carried out.
+    pub run_dir: Option<PathBuf>,
+    /// Wall seconds beyond its workload.
+    pub overhead_s: Option<f64>,
+    /// Why it could not be carried out.
+    pub error: Option<String>,
+}
+
+/// `sweep.json` (`compare.json`, `zoo.json`) in a sweep's directory: its
+/// cells and runs, rewritten after each run; what `dualcheck merge` reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepRecord {
+    /// `sweep`, `compare` or `zoo`.
+    pub command: String,
+    /// The part of the sweep this is (`[I, N]`), when sharded.
+    pub shard: Option<(usize, usize)>,
+    /// The cells, in order.
+    pub cells: Vec<CellRecord>,
+    /// The runs done so far.
+    pub runs: Vec<RunRecord>,
 }
 
 impl SweepPlan {
@@ -615,6 +698,31 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
             cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
         }
     }
+    if let Some(shard) = plan.shard {
+        planned = planned
+            .into_iter()
+            .enumerate()
+            .filter(|(position, _)| shard.has(*position))
+            .map(|(_, p)| p)
+            .collect();
+    }
+    let record_path = dir.join(format!("{}.json", plan.command));
+    let mut record = SweepRecord {
+        command: plan.command.to_string(),
+        shard: plan.shard.map(|s| (s.index, s.count)),
+        cells: plan
+            .cells
+            .iter()
+            .map(|(subject, faults)| CellRecord {
+                label: subject.label.clone(),
+                implementation: subject.implementation.clone(),
+                app_vars: subject.app_vars.clone(),
+                exactly_once: subject.exactly_once,
+                faults: faults.clone(),
+            })
+            .collect(),
+        runs: Vec::new(),
+    };
     let total = planned.len();
     let mut results: Vec<Vec<(u64, Result<RunOutcome, String>)>> = vec![Vec::new(); cells.len()];
     let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
@@ -663,6 +771,13 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 let e = format!("{e:#}");
                 for p in runs {
                     errors += 1;
+                    record.runs.push(RunRecord {
+                        cell: p.cell,
+                        seed: p.seed,
+                        run_dir: None,
+                        overhead_s: None,
+                        error: Some(e.clone()),
+                    });
                     results[p.cell].push((p.seed, Err(e.clone())));
                 }
                 continue;
@@ -706,6 +821,22 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 &format!("[{done}/{total}] {label} × {faults} seed {}: {line}", p.seed),
             );
             bar.inc(1);
+            record.runs.push(RunRecord {
+                cell: p.cell,
+                seed: p.seed,
+                // Relative to the sweep's directory, so the record still holds
+                // when the directory is moved (a CI artifact downloaded elsewhere).
+                run_dir: r
+                    .as_ref()
+                    .ok()
+                    .map(|o| o.run_dir.strip_prefix(&dir).unwrap_or(&o.run_dir).to_path_buf()),
+                overhead_s: r
+                    .as_ref()
+                    .ok()
+                    .map(|o| (t.elapsed().as_secs_f64() - o.duration_s).max(0.0)),
+                error: r.as_ref().err().cloned(),
+            });
+            std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
             results[p.cell].push((p.seed, r));
             let rows = rows_of(&cells, &results, &overheads);
             std::fs::write(&html_path, html(&rows, &dir, &title))?;
@@ -748,6 +879,8 @@ fn rows_of(
         .iter()
         .zip(results)
         .zip(overheads)
+        // A cell with no run yet (or none in this shard) has no row.
+        .filter(|((_, runs), _)| !runs.is_empty())
         .map(|(((label, faults, expect), runs), over)| {
             let mut runs = runs.clone();
             runs.sort_by_key(|(seed, _)| *seed);
@@ -875,5 +1008,22 @@ mod tests {
         assert_eq!(row.expected, "shows lost");
         let empty = Row::of_cell("naive", "kafka-partition", lost, &[]);
         assert!(empty.all_as_expected());
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_parse_and_split_every_run_exactly_once() {
+        let parts: Vec<Shard> = (1..=3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for position in 0..30 {
+            assert_eq!(parts.iter().filter(|s| s.has(position)).count(), 1, "{position}");
+        }
+        for bad in ["0/3", "4/3", "1/0", "2", "a/b"] {
+            let e = bad.parse::<Shard>().unwrap_err();
+            assert!(e.contains("--shard") && e.contains("I/N"), "{e}");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod app;
 mod bench;
 mod check;
 mod doctor;
+mod merge;
 mod report;
 mod run;
 mod sweep;
@@ -48,6 +49,8 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
     Compare(Box<sweep::SweepArgs>),
+    /// One matrix from several sweeps (e.g. shards run on several machines) and run directories.
+    Merge(merge::MergeArgs),
     /// The bug zoo: every mutant under the faults it names, beside its correct pattern;
     /// how often each is caught, what it shows, how soon.
     Zoo(Box<zoo::ZooArgs>),
@@ -63,7 +66,12 @@ impl Command {
                 Some(Logs::Terminal)
             }
             Command::App(_) => Some(Logs::AppProcess),
-            Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
+            Command::Check(_)
+            | Command::List(_)
+            | Command::Doctor(_)
+            | Command::Setup(_)
+            | Command::Report(_)
+            | Command::Merge(_) => None,
         }
     }
 }
@@ -85,6 +93,7 @@ impl Cli {
             Command::Sweep(args) => sweep::run(*args, sweep::Judge::Expectations),
             Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
             Command::Zoo(args) => zoo::run(*args),
+            Command::Merge(args) => merge::run(args),
             Command::Bench(args) => bench::run(args),
         };
         verdict.into()

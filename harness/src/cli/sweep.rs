@@ -36,6 +36,10 @@ pub struct SweepArgs {
     /// Where the sweep's directory (runs, services' logs, the HTML page) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
+    /// Run only part I of N of the sweep's runs (e.g. `--shard 2/4` on the
+    /// second of four CI machines); `dualcheck merge` joins the parts.
+    #[arg(long)]
+    pub shard: Option<dualcheck::sweep::Shard>,
     /// Print the table as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -87,6 +91,7 @@ impl SweepArgs {
                 .options("", "none", self.duration, self.first_seed, &self.out),
             command: judge.command(),
             progress: !self.json,
+            shard: self.shard,
             render_partial: if self.json {
                 |rows| format!("{}\n", serde_json::json!({ "rows": rows, "interrupted": true }))
             } else if self.markdown {

@@ -65,6 +65,7 @@ pub fn run(args: ZooArgs) -> Verdict {
             .options("", "none", args.duration, args.first_seed, &args.out),
         command: "zoo",
         progress: !args.json,
+        shard: None,
         // Interrupted, it prints the sweep's cells (mutants and correct patterns) so far.
         render_partial: if args.json {
             |rows| format!("{}\n", serde_json::json!({ "cells": rows, "interrupted": true }))
