@@ -186,11 +186,12 @@ pub const NEW_ID_ON_RETRY: Control = mutant(
     ],
 );
 
-/// `unordered-relays`: at least four relays, none owning shards; each claims a
-/// batch of any pending rows (`ORDER BY id ... FOR UPDATE SKIP LOCKED`, not
-/// just the oldest per key) and publishes it on its own, and a failed row
-/// backs off alone while the key's later rows go out: reorder as soon as
-/// publishes fail (a Kafka partition).
+/// `unordered-relays`: at least four relay instances (each with its own
+/// producer), none owning shards; each claims a batch of any pending rows
+/// (`ORDER BY id ... FOR UPDATE SKIP LOCKED`, not just the oldest per key) and
+/// publishes it on its own, and a failed row backs off alone while its key's
+/// later rows go out: reorder when batches of one key race (a backlog after
+/// a Kafka partition) or publishes fail.
 pub const UNORDERED_RELAYS: Control = mutant(
     "unordered-relays",
     "kafka-partition",
