@@ -106,6 +106,9 @@ impl RunOptions {
                 bail!("--cmd goes with --impl exec only");
             }
             let info = implementations::lookup(&self.implementation)?;
+            // A mutant never silently runs the correct code: refused before anything starts.
+            implementations::expect::check_bug(info, &self.app_vars)
+                .map_err(|e| anyhow::anyhow!("--app-env / --impls knob: {e}"))?;
             let sql = self
                 .committed_sql
                 .clone()

@@ -85,4 +85,21 @@ fn unknown_and_misplaced_mutants_exit_2_naming_the_mutants_that_exist() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("it belongs to cdc-logical"), "{err}");
+    // The same through a sweep's knob: refused before any service starts.
+    let o = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args([
+            "sweep",
+            "--impls",
+            "outbox-xid+DUALCHECK_BUG=delete-before-ack",
+            "--duration",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the mutants of outbox-xid are") && err.contains("belongs to outbox-poll"),
+        "{err}"
+    );
 }
