@@ -88,9 +88,9 @@ fn the_unordered_relays_mutant_is_caught_under_a_kafka_partition() {
 }
 
 /// `delete-before-ack` under its faults: a kill while the producer holds
-/// records whose rows are gone. Seed 3's schedule kills the process inside a
-/// Kafka partition (seeds whose kills all fall outside partitions do not
-/// catch it: the schedule must nest them).
+/// records whose rows are gone. Every schedule of these two faults nests a
+/// kill inside a Kafka partition (workloads/src/schedule.rs); without the
+/// nesting, seeds whose kills fell outside partitions did not catch it.
 #[test]
 fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
     let impls = ["outbox-poll+DUALCHECK_BUG=delete-before-ack"];
