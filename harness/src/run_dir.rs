@@ -188,7 +188,8 @@ pub fn create_sweep_dir(out: &Path, command: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn unix_secs() -> u64 {
+/// Seconds since the Unix epoch (names of run, sweep and shrink directories).
+pub fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -9,6 +9,7 @@ mod check;
 mod doctor;
 mod report;
 mod run;
+mod shrink;
 mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
     Compare(Box<sweep::SweepArgs>),
+    /// Shrink an invalid run to its smallest reproduction (fewer fault windows, shorter, smaller
+    /// workload), on services started once; writes RUN_DIR/shrunk/.
+    Shrink(shrink::ShrinkArgs),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
 }
@@ -55,7 +59,9 @@ impl Command {
     /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
     fn logs(&self) -> Option<Logs> {
         match self {
-            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Bench(_) => Some(Logs::Terminal),
+            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Bench(_) | Command::Shrink(_) => {
+                Some(Logs::Terminal)
+            }
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
         }
@@ -79,6 +85,7 @@ impl Cli {
             Command::Sweep(args) => sweep::run(*args, sweep::Judge::Expectations),
             Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
             Command::Bench(args) => bench::run(args),
+            Command::Shrink(args) => shrink::run(args),
         };
         verdict.into()
     }
