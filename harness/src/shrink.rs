@@ -48,9 +48,11 @@ pub const SHRUNK_RUNS: &str = "runs";
 pub struct Window {
     /// The fault.
     pub fault: Fault,
-    /// When it starts.
+    /// When it starts (seconds in JSON).
+    #[serde(serialize_with = "secs")]
     pub start: Duration,
-    /// When it is healed.
+    /// When it is healed (seconds in JSON).
+    #[serde(serialize_with = "secs")]
     pub stop: Duration,
 }
 
@@ -587,6 +589,14 @@ pub fn quote(s: &str) -> String {
     }
 }
 
+/// The faults `cand`'s windows use, in the catalogue's order.
+fn used_faults(cand: &Candidate) -> Vec<Fault> {
+    let mut faults: Vec<Fault> = cand.windows.iter().map(|w| w.fault).collect();
+    faults.sort();
+    faults.dedup();
+    faults
+}
+
 /// The `dualcheck run` line running `cand` with `base`'s implementation and
 /// options and the schedule in `schedule`.
 pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> String {
@@ -604,7 +614,7 @@ pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> Strin
             );
         }
     }
-    let faults: Vec<&str> = base.faults.iter().map(|f| f.name()).collect();
+    let faults: Vec<&str> = used_faults(cand).iter().map(|f| f.name()).collect();
     let w = &cand.workload;
     let _ = write!(
         s,
@@ -625,7 +635,7 @@ pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> Strin
         w.abort_fraction,
         w.long_fraction,
         w.long_hold_ms,
-        base.brokers,
+        crate::runner::brokers_needed(base),
         base.partitions
     );
     for (k, v) in &base.app_vars {
@@ -651,48 +661,55 @@ pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -
             base.committed_sql
         ),
     };
-    let faults: Vec<String> = base.faults.iter().map(|f| format!("Fault::{f:?}")).collect();
-    let mut knobs = String::new();
-    for (k, v) in &base.app_vars {
-        let _ = write!(knobs, "\n        .env({k:?}, {v:?})");
-    }
+    let faults: Vec<String> = used_faults(cand).iter().map(|f| format!("Fault::{f:?}")).collect();
     let schedule = serde_json::to_string(&schedule_of(&cand.windows)).unwrap_or_default();
     let w = &cand.workload;
-    format!(
-        "// A regression test from `dualcheck shrink`: the smallest run found showing `{anomaly}`.\n\
-use dualcheck::nemesis::Fault;\n\
-use dualcheck::verification::Verification;\n\
-use std::time::Duration;\n\
-\n\
-#[tokio::test]\n\
-async fn shrunk_{name}_stays_fixed() -> anyhow::Result<()> {{\n\
-    let schedule = serde_json::from_str({schedule:?})?;\n\
-    let outcome = {app}\n\
-        .faults([{faults}])\n\
-        .schedule(schedule)\n\
-        .duration(Duration::from_millis({ms}))\n\
-        .seed({seed})\n\
-        .rate({rate:?})\n\
-        .concurrency({conc})\n\
-        .keys({keys})\n\
-        .brokers({brokers})\n\
-        .partitions({partitions}){knobs}\n\
-        .run()\n\
-        .await?;\n\
-    // Once fixed, the run is valid; until then this fails showing `{anomaly}`.\n\
-    outcome.assert_valid();\n\
-    Ok(())\n\
-}}\n",
-        name = anomaly.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
-        faults = faults.join(", "),
-        ms = cand.duration.as_millis(),
-        seed = w.seed,
-        rate = w.rate,
-        conc = w.concurrency,
-        keys = w.keys,
-        brokers = base.brokers,
-        partitions = base.partitions,
-    )
+    let mut lines = vec![
+        format!("// A regression test from `dualcheck shrink`: the smallest run found showing `{anomaly}`."),
+        "use dualcheck::nemesis::Fault;".into(),
+        "use dualcheck::verification::Verification;".into(),
+        "use std::time::Duration;".into(),
+        String::new(),
+        "#[tokio::test]".into(),
+        format!(
+            "async fn shrunk_{}_stays_fixed() -> anyhow::Result<()> {{",
+            anomaly.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ),
+        format!("    let schedule = serde_json::from_str({schedule:?})?;"),
+        format!("    let outcome = {app}"),
+        format!("        .faults([{}])", faults.join(", ")),
+        "        .schedule(schedule)".into(),
+        format!(
+            "        .duration(Duration::from_millis({}))",
+            cand.duration.as_millis()
+        ),
+        // The whole workload: seed, rate, workers, keys, fractions.
+        format!(
+            "        .workload(serde_json::from_str({:?})?)",
+            serde_json::to_string(w).unwrap_or_default()
+        ),
+        format!("        .brokers({})", crate::runner::brokers_needed(base)),
+        format!("        .partitions({})", base.partitions),
+    ];
+    for (k, v) in &base.app_vars {
+        lines.push(format!("        .env({k:?}, {v:?})"));
+    }
+    if base.reads {
+        lines.push("        .reads(true)".into());
+    }
+    if base.exactly_once {
+        lines.push("        .exactly_once(true)".into());
+    }
+    lines.extend([
+        "        .run()".to_string(),
+        "        .await?;".into(),
+        format!("    // Once fixed, the run is valid; until then this fails showing `{anomaly}`."),
+        "    outcome.assert_valid();".into(),
+        "    Ok(())".into(),
+        "}".into(),
+        String::new(),
+    ]);
+    lines.join("\n")
 }
 
 /// Shrinks the invalid run in `opts.run_dir`; see the module documentation.
@@ -871,7 +888,8 @@ mod tests {
         let line = run_command(&base, &cand, Path::new("/r/shrunk/schedule.json"));
         assert!(
             line.starts_with(
-                "dualcheck run --impl naive --faults kafka-partition,crash-after-commit --duration 4000ms"
+                // The faults the windows use (the brokers stay those of the run).
+                "dualcheck run --impl naive --faults kafka-partition --duration 4000ms"
             ),
             "{line}"
         );
@@ -883,10 +901,10 @@ mod tests {
         let rust = verification_snippet(&base, &cand, "lost");
         assert!(rust.contains("Verification::builtin(\"naive\")"), "{rust}");
         assert!(
-            rust.contains(".schedule(schedule)") && rust.contains(".keys(4)"),
+            rust.contains(".schedule(schedule)") && rust.contains(r#"\"keys\":4"#),
             "{rust}"
         );
-        assert!(rust.contains("Fault::CrashAfterCommit"), "{rust}");
+        assert!(rust.contains("[Fault::KafkaPartition]"), "{rust}");
         assert_eq!(quote("it's"), "'it'\\''s'");
     }
 }
