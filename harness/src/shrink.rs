@@ -391,14 +391,7 @@ impl Shrinker {
     }
 
     async fn minimise(&mut self) -> Result<()> {
-        // 1. Remove fault windows: none at all first, then delta debugging.
-        if !self.best.windows.is_empty() {
-            let cand = Candidate {
-                windows: Vec::new(),
-                ..self.best.clone()
-            };
-            self.consider("remove every window", cand).await?;
-        }
+        // 1. Remove fault windows: delta debugging, then none at all.
         let mut parts = 2;
         while self.best.windows.len() > 1 && !self.out_of_budget() {
             let n = self.best.windows.len();
@@ -422,6 +415,13 @@ impl Shrinker {
                 }
                 parts = (parts * 2).min(n);
             }
+        }
+        if !self.best.windows.is_empty() {
+            let cand = Candidate {
+                windows: Vec::new(),
+                ..self.best.clone()
+            };
+            self.consider("remove every window", cand).await?;
         }
         // 2. Shorten each window (halving), 3. move each earlier (halving its start).
         let min = Duration::from_millis(500);
