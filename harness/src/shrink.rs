@@ -24,24 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::{FaultPhase, Schedule, ScheduleStep, Workload};
 
-/// The directory a shrink writes, inside the run directory.
-pub const SHRUNK_DIR: &str = "shrunk";
-/// The minimal schedule, in `shrunk/`.
-pub const SHRUNK_SCHEDULE: &str = "schedule.json";
-/// The minimal workload and duration, in `shrunk/`.
-pub const SHRUNK_WORKLOAD: &str = "workload.json";
-/// The command lines (replay, and the `dualcheck run` line for CI), in `shrunk/`.
-pub const SHRUNK_COMMANDS: &str = "commands.txt";
-/// The `Verification` snippet for a Rust regression test, in `shrunk/`.
-pub const SHRUNK_VERIFICATION: &str = "verification.rs";
-/// Every candidate and its outcome, one JSON object a line, in `shrunk/`.
-pub const SHRUNK_LOG: &str = "shrink.jsonl";
-/// The outcome of the shrink, in `shrunk/`.
-pub const SHRUNK_SUMMARY: &str = "summary.json";
-/// The report of the best reproducing run, copied into `shrunk/`.
-pub const SHRUNK_REPORT: &str = "report.html";
-/// The runs of the shrink (one directory per try), in `shrunk/`.
-pub const SHRUNK_RUNS: &str = "runs";
+use crate::run_dir::{
+    SHRUNK_COMMANDS, SHRUNK_DIR, SHRUNK_LOG, SHRUNK_REPORT, SHRUNK_RUNS, SHRUNK_SCHEDULE, SHRUNK_SUMMARY,
+    SHRUNK_VERIFICATION, SHRUNK_WORKLOAD,
+};
 
 /// One fault window: `fault` from `start` to `stop` (offsets from the start of the workload).
 #[derive(Debug, Clone, PartialEq, Serialize)]
