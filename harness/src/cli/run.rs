@@ -412,4 +412,45 @@ mod tests {
             format!("{:?}", RunOptions::new("outbox-poll"))
         );
     }
+
+    #[test]
+    fn a_replay_needs_no_implementation_and_takes_none() {
+        let args = RunOnly::try_parse_from(["run", "--replay", "runs/run-1"]).unwrap().run;
+        assert_eq!(args.replay.as_deref(), Some(Path::new("runs/run-1")));
+        assert!(RunOnly::try_parse_from(["run", "--replay", "r", "--impl", "naive"]).is_err());
+        assert!(RunOnly::try_parse_from(["run"]).is_err(), "--impl or --replay");
+        let args = RunOnly::try_parse_from(["run", "--impl", "naive", "--schedule", "s.json"])
+            .unwrap()
+            .run;
+        assert_eq!(args.schedule.as_deref(), Some(Path::new("s.json")));
+    }
+
+    #[test]
+    fn a_schedule_naming_a_fault_not_chosen_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dualcheck-schedule-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("schedule.json");
+        std::fs::write(
+            &file,
+            r#"{"events":[{"at":{"secs":1,"nanos":0},"fault":"pg-kill","phase":"start"},{"at":{"secs":2,"nanos":0},"fault":"pg-kill","phase":"stop"}]}"#,
+        )
+        .unwrap();
+        let parse = |faults: &str| {
+            RunOnly::try_parse_from([
+                "run",
+                "--impl",
+                "naive",
+                "--faults",
+                faults,
+                "--schedule",
+                file.to_str().unwrap(),
+            ])
+            .unwrap()
+            .run
+        };
+        let e = config(&parse("kafka-partition")).unwrap_err().to_string();
+        assert!(e.contains("`pg-kill`") && e.contains("--faults"), "{e}");
+        let cfg = config(&parse("pg-kill")).unwrap();
+        assert_eq!(cfg.schedule.unwrap().steps.len(), 2);
+    }
 }
