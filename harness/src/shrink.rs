@@ -376,6 +376,31 @@ impl Shrinker {
         self.attempt(step, &cand).await
     }
 
+    /// Cuts the workload one second after the last window (halving at most;
+    /// halving it when no window is left), while it still reproduces.
+    async fn cut_workload(&mut self) -> Result<()> {
+        loop {
+            let last = self.best.windows.iter().map(|w| w.stop).max();
+            let floor = Duration::from_secs(2);
+            let target = match last {
+                Some(l) => (l + Duration::from_secs(1)).max(self.best.duration / 2),
+                None => self.best.duration / 2,
+            }
+            .max(floor);
+            if target + Duration::from_millis(100) >= self.best.duration {
+                break;
+            }
+            let cand = Candidate {
+                duration: target,
+                ..self.best.clone()
+            };
+            if !self.consider("cut the workload", cand).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     async fn minimise(&mut self) -> Result<()> {
         // 1. Remove fault windows: delta debugging, then none at all.
         let mut parts = 2;
@@ -409,6 +434,10 @@ impl Shrinker {
             };
             self.consider("remove every window", cand).await?;
         }
+        // Every candidate after this one runs as long as the best: cut the
+        // workload after the windows that are left now (it is cut again at
+        // step 4, after the windows moved earlier).
+        self.cut_workload().await?;
         // 2. Shorten each window (halving), 3. move each earlier (halving its start).
         let min = Duration::from_millis(500);
         for i in 0..self.best.windows.len() {
@@ -444,25 +473,7 @@ impl Shrinker {
             }
         }
         // 4. Cut the workload after the last window (or halve it without windows).
-        loop {
-            let last = self.best.windows.iter().map(|w| w.stop).max();
-            let floor = Duration::from_secs(2);
-            let target = match last {
-                Some(l) => (l + Duration::from_secs(1)).max(self.best.duration / 2),
-                None => self.best.duration / 2,
-            }
-            .max(floor);
-            if target + Duration::from_millis(100) >= self.best.duration {
-                break;
-            }
-            let cand = Candidate {
-                duration: target,
-                ..self.best.clone()
-            };
-            if !self.consider("cut the workload", cand).await? {
-                break;
-            }
-        }
+        self.cut_workload().await?;
         // 5. Fewer keys, fewer workers, a lower rate.
         loop {
             let w = &self.best.workload;
