@@ -337,8 +337,15 @@ impl HistoryIndex {
             }
         };
         // Counts `n` occurrences of an anomaly and keeps an example while there is room.
-        let mut found = |kind: Anomaly, n: u64, make: &dyn Fn() -> Example| {
+        // The earliest time of each kind's anomalous events (an op's invoke, a
+        // record's or reordered delivery's time, a read's start): how soon a bug bites.
+        let mut first_at: BTreeMap<Anomaly, i64> = BTreeMap::new();
+        let mut found = |kind: Anomaly, n: u64, at: i64, make: &dyn Fn() -> Example| {
             *anomalies.get_mut(kind) += n;
+            if at != NONE_TIME {
+                let t = first_at.entry(kind).or_insert(at);
+                *t = (*t).min(at);
+            }
             let list = examples.entry(kind).or_default();
             if list.len() < options.max_examples {
                 list.push(make());
@@ -346,7 +353,7 @@ impl HistoryIndex {
         };
 
         for (key, event, at) in &self.unattributed {
-            found(Anomaly::Unexpected, 1, &|| Example {
+            found(Anomaly::Unexpected, 1, at.time, &|| Example {
                 key: key.map(|k| key_names[k as usize].clone()),
                 events: vec![event_str(event)],
                 deliveries: 1,
@@ -356,10 +363,14 @@ impl HistoryIndex {
             });
         }
 
+        // (ack time, first delivery or MAX when never) of every ok op, for the
+        // fault windows' time to recover; only kept when there are windows.
+        let has_faults = !self.nemesis.is_empty();
+        let mut acked: Vec<(i64, i64)> = Vec::new();
         for (i, &s) in self.ops.iter() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
-                    found(Anomaly::Unexpected, s.deliveries as u64, &|| {
+                    found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
                         example(i, Some("no invoke line for this op".into()))
                     });
                 }
@@ -377,22 +388,27 @@ impl HistoryIndex {
             counts.committed += committed as u64;
             let delivered = s.deliveries > 0;
             if (ok || committed) && !delivered {
-                found(Anomaly::Lost, 1, &|| example(i, None));
+                found(Anomaly::Lost, 1, s.invoke_time, &|| example(i, None));
             }
             if delivered && !committed {
-                found(Anomaly::Phantom, 1, &|| example(i, None));
+                found(Anomaly::Phantom, 1, s.invoke_time, &|| example(i, None));
             }
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
-                    found(Anomaly::DuplicateBeyondIdempotency, 1, &|| example(i, None));
+                    found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
+                        example(i, None)
+                    });
                 } else {
-                    found(Anomaly::Duplicate, 1, &|| example(i, None));
+                    found(Anomaly::Duplicate, 1, s.invoke_time, &|| example(i, None));
                 }
             }
             if committed_from_lines && ok && !s.is(COMMITTED) {
-                found(Anomaly::LostCommit, 1, &|| example(i, None));
+                found(Anomaly::LostCommit, 1, s.invoke_time, &|| example(i, None));
             }
             if ok {
+                if has_faults {
+                    acked.push((s.complete_time, if delivered { s.first_time } else { i64::MAX }));
+                }
                 unseen_delta[second_of(s.complete_time)] += 1;
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
@@ -418,7 +434,7 @@ impl HistoryIndex {
             let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
-                    found(Anomaly::Reorder, 1, &|| {
+                    found(Anomaly::Reorder, 1, s.first_time, &|| {
                         let b = self.ops.get(before);
                         example(
                             i,
@@ -465,7 +481,7 @@ impl HistoryIndex {
                 }
                 let required = prefix_max[end - 1] - 1;
                 if seq.is_none_or(|s| s < required) {
-                    found(Anomaly::StaleRead, 1, &|| Example {
+                    found(Anomaly::StaleRead, 1, invoke_time, &|| Example {
                         key: Some(key_names[key as usize].clone()),
                         seq,
                         invoke_time: Some(invoke_time),
@@ -486,10 +502,12 @@ impl HistoryIndex {
             unseen_per_second.push(level.max(0) as u64);
         }
 
-        let faults = fault_windows(&self.nemesis);
+        let mut faults = fault_windows(&self.nemesis);
+        recovery_times(&mut faults, acked);
         let mut failed_faults = self.failed_faults;
         failed_faults.sort_by_key(|f| f.time);
         let violations = anomalies.violations(options.exactly_once);
+        let first_violation_ns = violations.iter().filter_map(|k| first_at.get(k).copied()).min();
         let complete = (self.begin || self.end).then_some(self.end);
         let mut warnings = Vec::new();
         let verdict = if violations.is_empty() {
@@ -531,7 +549,9 @@ impl HistoryIndex {
             valid: verdict == Verdict::Valid,
             anomalies,
             violations,
+            first_violation_ns,
             exactly_once: options.exactly_once,
+            per_key_order: options.per_key_order,
             committed_from: if committed_from_lines {
                 "committed lines"
             } else {
@@ -555,6 +575,31 @@ impl HistoryIndex {
 
 /// Pairs each fault's start with its next stop, in time order. Failed starts
 /// never reach here: they are no window.
+/// Sets each healed window's time to recover: from its stop until every op
+/// acknowledged before the stop has been delivered (0 when all already were;
+/// `None` when one never was). `acked` holds (ack time, first delivery time,
+/// `i64::MAX` when never delivered).
+fn recovery_times(windows: &mut [FaultWindow], mut acked: Vec<(i64, i64)>) {
+    acked.sort_unstable();
+    let mut latest = i64::MIN;
+    let prefix_latest: Vec<i64> = acked
+        .iter()
+        .map(|&(_, delivered)| {
+            latest = latest.max(delivered);
+            latest
+        })
+        .collect();
+    for w in windows.iter_mut() {
+        let Some(stop) = w.stop else { continue };
+        let before = acked.partition_point(|&(ack, _)| ack < stop);
+        w.recovery_ns = match before.checked_sub(1).map(|i| prefix_latest[i]) {
+            None => Some(0),
+            Some(i64::MAX) => None,
+            Some(t) => Some((t - stop).max(0)),
+        };
+    }
+}
+
 fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
     let mut sorted: Vec<&(Box<str>, FaultPhase, i64)> = nemesis.iter().collect();
     sorted.sort_by_key(|n| (n.2, n.1 == FaultPhase::Start));
@@ -566,6 +611,7 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
                 fault: fault.to_string(),
                 start: *time,
                 stop: None,
+                recovery_ns: None,
             }),
             FaultPhase::Stop => {
                 if let Some(pos) = open.iter().position(|w| *w.fault == **fault) {

@@ -239,6 +239,18 @@ pub struct FaultWindow {
     pub start: i64,
     /// Stop (`None`: never healed in the history).
     pub stop: Option<i64>,
+    /// Time to recover, ns: from the stop until every op acknowledged before
+    /// the stop had been delivered (0 when all already were). `None`: some
+    /// such op was never delivered (the pattern never recovered), or the
+    /// window was never healed.
+    #[serde(default)]
+    pub recovery_ns: Option<i64>,
+}
+
+/// Serde's default of [`CheckResult::per_key_order`]: results written
+/// before it existed judged order.
+fn judged() -> bool {
+    true
 }
 
 /// A fault that was to start but never took effect (a `nemesis` line of phase `failed`).
@@ -295,8 +307,18 @@ pub struct CheckResult {
     pub anomalies: Anomalies,
     /// The anomalies that made the history invalid, in [`Anomaly::ALL`] order.
     pub violations: Vec<Anomaly>,
+    /// When the earliest event of a violation happened, ns since the run
+    /// started: the invoke of the first lost, phantom, duplicated or
+    /// lost-commit op, the first reordered or unexpected delivery, the start
+    /// of the first stale read (`None`: valid). How soon a bug shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_violation_ns: Option<i64>,
     /// Whether duplicates counted as violations.
     pub exactly_once: bool,
+    /// Whether per-key order was judged (`reorder`): `false` when the
+    /// records' key is not the business key, so Kafka orders nothing per key.
+    #[serde(default = "judged")]
+    pub per_key_order: bool,
     /// Where "committed" came from: `committed lines` or `ok (no committed lines)`.
     pub committed_from: String,
     /// Op counts by outcome.

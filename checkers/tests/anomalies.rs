@@ -35,6 +35,29 @@ fn a_clean_history_is_valid() {
     assert!(r.valid, "{r:?}");
     assert_eq!(r.anomalies, Default::default());
     assert_eq!(r.latency_ns.unwrap().p50, 1000);
+    assert_eq!(r.first_violation_ns, None);
+}
+
+#[test]
+fn the_first_violation_is_the_earliest_anomalous_event_of_a_violation_kind() {
+    // Op 2 (invoked at 500) is delivered twice with one event id: a duplicate,
+    // not a violation by default. Op 3 (invoked at 4000) and op 1 (at 1000) are lost.
+    let r = check_lines(&[
+        r#"{"type":"invoke","op":2,"process":1,"key":"j","seq":0,"time":500}"#,
+        r#"{"type":"ok","op":2,"process":1,"time":600}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"j","seq":0,"topic":"t","partition":0,"offset":0,"time":700}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"j","seq":0,"topic":"t","partition":0,"offset":1,"time":800}"#,
+        r#"{"type":"invoke","op":3,"process":0,"key":"k","seq":1,"time":4000}"#,
+        r#"{"type":"ok","op":3,"process":0,"time":4100}"#,
+        INVOKE_1,
+        OK_1,
+    ]);
+    assert_eq!((r.anomalies.lost, r.anomalies.duplicate), (2, 1));
+    assert_eq!(
+        r.first_violation_ns,
+        Some(1000),
+        "op 1's invoke; the duplicate is no violation"
+    );
 }
 
 #[test]
@@ -340,4 +363,49 @@ fn a_failed_fault_start_is_no_window() {
     assert_eq!(r.failed_faults[0].time, 200);
     assert!(r.failed_faults[0].error.as_deref().unwrap().contains("not running"));
     assert!(r.valid);
+}
+
+#[test]
+fn each_healed_window_has_its_time_to_recover() {
+    let op = |id: u64, ack: i64, delivered: Option<i64>| {
+        let mut lines = vec![
+            format!(
+                r#"{{"type":"invoke","op":{id},"process":0,"key":"k{id}","seq":0,"time":{}}}"#,
+                ack - 10
+            ),
+            format!(r#"{{"type":"ok","op":{id},"process":0,"time":{ack}}}"#),
+        ];
+        if let Some(t) = delivered {
+            lines.push(format!(
+                r#"{{"type":"deliver","op":{id},"event":"e{id}","key":"k{id}","seq":0,"topic":"t","partition":0,"offset":{id},"time":{t}}}"#
+            ));
+        }
+        lines
+    };
+    let window = |fault: &str, start: i64, stop: i64| {
+        vec![
+            format!(r#"{{"type":"nemesis","fault":"{fault}","phase":"start","time":{start}}}"#),
+            format!(r#"{{"type":"nemesis","fault":"{fault}","phase":"stop","time":{stop}}}"#),
+        ]
+    };
+    let mut lines = Vec::new();
+    lines.extend(op(1, 100, Some(150))); // before every window
+    lines.extend(window("kafka-partition", 1_000, 2_000));
+    lines.extend(op(2, 1_500, Some(2_700))); // acked inside, delivered 700 after the stop
+    lines.extend(op(3, 1_900, Some(2_300)));
+    lines.extend(window("pg-latency", 3_000, 4_000)); // everything before it already delivered
+    lines.extend(window("relay-kill", 5_000, 6_000));
+    lines.extend(op(4, 5_500, None)); // never delivered: never recovers
+    lines.extend(op(5, 6_500, Some(6_600))); // acked after the last stop: no bearing on it
+    let r = check_lines(&lines);
+    let recovery: Vec<(&str, Option<i64>)> = r.faults.iter().map(|w| (w.fault.as_str(), w.recovery_ns)).collect();
+    assert_eq!(
+        recovery,
+        vec![
+            ("kafka-partition", Some(700)),
+            ("pg-latency", Some(0)),
+            ("relay-kill", None)
+        ]
+    );
+    assert_eq!(r.anomalies.lost, 1);
 }

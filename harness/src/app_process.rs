@@ -49,6 +49,10 @@ pub struct AppProcess {
     /// The service's own write and read requests, when a template gives them
     /// (else `POST /ops` and `GET /ops/{key}`).
     template: Arc<ServiceTemplate>,
+    /// Set once `GET /backlog` answered 200 with a body that is not
+    /// `{"backlog": N, ...}`: said once, then the program counts as having no
+    /// backlog endpoint (the drain waits for its quiet period).
+    backlog_not_understood: std::sync::Mutex<Option<String>>,
 }
 
 /// Whether `POST /crash-after-commit` armed the program's crash point.
@@ -181,6 +185,7 @@ impl AppProcess {
             name,
             op_ok: tokio::sync::Notify::new(),
             template: Arc::default(),
+            backlog_not_understood: std::sync::Mutex::new(None),
         };
         app.wait_ready(timeout).await?;
         Ok(app)
@@ -377,6 +382,15 @@ impl AppProcess {
         Ok(self.backlog_report().await?.and_then(|b| u64::try_from(b.backlog).ok()))
     }
 
+    /// What was said when `GET /backlog` answered something not understood
+    /// (from then on the program counts as having no backlog endpoint).
+    pub fn backlog_warning(&self) -> Option<String> {
+        self.backlog_not_understood
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The whole answer of `GET /backlog` (backlog, oldest age, parked events):
     /// `Ok(None)` when the program does not implement it.
     pub async fn backlog_report(&self) -> Result<Option<Backlog>> {
@@ -406,6 +420,9 @@ impl AppProcess {
                 in_flight: None,
             }));
         }
+        if self.backlog_warning().is_some() {
+            return Ok(None);
+        }
         let resp = self
             .http
             .get(format!("{}/backlog", self.base_url))
@@ -416,8 +433,25 @@ impl AppProcess {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let backlog = resp.error_for_status()?.json().await.context("reading GET /backlog")?;
-        Ok(Some(backlog))
+        let body = resp.error_for_status()?.text().await.context("reading GET /backlog")?;
+        match serde_json::from_str::<Backlog>(&body) {
+            Ok(backlog) => Ok(Some(backlog)),
+            Err(e) => {
+                let mut said = self.backlog_not_understood.lock().unwrap_or_else(|e| e.into_inner());
+                if said.is_none() {
+                    let shown: String = body.chars().take(200).collect();
+                    let warning = format!(
+                        "{}: GET /backlog answered 200 with `{shown}`, which is not {{\"backlog\": N}} ({e}); \
+                         treated as having no backlog endpoint: the drain waited for its quiet period \
+                         (docs/http-contract.md)",
+                        self.name
+                    );
+                    tracing::warn!("{warning}");
+                    *said = Some(warning);
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// The program's own account of op `op` (`GET /trace/{op}`, any JSON):

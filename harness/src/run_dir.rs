@@ -64,6 +64,9 @@ pub const POSTGRES_DIR: &str = "postgres";
 pub const INITDB_LOG: &str = "initdb.log";
 /// The PostgreSQL server's output, in [`POSTGRES_DIR`].
 pub const POSTGRES_LOG: &str = "postgres.log";
+/// Beside the Postgres logs when the data directory had to live elsewhere
+/// (user postgres cannot enter the run directory): where, and why.
+pub const POSTGRES_DATA_ELSEWHERE: &str = "data-dir-elsewhere.txt";
 /// Directory of the local Kafka nodes (one `node-N` each).
 pub const KAFKA_DIR: &str = "kafka";
 /// `kafka-storage format`'s output, in a Kafka node's directory.
@@ -110,7 +113,7 @@ impl RunDir {
     /// if missing): `run-<secs>-<pid>-<n>-<implementation>-seed<seed>`, an
     /// absolute path.
     pub fn create_for_run(out_dir: &Path, implementation: &str, seed: u64) -> Result<RunDir> {
-        std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        create_out(out_dir)?;
         let out_dir = out_dir.canonicalize()?;
         let fresh = RunDir::create(Some(&out_dir))?;
         let named = out_dir.join(format!(
@@ -201,12 +204,25 @@ impl RunDir {
 /// under `out` (created if missing): `<command>-<secs>-<pid>`, an absolute
 /// path; its runs and the services' logs go inside it.
 pub fn create_sweep_dir(out: &Path, command: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    create_out(out)?;
     let dir = out
         .canonicalize()?
         .join(format!("{command}-{}-{}", unix_secs(), std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Creates `--out` if missing and checks that a directory can be made in it,
+/// before any service starts: the error names the flag and the fix.
+fn create_out(out: &Path) -> Result<()> {
+    let fix = "point --out at a directory you can write";
+    std::fs::create_dir_all(out).with_context(|| format!("--out {}: cannot create it; {fix}", out.display()))?;
+    let probe = tempfile::Builder::new()
+        .prefix(".dualcheck-write-check-")
+        .tempdir_in(out)
+        .with_context(|| format!("--out {}: cannot write in it; {fix}", out.display()))?;
+    drop(probe);
+    Ok(())
 }
 
 /// Seconds since the Unix epoch (names of run, sweep and shrink directories).

@@ -14,7 +14,7 @@ use crate::runner::{RunConfig, RunOutcome};
 use anyhow::{bail, Context, Result};
 use checkers::{Anomalies, Anomaly};
 use implementations::Expect;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -34,6 +34,22 @@ pub struct Subject {
     pub implementation: String,
     /// Knobs of the implementation process.
     pub app_vars: Vec<(String, String)>,
+    /// Check its runs exactly-once (duplicates with one event id are
+    /// violations) whatever the sweep's own option: the zoo sets it for
+    /// mutants whose bug shows only so. Not written in the label's syntax;
+    /// the label says it.
+    pub exactly_once: bool,
+}
+
+impl Subject {
+    /// The same subject, checked exactly-once (its label says so).
+    pub fn exactly_once(mut self) -> Subject {
+        if !self.exactly_once {
+            self.exactly_once = true;
+            self.label.push_str(" (exactly-once)");
+        }
+        self
+    }
 }
 
 impl FromStr for Subject {
@@ -58,6 +74,7 @@ impl FromStr for Subject {
             label: s.to_string(),
             implementation,
             app_vars,
+            exactly_once: false,
         })
     }
 }
@@ -79,6 +96,49 @@ pub struct Unexpected {
     pub seed: u64,
     /// The anomalies it showed (its violations; empty: it was valid).
     pub anomalies: Vec<Anomaly>,
+}
+
+/// How fast a cell's runs recovered from one kind of fault, over all its windows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FaultRecovery {
+    /// The fault.
+    pub fault: String,
+    /// Healed windows of it over the runs.
+    pub windows: u64,
+    /// Median time to recover over the windows that recovered, seconds.
+    pub median_s: Option<f64>,
+    /// Worst time to recover over the windows that recovered, seconds.
+    pub worst_s: Option<f64>,
+    /// Windows after which the run never recovered (an op acknowledged
+    /// before the stop was never delivered).
+    pub never: u64,
+}
+
+/// Time to recover per fault kind over `runs`' healed windows, by fault name.
+fn recoveries<'a>(runs: impl Iterator<Item = &'a RunOutcome>) -> Vec<FaultRecovery> {
+    let mut by_fault: BTreeMap<&str, (Vec<f64>, u64)> = BTreeMap::new();
+    for o in runs {
+        for w in o.result.faults.iter().filter(|w| w.stop.is_some()) {
+            let entry = by_fault.entry(w.fault.as_str()).or_default();
+            match w.recovery_ns {
+                Some(ns) => entry.0.push(ns as f64 / 1e9),
+                None => entry.1 += 1,
+            }
+        }
+    }
+    by_fault
+        .into_iter()
+        .map(|(fault, (mut times, never))| {
+            times.sort_by(f64::total_cmp);
+            FaultRecovery {
+                fault: fault.to_string(),
+                windows: times.len() as u64 + never,
+                median_s: times.get(times.len().saturating_sub(1) / 2).copied(),
+                worst_s: times.last().copied(),
+                never,
+            }
+        })
+        .collect()
 }
 
 /// One cell's line of the sweep: an implementation (with its knobs) under one fault list.
@@ -113,6 +173,14 @@ pub struct Row {
     pub p99_ms: Option<f64>,
     /// Mean acknowledged ops per second.
     pub throughput_ok_per_s: f64,
+    /// Every kind of violation some run showed, in [`Anomaly::ALL`] order.
+    pub violation_kinds: Vec<Anomaly>,
+    /// Median over the invalid runs of the time from the run's start to its
+    /// first violation's earliest event (`first_violation_ns`), in seconds.
+    pub first_violation_s: Option<f64>,
+    /// Time to recover after each kind of fault (median and worst over the
+    /// runs' windows, and how many never recovered).
+    pub recovery: Vec<FaultRecovery>,
     /// Seeds whose run was invalid.
     pub failed_seeds: Vec<u64>,
     /// Seeds whose run could not be carried out, with why.
@@ -137,6 +205,9 @@ impl Default for Row {
             p50_ms: None,
             p99_ms: None,
             throughput_ok_per_s: 0.0,
+            violation_kinds: Vec::new(),
+            first_violation_s: None,
+            recovery: Vec::new(),
             failed_seeds: Vec::new(),
             errors: Vec::new(),
             reports: Vec::new(),
@@ -165,6 +236,7 @@ impl Row {
             ..Row::default()
         };
         let mut p50s = Vec::new();
+        let mut firsts = Vec::new();
         let mut throughput = 0.0;
         for (seed, r) in runs {
             match r {
@@ -178,6 +250,14 @@ impl Row {
                     throughput += o.throughput_ok_per_s;
                     if !o.result.valid {
                         row.failed_seeds.push(*seed);
+                    }
+                    for &kind in &o.result.violations {
+                        if !row.violation_kinds.contains(&kind) {
+                            row.violation_kinds.push(kind);
+                        }
+                    }
+                    if let Some(t) = o.result.first_violation_ns {
+                        firsts.push(t as f64 / 1e9);
                     }
                     if expect.met_by(&o.result.violations) {
                         row.as_expected += 1;
@@ -194,6 +274,10 @@ impl Row {
         }
         p50s.sort_by(f64::total_cmp);
         row.p50_ms = p50s.get(p50s.len().saturating_sub(1) / 2).copied();
+        row.recovery = recoveries(runs.iter().filter_map(|(_, r)| r.as_ref().ok()));
+        firsts.sort_by(f64::total_cmp);
+        row.first_violation_s = firsts.get(firsts.len().saturating_sub(1) / 2).copied();
+        row.violation_kinds.sort();
         row.throughput_ok_per_s = if row.runs > 0 {
             throughput / row.runs as f64
         } else {
@@ -263,11 +347,31 @@ impl Row {
             ms(self.p99_ms),
             format!("{:.1}", self.throughput_ok_per_s),
             self.overhead_s.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            recovery_cell(&self.recovery),
             seeds(&self.failed_seeds),
             seeds(&self.errors.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
         ]);
         cells
     }
+}
+
+/// Time to recover per fault, one cell: `fault median/worst`, `(n never)`.
+fn recovery_cell(recovery: &[FaultRecovery]) -> String {
+    if recovery.is_empty() {
+        return "-".into();
+    }
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    recovery
+        .iter()
+        .map(|r| {
+            let mut cell = format!("{} {}/{}", r.fault, s(r.median_s), s(r.worst_s));
+            if r.never > 0 {
+                cell.push_str(&format!(" ({} never)", r.never));
+            }
+            cell
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An anomaly's column header: its name, shortened where the name is long.
@@ -291,7 +395,15 @@ pub fn headers() -> Vec<&'static str> {
         "runs",
     ];
     h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
-    h.extend(["p50 ms", "p99 ms", "ok/s", "overhead s", "failed seeds", "error seeds"]);
+    h.extend([
+        "p50 ms",
+        "p99 ms",
+        "ok/s",
+        "overhead s",
+        "recovery s (median/worst)",
+        "failed seeds",
+        "error seeds",
+    ]);
     h
 }
 
@@ -396,10 +508,10 @@ its workload.</p>\n</body></html>\n",
 /// What a sweep runs.
 #[derive(Debug, Clone)]
 pub struct SweepPlan {
-    /// The implementations (with knobs), one row per fault list each.
-    pub subjects: Vec<Subject>,
-    /// Fault lists (each `none`, a family, faults, or a mix), one cell each per subject.
-    pub faults: Vec<String>,
+    /// The cells, one row each: an implementation (with knobs) and the fault
+    /// list (`none`, a family, faults, or a mix) it runs under.
+    /// [`SweepPlan::product`] makes every subject × every fault list.
+    pub cells: Vec<(Subject, String)>,
     /// The seeds of every cell.
     pub seeds: Range<u64>,
     /// The options every run shares (implementation, faults, knobs and seed replaced per run).
@@ -408,10 +520,104 @@ pub struct SweepPlan {
     pub command: &'static str,
     /// Show the progress bar on stderr.
     pub progress: bool,
+    /// Only this part of the runs (`--shard I/N`), when given.
+    pub shard: Option<Shard>,
     /// Renders the rows so far (text, Markdown or JSON, as the command prints
     /// its table): printed on stdout if the sweep is interrupted, after the
     /// services are killed, so a long sweep stopped with Ctrl-C still gives its table.
     pub render_partial: fn(&[Row]) -> String,
+}
+
+/// One of N parts of a sweep (`--shard I/N`): the runs whose position in
+/// the sweep's order (cells in order, each with its seeds) is I-1 modulo N.
+/// Every part plans the same sweep, so the parts are disjoint and together
+/// make it whole, whatever machine runs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, 1..=count.
+    pub index: usize,
+    /// How many parts.
+    pub count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {s}: write I/N with 1 <= I <= N, e.g. 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the run at `position` of the whole sweep is this part's.
+    pub fn has(self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+/// A cell as `sweep.json` records it (to merge sweeps, e.g. shards).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellRecord {
+    /// The row's label.
+    pub label: String,
+    /// The implementation.
+    pub implementation: String,
+    /// Its knobs.
+    pub app_vars: Vec<(String, String)>,
+    /// Checked exactly-once.
+    pub exactly_once: bool,
+    /// The fault list as given.
+    pub faults: String,
+}
+
+/// A run as `sweep.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    /// Index into the cells.
+    pub cell: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Its run directory (its `results.json`), relative to the sweep's
+    /// directory, when it was carried out.
+    pub run_dir: Option<PathBuf>,
+    /// Wall seconds beyond its workload.
+    pub overhead_s: Option<f64>,
+    /// Why it could not be carried out.
+    pub error: Option<String>,
+}
+
+/// `sweep.json` (`compare.json`, `zoo.json`) in a sweep's directory: its
+/// cells and runs, rewritten after each run; what `dualcheck merge` reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepRecord {
+    /// `sweep`, `compare` or `zoo`.
+    pub command: String,
+    /// The part of the sweep this is (`[I, N]`), when sharded.
+    pub shard: Option<(usize, usize)>,
+    /// The cells, in order.
+    pub cells: Vec<CellRecord>,
+    /// The runs done so far.
+    pub runs: Vec<RunRecord>,
+}
+
+impl SweepPlan {
+    /// Every subject under every fault list, subjects first: the cells of
+    /// `--impls A,B --faults X --faults Y`.
+    pub fn product(subjects: &[Subject], faults: &[String]) -> Vec<(Subject, String)> {
+        subjects
+            .iter()
+            .flat_map(|s| faults.iter().map(move |f| (s.clone(), f.clone())))
+            .collect()
+    }
 }
 
 /// What a sweep produced.
@@ -463,21 +669,22 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     if plan.seeds.is_empty() {
         bail!("--seeds must be at least 1");
     }
-    if plan.subjects.is_empty() || plan.faults.is_empty() {
+    if plan.cells.is_empty() {
         bail!("--impls and --faults must each name at least one");
     }
     let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
     let html_path = dir.join(format!("{}.html", plan.command));
     let mut cells = Vec::new();
     let mut planned = Vec::new();
-    for subject in &plan.subjects {
-        for faults in &plan.faults {
+    for (subject, faults) in &plan.cells {
+        {
             let cell = cells.len();
             let mut expect = None;
             for seed in plan.seeds.clone() {
                 let mut options = plan.run.clone();
                 options.implementation = subject.implementation.clone();
                 options.app_vars.extend(subject.app_vars.iter().cloned());
+                options.exactly_once |= subject.exactly_once;
                 options.faults = faults.clone();
                 options.workload.seed = seed;
                 options.out = dir.clone();
@@ -491,6 +698,31 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
             cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
         }
     }
+    if let Some(shard) = plan.shard {
+        planned = planned
+            .into_iter()
+            .enumerate()
+            .filter(|(position, _)| shard.has(*position))
+            .map(|(_, p)| p)
+            .collect();
+    }
+    let record_path = dir.join(format!("{}.json", plan.command));
+    let mut record = SweepRecord {
+        command: plan.command.to_string(),
+        shard: plan.shard.map(|s| (s.index, s.count)),
+        cells: plan
+            .cells
+            .iter()
+            .map(|(subject, faults)| CellRecord {
+                label: subject.label.clone(),
+                implementation: subject.implementation.clone(),
+                app_vars: subject.app_vars.clone(),
+                exactly_once: subject.exactly_once,
+                faults: faults.clone(),
+            })
+            .collect(),
+        runs: Vec::new(),
+    };
     let total = planned.len();
     let mut results: Vec<Vec<(u64, Result<RunOutcome, String>)>> = vec![Vec::new(); cells.len()];
     let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
@@ -503,7 +735,15 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     let title = format!(
         "dualcheck {}: faults {}, {:.0} s per run, seeds {}..={}",
         plan.command,
-        plan.faults.join(" | "),
+        {
+            let mut lists: Vec<&str> = Vec::new();
+            for (_, f) in &plan.cells {
+                if !lists.contains(&f.as_str()) {
+                    lists.push(f);
+                }
+            }
+            lists.join(" | ")
+        },
         plan.run.duration.as_secs_f64(),
         plan.seeds.start,
         plan.seeds.end - 1
@@ -531,6 +771,13 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 let e = format!("{e:#}");
                 for p in runs {
                     errors += 1;
+                    record.runs.push(RunRecord {
+                        cell: p.cell,
+                        seed: p.seed,
+                        run_dir: None,
+                        overhead_s: None,
+                        error: Some(e.clone()),
+                    });
                     results[p.cell].push((p.seed, Err(e.clone())));
                 }
                 continue;
@@ -574,6 +821,22 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 &format!("[{done}/{total}] {label} × {faults} seed {}: {line}", p.seed),
             );
             bar.inc(1);
+            record.runs.push(RunRecord {
+                cell: p.cell,
+                seed: p.seed,
+                // Relative to the sweep's directory, so the record still holds
+                // when the directory is moved (a CI artifact downloaded elsewhere).
+                run_dir: r
+                    .as_ref()
+                    .ok()
+                    .map(|o| o.run_dir.strip_prefix(&dir).unwrap_or(&o.run_dir).to_path_buf()),
+                overhead_s: r
+                    .as_ref()
+                    .ok()
+                    .map(|o| (t.elapsed().as_secs_f64() - o.duration_s).max(0.0)),
+                error: r.as_ref().err().cloned(),
+            });
+            std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
             results[p.cell].push((p.seed, r));
             let rows = rows_of(&cells, &results, &overheads);
             std::fs::write(&html_path, html(&rows, &dir, &title))?;
@@ -616,6 +879,8 @@ fn rows_of(
         .iter()
         .zip(results)
         .zip(overheads)
+        // A cell with no run yet (or none in this shard) has no row.
+        .filter(|((_, runs), _)| !runs.is_empty())
         .map(|(((label, faults, expect), runs), over)| {
             let mut runs = runs.clone();
             runs.sort_by_key(|(seed, _)| *seed);
@@ -743,5 +1008,22 @@ mod tests {
         assert_eq!(row.expected, "shows lost");
         let empty = Row::of_cell("naive", "kafka-partition", lost, &[]);
         assert!(empty.all_as_expected());
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_parse_and_split_every_run_exactly_once() {
+        let parts: Vec<Shard> = (1..=3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for position in 0..30 {
+            assert_eq!(parts.iter().filter(|s| s.has(position)).count(), 1, "{position}");
+        }
+        for bad in ["0/3", "4/3", "1/0", "2", "a/b"] {
+            let e = bad.parse::<Shard>().unwrap_err();
+            assert!(e.contains("--shard") && e.contains("I/N"), "{e}");
+        }
     }
 }

@@ -512,6 +512,7 @@ mod tests {
             fault: "f".into(),
             start,
             stop,
+            recovery_ns: None,
         };
         let faults = vec![w(0, Some(5)), w(6, Some(9)), w(12, None), w(30, Some(40))];
         let active = active_between(&faults, 7, 20);

@@ -217,3 +217,28 @@ fn a_failed_fault_is_said_next_to_the_verdict() {
     assert_eq!(v["faults"].as_array().unwrap().len(), 0, "no window: {v}");
     assert_eq!(v["failed_faults"][0]["fault"], "kafka-reset");
 }
+
+#[test]
+fn an_out_directory_that_cannot_be_made_exits_2_naming_the_flag_before_anything_starts() {
+    // A regular file where --out needs a directory: nothing can be made under it.
+    let file = history("not-a-dir", "");
+    let out = file.join("runs");
+    for command in [
+        vec!["run", "--impl", "outbox-poll", "--duration", "2s"],
+        vec!["sweep", "--impls", "outbox-poll", "--duration", "2s"],
+    ] {
+        let mut args = command.clone();
+        args.extend(["--out", out.to_str().unwrap()]);
+        let started = std::time::Instant::now();
+        let (code, _, stderr) = dualcheck(&args);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("--out") && stderr.contains("point --out at a directory you can write"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "refused before any service started"
+        );
+    }
+}

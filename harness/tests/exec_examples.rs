@@ -218,3 +218,71 @@ fn a_program_outside_the_contract_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// A black box whose `GET /backlog` answers 200 with something that is not
+/// `{"backlog": N}`: said once, then the drain treats it as having no backlog
+/// endpoint and ends on its quiet period instead of waiting out its timeout.
+#[test]
+fn a_backlog_answer_that_is_not_understood_is_said_once_and_ignored() {
+    let out = out_dir("backlog-not-understood");
+    let script = out.join("odd_backlog.py");
+    std::fs::write(
+        &script,
+        r#"
+import http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        if self.path == "/backlog":
+            self.reply(200, json.dumps({"pending": 0}))
+        else:
+            self.reply(200, "{}")
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.reply(200, "{}")  # acknowledged, never published
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = dualcheck_run(
+        "backlog-not-understood",
+        &[
+            "--cmd",
+            &format!("python3 '{}'", script.display()),
+            "--committed-sql",
+            "SELECT 1::bigint WHERE false",
+            "--duration",
+            "2s",
+            "--drain-timeout",
+            "60s",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        code, 1,
+        "acknowledged ops never published are lost:\n{stdout}\n{stderr}"
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let said: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|w| w.contains("GET /backlog answered 200 with"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {v}");
+    assert!(said[0].contains(r#"{"pending": 0}"#), "{}", said[0]);
+    assert!(
+        took < std::time::Duration::from_secs(45),
+        "the drain waited for its timeout ({took:?}) instead of its quiet period"
+    );
+}

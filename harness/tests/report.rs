@@ -251,6 +251,13 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
     };
     result.anomalies.lost = lost;
     result.anomalies.duplicate = 2;
+    // One healed partition: recovered in p99_ms / 10 s, or never when the run lost ops.
+    result.faults = vec![checkers::results::FaultWindow {
+        fault: "kafka-partition".into(),
+        start: 1_000_000_000,
+        stop: Some(2_000_000_000),
+        recovery_ns: (lost == 0).then_some(p99_ms * 100_000_000),
+    }];
     result.latency_ns = Some(checkers::Latency {
         count: 10,
         p50: 1_000_000,
@@ -285,6 +292,17 @@ fn compare_rows_tables_and_html() {
     assert_eq!((naive.runs, naive.anomalies.lost, naive.anomalies.duplicate), (2, 3, 4));
     assert_eq!(naive.failed_seeds, vec![0]);
     assert_eq!(naive.p99_ms, Some(90.0), "worst run's p99");
+    assert_eq!(
+        naive.recovery,
+        vec![dualcheck::sweep::FaultRecovery {
+            fault: "kafka-partition".into(),
+            windows: 2,
+            median_s: Some(9.0),
+            worst_s: Some(9.0),
+            never: 1
+        }],
+        "seed 0 lost ops and never recovered; seed 1 took 9 s"
+    );
     let outbox = Row::from_runs(
         "outbox-poll<b>",
         &[
@@ -298,6 +316,7 @@ fn compare_rows_tables_and_html() {
     let text = text_table(&rows);
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.lines().nth(1).unwrap().starts_with("naive ") && text.contains("INVALID"));
+    assert!(text.contains("kafka-partition 9.0/9.0 (1 never)"), "{text}");
     let md = markdown_table(&rows);
     assert!(md.lines().nth(1).unwrap().starts_with("|---|"));
     let page = html(&rows, std::path::Path::new("/tmp/cmp"), "compare");
@@ -327,6 +346,10 @@ fn a_failed_fault_start_shows_as_failed_and_draws_no_band() {
     assert!(
         html.contains("failed, never took effect: cannot pause postgres: it is not running"),
         "the faults table shows the failed start"
+    );
+    assert!(
+        html.contains("<th>time to recover</th>"),
+        "the faults table has the time to recover"
     );
     assert!(
         html.contains("1 fault never took effect: pg-pause"),
@@ -384,4 +407,27 @@ fn an_interrupted_history_reports_unknown() {
         .status
         .code();
     assert_eq!(code, Some(3));
+}
+
+#[test]
+fn a_report_judges_order_as_the_run_did() {
+    // k's seq 1 delivered before seq 0: a reorder, when the record key is the business key.
+    let history = [
+        r#"{"type":"invoke","op":1,"process":0,"key":"k","seq":0,"time":1000}"#,
+        r#"{"type":"ok","op":1,"process":0,"time":2000}"#,
+        r#"{"type":"invoke","op":2,"process":0,"key":"k","seq":1,"time":3000}"#,
+        r#"{"type":"ok","op":2,"process":0,"time":4000}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"k","seq":1,"topic":"t","partition":0,"offset":0,"time":5000}"#,
+        r#"{"type":"deliver","op":1,"event":"e1","key":"k","seq":0,"topic":"t","partition":0,"offset":1,"time":6000}"#,
+    ]
+    .join("\n")
+        + "\n";
+    let judged = write_run("order-judged", &history, None);
+    assert!(
+        !dualcheck::report::write(&judged).unwrap().valid,
+        "a bare history judges order"
+    );
+    // A run whose records were not keyed by the business key did not judge order: nor does its report.
+    let unjudged = write_run("order-not-judged", &history, Some(r#"{"per_key_order": false}"#));
+    assert!(dualcheck::report::write(&unjudged).unwrap().valid);
 }

@@ -233,3 +233,83 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `dualcheck sweep ... --json` with `extra` arguments, into `out`; (exit code, JSON).
+fn sweep_json(out: &Path, extra: &[&str]) -> (i32, Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args([
+            "sweep",
+            "--impls",
+            "naive,outbox-poll",
+            "--seeds",
+            "2",
+            "--duration",
+            "3s",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .expect("running dualcheck sweep");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// What a row must agree on between a sweep and the merge of its shards.
+fn row_key(row: &Value) -> (String, String, u64, u64, String, Vec<u64>) {
+    (
+        row["implementation"].as_str().unwrap().to_string(),
+        row["faults"].as_str().unwrap().to_string(),
+        row["runs"].as_u64().unwrap(),
+        row["as_expected"].as_u64().unwrap(),
+        row["verdict"].as_str().unwrap().to_string(),
+        row["failed_seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect(),
+    )
+}
+
+#[test]
+fn the_merge_of_two_shards_is_the_table_of_the_whole_sweep() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = out_dir("sweep-shards");
+    let (code, whole) = sweep_json(&out.join("whole"), &[]);
+    assert_eq!(code, 0, "{whole}");
+    let (_, one) = sweep_json(&out.join("shards"), &["--shard", "1/2"]);
+    let (_, two) = sweep_json(&out.join("shards"), &["--shard", "2/2"]);
+    let runs = |v: &Value| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["runs"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (runs(&one), runs(&two), runs(&whole)),
+        (2, 2, 4),
+        "the shards split the runs: {one}\n{two}"
+    );
+    let merged = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["merge", out.join("shards").to_str().unwrap(), "--json", "--out"])
+        .arg(out.join("merged"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let merged: Value = serde_json::from_slice(&merged.stdout).unwrap();
+    let keys = |v: &Value| v["rows"].as_array().unwrap().iter().map(row_key).collect::<Vec<_>>();
+    assert_eq!(keys(&merged), keys(&whole), "merged: {merged}\nwhole: {whole}");
+    assert!(std::path::Path::new(merged["html"].as_str().unwrap()).is_file());
+    assert_no_process_left(&out);
+}

@@ -77,14 +77,32 @@ fn outbox_request_and_cursor_mutants_are_caught_without_faults() {
     assert_eq!(code, 0, "every cell as expected: {v}");
 }
 
-/// The sharded relay's mutants under a Kafka partition: `unordered-relays`
-/// (reorder: rows retried alone while their key's later rows go out) and
-/// `new-id-on-retry` (a republish carries a new event id).
+/// The sharded relay's mutant `unordered-relays` under a Kafka partition:
+/// rows retried alone while their key's later rows go out (reorder).
 #[test]
-fn outbox_relay_mutants_are_caught_under_a_kafka_partition() {
+fn the_unordered_relays_mutant_is_caught_under_a_kafka_partition() {
     let impls = ["outbox-poll+DUALCHECK_BUG=unordered-relays"];
     let (code, v) = sweep("zoo-outbox-relay", &impls, "kafka-partition", 0, 1, "12s");
     assert_caught(&v, impls[0], "reorder");
+    assert_eq!(code, 0, "every cell as expected: {v}");
+}
+
+/// `delete-before-ack` under its faults: a kill while the producer holds
+/// records whose rows are gone. Seed 3's schedule kills the process inside a
+/// Kafka partition (seeds whose kills all fall outside partitions do not
+/// catch it: the schedule must nest them).
+#[test]
+fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
+    let impls = ["outbox-poll+DUALCHECK_BUG=delete-before-ack"];
+    let (code, v) = sweep(
+        "zoo-delete-before-ack",
+        &impls,
+        "kafka-partition,relay-kill",
+        3,
+        1,
+        "15s",
+    );
+    assert_caught(&v, impls[0], "lost");
     assert_eq!(code, 0, "every cell as expected: {v}");
 }
 

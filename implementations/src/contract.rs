@@ -27,21 +27,23 @@ pub enum OpAnswer {
 }
 
 /// Events committed but not yet published, as `GET /backlog` reports them.
-/// A field a program leaves out reads as 0 (a black box may report only `backlog`).
+/// `backlog` is required (an answer without it is not understood); a field
+/// a program leaves out besides reads as 0 (a black box may report only `backlog`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
 pub struct Backlog {
     /// Events waiting to be published (includes those blocked behind a parked event).
     pub backlog: i64,
     /// Age of the oldest waiting event, ms (0 when none).
+    #[serde(default)]
     pub oldest_age_ms: i64,
     /// Events parked in the failed-events table after too many attempts.
+    #[serde(default)]
     pub parked: i64,
     /// Requests (`POST /ops`) the process is executing right now; built-ins
     /// always report it, a program may leave it out (then the drain cannot
     /// know that no request will still commit or publish, and waits its full
     /// quiet period).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<u64>,
 }
 

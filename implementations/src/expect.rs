@@ -104,6 +104,10 @@ pub struct Control {
     /// `--faults` takes it) under which the zoo runs this mutant and which
     /// must expose it; `none` for a bug the workload alone exposes.
     pub faults: &'static str,
+    /// The zoo checks this mutant's runs (and its control's) exactly-once
+    /// (`--exactly-once`): its bug shows as duplicates with one event id,
+    /// which an idempotent consumer would absorb and the default check allows.
+    pub exactly_once: bool,
     /// What runs with the knob set must show (the first rule that applies wins;
     /// none: valid).
     pub expect: &'static [Expectation],

@@ -7,10 +7,12 @@ mod app;
 mod bench;
 mod check;
 mod doctor;
+mod merge;
 mod report;
 mod run;
 mod shrink;
 mod sweep;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -51,6 +53,11 @@ enum Command {
     /// Shrink an invalid run to its smallest reproduction (fewer fault windows, shorter, smaller
     /// workload), on services started once; writes RUN_DIR/shrunk/.
     Shrink(shrink::ShrinkArgs),
+    /// One matrix from several sweeps (e.g. shards run on several machines) and run directories.
+    Merge(merge::MergeArgs),
+    /// The bug zoo: every mutant under the faults it names, beside its correct pattern;
+    /// how often each is caught, what it shows, how soon.
+    Zoo(Box<zoo::ZooArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
 }
@@ -59,11 +66,19 @@ impl Command {
     /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
     fn logs(&self) -> Option<Logs> {
         match self {
-            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Bench(_) | Command::Shrink(_) => {
-                Some(Logs::Terminal)
-            }
+            Command::Run(_)
+            | Command::Sweep(_)
+            | Command::Compare(_)
+            | Command::Zoo(_)
+            | Command::Bench(_)
+            | Command::Shrink(_) => Some(Logs::Terminal),
             Command::App(_) => Some(Logs::AppProcess),
-            Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
+            Command::Check(_)
+            | Command::List(_)
+            | Command::Doctor(_)
+            | Command::Setup(_)
+            | Command::Report(_)
+            | Command::Merge(_) => None,
         }
     }
 }
@@ -84,6 +99,8 @@ impl Cli {
             Command::Report(args) => report::run(args),
             Command::Sweep(args) => sweep::run(*args, sweep::Judge::Expectations),
             Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
+            Command::Zoo(args) => zoo::run(*args),
+            Command::Merge(args) => merge::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Shrink(args) => shrink::run(args),
         };

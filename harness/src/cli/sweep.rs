@@ -36,6 +36,10 @@ pub struct SweepArgs {
     /// Where the sweep's directory (runs, services' logs, the HTML page) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
+    /// Run only part I of N of the sweep's runs (e.g. `--shard 2/4` on the
+    /// second of four CI machines); `dualcheck merge` joins the parts.
+    #[arg(long)]
+    pub shard: Option<dualcheck::sweep::Shard>,
     /// Print the table as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -80,14 +84,14 @@ impl Judge {
 impl SweepArgs {
     fn plan(&self, judge: Judge) -> SweepPlan {
         SweepPlan {
-            subjects: self.impls.clone(),
-            faults: self.faults.clone(),
+            cells: SweepPlan::product(&self.impls, &self.faults),
             seeds: self.first_seed..self.first_seed.saturating_add(self.seeds),
             run: self
                 .options
                 .options("", "none", self.duration, self.first_seed, &self.out),
             command: judge.command(),
             progress: !self.json,
+            shard: self.shard,
             render_partial: if self.json {
                 |rows| format!("{}\n", serde_json::json!({ "rows": rows, "interrupted": true }))
             } else if self.markdown {
@@ -162,12 +166,25 @@ mod tests {
         .unwrap()
         .sweep;
         let plan = args.plan(Judge::Expectations);
-        assert_eq!(plan.subjects.len(), 2);
+        let cells: Vec<(&str, &str)> = plan
+            .cells
+            .iter()
+            .map(|(s, f)| (s.implementation.as_str(), f.as_str()))
+            .collect();
         assert_eq!(
-            plan.subjects[1].app_vars,
+            cells,
+            [
+                ("outbox-poll", "network"),
+                ("outbox-poll", "relay-kill,kafka-partition"),
+                ("cdc-logical", "network"),
+                ("cdc-logical", "relay-kill,kafka-partition")
+            ],
+            "every implementation under every fault list"
+        );
+        assert_eq!(
+            plan.cells[2].0.app_vars,
             [("DUALCHECK_CDC_CONFIRM".to_string(), "early".to_string())]
         );
-        assert_eq!(plan.faults, ["network", "relay-kill,kafka-partition"]);
         assert_eq!(plan.seeds, 7..10);
         assert_eq!(plan.command, "sweep");
         assert!(SweepOnly::try_parse_from(["sweep", "--impls", "x+NOVALUE"]).is_err());

@@ -45,6 +45,44 @@ pub struct LocalPostgres {
     pub port: u16,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// A data directory made outside the run directory because user
+    /// `postgres` cannot reach the run directory: removed with the server.
+    outside: Option<PathBuf>,
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.outside {
+            // The server first: its files go with the directory.
+            self.process.kill().ok();
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+}
+
+/// Whether user `uid` (group `gid`) may enter every directory from `/` down
+/// to `dir` (its existing part): what `initdb`, run as that user, needs.
+fn reachable_by(dir: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut path = PathBuf::new();
+    for part in dir.components() {
+        path.push(part);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            break; // Not made yet: it will be, by root, as 0755.
+        };
+        let mode = meta.mode();
+        let may_enter = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !may_enter {
+            return false;
+        }
+    }
+    true
 }
 
 /// The connection URL of a server on `127.0.0.1:port` (user and database `postgres`, trust auth).
@@ -55,9 +93,16 @@ pub fn url(port: u16) -> String {
 impl LocalPostgres {
     /// Creates a cluster in `dir/data` and starts it on `port`; returns once it
     /// accepts connections (or fails naming the log file).
+    ///
+    /// As root, `initdb` and the server run as user `postgres`, who may not be
+    /// able to enter `dir` (under root's home, or a `mktemp -d` directory,
+    /// both mode 0700): then the data directory is made under the system's
+    /// temporary directory instead, named in `dir/`[`crate::run_dir::POSTGRES_DATA_ELSEWHERE`],
+    /// and removed with the server. The logs stay in `dir`.
     pub async fn start(dir: &Path, port: u16, timeout: Duration) -> Result<Self> {
         let bin = bin_dir()?;
-        let data_dir = dir.join("data");
+        let mut data_dir = dir.join("data");
+        let mut outside = None;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let user = if is_root() {
             Some(lookup_user("postgres")?)
@@ -65,8 +110,56 @@ impl LocalPostgres {
             None
         };
         if let Some((uid, gid)) = user {
-            chown(dir, uid, gid)?;
+            let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+            if reachable_by(&dir, uid, gid) {
+                chown(&dir, uid, gid)?;
+            } else {
+                let elsewhere = tempfile::Builder::new()
+                    .prefix("dualcheck-postgres-")
+                    .tempdir()
+                    .context("making a Postgres data directory user postgres can reach")?
+                    .keep();
+                if !reachable_by(&elsewhere, uid, gid) {
+                    bail!(
+                        "user postgres can reach neither {} nor {}: run as another user, or point --out (or TMPDIR) \
+                         at a directory every user may enter (e.g. `chmod o+x` on its parents)",
+                        dir.display(),
+                        elsewhere.display()
+                    );
+                }
+                chown(&elsewhere, uid, gid)?;
+                std::fs::write(
+                    dir.join(crate::run_dir::POSTGRES_DATA_ELSEWHERE),
+                    format!(
+                        "{}\nThe Postgres data directory lived here because user postgres cannot enter {}; \
+                         it is removed when the server ends.\n",
+                        elsewhere.join("data").display(),
+                        dir.display()
+                    ),
+                )?;
+                data_dir = elsewhere.join("data");
+                outside = Some(elsewhere);
+            }
         }
+        let started = Self::init_and_start(&bin, dir, data_dir, user, port, timeout, outside.clone()).await;
+        if started.is_err() {
+            if let Some(elsewhere) = &outside {
+                std::fs::remove_dir_all(elsewhere).ok();
+            }
+        }
+        started
+    }
+
+    /// `initdb` into `data_dir`, then the server, awaited until ready.
+    async fn init_and_start(
+        bin: &Path,
+        dir: &Path,
+        data_dir: PathBuf,
+        user: Option<(u32, u32)>,
+        port: u16,
+        timeout: Duration,
+        outside: Option<PathBuf>,
+    ) -> Result<Self> {
         let init_log = dir.join(crate::run_dir::INITDB_LOG);
         let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
             .args(["-D".as_ref(), data_dir.as_os_str()])
@@ -115,6 +208,7 @@ impl LocalPostgres {
             process,
             port,
             data_dir,
+            outside,
         };
         pg.wait_ready(timeout).await?;
         Ok(pg)

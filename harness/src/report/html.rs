@@ -301,11 +301,22 @@ per class are drawn.</p>",
     if faults.is_empty() && r.failed_faults.is_empty() {
         h.push_str("<p>No fault was injected.</p>\n");
     } else {
-        h.push_str("<table id=\"faults\"><tr><th>fault</th><th>start</th><th>stop</th></tr>");
+        h.push_str(
+            "<p>Time to recover: from the fault's stop until every op acknowledged before the stop had been delivered.</p>\n\
+<table id=\"faults\"><tr><th>fault</th><th>start</th><th>stop</th><th>time to recover</th></tr>",
+        );
         for w in faults {
+            let recovery = match (w.stop, w.recovery_ns) {
+                (None, _) => "-".to_string(),
+                (Some(_), Some(ns)) => fmt_ns(ns),
+                (Some(_), None) => {
+                    "<span class=\"failed\">never (an op acknowledged before the stop was never delivered)</span>"
+                        .to_string()
+                }
+            };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"recovery\">{recovery}</td></tr>",
                 escape(&w.fault),
                 fmt_ns(w.start),
                 w.stop.map(fmt_ns).unwrap_or_else(|| "never healed".into())
@@ -314,7 +325,7 @@ per class are drawn.</p>",
         for f in &r.failed_faults {
             let _ = write!(
                 h,
-                "<tr class=\"failed-fault\"><td>{}</td><td>{}</td><td class=\"failed\">failed, never took effect: {}</td></tr>",
+                "<tr class=\"failed-fault\"><td>{}</td><td>{}</td><td class=\"failed\">failed, never took effect: {}</td><td>-</td></tr>",
                 escape(&f.fault),
                 fmt_ns(f.time),
                 escape(f.error.as_deref().unwrap_or("no reason given"))

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 /// What the runner knew about a run, read back from `results.json`; every
 /// field is optional so a bare history still gets a report.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct RunMeta {
     /// Implementation name.
     pub implementation: Option<String>,
@@ -41,6 +41,9 @@ pub struct RunMeta {
     /// Whether duplicates counted as violations.
     #[serde(default)]
     pub exactly_once: bool,
+    /// Whether per-key order was judged (not when the records' key is not the business key).
+    #[serde(default = "judged")]
+    pub per_key_order: bool,
     /// Prepared transactions left in doubt (patterns that prepare transactions), when the run saw any.
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
     /// Events the implementation parked, as it said at the end of the drain.
@@ -49,6 +52,18 @@ pub struct RunMeta {
     /// account was only available while it ran).
     #[serde(default)]
     pub examples: std::collections::BTreeMap<checkers::Anomaly, Vec<Example>>,
+}
+
+/// A bare history's: what an empty `results.json` says (order judged).
+impl Default for RunMeta {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("every field of RunMeta has a default")
+    }
+}
+
+/// Results written before `per_key_order` existed judged order.
+fn judged() -> bool {
+    true
 }
 
 /// Everything a report is made of.
@@ -167,6 +182,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
     };
     let options = CheckOptions {
         exactly_once: meta.exactly_once,
+        per_key_order: meta.per_key_order,
         ..CheckOptions::default()
     };
     let mut result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;

@@ -133,8 +133,9 @@ impl RunConfig {
     }
 }
 
-/// What a run produced: the check's verdict plus the run's own figures.
-#[derive(Debug, Clone, Serialize)]
+/// What a run produced: the check's verdict plus the run's own figures
+/// (`results.json`; read back by `dualcheck merge`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunOutcome {
     /// The checker's result (`valid`, `anomalies`, examples, latency, ...).
     #[serde(flatten)]
@@ -157,15 +158,17 @@ pub struct RunOutcome {
     pub drained: bool,
     /// Events the implementation parked (gave up publishing on purpose), from its
     /// last `GET /backlog` answer; `None` when it never answered one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<u64>,
     /// Problems met while injecting or healing faults (the run went on).
+    #[serde(default)]
     pub nemesis_errors: Vec<String>,
     /// Replication slots of the run dropped at teardown (patterns reading the WAL), so
     /// none goes on retaining WAL.
+    #[serde(default)]
     pub slots_dropped: Vec<String>,
     /// Prepared transactions seen and left in doubt (only when the run saw any).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
 }
 

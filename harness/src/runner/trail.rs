@@ -31,6 +31,9 @@ pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started
     )
     .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
     result.warnings.extend(mapping_warnings);
+    for process in started.relay.iter().chain(started.app.iter()) {
+        result.warnings.extend(process.backlog_warning());
+    }
     if !per_key_order {
         result.warnings.push(
             "reorder not judged: the record key is not the business key (--record-key-is-business-key false), so Kafka orders nothing per key"

@@ -140,8 +140,7 @@ impl Publisher {
                 .set("enable.idempotence", "false")
                 .set("retries", "2147483647")
                 .set("max.in.flight.requests.per.connection", "5")
-                .set("retry.backoff.ms", "100")
-                .set("request.timeout.ms", "1000");
+                .set("retry.backoff.ms", "100");
         }
         config
             .set("acks", "all")

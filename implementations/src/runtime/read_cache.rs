@@ -115,6 +115,7 @@ pub const CACHE_OFF_READS_STALE: crate::expect::Control = crate::expect::Control
     knob: "DUALCHECK_READ_CACHE",
     value: "off",
     faults: "none",
+    exactly_once: false,
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::Always,
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),

@@ -703,6 +703,7 @@ pub const CONFIRM_EARLY_LOSES: crate::expect::Control = crate::expect::Control {
     knob: "DUALCHECK_CDC_CONFIRM",
     value: "early",
     faults: "kafka-partition,relay-kill",
+    exactly_once: false,
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::AnyFault(&["relay-kill"]),
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),

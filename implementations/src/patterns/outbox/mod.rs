@@ -140,6 +140,7 @@ pub(crate) const fn mutant(name: &'static str, faults: &'static str, expect: &'s
         knob: BUG_KNOB,
         value: name,
         faults,
+        exactly_once: false,
         expect,
     }
 }
@@ -166,14 +167,16 @@ pub const DELETE_BEFORE_ACK: Control = mutant(
 
 /// `new-id-on-retry`: the event id is minted when the relay publishes (a
 /// fresh UUID in the record's value and header) instead of with the row, so
-/// every republish — after a delivery that timed out but was written, or a
-/// relay killed between Kafka's ack and the delete — carries a new id.
+/// every republish of a record Kafka already has carries a new id: after
+/// Kafka acknowledged a batch but the relay's transaction recording it failed
+/// (Postgres connections reset), or a delivery that timed out although the
+/// broker wrote it (answers swallowed longer than the message timeout).
 pub const NEW_ID_ON_RETRY: Control = mutant(
     "new-id-on-retry",
-    "kafka-partition,relay-kill",
+    "pg-reset",
     &[
         Expectation {
-            when: When::AllFaults(&["kafka-partition", "relay-kill"]),
+            when: When::AnyFault(&["pg-reset"]),
             expect: Expect::Shows(&[Anomaly::DuplicateBeyondIdempotency]),
         },
         Expectation {
@@ -183,11 +186,12 @@ pub const NEW_ID_ON_RETRY: Control = mutant(
     ],
 );
 
-/// `unordered-relays`: at least four relays, none owning shards; each claims a
-/// batch of any pending rows (`ORDER BY id ... FOR UPDATE SKIP LOCKED`, not
-/// just the oldest per key) and publishes it on its own, and a failed row
-/// backs off alone while the key's later rows go out: reorder as soon as
-/// publishes fail (a Kafka partition).
+/// `unordered-relays`: at least four relay instances (each with its own
+/// producer), none owning shards; each claims a batch of any pending rows
+/// (`ORDER BY id ... FOR UPDATE SKIP LOCKED`, not just the oldest per key) and
+/// publishes it on its own, and a failed row backs off alone while its key's
+/// later rows go out: reorder when batches of one key race (a backlog after
+/// a Kafka partition) or publishes fail.
 pub const UNORDERED_RELAYS: Control = mutant(
     "unordered-relays",
     "kafka-partition",
@@ -206,8 +210,8 @@ pub const UNORDERED_RELAYS: Control = mutant(
 /// `drop-on-timeout`: the relay waits at most 1 s for each batch's delivery
 /// reports (`send().get(1, SECONDS)`), and a timeout is logged and the row
 /// marked done ("it was probably sent"). The producer still holds the record:
-/// lost when the process dies or the producer gives up (a kill inside a
-/// Kafka partition, or a partition longer than the message timeout).
+/// lost when the process dies at least 1 s into a Kafka partition, or when the
+/// partition outlasts the producer's message timeout (5 s) and it gives up.
 pub const DROP_ON_TIMEOUT: Control = mutant(
     "drop-on-timeout",
     "kafka-partition,relay-kill",
@@ -224,24 +228,30 @@ pub const DROP_ON_TIMEOUT: Control = mutant(
 );
 
 /// `non-idempotent-producer`: the producer runs with `enable.idempotence=false`,
-/// unlimited retries, five requests in flight and a 1 s request timeout, and
-/// the relay sends each key's pending events in one batch, in id order,
-/// trusting the producer to keep their order (which an idempotent producer
-/// does): a retried request can land after a later one (reorder) or twice.
-pub const NON_IDEMPOTENT_PRODUCER: Control = mutant(
-    "non-idempotent-producer",
-    "kafka-reset,kafka-timeout",
-    &[
-        Expectation {
-            when: When::AnyFault(&["kafka-reset", "kafka-timeout"]),
-            expect: Expect::Shows(&[Anomaly::Reorder, Anomaly::Duplicate]),
-        },
-        Expectation {
-            when: When::Always,
-            expect: Expect::Any,
-        },
-    ],
-);
+/// unlimited retries and five requests in flight, and the relay sends each
+/// key's pending events in one batch, in id order, trusting the producer to
+/// keep their order (which an idempotent producer does). A request the broker
+/// wrote but whose answer was lost (connections reset, answers swallowed) is
+/// sent again and written twice: duplicates with one event id, which only an
+/// exactly-once check counts (`exactly_once`); a retried request landing
+/// after a later one would show as reorder.
+pub const NON_IDEMPOTENT_PRODUCER: Control = Control {
+    exactly_once: true,
+    ..mutant(
+        "non-idempotent-producer",
+        "kafka-reset",
+        &[
+            Expectation {
+                when: When::AnyFault(&["kafka-reset", "kafka-timeout"]),
+                expect: Expect::Shows(&[Anomaly::Reorder, Anomaly::Duplicate]),
+            },
+            Expectation {
+                when: When::Always,
+                expect: Expect::Any,
+            },
+        ],
+    )
+};
 
 /// `publish-in-transaction`: the request publishes its event itself, inside
 /// the business transaction, and commits after Kafka's ack (no outbox row):

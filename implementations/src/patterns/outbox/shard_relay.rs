@@ -111,6 +111,9 @@ async fn listener(ctx: Arc<AppContext>, wake: watch::Sender<u64>, mut stop: watc
 struct RelayState {
     client: Option<Client>,
     held: BTreeSet<i32>,
+    /// The relay's producer: the process's, or (`unordered-relays`, relay
+    /// instances of their own) one per relay.
+    publisher: Arc<crate::runtime::kafka::Publisher>,
 }
 
 async fn relay(
@@ -126,9 +129,22 @@ async fn relay(
         base: cfg.backoff_base,
         max: cfg.backoff_max,
     };
+    let publisher = if Bug::of(cfg) == Bug::UnorderedRelays {
+        // Independent relay instances: each its own producer and connection.
+        match crate::runtime::kafka::Publisher::new(&cfg.kafka_bootstrap, &cfg.topic, cfg.publish_timeout) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::warn!("relay {idx}: {e:#}; using the process's producer");
+                ctx.publisher.clone()
+            }
+        }
+    } else {
+        ctx.publisher.clone()
+    };
     let mut st = RelayState {
         client: None,
         held: BTreeSet::new(),
+        publisher,
     };
     let mut failures = 0u32;
     let mut last_orphan_scan = Instant::now();
@@ -179,7 +195,7 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
     if Bug::of(&ctx.config) == Bug::UnorderedRelays {
         // The mutant: no ownership, every relay works on every shard.
         let every: Vec<i32> = (0..ctx.config.shards).collect();
-        return round(ctx, client, &every).await;
+        return round(ctx, &st.publisher, client, &every).await;
     }
     let scan_all = last_scan.elapsed() > Duration::from_secs(2);
     let want: Vec<i32> = if scan_all {
@@ -206,7 +222,7 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
         return Ok(0);
     }
     let held: Vec<i32> = st.held.iter().copied().collect();
-    round(ctx, client, &held).await
+    round(ctx, &st.publisher, client, &held).await
 }
 
 /// The claim of the correct relay: the oldest pending event (head) of each
@@ -240,7 +256,12 @@ const CLAIM_PIPELINED: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.
      ORDER BY o.id LIMIT $3
      FOR UPDATE OF o SKIP LOCKED";
 
-async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<usize> {
+async fn round(
+    ctx: &AppContext,
+    publisher: &crate::runtime::kafka::Publisher,
+    client: &mut Client,
+    held: &[i32],
+) -> Result<usize> {
     let cfg = &ctx.config;
     let t = ctx.db.timeout;
     let bug = Bug::of(cfg);
@@ -282,13 +303,13 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
             event_id: ev,
         })
         .collect();
-    let handed = ctx.publisher.hand_over(&records).await;
+    let handed = publisher.hand_over(&records).await;
     if bug == Bug::DeleteBeforeAck {
         // The mutant: the rows go as soon as the producer has the records.
         let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
         super::record_published(&tx, cfg.cleanup, &ids, t).await?;
         timed(t, "COMMIT (relay)", tx.commit()).await?;
-        let results = ctx.publisher.reports(handed, ctx.publisher.wait()).await;
+        let results = publisher.reports(handed, publisher.wait()).await;
         for ((id, ev, key, _, _, op), res) in events.iter().zip(results) {
             if let Err(e) = res {
                 tracing::warn!("relay: outbox event {id} (op {op}, event {ev}, key {key}) was not delivered: {e}");
@@ -299,9 +320,9 @@ async fn round(ctx: &AppContext, client: &mut Client, held: &[i32]) -> Result<us
     let wait = if bug == Bug::DropOnTimeout {
         Duration::from_secs(1)
     } else {
-        ctx.publisher.wait()
+        publisher.wait()
     };
-    let results = ctx.publisher.reports(handed, wait).await;
+    let results = publisher.reports(handed, wait).await;
     let b = Backoff {
         base: cfg.backoff_base,
         max: cfg.backoff_max,

@@ -1,0 +1,115 @@
+//! `dualcheck zoo`: every mutant of the bug zoo under the faults it names,
+//! beside its correct pattern under the same seeds and faults; one row per
+//! mutant (caught k of N, anomalies seen, time to the first anomaly, the
+//! correct pattern's verdicts). The work is [`dualcheck::zoo`]'s.
+
+use super::run::RunShared;
+use super::{parse_duration, Verdict};
+use clap::Args;
+use dualcheck::sweep::SweepPlan;
+use dualcheck::zoo::{markdown_table, text_table};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `dualcheck zoo`.
+#[derive(Args, Debug, Clone)]
+pub struct ZooArgs {
+    /// Comma-separated mutants: a mutant's name (on every pattern that has
+    /// it), `PATTERN/MUTANT`, or a pattern that is a negative control as it is
+    /// (`naive`); all of them when not given. `dualcheck list` shows them.
+    #[arg(long, value_delimiter = ',')]
+    pub mutants: Vec<String>,
+    /// Seeds per mutant (and per correct pattern beside it): FIRST_SEED, FIRST_SEED+1, ...
+    #[arg(long, default_value_t = 20)]
+    pub seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
+    /// Workload duration of each run, e.g. `30s`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Where the zoo's sweep directory (runs, services' logs, zoo.html) goes.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print the table as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the table as Markdown (what `docs/zoo.md` holds).
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Workload, environment and implementation options, as `dualcheck run` has them.
+    #[command(flatten)]
+    pub options: RunShared,
+}
+
+/// Runs `dualcheck zoo`: exit 0 when every mutant was caught in every run and
+/// every correct pattern beside it stayed valid, 1 otherwise, 2 when a name
+/// is unknown or a run could not be carried out.
+pub fn run(args: ZooArgs) -> Verdict {
+    let mutants = match dualcheck::zoo::select(&args.mutants) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("dualcheck zoo: {e}");
+            return Verdict::Unusable;
+        }
+    };
+    let rt = match super::runtime("zoo") {
+        Ok(rt) => rt,
+        Err(v) => return v,
+    };
+    let plan = SweepPlan {
+        cells: Vec::new(),
+        seeds: args.first_seed..args.first_seed.saturating_add(args.seeds),
+        run: args
+            .options
+            .options("", "none", args.duration, args.first_seed, &args.out),
+        command: "zoo",
+        progress: !args.json,
+        shard: None,
+        // Interrupted, it prints the sweep's cells (mutants and correct patterns) so far.
+        render_partial: if args.json {
+            |rows| format!("{}\n", serde_json::json!({ "cells": rows, "interrupted": true }))
+        } else if args.markdown {
+            dualcheck::sweep::markdown_table
+        } else {
+            dualcheck::sweep::text_table
+        },
+    };
+    match rt.block_on(dualcheck::zoo::zoo(&mutants, plan)) {
+        Ok(outcome) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&outcome).expect("the zoo serializes"));
+            } else {
+                print!(
+                    "{}",
+                    if args.markdown {
+                        markdown_table(&outcome.rows)
+                    } else {
+                        text_table(&outcome.rows)
+                    }
+                );
+                println!(
+                    "\n{} runs in {:.1} s (services started in {:.1} s)\n{}",
+                    outcome
+                        .sweep
+                        .rows
+                        .iter()
+                        .map(|r| r.runs + r.errors.len() as u64)
+                        .sum::<u64>(),
+                    outcome.sweep.wall_s,
+                    outcome.sweep.services_start_s,
+                    outcome.sweep.html.display()
+                );
+            }
+            if outcome.has_errors() {
+                Verdict::Unusable
+            } else {
+                Verdict::of(outcome.all_as_expected())
+            }
+        }
+        Err(e) => {
+            eprintln!("dualcheck zoo: {e:#}");
+            Verdict::Unusable
+        }
+    }
+}
