@@ -188,6 +188,8 @@ pub struct ShrinkOptions {
     pub budget: Option<Duration>,
     /// The anomaly kind to keep (default: the run's first violation).
     pub anomaly: Option<String>,
+    /// Candidates after which no new one starts, the original included (`None`: no limit).
+    pub max_candidates: Option<usize>,
 }
 
 /// How a shrink ended.
@@ -225,7 +227,7 @@ pub struct ShrinkOutcome {
     pub candidates: usize,
     /// Runs carried out.
     pub runs: usize,
-    /// Whether the budget stopped the minimisation early.
+    /// Whether the budget (`--budget`, `--max-candidates`) stopped the minimisation early.
     pub budget_exhausted: bool,
     /// Wall seconds of the whole shrink (services included).
     pub wall_s: f64,
@@ -273,7 +275,9 @@ struct Shrinker {
 
 impl Shrinker {
     fn out_of_budget(&mut self) -> bool {
-        if self.opts.budget.is_some_and(|b| self.started.elapsed() >= b) {
+        if self.opts.budget.is_some_and(|b| self.started.elapsed() >= b)
+            || self.opts.max_candidates.is_some_and(|m| self.candidates >= m)
+        {
             self.budget_exhausted = true;
         }
         self.budget_exhausted

@@ -191,13 +191,17 @@ fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
         "--min-repro",
         "1",
         "--budget",
-        "35s",
+        "150s",
+        "--max-candidates",
+        "2",
         "--json",
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let o: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     assert_eq!(o["end"], "shrunk", "{o}");
     assert_eq!(o["anomaly"], "lost");
+    assert_eq!(o["candidates"], 2, "--max-candidates: {o}");
+    assert_eq!(o["budget_exhausted"], true, "{o}");
     let best = o["best"]["windows"].as_array().unwrap();
     assert!(
         best.len() < original.len(),

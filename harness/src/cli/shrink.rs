@@ -21,6 +21,9 @@ pub struct ShrinkArgs {
     /// Wall time after which no new candidate starts, e.g. `10m` (the best so far is kept).
     #[arg(long, value_parser = parse_duration)]
     pub budget: Option<Duration>,
+    /// Candidates after which no new one starts, the original included (the best so far is kept).
+    #[arg(long, value_name = "N")]
+    pub max_candidates: Option<usize>,
     /// The anomaly kind to keep (default: the run's first violation), e.g. `lost`.
     #[arg(long)]
     pub anomaly: Option<String>,
@@ -42,6 +45,7 @@ pub fn run(args: ShrinkArgs) -> Verdict {
         min_repro: args.min_repro,
         budget: args.budget,
         anomaly: args.anomaly.clone(),
+        max_candidates: args.max_candidates,
     };
     let end = match rt.block_on(dualcheck::shrink::shrink(&opts)) {
         Ok(end) => end,
