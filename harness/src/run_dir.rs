@@ -13,6 +13,8 @@
 //!   app.log           the implementation (or its `service` role)
 //!   relay.log         the relay, for patterns whose relay is a process
 //!   toxiproxy.log, postgres/, kafka/   the local services' data and logs
+//!   shrunk/           `dualcheck shrink`: schedule.json, workload.json, commands.txt,
+//!                     verification.rs, shrink.jsonl, summary.json, report.html, runs/
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -35,6 +37,25 @@ pub const REPORT_HTML: &str = "report.html";
 pub const APP_LOG: &str = "app.log";
 /// Output of the relay process (patterns whose relay is a process of its own).
 pub const RELAY_LOG: &str = "relay.log";
+/// The directory a shrink writes, inside the run directory.
+pub const SHRUNK_DIR: &str = "shrunk";
+/// The minimal schedule, in `shrunk/`.
+pub const SHRUNK_SCHEDULE: &str = "schedule.json";
+/// The minimal workload and duration, in `shrunk/`.
+pub const SHRUNK_WORKLOAD: &str = "workload.json";
+/// The command lines (replay, and the `dualcheck run` line for CI), in `shrunk/`.
+pub const SHRUNK_COMMANDS: &str = "commands.txt";
+/// The `Verification` snippet for a Rust regression test, in `shrunk/`.
+pub const SHRUNK_VERIFICATION: &str = "verification.rs";
+/// Every candidate and its outcome, one JSON object a line, in `shrunk/`.
+pub const SHRUNK_LOG: &str = "shrink.jsonl";
+/// The outcome of the shrink, in `shrunk/`.
+pub const SHRUNK_SUMMARY: &str = "summary.json";
+/// The report of the best reproducing run, copied into `shrunk/`.
+pub const SHRUNK_REPORT: &str = "report.html";
+/// The runs of the shrink (one directory per try), in `shrunk/`.
+pub const SHRUNK_RUNS: &str = "runs";
+
 /// Output of the local Toxiproxy server.
 pub const TOXIPROXY_LOG: &str = "toxiproxy.log";
 /// Directory of the local PostgreSQL server (data and logs).
@@ -204,7 +225,8 @@ fn create_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn unix_secs() -> u64 {
+/// Seconds since the Unix epoch (names of run, sweep and shrink directories).
+pub fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

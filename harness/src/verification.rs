@@ -184,6 +184,14 @@ impl Verification {
         self
     }
 
+    /// Follows this fault schedule (e.g. the `schedule.json` a `dualcheck
+    /// shrink` wrote) instead of generating one from the seed; its faults
+    /// must also be given to [`Verification::faults`] (they decide the brokers).
+    pub fn schedule(mut self, schedule: workloads::Schedule<Fault>) -> Self {
+        self.cfg.schedule = Some(schedule);
+        self
+    }
+
     /// Where run directories go (default `runs/`, relative to the working
     /// directory: the crate's directory under `cargo test`).
     pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {

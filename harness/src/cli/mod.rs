@@ -10,6 +10,7 @@ mod doctor;
 mod merge;
 mod report;
 mod run;
+mod shrink;
 mod sweep;
 mod zoo;
 
@@ -49,6 +50,9 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
     Compare(Box<sweep::SweepArgs>),
+    /// Shrink an invalid run to its smallest reproduction (fewer fault windows, shorter, smaller
+    /// workload), on services started once; writes RUN_DIR/shrunk/.
+    Shrink(shrink::ShrinkArgs),
     /// One matrix from several sweeps (e.g. shards run on several machines) and run directories.
     Merge(merge::MergeArgs),
     /// The bug zoo: every mutant under the faults it names, beside its correct pattern;
@@ -62,9 +66,12 @@ impl Command {
     /// The logs a subcommand shows; `None` leaves tracing off (its events are dropped).
     fn logs(&self) -> Option<Logs> {
         match self {
-            Command::Run(_) | Command::Sweep(_) | Command::Compare(_) | Command::Zoo(_) | Command::Bench(_) => {
-                Some(Logs::Terminal)
-            }
+            Command::Run(_)
+            | Command::Sweep(_)
+            | Command::Compare(_)
+            | Command::Zoo(_)
+            | Command::Bench(_)
+            | Command::Shrink(_) => Some(Logs::Terminal),
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_)
             | Command::List(_)
@@ -95,6 +102,7 @@ impl Cli {
             Command::Zoo(args) => zoo::run(*args),
             Command::Merge(args) => merge::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Shrink(args) => shrink::run(args),
         };
         verdict.into()
     }

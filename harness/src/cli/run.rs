@@ -13,8 +13,18 @@ use workloads::{Skew, Workload};
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Implementation (see `dualcheck list`), or `exec` with --cmd.
-    #[arg(long = "impl", value_name = "NAME")]
-    pub implementation: String,
+    #[arg(long = "impl", value_name = "NAME", required_unless_present = "replay")]
+    pub implementation: Option<String>,
+    /// Replay a recorded run: the same implementation, knobs, seed, workload
+    /// and fault windows at the same offsets, from RUN_DIR's environment.json
+    /// and schedule.json (only --out, --json and --schedule apply besides).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "implementation")]
+    pub replay: Option<PathBuf>,
+    /// Follow this fault schedule (a schedule.json, e.g. edited by hand or
+    /// written by `dualcheck shrink`) instead of generating one from the seed.
+    /// Its faults must be among --faults.
+    #[arg(long, value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
     /// Comma-separated faults and fault families (`network`, `process`, `cluster`, `schema`;
     /// see `dualcheck list`), or `none`.
     #[arg(long, default_value = "none")]
@@ -228,17 +238,46 @@ impl RunShared {
 impl RunArgs {
     /// The library's options of the run these arguments ask for.
     pub fn options(&self) -> RunOptions {
-        let mut o = self
-            .options
-            .options(&self.implementation, &self.faults, self.duration, self.seed, &self.out);
+        let mut o = self.options.options(
+            self.implementation.as_deref().unwrap_or_default(),
+            &self.faults,
+            self.duration,
+            self.seed,
+            &self.out,
+        );
         o.progress = !self.json;
         o
     }
 }
 
+/// The run configuration of `args`: the recorded one (`--replay`) or the
+/// flags', with the explicit schedule of `--schedule`.
+fn config(args: &RunArgs) -> anyhow::Result<dualcheck::runner::RunConfig> {
+    let mut cfg = match &args.replay {
+        Some(dir) => {
+            let mut cfg = dualcheck::replay::config_from_run_dir(dir, &args.out)?;
+            cfg.progress = !args.json;
+            cfg
+        }
+        None => args.options().to_config()?,
+    };
+    if let Some(file) = &args.schedule {
+        let schedule = dualcheck::replay::read_schedule(file)?;
+        if let Some(s) = schedule.steps.iter().find(|s| !cfg.faults.contains(&s.fault)) {
+            anyhow::bail!(
+                "{} has `{}`, which is not among --faults (add it: the faults decide the brokers)",
+                file.display(),
+                s.fault.name()
+            );
+        }
+        cfg.schedule = Some(schedule);
+    }
+    Ok(cfg)
+}
+
 /// Runs `dualcheck run`: valid, anomalies, or a run that could not be carried out.
 pub fn run(args: RunArgs) -> Verdict {
-    let cfg = match args.options().to_config() {
+    let cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dualcheck run: {e:#}");
@@ -372,5 +411,46 @@ mod tests {
             format!("{:?}", args.options()),
             format!("{:?}", RunOptions::new("outbox-poll"))
         );
+    }
+
+    #[test]
+    fn a_replay_needs_no_implementation_and_takes_none() {
+        let args = RunOnly::try_parse_from(["run", "--replay", "runs/run-1"]).unwrap().run;
+        assert_eq!(args.replay.as_deref(), Some(Path::new("runs/run-1")));
+        assert!(RunOnly::try_parse_from(["run", "--replay", "r", "--impl", "naive"]).is_err());
+        assert!(RunOnly::try_parse_from(["run"]).is_err(), "--impl or --replay");
+        let args = RunOnly::try_parse_from(["run", "--impl", "naive", "--schedule", "s.json"])
+            .unwrap()
+            .run;
+        assert_eq!(args.schedule.as_deref(), Some(Path::new("s.json")));
+    }
+
+    #[test]
+    fn a_schedule_naming_a_fault_not_chosen_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dualcheck-schedule-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("schedule.json");
+        std::fs::write(
+            &file,
+            r#"{"events":[{"at":{"secs":1,"nanos":0},"fault":"pg-kill","phase":"start"},{"at":{"secs":2,"nanos":0},"fault":"pg-kill","phase":"stop"}]}"#,
+        )
+        .unwrap();
+        let parse = |faults: &str| {
+            RunOnly::try_parse_from([
+                "run",
+                "--impl",
+                "naive",
+                "--faults",
+                faults,
+                "--schedule",
+                file.to_str().unwrap(),
+            ])
+            .unwrap()
+            .run
+        };
+        let e = config(&parse("kafka-partition")).unwrap_err().to_string();
+        assert!(e.contains("`pg-kill`") && e.contains("--faults"), "{e}");
+        let cfg = config(&parse("pg-kill")).unwrap();
+        assert_eq!(cfg.schedule.unwrap().steps.len(), 2);
     }
 }

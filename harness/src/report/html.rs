@@ -116,6 +116,14 @@ pub fn render(input: &ReportInput) -> Result<String> {
     if !r.violations.is_empty() {
         let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
         let _ = writeln!(h, "<p>Violations: <b>{}</b></p>", escape(&names.join(", ")));
+        if let Some(dir) = &input.run_dir {
+            let _ = writeln!(
+                h,
+                "<p id=\"shrink\">Smallest reproduction (fewer fault windows, a shorter and smaller workload, \
+on services started once; writes <code>shrunk/</code> here): <code>dualcheck shrink {}</code></p>",
+                escape(&crate::shrink::quote(&dir.display().to_string()))
+            );
+        }
     }
 
     // Anomaly counts.

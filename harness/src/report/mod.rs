@@ -79,6 +79,9 @@ pub struct ReportInput {
     pub environment: Option<serde_json::Value>,
     /// `schedule.json`, when present.
     pub schedule: Option<serde_json::Value>,
+    /// The run directory, when the history is a run's (results beside it):
+    /// an invalid run's report shows the `dualcheck shrink` command for it.
+    pub run_dir: Option<PathBuf>,
 }
 
 /// The files a report wrote.
@@ -191,6 +194,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         series,
         environment: read_json(&dir.environment())?,
         schedule: read_json(&dir.schedule())?,
+        run_dir: dir.results().exists().then(|| dir.path().to_path_buf()),
     })
 }
 

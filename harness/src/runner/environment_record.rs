@@ -40,7 +40,9 @@ pub(super) async fn write(
         serde_json::to_string_pretty(&environment).unwrap_or_default(),
     )
 }
-/// The run's configuration as JSON (environment values of the implementation are left out: they may be secrets).
+/// The run's configuration as JSON: everything `dualcheck run --replay` needs
+/// (the implementation's knobs, `DUALCHECK_*`, with their values; other
+/// environment values of the implementation are left out: they may be secrets).
 pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
     let app = match &cfg.app {
         crate::app_process::AppCommand::Builtin(n) => serde_json::json!({"builtin": n}),
@@ -56,6 +58,16 @@ pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
         "brokers": cfg.brokers,
         "partitions": cfg.partitions,
         "app_env_names": cfg.app_vars.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        "app_env": cfg
+            .app_vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("DUALCHECK_"))
+            .map(|(k, v)| serde_json::json!([k, v]))
+            .collect::<Vec<_>>(),
+        "schema_sql_text": cfg.schema_sql,
+        "reads": cfg.reads,
+        "start_timeout_s": cfg.start_timeout.as_secs_f64(),
+        "explicit_schedule": cfg.schedule.is_some(),
         "op_timeout_s": cfg.op_timeout.as_secs_f64(),
         "drain_timeout_s": cfg.drain_timeout.as_secs_f64(),
         "quiet_s": cfg.quiet.as_secs_f64(),

@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
-/// Generates the run's schedule from its seed and writes it to the run directory.
+/// The run's schedule — the explicit one of [`RunConfig::schedule`], else
+/// generated from the seed — written to the run directory.
 pub(super) fn plan(cfg: &RunConfig, run_dir: &RunDir) -> Result<Schedule<Fault>> {
-    let schedule = Schedule::generate(&ScheduleConfig {
-        seed: cfg.workload.seed,
-        faults: cfg.faults.clone(),
-        duration: cfg.duration,
-    });
+    let schedule = match &cfg.schedule {
+        Some(s) => s.clone(),
+        None => Schedule::generate(&ScheduleConfig {
+            seed: cfg.workload.seed,
+            faults: cfg.faults.clone(),
+            duration: cfg.duration,
+        }),
+    };
     std::fs::write(run_dir.schedule(), serde_json::to_string_pretty(&schedule)?)?;
     Ok(schedule)
 }

@@ -95,6 +95,10 @@ pub struct RunConfig {
     /// How the harness speaks to an `exec` program and reads its records
     /// (request and read templates, record mapping); the exec contract by default.
     pub template: crate::template::ServiceTemplate,
+    /// An explicit fault schedule (`--schedule FILE`, a replay, a shrink's
+    /// candidate) followed instead of the one generated from the seed; its
+    /// faults should be among [`RunConfig::faults`] (they decide the brokers).
+    pub schedule: Option<workloads::Schedule<Fault>>,
 }
 
 impl RunConfig {
@@ -124,6 +128,7 @@ impl RunConfig {
             reads,
             instance: None,
             template: crate::template::ServiceTemplate::default(),
+            schedule: None,
         }
     }
 }
