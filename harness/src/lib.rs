@@ -17,6 +17,7 @@ pub mod report;
 pub mod run_dir;
 pub mod run_options;
 pub mod runner;
+pub mod serve;
 pub mod summary;
 pub mod sweep;
 pub mod template;

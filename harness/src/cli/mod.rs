@@ -9,6 +9,7 @@ mod check;
 mod doctor;
 mod report;
 mod run;
+mod serve;
 mod sweep;
 mod zoo;
 
@@ -53,6 +54,8 @@ enum Command {
     Zoo(Box<zoo::ZooArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
+    /// A local web page (127.0.0.1) listing every run, sweep, comparison and zoo under DIR, newest first.
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -63,7 +66,12 @@ impl Command {
                 Some(Logs::Terminal)
             }
             Command::App(_) => Some(Logs::AppProcess),
-            Command::Check(_) | Command::List(_) | Command::Doctor(_) | Command::Setup(_) | Command::Report(_) => None,
+            Command::Check(_)
+            | Command::List(_)
+            | Command::Doctor(_)
+            | Command::Setup(_)
+            | Command::Report(_)
+            | Command::Serve(_) => None,
         }
     }
 }
@@ -86,6 +94,7 @@ impl Cli {
             Command::Compare(args) => sweep::run(*args, sweep::Judge::Validity),
             Command::Zoo(args) => zoo::run(*args),
             Command::Bench(args) => bench::run(args),
+            Command::Serve(args) => serve::run(args),
         };
         verdict.into()
     }
