@@ -312,7 +312,7 @@ pub struct Filter {
 impl Filter {
     /// Whether `e` passes the filter.
     pub fn keeps(&self, e: &Entry) -> bool {
-        (self.implementation.is_empty() || e.implementations.iter().any(|i| *i == self.implementation))
+        (self.implementation.is_empty() || e.implementations.contains(&self.implementation))
             && (self.verdict.is_empty() || e.verdict_key() == self.verdict)
     }
 }
