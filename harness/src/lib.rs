@@ -11,6 +11,7 @@ pub mod env;
 pub mod in_doubt;
 pub mod nemesis;
 pub mod observer;
+pub mod ops_series;
 pub mod recorder;
 pub mod relay_rate;
 pub mod report;

@@ -278,6 +278,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         nemesis_errors: vec![],
         in_doubt: None,
         slots_dropped: vec![],
+        ops_max: None,
     }
 }
 

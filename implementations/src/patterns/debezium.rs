@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 pub const INFO: PatternInfo = PatternInfo {
     relay: RelayKind::Process,
     streamed_tables: &["debezium_outbox"],
+    outbox_table: Some("debezium_outbox"),
     latency_reference: true,
     ..PatternInfo::new(
         "debezium",
