@@ -110,7 +110,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling every [`INTERVAL`], appending each sample to `path`:
-    /// the implementation `app` (its backlog), the database at `direct_url`
+    /// the publisher `app` (its backlog: the relay process where there is one), the database at `direct_url`
     /// (its slots and `outbox_table`), on the clock of `recorder`.
     pub fn start(
         path: PathBuf,

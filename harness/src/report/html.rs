@@ -288,6 +288,24 @@ per class are drawn.</p>",
         plots::unseen_svg(&r.unseen_per_second, marks, end_s)?
     );
 
+    // Operational series sampled by the harness (ops.jsonl), when there are any.
+    for (i, (title, y_desc, lines)) in plots::ops_plots(&input.ops).iter().enumerate() {
+        let _ = write!(h, "<h2>{}</h2>\n<p class=\"legend\">", escape(title));
+        for (label, colour, _) in lines {
+            let _ = write!(
+                h,
+                "<span><i class=\"sw\" style=\"background:{}\"></i>{}</span>",
+                css(*colour),
+                escape(label)
+            );
+        }
+        let _ = writeln!(
+            h,
+            "{fault_legend}</p><p>Sampled by the harness every 500 ms.</p><div class=\"plot\" id=\"ops-plot-{i}\">{}</div>",
+            plots::ops_svg(y_desc, lines, marks, end_s)?
+        );
+    }
+
     // Faults: the windows that took effect, then the starts that failed (no band).
     h.push_str("<h2>Faults</h2>\n");
     if faults.is_empty() && r.failed_faults.is_empty() {

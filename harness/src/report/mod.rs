@@ -64,6 +64,8 @@ pub struct ReportInput {
     pub environment: Option<serde_json::Value>,
     /// `schedule.json`, when present.
     pub schedule: Option<serde_json::Value>,
+    /// The operational series (`ops.jsonl`), empty when absent.
+    pub ops: Vec<crate::ops_series::Sample>,
 }
 
 /// The files a report wrote.
@@ -175,6 +177,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         series,
         environment: read_json(&dir.environment())?,
         schedule: read_json(&dir.schedule())?,
+        ops: crate::ops_series::read(&dir.ops_series()).unwrap_or_default(),
     })
 }
 

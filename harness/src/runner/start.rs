@@ -124,10 +124,11 @@ pub(super) async fn start_processes(
         None
     };
     started.prepared_monitor = Some(in_doubt::Monitor::start(&db_direct_url));
+    // The relay process, where there is one, knows the backlog.
     started.ops_sampler = Some(crate::ops_series::Sampler::start(
         run_dir.ops_series(),
         &db_direct_url,
-        process.clone(),
+        relay.clone().unwrap_or_else(|| process.clone()),
         app.outbox_table(),
         recorder.clone(),
     ));
