@@ -30,10 +30,11 @@ pub const DEFAULT_PORT: u16 = 8750;
 pub const GROUP_COMMANDS: [&str; 3] = ["sweep", "compare", "zoo"];
 
 /// Files of a run directory the page links, when present, in this order.
-const LINKED: [&str; 5] = [
+const LINKED: [&str; 6] = [
     run_dir::REPORT_HTML,
     run_dir::HISTORY,
     run_dir::RESULTS,
+    run_dir::OPS_SERIES,
     run_dir::APP_LOG,
     run_dir::RELAY_LOG,
 ];
