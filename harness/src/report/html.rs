@@ -257,7 +257,8 @@ pub fn render(input: &ReportInput) -> Result<String> {
         h,
         "</p><p>Each point is an op at its completion time; its height is the time from the acknowledgment \
 to the first delivery (log scale; deliveries before the acknowledgment are drawn at the bottom). Ops never \
-delivered sit on the faint red line at the top. Shaded bands are the faults' active windows. At most {} points \
+delivered sit on the faint red line at the top. Shaded bands are the faults' active windows; a line topped by a \
+triangle in a fault's colour marks when the run recovered from it (see the faults table). At most {} points \
 per class are drawn.</p>",
         plots::MAX_POINTS
     );

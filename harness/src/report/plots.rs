@@ -95,6 +95,21 @@ fn bands(faults: &[FaultWindow], end_s: f64) -> Vec<(f64, f64, RGBColor)> {
         .collect()
 }
 
+/// Where each healed window recovered (its stop plus `recovery_ns`), with
+/// the window's colour; windows that never recovered, or were never healed,
+/// or recovered at once (0) have no mark.
+pub fn recovery_marks(faults: &[FaultWindow]) -> Vec<(f64, RGBColor)> {
+    let names = fault_names(faults);
+    faults
+        .iter()
+        .filter_map(|w| {
+            let (stop, r) = (w.stop?, w.recovery_ns.filter(|&r| r > 0)?);
+            let i = names.iter().position(|n| *n == w.fault).unwrap_or(0);
+            Some(((stop + r) as f64 / 1e9, fault_colour(i)))
+        })
+        .collect()
+}
+
 /// Commit-to-first-delivery latency (ms, log scale) against completion time;
 /// ops never delivered sit on the top line.
 pub fn latency_svg(series: &Series, faults: FaultMarks, end_s: f64) -> Result<String> {
@@ -156,7 +171,9 @@ fn frame<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, Shift>) -> Result<ChartBu
 }
 
 /// A shaded band over each fault's window, from `y.0` to `y.1`, with a line
-/// where the fault started; a red line with a cross on top where a start failed.
+/// where the fault started and a line topped by a triangle where the run
+/// recovered from it ([`recovery_marks`]); a red line with a cross on top
+/// where a start failed.
 fn draw_bands<Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, Y>>,
     faults: FaultMarks,
@@ -185,6 +202,15 @@ fn draw_bands<Y: Ranged<ValueType = f64>>(
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new([(x0, y0), (x0, y1)], c.stroke_width(1)))
+            .map_err(err)?;
+    }
+    for (x, c) in recovery_marks(faults.windows) {
+        let x = x.min(end_s);
+        chart
+            .draw_series(LineSeries::new([(x, y0), (x, y1)], c.stroke_width(1)))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new((x, y1), 5, c.filled())))
             .map_err(err)?;
     }
     Ok(())
