@@ -75,6 +75,9 @@ pub struct Entry {
     pub p99_ms: Option<f64>,
     /// Time to recover (runs only; `None` for a group or an unreadable run).
     pub recovery: Option<Recovery>,
+    /// The most WAL a replication slot of the run's database retained, bytes
+    /// (`ops_max.wal_retained_bytes`; a group: the largest of its runs').
+    pub wal_retained_bytes: Option<i64>,
     /// Measured workload length, seconds (a group: how many runs, in `runs`).
     pub duration_s: Option<f64>,
     /// Runs in a group; `None` for a run.
@@ -99,6 +102,7 @@ impl Entry {
             anomalies: Vec::new(),
             p99_ms: None,
             recovery: None,
+            wal_retained_bytes: None,
             duration_s: None,
             runs: None,
             problem: None,
@@ -208,6 +212,7 @@ pub fn read_run(dir: &Path, rel: String, parent: Option<String>) -> Entry {
     }
     e.p99_ms = v["latency_ns"]["p99"].as_f64().map(|ns| ns / 1e6);
     e.duration_s = v["duration_s"].as_f64();
+    e.wal_retained_bytes = v["ops_max"]["wal_retained_bytes"].as_i64();
     e.recovery = v["faults"].as_array().map(|windows| {
         let healed: Vec<&serde_json::Value> = windows.iter().filter(|w| !w["stop"].is_null()).collect();
         let never = healed.iter().filter(|w| w["recovery_ns"].is_null()).count();
@@ -267,6 +272,7 @@ fn summarize(g: &mut Entry, runs: &[Entry]) {
         for (k, n) in &r.anomalies {
             *anomalies.entry(k.clone()).or_default() += n;
         }
+        g.wal_retained_bytes = g.wal_retained_bytes.max(r.wal_retained_bytes);
         if r.modified > g.modified {
             g.modified = r.modified;
         }
@@ -416,7 +422,7 @@ pub fn index_html(root: &Path, entries: &[Entry], filter: &Filter) -> String {
         s,
         "<p id=\"count\">{} of {} shown, newest first.</p><table id=\"runs\"><thead><tr>\
          <th>run</th><th>when (UTC)</th><th>implementation</th><th>faults</th><th>seed</th><th>verdict</th>\
-         <th>anomalies</th><th>p99 ms</th><th>time to recover</th><th>duration</th><th>files</th></tr></thead><tbody>",
+         <th>anomalies</th><th>p99 ms</th><th>time to recover</th><th>max WAL retained</th><th>duration</th><th>files</th></tr></thead><tbody>",
         shown.len(),
         entries.len()
     );
@@ -436,7 +442,7 @@ fn row(s: &mut String, e: &Entry) {
     let _ = write!(
         s,
         "<tr class=\"{}{}\" data-verdict=\"{verdict}\"><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td class=\"verdict {verdict}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
+         <td class=\"verdict {verdict}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
         e.kind,
         if e.parent.is_some() { " run-in-group" } else { "" },
         if e.kind == "run" {
@@ -477,6 +483,9 @@ fn row(s: &mut String, e: &Entry) {
             Some(Recovery::Worst(s)) => format!("worst {s:.2} s"),
             Some(Recovery::Never(n)) => format!("<b>never</b> ({n} window{})", if n == 1 { "" } else { "s" }),
         },
+        e.wal_retained_bytes
+            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            .unwrap_or_default(),
         match (e.runs, e.duration_s) {
             (Some(n), _) => format!("{n} run{}", if n == 1 { "" } else { "s" }),
             (None, Some(d)) => format!("{d:.1} s"),

@@ -69,6 +69,7 @@ fn make_run(dir: &Path, implementation: &str, seed: u64, lose: bool) {
     results["seed"] = seed.into();
     results["fault_names"] = serde_json::json!(["kafka-partition"]);
     results["duration_s"] = 3.0.into();
+    results["ops_max"] = serde_json::json!({"samples": 6, "wal_retained_bytes": 3 * 1048576});
     std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
     std::fs::write(dir.join("app.log"), "app started\n").unwrap();
     let status = Command::new(BIN).arg("report").arg(dir).output().unwrap().status;
@@ -200,6 +201,7 @@ fn serve_lists_runs_filters_them_and_links_reports_in_a_browser() {
         "{naive}"
     );
     assert!(naive.contains("<b>never</b>"), "op 2 was never delivered: {naive}");
+    assert!(naive.contains("3.0 MiB"), "the slot's most retained WAL: {naive}");
     let outbox = r
         .iter()
         .find(|r| r.contains("outbox-poll-seed1"))
