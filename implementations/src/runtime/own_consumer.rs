@@ -153,6 +153,24 @@ fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, Ha
 }
 
 /// Whether some partition has records past `next` (the consumer is behind).
+/// Commits `next` (the offsets after the records written) synchronously;
+/// whether the commit succeeded.
+fn commit_written(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    for (p, at) in next {
+        if tpl.add_partition_offset(topic, *p, Offset::Offset(*at)).is_err() {
+            return false;
+        }
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!("own consumer: committing the written offsets again: {e}");
+            false
+        }
+    }
+}
+
 fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
     next.iter().any(|(p, at)| {
         consumer
@@ -201,10 +219,25 @@ pub async fn run(
         failures = 0;
         let mut last_progress = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // Records written since the last synchronous commit of `next`.
+        let mut uncommitted = false;
         loop {
             let msg = tokio::select! {
                 m = consumer.recv() => m,
                 _ = tick.tick() => {
+                    // An asynchronous commit that failed (the group
+                    // coordinator moved with a partition leader) is not
+                    // retried, and once records stop coming no later commit
+                    // covers it: the group's offsets, hence the lag in the
+                    // backlog, would stay behind forever. Commit what was
+                    // written again, synchronously. (Not for the mutant that
+                    // commits before writing: it would move offsets back.)
+                    if uncommitted && !early_commit {
+                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
+                        if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n)).await.unwrap_or(false) {
+                            uncommitted = false;
+                        }
+                    }
                     if last_progress.elapsed() >= Duration::from_secs(10) {
                         let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
                         if tokio::task::spawn_blocking(move || behind(&c, &t, &n)).await.unwrap_or(false) {
@@ -267,6 +300,7 @@ pub async fn run(
             }
             // Only now, after the database write: the next offset to read.
             next.insert(partition, offset + 1);
+            uncommitted = true;
             last_progress = Instant::now();
             let mut tpl = TopicPartitionList::new();
             if tpl
