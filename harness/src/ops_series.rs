@@ -16,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Time between two samples.
+/// Time between two samples (longer while a figure is slow to come).
 pub const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest wait for the publisher's `GET /backlog`.
+pub const BACKLOG_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One sample; a figure that could not be read (not served, service down) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -140,7 +143,10 @@ impl Sampler {
                     time: recorder.now(),
                     ..Sample::default()
                 };
-                if let Ok(Ok(Some(b))) = tokio::time::timeout(timeout, app.backlog_report()).await {
+                // A publisher may take a while (kafka-first reads its group's
+                // offsets and the watermarks, 2 s timeouts each): the next
+                // sample waits.
+                if let Ok(Ok(Some(b))) = tokio::time::timeout(BACKLOG_TIMEOUT, app.backlog_report()).await {
                     s.backlog = Some(b.backlog);
                     s.oldest_age_ms = Some(b.oldest_age_ms);
                     s.parked = Some(b.parked);

@@ -153,22 +153,32 @@ fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, Ha
 }
 
 /// Whether some partition has records past `next` (the consumer is behind).
-/// Commits `next` (the offsets after the records written) synchronously;
-/// whether the commit succeeded.
+/// Whether the group's committed offsets have caught up with `next` (the
+/// offsets after the records written); when they have not, commits `next`
+/// again (asynchronously: a commit never blocks the consumer for long) and
+/// says `false`, to be asked again later. Reading the offsets waits 2 s at most.
 fn commit_written(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
+    let Ok(committed) = consumer.committed(Duration::from_secs(2)) else {
+        return false;
+    };
+    let caught_up = next.iter().all(|(p, at)| {
+        committed
+            .find_partition(topic, *p)
+            .is_some_and(|el| matches!(el.offset(), Offset::Offset(o) if o >= *at))
+    });
+    if caught_up {
+        return true;
+    }
     let mut tpl = TopicPartitionList::new();
     for (p, at) in next {
         if tpl.add_partition_offset(topic, *p, Offset::Offset(*at)).is_err() {
             return false;
         }
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!("own consumer: committing the written offsets again: {e}");
-            false
-        }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!("own consumer: committing the written offsets again: {e}");
     }
+    false
 }
 
 fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
@@ -229,9 +239,10 @@ pub async fn run(
                     // coordinator moved with a partition leader) is not
                     // retried, and once records stop coming no later commit
                     // covers it: the group's offsets, hence the lag in the
-                    // backlog, would stay behind forever. Commit what was
-                    // written again, synchronously. (Not for the mutant that
-                    // commits before writing: it would move offsets back.)
+                    // backlog, would stay behind forever. While the group's
+                    // offsets are behind what was written, commit it again.
+                    // (Not for the mutant that commits before writing: it
+                    // would move offsets back.)
                     if uncommitted && !early_commit {
                         let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
                         if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n)).await.unwrap_or(false) {
