@@ -11,6 +11,10 @@
 //!   was not ready yet. A restarted process resumes there, so what came after
 //!   the last commit is applied again — harmlessly, see [`apply`].
 //! - A consumer making no progress for 10 s while records wait is replaced.
+//! - Offsets are committed asynchronously after each write; every 5 s, while
+//!   the group's committed offsets are behind what was written (a commit lost
+//!   when the group coordinator moved, e.g. under `kafka-leader`), they are
+//!   committed again, so the lag the backlog reports returns to 0.
 //! - An event whose database write fails is retried with backoff until it
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
