@@ -10,6 +10,7 @@
 //!   environment.json  service versions and the run's configuration
 //!   report.html       the HTML report        (`dualcheck report` rewrites
 //!   junit.xml         one case per anomaly    both from the history)
+//!   ops.jsonl         operational series sampled every 500 ms (backlog, slots' WAL, outbox size)
 //!   app.log           the implementation (or its `service` role)
 //!   relay.log         the relay, for patterns whose relay is a process
 //!   toxiproxy.log, postgres/, kafka/   the local services' data and logs
@@ -29,6 +30,8 @@ pub const RESULTS: &str = "results.json";
 pub const SCHEDULE: &str = "schedule.json";
 /// Service versions and the run's configuration, written by the runner.
 pub const ENVIRONMENT: &str = "environment.json";
+/// Operational series sampled during the run, one JSON line per sample (`ops_series`).
+pub const OPS_SERIES: &str = "ops.jsonl";
 /// The JUnit file.
 pub const JUNIT: &str = "junit.xml";
 /// The HTML report.
@@ -176,6 +179,11 @@ impl RunDir {
     /// [`ENVIRONMENT`] in it.
     pub fn environment(&self) -> PathBuf {
         self.path.join(ENVIRONMENT)
+    }
+
+    /// [`OPS_SERIES`] in it.
+    pub fn ops_series(&self) -> PathBuf {
+        self.path.join(OPS_SERIES)
     }
 
     /// [`JUNIT`] in it.

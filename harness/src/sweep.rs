@@ -187,6 +187,9 @@ pub struct Row {
     pub errors: Vec<(u64, String)>,
     /// Each run's report.html.
     pub reports: Vec<PathBuf>,
+    /// The largest of each operational series over the runs (`ops_max` of
+    /// each run's results); `None` when no run sampled any.
+    pub ops_max: Option<crate::ops_series::OpsMaxima>,
 }
 
 impl Default for Row {
@@ -211,6 +214,7 @@ impl Default for Row {
             failed_seeds: Vec::new(),
             errors: Vec::new(),
             reports: Vec::new(),
+            ops_max: None,
         }
     }
 }
@@ -268,6 +272,9 @@ impl Row {
                         });
                     }
                     row.reports.push(o.run_dir.join(crate::run_dir::REPORT_HTML));
+                    if let Some(m) = &o.ops_max {
+                        row.ops_max.get_or_insert_with(Default::default).merge(m);
+                    }
                 }
                 Err(e) => row.errors.push((*seed, e.clone())),
             }

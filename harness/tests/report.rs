@@ -278,6 +278,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         nemesis_errors: vec![],
         in_doubt: None,
         slots_dropped: vec![],
+        ops_max: None,
     }
 }
 
@@ -430,4 +431,38 @@ fn a_report_judges_order_as_the_run_did() {
     // A run whose records were not keyed by the business key did not judge order: nor does its report.
     let unjudged = write_run("order-not-judged", &history, Some(r#"{"per_key_order": false}"#));
     assert!(dualcheck::report::write(&unjudged).unwrap().valid);
+}
+
+#[test]
+fn the_plots_mark_when_the_run_recovered_from_a_fault() {
+    // kafka-partition from 1 s to 2 s; op 1, acknowledged inside it, is
+    // delivered at 2.5 s: recovered 0.5 s after the stop.
+    let history = [
+        format!(r#"{{"type":"nemesis","fault":"kafka-partition","phase":"start","time":{S}}}"#),
+        format!(r#"{{"type":"invoke","op":1,"process":0,"key":"k1","seq":0,"time":{}}}"#, S + S / 10),
+        format!(r#"{{"type":"ok","op":1,"process":0,"time":{}}}"#, S + S / 5),
+        format!(r#"{{"type":"nemesis","fault":"kafka-partition","phase":"stop","time":{}}}"#, 2 * S),
+        format!(
+            r#"{{"type":"deliver","op":1,"event":"e1","key":"k1","seq":0,"topic":"orders","partition":0,"offset":0,"time":{}}}"#,
+            2 * S + S / 2
+        ),
+        r#"{"type":"committed","op":1}"#.to_string(),
+    ]
+    .join("\n")
+        + "\n";
+    let d = write_run("recovery-marks", &history, None);
+    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .arg("report")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    let plots = svgs(&html);
+    assert_eq!(plots.len(), 3);
+    for svg in plots {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        let marks = doc.descendants().filter(|n| n.has_tag_name("polygon")).count();
+        assert_eq!(marks, 1, "one recovery mark: {svg}");
+    }
 }

@@ -88,6 +88,14 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Va
         .filter_map(|s| s.as_str())
         .collect();
     assert_eq!(dropped, [slot], "{v}");
+    // The operational series: the WAL the run's slot retained, sampled by the
+    // harness; the outbox table's size for the outbox patterns only.
+    let m = &v["ops_max"];
+    assert!(m["wal_retained_bytes"].as_i64().unwrap() > 0, "{m}");
+    assert_eq!(m["outbox_bytes"].is_null(), implementation == "cdc-logical", "{m}");
+    let dir = std::path::PathBuf::from(v["run_dir"].as_str().unwrap());
+    let lines = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
+    assert!(lines.lines().any(|l| l.contains(slot)), "the slot sampled by name");
     v
 }
 

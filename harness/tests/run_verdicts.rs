@@ -76,6 +76,18 @@ fn outbox_xid_is_valid_without_faults() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["valid"], true);
     assert!(v["ops"]["ok"].as_u64().unwrap() > 100, "the workload ran: {v}");
+    // The operational series: sampled every 500 ms, the outbox table's size
+    // and the relay's backlog; no replication slot for an outbox.
+    let m = &v["ops_max"];
+    assert!(m["samples"].as_u64().unwrap() >= 20, "15 s sampled every 500 ms: {m}");
+    assert!(m["outbox_bytes"].as_i64().unwrap() > 0, "{m}");
+    assert!(m["backlog"].as_i64().is_some() && m["parked"] == 0, "{m}");
+    assert!(m["wal_retained_bytes"].is_null(), "no slot: {m}");
+    let dir = std::path::PathBuf::from(v["run_dir"].as_str().unwrap());
+    let lines = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, m["samples"].as_u64().unwrap());
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Backlog over time") && html.contains("outbox table size"));
 }
 
 fn assert_valid_under_all_faults(name: &str, args: &[&str]) {

@@ -215,6 +215,9 @@ pub struct PatternInfo {
     /// Tables whose rows a WAL tailer streams as events; `schema-change`
     /// alters them along with `orders`.
     pub streamed_tables: &'static [&'static str],
+    /// The outbox table of an outbox pattern (in the run's database): the
+    /// harness samples its size on disk during a run. `None`: no outbox.
+    pub outbox_table: Option<&'static str>,
     /// `dualcheck bench` states every pattern's p99 as a ratio to this one's.
     pub latency_reference: bool,
     /// Builds the pattern on a context.
@@ -225,7 +228,7 @@ impl PatternInfo {
     /// A pattern called `name`, built by `build`, with the defaults for every
     /// other fact: expected verdict `valid`, the committed ops of the `orders`
     /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
-    /// reads by default, no prepared transactions, no streamed tables, not the
+    /// reads by default, no prepared transactions, no streamed tables, no outbox table, not the
     /// latency reference. `const`, so a registry entry is a `const`:
     ///
     /// ```ignore
@@ -245,6 +248,7 @@ impl PatternInfo {
             reads_by_default: false,
             prepares_transactions: false,
             streamed_tables: &[],
+            outbox_table: None,
             latency_reference: false,
             build,
         }

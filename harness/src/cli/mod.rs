@@ -10,6 +10,7 @@ mod doctor;
 mod merge;
 mod report;
 mod run;
+mod serve;
 mod shrink;
 mod sweep;
 mod zoo;
@@ -60,6 +61,8 @@ enum Command {
     Zoo(Box<zoo::ZooArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
+    /// A local web page (127.0.0.1) listing every run, sweep, comparison and zoo under DIR, newest first.
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -78,7 +81,8 @@ impl Command {
             | Command::Doctor(_)
             | Command::Setup(_)
             | Command::Report(_)
-            | Command::Merge(_) => None,
+            | Command::Merge(_)
+            | Command::Serve(_) => None,
         }
     }
 }
@@ -103,6 +107,7 @@ impl Cli {
             Command::Merge(args) => merge::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Shrink(args) => shrink::run(args),
+            Command::Serve(args) => serve::run(args),
         };
         verdict.into()
     }

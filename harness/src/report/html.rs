@@ -265,7 +265,8 @@ on services started once; writes <code>shrunk/</code> here): <code>dualcheck shr
         h,
         "</p><p>Each point is an op at its completion time; its height is the time from the acknowledgment \
 to the first delivery (log scale; deliveries before the acknowledgment are drawn at the bottom). Ops never \
-delivered sit on the faint red line at the top. Shaded bands are the faults' active windows. At most {} points \
+delivered sit on the faint red line at the top. Shaded bands are the faults' active windows; a line topped by a \
+triangle in a fault's colour marks when the run recovered from it (see the faults table). At most {} points \
 per class are drawn.</p>",
         plots::MAX_POINTS
     );
@@ -295,6 +296,24 @@ per class are drawn.</p>",
 <div class=\"plot\" id=\"unseen-plot\">{}</div>",
         plots::unseen_svg(&r.unseen_per_second, marks, end_s)?
     );
+
+    // Operational series sampled by the harness (ops.jsonl), when there are any.
+    for (i, (title, y_desc, lines)) in plots::ops_plots(&input.ops).iter().enumerate() {
+        let _ = write!(h, "<h2>{}</h2>\n<p class=\"legend\">", escape(title));
+        for (label, colour, _) in lines {
+            let _ = write!(
+                h,
+                "<span><i class=\"sw\" style=\"background:{}\"></i>{}</span>",
+                css(*colour),
+                escape(label)
+            );
+        }
+        let _ = writeln!(
+            h,
+            "{fault_legend}</p><p>Sampled by the harness every 500 ms.</p><div class=\"plot\" id=\"ops-plot-{i}\">{}</div>",
+            plots::ops_svg(y_desc, lines, marks, end_s)?
+        );
+    }
 
     // Faults: the windows that took effect, then the starts that failed (no band).
     h.push_str("<h2>Faults</h2>\n");

@@ -82,6 +82,8 @@ pub struct ReportInput {
     /// The run directory, when the history is a run's (results beside it):
     /// an invalid run's report shows the `dualcheck shrink` command for it.
     pub run_dir: Option<PathBuf>,
+    /// The operational series (`ops.jsonl`), empty when absent.
+    pub ops: Vec<crate::ops_series::Sample>,
 }
 
 /// The files a report wrote.
@@ -195,6 +197,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         environment: read_json(&dir.environment())?,
         schedule: read_json(&dir.schedule())?,
         run_dir: dir.results().exists().then(|| dir.path().to_path_buf()),
+        ops: crate::ops_series::read(&dir.ops_series()).unwrap_or_default(),
     })
 }
 

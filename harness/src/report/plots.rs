@@ -95,6 +95,21 @@ fn bands(faults: &[FaultWindow], end_s: f64) -> Vec<(f64, f64, RGBColor)> {
         .collect()
 }
 
+/// Where each healed window recovered (its stop plus `recovery_ns`), with
+/// the window's colour; windows that never recovered, or were never healed,
+/// or recovered at once (0) have no mark.
+pub fn recovery_marks(faults: &[FaultWindow]) -> Vec<(f64, RGBColor)> {
+    let names = fault_names(faults);
+    faults
+        .iter()
+        .filter_map(|w| {
+            let (stop, r) = (w.stop?, w.recovery_ns.filter(|&r| r > 0)?);
+            let i = names.iter().position(|n| *n == w.fault).unwrap_or(0);
+            Some(((stop + r) as f64 / 1e9, fault_colour(i)))
+        })
+        .collect()
+}
+
 /// Commit-to-first-delivery latency (ms, log scale) against completion time;
 /// ops never delivered sit on the top line.
 pub fn latency_svg(series: &Series, faults: FaultMarks, end_s: f64) -> Result<String> {
@@ -156,7 +171,9 @@ fn frame<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, Shift>) -> Result<ChartBu
 }
 
 /// A shaded band over each fault's window, from `y.0` to `y.1`, with a line
-/// where the fault started; a red line with a cross on top where a start failed.
+/// where the fault started and a line topped by a triangle where the run
+/// recovered from it ([`recovery_marks`]); a red line with a cross on top
+/// where a start failed.
 fn draw_bands<Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, Y>>,
     faults: FaultMarks,
@@ -185,6 +202,15 @@ fn draw_bands<Y: Ranged<ValueType = f64>>(
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new([(x0, y0), (x0, y1)], c.stroke_width(1)))
+            .map_err(err)?;
+    }
+    for (x, c) in recovery_marks(faults.windows) {
+        let x = x.min(end_s);
+        chart
+            .draw_series(LineSeries::new([(x, y0), (x, y1)], c.stroke_width(1)))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new((x, y1), 5, c.filled())))
             .map_err(err)?;
     }
     Ok(())
@@ -268,4 +294,95 @@ pub fn unseen_svg(unseen: &[u64], faults: FaultMarks, end_s: f64) -> Result<Stri
         faults,
         end_s,
     )
+}
+
+/// One line of an operational plot: label, colour, (seconds, value) points.
+pub type OpsLine = (String, RGBColor, Vec<(f64, f64)>);
+
+/// The operational plots of a run's samples ([`crate::ops_series`]), each
+/// `(title, y description, lines)`, only those with a value to draw: events
+/// (backlog, parked), oldest pending age, and bytes (WAL retained per
+/// replication slot, outbox table size), in MiB.
+pub fn ops_plots(samples: &[crate::ops_series::Sample]) -> Vec<(&'static str, &'static str, Vec<OpsLine>)> {
+    let t = |s: &crate::ops_series::Sample| s.time as f64 / 1e9;
+    let line =
+        |label: &str, colour: RGBColor, f: &dyn Fn(&crate::ops_series::Sample) -> Option<f64>| -> Option<OpsLine> {
+            let pts: Vec<(f64, f64)> = samples.iter().filter_map(|s| f(s).map(|v| (t(s), v))).collect();
+            (!pts.is_empty()).then(|| (label.to_string(), colour, pts))
+        };
+    let mut plots = Vec::new();
+    let events: Vec<OpsLine> = [
+        line("backlog", RGBColor(31, 119, 180), &|s| s.backlog.map(|v| v as f64)),
+        line("parked", RGBColor(214, 39, 40), &|s| s.parked.map(|v| v as f64)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !events.is_empty() {
+        plots.push(("Backlog over time", "events", events));
+    }
+    if let Some(age) = line("oldest pending age", RGBColor(255, 127, 14), &|s| {
+        s.oldest_age_ms.map(|v| v as f64)
+    }) {
+        plots.push((
+            "Oldest pending event over time",
+            "age of the oldest pending event, ms",
+            vec![age],
+        ));
+    }
+    let mut slots: Vec<&String> = samples.iter().flat_map(|s| s.slots.keys()).collect();
+    slots.sort();
+    slots.dedup();
+    let mut bytes: Vec<OpsLine> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            line(&format!("WAL retained by slot {name}"), fault_colour(i + 4), &|s| {
+                s.slots.get(*name).map(|&b| b as f64 / 1048576.0)
+            })
+        })
+        .collect();
+    bytes.extend(line("outbox table size", RGBColor(44, 160, 44), &|s| {
+        s.outbox_bytes.map(|b| b as f64 / 1048576.0)
+    }));
+    if !bytes.is_empty() {
+        plots.push(("Retained WAL and outbox size over time", "MiB", bytes));
+    }
+    plots
+}
+
+/// Lines of sampled values against time, with the fault bands.
+pub fn ops_svg(y_desc: &str, lines: &[OpsLine], faults: FaultMarks, end_s: f64) -> Result<String> {
+    let max_y = lines
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let end_s = lines
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().map(|p| p.0))
+        .fold(end_s, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let mut chart = frame(&root)?
+            .build_cartesian_2d(0f64..end_s, 0f64..max_y)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the run started")
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        draw_bands(&mut chart, faults, end_s, (0.0, max_y))?;
+        for (_, colour, points) in lines {
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
 }

@@ -36,6 +36,7 @@ pub(super) async fn judge(
         nemesis_errors,
         slots_dropped: torn_down.slots_dropped,
         in_doubt: torn_down.in_doubt,
+        ops_max: torn_down.ops_max,
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&outcome)?)?;
     write_environment_and_report(cfg, services, &exercised.db_direct_url, run_dir).await;

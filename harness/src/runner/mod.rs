@@ -170,6 +170,10 @@ pub struct RunOutcome {
     /// Prepared transactions seen and left in doubt (only when the run saw any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_doubt: Option<crate::in_doubt::InDoubt>,
+    /// The largest value of each operational series sampled during the run
+    /// ([`crate::ops_series`]); absent when no sample was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_max: Option<crate::ops_series::OpsMaxima>,
 }
 
 /// The implementation of a run, resolved once: the name the run directory
@@ -204,6 +208,11 @@ impl ResolvedApp {
     /// Whether the pattern prepares transactions (in-doubt recovery always runs).
     fn prepares_transactions(&self) -> bool {
         self.pattern.is_some_and(|p| p.prepares_transactions)
+    }
+
+    /// The pattern's outbox table, whose size the harness samples.
+    fn outbox_table(&self) -> Option<&'static str> {
+        self.pattern.and_then(|p| p.outbox_table)
     }
 
     /// Tables the pattern streams (the `schema-change` fault alters them).

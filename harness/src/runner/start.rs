@@ -33,6 +33,8 @@ pub(super) struct Started {
     pub relay: Option<Arc<AppProcess>>,
     /// The poller of `pg_prepared_xacts`.
     pub prepared_monitor: Option<in_doubt::Monitor>,
+    /// The sampler of the operational series.
+    pub ops_sampler: Option<crate::ops_series::Sampler>,
 }
 
 /// Handles the phases after the start work with.
@@ -122,6 +124,14 @@ pub(super) async fn start_processes(
         None
     };
     started.prepared_monitor = Some(in_doubt::Monitor::start(&db_direct_url));
+    // The relay process, where there is one, knows the backlog.
+    started.ops_sampler = Some(crate::ops_series::Sampler::start(
+        run_dir.ops_series(),
+        &db_direct_url,
+        relay.clone().unwrap_or_else(|| process.clone()),
+        app.outbox_table(),
+        recorder.clone(),
+    ));
     Ok(Running {
         db_direct_url,
         topic,

@@ -15,12 +15,18 @@ pub(super) struct TornDown {
     pub slots_dropped: Vec<String>,
     /// Problems met (resolving prepared transactions), for the nemesis errors.
     pub errors: Vec<String>,
+    /// Maxima of the operational series.
+    pub ops_max: Option<crate::ops_series::OpsMaxima>,
 }
 
 /// Stops what `started` holds, in order: the observer (the history is
 /// complete), the in-doubt recovery, the implementation, the run's slots.
 pub(super) async fn teardown(started: Started, prepares_transactions: bool, history: &Path) -> TornDown {
     let mut errors = Vec::new();
+    let ops_max = match started.ops_sampler {
+        Some(sampler) => Some(sampler.stop().await).filter(|m| m.samples > 0),
+        None => None,
+    };
     if let Some(observer) = started.observer {
         observer.stop().await;
     }
@@ -59,5 +65,6 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
         in_doubt,
         slots_dropped,
         errors,
+        ops_max,
     }
 }

@@ -65,8 +65,8 @@ pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
     let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
     let verdict = if v["valid"] == true { ">VALID<" } else { ">INVALID<" };
     assert!(
-        html.contains(verdict) && html.matches("<svg").count() == 3,
-        "{name}: report.html"
+        html.contains(verdict) && html.matches("<svg").count() == 3 + html.matches("id=\"ops-plot-").count(),
+        "{name}: report.html: the three plots of the history, and one per operational series plot"
     );
     eprintln!("{name}: valid={} anomalies={}", v["valid"], v["anomalies"]);
     (code, v)

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 pub const INFO: PatternInfo = PatternInfo {
     relay: RelayKind::Process,
     streamed_tables: &["debezium_outbox"],
+    outbox_table: Some("debezium_outbox"),
     latency_reference: true,
     ..PatternInfo::new(
         "debezium",
@@ -129,7 +130,7 @@ impl Pattern for Debezium {
         create_marker_topic(&self.ctx.config.kafka_bootstrap, &self.marker_topic()).await?;
         let dir = std::env::current_dir()?.join("connect");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let connector = connector_properties(&self.ctx.config.database_url)?;
+        let connector = connector_properties(&self.ctx.config.database_url, self.ctx.config.debezium_heartbeat)?;
         std::fs::write(dir.join("connector.properties"), connector)?;
         std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
         bg.push(tokio::spawn(supervise(
@@ -234,8 +235,10 @@ fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// The connector's configuration: our slot and publication, the proxied
-/// Postgres link, the outbox event router routing by aggregate type.
-fn connector_properties(database_url: &str) -> Result<String> {
+/// Postgres link, the outbox event router routing by aggregate type; with a
+/// non-zero `heartbeat`, Debezium's `heartbeat.interval.ms` (its heartbeat
+/// topic, `__debezium-heartbeat.dualcheck`, is created by the broker).
+fn connector_properties(database_url: &str, heartbeat: Duration) -> Result<String> {
     let cfg: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a Postgres URL")?;
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -246,6 +249,10 @@ fn connector_properties(database_url: &str) -> Result<String> {
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let slot = SOURCE.slot(database_url)?;
+    let heartbeat = match heartbeat.as_millis() {
+        0 => String::new(),
+        ms => format!("heartbeat.interval.ms={ms}\n"),
+    };
     Ok(format!(
         "name={CONNECTOR}
 connector.class=io.debezium.connector.postgresql.PostgresConnector
@@ -272,7 +279,7 @@ transforms.outbox.table.field.event.key=aggregateid
 transforms.outbox.table.expand.json.payload=false
 transforms.outbox.table.fields.additional.placement=id:header:event_id
 header.converter=org.apache.kafka.connect.storage.StringConverter
-",
+{heartbeat}",
         port = cfg.get_ports().first().copied().unwrap_or(5432),
         user = cfg.get_user().unwrap_or("postgres"),
         db = cfg.get_dbname().unwrap_or("postgres"),
@@ -537,7 +544,7 @@ mod tests {
 
     #[test]
     fn connector_uses_the_proxied_link_and_our_slot() {
-        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7").unwrap();
+        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", Duration::ZERO).unwrap();
         assert!(p.contains("database.port=4321"), "{p}");
         assert!(p.contains("database.dbname=run_7"), "{p}");
         assert!(p.contains("slot.name=dualcheck_debezium_run_7"), "{p}");
@@ -546,5 +553,8 @@ mod tests {
             p.contains("transforms.outbox.route.topic.replacement=${routedByValue}"),
             "{p}"
         );
+        assert!(!p.contains("heartbeat"), "off by default: {p}");
+        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", Duration::from_secs(1)).unwrap();
+        assert!(p.contains("\nheartbeat.interval.ms=1000\n"), "{p}");
     }
 }

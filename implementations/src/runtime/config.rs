@@ -139,6 +139,11 @@ pub const KNOBS: &[Knob] = &[
         help: "a mutant of the bug zoo: a real-world bug switched into the pattern (e.g. `delete-before-ack`); only the mutants a pattern lists are accepted, anything else refuses to start; unset: the correct code",
     },
     Knob {
+        name: "DUALCHECK_DEBEZIUM_HEARTBEAT_MS",
+        default: "0",
+        help: "debezium: the connector's heartbeat.interval.ms (0: off, Debezium's default); heartbeats let it record its WAL position while its tables are idle",
+    },
+    Knob {
         name: "DUALCHECK_CONNECT_LIBS",
         default: "",
         help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
@@ -254,6 +259,8 @@ pub struct AppConfig {
     pub cdc_confirm: CdcConfirm,
     /// Kafka Connect + Debezium classpath directory (`None`: the default cache).
     pub connect_libs: Option<std::path::PathBuf>,
+    /// Debezium's `heartbeat.interval.ms` (`DUALCHECK_DEBEZIUM_HEARTBEAT_MS`; zero: off).
+    pub debezium_heartbeat: Duration,
     /// The mutant switched on (`DUALCHECK_BUG`; `None`: the correct code).
     /// [`crate::serve`] refuses a name the pattern does not declare.
     pub bug: Option<String>,
@@ -317,6 +324,7 @@ impl AppConfig {
                 ),
             },
             connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
+            debezium_heartbeat: ms("DUALCHECK_DEBEZIUM_HEARTBEAT_MS")?,
             bug: raw(crate::expect::BUG_KNOB),
         };
         Ok(cfg)

@@ -11,6 +11,10 @@
 //!   was not ready yet. A restarted process resumes there, so what came after
 //!   the last commit is applied again — harmlessly, see [`apply`].
 //! - A consumer making no progress for 10 s while records wait is replaced.
+//! - Offsets are committed asynchronously after each write; every 5 s, while
+//!   the group's committed offsets are behind what was written (a commit lost
+//!   when the group coordinator moved, e.g. under `kafka-leader`), they are
+//!   committed again, so the lag the backlog reports returns to 0.
 //! - An event whose database write fails is retried with backoff until it
 //!   succeeds (the consumer never skips an event and never exits on errors).
 //! - `isolation.level=read_committed`, `auto.offset.reset=earliest`.
@@ -153,6 +157,34 @@ fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, Ha
 }
 
 /// Whether some partition has records past `next` (the consumer is behind).
+/// Whether the group's committed offsets have caught up with `next` (the
+/// offsets after the records written); when they have not, commits `next`
+/// again (asynchronously: a commit never blocks the consumer for long) and
+/// says `false`, to be asked again later. Reading the offsets waits 2 s at most.
+fn commit_written(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
+    let Ok(committed) = consumer.committed(Duration::from_secs(2)) else {
+        return false;
+    };
+    let caught_up = next.iter().all(|(p, at)| {
+        committed
+            .find_partition(topic, *p)
+            .is_some_and(|el| matches!(el.offset(), Offset::Offset(o) if o >= *at))
+    });
+    if caught_up {
+        return true;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, at) in next {
+        if tpl.add_partition_offset(topic, *p, Offset::Offset(*at)).is_err() {
+            return false;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!("own consumer: committing the written offsets again: {e}");
+    }
+    false
+}
+
 fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
     next.iter().any(|(p, at)| {
         consumer
@@ -201,10 +233,26 @@ pub async fn run(
         failures = 0;
         let mut last_progress = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // Records written since the last synchronous commit of `next`.
+        let mut uncommitted = false;
         loop {
             let msg = tokio::select! {
                 m = consumer.recv() => m,
                 _ = tick.tick() => {
+                    // An asynchronous commit that failed (the group
+                    // coordinator moved with a partition leader) is not
+                    // retried, and once records stop coming no later commit
+                    // covers it: the group's offsets, hence the lag in the
+                    // backlog, would stay behind forever. While the group's
+                    // offsets are behind what was written, commit it again.
+                    // (Not for the mutant that commits before writing: it
+                    // would move offsets back.)
+                    if uncommitted && !early_commit {
+                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
+                        if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n)).await.unwrap_or(false) {
+                            uncommitted = false;
+                        }
+                    }
                     if last_progress.elapsed() >= Duration::from_secs(10) {
                         let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
                         if tokio::task::spawn_blocking(move || behind(&c, &t, &n)).await.unwrap_or(false) {
@@ -267,6 +315,7 @@ pub async fn run(
             }
             // Only now, after the database write: the next offset to read.
             next.insert(partition, offset + 1);
+            uncommitted = true;
             last_progress = Instant::now();
             let mut tpl = TopicPartitionList::new();
             if tpl

@@ -16,6 +16,7 @@ pub const INFO: PatternInfo = PatternInfo {
     controls: &[super::CONFIRM_EARLY_LOSES, super::NEW_SLOT_ON_RESTART],
     relay: RelayKind::Process,
     streamed_tables: &["cdc_outbox"],
+    outbox_table: Some("cdc_outbox"),
     ..PatternInfo::new(
         "cdc-outbox",
         "outbox rows (inserted and deleted in the business transaction) streamed from the WAL by logical replication",

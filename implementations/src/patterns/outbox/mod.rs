@@ -78,6 +78,7 @@ pub enum OutboxRelay {
 pub const POLL: PatternInfo = PatternInfo {
     controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
+    outbox_table: Some("outbox"),
     ..PatternInfo::new(
         "outbox-poll",
         "transactional outbox; polling relays with FOR UPDATE SKIP LOCKED, sharded by key (DUALCHECK_RELAYS)",
@@ -92,6 +93,7 @@ pub const POLL: PatternInfo = PatternInfo {
 pub const NOTIFY: PatternInfo = PatternInfo {
     controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
+    outbox_table: Some("outbox"),
     ..PatternInfo::new(
         "outbox-notify",
         "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
@@ -111,6 +113,7 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),
     }],
     relay: RelayKind::InProcess,
+    outbox_table: Some("outbox"),
     ..PatternInfo::new(
         "outbox-idcursor",
         "outbox relay reading WHERE id > last_id (a real, common bug)",
@@ -125,6 +128,7 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
 pub const XID: PatternInfo = PatternInfo {
     controls: &[NO_XMIN_GUARD, PUBLISH_IN_TRANSACTION],
     relay: RelayKind::InProcess,
+    outbox_table: Some("outbox"),
     ..PatternInfo::new(
         "outbox-xid",
         "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",

@@ -1,0 +1,237 @@
+//! Operational series of a run, sampled by the harness every 500 ms on the
+//! direct (unproxied) connections, not by the implementation: its backlog,
+//! oldest pending age and parked events (`GET /backlog`, where served), the
+//! WAL each replication slot of the run's database retains
+//! (`pg_current_wal_lsn() - restart_lsn`) and the size on disk of the outbox
+//! table (`PatternInfo::outbox_table`). One JSON line per sample in
+//! [`crate::run_dir::OPS_SERIES`]; the maxima go into `results.json`.
+
+use crate::app_process::AppProcess;
+use crate::recorder::Recorder;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Time between two samples (longer while a figure is slow to come).
+pub const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest wait for the publisher's `GET /backlog`.
+pub const BACKLOG_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One sample; a figure that could not be read (not served, service down) is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When, ns since the run started (the history's clock).
+    pub time: i64,
+    /// Events waiting to be published (`GET /backlog`).
+    pub backlog: Option<i64>,
+    /// Age of the oldest waiting event, ms.
+    pub oldest_age_ms: Option<i64>,
+    /// Events the implementation parked.
+    pub parked: Option<i64>,
+    /// WAL retained by each replication slot of the run's database, bytes
+    /// (empty: no slot, or the database did not answer).
+    #[serde(default)]
+    pub slots: BTreeMap<String, i64>,
+    /// Size on disk of the outbox table with its indexes and TOAST, bytes.
+    pub outbox_bytes: Option<i64>,
+}
+
+/// The largest value of each series over a run (`ops_max` in `results.json`);
+/// a series never read is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpsMaxima {
+    /// Samples taken.
+    pub samples: usize,
+    /// Largest backlog.
+    pub backlog: Option<i64>,
+    /// Largest oldest pending age, ms.
+    pub oldest_age_ms: Option<i64>,
+    /// Largest parked count.
+    pub parked: Option<i64>,
+    /// Largest WAL retained by one slot, bytes.
+    pub wal_retained_bytes: Option<i64>,
+    /// Largest outbox table size, bytes.
+    pub outbox_bytes: Option<i64>,
+}
+
+impl OpsMaxima {
+    /// Takes in `other` (another run's maxima): each series' larger value, samples summed.
+    pub fn merge(&mut self, other: &OpsMaxima) {
+        fn m(a: &mut Option<i64>, b: Option<i64>) {
+            *a = match (*a, b) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        self.samples += other.samples;
+        m(&mut self.backlog, other.backlog);
+        m(&mut self.oldest_age_ms, other.oldest_age_ms);
+        m(&mut self.parked, other.parked);
+        m(&mut self.wal_retained_bytes, other.wal_retained_bytes);
+        m(&mut self.outbox_bytes, other.outbox_bytes);
+    }
+}
+
+/// The maxima of `samples`.
+pub fn maxima(samples: &[Sample]) -> OpsMaxima {
+    fn max(it: impl Iterator<Item = i64>) -> Option<i64> {
+        it.max()
+    }
+    OpsMaxima {
+        samples: samples.len(),
+        backlog: max(samples.iter().filter_map(|s| s.backlog)),
+        oldest_age_ms: max(samples.iter().filter_map(|s| s.oldest_age_ms)),
+        parked: max(samples.iter().filter_map(|s| s.parked)),
+        wal_retained_bytes: max(samples.iter().flat_map(|s| s.slots.values().copied())),
+        outbox_bytes: max(samples.iter().filter_map(|s| s.outbox_bytes)),
+    }
+}
+
+/// Reads a series file; lines that do not parse are skipped (a partial last line).
+pub fn read(path: &Path) -> std::io::Result<Vec<Sample>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+const SLOTS_SQL: &str = "SELECT slot_name::text, coalesce((pg_current_wal_lsn() - restart_lsn)::bigint, 0)
+                         FROM pg_replication_slots WHERE database = current_database()";
+const OUTBOX_SQL: &str = "SELECT pg_total_relation_size(to_regclass($1))::bigint";
+
+/// The sampler, running until [`Sampler::stop`].
+pub struct Sampler {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Starts sampling every [`INTERVAL`], appending each sample to `path`:
+    /// the publisher `app` (its backlog: the relay process where there is one), the database at `direct_url`
+    /// (its slots and `outbox_table`), on the clock of `recorder`.
+    pub fn start(
+        path: PathBuf,
+        direct_url: &str,
+        app: Arc<AppProcess>,
+        outbox_table: Option<&'static str>,
+        recorder: Arc<Recorder>,
+    ) -> Sampler {
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+        let (stop, mut rx) = watch::channel(false);
+        let url = direct_url.to_string();
+        let kept = samples.clone();
+        let task = tokio::spawn(async move {
+            let mut file = std::fs::File::create(&path)
+                .map_err(|e| tracing::warn!("ops series: creating {}: {e}", path.display()))
+                .ok();
+            let mut client: Option<tokio_postgres::Client> = None;
+            let mut tick = tokio::time::interval(INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let timeout = Duration::from_secs(1);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = rx.changed() => return,
+                }
+                let mut s = Sample {
+                    time: recorder.now(),
+                    ..Sample::default()
+                };
+                // A publisher may take a while (kafka-first reads its group's
+                // offsets and the watermarks, 2 s timeouts each): the next
+                // sample waits.
+                if let Ok(Ok(Some(b))) = tokio::time::timeout(BACKLOG_TIMEOUT, app.backlog_report()).await {
+                    s.backlog = Some(b.backlog);
+                    s.oldest_age_ms = Some(b.oldest_age_ms);
+                    s.parked = Some(b.parked);
+                }
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = tokio::time::timeout(timeout, crate::env::postgres::connect(&url))
+                        .await
+                        .ok()
+                        .and_then(|c| c.ok());
+                }
+                if let Some(c) = &client {
+                    match tokio::time::timeout(timeout, c.query(SLOTS_SQL, &[])).await {
+                        Ok(Ok(rows)) => s.slots = rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                        _ => client = None, // Postgres down or paused: try again
+                    }
+                }
+                if let (Some(c), Some(table)) = (&client, outbox_table) {
+                    if let Ok(Ok(row)) = tokio::time::timeout(timeout, c.query_one(OUTBOX_SQL, &[&table])).await {
+                        s.outbox_bytes = row.get(0);
+                    }
+                }
+                if let Some(f) = &mut file {
+                    if let Ok(line) = serde_json::to_string(&s) {
+                        let _ = writeln!(f, "{line}");
+                    }
+                }
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+            }
+        });
+        Sampler { samples, stop, task }
+    }
+
+    /// Stops sampling; returns the maxima.
+    pub async fn stop(self) -> OpsMaxima {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        maxima(&self.samples.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxima_take_the_largest_of_each_series_and_none_when_never_read() {
+        let a = Sample {
+            time: 0,
+            backlog: Some(3),
+            oldest_age_ms: Some(10),
+            parked: Some(0),
+            slots: [("s1".to_string(), 100), ("s2".to_string(), 700)].into(),
+            outbox_bytes: None,
+        };
+        let b = Sample {
+            time: 500_000_000,
+            backlog: Some(9),
+            oldest_age_ms: Some(4),
+            slots: [("s1".to_string(), 300)].into(),
+            ..Sample::default()
+        };
+        let m = maxima(&[a, b]);
+        assert_eq!(
+            m,
+            OpsMaxima {
+                samples: 2,
+                backlog: Some(9),
+                oldest_age_ms: Some(10),
+                parked: Some(0),
+                wal_retained_bytes: Some(700),
+                outbox_bytes: None
+            }
+        );
+        assert_eq!(maxima(&[]).backlog, None);
+        let mut merged = maxima(&[]);
+        merged.merge(&m);
+        merged.merge(&OpsMaxima {
+            samples: 1,
+            outbox_bytes: Some(8192),
+            backlog: Some(1),
+            ..OpsMaxima::default()
+        });
+        assert_eq!(
+            (merged.samples, merged.backlog, merged.outbox_bytes),
+            (3, Some(9), Some(8192))
+        );
+    }
+}
