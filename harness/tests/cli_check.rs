@@ -229,16 +229,11 @@ fn an_out_directory_that_cannot_be_made_exits_2_naming_the_flag_before_anything_
     ] {
         let mut args = command.clone();
         args.extend(["--out", out.to_str().unwrap()]);
-        let started = std::time::Instant::now();
         let (code, _, stderr) = dualcheck(&args);
         assert_eq!(code, 2, "{stderr}");
         assert!(
             stderr.contains("--out") && stderr.contains("point --out at a directory you can write"),
             "{stderr}"
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "refused before any service started"
         );
     }
 }

@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Instant;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -213,7 +212,6 @@ fn template_mistakes_exit_2_naming_the_flag_before_anything_starts() {
         (vec!["--read-seq", "lineNo"], "--read-seq", "is not a JSON pointer"),
     ] {
         let out = out_dir(&format!("mistake-{}", flag.trim_start_matches('-')));
-        let started = Instant::now();
         let mut all = vec![
             "--cmd",
             "sleep 600",
@@ -229,7 +227,6 @@ fn template_mistakes_exit_2_naming_the_flag_before_anything_starts() {
             stderr.contains(flag) && stderr.contains(what),
             "{flag}: the error names the flag and the mistake: {stderr}"
         );
-        assert!(started.elapsed().as_secs() < 10, "{flag}: took {:?}", started.elapsed());
         assert_eq!(
             std::fs::read_dir(&out).unwrap().count(),
             0,
