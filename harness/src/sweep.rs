@@ -666,6 +666,85 @@ struct Planned {
     cfg: RunConfig,
 }
 
+/// A cell as the sweep judges it: its label, its fault list, its expectation.
+type CellJudged = (String, String, Expect);
+
+/// Every run of `plan` (in this shard, when sharded), each configured (so a
+/// mistake in any is found before the first run starts), and its cells.
+fn plan_runs(plan: &SweepPlan, dir: &Path) -> Result<(Vec<CellJudged>, Vec<Planned>)> {
+    let mut cells = Vec::new();
+    let mut planned = Vec::new();
+    for (subject, faults) in &plan.cells {
+        let cell = cells.len();
+        let mut expect = None;
+        for seed in plan.seeds.clone() {
+            let mut options = plan.run.clone();
+            options.implementation = subject.implementation.clone();
+            options.app_vars.extend(subject.app_vars.iter().cloned());
+            options.exactly_once |= subject.exactly_once;
+            options.faults = faults.clone();
+            options.workload.seed = seed;
+            options.out = dir.to_path_buf();
+            options.progress = false;
+            let cfg = options
+                .to_config()
+                .with_context(|| format!("--impls {} --faults {faults}", subject.label))?;
+            expect.get_or_insert_with(|| expectation(&subject.implementation, &options.app_vars, &cfg.faults));
+            planned.push(Planned { cell, seed, cfg });
+        }
+        cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
+    }
+    if let Some(shard) = plan.shard {
+        planned = planned
+            .into_iter()
+            .enumerate()
+            .filter(|(position, _)| shard.has(*position))
+            .map(|(_, p)| p)
+            .collect();
+    }
+    Ok((cells, planned))
+}
+
+/// The sweep's title: its command, fault lists, run length and seeds.
+fn title(plan: &SweepPlan) -> String {
+    let mut lists: Vec<&str> = Vec::new();
+    for (_, f) in &plan.cells {
+        if !lists.contains(&f.as_str()) {
+            lists.push(f);
+        }
+    }
+    format!(
+        "dualcheck {}: faults {}, {:.0} s per run, seeds {}..={}",
+        plan.command,
+        lists.join(" | "),
+        plan.run.duration.as_secs_f64(),
+        plan.seeds.start,
+        plan.seeds.end - 1
+    )
+}
+
+impl SweepRecord {
+    /// The record of `plan` before any run.
+    fn of(plan: &SweepPlan) -> SweepRecord {
+        SweepRecord {
+            command: plan.command.to_string(),
+            shard: plan.shard.map(|s| (s.index, s.count)),
+            cells: plan
+                .cells
+                .iter()
+                .map(|(subject, faults)| CellRecord {
+                    label: subject.label.clone(),
+                    implementation: subject.implementation.clone(),
+                    app_vars: subject.app_vars.clone(),
+                    exactly_once: subject.exactly_once,
+                    faults: faults.clone(),
+                })
+                .collect(),
+            runs: Vec::new(),
+        }
+    }
+}
+
 /// Runs every cell on every seed, one run at a time, on services started once
 /// per broker count (runs needing three brokers, for a `cluster` fault, share
 /// an environment of three; the others one of `--brokers`). Every
@@ -681,55 +760,9 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     }
     let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
     let html_path = dir.join(format!("{}.html", plan.command));
-    let mut cells = Vec::new();
-    let mut planned = Vec::new();
-    for (subject, faults) in &plan.cells {
-        {
-            let cell = cells.len();
-            let mut expect = None;
-            for seed in plan.seeds.clone() {
-                let mut options = plan.run.clone();
-                options.implementation = subject.implementation.clone();
-                options.app_vars.extend(subject.app_vars.iter().cloned());
-                options.exactly_once |= subject.exactly_once;
-                options.faults = faults.clone();
-                options.workload.seed = seed;
-                options.out = dir.clone();
-                options.progress = false;
-                let cfg = options
-                    .to_config()
-                    .with_context(|| format!("--impls {} --faults {faults}", subject.label))?;
-                expect.get_or_insert_with(|| expectation(&subject.implementation, &options.app_vars, &cfg.faults));
-                planned.push(Planned { cell, seed, cfg });
-            }
-            cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
-        }
-    }
-    if let Some(shard) = plan.shard {
-        planned = planned
-            .into_iter()
-            .enumerate()
-            .filter(|(position, _)| shard.has(*position))
-            .map(|(_, p)| p)
-            .collect();
-    }
+    let (cells, planned) = plan_runs(plan, &dir)?;
     let record_path = dir.join(format!("{}.json", plan.command));
-    let mut record = SweepRecord {
-        command: plan.command.to_string(),
-        shard: plan.shard.map(|s| (s.index, s.count)),
-        cells: plan
-            .cells
-            .iter()
-            .map(|(subject, faults)| CellRecord {
-                label: subject.label.clone(),
-                implementation: subject.implementation.clone(),
-                app_vars: subject.app_vars.clone(),
-                exactly_once: subject.exactly_once,
-                faults: faults.clone(),
-            })
-            .collect(),
-        runs: Vec::new(),
-    };
+    let mut record = SweepRecord::of(plan);
     let total = planned.len();
     let mut results: Vec<Vec<(u64, Result<RunOutcome, String>)>> = vec![Vec::new(); cells.len()];
     let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
@@ -739,22 +772,7 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
         groups.entry(crate::runner::brokers_needed(&p.cfg)).or_default().push(p);
     }
     let bar = progress_bar(plan.progress, total as u64);
-    let title = format!(
-        "dualcheck {}: faults {}, {:.0} s per run, seeds {}..={}",
-        plan.command,
-        {
-            let mut lists: Vec<&str> = Vec::new();
-            for (_, f) in &plan.cells {
-                if !lists.contains(&f.as_str()) {
-                    lists.push(f);
-                }
-            }
-            lists.join(" | ")
-        },
-        plan.run.duration.as_secs_f64(),
-        plan.seeds.start,
-        plan.seeds.end - 1
-    );
+    let title = title(plan);
     let (mut as_expected, mut unexpected, mut errors) = (0u64, 0u64, 0u64);
     let mut services_start_s = 0.0;
     let mut instance = 0u32;
@@ -878,7 +896,7 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
 
 /// The rows of the cells with the runs so far (seeds in order).
 fn rows_of(
-    cells: &[(String, String, Expect)],
+    cells: &[CellJudged],
     results: &[Vec<(u64, Result<RunOutcome, String>)>],
     overheads: &[Vec<f64>],
 ) -> Vec<Row> {
