@@ -74,7 +74,7 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
             "--impls",
             "naive,outbox-poll",
             "--faults",
-            "kafka-partition",
+            "kafka-partition,crash-after-commit",
             "--seeds",
             "2",
             "--first-seed",
@@ -98,7 +98,7 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
     assert_eq!(row("outbox-poll")["expected"], "valid", "{v}");
     for r in rows {
         assert_eq!(r["runs"], 2, "{v}");
-        assert_eq!(r["faults"], "kafka-partition");
+        assert_eq!(r["faults"], "kafka-partition,crash-after-commit");
         assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{v}\n{stderr}");
     }
     assert_eq!(row("naive")["verdict"], "INVALID", "{v}");
@@ -131,7 +131,7 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
             "--impl",
             "naive",
             "--faults",
-            "kafka-partition",
+            "kafka-partition,crash-after-commit",
             "--seed",
             "3",
             "--duration",
