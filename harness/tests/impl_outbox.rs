@@ -1,6 +1,7 @@
 //! Outbox relay tests against real Postgres, Kafka and Toxiproxy, through the
 //! real app process: per-key order with three relays under injected publish
-//! failures and a relay connection killed; a poison event parked with its error
+//! failures and a relay connection killed, also with several events of a key
+//! in flight while the Kafka link flaps; a poison event parked with its error
 //! while its key's later events wait; relays surviving a Postgres kill and an
 //! app kill; the inbox helper.
 
@@ -147,6 +148,73 @@ fn three_relays_keep_per_key_order_under_publish_failures() {
             records.len()
         );
         assert_valid("outbox-poll x3", &results, &committed, &records);
+    });
+}
+
+/// The relays keep several events of one key in flight on their producer (a
+/// prefix of each key per round): a backlog of every key is built while the
+/// Kafka link is down, so each round hands over many events per key, and the
+/// link then flaps while they are in flight, with three relays and a relay's
+/// connection killed. The relays' wait for delivery reports (800 ms) is
+/// shorter than the outages, so events are retried while their successors are
+/// still queued: per key, the first deliveries stay in order and nothing is lost.
+#[test]
+fn several_events_of_a_key_in_flight_keep_order_while_kafka_flaps() {
+    with_env(1, |env| async move {
+        let sp = space(env, "inflight", 3).await;
+        let app = App::start(
+            env,
+            "outbox-notify",
+            &sp,
+            &[
+                ("DUALCHECK_RELAYS", "3"),
+                ("DUALCHECK_BATCH", "400"),
+                ("DUALCHECK_PUBLISH_TIMEOUT_MS", "800"),
+                ("DUALCHECK_BACKOFF_BASE_MS", "20"),
+                ("DUALCHECK_BACKOFF_MAX_MS", "200"),
+                ("DUALCHECK_MAX_ATTEMPTS", "100000"),
+                ("DUALCHECK_CLEANUP", "mark"),
+                ("DUALCHECK_CLEANUP_INTERVAL_MS", "3600000"),
+            ],
+        )
+        .await;
+        let port = app.port;
+        let proxy = env.kafka_proxy(0).to_string();
+        // A backlog of every key while Kafka is unreachable.
+        env.toxiproxy.down(&proxy).await.unwrap();
+        let backlog = drive_at(port, 0, 6, 0..40, "b", Duration::from_millis(5)).await;
+        let nemesis = async {
+            for round in 0..6 {
+                env.toxiproxy.up(&proxy).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(150 + 100 * (round % 3))).await;
+                env.toxiproxy.down(&proxy).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                if round == 2 {
+                    let pids = relay_backends(&sp.direct_url, &sp.db).await;
+                    let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
+                    c.execute("SELECT pg_terminate_backend($1)", &[&pids[0]]).await.unwrap();
+                }
+            }
+            env.toxiproxy.up(&proxy).await.unwrap();
+        };
+        let (more, ()) = tokio::join!(drive_at(port, 0, 6, 40..80, "m", Duration::from_millis(20)), nemesis);
+        env.heal_all().await.unwrap();
+        let results: Vec<_> = backlog.into_iter().chain(more).collect();
+        assert!(
+            results.iter().all(|r| r.3 == 200),
+            "every op commits (only Kafka was faulted)"
+        );
+        app.wait_drained(Duration::from_secs(90)).await;
+        let c = dualcheck::env::postgres::connect(&sp.direct_url).await.unwrap();
+        let retried: i64 = query_value(&c, "SELECT count(*) FROM outbox WHERE attempts > 0").await;
+        assert!(retried > 0, "no publish failed: the fault was not injected");
+        let (committed, records) = committed_and_published(env, &sp).await;
+        eprintln!(
+            "{} ops, {} records, {retried} events retried at least once",
+            results.len(),
+            records.len()
+        );
+        assert_valid("outbox-notify x3, several in flight", &results, &committed, &records);
     });
 }
 

@@ -60,7 +60,7 @@ pub const KNOBS: &[Knob] = &[
     },
     Knob {
         name: "DUALCHECK_BATCH",
-        default: "200",
+        default: "1000",
         help: "events a relay claims per round",
     },
     Knob {
@@ -81,7 +81,7 @@ pub const KNOBS: &[Knob] = &[
     Knob {
         name: "DUALCHECK_PUBLISH_TIMEOUT_MS",
         default: "5000",
-        help: "Kafka message.timeout.ms: how long one publish attempt may take",
+        help: "how long one publish attempt may take: the producer's message.timeout.ms; the outbox relays' producers never time out (several events of a key in flight) and wait this long for a delivery report before retrying",
     },
     Knob {
         name: "DUALCHECK_NAIVE_ATTEMPTS",

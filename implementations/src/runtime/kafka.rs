@@ -114,9 +114,11 @@ pub struct Publisher {
     config: ClientConfig,
     /// Topic records go to.
     pub topic: String,
-    timeout: Duration,
-    /// What became of each op's last publishes (for `GET /trace/{op}`).
-    pub journal: super::journal::Journal,
+    /// How long a caller waits for delivery reports (and for room in a full queue).
+    wait: Duration,
+    /// What became of each op's last publishes (for `GET /trace/{op}`); shared
+    /// with the [`Publisher::without_message_timeout`] twin.
+    pub journal: std::sync::Arc<super::journal::Journal>,
 }
 
 impl Publisher {
@@ -155,15 +157,44 @@ impl Publisher {
             producer: std::sync::RwLock::new(producer),
             config,
             topic: topic.to_string(),
-            timeout,
+            wait: timeout + Duration::from_secs(5),
             journal: Default::default(),
         })
     }
 
+    /// A second producer like this one but whose records never time out
+    /// (`message.timeout.ms=0`: librdkafka retries them until delivered or
+    /// refused, as Kafka Connect's source producers do with an unbounded
+    /// `delivery.timeout.ms`). The relays keep several events of one key in
+    /// flight on it: an idempotent producer writes a partition's records in
+    /// order and without gaps *unless* queued records time out, after which
+    /// it skips them and sends their successors ("Message timeout
+    /// considerations" in librdkafka's INTRODUCTION.md) — the successor of an
+    /// event that then is retried would land before it. Without timeouts, a
+    /// failed record (refused, or a fatal producer error) is never followed
+    /// by a delivered successor of its key. Callers still give up *waiting*
+    /// after `wait` ([`Publisher::wait`]); the record may then be delivered
+    /// later, in order. Shares this publisher's journal.
+    pub fn without_message_timeout(&self, wait: Duration) -> Result<Self> {
+        let mut config = self.config.clone();
+        config.set("message.timeout.ms", "0");
+        let producer: FutureProducer = config
+            .create()
+            .context("creating the relays' Kafka producer (KAFKA_BOOTSTRAP)")?;
+        Ok(Publisher {
+            producer: std::sync::RwLock::new(producer),
+            config,
+            topic: self.topic.clone(),
+            wait,
+            journal: self.journal.clone(),
+        })
+    }
+
     /// How long [`Publisher::publish_all`] waits for delivery reports: the
-    /// message timeout plus 5 s.
+    /// message timeout plus 5 s (or the twin's own, see
+    /// [`Publisher::without_message_timeout`]).
     pub fn wait(&self) -> Duration {
-        self.timeout + Duration::from_secs(5)
+        self.wait
     }
 
     fn current(&self) -> FutureProducer {
@@ -198,11 +229,23 @@ impl Publisher {
 
     /// Enqueues records in order (a full queue is waited out, keeping the
     /// order) without waiting for their delivery reports: the producer holds
-    /// them until [`Publisher::reports`] collects the reports.
+    /// them until [`Publisher::reports`] collects the reports. A record that
+    /// cannot be enqueued stops the later records of its key (they fail
+    /// without being sent): a successor never goes without its predecessor.
     pub async fn hand_over(&self, records: &[Record<'_>]) -> HandedOver {
         let producer = self.current();
         let mut pending = Vec::with_capacity(records.len());
+        let mut refused_keys: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for r in records {
+            if refused_keys.contains(r.key) {
+                let e = PublishError {
+                    message: format!("not sent: an earlier record of key {} could not be enqueued", r.key),
+                    permanent: false,
+                    timed_out: false,
+                };
+                pending.push((super::journal::op_of_value(r.value), r.event_id.to_string(), Err(e)));
+                continue;
+            }
             let headers = OwnedHeaders::new().insert(Header {
                 key: "event_id",
                 value: Some(r.event_id),
@@ -211,7 +254,7 @@ impl Publisher {
                 .key(r.key)
                 .payload(r.value)
                 .headers(headers);
-            let deadline = tokio::time::Instant::now() + self.timeout;
+            let deadline = tokio::time::Instant::now() + self.wait;
             let res = loop {
                 match producer.send_result(rec) {
                     Ok(f) => break Ok(f),
@@ -224,6 +267,9 @@ impl Publisher {
                     Err((e, _)) => break Err(classify(&e)),
                 }
             };
+            if res.is_err() {
+                refused_keys.insert(r.key);
+            }
             pending.push((super::journal::op_of_value(r.value), r.event_id.to_string(), res));
         }
         HandedOver { producer, pending }

@@ -10,18 +10,20 @@
 //!   ORDER BY xid, id`. Every transaction below xmin has ended, so no row can
 //!   appear below the cursor later.
 //!
-//! A round publishes a prefix of the rows in which each key occurs once (one
-//! event per key in flight), then advances the cursor to the last row of the
-//! unbroken run of successes and deletes/marks those rows in one transaction.
+//! A round publishes the rows it read, in cursor order, on a producer whose
+//! records never time out (several events of a key in flight: it writes them
+//! in order without gaps, see [`Publisher::without_message_timeout`]), then
+//! advances the cursor to the last row of the unbroken run of successes and
+//! deletes/marks those rows in one transaction.
 //! After a failure it backs off (exponential, full jitter) and retries from the
 //! cursor; cursor relays retry forever (no parking: a poison event stalls them).
 
-use super::{publish_events, OutboxRelay};
+use super::OutboxRelay;
 use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
+use crate::runtime::kafka::{Publisher, Record};
 use crate::AppContext;
 use anyhow::Result;
-use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -32,6 +34,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
         base: ctx.config.backoff_base,
         max: ctx.config.backoff_max,
     };
+    let publisher = super::shard_relay::relay_publisher(&ctx, super::Bug::None);
     let mut client: Option<Client> = None;
     let mut cursor: Option<(String, i64)> = None;
     let mut failures = 0u32;
@@ -39,7 +42,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
-        let res = step(&ctx, kind, &mut client, &mut cursor).await;
+        let res = step(&ctx, &publisher, kind, &mut client, &mut cursor).await;
         let wait = match res {
             // Work found: look again at once; sleep only when idle.
             Ok((n, true)) if n > 0 => {
@@ -71,6 +74,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
 /// One round; returns (rows read, every publish succeeded).
 async fn step(
     ctx: &AppContext,
+    publisher: &Publisher,
     kind: OutboxRelay,
     client: &mut Option<Client>,
     cursor: &mut Option<(String, i64)>,
@@ -142,23 +146,15 @@ async fn step(
     if rows.is_empty() {
         return Ok((0, true));
     }
-    // A prefix with each key once: one event per key in flight.
-    let mut keys = HashSet::new();
-    let mut events: Vec<(i64, String, String, String, String)> = Vec::new();
-    for r in &rows {
-        let key: String = r.get(3);
-        if !keys.insert(key.clone()) {
-            break;
-        }
-        events.push((r.get(0), r.get(1), r.get(2), key, r.get(4)));
-    }
-    let results = publish_events(
-        ctx,
-        events
-            .iter()
-            .map(|(_, _, ev, key, value)| (ev.as_str(), key.as_str(), value.as_str())),
-    )
-    .await;
+    let events: Vec<(i64, String, String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let records: Vec<Record> = events
+        .iter()
+        .map(|(_, _, event_id, key, value)| Record { key, value, event_id })
+        .collect();
+    let results = publisher.publish_all(&records).await;
     let ok_run = results.iter().take_while(|r| r.is_ok()).count();
     if let Some(Err(e)) = results.get(ok_run) {
         let (id, _, ev, key, value) = &events[ok_run];

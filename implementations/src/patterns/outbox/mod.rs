@@ -13,7 +13,7 @@ use crate::runtime::backoff::sleep_unless_stopped;
 use crate::runtime::business::{self, OutboxRow};
 use crate::runtime::config::{AppConfig, Cleanup};
 use crate::runtime::db::timed;
-use crate::runtime::kafka::{Envelope, PublishError, Record};
+use crate::runtime::kafka::{Envelope, Record};
 use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL};
 use anyhow::Result;
 use checkers::Anomaly;
@@ -317,6 +317,11 @@ pub(crate) enum Bug {
 }
 
 impl Bug {
+    /// Whether the relay runs the correct code (no mutant, or one of the request path).
+    pub(crate) fn relay_is_correct(self) -> bool {
+        matches!(self, Bug::None | Bug::PublishInTransaction)
+    }
+
     /// The mutant `cfg` switches on (an undeclared one never gets here: `serve` refuses it).
     pub(crate) fn of(cfg: &AppConfig) -> Bug {
         let pairs = [
@@ -606,16 +611,4 @@ pub(crate) async fn trace(ctx: &AppContext, kind: OutboxRelay, op: i64) -> Resul
         v["publish"] = serde_json::to_value(&n)?;
     }
     Ok(v)
-}
-
-/// Publishes events, each (event id, key, value), in order: one result each,
-/// as the relays mark them published or retry them.
-async fn publish_events<'a>(
-    ctx: &AppContext,
-    events: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
-) -> Vec<Result<(i32, i64), PublishError>> {
-    let records: Vec<Record> = events
-        .map(|(event_id, key, value)| Record { key, value, event_id })
-        .collect();
-    ctx.publisher.publish_all(&records).await
 }

@@ -8,23 +8,37 @@
 //!   first takes its home groups, and every 2 s any group nobody holds, so the
 //!   groups of a relay whose connection died are taken over. A key's events are
 //!   therefore handled by one relay at a time.
-//! - In a round a relay claims only the oldest pending event of each key (the
-//!   head, lowest id) and skips a key whose head is locked, backing off, or whose
-//!   key has a parked event. At most one event per key is in flight, so a later
-//!   event can never overtake an earlier one, even when a publish times out and
-//!   the producer would let the next record through.
-//! - The claim (`FOR UPDATE SKIP LOCKED`), the publish (awaiting every delivery
-//!   report) and the delete/mark happen in one transaction: if the relay dies in
-//!   between, the rows are published again (duplicates with the same event id).
+//! - In a round a relay claims, per key of its groups, the oldest pending
+//!   events (a prefix in id order, up to an even share of DUALCHECK_BATCH per
+//!   key), locking them and *waiting* for a locked one rather than skipping it
+//!   (a successor never goes without its head). A key whose head is backing
+//!   off (against the statement's one timestamp), or that has a parked event,
+//!   sends nothing; a prefix ends at its first event still backing off.
+//! - The claimed events are handed to an idempotent producer whose records
+//!   never time out ([`Publisher::without_message_timeout`]): it writes each
+//!   partition's records in order without gaps, so several events of a key are
+//!   in flight at once and a key's first failure is never followed by a
+//!   delivered successor. Per key, the delivered prefix is deleted (or
+//!   marked); the first failure is retried from there (or parked); the key's
+//!   later events are left as they were and go again after it. An event whose
+//!   report did not come in time may still be delivered later — before any
+//!   copy of it or of its successors, since the producer keeps their order.
+//! - The claim, the publish (awaiting the delivery reports) and the
+//!   delete/mark happen in one transaction: if the relay dies in between, the
+//!   rows are published again (duplicates with the same event id, in order).
 //! - A failed publish increments `attempts` and sets `next_attempt_at` with
 //!   exponential backoff and full jitter; after DUALCHECK_MAX_ATTEMPTS (at once for
 //!   permanent errors such as a record above message.max.bytes) the event moves to
 //!   `outbox_failed` with its last error and its key's later events wait.
+//!
+//! The mutants of the bug zoo keep the relay as it was before the prefix
+//! claim — one head per key per round, on the process's producer — plus their
+//! bug ([`round_of_mutant`]).
 
 use super::Bug;
 use crate::runtime::backoff::{sleep_unless_stopped, Backoff};
 use crate::runtime::db::timed;
-use crate::runtime::kafka::{Envelope, Record};
+use crate::runtime::kafka::{Envelope, Publisher, Record};
 use crate::{AppContext, Background};
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -46,6 +60,7 @@ pub fn start(ctx: &Arc<AppContext>, notify: bool, bg: &mut Background, stop: &wa
         std::mem::forget(wake_tx);
     }
     let bug = Bug::of(&ctx.config);
+    let publisher = relay_publisher(ctx, bug);
     // `unordered-relays`: several relay instances whatever DUALCHECK_RELAYS says.
     let relays = if bug == Bug::UnorderedRelays {
         ctx.config.relays.max(4)
@@ -55,11 +70,30 @@ pub fn start(ctx: &Arc<AppContext>, notify: bool, bg: &mut Background, stop: &wa
     for i in 0..relays {
         bg.push(tokio::spawn(relay(
             ctx.clone(),
+            publisher.clone(),
             i,
             notify,
             wake_rx.clone(),
             stop.clone(),
         )));
+    }
+}
+
+/// The producer the relays of this process share: the correct relay's twin
+/// of the process's producer without message timeouts (see the module
+/// comment), the process's own for the mutants.
+pub(crate) fn relay_publisher(ctx: &AppContext, bug: Bug) -> Arc<Publisher> {
+    if !bug.relay_is_correct() {
+        return ctx.publisher.clone();
+    }
+    match ctx.publisher.without_message_timeout(ctx.config.publish_timeout) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            // Creating a producer fails only on a bad configuration, which the
+            // process's own producer would have failed on first.
+            tracing::warn!("relay producer: {e:#}; using the process's producer");
+            ctx.publisher.clone()
+        }
     }
 }
 
@@ -113,11 +147,14 @@ struct RelayState {
     held: BTreeSet<i32>,
     /// The relay's producer: the process's, or (`unordered-relays`, relay
     /// instances of their own) one per relay.
-    publisher: Arc<crate::runtime::kafka::Publisher>,
+    publisher: Arc<Publisher>,
+    /// Keys with work in the last round (the share of the batch per key).
+    keys_seen: usize,
 }
 
 async fn relay(
     ctx: Arc<AppContext>,
+    shared: Arc<Publisher>,
     idx: usize,
     notify: bool,
     mut wake: watch::Receiver<u64>,
@@ -131,20 +168,21 @@ async fn relay(
     };
     let publisher = if Bug::of(cfg) == Bug::UnorderedRelays {
         // Independent relay instances: each its own producer and connection.
-        match crate::runtime::kafka::Publisher::new(&cfg.kafka_bootstrap, &cfg.topic, cfg.publish_timeout) {
+        match Publisher::new(&cfg.kafka_bootstrap, &cfg.topic, cfg.publish_timeout) {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 tracing::warn!("relay {idx}: {e:#}; using the process's producer");
-                ctx.publisher.clone()
+                shared
             }
         }
     } else {
-        ctx.publisher.clone()
+        shared
     };
     let mut st = RelayState {
         client: None,
         held: BTreeSet::new(),
         publisher,
+        keys_seen: 1,
     };
     let mut failures = 0u32;
     let mut last_orphan_scan = Instant::now();
@@ -195,7 +233,7 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
     if Bug::of(&ctx.config) == Bug::UnorderedRelays {
         // The mutant: no ownership, every relay works on every shard.
         let every: Vec<i32> = (0..ctx.config.shards).collect();
-        return round(ctx, &st.publisher, client, &every).await;
+        return round(ctx, &st.publisher, client, &every, &mut st.keys_seen).await;
     }
     let scan_all = last_scan.elapsed() > Duration::from_secs(2);
     let want: Vec<i32> = if scan_all {
@@ -222,10 +260,10 @@ async fn step(ctx: &AppContext, st: &mut RelayState, home: &[i32], last_scan: &m
         return Ok(0);
     }
     let held: Vec<i32> = st.held.iter().copied().collect();
-    round(ctx, &st.publisher, client, &held).await
+    round(ctx, &st.publisher, client, &held, &mut st.keys_seen).await
 }
 
-/// The claim of the correct relay: the oldest pending event (head) of each
+/// The claim of the mutants' relay: the oldest pending event (head) of each
 /// key of the held shards, unless it backs off or its key has a parked event.
 const CLAIM_HEADS: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.attempts, o.op FROM outbox o
      WHERE o.id IN (SELECT DISTINCT ON (key) id FROM outbox
@@ -256,12 +294,207 @@ const CLAIM_PIPELINED: &str = "SELECT o.id, o.event_id::text, o.key, o.value, o.
      ORDER BY o.id LIMIT $3
      FOR UPDATE OF o SKIP LOCKED";
 
+/// The claim of the correct relay: the keys with pending events, found with
+/// one index probe each (a loose scan of `outbox_pending`), then per key of
+/// the held shards without a parked event its oldest pending events in id
+/// order, at most `$3` of them, locked — waiting for a row another
+/// transaction holds, never skipping it, so no successor is claimed without
+/// its head. `due` compares `next_attempt_at` with the statement's single
+/// timestamp (not `clock_timestamp()`, which moves while the query runs).
+const CLAIM_PREFIXES: &str = "WITH RECURSIVE keys(key) AS (
+         (SELECT key FROM outbox WHERE published_at IS NULL ORDER BY key LIMIT 1)
+       UNION ALL
+         SELECT (SELECT o.key FROM outbox o WHERE o.published_at IS NULL AND o.key > keys.key
+                 ORDER BY o.key LIMIT 1)
+         FROM keys WHERE keys.key IS NOT NULL)
+     SELECT e.id, e.event_id, e.key, e.value, e.attempts, e.op, e.due FROM keys k
+     CROSS JOIN LATERAL (
+         SELECT o.id, o.event_id::text AS event_id, o.key, o.value, o.attempts, o.op,
+                o.next_attempt_at <= statement_timestamp() AS due
+         FROM outbox o
+         WHERE o.key = k.key AND o.published_at IS NULL AND (o.shard % $1) = ANY($2)
+           AND NOT EXISTS (SELECT 1 FROM outbox_failed f WHERE f.key = o.key)
+         ORDER BY o.id LIMIT $3
+         FOR UPDATE OF o) e
+     WHERE k.key IS NOT NULL";
+
+/// How many events of one key a round claims: an even share of the batch
+/// among the keys of the last round (at least one).
+fn per_key_share(batch: i64, keys_last_round: usize) -> i64 {
+    (batch / keys_last_round.max(1) as i64).max(1)
+}
+
+/// One claimed outbox event.
+struct Claimed {
+    id: i64,
+    event_id: String,
+    key: String,
+    value: String,
+    attempts: i32,
+    op: i64,
+}
+
+/// The events of a claim to publish: per key (rows come key by key, each in
+/// id order) the prefix before its first event still backing off; and the
+/// number of keys with pending events.
+fn due_prefixes(rows: &[(Claimed, bool)]) -> (Vec<&Claimed>, usize) {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut keys = 0usize;
+    let mut key: Option<&str> = None;
+    let mut stopped = false;
+    for (e, due) in rows {
+        if key != Some(e.key.as_str()) {
+            key = Some(e.key.as_str());
+            keys += 1;
+            stopped = false;
+        }
+        stopped |= !due;
+        if !stopped {
+            events.push(e);
+        }
+    }
+    (events, keys)
+}
+
+/// One round of a relay (see the module comment; a mutant's relay runs
+/// [`round_of_mutant`]); returns the number of events claimed. `keys_seen`
+/// carries the number of keys with work from one round to the next (the
+/// share of the batch per key).
 async fn round(
     ctx: &AppContext,
-    publisher: &crate::runtime::kafka::Publisher,
+    publisher: &Publisher,
     client: &mut Client,
     held: &[i32],
+    keys_seen: &mut usize,
 ) -> Result<usize> {
+    if !Bug::of(&ctx.config).relay_is_correct() {
+        return round_of_mutant(ctx, publisher, client, held).await;
+    }
+    let cfg = &ctx.config;
+    let t = ctx.db.timeout;
+    let tx = timed(t, "BEGIN (relay)", client.transaction()).await?;
+    let per_key = per_key_share(cfg.batch, *keys_seen);
+    let rows = timed(
+        t,
+        "claiming outbox events",
+        tx.query(CLAIM_PREFIXES, &[&cfg.shards, &held, &per_key]),
+    )
+    .await?;
+    let rows: Vec<(Claimed, bool)> = rows
+        .iter()
+        .map(|r| {
+            let e = Claimed {
+                id: r.get(0),
+                event_id: r.get(1),
+                key: r.get(2),
+                value: r.get(3),
+                attempts: r.get(4),
+                op: r.get(5),
+            };
+            (e, r.get(6))
+        })
+        .collect();
+    let (events, keys) = due_prefixes(&rows);
+    *keys_seen = keys.max(1);
+    if events.is_empty() {
+        let _ = tx.rollback().await;
+        return Ok(0);
+    }
+    let records: Vec<Record> = events
+        .iter()
+        .map(|e| Record {
+            key: &e.key,
+            value: &e.value,
+            event_id: &e.event_id,
+        })
+        .collect();
+    let results = publisher.publish_all(&records).await;
+    let mut ok_ids = Vec::with_capacity(events.len());
+    let mut failed_key: Option<&str> = None;
+    for (e, res) in events.iter().zip(results) {
+        if failed_key == Some(e.key.as_str()) {
+            continue; // after its key's first failure: goes again after it
+        }
+        match res {
+            Ok(_) => ok_ids.push(e.id),
+            Err(err) => {
+                failed_key = Some(&e.key);
+                retry_or_park(ctx, &tx, e, &err, None).await?;
+            }
+        }
+    }
+    super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
+    timed(t, "COMMIT (relay)", tx.commit()).await?;
+    Ok(events.len())
+}
+
+/// Schedules the retry of a failed event (backoff from its attempts, or
+/// `delay_ms` when given) or, after the last attempt or a permanent error,
+/// parks it in `outbox_failed` (its key's later events then wait).
+async fn retry_or_park(
+    ctx: &AppContext,
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &Claimed,
+    err: &crate::runtime::kafka::PublishError,
+    delay_ms: Option<f64>,
+) -> Result<()> {
+    let cfg = &ctx.config;
+    let t = ctx.db.timeout;
+    let (id, ev, key, op) = (&e.id, &e.event_id, &e.key, e.op);
+    let attempts = e.attempts + 1;
+    if err.permanent || attempts as u32 >= cfg.max_attempts {
+        tracing::warn!(
+            "relay: parking outbox event {id} (op {op}, event {ev}, key {key}) after {attempts} attempt(s){}: {err}",
+            if err.permanent { ", a permanent error" } else { "" }
+        );
+        timed(
+            t,
+            "parking an event",
+            tx.execute(
+                "INSERT INTO outbox_failed (id, event_id, op, key, seq, value, attempts, last_error, created_at)
+                 SELECT id, event_id, op, key, seq, value, $2, $3, created_at FROM outbox WHERE id = $1
+                 ON CONFLICT (id) DO NOTHING",
+                &[id, &attempts, &err.message],
+            ),
+        )
+        .await?;
+        timed(
+            t,
+            "parking an event",
+            tx.execute("DELETE FROM outbox WHERE id = $1", &[id]),
+        )
+        .await?;
+        return Ok(());
+    }
+    let b = Backoff {
+        base: cfg.backoff_base,
+        max: cfg.backoff_max,
+    };
+    let delay_ms = delay_ms.unwrap_or_else(|| b.delay(attempts as u32 - 1).as_millis() as f64);
+    // The first failure of an event, then every tenth: enough to follow an op.
+    if attempts == 1 || attempts % 10 == 0 {
+        tracing::warn!(
+            "relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed, attempt {attempts}, retrying in {delay_ms} ms: {err}"
+        );
+    }
+    timed(
+        t,
+        "scheduling a retry",
+        tx.execute(
+            "UPDATE outbox SET attempts = $2, last_error = $3,
+                    next_attempt_at = clock_timestamp() + $4 * interval '1 millisecond'
+             WHERE id = $1",
+            &[id, &attempts, &err.message, &delay_ms],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A round of a mutant's relay: one head per key (or, for
+/// `unordered-relays` and `non-idempotent-producer`, their own claims) on
+/// the process's producer, plus the bug.
+async fn round_of_mutant(ctx: &AppContext, publisher: &Publisher, client: &mut Client, held: &[i32]) -> Result<usize> {
     let cfg = &ctx.config;
     let t = ctx.db.timeout;
     let bug = Bug::of(cfg);
@@ -281,38 +514,51 @@ async fn round(
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let mut events: Vec<(i64, String, String, String, i32, i64)> = rows
+    let mut events: Vec<Claimed> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .map(|r| Claimed {
+            id: r.get(0),
+            event_id: r.get(1),
+            key: r.get(2),
+            value: r.get(3),
+            attempts: r.get(4),
+            op: r.get(5),
+        })
         .collect();
     if bug == Bug::NewIdOnRetry {
         // The mutant: the event id is minted now, for this publish, not with the row.
-        for (_, ev, _, value, _, _) in events.iter_mut() {
-            if let Ok(mut env) = serde_json::from_str::<Envelope>(value) {
+        for e in events.iter_mut() {
+            if let Ok(mut env) = serde_json::from_str::<Envelope>(&e.value) {
                 env.event = uuid::Uuid::new_v4().to_string();
-                *ev = env.event.clone();
-                *value = env.to_json();
+                e.event_id = env.event.clone();
+                e.value = env.to_json();
             }
         }
     }
     let records: Vec<Record> = events
         .iter()
-        .map(|(_, ev, key, value, _, _)| Record {
-            key,
-            value,
-            event_id: ev,
+        .map(|e| Record {
+            key: &e.key,
+            value: &e.value,
+            event_id: &e.event_id,
         })
         .collect();
     let handed = publisher.hand_over(&records).await;
     if bug == Bug::DeleteBeforeAck {
         // The mutant: the rows go as soon as the producer has the records.
-        let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         super::record_published(&tx, cfg.cleanup, &ids, t).await?;
         timed(t, "COMMIT (relay)", tx.commit()).await?;
         let results = publisher.reports(handed, publisher.wait()).await;
-        for ((id, ev, key, _, _, op), res) in events.iter().zip(results) {
-            if let Err(e) = res {
-                tracing::warn!("relay: outbox event {id} (op {op}, event {ev}, key {key}) was not delivered: {e}");
+        for (e, res) in events.iter().zip(results) {
+            if let Err(err) = res {
+                tracing::warn!(
+                    "relay: outbox event {} (op {}, event {}, key {}) was not delivered: {err}",
+                    e.id,
+                    e.op,
+                    e.event_id,
+                    e.key
+                );
             }
         }
         return Ok(events.len());
@@ -330,65 +576,69 @@ async fn round(
     let mut ok_ids = Vec::new();
     // `non-idempotent-producer`: a key's later events retry with its first failure.
     let mut key_delay: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    for ((id, ev, key, _, attempts, op), res) in events.iter().zip(results) {
+    for (e, res) in events.iter().zip(results) {
         match res {
-            Ok(_) => ok_ids.push(*id),
-            Err(e) if bug == Bug::DropOnTimeout && e.timed_out => {
+            Ok(_) => ok_ids.push(e.id),
+            Err(err) if bug == Bug::DropOnTimeout && err.timed_out => {
                 // The mutant: a timeout is taken for a success.
-                tracing::warn!("relay: outbox event {id} (op {op}, key {key}): {e}; assuming it was sent");
-                ok_ids.push(*id);
+                tracing::warn!(
+                    "relay: outbox event {} (op {}, key {}): {err}; assuming it was sent",
+                    e.id,
+                    e.op,
+                    e.key
+                );
+                ok_ids.push(e.id);
             }
-            Err(e) => {
-                let attempts = attempts + 1;
-                if e.permanent || attempts as u32 >= cfg.max_attempts {
-                    tracing::warn!(
-                        "relay: parking outbox event {id} (op {op}, event {ev}, key {key}) after {attempts} attempt(s){}: {e}",
-                        if e.permanent { ", a permanent error" } else { "" }
-                    );
-                    timed(
-                        t,
-                        "parking an event",
-                        tx.execute(
-                            "INSERT INTO outbox_failed (id, event_id, op, key, seq, value, attempts, last_error, created_at)
-                             SELECT id, event_id, op, key, seq, value, $2, $3, created_at FROM outbox WHERE id = $1
-                             ON CONFLICT (id) DO NOTHING",
-                            &[id, &attempts, &e.message],
-                        ),
-                    )
-                    .await?;
-                    timed(
-                        t,
-                        "parking an event",
-                        tx.execute("DELETE FROM outbox WHERE id = $1", &[id]),
-                    )
-                    .await?;
-                } else {
-                    let mut delay_ms = b.delay(attempts as u32 - 1).as_millis() as f64;
-                    if bug == Bug::NonIdempotentProducer {
-                        delay_ms = *key_delay.entry(key.as_str()).or_insert(delay_ms);
-                    }
-                    // The first failure of an event, then every tenth: enough to follow an op.
-                    if attempts == 1 || attempts % 10 == 0 {
-                        tracing::warn!(
-                            "relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed, attempt {attempts}, retrying in {delay_ms} ms: {e}"
-                        );
-                    }
-                    timed(
-                        t,
-                        "scheduling a retry",
-                        tx.execute(
-                            "UPDATE outbox SET attempts = $2, last_error = $3,
-                                    next_attempt_at = clock_timestamp() + $4 * interval '1 millisecond'
-                             WHERE id = $1",
-                            &[id, &attempts, &e.message, &delay_ms],
-                        ),
-                    )
-                    .await?;
-                }
+            Err(err) => {
+                let delay_ms = (bug == Bug::NonIdempotentProducer).then(|| {
+                    let own = b.delay(e.attempts as u32).as_millis() as f64;
+                    *key_delay.entry(e.key.as_str()).or_insert(own)
+                });
+                retry_or_park(ctx, &tx, e, &err, delay_ms).await?;
             }
         }
     }
     super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
     timed(t, "COMMIT (relay)", tx.commit()).await?;
     Ok(events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(id: i64, key: &str) -> Claimed {
+        Claimed {
+            id,
+            event_id: format!("e{id}"),
+            key: key.into(),
+            value: String::new(),
+            attempts: 0,
+            op: id,
+        }
+    }
+
+    #[test]
+    fn a_key_stops_at_its_first_event_backing_off() {
+        let rows = vec![
+            (claimed(1, "a"), true),
+            (claimed(2, "a"), false),
+            (claimed(3, "a"), true),
+            (claimed(4, "b"), false),
+            (claimed(5, "b"), true),
+            (claimed(6, "c"), true),
+            (claimed(7, "c"), true),
+        ];
+        let (events, keys) = due_prefixes(&rows);
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![1, 6, 7]);
+        assert_eq!(keys, 3);
+    }
+
+    #[test]
+    fn the_batch_is_shared_evenly_among_keys() {
+        assert_eq!(per_key_share(1000, 32), 31);
+        assert_eq!(per_key_share(1000, 0), 1000);
+        assert_eq!(per_key_share(10, 32), 1);
+    }
 }
