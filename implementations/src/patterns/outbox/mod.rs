@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS outbox_cursor (
 /// Which relay an outbox pattern runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutboxRelay {
-    /// Sharded relays polling with `FOR UPDATE SKIP LOCKED`.
+    /// Sharded relays polling, each key's pending events claimed as a locked prefix.
     Poll,
     /// The same, woken by LISTEN/NOTIFY (fallback poll).
     Notify,
@@ -72,16 +72,17 @@ pub enum OutboxRelay {
 }
 
 /// `outbox-poll`: outbox row in the business transaction; relays (DUALCHECK_RELAYS)
-/// own shard groups through advisory locks, claim each key's oldest pending event
-/// with `FOR UPDATE SKIP LOCKED`, publish with an idempotent producer, wait for
-/// the delivery reports, then delete (or mark) the rows. See [`shard_relay`].
+/// own shard groups through advisory locks, claim each key's oldest pending
+/// events (a locked prefix, several per key in flight), publish them on an
+/// idempotent producer whose records never time out, wait for the delivery
+/// reports, then delete (or mark) each key's delivered prefix. See [`shard_relay`].
 pub const POLL: PatternInfo = PatternInfo {
     controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
     ..PatternInfo::new(
         "outbox-poll",
-        "transactional outbox; polling relays with FOR UPDATE SKIP LOCKED, sharded by key (DUALCHECK_RELAYS)",
+        "transactional outbox; polling relays claiming each key's pending events in order, sharded by key (DUALCHECK_RELAYS)",
         |ctx| OutboxPattern::build(OutboxRelay::Poll, ctx),
     )
 };

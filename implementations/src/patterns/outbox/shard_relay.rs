@@ -373,6 +373,11 @@ async fn round(
     let cfg = &ctx.config;
     let t = ctx.db.timeout;
     let tx = timed(t, "BEGIN (relay)", client.transaction()).await?;
+    // The per-key prefix wants an ordered index scan; with a backlog of
+    // thousands the planner prefers a bitmap scan of each key's whole backlog
+    // and a sort (EXPLAIN ANALYZE, 20,000 rows over 32 keys: 37-49 ms against
+    // 7-11 ms per claim). Scoped to this transaction.
+    timed(t, "planning the claim", tx.batch_execute("SET LOCAL enable_bitmapscan = off")).await?;
     let per_key = per_key_share(cfg.batch, *keys_seen);
     let rows = timed(
         t,
