@@ -209,6 +209,9 @@ fn consumer_with(bootstrap: &str, topics: &[(String, i32)], eof: bool) -> Result
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
+        // The observer must add no latency of its own: no Nagle delay on its
+        // fetch requests.
+        .set("socket.nagle.disable", "true")
         .set("topic.metadata.refresh.interval.ms", "1000")
         .set("reconnect.backoff.max.ms", "1000")
         .set("log_level", "3")

@@ -121,6 +121,7 @@ impl AppContext {
             &config.kafka_bootstrap,
             &config.topic,
             config.publish_timeout,
+            config.linger,
             // The `non-idempotent-producer` mutant (only patterns declaring it accept it).
             !config.bug_is(crate::patterns::outbox::NON_IDEMPOTENT_PRODUCER.name),
         )?);

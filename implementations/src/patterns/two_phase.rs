@@ -98,6 +98,8 @@ impl TwoPhase {
             .set("transactional.id", format!("dualcheck-two-phase-{}", cfg.topic))
             .set("transaction.timeout.ms", cfg.txn_timeout.as_millis().to_string())
             .set("message.timeout.ms", cfg.publish_timeout.as_millis().to_string())
+            .set("linger.ms", cfg.linger.as_millis().to_string())
+            .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
             .create()

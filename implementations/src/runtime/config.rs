@@ -84,6 +84,11 @@ pub const KNOBS: &[Knob] = &[
         help: "how long one publish attempt may take: the producer's message.timeout.ms; the outbox relays' producers never time out (several events of a key in flight) and wait this long for a delivery report before retrying",
     },
     Knob {
+        name: "DUALCHECK_LINGER_MS",
+        default: "2",
+        help: "the implementations' Kafka producers' linger.ms: how long a record waits for others to share its request (latency against requests per record)",
+    },
+    Knob {
         name: "DUALCHECK_NAIVE_ATTEMPTS",
         default: "2",
         help: "naive patterns: publish attempts per op",
@@ -237,6 +242,8 @@ pub struct AppConfig {
     pub backoff_max: Duration,
     /// Kafka message.timeout.ms.
     pub publish_timeout: Duration,
+    /// The producers' linger.ms.
+    pub linger: Duration,
     /// Naive patterns' publish attempts.
     pub naive_attempts: u32,
     /// Kafka message.timeout.ms of the naive patterns' producer.
@@ -302,6 +309,7 @@ impl AppConfig {
             backoff_base: ms("DUALCHECK_BACKOFF_BASE_MS")?,
             backoff_max: ms("DUALCHECK_BACKOFF_MAX_MS")?,
             publish_timeout: ms("DUALCHECK_PUBLISH_TIMEOUT_MS")?.max(Duration::from_millis(100)),
+            linger: ms("DUALCHECK_LINGER_MS")?,
             naive_attempts: number("DUALCHECK_NAIVE_ATTEMPTS")?.max(1) as u32,
             naive_publish_timeout: ms("DUALCHECK_NAIVE_PUBLISH_TIMEOUT_MS")?.max(Duration::from_millis(100)),
             cleanup,

@@ -123,16 +123,24 @@ pub struct Publisher {
 
 impl Publisher {
     /// A producer to `topic` at `bootstrap`; each record may take `timeout`
-    /// (`message.timeout.ms`) before it is reported failed.
-    pub fn new(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Self> {
-        Self::with_idempotence(bootstrap, topic, timeout, true)
+    /// (`message.timeout.ms`) before it is reported failed; `linger` is
+    /// librdkafka's `linger.ms` (how long a record waits for others to share
+    /// its request).
+    pub fn new(bootstrap: &str, topic: &str, timeout: Duration, linger: Duration) -> Result<Self> {
+        Self::with_idempotence(bootstrap, topic, timeout, linger, true)
     }
 
     /// [`Publisher::new`], or (`idempotent` false) the producer of the
     /// `non-idempotent-producer` mutant: `enable.idempotence=false` with
     /// retries and five requests in flight per connection, the settings
     /// that let a retried batch land after a later one or twice.
-    pub fn with_idempotence(bootstrap: &str, topic: &str, timeout: Duration, idempotent: bool) -> Result<Self> {
+    pub fn with_idempotence(
+        bootstrap: &str,
+        topic: &str,
+        timeout: Duration,
+        linger: Duration,
+        idempotent: bool,
+    ) -> Result<Self> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", bootstrap);
         if idempotent {
@@ -147,7 +155,10 @@ impl Publisher {
         config
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
-            .set("linger.ms", "2")
+            .set("linger.ms", linger.as_millis().to_string())
+            // Small requests go out at once (Nagle would hold one back until
+            // the previous is acknowledged).
+            .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3");
         let producer: FutureProducer = config

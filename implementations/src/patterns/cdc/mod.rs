@@ -289,7 +289,8 @@ impl Tailer {
             // (the slot holds the WAL); a record that failed while a later one
             // succeeded would come back out of order on the replay.
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "2")
+            .set("linger.ms", self.ctx.config.linger.as_millis().to_string())
+            .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
             .create()

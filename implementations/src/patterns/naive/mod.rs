@@ -46,7 +46,7 @@ pub struct Naive {
 /// naive services' do.
 pub(crate) fn naive_publisher(ctx: &AppContext) -> Arc<Publisher> {
     let c = &ctx.config;
-    match Publisher::new(&c.kafka_bootstrap, &c.topic, c.naive_publish_timeout) {
+    match Publisher::new(&c.kafka_bootstrap, &c.topic, c.naive_publish_timeout, c.linger) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             tracing::warn!("naive producer: {e:#}; using the shared one");
