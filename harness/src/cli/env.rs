@@ -247,14 +247,23 @@ fn down(args: DownArgs) -> Verdict {
         );
         return Verdict::Valid;
     };
+    // The services' processes, to wait for too (the up process SIGKILLs them and exits).
+    let services: Vec<i32> = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| serde_json::from_value(v["service_pids"].clone()).ok())
+        .unwrap_or_default();
     // SAFETY: plain syscall on a pid read from our own state file and checked to run dualcheck.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
     let started = Instant::now();
-    while dualcheck::env::process::pid_alive(pid) {
+    while let Some(p) = std::iter::once(pid)
+        .chain(services.iter().copied())
+        .find(|p| dualcheck::env::process::pid_alive(*p))
+    {
         if started.elapsed() > Duration::from_secs(60) {
-            eprintln!("dualcheck env down: pid {pid} still runs 60 s after SIGTERM");
+            eprintln!("dualcheck env down: pid {p} still runs 60 s after SIGTERM to {pid}");
             return Verdict::Unusable;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -68,13 +68,14 @@ impl BackendSettings {
         })
     }
 
-    /// `self` where set, else `lower`.
+    /// `self` where set (an empty value counts as not set), else `lower`.
     pub fn over(self, lower: BackendSettings) -> BackendSettings {
+        let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         BackendSettings {
-            backend: self.backend.or(lower.backend),
-            pg_url: self.pg_url.or(lower.pg_url),
-            kafka_bootstrap: self.kafka_bootstrap.or(lower.kafka_bootstrap),
-            toxiproxy_url: self.toxiproxy_url.or(lower.toxiproxy_url),
+            backend: set(self.backend).or(lower.backend),
+            pg_url: set(self.pg_url).or(lower.pg_url),
+            kafka_bootstrap: set(self.kafka_bootstrap).or(lower.kafka_bootstrap),
+            toxiproxy_url: set(self.toxiproxy_url).or(lower.toxiproxy_url),
         }
     }
 
@@ -145,7 +146,11 @@ pub fn resolve(
         Some(p) => BackendSettings::from_file(&p)?,
         None => BackendSettings::default(),
     };
-    flags.over(BackendSettings::from_vars(var)).over(file).backend_kind()
+    flags
+        .over(BackendSettings::from_vars(var))
+        .over(file)
+        .over(BackendSettings::default())
+        .backend_kind()
 }
 
 /// The lines of an env file `--backend external` reads (`KEY=VALUE`, values single-quoted).
