@@ -130,7 +130,7 @@ impl fmt::Display for Service {
 enum Backend {
     Local(Box<local::LocalServices>),
     /// The user's services; the Toxiproxy dualcheck started in front of them, if any.
-    External(Option<process::ManagedProcess>),
+    External(Option<Box<process::ManagedProcess>>),
     #[cfg(feature = "testcontainers")]
     Testcontainers(Box<testcontainers::TcServices>),
 }
@@ -198,7 +198,7 @@ impl Environment {
                     kafka_proxies: e.kafka_proxies,
                     kafka_nodes: e.brokers,
                     run_id: Some(external::new_run_id()),
-                    backend: Backend::External(e.own_toxiproxy),
+                    backend: Backend::External(e.own_toxiproxy.map(Box::new)),
                     shut_down: false,
                 })
             }

@@ -182,8 +182,11 @@ pub fn set_interrupt_summary(stdout: String, note: String) {
 /// A clean-up that still has to run after an interrupt, once the processes are killed.
 type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-fn cleanups() -> &'static Mutex<Vec<(u64, Box<dyn FnOnce() -> Cleanup + Send>)>> {
-    static CLEANUPS: OnceLock<Mutex<Vec<(u64, Box<dyn FnOnce() -> Cleanup + Send>)>>> = OnceLock::new();
+/// A registered clean-up with its key.
+type Registered = (u64, Box<dyn FnOnce() -> Cleanup + Send>);
+
+fn cleanups() -> &'static Mutex<Vec<Registered>> {
+    static CLEANUPS: OnceLock<Mutex<Vec<Registered>>> = OnceLock::new();
     CLEANUPS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
