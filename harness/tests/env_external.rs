@@ -306,6 +306,35 @@ fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothin
         Vec::<String>::new(),
         "what the runs left on the services"
     );
+
+    // Ctrl-C in the middle of a run: its database, slot, publication and topic go too.
+    let interrupted = env
+        .command(&[
+            "run",
+            "--impl",
+            "cdc-logical",
+            "--duration",
+            "60s",
+            "--json",
+            "--out",
+            runs_s,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !env.leftovers().iter().any(|l| l.starts_with("slot ")) {
+        assert!(std::time::Instant::now() < deadline, "the run never created its slot");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(interrupted.id() as i32, libc::SIGINT);
+    }
+    let o = interrupted.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(env.leftovers(), Vec::<String>::new(), "what the interrupted run left");
     env.down();
     assert_no_process_left(&out);
 }

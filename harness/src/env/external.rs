@@ -244,6 +244,8 @@ pub struct External {
 /// every fault; the local Toxiproxy, when one is started, logs under `run_dir`.
 pub async fn connect(cfg: &ExternalConfig, run_dir: &Path, timeout: Duration) -> Result<External> {
     let shown = redact(&cfg.postgres_url);
+    // Services that are up answer at once: a wrong address should not keep the user waiting.
+    let timeout = timeout.min(Duration::from_secs(20));
     super::postgres::wait_ready(&cfg.postgres_url, None, timeout)
         .await
         .map_err(|e| anyhow::anyhow!(redact(&format!("{e:#}"))))
