@@ -5,6 +5,10 @@
 //! - `external`: services the user already runs, given by URL ([`external`]);
 //! - `testcontainers` (cargo feature `testcontainers`): containers ([`testcontainers`]).
 //!
+//! Which one a command uses, and the external services' addresses, come from
+//! flags, `DUALCHECK_*` variables and `dualcheck.toml` ([`settings`];
+//! docs/backends.md).
+//!
 //! Every client link goes through a Toxiproxy proxy: `postgres` and, per Kafka
 //! node, `kafka-N`. Implementations get the proxied endpoints
 //! ([`Environment::postgres_url`], [`Environment::kafka_bootstrap`]); the
