@@ -458,3 +458,22 @@ impl Drop for Environment {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(feature = "testcontainers"))]
+    fn testcontainers_without_the_feature_is_refused_by_name() {
+        let e = BackendKind::Testcontainers.check_usable(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("`testcontainers` cargo feature") && e.contains("--features testcontainers"),
+            "{e}"
+        );
+        assert!(BackendKind::Local
+            .check_usable(&[crate::nemesis::Fault::PgKill])
+            .is_ok());
+        assert_eq!(BackendKind::Testcontainers.name(), "testcontainers");
+    }
+}
