@@ -180,15 +180,34 @@ pub fn kafka_produce_rate(bootstrap: &str, topic: &str, payload: usize, dur: Dur
 /// Starts a local environment, measures both limits (each for `each`, with
 /// `connections` Postgres clients and `payload`-byte records), tears it down.
 pub async fn measure_limits(connections: usize, payload: usize, each: Duration) -> Result<Limits> {
-    let env = Environment::start(EnvOptions::local(1)?)
+    measure_limits_on(&crate::env::BackendKind::Local, connections, payload, each).await
+}
+
+/// [`measure_limits`] on the services of `backend` (on the user's own
+/// services, in a database and topic of its own, dropped afterwards).
+pub async fn measure_limits_on(
+    backend: &crate::env::BackendKind,
+    connections: usize,
+    payload: usize,
+    each: Duration,
+) -> Result<Limits> {
+    let mut opts = EnvOptions::local(1)?;
+    opts.backend = backend.clone();
+    let env = Environment::start(opts)
         .await
         .context("starting the services for the limits (run `dualcheck doctor` to diagnose)")?;
+    let name = match env.run_id() {
+        Some(id) => format!("bench_{id}"),
+        None => "bench".to_string(),
+    };
+    let cleanup = env.drop_on_interrupt(&name, &name);
     let result = async {
-        let (_, direct) = env.create_database("bench").await?;
+        let (_, direct) = env.create_database(&name).await?;
         let pg = pg_commit_rate(&direct, connections, payload, each).await?;
-        env.create_topic("bench", 4).await?;
+        env.create_topic(&name, 4).await?;
         let bootstrap = env.kafka_direct_bootstrap.clone();
-        let kafka = tokio::task::spawn_blocking(move || kafka_produce_rate(&bootstrap, "bench", payload, each))
+        let topic = name.clone();
+        let kafka = tokio::task::spawn_blocking(move || kafka_produce_rate(&bootstrap, &topic, payload, each))
             .await
             .context("the produce-rate task panicked")??;
         anyhow::Ok(Limits {
@@ -198,6 +217,12 @@ pub async fn measure_limits(connections: usize, payload: usize, each: Duration) 
         })
     }
     .await;
+    if let Some(key) = cleanup {
+        if let Err(e) = env.drop_run_data(&name, &name).await {
+            tracing::warn!("dropping the limits' database and topic {name}: {e:#}");
+        }
+        crate::env::process::unregister_interrupt_cleanup(key);
+    }
     let mut env = env;
     if let Err(e) = env.shutdown().await {
         tracing::warn!("teardown of the limits environment: {e:#}");
@@ -321,7 +346,7 @@ pub fn set_reference_ratios(rows: &mut [BenchRow]) {
 async fn limits_if(each: Option<Duration>, run: &RunOptions) -> Result<Option<Limits>> {
     match each {
         Some(each) => Ok(Some(
-            measure_limits(run.workload.concurrency, run.workload.payload_bytes, each).await?,
+            measure_limits_on(&run.backend, run.workload.concurrency, run.workload.payload_bytes, each).await?,
         )),
         None => Ok(None),
     }
@@ -381,6 +406,9 @@ pub async fn drain(
     run: &RunOptions,
     limit_duration: Option<Duration>,
 ) -> Result<(Option<Limits>, Vec<RelayRateRow>)> {
+    if !matches!(run.backend, crate::env::BackendKind::Local) {
+        anyhow::bail!("`dualcheck bench --drain` runs on local services only: leave --backend out");
+    }
     let limits = limits_if(limit_duration, run).await?;
     let mut rows = Vec::new();
     for name in impls {

@@ -55,6 +55,8 @@ pub struct RunOptions {
     /// `exec` only: the service's own requests and record format
     /// (`--template FILE` and the template flags).
     pub template: crate::template::TemplateOptions,
+    /// Which services: local (default), the user's (external) or containers.
+    pub backend: crate::env::BackendKind,
 }
 
 impl RunOptions {
@@ -82,6 +84,7 @@ impl RunOptions {
             reads: false,
             progress: defaults.progress,
             template: Default::default(),
+            backend: defaults.backend,
         }
     }
 
@@ -125,7 +128,9 @@ impl RunOptions {
         }
         let mut cfg = RunConfig::new(app, &committed_sql);
         cfg.schema_sql = schema_sql;
+        self.backend.check_usable(&faults)?;
         cfg.faults = faults;
+        cfg.backend = self.backend.clone();
         cfg.duration = self.duration;
         cfg.workload = self.workload.clone();
         cfg.brokers = self.brokers as usize;

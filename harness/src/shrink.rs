@@ -190,6 +190,8 @@ pub struct ShrinkOptions {
     pub anomaly: Option<String>,
     /// Candidates after which no new one starts, the original included (`None`: no limit).
     pub max_candidates: Option<usize>,
+    /// The services the candidates run on (`None`: local).
+    pub backend: Option<crate::env::BackendKind>,
 }
 
 /// How a shrink ended.
@@ -752,7 +754,11 @@ pub async fn shrink(opts: &ShrinkOptions) -> Result<ShrinkEnd> {
         std::fs::rename(&dir, &old).with_context(|| format!("moving the previous {} aside", dir.display()))?;
     }
     std::fs::create_dir_all(dir.join(SHRUNK_RUNS))?;
-    let base = crate::replay::config_from_run_dir(&opts.run_dir, &dir.join(SHRUNK_RUNS))?;
+    let mut base = crate::replay::config_from_run_dir(&opts.run_dir, &dir.join(SHRUNK_RUNS))?;
+    if let Some(backend) = &opts.backend {
+        backend.check_usable(&base.faults)?;
+        base.backend = backend.clone();
+    }
     let original = Candidate {
         windows: windows(base.schedule.as_ref().expect("a replay has a schedule"), base.duration),
         duration: base.duration,

@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Which services: local, external or testcontainers.
+    #[command(flatten)]
+    pub backend: super::env::BackendArgs,
 }
 
 impl BenchArgs {
@@ -73,13 +76,21 @@ pub fn run(args: BenchArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
+    let mut options = args.run_options();
+    match args.backend.resolve() {
+        Ok(b) => options.backend = b,
+        Err(e) => {
+            eprintln!("dualcheck bench: {e:#}");
+            return Verdict::Unusable;
+        }
+    }
     if let Some(n) = args.drain {
-        return drain(&args, n, &rt);
+        return drain(&args, &options, n, &rt);
     }
     let limit_duration = (!args.no_limits).then_some(args.limit_duration);
     match rt.block_on(dualcheck::bench::bench(
         &args.impls,
-        &args.run_options(),
+        &options,
         limit_duration,
         args.warmup,
     )) {
@@ -102,14 +113,9 @@ pub fn run(args: BenchArgs) -> Verdict {
 }
 
 /// `--drain N`: the limits, then each relay's drain rate.
-fn drain(args: &BenchArgs, n: u64, rt: &tokio::runtime::Runtime) -> Verdict {
+fn drain(args: &BenchArgs, options: &RunOptions, n: u64, rt: &tokio::runtime::Runtime) -> Verdict {
     let limit_duration = (!args.no_limits).then_some(args.limit_duration);
-    let result = rt.block_on(dualcheck::bench::drain(
-        &args.impls,
-        n,
-        &args.run_options(),
-        limit_duration,
-    ));
+    let result = rt.block_on(dualcheck::bench::drain(&args.impls, n, options, limit_duration));
     match result {
         Ok((limits, rows)) => {
             if args.json {

@@ -7,6 +7,7 @@ mod app;
 mod bench;
 mod check;
 mod doctor;
+mod env;
 mod merge;
 mod report;
 mod run;
@@ -61,6 +62,9 @@ enum Command {
     Zoo(Box<zoo::ZooArgs>),
     /// End-to-end latency and throughput of each pattern next to the machine's Postgres and Kafka limits.
     Bench(bench::BenchArgs),
+    /// The local services in the foreground (`env up`, `env down`): for your own
+    /// integration tests and for `--backend external`.
+    Env(env::EnvArgs),
     /// A local web page (127.0.0.1) listing every run, sweep, comparison and zoo under DIR, newest first.
     Serve(serve::ServeArgs),
 }
@@ -74,7 +78,8 @@ impl Command {
             | Command::Compare(_)
             | Command::Zoo(_)
             | Command::Bench(_)
-            | Command::Shrink(_) => Some(Logs::Terminal),
+            | Command::Shrink(_)
+            | Command::Env(_) => Some(Logs::Terminal),
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_)
             | Command::List(_)
@@ -108,6 +113,7 @@ impl Cli {
             Command::Bench(args) => bench::run(args),
             Command::Shrink(args) => shrink::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Env(args) => env::run(args),
         };
         verdict.into()
     }

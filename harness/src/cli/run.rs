@@ -115,6 +115,9 @@ pub struct RunShared {
     /// The service's own requests and records (`--impl exec` without an adapter).
     #[command(flatten)]
     pub template: TemplateArgs,
+    /// Which services: local, external or testcontainers.
+    #[command(flatten)]
+    pub backend: super::env::BackendArgs,
 }
 
 /// Verifying a service as it is (`--impl exec`): its own write request, read
@@ -231,6 +234,8 @@ impl RunShared {
             reads: self.reads,
             progress: false,
             template: self.template.options(),
+            // Resolved apart (it reads the environment and dualcheck.toml): see `BackendArgs::resolve`.
+            backend: dualcheck::env::BackendKind::Local,
         }
     }
 }
@@ -259,8 +264,17 @@ fn config(args: &RunArgs) -> anyhow::Result<dualcheck::runner::RunConfig> {
             cfg.progress = !args.json;
             cfg
         }
-        None => args.options().to_config()?,
+        None => {
+            let mut o = args.options();
+            o.backend = args.options.backend.resolve()?;
+            o.to_config()?
+        }
     };
+    if args.replay.is_some() {
+        let backend = args.options.backend.resolve()?;
+        backend.check_usable(&cfg.faults)?;
+        cfg.backend = backend;
+    }
     if let Some(file) = &args.schedule {
         let schedule = dualcheck::replay::read_schedule(file)?;
         if let Some(s) = schedule.steps.iter().find(|s| !cfg.faults.contains(&s.fault)) {

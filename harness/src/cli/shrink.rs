@@ -30,6 +30,9 @@ pub struct ShrinkArgs {
     /// Print the outcome as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Which services the candidates run on.
+    #[command(flatten)]
+    pub backend: super::env::BackendArgs,
 }
 
 /// Runs `dualcheck shrink`: 0 when shrunk, 2 when there is nothing to shrink,
@@ -39,7 +42,15 @@ pub fn run(args: ShrinkArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
+    let backend = match args.backend.resolve() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("dualcheck shrink: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
     let opts = ShrinkOptions {
+        backend: Some(backend),
         run_dir: args.run_dir.clone(),
         tries: args.tries,
         min_repro: args.min_repro,

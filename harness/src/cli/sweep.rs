@@ -110,7 +110,22 @@ pub fn run(args: SweepArgs, judge: Judge) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    match rt.block_on(dualcheck::sweep::sweep(&args.plan(judge))) {
+    let mut plan = args.plan(judge);
+    // Refused before anything starts: a backend that cannot run these faults.
+    let backend = args.options.backend.resolve().and_then(|b| {
+        for list in &args.faults {
+            b.check_usable(&dualcheck::nemesis::Fault::parse_list(list)?)?;
+        }
+        Ok(b)
+    });
+    match backend {
+        Ok(b) => plan.run.backend = b,
+        Err(e) => {
+            eprintln!("dualcheck {command}: {e:#}");
+            return Verdict::Unusable;
+        }
+    }
+    match rt.block_on(dualcheck::sweep::sweep(&plan)) {
         Ok(outcome) => {
             if args.json {
                 println!("{}", serde_json::to_string(&outcome).expect("the sweep serializes"));

@@ -253,6 +253,20 @@ pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>> {
     Ok(md.brokers().iter().map(|b| b.id()).collect())
 }
 
+/// Names of the topics of the cluster at `bootstrap` (blocking).
+pub fn topic_names(bootstrap: &str, timeout: Duration) -> Result<Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.timeout.ms", "2000")
+        .set("log_level", "0")
+        .create()
+        .context("creating a Kafka metadata client")?;
+    let md = consumer
+        .fetch_metadata(None, timeout)
+        .with_context(|| format!("fetching Kafka metadata from {bootstrap}"))?;
+    Ok(md.topics().iter().map(|t| t.name().to_string()).collect())
+}
+
 /// Deletes `topic` (a topic that does not exist is fine).
 pub async fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
@@ -303,9 +317,12 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32
         let ok = tokio::task::spawn_blocking(move || -> Result<bool> {
             Ok(partition_leaders(&b, &t)?.iter().all(|l| *l >= 0))
         })
-        .await??;
-        if ok {
-            return Ok(());
+        .await?;
+        // A broker may not know the new topic yet (UNKNOWN_TOPIC_OR_PART): ask again.
+        match ok {
+            Ok(true) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(20) => return Err(e),
+            _ => {}
         }
         if start.elapsed() > Duration::from_secs(20) {
             bail!("topic {topic}: partitions have no leader after 20 s");

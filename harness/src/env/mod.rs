@@ -5,6 +5,10 @@
 //! - `external`: services the user already runs, given by URL ([`external`]);
 //! - `testcontainers` (cargo feature `testcontainers`): containers ([`testcontainers`]).
 //!
+//! Which one a command uses, and the external services' addresses, come from
+//! flags, `DUALCHECK_*` variables and `dualcheck.toml` ([`settings`];
+//! docs/backends.md).
+//!
 //! Every client link goes through a Toxiproxy proxy: `postgres` and, per Kafka
 //! node, `kafka-N`. Implementations get the proxied endpoints
 //! ([`Environment::postgres_url`], [`Environment::kafka_bootstrap`]); the
@@ -22,6 +26,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod provision;
+pub mod settings;
 #[cfg(feature = "testcontainers")]
 pub mod testcontainers;
 pub mod toxiproxy;
@@ -41,6 +46,43 @@ pub enum BackendKind {
     External(external::ExternalConfig),
     /// Docker containers via testcontainers (cargo feature `testcontainers`).
     Testcontainers,
+}
+
+impl BackendKind {
+    /// The backend's name (`local`, `external`, `testcontainers`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::External(_) => "external",
+            BackendKind::Testcontainers => "testcontainers",
+        }
+    }
+
+    /// Refuses, before anything starts, what this backend cannot do: a
+    /// testcontainers backend without the cargo feature or without Docker,
+    /// faults the external backend cannot inject.
+    pub fn check_usable(&self, faults: &[crate::nemesis::Fault]) -> Result<()> {
+        match self {
+            BackendKind::Local => Ok(()),
+            BackendKind::External(cfg) => cfg.check_faults(faults),
+            BackendKind::Testcontainers => {
+                if !cfg!(feature = "testcontainers") {
+                    bail!(
+                        "this dualcheck was built without the `testcontainers` cargo feature; rebuild with \
+                         `cargo build --features testcontainers` (and Docker running), or use --backend local or external"
+                    );
+                }
+                let docker_host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+                if docker_host.is_none() && !std::path::Path::new("/var/run/docker.sock").exists() {
+                    bail!(
+                        "the testcontainers backend needs Docker: no Docker daemon found (DOCKER_HOST is unset and \
+                         /var/run/docker.sock does not exist); start Docker, or use --backend local or external"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// How to build an environment.
@@ -91,7 +133,8 @@ impl fmt::Display for Service {
 
 enum Backend {
     Local(Box<local::LocalServices>),
-    External,
+    /// The user's services; the Toxiproxy dualcheck started in front of them, if any.
+    External(Option<Box<process::ManagedProcess>>),
     #[cfg(feature = "testcontainers")]
     Testcontainers(Box<testcontainers::TcServices>),
 }
@@ -114,6 +157,8 @@ pub struct Environment {
     pub postgres_proxy: String,
     /// Names of the Kafka proxies (`kafka-0`, ...), one per node.
     pub kafka_proxies: Vec<String>,
+    kafka_nodes: usize,
+    run_id: Option<String>,
     backend: Backend,
     shut_down: bool,
 }
@@ -138,12 +183,14 @@ impl Environment {
                     toxiproxy: started.toxiproxy,
                     postgres_proxy: "postgres".into(),
                     kafka_proxies: (0..opts.brokers).map(local::kafka_proxy_name).collect(),
+                    kafka_nodes: opts.brokers,
+                    run_id: None,
                     backend: Backend::Local(Box::new(started.services)),
                     shut_down: false,
                 })
             }
             BackendKind::External(cfg) => {
-                let e = external::connect(cfg, opts.timeout).await?;
+                let e = external::connect(cfg, &opts.run_dir, opts.timeout).await?;
                 Ok(Environment {
                     run_dir: opts.run_dir.clone(),
                     postgres_url: e.postgres_url,
@@ -151,9 +198,11 @@ impl Environment {
                     kafka_bootstrap: e.kafka_bootstrap,
                     kafka_direct_bootstrap: e.kafka_direct_bootstrap,
                     toxiproxy: e.toxiproxy,
-                    postgres_proxy: cfg.postgres_proxy.clone(),
-                    kafka_proxies: cfg.kafka_proxies.clone(),
-                    backend: Backend::External,
+                    postgres_proxy: external::POSTGRES_PROXY.into(),
+                    kafka_proxies: e.kafka_proxies,
+                    kafka_nodes: e.brokers,
+                    run_id: Some(external::new_run_id()),
+                    backend: Backend::External(e.own_toxiproxy.map(Box::new)),
                     shut_down: false,
                 })
             }
@@ -169,7 +218,19 @@ impl Environment {
 
     /// Number of Kafka nodes.
     pub fn brokers(&self) -> usize {
-        self.kafka_proxies.len()
+        self.kafka_nodes
+    }
+
+    /// The id the names of what runs create carry, on services shared with
+    /// others (the external backend): `dualcheck_<id>`, `orders_<id>`. `None`
+    /// on services of dualcheck's own.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
+    }
+
+    /// Whether the services are the user's (the external backend).
+    pub fn is_external(&self) -> bool {
+        matches!(self.backend, Backend::External(_))
     }
 
     /// Proxy name of Kafka node `i`.
@@ -180,8 +241,8 @@ impl Environment {
     fn local(&self, what: &str) -> Result<&local::LocalServices> {
         match &self.backend {
             Backend::Local(s) => Ok(s),
-            Backend::External => {
-                bail!("{what}: not possible with the external backend (the harness does not own those processes)")
+            Backend::External(_) => {
+                bail!("{what}: not possible with the external backend (the harness does not own those processes; use a custom fault command)")
             }
             #[cfg(feature = "testcontainers")]
             Backend::Testcontainers(_) => bail!("{what}: not a local process (testcontainers backend)"),
@@ -272,8 +333,34 @@ impl Environment {
                 .iter()
                 .flat_map(|p| p.all_pids().into_iter().map(move |pid| (p.name().to_string(), pid)))
                 .collect(),
+            Backend::External(Some(p)) => p
+                .all_pids()
+                .into_iter()
+                .map(|pid| (p.name().to_string(), pid))
+                .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Registers the drop of a run's `database` and `topic` for an interrupt
+    /// (Ctrl-C, SIGTERM) on services shared with others (the external
+    /// backend); returns the key to unregister once [`Environment::drop_run_data`] ran.
+    pub fn drop_on_interrupt(&self, database: &str, topic: &str) -> Option<u64> {
+        if !self.is_external() {
+            return None;
+        }
+        let (admin, kafka, database, topic) = (
+            self.postgres_direct_url.clone(),
+            self.kafka_direct_bootstrap.clone(),
+            database.to_string(),
+            topic.to_string(),
+        );
+        Some(process::register_interrupt_cleanup(move || async move {
+            match external::drop_run(&admin, &kafka, &database, &topic).await {
+                Ok(()) => eprintln!("dualcheck: dropped database {database} and topic {topic}"),
+                Err(e) => eprintln!("dualcheck: dropping database {database} and topic {topic}: {e:#}"),
+            }
+        }))
     }
 
     /// Leaves every service as it started, for the next run of a sweep: every
@@ -322,14 +409,18 @@ impl Environment {
         }
         self.shut_down = true;
         let heal = self.toxiproxy.heal_all().await;
-        match std::mem::replace(&mut self.backend, Backend::External) {
+        match std::mem::replace(&mut self.backend, Backend::External(None)) {
             Backend::Local(s) => {
                 s.kill_all()?;
                 drop(s);
                 // Toxiproxy is gone with its toxics; a failed heal does not matter then.
                 Ok(())
             }
-            Backend::External => heal.context("healing faults on the external Toxiproxy at teardown"),
+            Backend::External(own) => match own {
+                // dualcheck's own Toxiproxy goes, and its proxies with it.
+                Some(p) => p.kill(),
+                None => heal.context("healing faults on the external Toxiproxy at teardown"),
+            },
             #[cfg(feature = "testcontainers")]
             Backend::Testcontainers(tc) => {
                 drop(tc);
@@ -352,7 +443,12 @@ impl Drop for Environment {
                     eprintln!("dualcheck: teardown: {e:#}");
                 }
             }
-            Backend::External => {
+            Backend::External(Some(p)) => {
+                if let Err(e) = p.kill() {
+                    eprintln!("dualcheck: teardown: {e:#}");
+                }
+            }
+            Backend::External(None) => {
                 if let Err(e) = toxiproxy::heal_all_blocking(&self.toxiproxy) {
                     eprintln!("dualcheck: teardown: healing faults: {e:#}");
                 }
@@ -360,5 +456,24 @@ impl Drop for Environment {
             #[cfg(feature = "testcontainers")]
             Backend::Testcontainers(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(feature = "testcontainers"))]
+    fn testcontainers_without_the_feature_is_refused_by_name() {
+        let e = BackendKind::Testcontainers.check_usable(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("`testcontainers` cargo feature") && e.contains("--features testcontainers"),
+            "{e}"
+        );
+        assert!(BackendKind::Local
+            .check_usable(&[crate::nemesis::Fault::PgKill])
+            .is_ok());
+        assert_eq!(BackendKind::Testcontainers.name(), "testcontainers");
     }
 }

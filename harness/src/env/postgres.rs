@@ -249,18 +249,20 @@ pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Du
     let log = process
         .map(|p| p.log_path().display().to_string())
         .unwrap_or_else(|| "the server's log".into());
+    let url = super::external::redact(url);
     bail!("PostgreSQL at {url} not ready after {timeout:?} (last error: {last_err}); read {log}")
 }
 
 /// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a
 /// background task. The connection dies with the returned client.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("bad Postgres URL {url}"))?;
+    let shown = || super::external::redact(url);
+    let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("bad Postgres URL {}", shown()))?;
     config.connect_timeout(Duration::from_secs(5));
     let (client, conn) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
+        .with_context(|| format!("connecting to PostgreSQL at {}", shown()))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

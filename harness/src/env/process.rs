@@ -179,9 +179,47 @@ pub fn set_interrupt_summary(stdout: String, note: String) {
     *interrupt_summary().lock().unwrap_or_else(|e| e.into_inner()) = Some((stdout, note));
 }
 
+/// A clean-up that still has to run after an interrupt, once the processes are killed.
+type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A registered clean-up with its key.
+type Registered = (u64, Box<dyn FnOnce() -> Cleanup + Send>);
+
+fn cleanups() -> &'static Mutex<Vec<Registered>> {
+    static CLEANUPS: OnceLock<Mutex<Vec<Registered>>> = OnceLock::new();
+    CLEANUPS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers `cleanup` to run if the command is interrupted (Ctrl-C, SIGTERM),
+/// after every process the harness started is killed: e.g. dropping the
+/// database and topic a run created on an external cluster. Returns a key for
+/// [`unregister_interrupt_cleanup`], to call once the clean-up ran normally.
+pub fn register_interrupt_cleanup<F, Fut>(cleanup: F) -> u64
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let key = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cleanups()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key, Box::new(move || Box::pin(cleanup()) as Cleanup)));
+    key
+}
+
+/// Forgets the clean-up registered under `key` (it is no longer needed).
+pub fn unregister_interrupt_cleanup(key: u64) {
+    cleanups()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(k, _)| *k != key);
+}
+
 /// Installs (once) a tokio task that, on Ctrl-C (SIGINT) or SIGTERM, kills every
-/// process group the harness started, prints the interrupt summary if one was
-/// set, then exits with 130. Must be called inside a tokio runtime.
+/// process group the harness started, runs the registered clean-ups
+/// ([`register_interrupt_cleanup`], at most 30 s), prints the interrupt summary
+/// if one was set, then exits with 130. Must be called inside a tokio runtime.
 pub fn install_signal_handler() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -189,6 +227,11 @@ pub fn install_signal_handler() {
             implementations::runtime::interrupt::interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
             kill_all_registered();
+            let pending: Vec<_> = cleanups().lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+            let all = run_cleanups(pending.into_iter().map(|(_, f)| f()).collect());
+            if tokio::time::timeout(Duration::from_secs(30), all).await.is_err() {
+                eprintln!("dualcheck: clean-up after the interrupt did not finish in 30 s");
+            }
             if let Some((stdout, note)) = interrupt_summary().lock().unwrap_or_else(|e| e.into_inner()).take() {
                 use std::io::Write;
                 print!("{stdout}");
@@ -198,6 +241,13 @@ pub fn install_signal_handler() {
             std::process::exit(130);
         });
     });
+}
+
+/// Runs every clean-up one after the other (few, and each is short).
+async fn run_cleanups(all: Vec<Cleanup>) {
+    for f in all {
+        f.await;
+    }
 }
 
 /// Process ids of the live (not zombie) processes in process group `pgid`, read from /proc.

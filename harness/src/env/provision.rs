@@ -86,7 +86,12 @@ impl Environment {
         if !exists {
             if let Err(e) = c.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
                 if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
-                    return Err(e).with_context(|| format!("creating database {name} at {}", self.postgres_direct_url));
+                    return Err(e).with_context(|| {
+                        format!(
+                            "creating database {name} at {}",
+                            super::external::redact(&self.postgres_direct_url)
+                        )
+                    });
                 }
             }
         }
@@ -96,15 +101,11 @@ impl Environment {
         ))
     }
 
-    /// Drops database `name` and deletes `topic`, ending the sessions still
-    /// connected to the database: what a run on a shared environment leaves
+    /// Drops database `name` (its replication slots and publications first)
+    /// and deletes `topic`, ending the sessions still connected to the database: what a run on a shared environment leaves
     /// when it is done, so a long sweep does not pile up databases and topics.
     pub async fn drop_run_data(&self, name: &str, topic: &str) -> Result<()> {
-        let c = super::postgres::connect(&self.postgres_direct_url).await?;
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await
-            .with_context(|| format!("dropping database {name}"))?;
-        super::kafka::delete_topic(&self.kafka_direct_bootstrap, topic).await
+        super::external::drop_run(&self.postgres_direct_url, &self.kafka_direct_bootstrap, name, topic).await
     }
 
     /// Creates `topic` with `partitions` partitions if missing (replication factor

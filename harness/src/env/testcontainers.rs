@@ -157,6 +157,8 @@ pub async fn start(opts: &EnvOptions) -> Result<Environment> {
         toxiproxy,
         postgres_proxy: "postgres".into(),
         kafka_proxies: (0..n).map(|i| format!("kafka-{i}")).collect(),
+        kafka_nodes: n,
+        run_id: None,
         backend: super::Backend::Testcontainers(Box::new(services)),
         shut_down: false,
     })

@@ -240,6 +240,7 @@ struct Exercised {
 /// Runs one test; the environment is torn down whatever happens.
 pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    cfg.backend.check_usable(&cfg.faults)?;
     let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
@@ -252,7 +253,16 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     .await
     .context("starting the services (run `dualcheck doctor` to diagnose)")?;
     let services = Arc::new(services);
+    let (database, topic) = start::run_names(services.run_id(), cfg.instance);
+    let cleanup = services.drop_on_interrupt(&database, &topic);
     let outcome = run_with_services(&cfg, &app, &services, &run_dir).await;
+    if let Some(key) = cleanup {
+        // The user's cluster keeps nothing of the run: its database, slots, publications and topic go.
+        if let Err(e) = services.drop_run_data(&database, &topic).await {
+            tracing::warn!("dropping the run's database {database} and topic {topic}: {e:#}");
+        }
+        crate::env::process::unregister_interrupt_cleanup(key);
+    }
     // Teardown: every process of the run ends, every toxic is removed.
     match Arc::try_unwrap(services) {
         Ok(mut services) => {
@@ -286,7 +296,13 @@ pub fn brokers_needed(cfg: &RunConfig) -> usize {
 pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
     let needed = brokers_needed(cfg);
-    if services.brokers() != needed {
+    // The user's cluster has the brokers it has: enough is enough.
+    let fits = if services.is_external() {
+        services.brokers() >= needed
+    } else {
+        services.brokers() == needed
+    };
+    if !fits {
         anyhow::bail!(
             "this run needs {needed} Kafka broker(s) and the shared environment has {}",
             services.brokers()
@@ -296,13 +312,17 @@ pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32)
     cfg.instance = Some(instance);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
+    let (database, topic) = start::run_names(services.run_id(), cfg.instance);
+    let cleanup = services.drop_on_interrupt(&database, &topic);
     let outcome = run_with_services(&cfg, &app, services, &run_dir).await;
     let restored = services.restore(Duration::from_secs(90)).await;
     // Everything of the run is in its directory by now; the next runs need
     // neither its database (nor the WAL it holds) nor its topic.
-    let (database, topic) = start::run_names(cfg.instance);
     if let Err(e) = services.drop_run_data(&database, &topic).await {
         tracing::warn!("after {}: {e:#}", run_dir.path().display());
+    }
+    if let Some(key) = cleanup {
+        crate::env::process::unregister_interrupt_cleanup(key);
     }
     match (outcome, restored) {
         (Ok(o), Ok(repaired)) => {

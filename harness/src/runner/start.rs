@@ -53,13 +53,17 @@ pub(super) struct Running {
     pub relay: Option<Arc<AppProcess>>,
 }
 
-/// The run's database and topic: numbered by the run's instance on a shared
-/// environment, plain otherwise.
-pub(super) fn run_names(instance: Option<u32>) -> (String, String) {
-    match instance {
-        Some(n) => (format!("{DATABASE}_{n}"), format!("{TOPIC}_{n}")),
-        None => (DATABASE.to_string(), TOPIC.to_string()),
-    }
+/// The run's database and topic: with the environment's run id on services
+/// shared with others (the external backend), numbered by the run's instance
+/// on an environment shared by a sweep's runs, plain otherwise.
+pub(super) fn run_names(run_id: Option<&str>, instance: Option<u32>) -> (String, String) {
+    let suffix = match (run_id, instance) {
+        (Some(id), Some(n)) => format!("_{id}_{n}"),
+        (Some(id), None) => format!("_{id}"),
+        (None, Some(n)) => format!("_{n}"),
+        (None, None) => String::new(),
+    };
+    (format!("{DATABASE}{suffix}"), format!("{TOPIC}{suffix}"))
 }
 
 /// Starts everything of the run on `services`, recording each piece in `started`.
@@ -70,7 +74,7 @@ pub(super) async fn start_processes(
     run_dir: &RunDir,
     started: &mut Started,
 ) -> Result<Running> {
-    let (database, topic) = run_names(cfg.instance);
+    let (database, topic) = run_names(services.run_id(), cfg.instance);
     let (db_url, db_direct_url) = services.create_database(&database).await?;
     started.db_direct_url = Some(db_direct_url.clone());
     services.create_topic(&topic, cfg.partitions).await?;

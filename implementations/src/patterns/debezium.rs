@@ -244,10 +244,13 @@ fn connector_properties(database_url: &str, heartbeat: Duration) -> Result<Strin
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => bail!("DATABASE_URL must name a TCP host for Debezium"),
     };
-    let password = cfg
-        .get_password()
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .unwrap_or_default();
+    // A password stays out of the file (it sits in the run directory): Kafka
+    // Connect reads it from the environment (`start_connect` sets it).
+    let password = if password_of(database_url).is_empty() {
+        String::new()
+    } else {
+        format!("${{env:{PASSWORD_VAR}}}")
+    };
     let slot = SOURCE.slot(database_url)?;
     let heartbeat = match heartbeat.as_millis() {
         0 => String::new(),
@@ -421,15 +424,31 @@ fn note(state: &ConnectState, msg: String) {
     }
 }
 
+/// The variable carrying the database password to Kafka Connect (never written to a file).
+const PASSWORD_VAR: &str = "DUALCHECK_CONNECT_PG_PASSWORD";
+
+/// The password of a Postgres URL (empty when it has none or does not parse).
+fn password_of(database_url: &str) -> String {
+    database_url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_password().map(|p| String::from_utf8_lossy(p).into_owned()))
+        .unwrap_or_default()
+}
+
 /// Starts `ConnectStandalone worker.properties connector.properties`; output
 /// goes to `connect.log`. The JVM dies with this process (PR_SET_PDEATHSIG,
 /// and the runner kills the whole process tree).
 fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::process::Child, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    std::fs::write(
-        dir.join("worker.properties"),
-        worker_properties(&ctx.config.kafka_bootstrap, dir, port),
-    )?;
+    let password = password_of(&ctx.config.database_url);
+    let mut worker = worker_properties(&ctx.config.kafka_bootstrap, dir, port);
+    if !password.is_empty() {
+        worker.push_str(
+            "config.providers=env\nconfig.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n",
+        );
+    }
+    std::fs::write(dir.join("worker.properties"), worker)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -449,6 +468,7 @@ fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::pr
         .arg("org.apache.kafka.connect.cli.ConnectStandalone")
         .arg(dir.join("worker.properties"))
         .arg(dir.join("connector.properties"))
+        .env(PASSWORD_VAR, &password)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -556,5 +576,12 @@ mod tests {
         assert!(!p.contains("heartbeat"), "off by default: {p}");
         let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", Duration::from_secs(1)).unwrap();
         assert!(p.contains("\nheartbeat.interval.ms=1000\n"), "{p}");
+        assert!(p.contains("\ndatabase.password=\n"), "no password, none set: {p}");
+        let p = connector_properties("postgres://u:s3cret@127.0.0.1:4321/run_7", Duration::ZERO).unwrap();
+        assert!(!p.contains("s3cret"), "{p}");
+        assert!(
+            p.contains("database.password=${env:DUALCHECK_CONNECT_PG_PASSWORD}"),
+            "{p}"
+        );
     }
 }
