@@ -89,6 +89,14 @@ pub fn config_from_run_dir(run_dir: &Path, out: &Path) -> Result<RunConfig> {
         Err(e) if config.get("schema_sql").and_then(Value::as_bool) == Some(true) => return Err(e),
         Err(_) => None,
     };
+    // The run's custom faults are defined again (the same commands) before its
+    // faults and schedule, which name them, are read; older runs had none.
+    if let Some(cmds) = config.get("fault_cmds") {
+        let cmds: Vec<crate::nemesis::custom::CustomFault> =
+            serde_json::from_value(cmds.clone()).context("`config.fault_cmds`")?;
+        crate::nemesis::custom::define(&cmds)
+            .with_context(|| format!("{}: `config.fault_cmds`", env_path.display()))?;
+    }
     cfg.faults = serde_json::from_value(field("faults")?.clone()).context("`config.faults`")?;
     cfg.duration = secs("duration_s")?;
     let workload: Workload = serde_json::from_value(field("workload")?.clone()).context("`config.workload`")?;

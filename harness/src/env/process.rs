@@ -188,6 +188,7 @@ pub fn install_signal_handler() {
         tokio::spawn(async {
             implementations::runtime::interrupt::interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
+            crate::nemesis::custom::heal_active_blocking();
             kill_all_registered();
             if let Some((stdout, note)) = interrupt_summary().lock().unwrap_or_else(|e| e.into_inner()).take() {
                 use std::io::Write;
