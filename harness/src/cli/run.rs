@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub schedule: Option<PathBuf>,
     /// Comma-separated faults and fault families (`network`, `process`, `cluster`, `schema`;
-    /// see `dualcheck list`), or `none`.
+    /// see `dualcheck list`) and custom faults defined with --fault-cmd (`custom`: all of them), or `none`.
     #[arg(long, default_value = "none")]
     pub faults: String,
     /// Workload duration, e.g. `30s`, `2m`, `500ms`.
