@@ -180,3 +180,69 @@ fn a_custom_fault_named_like_a_builtin_or_malformed_exits_2_before_anything_star
         assert!(!out.exists(), "{args:?}: nothing started, no run directory");
     }
 }
+
+#[test]
+fn ctrl_c_heals_a_custom_fault_in_effect() {
+    let _guard = run_support::ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = sleeper.id();
+    let out = run_support::out_dir("fault-cmd-ctrl-c");
+    // Frozen from 1 s to 25 s of a 30 s run: interrupted while in effect.
+    let schedule = out.join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"{"events":[{"at":{"secs":1,"nanos":0},"fault":"hold","phase":"start"},{"at":{"secs":25,"nanos":0},"fault":"hold","phase":"stop"}]}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args([
+            "run",
+            "--impl",
+            "outbox-poll",
+            "--duration",
+            "30s",
+            "--rate",
+            "20",
+            "--json",
+        ])
+        .args(["--fault-cmd", &format!("hold=kill -STOP {pid},kill -CONT {pid}")])
+        .args(["--faults", "hold", "--schedule", schedule.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the fault never took effect");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was interrupted"
+        );
+        let started = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("history.jsonl"))
+            .any(|h| {
+                std::fs::read_to_string(h)
+                    .unwrap_or_default()
+                    .contains(r#""fault":"hold","phase":"start""#)
+            });
+        if started {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state(pid), "T", "the fault is in effect");
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let after = state(pid);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted");
+    assert_ne!(after, "T", "Ctrl-C ran the stop command");
+    run_support::assert_no_process_left(&out);
+}

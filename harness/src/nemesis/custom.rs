@@ -321,7 +321,7 @@ mod tests {
             assert!(e.contains(&format!("`{taken}`")) && e.contains("another name"), "{e}");
         }
         let a: CustomFault = "unit-twice=true".parse().unwrap();
-        define(&[a.clone()]).unwrap();
+        define(std::slice::from_ref(&a)).unwrap();
         define(&[a]).unwrap();
         let b: CustomFault = "unit-twice=false".parse().unwrap();
         assert!(define(&[b]).unwrap_err().to_string().contains("defined twice"));
