@@ -50,7 +50,7 @@ impl std::fmt::Display for Limits {
 /// One implementation's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
-    /// Implementation.
+    /// Implementation, as written in `--impls` (`NAME`, `NAME:tuned`, `NAME+KEY=VALUE`).
     pub implementation: String,
     /// Commit-to-first-delivery p50 (ms).
     pub p50_ms: Option<f64>,
@@ -67,6 +67,10 @@ pub struct BenchRow {
     /// p99 over the latency reference's p99 in the same bench (the pattern whose
     /// `PatternInfo::latency_reference` is set, when it is among the impls).
     pub p99_ratio_to_reference: Option<f64>,
+    /// p99 over the tuned latency reference's p99 (its `NAME:tuned` row, when
+    /// it is among the impls): every pattern against the reference at its best too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ratio_to_tuned_reference: Option<f64>,
     /// Whether the run was valid (a benchmark of a broken run is worth little).
     pub valid: bool,
     /// The run's report.
@@ -272,13 +276,33 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     if let Some(l) = limits {
         s.push_str(&format!("{l}\n\n"));
     }
+    let tuned = rows.iter().any(|r| r.p99_ratio_to_tuned_reference.is_some());
+    let width = rows.iter().map(|r| r.implementation.len()).max().unwrap_or(0).max(22);
     s.push_str(&format!(
-        "{:<22} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}  {}\n",
-        "implementation", "p50 ms", "p99 ms", "max ms", "ok/s", "delivered/s", "/limit", "p99/ref", "valid"
+        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}{}  {}\n",
+        "implementation",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "ok/s",
+        "delivered/s",
+        "/limit",
+        "p99/ref",
+        if tuned {
+            format!(" {:>10}", "p99/tuned")
+        } else {
+            String::new()
+        },
+        "valid"
     ));
     for r in rows {
+        let tuned_ratio = match (tuned, r.p99_ratio_to_tuned_reference) {
+            (false, _) => String::new(),
+            (true, Some(v)) => format!(" {v:>10.3}"),
+            (true, None) => format!(" {:>10}", "-"),
+        };
         s.push_str(&format!(
-            "{:<22} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9} {:>9}  {}\n",
+            "{:<width$} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9} {:>9}{tuned_ratio}  {}\n",
             r.implementation,
             ms(r.p50_ms),
             ms(r.p99_ms),
@@ -299,7 +323,45 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
              (add `{reference}` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
         reference = latency_reference().map(|i| i.name).unwrap_or("the reference pattern")
     ));
+    if tuned {
+        s.push_str(&format!(
+            "p99/tuned = p99 over {}:tuned's p99 (the reference with the knobs its pattern declares as tuned).\n",
+            latency_reference().map(|i| i.name).unwrap_or("the reference pattern")
+        ));
+    }
+    if let Some(best) = best_row(rows) {
+        let ratio = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "best p99: {} ({} ms): {} of the reference's p99{}\n",
+            best.implementation,
+            ms(best.p99_ms),
+            ratio(best.p99_ratio_to_reference),
+            if tuned {
+                format!(
+                    ", {} of the tuned reference's",
+                    ratio(best.p99_ratio_to_tuned_reference)
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
     s
+}
+
+/// The valid row with the lowest p99 other than the reference's own rows
+/// (the best pattern, compared with the reference).
+pub fn best_row(rows: &[BenchRow]) -> Option<&BenchRow> {
+    let reference = latency_reference().map(|i| i.name);
+    rows.iter()
+        .filter(|r| r.valid && r.p99_ms.is_some())
+        .filter(|r| Some(base_name(&r.implementation)) != reference)
+        .min_by(|a, b| a.p99_ms.partial_cmp(&b.p99_ms).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// The implementation of a row's label (`debezium:tuned+K=V` → `debezium`).
+fn base_name(label: &str) -> &str {
+    label.split(['+', ':']).next().unwrap_or(label)
 }
 
 /// The printed result of `--drain`.
@@ -329,15 +391,24 @@ pub fn latency_reference() -> Option<&'static implementations::PatternInfo> {
     implementations::REGISTRY.iter().find(|i| i.latency_reference)
 }
 
-/// Fills `p99_ratio_to_reference` when the latency reference's row has a p99.
+/// Fills `p99_ratio_to_reference` when the latency reference's row (its
+/// plain name) has a p99, and `p99_ratio_to_tuned_reference` when its
+/// `NAME:tuned` row does.
 pub fn set_reference_ratios(rows: &mut [BenchRow]) {
-    let reference = rows
-        .iter()
-        .find(|r| implementations::lookup(&r.implementation).is_ok_and(|i| i.latency_reference))
-        .and_then(|r| r.p99_ms)
-        .filter(|p| *p > 0.0);
+    let Some(name) = latency_reference().map(|i| i.name) else {
+        return;
+    };
+    let p99_of = |label: &str| {
+        rows.iter()
+            .find(|r| r.implementation == label)
+            .and_then(|r| r.p99_ms)
+            .filter(|p| *p > 0.0)
+    };
+    let reference = p99_of(name);
+    let tuned = p99_of(&format!("{name}:tuned"));
     for r in rows.iter_mut() {
         r.p99_ratio_to_reference = reference.zip(r.p99_ms).map(|(d, p)| p / d);
+        r.p99_ratio_to_tuned_reference = tuned.zip(r.p99_ms).map(|(d, p)| p / d);
     }
 }
 
@@ -363,8 +434,10 @@ pub async fn bench(
 ) -> Result<(Option<Limits>, Vec<BenchRow>)> {
     let mut configs = Vec::new();
     for name in impls {
+        let subject: crate::sweep::Subject = name.parse().map_err(anyhow::Error::msg)?;
         let mut options = run.clone();
-        options.implementation = name.clone();
+        options.implementation = subject.implementation.clone();
+        options.app_vars.extend(subject.app_vars);
         configs.push((
             name.clone(),
             options.to_config().with_context(|| format!("--impls {name}"))?,
@@ -390,6 +463,7 @@ pub async fn bench(
             delivered_per_s: delivered,
             ratio_to_limit: limits.map(|l| delivered / l.min()),
             p99_ratio_to_reference: None,
+            p99_ratio_to_tuned_reference: None,
             valid: o.result.valid,
             report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
@@ -435,6 +509,7 @@ mod tests {
             delivered_per_s: 1.0,
             ratio_to_limit: None,
             p99_ratio_to_reference: None,
+            p99_ratio_to_tuned_reference: None,
             valid: true,
             report: PathBuf::new(),
         }
@@ -450,6 +525,35 @@ mod tests {
         set_reference_ratios(&mut rows);
         assert_eq!(rows[0].p99_ratio_to_reference, None);
         assert!(table(None, &rows).contains("p99/ref"));
+        assert!(!table(None, &rows).contains("p99/tuned"));
+    }
+
+    #[test]
+    fn the_best_pattern_against_the_reference_with_its_defaults_and_tuned() {
+        let mut rows = vec![
+            row("debezium", Some(800.0)),
+            row("debezium:tuned", Some(40.0)),
+            row("cdc-logical", Some(20.0)),
+            row("outbox-poll", Some(60.0)),
+        ];
+        set_reference_ratios(&mut rows);
+        assert_eq!(rows[2].p99_ratio_to_reference, Some(0.025));
+        assert_eq!(rows[2].p99_ratio_to_tuned_reference, Some(0.5));
+        assert_eq!(best_row(&rows).unwrap().implementation, "cdc-logical");
+        let t = table(None, &rows);
+        assert!(
+            t.contains("p99/tuned")
+                && t.contains(
+                    "best p99: cdc-logical (20.0 ms): 0.025 of the reference's p99, 0.500 of the tuned reference's"
+                ),
+            "{t}"
+        );
+        rows[1].p99_ms = Some(10.0);
+        assert_eq!(
+            best_row(&rows).unwrap().implementation,
+            "cdc-logical",
+            "the reference's rows are not a pattern to compare"
+        );
     }
 
     /// History lines of op `op` on `key`: invoked, ok and delivered (offset

@@ -89,6 +89,14 @@ pub fn config_from_run_dir(run_dir: &Path, out: &Path) -> Result<RunConfig> {
         Err(e) if config.get("schema_sql").and_then(Value::as_bool) == Some(true) => return Err(e),
         Err(_) => None,
     };
+    // The run's custom faults are defined again (the same commands) before its
+    // faults and schedule, which name them, are read; older runs had none.
+    if let Some(cmds) = config.get("fault_cmds") {
+        let cmds: Vec<crate::nemesis::custom::CustomFault> =
+            serde_json::from_value(cmds.clone()).context("`config.fault_cmds`")?;
+        crate::nemesis::custom::define(&cmds)
+            .with_context(|| format!("{}: `config.fault_cmds`", env_path.display()))?;
+    }
     cfg.faults = serde_json::from_value(field("faults")?.clone()).context("`config.faults`")?;
     cfg.duration = secs("duration_s")?;
     let workload: Workload = serde_json::from_value(field("workload")?.clone()).context("`config.workload`")?;
@@ -181,6 +189,41 @@ mod tests {
         assert_eq!(back.schedule, cfg.schedule);
         assert!(back.reads);
         assert_eq!(back.out_dir, Path::new("out"));
+    }
+
+    #[test]
+    fn a_replay_defines_the_recorded_custom_faults_again() {
+        use crate::nemesis::custom;
+        custom::define(&["unit-replay-rec=kill -STOP 1,kill -CONT 1".parse().unwrap()]).unwrap();
+        let mut cfg = a_config();
+        let recorded_fault = Fault::from_name("unit-replay-rec").unwrap();
+        cfg.faults.push(recorded_fault);
+        if let Some(s) = cfg.schedule.as_mut() {
+            s.steps[0].fault = recorded_fault;
+            s.steps[1].fault = recorded_fault;
+        }
+        let config = config_json(&cfg);
+        assert_eq!(config["fault_cmds"][0]["start"], "kill -STOP 1");
+        // As if recorded by another process: a name this one never defined.
+        let rename = |v: String| v.replace("unit-replay-rec", "unit-replay-new");
+        let dir = crate::run_dir::RunDir::create(None).unwrap();
+        std::fs::write(
+            dir.path().join(ENVIRONMENT),
+            rename(serde_json::json!({ "config": config }).to_string()),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(SCHEDULE),
+            rename(serde_json::to_string(cfg.schedule.as_ref().unwrap()).unwrap()),
+        )
+        .unwrap();
+        assert!(Fault::from_name("unit-replay-new").is_err());
+        let back = config_from_run_dir(dir.path(), Path::new("out")).unwrap();
+        let replayed = Fault::from_name("unit-replay-new").unwrap();
+        assert!(back.faults.contains(&replayed));
+        assert_eq!(back.schedule.unwrap().steps[0].fault, replayed);
+        let def = custom::definitions_of(&[replayed]);
+        assert_eq!(def[0].stop.as_deref(), Some("kill -CONT 1"));
     }
 
     #[test]

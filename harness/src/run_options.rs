@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub implementation: String,
     /// Comma-separated faults, or `none` (kept as written: the error names the unknown one).
     pub faults: String,
+    /// Custom faults defined by shell commands (`--fault-cmd`), usable in [`RunOptions::faults`].
+    pub fault_cmds: Vec<crate::nemesis::custom::CustomFault>,
     /// How long the workload runs.
     pub duration: Duration,
     /// The workload; its seed also seeds the fault schedule.
@@ -67,6 +69,7 @@ impl RunOptions {
         RunOptions {
             implementation: implementation.to_string(),
             faults: "none".into(),
+            fault_cmds: Vec::new(),
             duration: defaults.duration,
             workload: defaults.workload,
             brokers: defaults.brokers as u8,
@@ -90,6 +93,7 @@ impl RunOptions {
 
     /// The run configuration these options describe; errors say what to change.
     pub fn to_config(&self) -> Result<RunConfig> {
+        crate::nemesis::custom::define(&self.fault_cmds)?;
         let faults = Fault::parse_list(&self.faults)?;
         let template = self.template.resolve()?;
         if self.template.is_given() && self.implementation != "exec" {

@@ -644,6 +644,13 @@ pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> Strin
     for (k, v) in &base.app_vars {
         let _ = write!(s, " --app-env {}", quote(&format!("{k}={v}")));
     }
+    for c in crate::nemesis::custom::definitions_of(&used_faults(cand)) {
+        let def = match &c.stop {
+            Some(stop) => format!("{}={},{stop}", c.name, c.start),
+            None => format!("{}={}", c.name, c.start),
+        };
+        let _ = write!(s, " --fault-cmd {}", quote(&def));
+    }
     if base.exactly_once {
         s.push_str(" --exactly-once");
     }
@@ -678,6 +685,18 @@ pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -
             "async fn shrunk_{}_stays_fixed() -> anyhow::Result<()> {{",
             anomaly.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         ),
+    ];
+    // Custom faults are defined before the schedule naming them is read.
+    for c in crate::nemesis::custom::definitions_of(&used_faults(cand)) {
+        let def = match &c.stop {
+            Some(stop) => format!("{}={},{stop}", c.name, c.start),
+            None => format!("{}={}", c.name, c.start),
+        };
+        lines.push(format!(
+            "    dualcheck::nemesis::custom::define(&[{def:?}.parse().map_err(anyhow::Error::msg)?])?;"
+        ));
+    }
+    lines.extend([
         format!("    let schedule = serde_json::from_str({schedule:?})?;"),
         format!("    let outcome = {app}"),
         format!("        .faults([{}])", faults.join(", ")),
@@ -693,7 +712,7 @@ pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -
         ),
         format!("        .brokers({})", crate::runner::brokers_needed(base)),
         format!("        .partitions({})", base.partitions),
-    ];
+    ]);
     for (k, v) in &base.app_vars {
         lines.push(format!("        .env({k:?}, {v:?})"));
     }
@@ -913,5 +932,28 @@ mod tests {
         );
         assert!(rust.contains("[Fault::KafkaPartition]"), "{rust}");
         assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+    #[test]
+    fn a_shrunk_custom_fault_keeps_its_commands() {
+        crate::nemesis::custom::define(&["unit-shrink=kill -STOP 9,kill -CONT 9".parse().unwrap()]).unwrap();
+        let custom = Fault::from_name("unit-shrink").unwrap();
+        let mut base = RunConfig::new(AppCommand::Builtin("naive".into()), "SELECT 1");
+        base.faults = vec![Fault::KafkaPartition, custom];
+        let cand = Candidate {
+            windows: vec![w(custom, 1, 3)],
+            duration: Duration::from_secs(4),
+            workload: Workload::default(),
+        };
+        let line = run_command(&base, &cand, Path::new("/r/s.json"));
+        assert!(
+            line.contains("--faults unit-shrink ")
+                && line.contains("--fault-cmd 'unit-shrink=kill -STOP 9,kill -CONT 9'"),
+            "{line}"
+        );
+        let rust = verification_snippet(&base, &cand, "lost");
+        assert!(
+            rust.contains("custom::define(") && rust.contains("Fault::Custom(\"unit-shrink\")"),
+            "{rust}"
+        );
     }
 }

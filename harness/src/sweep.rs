@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 /// What a cell runs: a built-in implementation (or `exec`) and the knobs set on
 /// it, written `NAME` or `NAME+KEY=VALUE+KEY=VALUE` (e.g.
-/// `cdc-logical+DUALCHECK_CDC_CONFIRM=early`, a negative control).
+/// `cdc-logical+DUALCHECK_CDC_CONFIRM=early`, a negative control), or
+/// `NAME:tuned[+KEY=VALUE...]`: the knobs its pattern declares as tuned
+/// (`PatternInfo::tuned`, e.g. `debezium:tuned`), then those written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
     /// As written: the row's label.
@@ -58,18 +60,42 @@ impl FromStr for Subject {
     fn from_str(s: &str) -> Result<Subject, String> {
         let s = s.trim();
         let mut parts = s.split('+');
-        let implementation = parts.next().unwrap_or_default().to_string();
+        let mut implementation = parts.next().unwrap_or_default().to_string();
         if implementation.is_empty() {
             return Err(format!("`{s}`: write an implementation, NAME or NAME+KEY=VALUE"));
         }
-        let app_vars = parts
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-                _ => Err(format!(
-                    "`{s}`: `{kv}` is not KEY=VALUE (e.g. cdc-logical+DUALCHECK_CDC_CONFIRM=early)"
-                )),
-            })
-            .collect::<Result<_, _>>()?;
+        let mut app_vars: Vec<(String, String)> = Vec::new();
+        if let Some((name, preset)) = implementation.clone().split_once(':') {
+            if preset != "tuned" {
+                return Err(format!(
+                    "`{s}`: `:{preset}` is not a preset; the one there is is `NAME:tuned`"
+                ));
+            }
+            let info = implementations::lookup(name).map_err(|e| format!("`{s}`: {e}"))?;
+            if info.tuned.is_empty() {
+                let tunable: Vec<&str> = implementations::REGISTRY
+                    .iter()
+                    .filter(|i| !i.tuned.is_empty())
+                    .map(|i| i.name)
+                    .collect();
+                return Err(format!(
+                    "`{s}`: {name} declares no tuned knobs (patterns that do: {})",
+                    tunable.join(", ")
+                ));
+            }
+            app_vars.extend(info.tuned.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            implementation = name.to_string();
+        }
+        for kv in parts {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => app_vars.push((k.to_string(), v.to_string())),
+                _ => {
+                    return Err(format!(
+                        "`{s}`: `{kv}` is not KEY=VALUE (e.g. cdc-logical+DUALCHECK_CDC_CONFIRM=early)"
+                    ))
+                }
+            }
+        }
         Ok(Subject {
             label: s.to_string(),
             implementation,
@@ -1022,6 +1048,16 @@ mod tests {
             ("cdc-logical", early.as_slice())
         );
         assert!("+X=1".parse::<Subject>().is_err() && "naive+X".parse::<Subject>().is_err());
+        let t: Subject = "debezium:tuned+DUALCHECK_DEBEZIUM_POLL_MS=20".parse().unwrap();
+        assert_eq!(
+            (t.label.as_str(), t.implementation.as_str()),
+            ("debezium:tuned+DUALCHECK_DEBEZIUM_POLL_MS=20", "debezium")
+        );
+        let tuned = implementations::lookup("debezium").unwrap().tuned;
+        assert_eq!(t.app_vars.len(), tuned.len() + 1, "the preset, then the knob written");
+        assert_eq!(t.app_vars.last().unwrap().1, "20");
+        assert!("naive:tuned".parse::<Subject>().unwrap_err().contains("debezium"));
+        assert!("debezium:fast".parse::<Subject>().unwrap_err().contains("NAME:tuned"));
     }
 
     #[test]

@@ -221,6 +221,10 @@ pub struct PatternInfo {
     pub outbox_table: Option<&'static str>,
     /// `dualcheck bench` states every pattern's p99 as a ratio to this one's.
     pub latency_reference: bool,
+    /// Knob settings that tune the pattern for latency (`NAME:tuned` in
+    /// `dualcheck bench`/`sweep` `--impls`: the pattern with these knobs, so
+    /// a bench reports it both with its defaults and tuned). Empty: no tuning.
+    pub tuned: &'static [(&'static str, &'static str)],
     /// Builds the pattern on a context.
     pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
 }
@@ -230,7 +234,7 @@ impl PatternInfo {
     /// other fact: expected verdict `valid`, the committed ops of the `orders`
     /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
     /// reads by default, no prepared transactions, no streamed tables, no outbox table, not the
-    /// latency reference. `const`, so a registry entry is a `const`:
+    /// latency reference, no tuned knobs. `const`, so a registry entry is a `const`:
     ///
     /// ```ignore
     /// pub const INFO: PatternInfo = PatternInfo {
@@ -251,6 +255,7 @@ impl PatternInfo {
             streamed_tables: &[],
             outbox_table: None,
             latency_reference: false,
+            tuned: &[],
             build,
         }
     }

@@ -12,7 +12,9 @@ use std::time::Duration;
 /// Arguments of `dualcheck bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Comma-separated implementations (see `dualcheck list`).
+    /// Comma-separated implementations (see `dualcheck list`), each `NAME`,
+    /// `NAME+KEY=VALUE` or `NAME:tuned` (the knobs its pattern declares as
+    /// tuned): `debezium,debezium:tuned` runs Debezium with its defaults and tuned.
     #[arg(long, value_delimiter = ',', default_value = "outbox-poll,outbox-notify,outbox-xid")]
     pub impls: Vec<String>,
     /// Workload duration of each implementation's run.

@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub schedule: Option<PathBuf>,
     /// Comma-separated faults and fault families (`network`, `process`, `cluster`, `schema`;
-    /// see `dualcheck list`), or `none`.
+    /// see `dualcheck list`) and custom faults defined with --fault-cmd (`custom`: all of them), or `none`.
     #[arg(long, default_value = "none")]
     pub faults: String,
     /// Workload duration, e.g. `30s`, `2m`, `500ms`.
@@ -87,6 +87,11 @@ pub struct RunShared {
     /// e.g. `--app-env DUALCHECK_CDC_CONFIRM=early`.
     #[arg(long = "app-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub app_vars: Vec<(String, String)>,
+    /// Defines a custom fault NAME, usable in --faults, from shell commands run with `sh -c`:
+    /// START_CMD when it starts, STOP_CMD (after the first `,`; optional) when it stops
+    /// (repeatable), e.g. `--fault-cmd 'pg-docker-pause=docker pause pg,docker unpause pg'`.
+    #[arg(long = "fault-cmd", value_name = "NAME=START_CMD[,STOP_CMD]")]
+    pub fault_cmds: Vec<dualcheck::nemesis::custom::CustomFault>,
     /// Program to run for `--impl exec` (started with `sh -c`).
     #[arg(long)]
     pub cmd: Option<String>,
@@ -207,6 +212,7 @@ impl RunShared {
         RunOptions {
             implementation: implementation.to_string(),
             faults: faults.to_string(),
+            fault_cmds: self.fault_cmds.clone(),
             duration,
             workload: Workload {
                 seed,
@@ -357,6 +363,11 @@ pub fn list(_: ListArgs) -> Verdict {
         let faults: Vec<&str> = family.faults().map(Fault::name).collect();
         println!("  {:<22} {} ({})", family.name(), family.help(), faults.join(", "));
     }
+    println!(
+        "  {:<22} {} (none until defined; any run, sweep or compare)",
+        FaultFamily::Custom.name(),
+        FaultFamily::Custom.help()
+    );
     println!("\nworkload options (dualcheck run):");
     for (opt, help) in [
         ("--duration D", "how long the workload runs (30s)"),

@@ -16,11 +16,12 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct SweepArgs {
     /// Comma-separated implementations, each `NAME` or `NAME+KEY=VALUE` (a knob
-    /// set, e.g. `cdc-logical+DUALCHECK_CDC_CONFIRM=early`); see `dualcheck list`.
+    /// set, e.g. `cdc-logical+DUALCHECK_CDC_CONFIRM=early`) or `NAME:tuned` (the
+    /// knobs its pattern declares as tuned, e.g. `debezium:tuned`); see `dualcheck list`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub impls: Vec<Subject>,
     /// Comma-separated faults and fault families (`network`, `process`,
-    /// `cluster`, `schema`), or `none`. Repeat the flag for more cells:
+    /// `cluster`, `schema`, `custom`) and custom faults (`--fault-cmd`), or `none`. Repeat the flag for more cells:
     /// `--faults network --faults process`.
     #[arg(long, default_value = "none")]
     pub faults: Vec<String>,

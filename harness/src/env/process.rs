@@ -226,6 +226,7 @@ pub fn install_signal_handler() {
         tokio::spawn(async {
             implementations::runtime::interrupt::interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
+            crate::nemesis::custom::heal_active_blocking();
             kill_all_registered();
             let pending: Vec<_> = cleanups().lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
             let all = run_cleanups(pending.into_iter().map(|(_, f)| f()).collect());

@@ -5,7 +5,8 @@
 //! - `network.rs`: partitions and toxics on the Postgres and Kafka links (Toxiproxy);
 //! - `process.rs`: processes killed, paused or crashed after their commit;
 //! - `cluster.rs`: Kafka as a cluster of three brokers, its partition leader killed;
-//! - `schema.rs`: the database changed under the implementation (columns added, noise rows).
+//! - `schema.rs`: the database changed under the implementation (columns added, noise rows);
+//! - `custom.rs`: faults the user defines as shell commands (`--fault-cmd NAME=START_CMD[,STOP_CMD]`).
 //!
 //! Starts and stops are recorded as `nemesis` lines of the history, by the
 //! `ledger`: a start only once it took effect, a failed start as a `failed`
@@ -13,6 +14,7 @@
 //! [`Nemesis::heal_all`] undoes whatever is still active.
 
 mod cluster;
+pub mod custom;
 mod ledger;
 mod network;
 mod process;
@@ -49,16 +51,12 @@ use workloads::FaultPhase;
     PartialOrd,
     Ord,
     Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
     strum::EnumString,
     strum::EnumIter,
     strum::IntoStaticStr,
     strum::EnumMessage,
 )]
 #[strum(serialize_all = "kebab-case")]
-#[serde(rename_all = "kebab-case")]
 pub enum Fault {
     /// Postgres link down (Toxiproxy)
     PgPartition,
@@ -94,33 +92,75 @@ pub enum Fault {
     KafkaLeader,
     /// the application dies after its commit, before its publish (repeatedly; exec programs without POST /crash-after-commit are SIGKILLed right after an acknowledged op)
     CrashAfterCommit,
+    /// a fault defined by shell commands (`--fault-cmd NAME=START_CMD[,STOP_CMD]`), named by its NAME
+    /// (interned once defined: see [`custom`]); not in the catalogue, never parsed from its variant name
+    #[strum(disabled)]
+    Custom(&'static str),
 }
 
-/// `all`, `name` and `help` of a catalogue enum, from its strum derives:
-/// every variant in declaration order, its kebab-case name, its doc comment.
-macro_rules! catalogue_entries {
-    ($kind:ident, $all_doc:literal, $name_doc:literal) => {
-        impl $kind {
-            #[doc = $all_doc]
-            pub fn all() -> impl Iterator<Item = $kind> {
-                $kind::iter()
-            }
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
-            #[doc = $name_doc]
-            pub fn name(self) -> &'static str {
-                self.into()
-            }
+/// A fault serializes as its name (`schedule.json`, the results).
+impl Serialize for Fault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
-            /// One line of help (the variant's doc comment).
-            pub fn help(self) -> &'static str {
-                self.get_documentation().unwrap_or_default()
-            }
+/// A built-in fault's name, or a custom fault defined before reading (a
+/// replay defines the recorded ones first).
+impl<'de> Deserialize<'de> for Fault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Fault::from_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Fault {
+    /// Every built-in fault, in `dualcheck list` order (custom faults are
+    /// apart: [`custom::defined`]).
+    pub fn all() -> impl Iterator<Item = Fault> {
+        Fault::iter()
+    }
+
+    /// The CLI name (a custom fault's NAME).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Custom(name) => name,
+            builtin => builtin.into(),
         }
-    };
+    }
+
+    /// One line of help (the variant's doc comment; a custom fault's commands).
+    pub fn help(self) -> &'static str {
+        match self {
+            Fault::Custom(_) => "a fault defined by --fault-cmd",
+            builtin => builtin.get_documentation().unwrap_or_default(),
+        }
+    }
 }
 
-catalogue_entries!(Fault, "Every fault, in `dualcheck list` order.", "The CLI name.");
-catalogue_entries!(FaultFamily, "Every family.", "The family's name.");
+impl FaultFamily {
+    /// Every built-in family (`custom`, the faults defined by `--fault-cmd`, is
+    /// apart: it has no fault until one is defined).
+    pub fn all() -> impl Iterator<Item = FaultFamily> {
+        FaultFamily::iter().filter(|f| *f != FaultFamily::Custom)
+    }
+
+    /// The family's name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// One line of help (the variant's doc comment).
+    pub fn help(self) -> &'static str {
+        self.get_documentation().unwrap_or_default()
+    }
+}
 
 impl Fault {
     /// The family the fault belongs to.
@@ -132,25 +172,38 @@ impl Fault {
             PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit => FaultFamily::Process,
             KafkaLeader => FaultFamily::Cluster,
             SchemaChange | Noise => FaultFamily::Schema,
+            Custom(_) => FaultFamily::Custom,
         }
     }
 
-    /// Looks a fault up by CLI name.
+    /// Looks a fault up by CLI name: a built-in one, or a custom one defined
+    /// with `--fault-cmd` ([`custom::define`]).
     pub fn from_name(name: &str) -> Result<Fault> {
-        name.parse().map_err(|_| {
-            let names: Vec<&str> = Fault::all().map(Fault::name).collect();
-            let families: Vec<&str> = FaultFamily::all().map(FaultFamily::name).collect();
-            anyhow::anyhow!(
-                "unknown fault `{name}`; faults are: {}; families: {}",
-                names.join(", "),
-                families.join(", ")
-            )
-        })
+        if let Ok(builtin) = name.parse() {
+            return Ok(builtin);
+        }
+        if let Some(custom) = custom::lookup(name) {
+            return Ok(custom);
+        }
+        let names: Vec<&str> = Fault::all().map(Fault::name).collect();
+        let families: Vec<&str> = FaultFamily::all().map(FaultFamily::name).collect();
+        let customs: Vec<String> = custom::defined().into_iter().map(|c| c.name).collect();
+        let customs = if customs.is_empty() {
+            "; custom faults: none defined (--fault-cmd NAME=START_CMD[,STOP_CMD] defines one)".to_string()
+        } else {
+            format!("; custom faults (--fault-cmd): {}", customs.join(", "))
+        };
+        Err(anyhow::anyhow!(
+            "unknown fault `{name}`; faults are: {}; families: {}{customs}",
+            names.join(", "),
+            families.join(", ")
+        ))
     }
 
     /// Parses a comma-separated list of faults and fault families (`network`,
-    /// `process`, `cluster`, `schema`: every fault of the family; `""` or
-    /// `none` = no faults), sorted and without repeats.
+    /// `process`, `cluster`, `schema`: every fault of the family; `custom`:
+    /// every fault defined with `--fault-cmd`; `""` or `none` = no faults),
+    /// sorted and without repeats.
     pub fn parse_list(list: &str) -> Result<Vec<Fault>> {
         let mut out = BTreeSet::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
@@ -180,7 +233,9 @@ impl workloads::Nest for Fault {
     fn shape(&self) -> workloads::FaultShape {
         match self.family() {
             FaultFamily::Network | FaultFamily::Schema => workloads::FaultShape::Condition,
-            FaultFamily::Process | FaultFamily::Cluster => workloads::FaultShape::Outage,
+            // A custom fault is taken to be an outage (a kill, a pause of
+            // something): it nests inside the conditions (docs/faults.md).
+            FaultFamily::Process | FaultFamily::Cluster | FaultFamily::Custom => workloads::FaultShape::Outage,
         }
     }
 
@@ -223,12 +278,22 @@ pub enum FaultFamily {
     Cluster,
     /// the database changed under the implementation: columns added, noise rows
     Schema,
+    /// faults defined by shell commands (--fault-cmd NAME=START_CMD[,STOP_CMD])
+    Custom,
 }
 
 impl FaultFamily {
-    /// The family's faults, in `dualcheck list` order.
+    /// The family's faults, in `dualcheck list` order (`custom`: those
+    /// defined so far, in the order of definition).
     pub fn faults(self) -> impl Iterator<Item = Fault> {
-        Fault::all().filter(move |f| f.family() == self)
+        let faults: Vec<Fault> = match self {
+            FaultFamily::Custom => custom::defined()
+                .iter()
+                .filter_map(|c| custom::lookup(&c.name))
+                .collect(),
+            family => Fault::all().filter(|f| f.family() == family).collect(),
+        };
+        faults.into_iter()
     }
 }
 
@@ -254,7 +319,8 @@ impl ledger::Injector for Families {
             FaultFamily::Process => self.process.target(fault),
             // The leader it kills may be broker 0.
             FaultFamily::Cluster => Some(Target::KafkaBroker0),
-            FaultFamily::Network | FaultFamily::Schema => None,
+            // What a custom fault acts on is unknown: it composes with every fault.
+            FaultFamily::Network | FaultFamily::Schema | FaultFamily::Custom => None,
         }
     }
 
@@ -265,6 +331,7 @@ impl ledger::Injector for Families {
             FaultFamily::Process => self.process.apply(fault, phase).await,
             FaultFamily::Cluster => self.cluster.apply(fault, phase).await,
             FaultFamily::Schema => self.schema.apply(fault, phase).await,
+            FaultFamily::Custom => custom::apply(fault, phase).await,
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
         "committed_sql": cfg.committed_sql,
         "schema_sql": cfg.schema_sql.is_some(),
         "faults": cfg.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "fault_cmds": crate::nemesis::custom::definitions_of(&cfg.faults),
         "duration_s": cfg.duration.as_secs_f64(),
         "workload": cfg.workload,
         "brokers": cfg.brokers,

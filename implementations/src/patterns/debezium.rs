@@ -30,6 +30,15 @@ pub const INFO: PatternInfo = PatternInfo {
     streamed_tables: &["debezium_outbox"],
     outbox_table: Some("debezium_outbox"),
     latency_reference: true,
+    // Debezium waits up to poll.interval.ms (500 ms by default) for a batch
+    // to fill before handing it to Connect: at a low rate every event waits
+    // the whole interval. Tuned: 5 ms polls, smaller batches, no linger.
+    tuned: &[
+        ("DUALCHECK_DEBEZIUM_POLL_MS", "5"),
+        ("DUALCHECK_DEBEZIUM_MAX_BATCH", "512"),
+        ("DUALCHECK_DEBEZIUM_MAX_QUEUE", "4096"),
+        ("DUALCHECK_DEBEZIUM_LINGER_MS", "0"),
+    ],
     ..PatternInfo::new(
         "debezium",
         "real Debezium Postgres connector + outbox event router in Kafka Connect standalone (needs `bash ci/setup`)",
@@ -130,7 +139,7 @@ impl Pattern for Debezium {
         create_marker_topic(&self.ctx.config.kafka_bootstrap, &self.marker_topic()).await?;
         let dir = std::env::current_dir()?.join("connect");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let connector = connector_properties(&self.ctx.config.database_url, self.ctx.config.debezium_heartbeat)?;
+        let connector = connector_properties(&self.ctx.config.database_url, &Tuning::of(&self.ctx.config))?;
         std::fs::write(dir.join("connector.properties"), connector)?;
         std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
         bg.push(tokio::spawn(supervise(
@@ -234,11 +243,54 @@ fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The connector's knobs (`DUALCHECK_DEBEZIUM_*`); `None`: Debezium's default.
+#[derive(Debug, Clone, Default)]
+struct Tuning {
+    /// `heartbeat.interval.ms` (zero: off).
+    heartbeat: Duration,
+    /// `poll.interval.ms`.
+    poll: Option<Duration>,
+    /// `max.batch.size`.
+    max_batch: Option<u64>,
+    /// `max.queue.size`.
+    max_queue: Option<u64>,
+}
+
+impl Tuning {
+    fn of(cfg: &crate::runtime::config::AppConfig) -> Tuning {
+        Tuning {
+            heartbeat: cfg.debezium_heartbeat,
+            poll: cfg.debezium_poll,
+            max_batch: cfg.debezium_max_batch,
+            max_queue: cfg.debezium_max_queue,
+        }
+    }
+
+    /// The properties' lines of the knobs set.
+    fn lines(&self) -> String {
+        let mut s = String::new();
+        if !self.heartbeat.is_zero() {
+            s.push_str(&format!("heartbeat.interval.ms={}\n", self.heartbeat.as_millis()));
+        }
+        if let Some(p) = self.poll {
+            s.push_str(&format!("poll.interval.ms={}\n", p.as_millis()));
+        }
+        if let Some(b) = self.max_batch {
+            s.push_str(&format!("max.batch.size={b}\n"));
+        }
+        if let Some(q) = self.max_queue {
+            s.push_str(&format!("max.queue.size={q}\n"));
+        }
+        s
+    }
+}
+
 /// The connector's configuration: our slot and publication, the proxied
-/// Postgres link, the outbox event router routing by aggregate type; with a
-/// non-zero `heartbeat`, Debezium's `heartbeat.interval.ms` (its heartbeat
-/// topic, `__debezium-heartbeat.dualcheck`, is created by the broker).
-fn connector_properties(database_url: &str, heartbeat: Duration) -> Result<String> {
+/// Postgres link, the outbox event router routing by aggregate type; the
+/// knobs set in `tuning` (a non-zero heartbeat: Debezium's
+/// `heartbeat.interval.ms`, its heartbeat topic, `__debezium-heartbeat.dualcheck`,
+/// created by the broker; the poll interval and batch and queue sizes).
+fn connector_properties(database_url: &str, tuning: &Tuning) -> Result<String> {
     let cfg: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a Postgres URL")?;
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -252,10 +304,12 @@ fn connector_properties(database_url: &str, heartbeat: Duration) -> Result<Strin
         format!("${{env:{PASSWORD_VAR}}}")
     };
     let slot = SOURCE.slot(database_url)?;
-    let heartbeat = match heartbeat.as_millis() {
-        0 => String::new(),
-        ms => format!("heartbeat.interval.ms={ms}\n"),
-    };
+    if let (Some(b), Some(q)) = (tuning.max_batch, tuning.max_queue) {
+        if q <= b {
+            bail!("DUALCHECK_DEBEZIUM_MAX_QUEUE={q} must be larger than DUALCHECK_DEBEZIUM_MAX_BATCH={b} (Debezium refuses otherwise)");
+        }
+    }
+    let knobs = tuning.lines();
     Ok(format!(
         "name={CONNECTOR}
 connector.class=io.debezium.connector.postgresql.PostgresConnector
@@ -282,7 +336,7 @@ transforms.outbox.table.field.event.key=aggregateid
 transforms.outbox.table.expand.json.payload=false
 transforms.outbox.table.fields.additional.placement=id:header:event_id
 header.converter=org.apache.kafka.connect.storage.StringConverter
-{heartbeat}",
+{knobs}",
         port = cfg.get_ports().first().copied().unwrap_or(5432),
         user = cfg.get_user().unwrap_or("postgres"),
         db = cfg.get_dbname().unwrap_or("postgres"),
@@ -292,7 +346,7 @@ header.converter=org.apache.kafka.connect.storage.StringConverter
 
 /// The worker's configuration: standalone, offsets in a file (they survive a
 /// kill), idempotent acks=all producer through the proxied bootstrap.
-fn worker_properties(bootstrap: &str, dir: &Path, rest_port: u16) -> String {
+fn worker_properties(bootstrap: &str, dir: &Path, rest_port: u16, linger: Duration) -> String {
     format!(
         "bootstrap.servers={bootstrap}
 key.converter=org.apache.kafka.connect.storage.StringConverter
@@ -304,10 +358,11 @@ rest.advertised.host.name=127.0.0.1
 task.shutdown.graceful.timeout.ms=1000
 producer.enable.idempotence=true
 producer.acks=all
-producer.linger.ms=2
+producer.linger.ms={linger}
 producer.reconnect.backoff.max.ms=1000
 ",
         offsets = dir.join("offsets.dat").display(),
+        linger = linger.as_millis(),
     )
 }
 
@@ -442,7 +497,7 @@ fn password_of(database_url: &str) -> String {
 fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::process::Child, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let password = password_of(&ctx.config.database_url);
-    let mut worker = worker_properties(&ctx.config.kafka_bootstrap, dir, port);
+    let mut worker = worker_properties(&ctx.config.kafka_bootstrap, dir, port, ctx.config.debezium_linger);
     if !password.is_empty() {
         worker.push_str(
             "config.providers=env\nconfig.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n",
@@ -564,7 +619,7 @@ mod tests {
 
     #[test]
     fn connector_uses_the_proxied_link_and_our_slot() {
-        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", Duration::ZERO).unwrap();
+        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", &Tuning::default()).unwrap();
         assert!(p.contains("database.port=4321"), "{p}");
         assert!(p.contains("database.dbname=run_7"), "{p}");
         assert!(p.contains("slot.name=dualcheck_debezium_run_7"), "{p}");
@@ -574,14 +629,58 @@ mod tests {
             "{p}"
         );
         assert!(!p.contains("heartbeat"), "off by default: {p}");
-        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", Duration::from_secs(1)).unwrap();
+        let p = connector_properties(
+            "postgres://postgres@127.0.0.1:4321/run_7",
+            &Tuning {
+                heartbeat: Duration::from_secs(1),
+                ..Tuning::default()
+            },
+        )
+        .unwrap();
         assert!(p.contains("\nheartbeat.interval.ms=1000\n"), "{p}");
         assert!(p.contains("\ndatabase.password=\n"), "no password, none set: {p}");
-        let p = connector_properties("postgres://u:s3cret@127.0.0.1:4321/run_7", Duration::ZERO).unwrap();
+        let p = connector_properties("postgres://u:s3cret@127.0.0.1:4321/run_7", &Tuning::default()).unwrap();
         assert!(!p.contains("s3cret"), "{p}");
         assert!(
             p.contains("database.password=${env:DUALCHECK_CONNECT_PG_PASSWORD}"),
             "{p}"
         );
+        assert!(
+            !p.contains("poll.interval.ms") && !p.contains("max.batch.size"),
+            "Debezium's defaults: {p}"
+        );
+    }
+
+    #[test]
+    fn the_poll_interval_and_batch_knobs_reach_the_connector() {
+        let tuned = Tuning {
+            poll: Some(Duration::from_millis(5)),
+            max_batch: Some(512),
+            max_queue: Some(4096),
+            ..Tuning::default()
+        };
+        let p = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", &tuned).unwrap();
+        for line in [
+            "\npoll.interval.ms=5\n",
+            "\nmax.batch.size=512\n",
+            "\nmax.queue.size=4096\n",
+        ] {
+            assert!(p.contains(line), "{line}: {p}");
+        }
+        let bad = Tuning {
+            max_queue: Some(512),
+            ..tuned
+        };
+        let e = connector_properties("postgres://postgres@127.0.0.1:4321/run_7", &bad).unwrap_err();
+        assert!(e.to_string().contains("DUALCHECK_DEBEZIUM_MAX_QUEUE"), "{e}");
+        let w = worker_properties("127.0.0.1:9092", Path::new("/tmp/x"), 8083, Duration::ZERO);
+        assert!(w.contains("\nproducer.linger.ms=0\n"), "{w}");
+    }
+
+    #[test]
+    fn the_tuned_knobs_are_knobs() {
+        for (k, _) in INFO.tuned {
+            assert!(crate::runtime::config::KNOBS.iter().any(|n| n.name == *k), "{k}");
+        }
     }
 }

@@ -149,6 +149,26 @@ pub const KNOBS: &[Knob] = &[
         help: "debezium: the connector's heartbeat.interval.ms (0: off, Debezium's default); heartbeats let it record its WAL position while its tables are idle",
     },
     Knob {
+        name: "DUALCHECK_DEBEZIUM_POLL_MS",
+        default: "",
+        help: "debezium: the connector's poll.interval.ms, how long it waits for a batch to fill (unset: Debezium's 500; `debezium:tuned` sets 5)",
+    },
+    Knob {
+        name: "DUALCHECK_DEBEZIUM_MAX_BATCH",
+        default: "",
+        help: "debezium: the connector's max.batch.size (unset: Debezium's 2048)",
+    },
+    Knob {
+        name: "DUALCHECK_DEBEZIUM_MAX_QUEUE",
+        default: "",
+        help: "debezium: the connector's max.queue.size, larger than max.batch.size (unset: Debezium's 8192)",
+    },
+    Knob {
+        name: "DUALCHECK_DEBEZIUM_LINGER_MS",
+        default: "2",
+        help: "debezium: the Connect worker's producer.linger.ms",
+    },
+    Knob {
         name: "DUALCHECK_CONNECT_LIBS",
         default: "",
         help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
@@ -178,6 +198,18 @@ fn number(name: &str) -> Result<u64> {
     v.trim()
         .parse()
         .with_context(|| format!("{name}={v:?} is not a non-negative integer"))
+}
+
+/// A number knob without a default of ours (`None`: unset, the tool's own default applies).
+fn optional(name: &str) -> Result<Option<u64>> {
+    match raw(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("{name}={v:?} is not a non-negative integer")),
+    }
 }
 
 fn ms(name: &str) -> Result<Duration> {
@@ -268,6 +300,14 @@ pub struct AppConfig {
     pub connect_libs: Option<std::path::PathBuf>,
     /// Debezium's `heartbeat.interval.ms` (`DUALCHECK_DEBEZIUM_HEARTBEAT_MS`; zero: off).
     pub debezium_heartbeat: Duration,
+    /// Debezium's `poll.interval.ms` (`DUALCHECK_DEBEZIUM_POLL_MS`; `None`: Debezium's default).
+    pub debezium_poll: Option<Duration>,
+    /// Debezium's `max.batch.size` (`DUALCHECK_DEBEZIUM_MAX_BATCH`; `None`: Debezium's default).
+    pub debezium_max_batch: Option<u64>,
+    /// Debezium's `max.queue.size` (`DUALCHECK_DEBEZIUM_MAX_QUEUE`; `None`: Debezium's default).
+    pub debezium_max_queue: Option<u64>,
+    /// The Connect worker's `producer.linger.ms` (`DUALCHECK_DEBEZIUM_LINGER_MS`).
+    pub debezium_linger: Duration,
     /// The mutant switched on (`DUALCHECK_BUG`; `None`: the correct code).
     /// [`crate::serve`] refuses a name the pattern does not declare.
     pub bug: Option<String>,
@@ -333,6 +373,10 @@ impl AppConfig {
             },
             connect_libs: raw("DUALCHECK_CONNECT_LIBS").map(std::path::PathBuf::from),
             debezium_heartbeat: ms("DUALCHECK_DEBEZIUM_HEARTBEAT_MS")?,
+            debezium_poll: optional("DUALCHECK_DEBEZIUM_POLL_MS")?.map(Duration::from_millis),
+            debezium_max_batch: optional("DUALCHECK_DEBEZIUM_MAX_BATCH")?,
+            debezium_max_queue: optional("DUALCHECK_DEBEZIUM_MAX_QUEUE")?,
+            debezium_linger: ms("DUALCHECK_DEBEZIUM_LINGER_MS")?,
             bug: raw(crate::expect::BUG_KNOB),
         };
         Ok(cfg)
