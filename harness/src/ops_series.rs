@@ -92,6 +92,122 @@ pub fn maxima(samples: &[Sample]) -> OpsMaxima {
     }
 }
 
+/// Parses a byte count: a bare number of bytes or a number with a unit,
+/// decimal (`kB`, `MB`, `GB`) or binary (`KiB`, `MiB`, `GiB`; `K`, `M`, `G`
+/// are binary too), e.g. `64MiB`, `1.5GB`, `1048576`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let i = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = (&t[..i], t[i..].trim());
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad size `{s}`: write it like 64MiB, 500MB, 1GiB or a number of bytes"))?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024f64.powi(4),
+        _ => {
+            return Err(format!(
+                "bad size unit in `{s}`: use B, kB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024)"
+            ))
+        }
+    };
+    let bytes = n * mult;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("size `{s}` must be at least 1 byte"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// A byte count for people: `512 B`, `3.2 KiB`, `64.0 MiB`, `1.5 GiB`.
+pub fn format_bytes(b: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b.abs() < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v.abs() < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// What `--max-retained-wal` found in a run's samples: how many slot samples
+/// were over the limit, and the first of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalOverLimit {
+    /// Samples (one per slot and sampling time) above the limit.
+    pub count: u64,
+    /// When the first one was taken, ns since the run started.
+    pub time: i64,
+    /// Its slot.
+    pub slot: String,
+    /// Its retained WAL, bytes.
+    pub bytes: i64,
+    /// The largest retained WAL of any sample, bytes.
+    pub max_bytes: i64,
+}
+
+impl WalOverLimit {
+    /// The explanation the results and the report show (time, value, limit, slot).
+    pub fn explanation(&self, limit: u64) -> String {
+        format!(
+            "at {:.1} s slot {} retained {} of WAL ({} bytes), over --max-retained-wal {} ({limit} bytes); {} sample(s) over the limit, largest {}",
+            self.time as f64 / 1e9,
+            self.slot,
+            format_bytes(self.bytes),
+            self.bytes,
+            format_bytes(limit as i64),
+            self.count,
+            format_bytes(self.max_bytes),
+        )
+    }
+}
+
+/// Judges `samples` against `limit` bytes: `None` when no sample of any slot
+/// exceeds it (equal is within).
+pub fn wal_over_limit(samples: &[Sample], limit: u64) -> Option<WalOverLimit> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut found: Option<WalOverLimit> = None;
+    for s in samples {
+        for (slot, &bytes) in &s.slots {
+            if bytes <= limit {
+                continue;
+            }
+            match &mut found {
+                None => {
+                    found = Some(WalOverLimit {
+                        count: 1,
+                        time: s.time,
+                        slot: slot.clone(),
+                        bytes,
+                        max_bytes: bytes,
+                    })
+                }
+                Some(f) => {
+                    f.count += 1;
+                    f.max_bytes = f.max_bytes.max(bytes);
+                    if s.time < f.time {
+                        (f.time, f.slot, f.bytes) = (s.time, slot.clone(), bytes);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Reads a series file; lines that do not parse are skipped (a partial last line).
 pub fn read(path: &Path) -> std::io::Result<Vec<Sample>> {
     Ok(std::fs::read_to_string(path)?
@@ -190,6 +306,70 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(time: i64, slots: &[(&str, i64)]) -> Sample {
+        Sample {
+            time,
+            slots: slots.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn the_wal_verdict_names_the_first_sample_over_the_limit_of_any_slot() {
+        let samples = [
+            at(0, &[]),
+            at(500_000_000, &[("a", 100), ("b", 1000)]),
+            at(1_000_000_000, &[("a", 2_000_000), ("b", 1001)]),
+            at(1_500_000_000, &[("a", 3_000_000)]),
+        ];
+        assert_eq!(
+            wal_over_limit(&samples, 3_000_000),
+            None,
+            "equal to the limit is within"
+        );
+        let f = wal_over_limit(&samples, 1000).unwrap();
+        assert_eq!(
+            f,
+            WalOverLimit {
+                count: 3,
+                time: 1_000_000_000,
+                slot: "a".into(),
+                bytes: 2_000_000,
+                max_bytes: 3_000_000
+            }
+        );
+        let text = f.explanation(1000);
+        assert!(
+            text.contains("at 1.0 s slot a retained 1.9 MiB") && text.contains("(1000 bytes)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 sample(s)") && text.contains("largest 2.9 MiB"),
+            "{text}"
+        );
+        assert_eq!(wal_over_limit(&[], 1), None);
+        assert_eq!(
+            wal_over_limit(&samples[..2], 999).map(|f| (f.slot, f.count)),
+            Some(("b".into(), 1))
+        );
+    }
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units_and_explain_mistakes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("1048576"), Ok(1_048_576));
+        assert_eq!(parse_bytes("2kb"), Ok(2000));
+        assert!(parse_bytes("64 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_bytes("lots").unwrap_err().contains("64MiB"));
+        assert!(parse_bytes("0").is_err());
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(64 << 20), "64.0 MiB");
+        assert_eq!(format_bytes(3 << 29), "1.5 GiB");
+    }
 
     #[test]
     fn maxima_take_the_largest_of_each_series_and_none_when_never_read() {

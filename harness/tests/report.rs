@@ -279,6 +279,8 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         in_doubt: None,
         slots_dropped: vec![],
         ops_max: None,
+        idle_window: None,
+        max_retained_wal: None,
     }
 }
 
