@@ -78,13 +78,7 @@ fn judge_retained_wal(result: &mut CheckResult, run_dir: &RunDir, limit: u64) {
             return;
         }
     };
-    if let Some(over) = crate::ops_series::wal_over_limit(&samples, limit) {
-        let example = checkers::Example {
-            detail: Some(over.explanation(limit)),
-            ..checkers::Example::default()
-        };
-        result.add_finding(checkers::Anomaly::WalRetained, over.count, over.time, example);
-    }
+    crate::ops_series::judge_retained_wal(result, &samples, limit);
 }
 
 /// Records the service versions and the run's configuration in
