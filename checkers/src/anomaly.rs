@@ -40,6 +40,9 @@ pub enum Anomaly {
     LostCommit,
     /// A read that saw an older seq than one acknowledged before it began.
     StaleRead,
+    /// A replication slot of the run retained more WAL than `--max-retained-wal`
+    /// (judged by the run from its sampled series, not from the history).
+    WalRetained,
 }
 
 impl Anomaly {
@@ -64,6 +67,9 @@ impl Anomaly {
             Anomaly::Reorder => "per key, a first delivery in log order whose seq is lower than one already delivered",
             Anomaly::LostCommit => "an op acknowledged (ok) is not committed",
             Anomaly::StaleRead => "a read saw an older seq than one acknowledged on its key before the read began",
+            Anomaly::WalRetained => {
+                "a sample of a replication slot's retained WAL exceeded --max-retained-wal (counted per sample over the limit)"
+            }
         }
     }
 
@@ -105,7 +111,8 @@ mod tests {
                 "duplicate_beyond_idempotency",
                 "reorder",
                 "lost_commit",
-                "stale_read"
+                "stale_read",
+                "wal_retained"
             ]
         );
         for &a in Anomaly::ALL {

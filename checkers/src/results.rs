@@ -27,6 +27,10 @@ pub struct Anomalies {
     pub lost_commit: u64,
     /// Reads that saw an older seq than one acknowledged before they started.
     pub stale_read: u64,
+    /// Samples of a replication slot's retained WAL over `--max-retained-wal`
+    /// (absent in results written before the kind existed).
+    #[serde(default)]
+    pub wal_retained: u64,
 }
 
 impl Anomalies {
@@ -41,6 +45,7 @@ impl Anomalies {
             Anomaly::Reorder => self.reorder,
             Anomaly::LostCommit => self.lost_commit,
             Anomaly::StaleRead => self.stale_read,
+            Anomaly::WalRetained => self.wal_retained,
         }
     }
 
@@ -55,6 +60,7 @@ impl Anomalies {
             Anomaly::Reorder => &mut self.reorder,
             Anomaly::LostCommit => &mut self.lost_commit,
             Anomaly::StaleRead => &mut self.stale_read,
+            Anomaly::WalRetained => &mut self.wal_retained,
         }
     }
 
@@ -348,6 +354,29 @@ pub struct CheckResult {
     pub warnings: Vec<String>,
 }
 
+impl CheckResult {
+    /// Adds `count` occurrences of `kind` found outside the history (the
+    /// run's sampled series: `wal_retained`), the earliest at `at` (ns since
+    /// the run started), with `example`: the counts, examples, violations,
+    /// first violation and verdict follow (a valid verdict becomes invalid; an
+    /// `unknown` one stays unknown). Nothing changes when `count` is 0.
+    pub fn add_finding(&mut self, kind: Anomaly, count: u64, at: i64, example: Example) {
+        if count == 0 {
+            return;
+        }
+        *self.anomalies.get_mut(kind) += count;
+        self.examples.entry(kind).or_default().push(example);
+        self.violations = self.anomalies.violations(self.exactly_once);
+        if kind.is_violation(self.exactly_once) {
+            self.first_violation_ns = Some(self.first_violation_ns.map_or(at, |t| t.min(at)));
+            if self.verdict == Verdict::Valid {
+                self.verdict = Verdict::Invalid;
+            }
+        }
+        self.valid = self.verdict == Verdict::Valid;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +414,35 @@ mod tests {
         assert_eq!(a.violations(true), vec![Anomaly::Duplicate, Anomaly::Reorder]);
         a += &a.clone();
         assert_eq!((a.duplicate, a.reorder, a.lost), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_finding_outside_the_history_makes_a_valid_result_invalid_and_keeps_unknown() {
+        let mut r = CheckResult {
+            verdict: Verdict::Valid,
+            valid: true,
+            ..CheckResult::default()
+        };
+        r.add_finding(Anomaly::WalRetained, 0, 5, Example::default());
+        assert!(r.valid && r.violations.is_empty());
+        r.add_finding(Anomaly::WalRetained, 3, 2_000, Example::default());
+        assert_eq!((r.verdict, r.valid), (Verdict::Invalid, false));
+        assert_eq!(r.violations, vec![Anomaly::WalRetained]);
+        assert_eq!((r.anomalies.wal_retained, r.first_violation_ns), (3, Some(2_000)));
+        assert_eq!(r.examples[&Anomaly::WalRetained].len(), 1);
+        let mut u = CheckResult {
+            verdict: Verdict::Unknown,
+            first_violation_ns: Some(10),
+            ..CheckResult::default()
+        };
+        u.add_finding(Anomaly::WalRetained, 1, 50, Example::default());
+        assert_eq!(
+            (u.verdict, u.valid, u.first_violation_ns),
+            (Verdict::Unknown, false, Some(10))
+        );
+        // Results written before the kind existed still read back.
+        let old = r#"{"lost":0,"phantom":0,"unexpected":0,"duplicate":0,"duplicate_beyond_idempotency":0,"reorder":0,"lost_commit":0,"stale_read":0}"#;
+        assert_eq!(serde_json::from_str::<Anomalies>(old).unwrap(), Anomalies::default());
     }
 
     #[test]

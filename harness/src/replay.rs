@@ -101,6 +101,8 @@ pub fn config_from_run_dir(run_dir: &Path, out: &Path) -> Result<RunConfig> {
     cfg.duration = secs("duration_s")?;
     let workload: Workload = serde_json::from_value(field("workload")?.clone()).context("`config.workload`")?;
     cfg.workload = workload;
+    // Absent in runs recorded before the option existed.
+    cfg.max_retained_wal = config.get("max_retained_wal").and_then(Value::as_u64);
     cfg.brokers = field("brokers")?.as_u64().context("`config.brokers`")? as usize;
     cfg.partitions = field("partitions")?.as_i64().context("`config.partitions`")? as i32;
     let names: Vec<String> =

@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub duration: Duration,
     /// The workload; its seed also seeds the fault schedule.
     pub workload: Workload,
+    /// `--max-retained-wal`: a sample of a slot's retained WAL above this many
+    /// bytes is a `wal_retained` violation (`None`: not judged).
+    pub max_retained_wal: Option<u64>,
     /// Kafka brokers: 1, or 3.
     pub brokers: u8,
     /// Partitions of the topic.
@@ -72,6 +75,7 @@ impl RunOptions {
             fault_cmds: Vec::new(),
             duration: defaults.duration,
             workload: defaults.workload,
+            max_retained_wal: defaults.max_retained_wal,
             brokers: defaults.brokers as u8,
             partitions: defaults.partitions,
             relays: None,
@@ -127,6 +131,10 @@ impl RunOptions {
             None => None,
         };
         self.workload.validate().map_err(anyhow::Error::msg)?;
+        self.workload.validate_idle(self.duration).map_err(anyhow::Error::msg)?;
+        if self.max_retained_wal == Some(0) {
+            bail!("--max-retained-wal must be more than 0 bytes (e.g. 64MiB)");
+        }
         if self.partitions < 1 {
             bail!("--partitions must be at least 1");
         }
@@ -137,6 +145,7 @@ impl RunOptions {
         cfg.backend = self.backend.clone();
         cfg.duration = self.duration;
         cfg.workload = self.workload.clone();
+        cfg.max_retained_wal = self.max_retained_wal;
         cfg.brokers = self.brokers as usize;
         cfg.partitions = self.partitions;
         if let Some(r) = self.relays {

@@ -651,6 +651,12 @@ pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> Strin
         };
         let _ = write!(s, " --fault-cmd {}", quote(&def));
     }
+    if w.idle_window_ms > 0 {
+        let _ = write!(s, " --idle-window {}ms", w.idle_window_ms);
+    }
+    if let Some(b) = base.max_retained_wal {
+        let _ = write!(s, " --max-retained-wal {b}");
+    }
     if base.exactly_once {
         s.push_str(" --exactly-once");
     }

@@ -381,6 +381,9 @@ impl Row {
             format!("{:.1}", self.throughput_ok_per_s),
             self.overhead_s.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
             recovery_cell(&self.recovery),
+        ]);
+        cells.extend(ops_max_cells(self.ops_max.as_ref()));
+        cells.extend([
             seeds(&self.failed_seeds),
             seeds(&self.errors.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
         ]);
@@ -407,6 +410,31 @@ fn recovery_cell(recovery: &[FaultRecovery]) -> String {
         .join("; ")
 }
 
+/// The maxima of the operational series, one cell each in [`OPS_MAX_COLUMNS`]
+/// order (`-`: never read).
+fn ops_max_cells(m: Option<&crate::ops_series::OpsMaxima>) -> [String; 5] {
+    let n = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let bytes = |v: Option<i64>| v.map_or_else(|| "-".to_string(), crate::ops_series::format_bytes);
+    let m = m.cloned().unwrap_or_default();
+    [
+        n(m.backlog),
+        m.oldest_age_ms
+            .map_or_else(|| "-".to_string(), |v| format!("{:.1}", v as f64 / 1000.0)),
+        n(m.parked),
+        bytes(m.wal_retained_bytes),
+        bytes(m.outbox_bytes),
+    ]
+}
+
+/// Headers of the operational maxima's columns (largest over the runs).
+pub const OPS_MAX_COLUMNS: [&str; 5] = [
+    "max backlog",
+    "max oldest age s",
+    "max parked",
+    "max retained WAL",
+    "max outbox",
+];
+
 /// An anomaly's column header: its name, shortened where the name is long.
 fn anomaly_column(a: Anomaly) -> &'static str {
     match a {
@@ -428,15 +456,9 @@ pub fn headers() -> Vec<&'static str> {
         "runs",
     ];
     h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
-    h.extend([
-        "p50 ms",
-        "p99 ms",
-        "ok/s",
-        "overhead s",
-        "recovery s (median/worst)",
-        "failed seeds",
-        "error seeds",
-    ]);
+    h.extend(["p50 ms", "p99 ms", "ok/s", "overhead s", "recovery s (median/worst)"]);
+    h.extend(OPS_MAX_COLUMNS);
+    h.extend(["failed seeds", "error seeds"]);
     h
 }
 
@@ -991,6 +1013,24 @@ mod tests {
             assert_eq!(cells[i], row.anomalies.get(a).to_string(), "{a}");
         }
         assert!(text_table(std::slice::from_ref(&row)).contains("stale_read"));
+        let col = |name: &str| headers.iter().position(|h| *h == name).unwrap();
+        assert_eq!(cells[col("max retained WAL")], "-", "never sampled");
+        let sampled = Row {
+            ops_max: Some(crate::ops_series::OpsMaxima {
+                samples: 4,
+                backlog: Some(12),
+                oldest_age_ms: Some(2500),
+                parked: Some(0),
+                wal_retained_bytes: Some(64 << 20),
+                outbox_bytes: Some(8192),
+            }),
+            ..row.clone()
+        };
+        let cells = sampled.cells();
+        assert_eq!(headers.len(), cells.len());
+        let got: Vec<&str> = OPS_MAX_COLUMNS.iter().map(|c| cells[col(c)].as_str()).collect();
+        assert_eq!(got, ["12", "2.5", "0", "64.0 MiB", "8.0 KiB"]);
+        assert!(markdown_table(std::slice::from_ref(&sampled)).contains("| 64.0 MiB |"));
         let json = serde_json::to_value(&row).unwrap();
         for &a in Anomaly::ALL {
             assert_eq!(json[a.name()], row.anomalies.get(a), "{a}");

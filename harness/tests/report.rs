@@ -205,7 +205,7 @@ fn valid_run_has_no_failures() {
     let files = dualcheck::report::write(&d).unwrap();
     assert!(files.valid);
     let cases = testcases(&std::fs::read_to_string(d.join("junit.xml")).unwrap());
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), checkers::Anomaly::ALL.len());
     assert!(cases.iter().all(|(_, f)| !f));
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     assert!(html.contains("id=\"verdict\">VALID<"));
@@ -279,6 +279,8 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         in_doubt: None,
         slots_dropped: vec![],
         ops_max: None,
+        idle_window: None,
+        max_retained_wal: None,
     }
 }
 

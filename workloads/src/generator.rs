@@ -69,6 +69,11 @@ pub struct Workload {
     pub long_fraction: f64,
     /// How long a long transaction holds before committing, in ms.
     pub long_hold_ms: u64,
+    /// `--idle-window`, in ms (0: none): for this long in the middle of the run
+    /// ([`Workload::idle_span`]) the workers submit no op, so the tables a
+    /// pattern captures see no write (the harness writes filler WAL elsewhere).
+    #[serde(default)]
+    pub idle_window_ms: u64,
 }
 
 impl Default for Workload {
@@ -83,6 +88,7 @@ impl Default for Workload {
             abort_fraction: 0.05,
             long_fraction: 0.05,
             long_hold_ms: 300,
+            idle_window_ms: 0,
         }
     }
 }
@@ -114,6 +120,30 @@ impl Workload {
             return Err("--abort-fraction plus --long-fraction must not exceed 1".into());
         }
         Ok(())
+    }
+
+    /// Checks the idle window against the run's `duration`: it must leave time
+    /// for writes before and after it.
+    pub fn validate_idle(&self, duration: std::time::Duration) -> Result<(), String> {
+        let idle = std::time::Duration::from_millis(self.idle_window_ms);
+        if self.idle_window_ms > 0 && idle >= duration {
+            return Err(format!(
+                "--idle-window {:?} must be shorter than --duration {:?} (it sits in the middle of the run, with writes before and after it)",
+                idle, duration
+            ));
+        }
+        Ok(())
+    }
+
+    /// The idle window of a run of `duration`, as (start, stop) from the
+    /// workload's start: `idle_window_ms` centred in the run (`None`: no window).
+    pub fn idle_span(&self, duration: std::time::Duration) -> Option<(std::time::Duration, std::time::Duration)> {
+        if self.idle_window_ms == 0 {
+            return None;
+        }
+        let idle = std::time::Duration::from_millis(self.idle_window_ms).min(duration);
+        let start = (duration - idle) / 2;
+        Some((start, start + idle))
     }
 
     /// Workers actually used: never more than keys, so each owns at least one.
@@ -209,6 +239,28 @@ fn payload(op: u64, bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_window_sits_in_the_middle_and_must_be_shorter_than_the_run() {
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        let mut w = Workload::default();
+        assert_eq!(w.idle_span(s(30)), None);
+        assert!(w.validate_idle(s(30)).is_ok());
+        w.idle_window_ms = 10_000;
+        assert_eq!(w.idle_span(s(30)), Some((s(10), s(20))));
+        assert_eq!(
+            w.idle_span(s(11)),
+            Some((Duration::from_millis(500), Duration::from_millis(10_500)))
+        );
+        assert!(w.validate_idle(s(11)).is_ok());
+        let e = w.validate_idle(s(10)).unwrap_err();
+        assert!(e.contains("--idle-window") && e.contains("--duration"), "{e}");
+        // Read back from an environment.json written before the field existed.
+        let mut old = serde_json::to_value(Workload::default()).unwrap();
+        old.as_object_mut().unwrap().remove("idle_window_ms");
+        assert_eq!(serde_json::from_value::<Workload>(old).unwrap(), Workload::default());
+    }
 
     #[test]
     fn same_seed_same_ops_different_seed_different_ops() {

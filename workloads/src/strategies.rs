@@ -30,6 +30,7 @@ pub fn workload() -> impl Strategy<Value = Workload> {
                 abort_fraction: abort,
                 long_fraction: long,
                 long_hold_ms: hold,
+                idle_window_ms: 0,
             },
         )
 }

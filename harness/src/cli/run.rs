@@ -74,6 +74,15 @@ pub struct RunShared {
     /// How long a long transaction holds before committing (ms).
     #[arg(long, default_value_t = 300)]
     pub long_hold_ms: u64,
+    /// For this long in the middle of the run the workload writes nothing to the
+    /// tables the pattern captures while the harness writes filler rows to an
+    /// uncaptured table (`dualcheck_idle_traffic`), e.g. `10s` (docs/faults.md#idle-window).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub idle_window: Option<Duration>,
+    /// Judge the WAL a replication slot of the run retains: a sample above this
+    /// (e.g. `64MiB`, `500MB`, `1048576`) is a `wal_retained` violation.
+    #[arg(long, value_name = "BYTES", value_parser = dualcheck::ops_series::parse_bytes)]
+    pub max_retained_wal: Option<u64>,
     /// Kafka brokers: 1, or 3 (chosen automatically for kafka-leader).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub brokers: u8,
@@ -224,7 +233,9 @@ impl RunShared {
                 abort_fraction: self.abort_fraction,
                 long_fraction: self.long_fraction,
                 long_hold_ms: self.long_hold_ms,
+                idle_window_ms: self.idle_window.map_or(0, |d| d.as_millis() as u64),
             },
+            max_retained_wal: self.max_retained_wal,
             brokers: self.brokers,
             partitions: self.partitions,
             relays: self.relays,
@@ -386,6 +397,14 @@ pub fn list(_: ListArgs) -> Verdict {
             "long transactions holding their id before commit (0.05)",
         ),
         ("--long-hold-ms MS", "how long a long transaction holds (300)"),
+        (
+            "--idle-window D",
+            "no writes to the captured tables for D mid-run; filler WAL on an uncaptured table",
+        ),
+        (
+            "--max-retained-wal BYTES",
+            "a slot retaining more WAL (64MiB, 1GB, ...) is a wal_retained violation",
+        ),
         ("--brokers 1|3", "Kafka brokers (1; 3 for kafka-leader)"),
         ("--partitions N", "partitions of the topic (4)"),
         ("--relays N", "relay tasks of outbox implementations"),

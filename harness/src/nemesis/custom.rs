@@ -95,7 +95,7 @@ fn registry() -> std::sync::MutexGuard<'static, Vec<Entry>> {
 }
 
 /// Defines custom faults for the rest of the process. A name that is a
-/// built-in fault, a family or `none` is refused, and so is a name defined
+/// built-in fault, a family, `none` or `idle-window` is refused, and so is a name defined
 /// again with other commands (the same definition again is fine).
 pub fn define(defs: &[CustomFault]) -> Result<()> {
     for def in defs {
@@ -105,6 +105,9 @@ pub fn define(defs: &[CustomFault]) -> Result<()> {
         }
         if name.parse::<super::FaultFamily>().is_ok() || name == "none" {
             bail!("--fault-cmd {name}=...: `{name}` is a fault family or `none` in --faults lists; give the custom fault another name");
+        }
+        if name == crate::runner::idle::IDLE_FAULT {
+            bail!("--fault-cmd {name}=...: `{name}` names the workload's idle window (--idle-window) in histories; give the custom fault another name");
         }
         let mut reg = registry();
         match reg.iter().find(|e| e.name == name) {
@@ -315,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_name_taken_by_the_catalogue_or_defined_twice_is_refused() {
-        for taken in ["pg-kill", "network", "custom", "none"] {
+        for taken in ["pg-kill", "network", "custom", "none", "idle-window"] {
             let def: CustomFault = format!("{taken}=true").parse().unwrap();
             let e = define(&[def]).unwrap_err().to_string();
             assert!(e.contains(&format!("`{taken}`")) && e.contains("another name"), "{e}");

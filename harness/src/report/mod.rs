@@ -52,6 +52,10 @@ pub struct RunMeta {
     /// account was only available while it ran).
     #[serde(default)]
     pub examples: std::collections::BTreeMap<checkers::Anomaly, Vec<Example>>,
+    /// `--max-retained-wal`, bytes: the report judges `wal_retained` from the
+    /// operational series as the run did.
+    #[serde(default)]
+    pub max_retained_wal: Option<u64>,
 }
 
 /// A bare history's: what an empty `results.json` says (order judged).
@@ -190,6 +194,10 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
     let mut result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
     add_trails(&mut result, &meta, dir, history);
     let series = Series::read(history).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
+    let ops = crate::ops_series::read(&dir.ops_series()).unwrap_or_default();
+    if let Some(limit) = meta.max_retained_wal {
+        crate::ops_series::judge_retained_wal(&mut result, &ops, limit);
+    }
     Ok(ReportInput {
         result,
         meta,
@@ -197,7 +205,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
         environment: read_json(&dir.environment())?,
         schedule: read_json(&dir.schedule())?,
         run_dir: dir.results().exists().then(|| dir.path().to_path_buf()),
-        ops: crate::ops_series::read(&dir.ops_series()).unwrap_or_default(),
+        ops,
     })
 }
 

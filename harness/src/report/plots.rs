@@ -342,6 +342,15 @@ pub fn ops_plots(samples: &[crate::ops_series::Sample]) -> Vec<(&'static str, &'
             })
         })
         .collect();
+    // What each slot's consumer has not confirmed: near 0 while it confirms,
+    // whatever the retained WAL does (docs/faults.md#idle-window).
+    bytes.extend(slots.iter().enumerate().filter_map(|(i, name)| {
+        line(
+            &format!("WAL not confirmed by slot {name}"),
+            fault_colour(i + 4 + slots.len()),
+            &|s| s.unconfirmed.get(*name).map(|&b| b as f64 / 1048576.0),
+        )
+    }));
     bytes.extend(line("outbox table size", RGBColor(44, 160, 44), &|s| {
         s.outbox_bytes.map(|b| b as f64 / 1048576.0)
     }));

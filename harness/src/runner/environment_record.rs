@@ -56,6 +56,7 @@ pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
         "fault_cmds": crate::nemesis::custom::definitions_of(&cfg.faults),
         "duration_s": cfg.duration.as_secs_f64(),
         "workload": cfg.workload,
+        "max_retained_wal": cfg.max_retained_wal,
         "brokers": cfg.brokers,
         "partitions": cfg.partitions,
         "app_env_names": cfg.app_vars.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),

@@ -3,7 +3,7 @@
 //! and the report.
 
 use super::teardown::TornDown;
-use super::{environment_record, Exercised, ResolvedApp, RunConfig, RunOutcome};
+use super::{environment_record, Exercised, IdleWindow, ResolvedApp, RunConfig, RunOutcome};
 use crate::env::Environment;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Result};
@@ -17,10 +17,13 @@ pub(super) async fn judge(
     services: &Environment,
     run_dir: &RunDir,
     exercised: Exercised,
-    result: CheckResult,
+    mut result: CheckResult,
     torn_down: TornDown,
 ) -> Result<RunOutcome> {
     let history = run_dir.history();
+    if let Some(limit) = cfg.max_retained_wal {
+        judge_retained_wal(&mut result, run_dir, limit);
+    }
     let mut nemesis_errors = exercised.nemesis_errors;
     nemesis_errors.extend(torn_down.errors);
     let outcome = RunOutcome {
@@ -37,6 +40,11 @@ pub(super) async fn judge(
         slots_dropped: torn_down.slots_dropped,
         in_doubt: torn_down.in_doubt,
         ops_max: torn_down.ops_max,
+        idle_window: cfg.workload.idle_span(cfg.duration).map(|(start, stop)| IdleWindow {
+            start_s: start.as_secs_f64(),
+            stop_s: stop.as_secs_f64(),
+        }),
+        max_retained_wal: cfg.max_retained_wal,
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&outcome)?)?;
     write_environment_and_report(cfg, services, &exercised.db_direct_url, run_dir).await;
@@ -54,6 +62,23 @@ pub(super) async fn judge(
         );
     }
     Ok(outcome)
+}
+
+/// `--max-retained-wal`: every sample of a slot's retained WAL in the run's
+/// series above `limit` is a `wal_retained` occurrence; the example explains
+/// the first (its time, slot and value).
+fn judge_retained_wal(result: &mut CheckResult, run_dir: &RunDir, limit: u64) {
+    let samples = match crate::ops_series::read(&run_dir.ops_series()) {
+        Ok(s) => s,
+        Err(e) => {
+            result.warnings.push(format!(
+                "--max-retained-wal: the operational series {} could not be read ({e}), so the retained WAL was not judged",
+                run_dir.ops_series().display()
+            ));
+            return;
+        }
+    };
+    crate::ops_series::judge_retained_wal(result, &samples, limit);
 }
 
 /// Records the service versions and the run's configuration in

@@ -22,12 +22,15 @@
 mod environment_record;
 mod fault_schedule;
 mod ground_truth;
+pub mod idle;
 mod judge;
 mod settle;
 mod start;
 mod teardown;
 mod trail;
 mod workload;
+
+pub use idle::{IDLE_FAULT, TRAFFIC_TABLE};
 
 pub use environment_record::{config_json, kafka_jar_version, probe_versions, toxiproxy_version, Versions};
 
@@ -60,6 +63,9 @@ pub struct RunConfig {
     pub duration: Duration,
     /// The workload (its seed also seeds the schedule).
     pub workload: Workload,
+    /// `--max-retained-wal`: a sample of a slot's retained WAL above this many
+    /// bytes is a `wal_retained` violation (`None`: not judged).
+    pub max_retained_wal: Option<u64>,
     /// Kafka brokers (1, or 3 for `kafka-leader`).
     pub brokers: usize,
     /// Partitions of the topic.
@@ -113,6 +119,7 @@ impl RunConfig {
             faults: Vec::new(),
             duration: Duration::from_secs(30),
             workload: Workload::default(),
+            max_retained_wal: None,
             brokers: 1,
             partitions: 4,
             app_vars: Vec::new(),
@@ -174,6 +181,22 @@ pub struct RunOutcome {
     /// ([`crate::ops_series`]); absent when no sample was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ops_max: Option<crate::ops_series::OpsMaxima>,
+    /// `--idle-window`: when the workload left the captured tables idle
+    /// (the history marks it with `idle-window` nemesis lines too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_window: Option<IdleWindow>,
+    /// `--max-retained-wal`, bytes: the limit the retained WAL was judged against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retained_wal: Option<u64>,
+}
+
+/// When a run's workload left the captured tables idle, seconds from the workload's start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct IdleWindow {
+    /// Start of the window.
+    pub start_s: f64,
+    /// End of the window.
+    pub stop_s: f64,
 }
 
 /// The implementation of a run, resolved once: the name the run directory
@@ -383,6 +406,12 @@ async fn exercise(
     let deadline = workload_start + cfg.duration;
     let workers = workload::spawn_workers(cfg, &running, deadline);
     let faults = fault_schedule::spawn(schedule, nemesis.clone(), workload_start, deadline);
+    let idle = idle::spawn(
+        cfg.workload.idle_span(cfg.duration),
+        &running.db_direct_url,
+        running.recorder.clone(),
+        workload_start,
+    );
     let progress = workload::Progress::start(
         cfg.progress,
         workers.counters.clone(),
@@ -393,6 +422,9 @@ async fn exercise(
     let invoked = workers.join().await;
     let workload_secs = workload_start.elapsed().as_secs_f64();
     let mut nemesis_errors = faults.finish().await;
+    if let Some(idle) = idle {
+        nemesis_errors.extend(idle.finish().await);
+    }
 
     let drain = settle::heal_and_drain(cfg, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
     progress.finish();

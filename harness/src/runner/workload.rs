@@ -42,8 +42,14 @@ impl Workers {
     }
 }
 
-/// Starts the workers; each stops at `deadline`.
+/// Starts the workers; each stops at `deadline` and submits nothing during
+/// the idle window (`--idle-window`; ops in flight at its start finish).
 pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instant) -> Workers {
+    let workload_start = deadline.checked_sub(cfg.duration).unwrap_or(deadline);
+    let idle = cfg
+        .workload
+        .idle_span(cfg.duration)
+        .map(|(from, until)| (workload_start + from, workload_start + until));
     let counters = Arc::new(Counters::default());
     let invoked: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
@@ -76,6 +82,17 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                     next_at = next_at.max(Instant::now() - iv) + iv;
                     if Instant::now() >= deadline {
                         break;
+                    }
+                }
+                if let Some((from, until)) = idle {
+                    let now = Instant::now();
+                    if now >= from && now < until {
+                        tokio::time::sleep_until(until.into()).await;
+                        // Pacing resumes from the window's end, without a burst.
+                        next_at = next_at.max(Instant::now());
+                        if Instant::now() >= deadline {
+                            break;
+                        }
                     }
                 }
                 invoked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
