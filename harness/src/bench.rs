@@ -71,6 +71,10 @@ pub struct BenchRow {
     /// it is among the impls): every pattern against the reference at its best too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ratio_to_tuned_reference: Option<f64>,
+    /// Median ms from a record's producer timestamp to the observer reading it
+    /// (`transit` in the run's results): the wire's and the observer's share
+    /// of `p50_ms`; the rest is the pattern's own (commit to produce).
+    pub transit_p50_ms: Option<f64>,
     /// Whether the run was valid (a benchmark of a broken run is worth little).
     pub valid: bool,
     /// The run's report.
@@ -279,11 +283,12 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     let tuned = rows.iter().any(|r| r.p99_ratio_to_tuned_reference.is_some());
     let width = rows.iter().map(|r| r.implementation.len()).max().unwrap_or(0).max(22);
     s.push_str(&format!(
-        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9}{}  {}\n",
+        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>9} {:>12} {:>9} {:>9}{}  {}\n",
         "implementation",
         "p50 ms",
         "p99 ms",
         "max ms",
+        "wire p50",
         "ok/s",
         "delivered/s",
         "/limit",
@@ -302,11 +307,12 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
             (true, None) => format!(" {:>10}", "-"),
         };
         s.push_str(&format!(
-            "{:<width$} {:>8} {:>8} {:>8} {:>9.1} {:>12.1} {:>9} {:>9}{tuned_ratio}  {}\n",
+            "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>12.1} {:>9} {:>9}{tuned_ratio}  {}\n",
             r.implementation,
             ms(r.p50_ms),
             ms(r.p99_ms),
             ms(r.max_ms),
+            ms(r.transit_p50_ms),
             r.ok_per_s,
             r.delivered_per_s,
             r.ratio_to_limit
@@ -320,7 +326,9 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
     }
     s.push_str(&format!(
         "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/ref = p99 over {reference}'s p99\n\
-             (add `{reference}` to --impls to measure it); latencies leave out the ops of the warm-up.\n",
+             (add `{reference}` to --impls to measure it); latencies leave out the ops of the warm-up.\n\
+             wire p50 = median from a record's producer timestamp to the observer reading it (send, broker, fetch: the\n\
+             share of p50 that is not the pattern's own; ms resolution, and Kafka Connect may stamp the source's time).\n",
         reference = latency_reference().map(|i| i.name).unwrap_or("the reference pattern")
     ));
     if tuned {
@@ -464,6 +472,7 @@ pub async fn bench(
             ratio_to_limit: limits.map(|l| delivered / l.min()),
             p99_ratio_to_reference: None,
             p99_ratio_to_tuned_reference: None,
+            transit_p50_ms: o.transit.map(|t| t.p50_ms),
             valid: o.result.valid,
             report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
@@ -510,6 +519,7 @@ mod tests {
             ratio_to_limit: None,
             p99_ratio_to_reference: None,
             p99_ratio_to_tuned_reference: None,
+            transit_p50_ms: None,
             valid: true,
             report: PathBuf::new(),
         }

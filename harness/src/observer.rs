@@ -40,6 +40,27 @@ pub struct ObserverStats {
     topics: Vec<(String, i32)>,
     /// What the record mapping could not read.
     mapping_problems: Mutex<MappingProblems>,
+    /// Per record with a producer timestamp (`CreateTime`), ms from it to the
+    /// observer reading the record (the first [`TRANSIT_SAMPLES`]).
+    transit_ms: Mutex<Vec<f64>>,
+}
+
+/// How many records' transit times the observer keeps.
+const TRANSIT_SAMPLES: usize = 1_000_000;
+
+/// From the producer's timestamp of each record (`CreateTime`: librdkafka
+/// sets it when the record is handed to `produce()`; Kafka Connect may carry
+/// the source's time instead) to the observer reading it: the send, the
+/// broker's append and the observer's fetch — the part of a pattern's
+/// latency that is not the pattern's own. Wall clock, ms resolution.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Transit {
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Records measured.
+    pub records: usize,
 }
 
 /// How long a partition's end may stay above the observer's latest record,
@@ -48,6 +69,35 @@ pub struct ObserverStats {
 pub const END_GRACE: Duration = Duration::from_secs(5);
 
 impl ObserverStats {
+    /// The transit times of the records read so far (`None` before any record
+    /// with a producer timestamp).
+    pub fn transit(&self) -> Option<Transit> {
+        let mut v = self.transit_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some(Transit {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            records: v.len(),
+        })
+    }
+
+    /// Notes the transit time of a record with producer timestamp `created_ms`.
+    fn note_transit(&self, created_ms: i64) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        let mut v = self.transit_ms.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < TRANSIT_SAMPLES {
+            // The timestamp has ms resolution: never below zero.
+            v.push((now_ms - created_ms as f64).max(0.0));
+        }
+    }
+
     /// One warning per mapped field some record lacked: how many records, and
     /// the first of them (empty under the exec contract's reading).
     pub fn mapping_warnings(&self) -> Vec<String> {
@@ -151,6 +201,9 @@ impl Observer {
                         Ok(m) => {
                             let (event, mapped) = delivery(&m, recorder.now(), &mapping);
                             recorder.record(&event);
+                            if let rdkafka::Timestamp::CreateTime(ms) = m.timestamp() {
+                                s.note_transit(ms);
+                            }
                             if !mapped.problems.is_empty() {
                                 let first = s.mapping_problems.lock().unwrap_or_else(|e| e.into_inner()).note(&m, &mapped);
                                 for w in first {

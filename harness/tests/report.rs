@@ -281,6 +281,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         ops_max: None,
         idle_window: None,
         max_retained_wal: None,
+        transit: None,
     }
 }
 

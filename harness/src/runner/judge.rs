@@ -45,6 +45,7 @@ pub(super) async fn judge(
             stop_s: stop.as_secs_f64(),
         }),
         max_retained_wal: cfg.max_retained_wal,
+        transit: torn_down.transit,
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&outcome)?)?;
     write_environment_and_report(cfg, services, &exercised.db_direct_url, run_dir).await;

@@ -188,6 +188,11 @@ pub struct RunOutcome {
     /// `--max-retained-wal`, bytes: the limit the retained WAL was judged against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retained_wal: Option<u64>,
+    /// From each record's producer timestamp to the observer reading it
+    /// ([`crate::observer::Transit`]): the wire's and the observer's share of
+    /// the latency; absent when no record carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit: Option<crate::observer::Transit>,
 }
 
 /// When a run's workload left the captured tables idle, seconds from the workload's start.

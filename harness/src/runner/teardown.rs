@@ -17,6 +17,8 @@ pub(super) struct TornDown {
     pub errors: Vec<String>,
     /// Maxima of the operational series.
     pub ops_max: Option<crate::ops_series::OpsMaxima>,
+    /// Producer timestamp to observer, over the run's records.
+    pub transit: Option<crate::observer::Transit>,
 }
 
 /// Stops what `started` holds, in order: the observer (the history is
@@ -27,7 +29,9 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
         Some(sampler) => Some(sampler.stop().await).filter(|m| m.samples > 0),
         None => None,
     };
+    let mut transit = None;
     if let Some(observer) = started.observer {
+        transit = observer.stats.transit();
         observer.stop().await;
     }
     // Only after the committed read (see in_doubt's module doc): resolve what
@@ -66,5 +70,6 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
         slots_dropped,
         errors,
         ops_max,
+        transit,
     }
 }
