@@ -499,7 +499,9 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
         return None;
     }
     let start = *i + 1;
-    let len = bytes[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let len = bytes[start..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     let end = start + len;
     if bytes[end] != b'"' {
         return None;
@@ -510,11 +512,7 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
 }
 
 /// `null` or a value, as [`Field`] reads it.
-fn scan_field<'a, T>(
-    line: &'a [u8],
-    i: &mut usize,
-    value: impl FnOnce(&mut usize) -> Option<T>,
-) -> Option<Field<T>> {
+fn scan_field<'a, T>(line: &'a [u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Field<T>> {
     if line[*i..].starts_with(b"null") {
         *i += 4;
         return Some(Field::Null);
@@ -913,5 +911,153 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Every JSON line written in the test histories (the checker's tests, the
+    /// CLI's tests, the contract), for comparing the two readings of a line.
+    fn test_history_lines() -> Vec<String> {
+        let sources = [
+            include_str!("../tests/anomalies.rs"),
+            include_str!("../tests/model.rs"),
+            include_str!("../../harness/tests/cli_check.rs"),
+            include_str!("../../docs/history.md"),
+        ];
+        let mut lines = Vec::new();
+        for source in sources {
+            let mut rest = source;
+            while let Some(start) = rest.find("r#\"{") {
+                let body = &rest[start + 3..];
+                let end = body.find("\"#").expect("raw strings end");
+                lines.extend(body[..end].lines().map(render_template));
+                rest = &body[end..];
+            }
+            lines.extend(source.lines().filter(|l| l.starts_with('{')).map(str::to_string));
+        }
+        lines
+    }
+
+    /// A `format!` template's line with `7` for each placeholder (`{{` is `{`).
+    fn render_template(line: &str) -> String {
+        if !line.starts_with("{{") {
+            return line.to_string();
+        }
+        let mut out = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    out.push(c);
+                }
+                '{' => {
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            break;
+                        }
+                    }
+                    out.push('7');
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_scanner_reads_every_test_history_line_as_serde_json_does() {
+        let lines = test_history_lines();
+        assert!(lines.len() > 60, "{}", lines.len());
+        let mut scanned = 0;
+        for line in &lines {
+            scanned += scan_line(line.as_bytes()).is_some() as usize;
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
+        }
+        // A few are broken on purpose; the rest must be the scanner's.
+        assert!(scanned + 8 > lines.len(), "{scanned} of {}", lines.len());
+    }
+
+    #[test]
+    fn the_scanner_leaves_unusual_lines_to_serde_json() {
+        for line in [
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,"op":2}"#,
+            r#"{"type":"invoke", "op":1,"key":"k","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":01,"key":"k","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":-0}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1.0}"#,
+            r#"{"type":"invoke","op":1,"key":"k\n","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":9223372036854775808}"#,
+            r#"{"type":"deliver","op":1,"event":"e","partition":2147483648,"offset":1,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,"x":{"a":1}}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1}x"#,
+        ] {
+            assert!(scan_line(line.as_bytes()).is_none(), "{line}");
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
+        }
+        // The common shape, non-ASCII keys included, is the scanner's.
+        let line = r#"{"type":"invoke","op":1,"process":0,"key":"kä","seq":0,"time":-5,"x":null,"y":true}"#;
+        assert!(scan_line(line.as_bytes()).is_some());
+        assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()));
+    }
+
+    /// A JSON-ish token a line's field may hold, tricky ones included.
+    fn token() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..1000).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("-0".to_string()),
+            Just("00".to_string()),
+            Just("1e3".to_string()),
+            Just("2.5".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("[1]".to_string()),
+            Just("\"k\\\"1\"".to_string()),
+            Just("\"\"".to_string()),
+            prop_oneof![
+                Just("invoke"),
+                Just("ok"),
+                Just("fail"),
+                Just("info"),
+                Just("deliver"),
+                Just("nemesis"),
+                Just("read"),
+                Just("committed"),
+                Just("begin"),
+                Just("end"),
+                Just("start"),
+                Just("stop"),
+                Just("failed"),
+                Just("5eed0000-0000-4000-8000-00000009212b"),
+            ]
+            .prop_map(|s| format!("\"{s}\"")),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scanner_and_serde_json_agree_on_any_line(
+            ty in token(),
+            fields in proptest::collection::vec((0usize..16, token()), 0..9),
+            cut in proptest::option::of((0usize..200, proptest::num::u8::ANY)),
+        ) {
+            const NAMES: [&str; 16] = [
+                "op", "key", "seq", "time", "event", "partition", "offset", "fault",
+                "phase", "invoke_time", "error", "process", "topic", "drained", "type", "",
+            ];
+            let mut line = format!("{{\"type\":{ty}");
+            for (name, value) in &fields {
+                line.push_str(&format!(",\"{}\":{value}", NAMES[*name]));
+            }
+            line.push('}');
+            let mut bytes = line.into_bytes();
+            if let Some((at, b)) = cut {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+            proptest::prop_assert_eq!(parse_line(&bytes), parse_line_serde(&bytes));
+        }
     }
 }
