@@ -512,7 +512,7 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
 }
 
 /// `null` or a value, as [`Field`] reads it.
-fn scan_field<'a, T>(line: &'a [u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Field<T>> {
+fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Field<T>> {
     if line[*i..].starts_with(b"null") {
         *i += 4;
         return Some(Field::Null);

@@ -1,14 +1,15 @@
 //! Streaming, parallel reading of a history file.
 //!
 //! The file is read in blocks of a few MiB; each block is cut at line ends
-//! into pieces that are parsed on all cores (rayon), then handed, in file
-//! order and with their line numbers, to a sink. Memory stays bounded by the
+//! into pieces that are parsed on all cores (rayon) and handed, in file
+//! order and with their line numbers, to a sink on the calling thread as soon
+//! as each piece is parsed (so the sink works while later pieces are parsed). Memory stays bounded by the
 //! block size whatever the file's length.
 
 use crate::history::{parse_line, LineError, ParsedLine};
-use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 use std::path::Path;
 
@@ -153,37 +154,44 @@ pub(crate) fn read_from_into<R: Read, S: Sink>(
         let unterminated_tail = eof && !block.is_empty() && !block.ends_with(b"\n");
         let pieces = split_pieces(block, PIECES_PER_BLOCK);
         let last = pieces.len().saturating_sub(1);
-        let parsed: Vec<Piece<'_>> = pieces
-            .par_iter()
-            .enumerate()
-            .map(|(i, piece)| parse_piece(piece, unterminated_tail && i == last))
-            .collect();
-        let mut window: VecDeque<(u32, ParsedLine<'_>)> = VecDeque::with_capacity(PREFETCH_AHEAD);
-        for piece in parsed {
-            // Lines enter a short window, announced to the sink, and leave it in order.
-            let mut lines = piece.parsed.into_iter();
-            loop {
-                while window.len() < PREFETCH_AHEAD {
-                    let Some(next) = lines.next() else { break };
-                    sink.prefetch(&next.1);
-                    window.push_back(next);
+        // The pieces are parsed on the pool while this thread hands the ones
+        // already parsed to the sink, in order: parsing and the sink overlap.
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
+        rayon::in_place_scope(|scope| -> Result<(), HistoryError> {
+            for (i, (piece, tx)) in pieces.iter().zip(senders).enumerate() {
+                let tail = unterminated_tail && i == last;
+                // A send fails only when an error already ended the reading.
+                scope.spawn(move |_| drop(tx.send(parse_piece(piece, tail))));
+            }
+            let mut window: VecDeque<(u32, ParsedLine<'_>)> = VecDeque::with_capacity(PREFETCH_AHEAD);
+            for rx in receivers {
+                let piece = rx.recv().expect("every piece is parsed and sent");
+                // Lines enter a short window, announced to the sink, and leave it in order.
+                let mut lines = piece.parsed.into_iter();
+                loop {
+                    while window.len() < PREFETCH_AHEAD {
+                        let Some(next) = lines.next() else { break };
+                        sink.prefetch(&next.1);
+                        window.push_back(next);
+                    }
+                    let Some((rel, parsed)) = window.pop_front() else { break };
+                    let line = next_line + rel as u64;
+                    sink.line(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
+                    summary.parsed += 1;
                 }
-                let Some((rel, parsed)) = window.pop_front() else { break };
-                let line = next_line + rel as u64;
-                sink.line(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
-                summary.parsed += 1;
+                if let Some((rel, e)) = piece.error {
+                    return Err(HistoryError::at(name, next_line + rel as u64, e.0));
+                }
+                if let Some(rel) = piece.truncated_tail {
+                    summary.warnings.push(format!(
+                        "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
+                        next_line + rel as u64
+                    ));
+                }
+                next_line += piece.lines;
             }
-            if let Some((rel, e)) = piece.error {
-                return Err(HistoryError::at(name, next_line + rel as u64, e.0));
-            }
-            if let Some(rel) = piece.truncated_tail {
-                summary.warnings.push(format!(
-                    "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
-                    next_line + rel as u64
-                ));
-            }
-            next_line += piece.lines;
-        }
+            Ok(())
+        })?;
         summary.lines = next_line - 1;
         buf.drain(..cut);
     }
