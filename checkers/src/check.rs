@@ -253,6 +253,14 @@ impl HistoryIndex {
         Ok(())
     }
 
+    /// Starts fetching the state of the op `line` is about into the cache,
+    /// for a line [`HistoryIndex::add`] will get soon.
+    pub(crate) fn prefetch(&self, line: &ParsedLine<'_>) {
+        if let Some(op) = line.op() {
+            self.ops.prefetch(op);
+        }
+    }
+
     /// Ops that have a completion or `committed` line but no `invoke`: the
     /// history is inconsistent. Returns (op id, which line type) for the first few.
     pub fn orphans(&self) -> Vec<(u64, &'static str)> {

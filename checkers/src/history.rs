@@ -257,6 +257,17 @@ pub enum ParsedLine<'a> {
     },
 }
 
+impl ParsedLine<'_> {
+    /// The op the line is about, if any (for the reader to fetch its state early).
+    pub(crate) fn op(&self) -> Option<u64> {
+        match self {
+            ParsedLine::Invoke { op, .. } | ParsedLine::Complete { op, .. } | ParsedLine::Committed { op } => Some(*op),
+            ParsedLine::Deliver { op, .. } => *op,
+            _ => None,
+        }
+    }
+}
+
 /// Why one line could not be used. The reader adds the file and line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -333,6 +344,25 @@ struct RawLine<'a> {
     error: Option<ErrorField<'a>>,
 }
 
+impl RawLine<'_> {
+    fn empty() -> Self {
+        RawLine {
+            ty: None,
+            op: Field::Absent,
+            key: Field::Absent,
+            seq: Field::Absent,
+            time: None,
+            event: None,
+            partition: None,
+            offset: None,
+            fault: None,
+            phase: None,
+            invoke_time: None,
+            error: None,
+        }
+    }
+}
+
 /// The `error` field: text, or anything else (ignored, so no line becomes unusable through it).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -353,11 +383,184 @@ fn need_field<T>(v: Field<T>, ty: &str, field: &str, what: &str) -> Result<T, Li
 }
 
 /// Parses one history line (without its newline).
+///
+/// Lines in the shape recorders write (one flat object, no whitespace, no
+/// escapes, integers) are read by [`scan_line`]; anything else goes through
+/// serde_json, which reads every line the same way, only slower.
 pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
-    let raw: RawLine<'_> = match serde_json::from_slice(line) {
-        Ok(raw) => raw,
-        Err(e) => return Err(explain_json_error(line, e)),
+    let raw = match scan_line(line) {
+        Some(raw) => raw,
+        None => parse_raw_serde(line)?,
     };
+    from_raw(raw)
+}
+
+/// The reference reading of a line: serde_json alone (what [`parse_line`]
+/// must agree with; kept for the tests that compare the two).
+#[cfg(test)]
+pub(crate) fn parse_line_serde(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
+    from_raw(parse_raw_serde(line)?)
+}
+
+fn parse_raw_serde(line: &[u8]) -> Result<RawLine<'_>, LineError> {
+    serde_json::from_slice(line).map_err(|e| explain_json_error(line, e))
+}
+
+/// Field names [`scan_line`] reads, in the order of the bits that catch a
+/// field given twice (which serde refuses, so the scanner leaves such lines to it).
+const KNOWN_FIELDS: [&[u8]; 12] = [
+    b"type",
+    b"op",
+    b"key",
+    b"seq",
+    b"time",
+    b"event",
+    b"partition",
+    b"offset",
+    b"fault",
+    b"phase",
+    b"invoke_time",
+    b"error",
+];
+
+/// Reads a line of the common shape into the same [`RawLine`] serde_json
+/// would make of it, or returns `None` when the line is anything else (so
+/// serde_json decides): not UTF-8, whitespace, escapes, floats, nesting, a
+/// field given twice, an integer out of range, a value of the wrong kind.
+fn scan_line(line: &[u8]) -> Option<RawLine<'_>> {
+    let n = line.len();
+    if n < 2 || line[0] != b'{' || line[n - 1] != b'}' {
+        return None;
+    }
+    // Valid UTF-8 once for the whole line; every string is then cut at `"` bytes.
+    let line = std::str::from_utf8(line).ok()?;
+    let bytes = line.as_bytes();
+    let mut raw = RawLine::empty();
+    if n == 2 {
+        return Some(raw);
+    }
+    let mut i = 1;
+    let mut seen: u16 = 0;
+    loop {
+        let name = scan_str(line, &mut i)?;
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        let field = KNOWN_FIELDS.iter().position(|f| *f == name.as_bytes());
+        if let Some(f) = field {
+            if seen & (1 << f) != 0 {
+                return None;
+            }
+            seen |= 1 << f;
+        }
+        let text = |i: &mut usize| scan_str(line, i).map(|s| Text(Cow::Borrowed(s)));
+        match field {
+            Some(0) => raw.ty = Some(text(&mut i)?),
+            Some(1) => raw.op = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
+            Some(2) => raw.key = scan_field(bytes, &mut i, text)?,
+            Some(3) => raw.seq = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
+            Some(4) => raw.time = Some(scan_i64(bytes, &mut i)?),
+            Some(5) => raw.event = Some(text(&mut i)?),
+            Some(6) => raw.partition = Some(i32::try_from(scan_i64(bytes, &mut i)?).ok()?),
+            Some(7) => raw.offset = Some(scan_i64(bytes, &mut i)?),
+            Some(8) => raw.fault = Some(text(&mut i)?),
+            Some(9) => raw.phase = Some(text(&mut i)?),
+            Some(10) => raw.invoke_time = Some(scan_i64(bytes, &mut i)?),
+            Some(11) => raw.error = Some(ErrorField::Text(text(&mut i)?)),
+            _ => match bytes.get(i)? {
+                b'"' => {
+                    scan_str(line, &mut i)?;
+                }
+                b't' | b'f' | b'n' => {
+                    let rest = &bytes[i..];
+                    let word: &[u8] = [&b"true"[..], b"false", b"null"]
+                        .into_iter()
+                        .find(|w| rest.starts_with(w))?;
+                    i += word.len();
+                }
+                _ => {
+                    scan_i64(bytes, &mut i)?;
+                }
+            },
+        }
+        match bytes.get(i)? {
+            b',' => i += 1,
+            b'}' if i == n - 1 => return Some(raw),
+            _ => return None,
+        }
+    }
+}
+
+/// A string without escapes or control characters at `line[*i]`; moves past it.
+fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
+    let bytes = line.as_bytes();
+    if bytes.get(*i) != Some(&b'"') {
+        return None;
+    }
+    let start = *i + 1;
+    let len = bytes[start..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let end = start + len;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    *i = end + 1;
+    // Both ends sit next to a `"` byte, so they are character boundaries.
+    line.get(start..end)
+}
+
+/// `null` or a value, as [`Field`] reads it.
+fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Field<T>> {
+    if line[*i..].starts_with(b"null") {
+        *i += 4;
+        return Some(Field::Null);
+    }
+    value(i).map(Field::Value)
+}
+
+/// The digits of a JSON integer at `line[*i]` as a magnitude, the way
+/// serde_json reads them: no leading zero, no fraction or exponent (those
+/// make a float), no overflow.
+fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
+    let start = *i;
+    let mut v: u64 = 0;
+    while let Some(&b) = line.get(*i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        *i += 1;
+    }
+    let digits = *i - start;
+    if digits == 0 || (digits > 1 && line[start] == b'0') {
+        return None;
+    }
+    if matches!(line.get(*i), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some(v)
+}
+
+fn scan_u64(line: &[u8], i: &mut usize) -> Option<u64> {
+    scan_digits(line, i)
+}
+
+fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
+    if line.get(*i) == Some(&b'-') {
+        *i += 1;
+        let m = scan_digits(line, i)?;
+        // serde_json reads `-0` as a float, so it is no i64 to it.
+        if m == 0 || m > 1 << 63 {
+            return None;
+        }
+        return Some((m as i64).wrapping_neg());
+    }
+    i64::try_from(scan_digits(line, i)?).ok()
+}
+
+fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
     let ty = need(
         raw.ty.map(|t| t.0),
         "?",
@@ -708,5 +911,153 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Every JSON line written in the test histories (the checker's tests, the
+    /// CLI's tests, the contract), for comparing the two readings of a line.
+    fn test_history_lines() -> Vec<String> {
+        let sources = [
+            include_str!("../tests/anomalies.rs"),
+            include_str!("../tests/model.rs"),
+            include_str!("../../harness/tests/cli_check.rs"),
+            include_str!("../../docs/history.md"),
+        ];
+        let mut lines = Vec::new();
+        for source in sources {
+            let mut rest = source;
+            while let Some(start) = rest.find("r#\"{") {
+                let body = &rest[start + 3..];
+                let end = body.find("\"#").expect("raw strings end");
+                lines.extend(body[..end].lines().map(render_template));
+                rest = &body[end..];
+            }
+            lines.extend(source.lines().filter(|l| l.starts_with('{')).map(str::to_string));
+        }
+        lines
+    }
+
+    /// A `format!` template's line with `7` for each placeholder (`{{` is `{`).
+    fn render_template(line: &str) -> String {
+        if !line.starts_with("{{") {
+            return line.to_string();
+        }
+        let mut out = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    out.push(c);
+                }
+                '{' => {
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            break;
+                        }
+                    }
+                    out.push('7');
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_scanner_reads_every_test_history_line_as_serde_json_does() {
+        let lines = test_history_lines();
+        assert!(lines.len() > 60, "{}", lines.len());
+        let mut scanned = 0;
+        for line in &lines {
+            scanned += scan_line(line.as_bytes()).is_some() as usize;
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
+        }
+        // A few are broken on purpose; the rest must be the scanner's.
+        assert!(scanned + 8 > lines.len(), "{scanned} of {}", lines.len());
+    }
+
+    #[test]
+    fn the_scanner_leaves_unusual_lines_to_serde_json() {
+        for line in [
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,"op":2}"#,
+            r#"{"type":"invoke", "op":1,"key":"k","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":01,"key":"k","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":-0}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1.0}"#,
+            r#"{"type":"invoke","op":1,"key":"k\n","seq":0,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":9223372036854775808}"#,
+            r#"{"type":"deliver","op":1,"event":"e","partition":2147483648,"offset":1,"time":1}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,"x":{"a":1}}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,}"#,
+            r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1}x"#,
+        ] {
+            assert!(scan_line(line.as_bytes()).is_none(), "{line}");
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
+        }
+        // The common shape, non-ASCII keys included, is the scanner's.
+        let line = r#"{"type":"invoke","op":1,"process":0,"key":"kä","seq":0,"time":-5,"x":null,"y":true}"#;
+        assert!(scan_line(line.as_bytes()).is_some());
+        assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()));
+    }
+
+    /// A JSON-ish token a line's field may hold, tricky ones included.
+    fn token() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..1000).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("-0".to_string()),
+            Just("00".to_string()),
+            Just("1e3".to_string()),
+            Just("2.5".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("[1]".to_string()),
+            Just("\"k\\\"1\"".to_string()),
+            Just("\"\"".to_string()),
+            prop_oneof![
+                Just("invoke"),
+                Just("ok"),
+                Just("fail"),
+                Just("info"),
+                Just("deliver"),
+                Just("nemesis"),
+                Just("read"),
+                Just("committed"),
+                Just("begin"),
+                Just("end"),
+                Just("start"),
+                Just("stop"),
+                Just("failed"),
+                Just("5eed0000-0000-4000-8000-00000009212b"),
+            ]
+            .prop_map(|s| format!("\"{s}\"")),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scanner_and_serde_json_agree_on_any_line(
+            ty in token(),
+            fields in proptest::collection::vec((0usize..16, token()), 0..9),
+            cut in proptest::option::of((0usize..200, proptest::num::u8::ANY)),
+        ) {
+            const NAMES: [&str; 16] = [
+                "op", "key", "seq", "time", "event", "partition", "offset", "fault",
+                "phase", "invoke_time", "error", "process", "topic", "drained", "type", "",
+            ];
+            let mut line = format!("{{\"type\":{ty}");
+            for (name, value) in &fields {
+                line.push_str(&format!(",\"{}\":{value}", NAMES[*name]));
+            }
+            line.push('}');
+            let mut bytes = line.into_bytes();
+            if let Some((at, b)) = cut {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+            proptest::prop_assert_eq!(parse_line(&bytes), parse_line_serde(&bytes));
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! Streaming, parallel reading of a history file.
 //!
 //! The file is read in blocks of a few MiB; each block is cut at line ends
-//! into pieces that are parsed on all cores (rayon), then handed, in file
-//! order and with their line numbers, to a sink. Memory stays bounded by the
+//! into pieces that are parsed on all cores (rayon) and handed, in file
+//! order and with their line numbers, to a sink on the calling thread as soon
+//! as each piece is parsed (so the sink works while later pieces are parsed). Memory stays bounded by the
 //! block size whatever the file's length.
 
 use crate::history::{parse_line, LineError, ParsedLine};
-use rayon::prelude::*;
+use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 use std::path::Path;
 
@@ -68,6 +70,39 @@ pub fn read_file<F>(path: &Path, sink: F) -> Result<ReadSummary, HistoryError>
 where
     F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>,
 {
+    read_file_into(path, &mut Closure(sink))
+}
+
+/// Reads a history from any byte source; `name` is used in messages.
+pub fn read_from<R, F>(name: &str, input: R, sink: F) -> Result<ReadSummary, HistoryError>
+where
+    R: Read,
+    F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>,
+{
+    read_from_into(name, input, &mut Closure(sink))
+}
+
+/// Where the reader hands parsed lines, in file order.
+pub(crate) trait Sink {
+    /// Takes one line and its 1-based number.
+    fn line(&mut self, number: u64, line: ParsedLine<'_>) -> Result<(), LineError>;
+    /// A hint: `line` comes soon (a few lines later), so its data may be fetched now.
+    fn prefetch(&self, _line: &ParsedLine<'_>) {}
+}
+
+struct Closure<F>(F);
+
+impl<F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>> Sink for Closure<F> {
+    fn line(&mut self, number: u64, line: ParsedLine<'_>) -> Result<(), LineError> {
+        (self.0)(number, line)
+    }
+}
+
+/// Lines handed to [`Sink::prefetch`] before their turn.
+const PREFETCH_AHEAD: usize = 12;
+
+/// [`read_file`] into a [`Sink`].
+pub(crate) fn read_file_into<S: Sink>(path: &Path, sink: &mut S) -> Result<ReadSummary, HistoryError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| {
         let hint = match e.kind() {
@@ -77,15 +112,15 @@ where
         };
         HistoryError::whole(&name, format!("cannot open: {e}{hint}"))
     })?;
-    read_from(&name, file, sink)
+    read_from_into(&name, file, sink)
 }
 
-/// Reads a history from any byte source; `name` is used in messages.
-pub fn read_from<R, F>(name: &str, mut input: R, mut sink: F) -> Result<ReadSummary, HistoryError>
-where
-    R: Read,
-    F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>,
-{
+/// [`read_from`] into a [`Sink`].
+pub(crate) fn read_from_into<R: Read, S: Sink>(
+    name: &str,
+    mut input: R,
+    sink: &mut S,
+) -> Result<ReadSummary, HistoryError> {
     let mut summary = ReadSummary::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
@@ -119,28 +154,44 @@ where
         let unterminated_tail = eof && !block.is_empty() && !block.ends_with(b"\n");
         let pieces = split_pieces(block, PIECES_PER_BLOCK);
         let last = pieces.len().saturating_sub(1);
-        let parsed: Vec<Piece<'_>> = pieces
-            .par_iter()
-            .enumerate()
-            .map(|(i, piece)| parse_piece(piece, unterminated_tail && i == last))
-            .collect();
-        for piece in parsed {
-            for (rel, parsed) in piece.parsed {
-                let line = next_line + rel as u64;
-                sink(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
-                summary.parsed += 1;
+        // The pieces are parsed on the pool while this thread hands the ones
+        // already parsed to the sink, in order: parsing and the sink overlap.
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
+        rayon::in_place_scope(|scope| -> Result<(), HistoryError> {
+            for (i, (piece, tx)) in pieces.iter().zip(senders).enumerate() {
+                let tail = unterminated_tail && i == last;
+                // A send fails only when an error already ended the reading.
+                scope.spawn(move |_| drop(tx.send(parse_piece(piece, tail))));
             }
-            if let Some((rel, e)) = piece.error {
-                return Err(HistoryError::at(name, next_line + rel as u64, e.0));
+            let mut window: VecDeque<(u32, ParsedLine<'_>)> = VecDeque::with_capacity(PREFETCH_AHEAD);
+            for rx in receivers {
+                let piece = rx.recv().expect("every piece is parsed and sent");
+                // Lines enter a short window, announced to the sink, and leave it in order.
+                let mut lines = piece.parsed.into_iter();
+                loop {
+                    while window.len() < PREFETCH_AHEAD {
+                        let Some(next) = lines.next() else { break };
+                        sink.prefetch(&next.1);
+                        window.push_back(next);
+                    }
+                    let Some((rel, parsed)) = window.pop_front() else { break };
+                    let line = next_line + rel as u64;
+                    sink.line(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
+                    summary.parsed += 1;
+                }
+                if let Some((rel, e)) = piece.error {
+                    return Err(HistoryError::at(name, next_line + rel as u64, e.0));
+                }
+                if let Some(rel) = piece.truncated_tail {
+                    summary.warnings.push(format!(
+                        "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
+                        next_line + rel as u64
+                    ));
+                }
+                next_line += piece.lines;
             }
-            if let Some(rel) = piece.truncated_tail {
-                summary.warnings.push(format!(
-                    "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
-                    next_line + rel as u64
-                ));
-            }
-            next_line += piece.lines;
-        }
+            Ok(())
+        })?;
         summary.lines = next_line - 1;
         buf.drain(..cut);
     }
@@ -200,14 +251,17 @@ fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
         truncated_tail: None,
     };
     let mut rel: u32 = 0;
-    let mut lines = piece.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let is_last = lines.peek().is_none();
-        if is_last && line.is_empty() {
-            break; // the piece ended with '\n'
-        }
+    let mut start = 0;
+    while start < piece.len() {
+        let (line, next) = match memchr::memchr(b'\n', &piece[start..]) {
+            Some(i) => (&piece[start..start + i], start + i + 1),
+            None => (&piece[start..], piece.len()),
+        };
+        start = next;
+        let is_last = start == piece.len();
         let text = line.strip_suffix(b"\r").unwrap_or(line);
-        if !text.iter().all(u8::is_ascii_whitespace) {
+        // A record starts with `{`: only other lines need the whole look for blankness.
+        if text.first() == Some(&b'{') || !text.iter().all(u8::is_ascii_whitespace) {
             match parse_line(text) {
                 Ok(parsed) => out.parsed.push((rel, parsed)),
                 // Cut off mid-write: the unterminated last line is not even JSON.
