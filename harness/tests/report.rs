@@ -282,6 +282,7 @@ fn outcome(implementation: &str, seed: u64, lost: u64, p99_ms: i64) -> dualcheck
         idle_window: None,
         max_retained_wal: None,
         transit: None,
+        phases: None,
     }
 }
 

@@ -46,6 +46,7 @@ pub(super) async fn judge(
         }),
         max_retained_wal: cfg.max_retained_wal,
         transit: torn_down.transit,
+        phases: Some(exercised.phases),
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&outcome)?)?;
     write_environment_and_report(cfg, services, &exercised.db_direct_url, run_dir).await;

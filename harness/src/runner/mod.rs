@@ -188,6 +188,9 @@ pub struct RunOutcome {
     /// `--max-retained-wal`, bytes: the limit the retained WAL was judged against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retained_wal: Option<u64>,
+    /// Where the run's wall time went ([`Phases`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
     /// From each record's producer timestamp to the observer reading it
     /// ([`crate::observer::Transit`]): the wire's and the observer's share of
     /// the latency; absent when no record carried one.
@@ -263,6 +266,31 @@ struct Exercised {
     parked: Option<u64>,
     /// Problems met while injecting or healing faults.
     nemesis_errors: Vec<String>,
+    /// Where the run's time went so far.
+    phases: Phases,
+}
+
+/// Where a run's wall time went, seconds per phase (`phases` in
+/// `results.json`): what a run costs beyond its workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Phases {
+    /// Starting the services (initdb, Postgres, Kafka, Toxiproxy); `None` on a
+    /// sweep's shared environment (started once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_s: Option<f64>,
+    /// Database, topic and schema, the implementation's processes until they
+    /// answer, the observer.
+    pub processes_s: f64,
+    /// The workload with its faults.
+    pub workload_s: f64,
+    /// Healing and draining.
+    pub drain_s: f64,
+    /// Reading what the database committed.
+    pub committed_s: f64,
+    /// The check, with the trails of its examples.
+    pub check_s: f64,
+    /// Stopping the observer and the implementation, dropping the run's slots.
+    pub teardown_s: f64,
 }
 
 /// Runs one test; the environment is torn down whatever happens.
@@ -272,6 +300,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
+    let services_started = Instant::now();
     let services = Environment::start(EnvOptions {
         backend: cfg.backend.clone(),
         brokers,
@@ -280,10 +309,11 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     })
     .await
     .context("starting the services (run `dualcheck doctor` to diagnose)")?;
+    let services_s = services_started.elapsed().as_secs_f64();
     let services = Arc::new(services);
     let (database, topic) = start::run_names(services.run_id(), cfg.instance);
     let cleanup = services.drop_on_interrupt(&database, &topic);
-    let outcome = run_with_services(&cfg, &app, &services, &run_dir).await;
+    let outcome = run_with_services(&cfg, &app, &services, &run_dir, Some(services_s)).await;
     if let Some(key) = cleanup {
         // The user's cluster keeps nothing of the run: its database, slots, publications and topic go.
         if let Err(e) = services.drop_run_data(&database, &topic).await {
@@ -342,7 +372,7 @@ pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32)
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
     let (database, topic) = start::run_names(services.run_id(), cfg.instance);
     let cleanup = services.drop_on_interrupt(&database, &topic);
-    let outcome = run_with_services(&cfg, &app, services, &run_dir).await;
+    let outcome = run_with_services(&cfg, &app, services, &run_dir, None).await;
     let restored = services.restore(Duration::from_secs(90)).await;
     // Everything of the run is in its directory by now; the next runs need
     // neither its database (nor the WAL it holds) nor its topic.
@@ -371,16 +401,23 @@ async fn run_with_services(
     app: &ResolvedApp,
     services: &Arc<Environment>,
     run_dir: &RunDir,
+    services_s: Option<f64>,
 ) -> Result<RunOutcome> {
     let mut started = start::Started::default();
     let exercised = exercise(cfg, app, services, run_dir, &mut started).await;
     // While the implementation still runs: the check and the trails of its examples.
+    let check_started = Instant::now();
     let checked = match &exercised {
         Ok(_) => Some(trail::check_with_trails(cfg, run_dir, &mut started).await),
         Err(_) => None,
     };
+    let check_s = check_started.elapsed().as_secs_f64();
+    let teardown_started = Instant::now();
     let torn_down = teardown::teardown(started, app.prepares_transactions(), &run_dir.history()).await;
-    let exercised = exercised?;
+    let mut exercised = exercised?;
+    exercised.phases.services_s = services_s;
+    exercised.phases.check_s = check_s;
+    exercised.phases.teardown_s = teardown_started.elapsed().as_secs_f64();
     let checked = checked.expect("checked whenever the phases before succeeded")?;
     judge::judge(cfg, app, services, run_dir, exercised, checked, torn_down).await
 }
@@ -395,7 +432,9 @@ async fn exercise(
     run_dir: &RunDir,
     started: &mut start::Started,
 ) -> Result<Exercised> {
+    let processes_started = Instant::now();
     let running = start::start_processes(cfg, app, services, run_dir, started).await?;
+    let processes_s = processes_started.elapsed().as_secs_f64();
     let schedule = fault_schedule::plan(cfg, run_dir)?;
     let nemesis = Arc::new(Nemesis::new(
         services.clone(),
@@ -431,10 +470,14 @@ async fn exercise(
         nemesis_errors.extend(idle.finish().await);
     }
 
+    let drain_started = Instant::now();
     let drain = settle::heal_and_drain(cfg, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
     progress.finish();
+    let drain_s = drain_started.elapsed().as_secs_f64();
 
+    let committed_started = Instant::now();
     ground_truth::record_committed(&running, &cfg.committed_sql, &invoked).await?;
+    let committed_s = committed_started.elapsed().as_secs_f64();
     // Everything the checker needs is in the history now; without this line it
     // would judge the run `unknown` (interrupted).
     running.recorder.end(drain.drained);
@@ -445,6 +488,15 @@ async fn exercise(
         drained: drain.drained,
         parked: drain.parked,
         nemesis_errors,
+        phases: Phases {
+            services_s: None,
+            processes_s,
+            workload_s: workload_secs,
+            drain_s,
+            committed_s,
+            check_s: 0.0,
+            teardown_s: 0.0,
+        },
     })
 }
 
