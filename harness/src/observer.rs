@@ -7,7 +7,7 @@ use crate::template::{Mapped, RecordMapping};
 use anyhow::{Context, Result};
 use checkers::HistoryLine;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
@@ -34,8 +34,12 @@ pub struct ObserverStats {
     /// Per (topic, partition): the high watermark last read by [`Self::caught_up`]
     /// and the history time it was first read at that value.
     ends_seen: Mutex<HashMap<(String, i32), (i64, i64)>>,
-    /// The observer's consumer (asked for the log end offsets).
-    consumer: Option<Arc<StreamConsumer>>,
+    /// A client of its own asked for the log end offsets: not the observer's
+    /// consumer, whose broker connections hold a long-polling fetch that a
+    /// broker answers before any later request on the same connection (a
+    /// query behind it waited up to `fetch.wait.max.ms`, 500 ms, each: 2 s of
+    /// every drain for four partitions).
+    consumer: Option<Arc<BaseConsumer>>,
     /// The partitions it reads.
     topics: Vec<(String, i32)>,
     /// What the record mapping could not read.
@@ -186,8 +190,18 @@ impl Observer {
         mapping: RecordMapping,
     ) -> Result<Observer> {
         let consumer = Arc::new(consumer_with(bootstrap, topics, true)?);
+        let ends: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("dualcheck-observer-ends-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("socket.nagle.disable", "true")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("log_level", "3")
+            .create()
+            .with_context(|| format!("creating the observer's log-end client at {bootstrap}"))?;
         let stats = Arc::new(ObserverStats {
-            consumer: Some(consumer.clone()),
+            consumer: Some(Arc::new(ends)),
             topics: topics.to_vec(),
             ..ObserverStats::default()
         });

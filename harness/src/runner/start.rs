@@ -35,6 +35,8 @@ pub(super) struct Started {
     pub prepared_monitor: Option<in_doubt::Monitor>,
     /// The sampler of the operational series.
     pub ops_sampler: Option<crate::ops_series::Sampler>,
+    /// The observer's transit times, taken when it was stopped.
+    pub transit: Option<crate::observer::Transit>,
 }
 
 /// Handles the phases after the start work with.

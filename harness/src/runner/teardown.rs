@@ -29,9 +29,9 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
         Some(sampler) => Some(sampler.stop().await).filter(|m| m.samples > 0),
         None => None,
     };
-    let mut transit = None;
+    let mut transit = started.transit;
     if let Some(observer) = started.observer {
-        transit = observer.stats.transit();
+        transit = transit.or(observer.stats.transit());
         observer.stop().await;
     }
     // Only after the committed read (see in_doubt's module doc): resolve what

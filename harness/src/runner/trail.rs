@@ -16,6 +16,7 @@ pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started
     let mut mapping_warnings = Vec::new();
     if let Some(observer) = started.observer.take() {
         mapping_warnings = observer.stats.mapping_warnings();
+        started.transit = observer.stats.transit();
         observer.stop().await;
     }
     let per_key_order = cfg.template.records.key_is_business_key;
