@@ -141,9 +141,7 @@ impl LocalKafka {
     /// Writes configs under `dir/node-N`, formats storage and starts every node
     /// (the proxies must exist or follow soon; readiness is checked on DIRECT).
     pub async fn start(dir: &Path, libs: &Path, ports: Vec<NodePorts>, timeout: Duration) -> Result<Self> {
-        let cluster_id = random_cluster_id()?;
         let classpath = format!("{}/*", libs.display());
-        let mut formats = Vec::new();
         for id in 0..ports.len() {
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir).with_context(|| format!("creating {}", node_dir.display()))?;
@@ -152,35 +150,23 @@ impl LocalKafka {
                 server_properties(id, &ports, &node_dir),
             )?;
             std::fs::write(node_dir.join("log4j2.properties"), LOG4J2)?;
-            let spec = ProcessSpec::new(
-                &format!("kafka-{id} storage format"),
-                java(),
-                node_dir.join(crate::run_dir::KAFKA_FORMAT_LOG),
-            )
-            .args([
-                "-Xmx256m",
-                "-XX:TieredStopAtLevel=1",
-                "-XX:+UseSerialGC",
-                "-cp",
-                &classpath,
-            ])
-            .args([
-                "kafka.tools.StorageTool".as_ref(),
-                "format".as_ref(),
-                // `--cluster-id=ID`, not `-t ID`: a base64url id may start with
-                // `-`, which argparse would take for an option (a 1-in-64 flake).
-                format!("--cluster-id={cluster_id}").as_ref(),
-                "-c".as_ref(),
-                node_dir.join("server.properties").as_os_str(),
-            ]);
-            formats.push(tokio::task::spawn_blocking(move || {
-                run_to_completion(&spec, Duration::from_secs(60))
-            }));
         }
-        for f in formats {
-            f.await?.context(
-                "formatting Kafka storage (kafka.tools.StorageTool); is the classpath complete? run `bash ci/setup`",
-            )?;
+        let template = storage_template(libs, ports.len());
+        let copied = template
+            .as_deref()
+            .is_some_and(|t| copy_storage(t, dir, ports.len()).is_ok());
+        if !copied {
+            // Whatever a failed copy left would make the format refuse the directory.
+            for id in 0..ports.len() {
+                let _ = std::fs::remove_dir_all(dir.join(format!("node-{id}")).join("data"));
+            }
+            format_storage(dir, &classpath, ports.len()).await?;
+            if let Some(t) = &template {
+                // Later runs copy it (a failure only costs them the format).
+                if let Err(e) = save_storage(dir, t, ports.len()) {
+                    tracing::debug!("keeping the formatted Kafka storage in {}: {e:#}", t.display());
+                }
+            }
         }
         let mut nodes = Vec::new();
         for id in 0..ports.len() {
@@ -199,7 +185,6 @@ impl LocalKafka {
         kafka.wait_ready(timeout).await?;
         Ok(kafka)
     }
-
     /// Waits until the cluster's metadata (read on DIRECT) lists every node.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let all: Vec<usize> = (0..self.nodes.len()).collect();
@@ -416,4 +401,116 @@ pub async fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duratio
         }
     }
     Ok(out)
+}
+
+/// Formats every node's storage (`kafka.tools.StorageTool format`, a JVM
+/// each, side by side) under `dir/node-N/data`, with one new cluster id.
+async fn format_storage(dir: &Path, classpath: &str, nodes: usize) -> Result<()> {
+    let cluster_id = random_cluster_id()?;
+    let mut formats = Vec::new();
+    for id in 0..nodes {
+        let node_dir = dir.join(format!("node-{id}"));
+        let spec = ProcessSpec::new(
+            &format!("kafka-{id} storage format"),
+            java(),
+            node_dir.join(crate::run_dir::KAFKA_FORMAT_LOG),
+        )
+        .args([
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-cp",
+            classpath,
+        ])
+        .args([
+            "kafka.tools.StorageTool".as_ref(),
+            "format".as_ref(),
+            // `--cluster-id=ID`, not `-t ID`: a base64url id may start with
+            // `-`, which argparse would take for an option (a 1-in-64 flake).
+            format!("--cluster-id={cluster_id}").as_ref(),
+            "-c".as_ref(),
+            node_dir.join("server.properties").as_os_str(),
+        ]);
+        formats.push(tokio::task::spawn_blocking(move || {
+            run_to_completion(&spec, Duration::from_secs(60))
+        }));
+    }
+    for f in formats {
+        f.await?.context(
+            "formatting Kafka storage (kafka.tools.StorageTool); is the classpath complete? run `bash ci/setup`",
+        )?;
+    }
+    Ok(())
+}
+
+/// Where a formatted, never started storage of an `nodes`-node cluster of the
+/// Kafka in `libs` is kept, so that a run copies it instead of running the
+/// format tool (a JVM start per node, ~2 s): `$DUALCHECK_CACHE/kafka-storage/
+/// <hash of the jar names>/<nodes>`. What the format writes (`meta.properties`:
+/// cluster id, node id, directory id; the bootstrap metadata checkpoint)
+/// depends on neither ports nor paths: the voters are in `server.properties`.
+/// `None` when the jars cannot be listed.
+fn storage_template(libs: &Path, nodes: usize) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut jars: Vec<String> = std::fs::read_dir(libs)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".jar"))
+        .collect();
+    jars.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jars.hash(&mut h);
+    Some(
+        super::local::cache_dir()
+            .join("kafka-storage")
+            .join(format!("{:016x}", h.finish()))
+            .join(nodes.to_string()),
+    )
+}
+
+/// Copies a kept storage (`template/node-N/data`) into the run's nodes.
+fn copy_storage(template: &Path, dir: &Path, nodes: usize) -> Result<()> {
+    if !template.join("complete").exists() {
+        bail!("no formatted storage kept in {}", template.display());
+    }
+    for id in 0..nodes {
+        let node = format!("node-{id}");
+        copy_dir(&template.join(&node).join("data"), &dir.join(&node).join("data"))?;
+    }
+    Ok(())
+}
+
+/// Keeps the run's freshly formatted storage as the template (written
+/// beside it, then renamed into place: concurrent runs never see half of one).
+fn save_storage(dir: &Path, template: &Path, nodes: usize) -> Result<()> {
+    let parent = template.parent().context("a template has a parent")?;
+    std::fs::create_dir_all(parent)?;
+    let staging = parent.join(format!(".staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    for id in 0..nodes {
+        let node = format!("node-{id}");
+        copy_dir(&dir.join(&node).join("data"), &staging.join(&node).join("data"))?;
+    }
+    std::fs::write(staging.join("complete"), "")?;
+    if std::fs::rename(&staging, template).is_err() {
+        // Another run kept one first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
+}
+
+/// Copies a directory tree of plain files.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {} to {}", entry.path().display(), target.display()))?;
+        }
+    }
+    Ok(())
 }
