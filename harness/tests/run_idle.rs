@@ -4,7 +4,8 @@
 //! grows (Postgres moves a logical slot's restart point only at its periodic
 //! running-transactions records, even though the tailer confirms on the
 //! server's keepalives: docs/faults.md#idle-window), and a limit below the
-//! figure makes the run invalid with `wal_retained` alone.
+//! figure makes the run invalid with `wal_retained` alone; Debezium with
+//! heartbeats off retains it the same way.
 
 use serde_json::Value;
 
@@ -83,5 +84,39 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
     assert!(
         html.contains("idle-window") && html.contains("over --max-retained-wal"),
         "the report shows the window and the explanation"
+    );
+}
+
+/// Debezium with heartbeats off (its default) under an idle window: the WAL
+/// its slot retains grows while its tables are idle, as cdc-logical's does
+/// (Postgres' restart points, docs/faults.md#idle-window), and the run is
+/// valid without a limit. Debezium confirms positions with heartbeats off
+/// too, so `unconfirmed` stays bounded; that is measured, not asserted here.
+#[test]
+fn debezium_without_heartbeats_retains_wal_during_an_idle_window() {
+    let (code, v) = run(
+        "idle-debezium",
+        &["--impl", "debezium", "--duration", "20s", "--idle-window", "12s"],
+    );
+    assert_eq!(code, 0, "valid without a limit: {v}");
+    let window = v["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["fault"] == "idle-window")
+        .unwrap_or_else(|| panic!("an idle-window window in the results: {v}"));
+    let (start, stop) = (window["start"].as_i64().unwrap(), window["stop"].as_i64().unwrap());
+    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
+    let samples: Vec<Value> = std::fs::read_to_string(run_dir.join("ops.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let before = max_retained(&samples, |t| t < start);
+    let during = max_retained(&samples, |t| t >= start && t <= stop);
+    eprintln!("debezium retained WAL: before the window {before} B, during it {during} B");
+    assert!(
+        during > before + 2 * MIB,
+        "the retained WAL grows during the window: {before} -> {during}"
     );
 }
