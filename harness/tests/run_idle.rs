@@ -25,6 +25,28 @@ fn max_retained(samples: &[Value], when: impl Fn(i64) -> bool) -> i64 {
         .unwrap_or(0)
 }
 
+/// The largest retained WAL before the run's idle window and during it (the
+/// window from the results, which the history records; the samples from `ops.jsonl`).
+fn retained_before_and_during_the_window(v: &Value) -> (i64, i64) {
+    let window = v["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["fault"] == "idle-window")
+        .unwrap_or_else(|| panic!("an idle-window window in the results: {v}"));
+    let (start, stop) = (window["start"].as_i64().unwrap(), window["stop"].as_i64().unwrap());
+    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
+    let samples: Vec<Value> = std::fs::read_to_string(run_dir.join("ops.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        max_retained(&samples, |t| t < start),
+        max_retained(&samples, |t| t >= start && t <= stop),
+    )
+}
+
 #[test]
 fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
     let (code, v) = run(
@@ -57,22 +79,8 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
         "{detail}"
     );
 
-    // The window is in the history, as a band of the report.
-    let window = v["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["fault"] == "idle-window")
-        .unwrap_or_else(|| panic!("an idle-window window in the results: {v}"));
-    let (start, stop) = (window["start"].as_i64().unwrap(), window["stop"].as_i64().unwrap());
-    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
-    let samples: Vec<Value> = std::fs::read_to_string(run_dir.join("ops.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let before = max_retained(&samples, |t| t < start);
-    let during = max_retained(&samples, |t| t >= start && t <= stop);
+    // The window is in the history (a band of the report).
+    let (before, during) = retained_before_and_during_the_window(&v);
     eprintln!("retained WAL: before the window {before} B, during it {during} B");
     assert!(
         during > before + 2 * MIB,
@@ -80,6 +88,7 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
     );
     assert!(v["ops_max"]["wal_retained_bytes"].as_i64().unwrap() >= during, "{v}");
 
+    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(
         html.contains("idle-window") && html.contains("over --max-retained-wal"),
@@ -99,21 +108,7 @@ fn debezium_without_heartbeats_retains_wal_during_an_idle_window() {
         &["--impl", "debezium", "--duration", "20s", "--idle-window", "12s"],
     );
     assert_eq!(code, 0, "valid without a limit: {v}");
-    let window = v["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["fault"] == "idle-window")
-        .unwrap_or_else(|| panic!("an idle-window window in the results: {v}"));
-    let (start, stop) = (window["start"].as_i64().unwrap(), window["stop"].as_i64().unwrap());
-    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
-    let samples: Vec<Value> = std::fs::read_to_string(run_dir.join("ops.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let before = max_retained(&samples, |t| t < start);
-    let during = max_retained(&samples, |t| t >= start && t <= stop);
+    let (before, during) = retained_before_and_during_the_window(&v);
     eprintln!("debezium retained WAL: before the window {before} B, during it {during} B");
     assert!(
         during > before + 2 * MIB,

@@ -226,30 +226,29 @@ impl LocalKafka {
 
 /// Broker ids in the metadata of the cluster at `bootstrap` (blocking).
 pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>> {
+    Ok(metadata(bootstrap, timeout)?.brokers().iter().map(|b| b.id()).collect())
+}
+
+/// The whole cluster's metadata at `bootstrap`, from a client of its own (blocking).
+fn metadata(bootstrap: &str, timeout: Duration) -> Result<rdkafka::metadata::Metadata> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("socket.timeout.ms", "2000")
         .set("log_level", "0")
         .create()
         .context("creating a Kafka metadata client")?;
-    let md = consumer
+    consumer
         .fetch_metadata(None, timeout)
-        .with_context(|| format!("fetching Kafka metadata from {bootstrap}"))?;
-    Ok(md.brokers().iter().map(|b| b.id()).collect())
+        .with_context(|| format!("fetching Kafka metadata from {bootstrap}"))
 }
 
 /// Names of the topics of the cluster at `bootstrap` (blocking).
 pub fn topic_names(bootstrap: &str, timeout: Duration) -> Result<Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("socket.timeout.ms", "2000")
-        .set("log_level", "0")
-        .create()
-        .context("creating a Kafka metadata client")?;
-    let md = consumer
-        .fetch_metadata(None, timeout)
-        .with_context(|| format!("fetching Kafka metadata from {bootstrap}"))?;
-    Ok(md.topics().iter().map(|t| t.name().to_string()).collect())
+    Ok(metadata(bootstrap, timeout)?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect())
 }
 
 /// Deletes `topic` (a topic that does not exist is fine).

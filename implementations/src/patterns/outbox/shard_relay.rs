@@ -340,6 +340,29 @@ struct Claimed {
     op: i64,
 }
 
+impl Claimed {
+    /// The event of a claim's row (columns id, event_id, key, value, attempts, op first).
+    fn of_row(r: &tokio_postgres::Row) -> Claimed {
+        Claimed {
+            id: r.get(0),
+            event_id: r.get(1),
+            key: r.get(2),
+            value: r.get(3),
+            attempts: r.get(4),
+            op: r.get(5),
+        }
+    }
+
+    /// The record it publishes.
+    fn record(&self) -> Record<'_> {
+        Record {
+            key: &self.key,
+            value: &self.value,
+            event_id: &self.event_id,
+        }
+    }
+}
+
 /// The events of a claim to publish: per key (rows come key by key, each in
 /// id order) the prefix before its first event still backing off; and the
 /// number of keys with pending events.
@@ -386,34 +409,14 @@ async fn round(
         tx.query(CLAIM_PREFIXES, &[&cfg.shards, &held, &per_key]),
     )
     .await?;
-    let rows: Vec<(Claimed, bool)> = rows
-        .iter()
-        .map(|r| {
-            let e = Claimed {
-                id: r.get(0),
-                event_id: r.get(1),
-                key: r.get(2),
-                value: r.get(3),
-                attempts: r.get(4),
-                op: r.get(5),
-            };
-            (e, r.get(6))
-        })
-        .collect();
+    let rows: Vec<(Claimed, bool)> = rows.iter().map(|r| (Claimed::of_row(r), r.get(6))).collect();
     let (events, keys) = due_prefixes(&rows);
     *keys_seen = keys.max(1);
     if events.is_empty() {
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let records: Vec<Record> = events
-        .iter()
-        .map(|e| Record {
-            key: &e.key,
-            value: &e.value,
-            event_id: &e.event_id,
-        })
-        .collect();
+    let records: Vec<Record> = events.iter().map(|e| e.record()).collect();
     let results = publisher.publish_all(&records).await;
     let mut ok_ids = Vec::with_capacity(events.len());
     let mut failed_key: Option<&str> = None;
@@ -520,17 +523,7 @@ async fn round_of_mutant(ctx: &AppContext, publisher: &Publisher, client: &mut C
         let _ = tx.rollback().await;
         return Ok(0);
     }
-    let mut events: Vec<Claimed> = rows
-        .iter()
-        .map(|r| Claimed {
-            id: r.get(0),
-            event_id: r.get(1),
-            key: r.get(2),
-            value: r.get(3),
-            attempts: r.get(4),
-            op: r.get(5),
-        })
-        .collect();
+    let mut events: Vec<Claimed> = rows.iter().map(Claimed::of_row).collect();
     if bug == Bug::NewIdOnRetry {
         // The mutant: the event id is minted now, for this publish, not with the row.
         for e in events.iter_mut() {
@@ -541,14 +534,7 @@ async fn round_of_mutant(ctx: &AppContext, publisher: &Publisher, client: &mut C
             }
         }
     }
-    let records: Vec<Record> = events
-        .iter()
-        .map(|e| Record {
-            key: &e.key,
-            value: &e.value,
-            event_id: &e.event_id,
-        })
-        .collect();
+    let records: Vec<Record> = events.iter().map(|e| e.record()).collect();
     let handed = publisher.hand_over(&records).await;
     if bug == Bug::DeleteBeforeAck {
         // The mutant: the rows go as soon as the producer has the records.
