@@ -106,6 +106,19 @@ fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
     assert_eq!(code, 0, "every cell as expected: {v}");
 }
 
+/// `new-id-on-retry` under Postgres resets: a pulse that cuts the relay
+/// between Kafka's acknowledgement and its COMMIT leaves the row, and the
+/// republish carries a new event id. One reset per window cut the relay once,
+/// mostly while it was idle (caught in 3 of 5 seeds); the pulses
+/// (docs/faults.md#reset-pulses) cut it at many points of its loop.
+#[test]
+fn the_new_id_on_retry_mutant_is_caught_under_postgres_resets() {
+    let impls = ["outbox-poll+DUALCHECK_BUG=new-id-on-retry"];
+    let (code, v) = sweep("zoo-new-id-on-retry", &impls, "pg-reset", 2, 1, "12s");
+    assert_caught(&v, impls[0], "duplicate_beyond_idempotency");
+    assert_eq!(code, 0, "every cell as expected: {v}");
+}
+
 /// `new-slot-on-restart` (cdc-logical): a relay kill loses what was
 /// committed while the tailer was down.
 #[test]

@@ -339,7 +339,9 @@ impl ledger::Injector for Families {
 impl Nemesis {
     /// A nemesis for one run. `streamed_tables` are the tables the
     /// implementation streams (`PatternInfo::streamed_tables`): `schema-change`
-    /// alters them along with `orders`.
+    /// alters them along with `orders`. `seed` (the run's) draws what a fault
+    /// decides while it is active (the gaps between reset pulses).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         env: Arc<Environment>,
         app: Arc<AppProcess>,
@@ -348,12 +350,13 @@ impl Nemesis {
         topic: &str,
         database_direct_url: &str,
         streamed_tables: &[&str],
+        seed: u64,
     ) -> Nemesis {
         let restart_timeout = Duration::from_secs(90);
         Nemesis {
             recorder,
             families: Families {
-                network: network::NetworkFaults::new(env.clone()),
+                network: network::NetworkFaults::new(env.clone(), seed),
                 process: process::ProcessFaults::new(env.clone(), app, relay, restart_timeout),
                 cluster: cluster::ClusterFaults::new(env, topic, restart_timeout),
                 schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),

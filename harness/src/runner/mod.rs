@@ -444,6 +444,7 @@ async fn exercise(
         &running.topic,
         &running.db_direct_url,
         app.streamed_tables(),
+        cfg.workload.seed,
     ));
 
     let workload_start = Instant::now();
