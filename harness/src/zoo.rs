@@ -182,6 +182,11 @@ pub struct Baseline {
 }
 
 impl ZooRow {
+    /// Whether some run of the mutant or of its baseline could not be carried out.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || self.baseline.as_ref().is_some_and(|b| b.errors > 0)
+    }
+
     /// Whether every run was carried out, showed the bug, and the baseline stayed valid in every run.
     pub fn all_as_expected(&self) -> bool {
         self.errors.is_empty()
@@ -205,9 +210,7 @@ pub struct ZooOutcome {
 impl ZooOutcome {
     /// Whether some run could not be carried out.
     pub fn has_errors(&self) -> bool {
-        self.rows
-            .iter()
-            .any(|r| !r.errors.is_empty() || r.baseline.as_ref().is_some_and(|b| b.errors > 0))
+        self.rows.iter().any(ZooRow::has_errors)
     }
 
     /// Whether every mutant was caught in every run and every baseline stayed valid.
@@ -265,16 +268,27 @@ pub fn rows(mutants: &[Mutant], sweep_rows: &[Row]) -> Vec<ZooRow> {
                 anomalies: r.violation_kinds.clone(),
                 first_anomaly_s: r.first_violation_s,
                 errors: r.errors.clone(),
-                baseline: m.baseline.as_ref().and_then(|b| find(b, &m.faults)).map(|b| Baseline {
-                    implementation: b.implementation.clone(),
-                    valid: b.runs - b.failed_seeds.len() as u64,
-                    runs: b.runs,
-                    invalid: b
-                        .not_as_expected
-                        .iter()
-                        .map(|u| (u.seed, u.anomalies.clone()))
-                        .collect(),
-                    errors: b.errors.len(),
+                // A baseline with no run (a shard, or directories merged
+                // without it) is a row of 0 runs, not "a control as it is".
+                baseline: m.baseline.as_ref().map(|subject| match find(subject, &m.faults) {
+                    Some(b) => Baseline {
+                        implementation: b.implementation.clone(),
+                        valid: b.runs - b.failed_seeds.len() as u64,
+                        runs: b.runs,
+                        invalid: b
+                            .not_as_expected
+                            .iter()
+                            .map(|u| (u.seed, u.anomalies.clone()))
+                            .collect(),
+                        errors: b.errors.len(),
+                    },
+                    None => Baseline {
+                        implementation: subject.label.clone(),
+                        valid: 0,
+                        runs: 0,
+                        invalid: Vec::new(),
+                        errors: 0,
+                    },
                 }),
             })
         })
@@ -305,6 +319,7 @@ impl ZooRow {
         let kinds: Vec<&str> = self.anomalies.iter().map(|a| a.name()).collect();
         let baseline = match &self.baseline {
             None => "- (a control as it is)".to_string(),
+            Some(b) if b.runs == 0 && b.errors == 0 => "not run".to_string(),
             Some(b) => {
                 let mut s = format!("valid {} of {}", b.valid, b.runs);
                 if !b.invalid.is_empty() {

@@ -16,26 +16,55 @@ fn zoo(args: &[&str]) -> std::process::Output {
         .expect("running dualcheck zoo")
 }
 
+/// Runs `dualcheck zoo ARGS --json`: its exit code and JSON.
+fn zoo_json(args: &[&str]) -> (Option<i32>, Value) {
+    let o = zoo(&[args, &["--json"]].concat());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    (o.status.code(), v)
+}
+
+/// The zoo in two shards (each a sitting of its own, on services of its
+/// own), joined by `--merge`: the rows of the whole zoo.
 #[test]
 fn two_mutants_on_two_seeds_are_caught_and_their_correct_pattern_stays_valid() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = out_dir("zoo-two");
-    let o = zoo(&[
-        "--mutants",
-        "naive,cdc-logical/confirm-early",
-        "--seeds",
-        "2",
-        "--first-seed",
-        "1",
-        "--duration",
-        "12s",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    let zoo_args = |shard: &'static str| {
+        vec![
+            "--mutants",
+            "naive,cdc-logical/confirm-early",
+            "--seeds",
+            "2",
+            "--first-seed",
+            "1",
+            "--duration",
+            "12s",
+            "--shard",
+            shard,
+        ]
+    };
+    let mut shards = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let dir = out.join(shard.replace('/', "-of-"));
+        let (code, v) = zoo_json(&[zoo_args(shard), vec!["--out", dir.to_str().unwrap()]].concat());
+        // Cells in order, each with its seeds: naive 1, 2; the mutant 1, 2;
+        // cdc-logical 1, 2 — every other run is this shard's, one seed of each.
+        let runs: Vec<u64> = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["runs"].as_u64().unwrap())
+            .collect();
+        assert_eq!(runs, [1, 1], "shard {shard}: {v}");
+        assert_eq!(code, Some(0), "shard {shard}: {v}");
+        shards.push(dir);
+        assert_no_process_left(&out);
+    }
+    let dirs: Vec<&str> = shards.iter().map(|d| d.to_str().unwrap()).collect();
+    let (code, v) = zoo_json(&[&["--merge"], dirs.as_slice()].concat());
+    let stdout = v.to_string();
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "one row per mutant: {stdout}");
     let naive = rows.iter().find(|r| r["mutant"] == "naive").unwrap();
@@ -65,10 +94,19 @@ fn two_mutants_on_two_seeds_are_caught_and_their_correct_pattern_stays_valid() {
         (Some(2), Some(2)),
         "{baseline}"
     );
-    // Three cells (naive, the mutant, the correct cdc-logical) × two seeds.
-    assert_eq!(v["sweep"]["rows"].as_array().unwrap().len(), 3);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_no_process_left(&out);
+    assert_eq!(code, Some(0), "{stdout}");
+    // One shard alone: its seed only, and the selection picks rows.
+    let (code, v) = zoo_json(&["--merge", dirs[1], "--mutants", "naive"]);
+    assert_eq!(code, Some(0), "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["runs"].as_u64(), Some(1), "{v}");
+    // Nothing to merge: exit 2, saying where it looked.
+    let empty = out.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = zoo(&["--merge", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no sweep or run found"));
 }
 
 #[test]

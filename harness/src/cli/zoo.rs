@@ -7,7 +7,7 @@ use super::run::RunShared;
 use super::{parse_duration, Verdict};
 use clap::Args;
 use dualcheck::sweep::SweepPlan;
-use dualcheck::zoo::{markdown_table, text_table};
+use dualcheck::zoo::{markdown_table, text_table, Mutant, ZooRow};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,6 +31,15 @@ pub struct ZooArgs {
     /// Where the zoo's sweep directory (runs, services' logs, zoo.html) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
+    /// Run only part I of N of the zoo's runs (e.g. `--shard 2/4` on the
+    /// second of four machines, or four sittings of one); `--merge` joins the parts.
+    #[arg(long, conflicts_with = "merge")]
+    pub shard: Option<dualcheck::sweep::Shard>,
+    /// Run nothing: the table from zoo (or sweep) directories already run —
+    /// shards, interrupted zoos, zoos of different mutants — each mutant's
+    /// row from every run of its cell found there (`--mutants` selects rows).
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    pub merge: Vec<PathBuf>,
     /// Print the table as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +62,9 @@ pub fn run(args: ZooArgs) -> Verdict {
             return Verdict::Unusable;
         }
     };
+    if !args.merge.is_empty() {
+        return merged(&args, &mutants);
+    }
     let rt = match super::runtime("zoo") {
         Ok(rt) => rt,
         Err(v) => return v,
@@ -65,7 +77,7 @@ pub fn run(args: ZooArgs) -> Verdict {
             .options("", "none", args.duration, args.first_seed, &args.out),
         command: "zoo",
         progress: !args.json,
-        shard: None,
+        shard: args.shard,
         // Interrupted, it prints the sweep's cells (mutants and correct patterns) so far.
         render_partial: if args.json {
             |rows| format!("{}\n", serde_json::json!({ "cells": rows, "interrupted": true }))
@@ -80,14 +92,7 @@ pub fn run(args: ZooArgs) -> Verdict {
             if args.json {
                 println!("{}", serde_json::to_string(&outcome).expect("the zoo serializes"));
             } else {
-                print!(
-                    "{}",
-                    if args.markdown {
-                        markdown_table(&outcome.rows)
-                    } else {
-                        text_table(&outcome.rows)
-                    }
-                );
+                print_table(&args, &outcome.rows);
                 println!(
                     "\n{} runs in {:.1} s (services started in {:.1} s)\n{}",
                     outcome
@@ -111,5 +116,54 @@ pub fn run(args: ZooArgs) -> Verdict {
             eprintln!("dualcheck zoo: {e:#}");
             Verdict::Unusable
         }
+    }
+}
+
+/// The table, as text or Markdown.
+fn print_table(args: &ZooArgs, rows: &[ZooRow]) {
+    print!(
+        "{}",
+        if args.markdown {
+            markdown_table(rows)
+        } else {
+            text_table(rows)
+        }
+    );
+}
+
+/// `dualcheck zoo --merge DIR...`: the rows of `mutants` from the runs
+/// recorded under the directories, the exit status as if they had run here.
+fn merged(args: &ZooArgs, mutants: &[Mutant]) -> Verdict {
+    let found = match dualcheck::merge::find(&args.merge) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("dualcheck zoo --merge: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
+    let rows = dualcheck::zoo::rows(mutants, &dualcheck::merge::merge(&found));
+    if rows.is_empty() {
+        eprintln!(
+            "dualcheck zoo --merge: no run of the selected mutants under {}: give the directories `dualcheck zoo --out` made (or their parents)",
+            args.merge.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        return Verdict::Unusable;
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "rows": rows }));
+    } else {
+        print_table(args, &rows);
+        let runs: u64 = rows.iter().map(|r| r.runs).sum();
+        println!(
+            "\n{} mutant rows, {runs} mutant runs, from {} zoo or sweep directories and {} run directories",
+            rows.len(),
+            found.sweeps.len(),
+            found.runs.len()
+        );
+    }
+    if rows.iter().any(ZooRow::has_errors) {
+        Verdict::Unusable
+    } else {
+        Verdict::of(rows.iter().all(ZooRow::all_as_expected))
     }
 }
