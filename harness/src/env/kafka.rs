@@ -38,7 +38,22 @@ pub struct LocalKafka {
     pub nodes: Vec<ManagedProcess>,
     /// Ports per node.
     pub ports: Vec<NodePorts>,
+    /// The class-data archive node 0 writes when it exits cleanly, while
+    /// none is kept yet ([`class_archive`]).
+    archiving: Option<ArchiveInProgress>,
 }
+
+/// A class-data archive a node writes at its exit (`-XX:ArchiveClassesAtExit`).
+struct ArchiveInProgress {
+    /// Where the JVM writes it (this process's own name).
+    written: PathBuf,
+    /// Where later runs find it.
+    kept: PathBuf,
+}
+
+/// How long a broker writing the class-data archive may take to stop cleanly
+/// (SIGTERM: its controlled shutdown, then the archive) before it is killed.
+const ARCHIVE_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The Java executable: `$JAVA_HOME/bin/java` if set, else `java` on PATH.
 pub fn java() -> PathBuf {
@@ -168,11 +183,27 @@ impl LocalKafka {
                 }
             }
         }
+        let archive = class_archive(libs);
+        let archiving = archive.as_ref().filter(|a| !a.is_file()).map(|kept| ArchiveInProgress {
+            written: kept.with_extension(format!("jsa.{}", std::process::id())),
+            kept: kept.clone(),
+        });
+        if let Some(a) = &archiving {
+            if let Some(parent) = a.kept.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+        }
         let mut nodes = Vec::new();
         for id in 0..ports.len() {
             let node_dir = dir.join(format!("node-{id}"));
+            let class_data = match (&archive, &archiving) {
+                (_, Some(a)) if id == 0 => Some(format!("-XX:ArchiveClassesAtExit={}", a.written.display())),
+                (Some(kept), None) => Some(format!("-XX:SharedArchiveFile={}", kept.display())),
+                _ => None,
+            };
             let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join(crate::run_dir::KAFKA_LOG))
                 .args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+                .args(class_data)
                 .args([format!(
                     "-Dlog4j2.configurationFile={}",
                     node_dir.join("log4j2.properties").display()
@@ -181,9 +212,37 @@ impl LocalKafka {
                 .args([node_dir.join("server.properties")]);
             nodes.push(ManagedProcess::start(spec)?);
         }
-        let kafka = LocalKafka { nodes, ports };
+        let kafka = LocalKafka {
+            nodes,
+            ports,
+            archiving,
+        };
         kafka.wait_ready(timeout).await?;
         Ok(kafka)
+    }
+
+    /// Ends every node (SIGKILL, waiting until gone). A node writing the
+    /// class-data archive is first asked to stop (SIGTERM, up to
+    /// [`ARCHIVE_STOP_TIMEOUT`]): the JVM writes the archive only at a clean
+    /// exit; the archive is kept when it was written.
+    pub fn kill_all(&self) -> Result<()> {
+        if let (Some(a), Some(node)) = (&self.archiving, self.nodes.first()) {
+            if node.terminate(ARCHIVE_STOP_TIMEOUT).unwrap_or(false)
+                && std::fs::metadata(&a.written).is_ok_and(|m| m.len() > 0)
+            {
+                if let Err(e) = std::fs::rename(&a.written, &a.kept) {
+                    tracing::debug!("keeping Kafka's class-data archive as {}: {e}", a.kept.display());
+                }
+            }
+            let _ = std::fs::remove_file(&a.written);
+        }
+        let mut first_err = None;
+        for p in &self.nodes {
+            if let Err(e) = p.kill() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
     /// Waits until the cluster's metadata (read on DIRECT) lists every node.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -450,6 +509,17 @@ async fn format_storage(dir: &Path, classpath: &str, nodes: usize) -> Result<()>
 /// depends on neither ports nor paths: the voters are in `server.properties`.
 /// `None` when the jars cannot be listed.
 fn storage_template(libs: &Path, nodes: usize) -> Option<PathBuf> {
+    Some(
+        super::local::cache_dir()
+            .join("kafka-storage")
+            .join(format!("{:016x}", jars_hash(libs, &mut Default::default())?))
+            .join(nodes.to_string()),
+    )
+}
+
+/// A hash of the names of the jars in `libs` (which Kafka it is), fed into `h`;
+/// `None` when they cannot be listed.
+fn jars_hash(libs: &Path, h: &mut std::collections::hash_map::DefaultHasher) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut jars: Vec<String> = std::fs::read_dir(libs)
         .ok()?
@@ -457,14 +527,52 @@ fn storage_template(libs: &Path, nodes: usize) -> Option<PathBuf> {
         .filter(|n| n.ends_with(".jar"))
         .collect();
     jars.sort();
+    jars.hash(h);
+    Some(h.finish())
+}
+
+/// Where the class-data archive of the Kafka in `libs` on this JVM is kept:
+/// the classes a broker loads, parsed and verified once and mapped into every
+/// later broker's JVM (AppCDS), which shortens a broker's start (about 1.6 s
+/// of a 2.8 s start, measured in docs/performance.md).
+/// `$DUALCHECK_CACHE/kafka-cds/<hash of the jar names and the java binary>.jsa`;
+/// the first broker started without one writes it at its clean exit. A JVM
+/// that cannot use an archive (another build) starts without it. `None` when
+/// the jars cannot be listed, or `DUALCHECK_KAFKA_CDS=off`.
+fn class_archive(libs: &Path) -> Option<PathBuf> {
+    use std::hash::Hash;
+    if std::env::var("DUALCHECK_KAFKA_CDS").is_ok_and(|v| v == "off") {
+        return None;
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    jars.hash(&mut h);
+    // The JVM too: its binary's path, size and time (an archive is for one build).
+    let java = which_java();
+    java.hash(&mut h);
+    if let Ok(m) = std::fs::metadata(&java) {
+        m.len().hash(&mut h);
+        m.modified().ok().hash(&mut h);
+    }
+    let key = jars_hash(libs, &mut h)?;
     Some(
         super::local::cache_dir()
-            .join("kafka-storage")
-            .join(format!("{:016x}", h.finish()))
-            .join(nodes.to_string()),
+            .join("kafka-cds")
+            .join(format!("{key:016x}.jsa")),
     )
+}
+
+/// The java binary [`java`] runs, resolved on PATH and through links.
+fn which_java() -> PathBuf {
+    let java = java();
+    let found = if java.components().count() > 1 {
+        Some(java.clone())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(&java))
+                .find(|p| p.is_file())
+        })
+    };
+    found.and_then(|p| p.canonicalize().ok()).unwrap_or(java)
 }
 
 /// Copies a kept storage (`template/node-N/data`) into the run's nodes.

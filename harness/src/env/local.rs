@@ -240,8 +240,8 @@ impl LocalServices {
 
     /// Kills everything: Kafka, then Postgres, then Toxiproxy (whose toxics die with it).
     pub fn kill_all(&self) -> Result<()> {
-        let mut first_err = None;
-        for p in self.kafka.nodes.iter().chain([&self.postgres.process, &self.toxiproxy]) {
+        let mut first_err = self.kafka.kill_all().err();
+        for p in [&self.postgres.process, &self.toxiproxy] {
             if let Err(e) = p.kill() {
                 first_err.get_or_insert(e);
             }

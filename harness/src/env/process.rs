@@ -452,6 +452,32 @@ impl ManagedProcess {
         Ok(())
     }
 
+    /// Asks the process to end (SIGTERM to its group) and waits up to
+    /// `timeout` for it to exit by itself: true if it did (its status is then
+    /// [`last_exit`](Self::last_exit)), false if it still runs (or was not
+    /// running) — [`kill`](Self::kill) it then.
+    pub fn terminate(&self, timeout: Duration) -> Result<bool> {
+        self.signal_group(libc::SIGTERM, "terminate")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut guard = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(r) = guard.as_mut() else { return Ok(false) };
+                if let Some(status) = r.child.try_wait()? {
+                    *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    let pgid = r.pgid;
+                    *guard = None;
+                    registry().lock().unwrap_or_else(|e| e.into_inner()).remove(&pgid);
+                    return Ok(true);
+                }
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts the process again with the same spec (after [`kill`](Self::kill); kills first if running).
     pub fn restart(&self) -> Result<()> {
         self.kill()?;
