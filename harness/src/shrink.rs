@@ -663,6 +663,11 @@ pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> Strin
     if base.reads {
         s.push_str(" --reads");
     }
+    if !matches!(base.backend, crate::env::BackendKind::Local) {
+        // The name only: an external backend's addresses and credentials come
+        // from DUALCHECK_* variables or dualcheck.toml where the line runs.
+        let _ = write!(s, " --backend {}", base.backend.name());
+    }
     let _ = write!(s, " --schedule {}", quote(&schedule.display().to_string()));
     s
 }
@@ -930,6 +935,19 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("--schedule /r/shrunk/schedule.json"), "{line}");
+        assert!(!line.contains("--backend"), "local is the default: {line}");
+        // A run on the user's services names the backend, never its addresses.
+        let mut external = base.clone();
+        external.backend = crate::env::BackendKind::External(crate::env::external::ExternalConfig {
+            postgres_url: "postgres://u:secret@db/admin".into(),
+            kafka_bootstrap: "kafka:9092".into(),
+            toxiproxy_url: None,
+        });
+        let line = run_command(&external, &cand, Path::new("/r/s.json"));
+        assert!(
+            line.contains(" --backend external ") && !line.contains("secret") && !line.contains("kafka:9092"),
+            "{line}"
+        );
         let rust = verification_snippet(&base, &cand, "lost");
         assert!(rust.contains("Verification::builtin(\"naive\")"), "{rust}");
         assert!(

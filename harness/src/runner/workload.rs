@@ -78,7 +78,8 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                     break;
                 }
                 if let Some(iv) = interval {
-                    tokio::time::sleep_until(next_at.into()).await;
+                    // Not past the deadline: the run's workload ends on time.
+                    tokio::time::sleep_until(next_at.min(deadline).into()).await;
                     next_at = next_at.max(Instant::now() - iv) + iv;
                     if Instant::now() >= deadline {
                         break;
