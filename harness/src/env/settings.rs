@@ -155,9 +155,15 @@ pub fn resolve(
 
 /// The lines of an env file `--backend external` reads (`KEY=VALUE`, values single-quoted).
 pub fn env_file(pg_url: &str, kafka_bootstrap: &str, toxiproxy_url: Option<&str>) -> String {
-    let mut s = format!("{ENV_PG_URL}='{pg_url}'\n{ENV_KAFKA_BOOTSTRAP}='{kafka_bootstrap}'\n");
+    // Shell-quoted: a password may hold `'`, `$` or spaces.
+    let q = crate::shrink::quote;
+    let mut s = format!(
+        "{ENV_PG_URL}={}\n{ENV_KAFKA_BOOTSTRAP}={}\n",
+        q(pg_url),
+        q(kafka_bootstrap)
+    );
     if let Some(t) = toxiproxy_url {
-        s.push_str(&format!("{ENV_TOXIPROXY_URL}='{t}'\n"));
+        s.push_str(&format!("{ENV_TOXIPROXY_URL}={}\n", q(t)));
     }
     s
 }
@@ -236,16 +242,29 @@ mod tests {
 
     #[test]
     fn the_env_file_sets_what_the_backend_reads() {
-        let text = env_file("postgres://p@h:1/postgres", "h:2", Some("http://h:3"));
-        let lines: Vec<(String, String)> = text
-            .lines()
-            .map(|l| {
-                let (k, v) = l.split_once('=').unwrap();
-                (k.to_string(), v.trim_matches('\'').to_string())
-            })
+        // Read back by a shell, as `. FILE` does: a password with a quote, a
+        // dollar and a space survives.
+        let url = "postgres://p:it's $HOME x@h:1/postgres";
+        let text = env_file(url, "h:2", Some("http://h:3"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, &text).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                ". {}; printf '%s\\n%s\\n%s' \"$DUALCHECK_PG_URL\" \"$DUALCHECK_KAFKA_BOOTSTRAP\" \"$DUALCHECK_TOXIPROXY_URL\"",
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<(String, String)> = [ENV_PG_URL, ENV_KAFKA_BOOTSTRAP, ENV_TOXIPROXY_URL]
+            .iter()
+            .map(|k| k.to_string())
+            .zip(stdout.lines().map(str::to_string))
             .collect();
         let read = BackendSettings::from_vars(|k| lines.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()));
-        assert_eq!(read.pg_url.as_deref(), Some("postgres://p@h:1/postgres"));
+        assert_eq!(read.pg_url.as_deref(), Some(url), "{text}");
         assert_eq!(read.kafka_bootstrap.as_deref(), Some("h:2"));
         assert_eq!(read.toxiproxy_url.as_deref(), Some("http://h:3"));
     }
