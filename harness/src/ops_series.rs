@@ -60,6 +60,10 @@ pub struct OpsMaxima {
     pub parked: Option<i64>,
     /// Largest WAL retained by one slot, bytes.
     pub wal_retained_bytes: Option<i64>,
+    /// Largest WAL one slot's consumer had not confirmed, bytes (absent in
+    /// older runs' results).
+    #[serde(default)]
+    pub unconfirmed_bytes: Option<i64>,
     /// Largest outbox table size, bytes.
     pub outbox_bytes: Option<i64>,
 }
@@ -78,6 +82,7 @@ impl OpsMaxima {
         m(&mut self.oldest_age_ms, other.oldest_age_ms);
         m(&mut self.parked, other.parked);
         m(&mut self.wal_retained_bytes, other.wal_retained_bytes);
+        m(&mut self.unconfirmed_bytes, other.unconfirmed_bytes);
         m(&mut self.outbox_bytes, other.outbox_bytes);
     }
 }
@@ -93,6 +98,7 @@ pub fn maxima(samples: &[Sample]) -> OpsMaxima {
         oldest_age_ms: max(samples.iter().filter_map(|s| s.oldest_age_ms)),
         parked: max(samples.iter().filter_map(|s| s.parked)),
         wal_retained_bytes: max(samples.iter().flat_map(|s| s.slots.values().copied())),
+        unconfirmed_bytes: max(samples.iter().flat_map(|s| s.unconfirmed.values().copied())),
         outbox_bytes: max(samples.iter().filter_map(|s| s.outbox_bytes)),
     }
 }
@@ -402,7 +408,7 @@ mod tests {
             oldest_age_ms: Some(10),
             parked: Some(0),
             slots: [("s1".to_string(), 100), ("s2".to_string(), 700)].into(),
-            unconfirmed: BTreeMap::new(),
+            unconfirmed: [("s1".to_string(), 40)].into(),
             outbox_bytes: None,
         };
         let b = Sample {
@@ -421,6 +427,7 @@ mod tests {
                 oldest_age_ms: Some(10),
                 parked: Some(0),
                 wal_retained_bytes: Some(700),
+                unconfirmed_bytes: Some(40),
                 outbox_bytes: None
             }
         );

@@ -1022,6 +1022,7 @@ mod tests {
                 oldest_age_ms: Some(2500),
                 parked: Some(0),
                 wal_retained_bytes: Some(64 << 20),
+                unconfirmed_bytes: Some(0),
                 outbox_bytes: Some(8192),
             }),
             ..row.clone()
