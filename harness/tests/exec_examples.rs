@@ -10,9 +10,9 @@
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+mod run_support;
+use run_support::{example_python as python, ONE_AT_A_TIME};
 
 /// Faults of the example runs: the relay dies with events in flight, Kafka
 /// becomes unreachable for longer than the producer's message timeout, and
@@ -21,27 +21,6 @@ const FAULTS: &str = "kafka-partition,relay-kill,crash-after-commit";
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/python-outbox"))
-}
-
-/// The venv's interpreter, checked to import the example's clients.
-fn python() -> PathBuf {
-    let cache = std::env::var_os("DUALCHECK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/dualcheck")
-        });
-    let py = cache.join("pyenv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import psycopg, confluent_kafka"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the Python examples need psycopg and confluent-kafka in {}: run `bash ci/setup` (it creates that venv)",
-        py.display()
-    );
-    py
 }
 
 fn out_dir(name: &str) -> PathBuf {

@@ -12,6 +12,28 @@ use std::time::{Duration, Instant};
 
 pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The interpreter of the examples' venv (`$DUALCHECK_CACHE/pyenv`), checked
+/// to import the examples' clients.
+pub fn example_python() -> PathBuf {
+    let cache = std::env::var_os("DUALCHECK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/dualcheck")
+        });
+    let py = cache.join("pyenv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import psycopg, confluent_kafka"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python examples need psycopg and confluent-kafka in {}: run `bash ci/setup` (it creates that venv)",
+        py.display()
+    );
+    py
+}
+
 pub fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir()
         .join(format!("dualcheck-runs-{}", std::process::id()))
