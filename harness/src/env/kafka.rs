@@ -582,7 +582,7 @@ fn copy_storage(template: &Path, dir: &Path, nodes: usize) -> Result<()> {
     }
     for id in 0..nodes {
         let node = format!("node-{id}");
-        copy_dir(&template.join(&node).join("data"), &dir.join(&node).join("data"))?;
+        super::local::copy_tree(&template.join(&node).join("data"), &dir.join(&node).join("data"), None)?;
     }
     Ok(())
 }
@@ -596,28 +596,12 @@ fn save_storage(dir: &Path, template: &Path, nodes: usize) -> Result<()> {
     let _ = std::fs::remove_dir_all(&staging);
     for id in 0..nodes {
         let node = format!("node-{id}");
-        copy_dir(&dir.join(&node).join("data"), &staging.join(&node).join("data"))?;
+        super::local::copy_tree(&dir.join(&node).join("data"), &staging.join(&node).join("data"), None)?;
     }
     std::fs::write(staging.join("complete"), "")?;
     if std::fs::rename(&staging, template).is_err() {
         // Another run kept one first.
         let _ = std::fs::remove_dir_all(&staging);
-    }
-    Ok(())
-}
-
-/// Copies a directory tree of plain files.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("copying {} to {}", entry.path().display(), target.display()))?;
-        }
     }
     Ok(())
 }

@@ -19,6 +19,35 @@ pub fn cache_dir() -> PathBuf {
     Path::new(&home).join(".cache/dualcheck")
 }
 
+/// Copies a directory tree of plain files, each directory with its
+/// permissions, every entry owned by `owner` (uid, gid) when given.
+pub(super) fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let meta = std::fs::metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    std::fs::set_permissions(to, meta.permissions())
+        .with_context(|| format!("setting the mode of {}", to.display()))?;
+    let own = |path: &Path| -> Result<()> {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", path.display()))?;
+        }
+        Ok(())
+    };
+    own(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target, owner)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {} to {}", entry.path().display(), target.display()))?;
+            own(&target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the local backend's programs are.
 #[derive(Clone, Debug)]
 pub struct LocalPaths {

@@ -160,28 +160,24 @@ impl LocalPostgres {
         timeout: Duration,
         outside: Option<PathBuf>,
     ) -> Result<Self> {
-        let init_log = dir.join(crate::run_dir::INITDB_LOG);
-        let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
-            .args(["-D".as_ref(), data_dir.as_os_str()])
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ])
-            .env("LC_ALL", "C")
-            .user(user);
-        let init = tokio::task::spawn_blocking(move || run_to_completion(&initdb, Duration::from_secs(60)));
-        init.await?.with_context(|| {
-            format!(
-                "initdb into {} (as user postgres when root; the directory must be reachable by that user)",
-                data_dir.display()
-            )
-        })?;
+        let template = data_template(bin);
+        let copied = template.as_deref().is_some_and(|t| {
+            t.join("complete").exists() && super::local::copy_tree(&t.join("data"), &data_dir, user).is_ok()
+        });
+        if !copied {
+            // Whatever a failed copy left would make initdb refuse the directory.
+            let _ = std::fs::remove_dir_all(&data_dir);
+            Self::initdb(bin, dir, &data_dir, user).await?;
+            if let Some(t) = &template {
+                // Later runs copy it (a failure only costs them the initdb).
+                if let Err(e) = keep_template(&data_dir, t) {
+                    tracing::debug!(
+                        "keeping the initialized Postgres data directory in {}: {e:#}",
+                        t.display()
+                    );
+                }
+            }
+        }
         let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join(crate::run_dir::POSTGRES_LOG))
             .args(["-D".as_ref(), data_dir.as_os_str()])
             .args(["-p".to_string(), port.to_string()])
@@ -212,6 +208,33 @@ impl LocalPostgres {
         };
         pg.wait_ready(timeout).await?;
         Ok(pg)
+    }
+
+    /// `initdb` into `data_dir` (as `user` when given).
+    async fn initdb(bin: &Path, dir: &Path, data_dir: &Path, user: Option<(u32, u32)>) -> Result<()> {
+        let init_log = dir.join(crate::run_dir::INITDB_LOG);
+        let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
+            .args(["-D".as_ref(), data_dir.as_os_str()])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .env("LC_ALL", "C")
+            .user(user);
+        let init = tokio::task::spawn_blocking(move || run_to_completion(&initdb, Duration::from_secs(60)));
+        init.await?.with_context(|| {
+            format!(
+                "initdb into {} (as user postgres when root; the directory must be reachable by that user)",
+                data_dir.display()
+            )
+        })?;
+        Ok(())
     }
 
     /// Waits until the server accepts a query on its own port.
@@ -267,6 +290,40 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
         let _ = conn.await;
     });
     Ok(client)
+}
+
+/// Where a fresh `initdb` of the PostgreSQL in `bin` is kept (`data/` and a
+/// `complete` marker), so that a run copies it (~0.1 s) instead of running
+/// `initdb` (~1 s): `$DUALCHECK_CACHE/pg-template/<hash of the binaries' path,
+/// size and time>`. Nothing in it depends on the run: the server gets its
+/// port and settings on its command line. `None` when `initdb` cannot be read.
+fn data_template(bin: &Path) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let initdb = bin.join("initdb").canonicalize().ok()?;
+    let meta = std::fs::metadata(&initdb).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (initdb, meta.len(), meta.modified().ok()).hash(&mut h);
+    Some(
+        super::local::cache_dir()
+            .join("pg-template")
+            .join(format!("{:016x}", h.finish())),
+    )
+}
+
+/// Keeps the run's fresh data directory as the template (written beside it,
+/// then renamed into place: concurrent runs never see half of one).
+fn keep_template(data_dir: &Path, template: &Path) -> Result<()> {
+    let parent = template.parent().context("a template has a parent")?;
+    std::fs::create_dir_all(parent)?;
+    let staging = parent.join(format!(".staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    super::local::copy_tree(data_dir, &staging.join("data"), None)?;
+    std::fs::write(staging.join("complete"), "")?;
+    if std::fs::rename(&staging, template).is_err() {
+        // Another run kept one first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
