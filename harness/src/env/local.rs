@@ -188,63 +188,68 @@ pub fn kafka_proxy_name(i: usize) -> String {
     format!("kafka-{i}")
 }
 
-/// Starts Toxiproxy, then (concurrently) PostgreSQL and `brokers` Kafka nodes,
-/// with every proxy in place; logs go under `run_dir`.
+/// Starts Toxiproxy (and makes its proxies), PostgreSQL and `brokers` Kafka
+/// nodes, the three at once: the ports are chosen first, so the brokers can
+/// advertise their proxies' ports before the proxies exist (no client uses
+/// them before every service is up); logs go under `run_dir`.
 pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<Started> {
     let paths = LocalPaths::discover(&super::local::cache_dir())?;
-    // Toxiproxy first: the brokers advertise its ports.
     let api_port = free_port()?;
-    let tp_spec = ProcessSpec::new(
-        "toxiproxy",
-        &paths.toxiproxy,
-        run_dir.join(crate::run_dir::TOXIPROXY_LOG),
-    )
-    .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
-    let tp_process = ManagedProcess::start(tp_spec)?;
-    let client = ToxiproxyClient::new(&format!("http://127.0.0.1:{api_port}"))?;
-    client.wait_ready(Duration::from_secs(10)).await.with_context(|| {
-        format!(
-            "Toxiproxy did not come up; read {}:\n{}",
-            tp_process.log_path().display(),
-            tail(tp_process.log_path(), 10)
-        )
-    })?;
-
     let pg_port = free_port()?;
     let pg_proxy_port = free_port()?;
-    client
-        .create_proxy(
-            "postgres",
-            &format!("127.0.0.1:{pg_proxy_port}"),
-            &format!("127.0.0.1:{pg_port}"),
-        )
-        .await?;
     let mut node_ports = Vec::new();
-    for i in 0..brokers {
+    for _ in 0..brokers {
         let p = free_ports(4)?;
-        let np = NodePorts {
+        node_ports.push(NodePorts {
             proxied_bind: p[0],
             proxy: p[1],
             direct: p[2],
             controller: p[3],
-        };
+        });
+    }
+    let toxiproxy = async {
+        let tp_spec = ProcessSpec::new(
+            "toxiproxy",
+            &paths.toxiproxy,
+            run_dir.join(crate::run_dir::TOXIPROXY_LOG),
+        )
+        .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
+        let tp_process = ManagedProcess::start(tp_spec)?;
+        let client = ToxiproxyClient::new(&format!("http://127.0.0.1:{api_port}"))?;
+        client.wait_ready(Duration::from_secs(10)).await.with_context(|| {
+            format!(
+                "Toxiproxy did not come up; read {}:\n{}",
+                tp_process.log_path().display(),
+                tail(tp_process.log_path(), 10)
+            )
+        })?;
         client
             .create_proxy(
-                &kafka_proxy_name(i),
-                &format!("127.0.0.1:{}", np.proxy),
-                &format!("127.0.0.1:{}", np.proxied_bind),
+                "postgres",
+                &format!("127.0.0.1:{pg_proxy_port}"),
+                &format!("127.0.0.1:{pg_port}"),
             )
             .await?;
-        node_ports.push(np);
-    }
-
+        for (i, np) in node_ports.iter().enumerate() {
+            client
+                .create_proxy(
+                    &kafka_proxy_name(i),
+                    &format!("127.0.0.1:{}", np.proxy),
+                    &format!("127.0.0.1:{}", np.proxied_bind),
+                )
+                .await?;
+        }
+        anyhow::Ok((tp_process, client))
+    };
     let pg_dir = run_dir.join(crate::run_dir::POSTGRES_DIR);
     let kafka_dir = run_dir.join(crate::run_dir::KAFKA_DIR);
-    let (pg, kafka) = tokio::join!(
+    let (tp, pg, kafka) = tokio::join!(
+        toxiproxy,
         LocalPostgres::start(&pg_dir, pg_port, timeout),
-        LocalKafka::start(&kafka_dir, &paths.kafka_libs, node_ports, timeout)
+        LocalKafka::start(&kafka_dir, &paths.kafka_libs, node_ports.clone(), timeout)
     );
-    // On error the successfully started half is dropped here, which kills it.
+    // On error the successfully started parts are dropped here, which kills them.
+    let (tp_process, client) = tp.context("starting Toxiproxy")?;
     let (postgres, kafka) = (pg.context("starting PostgreSQL")?, kafka.context("starting Kafka")?);
     Ok(Started {
         services: LocalServices {
