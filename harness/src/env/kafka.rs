@@ -533,8 +533,8 @@ fn jars_hash(libs: &Path, h: &mut std::collections::hash_map::DefaultHasher) -> 
 
 /// Where the class-data archive of the Kafka in `libs` on this JVM is kept:
 /// the classes a broker loads, parsed and verified once and mapped into every
-/// later broker's JVM (AppCDS), which shortens a broker's start (about 1.6 s
-/// of a 2.8 s start, measured in docs/performance.md).
+/// later broker's JVM (AppCDS), which shortens a broker's start (the
+/// figures in docs/performance.md).
 /// `$DUALCHECK_CACHE/kafka-cds/<hash of the jar names and the java binary>.jsa`;
 /// the first broker started without one writes it at its clean exit. A JVM
 /// that cannot use an archive (another build) starts without it. `None` when
