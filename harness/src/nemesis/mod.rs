@@ -66,9 +66,9 @@ pub enum Fault {
     PgLatency,
     /// 300 ms ± 100 ms added on the Kafka link
     KafkaLatency,
-    /// Postgres connections reset (reset_peer)
+    /// Postgres connections reset, in 200 ms pulses (reset_peer)
     PgReset,
-    /// Kafka connections reset (reset_peer)
+    /// Kafka connections reset, in 200 ms pulses (reset_peer)
     KafkaReset,
     /// Kafka link limited to 16 KB/s
     KafkaSlow,
