@@ -587,21 +587,13 @@ fn copy_storage(template: &Path, dir: &Path, nodes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Keeps the run's freshly formatted storage as the template (written
-/// beside it, then renamed into place: concurrent runs never see half of one).
+/// Keeps the run's freshly formatted storage as the template.
 fn save_storage(dir: &Path, template: &Path, nodes: usize) -> Result<()> {
-    let parent = template.parent().context("a template has a parent")?;
-    std::fs::create_dir_all(parent)?;
-    let staging = parent.join(format!(".staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    for id in 0..nodes {
-        let node = format!("node-{id}");
-        super::local::copy_tree(&dir.join(&node).join("data"), &staging.join(&node).join("data"), None)?;
-    }
-    std::fs::write(staging.join("complete"), "")?;
-    if std::fs::rename(&staging, template).is_err() {
-        // Another run kept one first.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    Ok(())
+    let parts: Vec<(PathBuf, PathBuf)> = (0..nodes)
+        .map(|id| {
+            let data = Path::new(&format!("node-{id}")).join("data");
+            (dir.join(&data), data)
+        })
+        .collect();
+    super::local::keep_template(template, &parts)
 }

@@ -48,6 +48,25 @@ pub(super) fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Re
     Ok(())
 }
 
+/// Keeps a template in the cache: each `(from, rel)` copied to `template/rel`
+/// with a `complete` marker, written beside it and renamed into place, so
+/// concurrent runs never see half of one (the first to finish keeps its own).
+pub(super) fn keep_template(template: &Path, parts: &[(PathBuf, PathBuf)]) -> Result<()> {
+    let parent = template.parent().context("a template has a parent")?;
+    std::fs::create_dir_all(parent)?;
+    let staging = parent.join(format!(".staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    for (from, rel) in parts {
+        copy_tree(from, &staging.join(rel), None)?;
+    }
+    std::fs::write(staging.join("complete"), "")?;
+    if std::fs::rename(&staging, template).is_err() {
+        // Another run kept one first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
+}
+
 /// Where the local backend's programs are.
 #[derive(Clone, Debug)]
 pub struct LocalPaths {

@@ -170,7 +170,7 @@ impl LocalPostgres {
             Self::initdb(bin, dir, &data_dir, user).await?;
             if let Some(t) = &template {
                 // Later runs copy it (a failure only costs them the initdb).
-                if let Err(e) = keep_template(&data_dir, t) {
+                if let Err(e) = super::local::keep_template(t, &[(data_dir.clone(), PathBuf::from("data"))]) {
                     tracing::debug!(
                         "keeping the initialized Postgres data directory in {}: {e:#}",
                         t.display()
@@ -308,22 +308,6 @@ fn data_template(bin: &Path) -> Option<PathBuf> {
             .join("pg-template")
             .join(format!("{:016x}", h.finish())),
     )
-}
-
-/// Keeps the run's fresh data directory as the template (written beside it,
-/// then renamed into place: concurrent runs never see half of one).
-fn keep_template(data_dir: &Path, template: &Path) -> Result<()> {
-    let parent = template.parent().context("a template has a parent")?;
-    std::fs::create_dir_all(parent)?;
-    let staging = parent.join(format!(".staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    super::local::copy_tree(data_dir, &staging.join("data"), None)?;
-    std::fs::write(staging.join("complete"), "")?;
-    if std::fs::rename(&staging, template).is_err() {
-        // Another run kept one first.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    Ok(())
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
