@@ -230,7 +230,9 @@ impl AppProcess {
                     tail(self.process.log_path(), 20)
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Every run waits here once per process: a short poll, as a program
+            // starting in ~0.1 s would otherwise wait most of another 100 ms.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -201,9 +201,25 @@ pub async fn measure_limits_on(
 ) -> Result<Limits> {
     let mut opts = EnvOptions::local(1)?;
     opts.backend = backend.clone();
-    let env = Environment::start(opts)
+    let mut env = Environment::start(opts)
         .await
         .context("starting the services for the limits (run `dualcheck doctor` to diagnose)")?;
+    let result = measure_limits_in(&env, connections, payload, each).await;
+    if let Err(e) = env.shutdown().await {
+        tracing::warn!("teardown of the limits environment: {e:#}");
+    }
+    result
+}
+
+/// Both limits on services already running, in a database and topic of
+/// their own (`bench`, or `bench_<run id>` on the user's services), dropped
+/// afterwards.
+pub async fn measure_limits_in(
+    env: &Environment,
+    connections: usize,
+    payload: usize,
+    each: Duration,
+) -> Result<Limits> {
     let name = match env.run_id() {
         Some(id) => format!("bench_{id}"),
         None => "bench".to_string(),
@@ -225,15 +241,14 @@ pub async fn measure_limits_on(
         })
     }
     .await;
-    if let Some(key) = cleanup {
-        if let Err(e) = env.drop_run_data(&name, &name).await {
-            tracing::warn!("dropping the limits' database and topic {name}: {e:#}");
-        }
-        crate::env::process::unregister_interrupt_cleanup(key);
+    // Local services keep nothing between runs either: the next run's
+    // database and topic have names of their own, but the scratch data would
+    // still cost the runs that follow its WAL and log segments.
+    if let Err(e) = env.drop_run_data(&name, &name).await {
+        tracing::warn!("dropping the limits' database and topic {name}: {e:#}");
     }
-    let mut env = env;
-    if let Err(e) = env.shutdown().await {
-        tracing::warn!("teardown of the limits environment: {e:#}");
+    if let Some(key) = cleanup {
+        crate::env::process::unregister_interrupt_cleanup(key);
     }
     result
 }
@@ -431,9 +446,22 @@ async fn limits_if(each: Option<Duration>, run: &RunOptions) -> Result<Option<Li
     }
 }
 
+/// How long each limit is measured, unmeasured, to warm services up when
+/// `--no-limits` skips the limits (or a group of runs needs another
+/// environment): a broker's JVM compiles its produce and fetch paths during
+/// its first seconds of traffic, and a pattern benchmarked on a cold broker
+/// would carry that in its latency (measured here at 50 ops/s: wire p50
+/// 10.5 ms on a fresh broker, 7.0 ms on the next run on the same one).
+const WARM_UP_EACH: Duration = Duration::from_secs(1);
+
 /// Measures the limits (for `limit_duration` each, unless `None`), then runs
 /// each implementation with `run`'s options; latencies leave out the ops
 /// invoked in the first `warmup`. Every configuration is checked first.
+///
+/// The runs share one environment (as a sweep's do; another one only where a
+/// run needs another number of brokers), each in a database and topic of its
+/// own, and the limits are measured on it first: so every pattern meets
+/// services already warm, and none pays a broker's start-up in its figures.
 pub async fn bench(
     impls: &[String],
     run: &RunOptions,
@@ -446,19 +474,59 @@ pub async fn bench(
         let mut options = run.clone();
         options.implementation = subject.implementation.clone();
         options.app_vars.extend(subject.app_vars);
-        configs.push((
-            name.clone(),
-            options.to_config().with_context(|| format!("--impls {name}"))?,
-        ));
+        let cfg = options.to_config().with_context(|| format!("--impls {name}"))?;
+        cfg.workload.validate().map_err(anyhow::Error::msg)?;
+        cfg.backend.check_usable(&cfg.faults)?;
+        configs.push((name.clone(), cfg));
     }
-    if let Some(each) = limit_duration {
-        eprintln!("measuring the machine's limits ({each:?} each) ...");
-    }
-    let limits = limits_if(limit_duration, run).await?;
+    let services_dir = crate::run_dir::create_sweep_dir(&run.out, "bench-services")?;
+    let mut limits = None;
+    let mut services: Option<Arc<Environment>> = None;
     let mut rows = Vec::new();
-    for (name, cfg) in configs {
+    for (instance, (name, cfg)) in configs.into_iter().enumerate() {
+        let brokers = crate::runner::brokers_needed(&cfg);
+        if services.as_ref().is_none_or(|s| s.brokers() != brokers) {
+            if let Some(done) = services.take() {
+                shut_down(done).await;
+            }
+            eprintln!("starting the services ({brokers} broker(s)) ...");
+            let env = Environment::start(EnvOptions {
+                backend: cfg.backend.clone(),
+                brokers,
+                run_dir: services_dir.join(format!("services-{brokers}-brokers")),
+                timeout: Duration::from_secs(90),
+            })
+            .await
+            .context("starting the services (run `dualcheck doctor` to diagnose)")?;
+            let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
+            match (limit_duration, limits) {
+                (Some(each), None) => {
+                    eprintln!("measuring the machine's limits ({each:?} each) ...");
+                    limits = Some(measure_limits_in(&env, c, p, each).await?);
+                }
+                _ => {
+                    eprintln!("warming the services up ({WARM_UP_EACH:?} of commits, {WARM_UP_EACH:?} of produce) ...");
+                    measure_limits_in(&env, c, p, WARM_UP_EACH)
+                        .await
+                        .context("warming the services up")?;
+                }
+            }
+            services = Some(Arc::new(env));
+        }
+        let Some(env) = services.as_ref() else {
+            unreachable!("the services were started above");
+        };
         eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
-        let o = crate::runner::run(cfg).await?;
+        let o = crate::runner::run_on(&cfg, env, instance as u32 + 1).await;
+        let o = match o {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(done) = services.take() {
+                    shut_down(done).await;
+                }
+                return Err(e.context(format!("benchmarking {name}")));
+            }
+        };
         let series = Series::read(&o.run_dir.join(crate::run_dir::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let delivered = delivered_rate(&series);
         let l = steady_latency_ms(&series, warmup);
@@ -477,8 +545,23 @@ pub async fn bench(
             report: o.run_dir.join(crate::run_dir::REPORT_HTML),
         });
     }
+    if let Some(done) = services.take() {
+        shut_down(done).await;
+    }
     set_reference_ratios(&mut rows);
     Ok((limits, rows))
+}
+
+/// Tears a bench's shared environment down (every process it started ends).
+async fn shut_down(env: Arc<Environment>) {
+    match Arc::try_unwrap(env) {
+        Ok(mut env) => {
+            if let Err(e) = env.shutdown().await {
+                tracing::warn!("teardown of the bench's services: {e:#}");
+            }
+        }
+        Err(_) => tracing::warn!("teardown: the bench's services are still shared; they end when dropped"),
+    }
 }
 
 /// `--drain N`: the limits (unless `limit_duration` is `None`), then each

@@ -221,6 +221,13 @@ pub struct PatternInfo {
     pub outbox_table: Option<&'static str>,
     /// `dualcheck bench` states every pattern's p99 as a ratio to this one's.
     pub latency_reference: bool,
+    /// Its `GET /backlog` is exact: every event counts until Kafka has
+    /// acknowledged its publish, and `in_flight` counts every request being
+    /// executed — so at backlog 0 and nothing in flight no publish is left
+    /// inside a producer, and the drain needs only a short second look
+    /// instead of the margin it keeps for programs it knows nothing of. Never set with one of
+    /// [`PatternInfo::controls`] set: a mutant may well publish after it says 0.
+    pub exact_backlog: bool,
     /// Knob settings that tune the pattern for latency (`NAME:tuned` in
     /// `dualcheck bench`/`sweep` `--impls`: the pattern with these knobs, so
     /// a bench reports it both with its defaults and tuned). Empty: no tuning.
@@ -234,7 +241,7 @@ impl PatternInfo {
     /// other fact: expected verdict `valid`, the committed ops of the `orders`
     /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
     /// reads by default, no prepared transactions, no streamed tables, no outbox table, not the
-    /// latency reference, no tuned knobs. `const`, so a registry entry is a `const`:
+    /// latency reference, no exact backlog, no tuned knobs. `const`, so a registry entry is a `const`:
     ///
     /// ```ignore
     /// pub const INFO: PatternInfo = PatternInfo {
@@ -255,9 +262,16 @@ impl PatternInfo {
             streamed_tables: &[],
             outbox_table: None,
             latency_reference: false,
+            exact_backlog: false,
             tuned: &[],
             build,
         }
+    }
+
+    /// Whether a run with the knob settings `app_vars` has an exact backlog
+    /// ([`PatternInfo::exact_backlog`]): never with one of its controls set.
+    pub fn exact_backlog_with(&self, app_vars: &[(String, String)]) -> bool {
+        self.exact_backlog && !self.controls.iter().any(|c| c.is_set_in(app_vars))
     }
 }
 

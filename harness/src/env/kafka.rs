@@ -268,7 +268,8 @@ impl LocalKafka {
                 Ok(seen) => last = format!("brokers in metadata: {seen:?}"),
                 Err(e) => last = format!("{e:#}"),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // On every run's critical path: ask again soon.
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let logs: Vec<String> = self.nodes.iter().map(|p| p.log_path().display().to_string()).collect();
         bail!("Kafka not ready after {timeout:?} ({last}); read {}", logs.join(", "))
@@ -370,7 +371,7 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32
         if start.elapsed() > Duration::from_secs(20) {
             bail!("topic {topic}: partitions have no leader after 20 s");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -236,6 +236,13 @@ impl ResolvedApp {
             .is_some_and(|p| p.relay == implementations::RelayKind::Process)
     }
 
+    /// Whether the pattern's backlog is exact with these knob settings
+    /// ([`implementations::PatternInfo::exact_backlog`]); never for a program
+    /// run through `exec`, whose backlog the harness cannot vouch for.
+    fn exact_backlog(&self, app_vars: &[(String, String)]) -> bool {
+        self.pattern.is_some_and(|p| p.exact_backlog_with(app_vars))
+    }
+
     /// Whether the pattern prepares transactions (in-doubt recovery always runs).
     fn prepares_transactions(&self) -> bool {
         self.pattern.is_some_and(|p| p.prepares_transactions)
@@ -472,7 +479,8 @@ async fn exercise(
     }
 
     let drain_started = Instant::now();
-    let drain = settle::heal_and_drain(cfg, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
+    let exact = app.exact_backlog(&cfg.app_vars);
+    let drain = settle::heal_and_drain(cfg, exact, &nemesis, &running, &acked, &progress, &mut nemesis_errors).await;
     progress.finish();
     let drain_s = drain_started.elapsed().as_secs_f64();
 

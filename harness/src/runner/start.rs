@@ -77,9 +77,14 @@ pub(super) async fn start_processes(
     started: &mut Started,
 ) -> Result<Running> {
     let (database, topic) = run_names(services.run_id(), cfg.instance);
-    let (db_url, db_direct_url) = services.create_database(&database).await?;
+    // Postgres and Kafka each take a round trip or two: both at once.
+    let (db, topic_created) = tokio::join!(
+        services.create_database(&database),
+        services.create_topic(&topic, cfg.partitions)
+    );
+    let (db_url, db_direct_url) = db?;
     started.db_direct_url = Some(db_direct_url.clone());
-    services.create_topic(&topic, cfg.partitions).await?;
+    topic_created?;
     if let Some(schema) = &cfg.schema_sql {
         let c = crate::env::postgres::connect(&db_direct_url).await?;
         c.batch_execute(schema)

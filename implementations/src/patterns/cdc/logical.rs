@@ -13,6 +13,9 @@ use anyhow::{Context, Result};
 pub const INFO: PatternInfo = PatternInfo {
     controls: &[super::CONFIRM_EARLY_LOSES, super::NEW_SLOT_ON_RESTART],
     relay: RelayKind::Process,
+    // The drain marker: 0 only once everything before the previous call's
+    // marker is acknowledged (`Tailer::backlog`).
+    exact_backlog: true,
     streamed_tables: &["orders"],
     ..PatternInfo::new(
         "cdc-logical",

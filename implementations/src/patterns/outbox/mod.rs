@@ -80,6 +80,8 @@ pub const POLL: PatternInfo = PatternInfo {
     controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
+    // Rows stay until Kafka acknowledged them (shard_relay.rs).
+    exact_backlog: true,
     ..PatternInfo::new(
         "outbox-poll",
         "transactional outbox; polling relays claiming each key's pending events in order, sharded by key (DUALCHECK_RELAYS)",
@@ -95,6 +97,8 @@ pub const NOTIFY: PatternInfo = PatternInfo {
     controls: SHARD_RELAY_MUTANTS,
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
+    // Rows stay until Kafka acknowledged them (shard_relay.rs).
+    exact_backlog: true,
     ..PatternInfo::new(
         "outbox-notify",
         "transactional outbox; relays woken by LISTEN/NOTIFY with a fallback poll",
@@ -130,6 +134,9 @@ pub const XID: PatternInfo = PatternInfo {
     controls: &[NO_XMIN_GUARD, PUBLISH_IN_TRANSACTION],
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
+    // Rows stay unpublished until Kafka acknowledged them, and the cursor
+    // passes only what is published (cursor_relay.rs).
+    exact_backlog: true,
     ..PatternInfo::new(
         "outbox-xid",
         "outbox cursor relay on (xid, id), reading only below the snapshot's xmin",
