@@ -28,8 +28,13 @@ struct EnvUp {
 
 impl EnvUp {
     fn start(out: &Path) -> EnvUp {
+        Self::start_with(Path::new(env!("CARGO_BIN_EXE_dualcheck")), out)
+    }
+
+    /// [`EnvUp::start`] with the binary at `bin` (a link of another name).
+    fn start_with(bin: &Path, out: &Path) -> EnvUp {
         let env_file = out.join("services.env");
-        let mut child = dualcheck()
+        let mut child = Command::new(bin)
             .args(["env", "up", "--json", "--out"])
             .arg(out)
             .arg("--env-file")
@@ -397,4 +402,47 @@ fn a_two_shard_sweep_against_env_up_splits_the_runs_and_leaves_nothing() {
     );
     env.down();
     assert_no_process_left(&out);
+}
+
+/// An `env up` started through a link of another name (as a user who calls
+/// the binary `dc`) is still recognized: a second `env up` on its directory
+/// is refused, and `env down` stops it and every service.
+#[test]
+fn env_up_under_another_name_is_still_found_by_env_down() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Nowhere in its command line the word `dualcheck` (`out_dir`'s path has it).
+    let links = std::env::temp_dir().join(format!("dc-link-{}", std::process::id()));
+    let out = links.join("env");
+    std::fs::create_dir_all(&out).unwrap();
+    let link = links.join("dc");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dualcheck"), &link).unwrap();
+    let env = EnvUp::start_with(&link, &out);
+    // Refused at once; one that is not would start services and stay up:
+    // stopped after a while, and the test fails.
+    let mut again = dualcheck()
+        .args(["env", "up", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while again.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if again.try_wait().unwrap().is_none() {
+        // SAFETY: plain syscall on the pid of a child of this test.
+        unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
+    }
+    let again = again.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a second env up was not refused: {stderr}"
+    );
+    assert!(stderr.contains("already up"), "{stderr}");
+    env.down();
+    std::fs::remove_dir_all(&links).ok();
 }

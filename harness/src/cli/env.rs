@@ -102,8 +102,19 @@ fn live_pid(state: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(state).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let pid = i32::try_from(v.get("pid")?.as_u64()?).ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline).contains("dualcheck").then_some(pid)
+    if !dualcheck::env::process::pid_alive(pid) {
+        return None;
+    }
+    match v.get("pid_start_ticks").and_then(|t| t.as_u64()) {
+        // The very process that wrote the file, whatever its binary is called
+        // (a renamed or linked `dualcheck` is still the environment's owner).
+        Some(ticks) => (dualcheck::env::process::start_ticks(pid) == Some(ticks)).then_some(pid),
+        // A state file of an older dualcheck: its binary's name.
+        None => {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline).contains("dualcheck").then_some(pid)
+        }
+    }
 }
 
 /// Runs `dualcheck env up` or `dualcheck env down`.
@@ -157,6 +168,7 @@ fn up(args: UpArgs) -> Verdict {
         let toxiproxy = env.toxiproxy.url().to_string();
         let info = serde_json::json!({
             "pid": std::process::id(),
+            "pid_start_ticks": dualcheck::env::process::start_ticks(std::process::id() as i32),
             "dir": dir,
             "postgres": {"direct": env.postgres_direct_url, "proxied": env.postgres_url},
             "kafka": {"direct": env.kafka_direct_bootstrap, "proxied": env.kafka_bootstrap},

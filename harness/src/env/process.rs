@@ -289,6 +289,16 @@ fn proc_stat(pid: i32) -> Option<(String, i32, i32)> {
     Some((state, ppid, pgrp))
 }
 
+/// When `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it names one process — a pid reused by
+/// a later process has a later start.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command: state is field 3, the start time field 22.
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
     matches!(proc_stat(pid), Some((state, _, _)) if state != "Z" && state != "X")
