@@ -68,6 +68,8 @@ fn two_patterns_are_benchmarked_on_one_warm_environment() {
     assert_eq!(services.len(), 1, "{:?}", entries(&out, ""));
     let node = services[0].join("services-1-brokers").join("kafka");
     assert!(node.is_dir(), "no Kafka data under {}", services[0].display());
+    // The warm-up run went with the services, not among the runs reported.
+    assert_eq!(entries(&services[0].join("warm-up"), "run-").len(), 1);
     let runs = entries(&out, "run-");
     assert_eq!(runs.len(), 2, "{runs:?}");
     for run in &runs {
