@@ -18,6 +18,8 @@ pub const INFO: PatternInfo = PatternInfo {
     // The drain marker: 0 only once everything before the previous call's
     // marker is acknowledged (`Tailer::backlog`).
     exact_backlog: true,
+    // Records go out at once: see `TUNED_PRODUCER`.
+    tuned: crate::patterns::outbox::TUNED_PRODUCER,
     streamed_tables: &["cdc_outbox"],
     outbox_table: Some("cdc_outbox"),
     ..PatternInfo::new(
