@@ -18,6 +18,7 @@ use crate::results::{
 };
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use rayon::slice::ParallelSliceMut;
 use std::collections::BTreeMap;
 
 /// How to judge a history.
@@ -91,8 +92,6 @@ pub(crate) const K_COMMITTED: u8 = 5;
 pub(crate) const K_OTHER: u8 = 6;
 /// Nothing for the shards (a fault, a read, a mark, a delivery naming no op).
 pub(crate) const K_SKIP: u8 = 7;
-/// `key_len` of a record without a key.
-pub(crate) const NO_KEY_LEN: u32 = u32::MAX;
 
 /// One line in the compact, fixed-size form lines are indexed in: made on
 /// any core from a [`ParsedLine`], then routed (`op` becomes the handle,
@@ -106,10 +105,9 @@ pub(crate) struct Rec {
     pub(crate) seq: u64,
     pub(crate) offset: i64,
     pub(crate) event: EventId,
-    /// Where the key starts in the piece the line came from; once routed, the key's number.
+    /// The key's number among the keys of its piece (`NONE_KEY`: no key);
+    /// once routed, its number in the index.
     pub(crate) key: u32,
-    /// The key's length (`NO_KEY_LEN`: no key).
-    pub(crate) key_len: u32,
     pub(crate) partition: i32,
     pub(crate) kind: u8,
 }
@@ -123,37 +121,29 @@ impl Rec {
         offset: 0,
         event: [0, 0],
         key: NONE_KEY,
-        key_len: NO_KEY_LEN,
         partition: 0,
         kind: K_SKIP,
     };
 
-    /// The record of `line` (from `piece`) when it has the common form, made
-    /// without touching the index: an op's line whose key borrows from the
-    /// piece and whose event id is a UUID. `None` for any other line.
-    pub(crate) fn common(piece: &[u8], line: &ParsedLine<'_>) -> Option<Rec> {
-        // Where a key borrowed from `piece` starts in it (an escaped key is a copy, elsewhere).
-        let place = |key: &Cow<'_, str>| -> Option<(u32, u32)> {
-            let Cow::Borrowed(k) = key else { return None };
-            let at = (k.as_ptr() as usize).checked_sub(piece.as_ptr() as usize)?;
-            if at + k.len() > piece.len() {
-                return None;
-            }
-            Some((u32::try_from(at).ok()?, u32::try_from(k.len()).ok().filter(|&l| l != NO_KEY_LEN)?))
+    /// The record of `line` when it has the common form, made without
+    /// touching the index: an op's line whose key borrows from the history
+    /// and whose event id is a UUID. `None` for any other line. `key_index`
+    /// numbers the keys of the piece the line is in (see [`HistoryIndex::route`]).
+    pub(crate) fn common<'a>(line: &ParsedLine<'a>, mut key_index: impl FnMut(&'a str) -> u32) -> Option<Rec> {
+        // An escaped key is a copy, not in the history: such lines are routed whole.
+        let mut key_of = |key: &Cow<'a, str>| match key {
+            Cow::Borrowed(k) => Some(key_index(k)),
+            Cow::Owned(_) => None,
         };
         Some(match line {
-            ParsedLine::Invoke { op, key, seq, time } => {
-                let (key, key_len) = place(key)?;
-                Rec {
-                    op: *op,
-                    time: *time,
-                    seq: *seq,
-                    key,
-                    key_len,
-                    kind: K_INVOKE,
-                    ..Rec::SKIP
-                }
-            }
+            ParsedLine::Invoke { op, key, seq, time } => Rec {
+                op: *op,
+                time: *time,
+                seq: *seq,
+                key: key_of(key)?,
+                kind: K_INVOKE,
+                ..Rec::SKIP
+            },
             ParsedLine::Complete { op, outcome, time } => Rec {
                 op: *op,
                 time: *time,
@@ -168,23 +158,19 @@ impl Rec {
                 partition,
                 offset,
                 time,
-            } => {
-                let (key, key_len) = match key {
-                    Some(k) => place(k)?,
-                    None => (NONE_KEY, NO_KEY_LEN),
-                };
-                Rec {
-                    op: *op,
-                    time: *time,
-                    seq: seq.unwrap_or(NO_SEQ),
-                    offset: *offset,
-                    event: parse_uuid(event)?,
-                    key,
-                    key_len,
-                    partition: *partition,
-                    kind: K_DELIVER,
-                }
-            }
+            } => Rec {
+                op: *op,
+                time: *time,
+                seq: seq.unwrap_or(NO_SEQ),
+                offset: *offset,
+                event: parse_uuid(event)?,
+                key: match key {
+                    Some(k) => key_of(k)?,
+                    None => NONE_KEY,
+                },
+                partition: *partition,
+                kind: K_DELIVER,
+            },
             ParsedLine::Committed { op } => Rec {
                 op: *op,
                 kind: K_COMMITTED,
@@ -276,24 +262,28 @@ impl HistoryIndex {
 
     /// The part of taking the records of one piece that depends on the
     /// order of all lines, done in file order: routes each of `recs` (made
-    /// from `piece` by [`Rec::common`], or `K_OTHER` standing for the next
-    /// of `others`) for [`HistoryIndex::apply`].
-    pub(crate) fn route(&mut self, piece: &[u8], recs: &mut [Rec], others: Vec<ParsedLine<'_>>) {
+    /// by [`Rec::common`] with `keys`, the piece's keys in the order first
+    /// seen; or `K_OTHER` standing for the next of `others`) for
+    /// [`HistoryIndex::apply`].
+    ///
+    /// A key is numbered when first seen in the file, as line by line: the
+    /// piece's keys are looked up here once each, when their first line comes.
+    pub(crate) fn route(&mut self, keys: &[&str], recs: &mut [Rec], others: Vec<ParsedLine<'_>>) {
         let mut others = others.into_iter();
+        let mut numbers = vec![NONE_KEY; keys.len()];
         for r in recs {
             match r.kind {
-                K_INVOKE => {
-                    r.key = self.intern_key(&piece[r.key as usize..][..r.key_len as usize]);
-                    r.op = self.slots.slot(r.op);
-                }
-                K_DELIVER => {
-                    if r.key_len != NO_KEY_LEN {
-                        r.key = self.intern_key(&piece[r.key as usize..][..r.key_len as usize]);
+                K_OTHER => *r = self.route_line(others.next().expect("one line per K_OTHER record")),
+                kind => {
+                    if (kind == K_INVOKE || kind == K_DELIVER) && r.key != NONE_KEY {
+                        let number = &mut numbers[r.key as usize];
+                        if *number == NONE_KEY {
+                            *number = self.intern_key(keys[r.key as usize].as_bytes());
+                        }
+                        r.key = *number;
                     }
                     r.op = self.slots.slot(r.op);
                 }
-                K_OTHER => *r = self.route_line(others.next().expect("one line per K_OTHER record")),
-                _ => r.op = self.slots.slot(r.op),
             }
         }
     }
@@ -362,7 +352,6 @@ impl HistoryIndex {
                     offset,
                     event,
                     partition,
-                    key_len: 0,
                     kind: K_DELIVER,
                 }
             }
@@ -604,7 +593,9 @@ impl HistoryIndex {
         if !options.per_key_order {
             ordered.clear();
         }
-        ordered.sort_unstable();
+        // Sorted on all cores while the latency quantiles are found (each
+        // record is distinct, by its handle, so any sort gives this order).
+        let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
         let mut current_key = NONE_KEY;
         let mut highest: Option<(u64, Handle)> = None;
         for &(_, _, _, i) in &ordered {
@@ -743,7 +734,7 @@ impl HistoryIndex {
             ops: counts,
             deliveries: self.deliveries,
             reads: self.reads.len() as u64,
-            latency_ns: Latency::from_samples(&mut latencies),
+            latency_ns,
             unseen_per_second,
             faults,
             failed_faults,

@@ -15,7 +15,8 @@ use crate::check::{HistoryIndex, Rec, K_DELIVER, K_OTHER};
 use crate::history::ParsedLine;
 use crate::reader::{parse_lines, record_line, split_pieces, BlockSink, PieceLines, ReadSummary};
 use crate::HistoryError;
-use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use std::sync::mpsc;
 
 /// Pieces a block is cut into for parallel parsing (a few per core, so
 /// uneven pieces even out).
@@ -24,8 +25,8 @@ const PIECES_PER_BLOCK: usize = 32;
 /// Feeds blocks to a [`HistoryIndex`].
 pub(crate) struct IndexSink<'i> {
     index: &'i mut HistoryIndex,
-    /// The records of each piece, kept from block to block so their memory
-    /// is allocated (and faulted in) once.
+    /// Record buffers, kept from block to block so their memory is
+    /// allocated (and faulted in) once.
     recs: Vec<Vec<Rec>>,
 }
 
@@ -41,6 +42,8 @@ struct Parsed<'a> {
     /// The lines that are not in the common form, in order (each stands
     /// behind a `K_OTHER` record).
     others: Vec<ParsedLine<'a>>,
+    /// The keys of the records, each once, in the order first seen.
+    keys: Vec<&'a str>,
     lines: PieceLines,
     max_time: i64,
     deliveries: u64,
@@ -51,8 +54,17 @@ struct Parsed<'a> {
 fn parse_piece<'a>(piece: &'a [u8], unterminated_tail: bool, recs: &mut Vec<Rec>) -> Parsed<'a> {
     recs.clear();
     let mut others = Vec::new();
+    let mut keys = Vec::new();
+    let mut key_numbers: FxHashMap<&'a str, u32> = FxHashMap::default();
     let (mut max_time, mut deliveries, mut committed) = (0i64, 0u64, 0u64);
-    let lines = parse_lines(piece, unterminated_tail, |_, line| match Rec::common(piece, &line) {
+    let lines = parse_lines(piece, unterminated_tail, |_, line| {
+        let key_index = |k: &'a str| {
+            *key_numbers.entry(k).or_insert_with(|| {
+                keys.push(k);
+                keys.len() as u32 - 1
+            })
+        };
+        match Rec::common(&line, key_index) {
         Some(r) => {
             // What routing does for other lines, these lines get here (in any order: it is a count and a max).
             if r.kind <= K_DELIVER {
@@ -69,9 +81,11 @@ fn parse_piece<'a>(piece: &'a [u8], unterminated_tail: bool, recs: &mut Vec<Rec>
                 ..Rec::SKIP
             });
         }
+        }
     });
     Parsed {
         others,
+        keys,
         lines,
         max_time,
         deliveries,
@@ -88,35 +102,45 @@ impl BlockSink for IndexSink<'_> {
         summary: &mut ReadSummary,
     ) -> Result<(), HistoryError> {
         let pieces = split_pieces(block, PIECES_PER_BLOCK);
-        if self.recs.len() < pieces.len() {
-            self.recs.resize_with(pieces.len(), Vec::new);
-        }
-        let recs = &mut self.recs[..pieces.len()];
         let last = pieces.len().saturating_sub(1);
-        // 1. Parse, on all cores.
-        let parsed: Vec<Parsed<'_>> = pieces
-            .par_iter()
-            .zip(recs.par_iter_mut())
-            .enumerate()
-            .map(|(i, (piece, recs))| parse_piece(piece, unterminated_tail && i == last, recs))
-            .collect();
-        // Reading stops at the first unusable line: later pieces are not taken.
-        let taken = parsed
-            .iter()
-            .position(|p| p.lines.error.is_some())
-            .map_or(pieces.len(), |i| i + 1);
-        // 2. Route, in file order.
-        let mut firsts = Vec::with_capacity(taken);
+        let index = &mut *self.index;
+        let pool = &mut self.recs;
+        // 1 and 2: the pieces are parsed on the pool while this thread
+        // routes the ones already parsed, in order, so routing costs no time
+        // of its own. Each piece's record buffer goes to its task and back.
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
+        let mut routed: Vec<Vec<Rec>> = Vec::with_capacity(pieces.len());
+        let mut firsts: Vec<(u64, PieceLines)> = Vec::with_capacity(pieces.len());
         let mut first = summary.lines + 1;
-        for ((piece, recs), parsed) in pieces.iter().zip(recs.iter_mut()).zip(parsed).take(taken) {
-            self.index
-                .count_common(parsed.max_time, parsed.deliveries, parsed.committed);
-            self.index.route(piece, recs, parsed.others);
-            firsts.push((first, parsed.lines));
-            first += firsts.last().expect("just pushed").1.lines;
-        }
+        rayon::in_place_scope(|scope| {
+            for (i, (piece, tx)) in pieces.iter().zip(senders).enumerate() {
+                let tail = unterminated_tail && i == last;
+                let mut recs = pool.pop().unwrap_or_default();
+                scope.spawn(move |_| {
+                    let parsed = parse_piece(piece, tail, &mut recs);
+                    // A send fails only when an error already ended the reading.
+                    drop(tx.send((recs, parsed)));
+                });
+            }
+            for rx in receivers {
+                let (mut recs, parsed) = rx.recv().expect("every piece is parsed and sent");
+                index.count_common(parsed.max_time, parsed.deliveries, parsed.committed);
+                index.route(&parsed.keys, &mut recs, parsed.others);
+                routed.push(recs);
+                let stop = parsed.lines.error.is_some();
+                firsts.push((first, parsed.lines));
+                first += firsts.last().expect("just pushed").1.lines;
+                // Reading stops at the first unusable line: later pieces are not taken.
+                if stop {
+                    break;
+                }
+            }
+        });
         // 3. Apply, shards in parallel.
-        if let Some((p, k, e)) = self.index.apply(&recs[..taken]) {
+        let refused = index.apply(&routed);
+        let records: u64 = routed.iter().map(|r| r.len() as u64).sum();
+        pool.append(&mut routed);
+        if let Some((p, k, e)) = refused {
             // Records come before their piece's unusable line, so this line is the first error.
             let line = firsts[p].0 + u64::from(record_line(pieces[p], k));
             return Err(HistoryError::at(name, line, e.0));
@@ -124,7 +148,7 @@ impl BlockSink for IndexSink<'_> {
         for (first, lines) in &firsts {
             lines.account(name, *first, summary)?;
         }
-        summary.parsed += recs[..taken].iter().map(|r| r.len() as u64).sum::<u64>();
+        summary.parsed += records;
         summary.lines = first - 1;
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! as each piece is parsed (so the sink works while later pieces are parsed). Memory stays bounded by the
 //! block size whatever the file's length.
 
-use crate::history::{parse_line, LineError, ParsedLine};
+use crate::history::{parse_line, parse_text_line, LineError, ParsedLine};
 use std::io::{self, Read};
 use std::sync::mpsc;
 
@@ -391,6 +391,21 @@ pub(crate) fn parse_lines<'a>(
     unterminated_tail: bool,
     mut f: impl FnMut(u32, ParsedLine<'a>),
 ) -> PieceLines {
+    // UTF-8 is checked for the whole piece at once (far cheaper than line by
+    // line); a piece with a line that is not UTF-8 is read line by line.
+    match std::str::from_utf8(piece) {
+        Ok(text) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_text_line(&text[a..b])),
+        Err(_) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_line(&piece[a..b])),
+    }
+}
+
+/// [`parse_lines`], with `parse` reading the line `piece[a..b]`.
+fn parse_lines_with<'a>(
+    piece: &'a [u8],
+    unterminated_tail: bool,
+    f: &mut impl FnMut(u32, ParsedLine<'a>),
+    parse: impl Fn(usize, usize) -> Result<ParsedLine<'a>, LineError>,
+) -> PieceLines {
     let mut out = PieceLines {
         lines: 0,
         error: None,
@@ -399,15 +414,15 @@ pub(crate) fn parse_lines<'a>(
     let mut rel: u32 = 0;
     let mut start = 0;
     while start < piece.len() {
-        let (line, next) = match memchr::memchr(b'\n', &piece[start..]) {
-            Some(i) => (&piece[start..start + i], start + i + 1),
-            None => (&piece[start..], piece.len()),
+        let (end, next) = match memchr::memchr(b'\n', &piece[start..]) {
+            Some(i) => (start + i, start + i + 1),
+            None => (piece.len(), piece.len()),
         };
-        start = next;
-        let is_last = start == piece.len();
-        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        let is_last = next == piece.len();
+        let end = if end > start && piece[end - 1] == b'\r' { end - 1 } else { end };
+        let text = &piece[start..end];
         if is_record(text) {
-            match parse_line(text) {
+            match parse(start, end) {
                 Ok(parsed) => f(rel, parsed),
                 // Cut off mid-write: the unterminated last line is not even JSON.
                 Err(_) if is_last && unterminated_tail && !is_json(text) => out.truncated_tail = Some(rel),
@@ -417,6 +432,7 @@ pub(crate) fn parse_lines<'a>(
                 }
             }
         }
+        start = next;
         rel += 1;
     }
     out.lines = u64::from(rel);
