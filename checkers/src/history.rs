@@ -386,6 +386,7 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
 
 /// [`parse_line`] of a line known to be UTF-8 (the reader checks a whole
 /// piece of lines at once, which is much cheaper than line by line).
+#[inline]
 pub(crate) fn parse_text_line(line: &str) -> Result<ParsedLine<'_>, LineError> {
     let raw = match scan_line(line) {
         Some(raw) => raw,
@@ -427,6 +428,7 @@ const KNOWN_FIELDS: [&[u8]; 12] = [
 /// serde_json decides): whitespace, escapes, floats, nesting, a field given
 /// twice, an integer out of range, a value of the wrong kind. The line is
 /// UTF-8 already (checked by the caller, a whole piece of lines at a time).
+#[inline]
 fn scan_line(line: &str) -> Option<RawLine<'_>> {
     let bytes = line.as_bytes();
     let n = bytes.len();
@@ -527,20 +529,44 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
         return None;
     }
     let start = *i + 1;
-    let mut end = start;
-    loop {
-        let b = *bytes.get(end)?;
-        if b == b'"' {
-            break;
-        }
-        if b == b'\\' || b < 0x20 {
-            return None;
-        }
-        end += 1;
+    let end = string_stop(bytes, start)?;
+    if bytes[end] != b'"' {
+        return None;
     }
     *i = end + 1;
     // Both ends sit next to a `"` byte, so they are character boundaries.
     line.get(start..end)
+}
+
+/// Where the first `"`, `\` or control character at or after `from` is.
+///
+/// Looks at 8 bytes at a time (strings are most of a line's bytes): a byte
+/// equal to `c` is a zero byte of `x ^ c…c`, found with the usual
+/// `(v - 0x01…01) & !v & 0x80…80` test, which also finds bytes below 0x20
+/// with `0x20…20` in place of `0x01…01`. Bits may be set wrongly only above
+/// a byte rightly found, so the lowest one is exact.
+#[inline]
+fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|p| i + p)
 }
 
 /// `null` or a value, as [`Field`] reads it.
@@ -603,6 +629,7 @@ fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
     i64::try_from(scan_digits(line, i)?).ok()
 }
 
+#[inline]
 fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
     let ty = need(
         raw.ty.map(|t| t.0),
@@ -1077,6 +1104,21 @@ mod tests {
             ]
             .prop_map(|s| format!("\"{s}\"")),
         ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_string_stops_where_a_byte_at_a_time_look_stops(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'"'), proptest::strategy::Just(b'\\'), proptest::strategy::Just(0x1fu8), proptest::strategy::Just(0x20u8), proptest::strategy::Just(0x7fu8), proptest::strategy::Just(0x80u8), proptest::strategy::Just(0xffu8), proptest::strategy::Just(b'a'),
+                proptest::num::u8::ANY,
+            ], 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let naive = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| from + p);
+            proptest::prop_assert_eq!(string_stop(&bytes, from), naive);
+        }
     }
 
     proptest::proptest! {
