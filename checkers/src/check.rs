@@ -18,6 +18,7 @@ use crate::results::{
 };
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use rayon::slice::ParallelSliceMut;
 use std::collections::BTreeMap;
 
 /// How to judge a history.
@@ -78,6 +79,9 @@ struct Shard {
     store: OpStore,
     /// Further distinct event ids of ops delivered with more than one (bounded per op).
     extra_events: FxHashMap<Handle, Vec<EventId>>,
+    /// Ops with a completion or `committed` line and (so far) no `invoke`,
+    /// so that a consistent history needs no pass to look for them.
+    orphans: u64,
 }
 
 /// The kinds of [`Rec`]; `K_OK`, `K_FAIL` and `K_INFO` are `OpState::outcome`'s values.
@@ -198,6 +202,7 @@ impl HistoryIndex {
                 .map(|_| Shard {
                     store: OpStore::new(shard_bits),
                     extra_events: FxHashMap::default(),
+                    orphans: 0,
                 })
                 .collect(),
             shard_bits,
@@ -428,6 +433,9 @@ impl HistoryIndex {
     /// history is inconsistent. Returns (op id, which line type) for the first few.
     pub fn orphans(&self) -> Vec<(u64, &'static str)> {
         let mut out = Vec::new();
+        if self.shards.iter().all(|s| s.orphans == 0) {
+            return out;
+        }
         for (h, s) in self.ops() {
             let op = self.slots.op_id(h);
             if s.is(INVOKED) {
@@ -467,7 +475,9 @@ impl HistoryIndex {
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
-        let mut ordered: Vec<(u32, i32, i64, Handle)> = Vec::new();
+        // (key, partition, offset, handle, seq) of each first delivery of an
+        // ok op: the seq rides along so the reorder pass reads no state.
+        let mut ordered: Vec<LogEntry> = Vec::new();
 
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {
@@ -479,7 +489,7 @@ impl HistoryIndex {
             let s = self.state(i);
             let mut events = Vec::new();
             if s.deliveries > 0 {
-                events.push(event_str(&s.event));
+                events.push(event_str(&self.shards[shard_of(i, self.shard_bits)].store.event(i)));
                 if let Some(extra) = self.shards[shard_of(i, self.shard_bits)].extra_events.get(&i) {
                     events.extend(extra.iter().map(event_str));
                 }
@@ -584,7 +594,7 @@ impl HistoryIndex {
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
                     unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push((s.key, s.log_partition, s.log_offset, i));
+                    ordered.push((s.key, s.log_partition, s.log_offset, i, s.delivery_seq()));
                 }
             }
         }
@@ -593,23 +603,20 @@ impl HistoryIndex {
         if !options.per_key_order {
             ordered.clear();
         }
-        // Sorted while the latency quantiles are found.
-        let keys = self.keys.len();
-        let (ordered, latency_ns) = rayon::join(
-            || sort_by_key_then_log(ordered, keys),
-            || Latency::from_samples(&mut latencies),
-        );
+        // Sorted in place on all cores while the latency quantiles are found
+        // (each entry is distinct, by its handle, before the seq: any sort
+        // gives this order, and the seq never decides it).
+        let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
         let mut current_key = NONE_KEY;
         let mut highest: Option<(u64, Handle)> = None;
-        for &(_, _, _, i) in &ordered {
-            let s = self.state(i);
-            if s.key != current_key {
-                current_key = s.key;
+        for &(key, _, _, i, seq) in &ordered {
+            if key != current_key {
+                current_key = key;
                 highest = None;
             }
-            let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
+                    let s = self.state(i);
                     found(Anomaly::Reorder, 1, s.first_time, &|| {
                         let b = self.state(before);
                         example(
@@ -749,38 +756,8 @@ impl HistoryIndex {
     }
 }
 
-/// `ordered` sorted, as `sort_unstable` would: each entry is distinct (by its
-/// handle), so any sort gives this order. First spread by key (keys are
-/// numbered `0..keys`, `NONE_KEY` after them), then each key's entries sorted
-/// apart, all keys at once: a few small sorts that stay in the cache instead
-/// of one large one.
-fn sort_by_key_then_log(ordered: Vec<(u32, i32, i64, Handle)>, keys: usize) -> Vec<(u32, i32, i64, Handle)> {
-    use rayon::prelude::*;
-    let bucket = |key: u32| (key as usize).min(keys);
-    let mut starts = vec![0usize; keys + 2];
-    for e in &ordered {
-        starts[bucket(e.0) + 1] += 1;
-    }
-    for b in 1..starts.len() {
-        starts[b] += starts[b - 1];
-    }
-    let mut next = starts.clone();
-    let mut spread = vec![(0, 0, 0, 0); ordered.len()];
-    for e in ordered {
-        let at = &mut next[bucket(e.0)];
-        spread[*at] = e;
-        *at += 1;
-    }
-    let mut parts = Vec::with_capacity(keys + 1);
-    let mut rest = &mut spread[..];
-    for w in starts.windows(2) {
-        let (part, tail) = rest.split_at_mut(w[1] - w[0]);
-        parts.push(part);
-        rest = tail;
-    }
-    parts.into_par_iter().for_each(|part| part.sort_unstable());
-    spread
-}
+/// (key, partition, offset, handle, seq) of an op's first delivery in log order.
+type LogEntry = (u32, i32, i64, Handle, u64);
 
 /// Records applied ahead of their turn are fetched into the cache this many records early.
 const PREFETCH_AHEAD: usize = 16;
@@ -803,7 +780,7 @@ impl Shard {
                 // one a few records ahead while this one is applied.
                 if let Some(ahead) = recs.get(k + PREFETCH_AHEAD) {
                     if mine(ahead) {
-                        self.store.prefetch(ahead.op);
+                        self.store.prefetch(ahead.op, ahead.kind == K_DELIVER);
                     }
                 }
                 if mine(r) {
@@ -821,12 +798,15 @@ impl Shard {
     fn apply(&mut self, r: &Rec, slots: &OpSlots) -> Result<(), LineError> {
         match r.kind {
             K_INVOKE => {
-                let s = self.store.get_mut(r.op);
+                let s = self.store.get_mut(r.op).0;
                 if s.is(INVOKED) {
                     return Err(LineError(format!(
                         "op {} is invoked a second time; op ids must be unique within a run",
                         slots.op_id(r.op)
                     )));
+                }
+                if s.outcome != 0 || s.is(COMMITTED) {
+                    self.orphans -= 1;
                 }
                 s.flags |= INVOKED;
                 s.key = r.key;
@@ -834,7 +814,7 @@ impl Shard {
                 s.invoke_time = r.time;
             }
             K_OK | K_FAIL | K_INFO => {
-                let s = self.store.get_mut(r.op);
+                let s = self.store.get_mut(r.op).0;
                 if let Some(earlier) = s.outcome() {
                     let outcome = [Outcome::Ok, Outcome::Fail, Outcome::Info][usize::from(r.kind - K_OK)];
                     return Err(LineError(format!(
@@ -844,17 +824,20 @@ impl Shard {
                         earlier.as_str()
                     )));
                 }
+                if !s.is(INVOKED) && !s.is(COMMITTED) {
+                    self.orphans += 1;
+                }
                 s.outcome = r.kind;
                 s.complete_time = r.time;
             }
             K_DELIVER => {
                 let (i, event, time, partition, offset) = (r.op, r.event, r.time, r.partition, r.offset);
-                let s = self.store.get_mut(i);
+                let (s, first_event) = self.store.get_mut(i);
                 if s.key == NONE_KEY {
                     s.key = r.key; // an invoke, when it comes, sets the op's own key
                 }
                 if s.deliveries == 0 {
-                    s.event = event;
+                    *first_event = event;
                     s.first_time = time;
                     s.log_partition = partition;
                     s.log_offset = offset;
@@ -866,9 +849,9 @@ impl Shard {
                         s.log_offset = offset;
                         s.log_seq = r.seq;
                     }
-                    if event != s.event {
+                    if event != *first_event {
                         s.flags |= DISTINCT_EVENTS;
-                        let first = s.event;
+                        let first = *first_event;
                         let extra = self.extra_events.entry(i).or_default();
                         if !extra.contains(&event) && extra.len() < 8 && event != first {
                             extra.push(event);
@@ -877,7 +860,13 @@ impl Shard {
                 }
                 s.deliveries = s.deliveries.saturating_add(1);
             }
-            K_COMMITTED => self.store.get_mut(r.op).flags |= COMMITTED,
+            K_COMMITTED => {
+                let s = self.store.get_mut(r.op).0;
+                if !s.is(INVOKED) && !s.is(COMMITTED) && s.outcome == 0 {
+                    self.orphans += 1;
+                }
+                s.flags |= COMMITTED;
+            }
             _ => {}
         }
         Ok(())

@@ -26,8 +26,11 @@ pub(crate) const INVOKED: u8 = 1;
 pub(crate) const COMMITTED: u8 = 2;
 pub(crate) const DISTINCT_EVENTS: u8 = 4;
 
-/// What the index knows of one op.
+/// What the index knows of one op (but its event id, kept beside it): one
+/// cache line, as a shuffled history touches each op's state at random,
+/// four times (its invoke, completion, delivery and `committed` lines).
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 pub(crate) struct OpState {
     pub(crate) invoke_time: i64,
     pub(crate) complete_time: i64,
@@ -38,8 +41,6 @@ pub(crate) struct OpState {
     pub(crate) log_offset: i64,
     /// Seq carried by that delivery (`NO_SEQ`: none, use the invoked seq).
     pub(crate) log_seq: u64,
-    /// Event id of the first delivery seen.
-    pub(crate) event: EventId,
     /// Partition of the first delivery in log order.
     pub(crate) log_partition: i32,
     pub(crate) key: u32,
@@ -57,7 +58,6 @@ impl OpState {
         first_time: NONE_TIME,
         log_offset: 0,
         log_seq: NO_SEQ,
-        event: [0, 0],
         log_partition: 0,
         key: NONE_KEY,
         deliveries: 0,
@@ -213,9 +213,16 @@ pub(crate) fn shard_of(h: Handle, shard_bits: u32) -> usize {
 pub(crate) struct OpStore {
     shard_bits: u32,
     /// By segment (as [`OpSlots`] numbers them), each with this shard's part of it.
-    direct: Vec<Option<Box<[OpState]>>>,
+    direct: Vec<Option<Block>>,
     /// By `n / SEGMENT` of the hashed handles `HASHED | n`.
-    hashed: Vec<Option<Box<[OpState]>>>,
+    hashed: Vec<Option<Block>>,
+}
+
+/// The states of a block of ops, and the event id of each's first delivery
+/// (apart: only `deliver` lines need it).
+struct Block {
+    states: Box<[OpState]>,
+    events: Box<[EventId]>,
 }
 
 impl OpStore {
@@ -238,38 +245,51 @@ impl OpStore {
         )
     }
 
-    /// The state behind a handle of this shard, to change (made on first use).
-    pub(crate) fn get_mut(&mut self, h: Handle) -> &mut OpState {
+    fn block(&self, h: Handle) -> Option<(&Block, usize)> {
+        let (hashed, block, i) = self.locate(h);
+        let blocks = if hashed { &self.hashed } else { &self.direct };
+        match blocks.get(block) {
+            Some(Some(b)) => Some((b, i)),
+            _ => None,
+        }
+    }
+
+    /// The state behind a handle of this shard, and its first event id, to
+    /// change (made on first use).
+    pub(crate) fn get_mut(&mut self, h: Handle) -> (&mut OpState, &mut EventId) {
         let (hashed, block, i) = self.locate(h);
         let blocks = if hashed { &mut self.hashed } else { &mut self.direct };
         if block >= blocks.len() {
             blocks.resize_with(block + 1, || None);
         }
         let per_block = SEGMENT >> self.shard_bits;
-        &mut blocks[block].get_or_insert_with(|| vec![OpState::EMPTY; per_block].into_boxed_slice())[i]
+        let b = blocks[block].get_or_insert_with(|| Block {
+            states: vec![OpState::EMPTY; per_block].into_boxed_slice(),
+            events: vec![[0, 0]; per_block].into_boxed_slice(),
+        });
+        (&mut b.states[i], &mut b.events[i])
     }
 
     /// The state behind a handle of this shard (empty if it was never changed).
     pub(crate) fn get(&self, h: Handle) -> &OpState {
-        let (hashed, block, i) = self.locate(h);
-        let blocks = if hashed { &self.hashed } else { &self.direct };
-        match blocks.get(block) {
-            Some(Some(states)) => &states[i],
-            _ => &OpState::EMPTY,
-        }
+        self.block(h).map_or(&OpState::EMPTY, |(b, i)| &b.states[i])
     }
 
-    /// Asks the CPU to fetch the state of `h` into the cache ahead of its use
-    /// (a shuffled history touches the states at random; a miss each line
-    /// otherwise). Does nothing for states not made yet.
-    pub(crate) fn prefetch(&self, h: Handle) {
-        let (hashed, block, i) = self.locate(h);
-        let blocks = if hashed { &self.hashed } else { &self.direct };
-        if let Some(Some(states)) = blocks.get(block) {
-            let p = &states[i] as *const OpState;
-            prefetch_read(p.cast());
-            // An `OpState` may straddle two cache lines.
-            prefetch_read(p.cast::<u8>().wrapping_add(size_of::<OpState>() - 1));
+    /// The event id of the first delivery of a handle of this shard.
+    pub(crate) fn event(&self, h: Handle) -> EventId {
+        self.block(h).map_or([0, 0], |(b, i)| b.events[i])
+    }
+
+    /// Asks the CPU to fetch the state of `h` (and its event id, when
+    /// `event`) into the cache ahead of its use (a shuffled history touches
+    /// the states at random; a miss each line otherwise). Does nothing for
+    /// states not made yet.
+    pub(crate) fn prefetch(&self, h: Handle, event: bool) {
+        if let Some((b, i)) = self.block(h) {
+            prefetch_read((&b.states[i] as *const OpState).cast());
+            if event {
+                prefetch_read((&b.events[i] as *const EventId).cast());
+            }
         }
     }
 }
