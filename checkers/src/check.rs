@@ -760,7 +760,7 @@ impl HistoryIndex {
 type LogEntry = (u32, i32, i64, Handle, u64);
 
 /// Records applied ahead of their turn are fetched into the cache this many records early.
-const PREFETCH_AHEAD: usize = 16;
+const PREFETCH_AHEAD: usize = 32;
 
 impl Shard {
     /// Applies the records of this shard (number `shard` of `1 << bits`)

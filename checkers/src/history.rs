@@ -522,7 +522,7 @@ fn skip_value(line: &str, i: &mut usize) -> Option<()> {
 }
 
 /// A string without escapes or control characters at `line[*i]`; moves past it.
-#[inline]
+#[inline(always)]
 fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
     let bytes = line.as_bytes();
     if bytes.get(*i) != Some(&b'"') {
@@ -545,7 +545,7 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
 /// `(v - 0x01…01) & !v & 0x80…80` test, which also finds bytes below 0x20
 /// with `0x20…20` in place of `0x01…01`. Bits may be set wrongly only above
 /// a byte rightly found, so the lowest one is exact.
-#[inline]
+#[inline(always)]
 fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;

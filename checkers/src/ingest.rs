@@ -20,7 +20,7 @@ use std::sync::mpsc;
 
 /// Pieces a block is cut into for parallel parsing (a few per core, so
 /// uneven pieces even out).
-const PIECES_PER_BLOCK: usize = 32;
+const PIECES_PER_BLOCK: usize = 16;
 
 /// Feeds blocks to a [`HistoryIndex`].
 pub(crate) struct IndexSink<'i> {
