@@ -594,7 +594,7 @@ impl HistoryIndex {
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
                     unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push((s.key, s.log_partition, s.log_offset, i, s.delivery_seq()));
+                    ordered.push((log_order(s.key, s.log_partition, s.log_offset), i, s.delivery_seq()));
                 }
             }
         }
@@ -603,13 +603,15 @@ impl HistoryIndex {
         if !options.per_key_order {
             ordered.clear();
         }
-        // Sorted in place on all cores while the latency quantiles are found
-        // (each entry is distinct, by its handle, before the seq: any sort
-        // gives this order, and the seq never decides it).
+        // Sorted in place on all cores while the latency quantiles are found:
+        // by key, partition, offset, then handle, as before. Each entry is
+        // distinct by its handle (before the seq), so any sort gives this
+        // order, and the seq never decides it.
         let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
         let mut current_key = NONE_KEY;
         let mut highest: Option<(u64, Handle)> = None;
-        for &(key, _, _, i, seq) in &ordered {
+        for &(order, i, seq) in &ordered {
+            let key = (order >> 96) as u32;
             if key != current_key {
                 current_key = key;
                 highest = None;
@@ -756,8 +758,18 @@ impl HistoryIndex {
     }
 }
 
-/// (key, partition, offset, handle, seq) of an op's first delivery in log order.
-type LogEntry = (u32, i32, i64, Handle, u64);
+/// (key, partition and offset as [`log_order`] packs them; handle; seq) of
+/// an op's first delivery in log order.
+type LogEntry = (u128, Handle, u64);
+
+/// (key, partition, offset) as one number that orders as the triple does
+/// (the signed parts with their sign bit flipped), so sorting compares one
+/// number where it compared three.
+fn log_order(key: u32, partition: i32, offset: i64) -> u128 {
+    let partition = (partition as u32 ^ (1 << 31)) as u128;
+    let offset = (offset as u64 ^ (1 << 63)) as u128;
+    ((key as u128) << 96) | (partition << 64) | offset
+}
 
 /// Records applied ahead of their turn are fetched into the cache this many records early.
 const PREFETCH_AHEAD: usize = 32;
@@ -926,4 +938,36 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
     done.extend(open);
     done.sort_by_key(|w| w.start);
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn log_order_orders_as_the_triple_does(
+            a in (proptest::num::u32::ANY, proptest::num::i32::ANY, proptest::num::i64::ANY),
+            b in (proptest::num::u32::ANY, proptest::num::i32::ANY, proptest::num::i64::ANY),
+        ) {
+            let (x, y) = (log_order(a.0, a.1, a.2), log_order(b.0, b.1, b.2));
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn log_order_keeps_the_extremes_in_order() {
+        let triples = [
+            (0, i32::MIN, i64::MIN),
+            (0, i32::MIN, -1),
+            (0, -1, i64::MAX),
+            (0, 0, 0),
+            (0, i32::MAX, i64::MAX),
+            (1, i32::MIN, i64::MIN),
+            (u32::MAX, i32::MAX, i64::MAX),
+        ];
+        for w in triples.windows(2) {
+            assert!(log_order(w[0].0, w[0].1, w[0].2) < log_order(w[1].0, w[1].1, w[1].2), "{w:?}");
+        }
+    }
 }
