@@ -2,23 +2,25 @@
 //! in (in any order), then one pass over it that counts every anomaly
 //! docs/anomalies.md defines.
 //!
-//! Memory is what matters for long runs: each op costs one `OpState`
-//! (88 bytes) plus its slot in the op-id map; keys are interned and event ids
-//! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
+//! Memory is what matters for long runs: each op costs one `OpState` (64
+//! bytes, one cache line) and its first event id (16 bytes) plus a bit in
+//! the op-id map; keys are interned and event ids kept as 128-bit values
+//! (UUIDs exactly, other strings by fingerprint). Speed is the other half:
+//! lines are indexed on all cores (see [`HistoryIndex`] and `ingest.rs`).
 
 use crate::anomaly::Anomaly;
 use crate::event_id::{fingerprint, parse_uuid, uuid_text, EventId};
 use crate::history::{FaultPhase, LineError, Outcome, ParsedLine};
 use crate::op_table::{
-    shard_of, Handle, OpSlots, OpState, OpStore, COMMITTED, DISTINCT_EVENTS, INVOKED, MAX_SHARD_BITS, NONE_KEY, NONE_TIME,
-    NO_SEQ,
+    shard_of, Handle, OpSlots, OpState, OpStore, COMMITTED, DISTINCT_EVENTS, INVOKED, MAX_SHARD_BITS, NONE_KEY,
+    NONE_TIME, NO_SEQ,
 };
 use crate::results::{
     Anomalies, CheckResult, DeliveryRef, Example, FailedFault, FaultWindow, Latency, OpCounts, Verdict,
 };
+use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use rayon::slice::ParallelSliceMut;
 use std::collections::BTreeMap;
 
 /// How to judge a history.
@@ -967,7 +969,10 @@ mod tests {
             (u32::MAX, i32::MAX, i64::MAX),
         ];
         for w in triples.windows(2) {
-            assert!(log_order(w[0].0, w[0].1, w[0].2) < log_order(w[1].0, w[1].1, w[1].2), "{w:?}");
+            assert!(
+                log_order(w[0].0, w[0].1, w[0].2) < log_order(w[1].0, w[1].1, w[1].2),
+                "{w:?}"
+            );
         }
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! 1. the block's pieces are parsed in parallel into fixed-size records
 //!    ([`Rec`]; the rare lines of other shapes are kept whole beside them);
-//! 2. one thread routes the records in file order (the part of indexing that
-//!    depends on the order of all lines: which ops and keys exist, and their
-//!    numbers), which is short;
+//! 2. the calling thread routes the records of each parsed piece in file
+//!    order (the part of indexing that depends on the order of all lines:
+//!    which ops and keys exist, and their numbers) while later pieces are
+//!    still being parsed;
 //! 3. the shards apply them in parallel, each its own ops' records in file order.
 //!
 //! The result is the same as adding the lines one by one with
@@ -33,7 +34,10 @@ pub(crate) struct IndexSink<'i> {
 impl<'i> IndexSink<'i> {
     /// A sink into `index`.
     pub(crate) fn new(index: &'i mut HistoryIndex) -> Self {
-        IndexSink { index, recs: Vec::new() }
+        IndexSink {
+            index,
+            recs: Vec::new(),
+        }
     }
 }
 
@@ -65,22 +69,22 @@ fn parse_piece<'a>(piece: &'a [u8], unterminated_tail: bool, recs: &mut Vec<Rec>
             })
         };
         match Rec::common(&line, key_index) {
-        Some(r) => {
-            // What routing does for other lines, these lines get here (in any order: it is a count and a max).
-            if r.kind <= K_DELIVER {
-                max_time = max_time.max(r.time);
+            Some(r) => {
+                // What routing does for other lines, these lines get here (in any order: it is a count and a max).
+                if r.kind <= K_DELIVER {
+                    max_time = max_time.max(r.time);
+                }
+                deliveries += u64::from(r.kind == K_DELIVER);
+                committed += u64::from(r.kind == crate::check::K_COMMITTED);
+                recs.push(r);
             }
-            deliveries += u64::from(r.kind == K_DELIVER);
-            committed += u64::from(r.kind == crate::check::K_COMMITTED);
-            recs.push(r);
-        }
-        None => {
-            others.push(line);
-            recs.push(Rec {
-                kind: K_OTHER,
-                ..Rec::SKIP
-            });
-        }
+            None => {
+                others.push(line);
+                recs.push(Rec {
+                    kind: K_OTHER,
+                    ..Rec::SKIP
+                });
+            }
         }
     });
     Parsed {

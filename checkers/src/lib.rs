@@ -14,8 +14,8 @@
 pub mod anomaly;
 pub mod check;
 mod event_id;
-mod ingest;
 pub mod history;
+mod ingest;
 mod op_table;
 pub mod reader;
 pub mod results;

@@ -1,10 +1,13 @@
 //! Streaming, parallel reading of a history file.
 //!
-//! The file is read in blocks of a few MiB; each block is cut at line ends
-//! into pieces that are parsed on all cores (rayon) and handed, in file
-//! order and with their line numbers, to a sink on the calling thread as soon
-//! as each piece is parsed (so the sink works while later pieces are parsed). Memory stays bounded by the
-//! block size whatever the file's length.
+//! A file is mapped into memory a window of a few MiB at a time (no copy;
+//! other sources are read into a buffer), and taken a block of whole lines
+//! at a time by a `BlockSink`: the checker's index (`ingest.rs`), or
+//! `Streaming`, which cuts each block at line ends into pieces parsed on
+//! all cores (rayon) and hands their lines, in file order and with their
+//! line numbers, to a `Sink` on the calling thread as soon as each piece
+//! is parsed. Memory stays bounded by the window size whatever the file's
+//! length.
 
 use crate::history::{parse_line, parse_text_line, LineError, ParsedLine};
 use std::io::{self, Read};
@@ -207,7 +210,12 @@ pub(crate) fn read_blocks<R: Read, B: BlockSink>(
     sink: &mut B,
 ) -> Result<ReadSummary, HistoryError> {
     let mut total_bytes = 0;
-    let summary = feed_reader(name, CountingReader(input, &mut total_bytes), sink, ReadSummary::default())?;
+    let summary = feed_reader(
+        name,
+        CountingReader(input, &mut total_bytes),
+        sink,
+        ReadSummary::default(),
+    )?;
     finish_blocks(name, summary, total_bytes)
 }
 
@@ -419,7 +427,11 @@ fn parse_lines_with<'a>(
             None => (piece.len(), piece.len()),
         };
         let is_last = next == piece.len();
-        let end = if end > start && piece[end - 1] == b'\r' { end - 1 } else { end };
+        let end = if end > start && piece[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
         let text = &piece[start..end];
         if is_record(text) {
             match parse(start, end) {
