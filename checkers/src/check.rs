@@ -197,7 +197,12 @@ impl HistoryIndex {
     /// An empty index, with a shard per core (up to 8).
     pub fn new() -> Self {
         let cores = rayon::current_num_threads().max(1);
-        let shard_bits = cores.ilog2().min(MAX_SHARD_BITS);
+        Self::with_shard_bits(cores.ilog2().min(MAX_SHARD_BITS))
+    }
+
+    /// An empty index with `1 << shard_bits` shards (the results never
+    /// depend on how many).
+    pub(crate) fn with_shard_bits(shard_bits: u32) -> Self {
         HistoryIndex {
             slots: OpSlots::default(),
             shards: (0..1 << shard_bits)

@@ -157,3 +157,134 @@ impl BlockSink for IndexSink<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::parse_line;
+    use crate::{CheckOptions, CheckResult};
+
+    /// A shuffled history with every kind of line and anomaly, and lines
+    /// the records cannot hold (escaped keys, non-UUID event ids, records
+    /// naming no op, faults, reads), large enough for several blocks' worth
+    /// of pieces and for ids that are hashed.
+    fn history(ops: u64) -> String {
+        let mut lines = vec![r#"{"type":"begin","time":0}"#.to_string()];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for i in 0..ops {
+            // Every seventh op has a sparse id, past the directly indexed ones.
+            let op = if i % 7 == 3 { (1 << 40) + i * 977 } else { i };
+            let k = rand(37);
+            let key = if k == 5 { r#"k\"5"#.to_string() } else { format!("k{k}") };
+            let t = i as i64 * 1000;
+            lines.push(format!(
+                r#"{{"type":"invoke","op":{op},"process":1,"key":"{key}","seq":{i},"time":{t}}}"#
+            ));
+            let outcome = ["ok", "ok", "ok", "fail", "info"][rand(5) as usize];
+            if rand(20) != 0 {
+                lines.push(format!(
+                    r#"{{"type":"{outcome}","op":{op},"process":1,"time":{}}}"#,
+                    t + 500
+                ));
+            }
+            for d in 0..rand(3) {
+                let event = match rand(4) {
+                    0 => format!("no-event-id:orders/0/{i}-{d}"),
+                    _ => format!("5eed0000-0000-4000-8000-{:012x}", op % (1 << 40) + d * rand(2)),
+                };
+                lines.push(format!(
+                    r#"{{"type":"deliver","op":{op},"event":"{event}","key":"{key}","seq":{i},"topic":"t","partition":{},"offset":{},"time":{}}}"#,
+                    k % 3,
+                    rand(1_000_000),
+                    t + 900 + rand(5000) as i64
+                ));
+            }
+            if rand(10) != 0 {
+                lines.push(format!(r#"{{"type":"committed","op":{op}}}"#));
+            }
+            if rand(30) == 0 {
+                lines.push(format!(
+                    r#"{{"type":"read","key":"{key}","seq":{},"invoke_time":{},"time":{}}}"#,
+                    i.saturating_sub(rand(3)),
+                    t + 600,
+                    t + 700
+                ));
+            }
+            if rand(50) == 0 {
+                lines.push(format!(
+                    r#"{{"type":"deliver","op":null,"event":"e{i}","key":null,"seq":null,"topic":"t","partition":1,"offset":{i},"time":{t}}}"#
+                ));
+            }
+            if rand(200) == 0 {
+                lines.push(format!(
+                    r#"{{"type":"nemesis","fault":"pg-pause","phase":"start","time":{t}}}"#
+                ));
+                lines.push(format!(
+                    r#"{{"type":"nemesis","fault":"pg-pause","phase":"stop","time":{}}}"#,
+                    t + 9000
+                ));
+            }
+        }
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, 1 + rand(i as u64) as usize);
+        }
+        lines.push(r#"{"type":"end","time":999999999999,"drained":true}"#.to_string());
+        lines.join("\n") + "\n"
+    }
+
+    fn check_with(text: &str, shard_bits: u32) -> Result<CheckResult, HistoryError> {
+        let mut index = HistoryIndex::with_shard_bits(shard_bits);
+        let summary = crate::reader::read_blocks("h", text.as_bytes(), &mut IndexSink::new(&mut index))?;
+        let mut result = index.finish(CheckOptions::default());
+        result.lines = summary.lines;
+        Ok(result)
+    }
+
+    #[test]
+    fn records_in_shards_give_what_lines_added_one_by_one_give() {
+        let text = history(60_000);
+        let mut one_by_one = HistoryIndex::with_shard_bits(0);
+        for line in text.lines() {
+            one_by_one.add(parse_line(line.as_bytes()).unwrap()).unwrap();
+        }
+        let mut expected = one_by_one.finish(CheckOptions::default());
+        expected.lines = text.lines().count() as u64;
+        assert!(!expected.valid && expected.anomalies.reorder > 0 && expected.anomalies.unexpected > 0);
+        for bits in [0, 1, 2, 3] {
+            assert_eq!(check_with(&text, bits).unwrap(), expected, "{bits} shard bits");
+        }
+    }
+
+    #[test]
+    fn the_first_refused_line_is_reported_whatever_the_shards() {
+        let text = history(20_000);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let invoke = *lines.iter().find(|l| l.contains(r#""type":"invoke""#)).unwrap();
+        let completion = *lines.iter().find(|l| l.contains(r#""type":"ok""#)).unwrap();
+        let completion = completion.replace(r#""type":"ok""#, r#""type":"info""#);
+        // A second completion (after the op's first, near the start), then
+        // (later in the file) a second invoke.
+        lines.insert(30_000, &completion);
+        lines.insert(50_000, invoke);
+        let text = lines.join("\n") + "\n";
+        let mut errors = Vec::new();
+        for bits in [0, 1, 2, 3] {
+            errors.push(check_with(&text, bits).unwrap_err());
+        }
+        assert!(errors.iter().all(|e| *e == errors[0]), "{errors:?}");
+        assert_eq!(errors[0].line, Some(30_001), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .message
+                .contains("completes a second time (`info` after `ok`)"),
+            "{}",
+            errors[0]
+        );
+    }
+}
