@@ -12,7 +12,7 @@
 //! [`HistoryIndex::add`], errors included: the first unusable or refused
 //! line in file order is reported, with its number.
 
-use crate::check::{HistoryIndex, Rec, K_DELIVER, K_OTHER};
+use crate::check::{HistoryIndex, Rec, K_COMMITTED, K_DELIVER, K_OTHER};
 use crate::history::ParsedLine;
 use crate::reader::{parse_lines, record_line, split_pieces, BlockSink, PieceLines, ReadSummary};
 use crate::HistoryError;
@@ -75,7 +75,7 @@ fn parse_piece<'a>(piece: &'a [u8], unterminated_tail: bool, recs: &mut Vec<Rec>
                     max_time = max_time.max(r.time);
                 }
                 deliveries += u64::from(r.kind == K_DELIVER);
-                committed += u64::from(r.kind == crate::check::K_COMMITTED);
+                committed += u64::from(r.kind == K_COMMITTED);
                 recs.push(r);
             }
             None => {
@@ -110,8 +110,8 @@ impl BlockSink for IndexSink<'_> {
         let index = &mut *self.index;
         let pool = &mut self.recs;
         // 1 and 2: the pieces are parsed on the pool while this thread
-        // routes the ones already parsed, in order, so routing costs no time
-        // of its own. Each piece's record buffer goes to its task and back.
+        // routes the ones already parsed, in order, so routing overlaps
+        // parsing. Each piece's record buffer goes to its task and back.
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
         let mut routed: Vec<Vec<Rec>> = Vec::with_capacity(pieces.len());
         let mut firsts: Vec<(u64, PieceLines)> = Vec::with_capacity(pieces.len());
