@@ -2,17 +2,23 @@
 //! in (in any order), then one pass over it that counts every anomaly
 //! docs/anomalies.md defines.
 //!
-//! Memory is what matters for long runs: each op costs one `OpState`
-//! (88 bytes) plus its slot in the op-id map; keys are interned and event ids
-//! kept as 128-bit values (UUIDs exactly, other strings by fingerprint).
+//! Memory is what matters for long runs: each op costs one `OpState` (64
+//! bytes, one cache line) and its first event id (16 bytes) plus a bit in
+//! the op-id map; keys are interned and event ids kept as 128-bit values
+//! (UUIDs exactly, other strings by fingerprint). Speed is the other half:
+//! lines are indexed on all cores (see [`HistoryIndex`] and `ingest.rs`).
 
 use crate::anomaly::Anomaly;
 use crate::event_id::{fingerprint, parse_uuid, uuid_text, EventId};
 use crate::history::{FaultPhase, LineError, Outcome, ParsedLine};
-use crate::op_table::{Handle, OpTable, COMMITTED, DISTINCT_EVENTS, INVOKED, NONE_KEY, NONE_TIME, NO_SEQ};
+use crate::op_table::{
+    shard_of, Handle, OpSlots, OpState, OpStore, COMMITTED, DISTINCT_EVENTS, INVOKED, MAX_SHARD_BITS, NONE_KEY,
+    NONE_TIME, NO_SEQ,
+};
 use crate::results::{
     Anomalies, CheckResult, DeliveryRef, Example, FailedFault, FaultWindow, Latency, OpCounts, Verdict,
 };
+use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -44,13 +50,20 @@ impl Default for CheckOptions {
 }
 
 /// Accumulates parsed lines (in any order) and judges them with [`HistoryIndex::finish`].
+///
+/// Taking a line has two parts: what depends on the order of all lines
+/// (which ops and keys exist, and the numbers they get; the lists of reads
+/// and faults) is done by routing, in file order, one line after another;
+/// what concerns one op only is done on the op's shard. Shards share
+/// nothing, so a block of lines is applied on all cores at once, each shard
+/// taking its lines in file order.
 pub struct HistoryIndex {
-    ops: OpTable,
-    keys: FxHashMap<Box<str>, u32>,
+    slots: OpSlots,
+    shards: Vec<Shard>,
+    shard_bits: u32,
+    keys: FxHashMap<Box<[u8]>, u32>,
     /// Non-UUID event ids by fingerprint, for examples.
     event_text: FxHashMap<EventId, Box<str>>,
-    /// Further distinct event ids of ops delivered with more than one (bounded per op).
-    extra_events: FxHashMap<Handle, Vec<EventId>>,
     unattributed: Vec<(Option<u32>, EventId, DeliveryRef)>,
     unattributed_count: u64,
     reads: Vec<(u32, Option<u64>, i64)>,
@@ -63,6 +76,117 @@ pub struct HistoryIndex {
     max_time: i64,
 }
 
+/// The states of the ops of one shard.
+struct Shard {
+    store: OpStore,
+    /// Further distinct event ids of ops delivered with more than one (bounded per op).
+    extra_events: FxHashMap<Handle, Vec<EventId>>,
+    /// Ops with a completion or `committed` line and (so far) no `invoke`,
+    /// so that a consistent history needs no pass to look for them.
+    orphans: u64,
+}
+
+/// The kinds of [`Rec`]; `K_OK`, `K_FAIL` and `K_INFO` are `OpState::outcome`'s values.
+pub(crate) const K_INVOKE: u8 = 0;
+pub(crate) const K_OK: u8 = 1;
+pub(crate) const K_FAIL: u8 = 2;
+pub(crate) const K_INFO: u8 = 3;
+pub(crate) const K_DELIVER: u8 = 4;
+pub(crate) const K_COMMITTED: u8 = 5;
+/// Any other line, kept whole beside the records until routed.
+pub(crate) const K_OTHER: u8 = 6;
+/// Nothing for the shards (a fault, a read, a mark, a delivery naming no op).
+pub(crate) const K_SKIP: u8 = 7;
+
+/// One line in the compact, fixed-size form lines are indexed in: made on
+/// any core from a [`ParsedLine`], then routed (`op` becomes the handle,
+/// `key` the key's number), then applied to the op's shard.
+#[derive(Clone, Copy)]
+pub(crate) struct Rec {
+    /// The op id; once routed, its handle.
+    pub(crate) op: u64,
+    pub(crate) time: i64,
+    /// `invoke` and `deliver`: the seq (`NO_SEQ`: none, as `OpState` keeps it).
+    pub(crate) seq: u64,
+    pub(crate) offset: i64,
+    pub(crate) event: EventId,
+    /// The key's number among the keys of its piece (`NONE_KEY`: no key);
+    /// once routed, its number in the index.
+    pub(crate) key: u32,
+    pub(crate) partition: i32,
+    pub(crate) kind: u8,
+}
+
+impl Rec {
+    /// A record for the other lines: `K_OTHER` until routed, `K_SKIP` after.
+    pub(crate) const SKIP: Rec = Rec {
+        op: 0,
+        time: 0,
+        seq: NO_SEQ,
+        offset: 0,
+        event: [0, 0],
+        key: NONE_KEY,
+        partition: 0,
+        kind: K_SKIP,
+    };
+
+    /// The record of `line` when it has the common form, made without
+    /// touching the index: an op's line whose key borrows from the history
+    /// and whose event id is a UUID. `None` for any other line. `key_index`
+    /// numbers the keys of the piece the line is in (see [`HistoryIndex::route`]).
+    #[inline]
+    pub(crate) fn common<'a>(line: &ParsedLine<'a>, mut key_index: impl FnMut(&'a str) -> u32) -> Option<Rec> {
+        // An escaped key is a copy, not in the history: such lines are routed whole.
+        let mut key_of = |key: &Cow<'a, str>| match key {
+            Cow::Borrowed(k) => Some(key_index(k)),
+            Cow::Owned(_) => None,
+        };
+        Some(match line {
+            ParsedLine::Invoke { op, key, seq, time } => Rec {
+                op: *op,
+                time: *time,
+                seq: *seq,
+                key: key_of(key)?,
+                kind: K_INVOKE,
+                ..Rec::SKIP
+            },
+            ParsedLine::Complete { op, outcome, time } => Rec {
+                op: *op,
+                time: *time,
+                kind: *outcome as u8 + 1,
+                ..Rec::SKIP
+            },
+            ParsedLine::Deliver {
+                op: Some(op),
+                event,
+                key,
+                seq,
+                partition,
+                offset,
+                time,
+            } => Rec {
+                op: *op,
+                time: *time,
+                seq: seq.unwrap_or(NO_SEQ),
+                offset: *offset,
+                event: parse_uuid(event)?,
+                key: match key {
+                    Some(k) => key_of(k)?,
+                    None => NONE_KEY,
+                },
+                partition: *partition,
+                kind: K_DELIVER,
+            },
+            ParsedLine::Committed { op } => Rec {
+                op: *op,
+                kind: K_COMMITTED,
+                ..Rec::SKIP
+            },
+            _ => return None,
+        })
+    }
+}
+
 impl Default for HistoryIndex {
     fn default() -> Self {
         Self::new()
@@ -70,13 +194,27 @@ impl Default for HistoryIndex {
 }
 
 impl HistoryIndex {
-    /// An empty index.
+    /// An empty index, with a shard per core (up to 8).
     pub fn new() -> Self {
+        let cores = rayon::current_num_threads().max(1);
+        Self::with_shard_bits(cores.ilog2().min(MAX_SHARD_BITS))
+    }
+
+    /// An empty index with `1 << shard_bits` shards (the results never
+    /// depend on how many).
+    pub(crate) fn with_shard_bits(shard_bits: u32) -> Self {
         HistoryIndex {
-            ops: OpTable::default(),
+            slots: OpSlots::default(),
+            shards: (0..1 << shard_bits)
+                .map(|_| Shard {
+                    store: OpStore::new(shard_bits),
+                    extra_events: FxHashMap::default(),
+                    orphans: 0,
+                })
+                .collect(),
+            shard_bits,
             keys: FxHashMap::default(),
             event_text: FxHashMap::default(),
-            extra_events: FxHashMap::default(),
             unattributed: Vec::new(),
             unattributed_count: 0,
             reads: Vec::new(),
@@ -90,7 +228,7 @@ impl HistoryIndex {
         }
     }
 
-    fn intern_key(&mut self, key: &str) -> u32 {
+    fn intern_key(&mut self, key: &[u8]) -> u32 {
         if let Some(&k) = self.keys.get(key) {
             return k;
         }
@@ -107,46 +245,85 @@ impl HistoryIndex {
         })
     }
 
-    fn state(&mut self, op: u64) -> Handle {
-        self.ops.slot(op)
+    /// The state behind a handle.
+    fn state(&self, h: Handle) -> &OpState {
+        self.shards[shard_of(h, self.shard_bits)].store.get(h)
     }
 
-    fn see_time(&mut self, t: i64) {
-        self.max_time = self.max_time.max(t);
+    /// Every op's handle and state, in the order examples are looked for in.
+    fn ops(&self) -> impl Iterator<Item = (Handle, &OpState)> {
+        self.slots.handles().map(|h| (h, self.state(h)))
+    }
+
+    /// Adds what records made by [`Rec::common`] say of the whole history
+    /// regardless of their order: their last time, the `deliver` and
+    /// `committed` lines among them.
+    pub(crate) fn count_common(&mut self, max_time: i64, deliveries: u64, committed: u64) {
+        self.max_time = self.max_time.max(max_time);
+        self.deliveries += deliveries;
+        self.committed_lines += committed;
     }
 
     /// Adds one parsed line. Refuses lines that contradict earlier ones
     /// (an op invoked or completed twice).
     pub fn add(&mut self, line: ParsedLine<'_>) -> Result<(), LineError> {
+        let rec = self.route_line(line);
+        let shard = shard_of(rec.op, self.shard_bits);
+        self.shards[shard].apply(&rec, &self.slots)
+    }
+
+    /// The part of taking the records of one piece that depends on the
+    /// order of all lines, done in file order: routes each of `recs` (made
+    /// by [`Rec::common`] with `keys`, the piece's keys in the order first
+    /// seen; or `K_OTHER` standing for the next of `others`) for
+    /// [`HistoryIndex::apply`].
+    ///
+    /// A key is numbered when first seen in the file, as line by line: the
+    /// piece's keys are looked up here once each, when their first line comes.
+    pub(crate) fn route(&mut self, keys: &[&str], recs: &mut [Rec], others: Vec<ParsedLine<'_>>) {
+        let mut others = others.into_iter();
+        let mut numbers = vec![NONE_KEY; keys.len()];
+        for r in recs {
+            match r.kind {
+                K_OTHER => *r = self.route_line(others.next().expect("one line per K_OTHER record")),
+                kind => {
+                    if (kind == K_INVOKE || kind == K_DELIVER) && r.key != NONE_KEY {
+                        let number = &mut numbers[r.key as usize];
+                        if *number == NONE_KEY {
+                            *number = self.intern_key(keys[r.key as usize].as_bytes());
+                        }
+                        r.key = *number;
+                    }
+                    r.op = self.slots.slot(r.op);
+                }
+            }
+        }
+    }
+
+    /// Routes any one line: does what depends on the order of all lines, and
+    /// returns the routed record the op's shard is to apply (`K_SKIP` when
+    /// there is nothing for the shards).
+    fn route_line(&mut self, line: ParsedLine<'_>) -> Rec {
         match line {
             ParsedLine::Invoke { op, key, seq, time } => {
                 self.see_time(time);
-                let key = self.intern_key(&key);
-                let i = self.state(op);
-                let s = self.ops.get_mut(i);
-                if s.is(INVOKED) {
-                    return Err(LineError(format!(
-                        "op {op} is invoked a second time; op ids must be unique within a run"
-                    )));
+                Rec {
+                    key: self.intern_key(key.as_bytes()),
+                    op: self.slots.slot(op),
+                    time,
+                    seq,
+                    kind: K_INVOKE,
+                    ..Rec::SKIP
                 }
-                s.flags |= INVOKED;
-                s.key = key;
-                s.seq = seq;
-                s.invoke_time = time;
             }
             ParsedLine::Complete { op, outcome, time } => {
                 self.see_time(time);
-                let i = self.state(op);
-                let s = self.ops.get_mut(i);
-                if let Some(earlier) = s.outcome() {
-                    return Err(LineError(format!(
-                        "op {op} completes a second time (`{}` after `{}`); each op has one completion",
-                        outcome.as_str(),
-                        earlier.as_str()
-                    )));
+                Rec {
+                    op: self.slots.slot(op),
+                    time,
+                    kind: outcome as u8 + 1,
+                    ..Rec::SKIP
                 }
-                s.outcome = outcome as u8 + 1;
-                s.complete_time = time;
             }
             ParsedLine::Deliver {
                 op,
@@ -161,7 +338,7 @@ impl HistoryIndex {
                 self.deliveries += 1;
                 let event = self.event_id(&event);
                 let Some(op) = op else {
-                    let key = key.map(|k| self.intern_key(&k));
+                    let key = key.map(|k| self.intern_key(k.as_bytes()));
                     self.unattributed_count += 1;
                     if self.unattributed.len() < 16 {
                         self.unattributed.push((
@@ -174,40 +351,21 @@ impl HistoryIndex {
                             },
                         ));
                     }
-                    return Ok(());
+                    return Rec::SKIP;
                 };
-                let key = match key {
-                    Some(k) => self.intern_key(&k),
-                    None => NONE_KEY,
-                };
-                let i = self.state(op);
-                let s = self.ops.get_mut(i);
-                if s.key == NONE_KEY {
-                    s.key = key; // an invoke, when it comes, sets the op's own key
+                Rec {
+                    key: match key {
+                        Some(k) => self.intern_key(k.as_bytes()),
+                        None => NONE_KEY,
+                    },
+                    op: self.slots.slot(op),
+                    time,
+                    seq: seq.unwrap_or(NO_SEQ),
+                    offset,
+                    event,
+                    partition,
+                    kind: K_DELIVER,
                 }
-                if s.deliveries == 0 {
-                    s.event = event;
-                    s.first_time = time;
-                    s.log_partition = partition;
-                    s.log_offset = offset;
-                    s.log_seq = seq.unwrap_or(NO_SEQ);
-                } else {
-                    s.first_time = s.first_time.min(time);
-                    if (partition, offset) < (s.log_partition, s.log_offset) {
-                        s.log_partition = partition;
-                        s.log_offset = offset;
-                        s.log_seq = seq.unwrap_or(NO_SEQ);
-                    }
-                    if event != s.event {
-                        s.flags |= DISTINCT_EVENTS;
-                        let first = s.event;
-                        let extra = self.extra_events.entry(i).or_default();
-                        if !extra.contains(&event) && extra.len() < 8 && event != first {
-                            extra.push(event);
-                        }
-                    }
-                }
-                s.deliveries = s.deliveries.saturating_add(1);
             }
             ParsedLine::Nemesis {
                 fault,
@@ -225,6 +383,7 @@ impl HistoryIndex {
                 } else {
                     self.nemesis.push((fault.into(), phase, time));
                 }
+                Rec::SKIP
             }
             ParsedLine::Read {
                 key,
@@ -233,40 +392,59 @@ impl HistoryIndex {
                 time,
             } => {
                 self.see_time(time);
-                let key = self.intern_key(&key);
+                let key = self.intern_key(key.as_bytes());
                 self.reads.push((key, seq, invoke_time));
+                Rec::SKIP
             }
             ParsedLine::Committed { op } => {
                 self.committed_lines += 1;
-                let i = self.state(op);
-                self.ops.get_mut(i).flags |= COMMITTED;
+                Rec {
+                    op: self.slots.slot(op),
+                    kind: K_COMMITTED,
+                    ..Rec::SKIP
+                }
             }
             ParsedLine::Begin { time } => {
                 self.see_time(time);
                 self.begin = true;
+                Rec::SKIP
             }
             ParsedLine::End { time } => {
                 self.see_time(time);
                 self.end = true;
+                Rec::SKIP
             }
         }
-        Ok(())
     }
 
-    /// Starts fetching the state of the op `line` is about into the cache,
-    /// for a line [`HistoryIndex::add`] will get soon.
-    pub(crate) fn prefetch(&self, line: &ParsedLine<'_>) {
-        if let Some(op) = line.op() {
-            self.ops.prefetch(op);
+    fn see_time(&mut self, t: i64) {
+        self.max_time = self.max_time.max(t);
+    }
+
+    /// Applies routed records (the pieces of a block, in file order) to the
+    /// shards, all shards at once. Returns the first refused record in file
+    /// order: (piece, record in piece, why).
+    pub(crate) fn apply(&mut self, pieces: &[Vec<Rec>]) -> Option<(usize, usize, LineError)> {
+        let bits = self.shard_bits;
+        let slots = &self.slots;
+        let refused = |(shard, s): (usize, &mut Shard)| s.apply_all(shard, bits, pieces, slots);
+        if self.shards.len() == 1 {
+            return refused((0, &mut self.shards[0]));
         }
+        use rayon::prelude::*;
+        let all: Vec<_> = self.shards.par_iter_mut().enumerate().map(refused).collect();
+        all.into_iter().flatten().min_by_key(|&(piece, rec, _)| (piece, rec))
     }
 
     /// Ops that have a completion or `committed` line but no `invoke`: the
     /// history is inconsistent. Returns (op id, which line type) for the first few.
     pub fn orphans(&self) -> Vec<(u64, &'static str)> {
         let mut out = Vec::new();
-        for (h, s) in self.ops.iter() {
-            let op = self.ops.op_id(h);
+        if self.shards.iter().all(|s| s.orphans == 0) {
+            return out;
+        }
+        for (h, s) in self.ops() {
+            let op = self.slots.op_id(h);
             if s.is(INVOKED) {
                 continue;
             }
@@ -288,7 +466,7 @@ impl HistoryIndex {
         let key_names = {
             let mut names = vec![String::new(); self.keys.len()];
             for (name, &k) in &self.keys {
-                names[k as usize] = name.to_string();
+                names[k as usize] = String::from_utf8_lossy(name).into_owned();
             }
             names
         };
@@ -304,7 +482,9 @@ impl HistoryIndex {
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
-        let mut ordered: Vec<(u32, i32, i64, Handle)> = Vec::new();
+        // (key, partition, offset, handle, seq) of each first delivery of an
+        // ok op: the seq rides along so the reorder pass reads no state.
+        let mut ordered: Vec<LogEntry> = Vec::new();
 
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {
@@ -313,16 +493,16 @@ impl HistoryIndex {
             }
         };
         let example = |i: Handle, detail: Option<String>| -> Example {
-            let s = self.ops.get(i);
+            let s = self.state(i);
             let mut events = Vec::new();
             if s.deliveries > 0 {
-                events.push(event_str(&s.event));
-                if let Some(extra) = self.extra_events.get(&i) {
+                events.push(event_str(&self.shards[shard_of(i, self.shard_bits)].store.event(i)));
+                if let Some(extra) = self.shards[shard_of(i, self.shard_bits)].extra_events.get(&i) {
                     events.extend(extra.iter().map(event_str));
                 }
             }
             Example {
-                op: Some(self.ops.op_id(i)),
+                op: Some(self.slots.op_id(i)),
                 key: (s.key != NONE_KEY).then(|| key_names[s.key as usize].clone()),
                 seq: (s.seq != NO_SEQ).then_some(s.seq),
                 outcome: s.outcome(),
@@ -375,7 +555,7 @@ impl HistoryIndex {
         // fault windows' time to recover; only kept when there are windows.
         let has_faults = !self.nemesis.is_empty();
         let mut acked: Vec<(i64, i64)> = Vec::new();
-        for (i, &s) in self.ops.iter() {
+        for (i, &s) in self.ops() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
                     found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
@@ -421,7 +601,7 @@ impl HistoryIndex {
                 if delivered {
                     latencies.push((s.first_time - s.complete_time).max(0));
                     unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push((s.key, s.log_partition, s.log_offset, i));
+                    ordered.push((log_order(s.key, s.log_partition, s.log_offset), i, s.delivery_seq()));
                 }
             }
         }
@@ -430,27 +610,31 @@ impl HistoryIndex {
         if !options.per_key_order {
             ordered.clear();
         }
-        ordered.sort_unstable();
+        // Sorted in place on all cores while the latency quantiles are found:
+        // by key, partition, offset, then handle, as before. Each entry is
+        // distinct by its handle (before the seq), so any sort gives this
+        // order, and the seq never decides it.
+        let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
         let mut current_key = NONE_KEY;
         let mut highest: Option<(u64, Handle)> = None;
-        for &(_, _, _, i) in &ordered {
-            let s = self.ops.get(i);
-            if s.key != current_key {
-                current_key = s.key;
+        for &(order, i, seq) in &ordered {
+            let key = (order >> 96) as u32;
+            if key != current_key {
+                current_key = key;
                 highest = None;
             }
-            let seq = s.delivery_seq();
             match highest {
                 Some((h, before)) if seq < h => {
+                    let s = self.state(i);
                     found(Anomaly::Reorder, 1, s.first_time, &|| {
-                        let b = self.ops.get(before);
+                        let b = self.state(before);
                         example(
                             i,
                             Some(format!(
                                 "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
                                 s.log_partition,
                                 s.log_offset,
-                                self.ops.op_id(before),
+                                self.slots.op_id(before),
                                 b.log_partition,
                                 b.log_offset
                             )),
@@ -466,7 +650,7 @@ impl HistoryIndex {
         // Stale reads: a read must see at least the highest seq acknowledged before it began.
         if !self.reads.is_empty() {
             let mut acked: Vec<(u32, i64, u64)> = Vec::new();
-            for (_, s) in self.ops.iter() {
+            for (_, s) in self.ops() {
                 if s.is(INVOKED) && s.outcome == 1 {
                     acked.push((s.key, s.complete_time, s.seq));
                 }
@@ -569,7 +753,7 @@ impl HistoryIndex {
             ops: counts,
             deliveries: self.deliveries,
             reads: self.reads.len() as u64,
-            latency_ns: Latency::from_samples(&mut latencies),
+            latency_ns,
             unseen_per_second,
             faults,
             failed_faults,
@@ -578,6 +762,133 @@ impl HistoryIndex {
             lines: 0,
             warnings,
         }
+    }
+}
+
+/// (key, partition and offset as [`log_order`] packs them; handle; seq) of
+/// an op's first delivery in log order.
+type LogEntry = (u128, Handle, u64);
+
+/// (key, partition, offset) as one number that orders as the triple does
+/// (the signed parts with their sign bit flipped), so sorting compares one
+/// number where it compared three.
+fn log_order(key: u32, partition: i32, offset: i64) -> u128 {
+    let partition = (partition as u32 ^ (1 << 31)) as u128;
+    let offset = (offset as u64 ^ (1 << 63)) as u128;
+    ((key as u128) << 96) | (partition << 64) | offset
+}
+
+/// Records applied ahead of their turn are fetched into the cache this many records early.
+const PREFETCH_AHEAD: usize = 32;
+
+impl Shard {
+    /// Applies the records of this shard (number `shard` of `1 << bits`)
+    /// among `pieces`, in order; stops at the first refused one: (piece,
+    /// record in piece, why).
+    fn apply_all(
+        &mut self,
+        shard: usize,
+        bits: u32,
+        pieces: &[Vec<Rec>],
+        slots: &OpSlots,
+    ) -> Option<(usize, usize, LineError)> {
+        let mine = |r: &Rec| r.kind < K_OTHER && shard_of(r.op, bits) == shard;
+        for (p, recs) in pieces.iter().enumerate() {
+            for (k, r) in recs.iter().enumerate() {
+                // A shuffled history touches the states at random: ask for
+                // one a few records ahead while this one is applied.
+                if let Some(ahead) = recs.get(k + PREFETCH_AHEAD) {
+                    if mine(ahead) {
+                        self.store.prefetch(ahead.op, ahead.kind == K_DELIVER);
+                    }
+                }
+                if mine(r) {
+                    if let Err(e) = self.apply(r, slots) {
+                        return Some((p, k, e));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Applies one routed record of this shard: the part of taking a line
+    /// that concerns its op alone. Refuses a second `invoke` or completion.
+    fn apply(&mut self, r: &Rec, slots: &OpSlots) -> Result<(), LineError> {
+        match r.kind {
+            K_INVOKE => {
+                let s = self.store.get_mut(r.op).0;
+                if s.is(INVOKED) {
+                    return Err(LineError(format!(
+                        "op {} is invoked a second time; op ids must be unique within a run",
+                        slots.op_id(r.op)
+                    )));
+                }
+                if s.outcome != 0 || s.is(COMMITTED) {
+                    self.orphans -= 1;
+                }
+                s.flags |= INVOKED;
+                s.key = r.key;
+                s.seq = r.seq;
+                s.invoke_time = r.time;
+            }
+            K_OK | K_FAIL | K_INFO => {
+                let s = self.store.get_mut(r.op).0;
+                if let Some(earlier) = s.outcome() {
+                    let outcome = [Outcome::Ok, Outcome::Fail, Outcome::Info][usize::from(r.kind - K_OK)];
+                    return Err(LineError(format!(
+                        "op {} completes a second time (`{}` after `{}`); each op has one completion",
+                        slots.op_id(r.op),
+                        outcome.as_str(),
+                        earlier.as_str()
+                    )));
+                }
+                if !s.is(INVOKED) && !s.is(COMMITTED) {
+                    self.orphans += 1;
+                }
+                s.outcome = r.kind;
+                s.complete_time = r.time;
+            }
+            K_DELIVER => {
+                let (i, event, time, partition, offset) = (r.op, r.event, r.time, r.partition, r.offset);
+                let (s, first_event) = self.store.get_mut(i);
+                if s.key == NONE_KEY {
+                    s.key = r.key; // an invoke, when it comes, sets the op's own key
+                }
+                if s.deliveries == 0 {
+                    *first_event = event;
+                    s.first_time = time;
+                    s.log_partition = partition;
+                    s.log_offset = offset;
+                    s.log_seq = r.seq;
+                } else {
+                    s.first_time = s.first_time.min(time);
+                    if (partition, offset) < (s.log_partition, s.log_offset) {
+                        s.log_partition = partition;
+                        s.log_offset = offset;
+                        s.log_seq = r.seq;
+                    }
+                    if event != *first_event {
+                        s.flags |= DISTINCT_EVENTS;
+                        let first = *first_event;
+                        let extra = self.extra_events.entry(i).or_default();
+                        if !extra.contains(&event) && extra.len() < 8 && event != first {
+                            extra.push(event);
+                        }
+                    }
+                }
+                s.deliveries = s.deliveries.saturating_add(1);
+            }
+            K_COMMITTED => {
+                let s = self.store.get_mut(r.op).0;
+                if !s.is(INVOKED) && !s.is(COMMITTED) && s.outcome == 0 {
+                    self.orphans += 1;
+                }
+                s.flags |= COMMITTED;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -634,4 +945,39 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
     done.extend(open);
     done.sort_by_key(|w| w.start);
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn log_order_orders_as_the_triple_does(
+            a in (proptest::num::u32::ANY, proptest::num::i32::ANY, proptest::num::i64::ANY),
+            b in (proptest::num::u32::ANY, proptest::num::i32::ANY, proptest::num::i64::ANY),
+        ) {
+            let (x, y) = (log_order(a.0, a.1, a.2), log_order(b.0, b.1, b.2));
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn log_order_keeps_the_extremes_in_order() {
+        let triples = [
+            (0, i32::MIN, i64::MIN),
+            (0, i32::MIN, -1),
+            (0, -1, i64::MAX),
+            (0, 0, 0),
+            (0, i32::MAX, i64::MAX),
+            (1, i32::MIN, i64::MIN),
+            (u32::MAX, i32::MAX, i64::MAX),
+        ];
+        for w in triples.windows(2) {
+            assert!(
+                log_order(w[0].0, w[0].1, w[0].2) < log_order(w[1].0, w[1].1, w[1].2),
+                "{w:?}"
+            );
+        }
+    }
 }

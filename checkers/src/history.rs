@@ -257,17 +257,6 @@ pub enum ParsedLine<'a> {
     },
 }
 
-impl ParsedLine<'_> {
-    /// The op the line is about, if any (for the reader to fetch its state early).
-    pub(crate) fn op(&self) -> Option<u64> {
-        match self {
-            ParsedLine::Invoke { op, .. } | ParsedLine::Complete { op, .. } | ParsedLine::Committed { op } => Some(*op),
-            ParsedLine::Deliver { op, .. } => *op,
-            _ => None,
-        }
-    }
-}
-
 /// Why one line could not be used. The reader adds the file and line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -388,9 +377,20 @@ fn need_field<T>(v: Field<T>, ty: &str, field: &str, what: &str) -> Result<T, Li
 /// escapes, integers) are read by [`scan_line`]; anything else goes through
 /// serde_json, which reads every line the same way, only slower.
 pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineError> {
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_text_line(text),
+        // Not UTF-8: left to serde_json, as every line the scanner does not read.
+        Err(_) => from_raw(parse_raw_serde(line)?),
+    }
+}
+
+/// [`parse_line`] of a line known to be UTF-8 (the reader checks a whole
+/// piece of lines at once, which is much cheaper than line by line).
+#[inline]
+pub(crate) fn parse_text_line(line: &str) -> Result<ParsedLine<'_>, LineError> {
     let raw = match scan_line(line) {
         Some(raw) => raw,
-        None => parse_raw_serde(line)?,
+        None => parse_raw_serde(line.as_bytes())?,
     };
     from_raw(raw)
 }
@@ -425,16 +425,16 @@ const KNOWN_FIELDS: [&[u8]; 12] = [
 
 /// Reads a line of the common shape into the same [`RawLine`] serde_json
 /// would make of it, or returns `None` when the line is anything else (so
-/// serde_json decides): not UTF-8, whitespace, escapes, floats, nesting, a
-/// field given twice, an integer out of range, a value of the wrong kind.
-fn scan_line(line: &[u8]) -> Option<RawLine<'_>> {
-    let n = line.len();
-    if n < 2 || line[0] != b'{' || line[n - 1] != b'}' {
+/// serde_json decides): whitespace, escapes, floats, nesting, a field given
+/// twice, an integer out of range, a value of the wrong kind. The line is
+/// UTF-8 already (checked by the caller, a whole piece of lines at a time).
+#[inline]
+fn scan_line(line: &str) -> Option<RawLine<'_>> {
+    let bytes = line.as_bytes();
+    let n = bytes.len();
+    if n < 2 || bytes[0] != b'{' || bytes[n - 1] != b'}' {
         return None;
     }
-    // Valid UTF-8 once for the whole line; every string is then cut at `"` bytes.
-    let line = std::str::from_utf8(line).ok()?;
-    let bytes = line.as_bytes();
     let mut raw = RawLine::empty();
     if n == 2 {
         return Some(raw);
@@ -442,47 +442,47 @@ fn scan_line(line: &[u8]) -> Option<RawLine<'_>> {
     let mut i = 1;
     let mut seen: u16 = 0;
     loop {
-        let name = scan_str(line, &mut i)?;
-        if bytes.get(i) != Some(&b':') {
+        let field = match known_name(&bytes[i..]) {
+            Some((field, len)) => {
+                i += len;
+                field
+            }
+            None => {
+                // Not `"name":` with a known name: an unknown field (or not
+                // JSON the scanner reads), its value skipped.
+                let name = scan_str(line, &mut i)?;
+                if bytes.get(i) != Some(&b':') {
+                    return None;
+                }
+                i += 1;
+                debug_assert!(!KNOWN_FIELDS.contains(&name.as_bytes()), "{name}");
+                skip_value(line, &mut i)?;
+                match bytes.get(i)? {
+                    b',' => i += 1,
+                    b'}' if i == n - 1 => return Some(raw),
+                    _ => return None,
+                }
+                continue;
+            }
+        };
+        if seen & (1 << field) != 0 {
             return None;
         }
-        i += 1;
-        let field = KNOWN_FIELDS.iter().position(|f| *f == name.as_bytes());
-        if let Some(f) = field {
-            if seen & (1 << f) != 0 {
-                return None;
-            }
-            seen |= 1 << f;
-        }
+        seen |= 1 << field;
         let text = |i: &mut usize| scan_str(line, i).map(|s| Text(Cow::Borrowed(s)));
         match field {
-            Some(0) => raw.ty = Some(text(&mut i)?),
-            Some(1) => raw.op = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
-            Some(2) => raw.key = scan_field(bytes, &mut i, text)?,
-            Some(3) => raw.seq = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
-            Some(4) => raw.time = Some(scan_i64(bytes, &mut i)?),
-            Some(5) => raw.event = Some(text(&mut i)?),
-            Some(6) => raw.partition = Some(i32::try_from(scan_i64(bytes, &mut i)?).ok()?),
-            Some(7) => raw.offset = Some(scan_i64(bytes, &mut i)?),
-            Some(8) => raw.fault = Some(text(&mut i)?),
-            Some(9) => raw.phase = Some(text(&mut i)?),
-            Some(10) => raw.invoke_time = Some(scan_i64(bytes, &mut i)?),
-            Some(11) => raw.error = Some(ErrorField::Text(text(&mut i)?)),
-            _ => match bytes.get(i)? {
-                b'"' => {
-                    scan_str(line, &mut i)?;
-                }
-                b't' | b'f' | b'n' => {
-                    let rest = &bytes[i..];
-                    let word: &[u8] = [&b"true"[..], b"false", b"null"]
-                        .into_iter()
-                        .find(|w| rest.starts_with(w))?;
-                    i += word.len();
-                }
-                _ => {
-                    scan_i64(bytes, &mut i)?;
-                }
-            },
+            0 => raw.ty = Some(text(&mut i)?),
+            1 => raw.op = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
+            2 => raw.key = scan_field(bytes, &mut i, text)?,
+            3 => raw.seq = scan_field(bytes, &mut i, |i| scan_u64(bytes, i))?,
+            4 => raw.time = Some(scan_i64(bytes, &mut i)?),
+            5 => raw.event = Some(text(&mut i)?),
+            6 => raw.partition = Some(i32::try_from(scan_i64(bytes, &mut i)?).ok()?),
+            7 => raw.offset = Some(scan_i64(bytes, &mut i)?),
+            8 => raw.fault = Some(text(&mut i)?),
+            9 => raw.phase = Some(text(&mut i)?),
+            10 => raw.invoke_time = Some(scan_i64(bytes, &mut i)?),
+            _ => raw.error = Some(ErrorField::Text(text(&mut i)?)),
         }
         match bytes.get(i)? {
             b',' => i += 1,
@@ -492,17 +492,59 @@ fn scan_line(line: &[u8]) -> Option<RawLine<'_>> {
     }
 }
 
+/// The bit (in the order of `KNOWN_FIELDS`) of the known field whose name,
+/// quoted and followed by `:`, starts `rest`, and that prefix's length.
+///
+/// Looked for by its first letter and compared whole, instead of cutting the
+/// name out as a string first: names are half of a line's strings, and
+/// nearly all of them are known.
+#[inline(always)]
+fn known_name(rest: &[u8]) -> Option<(usize, usize)> {
+    let known = |field: usize, quoted: &[u8]| rest.starts_with(quoted).then_some((field, quoted.len()));
+    match rest.get(1)? {
+        b't' => known(0, b"\"type\":").or_else(|| known(4, b"\"time\":")),
+        b'o' => known(1, b"\"op\":").or_else(|| known(7, b"\"offset\":")),
+        b'k' => known(2, b"\"key\":"),
+        b's' => known(3, b"\"seq\":"),
+        b'e' => known(5, b"\"event\":").or_else(|| known(11, b"\"error\":")),
+        b'p' => known(6, b"\"partition\":").or_else(|| known(9, b"\"phase\":")),
+        b'f' => known(8, b"\"fault\":"),
+        b'i' => known(10, b"\"invoke_time\":"),
+        _ => None,
+    }
+}
+
+/// Skips the value of an unknown field: a string, `true`, `false`, `null`
+/// or an integer (anything else is left to serde_json).
+fn skip_value(line: &str, i: &mut usize) -> Option<()> {
+    let bytes = line.as_bytes();
+    match bytes.get(*i)? {
+        b'"' => {
+            scan_str(line, i)?;
+        }
+        b't' | b'f' | b'n' => {
+            let rest = &bytes[*i..];
+            let word: &[u8] = [&b"true"[..], b"false", b"null"]
+                .into_iter()
+                .find(|w| rest.starts_with(w))?;
+            *i += word.len();
+        }
+        _ => {
+            scan_i64(bytes, i)?;
+        }
+    }
+    Some(())
+}
+
 /// A string without escapes or control characters at `line[*i]`; moves past it.
+#[inline(always)]
 fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
     let bytes = line.as_bytes();
     if bytes.get(*i) != Some(&b'"') {
         return None;
     }
     let start = *i + 1;
-    let len = bytes[start..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    let end = start + len;
+    let end = string_stop(bytes, start)?;
     if bytes[end] != b'"' {
         return None;
     }
@@ -511,7 +553,39 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
     line.get(start..end)
 }
 
+/// Where the first `"`, `\` or control character at or after `from` is.
+///
+/// Looks at 8 bytes at a time (strings are most of a line's bytes): a byte
+/// equal to `c` is a zero byte of `x ^ c…c`, found with the usual
+/// `(v - 0x01…01) & !v & 0x80…80` test, which also finds bytes below 0x20
+/// with `0x20…20` in place of `0x01…01`. Bits may be set wrongly only above
+/// a byte rightly found, so the lowest one is exact.
+#[inline(always)]
+fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|p| i + p)
+}
+
 /// `null` or a value, as [`Field`] reads it.
+#[inline]
 fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Field<T>> {
     if line[*i..].starts_with(b"null") {
         *i += 4;
@@ -523,19 +597,27 @@ fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> O
 /// The digits of a JSON integer at `line[*i]` as a magnitude, the way
 /// serde_json reads them: no leading zero, no fraction or exponent (those
 /// make a float), no overflow.
+#[inline]
 fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
     let start = *i;
     let mut v: u64 = 0;
     while let Some(&b) = line.get(*i) {
-        if !b.is_ascii_digit() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
             break;
         }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        // Wraps only past 19 digits, which are counted again below.
+        v = v.wrapping_mul(10).wrapping_add(u64::from(d));
         *i += 1;
     }
     let digits = *i - start;
     if digits == 0 || (digits > 1 && line[start] == b'0') {
         return None;
+    }
+    if digits > 19 {
+        v = line[start..*i]
+            .iter()
+            .try_fold(0u64, |v, &b| v.checked_mul(10)?.checked_add(u64::from(b - b'0')))?;
     }
     if matches!(line.get(*i), Some(b'.' | b'e' | b'E')) {
         return None;
@@ -543,10 +625,12 @@ fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
     Some(v)
 }
 
+#[inline]
 fn scan_u64(line: &[u8], i: &mut usize) -> Option<u64> {
     scan_digits(line, i)
 }
 
+#[inline]
 fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
     if line.get(*i) == Some(&b'-') {
         *i += 1;
@@ -560,6 +644,7 @@ fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
     i64::try_from(scan_digits(line, i)?).ok()
 }
 
+#[inline]
 fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
     let ty = need(
         raw.ty.map(|t| t.0),
@@ -969,7 +1054,7 @@ mod tests {
         assert!(lines.len() > 60, "{}", lines.len());
         let mut scanned = 0;
         for line in &lines {
-            scanned += scan_line(line.as_bytes()).is_some() as usize;
+            scanned += scan_line(line).is_some() as usize;
             assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
         }
         // A few are broken on purpose; the rest must be the scanner's.
@@ -991,12 +1076,12 @@ mod tests {
             r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1,}"#,
             r#"{"type":"invoke","op":1,"key":"k","seq":0,"time":1}x"#,
         ] {
-            assert!(scan_line(line.as_bytes()).is_none(), "{line}");
+            assert!(scan_line(line).is_none(), "{line}");
             assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
         }
         // The common shape, non-ASCII keys included, is the scanner's.
         let line = r#"{"type":"invoke","op":1,"process":0,"key":"kä","seq":0,"time":-5,"x":null,"y":true}"#;
-        assert!(scan_line(line.as_bytes()).is_some());
+        assert!(scan_line(line).is_some());
         assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()));
     }
 
@@ -1034,6 +1119,21 @@ mod tests {
             ]
             .prop_map(|s| format!("\"{s}\"")),
         ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_string_stops_where_a_byte_at_a_time_look_stops(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'"'), proptest::strategy::Just(b'\\'), proptest::strategy::Just(0x1fu8), proptest::strategy::Just(0x20u8), proptest::strategy::Just(0x7fu8), proptest::strategy::Just(0x80u8), proptest::strategy::Just(0xffu8), proptest::strategy::Just(b'a'),
+                proptest::num::u8::ANY,
+            ], 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let naive = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| from + p);
+            proptest::prop_assert_eq!(string_stop(&bytes, from), naive);
+        }
     }
 
     proptest::proptest! {

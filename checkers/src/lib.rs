@@ -15,6 +15,7 @@ pub mod anomaly;
 pub mod check;
 mod event_id;
 pub mod history;
+mod ingest;
 mod op_table;
 pub mod reader;
 pub mod results;
@@ -34,7 +35,7 @@ use std::path::Path;
 pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, HistoryError> {
     let name = path.display().to_string();
     let mut index = HistoryIndex::new();
-    let summary = reader::read_file_into(path, &mut index)?;
+    let summary = reader::read_file_blocks(path, &mut ingest::IndexSink::new(&mut index))?;
     if let Some((op, what)) = index.orphans().first().copied() {
         // Rare: find the line again so the message can point at it.
         let mut line_of = None;
@@ -59,7 +60,7 @@ pub fn check_file(path: &Path, options: CheckOptions) -> Result<CheckResult, His
 /// Reads and checks a history from any byte source; `name` is used in messages.
 pub fn check_reader<R: Read>(name: &str, input: R, options: CheckOptions) -> Result<CheckResult, HistoryError> {
     let mut index = HistoryIndex::new();
-    let summary = reader::read_from_into(name, input, &mut index)?;
+    let summary = reader::read_blocks(name, input, &mut ingest::IndexSink::new(&mut index))?;
     if let Some((op, what)) = index.orphans().first().copied() {
         return Err(orphan_error(name, None, op, what));
     }
@@ -67,16 +68,6 @@ pub fn check_reader<R: Read>(name: &str, input: R, options: CheckOptions) -> Res
     result.lines = summary.lines;
     result.warnings.splice(0..0, summary.warnings);
     Ok(result)
-}
-
-impl reader::Sink for HistoryIndex {
-    fn line(&mut self, _: u64, line: ParsedLine<'_>) -> Result<(), history::LineError> {
-        self.add(line)
-    }
-
-    fn prefetch(&self, line: &ParsedLine<'_>) {
-        HistoryIndex::prefetch(self, line);
-    }
 }
 
 fn orphan_error(name: &str, line: Option<u64>, op: u64, what: &str) -> HistoryError {

@@ -1,9 +1,18 @@
 //! Where the checker keeps one [`OpState`] per op, found by op id.
 //!
-//! Op ids are usually dense (0, 1, 2, ...), so ids below 2^28 index fixed-size
-//! segments directly: no hash, no per-op key, no growth by doubling. Sparse
-//! ids (or dense ones past the memory budget for mostly-empty segments) go to
-//! a hash map instead, so a strange history costs speed, never unbounded memory.
+//! Two halves, so that the states can be updated on all cores at once:
+//!
+//! - [`OpSlots`] decides, in file order on one thread, which ops exist and
+//!   where each one's state lives (its [`Handle`]). Op ids are usually dense
+//!   (0, 1, 2, ...), so ids below 2^28 index fixed-size segments directly: no
+//!   hash, no growth by doubling. Sparse ids (or dense ones past the memory
+//!   budget for mostly-empty segments) go to a hash map instead, so a strange
+//!   history costs speed, never unbounded memory. These decisions (and the
+//!   order of hashed ops) depend on the order ops are first seen in, which is
+//!   why one thread makes them.
+//! - [`OpStore`] holds the states of one shard: every handle belongs to
+//!   exactly one shard (by its low bits), so shards are updated in parallel
+//!   without sharing anything, each in file order.
 
 use crate::event_id::EventId;
 use crate::history::Outcome;
@@ -13,14 +22,15 @@ pub(crate) const NONE_TIME: i64 = i64::MIN;
 pub(crate) const NONE_KEY: u32 = u32::MAX;
 pub(crate) const NO_SEQ: u64 = u64::MAX;
 
-/// The op has a slot (direct slots exist before their op is seen).
-pub(crate) const PRESENT: u8 = 8;
 pub(crate) const INVOKED: u8 = 1;
 pub(crate) const COMMITTED: u8 = 2;
 pub(crate) const DISTINCT_EVENTS: u8 = 4;
 
-/// What the index knows of one op.
+/// What the index knows of one op (but its event id, kept beside it): one
+/// cache line, as a shuffled history touches each op's state at random,
+/// four times (its invoke, completion, delivery and `committed` lines).
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 pub(crate) struct OpState {
     pub(crate) invoke_time: i64,
     pub(crate) complete_time: i64,
@@ -31,8 +41,6 @@ pub(crate) struct OpState {
     pub(crate) log_offset: i64,
     /// Seq carried by that delivery (`NO_SEQ`: none, use the invoked seq).
     pub(crate) log_seq: u64,
-    /// Event id of the first delivery seen.
-    pub(crate) event: EventId,
     /// Partition of the first delivery in log order.
     pub(crate) log_partition: i32,
     pub(crate) key: u32,
@@ -50,7 +58,6 @@ impl OpState {
         first_time: NONE_TIME,
         log_offset: 0,
         log_seq: NO_SEQ,
-        event: [0, 0],
         log_partition: 0,
         key: NONE_KEY,
         deliveries: 0,
@@ -90,102 +97,69 @@ const SEGMENT: usize = 1 << SEGMENT_BITS;
 const DIRECT_LIMIT: u64 = 1 << 28;
 /// Direct segments may always use this much; beyond it only while half full on average.
 const DIRECT_BUDGET_BYTES: usize = 256 << 20;
+/// The state size the budget above is counted in: the size `OpState` had
+/// when the budget rule was made, kept so the rule (and with it which ops are
+/// hashed, which decides the order examples are found in) stays the same.
+const BUDGET_STATE_BYTES: usize = 80;
+/// Most shards a table is split into (more cores than this share them).
+pub(crate) const MAX_SHARD_BITS: u32 = 3;
 
 enum Segment {
     Unused,
-    Direct(Box<[OpState]>),
+    /// Its ops live in the shards' direct segments; one bit per op says which exist.
+    Direct(Box<[u64; SEGMENT / 64]>),
     /// Refused (over budget): its ops live in the hash map.
     Hashed,
 }
 
-/// One [`OpState`] per op id.
+/// Which ops exist and the handle of each; decided in the order ops are first seen.
 #[derive(Default)]
-pub(crate) struct OpTable {
+pub(crate) struct OpSlots {
     segments: Vec<Segment>,
     direct_segments: usize,
     direct_ops: usize,
     hashed_index: FxHashMap<u64, u32>,
     hashed_ids: Vec<u64>,
-    hashed: Vec<Box<[OpState]>>,
 }
 
-impl OpTable {
-    /// The handle of `op`'s state, creating it if needed.
+impl OpSlots {
+    /// The handle of `op`'s state, creating the op if needed.
     pub(crate) fn slot(&mut self, op: u64) -> Handle {
         if op < DIRECT_LIMIT {
             let seg = (op >> SEGMENT_BITS) as usize;
+            if let Some(Segment::Direct(present)) = self.segments.get_mut(seg) {
+                // The common case, kept short: a segment already in use.
+                let (word, bit) = ((op as usize & (SEGMENT - 1)) / 64, 1u64 << (op % 64));
+                if present[word] & bit == 0 {
+                    present[word] |= bit;
+                    self.direct_ops += 1;
+                }
+                return op;
+            }
             if seg >= self.segments.len() {
                 self.segments.resize_with(seg + 1, || Segment::Unused);
             }
             if matches!(self.segments[seg], Segment::Unused) {
-                let bytes = (self.direct_segments + 1) * SEGMENT * size_of::<OpState>();
-                let affordable = bytes <= DIRECT_BUDGET_BYTES || self.direct_ops * 2 * size_of::<OpState>() >= bytes;
+                let bytes = (self.direct_segments + 1) * SEGMENT * BUDGET_STATE_BYTES;
+                let affordable = bytes <= DIRECT_BUDGET_BYTES || self.direct_ops * 2 * BUDGET_STATE_BYTES >= bytes;
                 self.segments[seg] = if affordable {
                     self.direct_segments += 1;
-                    Segment::Direct(vec![OpState::EMPTY; SEGMENT].into_boxed_slice())
+                    Segment::Direct(Box::new([0; SEGMENT / 64]))
                 } else {
                     Segment::Hashed
                 };
-            }
-            if let Segment::Direct(states) = &mut self.segments[seg] {
-                let s = &mut states[op as usize & (SEGMENT - 1)];
-                if s.flags & PRESENT == 0 {
-                    s.flags |= PRESENT;
-                    self.direct_ops += 1;
+                if affordable {
+                    return self.slot(op);
                 }
-                return op;
             }
         }
         if let Some(&n) = self.hashed_index.get(&op) {
             return HASHED | n as u64;
         }
         let n = self.hashed_ids.len();
-        if n.is_multiple_of(SEGMENT) {
-            self.hashed.push(vec![OpState::EMPTY; SEGMENT].into_boxed_slice());
-        }
-        self.hashed[n / SEGMENT][n % SEGMENT].flags |= PRESENT;
         self.hashed_ids.push(op);
         self.hashed_index.insert(op, n as u32);
         HASHED | n as u64
-    }
-
-    /// Asks the CPU to fetch `op`'s state into the cache ahead of its use
-    /// (a shuffled history touches the states at random; a miss each line
-    /// otherwise). Does nothing for ops without a direct slot yet.
-    pub(crate) fn prefetch(&self, op: u64) {
-        if op >= DIRECT_LIMIT {
-            return;
-        }
-        if let Some(Segment::Direct(states)) = self.segments.get((op >> SEGMENT_BITS) as usize) {
-            let p = &states[op as usize & (SEGMENT - 1)] as *const OpState;
-            prefetch_read(p.cast());
-            // An `OpState` may straddle two cache lines.
-            prefetch_read(p.cast::<u8>().wrapping_add(size_of::<OpState>() - 1));
-        }
-    }
-
-    /// The state behind a handle from [`OpTable::slot`].
-    pub(crate) fn get(&self, h: Handle) -> &OpState {
-        if h & HASHED != 0 {
-            let n = (h & !HASHED) as usize;
-            return &self.hashed[n / SEGMENT][n % SEGMENT];
-        }
-        match &self.segments[(h >> SEGMENT_BITS) as usize] {
-            Segment::Direct(states) => &states[h as usize & (SEGMENT - 1)],
-            _ => unreachable!("direct handles point into direct segments"),
-        }
-    }
-
-    /// The state behind a handle, to change.
-    pub(crate) fn get_mut(&mut self, h: Handle) -> &mut OpState {
-        if h & HASHED != 0 {
-            let n = (h & !HASHED) as usize;
-            return &mut self.hashed[n / SEGMENT][n % SEGMENT];
-        }
-        match &mut self.segments[(h >> SEGMENT_BITS) as usize] {
-            Segment::Direct(states) => &mut states[h as usize & (SEGMENT - 1)],
-            _ => unreachable!("direct handles point into direct segments"),
-        }
     }
 
     /// The op id a handle stands for.
@@ -197,21 +171,126 @@ impl OpTable {
         }
     }
 
-    /// Every op's handle and state (direct ones in id order, then hashed ones).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Handle, &OpState)> {
+    /// Every op's handle: direct ones in id order, then hashed ones in the order first seen.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = Handle> + '_ {
         let direct = self.segments.iter().enumerate().flat_map(|(seg, s)| {
-            let states: &[OpState] = match s {
-                Segment::Direct(states) => states,
+            let present: &[u64] = match s {
+                Segment::Direct(present) => &present[..],
                 _ => &[],
             };
-            states
-                .iter()
-                .enumerate()
-                .filter(|(_, st)| st.flags & PRESENT != 0)
-                .map(move |(i, st)| (((seg << SEGMENT_BITS) + i) as u64, st))
+            present.iter().enumerate().flat_map(move |(w, &bits)| {
+                let base = ((seg << SEGMENT_BITS) + w * 64) as u64;
+                BitIter(bits).map(move |b| base + u64::from(b))
+            })
         });
-        let hashed = (0..self.hashed_ids.len()).map(|n| (HASHED | n as u64, &self.hashed[n / SEGMENT][n % SEGMENT]));
+        let hashed = (0..self.hashed_ids.len() as u64).map(|n| HASHED | n);
         direct.chain(hashed)
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
+}
+
+/// The shard a handle belongs to, of `1 << shard_bits`: its low bits, so
+/// dense ids (and hashed ops in the order seen) spread evenly.
+pub(crate) fn shard_of(h: Handle, shard_bits: u32) -> usize {
+    (h as usize) & ((1 << shard_bits) - 1)
+}
+
+/// The states of the ops of one shard.
+pub(crate) struct OpStore {
+    shard_bits: u32,
+    /// By segment (as [`OpSlots`] numbers them), each with this shard's part of it.
+    direct: Vec<Option<Block>>,
+    /// By `n / SEGMENT` of the hashed handles `HASHED | n`.
+    hashed: Vec<Option<Block>>,
+}
+
+/// The states of a block of ops, and the event id of each's first delivery
+/// (apart: only `deliver` lines need it).
+struct Block {
+    states: Box<[OpState]>,
+    events: Box<[EventId]>,
+}
+
+impl OpStore {
+    /// An empty shard of `1 << shard_bits`.
+    pub(crate) fn new(shard_bits: u32) -> Self {
+        OpStore {
+            shard_bits,
+            direct: Vec::new(),
+            hashed: Vec::new(),
+        }
+    }
+
+    /// (hashed?, block, index in block) of a handle of this shard.
+    fn locate(&self, h: Handle) -> (bool, usize, usize) {
+        let n = h & !HASHED;
+        (
+            h & HASHED != 0,
+            (n >> SEGMENT_BITS) as usize,
+            (n as usize & (SEGMENT - 1)) >> self.shard_bits,
+        )
+    }
+
+    fn block(&self, h: Handle) -> Option<(&Block, usize)> {
+        let (hashed, block, i) = self.locate(h);
+        let blocks = if hashed { &self.hashed } else { &self.direct };
+        match blocks.get(block) {
+            Some(Some(b)) => Some((b, i)),
+            _ => None,
+        }
+    }
+
+    /// The state behind a handle of this shard, and its first event id, to
+    /// change (made on first use).
+    pub(crate) fn get_mut(&mut self, h: Handle) -> (&mut OpState, &mut EventId) {
+        let (hashed, block, i) = self.locate(h);
+        let blocks = if hashed { &mut self.hashed } else { &mut self.direct };
+        if block >= blocks.len() {
+            blocks.resize_with(block + 1, || None);
+        }
+        let per_block = SEGMENT >> self.shard_bits;
+        let b = blocks[block].get_or_insert_with(|| Block {
+            states: vec![OpState::EMPTY; per_block].into_boxed_slice(),
+            events: vec![[0, 0]; per_block].into_boxed_slice(),
+        });
+        (&mut b.states[i], &mut b.events[i])
+    }
+
+    /// The state behind a handle of this shard (empty if it was never changed).
+    pub(crate) fn get(&self, h: Handle) -> &OpState {
+        self.block(h).map_or(&OpState::EMPTY, |(b, i)| &b.states[i])
+    }
+
+    /// The event id of the first delivery of a handle of this shard.
+    pub(crate) fn event(&self, h: Handle) -> EventId {
+        self.block(h).map_or([0, 0], |(b, i)| b.events[i])
+    }
+
+    /// Asks the CPU to fetch the state of `h` (and its event id, when
+    /// `event`) into the cache ahead of its use (a shuffled history touches
+    /// the states at random; a miss each line otherwise). Does nothing for
+    /// states not made yet.
+    pub(crate) fn prefetch(&self, h: Handle, event: bool) {
+        if let Some((b, i)) = self.block(h) {
+            prefetch_read((&b.states[i] as *const OpState).cast());
+            if event {
+                prefetch_read((&b.events[i] as *const EventId).cast());
+            }
+        }
     }
 }
 

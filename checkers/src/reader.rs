@@ -1,13 +1,15 @@
 //! Streaming, parallel reading of a history file.
 //!
-//! The file is read in blocks of a few MiB; each block is cut at line ends
-//! into pieces that are parsed on all cores (rayon) and handed, in file
-//! order and with their line numbers, to a sink on the calling thread as soon
-//! as each piece is parsed (so the sink works while later pieces are parsed). Memory stays bounded by the
-//! block size whatever the file's length.
+//! A file is mapped into memory a window of a few MiB at a time (no copy;
+//! other sources are read into a buffer), and taken a block of whole lines
+//! at a time by a `BlockSink`: the checker's index (`ingest.rs`), or
+//! `Streaming`, which cuts each block at line ends into pieces parsed on
+//! all cores (rayon) and hands their lines, in file order and with their
+//! line numbers, to a `Sink` on the calling thread as soon as each piece
+//! is parsed. Memory stays bounded by the window size whatever the file's
+//! length.
 
-use crate::history::{parse_line, LineError, ParsedLine};
-use std::collections::VecDeque;
+use crate::history::{parse_line, parse_text_line, LineError, ParsedLine};
 use std::io::{self, Read};
 use std::sync::mpsc;
 
@@ -86,8 +88,6 @@ where
 pub(crate) trait Sink {
     /// Takes one line and its 1-based number.
     fn line(&mut self, number: u64, line: ParsedLine<'_>) -> Result<(), LineError>;
-    /// A hint: `line` comes soon (a few lines later), so its data may be fetched now.
-    fn prefetch(&self, _line: &ParsedLine<'_>) {}
 }
 
 struct Closure<F>(F);
@@ -98,11 +98,46 @@ impl<F: FnMut(u64, ParsedLine<'_>) -> Result<(), LineError>> Sink for Closure<F>
     }
 }
 
-/// Lines handed to [`Sink::prefetch`] before their turn.
-const PREFETCH_AHEAD: usize = 12;
+/// Bytes of a file mapped at a time: enough for the cores to share, little
+/// enough that the mapped pages (and what is parsed from them) stay small
+/// next to the index.
+const WINDOW_BYTES: usize = 16 << 20;
+
+/// Takes the history one block of whole lines at a time, in file order.
+pub(crate) trait BlockSink {
+    /// Takes `block` (whole lines; the last one unterminated only when
+    /// `unterminated_tail`), whose first line is `summary.lines + 1`; counts
+    /// its lines and records into `summary`.
+    fn block(
+        &mut self,
+        name: &str,
+        block: &[u8],
+        unterminated_tail: bool,
+        summary: &mut ReadSummary,
+    ) -> Result<(), HistoryError>;
+}
+
+/// Feeds a [`Sink`] line by line.
+struct Streaming<'s, S>(&'s mut S);
 
 /// [`read_file`] into a [`Sink`].
 pub(crate) fn read_file_into<S: Sink>(path: &Path, sink: &mut S) -> Result<ReadSummary, HistoryError> {
+    read_file_blocks(path, &mut Streaming(sink))
+}
+
+/// [`read_from`] into a [`Sink`].
+pub(crate) fn read_from_into<R: Read, S: Sink>(
+    name: &str,
+    input: R,
+    sink: &mut S,
+) -> Result<ReadSummary, HistoryError> {
+    read_blocks(name, input, &mut Streaming(sink))
+}
+
+/// Reads the file at `path` block by block into `sink`: mapped into memory
+/// a window at a time when it is a regular file (no copy; the pages are
+/// faulted in by whichever core parses them), read otherwise.
+pub(crate) fn read_file_blocks<B: BlockSink>(path: &Path, sink: &mut B) -> Result<ReadSummary, HistoryError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| {
         let hint = match e.kind() {
@@ -112,89 +147,91 @@ pub(crate) fn read_file_into<S: Sink>(path: &Path, sink: &mut S) -> Result<ReadS
         };
         HistoryError::whole(&name, format!("cannot open: {e}{hint}"))
     })?;
-    read_from_into(&name, file, sink)
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        // A pipe or a device: no length to map, only bytes to read.
+        _ => return read_blocks(&name, file, sink),
+    };
+    let mut summary = ReadSummary::default();
+    let mut start: u64 = 0;
+    while start < len {
+        let rest = usize::try_from(len - start).unwrap_or(usize::MAX);
+        let mut want = rest.min(WINDOW_BYTES);
+        loop {
+            let Some(window) = map_window(&file, start, want) else {
+                // Mapping is refused by some file systems: read the rest instead.
+                use std::io::Seek;
+                let mut file = &file;
+                file.seek(io::SeekFrom::Start(start))
+                    .map_err(|e| HistoryError::whole(&name, format!("read failed: {e}")))?;
+                return finish_blocks(&name, feed_reader(&name, file, sink, summary)?, len);
+            };
+            let eof = want == rest;
+            // A window ends at its last line end; the rest comes with the next window.
+            let cut = if eof {
+                want
+            } else {
+                match memchr::memrchr(b'\n', &window) {
+                    Some(i) => i + 1,
+                    None => {
+                        want = rest.min(want.saturating_mul(2)); // one line longer than a window: map more
+                        continue;
+                    }
+                }
+            };
+            let block = &window[..cut];
+            let unterminated_tail = eof && !block.ends_with(b"\n");
+            sink.block(&name, block, unterminated_tail, &mut summary)?;
+            start += cut as u64;
+            break;
+        }
+    }
+    finish_blocks(&name, summary, len)
 }
 
-/// [`read_from`] into a [`Sink`].
-pub(crate) fn read_from_into<R: Read, S: Sink>(
+/// `len` bytes of `file` from `offset`, mapped read-only; `None` when the
+/// system refuses to map it.
+fn map_window(file: &std::fs::File, offset: u64, len: usize) -> Option<memmap2::Mmap> {
+    // SAFETY: the map is only read, through the `&[u8]` memmap2 hands out,
+    // and only for as long as this reading lasts. What `unsafe` asks us to
+    // rule out is the file changing under the map. A recorder only appends,
+    // and bytes appended after the length was taken are simply not read.
+    // Truncating or rewriting a history while it is being checked is not
+    // guarded against: the check would see the new bytes, or be stopped by
+    // SIGBUS when it touches a page past the new end, as any reader of a file
+    // cut short under it would fail. A history is checked once it is written.
+    unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }.ok()
+}
+
+/// [`read_from`] block by block into `sink`.
+pub(crate) fn read_blocks<R: Read, B: BlockSink>(
     name: &str,
-    mut input: R,
-    sink: &mut S,
+    input: R,
+    sink: &mut B,
 ) -> Result<ReadSummary, HistoryError> {
-    let mut summary = ReadSummary::default();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut eof = false;
-    let mut next_line: u64 = 1;
-    let mut total_bytes: u64 = 0;
-    // How full the buffer must be before a block is cut; grows while one line is longer.
-    let mut fill_to = BLOCK_BYTES;
-    while !eof {
-        // Fill the buffer (after what the last block left over) up to `fill_to`.
-        let want = fill_to.saturating_sub(buf.len());
-        let got = (&mut input)
-            .take(want as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| HistoryError::whole(name, format!("read failed: {e}")))?;
-        total_bytes += got as u64;
-        eof = got < want;
-        // A block ends at the last line end; the rest waits for the next read.
-        let cut = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => i + 1,
-                None => {
-                    fill_to = buf.len() + BLOCK_BYTES; // one line longer than a block: keep reading
-                    continue;
-                }
-            }
-        };
-        fill_to = BLOCK_BYTES;
-        let block = &buf[..cut];
-        let unterminated_tail = eof && !block.is_empty() && !block.ends_with(b"\n");
-        let pieces = split_pieces(block, PIECES_PER_BLOCK);
-        let last = pieces.len().saturating_sub(1);
-        // The pieces are parsed on the pool while this thread hands the ones
-        // already parsed to the sink, in order: parsing and the sink overlap.
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
-        rayon::in_place_scope(|scope| -> Result<(), HistoryError> {
-            for (i, (piece, tx)) in pieces.iter().zip(senders).enumerate() {
-                let tail = unterminated_tail && i == last;
-                // A send fails only when an error already ended the reading.
-                scope.spawn(move |_| drop(tx.send(parse_piece(piece, tail))));
-            }
-            let mut window: VecDeque<(u32, ParsedLine<'_>)> = VecDeque::with_capacity(PREFETCH_AHEAD);
-            for rx in receivers {
-                let piece = rx.recv().expect("every piece is parsed and sent");
-                // Lines enter a short window, announced to the sink, and leave it in order.
-                let mut lines = piece.parsed.into_iter();
-                loop {
-                    while window.len() < PREFETCH_AHEAD {
-                        let Some(next) = lines.next() else { break };
-                        sink.prefetch(&next.1);
-                        window.push_back(next);
-                    }
-                    let Some((rel, parsed)) = window.pop_front() else { break };
-                    let line = next_line + rel as u64;
-                    sink.line(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
-                    summary.parsed += 1;
-                }
-                if let Some((rel, e)) = piece.error {
-                    return Err(HistoryError::at(name, next_line + rel as u64, e.0));
-                }
-                if let Some(rel) = piece.truncated_tail {
-                    summary.warnings.push(format!(
-                        "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
-                        next_line + rel as u64
-                    ));
-                }
-                next_line += piece.lines;
-            }
-            Ok(())
-        })?;
-        summary.lines = next_line - 1;
-        buf.drain(..cut);
+    let mut total_bytes = 0;
+    let summary = feed_reader(
+        name,
+        CountingReader(input, &mut total_bytes),
+        sink,
+        ReadSummary::default(),
+    )?;
+    finish_blocks(name, summary, total_bytes)
+}
+
+/// Counts the bytes read through it.
+struct CountingReader<'c, R>(R, &'c mut u64);
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        *self.1 += n as u64;
+        Ok(n)
     }
+}
+
+/// The errors of a history that had no record at all.
+fn finish_blocks(name: &str, summary: ReadSummary, total_bytes: u64) -> Result<ReadSummary, HistoryError> {
     if total_bytes == 0 {
         return Err(HistoryError::whole(
             name,
@@ -210,8 +247,88 @@ pub(crate) fn read_from_into<R: Read, S: Sink>(
     Ok(summary)
 }
 
+/// Reads `input` to its end in blocks of whole lines, handing each to `sink`.
+fn feed_reader<R: Read, B: BlockSink>(
+    name: &str,
+    mut input: R,
+    sink: &mut B,
+    mut summary: ReadSummary,
+) -> Result<ReadSummary, HistoryError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    // How full the buffer must be before a block is cut; grows while one line is longer.
+    let mut fill_to = BLOCK_BYTES;
+    while !eof {
+        // Fill the buffer (after what the last block left over) up to `fill_to`.
+        let want = fill_to.saturating_sub(buf.len());
+        let got = (&mut input)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| HistoryError::whole(name, format!("read failed: {e}")))?;
+        eof = got < want;
+        // A block ends at the last line end; the rest waits for the next read.
+        let cut = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => {
+                    fill_to = buf.len() + BLOCK_BYTES; // one line longer than a block: keep reading
+                    continue;
+                }
+            }
+        };
+        fill_to = BLOCK_BYTES;
+        let block = &buf[..cut];
+        if !block.is_empty() {
+            let unterminated_tail = eof && !block.ends_with(b"\n");
+            sink.block(name, block, unterminated_tail, &mut summary)?;
+        }
+        buf.drain(..cut);
+    }
+    Ok(summary)
+}
+
+impl<S: Sink> BlockSink for Streaming<'_, S> {
+    fn block(
+        &mut self,
+        name: &str,
+        block: &[u8],
+        unterminated_tail: bool,
+        summary: &mut ReadSummary,
+    ) -> Result<(), HistoryError> {
+        let sink = &mut *self.0;
+        let mut next_line = summary.lines + 1;
+        let pieces = split_pieces(block, PIECES_PER_BLOCK);
+        let last = pieces.len().saturating_sub(1);
+        // The pieces are parsed on the pool while this thread hands the ones
+        // already parsed to the sink, in order: parsing and the sink overlap.
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..pieces.len()).map(|_| mpsc::sync_channel(1)).unzip();
+        let result = rayon::in_place_scope(|scope| -> Result<(), HistoryError> {
+            for (i, (piece, tx)) in pieces.iter().zip(senders).enumerate() {
+                let tail = unterminated_tail && i == last;
+                // A send fails only when an error already ended the reading.
+                scope.spawn(move |_| drop(tx.send(parse_piece(piece, tail))));
+            }
+            for rx in receivers {
+                let (parsed, piece) = rx.recv().expect("every piece is parsed and sent");
+                for (rel, parsed) in parsed {
+                    let line = next_line + rel as u64;
+                    sink.line(line, parsed).map_err(|e| HistoryError::at(name, line, e.0))?;
+                    summary.parsed += 1;
+                }
+                piece.account(name, next_line, summary)?;
+                next_line += piece.lines;
+            }
+            Ok(())
+        });
+        summary.lines = next_line - 1;
+        result
+    }
+}
+
 /// Cuts `block` into about `n` pieces, each ending at a line end.
-fn split_pieces(block: &[u8], n: usize) -> Vec<&[u8]> {
+pub(crate) fn split_pieces(block: &[u8], n: usize) -> Vec<&[u8]> {
     let mut pieces = Vec::with_capacity(n);
     let target = block.len() / n + 1;
     let mut rest = block;
@@ -235,17 +352,69 @@ fn is_json(text: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
-/// The parsed lines of one piece, with line numbers relative to the piece's start.
-struct Piece<'a> {
-    parsed: Vec<(u32, ParsedLine<'a>)>,
-    lines: u64,
-    error: Option<(u32, LineError)>,
-    truncated_tail: Option<u32>,
+/// What parsing one piece found besides its records, with line numbers
+/// relative to the piece's start.
+pub(crate) struct PieceLines {
+    /// Lines in the piece (up to its error), blank ones included.
+    pub(crate) lines: u64,
+    /// The first unusable line, where parsing the piece stopped.
+    pub(crate) error: Option<(u32, LineError)>,
+    /// The incomplete last line of the history, ignored.
+    pub(crate) truncated_tail: Option<u32>,
 }
 
-fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
-    let mut out = Piece {
-        parsed: Vec::with_capacity(piece.len() / 80),
+impl PieceLines {
+    /// Adds what the piece (starting at line `first`) found to `summary`:
+    /// its error, or the warning about an incomplete last line.
+    pub(crate) fn account(&self, name: &str, first: u64, summary: &mut ReadSummary) -> Result<(), HistoryError> {
+        if let Some((rel, e)) = &self.error {
+            return Err(HistoryError::at(name, first + u64::from(*rel), e.0.clone()));
+        }
+        if let Some(rel) = self.truncated_tail {
+            summary.warnings.push(format!(
+                "line {}: the last line is incomplete (the recorder was probably stopped mid-write); it was ignored",
+                first + u64::from(rel)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_piece(piece: &[u8], unterminated_tail: bool) -> (Vec<(u32, ParsedLine<'_>)>, PieceLines) {
+    let mut parsed = Vec::with_capacity(piece.len() / 80);
+    let lines = parse_lines(piece, unterminated_tail, |rel, line| parsed.push((rel, line)));
+    (parsed, lines)
+}
+
+/// Whether a line (without its line end) holds a record: blank lines do not.
+fn is_record(text: &[u8]) -> bool {
+    // A record starts with `{`: only other lines need the whole look for blankness.
+    text.first() == Some(&b'{') || !text.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Parses the lines of `piece` in order, handing each record and its line
+/// number (relative to the piece) to `f`, up to the first unusable line.
+pub(crate) fn parse_lines<'a>(
+    piece: &'a [u8],
+    unterminated_tail: bool,
+    mut f: impl FnMut(u32, ParsedLine<'a>),
+) -> PieceLines {
+    // UTF-8 is checked for the whole piece at once (far cheaper than line by
+    // line); a piece with a line that is not UTF-8 is read line by line.
+    match std::str::from_utf8(piece) {
+        Ok(text) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_text_line(&text[a..b])),
+        Err(_) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_line(&piece[a..b])),
+    }
+}
+
+/// [`parse_lines`], with `parse` reading the line `piece[a..b]`.
+fn parse_lines_with<'a>(
+    piece: &'a [u8],
+    unterminated_tail: bool,
+    f: &mut impl FnMut(u32, ParsedLine<'a>),
+    parse: impl Fn(usize, usize) -> Result<ParsedLine<'a>, LineError>,
+) -> PieceLines {
+    let mut out = PieceLines {
         lines: 0,
         error: None,
         truncated_tail: None,
@@ -253,17 +422,20 @@ fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
     let mut rel: u32 = 0;
     let mut start = 0;
     while start < piece.len() {
-        let (line, next) = match memchr::memchr(b'\n', &piece[start..]) {
-            Some(i) => (&piece[start..start + i], start + i + 1),
-            None => (&piece[start..], piece.len()),
+        let (end, next) = match memchr::memchr(b'\n', &piece[start..]) {
+            Some(i) => (start + i, start + i + 1),
+            None => (piece.len(), piece.len()),
         };
-        start = next;
-        let is_last = start == piece.len();
-        let text = line.strip_suffix(b"\r").unwrap_or(line);
-        // A record starts with `{`: only other lines need the whole look for blankness.
-        if text.first() == Some(&b'{') || !text.iter().all(u8::is_ascii_whitespace) {
-            match parse_line(text) {
-                Ok(parsed) => out.parsed.push((rel, parsed)),
+        let is_last = next == piece.len();
+        let end = if end > start && piece[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        let text = &piece[start..end];
+        if is_record(text) {
+            match parse(start, end) {
+                Ok(parsed) => f(rel, parsed),
                 // Cut off mid-write: the unterminated last line is not even JSON.
                 Err(_) if is_last && unterminated_tail && !is_json(text) => out.truncated_tail = Some(rel),
                 Err(e) => {
@@ -272,10 +444,26 @@ fn parse_piece(piece: &[u8], unterminated_tail: bool) -> Piece<'_> {
                 }
             }
         }
+        start = next;
         rel += 1;
     }
     out.lines = u64::from(rel);
     out
+}
+
+/// The line (relative to the piece) of the `k`-th record of `piece` (counted from 0).
+pub(crate) fn record_line(piece: &[u8], k: usize) -> u32 {
+    let mut seen = 0;
+    for (rel, line) in piece.split(|&b| b == b'\n').enumerate() {
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        if is_record(text) {
+            if seen == k {
+                return rel as u32;
+            }
+            seen += 1;
+        }
+    }
+    unreachable!("a piece holds each of its records")
 }
 
 #[cfg(test)]
