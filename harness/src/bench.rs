@@ -482,81 +482,110 @@ pub async fn bench(
         configs.push((name.clone(), cfg));
     }
     let services_dir = crate::run_dir::create_sweep_dir(&run.out, "bench-services")?;
+    let mut shared = SharedServices {
+        dir: services_dir,
+        env: None,
+    };
     let mut limits = None;
-    let mut services: Option<Arc<Environment>> = None;
     let mut rows = Vec::new();
-    for (instance, (name, cfg)) in configs.into_iter().enumerate() {
-        let brokers = crate::runner::brokers_needed(&cfg);
-        if services.as_ref().is_none_or(|s| s.brokers() != brokers) {
-            if let Some(done) = services.take() {
-                shut_down(done).await;
-            }
-            eprintln!("starting the services ({brokers} broker(s)) ...");
-            let env = Environment::start(EnvOptions {
-                backend: cfg.backend.clone(),
-                brokers,
-                run_dir: services_dir.join(format!("services-{brokers}-brokers")),
-                timeout: Duration::from_secs(90),
-            })
-            .await
-            .context("starting the services (run `dualcheck doctor` to diagnose)")?;
-            let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
-            if let (Some(each), None) = (limit_duration, limits) {
-                eprintln!("measuring the machine's limits ({each:?} each) ...");
-                limits = Some(measure_limits_in(&env, c, p, each).await?);
-            }
-            let env = Arc::new(env);
-            eprintln!("warming the services up: a {WARM_UP_RUN:?} run of {name}, not reported ...");
-            let mut warm = cfg.clone();
-            warm.duration = WARM_UP_RUN;
-            // As fast as the workers go: a JIT compiles a path after thousands
-            // of calls, which 50 ops/s would take minutes to make.
-            warm.workload.rate = 0.0;
-            warm.out_dir = services_dir.join("warm-up");
-            if let Err(e) = crate::runner::run_on(&warm, &env, 0).await {
-                shut_down(env).await;
-                return Err(e.context(format!("warming the services up with {name}")));
-            }
-            services = Some(env);
+    let result = async {
+        for (instance, (name, cfg)) in configs.iter().enumerate() {
+            let env = shared.for_run(name, cfg, run, limit_duration, &mut limits).await?;
+            settle(&env).await;
+            eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
+            let o = crate::runner::run_on(cfg, &env, instance as u32 + 1)
+                .await
+                .with_context(|| format!("benchmarking {name}"))?;
+            rows.push(row_of(name, &o, limits.as_ref(), warmup)?);
         }
-        let Some(env) = services.as_ref() else {
-            unreachable!("the services were started above");
-        };
-        settle(env).await;
-        eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
-        let o = crate::runner::run_on(&cfg, env, instance as u32 + 1).await;
-        let o = match o {
-            Ok(o) => o,
-            Err(e) => {
-                if let Some(done) = services.take() {
-                    shut_down(done).await;
-                }
-                return Err(e.context(format!("benchmarking {name}")));
-            }
-        };
-        let series = Series::read(&o.run_dir.join(crate::run_dir::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let delivered = delivered_rate(&series);
-        let l = steady_latency_ms(&series, warmup);
-        rows.push(BenchRow {
-            implementation: name,
-            p50_ms: l.map(|l| l.0),
-            p99_ms: l.map(|l| l.1),
-            max_ms: l.map(|l| l.2),
-            ok_per_s: o.throughput_ok_per_s,
-            delivered_per_s: delivered,
-            ratio_to_limit: limits.map(|l| delivered / l.min()),
-            p99_ratio_to_reference: None,
-            p99_ratio_to_tuned_reference: None,
-            transit_p50_ms: o.transit.map(|t| t.p50_ms),
-            valid: o.result.valid,
-            report: o.run_dir.join(crate::run_dir::REPORT_HTML),
-        });
+        anyhow::Ok(())
     }
-    if let Some(done) = services.take() {
+    .await;
+    if let Some(done) = shared.env.take() {
         shut_down(done).await;
     }
+    result?;
     set_reference_ratios(&mut rows);
     Ok((limits, rows))
+}
+
+/// The environment a bench's runs share, started on first need.
+struct SharedServices {
+    /// Where its services' data and logs go (`--out/bench-services-*`).
+    dir: PathBuf,
+    env: Option<Arc<Environment>>,
+}
+
+impl SharedServices {
+    /// The services for `cfg`'s run: those already running if they have the
+    /// brokers it needs, or new ones (the old ones torn down), on which the
+    /// limits are measured first (unless `limits` holds them already, or
+    /// `limit_duration` is `None`) and a warm-up run of `name` goes.
+    async fn for_run(
+        &mut self,
+        name: &str,
+        cfg: &crate::runner::RunConfig,
+        run: &RunOptions,
+        limit_duration: Option<Duration>,
+        limits: &mut Option<Limits>,
+    ) -> Result<Arc<Environment>> {
+        let brokers = crate::runner::brokers_needed(cfg);
+        if let Some(env) = self.env.as_ref().filter(|e| e.brokers() == brokers) {
+            return Ok(env.clone());
+        }
+        if let Some(done) = self.env.take() {
+            shut_down(done).await;
+        }
+        eprintln!("starting the services ({brokers} broker(s)) ...");
+        let env = Environment::start(EnvOptions {
+            backend: cfg.backend.clone(),
+            brokers,
+            run_dir: self.dir.join(format!("services-{brokers}-brokers")),
+            timeout: Duration::from_secs(90),
+        })
+        .await
+        .context("starting the services (run `dualcheck doctor` to diagnose)")?;
+        let env = Arc::new(env);
+        self.env = Some(env.clone());
+        if let (Some(each), None) = (limit_duration, *limits) {
+            eprintln!("measuring the machine's limits ({each:?} each) ...");
+            let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
+            *limits = Some(measure_limits_in(&env, c, p, each).await?);
+        }
+        eprintln!("warming the services up: a {WARM_UP_RUN:?} run of {name}, not reported ...");
+        let mut warm = cfg.clone();
+        warm.duration = WARM_UP_RUN;
+        // As fast as the workers go: a JIT compiles a path after thousands
+        // of calls, which 50 ops/s would take minutes to make.
+        warm.workload.rate = 0.0;
+        warm.out_dir = self.dir.join("warm-up");
+        crate::runner::run_on(&warm, &env, 0)
+            .await
+            .with_context(|| format!("warming the services up with {name}"))?;
+        Ok(env)
+    }
+}
+
+/// The bench row of `name`'s run `o`; latencies leave out the ops invoked in
+/// the first `warmup`.
+fn row_of(name: &str, o: &crate::runner::RunOutcome, limits: Option<&Limits>, warmup: Duration) -> Result<BenchRow> {
+    let series = Series::read(&o.run_dir.join(crate::run_dir::HISTORY)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let delivered = delivered_rate(&series);
+    let l = steady_latency_ms(&series, warmup);
+    Ok(BenchRow {
+        implementation: name.to_string(),
+        p50_ms: l.map(|l| l.0),
+        p99_ms: l.map(|l| l.1),
+        max_ms: l.map(|l| l.2),
+        ok_per_s: o.throughput_ok_per_s,
+        delivered_per_s: delivered,
+        ratio_to_limit: limits.map(|l| delivered / l.min()),
+        p99_ratio_to_reference: None,
+        p99_ratio_to_tuned_reference: None,
+        transit_p50_ms: o.transit.map(|t| t.p50_ms),
+        valid: o.result.valid,
+        report: o.run_dir.join(crate::run_dir::REPORT_HTML),
+    })
 }
 
 /// Before each measured run on services of dualcheck's own: Postgres
