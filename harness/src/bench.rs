@@ -502,7 +502,7 @@ pub async fn bench(
     }
     .await;
     if let Some(done) = shared.env.take() {
-        shut_down(done).await;
+        Environment::shut_down_shared(done).await;
     }
     result?;
     set_reference_ratios(&mut rows);
@@ -534,7 +534,7 @@ impl SharedServices {
             return Ok(env.clone());
         }
         if let Some(done) = self.env.take() {
-            shut_down(done).await;
+            Environment::shut_down_shared(done).await;
         }
         eprintln!("starting the services ({brokers} broker(s)) ...");
         let env = Environment::start(EnvOptions {
@@ -607,18 +607,6 @@ async fn settle(env: &Environment) {
     }
     // SAFETY: sync(2) takes no arguments and cannot fail.
     let _ = tokio::task::spawn_blocking(|| unsafe { libc::sync() }).await;
-}
-
-/// Tears a bench's shared environment down (every process it started ends).
-async fn shut_down(env: Arc<Environment>) {
-    match Arc::try_unwrap(env) {
-        Ok(mut env) => {
-            if let Err(e) = env.shutdown().await {
-                tracing::warn!("teardown of the bench's services: {e:#}");
-            }
-        }
-        Err(_) => tracing::warn!("teardown: the bench's services are still shared; they end when dropped"),
-    }
 }
 
 /// `--drain N`: the limits (unless `limit_duration` is `None`), then each

@@ -831,14 +831,7 @@ pub async fn shrink(opts: &ShrinkOptions) -> Result<ShrinkEnd> {
     }
     let log = std::fs::read_to_string(s.dir.join(SHRUNK_LOG)).unwrap_or_default();
     let Shrinker { services, .. } = s;
-    match Arc::try_unwrap(services) {
-        Ok(mut services) => {
-            if let Err(e) = services.shutdown().await {
-                tracing::warn!("teardown: {e:#}");
-            }
-        }
-        Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
-    }
+    Environment::shut_down_shared(services).await;
     match result? {
         Some(o) => Ok(ShrinkEnd::Shrunk(Box::new(o))),
         None => {

@@ -921,14 +921,7 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
                 ),
             );
         }
-        match Arc::try_unwrap(services) {
-            Ok(mut services) => {
-                if let Err(e) = services.shutdown().await {
-                    tracing::warn!("teardown: {e:#}");
-                }
-            }
-            Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
-        }
+        Environment::shut_down_shared(services).await;
     }
     bar.finish_and_clear();
     let rows = rows_of(&cells, &results, &overheads);

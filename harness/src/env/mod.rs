@@ -400,6 +400,20 @@ impl Environment {
         self.toxiproxy.heal_all().await
     }
 
+    /// [`Environment::shutdown`] of services held by several (a run's tasks, a
+    /// sweep's runs) once they are done with them; a failure is warned of, not
+    /// returned. Still shared: it ends when the last holder drops it.
+    pub async fn shut_down_shared(services: std::sync::Arc<Environment>) {
+        match std::sync::Arc::try_unwrap(services) {
+            Ok(mut services) => {
+                if let Err(e) = services.shutdown().await {
+                    tracing::warn!("teardown: {e:#}");
+                }
+            }
+            Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
+        }
+    }
+
     /// Tears down: heals every fault, then ends every service this environment
     /// started (local: SIGKILL of each process group, waiting until gone;
     /// testcontainers: containers removed; external: only the heal).

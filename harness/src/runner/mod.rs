@@ -329,14 +329,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
         crate::env::process::unregister_interrupt_cleanup(key);
     }
     // Teardown: every process of the run ends, every toxic is removed.
-    match Arc::try_unwrap(services) {
-        Ok(mut services) => {
-            if let Err(e) = services.shutdown().await {
-                tracing::warn!("teardown: {e:#}");
-            }
-        }
-        Err(_) => tracing::warn!("teardown: the environment is still shared; it ends when dropped"),
-    }
+    Environment::shut_down_shared(services).await;
     outcome
 }
 
