@@ -79,6 +79,11 @@ pub fn random_cluster_id() -> Result<String> {
     Ok(out)
 }
 
+/// Node `id`'s `server.properties`. Beside listeners and replication:
+/// `log.cleaner.dedupe.buffer.size` 16 MiB instead of 128 — the log cleaner
+/// allocates it on the heap as the broker starts, which cost a full
+/// collection (~100 ms) on every start; the clusters here compact only
+/// small internal topics.
 fn server_properties(id: usize, all: &[NodePorts], dir: &Path) -> String {
     let p = all[id];
     let n = all.len();
@@ -110,6 +115,7 @@ fn server_properties(id: usize, all: &[NodePorts], dir: &Path) -> String {
          transaction.state.log.min.isr={min_isr}\n\
          transaction.state.log.num.partitions=10\n\
          group.initial.rebalance.delay.ms=0\n\
+         log.cleaner.dedupe.buffer.size=16777216\n\
          unclean.leader.election.enable=false\n\
          auto.create.topics.enable=true\n\
          share.coordinator.state.topic.replication.factor={rf}\n\
@@ -202,7 +208,18 @@ impl LocalKafka {
                 _ => None,
             };
             let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join(crate::run_dir::KAFKA_LOG))
-                .args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+                // The start-up is on every run's critical path. A 96 MiB first
+                // metaspace threshold spares it the two full collections of the
+                // metaspace crossing its default 21 MiB mark (with the smaller
+                // dedupe buffer below: 5 young pauses instead of 4 young and 3
+                // full, 75-150 ms stopped instead of 220-400, `-Xlog:gc`).
+                .args([
+                    "-Xmx512m",
+                    "-Xms128m",
+                    "-XX:MetaspaceSize=96m",
+                    "-XX:+UseSerialGC",
+                    "-Djava.awt.headless=true",
+                ])
                 .args(class_data)
                 .args([format!(
                     "-Dlog4j2.configurationFile={}",
