@@ -70,6 +70,9 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Va
     );
     assert_eq!(code, 0, "{implementation} must be valid under {CDC_FAULTS}: {v}");
     assert!(v["ops"]["ok"].as_u64().unwrap() > 0, "{v}");
+    // Every fault is healed before the drain: a correct pipeline drains within
+    // the timeout (a backlog that can answer 0 only by luck would not).
+    assert_eq!(v["drained"], true, "{implementation} did not drain: {v}");
     // Every fault of the list was injected at least once (else the verdict says little).
     let injected: Vec<&str> = v["faults"]
         .as_array()

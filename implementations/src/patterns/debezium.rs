@@ -75,6 +75,8 @@ struct ConnectState {
     seen_marker: AtomicU64,
     /// Last drain marker written.
     emitted_marker: AtomicU64,
+    /// When the last drain marker was written.
+    emitted_at: Mutex<Option<std::time::Instant>>,
     /// This process's markers (a killed predecessor's are ignored).
     nonce: u64,
     /// Last problem, for the backlog's error.
@@ -173,16 +175,38 @@ impl Pattern for Debezium {
             .await
             .into()
     }
-    /// Writes a marker event routed to the marker topic; 0 only once the
-    /// previous marker came out of Connect (Connect publishes in WAL order, so
-    /// everything committed before it has been handed to Kafka).
+    /// 0 only once the last drain marker written (an event routed to the
+    /// marker topic) came out of Connect: Connect publishes in WAL order, so
+    /// everything committed before that marker has been handed to Kafka.
+    /// A new marker is written when the last one has come out (or after
+    /// [`MARKER_RETRY`] without it), not at every call: a marker takes up to
+    /// Debezium's poll interval (500 ms by default) to come out, and with a
+    /// new one at every call of a drain asking every 50 ms, the one before was
+    /// almost never through yet (drains of 3 to 57 s for a 5 s run). The
+    /// drain's second 0 proves everything committed before its first.
     async fn backlog(&self) -> Result<Backlog> {
         if !self.state.running.load(Ordering::SeqCst) {
             let last = self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
             bail!("the Debezium connector is not running ({last})");
         }
-        let previous = self.state.emitted_marker.load(Ordering::SeqCst);
-        let next = previous + 1;
+        let emitted = self.state.emitted_marker.load(Ordering::SeqCst);
+        let through = emitted > 0 && self.state.seen_marker.load(Ordering::SeqCst) >= emitted;
+        let overdue = self
+            .state
+            .emitted_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| at.elapsed() >= MARKER_RETRY);
+        let answer = |through: bool| Backlog {
+            backlog: if through { 0 } else { 1 },
+            oldest_age_ms: 0,
+            parked: 0,
+            in_flight: None,
+        };
+        if !through && !overdue {
+            return Ok(answer(false));
+        }
+        let next = emitted + 1;
         let marker = Envelope {
             op: -1,
             seq: next as i64,
@@ -203,15 +227,15 @@ impl Pattern for Debezium {
             return Err(e);
         }
         self.state.emitted_marker.store(next, Ordering::SeqCst);
-        let through = previous > 0 && self.state.seen_marker.load(Ordering::SeqCst) >= previous;
-        Ok(Backlog {
-            backlog: if through { 0 } else { 1 },
-            oldest_age_ms: 0,
-            parked: 0,
-            in_flight: None,
-        })
+        *self.state.emitted_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        Ok(answer(through))
     }
 }
+
+/// How long the drain waits for a marker before it writes another (a marker
+/// is never lost — the watcher reads its topic from the beginning — but a
+/// write whose answer timed out may have committed nothing).
+const MARKER_RETRY: Duration = Duration::from_secs(5);
 
 /// Where the Connect + Debezium jars are.
 fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
