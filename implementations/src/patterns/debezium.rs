@@ -537,21 +537,30 @@ fn start_connect(ctx: &AppContext, libs: &Path, dir: &Path) -> Result<(tokio::pr
         None => PathBuf::from("java"),
     };
     let mut cmd = tokio::process::Command::new(&java);
-    cmd.args(["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
-        .arg(format!(
-            "-Dlog4j2.configurationFile={}",
-            dir.join("log4j2.properties").display()
-        ))
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()))
-        .arg("org.apache.kafka.connect.cli.ConnectStandalone")
-        .arg(dir.join("worker.properties"))
-        .arg(dir.join("connector.properties"))
-        .env(PASSWORD_VAR, &password)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
+    // Connect's start allocates a lot: from a 128 MiB heap it made 56 young
+    // and 3 full collections (755-940 ms stopped, `-Xlog:gc`); from 512 MiB
+    // with a 96 MiB first metaspace threshold, 16 young (575-765 ms).
+    cmd.args([
+        "-Xmx512m",
+        "-Xms512m",
+        "-XX:MetaspaceSize=96m",
+        "-XX:+UseSerialGC",
+        "-Djava.awt.headless=true",
+    ])
+    .arg(format!(
+        "-Dlog4j2.configurationFile={}",
+        dir.join("log4j2.properties").display()
+    ))
+    .arg("-cp")
+    .arg(format!("{}/*", libs.display()))
+    .arg("org.apache.kafka.connect.cli.ConnectStandalone")
+    .arg(dir.join("worker.properties"))
+    .arg(dir.join("connector.properties"))
+    .env(PASSWORD_VAR, &password)
+    .stdin(std::process::Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log)
+    .kill_on_drop(true);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
