@@ -101,7 +101,7 @@ pub(crate) const K_SKIP: u8 = 7;
 /// One line in the compact, fixed-size form lines are indexed in: made on
 /// any core from a [`ParsedLine`], then routed (`op` becomes the handle,
 /// `key` the key's number), then applied to the op's shard.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Rec {
     /// The op id; once routed, its handle.
     pub(crate) op: u64,
