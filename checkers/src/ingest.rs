@@ -150,6 +150,21 @@ impl<'a> LineTaker<'a> for PieceTaker<'a, '_> {
     }
 }
 
+/// The value of each lowercase hex digit; `0x80` for every other byte.
+static HEX: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            _ => 0x80,
+        };
+        c += 1;
+    }
+    t
+};
+
 /// A key of up to 15 bytes as one number (its bytes, and its length in the
 /// top byte), so that looking it up hashes and compares one number.
 #[inline(always)]
@@ -231,26 +246,27 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn uuid(&mut self) -> Option<EventId> {
         let text: &[u8; 37] = self.b.get(self.i..self.i + 37)?.try_into().ok()?;
-        let mut v: u128 = 0;
-        for (n, &c) in text[..36].iter().enumerate() {
-            if matches!(n, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            v = (v << 4) | u128::from(d);
+        if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' || text[36] != b'"' {
+            return None;
         }
-        if text[36] != b'"' {
+        // Each half from 16 digits, looked up without a branch per digit;
+        // any byte that is not a lowercase hex digit sets the high bit of `bad`.
+        let half = |positions: &[usize; 16]| {
+            let (mut v, mut bad) = (0u64, 0u8);
+            for &p in positions {
+                let d = HEX[usize::from(text[p])];
+                bad |= d;
+                v = (v << 4) | u64::from(d & 0xf);
+            }
+            (v, bad)
+        };
+        let (high, bad_high) = half(&[0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17]);
+        let (low, bad_low) = half(&[19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35]);
+        if (bad_high | bad_low) & 0x80 != 0 {
             return None;
         }
         self.i += 37;
-        Some([(v >> 64) as u64, v as u64])
+        Some([high, low])
     }
 
     /// The end of the object and of the line: the length of the line with
