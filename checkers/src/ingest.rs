@@ -12,7 +12,7 @@
 //! [`HistoryIndex::add`], errors included: the first unusable or refused
 //! line in file order is reported, with its number.
 
-use crate::check::{HistoryIndex, Rec, K_COMMITTED, K_DELIVER, K_FAIL, K_INFO, K_INVOKE, K_OK, K_OTHER};
+use crate::check::{short_key, HistoryIndex, Rec, K_COMMITTED, K_DELIVER, K_FAIL, K_INFO, K_INVOKE, K_OK, K_OTHER};
 use crate::event_id::EventId;
 use crate::history::{scan_i64, scan_u64, ParsedLine};
 use crate::reader::{parse_lines_fast, record_line, split_pieces, BlockSink, LineTaker, PieceLines, ReadSummary};
@@ -164,19 +164,6 @@ static HEX: [u8; 256] = {
     }
     t
 };
-
-/// A key of up to 15 bytes as one number (its bytes, and its length in the
-/// top byte), so that looking it up hashes and compares one number.
-#[inline(always)]
-fn short_key(k: &[u8]) -> Option<u128> {
-    if k.len() > 15 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    bytes[..k.len()].copy_from_slice(k);
-    bytes[15] = k.len() as u8;
-    Some(u128::from_le_bytes(bytes))
-}
 
 /// Reads bytes of a line in the recorder's own form, left to right.
 struct Cursor<'a> {
@@ -450,7 +437,12 @@ mod tests {
             // Every seventh op has a sparse id, past the directly indexed ones.
             let op = if i % 7 == 3 { (1 << 40) + i * 977 } else { i };
             let k = rand(37);
-            let key = if k == 5 { r#"k\"5"#.to_string() } else { format!("k{k}") };
+            let key = match k {
+                5 => r#"k\"5"#.to_string(),
+                // Keys longer than 15 bytes are numbered apart from the short ones.
+                k if k % 4 == 1 => format!("a-key-longer-than-15-bytes-{k}"),
+                k => format!("k{k}"),
+            };
             let t = i as i64 * 1000;
             lines.push(format!(
                 r#"{{"type":"invoke","op":{op},"process":1,"key":"{key}","seq":{i},"time":{t}}}"#
