@@ -124,9 +124,11 @@ impl<'a> PieceTaker<'a, '_> {
 impl<'a> LineTaker<'a> for PieceTaker<'a, '_> {
     #[inline]
     fn fast(&mut self, piece: &'a [u8], start: usize) -> Option<usize> {
-        let (mut r, key, len) = fast_rec(&piece[start..])?;
-        if let Some(k) = key {
-            r.key = match short_key(k).and_then(|packed| self.short_keys.get(&packed).copied()) {
+        let line = &piece[start..];
+        let (mut r, key, len) = fast_rec(line)?;
+        if let Some((from, to)) = key {
+            let k = &line[from..to];
+            r.key = match packed_key(line, from, to).and_then(|packed| self.short_keys.get(&packed).copied()) {
                 Some(n) => n,
                 // ASCII (the fast path reads no other keys), so UTF-8.
                 None => self.key_index(std::str::from_utf8(k).ok()?),
@@ -164,6 +166,23 @@ static HEX: [u8; 256] = {
     }
     t
 };
+
+/// [`short_key`] of the key `b[from..to]`, read as one 16-byte word where
+/// `b` has 16 bytes from `from` (a key is followed by more of its line).
+#[inline(always)]
+fn packed_key(b: &[u8], from: usize, to: usize) -> Option<u128> {
+    let len = to - from;
+    if len > 15 {
+        return None;
+    }
+    match b.get(from..from + 16) {
+        Some(word) => {
+            let word = u128::from_le_bytes(word.try_into().expect("16 bytes"));
+            Some(word & ((1u128 << (8 * len)) - 1) | (len as u128) << 120)
+        }
+        None => short_key(&b[from..to]),
+    }
+}
 
 /// Reads bytes of a line in the recorder's own form, left to right.
 struct Cursor<'a> {
@@ -274,11 +293,11 @@ impl<'a> Cursor<'a> {
 /// as the recorder writes an `invoke`, `ok`, `fail`, `info`, `deliver` (with
 /// an op, a key, a seq and a UUID event id) or `committed` line: its fields
 /// in the recorder's order, no whitespace, no escapes, integers. Returns the
-/// record (its key still to number), its key, and the line's length with its
+/// record (its key still to number), where its key is in `b`, and the line's length with its
 /// line end; `None` for any other line, which the general parser then reads
 /// (to the same record, when it is one: the tests hold them to that).
 #[inline]
-fn fast_rec(b: &[u8]) -> Option<(Rec, Option<&[u8]>, usize)> {
+fn fast_rec(b: &[u8]) -> Option<(Rec, Option<(usize, usize)>, usize)> {
     let mut c = Cursor { b, i: 0 };
     c.lit(b"{\"type\":\"")?;
     let mut r = Rec::SKIP;
@@ -290,7 +309,9 @@ fn fast_rec(b: &[u8]) -> Option<(Rec, Option<&[u8]>, usize)> {
             c.lit(b",\"process\":")?;
             c.i64()?;
             c.lit(b",\"key\":\"")?;
-            key = Some(c.ascii()?);
+            let from = c.i;
+            c.ascii()?;
+            key = Some((from, c.i - 1));
             c.lit(b",\"seq\":")?;
             r.seq = c.u64()?;
             c.lit(b",\"time\":")?;
@@ -328,7 +349,9 @@ fn fast_rec(b: &[u8]) -> Option<(Rec, Option<&[u8]>, usize)> {
             c.lit(b",\"event\":\"")?;
             r.event = c.uuid()?;
             c.lit(b",\"key\":\"")?;
-            key = Some(c.ascii()?);
+            let from = c.i;
+            c.ascii()?;
+            key = Some((from, c.i - 1));
             c.lit(b",\"seq\":")?;
             r.seq = c.u64()?;
             c.lit(b",\"topic\":\"")?;
@@ -653,11 +676,13 @@ mod tests {
                 let (mut expected, expected_key) =
                     general_rec(line).unwrap_or_else(|| panic!("the fast path took {line:?}, the general parser not"));
                 assert_eq!(
-                    key.map(|k| std::str::from_utf8(k).unwrap().to_string()),
+                    key.map(|(from, to)| bytes[from..to].to_string()),
                     expected_key,
                     "{line}"
                 );
-                if key.is_some() {
+                if let Some((from, to)) = key {
+                    let b = bytes.as_bytes();
+                    assert_eq!(packed_key(b, from, to), short_key(&b[from..to]), "{line}");
                     expected.key = r.key;
                 }
                 assert_eq!(r, expected, "{line}");
@@ -671,6 +696,18 @@ mod tests {
             }
         }
         assert!(taken > 1000 && left > 10 * taken, "{taken} taken, {left} left");
+    }
+
+    #[test]
+    fn a_key_packed_from_its_line_is_the_key_packed_alone() {
+        let b = b"k1\",\"seq\":0123456789abcdefghij";
+        for to in 0..=16 {
+            let alone = short_key(&b[..to]);
+            assert_eq!(packed_key(b, 0, to), alone, "{to}");
+            assert_eq!(packed_key(&b[..to], 0, to), alone, "{to}");
+            assert_eq!(alone.is_some(), to <= 15);
+        }
+        assert_ne!(short_key(b"k1"), short_key(b"k1\0"));
     }
 
     #[test]
