@@ -493,13 +493,16 @@ impl HistoryIndex {
         };
         let mut counts = OpCounts::default();
         let mut examples: BTreeMap<Anomaly, Vec<Example>> = BTreeMap::new();
-        let mut latencies: Vec<i64> = Vec::new();
+        // At most one entry per op: reserved once (pages are only taken as
+        // entries are written), not grown by copying.
+        let ops = self.slots.len();
+        let mut latencies: Vec<i64> = Vec::with_capacity(ops);
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
         // (key, partition, offset, handle, seq) of each first delivery of an
         // ok op: the seq rides along so the reorder pass reads no state.
-        let mut ordered: Vec<LogEntry> = Vec::new();
+        let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
 
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {

@@ -167,6 +167,10 @@ static HEX: [u8; 256] = {
     t
 };
 
+/// What [`fast_rec`] reads of a line: its record, where its key is in the
+/// line (from, to), and the line's length with its line end.
+type FastLine = (Rec, Option<(usize, usize)>, usize);
+
 /// [`short_key`] of the key `b[from..to]`, read as one 16-byte word where
 /// `b` has 16 bytes from `from` (a key is followed by more of its line).
 #[inline(always)]
@@ -297,7 +301,7 @@ impl<'a> Cursor<'a> {
 /// line end; `None` for any other line, which the general parser then reads
 /// (to the same record, when it is one: the tests hold them to that).
 #[inline]
-fn fast_rec(b: &[u8]) -> Option<(Rec, Option<(usize, usize)>, usize)> {
+fn fast_rec(b: &[u8]) -> Option<FastLine> {
     let mut c = Cursor { b, i: 0 };
     c.lit(b"{\"type\":\"")?;
     let mut r = Rec::SKIP;

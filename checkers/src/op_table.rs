@@ -162,6 +162,11 @@ impl OpSlots {
         HASHED | n as u64
     }
 
+    /// How many ops exist.
+    pub(crate) fn len(&self) -> usize {
+        self.direct_ops + self.hashed_ids.len()
+    }
+
     /// The op id a handle stands for.
     pub(crate) fn op_id(&self, h: Handle) -> u64 {
         if h & HASHED != 0 {
@@ -212,11 +217,12 @@ pub(crate) fn shard_of(h: Handle, shard_bits: u32) -> usize {
 /// The states of the ops of one shard.
 ///
 /// A block (the shard's part of a segment) is made on first use, in the
-/// next free place of the current chunk. Chunks are large (growing to
-/// 32 MiB of states) and asked to be backed by huge pages: a shuffled
-/// history touches the states at random, and with small pages nearly every
-/// touch also missed the address translation cache. Only the blocks made
-/// are touched, so memory grows with them (by at most one huge page more).
+/// next free place of the current chunk; chunks grow to 32 MiB of states.
+/// Only the blocks made are touched, so memory grows with them; one
+/// allocation per chunk, not per block. (Asking for huge pages for the
+/// chunks, against the misses of the address translation cache when a
+/// shuffled history touches the states at random, was measured: the
+/// kernel's zeroing of huge pages cost as much as it saved.)
 pub(crate) struct OpStore {
     shard_bits: u32,
     /// Where each block is, by segment (as [`OpSlots`] numbers them).
@@ -289,12 +295,8 @@ impl OpStore {
         let full = self.states.last().is_none_or(|c| c.len() + per_block > c.capacity());
         if full {
             let len = (FIRST_CHUNK << self.states.len().min(8)).clamp(per_block, MAX_CHUNK);
-            let states: Vec<OpState> = Vec::with_capacity(len);
-            advise_huge_pages(states.as_ptr().cast(), len * size_of::<OpState>());
-            let events: Vec<EventId> = Vec::with_capacity(len);
-            advise_huge_pages(events.as_ptr().cast(), len * size_of::<EventId>());
-            self.states.push(states);
-            self.events.push(events);
+            self.states.push(Vec::with_capacity(len));
+            self.events.push(Vec::with_capacity(len));
         }
         let chunk = self.states.len() - 1;
         let start = self.states[chunk].len();
@@ -337,25 +339,6 @@ impl OpStore {
         }
     }
 }
-
-/// Asks the kernel to back the 2 MiB-aligned pages within `len` bytes at
-/// `start` with huge pages (where transparent huge pages are on only when
-/// asked for, as is common). Only advice: nothing changes if refused.
-#[cfg(target_os = "linux")]
-fn advise_huge_pages(start: *const u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let from = (start as usize).next_multiple_of(HUGE);
-    let to = (start as usize + len) / HUGE * HUGE;
-    if to > from {
-        // SAFETY: MADV_HUGEPAGE only says how to back the pages of this
-        // range (memory this process allocated and still owns); it neither
-        // frees nor changes their contents, and the call touches nothing.
-        unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: *const u8, _: usize) {}
 
 #[cfg(target_arch = "x86_64")]
 fn prefetch_read(p: *const u8) {
