@@ -217,12 +217,12 @@ pub(crate) fn shard_of(h: Handle, shard_bits: u32) -> usize {
 /// The states of the ops of one shard.
 ///
 /// A block (the shard's part of a segment) is made on first use, in the
-/// next free place of the current chunk; chunks grow to 32 MiB of states.
-/// Only the blocks made are touched, so memory grows with them; one
-/// allocation per chunk, not per block. (Asking for huge pages for the
-/// chunks, against the misses of the address translation cache when a
-/// shuffled history touches the states at random, was measured: the
-/// kernel's zeroing of huge pages cost as much as it saved.)
+/// next free place of the current chunk (2 MiB of states): one allocation
+/// per chunk, not per block, and memory grows with the blocks made.
+/// (Asking for huge pages for the chunks, against the misses of the
+/// address translation cache when a shuffled history touches the states
+/// at random, was measured: the kernel's zeroing of huge pages cost as
+/// much as it saved.)
 pub(crate) struct OpStore {
     shard_bits: u32,
     /// Where each block is, by segment (as [`OpSlots`] numbers them).
@@ -239,9 +239,9 @@ pub(crate) struct OpStore {
 /// Where a block's states start: (chunk, index in chunk); `NOWHERE`: not made.
 type Place = (u32, u32);
 const NOWHERE: Place = (u32::MAX, 0);
-/// States in the first chunk; each further chunk holds twice as many, up to `MAX_CHUNK`.
-const FIRST_CHUNK: usize = 1 << 15;
-const MAX_CHUNK: usize = 1 << 19;
+/// States in a chunk (2 MiB of them, or one block if a block is larger):
+/// small enough that the unused end of the last chunk costs little.
+const CHUNK: usize = 1 << 15;
 
 impl OpStore {
     /// An empty shard of `1 << shard_bits`.
@@ -294,7 +294,7 @@ impl OpStore {
         let per_block = SEGMENT >> self.shard_bits;
         let full = self.states.last().is_none_or(|c| c.len() + per_block > c.capacity());
         if full {
-            let len = (FIRST_CHUNK << self.states.len().min(8)).clamp(per_block, MAX_CHUNK);
+            let len = CHUNK.max(per_block);
             self.states.push(Vec::with_capacity(len));
             self.events.push(Vec::with_capacity(len));
         }
