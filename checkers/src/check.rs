@@ -61,7 +61,12 @@ pub struct HistoryIndex {
     slots: OpSlots,
     shards: Vec<Shard>,
     shard_bits: u32,
+    /// The number of each key of more than 15 bytes.
     keys: FxHashMap<Box<[u8]>, u32>,
+    /// The number of each key of up to 15 bytes, by [`short_key`].
+    short_keys: FxHashMap<u128, u32>,
+    /// How many keys have a number.
+    key_count: u32,
     /// Non-UUID event ids by fingerprint, for examples.
     event_text: FxHashMap<EventId, Box<str>>,
     unattributed: Vec<(Option<u32>, EventId, DeliveryRef)>,
@@ -101,7 +106,7 @@ pub(crate) const K_SKIP: u8 = 7;
 /// One line in the compact, fixed-size form lines are indexed in: made on
 /// any core from a [`ParsedLine`], then routed (`op` becomes the handle,
 /// `key` the key's number), then applied to the op's shard.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Rec {
     /// The op id; once routed, its handle.
     pub(crate) op: u64,
@@ -214,6 +219,8 @@ impl HistoryIndex {
                 .collect(),
             shard_bits,
             keys: FxHashMap::default(),
+            short_keys: FxHashMap::default(),
+            key_count: 0,
             event_text: FxHashMap::default(),
             unattributed: Vec::new(),
             unattributed_count: 0,
@@ -229,11 +236,15 @@ impl HistoryIndex {
     }
 
     fn intern_key(&mut self, key: &[u8]) -> u32 {
-        if let Some(&k) = self.keys.get(key) {
-            return k;
-        }
-        let k = self.keys.len() as u32;
-        self.keys.insert(key.into(), k);
+        let next = self.key_count;
+        let k = match short_key(key) {
+            Some(packed) => *self.short_keys.entry(packed).or_insert(next),
+            None => match self.keys.get(key) {
+                Some(&k) => k,
+                None => *self.keys.entry(key.into()).or_insert(next),
+            },
+        };
+        self.key_count += u32::from(k == next);
         k
     }
 
@@ -464,9 +475,13 @@ impl HistoryIndex {
     /// Judges everything added so far.
     pub fn finish(self, options: CheckOptions) -> CheckResult {
         let key_names = {
-            let mut names = vec![String::new(); self.keys.len()];
+            let mut names = vec![String::new(); self.key_count as usize];
             for (name, &k) in &self.keys {
                 names[k as usize] = String::from_utf8_lossy(name).into_owned();
+            }
+            for (&packed, &k) in &self.short_keys {
+                let bytes = packed.to_le_bytes();
+                names[k as usize] = String::from_utf8_lossy(&bytes[..usize::from(bytes[15])]).into_owned();
             }
             names
         };
@@ -478,13 +493,16 @@ impl HistoryIndex {
         };
         let mut counts = OpCounts::default();
         let mut examples: BTreeMap<Anomaly, Vec<Example>> = BTreeMap::new();
-        let mut latencies: Vec<i64> = Vec::new();
+        // At most one entry per op: reserved once (pages are only taken as
+        // entries are written), not grown by copying.
+        let ops = self.slots.len();
+        let mut latencies: Vec<i64> = Vec::with_capacity(ops);
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
         // (key, partition, offset, handle, seq) of each first delivery of an
         // ok op: the seq rides along so the reorder pass reads no state.
-        let mut ordered: Vec<LogEntry> = Vec::new();
+        let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
 
         let event_str = |id: &EventId| -> String {
             match self.event_text.get(id) {
@@ -776,6 +794,19 @@ fn log_order(key: u32, partition: i32, offset: i64) -> u128 {
     let partition = (partition as u32 ^ (1 << 31)) as u128;
     let offset = (offset as u64 ^ (1 << 63)) as u128;
     ((key as u128) << 96) | (partition << 64) | offset
+}
+
+/// A key of up to 15 bytes as one number (its bytes, and its length in the
+/// top byte), so that looking it up hashes and compares one number.
+#[inline(always)]
+pub(crate) fn short_key(k: &[u8]) -> Option<u128> {
+    if k.len() > 15 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..k.len()].copy_from_slice(k);
+    bytes[15] = k.len() as u8;
+    Some(u128::from_le_bytes(bytes))
 }
 
 /// Records applied ahead of their turn are fetched into the cache this many records early.

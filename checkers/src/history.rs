@@ -561,7 +561,7 @@ fn scan_str<'a>(line: &'a str, i: &mut usize) -> Option<&'a str> {
 /// with `0x20…20` in place of `0x01…01`. Bits may be set wrongly only above
 /// a byte rightly found, so the lowest one is exact.
 #[inline(always)]
-fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let mut i = from;
@@ -597,7 +597,7 @@ fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> O
 /// The digits of a JSON integer at `line[*i]` as a magnitude, the way
 /// serde_json reads them: no leading zero, no fraction or exponent (those
 /// make a float), no overflow.
-#[inline]
+#[inline(always)]
 fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
     let start = *i;
     let mut v: u64 = 0;
@@ -615,9 +615,7 @@ fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
         return None;
     }
     if digits > 19 {
-        v = line[start..*i]
-            .iter()
-            .try_fold(0u64, |v, &b| v.checked_mul(10)?.checked_add(u64::from(b - b'0')))?;
+        v = long_digits(&line[start..*i])?;
     }
     if matches!(line.get(*i), Some(b'.' | b'e' | b'E')) {
         return None;
@@ -625,13 +623,23 @@ fn scan_digits(line: &[u8], i: &mut usize) -> Option<u64> {
     Some(v)
 }
 
-#[inline]
-fn scan_u64(line: &[u8], i: &mut usize) -> Option<u64> {
+/// The value of more than 19 digits, if it fits in a `u64`.
+#[cold]
+fn long_digits(digits: &[u8]) -> Option<u64> {
+    digits
+        .iter()
+        .try_fold(0u64, |v, &b| v.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+}
+
+/// A JSON integer at `line[*i]` that fits in a `u64`, as serde_json reads it; moves past it.
+#[inline(always)]
+pub(crate) fn scan_u64(line: &[u8], i: &mut usize) -> Option<u64> {
     scan_digits(line, i)
 }
 
-#[inline]
-fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
+/// A JSON integer at `line[*i]` that fits in an `i64`, as serde_json reads it; moves past it.
+#[inline(always)]
+pub(crate) fn scan_i64(line: &[u8], i: &mut usize) -> Option<i64> {
     if line.get(*i) == Some(&b'-') {
         *i += 1;
         let m = scan_digits(line, i)?;

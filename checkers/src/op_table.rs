@@ -162,6 +162,11 @@ impl OpSlots {
         HASHED | n as u64
     }
 
+    /// How many ops exist.
+    pub(crate) fn len(&self) -> usize {
+        self.direct_ops + self.hashed_ids.len()
+    }
+
     /// The op id a handle stands for.
     pub(crate) fn op_id(&self, h: Handle) -> u64 {
         if h & HASHED != 0 {
@@ -210,20 +215,33 @@ pub(crate) fn shard_of(h: Handle, shard_bits: u32) -> usize {
 }
 
 /// The states of the ops of one shard.
+///
+/// A block (the shard's part of a segment) is made on first use, in the
+/// next free place of the current chunk (2 MiB of states): one allocation
+/// per chunk, not per block, and memory grows with the blocks made.
+/// (Asking for huge pages for the chunks, against the misses of the
+/// address translation cache when a shuffled history touches the states
+/// at random, was measured: the kernel's zeroing of huge pages cost as
+/// much as it saved.)
 pub(crate) struct OpStore {
     shard_bits: u32,
-    /// By segment (as [`OpSlots`] numbers them), each with this shard's part of it.
-    direct: Vec<Option<Block>>,
-    /// By `n / SEGMENT` of the hashed handles `HASHED | n`.
-    hashed: Vec<Option<Block>>,
+    /// Where each block is, by segment (as [`OpSlots`] numbers them).
+    direct: Vec<Place>,
+    /// Where each block is, by `n / SEGMENT` of the hashed handles `HASHED | n`.
+    hashed: Vec<Place>,
+    /// The states of the blocks, chunk after chunk.
+    states: Vec<Vec<OpState>>,
+    /// The event id of each state's first delivery, in chunks of the same
+    /// lengths (apart: only `deliver` lines need them).
+    events: Vec<Vec<EventId>>,
 }
 
-/// The states of a block of ops, and the event id of each's first delivery
-/// (apart: only `deliver` lines need it).
-struct Block {
-    states: Box<[OpState]>,
-    events: Box<[EventId]>,
-}
+/// Where a block's states start: (chunk, index in chunk); `NOWHERE`: not made.
+type Place = (u32, u32);
+const NOWHERE: Place = (u32::MAX, 0);
+/// States in a chunk (2 MiB of them, or one block if a block is larger):
+/// small enough that the unused end of the last chunk costs little.
+const CHUNK: usize = 1 << 15;
 
 impl OpStore {
     /// An empty shard of `1 << shard_bits`.
@@ -232,10 +250,13 @@ impl OpStore {
             shard_bits,
             direct: Vec::new(),
             hashed: Vec::new(),
+            states: Vec::new(),
+            events: Vec::new(),
         }
     }
 
     /// (hashed?, block, index in block) of a handle of this shard.
+    #[inline(always)]
     fn locate(&self, h: Handle) -> (bool, usize, usize) {
         let n = h & !HASHED;
         (
@@ -245,50 +266,75 @@ impl OpStore {
         )
     }
 
-    fn block(&self, h: Handle) -> Option<(&Block, usize)> {
+    /// (chunk, index in chunk) of a handle's state, if its block was made.
+    #[inline(always)]
+    fn find(&self, h: Handle) -> Option<(usize, usize)> {
         let (hashed, block, i) = self.locate(h);
         let blocks = if hashed { &self.hashed } else { &self.direct };
         match blocks.get(block) {
-            Some(Some(b)) => Some((b, i)),
+            Some(&(chunk, start)) if chunk != u32::MAX => Some((chunk as usize, start as usize + i)),
             _ => None,
         }
     }
 
     /// The state behind a handle of this shard, and its first event id, to
     /// change (made on first use).
+    #[inline]
     pub(crate) fn get_mut(&mut self, h: Handle) -> (&mut OpState, &mut EventId) {
+        let (chunk, i) = match self.find(h) {
+            Some(at) => at,
+            None => self.make_block(h),
+        };
+        (&mut self.states[chunk][i], &mut self.events[chunk][i])
+    }
+
+    /// Makes the block of `h`; returns where `h`'s state is.
+    #[cold]
+    fn make_block(&mut self, h: Handle) -> (usize, usize) {
+        let per_block = SEGMENT >> self.shard_bits;
+        let full = self.states.last().is_none_or(|c| c.len() + per_block > c.capacity());
+        if full {
+            let len = CHUNK.max(per_block);
+            self.states.push(Vec::with_capacity(len));
+            self.events.push(Vec::with_capacity(len));
+        }
+        let chunk = self.states.len() - 1;
+        let start = self.states[chunk].len();
+        self.states[chunk].resize(start + per_block, OpState::EMPTY);
+        self.events[chunk].resize(start + per_block, [0, 0]);
         let (hashed, block, i) = self.locate(h);
         let blocks = if hashed { &mut self.hashed } else { &mut self.direct };
         if block >= blocks.len() {
-            blocks.resize_with(block + 1, || None);
+            blocks.resize(block + 1, NOWHERE);
         }
-        let per_block = SEGMENT >> self.shard_bits;
-        let b = blocks[block].get_or_insert_with(|| Block {
-            states: vec![OpState::EMPTY; per_block].into_boxed_slice(),
-            events: vec![[0, 0]; per_block].into_boxed_slice(),
-        });
-        (&mut b.states[i], &mut b.events[i])
+        blocks[block] = (chunk as u32, start as u32);
+        (chunk, start + i)
     }
 
     /// The state behind a handle of this shard (empty if it was never changed).
     pub(crate) fn get(&self, h: Handle) -> &OpState {
-        self.block(h).map_or(&OpState::EMPTY, |(b, i)| &b.states[i])
+        self.find(h).map_or(&OpState::EMPTY, |(c, i)| &self.states[c][i])
     }
 
     /// The event id of the first delivery of a handle of this shard.
     pub(crate) fn event(&self, h: Handle) -> EventId {
-        self.block(h).map_or([0, 0], |(b, i)| b.events[i])
+        self.find(h).map_or([0, 0], |(c, i)| self.events[c][i])
     }
 
     /// Asks the CPU to fetch the state of `h` (and its event id, when
     /// `event`) into the cache ahead of its use (a shuffled history touches
     /// the states at random; a miss each line otherwise). Does nothing for
     /// states not made yet.
+    #[inline(always)]
     pub(crate) fn prefetch(&self, h: Handle, event: bool) {
-        if let Some((b, i)) = self.block(h) {
-            prefetch_read((&b.states[i] as *const OpState).cast());
+        if let Some((c, i)) = self.find(h) {
+            if let Some(s) = self.states[c].get(i) {
+                prefetch_read((s as *const OpState).cast());
+            }
             if event {
-                prefetch_read((&b.events[i] as *const EventId).cast());
+                if let Some(e) = self.events[c].get(i) {
+                    prefetch_read((e as *const EventId).cast());
+                }
             }
         }
     }

@@ -397,21 +397,59 @@ fn is_record(text: &[u8]) -> bool {
 pub(crate) fn parse_lines<'a>(
     piece: &'a [u8],
     unterminated_tail: bool,
-    mut f: impl FnMut(u32, ParsedLine<'a>),
+    f: impl FnMut(u32, ParsedLine<'a>),
 ) -> PieceLines {
+    let mut taker = Plain(f);
     // UTF-8 is checked for the whole piece at once (far cheaper than line by
     // line); a piece with a line that is not UTF-8 is read line by line.
     match std::str::from_utf8(piece) {
-        Ok(text) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_text_line(&text[a..b])),
-        Err(_) => parse_lines_with(piece, unterminated_tail, &mut f, |a, b| parse_line(&piece[a..b])),
+        Ok(text) => parse_lines_with(piece, unterminated_tail, &mut taker, |a, b| {
+            parse_text_line(&text[a..b])
+        }),
+        Err(_) => parse_lines_with(piece, unterminated_tail, &mut taker, |a, b| parse_line(&piece[a..b])),
     }
 }
 
-/// [`parse_lines`], with `parse` reading the line `piece[a..b]`.
+/// What [`parse_lines_fast`] hands lines to.
+pub(crate) trait LineTaker<'a> {
+    /// Takes the line starting at `piece[start]` whole when it can, and
+    /// returns where the next line starts; `None` leaves the line to the
+    /// general parser (and [`LineTaker::line`]).
+    fn fast(&mut self, piece: &'a [u8], start: usize) -> Option<usize>;
+    /// Takes a line the general parser read, and its number relative to the piece.
+    fn line(&mut self, rel: u32, line: ParsedLine<'a>);
+}
+
+/// A closure as a [`LineTaker`] without a fast path.
+struct Plain<F>(F);
+
+impl<'a, F: FnMut(u32, ParsedLine<'a>)> LineTaker<'a> for Plain<F> {
+    #[inline(always)]
+    fn fast(&mut self, _: &'a [u8], _: usize) -> Option<usize> {
+        None
+    }
+    fn line(&mut self, rel: u32, line: ParsedLine<'a>) {
+        (self.0)(rel, line)
+    }
+}
+
+/// [`parse_lines`] with a fast path: `taker.fast` takes the lines it can
+/// whole; the others are parsed (each checked for UTF-8 on its own) and
+/// handed to `taker.line`, as [`parse_lines`] does.
+pub(crate) fn parse_lines_fast<'a>(
+    piece: &'a [u8],
+    unterminated_tail: bool,
+    taker: &mut impl LineTaker<'a>,
+) -> PieceLines {
+    parse_lines_with(piece, unterminated_tail, taker, |a, b| parse_line(&piece[a..b]))
+}
+
+/// [`parse_lines`], with `taker` as in [`parse_lines_fast`] and `parse`
+/// reading the line `piece[a..b]`.
 fn parse_lines_with<'a>(
     piece: &'a [u8],
     unterminated_tail: bool,
-    f: &mut impl FnMut(u32, ParsedLine<'a>),
+    taker: &mut impl LineTaker<'a>,
     parse: impl Fn(usize, usize) -> Result<ParsedLine<'a>, LineError>,
 ) -> PieceLines {
     let mut out = PieceLines {
@@ -422,6 +460,11 @@ fn parse_lines_with<'a>(
     let mut rel: u32 = 0;
     let mut start = 0;
     while start < piece.len() {
+        if let Some(next) = taker.fast(piece, start) {
+            start = next;
+            rel += 1;
+            continue;
+        }
         let (end, next) = match memchr::memchr(b'\n', &piece[start..]) {
             Some(i) => (start + i, start + i + 1),
             None => (piece.len(), piece.len()),
@@ -435,7 +478,7 @@ fn parse_lines_with<'a>(
         let text = &piece[start..end];
         if is_record(text) {
             match parse(start, end) {
-                Ok(parsed) => f(rel, parsed),
+                Ok(parsed) => taker.line(rel, parsed),
                 // Cut off mid-write: the unterminated last line is not even JSON.
                 Err(_) if is_last && unterminated_tail && !is_json(text) => out.truncated_tail = Some(rel),
                 Err(e) => {
