@@ -73,10 +73,8 @@ struct ConnectState {
     running: AtomicBool,
     /// Highest drain marker seen on the marker topic.
     seen_marker: AtomicU64,
-    /// Last drain marker written.
+    /// Number of the last drain marker taken (written or being written).
     emitted_marker: AtomicU64,
-    /// When the last drain marker was written.
-    emitted_at: Mutex<Option<std::time::Instant>>,
     /// This process's markers (a killed predecessor's are ignored).
     nonce: u64,
     /// Last problem, for the backlog's error.
@@ -175,38 +173,22 @@ impl Pattern for Debezium {
             .await
             .into()
     }
-    /// 0 only once the last drain marker written (an event routed to the
-    /// marker topic) came out of Connect: Connect publishes in WAL order, so
-    /// everything committed before that marker has been handed to Kafka.
-    /// A new marker is written when the last one has come out (or after
-    /// [`MARKER_RETRY`] without it), not at every call: a marker takes up to
-    /// Debezium's poll interval (500 ms by default) to come out, and with a
-    /// new one at every call of a drain asking every 50 ms, the one before was
-    /// almost never through yet (drains of 3 to 57 s for a 5 s run). The
-    /// drain's second 0 proves everything committed before its first.
+    /// Writes a drain marker (an event routed to the marker topic) and waits,
+    /// at most [`MARKER_WAIT`], for it to come out of Connect: 0 if it did.
+    /// Connect publishes in WAL order, so a 0 means everything committed
+    /// before this call began has been handed to Kafka. Waiting here, rather
+    /// than answering 0 when the previous call's marker is through: a marker
+    /// waits up to Debezium's poll interval (500 ms by default) to come out,
+    /// and the drain asks every 50 ms, so the previous call's marker was
+    /// almost never through yet (drains of 3 to 57 s for a 5 s run).
     async fn backlog(&self) -> Result<Backlog> {
         if !self.state.running.load(Ordering::SeqCst) {
             let last = self.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
             bail!("the Debezium connector is not running ({last})");
         }
-        let emitted = self.state.emitted_marker.load(Ordering::SeqCst);
-        let through = emitted > 0 && self.state.seen_marker.load(Ordering::SeqCst) >= emitted;
-        let overdue = self
-            .state
-            .emitted_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|at| at.elapsed() >= MARKER_RETRY);
-        let answer = |through: bool| Backlog {
-            backlog: if through { 0 } else { 1 },
-            oldest_age_ms: 0,
-            parked: 0,
-            in_flight: None,
-        };
-        if !through && !overdue {
-            return Ok(answer(false));
-        }
-        let next = emitted + 1;
+        // Numbers from one counter: a marker seen with a higher number was
+        // taken, hence committed, after this call began.
+        let next = self.state.emitted_marker.fetch_add(1, Ordering::SeqCst) + 1;
         let marker = Envelope {
             op: -1,
             seq: next as i64,
@@ -226,16 +208,29 @@ impl Pattern for Debezium {
             c.discard();
             return Err(e);
         }
-        self.state.emitted_marker.store(next, Ordering::SeqCst);
-        *self.state.emitted_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-        Ok(answer(through))
+        drop(c);
+        let deadline = tokio::time::Instant::now() + MARKER_WAIT;
+        let through = loop {
+            if self.state.seen_marker.load(Ordering::SeqCst) >= next {
+                break true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        Ok(Backlog {
+            backlog: if through { 0 } else { 1 },
+            oldest_age_ms: 0,
+            parked: 0,
+            in_flight: None,
+        })
     }
 }
 
-/// How long the drain waits for a marker before it writes another (a marker
-/// is never lost — the watcher reads its topic from the beginning — but a
-/// write whose answer timed out may have committed nothing).
-const MARKER_RETRY: Duration = Duration::from_secs(5);
+/// How long a backlog call waits for its marker: Debezium's default poll
+/// interval and the publish, within the drain's 2 s timeout per call.
+const MARKER_WAIT: Duration = Duration::from_millis(1500);
 
 /// Where the Connect + Debezium jars are.
 fn connect_libs(configured: &Option<PathBuf>) -> Result<PathBuf> {
