@@ -252,6 +252,18 @@ impl<'a> Cursor<'a> {
         Some(&b[start..stop])
     }
 
+    /// `,"key":"K","seq":N`, as `invoke` and `deliver` lines have them: where
+    /// the key's text is in the line (from, to), and the seq.
+    #[inline(always)]
+    fn key_and_seq(&mut self) -> Option<((usize, usize), u64)> {
+        self.lit(b",\"key\":\"")?;
+        let from = self.i;
+        self.ascii()?;
+        let span = (from, self.i - 1);
+        self.lit(b",\"seq\":")?;
+        Some((span, self.u64()?))
+    }
+
     /// A canonical (lowercase, hyphenated) UUID, then its closing quote.
     #[inline(always)]
     fn uuid(&mut self) -> Option<EventId> {
@@ -312,12 +324,9 @@ fn fast_rec(b: &[u8]) -> Option<FastLine> {
             r.op = c.u64()?;
             c.lit(b",\"process\":")?;
             c.i64()?;
-            c.lit(b",\"key\":\"")?;
-            let from = c.i;
-            c.ascii()?;
-            key = Some((from, c.i - 1));
-            c.lit(b",\"seq\":")?;
-            r.seq = c.u64()?;
+            let (span, seq) = c.key_and_seq()?;
+            key = Some(span);
+            r.seq = seq;
             c.lit(b",\"time\":")?;
             r.time = c.i64()?;
             r.kind = K_INVOKE;
@@ -352,12 +361,9 @@ fn fast_rec(b: &[u8]) -> Option<FastLine> {
             r.op = c.u64()?;
             c.lit(b",\"event\":\"")?;
             r.event = c.uuid()?;
-            c.lit(b",\"key\":\"")?;
-            let from = c.i;
-            c.ascii()?;
-            key = Some((from, c.i - 1));
-            c.lit(b",\"seq\":")?;
-            r.seq = c.u64()?;
+            let (span, seq) = c.key_and_seq()?;
+            key = Some(span);
+            r.seq = seq;
             c.lit(b",\"topic\":\"")?;
             c.ascii()?;
             c.lit(b",\"partition\":")?;
