@@ -456,6 +456,104 @@ async fn limits_if(each: Option<Duration>, run: &RunOptions) -> Result<Option<Li
 /// exercises every path a measured run takes.
 const WARM_UP_RUN: Duration = Duration::from_secs(5);
 
+/// How long the broker is warmed up with single-record round trips before
+/// the warm-up run ([`warm_broker_in`]). Measured here (cdc-logical:tuned at
+/// 50 ops/s, 20 s runs one after the other on one `env up` environment, each
+/// with the 5 s warm-up run): p50 5.3, 3.6, 3.1, 2.8, 2.6, 2.8, 2.4 ms — the
+/// broker kept getting faster for two minutes of traffic. After 12 s of
+/// single-record round trips on a fresh broker, the first run measured 2.6 ms.
+const BROKER_WARM_UP: Duration = Duration::from_secs(10);
+
+/// Producers sending one record at a time during [`warm_broker_in`].
+const BROKER_WARM_UP_PRODUCERS: usize = 2;
+
+/// Warms the broker's JIT up on the request shapes of a low-rate run, for
+/// `dur`: producers like the implementations' (idempotent, `acks=all`,
+/// `linger.ms` 0) each send one record and wait for it, through the proxied
+/// listener, while a `read_committed` consumer like the observer reads them
+/// on the direct one. The warm-up run alone does not: at full speed the
+/// records travel in batches and the consumer is never waiting at the log's
+/// end, so the per-request paths of a low-rate run (one record per produce,
+/// a fetch parked until the next append) stay cold, and the first patterns
+/// of a bench paid for it. In a topic of its own, dropped afterwards.
+/// Returns the number of round trips.
+pub async fn warm_broker_in(env: &Environment, dur: Duration) -> Result<u64> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let name = match env.run_id() {
+        Some(id) => format!("bench_warm_{id}"),
+        None => "bench_warm".to_string(),
+    };
+    let cleanup = env.drop_on_interrupt(&name, &name);
+    let result = async {
+        env.create_topic(&name, 4).await?;
+        let consumer = crate::observer::consumer(&env.kafka_direct_bootstrap, &[(name.clone(), 4)])?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let reading = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    // Read and dropped: only the fetch path matters here.
+                    _ = consumer.recv() => {}
+                }
+            }
+            consumer
+        });
+        let trips = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut senders = Vec::new();
+        for p in 0..BROKER_WARM_UP_PRODUCERS {
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &env.kafka_bootstrap)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "0")
+                .set("socket.nagle.disable", "true")
+                .set("message.timeout.ms", "10000")
+                .set("log_level", "3")
+                .create()
+                .context("creating a warm-up producer")?;
+            let (topic, trips) = (name.clone(), trips.clone());
+            senders.push(tokio::spawn(async move {
+                let mut i = p as u64;
+                while start.elapsed() < dur {
+                    let (key, body) = (format!("k{}", i % 32), envelope(i, 100));
+                    producer
+                        .send(
+                            FutureRecord::to(&topic).key(&key).payload(&body),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
+                    trips.fetch_add(1, Ordering::Relaxed);
+                    i += BROKER_WARM_UP_PRODUCERS as u64;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        let mut sent = Ok(());
+        for t in senders {
+            let r = t.await.context("a warm-up producer panicked").and_then(|r| r);
+            if sent.is_ok() {
+                sent = r;
+            }
+        }
+        let _ = stop.send(());
+        if let Ok(consumer) = reading.await {
+            // Closing a consumer takes librdkafka ~200 ms: not on a runtime thread.
+            std::thread::spawn(move || drop(consumer));
+        }
+        sent.map(|()| trips.load(Ordering::Relaxed))
+    }
+    .await;
+    if let Err(e) = env.drop_run_data(&name, &name).await {
+        tracing::warn!("dropping the warm-up topic {name}: {e:#}");
+    }
+    if let Some(key) = cleanup {
+        crate::env::process::unregister_interrupt_cleanup(key);
+    }
+    result
+}
+
 /// Measures the limits (for `limit_duration` each, unless `None`), then runs
 /// each implementation with `run`'s options; latencies leave out the ops
 /// invoked in the first `warmup`. Every configuration is checked first.
@@ -552,6 +650,11 @@ impl SharedServices {
             let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
             *limits = Some(measure_limits_in(&env, c, p, each).await?);
         }
+        eprintln!("warming the broker up: single-record round trips for {BROKER_WARM_UP:?}, not reported ...");
+        let trips = warm_broker_in(&env, BROKER_WARM_UP)
+            .await
+            .context("warming the broker up")?;
+        eprintln!("  {trips} round trips");
         eprintln!("warming the services up: a {WARM_UP_RUN:?} run of {name}, not reported ...");
         let mut warm = cfg.clone();
         warm.duration = WARM_UP_RUN;

@@ -156,6 +156,17 @@ impl Workload {
         (self.rate > 0.0).then(|| std::time::Duration::from_secs_f64(self.workers() as f64 / self.rate))
     }
 
+    /// When worker `w`'s first op is due, from the start of the workload
+    /// (`None`: no pacing). The workers' schedules are staggered by an even
+    /// share of the interval, so that the ops arrive one every `1 / rate` s: with
+    /// every worker starting at once, `--rate 50` with 16 workers arrived as
+    /// bursts of 16 concurrent ops every 320 ms, and a latency "at 50 ops/s"
+    /// measured how a pattern drains a burst.
+    pub fn worker_offset(&self, w: usize) -> Option<std::time::Duration> {
+        let workers = self.workers() as u32;
+        self.worker_interval().map(|iv| iv * (w as u32 % workers) / workers)
+    }
+
     /// The op stream of worker `w` (0-based, below [`Workload::workers`]).
     pub fn worker(&self, w: usize) -> WorkerStream {
         let workers = self.workers();
@@ -275,6 +286,27 @@ mod tests {
         let other = Workload { seed: 8, ..w.clone() };
         let c: Vec<Op> = other.worker(3).take(200).collect();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn paced_workers_start_an_even_share_of_the_interval_apart() {
+        let w = Workload {
+            rate: 50.0,
+            concurrency: 16,
+            keys: 32,
+            ..Workload::default()
+        };
+        let iv = w.worker_interval().expect("paced");
+        assert_eq!(iv, std::time::Duration::from_millis(320));
+        let offsets: Vec<_> = (0..w.workers()).map(|n| w.worker_offset(n).expect("paced")).collect();
+        assert_eq!(offsets[0], std::time::Duration::ZERO);
+        for pair in offsets.windows(2) {
+            // One op every 1/rate s: 20 ms apart.
+            assert_eq!(pair[1] - pair[0], std::time::Duration::from_millis(20));
+        }
+        assert!(*offsets.last().unwrap() < iv);
+        let unpaced = Workload { rate: 0.0, ..w };
+        assert_eq!(unpaced.worker_offset(3), None);
     }
 
     #[test]

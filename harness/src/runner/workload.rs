@@ -59,6 +59,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
     if cfg.template.request.as_ref().is_some_and(|r| !r.can_roll_back()) {
         workload.abort_fraction = 0.0;
     }
+    let paced_from = Instant::now();
     for w in 0..workload.workers() {
         let stream = workload.worker(w);
         let (app, recorder, counters, invoked, acked_ops) = (
@@ -69,10 +70,13 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
             acked.clone(),
         );
         let interval = cfg.workload.worker_interval();
+        let offset = cfg.workload.worker_offset(w).unwrap_or_default();
         let op_timeout = cfg.op_timeout;
         let reads = cfg.reads;
         tasks.push(tokio::spawn(async move {
-            let mut next_at = Instant::now();
+            // Staggered: one op every 1/rate s across the workers, not a
+            // burst of one op per worker every interval.
+            let mut next_at = paced_from + offset;
             for op in stream {
                 if Instant::now() >= deadline {
                     break;
@@ -89,8 +93,19 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
                     let now = Instant::now();
                     if now >= from && now < until {
                         tokio::time::sleep_until(until.into()).await;
-                        // Pacing resumes from the window's end, without a burst.
-                        next_at = next_at.max(Instant::now());
+                        // Pacing resumes from the window's end in each worker's
+                        // own phase, without a burst.
+                        if let Some(iv) = interval.filter(|iv| !iv.is_zero()) {
+                            // The first slot of this worker's schedule after the window.
+                            let mut slot = next_at.checked_sub(iv).unwrap_or(next_at);
+                            while slot < until {
+                                slot += iv;
+                            }
+                            tokio::time::sleep_until(slot.min(deadline).into()).await;
+                            next_at = slot + iv;
+                        } else {
+                            next_at = next_at.max(Instant::now());
+                        }
                         if Instant::now() >= deadline {
                             break;
                         }

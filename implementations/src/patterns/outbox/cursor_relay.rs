@@ -42,6 +42,7 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
+        let polled_at = std::time::Instant::now();
         let res = step(&ctx, &publisher, kind, &mut client, &mut cursor).await;
         let wait = match res {
             // Work found: look again at once; sleep only when idle.
@@ -51,7 +52,8 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
             }
             Ok((_, true)) => {
                 failures = 0;
-                ctx.config.poll
+                // Polls start `poll` apart: an event waits at most the interval.
+                ctx.config.poll.saturating_sub(polled_at.elapsed())
             }
             Ok((_, false)) => {
                 failures += 1;

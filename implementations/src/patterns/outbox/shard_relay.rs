@@ -191,6 +191,7 @@ async fn relay(
         if *stop.borrow() {
             return;
         }
+        let polled_at = Instant::now();
         let res = step(&ctx, &mut st, &home, &mut last_orphan_scan).await;
         let wait = match res {
             // Work found: look again at once (the next head of each key may be
@@ -202,7 +203,9 @@ async fn relay(
             }
             Ok(_) => {
                 failures = 0;
-                idle
+                // Polls start `idle` apart (not `idle` after the last one
+                // ended): an event waits at most the poll interval.
+                idle.saturating_sub(polled_at.elapsed())
             }
             Err(e) => {
                 tracing::warn!("relay {idx}: {e:#} (reconnecting)");
