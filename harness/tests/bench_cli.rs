@@ -48,6 +48,13 @@ fn two_patterns_are_benchmarked_on_one_warm_environment() {
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
 
+    // The broker was warmed up with single-record round trips before the runs.
+    let trips: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(" round trips").and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no broker warm-up reported:\n{stderr}"));
+    assert!(trips > 100, "{trips} warm-up round trips in 10 s:\n{stderr}");
+
     // The limits were measured (on the same services as the runs).
     assert!(v["limits"]["pg_commits_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["limits"]["kafka_produce_per_s"].as_f64().unwrap() > 0.0, "{v}");
