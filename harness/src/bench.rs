@@ -452,8 +452,9 @@ async fn limits_if(each: Option<Duration>, run: &RunOptions) -> Result<Option<Li
 /// that in its latency. Measured here at 50 ops/s, cdc-logical's wire p50:
 /// 10.5 ms on a fresh broker, 7.0 ms on the next run on the same one; after
 /// a second each of commits and produce (no fetch), still 11.1 ms, and 6.0 ms
-/// for the same configuration two runs later — so the warm-up is a run, which
-/// exercises every path a measured run takes.
+/// for the same configuration two runs later — so the warm-up includes a run,
+/// which exercises the pattern's own paths. At full speed it leaves a low
+/// rate's broker paths cold, which [`BROKER_WARM_UP`] warms first.
 const WARM_UP_RUN: Duration = Duration::from_secs(5);
 
 /// How long the broker is warmed up with single-record round trips before
