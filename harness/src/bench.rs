@@ -220,12 +220,7 @@ pub async fn measure_limits_in(
     payload: usize,
     each: Duration,
 ) -> Result<Limits> {
-    let name = match env.run_id() {
-        Some(id) => format!("bench_{id}"),
-        None => "bench".to_string(),
-    };
-    let cleanup = env.drop_on_interrupt(&name, &name);
-    let result = async {
+    in_scratch_data(env, "bench", "the limits' database and topic", |name| async move {
         let (_, direct) = env.create_database(&name).await?;
         let pg = pg_commit_rate(&direct, connections, payload, each).await?;
         env.create_topic(&name, 4).await?;
@@ -239,13 +234,29 @@ pub async fn measure_limits_in(
             kafka_produce_per_s: kafka,
             record_bytes: envelope(0, payload).len(),
         })
-    }
-    .await;
+    })
+    .await
+}
+
+/// Runs `work` with the name of a scratch database and topic (`prefix`, or
+/// `prefix_<run id>` on the user's services), which are dropped afterwards,
+/// and on Ctrl-C meanwhile; `what` names them in a warning when the drop fails.
+async fn in_scratch_data<T, F, Fut>(env: &Environment, prefix: &str, what: &str, work: F) -> Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let name = match env.run_id() {
+        Some(id) => format!("{prefix}_{id}"),
+        None => prefix.to_string(),
+    };
+    let cleanup = env.drop_on_interrupt(&name, &name);
+    let result = work(name.clone()).await;
     // Local services keep nothing between runs either: the next run's
     // database and topic have names of their own, but the scratch data would
     // still cost the runs that follow its WAL and log segments.
     if let Err(e) = env.drop_run_data(&name, &name).await {
-        tracing::warn!("dropping the limits' database and topic {name}: {e:#}");
+        tracing::warn!("dropping {what} {name}: {e:#}");
     }
     if let Some(key) = cleanup {
         crate::env::process::unregister_interrupt_cleanup(key);
@@ -480,12 +491,7 @@ const BROKER_WARM_UP_PRODUCERS: usize = 2;
 /// Returns the number of round trips.
 pub async fn warm_broker_in(env: &Environment, dur: Duration) -> Result<u64> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let name = match env.run_id() {
-        Some(id) => format!("bench_warm_{id}"),
-        None => "bench_warm".to_string(),
-    };
-    let cleanup = env.drop_on_interrupt(&name, &name);
-    let result = async {
+    in_scratch_data(env, "bench_warm", "the warm-up topic", |name| async move {
         env.create_topic(&name, 4).await?;
         let consumer = crate::observer::consumer(&env.kafka_direct_bootstrap, &[(name.clone(), 4)])?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -544,15 +550,8 @@ pub async fn warm_broker_in(env: &Environment, dur: Duration) -> Result<u64> {
             std::thread::spawn(move || drop(consumer));
         }
         sent.map(|()| trips.load(Ordering::Relaxed))
-    }
-    .await;
-    if let Err(e) = env.drop_run_data(&name, &name).await {
-        tracing::warn!("dropping the warm-up topic {name}: {e:#}");
-    }
-    if let Some(key) = cleanup {
-        crate::env::process::unregister_interrupt_cleanup(key);
-    }
-    result
+    })
+    .await
 }
 
 /// Measures the limits (for `limit_duration` each, unless `None`), then runs
