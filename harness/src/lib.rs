@@ -13,6 +13,7 @@ pub mod merge;
 pub mod nemesis;
 pub mod observer;
 pub mod ops_series;
+pub mod record;
 pub mod recorder;
 pub mod relay_rate;
 pub mod replay;

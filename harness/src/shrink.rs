@@ -11,6 +11,7 @@
 //! candidate is kept, so a shrink stopped by `--budget` or Ctrl-C leaves the
 //! best so far.
 
+use crate::record::quote;
 use crate::app_process::AppCommand;
 use crate::env::{EnvOptions, Environment};
 use crate::nemesis::Fault;
@@ -583,14 +584,6 @@ impl Shrinker {
     }
 }
 
-/// Quotes `s` for a POSIX shell when it needs it.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
 
 /// The faults `cand`'s windows use, in the catalogue's order.
 fn used_faults(cand: &Candidate) -> Vec<Fault> {
@@ -948,7 +941,7 @@ mod tests {
             "{rust}"
         );
         assert!(rust.contains("[Fault::KafkaPartition]"), "{rust}");
-        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(shlex::split(&quote("it's")).unwrap(), ["it's"]);
     }
     #[test]
     fn a_shrunk_custom_fault_keeps_its_commands() {

@@ -156,7 +156,7 @@ pub fn resolve(
 /// The lines of an env file `--backend external` reads (`KEY=VALUE`, values single-quoted).
 pub fn env_file(pg_url: &str, kafka_bootstrap: &str, toxiproxy_url: Option<&str>) -> String {
     // Shell-quoted: a password may hold `'`, `$` or spaces.
-    let q = crate::shrink::quote;
+    let q = crate::record::quote;
     let mut s = format!(
         "{ENV_PG_URL}={}\n{ENV_KAFKA_BOOTSTRAP}={}\n",
         q(pg_url),

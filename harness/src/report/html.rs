@@ -121,7 +121,7 @@ pub fn render(input: &ReportInput) -> Result<String> {
                 h,
                 "<p id=\"shrink\">Smallest reproduction (fewer fault windows, a shorter and smaller workload, \
 on services started once; writes <code>shrunk/</code> here): <code>dualcheck shrink {}</code></p>",
-                escape(&crate::shrink::quote(&dir.display().to_string()))
+                escape(&crate::record::quote(&dir.display().to_string()))
             );
         }
     }

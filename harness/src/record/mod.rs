@@ -1,0 +1,8 @@
+//! The run record: what a run directory holds, typed both ways. Everything
+//! that writes or reads a run's configuration, results or fault catalogue
+//! goes through here, so a new field is stated once. This module is a leaf:
+//! it imports nothing else of the harness.
+
+pub mod quote;
+
+pub use quote::{quote, quote_line};
