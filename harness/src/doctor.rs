@@ -53,7 +53,7 @@ impl Report {
 /// then a local environment with `brokers` Kafka brokers; its run directory
 /// (logs) is removed after a successful run unless `keep`.
 pub async fn self_test(brokers: usize, keep: bool) -> DoctorOutcome {
-    let cache = env::local::cache_dir();
+    let cache = env::cache::cache_dir();
     println!("dualcheck doctor (cache: {})", cache.display());
     let mut missing = 0;
     for p in env::local::prerequisites(&cache) {

@@ -4,9 +4,9 @@
 
 use super::Verdict;
 use clap::{Args, Subcommand};
-use dualcheck::env::external::redact;
 use dualcheck::env::settings::{self, BackendSettings};
 use dualcheck::env::{BackendKind, EnvOptions, Environment};
+use dualcheck::record::redact;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

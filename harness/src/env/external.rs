@@ -1,6 +1,6 @@
 //! The `external` backend: services the user already runs (their own Postgres
 //! and Kafka, perhaps their own Toxiproxy), given by address (flags,
-//! `DUALCHECK_*` variables or `dualcheck.toml`: [`settings`](super::settings)).
+//! `DUALCHECK_*` variables or `dualcheck.toml`: `env::settings`).
 //!
 //! - **Postgres**: an admin URL (a role that may create databases and
 //!   replication slots). Each run creates its own database,
@@ -29,7 +29,8 @@
 
 use super::process::{ManagedProcess, ProcessSpec};
 use super::toxiproxy::ToxiproxyClient;
-use crate::nemesis::Fault;
+pub use crate::record::redact;
+use crate::record::Fault;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -60,11 +61,6 @@ impl std::fmt::Debug for ExternalConfig {
 /// Name of the Postgres proxy on the user's Toxiproxy (and on dualcheck's own).
 pub const POSTGRES_PROXY: &str = "postgres";
 
-/// Name of the proxy of Kafka node `i` on the user's Toxiproxy.
-pub fn kafka_proxy_name(i: usize) -> String {
-    super::local::kafka_proxy_name(i)
-}
-
 /// Whether `fault` acts on a service process (kill, freeze), which the
 /// external backend does not own.
 pub fn kills_or_freezes_a_service(fault: Fault) -> bool {
@@ -76,7 +72,7 @@ pub fn kills_or_freezes_a_service(fault: Fault) -> bool {
 
 /// Whether `fault` acts on the Kafka link (through the `kafka-N` proxies).
 pub fn on_the_kafka_link(fault: Fault) -> bool {
-    fault.family() == crate::nemesis::FaultFamily::Network && fault.name().starts_with("kafka-")
+    fault.family() == crate::record::FaultFamily::Network && fault.name().starts_with("kafka-")
 }
 
 impl ExternalConfig {
@@ -115,69 +111,6 @@ impl ExternalConfig {
         }
         Ok(())
     }
-}
-
-/// `s` with every password hidden: the password of each `scheme://user:PASSWORD@`
-/// becomes `***`, and so does the value of every `password=` (or `password:`) field.
-pub fn redact(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first `/`, `?`, `#` or whitespace; its last `@` ends the user info.
-        let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.find(':') {
-                    Some(colon) => {
-                        out.push_str(&userinfo[..colon]);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    redact_fields(&out)
-}
-
-/// `password=VALUE` / `password: VALUE` (any case, as in libpq strings and
-/// properties files) with the value replaced by `***`.
-fn redact_fields(s: &str) -> String {
-    let lower = s.to_ascii_lowercase();
-    let mut out = String::with_capacity(s.len());
-    let mut pos = 0;
-    while let Some(found) = lower[pos..].find("password") {
-        let key_end = pos + found + "password".len();
-        out.push_str(&s[pos..key_end]);
-        let after = &s[key_end..];
-        let sep_len = after.len() - after.trim_start_matches(['=', ':', ' ', '"']).len();
-        let sep = &after[..sep_len];
-        if sep.contains('=') || sep.contains(':') {
-            out.push_str(sep);
-            let value = &after[sep_len..];
-            let value_len = value
-                .find(|c: char| c.is_whitespace() || c == '&' || c == '"' || c == ',' || c == ';')
-                .unwrap_or(value.len());
-            if value_len > 0 {
-                out.push_str("***");
-            }
-            pos = key_end + sep_len + value_len;
-        } else {
-            pos = key_end;
-        }
-    }
-    out.push_str(&s[pos..]);
-    out
 }
 
 /// `host:port` of a Postgres URL.
@@ -273,7 +206,7 @@ pub async fn connect(cfg: &ExternalConfig, run_dir: &Path, timeout: Duration) ->
             let mut kafka_proxies = Vec::new();
             let mut proxied = Vec::new();
             for i in 0..brokers {
-                match toxiproxy.proxy(&kafka_proxy_name(i)).await {
+                match toxiproxy.proxy(&super::toxiproxy::kafka_proxy_name(i)).await {
                     Ok(p) => {
                         proxied.push(client_address(&p.listen, api));
                         kafka_proxies.push(p.name);
@@ -290,7 +223,7 @@ pub async fn connect(cfg: &ExternalConfig, run_dir: &Path, timeout: Duration) ->
             (toxiproxy, None, postgres_url, kafka_bootstrap, kafka_proxies)
         }
         None => {
-            let paths = super::local::LocalPaths::discover(&super::local::cache_dir())
+            let paths = super::local::LocalPaths::discover(&super::cache::cache_dir())
                 .context("the external backend without --toxiproxy-url starts a Toxiproxy of its own")?;
             let api_port = super::ports::free_port()?;
             let spec = ProcessSpec::new(
@@ -340,45 +273,6 @@ pub async fn connect(cfg: &ExternalConfig, run_dir: &Path, timeout: Duration) ->
 /// A fresh run id: 8 hex digits, the suffix of the names a run creates on an external cluster.
 pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
-}
-
-/// Drops what a run created on the services: its replication slots and
-/// publications, its database (ending the sessions still connected) and its
-/// topic. Every step is tried; the first error is returned.
-pub async fn drop_run(admin_url: &str, kafka_bootstrap: &str, database: &str, topic: &str) -> Result<()> {
-    let db_url = super::provision::url_with_database(admin_url, database);
-    let mut first: Option<anyhow::Error> = None;
-    let exists = async {
-        let c = super::postgres::connect(admin_url).await?;
-        let row = c
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-            .await?;
-        anyhow::Ok(row.is_some())
-    }
-    .await
-    .unwrap_or(true);
-    if exists {
-        if let Err(e) = super::provision::drop_replication_slots(&db_url).await {
-            first.get_or_insert(e.context(format!("dropping the replication slots of {database}")));
-        }
-        let dropped = async {
-            let c = super::postgres::connect(admin_url).await?;
-            c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
-                .await
-                .with_context(|| format!("dropping database {database}"))
-        }
-        .await;
-        if let Err(e) = dropped {
-            first.get_or_insert(e);
-        }
-    }
-    if let Err(e) = super::kafka::delete_topic(kafka_bootstrap, topic).await {
-        first.get_or_insert(e);
-    }
-    match first {
-        Some(e) => Err(anyhow::anyhow!(redact(&format!("{e:#}")))),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

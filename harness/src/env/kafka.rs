@@ -528,7 +528,7 @@ async fn format_storage(dir: &Path, classpath: &str, nodes: usize) -> Result<()>
 /// `None` when the jars cannot be listed.
 fn storage_template(libs: &Path, nodes: usize) -> Option<PathBuf> {
     Some(
-        super::local::cache_dir()
+        super::cache::cache_dir()
             .join("kafka-storage")
             .join(format!("{:016x}", jars_hash(libs, &mut Default::default())?))
             .join(nodes.to_string()),
@@ -572,7 +572,7 @@ fn class_archive(libs: &Path) -> Option<PathBuf> {
     }
     let key = jars_hash(libs, &mut h)?;
     Some(
-        super::local::cache_dir()
+        super::cache::cache_dir()
             .join("kafka-cds")
             .join(format!("{key:016x}.jsa")),
     )
@@ -600,7 +600,7 @@ fn copy_storage(template: &Path, dir: &Path, nodes: usize) -> Result<()> {
     }
     for id in 0..nodes {
         let node = format!("node-{id}");
-        super::local::copy_tree(&template.join(&node).join("data"), &dir.join(&node).join("data"), None)?;
+        super::cache::copy_tree(&template.join(&node).join("data"), &dir.join(&node).join("data"), None)?;
     }
     Ok(())
 }
@@ -613,5 +613,5 @@ fn save_storage(dir: &Path, template: &Path, nodes: usize) -> Result<()> {
             (dir.join(&data), data)
         })
         .collect();
-    super::local::keep_template(template, &parts)
+    super::cache::keep_template(template, &parts)
 }

@@ -19,6 +19,7 @@
 //! ([`process::install_signal_handler`]) and, when the harness itself is
 //! SIGKILLed, the children's parent-death signal ([`process`]).
 
+pub mod cache;
 pub mod external;
 pub mod kafka;
 pub mod local;
@@ -61,7 +62,7 @@ impl BackendKind {
     /// Refuses, before anything starts, what this backend cannot do: a
     /// testcontainers backend without the cargo feature or without Docker,
     /// faults the external backend cannot inject.
-    pub fn check_usable(&self, faults: &[crate::nemesis::Fault]) -> Result<()> {
+    pub fn check_usable(&self, faults: &[crate::record::Fault]) -> Result<()> {
         match self {
             BackendKind::Local => Ok(()),
             BackendKind::External(cfg) => cfg.check_faults(faults),
@@ -182,7 +183,7 @@ impl Environment {
                     kafka_direct_bootstrap: kafka::direct_bootstrap(&s.kafka.ports),
                     toxiproxy: started.toxiproxy,
                     postgres_proxy: "postgres".into(),
-                    kafka_proxies: (0..opts.brokers).map(local::kafka_proxy_name).collect(),
+                    kafka_proxies: (0..opts.brokers).map(toxiproxy::kafka_proxy_name).collect(),
                     kafka_nodes: opts.brokers,
                     run_id: None,
                     backend: Backend::Local(Box::new(started.services)),
@@ -356,7 +357,7 @@ impl Environment {
             topic.to_string(),
         );
         Some(process::register_interrupt_cleanup(move || async move {
-            match external::drop_run(&admin, &kafka, &database, &topic).await {
+            match provision::drop_run(&admin, &kafka, &database, &topic).await {
                 Ok(()) => eprintln!("dualcheck: dropped database {database} and topic {topic}"),
                 Err(e) => eprintln!("dualcheck: dropping database {database} and topic {topic}: {e:#}"),
             }
@@ -485,9 +486,7 @@ mod tests {
             e.contains("`testcontainers` cargo feature") && e.contains("--features testcontainers"),
             "{e}"
         );
-        assert!(BackendKind::Local
-            .check_usable(&[crate::nemesis::Fault::PgKill])
-            .is_ok());
+        assert!(BackendKind::Local.check_usable(&[crate::record::Fault::PgKill]).is_ok());
         assert_eq!(BackendKind::Testcontainers.name(), "testcontainers");
     }
 }

@@ -162,7 +162,7 @@ impl LocalPostgres {
     ) -> Result<Self> {
         let template = data_template(bin);
         let copied = template.as_deref().is_some_and(|t| {
-            t.join("complete").exists() && super::local::copy_tree(&t.join("data"), &data_dir, user).is_ok()
+            t.join("complete").exists() && super::cache::copy_tree(&t.join("data"), &data_dir, user).is_ok()
         });
         if !copied {
             // Whatever a failed copy left would make initdb refuse the directory.
@@ -170,7 +170,7 @@ impl LocalPostgres {
             Self::initdb(bin, dir, &data_dir, user).await?;
             if let Some(t) = &template {
                 // Later runs copy it (a failure only costs them the initdb).
-                if let Err(e) = super::local::keep_template(t, &[(data_dir.clone(), PathBuf::from("data"))]) {
+                if let Err(e) = super::cache::keep_template(t, &[(data_dir.clone(), PathBuf::from("data"))]) {
                     tracing::debug!(
                         "keeping the initialized Postgres data directory in {}: {e:#}",
                         t.display()
@@ -272,14 +272,14 @@ pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Du
     let log = process
         .map(|p| p.log_path().display().to_string())
         .unwrap_or_else(|| "the server's log".into());
-    let url = super::external::redact(url);
+    let url = crate::record::redact(url);
     bail!("PostgreSQL at {url} not ready after {timeout:?} (last error: {last_err}); read {log}")
 }
 
 /// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a
 /// background task. The connection dies with the returned client.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let shown = || super::external::redact(url);
+    let shown = || crate::record::redact(url);
     let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("bad Postgres URL {}", shown()))?;
     config.connect_timeout(Duration::from_secs(5));
     let (client, conn) = config
@@ -304,7 +304,7 @@ fn data_template(bin: &Path) -> Option<PathBuf> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (initdb, meta.len(), meta.modified().ok()).hash(&mut h);
     Some(
-        super::local::cache_dir()
+        super::cache::cache_dir()
             .join("pg-template")
             .join(format!("{:016x}", h.finish())),
     )

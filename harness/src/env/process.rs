@@ -216,6 +216,22 @@ pub fn unregister_interrupt_cleanup(key: u64) {
         .retain(|(k, _)| *k != key);
 }
 
+fn interrupt_heals() -> &'static Mutex<Vec<fn()>> {
+    static HEALS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+    &HEALS
+}
+
+/// Registers a heal that an interrupt runs first, before any process is
+/// killed (once per function). The nemesis registers the stop commands of
+/// the custom faults in effect here: the services sit below the nemesis and
+/// never call it.
+pub fn register_interrupt_heal(heal: fn()) {
+    let mut heals = interrupt_heals().lock().unwrap_or_else(|e| e.into_inner());
+    if !heals.iter().any(|h| std::ptr::fn_addr_eq(*h, heal)) {
+        heals.push(heal);
+    }
+}
+
 /// Installs (once) a tokio task that, on Ctrl-C (SIGINT) or SIGTERM, kills every
 /// process group the harness started, runs the registered clean-ups
 /// ([`register_interrupt_cleanup`], at most 30 s), prints the interrupt summary
@@ -226,7 +242,9 @@ pub fn install_signal_handler() {
         tokio::spawn(async {
             implementations::runtime::interrupt::interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
-            crate::nemesis::custom::heal_active_blocking();
+            for heal in interrupt_heals().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                heal();
+            }
             kill_all_registered();
             let pending: Vec<_> = cleanups().lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
             let all = run_cleanups(pending.into_iter().map(|(_, f)| f()).collect());

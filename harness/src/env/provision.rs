@@ -89,7 +89,7 @@ impl Environment {
                     return Err(e).with_context(|| {
                         format!(
                             "creating database {name} at {}",
-                            super::external::redact(&self.postgres_direct_url)
+                            crate::record::redact(&self.postgres_direct_url)
                         )
                     });
                 }
@@ -105,7 +105,7 @@ impl Environment {
     /// and deletes `topic`, ending the sessions still connected to the database: what a run on a shared environment leaves
     /// when it is done, so a long sweep does not pile up databases and topics.
     pub async fn drop_run_data(&self, name: &str, topic: &str) -> Result<()> {
-        super::external::drop_run(&self.postgres_direct_url, &self.kafka_direct_bootstrap, name, topic).await
+        drop_run(&self.postgres_direct_url, &self.kafka_direct_bootstrap, name, topic).await
     }
 
     /// Creates `topic` with `partitions` partitions if missing (replication factor
@@ -113,6 +113,45 @@ impl Environment {
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
         let rf = self.brokers().clamp(1, 3) as i32;
         super::kafka::create_topic(&self.kafka_direct_bootstrap, topic, partitions, rf).await
+    }
+}
+
+/// Drops what a run created on the services: its replication slots and
+/// publications, its database (ending the sessions still connected) and its
+/// topic. Every step is tried; the first error is returned.
+pub async fn drop_run(admin_url: &str, kafka_bootstrap: &str, database: &str, topic: &str) -> Result<()> {
+    let db_url = url_with_database(admin_url, database);
+    let mut first: Option<anyhow::Error> = None;
+    let exists = async {
+        let c = super::postgres::connect(admin_url).await?;
+        let row = c
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await?;
+        anyhow::Ok(row.is_some())
+    }
+    .await
+    .unwrap_or(true);
+    if exists {
+        if let Err(e) = super::provision::drop_replication_slots(&db_url).await {
+            first.get_or_insert(e.context(format!("dropping the replication slots of {database}")));
+        }
+        let dropped = async {
+            let c = super::postgres::connect(admin_url).await?;
+            c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+                .await
+                .with_context(|| format!("dropping database {database}"))
+        }
+        .await;
+        if let Err(e) = dropped {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = super::kafka::delete_topic(kafka_bootstrap, topic).await {
+        first.get_or_insert(e);
+    }
+    match first {
+        Some(e) => Err(anyhow::anyhow!(crate::record::redact(&format!("{e:#}")))),
+        None => Ok(()),
     }
 }
 

@@ -63,7 +63,7 @@ impl BackendSettings {
             anyhow::anyhow!(
                 "{}: {} (known keys: backend, pg_url, kafka_bootstrap, toxiproxy_url; see docs/backends.md)",
                 path.display(),
-                super::external::redact(&e.to_string())
+                crate::record::redact(&e.to_string())
             )
         })
     }
@@ -98,7 +98,7 @@ impl BackendSettings {
                 if !(postgres_url.starts_with("postgres://") || postgres_url.starts_with("postgresql://")) {
                     bail!(
                         "the Postgres URL {} must start with postgres:// (e.g. postgres://user:password@host:5432/postgres)",
-                        super::external::redact(&postgres_url)
+                        crate::record::redact(&postgres_url)
                     );
                 }
                 let kafka_bootstrap = self.kafka_bootstrap.clone().ok_or_else(|| {

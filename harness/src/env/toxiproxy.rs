@@ -235,6 +235,11 @@ pub fn heal_all_blocking(client: &ToxiproxyClient) -> Result<()> {
     .map_err(|_| anyhow::anyhow!("heal-all thread panicked"))?
 }
 
+/// Proxy name of Kafka node `i`.
+pub fn kafka_proxy_name(i: usize) -> String {
+    format!("kafka-{i}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

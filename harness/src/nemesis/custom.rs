@@ -13,10 +13,10 @@
 //! before reading the run's faults.
 
 use super::Fault;
+use crate::record::fault::custom::{active, commands, count_active};
+pub use crate::record::fault::custom::{define, defined, definitions_of, lookup, CustomFault};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 use workloads::FaultPhase;
 
@@ -27,146 +27,6 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a failed command's stderr its error quotes (the end of it).
 const STDERR_TAIL: usize = 400;
 
-/// One `--fault-cmd NAME=START_CMD[,STOP_CMD]`: the text up to the first `=`
-/// is the name, up to the first `,` after it the start command, the rest the
-/// stop command (which may thus contain commas; a start command that needs
-/// one goes in a script).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomFault {
-    /// The fault's name in `--faults`, the schedule and the history.
-    pub name: String,
-    /// Run with `sh -c` when the fault starts.
-    pub start: String,
-    /// Run with `sh -c` when the fault stops; `None`: the fault heals by itself.
-    #[serde(default)]
-    pub stop: Option<String>,
-}
-
-impl std::str::FromStr for CustomFault {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let usage = "expected NAME=START_CMD[,STOP_CMD], e.g. `--fault-cmd 'pg-docker-pause=docker pause pg,docker unpause pg'`";
-        let (name, commands) = s
-            .split_once('=')
-            .ok_or_else(|| format!("--fault-cmd `{s}`: no `=`; {usage}"))?;
-        let name = name.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-            || name.starts_with('-')
-        {
-            return Err(format!(
-                "--fault-cmd `{s}`: the name `{name}` must be lowercase letters, digits, `-` or `_` (it goes in --faults lists); {usage}"
-            ));
-        }
-        let (start, stop) = match commands.split_once(',') {
-            Some((start, stop)) => (start.trim(), Some(stop.trim())),
-            None => (commands.trim(), None),
-        };
-        if start.is_empty() {
-            return Err(format!("--fault-cmd `{s}`: START_CMD is empty; {usage}"));
-        }
-        if stop == Some("") {
-            return Err(format!(
-                "--fault-cmd `{s}`: STOP_CMD after the `,` is empty (leave out the `,` for a fault without one); {usage}"
-            ));
-        }
-        Ok(CustomFault {
-            name: name.to_string(),
-            start: start.to_string(),
-            stop: stop.map(str::to_string),
-        })
-    }
-}
-
-/// A defined fault: its interned name, its commands, and how many of its
-/// windows are in effect now (for Ctrl-C).
-struct Entry {
-    name: &'static str,
-    def: CustomFault,
-    active: usize,
-}
-
-fn registry() -> std::sync::MutexGuard<'static, Vec<Entry>> {
-    static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Defines custom faults for the rest of the process. A name that is a
-/// built-in fault, a family, `none` or `idle-window` is refused, and so is a name defined
-/// again with other commands (the same definition again is fine).
-pub fn define(defs: &[CustomFault]) -> Result<()> {
-    for def in defs {
-        let name = def.name.as_str();
-        if name.parse::<Fault>().is_ok() {
-            bail!("--fault-cmd {name}=...: `{name}` is a built-in fault (`dualcheck list`); give the custom fault another name");
-        }
-        if name.parse::<super::FaultFamily>().is_ok() || name == "none" {
-            bail!("--fault-cmd {name}=...: `{name}` is a fault family or `none` in --faults lists; give the custom fault another name");
-        }
-        if name == crate::runner::idle::IDLE_FAULT {
-            bail!("--fault-cmd {name}=...: `{name}` names the workload's idle window (--idle-window) in histories; give the custom fault another name");
-        }
-        let mut reg = registry();
-        match reg.iter().find(|e| e.name == name) {
-            Some(e) if e.def == *def => {}
-            Some(e) => bail!(
-                "--fault-cmd {name}=... is defined twice with different commands (`{}` and `{}`)",
-                e.def.start,
-                def.start
-            ),
-            None => reg.push(Entry {
-                name: Box::leak(name.to_string().into_boxed_str()),
-                def: def.clone(),
-                active: 0,
-            }),
-        }
-    }
-    Ok(())
-}
-
-/// Every custom fault defined so far, in the order of definition.
-pub fn defined() -> Vec<CustomFault> {
-    registry().iter().map(|e| e.def.clone()).collect()
-}
-
-/// The definitions of `faults`' custom faults (what a run records, so that
-/// a replay runs the same commands).
-pub fn definitions_of(faults: &[Fault]) -> Vec<CustomFault> {
-    let reg = registry();
-    faults
-        .iter()
-        .filter_map(|f| match f {
-            Fault::Custom(name) => reg.iter().find(|e| e.name == *name).map(|e| e.def.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The custom fault named `name`, if one is defined.
-pub fn lookup(name: &str) -> Option<Fault> {
-    registry()
-        .iter()
-        .find(|e| e.name == name)
-        .map(|e| Fault::Custom(e.name))
-}
-
-fn commands(name: &str) -> Result<CustomFault> {
-    registry()
-        .iter()
-        .find(|e| e.name == name)
-        .map(|e| e.def.clone())
-        .with_context(|| format!("custom fault `{name}` is not defined (--fault-cmd {name}=START_CMD[,STOP_CMD])"))
-}
-
-fn count_active(name: &str, delta: isize) {
-    if let Some(e) = registry().iter_mut().find(|e| e.name == name) {
-        e.active = e.active.saturating_add_signed(delta);
-    }
-}
-
 /// Starts or stops a custom fault: runs its command. A fault without a stop
 /// command has nothing to do when it stops.
 pub(super) async fn apply(fault: Fault, phase: FaultPhase) -> Result<()> {
@@ -176,6 +36,7 @@ pub(super) async fn apply(fault: Fault, phase: FaultPhase) -> Result<()> {
     let def = commands(name)?;
     match phase {
         FaultPhase::Start => {
+            crate::env::process::register_interrupt_heal(heal_active_blocking);
             run(&def.start)
                 .await
                 .with_context(|| format!("start command of {name}"))?;
@@ -244,12 +105,7 @@ fn check_status(cmd: &str, status: std::process::ExitStatus, stderr: &[u8]) -> R
 /// On Ctrl-C: runs the stop command of every custom fault in effect (each
 /// at most [`COMMAND_TIMEOUT`]), printing what fails.
 pub fn heal_active_blocking() {
-    let active: Vec<CustomFault> = registry()
-        .iter()
-        .filter(|e| e.active > 0)
-        .map(|e| e.def.clone())
-        .collect();
-    for def in active {
+    for def in active() {
         let Some(stop) = def.stop else { continue };
         eprintln!("dualcheck: healing custom fault {}: {stop}", def.name);
         let child = std::process::Command::new("sh")

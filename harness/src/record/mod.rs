@@ -3,6 +3,10 @@
 //! goes through here, so a new field is stated once. This module is a leaf:
 //! it imports nothing else of the harness.
 
+pub mod fault;
 pub mod quote;
+pub mod redact;
 
+pub use fault::{Fault, FaultFamily};
 pub use quote::{quote, quote_line};
+pub use redact::redact;

@@ -95,7 +95,7 @@ pub async fn probe_versions(cfg: &RunConfig, services: &Environment, db_direct_u
         .and_then(|r| r.ok())
         .map(|v| toxiproxy_version(&v));
     let kafka = match cfg.backend {
-        BackendKind::Local => kafka_jar_version(&crate::env::local::cache_dir().join("kafka/libs")),
+        BackendKind::Local => kafka_jar_version(&crate::env::cache::cache_dir().join("kafka/libs")),
         _ => None,
     };
     Versions {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// The name of the idle window in the history's `nemesis` lines.
-pub const IDLE_FAULT: &str = "idle-window";
+pub use crate::record::fault::IDLE_FAULT;
 
 /// The uncaptured table the harness writes during the window.
 pub const TRAFFIC_TABLE: &str = "dualcheck_idle_traffic";
