@@ -2,7 +2,9 @@
 //! environment files): `shlex`, so that a line pasted into `sh` gives back
 //! exactly the words it was made of.
 
-/// `s` as one shell word: unchanged when it needs no quoting, quoted otherwise.
+/// `s` as one shell word: unchanged when every character is one a shell
+/// leaves alone (letters, digits, `-_./=:,+@%`: what fault lists, flags and
+/// paths are made of, so the lines stay readable), quoted by `shlex` otherwise.
 /// A NUL byte cannot be passed in a POSIX argument at all; it is dropped
 /// (no command dualcheck prints can carry one).
 pub fn quote(s: &str) -> String {
@@ -13,6 +15,9 @@ pub fn quote(s: &str) -> String {
     } else {
         s
     };
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        return s.to_string();
+    }
     shlex::try_quote(s)
         .map(|c| c.into_owned())
         .unwrap_or_else(|_| format!("'{}'", s.replace('\'', "'\\''")))
