@@ -46,6 +46,8 @@ pub const SHRUNK_DIR: &str = "shrunk";
 pub const SHRUNK_SCHEDULE: &str = "schedule.json";
 /// The minimal workload and duration, in `shrunk/`.
 pub const SHRUNK_WORKLOAD: &str = "workload.json";
+/// The run's `--schema` SQL, written out for the reproduction line.
+pub const SHRUNK_SCHEMA: &str = "schema.sql";
 /// The command lines (replay, and the `dualcheck run` line for CI), in `shrunk/`.
 pub const SHRUNK_COMMANDS: &str = "commands.txt";
 /// The `Verification` snippet for a Rust regression test, in `shrunk/`.

@@ -11,23 +11,21 @@
 //! candidate is kept, so a shrink stopped by `--budget` or Ctrl-C leaves the
 //! best so far.
 
-use crate::app_process::AppCommand;
 use crate::env::{EnvOptions, Environment};
 use crate::nemesis::Fault;
-use crate::record::quote;
+use crate::record::{quote, RecordedApp, RecordedConfig, ReproFiles};
 use crate::runner::RunConfig;
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::{FaultPhase, Schedule, ScheduleStep, Workload};
 
 use crate::run_dir::{
-    SHRUNK_COMMANDS, SHRUNK_DIR, SHRUNK_LOG, SHRUNK_REPORT, SHRUNK_RUNS, SHRUNK_SCHEDULE, SHRUNK_SUMMARY,
-    SHRUNK_VERIFICATION, SHRUNK_WORKLOAD,
+    SHRUNK_COMMANDS, SHRUNK_DIR, SHRUNK_LOG, SHRUNK_REPORT, SHRUNK_RUNS, SHRUNK_SCHEDULE, SHRUNK_SCHEMA,
+    SHRUNK_SUMMARY, SHRUNK_VERIFICATION, SHRUNK_WORKLOAD,
 };
 
 /// One fault window: `fault` from `start` to `stop` (offsets from the start of the workload).
@@ -140,9 +138,13 @@ impl Candidate {
         )
     }
 
-    /// The run configuration of this candidate, from the original's.
-    fn config(&self, base: &RunConfig) -> RunConfig {
+    /// The run configuration of this candidate, from the original's: its
+    /// schedule, duration and workload, the faults its windows use, on the
+    /// original's brokers.
+    pub fn config(&self, base: &RunConfig) -> RunConfig {
         let mut cfg = base.clone();
+        cfg.brokers = crate::runner::brokers_needed(base);
+        cfg.faults = used_faults(self);
         cfg.schedule = Some(schedule_of(&self.windows));
         cfg.duration = self.duration;
         cfg.workload = self.workload.clone();
@@ -526,7 +528,14 @@ impl Shrinker {
         };
         (
             replay,
-            run_command(&self.base, &self.best, &self.dir.join(SHRUNK_SCHEDULE)),
+            run_command(
+                &self.base,
+                &self.best,
+                ReproFiles {
+                    schedule: &self.dir.join(SHRUNK_SCHEDULE),
+                    schema: self.base.schema_sql.is_some().then_some(&self.dir.join(SHRUNK_SCHEMA)),
+                },
+            ),
         )
     }
 
@@ -561,6 +570,9 @@ impl Shrinker {
                 "workload": self.best.workload,
             }))?,
         )?;
+        if let Some(sql) = &self.base.schema_sql {
+            std::fs::write(d.join(SHRUNK_SCHEMA), sql)?;
+        }
         let (replay, run) = self.commands();
         std::fs::write(
             d.join(SHRUNK_COMMANDS),
@@ -593,90 +605,18 @@ fn used_faults(cand: &Candidate) -> Vec<Fault> {
 }
 
 /// The `dualcheck run` line running `cand` with `base`'s implementation and
-/// options and the schedule in `schedule`.
-pub fn run_command(base: &RunConfig, cand: &Candidate, schedule: &Path) -> String {
-    let mut s = String::from("dualcheck run");
-    match &base.app {
-        AppCommand::Builtin(n) => {
-            let _ = write!(s, " --impl {}", quote(n));
-        }
-        AppCommand::Exec(c) => {
-            let _ = write!(
-                s,
-                " --impl exec --cmd {} --committed-sql {}",
-                quote(c),
-                quote(&base.committed_sql)
-            );
-        }
-    }
-    let faults: Vec<&str> = used_faults(cand).iter().map(|f| f.name()).collect();
-    let w = &cand.workload;
-    let _ = write!(
-        s,
-        " --faults {} --duration {}ms --seed {} --rate {} --concurrency {} --keys {} --skew {} --payload {} \
-         --abort-fraction {} --long-fraction {} --long-hold-ms {} --brokers {} --partitions {}",
-        if faults.is_empty() {
-            "none".to_string()
-        } else {
-            faults.join(",")
-        },
-        cand.duration.as_millis(),
-        w.seed,
-        w.rate,
-        w.concurrency,
-        w.keys,
-        quote(&w.skew.to_string()),
-        w.payload_bytes,
-        w.abort_fraction,
-        w.long_fraction,
-        w.long_hold_ms,
-        crate::runner::brokers_needed(base),
-        base.partitions
-    );
-    for (k, v) in &base.app_vars {
-        let _ = write!(s, " --app-env {}", quote(&format!("{k}={v}")));
-    }
-    for c in crate::nemesis::custom::definitions_of(&used_faults(cand)) {
-        let def = match &c.stop {
-            Some(stop) => format!("{}={},{stop}", c.name, c.start),
-            None => format!("{}={}", c.name, c.start),
-        };
-        let _ = write!(s, " --fault-cmd {}", quote(&def));
-    }
-    if w.idle_window_ms > 0 {
-        let _ = write!(s, " --idle-window {}ms", w.idle_window_ms);
-    }
-    if let Some(b) = base.max_retained_wal {
-        let _ = write!(s, " --max-retained-wal {b}");
-    }
-    if base.exactly_once {
-        s.push_str(" --exactly-once");
-    }
-    if base.reads {
-        s.push_str(" --reads");
-    }
-    if !matches!(base.backend, crate::env::BackendKind::Local) {
-        // The name only: an external backend's addresses and credentials come
-        // from DUALCHECK_* variables or dualcheck.toml where the line runs.
-        let _ = write!(s, " --backend {}", base.backend.name());
-    }
-    let _ = write!(s, " --schedule {}", quote(&schedule.display().to_string()));
-    s
+/// options, the schedule and the schema in `files`: the candidate's own
+/// configuration as the run record states it, so the line is the run the
+/// shrink made.
+pub fn run_command(base: &RunConfig, cand: &Candidate, files: ReproFiles<'_>) -> String {
+    cand.config(base).record().run_line(files)
 }
 
 /// A Rust regression test running `cand` through the library's
-/// [`crate::verification::Verification`] builder.
+/// [`crate::verification::Verification`] builder, from the candidate's
+/// recorded configuration (as [`run_command`] is).
 pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -> String {
-    let app = match &base.app {
-        AppCommand::Builtin(n) => format!("Verification::builtin({n:?})"),
-        AppCommand::Exec(c) => format!(
-            "Verification::exec({c:?})\n        .committed_sql({:?})",
-            base.committed_sql
-        ),
-    };
-    let faults: Vec<String> = used_faults(cand).iter().map(|f| format!("Fault::{f:?}")).collect();
-    let schedule = serde_json::to_string(&schedule_of(&cand.windows)).unwrap_or_default();
-    let w = &cand.workload;
+    let rec = cand.config(base).record();
     let mut lines = vec![
         format!("// A regression test from `dualcheck shrink`: the smallest run found showing `{anomaly}`."),
         "use dualcheck::nemesis::Fault;".into(),
@@ -690,41 +630,17 @@ pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -
         ),
     ];
     // Custom faults are defined before the schedule naming them is read.
-    for c in crate::nemesis::custom::definitions_of(&used_faults(cand)) {
-        let def = match &c.stop {
-            Some(stop) => format!("{}={},{stop}", c.name, c.start),
-            None => format!("{}={}", c.name, c.start),
-        };
+    for c in &rec.fault_cmds {
         lines.push(format!(
-            "    dualcheck::nemesis::custom::define(&[{def:?}.parse().map_err(anyhow::Error::msg)?])?;"
+            "    dualcheck::nemesis::custom::define(&[{:?}.parse().map_err(anyhow::Error::msg)?])?;",
+            c.to_string()
         ));
     }
-    lines.extend([
-        format!("    let schedule = serde_json::from_str({schedule:?})?;"),
-        format!("    let outcome = {app}"),
-        format!("        .faults([{}])", faults.join(", ")),
-        "        .schedule(schedule)".into(),
-        format!(
-            "        .duration(Duration::from_millis({}))",
-            cand.duration.as_millis()
-        ),
-        // The whole workload: seed, rate, workers, keys, fractions.
-        format!(
-            "        .workload(serde_json::from_str({:?})?)",
-            serde_json::to_string(w).unwrap_or_default()
-        ),
-        format!("        .brokers({})", crate::runner::brokers_needed(base)),
-        format!("        .partitions({})", base.partitions),
-    ]);
-    for (k, v) in &base.app_vars {
-        lines.push(format!("        .env({k:?}, {v:?})"));
-    }
-    if base.reads {
-        lines.push("        .reads(true)".into());
-    }
-    if base.exactly_once {
-        lines.push("        .exactly_once(true)".into());
-    }
+    let schedule = serde_json::to_string(&schedule_of(&cand.windows)).unwrap_or_default();
+    lines.push(format!("    let schedule = serde_json::from_str({schedule:?})?;"));
+    let mut calls = builder_calls(&rec).into_iter();
+    lines.push(format!("    let outcome = {}", calls.next().unwrap_or_default()));
+    lines.extend(calls.map(|c| format!("        {c}")));
     lines.extend([
         "        .run()".to_string(),
         "        .await?;".into(),
@@ -735,6 +651,72 @@ pub fn verification_snippet(base: &RunConfig, cand: &Candidate, anomaly: &str) -
         String::new(),
     ]);
     lines.join("\n")
+}
+
+/// The calls of the `Verification` builder that configure `rec`, first the
+/// constructor.
+fn builder_calls(rec: &RecordedConfig) -> Vec<String> {
+    let mut calls = vec![match &rec.app {
+        RecordedApp::Builtin(n) => format!("Verification::builtin({n:?})"),
+        RecordedApp::Exec(c) => format!("Verification::exec({c:?})"),
+    }];
+    let builtin_sql = match &rec.app {
+        RecordedApp::Builtin(n) => implementations::lookup(n).ok().map(|i| i.committed_sql),
+        RecordedApp::Exec(_) => None,
+    };
+    if builtin_sql != Some(rec.committed_sql.as_str()) {
+        calls.push(format!(".committed_sql({:?})", rec.committed_sql));
+    }
+    if let Some(sql) = &rec.schema_sql_text {
+        calls.push(format!(".schema_sql({sql:?})"));
+    }
+    let faults: Vec<String> = rec
+        .faults
+        .iter()
+        .map(|n| match Fault::from_name(n) {
+            Ok(Fault::Custom(_)) | Err(_) => format!("Fault::from_name({n:?})?"),
+            Ok(f) => format!("Fault::{f:?}"),
+        })
+        .collect();
+    calls.push(format!(".faults([{}])", faults.join(", ")));
+    calls.push(".schedule(schedule)".into());
+    calls.push(format!(
+        ".duration(Duration::from_millis({}))",
+        (rec.duration_s * 1000.0).round() as u64
+    ));
+    // The whole workload: seed, rate, workers, keys, fractions.
+    calls.push(format!(
+        ".workload(serde_json::from_str({:?})?)",
+        serde_json::to_string(&rec.workload).unwrap_or_default()
+    ));
+    calls.push(format!(".brokers({})", rec.brokers));
+    calls.push(format!(".partitions({})", rec.partitions));
+    for (k, v) in &rec.app_env {
+        calls.push(format!(".env({k:?}, {v:?})"));
+    }
+    for (name, secs) in [
+        ("op_timeout", rec.op_timeout_s),
+        ("start_timeout", rec.start_timeout_s),
+        ("drain_timeout", rec.drain_timeout_s),
+    ] {
+        calls.push(format!(
+            ".{name}(Duration::from_millis({}))",
+            (secs * 1000.0).round() as u64
+        ));
+    }
+    if let Some(t) = &rec.template_options {
+        calls.push(format!(
+            ".template(serde_json::from_str::<dualcheck::record::TemplateOptions>({:?})?.resolve()?)",
+            serde_json::to_string(t).unwrap_or_default()
+        ));
+    }
+    if rec.reads {
+        calls.push(".reads(true)".into());
+    }
+    if rec.exactly_once {
+        calls.push(".exactly_once(true)".into());
+    }
+    calls
 }
 
 /// Shrinks the invalid run in `opts.run_dir`; see the module documentation.
@@ -844,6 +826,8 @@ pub async fn shrink(opts: &ShrinkOptions) -> Result<ShrinkEnd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app_process::AppCommand;
+    use std::path::Path;
 
     fn w(fault: Fault, a: u64, b: u64) -> Window {
         Window {
@@ -896,7 +880,8 @@ mod tests {
 
     #[test]
     fn the_run_line_and_the_snippet_carry_the_candidate() {
-        let mut base = RunConfig::new(AppCommand::Builtin("naive".into()), "SELECT 1");
+        let naive_sql = implementations::lookup("naive").unwrap().committed_sql;
+        let mut base = RunConfig::new(AppCommand::Builtin("naive".into()), naive_sql);
         base.faults = vec![Fault::KafkaPartition, Fault::CrashAfterCommit];
         base.app_vars = vec![("DUALCHECK_RELAYS".into(), "2".into())];
         let cand = Candidate {
@@ -907,7 +892,14 @@ mod tests {
                 ..Workload::default()
             },
         };
-        let line = run_command(&base, &cand, Path::new("/r/shrunk/schedule.json"));
+        let line = run_command(
+            &base,
+            &cand,
+            ReproFiles {
+                schedule: Path::new("/r/shrunk/schedule.json"),
+                schema: None,
+            },
+        );
         assert!(
             line.starts_with(
                 // The faults the windows use (the brokers stay those of the run).
@@ -921,6 +913,18 @@ mod tests {
         );
         assert!(line.ends_with("--schedule /r/shrunk/schedule.json"), "{line}");
         assert!(!line.contains("--backend"), "local is the default: {line}");
+        assert!(!line.contains("--committed-sql"), "the built-in's own query: {line}");
+        let mut own_sql = base.clone();
+        own_sql.committed_sql = "SELECT 1".into();
+        let line = run_command(
+            &own_sql,
+            &cand,
+            ReproFiles {
+                schedule: Path::new("/r/s.json"),
+                schema: None,
+            },
+        );
+        assert!(line.contains("--committed-sql 'SELECT 1'"), "{line}");
         // A run on the user's services names the backend, never its addresses.
         let mut external = base.clone();
         external.backend = crate::env::BackendKind::External(crate::env::external::ExternalConfig {
@@ -928,7 +932,14 @@ mod tests {
             kafka_bootstrap: "kafka:9092".into(),
             toxiproxy_url: None,
         });
-        let line = run_command(&external, &cand, Path::new("/r/s.json"));
+        let line = run_command(
+            &external,
+            &cand,
+            ReproFiles {
+                schedule: Path::new("/r/s.json"),
+                schema: None,
+            },
+        );
         assert!(
             line.contains(" --backend external ") && !line.contains("secret") && !line.contains("kafka:9092"),
             "{line}"
@@ -953,7 +964,14 @@ mod tests {
             duration: Duration::from_secs(4),
             workload: Workload::default(),
         };
-        let line = run_command(&base, &cand, Path::new("/r/s.json"));
+        let line = run_command(
+            &base,
+            &cand,
+            ReproFiles {
+                schedule: Path::new("/r/s.json"),
+                schema: None,
+            },
+        );
         assert!(
             line.contains("--faults unit-shrink ")
                 && line.contains("--fault-cmd 'unit-shrink=kill -STOP 9,kill -CONT 9'"),
@@ -961,7 +979,7 @@ mod tests {
         );
         let rust = verification_snippet(&base, &cand, "lost");
         assert!(
-            rust.contains("custom::define(") && rust.contains("Fault::Custom(\"unit-shrink\")"),
+            rust.contains("custom::define(") && rust.contains("Fault::from_name(\"unit-shrink\")?"),
             "{rust}"
         );
     }

@@ -9,53 +9,14 @@
 //! found here, before any service starts, and named by its flag
 //! (docs/http-contract.md#templates).
 
+pub use crate::record::TemplateOptions;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use workloads::Op;
 
 /// The placeholders a request template may use.
 pub const PLACEHOLDERS: &[&str] = &["op", "key", "seq", "payload"];
-
-/// The template keys as a user gives them (flags of `run` and `sweep`, as
-/// plain data): [`TemplateOptions::resolve`] reads `file`, lets every flag
-/// given override its key and checks the result.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TemplateOptions {
-    /// `--template FILE`: the same keys in TOML.
-    pub file: Option<PathBuf>,
-    /// `--request-method` (default `POST`).
-    pub request_method: Option<String>,
-    /// `--request-path`: path (and query) of the write endpoint, with placeholders.
-    pub request_path: Option<String>,
-    /// `--request-body`: JSON body with placeholders.
-    pub request_body: Option<String>,
-    /// `--request-header NAME: VALUE` (repeatable, with placeholders); when
-    /// given, they replace the file's `headers`.
-    pub request_headers: Vec<String>,
-    /// `--ok-status` (default `2xx`).
-    pub ok_status: Option<String>,
-    /// `--fail-status` (default `4xx`).
-    pub fail_status: Option<String>,
-    /// `--rollback`: `none` (default), `header:NAME: VALUE` or `field:/POINTER=JSON`.
-    pub rollback: Option<String>,
-    /// `--read-path`: path of the read endpoint, with `{key}`.
-    pub read_path: Option<String>,
-    /// `--read-seq`: JSON pointer to the seq in the read's answer.
-    pub read_seq: Option<String>,
-    /// `--backlog-path`: an endpoint counting events not yet published.
-    pub backlog_path: Option<String>,
-    /// `--backlog-count`: JSON pointer to that count in its answer.
-    pub backlog_count: Option<String>,
-    /// `--record-op`: where the op id is in a record (JSON pointer or `header:NAME`).
-    pub record_op: Option<String>,
-    /// `--record-seq`: where the seq is.
-    pub record_seq: Option<String>,
-    /// `--record-event`: where the event id is.
-    pub record_event: Option<String>,
-    /// `--record-key-is-business-key`: whether the record key is the op's key (default true).
-    pub record_key_is_business_key: Option<bool>,
-}
 
 /// The TOML file of `--template`.
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +81,10 @@ pub struct ServiceTemplate {
     pub records: RecordMapping,
     /// The service's count of events not yet published; `None`: `GET /backlog`.
     pub backlog: Option<BacklogTemplate>,
+    /// The keys this template was resolved from, file and flags merged
+    /// ([`TemplateOptions::resolve`]); `None`: the contract, or a template
+    /// built in code. What a run records so that a replay rebuilds it.
+    pub source: Option<TemplateOptions>,
 }
 
 /// The service's own endpoint counting events not yet published (the drain waits for 0).
@@ -651,34 +616,90 @@ impl TemplateOptions {
             }
             None => (TemplateFile::default(), None),
         };
-        // Each key: the flag if given, else the file's, with where it came from.
-        fn pick<'a>(
-            flag: &'a Option<String>,
-            file: &'a Option<String>,
-            path: Option<&'a Path>,
-            key: &'a str,
-        ) -> Option<(&'a str, Option<(&'a Path, &'a str)>)> {
-            match (flag, file, path) {
-                (Some(v), _, _) => Some((v.as_str(), None)),
-                (None, Some(v), Some(p)) => Some((v.as_str(), Some((p, key)))),
-                _ => None,
-            }
+        let keys = Keys {
+            given: self,
+            file: &file,
+            path,
+        };
+        let merged = self.merged_with(&file);
+        Ok(ServiceTemplate {
+            request: keys.request()?,
+            read: keys.read()?,
+            records: keys.records()?,
+            backlog: keys.backlog()?,
+            source: merged.is_given().then_some(merged),
+        })
+    }
+
+    /// These keys with the file's merged in, as flags alone (no file): a flag
+    /// wins over the file's key, and headers given as flags replace the
+    /// file's — the same template [`TemplateOptions::resolve`] builds.
+    fn merged_with(&self, file: &TemplateFile) -> TemplateOptions {
+        let or = |flag: &Option<String>, key: &Option<String>| flag.clone().or_else(|| key.clone());
+        let (r, rd, bk, rc) = (&file.request, &file.read, &file.backlog, &file.records);
+        TemplateOptions {
+            file: None,
+            request_method: or(&self.request_method, &r.method),
+            request_path: or(&self.request_path, &r.path),
+            request_body: or(&self.request_body, &r.body),
+            request_headers: if self.request_headers.is_empty() {
+                r.headers.clone()
+            } else {
+                self.request_headers.clone()
+            },
+            ok_status: or(&self.ok_status, &r.ok),
+            fail_status: or(&self.fail_status, &r.fail),
+            rollback: or(&self.rollback, &r.rollback),
+            read_path: or(&self.read_path, &rd.path),
+            read_seq: or(&self.read_seq, &rd.seq),
+            backlog_path: or(&self.backlog_path, &bk.path),
+            backlog_count: or(&self.backlog_count, &bk.count),
+            record_op: or(&self.record_op, &rc.op),
+            record_seq: or(&self.record_seq, &rc.seq),
+            record_event: or(&self.record_event, &rc.event),
+            record_key_is_business_key: self.record_key_is_business_key.or(rc.key_is_business_key),
         }
-        let r = &file.request;
-        let request_path = pick(&self.request_path, &r.path, path, "request.path");
-        let request = match request_path {
+    }
+}
+
+/// The keys [`TemplateOptions::resolve`] reads: the flags given, the
+/// `--template` file's, and the file's path (for errors naming the key).
+struct Keys<'a> {
+    given: &'a TemplateOptions,
+    file: &'a TemplateFile,
+    path: Option<&'a Path>,
+}
+
+/// A key's value and, when it came from the file, the file and the key's name.
+type Picked<'a> = Option<(&'a str, Option<(&'a Path, &'a str)>)>;
+
+impl<'a> Keys<'a> {
+    /// Each key: the flag if given, else the file's, with where it came from.
+    fn pick(&self, flag: &'a Option<String>, file: &'a Option<String>, key: &'a str) -> Picked<'a> {
+        match (flag, file, self.path) {
+            (Some(v), _, _) => Some((v.as_str(), None)),
+            (None, Some(v), Some(p)) => Some((v.as_str(), Some((p, key)))),
+            _ => None,
+        }
+    }
+
+    /// The write request's template, if any.
+    fn request(&self) -> Result<Option<RequestTemplate>> {
+        let r = &self.file.request;
+        let request_path = self.pick(&self.given.request_path, &r.path, "request.path");
+        Ok(match request_path {
             None => {
                 let stray = [
-                    (&self.request_method, &r.method, "--request-method"),
-                    (&self.request_body, &r.body, "--request-body"),
-                    (&self.ok_status, &r.ok, "--ok-status"),
-                    (&self.fail_status, &r.fail, "--fail-status"),
-                    (&self.rollback, &r.rollback, "--rollback"),
+                    (&self.given.request_method, &r.method, "--request-method"),
+                    (&self.given.request_body, &r.body, "--request-body"),
+                    (&self.given.ok_status, &r.ok, "--ok-status"),
+                    (&self.given.fail_status, &r.fail, "--fail-status"),
+                    (&self.given.rollback, &r.rollback, "--rollback"),
                 ]
                 .into_iter()
                 .find(|(a, b, _)| a.is_some() || b.is_some())
                 .map(|(_, _, f)| f)
-                .or((!self.request_headers.is_empty() || !r.headers.is_empty()).then_some("--request-header"));
+                .or((!self.given.request_headers.is_empty() || !r.headers.is_empty()).then_some("--request-header"));
                 if let Some(flag) = stray {
                     bail!("{flag} is part of a request template: give --request-path (or request.path in the --template file) too");
                 }
@@ -690,7 +711,7 @@ impl TemplateOptions {
                     bail!("{flag}: `{p}` must start with `/` (e.g. /orders)");
                 }
                 let path_t = Filled::parse(p, PLACEHOLDERS, &flag)?;
-                let method = match pick(&self.request_method, &r.method, path, "request.method") {
+                let method = match self.pick(&self.given.request_method, &r.method, "request.method") {
                     Some((m, from)) => {
                         reqwest::Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
                             anyhow::anyhow!("{}: `{m}` is not an HTTP method", origin("--request-method", from))
@@ -698,7 +719,7 @@ impl TemplateOptions {
                     }
                     None => reqwest::Method::POST,
                 };
-                let body = match pick(&self.request_body, &r.body, path, "request.body") {
+                let body = match self.pick(&self.given.request_body, &r.body, "request.body") {
                     Some((b, from)) => {
                         let flag = origin("--request-body", from);
                         let t = Filled::parse(b, PLACEHOLDERS, &flag)?;
@@ -719,10 +740,10 @@ impl TemplateOptions {
                     None => None,
                 };
                 let (header_texts, header_from): (Vec<String>, Option<(&Path, &str)>) =
-                    if !self.request_headers.is_empty() {
-                        (self.request_headers.clone(), None)
+                    if !self.given.request_headers.is_empty() {
+                        (self.given.request_headers.clone(), None)
                     } else {
-                        (r.headers.clone(), path.map(|p| (p, "request.headers")))
+                        (r.headers.clone(), self.path.map(|p| (p, "request.headers")))
                     };
                 let mut headers = Vec::new();
                 for h in &header_texts {
@@ -730,15 +751,15 @@ impl TemplateOptions {
                     let (n, v) = header(h, &flag)?;
                     headers.push((n, Filled::parse(&v, PLACEHOLDERS, &flag)?));
                 }
-                let ok = match pick(&self.ok_status, &r.ok, path, "request.ok") {
+                let ok = match self.pick(&self.given.ok_status, &r.ok, "request.ok") {
                     Some((s, from)) => StatusSet::parse(s, &origin("--ok-status", from))?,
                     None => StatusSet(vec![(200, 299)]),
                 };
-                let fail = match pick(&self.fail_status, &r.fail, path, "request.fail") {
+                let fail = match self.pick(&self.given.fail_status, &r.fail, "request.fail") {
                     Some((s, from)) => StatusSet::parse(s, &origin("--fail-status", from))?,
                     None => StatusSet(vec![(400, 499)]),
                 };
-                let rollback = match pick(&self.rollback, &r.rollback, path, "request.rollback") {
+                let rollback = match self.pick(&self.given.rollback, &r.rollback, "request.rollback") {
                     None => Rollback::None,
                     Some((text, from)) => {
                         let flag = origin("--rollback", from);
@@ -776,72 +797,83 @@ impl TemplateOptions {
                     rollback,
                 })
             }
-        };
-        let rd = &file.read;
-        let read = match (
-            pick(&self.read_path, &rd.path, path, "read.path"),
-            pick(&self.read_seq, &rd.seq, path, "read.seq"),
-        ) {
-            (None, None) => None,
-            (Some((p, from)), seq) => {
-                let flag = origin("--read-path", from);
-                if !p.starts_with('/') {
-                    bail!("{flag}: `{p}` must start with `/` (e.g. /customers/{{key}}/orders/latest)");
-                }
-                let path_t = Filled::parse(p, &["key"], &flag)?;
-                let seq = match seq {
-                    Some((s, from)) => pointer(s, &origin("--read-seq", from))?,
-                    None => {
-                        bail!("--read-path needs --read-seq: the JSON pointer to the seq in its answer (e.g. /lineNo)")
+        })
+    }
+
+    /// The read request's template, if any.
+    fn read(&self) -> Result<Option<ReadTemplate>> {
+        let rd = &self.file.read;
+        Ok(
+            match (
+                self.pick(&self.given.read_path, &rd.path, "read.path"),
+                self.pick(&self.given.read_seq, &rd.seq, "read.seq"),
+            ) {
+                (None, None) => None,
+                (Some((p, from)), seq) => {
+                    let flag = origin("--read-path", from);
+                    if !p.starts_with('/') {
+                        bail!("{flag}: `{p}` must start with `/` (e.g. /customers/{{key}}/orders/latest)");
                     }
-                };
-                Some(ReadTemplate { path: path_t, seq })
-            }
-            (None, Some(_)) => bail!("--read-seq goes with --read-path (the read endpoint)"),
-        };
-        let bk = &file.backlog;
-        let backlog = match (
-            pick(&self.backlog_path, &bk.path, path, "backlog.path"),
-            pick(&self.backlog_count, &bk.count, path, "backlog.count"),
-        ) {
-            (None, None) => None,
-            (Some((p, from)), Some((c, cfrom))) => {
-                if !p.starts_with('/') {
-                    bail!("{}: `{p}` must start with `/`", origin("--backlog-path", from));
+                    let path_t = Filled::parse(p, &["key"], &flag)?;
+                    let seq = match seq {
+                        Some((s, from)) => pointer(s, &origin("--read-seq", from))?,
+                        None => {
+                            bail!("--read-path needs --read-seq: the JSON pointer to the seq in its answer (e.g. /lineNo)")
+                        }
+                    };
+                    Some(ReadTemplate { path: path_t, seq })
                 }
-                Filled::parse(p, &[], &origin("--backlog-path", from))?;
-                Some(BacklogTemplate {
-                    path: p.to_string(),
-                    count: pointer(c, &origin("--backlog-count", cfrom))?,
-                })
-            }
-            (Some(_), None) => bail!(
-                "--backlog-path needs --backlog-count: the JSON pointer to the count in its answer (e.g. /pending)"
-            ),
-            (None, Some(_)) => bail!("--backlog-count goes with --backlog-path"),
-        };
-        let rc = &file.records;
+                (None, Some(_)) => bail!("--read-seq goes with --read-path (the read endpoint)"),
+            },
+        )
+    }
+
+    /// The backlog endpoint's template, if any.
+    fn backlog(&self) -> Result<Option<BacklogTemplate>> {
+        let bk = &self.file.backlog;
+        Ok(
+            match (
+                self.pick(&self.given.backlog_path, &bk.path, "backlog.path"),
+                self.pick(&self.given.backlog_count, &bk.count, "backlog.count"),
+            ) {
+                (None, None) => None,
+                (Some((p, from)), Some((c, cfrom))) => {
+                    if !p.starts_with('/') {
+                        bail!("{}: `{p}` must start with `/`", origin("--backlog-path", from));
+                    }
+                    Filled::parse(p, &[], &origin("--backlog-path", from))?;
+                    Some(BacklogTemplate {
+                        path: p.to_string(),
+                        count: pointer(c, &origin("--backlog-count", cfrom))?,
+                    })
+                }
+                (Some(_), None) => bail!(
+                    "--backlog-path needs --backlog-count: the JSON pointer to the count in its answer (e.g. /pending)"
+                ),
+                (None, Some(_)) => bail!("--backlog-count goes with --backlog-path"),
+            },
+        )
+    }
+
+    /// Where the op, seq and event id are in a record.
+    fn records(&self) -> Result<RecordMapping> {
+        let rc = &self.file.records;
         let loc =
             |flag: &str, given: &Option<String>, in_file: &Option<String>, key: &str| -> Result<Option<Locator>> {
-                match pick(given, in_file, path, key) {
+                match self.pick(given, in_file, key) {
                     Some((t, from)) => locator(t, &origin(flag, from)).map(Some),
                     None => Ok(None),
                 }
             };
-        let records = RecordMapping {
-            op: loc("--record-op", &self.record_op, &rc.op, "records.op")?,
-            seq: loc("--record-seq", &self.record_seq, &rc.seq, "records.seq")?,
-            event: loc("--record-event", &self.record_event, &rc.event, "records.event")?,
+        Ok(RecordMapping {
+            op: loc("--record-op", &self.given.record_op, &rc.op, "records.op")?,
+            seq: loc("--record-seq", &self.given.record_seq, &rc.seq, "records.seq")?,
+            event: loc("--record-event", &self.given.record_event, &rc.event, "records.event")?,
             key_is_business_key: self
+                .given
                 .record_key_is_business_key
                 .or(rc.key_is_business_key)
                 .unwrap_or(true),
-        };
-        Ok(ServiceTemplate {
-            request,
-            read,
-            records,
-            backlog,
         })
     }
 }

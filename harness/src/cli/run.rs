@@ -457,6 +457,95 @@ mod tests {
         );
     }
 
+    /// The line a shrink prints is parsed by this very CLI, and the run it
+    /// asks for must be the shrunk candidate's configuration, field by field
+    /// (the record is the whole configuration a run keeps).
+    #[test]
+    fn a_shrinks_printed_line_runs_the_shrunk_configuration() {
+        use dualcheck::nemesis::Fault;
+        use dualcheck::record::ReproFiles;
+        use dualcheck::shrink::{run_command, Candidate, Window};
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("template.toml");
+        std::fs::write(
+            &template,
+            "[request]\npath = \"/orders\"\nbody = '{\"customerId\":\"{key}\",\"reference\":\"{op}\",\"lineNo\":{seq}}'\n\
+             headers = [\"X-Tenant: t 1\"]\n[read]\npath = \"/customers/{key}/orders/latest\"\nseq = \"/lineNo\"\n\
+             [records]\nop = \"/reference\"\nseq = \"/lineNo\"\n",
+        )
+        .unwrap();
+        let schema = dir.path().join("given schema.sql");
+        std::fs::write(&schema, "CREATE TABLE orders (id bigint, note text DEFAULT 'it''s');").unwrap();
+        let mut o = RunOptions::new("exec");
+        o.cmd = Some("python3 service.py --port \"$PORT\"".into());
+        o.committed_sql = Some("SELECT reference::bigint FROM orders WHERE note <> 'x'".into());
+        o.faults = "kafka-partition,pg-kill,unit-line-pause".into();
+        o.fault_cmds = vec!["unit-line-pause=kill -STOP 1,kill -CONT 1".parse().unwrap()];
+        o.schema = Some(schema);
+        o.op_timeout = Duration::from_millis(7250);
+        o.start_timeout = Duration::from_secs(45);
+        o.drain_timeout = Duration::from_secs(33);
+        o.template.file = Some(template);
+        o.template.request_method = Some("PUT".into());
+        o.template.ok_status = Some("200,201".into());
+        o.app_vars = vec![("DUALCHECK_RELAYS".into(), "3".into())];
+        o.workload.rate = 37.5;
+        o.workload.keys = 9;
+        o.workload.skew = "zipf:1.2".parse().unwrap();
+        o.workload.idle_window_ms = 1500;
+        o.max_retained_wal = Some(64 << 20);
+        o.partitions = 3;
+        o.exactly_once = true;
+        o.reads = true;
+        o.duration = Duration::from_secs(20);
+        let base = o.to_config().unwrap();
+        let window = |fault, a, b| Window {
+            fault,
+            start: Duration::from_millis(a),
+            stop: Duration::from_millis(b),
+        };
+        let cand = Candidate {
+            windows: vec![
+                window(Fault::KafkaPartition, 1000, 3500),
+                window(Fault::from_name("unit-line-pause").unwrap(), 2000, 2500),
+            ],
+            duration: Duration::from_secs(6),
+            workload: workloads::Workload {
+                keys: 3,
+                concurrency: 2,
+                ..base.workload.clone()
+            },
+        };
+        let wanted = cand.config(&base);
+        // The files a shrink writes beside its line.
+        let schedule = dir.path().join("schedule.json");
+        std::fs::write(
+            &schedule,
+            serde_json::to_string(wanted.schedule.as_ref().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let schema_out = dir.path().join("schema.sql");
+        std::fs::write(&schema_out, base.schema_sql.as_ref().unwrap()).unwrap();
+        let line = run_command(
+            &base,
+            &cand,
+            ReproFiles {
+                schedule: &schedule,
+                schema: Some(&schema_out),
+            },
+        );
+        let words = shlex::split(&line).unwrap();
+        assert_eq!(words[..2], ["dualcheck", "run"], "{line}");
+        let args = RunOnly::try_parse_from(&words[1..])
+            .unwrap_or_else(|e| panic!("{line}\n{e}"))
+            .run;
+        let got = config(&args).unwrap_or_else(|e| panic!("{line}\n{e:#}"));
+        assert_eq!(got.record(), wanted.record(), "{line}");
+        assert_eq!(got.schedule, wanted.schedule);
+        assert!(got.template.request.is_some() && got.template.read.is_some());
+        assert_eq!(got.brokers, 1);
+    }
+
     #[test]
     fn a_replay_needs_no_implementation_and_takes_none() {
         let args = RunOnly::try_parse_from(["run", "--replay", "runs/run-1"]).unwrap().run;

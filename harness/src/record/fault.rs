@@ -296,6 +296,16 @@ pub mod custom {
         pub stop: Option<String>,
     }
 
+    /// The `--fault-cmd` text that defines it again.
+    impl std::fmt::Display for CustomFault {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match &self.stop {
+                Some(stop) => write!(f, "{}={},{stop}", self.name, self.start),
+                None => write!(f, "{}={}", self.name, self.start),
+            }
+        }
+    }
+
     impl std::str::FromStr for CustomFault {
         type Err = String;
 

@@ -2,26 +2,14 @@
 //! written by the judge next to the results (the report shows both).
 
 use super::RunConfig;
+use crate::app_process::AppCommand;
 use crate::env::{BackendKind, Environment};
+use crate::nemesis::Fault;
+use crate::record::{EnvironmentRecord, RecordedApp, RecordedBackend, RecordedConfig, Versions};
 use crate::run_dir::RunDir;
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;
-
-/// Versions of the services a run used (`None`: not known).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Versions {
-    /// `SELECT version()` of the run's PostgreSQL.
-    pub postgres: Option<String>,
-    /// Kafka, from the broker jar's name in the local cache.
-    pub kafka: Option<String>,
-    /// Toxiproxy's `/version`.
-    pub toxiproxy: Option<String>,
-    /// librdkafka linked into dualcheck.
-    pub librdkafka: Option<String>,
-    /// dualcheck itself.
-    pub dualcheck: Option<String>,
-}
 
 /// Probes the versions and writes them with the run's configuration to `environment.json`.
 pub(super) async fn write(
@@ -31,52 +19,130 @@ pub(super) async fn write(
     run_dir: &RunDir,
 ) -> std::io::Result<()> {
     let versions = probe_versions(cfg, services, db_direct_url).await;
-    let environment = serde_json::json!({
-        "versions": versions,
-        "config": config_json(cfg),
-    });
+    let environment = EnvironmentRecord {
+        versions,
+        config: Some(cfg.record()),
+    };
     std::fs::write(
         run_dir.environment(),
         serde_json::to_string_pretty(&environment).unwrap_or_default(),
     )
 }
-/// The run's configuration as JSON: everything `dualcheck run --replay` needs
-/// (the implementation's knobs, `DUALCHECK_*`, with their values; other
-/// environment values of the implementation are left out: they may be secrets).
-pub fn config_json(cfg: &RunConfig) -> serde_json::Value {
-    let app = match &cfg.app {
-        crate::app_process::AppCommand::Builtin(n) => serde_json::json!({"builtin": n}),
-        crate::app_process::AppCommand::Exec(c) => serde_json::json!({"exec": c}),
-    };
-    serde_json::json!({
-        "app": app,
-        "committed_sql": cfg.committed_sql,
-        "schema_sql": cfg.schema_sql.is_some(),
-        "faults": cfg.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
-        "fault_cmds": crate::nemesis::custom::definitions_of(&cfg.faults),
-        "duration_s": cfg.duration.as_secs_f64(),
-        "workload": cfg.workload,
-        "max_retained_wal": cfg.max_retained_wal,
-        "brokers": cfg.brokers,
-        "partitions": cfg.partitions,
-        "app_env_names": cfg.app_vars.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-        "app_env": cfg
-            .app_vars
+impl RunConfig {
+    /// This configuration as the run directory records it: the
+    /// implementation's knobs (`DUALCHECK_*`) with their values, other
+    /// variables by name only (they may be secrets), credential headers of
+    /// the template redacted.
+    pub fn record(&self) -> RecordedConfig {
+        RecordedConfig {
+            app: match &self.app {
+                AppCommand::Builtin(n) => RecordedApp::Builtin(n.clone()),
+                AppCommand::Exec(c) => RecordedApp::Exec(c.clone()),
+            },
+            committed_sql: self.committed_sql.clone(),
+            schema_sql: self.schema_sql.is_some(),
+            schema_sql_text: self.schema_sql.clone(),
+            faults: self.faults.iter().map(|f| f.name().to_string()).collect(),
+            fault_cmds: crate::record::fault::custom::definitions_of(&self.faults),
+            duration_s: self.duration.as_secs_f64(),
+            workload: self.workload.clone(),
+            max_retained_wal: self.max_retained_wal,
+            brokers: self.brokers,
+            partitions: self.partitions,
+            app_env_names: self.app_vars.iter().map(|(k, _)| k.clone()).collect(),
+            app_env: self
+                .app_vars
+                .iter()
+                .filter(|(k, _)| k.starts_with("DUALCHECK_"))
+                .cloned()
+                .collect(),
+            op_timeout_s: self.op_timeout.as_secs_f64(),
+            start_timeout_s: self.start_timeout.as_secs_f64(),
+            drain_timeout_s: self.drain_timeout.as_secs_f64(),
+            quiet_s: self.quiet.as_secs_f64(),
+            exactly_once: self.exactly_once,
+            reads: self.reads,
+            explicit_schedule: self.schedule.is_some(),
+            backend: match self.backend {
+                BackendKind::Local => RecordedBackend::Local,
+                BackendKind::External(_) => RecordedBackend::External,
+                BackendKind::Testcontainers => RecordedBackend::Testcontainers,
+            },
+            template: self.template.describe(),
+            template_options: self.template.source.as_ref().map(|t| t.redacted()),
+        }
+    }
+
+    /// The configuration `rec` records, its run directory going under `out`;
+    /// `where_` names the record in errors. The recorded custom faults are
+    /// defined again (the same commands) before its fault names are read.
+    /// The backend is local: a replay's own flags choose another. No
+    /// schedule: the caller sets the recorded one.
+    pub fn from_record(rec: &RecordedConfig, out: &Path, where_: &str) -> Result<RunConfig> {
+        let app = match &rec.app {
+            RecordedApp::Builtin(n) => AppCommand::Builtin(n.clone()),
+            RecordedApp::Exec(c) => AppCommand::Exec(c.clone()),
+        };
+        let mut cfg = RunConfig::new(app, &rec.committed_sql);
+        if rec.schema_sql && rec.schema_sql_text.is_none() {
+            bail!("{where_}: `config.schema_sql_text` is missing: the run ran --schema SQL that was not recorded (written by an older dualcheck); replay by hand with its --schema");
+        }
+        cfg.schema_sql = rec.schema_sql_text.clone();
+        crate::record::fault::custom::define(&rec.fault_cmds)
+            .with_context(|| format!("{where_}: `config.fault_cmds`"))?;
+        cfg.faults = rec
+            .faults
             .iter()
-            .filter(|(k, _)| k.starts_with("DUALCHECK_"))
-            .map(|(k, v)| serde_json::json!([k, v]))
-            .collect::<Vec<_>>(),
-        "schema_sql_text": cfg.schema_sql,
-        "reads": cfg.reads,
-        "start_timeout_s": cfg.start_timeout.as_secs_f64(),
-        "explicit_schedule": cfg.schedule.is_some(),
-        "op_timeout_s": cfg.op_timeout.as_secs_f64(),
-        "drain_timeout_s": cfg.drain_timeout.as_secs_f64(),
-        "quiet_s": cfg.quiet.as_secs_f64(),
-        "exactly_once": cfg.exactly_once,
-        "template": cfg.template.describe(),
-        "backend": format!("{:?}", cfg.backend).split(['(', ' ']).next().unwrap_or("").to_string(),
-    })
+            .map(|n| Fault::from_name(n))
+            .collect::<Result<_>>()
+            .with_context(|| format!("{where_}: `config.faults`"))?;
+        cfg.duration = secs(rec.duration_s);
+        cfg.workload = rec.workload.clone();
+        cfg.max_retained_wal = rec.max_retained_wal;
+        cfg.brokers = rec.brokers;
+        cfg.partitions = rec.partitions;
+        let unrecorded = rec.unrecorded_app_env();
+        if !unrecorded.is_empty() {
+            bail!(
+                "{where_}: the implementation's environment variable(s) {} were set and their values not \
+                 recorded (only DUALCHECK_* knobs are): replay by hand with `dualcheck run --schedule` and them",
+                unrecorded.join(", ")
+            );
+        }
+        cfg.app_vars = rec.app_env.clone();
+        cfg.op_timeout = secs(rec.op_timeout_s);
+        cfg.start_timeout = secs(rec.start_timeout_s);
+        cfg.drain_timeout = secs(rec.drain_timeout_s);
+        cfg.quiet = secs(rec.quiet_s);
+        cfg.exactly_once = rec.exactly_once;
+        cfg.reads = rec.reads;
+        cfg.template = match (&rec.template_options, rec.template.is_null()) {
+            (Some(t), _) => {
+                let hidden = t.redacted_headers();
+                if !hidden.is_empty() {
+                    bail!(
+                        "{where_}: the template's header(s) {} may carry credentials and were not recorded: \
+                         replay by hand with `dualcheck run --schedule` and the template flags",
+                        hidden.join(", ")
+                    );
+                }
+                t.resolve()
+                    .with_context(|| format!("{where_}: `config.template_options`"))?
+            }
+            (None, true) => crate::template::ServiceTemplate::default(),
+            (None, false) => bail!(
+                "{where_}: the run used a service template this dualcheck did not record as flags (an older version, \
+                 or one built in code): replay by hand with `dualcheck run --schedule` and its template flags"
+            ),
+        };
+        cfg.out_dir = out.to_path_buf();
+        Ok(cfg)
+    }
+}
+
+/// Recorded seconds as a duration (negative ones as zero).
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
 }
 
 /// Asks the running services for their versions (each probe at most a few seconds).

@@ -32,7 +32,8 @@ mod workload;
 
 pub use idle::{IDLE_FAULT, TRAFFIC_TABLE};
 
-pub use environment_record::{config_json, kafka_jar_version, probe_versions, toxiproxy_version, Versions};
+pub use crate::record::Versions;
+pub use environment_record::{kafka_jar_version, probe_versions, toxiproxy_version};
 
 use crate::app_process::AppCommand;
 use crate::env::{BackendKind, EnvOptions, Environment};
