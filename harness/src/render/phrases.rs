@@ -1,5 +1,5 @@
 //! The words dualcheck says a check's facts in, shared by the terminal
-//! summary ([`crate::summary`]) and the run report ([`crate::report::html`]),
+//! summary (`summary.rs`) and the run report (`report/html.rs`),
 //! so that the same run reads the same on both: the verdict line, faults
 //! that never took effect, the op counts, the latency, what an anomaly count
 //! means, the drain, parked events and prepared transactions in doubt.
@@ -8,6 +8,7 @@
 //! in-doubt record, never on the runner or the report, so both can use it
 //! without reaching into each other.
 
+use crate::in_doubt::InDoubt;
 use checkers::{Anomaly, CheckResult, Latency, Verdict};
 
 /// What a fault window shows as its stop when it was never healed.
@@ -72,8 +73,10 @@ pub fn op_counts(r: &CheckResult) -> String {
     )
 }
 
+/// Milliseconds with two decimals: sub-millisecond differences between
+/// patterns (1.2 against 1.25 ms) are what a tuned run is about.
 fn ms(ns: i64) -> String {
-    format!("{:.1} ms", ns as f64 / 1e6)
+    format!("{:.2} ms", ns as f64 / 1e6)
 }
 
 /// Commit-to-first-delivery latency: `p50 .. ms, p95 .., p99 .., max .. over N ops`,
@@ -133,7 +136,7 @@ pub fn parked(n: u64) -> String {
 }
 
 /// Prepared transactions left in doubt and what their recovery did.
-pub fn in_doubt(d: &crate::in_doubt::InDoubt) -> String {
+pub fn in_doubt(d: &InDoubt) -> String {
     format!(
         "{} prepared transaction(s) left unresolved, longest unresolved {} ms ({} seen; recovery committed {}, rolled back {})",
         d.unresolved, d.max_unresolved_ms, d.prepared_seen, d.recovered_commit, d.recovered_rollback
@@ -168,7 +171,7 @@ mod tests {
         };
         assert_eq!(
             latency(Some(&l)),
-            "p50 1.0 ms, p95 2.5 ms, p99 3.0 ms, max 4.0 ms over 3 ops"
+            "p50 1.00 ms, p95 2.50 ms, p99 3.00 ms, max 4.00 ms over 3 ops"
         );
         assert_eq!(latency(None), "no op was both acknowledged and delivered");
     }
