@@ -11,10 +11,10 @@
 //! candidate is kept, so a shrink stopped by `--budget` or Ctrl-C leaves the
 //! best so far.
 
+use crate::record::quote;
 use crate::app_process::AppCommand;
 use crate::env::{EnvOptions, Environment};
 use crate::nemesis::Fault;
-use crate::record::quote;
 use crate::runner::RunConfig;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -583,6 +583,7 @@ impl Shrinker {
         Ok(())
     }
 }
+
 
 /// The faults `cand`'s windows use, in the catalogue's order.
 fn used_faults(cand: &Candidate) -> Vec<Fault> {

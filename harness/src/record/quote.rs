@@ -13,9 +13,7 @@ pub fn quote(s: &str) -> String {
     } else {
         s
     };
-    shlex::try_quote(s)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|_| format!("'{}'", s.replace('\'', "'\\''")))
+    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("'{}'", s.replace('\'', "'\\''")))
 }
 
 /// The words as one shell line, each quoted as [`quote`] does.
@@ -29,16 +27,7 @@ mod tests {
 
     #[test]
     fn a_quoted_line_splits_back_into_its_words() {
-        let words = [
-            "dualcheck",
-            "run",
-            "--cmd",
-            "sh -c 'echo $HOME'",
-            "",
-            "a\"b",
-            "x=y,z",
-            "ünï",
-        ];
+        let words = ["dualcheck", "run", "--cmd", "sh -c 'echo $HOME'", "", "a\"b", "x=y,z", "ünï"];
         let line = quote_line(&words);
         assert_eq!(shlex::split(&line).unwrap(), words);
     }
