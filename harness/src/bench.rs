@@ -6,6 +6,7 @@
 
 use crate::env::{EnvOptions, Environment};
 use crate::relay_rate::RelayRateRow;
+use crate::render::{Column, Table};
 use crate::report::series::Series;
 use crate::run_options::RunOptions;
 use anyhow::{Context, Result};
@@ -307,49 +308,42 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
         s.push_str(&format!("{l}\n\n"));
     }
     let tuned = rows.iter().any(|r| r.p99_ratio_to_tuned_reference.is_some());
-    let width = rows.iter().map(|r| r.implementation.len()).max().unwrap_or(0).max(22);
-    s.push_str(&format!(
-        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>9} {:>12} {:>9} {:>9}{}  {}\n",
-        "implementation",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "wire p50",
-        "ok/s",
-        "delivered/s",
-        "/limit",
-        "p99/ref",
-        if tuned {
-            format!(" {:>10}", "p99/tuned")
-        } else {
-            String::new()
-        },
-        "valid"
-    ));
+    let ratio = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let mut columns = vec![
+        Column::left("implementation").min_width(22),
+        Column::right("p50 ms").min_width(8),
+        Column::right("p99 ms").min_width(8),
+        Column::right("max ms").min_width(8),
+        Column::right("wire p50").min_width(9),
+        Column::right("ok/s").min_width(9),
+        Column::right("delivered/s").min_width(12),
+        Column::right("/limit").min_width(9),
+        Column::right("p99/ref").min_width(9),
+    ];
+    if tuned {
+        columns.push(Column::right("p99/tuned").min_width(10));
+    }
+    columns.push(Column::left("valid").space_before(2));
+    let mut t = Table::new(columns).gap(1);
     for r in rows {
-        let tuned_ratio = match (tuned, r.p99_ratio_to_tuned_reference) {
-            (false, _) => String::new(),
-            (true, Some(v)) => format!(" {v:>10.3}"),
-            (true, None) => format!(" {:>10}", "-"),
-        };
-        s.push_str(&format!(
-            "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>12.1} {:>9} {:>9}{tuned_ratio}  {}\n",
-            r.implementation,
+        let mut cells = vec![
+            r.implementation.clone(),
             ms(r.p50_ms),
             ms(r.p99_ms),
             ms(r.max_ms),
             ms(r.transit_p50_ms),
-            r.ok_per_s,
-            r.delivered_per_s,
-            r.ratio_to_limit
-                .map(|v| format!("{v:.3}"))
-                .unwrap_or_else(|| "-".into()),
-            r.p99_ratio_to_reference
-                .map(|v| format!("{v:.3}"))
-                .unwrap_or_else(|| "-".into()),
-            r.valid
-        ));
+            format!("{:.1}", r.ok_per_s),
+            format!("{:.1}", r.delivered_per_s),
+            ratio(r.ratio_to_limit),
+            ratio(r.p99_ratio_to_reference),
+        ];
+        if tuned {
+            cells.push(ratio(r.p99_ratio_to_tuned_reference));
+        }
+        cells.push(r.valid.to_string());
+        t.push(cells);
     }
+    s.push_str(&t.text());
     s.push_str(&format!(
         "\n/limit = delivered/s over min(Postgres commits/s, Kafka produce/s); p99/ref = p99 over {reference}'s p99\n\
              (add `{reference}` to --impls to measure it); latencies leave out the ops of the warm-up.\n\
@@ -364,7 +358,6 @@ pub fn table(limits: Option<&Limits>, rows: &[BenchRow]) -> String {
         ));
     }
     if let Some(best) = best_row(rows) {
-        let ratio = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "best p99: {} ({} ms): {} of the reference's p99{}\n",
             best.implementation,
@@ -404,19 +397,27 @@ pub fn drain_table(limits: Option<&Limits>, rows: &[RelayRateRow]) -> String {
     if let Some(l) = limits {
         s.push_str(&format!("{l}\n\n"));
     }
-    s.push_str(&format!(
-        "{:<22} {:>8} {:>9} {:>10} {:>9}\n",
-        "implementation", "events", "seconds", "events/s", "/limit"
-    ));
+    let mut t = Table::new([
+        Column::left("implementation").min_width(22),
+        Column::right("events").min_width(8),
+        Column::right("seconds").min_width(9),
+        Column::right("events/s").min_width(10),
+        Column::right("/limit").min_width(9),
+    ])
+    .gap(1);
     for r in rows {
         let ratio = limits
             .map(|l| format!("{:.3}", r.per_s / l.min()))
             .unwrap_or_else(|| "-".into());
-        s.push_str(&format!(
-            "{:<22} {:>8} {:>9.2} {:>10.1} {:>9}\n",
-            r.implementation, r.events, r.seconds, r.per_s, ratio
-        ));
+        t.push([
+            r.implementation.clone(),
+            r.events.to_string(),
+            format!("{:.2}", r.seconds),
+            format!("{:.1}", r.per_s),
+            ratio,
+        ]);
     }
+    s.push_str(&t.text());
     s
 }
 
@@ -754,6 +755,43 @@ mod tests {
             valid: true,
             report: PathBuf::new(),
         }
+    }
+
+    #[test]
+    fn the_tables_keep_the_layout_docs_performance_shows() {
+        let r = BenchRow {
+            p50_ms: Some(20.9),
+            p99_ms: Some(117.1),
+            max_ms: Some(276.6),
+            transit_p50_ms: Some(10.1),
+            ok_per_s: 1700.4,
+            delivered_per_s: 1699.9,
+            ratio_to_limit: Some(0.085),
+            ..row("outbox-poll", None)
+        };
+        let t = table(None, &[r]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[..2],
+            [
+                "implementation           p50 ms   p99 ms   max ms  wire p50      ok/s  delivered/s    /limit   p99/ref  valid",
+                "outbox-poll                20.9    117.1    276.6      10.1    1700.4       1699.9     0.085         -  true",
+            ]
+        );
+        let drain = drain_table(
+            None,
+            &[RelayRateRow {
+                implementation: "outbox-poll".into(),
+                events: 20000,
+                seconds: 0.53,
+                per_s: 37879.1,
+            }],
+        );
+        assert_eq!(
+            drain,
+            "implementation           events   seconds   events/s    /limit\n\
+             outbox-poll               20000      0.53    37879.1         -\n"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ops_series;
 pub mod record;
 pub mod recorder;
 pub mod relay_rate;
+pub mod render;
 pub mod replay;
 pub mod report;
 pub mod run_dir;

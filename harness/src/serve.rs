@@ -8,13 +8,17 @@
 //! inline script submits the filter form when a choice changes, and the
 //! page's Content-Security-Policy forbids anything else.
 
-use crate::report::escape;
+use crate::render::page::{page, Kind};
+use crate::render::{Cell, Row as TableRow, Table};
 use crate::run_dir;
+use axum::extract::Request;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -362,146 +366,171 @@ fn url_path(rel: &str) -> String {
     s
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}\
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
-th{background:#f3f3f3}.valid{background:#d8f5d8}.invalid{background:#f8d0d0}\
-.unknown{background:#fff2c0}.unreadable{background:#e6e6e6}.run-in-group td:first-child{padding-left:1.5em}\
-.problem{color:#933}code{background:#f3f3f3;padding:0 .2em}";
+/// The filter form's only script: submit it when a choice changes.
+const FILTER_SCRIPT: &str =
+    "for(const s of document.querySelectorAll('#filter select'))s.addEventListener('change',()=>s.form.submit());";
 
-/// The page listing `entries` (the scan of `root`) through `filter`.
+/// The page listing `entries` (the scan of `root`) through `filter`, in the
+/// shared shell.
 pub fn index_html(root: &Path, entries: &[Entry], filter: &Filter) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dualcheck runs</title>\
-         <style>{STYLE}</style></head><body><h1>dualcheck: runs in <code>{}</code></h1>",
-        escape(&root.display().to_string())
-    );
+    let root = root.display().to_string();
+    let heading = html! { h1 { "dualcheck: runs in " code { (root) } } };
     if entries.is_empty() {
-        let _ = write!(
-            s,
-            "<p id=\"empty\">No runs here yet. Make one with</p>\
-             <pre>dualcheck run --impl outbox-poll --faults kafka-partition --duration 20s --out {0}</pre>\
-             <p>or several with <code>dualcheck compare --impls outbox-poll,naive --faults kafka-partition --out {0}</code>; \
-             <code>dualcheck list</code> names the implementations and faults. This page shows them as they finish \
-             (reload it).</p></body></html>",
-            escape(&root.display().to_string())
+        return page(
+            Kind::Listing,
+            "dualcheck runs",
+            html! { (heading) (how_to_make_runs(&root)) },
+            None,
         );
-        return s;
     }
+    let shown: Vec<&Entry> = entries.iter().filter(|e| filter.keeps(e)).collect();
+    let body = html! {
+        (heading)
+        (filter_form(entries, filter))
+        p id="count" { (shown.len()) " of " (entries.len()) " shown, newest first." }
+        (runs_table(&shown).html(Some("runs")))
+    };
+    page(Kind::Listing, "dualcheck runs", body, Some(FILTER_SCRIPT))
+}
+
+/// What an empty directory's page says: the commands that make runs into it.
+fn how_to_make_runs(root: &str) -> Markup {
+    html! {
+        p id="empty" { "No runs here yet. Make one with" }
+        pre { "dualcheck run --impl outbox-poll --faults kafka-partition --duration 20s --out " (root) }
+        p {
+            "or several with " code { "dualcheck compare --impls outbox-poll,naive --faults kafka-partition --out " (root) }
+            "; " code { "dualcheck list" } " names the implementations and faults. This page shows them as they \
+             finish (reload it)."
+        }
+    }
+}
+
+/// The filter: an implementation (those present) and a verdict, as chosen.
+fn filter_form(entries: &[Entry], filter: &Filter) -> Markup {
     let impls: BTreeSet<&str> = entries
         .iter()
         .flat_map(|e| e.implementations.iter().map(String::as_str))
         .collect();
     let option = |value: &str, label: &str, selected: &str| {
-        format!(
-            "<option value=\"{}\"{}>{}</option>",
-            escape(value),
-            if value == selected { " selected" } else { "" },
-            escape(label)
-        )
+        html! { option value=(value) selected[value == selected] { (label) } }
     };
-    s.push_str("<form id=\"filter\" method=\"get\" action=\"/\">Implementation <select name=\"impl\">");
-    s.push_str(&option("", "all", &filter.implementation));
-    for i in &impls {
-        s.push_str(&option(i, i, &filter.implementation));
-    }
-    s.push_str("</select> Verdict <select name=\"verdict\">");
-    for (v, label) in [
+    let verdicts = [
         ("", "all"),
         ("valid", "valid"),
         ("invalid", "invalid"),
         ("unknown", "unknown"),
         ("unreadable", "unreadable"),
-    ] {
-        s.push_str(&option(v, label, &filter.verdict));
+    ];
+    html! {
+        form id="filter" method="get" action="/" {
+            "Implementation "
+            select name="impl" {
+                (option("", "all", &filter.implementation))
+                @for i in &impls { (option(i, i, &filter.implementation)) }
+            }
+            " Verdict "
+            select name="verdict" {
+                @for (v, label) in verdicts { (option(v, label, &filter.verdict)) }
+            }
+            " "
+            button type="submit" { "Filter" }
+        }
     }
-    s.push_str("</select> <button type=\"submit\">Filter</button></form>");
-    let shown: Vec<&Entry> = entries.iter().filter(|e| filter.keeps(e)).collect();
-    let _ = write!(
-        s,
-        "<p id=\"count\">{} of {} shown, newest first.</p><table id=\"runs\"><thead><tr>\
-         <th>run</th><th>when (UTC)</th><th>implementation</th><th>faults</th><th>seed</th><th>verdict</th>\
-         <th>anomalies</th><th>p99 ms</th><th>time to recover</th><th>max WAL retained</th><th>duration</th><th>files</th></tr></thead><tbody>",
-        shown.len(),
-        entries.len()
-    );
-    for e in shown {
-        row(&mut s, e);
-    }
-    s.push_str(
-        "</tbody></table><script>for(const s of document.querySelectorAll('#filter select'))\
-         s.addEventListener('change',()=>s.form.submit());</script></body></html>",
-    );
-    s
 }
 
-fn row(s: &mut String, e: &Entry) {
-    let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-    let verdict = e.verdict_key();
-    let _ = write!(
-        s,
-        "<tr class=\"{}{}\" data-verdict=\"{verdict}\"><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td class=\"verdict {verdict}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
-        e.kind,
-        if e.parent.is_some() { " run-in-group" } else { "" },
-        if e.kind == "run" {
-            String::new()
-        } else {
-            format!("<b>{}</b> ", escape(&e.kind))
-        },
-        escape(name),
-        utc(e.modified),
-        escape(&e.implementations.join(", ")),
-        escape(&e.faults.join(", ")),
-        e.seed.map(|s| s.to_string()).unwrap_or_default(),
-        match (&e.verdict, &e.problem) {
-            (Some(v), None) => v.clone(),
-            (Some(v), Some(p)) => format!("{v}<div class=\"problem\">{}</div>", escape(p)),
-            (None, Some(p)) => format!("unreadable<div class=\"problem\">{}</div>", escape(p)),
-            (None, None) => "unreadable".into(),
-        },
-        if e.anomalies.is_empty() {
-            if e.verdict.is_some() {
-                "none".to_string()
-            } else {
-                String::new()
-            }
-        } else {
-            escape(
-                &e.anomalies
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        },
-        e.p99_ms.map(|m| format!("{m:.1}")).unwrap_or_default(),
-        match e.recovery {
-            None => String::new(),
-            Some(Recovery::NoWindows) => "no fault".into(),
-            Some(Recovery::Worst(s)) => format!("worst {s:.2} s"),
-            Some(Recovery::Never(n)) => format!("<b>never</b> ({n} window{})", if n == 1 { "" } else { "s" }),
-        },
-        e.wal_retained_bytes
-            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
-            .unwrap_or_default(),
-        match (e.runs, e.duration_s) {
-            (Some(n), _) => format!("{n} run{}", if n == 1 { "" } else { "s" }),
-            (None, Some(d)) => format!("{d:.1} s"),
-            (None, None) => String::new(),
-        },
-    );
-    for f in &e.files {
-        let _ = write!(
-            s,
-            "<a href=\"/files/{}/{}\">{}</a> ",
-            url_path(&e.path),
-            url_path(f),
-            escape(f)
-        );
+/// The headers of the run list.
+const RUN_COLUMNS: [&str; 12] = [
+    "run",
+    "when (UTC)",
+    "implementation",
+    "faults",
+    "seed",
+    "verdict",
+    "anomalies",
+    "p99 ms",
+    "time to recover",
+    "max WAL retained",
+    "duration",
+    "files",
+];
+
+/// The run list: one row per entry, a group's runs indented under it.
+fn runs_table(entries: &[&Entry]) -> Table {
+    let mut t = Table::left(RUN_COLUMNS);
+    for e in entries {
+        t.push_row(TableRow {
+            cells: entry_cells(e),
+            class: Some(format!(
+                "{}{}",
+                e.kind,
+                if e.parent.is_some() { " run-in-group" } else { "" }
+            )),
+        });
     }
-    let _ = write!(s, "<a href=\"/files/{}/\">all files</a></td></tr>", url_path(&e.path));
+    t
+}
+
+/// One entry's cells, in [`RUN_COLUMNS`] order.
+fn entry_cells(e: &Entry) -> Vec<Cell> {
+    let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+    let group = (e.kind != "run").then_some(e.kind.as_str());
+    let verdict = e.verdict.as_deref().unwrap_or("unreadable");
+    let anomalies = if e.anomalies.is_empty() {
+        if e.verdict.is_some() {
+            "none".to_string()
+        } else {
+            String::new()
+        }
+    } else {
+        e.anomalies
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let recovery = match e.recovery {
+        None => Cell::new(""),
+        Some(Recovery::NoWindows) => Cell::new("no fault"),
+        Some(Recovery::Worst(s)) => Cell::new(format!("worst {s:.2} s")),
+        Some(Recovery::Never(n)) => {
+            let rest = format!(" ({n} window{})", plural(n));
+            Cell::new(format!("never{rest}")).html(html! { b { "never" } (rest) })
+        }
+    };
+    let duration = match (e.runs, e.duration_s) {
+        (Some(n), _) => format!("{n} run{}", plural(n)),
+        (None, Some(d)) => format!("{d:.1} s"),
+        (None, None) => String::new(),
+    };
+    let files = html! {
+        @for f in &e.files {
+            a href=(format!("/files/{}/{}", url_path(&e.path), url_path(f))) { (f) } " "
+        }
+        a href=(format!("/files/{}/", url_path(&e.path))) { "all files" }
+    };
+    vec![
+        Cell::new(format!("{}{name}", group.map(|g| format!("{g} ")).unwrap_or_default()))
+            .html(html! { @if let Some(g) = group { b { (g) } " " } (name) }),
+        Cell::new(utc(e.modified)),
+        Cell::new(e.implementations.join(", ")),
+        Cell::new(e.faults.join(", ")),
+        Cell::new(e.seed.map(|s| s.to_string()).unwrap_or_default()),
+        Cell::new(verdict)
+            .class(format!("verdict {}", e.verdict_key()))
+            .html(html! { (verdict) @if let Some(p) = &e.problem { div class="problem" { (p) } } }),
+        Cell::new(anomalies),
+        Cell::new(e.p99_ms.map(|m| format!("{m:.1}")).unwrap_or_default()),
+        recovery,
+        Cell::new(
+            e.wal_retained_bytes
+                .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+                .unwrap_or_default(),
+        ),
+        Cell::new(duration),
+        Cell::new(e.files.join(" ")).html(files),
+    ]
 }
 
 /// The file or directory `rel` (a URL path, already percent-decoded) names
@@ -565,6 +594,8 @@ async fn root_files(State(root): State<Arc<PathBuf>>) -> Response {
     }
 }
 
+/// A directory under the served one, in the shared shell: its entries
+/// linked (directories with a trailing `/`), and the way back to the list.
 fn listing(rel: &str, dir: &Path) -> Html<String> {
     let rel = rel.trim_matches('/');
     let mut names: Vec<(String, bool)> = std::fs::read_dir(dir)
@@ -578,39 +609,66 @@ fn listing(rel: &str, dir: &Path) -> Html<String> {
         })
         .unwrap_or_default();
     names.sort();
-    let mut s = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title></head><body>\
-         <p><a href=\"/\">all runs</a></p><h1>{0}/</h1><ul>",
-        escape(if rel.is_empty() { "." } else { rel })
-    );
-    for (n, is_dir) in names {
-        let href = if rel.is_empty() {
-            n.clone()
-        } else {
-            format!("{rel}/{n}")
-        };
-        let _ = write!(
-            s,
-            "<li><a href=\"/files/{}{}\">{}{}</a></li>",
-            url_path(&href),
-            if is_dir { "/" } else { "" },
-            escape(&n),
-            if is_dir { "/" } else { "" }
-        );
-    }
-    s.push_str("</ul></body></html>");
-    Html(s)
+    let title = if rel.is_empty() { "." } else { rel };
+    let body = html! {
+        p { a href="/" { "all runs" } }
+        h1 { (title) "/" }
+        ul { @for (n, is_dir) in &names {
+            @let href = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+            @let slash = if *is_dir { "/" } else { "" };
+            li { a href=(format!("/files/{}{slash}", url_path(&href))) { (n) (slash) } }
+        } }
+    };
+    Html(page(Kind::Listing, title, body, None))
 }
 
 /// The page's routes over `root`: `/` (the list; `?impl=&verdict=`) and
-/// `/files/PATH` (a file or directory under `root`).
-pub fn router(root: PathBuf) -> Router {
+/// `/files/PATH` (a file or directory under `root`), every one behind
+/// [`guard`] for a server listening on `port`.
+pub fn router(root: PathBuf, port: u16) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/files", get(root_files))
         .route("/files/", get(root_files))
         .route("/files/{*path}", get(file))
         .with_state(Arc::new(root))
+        .layer(axum::middleware::from_fn_with_state(port, guard))
+}
+
+/// Whether `host` (a request's `Host` header) names this server as the
+/// loopback it listens on: `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT`.
+pub fn is_loopback_host(host: &str, port: u16) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(&format!("{name}:{port}")))
+}
+
+/// In front of every route. A request whose `Host` is not this server's
+/// loopback address is refused with 421 Misdirected Request: a web page
+/// elsewhere whose name an attacker points at 127.0.0.1 (DNS rebinding)
+/// reaches this port with its own name as the host, and must not read the
+/// runs' files. Every answer says `X-Content-Type-Options: nosniff`, so a
+/// browser takes a history or a log for the text it is and never runs it
+/// as a script or a page.
+async fn guard(State(port): State<u16>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let mut response = match host {
+        Some(h) if is_loopback_host(h, port) => next.run(request).await,
+        _ => (
+            StatusCode::MISDIRECTED_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!(
+                "dualcheck serve answers only requests for 127.0.0.1:{port}, localhost:{port} or [::1]:{port}, \
+                 not for {}: open http://127.0.0.1:{port}/ instead\n",
+                host.unwrap_or("a request without a Host header")
+            ),
+        )
+            .into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Listens on 127.0.0.1:`port` (0: any free port). The error of a port in
@@ -625,7 +683,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(root))
+    let port = listener.local_addr()?.port();
+    axum::serve(listener, router(root, port))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -661,5 +720,22 @@ mod tests {
             utc(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)),
             "2023-11-14 22:13:20"
         );
+    }
+
+    #[test]
+    fn only_the_loopback_names_with_the_port_are_this_server() {
+        for ok in ["127.0.0.1:8750", "localhost:8750", "LOCALHOST:8750", "[::1]:8750"] {
+            assert!(is_loopback_host(ok, 8750), "{ok}");
+        }
+        for refused in [
+            "evil.example:8750",
+            "127.0.0.1:8751",
+            "127.0.0.1",
+            "localhost",
+            "127.0.0.2:8750",
+            "",
+        ] {
+            assert!(!is_loopback_host(refused, 8750), "{refused}");
+        }
     }
 }

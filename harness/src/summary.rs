@@ -1,27 +1,21 @@
 //! The readable text verdicts: of a check (`dualcheck check`) and of a run
 //! (`dualcheck run`, [`RunOutcome::summary`]).
+//!
+//! The facts are worded by [`crate::render::phrases`], as the report words them.
 
+use crate::render::phrases::{self, Standing};
 use crate::runner::RunOutcome;
-use checkers::{CheckResult, Verdict};
-
-fn ms(ns: i64) -> String {
-    format!("{:.1} ms", ns as f64 / 1e6)
-}
+use checkers::CheckResult;
 
 /// The readable verdict of a check (what `dualcheck check` prints).
 pub fn check_result(r: &CheckResult) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "{}{}", verdict_line(r), not_in_effect(r));
+    let _ = writeln!(out, "{}{}", phrases::verdict_line(r), phrases::not_in_effect(r));
     if let Some(reason) = &r.reason {
         let _ = writeln!(out, "why unknown: {reason}");
     }
-    let o = &r.ops;
-    let _ = writeln!(
-        out,
-        "ops: {} invoked, {} ok, {} fail, {} info, {} pending; {} committed (from {})",
-        o.invoked, o.ok, o.fail, o.info, o.pending, o.committed, r.committed_from
-    );
+    let _ = writeln!(out, "ops: {}", phrases::op_counts(r));
     let _ = writeln!(
         out,
         "deliveries: {}   reads: {}   lines: {}",
@@ -30,34 +24,19 @@ pub fn check_result(r: &CheckResult) -> String {
     let _ = writeln!(out, "anomalies:");
     for &kind in checkers::Anomaly::ALL {
         let n = r.anomalies.get(kind);
-        let mark = if r.violations.contains(&kind) {
-            "  <- violation"
-        } else if n > 0 {
-            "  (absorbed by an idempotent consumer)"
-        } else {
-            ""
+        let standing = Standing::of(r, kind);
+        let mark = match (standing, standing.note()) {
+            (Standing::Violation, Some(note)) => format!("  <- {note}"),
+            (_, Some(note)) => format!("  ({note})"),
+            (_, None) => String::new(),
         };
         let _ = writeln!(out, "  {:<29} {n:>8}{mark}", kind.name());
     }
-    match &r.latency_ns {
-        Some(l) => {
-            let _ = writeln!(
-                out,
-                "commit-to-first-delivery latency ({} ops): p50 {}  p95 {}  p99 {}  max {}",
-                l.count,
-                ms(l.p50),
-                ms(l.p95),
-                ms(l.p99),
-                ms(l.max)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "commit-to-first-delivery latency: no op was both acknowledged and delivered"
-            );
-        }
-    }
+    let _ = writeln!(
+        out,
+        "commit-to-first-delivery latency: {}",
+        phrases::latency(r.latency_ns.as_ref())
+    );
     let peak = r.unseen_per_second.iter().copied().max().unwrap_or(0);
     let last = r.unseen_per_second.last().copied().unwrap_or(0);
     let _ = writeln!(
@@ -69,16 +48,16 @@ pub fn check_result(r: &CheckResult) -> String {
         for w in &r.faults {
             let stop = w
                 .stop
-                .map_or("never healed".to_string(), |s| format!("{:.2}s", s as f64 / 1e9));
+                .map_or(phrases::NEVER_HEALED.to_string(), |s| format!("{:.2}s", s as f64 / 1e9));
             let _ = writeln!(out, "  {:<18} {:.2}s .. {stop}", w.fault, w.start as f64 / 1e9);
         }
         for f in &r.failed_faults {
             let _ = writeln!(
                 out,
-                "  {:<18} {:.2}s FAILED, never took effect: {}",
+                "  {:<18} {:.2}s FAILED, {}",
                 f.fault,
                 f.time as f64 / 1e9,
-                f.error.as_deref().unwrap_or("no reason given")
+                phrases::never_took_effect(f.error.as_deref())
             );
         }
     }
@@ -102,38 +81,6 @@ pub fn check_result(r: &CheckResult) -> String {
     out
 }
 
-/// `VALID`, `INVALID: kinds` or `UNKNOWN (incomplete history; ... as if complete)`.
-pub fn verdict_line(r: &CheckResult) -> String {
-    let names: Vec<&str> = r.violations.iter().map(|a| a.name()).collect();
-    match r.verdict {
-        Verdict::Valid => "VALID".into(),
-        Verdict::Invalid => format!("INVALID: {}", names.join(", ")),
-        Verdict::Unknown => format!(
-            "UNKNOWN (incomplete history: the run was interrupted){}",
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!("; as if complete: {}", names.join(", "))
-            }
-        ),
-    }
-}
-
-/// What goes next to the verdict when some fault never took effect:
-/// `  (2 faults never took effect: pg-pause, kafka-reset)`, else nothing.
-pub fn not_in_effect(r: &CheckResult) -> String {
-    if r.failed_faults.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = r.failed_faults.iter().map(|f| f.fault.as_str()).collect();
-    format!(
-        "  ({} fault{} never took effect: {})",
-        names.len(),
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    )
-}
-
 /// The readable verdict of a run (what `dualcheck run` prints): the run's
 /// figures, the check's verdict, then what went wrong around it.
 pub fn run_outcome(o: &RunOutcome) -> String {
@@ -147,12 +94,10 @@ pub fn run_outcome(o: &RunOutcome) -> String {
     );
     s.push_str(&check_result(&o.result));
     if !o.drained {
-        s.push_str("warning: the drain timed out with events still unpublished\n");
+        s.push_str(&format!("warning: {}\n", phrases::DRAIN_TIMED_OUT));
     }
     if let Some(n) = o.parked.filter(|&n| n > 0) {
-        s.push_str(&format!(
-            "parked: the implementation gave up publishing {n} event(s) on purpose (their ops count as lost; the trails say which and why)\n"
-        ));
+        s.push_str(&format!("parked: {}\n", phrases::parked(n)));
     }
     if !o.nemesis_errors.is_empty() {
         s.push_str(&format!(
@@ -164,10 +109,7 @@ pub fn run_outcome(o: &RunOutcome) -> String {
         s.push_str(&format!("  nemesis: {e}\n"));
     }
     if let Some(d) = &o.in_doubt {
-        s.push_str(&format!(
-            "in doubt: {} prepared transaction(s) left unresolved, longest unresolved {} ms ({} seen; recovery committed {}, rolled back {})\n",
-            d.unresolved, d.max_unresolved_ms, d.prepared_seen, d.recovered_commit, d.recovered_rollback
-        ));
+        s.push_str(&format!("in doubt: {}\n", phrases::in_doubt(d)));
         for e in &d.recovery_errors {
             s.push_str(&format!("in-doubt recovery: {e}\n"));
         }

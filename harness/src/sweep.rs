@@ -8,15 +8,16 @@
 //! each run's report.
 
 use crate::env::{EnvOptions, Environment};
-use crate::report::escape;
+use crate::render::page::{page, Kind};
+use crate::render::{Cell, Column, Table};
 use crate::run_options::RunOptions;
 use crate::runner::{RunConfig, RunOutcome};
 use anyhow::{bail, Context, Result};
 use checkers::{Anomalies, Anomaly};
 use implementations::Expect;
+use maud::html;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -462,102 +463,74 @@ pub fn headers() -> Vec<&'static str> {
     h
 }
 
-/// The table as aligned text.
-pub fn text_table(rows: &[Row]) -> String {
-    let headers = headers();
-    let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|i| {
-            cells
+/// The matrix as a [`Table`]: one row per cell, the columns of [`headers`];
+/// on the page the verdict is coloured, runs not as expected are marked, and
+/// with `reports_in` a last column links each run's report (relative to
+/// that directory when inside it).
+pub fn table(rows: &[Row], reports_in: Option<&Path>) -> Table {
+    let mut columns: Vec<Column> = headers().into_iter().map(Column::left).collect();
+    if reports_in.is_some() {
+        columns.push(Column::left("reports"));
+    }
+    let mut t = Table::new(columns);
+    for r in rows {
+        let mut cells: Vec<Cell> = r.cells().into_iter().map(Cell::new).collect();
+        cells[VERDICT_COLUMN] = std::mem::take(&mut cells[VERDICT_COLUMN]).class(r.verdict.clone());
+        if !r.not_as_expected.is_empty() {
+            cells[UNEXPECTED_COLUMN] = std::mem::take(&mut cells[UNEXPECTED_COLUMN]).class("INVALID");
+        }
+        if let Some(dir) = reports_in {
+            let links: Vec<(String, usize)> = r
+                .reports
                 .iter()
-                .map(|r| r[i].len())
-                .chain([headers[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |v: Vec<&str>| {
-        v.iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-            + "\n"
-    };
-    let mut s = line(headers);
-    for r in &cells {
-        s.push_str(&line(r.iter().map(String::as_str).collect()));
+                .enumerate()
+                .map(|(i, p)| (p.strip_prefix(dir).unwrap_or(p).display().to_string(), i + 1))
+                .collect();
+            let text = links.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(" ");
+            cells.push(Cell::new(text).html(html! {
+                @for (link, n) in &links { a href=(link) { "run " (n) } " " }
+            }));
+        }
+        t.push(cells);
     }
-    s
+    t
 }
 
-/// The table as Markdown.
+/// Where the verdict is among [`headers`] (coloured on the page).
+const VERDICT_COLUMN: usize = 6;
+/// Where the runs not as expected are among [`headers`] (marked on the page).
+const UNEXPECTED_COLUMN: usize = 4;
+
+/// The table as aligned text (columns as wide as their widest cell on screen).
+pub fn text_table(rows: &[Row]) -> String {
+    table(rows, None).text()
+}
+
+/// The table as Markdown (a `|` in a cell escaped).
 pub fn markdown_table(rows: &[Row]) -> String {
-    let headers = headers();
-    let mut s = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
-    for r in rows {
-        s.push_str(&format!("| {} |\n", r.cells().join(" | ")));
-    }
-    s
+    table(rows, None).markdown()
 }
 
-/// The HTML page (`sweep.html`, `compare.html`): the table, with each run's report linked (relative to `dir` when inside it).
+/// The HTML page (`sweep.html`, `compare.html`, `merge.html`, `zoo.html`),
+/// in the shared shell: the table, with each run's report linked (relative
+/// to `dir` when inside it), then the runs that could not be carried out.
 pub fn html(rows: &[Row], dir: &Path, title: &str) -> String {
-    let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
-body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}}th{{background:#f5f5f5}}\
-.valid{{color:#1a6b1a;font-weight:bold}}.INVALID,.error{{color:#a11;font-weight:bold}}</style></head><body>\n\
-<h1>{t}</h1>\n<table id=\"compare\"><tr>",
-        t = escape(title)
-    );
-    for hd in headers() {
-        let _ = write!(h, "<th>{}</th>", escape(hd));
-    }
-    h.push_str("<th>reports</th></tr>\n");
-    for r in rows {
-        h.push_str("<tr>");
-        for (i, c) in r.cells().iter().enumerate() {
-            if i == 6 {
-                let _ = write!(h, "<td class=\"{}\">{}</td>", escape(&r.verdict), escape(c));
-            } else if i == 4 && !r.not_as_expected.is_empty() {
-                let _ = write!(h, "<td class=\"INVALID\">{}</td>", escape(c));
-            } else {
-                let _ = write!(h, "<td>{}</td>", escape(c));
+    let body = html! {
+        h1 { (title) }
+        (table(rows, Some(dir)).html(Some("compare")))
+        @for r in rows {
+            @for (seed, e) in &r.errors {
+                p { b { (r.implementation) } ", seed " (seed) ": could not be carried out: " (e) }
             }
         }
-        h.push_str("<td>");
-        for (i, p) in r.reports.iter().enumerate() {
-            let link = p.strip_prefix(dir).unwrap_or(p);
-            let _ = write!(
-                h,
-                "<a href=\"{}\">run {}</a> ",
-                escape(&link.display().to_string()),
-                i + 1
-            );
+        p {
+            "Each run is judged against the expectation its implementation declares (dualcheck list). \
+             Anomalies are summed over the seeds; p50 is the median of the runs' p50s, p99 the worst run's p99 \
+             (commit to first delivery); ok/s is the mean over the runs; overhead is the mean wall time per run \
+             beyond its workload."
         }
-        h.push_str("</td></tr>\n");
-    }
-    h.push_str("</table>\n");
-    for r in rows {
-        for (seed, e) in &r.errors {
-            let _ = writeln!(
-                h,
-                "<p><b>{}</b>, seed {seed}: could not be carried out: {}</p>",
-                escape(&r.implementation),
-                escape(e)
-            );
-        }
-    }
-    h.push_str(
-        "<p>Each run is judged against the expectation its implementation declares (dualcheck list). \
-Anomalies are summed over the seeds; p50 is the median of the runs' p50s, p99 the worst run's p99 \
-(commit to first delivery); ok/s is the mean over the runs; overhead is the mean wall time per run beyond \
-its workload.</p>\n</body></html>\n",
-    );
-    h
+    };
+    page(Kind::Matrix, title, body, None)
 }
 
 /// What a sweep runs.
@@ -807,132 +780,209 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
         bail!("--impls and --faults must each name at least one");
     }
     let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
-    let html_path = dir.join(format!("{}.html", plan.command));
     let (cells, planned) = plan_runs(plan, &dir)?;
-    let record_path = dir.join(format!("{}.json", plan.command));
-    let mut record = SweepRecord::of(plan);
-    let total = planned.len();
-    let mut results: Vec<Vec<(u64, Result<RunOutcome, String>)>> = vec![Vec::new(); cells.len()];
-    let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
-    // One environment per broker count, in the order first needed.
-    let mut groups: BTreeMap<usize, Vec<Planned>> = BTreeMap::new();
-    for p in planned {
-        groups.entry(crate::runner::brokers_needed(&p.cfg)).or_default().push(p);
-    }
-    let bar = progress_bar(plan.progress, total as u64);
-    let title = title(plan);
-    let (mut as_expected, mut unexpected, mut errors) = (0u64, 0u64, 0u64);
+    let mut progress = Progress::new(plan, dir, cells, planned.len());
     let mut services_start_s = 0.0;
     let mut instance = 0u32;
-    let mut done = 0usize;
-    for (brokers, runs) in groups {
-        let backend = runs[0].cfg.backend.clone();
-        bar.set_message(format!("starting the services ({brokers} broker(s))"));
+    for (brokers, runs) in by_broker_count(planned) {
+        progress
+            .bar
+            .set_message(format!("starting the services ({brokers} broker(s))"));
         let t = Instant::now();
-        let services = Environment::start(EnvOptions {
-            backend,
-            brokers,
-            run_dir: dir.join(format!("services-{brokers}-brokers")),
-            timeout: Duration::from_secs(90),
-        })
-        .await
-        .context("starting the services (run `dualcheck doctor` to diagnose)");
+        let services = start_services(&progress.dir, brokers, &runs[0].cfg).await;
         services_start_s += t.elapsed().as_secs_f64();
         let services = match services {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                let e = format!("{e:#}");
-                for p in runs {
-                    errors += 1;
-                    record.runs.push(RunRecord {
-                        cell: p.cell,
-                        seed: p.seed,
-                        run_dir: None,
-                        overhead_s: None,
-                        error: Some(e.clone()),
-                    });
-                    results[p.cell].push((p.seed, Err(e.clone())));
-                }
+                progress.could_not_start(runs, format!("{e:#}"));
                 continue;
             }
         };
         for p in runs {
-            done += 1;
             instance += 1;
-            let (label, faults, expect) = &cells[p.cell];
-            bar.set_message(format!(
-                "{label} × {faults}, seed {} | as expected {as_expected}, not {unexpected}, errors {errors}",
-                p.seed
-            ));
-            let t = Instant::now();
-            let r = crate::runner::run_on(&p.cfg, &services, instance)
-                .await
-                .map_err(|e| format!("{e:#}"));
-            let line = match &r {
-                Ok(o) => {
-                    overheads[p.cell].push((t.elapsed().as_secs_f64() - o.duration_s).max(0.0));
-                    let met = expect.met_by(&o.result.violations);
-                    if met {
-                        as_expected += 1;
-                    } else {
-                        unexpected += 1;
-                    }
-                    format!(
-                        "{} {:?} ({}expected: {expect})",
-                        if o.result.valid { "valid" } else { "INVALID" },
-                        o.result.violations.iter().map(|a| a.name()).collect::<Vec<_>>(),
-                        if met { "as " } else { "NOT as " }
-                    )
-                }
-                Err(e) => {
-                    errors += 1;
-                    format!("could not be carried out: {e}")
-                }
-            };
-            println_above(
-                &bar,
-                &format!("[{done}/{total}] {label} × {faults} seed {}: {line}", p.seed),
-            );
-            bar.inc(1);
-            record.runs.push(RunRecord {
-                cell: p.cell,
-                seed: p.seed,
-                // Relative to the sweep's directory, so the record still holds
-                // when the directory is moved (a CI artifact downloaded elsewhere).
-                run_dir: r
-                    .as_ref()
-                    .ok()
-                    .map(|o| o.run_dir.strip_prefix(&dir).unwrap_or(&o.run_dir).to_path_buf()),
-                overhead_s: r
-                    .as_ref()
-                    .ok()
-                    .map(|o| (t.elapsed().as_secs_f64() - o.duration_s).max(0.0)),
-                error: r.as_ref().err().cloned(),
-            });
-            std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
-            results[p.cell].push((p.seed, r));
-            let rows = rows_of(&cells, &results, &overheads);
-            std::fs::write(&html_path, html(&rows, &dir, &title))?;
-            crate::env::process::set_interrupt_summary(
-                (plan.render_partial)(&rows),
-                format!(
-                    "interrupted after {done} of {total} runs; the table above has them; {}",
-                    html_path.display()
-                ),
-            );
+            progress.run(p, &services, instance).await?;
         }
         Environment::shut_down_shared(services).await;
     }
-    bar.finish_and_clear();
-    let rows = rows_of(&cells, &results, &overheads);
-    std::fs::write(&html_path, html(&rows, &dir, &title))?;
+    progress.bar.finish_and_clear();
+    let rows = progress.rows();
+    std::fs::write(&progress.html_path, html(&rows, &progress.dir, &progress.title))?;
     Ok(SweepOutcome {
         rows,
-        out_dir: dir,
-        html: html_path,
+        out_dir: progress.dir,
+        html: progress.html_path,
         services_start_s,
         wall_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The planned runs by the broker count their environment needs, in the
+/// order first needed: one environment each.
+fn by_broker_count(planned: Vec<Planned>) -> BTreeMap<usize, Vec<Planned>> {
+    let mut groups: BTreeMap<usize, Vec<Planned>> = BTreeMap::new();
+    for p in planned {
+        groups.entry(crate::runner::brokers_needed(&p.cfg)).or_default().push(p);
+    }
+    groups
+}
+
+/// The services `brokers` runs share, from `cfg`'s backend, logging under the sweep's directory.
+async fn start_services(dir: &Path, brokers: usize, cfg: &RunConfig) -> Result<Environment> {
+    Environment::start(EnvOptions {
+        backend: cfg.backend.clone(),
+        brokers,
+        run_dir: dir.join(format!("services-{brokers}-brokers")),
+        timeout: Duration::from_secs(90),
+    })
+    .await
+    .context("starting the services (run `dualcheck doctor` to diagnose)")
+}
+
+/// What a sweep has done so far and where it keeps it: the record
+/// (`sweep.json`), the page, the bar and the counts the bar shows. Every run
+/// ends in [`Progress::save`], so an interrupted sweep leaves all it did.
+struct Progress<'a> {
+    plan: &'a SweepPlan,
+    dir: PathBuf,
+    html_path: PathBuf,
+    record_path: PathBuf,
+    title: String,
+    cells: Vec<CellJudged>,
+    record: SweepRecord,
+    results: Vec<Vec<(u64, Result<RunOutcome, String>)>>,
+    overheads: Vec<Vec<f64>>,
+    bar: indicatif::ProgressBar,
+    total: usize,
+    done: usize,
+    as_expected: u64,
+    unexpected: u64,
+    errors: u64,
+}
+
+impl<'a> Progress<'a> {
+    fn new(plan: &'a SweepPlan, dir: PathBuf, cells: Vec<CellJudged>, total: usize) -> Progress<'a> {
+        Progress {
+            plan,
+            html_path: dir.join(format!("{}.html", plan.command)),
+            record_path: dir.join(format!("{}.json", plan.command)),
+            dir,
+            title: title(plan),
+            record: SweepRecord::of(plan),
+            results: vec![Vec::new(); cells.len()],
+            overheads: vec![Vec::new(); cells.len()],
+            cells,
+            bar: progress_bar(plan.progress, total as u64),
+            total,
+            done: 0,
+            as_expected: 0,
+            unexpected: 0,
+            errors: 0,
+        }
+    }
+
+    /// Every run of an environment that did not start: each an error saying why.
+    fn could_not_start(&mut self, runs: Vec<Planned>, error: String) {
+        for p in runs {
+            self.errors += 1;
+            self.record.runs.push(RunRecord {
+                cell: p.cell,
+                seed: p.seed,
+                run_dir: None,
+                overhead_s: None,
+                error: Some(error.clone()),
+            });
+            self.results[p.cell].push((p.seed, Err(error.clone())));
+        }
+    }
+
+    /// Carries out one run on `services`, judges it, says so above the bar and saves.
+    async fn run(&mut self, p: Planned, services: &Arc<Environment>, instance: u32) -> Result<()> {
+        self.done += 1;
+        let (label, faults, expect) = self.cells[p.cell].clone();
+        self.bar.set_message(format!(
+            "{label} × {faults}, seed {} | as expected {}, not {}, errors {}",
+            p.seed, self.as_expected, self.unexpected, self.errors
+        ));
+        let t = Instant::now();
+        let r = crate::runner::run_on(&p.cfg, services, instance)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        let overhead = r
+            .as_ref()
+            .ok()
+            .map(|o| (t.elapsed().as_secs_f64() - o.duration_s).max(0.0));
+        let line = self.judge(&r, expect);
+        println_above(
+            &self.bar,
+            &format!(
+                "[{}/{}] {label} × {faults} seed {}: {line}",
+                self.done, self.total, p.seed
+            ),
+        );
+        self.bar.inc(1);
+        if let Some(o) = overhead {
+            self.overheads[p.cell].push(o);
+        }
+        self.record.runs.push(RunRecord {
+            cell: p.cell,
+            seed: p.seed,
+            // Relative to the sweep's directory, so the record still holds
+            // when the directory is moved (a CI artifact downloaded elsewhere).
+            run_dir: r
+                .as_ref()
+                .ok()
+                .map(|o| o.run_dir.strip_prefix(&self.dir).unwrap_or(&o.run_dir).to_path_buf()),
+            overhead_s: overhead,
+            error: r.as_ref().err().cloned(),
+        });
+        self.results[p.cell].push((p.seed, r));
+        self.save()
+    }
+
+    /// Counts a run as expected, not, or an error, and says it in a line.
+    fn judge(&mut self, r: &Result<RunOutcome, String>, expect: Expect) -> String {
+        match r {
+            Ok(o) => {
+                let met = expect.met_by(&o.result.violations);
+                if met {
+                    self.as_expected += 1;
+                } else {
+                    self.unexpected += 1;
+                }
+                format!(
+                    "{} {:?} ({}expected: {expect})",
+                    if o.result.valid { "valid" } else { "INVALID" },
+                    o.result.violations.iter().map(|a| a.name()).collect::<Vec<_>>(),
+                    if met { "as " } else { "NOT as " }
+                )
+            }
+            Err(e) => {
+                self.errors += 1;
+                format!("could not be carried out: {e}")
+            }
+        }
+    }
+
+    /// The record and the page as they are now, and the table Ctrl-C prints.
+    fn save(&self) -> Result<()> {
+        std::fs::write(&self.record_path, serde_json::to_string_pretty(&self.record)?)?;
+        let rows = self.rows();
+        std::fs::write(&self.html_path, html(&rows, &self.dir, &self.title))?;
+        crate::env::process::set_interrupt_summary(
+            (self.plan.render_partial)(&rows),
+            format!(
+                "interrupted after {} of {} runs; the table above has them; {}",
+                self.done,
+                self.total,
+                self.html_path.display()
+            ),
+        );
+        Ok(())
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        rows_of(&self.cells, &self.results, &self.overheads)
+    }
 }
 
 /// The rows of the cells with the runs so far (seeds in order).

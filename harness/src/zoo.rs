@@ -6,6 +6,7 @@
 //! row says how often the bug was caught, what it showed, how soon, and
 //! whether the correct pattern stayed valid.
 
+use crate::render::Table;
 use crate::sweep::{sweep, Row, Subject, SweepOutcome, SweepPlan};
 use anyhow::Result;
 use checkers::Anomaly;
@@ -356,40 +357,23 @@ impl ZooRow {
     }
 }
 
-/// The zoo's table as aligned text.
-pub fn text_table(rows: &[ZooRow]) -> String {
-    let cells: Vec<[String; 8]> = rows.iter().map(ZooRow::cells).collect();
-    let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
+/// The zoo's table: one row per mutant, the columns of [`HEADERS`].
+pub fn table(rows: &[ZooRow]) -> Table {
+    let mut t = Table::left(HEADERS);
+    for row in rows {
+        t.push(row.cells());
     }
-    let mut out = String::new();
-    let line = |out: &mut String, values: Vec<&str>| {
-        let padded: Vec<String> = values
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}", w = *w))
-            .collect();
-        out.push_str(padded.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(&mut out, HEADERS.to_vec());
-    for row in &cells {
-        line(&mut out, row.iter().map(String::as_str).collect());
-    }
-    out
+    t
 }
 
-/// The zoo's table as Markdown.
+/// The zoo's table as aligned text (columns as wide as their widest cell on screen).
+pub fn text_table(rows: &[ZooRow]) -> String {
+    table(rows).text()
+}
+
+/// The zoo's table as Markdown (a `|` in a cell escaped).
 pub fn markdown_table(rows: &[ZooRow]) -> String {
-    let mut out = format!("| {} |\n|{}\n", HEADERS.join(" | "), "---|".repeat(HEADERS.len()));
-    for row in rows {
-        let cells: Vec<String> = row.cells().iter().map(|c| c.replace('|', "\\|")).collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-    }
-    out
+    table(rows).markdown()
 }
 
 #[cfg(test)]

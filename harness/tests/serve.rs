@@ -147,18 +147,21 @@ fn dom(url: &str) -> String {
 
 /// A raw HTTP/1.1 GET (the path as written, unnormalised): status code and body.
 fn raw_get(base: &str, path: &str) -> (u16, String) {
+    let (code, _, body) = raw_request(base, path, base.trim_start_matches("http://"));
+    (code, body)
+}
+
+/// A raw HTTP/1.1 GET with `host` as its `Host` header: status code, the
+/// header lines (lowercase) and the body.
+fn raw_request(base: &str, path: &str, host: &str) -> (u16, String, String) {
     let addr = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        code,
-        resp.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+    (code, head.to_lowercase(), body.to_string())
 }
 
 fn rows(dom: &str) -> Vec<&str> {
@@ -301,6 +304,56 @@ fn serve_of_an_empty_directory_says_how_to_make_a_run() {
         page.contains("No runs here yet") && page.contains("dualcheck run --impl"),
         "{page}"
     );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[test]
+fn serve_answers_only_its_loopback_name_and_says_nosniff() {
+    let dir = root("hosts");
+    make_run(&dir.join("run-1700000000-1-0-naive-seed3"), "naive", 3, true);
+    let server = serve(&dir);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let history = "/files/run-1700000000-1-0-naive-seed3/history.jsonl";
+
+    // A page elsewhere whose name resolves to 127.0.0.1 (DNS rebinding) sends its own name.
+    for path in ["/", history, "/files/"] {
+        let (code, head, body) = raw_request(&server.base, path, &format!("evil.example:{port}"));
+        assert_eq!(code, 421, "{path}: {head}\n{body}");
+        assert!(head.contains("content-type: text/plain"), "{path}: {head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
+        assert!(
+            body.contains("evil.example") && body.contains(&format!("127.0.0.1:{port}")),
+            "the refusal says why and where to go: {body}"
+        );
+        assert!(!body.contains("kafka-partition"), "nothing of the run leaks: {body}");
+    }
+    // The right name on another port is another server.
+    let other = format!("127.0.0.1:{}", port.parse::<u16>().unwrap().wrapping_add(1));
+    assert_eq!(raw_request(&server.base, "/", &other).0, 421);
+
+    // The loopback names with the port are answered, each answer with nosniff.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        for path in [
+            "/",
+            history,
+            "/files/run-1700000000-1-0-naive-seed3/",
+            "/files/no-such-file",
+        ] {
+            let (code, head, _) = raw_request(&server.base, path, &host);
+            assert!(
+                code == 200 || path.ends_with("no-such-file") && code == 404,
+                "{host}{path}: {code}"
+            );
+            assert!(head.contains("x-content-type-options: nosniff"), "{host}{path}: {head}");
+        }
+    }
+    let (_, _, body) = raw_request(&server.base, history, &format!("localhost:{port}"));
+    assert!(body.contains("\"kafka-partition\""), "{body}");
     drop(server);
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }
