@@ -26,6 +26,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod provision;
+pub mod ready;
 pub mod settings;
 #[cfg(feature = "testcontainers")]
 pub mod testcontainers;

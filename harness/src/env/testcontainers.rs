@@ -10,6 +10,7 @@
 //! data, is kept); pause is `docker pause`.
 
 use super::ports::free_port;
+use super::ready::{fatal, wait_until_ready};
 use super::toxiproxy::ToxiproxyClient;
 use super::{kafka, postgres, EnvOptions, Environment, Service};
 use anyhow::{bail, Context, Result};
@@ -173,21 +174,22 @@ impl TcServices {
         }
     }
 
+    /// Waits until the metadata (read on the DIRECT listeners) lists the brokers `ids`.
     async fn wait_brokers(&self, ids: &[usize], timeout: Duration) -> Result<()> {
-        let start = std::time::Instant::now();
-        loop {
-            let b = self.kafka_direct.clone();
-            let seen = tokio::task::spawn_blocking(move || kafka::broker_ids(&b, Duration::from_secs(2))).await?;
-            if let Ok(seen) = &seen {
-                if ids.iter().all(|i| seen.contains(&(*i as i32))) {
-                    return Ok(());
-                }
-            }
-            if start.elapsed() > timeout {
-                bail!("Kafka containers not ready after {timeout:?}: {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until_ready(
+            "Kafka containers",
+            timeout,
+            Duration::from_millis(200),
+            String::new,
+            || async {
+                let b = self.kafka_direct.clone();
+                let seen = tokio::task::spawn_blocking(move || kafka::broker_ids(&b, Duration::from_secs(2)))
+                    .await
+                    .map_err(fatal)??;
+                kafka::brokers_listed(ids, &seen)
+            },
+        )
+        .await
     }
 
     /// Kills a container (`docker stop -t 0`), keeping its filesystem.
