@@ -474,155 +474,32 @@ impl HistoryIndex {
 
     /// Judges everything added so far.
     pub fn finish(self, options: CheckOptions) -> CheckResult {
-        let key_names = {
-            let mut names = vec![String::new(); self.key_count as usize];
-            for (name, &k) in &self.keys {
-                names[k as usize] = String::from_utf8_lossy(name).into_owned();
-            }
-            for (&packed, &k) in &self.short_keys {
-                let bytes = packed.to_le_bytes();
-                names[k as usize] = String::from_utf8_lossy(&bytes[..usize::from(bytes[15])]).into_owned();
-            }
-            names
-        };
+        let key_names = self.key_names();
         let committed_from_lines = self.committed_lines > 0;
+        let describe = Describe {
+            index: &self,
+            key_names: &key_names,
+            committed_from_lines,
+        };
         // Unattributed deliveries beyond those kept for examples are counted here; `found` counts the rest.
-        let mut anomalies = Anomalies {
-            unexpected: self.unattributed_count - self.unattributed.len() as u64,
-            ..Anomalies::default()
+        let mut findings = Findings {
+            anomalies: Anomalies {
+                unexpected: self.unattributed_count - self.unattributed.len() as u64,
+                ..Anomalies::default()
+            },
+            examples: BTreeMap::new(),
+            first_at: BTreeMap::new(),
+            max_examples: options.max_examples,
         };
-        let mut counts = OpCounts::default();
-        let mut examples: BTreeMap<Anomaly, Vec<Example>> = BTreeMap::new();
-        // At most one entry per op: reserved once (pages are only taken as
-        // entries are written), not grown by copying.
-        let ops = self.slots.len();
-        let mut latencies: Vec<i64> = Vec::with_capacity(ops);
-        let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
-        let mut unseen_delta = vec![0i64; seconds + 1];
-        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
-        // (key, partition, offset, handle, seq) of each first delivery of an
-        // ok op: the seq rides along so the reorder pass reads no state.
-        let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
-
-        let event_str = |id: &EventId| -> String {
-            match self.event_text.get(id) {
-                Some(t) => t.to_string(),
-                None => uuid_text(id),
-            }
-        };
-        let example = |i: Handle, detail: Option<String>| -> Example {
-            let s = self.state(i);
-            let mut events = Vec::new();
-            if s.deliveries > 0 {
-                events.push(event_str(&self.shards[shard_of(i, self.shard_bits)].store.event(i)));
-                if let Some(extra) = self.shards[shard_of(i, self.shard_bits)].extra_events.get(&i) {
-                    events.extend(extra.iter().map(event_str));
-                }
-            }
-            Example {
-                op: Some(self.slots.op_id(i)),
-                key: (s.key != NONE_KEY).then(|| key_names[s.key as usize].clone()),
-                seq: (s.seq != NO_SEQ).then_some(s.seq),
-                outcome: s.outcome(),
-                committed: Some(if committed_from_lines {
-                    s.is(COMMITTED)
-                } else {
-                    s.outcome == 1
-                }),
-                events,
-                deliveries: s.deliveries as u64,
-                first_delivery: (s.deliveries > 0).then_some(DeliveryRef {
-                    partition: s.log_partition,
-                    offset: s.log_offset,
-                    time: s.first_time,
-                }),
-                invoke_time: (s.invoke_time != NONE_TIME).then_some(s.invoke_time),
-                complete_time: (s.complete_time != NONE_TIME).then_some(s.complete_time),
-                detail,
-                trail: None,
-            }
-        };
-        // Counts `n` occurrences of an anomaly and keeps an example while there is room.
-        // The earliest time of each kind's anomalous events (an op's invoke, a
-        // record's or reordered delivery's time, a read's start): how soon a bug bites.
-        let mut first_at: BTreeMap<Anomaly, i64> = BTreeMap::new();
-        let mut found = |kind: Anomaly, n: u64, at: i64, make: &dyn Fn() -> Example| {
-            *anomalies.get_mut(kind) += n;
-            if at != NONE_TIME {
-                let t = first_at.entry(kind).or_insert(at);
-                *t = (*t).min(at);
-            }
-            let list = examples.entry(kind).or_default();
-            if list.len() < options.max_examples {
-                list.push(make());
-            }
-        };
-
-        for (key, event, at) in &self.unattributed {
-            found(Anomaly::Unexpected, 1, at.time, &|| Example {
-                key: key.map(|k| key_names[k as usize].clone()),
-                events: vec![event_str(event)],
-                deliveries: 1,
-                first_delivery: Some(at.clone()),
-                detail: Some("the record names no op".into()),
-                ..Example::default()
-            });
-        }
-
-        // (ack time, first delivery or MAX when never) of every ok op, for the
-        // fault windows' time to recover; only kept when there are windows.
-        let has_faults = !self.nemesis.is_empty();
-        let mut acked: Vec<(i64, i64)> = Vec::new();
-        for (i, &s) in self.ops() {
-            if !s.is(INVOKED) {
-                if s.deliveries > 0 {
-                    found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
-                        example(i, Some("no invoke line for this op".into()))
-                    });
-                }
-                continue;
-            }
-            counts.invoked += 1;
-            let ok = s.outcome == 1;
-            match s.outcome() {
-                Some(Outcome::Ok) => counts.ok += 1,
-                Some(Outcome::Fail) => counts.fail += 1,
-                Some(Outcome::Info) => counts.info += 1,
-                None => counts.pending += 1,
-            }
-            let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
-            counts.committed += committed as u64;
-            let delivered = s.deliveries > 0;
-            if (ok || committed) && !delivered {
-                found(Anomaly::Lost, 1, s.invoke_time, &|| example(i, None));
-            }
-            if delivered && !committed {
-                found(Anomaly::Phantom, 1, s.invoke_time, &|| example(i, None));
-            }
-            if s.deliveries > 1 {
-                if s.is(DISTINCT_EVENTS) {
-                    found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
-                        example(i, None)
-                    });
-                } else {
-                    found(Anomaly::Duplicate, 1, s.invoke_time, &|| example(i, None));
-                }
-            }
-            if committed_from_lines && ok && !s.is(COMMITTED) {
-                found(Anomaly::LostCommit, 1, s.invoke_time, &|| example(i, None));
-            }
-            if ok {
-                if has_faults {
-                    acked.push((s.complete_time, if delivered { s.first_time } else { i64::MAX }));
-                }
-                unseen_delta[second_of(s.complete_time)] += 1;
-                if delivered {
-                    latencies.push((s.first_time - s.complete_time).max(0));
-                    unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push((log_order(s.key, s.log_partition, s.log_offset), i, s.delivery_seq()));
-                }
-            }
-        }
+        self.find_unattributed(&mut findings, &describe);
+        let OpTally {
+            counts,
+            mut latencies,
+            unseen_delta,
+            seconds,
+            mut ordered,
+            acked,
+        } = self.tally_ops(committed_from_lines, &mut findings, &describe);
 
         // Reorder: per key, first deliveries of ok ops in log order.
         if !options.per_key_order {
@@ -633,126 +510,25 @@ impl HistoryIndex {
         // distinct by its handle (before the seq), so any sort gives this
         // order, and the seq never decides it.
         let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
-        let mut current_key = NONE_KEY;
-        let mut highest: Option<(u64, Handle)> = None;
-        for &(order, i, seq) in &ordered {
-            let key = (order >> 96) as u32;
-            if key != current_key {
-                current_key = key;
-                highest = None;
-            }
-            match highest {
-                Some((h, before)) if seq < h => {
-                    let s = self.state(i);
-                    found(Anomaly::Reorder, 1, s.first_time, &|| {
-                        let b = self.state(before);
-                        example(
-                            i,
-                            Some(format!(
-                                "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
-                                s.log_partition,
-                                s.log_offset,
-                                self.slots.op_id(before),
-                                b.log_partition,
-                                b.log_offset
-                            )),
-                        )
-                    });
-                }
-                Some((h, _)) if seq <= h => {}
-                _ => highest = Some((seq, i)),
-            }
-        }
+        self.find_reorders(&ordered, &mut findings, &describe);
         drop(ordered);
+        self.find_stale_reads(&mut findings, &describe);
 
-        // Stale reads: a read must see at least the highest seq acknowledged before it began.
-        if !self.reads.is_empty() {
-            let mut acked: Vec<(u32, i64, u64)> = Vec::new();
-            for (_, s) in self.ops() {
-                if s.is(INVOKED) && s.outcome == 1 {
-                    acked.push((s.key, s.complete_time, s.seq));
-                }
-            }
-            acked.sort_unstable();
-            let mut running = 0u64;
-            let mut prefix_max: Vec<u64> = Vec::with_capacity(acked.len());
-            for (n, a) in acked.iter().enumerate() {
-                if n == 0 || acked[n - 1].0 != a.0 {
-                    running = 0;
-                }
-                running = running.max(a.2 + 1);
-                prefix_max.push(running);
-            }
-            for &(key, seq, invoke_time) in &self.reads {
-                // Last acked op of this key that completed strictly before the read began.
-                let end = acked.partition_point(|a| (a.0, a.1) < (key, invoke_time));
-                if end == 0 || acked[end - 1].0 != key {
-                    continue;
-                }
-                let required = prefix_max[end - 1] - 1;
-                if seq.is_none_or(|s| s < required) {
-                    found(Anomaly::StaleRead, 1, invoke_time, &|| Example {
-                        key: Some(key_names[key as usize].clone()),
-                        seq,
-                        invoke_time: Some(invoke_time),
-                        detail: Some(format!(
-                            "read saw seq {}, but seq {required} was acknowledged before the read began",
-                            seq.map_or("none".to_string(), |s| s.to_string())
-                        )),
-                        ..Example::default()
-                    });
-                }
-            }
-        }
-
-        let mut unseen_per_second = Vec::with_capacity(seconds);
-        let mut level = 0i64;
-        for d in unseen_delta.iter().take(seconds) {
-            level += d;
-            unseen_per_second.push(level.max(0) as u64);
-        }
-
+        let unseen_per_second = unseen_levels(&unseen_delta, seconds);
         let mut faults = fault_windows(&self.nemesis);
         recovery_times(&mut faults, acked);
         let mut failed_faults = self.failed_faults;
         failed_faults.sort_by_key(|f| f.time);
+        let Findings {
+            anomalies,
+            examples,
+            first_at,
+            ..
+        } = findings;
         let violations = anomalies.violations(options.exactly_once);
         let first_violation_ns = violations.iter().filter_map(|k| first_at.get(k).copied()).min();
         let complete = (self.begin || self.end).then_some(self.end);
-        let mut warnings = Vec::new();
-        let verdict = if violations.is_empty() {
-            Verdict::Valid
-        } else {
-            Verdict::Invalid
-        };
-        let (verdict, reason) = match complete {
-            Some(false) if options.assume_complete => {
-                warnings.push(
-                    "the history has a `begin` line but no `end` line (the run was interrupted); judged as complete because --assume-complete was given"
-                        .to_string(),
-                );
-                (verdict, None)
-            }
-            Some(false) => {
-                let seen: Vec<String> = violations
-                    .iter()
-                    .map(|&k| format!("{} {}", k.name(), anomalies.get(k)))
-                    .collect();
-                (
-                    Verdict::Unknown,
-                    Some(format!(
-                        "incomplete history: it has the recorder's `begin` line but no `end` line, so the run was interrupted before its drain ended ({} ops without a completion line); events may simply not have been delivered yet. {}Judge it as complete with --assume-complete",
-                        counts.pending,
-                        if seen.is_empty() {
-                            "No violation so far. ".to_string()
-                        } else {
-                            format!("Judged as complete it would be invalid: {}. ", seen.join(", "))
-                        }
-                    )),
-                )
-            }
-            _ => (verdict, None),
-        };
+        let (verdict, reason, warnings) = judge(&anomalies, &violations, counts.pending, complete, &options);
         CheckResult {
             verdict,
             reason,
@@ -781,6 +557,347 @@ impl HistoryIndex {
             warnings,
         }
     }
+
+    /// Each interned key's text, by its number.
+    fn key_names(&self) -> Vec<String> {
+        let mut names = vec![String::new(); self.key_count as usize];
+        for (name, &k) in &self.keys {
+            names[k as usize] = String::from_utf8_lossy(name).into_owned();
+        }
+        for (&packed, &k) in &self.short_keys {
+            let bytes = packed.to_le_bytes();
+            names[k as usize] = String::from_utf8_lossy(&bytes[..usize::from(bytes[15])]).into_owned();
+        }
+        names
+    }
+
+    /// `unexpected`: the deliveries naming no op kept for examples.
+    fn find_unattributed(&self, findings: &mut Findings, describe: &Describe<'_>) {
+        for (key, event, at) in &self.unattributed {
+            findings.found(Anomaly::Unexpected, 1, at.time, &|| Example {
+                key: key.map(|k| describe.key_names[k as usize].clone()),
+                events: vec![describe.event(event)],
+                deliveries: 1,
+                first_delivery: Some(at.clone()),
+                detail: Some("the record names no op".into()),
+                ..Example::default()
+            });
+        }
+    }
+
+    /// The one pass over every op: counts the ops and finds the anomalies
+    /// of single ops (`unexpected` deliveries of ops never invoked, `lost`,
+    /// `phantom`, duplicates, `lost-commit`), gathering what the later
+    /// checks need.
+    fn tally_ops(&self, committed_from_lines: bool, findings: &mut Findings, describe: &Describe<'_>) -> OpTally {
+        // At most one entry per op: reserved once (pages are only taken as
+        // entries are written), not grown by copying.
+        let ops = self.slots.len();
+        let mut latencies: Vec<i64> = Vec::with_capacity(ops);
+        let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
+        let mut unseen_delta = vec![0i64; seconds + 1];
+        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
+        // (key, partition, offset, handle, seq) of each first delivery of an
+        // ok op: the seq rides along so the reorder pass reads no state.
+        let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
+        let mut counts = OpCounts::default();
+        // (ack time, first delivery or MAX when never) of every ok op, for the
+        // fault windows' time to recover; only kept when there are windows.
+        let has_faults = !self.nemesis.is_empty();
+        let mut acked: Vec<(i64, i64)> = Vec::new();
+        for (i, &s) in self.ops() {
+            if !s.is(INVOKED) {
+                if s.deliveries > 0 {
+                    findings.found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
+                        describe.op(i, Some("no invoke line for this op".into()))
+                    });
+                }
+                continue;
+            }
+            counts.invoked += 1;
+            let ok = s.outcome == 1;
+            match s.outcome() {
+                Some(Outcome::Ok) => counts.ok += 1,
+                Some(Outcome::Fail) => counts.fail += 1,
+                Some(Outcome::Info) => counts.info += 1,
+                None => counts.pending += 1,
+            }
+            let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
+            counts.committed += committed as u64;
+            let delivered = s.deliveries > 0;
+            if (ok || committed) && !delivered {
+                findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
+            }
+            if delivered && !committed {
+                findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
+            }
+            if s.deliveries > 1 {
+                if s.is(DISTINCT_EVENTS) {
+                    findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
+                        describe.op(i, None)
+                    });
+                } else {
+                    findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| describe.op(i, None));
+                }
+            }
+            if committed_from_lines && ok && !s.is(COMMITTED) {
+                findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
+            }
+            if ok {
+                if has_faults {
+                    acked.push((s.complete_time, if delivered { s.first_time } else { i64::MAX }));
+                }
+                unseen_delta[second_of(s.complete_time)] += 1;
+                if delivered {
+                    latencies.push((s.first_time - s.complete_time).max(0));
+                    unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
+                    ordered.push((log_order(s.key, s.log_partition, s.log_offset), i, s.delivery_seq()));
+                }
+            }
+        }
+        OpTally {
+            counts,
+            latencies,
+            unseen_delta,
+            seconds,
+            ordered,
+            acked,
+        }
+    }
+
+    /// `reorder`: walks `ordered` (sorted: per key, in log order) and finds
+    /// each first delivery whose seq is below one delivered before it.
+    fn find_reorders(&self, ordered: &[LogEntry], findings: &mut Findings, describe: &Describe<'_>) {
+        let mut current_key = NONE_KEY;
+        let mut highest: Option<(u64, Handle)> = None;
+        for &(order, i, seq) in ordered {
+            let key = (order >> 96) as u32;
+            if key != current_key {
+                current_key = key;
+                highest = None;
+            }
+            match highest {
+                Some((h, before)) if seq < h => {
+                    let s = self.state(i);
+                    findings.found(Anomaly::Reorder, 1, s.first_time, &|| {
+                        let b = self.state(before);
+                        describe.op(
+                            i,
+                            Some(format!(
+                                "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
+                                s.log_partition,
+                                s.log_offset,
+                                self.slots.op_id(before),
+                                b.log_partition,
+                                b.log_offset
+                            )),
+                        )
+                    });
+                }
+                Some((h, _)) if seq <= h => {}
+                _ => highest = Some((seq, i)),
+            }
+        }
+    }
+
+    /// Stale reads: a read must see at least the highest seq acknowledged before it began.
+    fn find_stale_reads(&self, findings: &mut Findings, describe: &Describe<'_>) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let mut acked: Vec<(u32, i64, u64)> = Vec::new();
+        for (_, s) in self.ops() {
+            if s.is(INVOKED) && s.outcome == 1 {
+                acked.push((s.key, s.complete_time, s.seq));
+            }
+        }
+        acked.sort_unstable();
+        let mut running = 0u64;
+        let mut prefix_max: Vec<u64> = Vec::with_capacity(acked.len());
+        for (n, a) in acked.iter().enumerate() {
+            if n == 0 || acked[n - 1].0 != a.0 {
+                running = 0;
+            }
+            running = running.max(a.2 + 1);
+            prefix_max.push(running);
+        }
+        for &(key, seq, invoke_time) in &self.reads {
+            // Last acked op of this key that completed strictly before the read began.
+            let end = acked.partition_point(|a| (a.0, a.1) < (key, invoke_time));
+            if end == 0 || acked[end - 1].0 != key {
+                continue;
+            }
+            let required = prefix_max[end - 1] - 1;
+            if seq.is_none_or(|s| s < required) {
+                findings.found(Anomaly::StaleRead, 1, invoke_time, &|| Example {
+                    key: Some(describe.key_names[key as usize].clone()),
+                    seq,
+                    invoke_time: Some(invoke_time),
+                    detail: Some(format!(
+                        "read saw seq {}, but seq {required} was acknowledged before the read began",
+                        seq.map_or("none".to_string(), |s| s.to_string())
+                    )),
+                    ..Example::default()
+                });
+            }
+        }
+    }
+}
+
+/// What the passes found: the count of each anomaly, the first examples of
+/// each kind, and when each kind first struck.
+struct Findings {
+    anomalies: Anomalies,
+    examples: BTreeMap<Anomaly, Vec<Example>>,
+    /// The earliest time of each kind's anomalous events (an op's invoke, a
+    /// record's or reordered delivery's time, a read's start): how soon a bug bites.
+    first_at: BTreeMap<Anomaly, i64>,
+    max_examples: usize,
+}
+
+impl Findings {
+    /// Counts `n` occurrences of an anomaly at `at` (`NONE_TIME`: no time)
+    /// and keeps an example, made only while there is room.
+    fn found(&mut self, kind: Anomaly, n: u64, at: i64, make: &dyn Fn() -> Example) {
+        *self.anomalies.get_mut(kind) += n;
+        if at != NONE_TIME {
+            let t = self.first_at.entry(kind).or_insert(at);
+            *t = (*t).min(at);
+        }
+        let list = self.examples.entry(kind).or_default();
+        if list.len() < self.max_examples {
+            list.push(make());
+        }
+    }
+}
+
+/// Turns the index's compact state into examples' text: only ever for the
+/// few anomalies kept as examples.
+struct Describe<'a> {
+    index: &'a HistoryIndex,
+    key_names: &'a [String],
+    committed_from_lines: bool,
+}
+
+impl Describe<'_> {
+    /// An event id as text (the UUID, or the original non-UUID id).
+    fn event(&self, id: &EventId) -> String {
+        match self.index.event_text.get(id) {
+            Some(t) => t.to_string(),
+            None => uuid_text(id),
+        }
+    }
+
+    /// The example of op `i`, with `detail` saying what is wrong if the kind alone does not.
+    fn op(&self, i: Handle, detail: Option<String>) -> Example {
+        let index = self.index;
+        let s = index.state(i);
+        let mut events = Vec::new();
+        if s.deliveries > 0 {
+            let shard = &index.shards[shard_of(i, index.shard_bits)];
+            events.push(self.event(&shard.store.event(i)));
+            if let Some(extra) = shard.extra_events.get(&i) {
+                events.extend(extra.iter().map(|e| self.event(e)));
+            }
+        }
+        Example {
+            op: Some(index.slots.op_id(i)),
+            key: (s.key != NONE_KEY).then(|| self.key_names[s.key as usize].clone()),
+            seq: (s.seq != NO_SEQ).then_some(s.seq),
+            outcome: s.outcome(),
+            committed: Some(if self.committed_from_lines {
+                s.is(COMMITTED)
+            } else {
+                s.outcome == 1
+            }),
+            events,
+            deliveries: s.deliveries as u64,
+            first_delivery: (s.deliveries > 0).then_some(DeliveryRef {
+                partition: s.log_partition,
+                offset: s.log_offset,
+                time: s.first_time,
+            }),
+            invoke_time: (s.invoke_time != NONE_TIME).then_some(s.invoke_time),
+            complete_time: (s.complete_time != NONE_TIME).then_some(s.complete_time),
+            detail,
+            trail: None,
+        }
+    }
+}
+
+/// What [`HistoryIndex::tally_ops`] gathers beside anomalies.
+struct OpTally {
+    counts: OpCounts,
+    /// Ack to first delivery of each delivered ok op, in ns.
+    latencies: Vec<i64>,
+    /// Per second of the run: ops acknowledged minus ops first seen then
+    /// (one more slot than `seconds`, for times past the last line).
+    unseen_delta: Vec<i64>,
+    /// Seconds the run lasted (rounded up).
+    seconds: usize,
+    /// The first delivery of each delivered ok op, for the reorder check.
+    ordered: Vec<LogEntry>,
+    /// (ack time, first delivery or MAX) of each ok op; empty without faults.
+    acked: Vec<(i64, i64)>,
+}
+
+/// Ops acknowledged and not yet seen, at the end of each second: the running
+/// sum of `unseen_delta` over `seconds`.
+fn unseen_levels(unseen_delta: &[i64], seconds: usize) -> Vec<u64> {
+    let mut unseen_per_second = Vec::with_capacity(seconds);
+    let mut level = 0i64;
+    for d in unseen_delta.iter().take(seconds) {
+        level += d;
+        unseen_per_second.push(level.max(0) as u64);
+    }
+    unseen_per_second
+}
+
+/// The verdict, the reason when it is `unknown`, and the warnings: a history
+/// the run did not finish (`begin` and no `end`) is `unknown` unless judged
+/// as complete by `--assume-complete`.
+fn judge(
+    anomalies: &Anomalies,
+    violations: &[Anomaly],
+    pending: u64,
+    complete: Option<bool>,
+    options: &CheckOptions,
+) -> (Verdict, Option<String>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let verdict = if violations.is_empty() {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid
+    };
+    let (verdict, reason) = match complete {
+        Some(false) if options.assume_complete => {
+            warnings.push(
+                "the history has a `begin` line but no `end` line (the run was interrupted); judged as complete because --assume-complete was given"
+                    .to_string(),
+            );
+            (verdict, None)
+        }
+        Some(false) => {
+            let seen: Vec<String> = violations
+                .iter()
+                .map(|&k| format!("{} {}", k.name(), anomalies.get(k)))
+                .collect();
+            (
+                Verdict::Unknown,
+                Some(format!(
+                    "incomplete history: it has the recorder's `begin` line but no `end` line, so the run was interrupted before its drain ended ({} ops without a completion line); events may simply not have been delivered yet. {}Judge it as complete with --assume-complete",
+                    pending,
+                    if seen.is_empty() {
+                        "No violation so far. ".to_string()
+                    } else {
+                        format!("Judged as complete it would be invalid: {}. ", seen.join(", "))
+                    }
+                )),
+            )
+        }
+        _ => (verdict, None),
+    };
+    (verdict, reason, warnings)
 }
 
 /// (key, partition and offset as [`log_order`] packs them; handle; seq) of

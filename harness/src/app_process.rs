@@ -4,12 +4,13 @@
 
 use crate::env::ports::free_port;
 use crate::env::process::{tail, ManagedProcess, ProcessSpec};
+use crate::env::ready::{fatal, wait_until_ready};
 use crate::template::{RequestTemplate, ServiceTemplate};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use implementations::{Backlog, Op};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -201,39 +202,44 @@ impl AppProcess {
     /// Waits until the program answers any HTTP request (`GET /health`), or fails
     /// with its log's last lines if it exits or stays silent.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Err(e) = self.process.check_alive() {
-                bail!(
-                    "the implementation ({}) exited before answering: {e:#}\n--- last lines of {} ---\n{}",
-                    self.name,
-                    self.process.log_path().display(),
-                    tail(self.process.log_path(), 20)
-                );
-            }
-            let probe = self
-                .http
-                .get(format!("{}/health", self.base_url))
-                .timeout(Duration::from_secs(1))
-                .send();
-            if let Ok(resp) = probe.await {
-                if resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "the implementation ({}) did not answer HTTP on {} within {timeout:?}; it must listen on 127.0.0.1:$PORT\n--- last lines of {} ---\n{}",
-                    self.name,
-                    self.base_url,
-                    self.process.log_path().display(),
-                    tail(self.process.log_path(), 20)
-                );
-            }
+        let log = self.process.log_path();
+        let last_lines = || format!("--- last lines of {} ---\n{}", log.display(), tail(log, 20));
+        wait_until_ready(
+            &format!("the implementation ({}) at {}", self.name, self.base_url),
+            timeout,
             // Every run waits here once per process: a short poll, as a program
             // starting in ~0.1 s would otherwise wait most of another 100 ms.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Duration::from_millis(20),
+            || {
+                format!(
+                    "it did not answer HTTP; it must listen on 127.0.0.1:$PORT\n{}",
+                    last_lines()
+                )
+            },
+            || async {
+                if let Err(e) = self.process.check_alive() {
+                    return Err(fatal(anyhow!(
+                        "the implementation ({}) exited before answering: {e:#}\n{}",
+                        self.name,
+                        last_lines()
+                    )));
+                }
+                let resp = self
+                    .http
+                    .get(format!("{}/health", self.base_url))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await?;
+                // Any answer will do: a program need not serve /health.
+                let status = resp.status();
+                if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+                    Ok(())
+                } else {
+                    bail!("GET /health answered {status}")
+                }
+            },
+        )
+        .await
     }
 
     /// Posts one op (`POST /ops`) and returns the raw answer.

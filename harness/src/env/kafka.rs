@@ -11,13 +11,14 @@
 //! - `CONTROLLER`: the KRaft quorum.
 
 use super::process::{run_to_completion, tail, ManagedProcess, ProcessSpec};
+use super::ready::{fatal, wait_until_ready};
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Ports of one Kafka node.
 #[derive(Clone, Copy, Debug)]
@@ -269,27 +270,27 @@ impl LocalKafka {
 
     /// Waits until the metadata lists the brokers `ids` (checking each node's process is alive).
     pub async fn wait_brokers(&self, ids: &[usize], timeout: Duration) -> Result<()> {
-        let start = Instant::now();
         let bootstrap = direct_bootstrap(&self.ports);
-        let mut last = String::new();
-        while start.elapsed() < timeout {
+        let logs = || {
+            let logs: Vec<String> = self.nodes.iter().map(|p| p.log_path().display().to_string()).collect();
+            format!("read {}", logs.join(", "))
+        };
+        // On every run's critical path: ask again soon.
+        wait_until_ready("Kafka", timeout, Duration::from_millis(25), logs, || async {
             for p in &self.nodes {
                 if p.pid().is_some() {
                     p.check_alive()
-                        .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))?;
+                        .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))
+                        .map_err(fatal)?;
                 }
             }
             let b = bootstrap.clone();
-            match tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2))).await? {
-                Ok(seen) if ids.iter().all(|id| seen.contains(&(*id as i32))) => return Ok(()),
-                Ok(seen) => last = format!("brokers in metadata: {seen:?}"),
-                Err(e) => last = format!("{e:#}"),
-            }
-            // On every run's critical path: ask again soon.
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let logs: Vec<String> = self.nodes.iter().map(|p| p.log_path().display().to_string()).collect();
-        bail!("Kafka not ready after {timeout:?} ({last}); read {}", logs.join(", "))
+            let seen = tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2)))
+                .await
+                .map_err(fatal)??;
+            brokers_listed(ids, &seen)
+        })
+        .await
     }
 
     /// SIGKILLs node `id`, restarts it on the same data and waits until it is back in the metadata.
@@ -372,23 +373,35 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32
             }
         }
     }
-    let start = Instant::now();
-    loop {
-        let (b, t) = (bootstrap.to_string(), topic.to_string());
-        let ok = tokio::task::spawn_blocking(move || -> Result<bool> {
-            Ok(partition_leaders(&b, &t)?.iter().all(|l| *l >= 0))
-        })
-        .await?;
-        // A broker may not know the new topic yet (UNKNOWN_TOPIC_OR_PART): ask again.
-        match ok {
-            Ok(true) => return Ok(()),
-            Err(e) if start.elapsed() > Duration::from_secs(20) => return Err(e),
-            _ => {}
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("topic {topic}: partitions have no leader after 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A broker may not know the new topic yet (UNKNOWN_TOPIC_OR_PART): ask again.
+    let what = format!("topic {topic}: partition leaders");
+    wait_until_ready(
+        &what,
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        String::new,
+        || async {
+            let (b, t) = (bootstrap.to_string(), topic.to_string());
+            let leaders = tokio::task::spawn_blocking(move || partition_leaders(&b, &t))
+                .await
+                .map_err(fatal)??;
+            if leaders.iter().all(|l| *l >= 0) {
+                Ok(())
+            } else {
+                bail!("leader of each partition: {leaders:?} (-1: none)")
+            }
+        },
+    )
+    .await
+}
+
+/// Whether the metadata's brokers `seen` include every node of `ids`; if not,
+/// the error says which brokers it lists (a readiness probe's "not yet").
+pub fn brokers_listed(ids: &[usize], seen: &[i32]) -> Result<()> {
+    if ids.iter().all(|id| seen.contains(&(*id as i32))) {
+        Ok(())
+    } else {
+        bail!("brokers in metadata: {seen:?}")
     }
 }
 

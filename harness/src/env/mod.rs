@@ -27,6 +27,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod provision;
+pub mod ready;
 pub mod settings;
 #[cfg(feature = "testcontainers")]
 pub mod testcontainers;
@@ -474,12 +475,11 @@ impl Drop for Environment {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "testcontainers")))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(feature = "testcontainers"))]
     fn testcontainers_without_the_feature_is_refused_by_name() {
         let e = BackendKind::Testcontainers.check_usable(&[]).unwrap_err().to_string();
         assert!(

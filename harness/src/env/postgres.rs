@@ -7,9 +7,10 @@
 //! socket. `fsync` stays on: data must survive SIGKILL.
 
 use super::process::{is_root, lookup_user, run_to_completion, tail, ManagedProcess, ProcessSpec};
+use super::ready::{fatal, wait_until_ready};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Directory holding `initdb` and `postgres`: `$DUALCHECK_PG_BIN`, else the newest
 /// `/usr/lib/postgresql/*/bin` (Debian's layout).
@@ -253,27 +254,28 @@ impl LocalPostgres {
 /// Waits until `SELECT 1` succeeds at `url`, up to `timeout`; if `process` has
 /// exited meanwhile, fails at once pointing to its log.
 pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    let mut last_err = String::new();
-    while start.elapsed() < timeout {
-        if let Some(p) = process {
-            p.check_alive()
-                .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))?;
-        }
-        match connect(url).await {
-            Ok(client) => match client.simple_query("SELECT 1").await {
-                Ok(_) => return Ok(()),
-                Err(e) => last_err = e.to_string(),
-            },
-            Err(e) => last_err = format!("{e:#}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = process
-        .map(|p| p.log_path().display().to_string())
-        .unwrap_or_else(|| "the server's log".into());
-    let url = crate::record::redact(url);
-    bail!("PostgreSQL at {url} not ready after {timeout:?} (last error: {last_err}); read {log}")
+    let log = || {
+        process
+            .map(|p| p.log_path().display().to_string())
+            .unwrap_or_else(|| "the server's log".into())
+    };
+    let what = format!("PostgreSQL at {}", crate::record::redact(url));
+    wait_until_ready(
+        &what,
+        timeout,
+        Duration::from_millis(50),
+        || format!("read {}", log()),
+        || async {
+            if let Some(p) = process {
+                p.check_alive()
+                    .with_context(|| format!("last lines:\n{}", tail(p.log_path(), 15)))
+                    .map_err(fatal)?;
+            }
+            connect(url).await?.simple_query("SELECT 1").await?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a

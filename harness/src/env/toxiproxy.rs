@@ -5,6 +5,7 @@
 //! runs. The API is a handful of JSON endpoints, so we call it with `reqwest`
 //! (plain HTTP on loopback; no TLS backend is compiled in).
 
+use super::ready::wait_until_ready;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -209,16 +210,13 @@ impl ToxiproxyClient {
         Ok(())
     }
 
-    /// Waits until the API answers, up to `timeout`.
+    /// Waits until the API answers, up to `timeout`; returns its version.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match self.version().await {
-                Ok(v) => return Ok(v),
-                Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let what = format!("the Toxiproxy API at {}", self.base);
+        wait_until_ready(&what, timeout, Duration::from_millis(50), String::new, || {
+            self.version()
+        })
+        .await
     }
 }
 

@@ -4,15 +4,17 @@
 
 use super::start::Running;
 use super::RunConfig;
-use crate::app_process::Reply;
+use crate::app_process::{AppProcess, Reply};
 use crate::nemesis::Nemesis;
 use crate::observer::ObserverStats;
+use crate::recorder::Recorder;
 use checkers::HistoryLine;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+use workloads::{Op, WorkerStream};
 
 /// Live counters for the progress line.
 #[derive(Default)]
@@ -53,132 +55,187 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
     let counters = Arc::new(Counters::default());
     let invoked: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
-    let mut tasks = Vec::new();
     // A service that cannot be asked to roll back gets no aborts.
     let mut workload = cfg.workload.clone();
     if cfg.template.request.as_ref().is_some_and(|r| !r.can_roll_back()) {
         workload.abort_fraction = 0.0;
     }
     let paced_from = Instant::now();
-    for w in 0..workload.workers() {
-        let stream = workload.worker(w);
-        let (app, recorder, counters, invoked, acked_ops) = (
-            running.app.clone(),
-            running.recorder.clone(),
-            counters.clone(),
-            invoked.clone(),
-            acked.clone(),
-        );
-        let interval = cfg.workload.worker_interval();
-        let offset = cfg.workload.worker_offset(w).unwrap_or_default();
-        let op_timeout = cfg.op_timeout;
-        let reads = cfg.reads;
-        tasks.push(tokio::spawn(async move {
+    let tasks = (0..workload.workers())
+        .map(|w| {
+            let worker = Worker {
+                process: w as u64,
+                app: running.app.clone(),
+                recorder: running.recorder.clone(),
+                counters: counters.clone(),
+                invoked: invoked.clone(),
+                acked: acked.clone(),
+                interval: cfg.workload.worker_interval(),
+                idle,
+                deadline,
+                op_timeout: cfg.op_timeout,
+                reads: cfg.reads,
+            };
             // Staggered: one op every 1/rate s across the workers, not a
             // burst of one op per worker every interval.
-            let mut next_at = paced_from + offset;
-            for op in stream {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                if let Some(iv) = interval {
-                    // Not past the deadline: the run's workload ends on time.
-                    tokio::time::sleep_until(next_at.min(deadline).into()).await;
-                    next_at = next_at.max(Instant::now() - iv) + iv;
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                }
-                if let Some((from, until)) = idle {
-                    let now = Instant::now();
-                    if now >= from && now < until {
-                        tokio::time::sleep_until(until.into()).await;
-                        // Pacing resumes from the window's end in each worker's
-                        // own phase, without a burst.
-                        if let Some(iv) = interval.filter(|iv| !iv.is_zero()) {
-                            // The first slot of this worker's schedule after the window.
-                            let mut slot = next_at.checked_sub(iv).unwrap_or(next_at);
-                            while slot < until {
-                                slot += iv;
-                            }
-                            tokio::time::sleep_until(slot.min(deadline).into()).await;
-                            next_at = slot + iv;
-                        } else {
-                            next_at = next_at.max(Instant::now());
-                        }
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                    }
-                }
-                invoked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
-                let process = w as u64;
-                recorder.record(&HistoryLine::Invoke {
-                    op: op.op,
-                    process,
-                    key: op.key.clone(),
-                    seq: op.seq,
-                    time: recorder.now(),
-                });
-                let completion = app.submit(&op, op_timeout).await;
-                let time = recorder.now();
-                let event = match completion {
-                    Reply::Ok => {
-                        counters.ok.fetch_add(1, Ordering::Relaxed);
-                        HistoryLine::Ok {
-                            op: op.op,
-                            process,
-                            time,
-                        }
-                    }
-                    Reply::Fail(error) => {
-                        counters.fail.fetch_add(1, Ordering::Relaxed);
-                        HistoryLine::Fail {
-                            op: op.op,
-                            process,
-                            time,
-                            error,
-                        }
-                    }
-                    Reply::Info(error) => {
-                        counters.info.fetch_add(1, Ordering::Relaxed);
-                        HistoryLine::Info {
-                            op: op.op,
-                            process,
-                            time,
-                            error,
-                        }
-                    }
-                };
-                let acked = matches!(event, HistoryLine::Ok { .. });
-                recorder.record(&event);
-                if acked {
-                    acked_ops.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
-                }
-                if acked && reads {
-                    // Read your write: a failed or timed-out read is not recorded (nothing was seen).
-                    let invoke_time = recorder.now();
-                    if let Ok(seq) = app.read(&op.key, op_timeout).await {
-                        recorder.record(&HistoryLine::Read {
-                            key: op.key.clone(),
-                            seq,
-                            invoke_time,
-                            time: recorder.now(),
-                        });
-                    }
-                }
-                if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !app.is_alive() {
-                    // The application is down (a kill fault): do not spin.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }));
-    }
+            let first_at = paced_from + cfg.workload.worker_offset(w).unwrap_or_default();
+            tokio::spawn(worker.run(workload.worker(w), first_at))
+        })
+        .collect();
     Workers {
         counters,
         acked,
         invoked,
         tasks,
+    }
+}
+
+/// One worker task: submits its stream's ops one at a time, paced, and
+/// records each in the history.
+struct Worker {
+    /// The worker's number, the history's `process`.
+    process: u64,
+    app: Arc<AppProcess>,
+    recorder: Arc<Recorder>,
+    counters: Arc<Counters>,
+    invoked: Arc<Mutex<HashSet<u64>>>,
+    acked: Arc<Mutex<HashSet<u64>>>,
+    /// Time between this worker's ops (`None`: as fast as answers come).
+    interval: Option<Duration>,
+    /// The idle window (from, until), if any.
+    idle: Option<(Instant, Instant)>,
+    deadline: Instant,
+    op_timeout: Duration,
+    reads: bool,
+}
+
+impl Worker {
+    /// Submits the ops of `stream` until it ends or the deadline comes; the
+    /// first op is due at `next_at`.
+    async fn run(self, stream: WorkerStream, mut next_at: Instant) {
+        for op in stream {
+            if !self.pace(&mut next_at).await {
+                break;
+            }
+            self.submit(&op).await;
+        }
+    }
+
+    /// Waits until the next op is due (`next_at` with pacing, and not in the
+    /// idle window), and moves `next_at` on. False when the deadline came.
+    async fn pace(&self, next_at: &mut Instant) -> bool {
+        let deadline = self.deadline;
+        if Instant::now() >= deadline {
+            return false;
+        }
+        if let Some(iv) = self.interval {
+            // Not past the deadline: the run's workload ends on time.
+            tokio::time::sleep_until((*next_at).min(deadline).into()).await;
+            *next_at = (*next_at).max(Instant::now() - iv) + iv;
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+        if let Some((from, until)) = self.idle {
+            let now = Instant::now();
+            if now >= from && now < until {
+                self.sit_out_idle(until, next_at).await;
+                if Instant::now() >= deadline {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Sleeps until the idle window ends at `until`, then until this worker's
+    /// next slot.
+    async fn sit_out_idle(&self, until: Instant, next_at: &mut Instant) {
+        tokio::time::sleep_until(until.into()).await;
+        // Pacing resumes from the window's end in each worker's
+        // own phase, without a burst.
+        if let Some(iv) = self.interval.filter(|iv| !iv.is_zero()) {
+            // The first slot of this worker's schedule after the window.
+            let mut slot = next_at.checked_sub(iv).unwrap_or(*next_at);
+            while slot < until {
+                slot += iv;
+            }
+            tokio::time::sleep_until(slot.min(self.deadline).into()).await;
+            *next_at = slot + iv;
+        } else {
+            *next_at = (*next_at).max(Instant::now());
+        }
+    }
+
+    /// Submits one op, recording its invocation and completion (and, with
+    /// reads on, the read back of an acknowledged write).
+    async fn submit(&self, op: &Op) {
+        let recorder = &self.recorder;
+        self.invoked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
+        recorder.record(&HistoryLine::Invoke {
+            op: op.op,
+            process: self.process,
+            key: op.key.clone(),
+            seq: op.seq,
+            time: recorder.now(),
+        });
+        let reply = self.app.submit(op, self.op_timeout).await;
+        let event = self.completion(op, reply, recorder.now());
+        let acked = matches!(event, HistoryLine::Ok { .. });
+        recorder.record(&event);
+        if acked {
+            self.acked.lock().unwrap_or_else(|e| e.into_inner()).insert(op.op);
+        }
+        if acked && self.reads {
+            self.read_back(op).await;
+        }
+        if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !self.app.is_alive() {
+            // The application is down (a kill fault): do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The history line of `op`'s `reply` at `time`, counted for the progress line.
+    fn completion(&self, op: &Op, reply: Reply, time: i64) -> HistoryLine {
+        let (op, process) = (op.op, self.process);
+        match reply {
+            Reply::Ok => {
+                self.counters.ok.fetch_add(1, Ordering::Relaxed);
+                HistoryLine::Ok { op, process, time }
+            }
+            Reply::Fail(error) => {
+                self.counters.fail.fetch_add(1, Ordering::Relaxed);
+                HistoryLine::Fail {
+                    op,
+                    process,
+                    time,
+                    error,
+                }
+            }
+            Reply::Info(error) => {
+                self.counters.info.fetch_add(1, Ordering::Relaxed);
+                HistoryLine::Info {
+                    op,
+                    process,
+                    time,
+                    error,
+                }
+            }
+        }
+    }
+
+    /// Reads `op`'s key back (read your write). A failed or timed-out read
+    /// is not recorded: nothing was seen.
+    async fn read_back(&self, op: &Op) {
+        let invoke_time = self.recorder.now();
+        if let Ok(seq) = self.app.read(&op.key, self.op_timeout).await {
+            self.recorder.record(&HistoryLine::Read {
+                key: op.key.clone(),
+                seq,
+                invoke_time,
+                time: self.recorder.now(),
+            });
+        }
     }
 }
 

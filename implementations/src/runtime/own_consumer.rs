@@ -156,7 +156,6 @@ fn assigned(ctx: &AppContext, spec: &ConsumerSpec) -> Result<(StreamConsumer, Ha
     Ok((c, next))
 }
 
-/// Whether some partition has records past `next` (the consumer is behind).
 /// Whether the group's committed offsets have caught up with `next` (the
 /// offsets after the records written); when they have not, commits `next`
 /// again (asynchronously: a commit never blocks the consumer for long) and
@@ -185,12 +184,28 @@ fn commit_written(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i6
     false
 }
 
+/// Whether some partition has records past `next` (the consumer is behind).
 fn behind(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> bool {
     next.iter().any(|(p, at)| {
         consumer
             .fetch_watermarks(topic, *p, Duration::from_secs(2))
             .is_ok_and(|(_, high)| high > *at)
     })
+}
+
+/// Commits `next_offset` as partition `partition`'s next offset to read. A
+/// failure is only logged: a later commit covers it, and the periodic check
+/// in [`Session::on_tick`] commits again what is left behind.
+fn commit_offset(consumer: &StreamConsumer, topic: &str, partition: i32, next_offset: i64, mode: CommitMode) {
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(topic, partition, Offset::Offset(next_offset))
+        .is_ok()
+    {
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::debug!("own consumer: committing offset {partition}/{next_offset}: {e}");
+        }
+    }
 }
 
 /// Consumes the topic until `stop`, applying every event (see the module doc).
@@ -205,12 +220,10 @@ pub async fn run(
     shared: SharedConsumer,
     mut stop: watch::Receiver<bool>,
 ) {
-    let b = Backoff {
+    let backoff = Backoff {
         base: ctx.config.backoff_base,
         max: ctx.config.backoff_max,
     };
-    let topic = ctx.config.topic.clone();
-    let early_commit = ctx.config.bug_is(COMMIT_OFFSET_BEFORE_WRITE.name);
     let mut failures = 0u32;
     loop {
         // Set up: create and assign, retrying until the broker answers.
@@ -219,11 +232,11 @@ pub async fn run(
             .await
             .map_err(anyhow::Error::from)
             .and_then(|r| r);
-        let (consumer, mut next) = match res {
+        let (consumer, next) = match res {
             Ok((c, next)) => (Arc::new(c), next),
             Err(e) => {
                 tracing::warn!("own consumer: {e:#} (retrying)");
-                if !b.wait_after_failure(&mut failures, &mut stop).await {
+                if !backoff.wait_after_failure(&mut failures, &mut stop).await {
                     return;
                 }
                 continue;
@@ -231,99 +244,159 @@ pub async fn run(
         };
         *shared.write().unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
         failures = 0;
-        let mut last_progress = Instant::now();
+        let mut session = Session {
+            ctx: &ctx,
+            spec: &spec,
+            cache: &cache,
+            backoff: &backoff,
+            topic: ctx.config.topic.clone(),
+            early_commit: ctx.config.bug_is(COMMIT_OFFSET_BEFORE_WRITE.name),
+            consumer,
+            next,
+            uncommitted: false,
+            last_progress: Instant::now(),
+        };
+        match session.consume(&mut failures, &mut stop).await {
+            SessionEnd::Stopped => return,
+            SessionEnd::Stuck => continue,
+        }
+    }
+}
+
+/// Why a [`Session`] ended.
+enum SessionEnd {
+    /// `stop` was signalled: the consumer is done.
+    Stopped,
+    /// No progress while records wait: replace the consumer.
+    Stuck,
+}
+
+/// One consumer, from its assignment until it is stopped or found stuck.
+struct Session<'a> {
+    ctx: &'a AppContext,
+    spec: &'a ConsumerSpec,
+    cache: &'a ReadCache,
+    backoff: &'a Backoff,
+    topic: String,
+    /// The `commit-offset-before-write` mutant is on.
+    early_commit: bool,
+    consumer: Arc<StreamConsumer>,
+    /// Per partition, the offset after the last record written.
+    next: HashMap<i32, i64>,
+    /// Records written since the group's offsets were last seen caught up with `next`.
+    uncommitted: bool,
+    last_progress: Instant,
+}
+
+impl Session<'_> {
+    /// Receives and applies records until `stop` or until the consumer is stuck.
+    /// `failures` counts receive errors in a row (across sessions, for the backoff).
+    async fn consume(&mut self, failures: &mut u32, stop: &mut watch::Receiver<bool>) -> SessionEnd {
+        let consumer = self.consumer.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(5));
-        // Records written since the last synchronous commit of `next`.
-        let mut uncommitted = false;
         loop {
             let msg = tokio::select! {
                 m = consumer.recv() => m,
                 _ = tick.tick() => {
-                    // An asynchronous commit that failed (the group
-                    // coordinator moved with a partition leader) is not
-                    // retried, and once records stop coming no later commit
-                    // covers it: the group's offsets, hence the lag in the
-                    // backlog, would stay behind forever. While the group's
-                    // offsets are behind what was written, commit it again.
-                    // (Not for the mutant that commits before writing: it
-                    // would move offsets back.)
-                    if uncommitted && !early_commit {
-                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
-                        if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n)).await.unwrap_or(false) {
-                            uncommitted = false;
-                        }
-                    }
-                    if last_progress.elapsed() >= Duration::from_secs(10) {
-                        let (c, t, n) = (consumer.clone(), topic.clone(), next.clone());
-                        if tokio::task::spawn_blocking(move || behind(&c, &t, &n)).await.unwrap_or(false) {
-                            tracing::warn!("own consumer: no progress for 10 s while records wait; recreating it");
-                            break;
-                        }
-                        last_progress = Instant::now();
+                    if self.on_tick().await {
+                        return SessionEnd::Stuck;
                     }
                     continue;
                 }
-                _ = stop.changed() => return,
+                _ = stop.changed() => return SessionEnd::Stopped,
             };
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("own consumer: {e} (librdkafka reconnects)");
-                    if !b.wait_after_failure(&mut failures, &mut stop).await {
-                        return;
+                    if !self.backoff.wait_after_failure(failures, stop).await {
+                        return SessionEnd::Stopped;
                     }
                     continue;
                 }
             };
-            failures = 0;
-            let (partition, offset) = (msg.partition(), msg.offset());
-            if early_commit {
-                // The mutant: the record counts as consumed once received.
-                let mut tpl = TopicPartitionList::new();
-                if tpl
-                    .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
-                    .is_ok()
-                {
-                    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                        tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
-                    }
-                }
+            *failures = 0;
+            if !self.take(&msg, stop).await {
+                return SessionEnd::Stopped;
             }
-            let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
-            match envelope {
-                None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
-                Some(env) => {
-                    let mut attempt = 0u32;
-                    loop {
-                        match apply(&ctx, &spec, &env).await {
-                            Ok(_) => {
-                                cache.committed(&env.key, env.op, env.seq);
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(
-                                    "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
-                                    env.op
-                                );
-                                if !b.wait_after_failure(&mut attempt, &mut stop).await {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            // Only now, after the database write: the next offset to read.
-            next.insert(partition, offset + 1);
-            uncommitted = true;
-            last_progress = Instant::now();
-            let mut tpl = TopicPartitionList::new();
-            if tpl
-                .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
-                .is_ok()
+        }
+    }
+
+    /// Every 5 s: commits again what the group's offsets miss, and says
+    /// whether the consumer is stuck (no progress for 10 s while records wait).
+    async fn on_tick(&mut self) -> bool {
+        // An asynchronous commit that failed (the group coordinator moved
+        // with a partition leader) is not retried, and once records stop
+        // coming no later commit covers it: the group's offsets, hence the
+        // lag in the backlog, would stay behind forever. While the group's
+        // offsets are behind what was written, commit it again. (Not for
+        // the mutant that commits before writing: it would move offsets back.)
+        if self.uncommitted && !self.early_commit {
+            let (c, t, n) = (self.consumer.clone(), self.topic.clone(), self.next.clone());
+            if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n))
+                .await
+                .unwrap_or(false)
             {
-                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::debug!("own consumer: committing offset {partition}/{}: {e}", offset + 1);
+                self.uncommitted = false;
+            }
+        }
+        if self.last_progress.elapsed() >= Duration::from_secs(10) {
+            let (c, t, n) = (self.consumer.clone(), self.topic.clone(), self.next.clone());
+            if tokio::task::spawn_blocking(move || behind(&c, &t, &n))
+                .await
+                .unwrap_or(false)
+            {
+                tracing::warn!("own consumer: no progress for 10 s while records wait; recreating it");
+                return true;
+            }
+            self.last_progress = Instant::now();
+        }
+        false
+    }
+
+    /// Applies one record and then commits its offset (the mutant commits
+    /// first). False when stopped while retrying its write.
+    async fn take(&mut self, msg: &impl Message, stop: &mut watch::Receiver<bool>) -> bool {
+        let (partition, offset) = (msg.partition(), msg.offset());
+        if self.early_commit {
+            // The mutant: the record counts as consumed once received.
+            commit_offset(&self.consumer, &self.topic, partition, offset + 1, CommitMode::Sync);
+        }
+        let envelope: Option<Envelope> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
+        match envelope {
+            None => tracing::warn!("own consumer: record {partition}/{offset} is not an event envelope; skipped"),
+            Some(env) => {
+                if !self.write(&env, partition, offset, stop).await {
+                    return false;
+                }
+            }
+        }
+        // Only now, after the database write: the next offset to read.
+        self.next.insert(partition, offset + 1);
+        self.uncommitted = true;
+        self.last_progress = Instant::now();
+        commit_offset(&self.consumer, &self.topic, partition, offset + 1, CommitMode::Async);
+        true
+    }
+
+    /// Writes `env`'s business row, retrying with backoff until it succeeds
+    /// (an event is never skipped). False when stopped meanwhile.
+    async fn write(&self, env: &Envelope, partition: i32, offset: i64, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            match apply(self.ctx, self.spec, env).await {
+                Ok(_) => {
+                    self.cache.committed(&env.key, env.op, env.seq);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "own consumer: writing op {} (record {partition}/{offset}): {e:#} (retrying)",
+                        env.op
+                    );
+                    if !self.backoff.wait_after_failure(&mut attempt, stop).await {
+                        return false;
+                    }
                 }
             }
         }

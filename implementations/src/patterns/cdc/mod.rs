@@ -343,123 +343,17 @@ impl Tailer {
         let (to_acker, from_reader) = mpsc::channel::<Pending>(256);
         let (acked_tx, mut acked_rx) = watch::channel(Lsn(0));
         let acker = tokio::spawn(acknowledge(from_reader, acked_tx, self.state.clone()));
-        let early = self.ctx.config.cdc_confirm == CdcConfirm::Early;
-        let mut parser = LogicalReplicationParser::with_protocol_version(1);
-        let mut relations: HashMap<u32, RelationInfo> = HashMap::new();
-        let mut txn: Vec<CdcEvent> = Vec::new();
+        let mut reader = Reader {
+            tailer: self,
+            producer,
+            to_acker,
+            early: self.ctx.config.cdc_confirm == CdcConfirm::Early,
+            parser: LogicalReplicationParser::with_protocol_version(1),
+            relations: HashMap::new(),
+            txn: Vec::new(),
+        };
         let _stop = stop;
-        let result: Result<()> = async {
-            loop {
-                let event = tokio::select! {
-                    ev = repl.recv() => ev.context("replication stream")?,
-                    changed = acked_rx.changed() => {
-                        if changed.is_err() {
-                            bail!("the acknowledger stopped: a delivery failed");
-                        }
-                        if !early {
-                            let lsn = *acked_rx.borrow();
-                            repl.update_applied_lsn(lsn);
-                            self.state.confirmed_lsn.fetch_max(lsn.0, Ordering::SeqCst);
-                        }
-                        continue;
-                    }
-                };
-                let Some(event) = event else {
-                    bail!("the replication stream ended");
-                };
-                match event {
-                    ReplicationEvent::Begin { .. } => txn.clear(),
-                    ReplicationEvent::XLogData { data, .. } => {
-                        let msg = parser
-                            .parse_wal_message(&data)
-                            .map_err(|e| anyhow!("decoding pgoutput: {e}"))?;
-                        match msg.message {
-                            LogicalReplicationMessage::Relation {
-                                relation_id,
-                                namespace,
-                                relation_name,
-                                replica_identity,
-                                columns,
-                            } => {
-                                // Also after an ALTER TABLE: columns are looked up by name.
-                                relations.insert(
-                                    relation_id,
-                                    RelationInfo::new(relation_id, namespace, relation_name, replica_identity, columns),
-                                );
-                            }
-                            LogicalReplicationMessage::Insert { relation_id, tuple } => {
-                                let relation = relations
-                                    .get(&relation_id)
-                                    .with_context(|| format!("insert into unknown relation {relation_id}"))?;
-                                if &*relation.relation_name == self.source.table {
-                                    let row = Row {
-                                        relation,
-                                        tuple: &tuple,
-                                    };
-                                    txn.push((self.source.to_event)(&row)?);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    ReplicationEvent::Commit { end_lsn, .. } => {
-                        if early {
-                            // The deliberate bug: confirmed before Kafka has anything.
-                            repl.update_applied_lsn(end_lsn);
-                            self.state.confirmed_lsn.fetch_max(end_lsn.0, Ordering::SeqCst);
-                        }
-                        for e in &txn {
-                            if let Some(op) = crate::runtime::journal::op_of_value(&e.value) {
-                                self.state.journal.update(op, |n| {
-                                    n.event = e.event_id.clone();
-                                    n.extra.insert("commit_lsn".into(), lsn_text(end_lsn.0).into());
-                                });
-                            }
-                        }
-                        let deliveries = self.produce(&producer, std::mem::take(&mut txn)).await?;
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn: end_lsn,
-                                deliveries,
-                                marker: None,
-                            },
-                        )
-                        .await?;
-                    }
-                    ReplicationEvent::Message {
-                        prefix, content, lsn, ..
-                    } if prefix == DRAIN_PREFIX => {
-                        let marker = parse_marker(&content, self.state.nonce);
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn,
-                                deliveries: Vec::new(),
-                                marker,
-                            },
-                        )
-                        .await?;
-                    }
-                    ReplicationEvent::KeepAlive { wal_end, .. } => {
-                        // Everything committed before `wal_end` has been received:
-                        // once the earlier events are acknowledged, it is processed.
-                        send(
-                            &to_acker,
-                            Pending {
-                                lsn: wal_end,
-                                deliveries: Vec::new(),
-                                marker: None,
-                            },
-                        )
-                        .await?;
-                    }
-                    ReplicationEvent::Message { .. } => {}
-                    ReplicationEvent::StoppedAt { .. } => bail!("the replication stream stopped"),
-                }
-            }
-        }
-        .await;
+        let result = reader.stream(&mut repl, &mut acked_rx).await;
         acker.abort();
         repl.abort();
         result
@@ -540,11 +434,154 @@ impl Tailer {
     }
 }
 
-async fn send(to_acker: &mpsc::Sender<Pending>, p: Pending) -> Result<()> {
-    to_acker
-        .send(p)
-        .await
-        .map_err(|_| anyhow!("the acknowledger stopped: a delivery failed"))
+/// The reading side of one replication session: decodes the stream, hands
+/// each committed transaction's events to the producer and every position to
+/// the acknowledger, and confirms to Postgres what the acknowledger reports.
+struct Reader<'a> {
+    tailer: &'a Tailer,
+    producer: FutureProducer,
+    to_acker: mpsc::Sender<Pending>,
+    /// `--cdc-confirm early` (the deliberate bug): confirm at commit, before Kafka has anything.
+    early: bool,
+    parser: LogicalReplicationParser,
+    /// The relations the stream described, by id.
+    relations: HashMap<u32, RelationInfo>,
+    /// Events of the transaction being read, published at its commit.
+    txn: Vec<CdcEvent>,
+}
+
+impl Reader<'_> {
+    /// Reads until an error (a session always ends with one).
+    async fn stream(&mut self, repl: &mut ReplicationClient, acked_rx: &mut watch::Receiver<Lsn>) -> Result<()> {
+        loop {
+            let event = tokio::select! {
+                ev = repl.recv() => ev.context("replication stream")?,
+                changed = acked_rx.changed() => {
+                    if changed.is_err() {
+                        bail!("the acknowledger stopped: a delivery failed");
+                    }
+                    if !self.early {
+                        self.confirm(repl, *acked_rx.borrow());
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                bail!("the replication stream ended");
+            };
+            self.handle(repl, event).await?;
+        }
+    }
+
+    /// Tells Postgres that everything up to `lsn` is processed.
+    fn confirm(&self, repl: &ReplicationClient, lsn: Lsn) {
+        repl.update_applied_lsn(lsn);
+        self.tailer.state.confirmed_lsn.fetch_max(lsn.0, Ordering::SeqCst);
+    }
+
+    /// Takes one event of the stream.
+    async fn handle(&mut self, repl: &ReplicationClient, event: ReplicationEvent) -> Result<()> {
+        match event {
+            ReplicationEvent::Begin { .. } => self.txn.clear(),
+            ReplicationEvent::XLogData { data, .. } => self.decode(&data)?,
+            ReplicationEvent::Commit { end_lsn, .. } => self.commit(repl, end_lsn).await?,
+            ReplicationEvent::Message {
+                prefix, content, lsn, ..
+            } if prefix == DRAIN_PREFIX => {
+                let marker = parse_marker(&content, self.tailer.state.nonce);
+                self.pass_on(lsn, Vec::new(), marker).await?;
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Everything committed before `wal_end` has been received:
+                // once the earlier events are acknowledged, it is processed.
+                self.pass_on(wal_end, Vec::new(), None).await?;
+            }
+            ReplicationEvent::Message { .. } => {}
+            ReplicationEvent::StoppedAt { .. } => bail!("the replication stream stopped"),
+        }
+        Ok(())
+    }
+
+    /// Decodes one pgoutput message: a relation's description is kept, an
+    /// insert into the source's table becomes an event of the transaction.
+    fn decode(&mut self, data: &[u8]) -> Result<()> {
+        let msg = self
+            .parser
+            .parse_wal_message(data)
+            .map_err(|e| anyhow!("decoding pgoutput: {e}"))?;
+        match msg.message {
+            LogicalReplicationMessage::Relation {
+                relation_id,
+                namespace,
+                relation_name,
+                replica_identity,
+                columns,
+            } => {
+                // Also after an ALTER TABLE: columns are looked up by name.
+                self.relations.insert(
+                    relation_id,
+                    RelationInfo::new(relation_id, namespace, relation_name, replica_identity, columns),
+                );
+            }
+            LogicalReplicationMessage::Insert { relation_id, tuple } => {
+                let relation = self
+                    .relations
+                    .get(&relation_id)
+                    .with_context(|| format!("insert into unknown relation {relation_id}"))?;
+                let source = &self.tailer.source;
+                if &*relation.relation_name == source.table {
+                    let row = Row {
+                        relation,
+                        tuple: &tuple,
+                    };
+                    self.txn.push((source.to_event)(&row)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// At a commit: journals the transaction's events, hands them to the
+    /// producer and their position to the acknowledger.
+    async fn commit(&mut self, repl: &ReplicationClient, end_lsn: Lsn) -> Result<()> {
+        let state = &self.tailer.state;
+        if self.early {
+            // The deliberate bug: confirmed before Kafka has anything.
+            self.confirm(repl, end_lsn);
+        }
+        for e in &self.txn {
+            if let Some(op) = crate::runtime::journal::op_of_value(&e.value) {
+                state.journal.update(op, |n| {
+                    n.event = e.event_id.clone();
+                    n.extra.insert("commit_lsn".into(), lsn_text(end_lsn.0).into());
+                });
+            }
+        }
+        let deliveries = self
+            .tailer
+            .produce(&self.producer, std::mem::take(&mut self.txn))
+            .await?;
+        self.pass_on(end_lsn, deliveries, None).await
+    }
+
+    /// Hands a position (with its deliveries and drain marker) to the acknowledger.
+    async fn pass_on(
+        &self,
+        lsn: Lsn,
+        deliveries: Vec<(Option<i64>, String, DeliveryFuture)>,
+        marker: Option<u64>,
+    ) -> Result<()> {
+        let pending = Pending {
+            lsn,
+            deliveries,
+            marker,
+        };
+        self.to_acker
+            .send(pending)
+            .await
+            .map_err(|_| anyhow!("the acknowledger stopped: a delivery failed"))
+    }
 }
 
 /// `nonce:n` of this process → `n`; a predecessor's marker → `None`.
