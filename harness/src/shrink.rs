@@ -903,17 +903,22 @@ mod tests {
         assert!(
             line.starts_with(
                 // The faults the windows use (the brokers stay those of the run).
-                "dualcheck run --impl naive --faults kafka-partition --duration 4000ms"
+                "dualcheck run --impl naive --committed-sql "
             ),
             "{line}"
         );
         assert!(
-            line.contains("--keys 4") && line.contains("--app-env DUALCHECK_RELAYS=2"),
+            line.contains("--keys 4")
+                && line.contains("--app-env DUALCHECK_RELAYS=2")
+                && line.contains(" --faults kafka-partition --duration 4000ms "),
             "{line}"
         );
         assert!(line.ends_with("--schedule /r/shrunk/schedule.json"), "{line}");
         assert!(!line.contains("--backend"), "local is the default: {line}");
-        assert!(!line.contains("--committed-sql"), "the built-in's own query: {line}");
+        assert!(
+            line.contains(&format!("--committed-sql {}", quote(naive_sql))),
+            "{line}"
+        );
         let mut own_sql = base.clone();
         own_sql.committed_sql = "SELECT 1".into();
         let line = run_command(

@@ -136,13 +136,9 @@ impl RecordedConfig {
                 flag("--cmd", cmd.clone());
             }
         }
-        let builtin_sql = match &self.app {
-            RecordedApp::Builtin(name) => implementations::lookup(name).ok().map(|i| i.committed_sql),
-            RecordedApp::Exec(_) => None,
-        };
-        if builtin_sql != Some(self.committed_sql.as_str()) {
-            flag("--committed-sql", self.committed_sql.clone());
-        }
+        // Stated for a built-in too: its own query as recorded, whatever a
+        // later version's built-in would bring.
+        flag("--committed-sql", self.committed_sql.clone());
         flag(
             "--faults",
             if self.faults.is_empty() {
