@@ -29,7 +29,7 @@ use crate::run_dir::{
 };
 
 /// One fault window: `fault` from `start` to `stop` (offsets from the start of the workload).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Window {
     /// The fault.
     pub fault: Fault,
@@ -97,7 +97,7 @@ pub fn schedule_of(windows: &[Window]) -> Schedule<Fault> {
 }
 
 /// What a candidate run varies: the fault windows, the workload's duration and options.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Candidate {
     /// The fault windows.
     pub windows: Vec<Window>,
@@ -198,7 +198,7 @@ pub struct ShrinkOptions {
 }
 
 /// How a shrink ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum ShrinkEnd {
     /// The run was valid (or showed no violation): nothing to shrink.
@@ -220,13 +220,15 @@ pub enum ShrinkEnd {
 }
 
 /// A shrink's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ShrinkOutcome {
     /// The anomaly kind kept.
     pub anomaly: String,
     /// The recorded run.
+    #[serde(default)]
     pub original: Candidate,
     /// The smallest candidate that reproduced.
+    #[serde(default)]
     pub best: Candidate,
     /// Candidates tried (the original included).
     pub candidates: usize,

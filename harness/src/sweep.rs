@@ -117,7 +117,7 @@ pub fn expectation(implementation: &str, app_vars: &[(String, String)], faults: 
 }
 
 /// A run whose verdict was not the expected one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unexpected {
     /// Its seed.
     pub seed: u64,
@@ -126,7 +126,7 @@ pub struct Unexpected {
 }
 
 /// How fast a cell's runs recovered from one kind of fault, over all its windows.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FaultRecovery {
     /// The fault.
     pub fault: String,
@@ -169,7 +169,8 @@ fn recoveries<'a>(runs: impl Iterator<Item = &'a RunOutcome>) -> Vec<FaultRecove
 }
 
 /// One cell's line of the sweep: an implementation (with its knobs) under one fault list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Row {
     /// Implementation, with its knobs (`NAME+KEY=VALUE`) when it has any.
     pub implementation: String,
@@ -649,7 +650,7 @@ impl SweepPlan {
 }
 
 /// What a sweep produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepOutcome {
     /// One row per cell, subjects in order, each with its fault lists in order.
     pub rows: Vec<Row>,

@@ -138,7 +138,7 @@ fn unknown(name: &str, zoo: &[Mutant]) -> String {
 }
 
 /// One row of the zoo's table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ZooRow {
     /// The mutant's name.
     pub mutant: String,
@@ -168,7 +168,7 @@ pub struct ZooRow {
 }
 
 /// The correct pattern's runs beside a mutant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Baseline {
     /// The pattern.
     pub implementation: String,
@@ -200,7 +200,7 @@ impl ZooRow {
 }
 
 /// What `dualcheck zoo` produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ZooOutcome {
     /// One row per mutant.
     pub rows: Vec<ZooRow>,
