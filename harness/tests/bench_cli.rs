@@ -46,6 +46,8 @@ fn two_patterns_are_benchmarked_on_one_warm_environment() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    // JSON: cli/bench.rs writes this object with `json!`, and its rows
+    // (`bench::BenchRow`) only serialize.
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
 
     // The broker was warmed up with single-record round trips before the runs.

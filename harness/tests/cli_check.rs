@@ -1,8 +1,12 @@
 //! `dualcheck check` as a user runs it: exit codes, one JSON object with
 //! `--json`, and messages that name the file and line of unusable input.
 
+use checkers::{CheckResult, Verdict};
 use std::io::Write;
 use std::process::Command;
+
+mod run_support;
+use run_support::parse;
 
 fn history(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("dualcheck-cli-check-{}", std::process::id()));
@@ -39,6 +43,9 @@ fn valid_history_exits_0_with_one_json_object() {
     let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     assert_eq!(out.trim().lines().count(), 1, "exactly one line of JSON: {out}");
+    // The documented key names of the `check --json` contract
+    // (docs/results.md): JSON on purpose, as a reader in another language
+    // sees them. The other tests read the object as a `CheckResult`.
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["valid"], true);
     for kind in [
@@ -64,20 +71,20 @@ fn anomalies_exit_1_and_duplicates_only_with_exactly_once() {
         &VALID.replace(r#"{"type":"deliver","op":17"#, r#"{"type":"deliver","op":99"#),
     );
     // op 99 was never invoked: the delivery is unexpected and op 17 is lost
-    let (code, out, _) = dualcheck(&["check", lost.to_str().unwrap(), "--json"]);
+    let (code, out, err) = dualcheck(&["check", lost.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["valid"], false);
-    assert_eq!(v["anomalies"]["lost"], 1);
-    assert_eq!(v["anomalies"]["unexpected"], 1);
+    let v: CheckResult = parse("check", &out, &err);
+    assert!(!v.valid);
+    assert_eq!(v.anomalies.lost, 1);
+    assert_eq!(v.anomalies.unexpected, 1);
 
     let dup_line = r#"{"type":"deliver","op":17,"event":"0b9c","key":"k3","seq":5,"topic":"orders","partition":0,"offset":43,"time":190000}"#;
     let dup = history("dup.jsonl", &format!("{VALID}{dup_line}\n"));
     assert_eq!(dualcheck(&["check", dup.to_str().unwrap()]).0, 0);
-    let (code, out, _) = dualcheck(&["check", dup.to_str().unwrap(), "--exactly-once", "--json"]);
+    let (code, out, err) = dualcheck(&["check", dup.to_str().unwrap(), "--exactly-once", "--json"]);
     assert_eq!(code, 1);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["anomalies"]["duplicate"], 1);
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!(v.anomalies.duplicate, 1);
 }
 
 #[test]
@@ -138,13 +145,13 @@ const INTERRUPTED: &str = r#"{"type":"invoke","op":17,"process":2,"key":"k3","se
 #[test]
 fn an_interrupted_history_is_unknown_exit_3_unless_assumed_complete() {
     let p = history("interrupted.jsonl", &format!("{BEGIN}\n{INTERRUPTED}"));
-    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    let (code, out, err) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
     assert_eq!(code, 3, "unknown has its own exit code: {out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["verdict"], "unknown");
-    assert_eq!(v["valid"], false);
-    assert_eq!(v["complete"], false);
-    let reason = v["reason"].as_str().unwrap();
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!(v.verdict, Verdict::Unknown);
+    assert!(!v.valid);
+    assert_eq!(v.complete, Some(false));
+    let reason = v.reason.as_deref().unwrap();
     assert!(
         reason.contains("no `end` line") && reason.contains("lost 1") && reason.contains("--assume-complete"),
         "{reason}"
@@ -155,24 +162,21 @@ fn an_interrupted_history_is_unknown_exit_3_unless_assumed_complete() {
     assert!(out.contains("why unknown: incomplete history"), "{out}");
 
     // Judged as complete on request: what it was before the marks existed.
-    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--assume-complete", "--json"]);
+    let (code, out, err) = dualcheck(&["check", p.to_str().unwrap(), "--assume-complete", "--json"]);
     assert_eq!(code, 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["verdict"], "invalid");
-    assert_eq!(v["valid"], false);
-    assert_eq!(v["anomalies"]["lost"], 1);
-    assert_eq!(v["reason"], serde_json::Value::Null);
-    assert!(v["warnings"][0].as_str().unwrap().contains("--assume-complete"), "{v}");
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!(v.verdict, Verdict::Invalid);
+    assert!(!v.valid);
+    assert_eq!(v.anomalies.lost, 1);
+    assert_eq!(v.reason, None);
+    assert!(v.warnings[0].contains("--assume-complete"), "{v:?}");
 
     // With its end line the same history is judged as usual.
     let ended = history("ended.jsonl", &format!("{BEGIN}\n{INTERRUPTED}{END}\n"));
-    let (code, out, _) = dualcheck(&["check", ended.to_str().unwrap(), "--json"]);
+    let (code, out, err) = dualcheck(&["check", ended.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(
-        (v["verdict"].as_str(), v["complete"].as_bool()),
-        (Some("invalid"), Some(true))
-    );
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!((v.verdict, v.complete), (Verdict::Invalid, Some(true)));
     let ended_valid = history("ended-valid.jsonl", &format!("{BEGIN}\n{VALID}{END}\n"));
     assert_eq!(dualcheck(&["check", ended_valid.to_str().unwrap()]).0, 0);
 }
@@ -180,24 +184,21 @@ fn an_interrupted_history_is_unknown_exit_3_unless_assumed_complete() {
 #[test]
 fn a_history_without_marks_is_judged_as_before() {
     let p = history("nomarks.jsonl", INTERRUPTED);
-    let (code, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    let (code, out, err) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["verdict"], "invalid");
-    assert_eq!(v["valid"], false);
-    assert_eq!(v["anomalies"]["lost"], 1);
-    assert_eq!(v["complete"], serde_json::Value::Null);
-    assert_eq!(v["reason"], serde_json::Value::Null);
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!(v.verdict, Verdict::Invalid);
+    assert!(!v.valid);
+    assert_eq!(v.anomalies.lost, 1);
+    assert_eq!(v.complete, None);
+    assert_eq!(v.reason, None);
     // --assume-complete changes nothing for it.
     assert_eq!(dualcheck(&["check", p.to_str().unwrap(), "--assume-complete"]).0, 1);
     let valid = history("nomarks-valid.jsonl", VALID);
-    let (code, out, _) = dualcheck(&["check", valid.to_str().unwrap(), "--json"]);
+    let (code, out, err) = dualcheck(&["check", valid.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(
-        (v["verdict"].as_str(), v["valid"].as_bool()),
-        (Some("valid"), Some(true))
-    );
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!((v.verdict, v.valid), (Verdict::Valid, true));
 }
 
 #[test]
@@ -212,10 +213,10 @@ fn a_failed_fault_is_said_next_to_the_verdict() {
         out.contains("kafka-reset") && out.contains("FAILED, never took effect"),
         "{out}"
     );
-    let (_, out, _) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["faults"].as_array().unwrap().len(), 0, "no window: {v}");
-    assert_eq!(v["failed_faults"][0]["fault"], "kafka-reset");
+    let (_, out, err) = dualcheck(&["check", p.to_str().unwrap(), "--json"]);
+    let v: CheckResult = parse("check", &out, &err);
+    assert_eq!(v.faults.len(), 0, "no window: {v:?}");
+    assert_eq!(v.failed_faults[0].fault, "kafka-reset");
 }
 
 #[test]

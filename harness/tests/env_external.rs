@@ -4,6 +4,8 @@
 //! publications, topic), concurrent runs against the same services, and no
 //! password anywhere a run writes or prints.
 
+use dualcheck::runner::RunOutcome;
+use dualcheck::sweep::SweepOutcome;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, ONE_AT_A_TIME};
+use run_support::{assert_no_process_left, out_dir, parse_output, ONE_AT_A_TIME};
 
 fn dualcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -23,6 +25,8 @@ struct EnvUp {
     out: PathBuf,
     /// The variables of its `--env-file`.
     vars: Vec<(String, String)>,
+    /// Its `--json` line. JSON: cli/env.rs writes it with `json!`, no
+    /// library type has it.
     info: Value,
 }
 
@@ -154,7 +158,7 @@ impl Drop for EnvUp {
 }
 
 /// The result object of a `run --json`, with its exit code.
-fn result_of(name: &str, o: &Output) -> (i32, Value) {
+fn result_of(name: &str, o: &Output) -> (i32, RunOutcome) {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let code = o.status.code().unwrap_or(-1);
     assert!(
@@ -162,7 +166,7 @@ fn result_of(name: &str, o: &Output) -> (i32, Value) {
         "{name}: exit {code}\n{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let v = parse_output(name, o);
     (code, v)
 }
 
@@ -247,22 +251,17 @@ fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothin
         .unwrap();
     let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
     let (code, v) = result_of("outbox-poll", &first);
-    assert_eq!((code, &v["valid"]), (0, &Value::Bool(true)), "outbox-poll: {v}");
-    let windows: Vec<&str> = v["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fault"].as_str().unwrap())
-        .collect();
+    assert_eq!((code, v.result.valid), (0, true), "outbox-poll: {v:?}");
+    let windows: Vec<&str> = v.result.faults.iter().map(|f| f.fault.as_str()).collect();
     assert!(
         windows.contains(&"kafka-partition") && windows.contains(&"pg-partition"),
-        "network faults through env up's proxies: {v}"
+        "network faults through env up's proxies: {v:?}"
     );
     let (code, v2) = result_of("cdc-logical", &second);
-    assert_eq!((code, &v2["valid"]), (0, &Value::Bool(true)), "cdc-logical: {v2}");
+    assert_eq!((code, v2.result.valid), (0, true), "cdc-logical: {v2:?}");
     assert!(
-        !v2["slots_dropped"].as_array().unwrap().is_empty(),
-        "the CDC run's slot was its own and dropped: {v2}"
+        !v2.slots_dropped.is_empty(),
+        "the CDC run's slot was its own and dropped: {v2:?}"
     );
 
     // The password is nowhere: not in any file of the run directory, not on the terminal.
@@ -274,8 +273,7 @@ fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothin
             );
         }
     }
-    let run_dir = PathBuf::from(v2["run_dir"].as_str().unwrap());
-    let files = walk(&run_dir);
+    let files = walk(&v2.run_dir);
     assert!(files.len() > 5, "{files:?}");
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
@@ -303,8 +301,8 @@ fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothin
         .output()
         .unwrap();
     let (code, v) = result_of("naive", &o);
-    assert_eq!((code, &v["valid"]), (1, &Value::Bool(false)), "naive: {v}");
-    assert!(v["anomalies"]["lost"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!((code, v.result.valid), (1, false), "naive: {v:?}");
+    assert!(v.result.anomalies.lost > 0, "{v:?}");
 
     assert_eq!(
         env.leftovers(),
@@ -371,20 +369,14 @@ fn a_two_shard_sweep_against_env_up_splits_the_runs_and_leaves_nothing() {
             ])
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "shard {shard}: not JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            )
-        });
-        assert_eq!(o.status.code(), Some(0), "shard {shard}: every run as expected: {v}");
-        rows.extend(v["rows"].as_array().unwrap().iter().cloned());
+        let v: SweepOutcome = parse_output(&format!("shard {shard}"), &o);
+        assert_eq!(o.status.code(), Some(0), "shard {shard}: every run as expected: {v:?}");
+        rows.extend(v.rows);
     }
     let runs = |name: &str| {
         rows.iter()
-            .filter(|r| r["implementation"] == name)
-            .map(|r| r["runs"].as_u64().unwrap())
+            .filter(|r| r.implementation == name)
+            .map(|r| r.runs)
             .sum::<u64>()
     };
     assert_eq!(
@@ -393,7 +385,7 @@ fn a_two_shard_sweep_against_env_up_splits_the_runs_and_leaves_nothing() {
         "the shards split the runs: {rows:?}"
     );
     for r in &rows {
-        assert_eq!(r["as_expected"], r["runs"], "as with the local backend: {r}");
+        assert_eq!(r.as_expected, r.runs, "as with the local backend: {r:?}");
     }
     assert_eq!(
         env.leftovers(),

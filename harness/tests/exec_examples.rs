@@ -7,12 +7,12 @@
 //! The Python services need psycopg and confluent-kafka in
 //! `$DUALCHECK_CACHE/pyenv` (`bash ci/setup` creates it).
 
-use serde_json::Value;
+use dualcheck::runner::RunOutcome;
 use std::path::PathBuf;
 use std::process::Command;
 
 mod run_support;
-use run_support::{example_python as python, ONE_AT_A_TIME};
+use run_support::{example_python as python, parse, ONE_AT_A_TIME};
 
 /// Faults of the example runs: the relay dies with events in flight, Kafka
 /// becomes unreachable for longer than the producer's message timeout, and
@@ -48,7 +48,7 @@ fn dualcheck_run(name: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Runs one Python example service under [`FAULTS`]; returns (exit code, result).
-fn run_python(name: &str, script: &str, seed: &str) -> (i32, Value) {
+fn run_python(name: &str, script: &str, seed: &str) -> (i32, RunOutcome) {
     let py = python();
     let dir = examples_dir();
     let cmd = format!("'{}' '{}'", py.display(), dir.join(script).display());
@@ -76,20 +76,17 @@ fn run_python(name: &str, script: &str, seed: &str) -> (i32, Value) {
         code == 0 || code == 1,
         "{name}: dualcheck run failed ({code}):\n{stderr}"
     );
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
-    eprintln!("{name}: exit {code}, valid={} anomalies={}", v["valid"], v["anomalies"]);
+    let v: RunOutcome = parse(name, &stdout, &stderr);
+    eprintln!(
+        "{name}: exit {code}, valid={} anomalies={:?}",
+        v.result.valid, v.result.anomalies
+    );
     (code, v)
 }
 
-fn count(v: &Value, kind: &str) -> u64 {
-    v["anomalies"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {v}"))
-}
-
 /// How many times the service started (one log line per start).
-fn starts(v: &Value) -> usize {
-    let log = PathBuf::from(v["run_dir"].as_str().unwrap()).join("app.log");
+fn starts(v: &RunOutcome) -> usize {
+    let log = v.run_dir.join("app.log");
     std::fs::read_to_string(&log)
         .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
         .matches("outbox service on")
@@ -99,10 +96,10 @@ fn starts(v: &Value) -> usize {
 #[test]
 fn python_outbox_is_valid_under_faults() {
     let (code, v) = run_python("python-correct", "service.py", "1");
-    assert_eq!(code, 0, "the correct Python outbox must be valid: {v}");
-    assert_eq!(v["valid"], true);
-    assert!(v["ops"]["ok"].as_u64().unwrap() > 200, "too few acknowledged ops: {v}");
-    assert!(v["drained"].as_bool().unwrap(), "{v}");
+    assert_eq!(code, 0, "the correct Python outbox must be valid: {v:?}");
+    assert!(v.result.valid);
+    assert!(v.result.ops.ok > 200, "too few acknowledged ops: {v:?}");
+    assert!(v.drained, "{v:?}");
     // Killed and restarted by relay-kill and by the crash-after-commit fallback.
     assert!(
         starts(&v) >= 3,
@@ -114,11 +111,12 @@ fn python_outbox_is_valid_under_faults() {
 #[test]
 fn python_outbox_deleting_before_delivery_reports_loses_events() {
     let (code, v) = run_python("python-buggy", "service_buggy.py", "1");
-    assert_eq!(code, 1, "the buggy Python outbox must be invalid: {v}");
-    assert_eq!(v["valid"], false);
-    assert!(count(&v, "lost") > 0, "its anomaly is `lost`: {v}");
-    assert_eq!(count(&v, "phantom"), 0, "{v}");
-    assert_eq!(count(&v, "reorder"), 0, "{v}");
+    assert_eq!(code, 1, "the buggy Python outbox must be invalid: {v:?}");
+    assert!(!v.result.valid);
+    let a = &v.result.anomalies;
+    assert!(a.lost > 0, "its anomaly is `lost`: {v:?}");
+    assert_eq!(a.phantom, 0, "{v:?}");
+    assert_eq!(a.reorder, 0, "{v:?}");
 }
 
 #[test]
@@ -250,15 +248,15 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
         code, 1,
         "acknowledged ops never published are lost:\n{stdout}\n{stderr}"
     );
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    let said: Vec<&str> = v["warnings"]
-        .as_array()
-        .unwrap()
+    let v: RunOutcome = parse("backlog-not-understood", &stdout, &stderr);
+    let said: Vec<&str> = v
+        .result
+        .warnings
         .iter()
-        .filter_map(Value::as_str)
+        .map(String::as_str)
         .filter(|w| w.contains("GET /backlog answered 200 with"))
         .collect();
-    assert_eq!(said.len(), 1, "said once: {v}");
+    assert_eq!(said.len(), 1, "said once: {v:?}");
     assert!(said[0].contains(r#"{"pending": 0}"#), "{}", said[0]);
     assert!(
         took < std::time::Duration::from_secs(45),

@@ -8,12 +8,12 @@
 //! The Python services need psycopg and confluent-kafka in
 //! `$DUALCHECK_CACHE/pyenv` (`bash ci/setup` creates it).
 
-use serde_json::Value;
+use dualcheck::runner::RunOutcome;
 use std::path::PathBuf;
 use std::process::Command;
 
 mod run_support;
-use run_support::{example_python as python, ONE_AT_A_TIME};
+use run_support::{example_python as python, parse, ONE_AT_A_TIME};
 
 /// The faults the issue names: Kafka unreachable longer than the producer's
 /// message timeout, the process killed with events in flight, and (the
@@ -52,7 +52,7 @@ fn dualcheck_run(out: &std::path::Path, args: &[&str]) -> (i32, String, String) 
 
 /// Runs one orders service with the example's template file plus `extra`;
 /// returns (exit code, result).
-fn run_orders(name: &str, script: &str, extra: &[&str]) -> (i32, Value) {
+fn run_orders(name: &str, script: &str, extra: &[&str]) -> (i32, RunOutcome) {
     let py = python();
     let dir = example();
     let cmd = format!("'{}' '{}'", py.display(), dir.join(script).display());
@@ -76,23 +76,17 @@ fn run_orders(name: &str, script: &str, extra: &[&str]) -> (i32, Value) {
         code == 0 || code == 1,
         "{name}: dualcheck run failed ({code}):\n{stderr}"
     );
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let v: RunOutcome = parse(name, &stdout, &stderr);
     eprintln!(
-        "{name}: exit {code}, valid={} anomalies={} warnings={}",
-        v["valid"], v["anomalies"], v["warnings"]
+        "{name}: exit {code}, valid={} anomalies={:?} warnings={:?}",
+        v.result.valid, v.result.anomalies, v.result.warnings
     );
     (code, v)
 }
 
-fn count(v: &Value, kind: &str) -> u64 {
-    v["anomalies"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {v}"))
-}
-
 /// How many times the service started (one log line per start).
-fn starts(v: &Value) -> usize {
-    let log = PathBuf::from(v["run_dir"].as_str().unwrap()).join("app.log");
+fn starts(v: &RunOutcome) -> usize {
+    let log = v.run_dir.join("app.log");
     std::fs::read_to_string(&log)
         .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
         .matches("orders service on")
@@ -106,22 +100,16 @@ fn an_orders_service_verified_through_its_own_api_is_valid_under_faults() {
         "service.py",
         &["--faults", FAULTS, "--duration", "15s", "--seed", "1"],
     );
-    assert_eq!(code, 0, "the correct orders service must be valid: {v}");
-    assert!(
-        v["ops"]["ok"].as_u64().unwrap() > 200,
-        "too few acknowledged orders: {v}"
-    );
-    assert!(v["drained"].as_bool().unwrap(), "{v}");
+    assert_eq!(code, 0, "the correct orders service must be valid: {v:?}");
+    assert!(v.result.ops.ok > 200, "too few acknowledged orders: {v:?}");
+    assert!(v.drained, "{v:?}");
     // Every record was read through the mapping: none unexpected, none unreadable.
-    assert_eq!(count(&v, "unexpected"), 0, "{v}");
-    assert!(
-        v["deliveries"].as_u64().unwrap() >= v["ops"]["ok"].as_u64().unwrap(),
-        "{v}"
-    );
-    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
+    assert_eq!(v.result.anomalies.unexpected, 0, "{v:?}");
+    assert!(v.result.deliveries >= v.result.ops.ok, "{v:?}");
+    assert!(v.result.warnings.is_empty(), "{v:?}");
     // The API cannot roll back (rollback = "none"): no aborts were sent, so no
     // failure is a rolled-back order.
-    let history = std::fs::read_to_string(PathBuf::from(v["run_dir"].as_str().unwrap()).join("history.jsonl")).unwrap();
+    let history = std::fs::read_to_string(v.run_dir.join("history.jsonl")).unwrap();
     assert!(!history.contains("asked to roll back"), "aborts were sent");
     assert!(
         starts(&v) >= 3,
@@ -137,10 +125,11 @@ fn an_orders_service_marking_events_published_before_the_ack_loses_them() {
         "service_buggy.py",
         &["--faults", FAULTS, "--duration", "15s", "--seed", "1"],
     );
-    assert_eq!(code, 1, "the buggy orders service must be invalid: {v}");
-    assert!(count(&v, "lost") > 0, "its anomaly is `lost`: {v}");
-    assert_eq!(count(&v, "phantom"), 0, "{v}");
-    assert_eq!(count(&v, "unexpected"), 0, "{v}");
+    assert_eq!(code, 1, "the buggy orders service must be invalid: {v:?}");
+    let a = &v.result.anomalies;
+    assert!(a.lost > 0, "its anomaly is `lost`: {v:?}");
+    assert_eq!(a.phantom, 0, "{v:?}");
+    assert_eq!(a.unexpected, 0, "{v:?}");
 }
 
 #[test]
@@ -151,16 +140,14 @@ fn a_mapping_pointing_at_a_missing_field_completes_with_a_warning_and_unexpected
         "service.py",
         &["--record-op", "/data/reference", "--duration", "5s"],
     );
-    assert_eq!(code, 1, "unexpected deliveries make the run invalid: {v}");
-    let deliveries = v["deliveries"].as_u64().unwrap();
-    assert!(deliveries > 50, "{v}");
-    assert_eq!(count(&v, "unexpected"), deliveries, "every record is unreadable: {v}");
-    let warnings: Vec<&str> = v["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    assert_eq!(code, 1, "unexpected deliveries make the run invalid: {v:?}");
+    let deliveries = v.result.deliveries;
+    assert!(deliveries > 50, "{v:?}");
+    assert_eq!(
+        v.result.anomalies.unexpected, deliveries,
+        "every record is unreadable: {v:?}"
+    );
+    let warnings: Vec<&str> = v.result.warnings.iter().map(String::as_str).collect();
     let w = warnings
         .iter()
         .find(|w| w.contains("--record-op /data/reference"))

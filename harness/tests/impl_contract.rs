@@ -104,6 +104,8 @@ fn every_implementation_publishes_its_ops_with_the_envelope() {
                     info.name
                 );
             }
+            // JSON: `GET /info` is written with `json!` (implementations'
+            // server), no library type has it.
             let info_json: serde_json::Value = reqwest::get(app.url("/info")).await.unwrap().json().await.unwrap();
             assert_eq!(info_json["committed_sql"], info.committed_sql);
             eprintln!(

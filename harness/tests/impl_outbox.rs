@@ -288,6 +288,8 @@ fn poison_event_is_parked_and_its_key_waits() {
             "only the events before the poison and of other keys are out"
         );
         // The app's own account of each op (issue 14: a parked event is not a silent loss).
+        // JSON: each implementation answers `GET /trace/{op}` with JSON of its own
+        // (`Trail::trace` is `serde_json::Value`), no library type has it.
         let parked = app.trace(2).await.expect("outbox patterns serve GET /trace/{op}");
         assert_eq!(parked["state"], "parked", "{parked}");
         assert!(

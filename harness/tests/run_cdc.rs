@@ -6,12 +6,12 @@
 //! Kafka acknowledged them must be caught losing events.
 
 use dualcheck::nemesis::Fault;
-use serde_json::Value;
+use dualcheck::runner::RunOutcome;
 use std::time::Duration;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
 mod run_support;
-use run_support::{count, run};
+use run_support::run;
 
 const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
 
@@ -44,7 +44,7 @@ fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule<Fault>
         .expect("some seed below 1000 has the schedule the test needs")
 }
 
-fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Value {
+fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> RunOutcome {
     // A seed whose schedule starts the faults that matter most for CDC before
     // any fault stops (a stop that restarts a process can delay later steps
     // past the workload, and then they are skipped).
@@ -68,36 +68,24 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Va
             &seed,
         ],
     );
-    assert_eq!(code, 0, "{implementation} must be valid under {CDC_FAULTS}: {v}");
-    assert!(v["ops"]["ok"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(code, 0, "{implementation} must be valid under {CDC_FAULTS}: {v:?}");
+    assert!(v.result.ops.ok > 0, "{v:?}");
     // Every fault is healed before the drain: a correct pipeline drains within
     // the timeout (a backlog that can answer 0 only by luck would not).
-    assert_eq!(v["drained"], true, "{implementation} did not drain: {v}");
+    assert!(v.drained, "{implementation} did not drain: {v:?}");
     // Every fault of the list was injected at least once (else the verdict says little).
-    let injected: Vec<&str> = v["faults"]
-        .as_array()
-        .expect("fault windows in the results")
-        .iter()
-        .filter_map(|f| f["fault"].as_str())
-        .collect();
+    let injected: Vec<&str> = v.result.faults.iter().map(|f| f.fault.as_str()).collect();
     for fault in ["relay-kill", "pg-kill", "kafka-partition"] {
         assert!(injected.contains(&fault), "{fault} never injected: {injected:?}");
     }
     // Slot hygiene: the run's slot was dropped at teardown.
-    let dropped: Vec<&str> = v["slots_dropped"]
-        .as_array()
-        .expect("slots_dropped in the results")
-        .iter()
-        .filter_map(|s| s.as_str())
-        .collect();
-    assert_eq!(dropped, [slot], "{v}");
+    assert_eq!(v.slots_dropped, [slot], "{v:?}");
     // The operational series: the WAL the run's slot retained, sampled by the
     // harness; the outbox table's size for the outbox patterns only.
-    let m = &v["ops_max"];
-    assert!(m["wal_retained_bytes"].as_i64().unwrap() > 0, "{m}");
-    assert_eq!(m["outbox_bytes"].is_null(), implementation == "cdc-logical", "{m}");
-    let dir = std::path::PathBuf::from(v["run_dir"].as_str().unwrap());
-    let lines = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
+    let m = v.ops_max.as_ref().expect("ops_max in the results");
+    assert!(m.wal_retained_bytes.unwrap() > 0, "{m:?}");
+    assert_eq!(m.outbox_bytes.is_none(), implementation == "cdc-logical", "{m:?}");
+    let lines = std::fs::read_to_string(v.run_dir.join("ops.jsonl")).unwrap();
     assert!(lines.lines().any(|l| l.contains(slot)), "the slot sampled by name");
     v
 }
@@ -149,11 +137,11 @@ fn early_lsn_confirmation_loses_events_when_the_relay_is_killed() {
     let early = args("early");
     let early: Vec<&str> = early.iter().map(String::as_str).collect();
     let (code, v) = run("cdc-early-confirm", &early);
-    assert_eq!(code, 1, "confirming before the Kafka ack must lose events: {v}");
-    assert!(count(&v, "lost") > 0, "{v}");
+    assert_eq!(code, 1, "confirming before the Kafka ack must lose events: {v:?}");
+    assert!(v.result.anomalies.lost > 0, "{v:?}");
     // The same seed and schedule with the correct order of acknowledgments.
     let correct = args("after-ack");
     let correct: Vec<&str> = correct.iter().map(String::as_str).collect();
     let (code, v) = run("cdc-after-ack", &correct);
-    assert_eq!(code, 0, "confirming after the Kafka ack keeps every event: {v}");
+    assert_eq!(code, 0, "confirming after the Kafka ack keeps every event: {v:?}");
 }

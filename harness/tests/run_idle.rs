@@ -7,40 +7,37 @@
 //! figure makes the run invalid with `wal_retained` alone; Debezium with
 //! heartbeats off retains it the same way.
 
-use serde_json::Value;
+use checkers::Anomaly;
+use dualcheck::ops_series::Sample;
+use dualcheck::runner::RunOutcome;
 
 mod run_support;
-use run_support::{count, run};
+use run_support::{ops_samples, run};
 
 const MIB: i64 = 1 << 20;
 
 /// The largest retained WAL of any slot over the samples of `ops.jsonl` whose
 /// time satisfies `when`.
-fn max_retained(samples: &[Value], when: impl Fn(i64) -> bool) -> i64 {
+fn max_retained(samples: &[Sample], when: impl Fn(i64) -> bool) -> i64 {
     samples
         .iter()
-        .filter(|s| when(s["time"].as_i64().unwrap()))
-        .flat_map(|s| s["slots"].as_object().unwrap().values().map(|b| b.as_i64().unwrap()))
+        .filter(|s| when(s.time))
+        .flat_map(|s| s.slots.values().copied())
         .max()
         .unwrap_or(0)
 }
 
 /// The largest retained WAL before the run's idle window and during it (the
 /// window from the results, which the history records; the samples from `ops.jsonl`).
-fn retained_before_and_during_the_window(v: &Value) -> (i64, i64) {
-    let window = v["faults"]
-        .as_array()
-        .unwrap()
+fn retained_before_and_during_the_window(v: &RunOutcome) -> (i64, i64) {
+    let window = v
+        .result
+        .faults
         .iter()
-        .find(|w| w["fault"] == "idle-window")
-        .unwrap_or_else(|| panic!("an idle-window window in the results: {v}"));
-    let (start, stop) = (window["start"].as_i64().unwrap(), window["stop"].as_i64().unwrap());
-    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
-    let samples: Vec<Value> = std::fs::read_to_string(run_dir.join("ops.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .find(|w| w.fault == "idle-window")
+        .unwrap_or_else(|| panic!("an idle-window window in the results: {v:?}"));
+    let (start, stop) = (window.start, window.stop.unwrap());
+    let samples = ops_samples(&v.run_dir);
     (
         max_retained(&samples, |t| t < start),
         max_retained(&samples, |t| t >= start && t <= stop),
@@ -62,18 +59,13 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
             "2MiB",
         ],
     );
-    assert_eq!(code, 1, "a slot over the limit makes the run invalid: {v}");
-    assert_eq!(v["violations"], serde_json::json!(["wal_retained"]), "{v}");
-    assert!(count(&v, "wal_retained") > 0 && count(&v, "lost") == 0, "{v}");
-    assert_eq!(v["max_retained_wal"], 2 * MIB, "{v}");
-    assert_eq!(
-        (
-            v["idle_window"]["start_s"].as_f64(),
-            v["idle_window"]["stop_s"].as_f64()
-        ),
-        (Some(4.0), Some(12.0))
-    );
-    let detail = v["examples"]["wal_retained"][0]["detail"].as_str().unwrap();
+    assert_eq!(code, 1, "a slot over the limit makes the run invalid: {v:?}");
+    assert_eq!(v.result.violations, [Anomaly::WalRetained], "{v:?}");
+    let a = &v.result.anomalies;
+    assert!(a.wal_retained > 0 && a.lost == 0, "{v:?}");
+    assert_eq!(v.max_retained_wal, Some(2 * MIB as u64), "{v:?}");
+    assert_eq!(v.idle_window.map(|w| (w.start_s, w.stop_s)), Some((4.0, 12.0)));
+    let detail = v.result.examples[&Anomaly::WalRetained][0].detail.as_deref().unwrap();
     assert!(
         detail.contains("over --max-retained-wal 2.0 MiB") && detail.contains(" s slot "),
         "{detail}"
@@ -86,10 +78,12 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
         during > before + 2 * MIB,
         "the retained WAL grows during the window: {before} -> {during}"
     );
-    assert!(v["ops_max"]["wal_retained_bytes"].as_i64().unwrap() >= during, "{v}");
+    assert!(
+        v.ops_max.as_ref().unwrap().wal_retained_bytes.unwrap() >= during,
+        "{v:?}"
+    );
 
-    let run_dir = std::path::Path::new(v["run_dir"].as_str().unwrap());
-    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let html = std::fs::read_to_string(v.run_dir.join("report.html")).unwrap();
     assert!(
         html.contains("idle-window") && html.contains("over --max-retained-wal"),
         "the report shows the window and the explanation"
@@ -107,7 +101,7 @@ fn debezium_without_heartbeats_retains_wal_during_an_idle_window() {
         "idle-debezium",
         &["--impl", "debezium", "--duration", "20s", "--idle-window", "12s"],
     );
-    assert_eq!(code, 0, "valid without a limit: {v}");
+    assert_eq!(code, 0, "valid without a limit: {v:?}");
     let (before, during) = retained_before_and_during_the_window(&v);
     eprintln!("debezium retained WAL: before the window {before} B, during it {during} B");
     assert!(

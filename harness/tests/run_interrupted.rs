@@ -4,6 +4,7 @@
 //! waits for the restart, so it never fails on a process that is not running
 //! and its window never overlaps the kill's.
 
+use checkers::Verdict;
 use dualcheck::nemesis::Fault;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -12,21 +13,7 @@ use std::time::{Duration, Instant};
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, run, ONE_AT_A_TIME};
-
-fn check(history: &Path, extra: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-        .arg("check")
-        .arg(history)
-        .arg("--json")
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout} {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), v)
-}
+use run_support::{assert_no_process_left, check_json, out_dir, run, ONE_AT_A_TIME};
 
 /// The only run directory under `out`.
 fn run_dir_in(out: &Path) -> Option<PathBuf> {
@@ -80,26 +67,25 @@ fn a_run_killed_mid_way_is_unknown_not_invalid() {
     child.wait().unwrap();
     assert_no_process_left(&out);
 
-    let (code, v) = check(&history, &[]);
-    assert_eq!(code, 3, "an interrupted run is not a verdict: {v}");
-    assert_eq!(v["verdict"], "unknown");
-    assert_eq!(v["complete"], false);
-    assert!(
-        v["reason"].as_str().unwrap().contains("no `end` line"),
-        "{}",
-        v["reason"]
-    );
+    let (code, v) = check_json(&history, &[]);
+    assert_eq!(code, 3, "an interrupted run is not a verdict: {v:?}");
+    assert_eq!(v.verdict, Verdict::Unknown);
+    assert_eq!(v.complete, Some(false));
+    let reason = v.reason.as_deref().unwrap();
+    assert!(reason.contains("no `end` line"), "{reason}");
     eprintln!(
-        "killed run: ops {}, anomalies {}, reason: {}",
-        v["ops"], v["anomalies"], v["reason"]
+        "killed run: ops {:?}, anomalies {:?}, reason: {reason}",
+        v.ops, v.anomalies
     );
     // Judged as complete on request, as before the marks: a verdict, exit 0 or 1.
-    let (code, v) = check(&history, &["--assume-complete"]);
-    assert!(code == 0 || code == 1, "{code}: {v}");
-    assert_ne!(v["verdict"], "unknown");
+    let (code, v) = check_json(&history, &["--assume-complete"]);
+    assert!(code == 0 || code == 1, "{code}: {v:?}");
+    assert_ne!(v.verdict, Verdict::Unknown);
 }
 
-/// (fault, phase, time) of every nemesis line of a history.
+/// (fault, phase, time) of every nemesis line of a history. History lines
+/// stay JSON: the library reads them with its own parser (`checkers::history`),
+/// and `HistoryLine` only serializes.
 fn nemesis_lines(history: &Path) -> Vec<(String, String, i64)> {
     std::fs::read_to_string(history)
         .unwrap()
@@ -156,17 +142,21 @@ fn a_pause_inside_a_kill_of_postgres_waits_for_its_restart() {
         ],
     );
     eprintln!(
-        "seed {seed}: faults {} failed {} errors {}",
-        v["faults"], v["failed_faults"], v["nemesis_errors"]
+        "seed {seed}: faults {:?} failed {:?} errors {:?}",
+        v.result.faults, v.result.failed_faults, v.nemesis_errors
     );
-    assert_eq!(v["complete"], true, "a finished run is marked complete: {v}");
-    assert_ne!(v["verdict"], "unknown");
-    let errors = v["nemesis_errors"].as_array().unwrap();
+    assert_eq!(
+        v.result.complete,
+        Some(true),
+        "a finished run is marked complete: {v:?}"
+    );
+    assert_ne!(v.result.verdict, Verdict::Unknown);
+    let errors = &v.nemesis_errors;
     assert!(
-        !errors.iter().any(|e| e.as_str().unwrap().contains("not running")),
+        !errors.iter().any(|e| e.contains("not running")),
         "the pause never met a killed postgres: {errors:?}"
     );
-    let history = Path::new(v["run_dir"].as_str().unwrap()).join("history.jsonl");
+    let history = v.run_dir.join("history.jsonl");
     let lines = nemesis_lines(&history);
     let time_of = |f: &str, p: &str| lines.iter().find(|l| l.0 == f && l.1 == p).map(|l| l.2);
     let kill_stop = time_of("pg-kill", "stop").expect("pg-kill healed");

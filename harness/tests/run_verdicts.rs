@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod run_support;
-use run_support::{assert_no_process_left, count, out_dir, processes_of, run, ONE_AT_A_TIME};
+use dualcheck::sweep::SweepOutcome;
+use run_support::{assert_no_process_left, out_dir, parse_output, processes_of, run, ONE_AT_A_TIME};
 
 const ALL_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit";
 
@@ -18,7 +19,7 @@ fn naive_loses_events_when_kafka_is_partitioned() {
         &["--impl", "naive", "--faults", "kafka-partition", "--duration", "20s"],
     );
     assert_eq!(code, 1);
-    assert!(count(&v, "lost") > 0, "{v}");
+    assert!(v.result.anomalies.lost > 0, "{v:?}");
 }
 
 #[test]
@@ -28,7 +29,7 @@ fn naive_loses_events_when_it_crashes_after_commit() {
         &["--impl", "naive", "--faults", "crash-after-commit", "--duration", "15s"],
     );
     assert_eq!(code, 1);
-    assert!(count(&v, "lost") > 0, "{v}");
+    assert!(v.result.anomalies.lost > 0, "{v:?}");
 }
 
 #[test]
@@ -45,7 +46,7 @@ fn naive_publish_first_publishes_phantoms_when_postgres_is_partitioned() {
         ],
     );
     assert_eq!(code, 1);
-    assert!(count(&v, "phantom") > 0, "{v}");
+    assert!(v.result.anomalies.phantom > 0, "{v:?}");
 }
 
 #[test]
@@ -58,11 +59,11 @@ fn outbox_idcursor_skips_events_of_late_committers() {
             "idcursor",
             &["--impl", "outbox-idcursor", "--duration", "15s", "--seed", seed],
         );
-        if count(&v, "lost") > 0 {
+        if v.result.anomalies.lost > 0 {
             assert_eq!(code, 1);
             return;
         }
-        results.push(v["anomalies"].clone());
+        results.push(v.result.anomalies);
     }
     panic!("outbox-idcursor lost nothing in three seeds: {results:?}");
 }
@@ -73,19 +74,19 @@ fn outbox_xid_is_valid_without_faults() {
         "xid-clean",
         &["--impl", "outbox-xid", "--duration", "15s", "--seed", "1"],
     );
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["valid"], true);
-    assert!(v["ops"]["ok"].as_u64().unwrap() > 100, "the workload ran: {v}");
+    assert_eq!(code, 0, "{v:?}");
+    assert!(v.result.valid);
+    assert!(v.result.ops.ok > 100, "the workload ran: {v:?}");
     // The operational series: sampled every 500 ms, the outbox table's size
     // and the relay's backlog; no replication slot for an outbox.
-    let m = &v["ops_max"];
-    assert!(m["samples"].as_u64().unwrap() >= 20, "15 s sampled every 500 ms: {m}");
-    assert!(m["outbox_bytes"].as_i64().unwrap() > 0, "{m}");
-    assert!(m["backlog"].as_i64().is_some() && m["parked"] == 0, "{m}");
-    assert!(m["wal_retained_bytes"].is_null(), "no slot: {m}");
-    let dir = std::path::PathBuf::from(v["run_dir"].as_str().unwrap());
+    let m = v.ops_max.as_ref().expect("ops_max in the results");
+    assert!(m.samples >= 20, "15 s sampled every 500 ms: {m:?}");
+    assert!(m.outbox_bytes.unwrap() > 0, "{m:?}");
+    assert!(m.backlog.is_some() && m.parked == Some(0), "{m:?}");
+    assert!(m.wal_retained_bytes.is_none(), "no slot: {m:?}");
+    let dir = &v.run_dir;
     let lines = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
-    assert_eq!(lines.lines().count() as u64, m["samples"].as_u64().unwrap());
+    assert_eq!(lines.lines().count(), m.samples);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("Backlog over time") && html.contains("outbox table size"));
 }
@@ -94,11 +95,13 @@ fn assert_valid_under_all_faults(name: &str, args: &[&str]) {
     let mut all = vec!["--faults", ALL_FAULTS, "--duration", "40s", "--seed", "7"];
     all.extend_from_slice(args);
     let (code, v) = run(name, &all);
-    assert_eq!(code, 0, "{name} must be valid under faults: {v}");
-    assert!(v["ops"]["ok"].as_u64().unwrap() > 100, "the workload ran: {v}");
-    let faults_run = v["fault_names"].as_array().unwrap().len();
-    assert_eq!(faults_run, 6, "{v}");
-    assert!(!v["faults"].as_array().unwrap().is_empty(), "fault windows: {v}");
+    assert_eq!(code, 0, "{name} must be valid under faults: {v:?}");
+    assert!(v.result.ops.ok > 100, "the workload ran: {v:?}");
+    // `faults` is the list chosen from (`fault_names` in the JSON);
+    // `result.faults` the check's fault windows.
+    let faults_run = v.faults.len();
+    assert_eq!(faults_run, 6, "{v:?}");
+    assert!(!v.result.faults.is_empty(), "fault windows: {v:?}");
 }
 
 #[test]
@@ -204,26 +207,24 @@ fn compare_gives_one_row_per_implementation_with_its_verdict() {
         ])
         .output()
         .expect("starting dualcheck compare");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let v: SweepOutcome = parse_output("compare", &output);
     assert_eq!(
         output.status.code(),
         Some(1),
-        "naive's anomalies make the exit code 1: {v}"
+        "naive's anomalies make the exit code 1: {v:?}"
     );
-    let rows = v["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2, "{v}");
-    let row = |name: &str| rows.iter().find(|r| r["implementation"] == name).expect(name);
-    assert_eq!(row("naive")["verdict"], "INVALID", "{v}");
-    assert!(row("naive")["lost"].as_u64().unwrap() > 0, "{v}");
-    assert_eq!(row("outbox-poll")["verdict"], "valid", "{v}");
-    assert_eq!(row("outbox-poll")["lost"], 0, "{v}");
-    let html = std::fs::read_to_string(v["html"].as_str().unwrap()).expect("compare.html");
+    let rows = &v.rows;
+    assert_eq!(rows.len(), 2, "{v:?}");
+    let row = |name: &str| rows.iter().find(|r| r.implementation == name).expect(name);
+    assert_eq!(row("naive").verdict, "INVALID", "{v:?}");
+    assert!(row("naive").anomalies.lost > 0, "{v:?}");
+    assert_eq!(row("outbox-poll").verdict, "valid", "{v:?}");
+    assert_eq!(row("outbox-poll").anomalies.lost, 0, "{v:?}");
+    let html = std::fs::read_to_string(&v.html).expect("compare.html");
     for r in rows {
-        let report = r["reports"][0].as_str().unwrap();
-        assert!(std::path::Path::new(report).exists(), "{report}");
-        assert!(html.contains(r["implementation"].as_str().unwrap()));
+        let report = &r.reports[0];
+        assert!(report.exists(), "{}", report.display());
+        assert!(html.contains(&r.implementation));
     }
     assert_no_process_left(&out);
 }

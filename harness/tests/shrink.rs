@@ -1,15 +1,21 @@
 //! `dualcheck run --replay` and `dualcheck shrink` (issue 16), through the
 //! binary as a user runs them, on real Postgres, Kafka and Toxiproxy.
 
+use checkers::Anomaly;
+use dualcheck::runner::RunOutcome;
+use dualcheck::shrink::ShrinkEnd;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use workloads::Schedule;
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, run_json, ONE_AT_A_TIME};
+use run_support::{assert_no_process_left, out_dir, parse, run_json, ONE_AT_A_TIME};
 
-/// Each process's invoke lines (op, key, seq), in order.
+/// Each process's invoke lines (op, key, seq), in order. History lines stay
+/// JSON: the library reads them with its own parser (`checkers::history`,
+/// which keeps no process), and `HistoryLine` only serializes.
 fn invokes(history: &Path) -> BTreeMap<u64, Vec<(u64, String, u64)>> {
     let text = std::fs::read_to_string(history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
     let mut per_process: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
@@ -27,16 +33,15 @@ fn invokes(history: &Path) -> BTreeMap<u64, Vec<(u64, String, u64)>> {
 }
 
 /// The check's fault windows of a run: (fault, start s, stop s).
-fn windows(v: &Value) -> Vec<(String, f64, f64)> {
-    v["faults"]
-        .as_array()
-        .expect("fault windows in the results")
+fn windows(v: &RunOutcome) -> Vec<(String, f64, f64)> {
+    v.result
+        .faults
         .iter()
         .map(|w| {
             (
-                w["fault"].as_str().unwrap().to_string(),
-                w["start"].as_f64().unwrap() / 1e9,
-                w["stop"].as_f64().unwrap_or(f64::NAN) / 1e9,
+                w.fault.clone(),
+                w.start as f64 / 1e9,
+                w.stop.map_or(f64::NAN, |s| s as f64) / 1e9,
             )
         })
         .collect()
@@ -56,13 +61,8 @@ fn dualcheck(args: &[&str]) -> (i32, String, String) {
 
 /// The faults a schedule file names.
 fn schedule_faults(path: &Path) -> BTreeSet<String> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["fault"].as_str().unwrap().to_string())
-        .collect()
+    let s: Schedule<String> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    s.steps.into_iter().map(|e| e.fault).collect()
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn a_replay_runs_the_same_ops_under_the_same_fault_windows() {
         "7",
     ];
     let (_, recorded, out) = run_json("replay-recorded", &args, &[]);
-    let recorded_dir = PathBuf::from(recorded["run_dir"].as_str().unwrap());
+    let recorded_dir = recorded.run_dir.clone();
     let replay_out = out_dir("replay-replayed");
     let (code, stdout, stderr) = dualcheck(&[
         "run",
@@ -92,10 +92,10 @@ fn a_replay_runs_the_same_ops_under_the_same_fault_windows() {
         replay_out.to_str().unwrap(),
     ]);
     assert!(code == 0 || code == 1, "replay failed ({code}): {stderr}");
-    let replayed: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    let replayed_dir = PathBuf::from(replayed["run_dir"].as_str().unwrap());
-    assert_eq!(replayed["implementation"], "naive");
-    assert_eq!(replayed["seed"], 5);
+    let replayed: RunOutcome = parse("replay", &stdout, &stderr);
+    let replayed_dir = replayed.run_dir.clone();
+    assert_eq!(replayed.implementation, "naive");
+    assert_eq!(replayed.seed, 5);
     // The same ops: per process, one run's invocations a prefix of the other's.
     let (a, b) = (
         invokes(&recorded_dir.join("history.jsonl")),
@@ -126,7 +126,8 @@ fn a_replay_runs_the_same_ops_under_the_same_fault_windows() {
     assert_no_process_left(&out);
     assert_no_process_left(&replay_out);
 
-    // A run directory of an older dualcheck: the missing field is named.
+    // A run directory of an older dualcheck: the missing field is named. (The
+    // file is edited as JSON on purpose: the record type cannot lack a field.)
     let env_path = recorded_dir.join("environment.json");
     let mut env: Value = serde_json::from_str(&std::fs::read_to_string(&env_path).unwrap()).unwrap();
     env["config"].as_object_mut().unwrap().remove("app_env");
@@ -144,8 +145,8 @@ fn a_valid_run_has_nothing_to_shrink() {
         &["--impl", "outbox-poll", "--duration", "3s", "--seed", "1"],
         &[],
     );
-    assert_eq!(code, 0, "{v}");
-    let dir = v["run_dir"].as_str().unwrap();
+    assert_eq!(code, 0, "{v:?}");
+    let dir = v.run_dir.to_str().unwrap();
     let html = std::fs::read_to_string(Path::new(dir).join("report.html")).unwrap();
     assert!(
         !html.contains("dualcheck shrink"),
@@ -175,8 +176,8 @@ fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
         ],
         &[],
     );
-    assert_eq!(code, 1, "naive loses events under a partition: {v}");
-    let dir = PathBuf::from(v["run_dir"].as_str().unwrap());
+    assert_eq!(code, 1, "naive loses events under a partition: {v:?}");
+    let dir = v.run_dir.clone();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
         html.contains("dualcheck shrink "),
@@ -197,15 +198,26 @@ fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
         "--json",
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let o: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    assert_eq!(o["end"], "shrunk", "{o}");
-    assert_eq!(o["anomaly"], "lost");
-    assert_eq!(o["candidates"], 2, "--max-candidates: {o}");
-    assert_eq!(o["budget_exhausted"], true, "{o}");
-    let best = o["best"]["windows"].as_array().unwrap();
+    let mut json: Value = parse("shrink", &stdout, &stderr);
+    // The candidates (`original`, `best`) stay JSON: their durations are
+    // written as seconds by a serializer of their own (shrink.rs's `secs`),
+    // which serde's `Duration` does not read back. The rest is typed.
+    let best = json["best"]["windows"].as_array().map(Vec::len);
+    for candidate in ["original", "best"] {
+        json.as_object_mut().unwrap().remove(candidate);
+    }
+    let end: ShrinkEnd = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let o = match end {
+        ShrinkEnd::Shrunk(o) => o,
+        other => panic!("not shrunk: {other:?}"),
+    };
+    assert_eq!(o.anomaly, "lost");
+    assert_eq!(o.candidates, 2, "--max-candidates: {o:?}");
+    assert!(o.budget_exhausted, "{o:?}");
+    let best = best.expect("the best candidate's windows");
     assert!(
-        best.len() < original.len(),
-        "fewer windows than the {} it started with: {o}\n{stderr}",
+        best < original.len(),
+        "fewer windows than the {} it started with: {stdout}\n{stderr}",
         original.len()
     );
     // Progress lines: each candidate, its tries, the best so far.
@@ -231,12 +243,12 @@ fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
     assert!(kept.is_subset(&before), "{kept:?} not within {before:?}");
     // The log has every candidate (as many lines as candidates tried).
     let log = std::fs::read_to_string(shrunk.join("shrink.jsonl")).unwrap();
-    assert_eq!(log.lines().count() as u64, o["candidates"].as_u64().unwrap());
+    assert_eq!(log.lines().count(), o.candidates);
     assert!(std::fs::read_to_string(shrunk.join("verification.rs"))
         .unwrap()
         .contains(".schedule(schedule)"));
     // The replay command reproduces.
-    let replay = o["replay_command"].as_str().unwrap();
+    let replay = o.replay_command.as_str();
     let best_run = replay.strip_prefix("dualcheck run --replay ").expect(replay);
     let replay_out = out_dir("shrink-naive-replay");
     let (code, stdout, stderr) = dualcheck(&[
@@ -248,8 +260,8 @@ fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
         replay_out.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "the shrunk run reproduces: {stdout}\n{stderr}");
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(r["violations"].as_array().unwrap().iter().any(|a| a == "lost"), "{r}");
+    let r: RunOutcome = parse("shrunk replay", &stdout, &stderr);
+    assert!(r.result.violations.contains(&Anomaly::Lost), "{r:?}");
     assert_no_process_left(&out);
     assert_no_process_left(&replay_out);
 }

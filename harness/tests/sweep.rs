@@ -2,6 +2,8 @@
 //! against the verdict its implementation declares, through the binary as a
 //! user runs it, on real Postgres, Kafka and Toxiproxy.
 
+use dualcheck::runner::RunOutcome;
+use dualcheck::sweep::{Row, SweepOutcome};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,27 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, processes_of, ONE_AT_A_TIME};
+use run_support::{assert_no_process_left, out_dir, parse, parse_output, processes_of, ONE_AT_A_TIME};
 
-/// Each process's invoke lines (op, key, seq), in order.
+/// What `dualcheck sweep --json` prints when interrupted: the rows done so
+/// far (cli/sweep.rs writes this envelope with `json!`; no library type has it).
+#[derive(Debug, serde::Deserialize)]
+struct Interrupted {
+    rows: Vec<Row>,
+    interrupted: bool,
+}
+
+/// What `dualcheck merge --json` prints (cli/merge.rs writes this envelope
+/// with `json!`; no library type has it).
+#[derive(Debug, serde::Deserialize)]
+struct Merged {
+    rows: Vec<Row>,
+    html: PathBuf,
+}
+
+/// Each process's invoke lines (op, key, seq), in order. History lines stay
+/// JSON: the library reads them with its own parser (`checkers::history`,
+/// which keeps no process), and `HistoryLine` only serializes.
 fn invokes(history: &Path) -> BTreeMap<u64, Vec<(u64, String, u64)>> {
     let text = std::fs::read_to_string(history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
     let mut per_process: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
@@ -89,25 +109,25 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
         .expect("starting dualcheck sweep");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
-    let rows = v["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2, "one row per cell: {v}");
-    let row = |name: &str| rows.iter().find(|r| r["implementation"] == name).expect(name);
+    let v: SweepOutcome = parse("sweep", &stdout, &stderr);
+    let rows = &v.rows;
+    assert_eq!(rows.len(), 2, "one row per cell: {v:?}");
+    let row = |name: &str| rows.iter().find(|r| r.implementation == name).expect(name);
     // The expectations are the patterns' own (`dualcheck list`).
-    assert_eq!(row("naive")["expected"], "shows lost", "{v}");
-    assert_eq!(row("outbox-poll")["expected"], "valid", "{v}");
+    assert_eq!(row("naive").expected, "shows lost", "{v:?}");
+    assert_eq!(row("outbox-poll").expected, "valid", "{v:?}");
     for r in rows {
-        assert_eq!(r["runs"], 2, "{v}");
-        assert_eq!(r["faults"], "kafka-partition,crash-after-commit");
-        assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{v}\n{stderr}");
+        assert_eq!(r.runs, 2, "{v:?}");
+        assert_eq!(r.faults, "kafka-partition,crash-after-commit");
+        assert_eq!(r.errors.len(), 0, "{v:?}\n{stderr}");
     }
-    assert_eq!(row("naive")["verdict"], "INVALID", "{v}");
-    assert_eq!(row("outbox-poll")["verdict"], "valid", "{v}");
-    assert_eq!(row("naive")["as_expected"], 2, "{v}");
-    assert_eq!(row("outbox-poll")["as_expected"], 2, "{v}");
-    assert_eq!(output.status.code(), Some(0), "every cell as expected: {v}\n{stderr}");
+    assert_eq!(row("naive").verdict, "INVALID", "{v:?}");
+    assert_eq!(row("outbox-poll").verdict, "valid", "{v:?}");
+    assert_eq!(row("naive").as_expected, 2, "{v:?}");
+    assert_eq!(row("outbox-poll").as_expected, 2, "{v:?}");
+    assert_eq!(output.status.code(), Some(0), "every cell as expected: {v:?}\n{stderr}");
     // Four runs, one environment: one services directory, four run directories.
-    let sweep_dir = PathBuf::from(v["out_dir"].as_str().unwrap());
+    let sweep_dir = v.out_dir.clone();
     let names: Vec<String> = std::fs::read_dir(&sweep_dir)
         .unwrap()
         .flatten()
@@ -119,8 +139,8 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
         "{names:?}"
     );
     assert_eq!(names.iter().filter(|n| n.contains("-seed")).count(), 4, "{names:?}");
-    assert!(Path::new(v["html"].as_str().unwrap()).exists());
-    assert!(v["rows"][0]["overhead_s"].as_f64().is_some(), "{v}");
+    assert!(v.html.exists());
+    assert!(v.rows[0].overhead_s.is_some(), "{v:?}");
     assert_no_process_left(&out);
 
     // A fresh run of the same seed: the same ops and the same schedule.
@@ -142,8 +162,8 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
         ])
         .output()
         .expect("starting dualcheck run");
-    let f: Value = serde_json::from_slice(&fresh.stdout).expect("results of the fresh run");
-    let fresh_dir = PathBuf::from(f["run_dir"].as_str().unwrap());
+    let f: RunOutcome = serde_json::from_slice(&fresh.stdout).expect("results of the fresh run");
+    let fresh_dir = f.run_dir;
     let swept_dir = run_dir_of(&sweep_dir, "naive", 3);
     assert_same_ops(&swept_dir.join("history.jsonl"), &fresh_dir.join("history.jsonl"));
     assert_eq!(
@@ -212,9 +232,9 @@ fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process_and_prints_the_runs_done() 
     // What it printed: the table of the run done, in the format asked for.
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let partial: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    assert_eq!(partial["interrupted"], true, "{stdout}");
-    assert_eq!(partial["rows"][0]["runs"], 1, "the first run is in the table: {stdout}");
+    let partial: Interrupted = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(partial.interrupted, "{stdout}");
+    assert_eq!(partial.rows[0].runs, 1, "the first run is in the table: {stdout}");
 }
 
 /// Every file under `dir`.
@@ -234,8 +254,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `dualcheck sweep ... --json` with `extra` arguments, into `out`; (exit code, JSON).
-fn sweep_json(out: &Path, extra: &[&str]) -> (i32, Value) {
+/// `dualcheck sweep ... --json` with `extra` arguments, into `out`; (exit code, outcome).
+fn sweep_json(out: &Path, extra: &[&str]) -> (i32, SweepOutcome) {
     let o = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([
             "sweep",
@@ -252,26 +272,19 @@ fn sweep_json(out: &Path, extra: &[&str]) -> (i32, Value) {
         .args(extra)
         .output()
         .expect("running dualcheck sweep");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let v = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&o.stderr)));
+    let v = parse_output("sweep", &o);
     (o.status.code().unwrap_or(-1), v)
 }
 
 /// What a row must agree on between a sweep and the merge of its shards.
-fn row_key(row: &Value) -> (String, String, u64, u64, String, Vec<u64>) {
+fn row_key(row: &Row) -> (String, String, u64, u64, String, Vec<u64>) {
     (
-        row["implementation"].as_str().unwrap().to_string(),
-        row["faults"].as_str().unwrap().to_string(),
-        row["runs"].as_u64().unwrap(),
-        row["as_expected"].as_u64().unwrap(),
-        row["verdict"].as_str().unwrap().to_string(),
-        row["failed_seeds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_u64().unwrap())
-            .collect(),
+        row.implementation.clone(),
+        row.faults.clone(),
+        row.runs,
+        row.as_expected,
+        row.verdict.clone(),
+        row.failed_seeds.clone(),
     )
 }
 
@@ -280,21 +293,14 @@ fn the_merge_of_two_shards_is_the_table_of_the_whole_sweep() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = out_dir("sweep-shards");
     let (code, whole) = sweep_json(&out.join("whole"), &[]);
-    assert_eq!(code, 0, "{whole}");
+    assert_eq!(code, 0, "{whole:?}");
     let (_, one) = sweep_json(&out.join("shards"), &["--shard", "1/2"]);
     let (_, two) = sweep_json(&out.join("shards"), &["--shard", "2/2"]);
-    let runs = |v: &Value| {
-        v["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["runs"].as_u64().unwrap())
-            .sum::<u64>()
-    };
+    let runs = |v: &SweepOutcome| v.rows.iter().map(|r| r.runs).sum::<u64>();
     assert_eq!(
         (runs(&one), runs(&two), runs(&whole)),
         (2, 2, 4),
-        "the shards split the runs: {one}\n{two}"
+        "the shards split the runs: {one:?}\n{two:?}"
     );
     let merged = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args(["merge", out.join("shards").to_str().unwrap(), "--json", "--out"])
@@ -307,9 +313,13 @@ fn the_merge_of_two_shards_is_the_table_of_the_whole_sweep() {
         "{}",
         String::from_utf8_lossy(&merged.stderr)
     );
-    let merged: Value = serde_json::from_slice(&merged.stdout).unwrap();
-    let keys = |v: &Value| v["rows"].as_array().unwrap().iter().map(row_key).collect::<Vec<_>>();
-    assert_eq!(keys(&merged), keys(&whole), "merged: {merged}\nwhole: {whole}");
-    assert!(std::path::Path::new(merged["html"].as_str().unwrap()).is_file());
+    let merged: Merged = serde_json::from_slice(&merged.stdout).unwrap();
+    let keys = |rows: &[Row]| rows.iter().map(row_key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(&merged.rows),
+        keys(&whole.rows),
+        "merged: {merged:?}\nwhole: {whole:?}"
+    );
+    assert!(merged.html.is_file());
     assert_no_process_left(&out);
 }

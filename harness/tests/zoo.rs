@@ -2,11 +2,21 @@
 //! Postgres, Kafka and Toxiproxy: two mutants × two seeds, each beside its
 //! correct pattern, and the names it refuses.
 
-use serde_json::Value;
+use checkers::Anomaly;
+use dualcheck::zoo::{ZooOutcome, ZooRow};
+use serde::de::DeserializeOwned;
 use std::process::Command;
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, ONE_AT_A_TIME};
+use run_support::{assert_no_process_left, out_dir, parse_output, ONE_AT_A_TIME};
+
+/// What `dualcheck zoo --merge --json` prints (cli/zoo.rs writes this
+/// envelope with `json!`; no library type has it). A zoo that ran prints a
+/// whole [`ZooOutcome`].
+#[derive(Debug, serde::Deserialize)]
+struct Merged {
+    rows: Vec<ZooRow>,
+}
 
 fn zoo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -16,12 +26,10 @@ fn zoo(args: &[&str]) -> std::process::Output {
         .expect("running dualcheck zoo")
 }
 
-/// Runs `dualcheck zoo ARGS --json`: its exit code and JSON.
-fn zoo_json(args: &[&str]) -> (Option<i32>, Value) {
+/// Runs `dualcheck zoo ARGS --json`: its exit code and what it printed, as `T`.
+fn zoo_json<T: DeserializeOwned>(args: &[&str]) -> (Option<i32>, T) {
     let o = zoo(&[args, &["--json"]].concat());
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    let v = parse_output("zoo", &o);
     (o.status.code(), v)
 }
 
@@ -48,59 +56,39 @@ fn two_mutants_on_two_seeds_are_caught_and_their_correct_pattern_stays_valid() {
     let mut shards = Vec::new();
     for shard in ["1/2", "2/2"] {
         let dir = out.join(shard.replace('/', "-of-"));
-        let (code, v) = zoo_json(&[zoo_args(shard), vec!["--out", dir.to_str().unwrap()]].concat());
+        let (code, v): (_, ZooOutcome) = zoo_json(&[zoo_args(shard), vec!["--out", dir.to_str().unwrap()]].concat());
         // Cells in order, each with its seeds: naive 1, 2; the mutant 1, 2;
         // cdc-logical 1, 2 — every other run is this shard's, one seed of each.
-        let runs: Vec<u64> = v["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["runs"].as_u64().unwrap())
-            .collect();
-        assert_eq!(runs, [1, 1], "shard {shard}: {v}");
-        assert_eq!(code, Some(0), "shard {shard}: {v}");
+        let runs: Vec<u64> = v.rows.iter().map(|r| r.runs).collect();
+        assert_eq!(runs, [1, 1], "shard {shard}: {v:?}");
+        assert_eq!(code, Some(0), "shard {shard}: {v:?}");
         shards.push(dir);
         assert_no_process_left(&out);
     }
     let dirs: Vec<&str> = shards.iter().map(|d| d.to_str().unwrap()).collect();
-    let (code, v) = zoo_json(&[&["--merge"], dirs.as_slice()].concat());
-    let stdout = v.to_string();
-    let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "one row per mutant: {stdout}");
-    let naive = rows.iter().find(|r| r["mutant"] == "naive").unwrap();
-    assert_eq!(
-        (naive["caught"].as_u64(), naive["runs"].as_u64()),
-        (Some(2), Some(2)),
-        "{naive}"
-    );
-    assert_eq!(naive["faults"], "kafka-partition,crash-after-commit");
-    assert!(naive["baseline"].is_null(), "naive is a control as it is");
-    assert!(naive["anomalies"].as_array().unwrap().contains(&Value::from("lost")));
-    let first = naive["first_anomaly_s"]
-        .as_f64()
-        .expect("the time to the first anomaly");
+    let (code, v): (_, Merged) = zoo_json(&[&["--merge"], dirs.as_slice()].concat());
+    let rows = &v.rows;
+    assert_eq!(rows.len(), 2, "one row per mutant: {v:?}");
+    let naive = rows.iter().find(|r| r.mutant == "naive").unwrap();
+    assert_eq!((naive.caught, naive.runs), (2, 2), "{naive:?}");
+    assert_eq!(naive.faults, "kafka-partition,crash-after-commit");
+    assert!(naive.baseline.is_none(), "naive is a control as it is");
+    assert!(naive.anomalies.contains(&Anomaly::Lost));
+    let first = naive.first_anomaly_s.expect("the time to the first anomaly");
     assert!(first > 0.0 && first < 12.0, "{first}");
-    let early = rows.iter().find(|r| r["mutant"] == "confirm-early").unwrap();
-    assert_eq!(early["implementation"], "cdc-logical+DUALCHECK_CDC_CONFIRM=early");
-    assert_eq!(
-        (early["caught"].as_u64(), early["runs"].as_u64()),
-        (Some(2), Some(2)),
-        "{early}"
-    );
-    let baseline = &early["baseline"];
-    assert_eq!(baseline["implementation"], "cdc-logical");
-    assert_eq!(
-        (baseline["valid"].as_u64(), baseline["runs"].as_u64()),
-        (Some(2), Some(2)),
-        "{baseline}"
-    );
-    assert_eq!(code, Some(0), "{stdout}");
+    let early = rows.iter().find(|r| r.mutant == "confirm-early").unwrap();
+    assert_eq!(early.implementation, "cdc-logical+DUALCHECK_CDC_CONFIRM=early");
+    assert_eq!((early.caught, early.runs), (2, 2), "{early:?}");
+    let baseline = early.baseline.as_ref().expect("the correct pattern beside the mutant");
+    assert_eq!(baseline.implementation, "cdc-logical");
+    assert_eq!((baseline.valid, baseline.runs), (2, 2), "{baseline:?}");
+    assert_eq!(code, Some(0), "{v:?}");
     // One shard alone: its seed only, and the selection picks rows.
-    let (code, v) = zoo_json(&["--merge", dirs[1], "--mutants", "naive"]);
-    assert_eq!(code, Some(0), "{v}");
-    let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{v}");
-    assert_eq!(rows[0]["runs"].as_u64(), Some(1), "{v}");
+    let (code, v): (_, Merged) = zoo_json(&["--merge", dirs[1], "--mutants", "naive"]);
+    assert_eq!(code, Some(0), "{v:?}");
+    let rows = &v.rows;
+    assert_eq!(rows.len(), 1, "{v:?}");
+    assert_eq!(rows[0].runs, 1, "{v:?}");
     // Nothing to merge: exit 2, saying where it looked.
     let empty = out.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -5,15 +5,16 @@
 //! with the anomaly it declares. Also: a mutant a pattern does not declare
 //! never runs the correct code in its place.
 
-use serde_json::Value;
+use checkers::Anomaly;
+use dualcheck::sweep::SweepOutcome;
 use std::process::Command;
 
 mod run_support;
-use run_support::{assert_no_process_left, out_dir, ONE_AT_A_TIME};
+use run_support::{assert_no_process_left, out_dir, parse, ONE_AT_A_TIME};
 
 /// Runs `dualcheck sweep --json` over `impls` under `faults` on `seeds`
 /// seeds from `first_seed`, `duration` each; returns (exit code, object).
-fn sweep(name: &str, impls: &[&str], faults: &str, first_seed: u64, seeds: u64, duration: &str) -> (i32, Value) {
+fn sweep(name: &str, impls: &[&str], faults: &str, first_seed: u64, seeds: u64, duration: &str) -> (i32, SweepOutcome) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = out_dir(name);
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -37,28 +38,28 @@ fn sweep(name: &str, impls: &[&str], faults: &str, first_seed: u64, seeds: u64, 
         .expect("starting dualcheck sweep");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let v: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}\n{stderr}"));
+    let v: SweepOutcome = parse(name, &stdout, &stderr);
     assert_no_process_left(&out);
-    eprintln!("{name}: {v}");
+    eprintln!("{name}: {stdout}");
     (output.status.code().unwrap_or(-1), v)
 }
 
 /// Asserts the row of `label` ran every seed without error, each run caught
 /// (as expected), with at least one `anomaly`.
-fn assert_caught(v: &Value, label: &str, anomaly: &str) {
-    let rows = v["rows"].as_array().expect("rows");
-    let row = rows
+fn assert_caught(v: &SweepOutcome, label: &str, anomaly: Anomaly) {
+    let row = v
+        .rows
         .iter()
-        .find(|r| r["implementation"] == label)
-        .unwrap_or_else(|| panic!("no row {label}: {v}"));
-    assert_eq!(row["errors"].as_array().unwrap().len(), 0, "{label}: {v}");
-    assert!(row["runs"].as_u64().unwrap() > 0, "{label}: {v}");
-    assert_eq!(row["verdict"], "INVALID", "{label} not caught: {v}");
-    assert_eq!(row["as_expected"], row["runs"], "{label}: every run caught: {v}");
+        .find(|r| r.implementation == label)
+        .unwrap_or_else(|| panic!("no row {label}: {v:?}"));
+    assert_eq!(row.errors.len(), 0, "{label}: {v:?}");
+    assert!(row.runs > 0, "{label}: {v:?}");
+    assert_eq!(row.verdict, "INVALID", "{label} not caught: {v:?}");
+    assert_eq!(row.as_expected, row.runs, "{label}: every run caught: {v:?}");
     assert!(
-        row[anomaly].as_u64().unwrap_or(0) > 0,
-        "{label}: caught, but without {anomaly}: {v}"
+        row.anomalies.get(anomaly) > 0,
+        "{label}: caught, but without {}: {v:?}",
+        anomaly.name()
     );
 }
 
@@ -72,9 +73,9 @@ fn outbox_request_and_cursor_mutants_are_caught_without_faults() {
         "outbox-xid+DUALCHECK_BUG=no-xmin-guard",
     ];
     let (code, v) = sweep("zoo-outbox-request", &impls, "none", 0, 1, "10s");
-    assert_caught(&v, impls[0], "phantom");
-    assert_caught(&v, impls[1], "lost");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::Phantom);
+    assert_caught(&v, impls[1], Anomaly::Lost);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// The sharded relay's mutant `unordered-relays` under a Kafka partition:
@@ -83,8 +84,8 @@ fn outbox_request_and_cursor_mutants_are_caught_without_faults() {
 fn the_unordered_relays_mutant_is_caught_under_a_kafka_partition() {
     let impls = ["outbox-poll+DUALCHECK_BUG=unordered-relays"];
     let (code, v) = sweep("zoo-outbox-relay", &impls, "kafka-partition", 0, 1, "12s");
-    assert_caught(&v, impls[0], "reorder");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::Reorder);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// `delete-before-ack` under its faults: a kill while the producer holds
@@ -102,8 +103,8 @@ fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
         1,
         "15s",
     );
-    assert_caught(&v, impls[0], "lost");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::Lost);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// `new-id-on-retry` under Postgres resets: a pulse that cuts the relay
@@ -115,8 +116,8 @@ fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
 fn the_new_id_on_retry_mutant_is_caught_under_postgres_resets() {
     let impls = ["outbox-poll+DUALCHECK_BUG=new-id-on-retry"];
     let (code, v) = sweep("zoo-new-id-on-retry", &impls, "pg-reset", 2, 1, "12s");
-    assert_caught(&v, impls[0], "duplicate_beyond_idempotency");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::DuplicateBeyondIdempotency);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// `new-slot-on-restart` (cdc-logical): a relay kill loses what was
@@ -125,8 +126,8 @@ fn the_new_id_on_retry_mutant_is_caught_under_postgres_resets() {
 fn the_cdc_mutant_is_caught_under_a_relay_kill() {
     let impls = ["cdc-logical+DUALCHECK_BUG=new-slot-on-restart"];
     let (code, v) = sweep("zoo-cdc", &impls, "relay-kill", 0, 1, "12s");
-    assert_caught(&v, impls[0], "lost");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::Lost);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// `commit-offset-before-write` (kafka-first): a process that dies while
@@ -135,8 +136,8 @@ fn the_cdc_mutant_is_caught_under_a_relay_kill() {
 fn the_consumer_mutant_is_caught_when_the_service_dies() {
     let impls = ["kafka-first+DUALCHECK_BUG=commit-offset-before-write"];
     let (code, v) = sweep("zoo-consumer", &impls, "crash-after-commit", 0, 1, "12s");
-    assert_caught(&v, impls[0], "phantom");
-    assert_eq!(code, 0, "every cell as expected: {v}");
+    assert_caught(&v, impls[0], Anomaly::Phantom);
+    assert_eq!(code, 0, "every cell as expected: {v:?}");
 }
 
 /// A mutant the pattern does not declare: `dualcheck app` refuses to start

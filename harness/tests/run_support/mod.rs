@@ -4,9 +4,12 @@
 //! check that no process of the run is left behind.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use checkers::CheckResult;
+use dualcheck::ops_series::Sample;
+use dualcheck::runner::RunOutcome;
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,10 +45,27 @@ pub fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Parses what `dualcheck ... --json` printed on `stdout` into the library's
+/// type of that output (`RunOutcome`, `CheckResult`, `SweepOutcome`, ...), so
+/// a renamed field fails the tests' build, not their run.
+pub fn parse<T: DeserializeOwned>(name: &str, stdout: &str, stderr: &str) -> T {
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{name}: not the JSON of its type ({e}): {stdout}\n{stderr}"))
+}
+
+/// [`parse`] of a finished command's output.
+pub fn parse_output<T: DeserializeOwned>(name: &str, output: &Output) -> T {
+    parse(
+        name,
+        &String::from_utf8_lossy(&output.stdout),
+        &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
 /// Runs `dualcheck run --json` with `args` and extra environment `env`;
 /// returns (exit code, result object, output directory) once the run ended
 /// with a verdict (exit 0 or 1) and printed its result object.
-pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, PathBuf) {
+pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, RunOutcome, PathBuf) {
     let out = out_dir(name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualcheck"));
     cmd.arg("run")
@@ -62,17 +82,17 @@ pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value,
         code == 0 || code == 1,
         "{name}: dualcheck run failed ({code}):\n{stderr}"
     );
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let v: RunOutcome = parse(name, &stdout, &stderr);
     (code, v, out)
 }
 
 /// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
-pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
+pub fn run(name: &str, args: &[&str]) -> (i32, RunOutcome) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (code, v, out) = run_json(name, args, &[]);
     assert_no_process_left(&out);
     // Every run directory carries its report.
-    let run_dir = Path::new(v["run_dir"].as_str().expect("run_dir in the results"));
+    let run_dir = &v.run_dir;
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
     assert_eq!(
         junit.matches("<testcase ").count(),
@@ -81,23 +101,40 @@ pub fn run(name: &str, args: &[&str]) -> (i32, Value) {
     );
     assert_eq!(
         junit.contains("<failure "),
-        v["valid"] == false,
+        !v.result.valid,
         "{name}: failures iff invalid"
     );
     let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
-    let verdict = if v["valid"] == true { ">VALID<" } else { ">INVALID<" };
+    let verdict = if v.result.valid { ">VALID<" } else { ">INVALID<" };
     assert!(
         html.contains(verdict) && html.matches("<svg").count() == 3 + html.matches("id=\"ops-plot-").count(),
         "{name}: report.html: the three plots of the history, and one per operational series plot"
     );
-    eprintln!("{name}: valid={} anomalies={}", v["valid"], v["anomalies"]);
+    eprintln!("{name}: valid={} anomalies={:?}", v.result.valid, v.result.anomalies);
     (code, v)
 }
 
-pub fn count(v: &Value, kind: &str) -> u64 {
-    v["anomalies"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {v}"))
+/// Runs `dualcheck check HISTORY --json` with `extra` arguments; returns
+/// (exit code, result object).
+pub fn check_json(history: &Path, extra: &[&str]) -> (i32, CheckResult) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .arg("check")
+        .arg(history)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .expect("starting dualcheck check");
+    let v = parse_output("dualcheck check", &output);
+    (output.status.code().unwrap_or(-1), v)
+}
+
+/// The operational samples a run wrote to `RUN_DIR/ops.jsonl`, one a line.
+pub fn ops_samples(run_dir: &Path) -> Vec<Sample> {
+    std::fs::read_to_string(run_dir.join("ops.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ops.jsonl: {e}: {l}")))
+        .collect()
 }
 
 /// Every process whose command line or working directory mentions `dir`.
