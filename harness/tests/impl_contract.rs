@@ -182,7 +182,15 @@ fn long_transaction_is_lost_by_idcursor_and_kept_by_xid() {
                         !ops.contains(&1),
                         "the id-cursor relay should have skipped the long transaction"
                     );
-                    assert_eq!(ops.len(), want - 1, "only the long transaction's event is lost");
+                    // The long transaction's event is lost; under load the relay may
+                    // also skip other transactions that committed behind a higher id
+                    // (the same bug), so more may be missing, never more published.
+                    assert!(
+                        ops.len() < want,
+                        "no more than {} of the {want} events published: {}",
+                        want - 1,
+                        ops.len()
+                    );
                 }
                 _ => assert_eq!(ops.len(), want, "the xid relay must publish every committed event"),
             }
