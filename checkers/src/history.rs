@@ -1012,7 +1012,7 @@ mod tests {
         let sources = [
             include_str!("../tests/anomalies.rs"),
             include_str!("../tests/model.rs"),
-            include_str!("../../harness/tests/cli_check.rs"),
+            include_str!("../../harness/tests/offline/cli_check.rs"),
             include_str!("../../docs/history.md"),
         ];
         let mut lines = Vec::new();

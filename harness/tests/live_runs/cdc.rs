@@ -1,0 +1,146 @@
+//! Change data capture under faults, each a real run through the
+//! `dualcheck` binary: our own WAL tailer (`cdc-logical`, `cdc-outbox`) and the
+//! real Debezium in Kafka Connect (`debezium`) must stay valid (duplicates
+//! allowed) under network, kill, schema and noise faults, and drop their
+//! replication slots at teardown; a tailer that confirms WAL positions before
+//! Kafka acknowledged them must be caught losing events.
+
+use dualcheck::nemesis::Fault;
+use dualcheck::runner::RunOutcome;
+use std::time::Duration;
+use workloads::{FaultPhase, Schedule, ScheduleConfig};
+
+use crate::support::runs::run;
+
+const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
+
+/// Windows (start, stop) of `fault` in a schedule.
+fn windows(s: &Schedule<Fault>, fault: &str) -> Vec<(Duration, Duration)> {
+    let starts = s
+        .steps
+        .iter()
+        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Start);
+    let stops = s
+        .steps
+        .iter()
+        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Stop);
+    starts.zip(stops).map(|(a, b)| (a.at, b.at)).collect()
+}
+
+/// The first seed whose schedule of `faults` over `duration` satisfies `wanted`
+/// (schedules are deterministic per seed: the test picks a telling one).
+fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule<Fault>) -> bool) -> u64 {
+    // In the order the runner hands them to the schedule.
+    let faults = Fault::parse_list(faults).unwrap();
+    (1..1000)
+        .find(|&seed| {
+            wanted(&Schedule::generate(&ScheduleConfig {
+                seed,
+                faults: faults.clone(),
+                duration,
+            }))
+        })
+        .expect("some seed below 1000 has the schedule the test needs")
+}
+
+fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> RunOutcome {
+    // A seed whose schedule starts the faults that matter most for CDC before
+    // any fault stops (a stop that restarts a process can delay later steps
+    // past the workload, and then they are skipped).
+    let seed = seed_where(CDC_FAULTS, Duration::from_secs(15), |s| {
+        let first_stop = s.steps.iter().find(|e| e.phase == FaultPhase::Stop).map(|e| e.at);
+        ["relay-kill", "pg-kill", "kafka-partition", "schema-change"]
+            .iter()
+            .all(|f| windows(s, f).first().is_some_and(|w| Some(w.0) < first_stop))
+    })
+    .to_string();
+    let (code, v) = run(
+        name,
+        &[
+            "--impl",
+            implementation,
+            "--faults",
+            CDC_FAULTS,
+            "--duration",
+            "15s",
+            "--seed",
+            &seed,
+        ],
+    );
+    assert_eq!(code, 0, "{implementation} must be valid under {CDC_FAULTS}: {v:?}");
+    assert!(v.result.ops.ok > 0, "{v:?}");
+    // Every fault is healed before the drain: a correct pipeline drains within
+    // the timeout (a backlog that can answer 0 only by luck would not).
+    assert!(v.drained, "{implementation} did not drain: {v:?}");
+    // Every fault of the list was injected at least once (else the verdict says little).
+    let injected: Vec<&str> = v.result.faults.iter().map(|f| f.fault.as_str()).collect();
+    for fault in ["relay-kill", "pg-kill", "kafka-partition"] {
+        assert!(injected.contains(&fault), "{fault} never injected: {injected:?}");
+    }
+    // Slot hygiene: the run's slot was dropped at teardown.
+    assert_eq!(v.slots_dropped, [slot], "{v:?}");
+    // The operational series: the WAL the run's slot retained, sampled by the
+    // harness; the outbox table's size for the outbox patterns only.
+    let m = v.ops_max.as_ref().expect("ops_max in the results");
+    assert!(m.wal_retained_bytes.unwrap() > 0, "{m:?}");
+    assert_eq!(m.outbox_bytes.is_none(), implementation == "cdc-logical", "{m:?}");
+    let lines = std::fs::read_to_string(v.run_dir.join("ops.jsonl")).unwrap();
+    assert!(lines.lines().any(|l| l.contains(slot)), "the slot sampled by name");
+    v
+}
+
+#[test]
+fn cdc_logical_is_valid_under_faults() {
+    assert_valid_under_faults("cdc-logical-faults", "cdc-logical", "dualcheck_logical_dualcheck");
+}
+
+#[test]
+fn cdc_outbox_is_valid_under_faults() {
+    assert_valid_under_faults("cdc-outbox-faults", "cdc-outbox", "dualcheck_outbox_dualcheck");
+}
+
+#[test]
+fn debezium_is_valid_under_faults() {
+    assert_valid_under_faults("debezium-faults", "debezium", "dualcheck_debezium_dualcheck");
+}
+
+#[test]
+fn early_lsn_confirmation_loses_events_when_the_relay_is_killed() {
+    let duration = Duration::from_secs(15);
+    // A seed whose schedule kills the relay at least 0.25 s into a Kafka
+    // partition: events read from the WAL meanwhile wait in the producer, so a
+    // tailer that already confirmed them loses them in the kill.
+    let seed = seed_where("kafka-partition,relay-kill", duration, |s| {
+        let partitions = windows(s, "kafka-partition");
+        windows(s, "relay-kill").iter().any(|&(kill, _)| {
+            partitions
+                .iter()
+                .any(|&(a, b)| kill >= a + Duration::from_millis(250) && kill < b)
+        })
+    })
+    .to_string();
+    let args = |confirm: &'static str| {
+        vec![
+            "--impl".to_string(),
+            "cdc-logical".into(),
+            "--faults".into(),
+            "kafka-partition,relay-kill".into(),
+            "--duration".into(),
+            "15s".into(),
+            "--seed".into(),
+            seed.clone(),
+            "--app-env".into(),
+            format!("DUALCHECK_CDC_CONFIRM={confirm}"),
+        ]
+    };
+    let early = args("early");
+    let early: Vec<&str> = early.iter().map(String::as_str).collect();
+    let (code, v) = run("cdc-early-confirm", &early);
+    assert_eq!(code, 1, "confirming before the Kafka ack must lose events: {v:?}");
+    assert!(v.result.anomalies.lost > 0, "{v:?}");
+    // The same seed and schedule with the correct order of acknowledgments.
+    let correct = args("after-ack");
+    let correct: Vec<&str> = correct.iter().map(String::as_str).collect();
+    let (code, v) = run("cdc-after-ack", &correct);
+    assert_eq!(code, 0, "confirming after the Kafka ack keeps every event: {v:?}");
+}

@@ -1,0 +1,201 @@
+//! `--impl exec` without an adapter: the orders service under
+//! `examples/python-orders/` (its own `POST /orders` API answering 201, an
+//! outbox whose events are `{eventId, type, occurredAt, orderId, ...}`) run
+//! through `dualcheck run --impl exec --template` as a user runs it, against
+//! real Postgres, Kafka and Toxiproxy; a mapping that misses its field; and
+//! template mistakes caught before anything starts. Runs are serialized.
+//!
+//! The Python services need psycopg and confluent-kafka in
+//! `$DUALCHECK_CACHE/pyenv` (`bash ci/setup` creates it).
+
+use dualcheck::runner::RunOutcome;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::runs::{example_python as python, parse, ONE_AT_A_TIME};
+
+/// The faults the issue names: Kafka unreachable longer than the producer's
+/// message timeout, the process killed with events in flight, and (the
+/// service has no crash point) SIGKILLs right after acknowledged orders.
+const FAULTS: &str = "kafka-partition,relay-kill,crash-after-commit";
+
+/// The op id travels as the order's reference.
+const COMMITTED_SQL: &str = "SELECT reference::bigint FROM orders";
+
+fn example() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/python-orders"))
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("exec-templates-{}", std::process::id()))
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `dualcheck run --impl exec --json --out OUT ARGS`; returns (exit code, stdout, stderr).
+fn dualcheck_run(out: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["run", "--impl", "exec", "--json", "--out", out.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("starting dualcheck");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs one orders service with the example's template file plus `extra`;
+/// returns (exit code, result).
+fn run_orders(name: &str, script: &str, extra: &[&str]) -> (i32, RunOutcome) {
+    let py = python();
+    let dir = example();
+    let cmd = format!("'{}' '{}'", py.display(), dir.join(script).display());
+    let schema = dir.join("schema.sql");
+    let template = dir.join("dualcheck-template.toml");
+    let mut args = vec![
+        "--cmd",
+        &cmd,
+        "--committed-sql",
+        COMMITTED_SQL,
+        "--schema",
+        schema.to_str().unwrap(),
+        "--template",
+        template.to_str().unwrap(),
+        "--drain-timeout",
+        "30s",
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = dualcheck_run(&out_dir(name), &args);
+    assert!(
+        code == 0 || code == 1,
+        "{name}: dualcheck run failed ({code}):\n{stderr}"
+    );
+    let v: RunOutcome = parse(name, &stdout, &stderr);
+    eprintln!(
+        "{name}: exit {code}, valid={} anomalies={:?} warnings={:?}",
+        v.result.valid, v.result.anomalies, v.result.warnings
+    );
+    (code, v)
+}
+
+/// How many times the service started (one log line per start).
+fn starts(v: &RunOutcome) -> usize {
+    let log = v.run_dir.join("app.log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
+        .matches("orders service on")
+        .count()
+}
+
+#[test]
+fn an_orders_service_verified_through_its_own_api_is_valid_under_faults() {
+    let (code, v) = run_orders(
+        "orders-correct",
+        "service.py",
+        &["--faults", FAULTS, "--duration", "15s", "--seed", "1"],
+    );
+    assert_eq!(code, 0, "the correct orders service must be valid: {v:?}");
+    assert!(v.result.ops.ok > 200, "too few acknowledged orders: {v:?}");
+    assert!(v.drained, "{v:?}");
+    // Every record was read through the mapping: none unexpected, none unreadable.
+    assert_eq!(v.result.anomalies.unexpected, 0, "{v:?}");
+    assert!(v.result.deliveries >= v.result.ops.ok, "{v:?}");
+    assert!(v.result.warnings.is_empty(), "{v:?}");
+    // The API cannot roll back (rollback = "none"): no aborts were sent, so no
+    // failure is a rolled-back order.
+    let history = std::fs::read_to_string(v.run_dir.join("history.jsonl")).unwrap();
+    assert!(!history.contains("asked to roll back"), "aborts were sent");
+    assert!(
+        starts(&v) >= 3,
+        "the service was not killed and restarted: {} starts",
+        starts(&v)
+    );
+}
+
+#[test]
+fn an_orders_service_marking_events_published_before_the_ack_loses_them() {
+    let (code, v) = run_orders(
+        "orders-buggy",
+        "service_buggy.py",
+        &["--faults", FAULTS, "--duration", "15s", "--seed", "1"],
+    );
+    assert_eq!(code, 1, "the buggy orders service must be invalid: {v:?}");
+    let a = &v.result.anomalies;
+    assert!(a.lost > 0, "its anomaly is `lost`: {v:?}");
+    assert_eq!(a.phantom, 0, "{v:?}");
+    assert_eq!(a.unexpected, 0, "{v:?}");
+}
+
+#[test]
+fn a_mapping_pointing_at_a_missing_field_completes_with_a_warning_and_unexpected_deliveries() {
+    // The flag overrides the file's records.op (/reference): the events have no `data`.
+    let (code, v) = run_orders(
+        "orders-missing-field",
+        "service.py",
+        &["--record-op", "/data/reference", "--duration", "5s"],
+    );
+    assert_eq!(code, 1, "unexpected deliveries make the run invalid: {v:?}");
+    let deliveries = v.result.deliveries;
+    assert!(deliveries > 50, "{v:?}");
+    assert_eq!(
+        v.result.anomalies.unexpected, deliveries,
+        "every record is unreadable: {v:?}"
+    );
+    let warnings: Vec<&str> = v.result.warnings.iter().map(String::as_str).collect();
+    let w = warnings
+        .iter()
+        .find(|w| w.contains("--record-op /data/reference"))
+        .unwrap_or_else(|| panic!("no warning names the field: {warnings:?}"));
+    assert!(
+        w.contains("no such field") && w.contains("in record orders/") && w.contains("OrderCreated"),
+        "the warning names the first record and shows it: {w}"
+    );
+    assert!(w.contains(&format!("{deliveries} record(s)")), "{w}");
+}
+
+#[test]
+fn template_mistakes_exit_2_naming_the_flag_before_anything_starts() {
+    let template = example().join("dualcheck-template.toml");
+    let template = template.to_str().unwrap();
+    for (args, flag, what) in [
+        (
+            vec!["--request-body", r#"{"customerId":"{customer}"}"#],
+            "--request-body",
+            "unknown placeholder {customer}",
+        ),
+        (
+            vec!["--request-header", "X-Request-Id: {uuid}"],
+            "--request-header",
+            "unknown placeholder {uuid}",
+        ),
+        (vec!["--record-op", "reference"], "--record-op", "is not a JSON pointer"),
+        (vec!["--read-seq", "lineNo"], "--read-seq", "is not a JSON pointer"),
+    ] {
+        let out = out_dir(&format!("mistake-{}", flag.trim_start_matches('-')));
+        let mut all = vec![
+            "--cmd",
+            "sleep 600",
+            "--committed-sql",
+            COMMITTED_SQL,
+            "--template",
+            template,
+        ];
+        all.extend(args.iter().copied());
+        let (code, _, stderr) = dualcheck_run(&out, &all);
+        assert_eq!(code, 2, "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(what),
+            "{flag}: the error names the flag and the mistake: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "{flag}: a run directory was made: something started"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Tests that need no service: `dualcheck check`, the reports and the runs page on histories and run directories written here.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli_check;
+mod report;
+mod serve;

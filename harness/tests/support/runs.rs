@@ -1,0 +1,175 @@
+//! Shared by the tests that run `dualcheck run` as a user does: one run at a
+//! time (each starts its own environment; two would not fit two cores), the
+//! result object, the report files every run directory must carry, and a
+//! check that no process of the run is left behind.
+#![allow(dead_code)]
+
+use checkers::CheckResult;
+use dualcheck::ops_series::Sample;
+use dualcheck::runner::RunOutcome;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use super::ONE_AT_A_TIME;
+
+/// The interpreter of the examples' venv (`$DUALCHECK_CACHE/pyenv`), checked
+/// to import the examples' clients.
+pub fn example_python() -> PathBuf {
+    let cache = std::env::var_os("DUALCHECK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/dualcheck")
+        });
+    let py = cache.join("pyenv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import psycopg, confluent_kafka"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python examples need psycopg and confluent-kafka in {}: run `bash ci/setup` (it creates that venv)",
+        py.display()
+    );
+    py
+}
+
+pub fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("dualcheck-runs-{}", std::process::id()))
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Parses what `dualcheck ... --json` printed on `stdout` into the library's
+/// type of that output (`RunOutcome`, `CheckResult`, `SweepOutcome`, ...), so
+/// a renamed field fails the tests' build, not their run.
+pub fn parse<T: DeserializeOwned>(name: &str, stdout: &str, stderr: &str) -> T {
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{name}: not the JSON of its type ({e}): {stdout}\n{stderr}"))
+}
+
+/// [`parse`] of a finished command's output.
+pub fn parse_output<T: DeserializeOwned>(name: &str, output: &Output) -> T {
+    parse(
+        name,
+        &String::from_utf8_lossy(&output.stdout),
+        &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// Runs `dualcheck run --json` with `args` and extra environment `env`;
+/// returns (exit code, result object, output directory) once the run ended
+/// with a verdict (exit 0 or 1) and printed its result object.
+pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, RunOutcome, PathBuf) {
+    let out = out_dir(name);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualcheck"));
+    cmd.arg("run")
+        .args(args)
+        .args(["--json", "--out", out.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("starting dualcheck");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let code = output.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{name}: dualcheck run failed ({code}):\n{stderr}"
+    );
+    let v: RunOutcome = parse(name, &stdout, &stderr);
+    (code, v, out)
+}
+
+/// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
+pub fn run(name: &str, args: &[&str]) -> (i32, RunOutcome) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (code, v, out) = run_json(name, args, &[]);
+    assert_no_process_left(&out);
+    // Every run directory carries its report.
+    let run_dir = &v.run_dir;
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml in the run directory");
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        checkers::Anomaly::ALL.len(),
+        "{name}: one test case per anomaly kind"
+    );
+    assert_eq!(
+        junit.contains("<failure "),
+        !v.result.valid,
+        "{name}: failures iff invalid"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html in the run directory");
+    let verdict = if v.result.valid { ">VALID<" } else { ">INVALID<" };
+    assert!(
+        html.contains(verdict) && html.matches("<svg").count() == 3 + html.matches("id=\"ops-plot-").count(),
+        "{name}: report.html: the three plots of the history, and one per operational series plot"
+    );
+    eprintln!("{name}: valid={} anomalies={:?}", v.result.valid, v.result.anomalies);
+    (code, v)
+}
+
+/// Runs `dualcheck check HISTORY --json` with `extra` arguments; returns
+/// (exit code, result object).
+pub fn check_json(history: &Path, extra: &[&str]) -> (i32, CheckResult) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .arg("check")
+        .arg(history)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .expect("starting dualcheck check");
+    let v = parse_output("dualcheck check", &output);
+    (output.status.code().unwrap_or(-1), v)
+}
+
+/// The operational samples a run wrote to `RUN_DIR/ops.jsonl`, one a line.
+pub fn ops_samples(run_dir: &Path) -> Vec<Sample> {
+    std::fs::read_to_string(run_dir.join("ops.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ops.jsonl: {e}: {l}")))
+        .collect()
+}
+
+/// Every process whose command line or working directory mentions `dir`.
+pub fn processes_of(dir: &Path) -> Vec<(i32, String)> {
+    let needle = dir.to_str().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && (cmdline.contains(needle) || cwd.starts_with(needle)) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+pub fn assert_no_process_left(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_of(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind by the run in {}: {left:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
