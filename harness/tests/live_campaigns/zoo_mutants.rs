@@ -1,9 +1,13 @@
-//! The bug zoo's mutants (issue 15), one fast test per family, through the
-//! binary as a user runs it, on real Postgres, Kafka and Toxiproxy: each
-//! mutant (`DUALCHECK_BUG=NAME`) runs under the fault list it declares, in one
+//! The bug zoo's mutants (issue 15), one test per family, through the binary
+//! as a user runs it, on real Postgres, Kafka and Toxiproxy: each mutant
+//! (`DUALCHECK_BUG=NAME`) runs under the fault list it declares, in one
 //! `dualcheck sweep` per family (services started once), and must be caught
-//! with the anomaly it declares. Also: a mutant a pattern does not declare
-//! never runs the correct code in its place.
+//! with the anomaly it declares.
+//!
+//! These are verdict sweeps, so they are `#[ignore]`d in the default suite:
+//! `scripts/bug-zoo` measures every mutant over 20 seeds (docs/zoo.md), and
+//! `cargo test --test live_campaigns -- --ignored` runs them here. The zoo
+//! command itself is tested in `zoo.rs` (two mutants on two seeds).
 
 use checkers::Anomaly;
 use dualcheck::sweep::SweepOutcome;
@@ -66,6 +70,7 @@ fn assert_caught(v: &SweepOutcome, label: &str, anomaly: Anomaly) {
 /// and `no-xmin-guard` (outbox-xid) need no fault: the workload's aborted
 /// ops and long transactions expose them.
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn outbox_request_and_cursor_mutants_are_caught_without_faults() {
     let impls = [
         "outbox-poll+DUALCHECK_BUG=publish-in-transaction",
@@ -80,6 +85,7 @@ fn outbox_request_and_cursor_mutants_are_caught_without_faults() {
 /// The sharded relay's mutant `unordered-relays` under a Kafka partition:
 /// rows retried alone while their key's later rows go out (reorder).
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn the_unordered_relays_mutant_is_caught_under_a_kafka_partition() {
     let impls = ["outbox-poll+DUALCHECK_BUG=unordered-relays"];
     let (code, v) = sweep("zoo-outbox-relay", &impls, "kafka-partition", 0, 1, "12s");
@@ -92,6 +98,7 @@ fn the_unordered_relays_mutant_is_caught_under_a_kafka_partition() {
 /// kill inside a Kafka partition (workloads/src/schedule.rs); without the
 /// nesting, seeds whose kills fell outside partitions did not catch it.
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
     let impls = ["outbox-poll+DUALCHECK_BUG=delete-before-ack"];
     let (code, v) = sweep(
@@ -112,6 +119,7 @@ fn the_delete_before_ack_mutant_is_caught_by_a_kill_inside_a_partition() {
 /// mostly while it was idle (caught in 3 of 5 seeds); the pulses
 /// (docs/faults.md#reset-pulses) cut it at many points of its loop.
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn the_new_id_on_retry_mutant_is_caught_under_postgres_resets() {
     let impls = ["outbox-poll+DUALCHECK_BUG=new-id-on-retry"];
     let (code, v) = sweep("zoo-new-id-on-retry", &impls, "pg-reset", 2, 1, "12s");
@@ -122,6 +130,7 @@ fn the_new_id_on_retry_mutant_is_caught_under_postgres_resets() {
 /// `new-slot-on-restart` (cdc-logical): a relay kill loses what was
 /// committed while the tailer was down.
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn the_cdc_mutant_is_caught_under_a_relay_kill() {
     let impls = ["cdc-logical+DUALCHECK_BUG=new-slot-on-restart"];
     let (code, v) = sweep("zoo-cdc", &impls, "relay-kill", 0, 1, "12s");
@@ -132,41 +141,10 @@ fn the_cdc_mutant_is_caught_under_a_relay_kill() {
 /// `commit-offset-before-write` (kafka-first): a process that dies while
 /// the consumer's write waits never applies the record.
 #[test]
+#[ignore = "a verdict sweep: scripts/bug-zoo measures every mutant over 20 seeds (docs/zoo.md); run it with --ignored"]
 fn the_consumer_mutant_is_caught_when_the_service_dies() {
     let impls = ["kafka-first+DUALCHECK_BUG=commit-offset-before-write"];
     let (code, v) = sweep("zoo-consumer", &impls, "crash-after-commit", 0, 1, "12s");
     assert_caught(&v, impls[0], Anomaly::Phantom);
     assert_eq!(code, 0, "every cell as expected: {v:?}");
-}
-
-/// A mutant the pattern does not declare: `dualcheck app` refuses to start
-/// (exit 2) and names the pattern's mutants and the mutant's owner, before
-/// touching any service.
-#[test]
-fn an_undeclared_mutant_refuses_to_start() {
-    let run = |implementation: &str, bug: &str| {
-        Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-            .args(["app", "--impl", implementation])
-            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
-            .env("KAFKA_BOOTSTRAP", "127.0.0.1:1")
-            .env("TOPIC", "zoo")
-            .env("PORT", "1")
-            .env("DUALCHECK_BUG", bug)
-            .output()
-            .expect("starting dualcheck app")
-    };
-    let out = run("outbox-poll", "no-xmin-guard");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("delete-before-ack") && stderr.contains("belongs to outbox-xid"),
-        "{stderr}"
-    );
-    let out = run("naive", "typo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("naive has no mutant") && stderr.contains("new-slot-on-restart"),
-        "{stderr}"
-    );
 }

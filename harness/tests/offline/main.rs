@@ -4,5 +4,6 @@
 mod support;
 
 mod cli_check;
+mod refusals;
 mod report;
 mod serve;
