@@ -4,7 +4,11 @@
 //! chose. The listener is closed before the service binds it, so another program
 //! could take it in between; to keep our own services from colliding with each
 //! other, ports handed out by this process are remembered and never handed out
-//! twice.
+//! twice, and each is leased for the life of this process to every dualcheck
+//! process of the machine: a file named after the port in a shared directory
+//! holds the owner's pid ([`lease`]). Two runs started side by side (tests,
+//! shards of a sweep) thus never take each other's ports, nor a port whose
+//! service is down for a fault (a killed Postgres comes back on its port).
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -24,11 +28,56 @@ pub fn free_port() -> Result<u16> {
             .context("binding 127.0.0.1:0 to find a free port (is the loopback interface up?)")?;
         let port = listener.local_addr()?.port();
         let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
-        if seen.insert(port) {
+        if !seen.contains(&port) && lease(port) {
+            seen.insert(port);
             return Ok(port);
         }
     }
     anyhow::bail!("no free loopback port found after 100 tries")
+}
+
+/// The directory of the leases: shared by every user of the machine.
+fn lease_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("dualcheck-port-leases")
+}
+
+/// Leases `port` to this process unless a live dualcheck process holds it:
+/// its file in [`lease_dir`] is created with this pid, or taken over from a
+/// process that is gone. A lease that cannot be written (a read-only or
+/// foreign directory) is not held against the port: without the shared
+/// directory a process still never hands a port out twice itself.
+fn lease(port: u16) -> bool {
+    let dir = lease_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    // Anyone may lease (the directory is shared like /tmp itself).
+    let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    let file = dir.join(port.to_string());
+    let me = std::process::id();
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&file) {
+            Ok(mut f) => {
+                use std::io::Write;
+                return f.write_all(me.to_string().as_bytes()).is_ok();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok());
+                match owner {
+                    Some(pid) if pid as u32 == me => return true,
+                    Some(pid) if super::process::pid_alive(pid) => return false,
+                    // A lease of a process that is gone (or half written): taken over.
+                    _ => {
+                        let _ = std::fs::remove_file(&file);
+                    }
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// Returns `n` distinct free loopback ports (see [`free_port`]).
@@ -39,6 +88,20 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_leased_by_a_live_process_is_not_handed_out() {
+        let port = free_port().unwrap();
+        let file = lease_dir().join(port.to_string());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), std::process::id().to_string());
+        // Another live process (pid 1) holds it: not leased to us again.
+        std::fs::write(&file, "1").unwrap();
+        assert!(!lease(port));
+        // Its owner is gone: taken over.
+        std::fs::write(&file, "2147483646").unwrap();
+        assert!(lease(port));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), std::process::id().to_string());
+    }
 
     #[test]
     fn ports_are_distinct_and_bindable() {

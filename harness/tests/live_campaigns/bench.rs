@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::runs::{assert_no_process_left, out_dir, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir};
 
 /// The entries of `dir` whose names start with `prefix`.
 fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -21,7 +21,7 @@ fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn two_patterns_are_benchmarked_on_one_warm_environment() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("bench-two");
     let o = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use workloads::Schedule;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse, run_json, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse, run_json};
 
 /// Each process's invoke lines (op, key, seq), in order. History lines stay
 /// JSON: the library reads them with its own parser (`checkers::history`,
@@ -66,7 +66,7 @@ fn schedule_faults(path: &Path) -> BTreeSet<String> {
 
 #[test]
 fn a_replay_runs_the_same_ops_under_the_same_fault_windows() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let args = [
         "--impl",
         "naive",
@@ -138,7 +138,7 @@ fn a_replay_runs_the_same_ops_under_the_same_fault_windows() {
 
 #[test]
 fn a_valid_run_has_nothing_to_shrink() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let (code, v, out) = run_json(
         "shrink-valid",
         &["--impl", "outbox-poll", "--duration", "3s", "--seed", "1"],
@@ -160,7 +160,7 @@ fn a_valid_run_has_nothing_to_shrink() {
 
 #[test]
 fn a_naive_run_shrinks_to_fewer_windows_and_its_replay_reproduces() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let (code, v, out) = run_json(
         "shrink-naive",
         &[

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse, parse_output, processes_of, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse, parse_output, processes_of};
 
 /// What `dualcheck sweep --json` prints when interrupted: the rows done so
 /// far (cli/sweep.rs writes this envelope with `json!`; no library type has it).
@@ -85,7 +85,7 @@ fn run_dir_of(out: &Path, implementation: &str, seed: u64) -> PathBuf {
 
 #[test]
 fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("sweep");
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([
@@ -181,7 +181,7 @@ fn a_sweep_runs_every_cell_on_one_environment_with_the_ops_of_a_fresh_run() {
 
 #[test]
 fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process_and_prints_the_runs_done() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("sweep-interrupted");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([
@@ -289,7 +289,7 @@ fn row_key(row: &Row) -> (String, String, u64, u64, String, Vec<u64>) {
 
 #[test]
 fn the_merge_of_two_shards_is_the_table_of_the_whole_sweep() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("sweep-shards");
     let (code, whole) = sweep_json(&out.join("whole"), &[]);
     assert_eq!(code, 0, "{whole:?}");

@@ -7,7 +7,7 @@ use dualcheck::zoo::{ZooOutcome, ZooRow};
 use serde::de::DeserializeOwned;
 use std::process::Command;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse_output, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse_output};
 
 /// What `dualcheck zoo --merge --json` prints (cli/zoo.rs writes this
 /// envelope with `json!`; no library type has it). A zoo that ran prints a
@@ -36,7 +36,7 @@ fn zoo_json<T: DeserializeOwned>(args: &[&str]) -> (Option<i32>, T) {
 /// own), joined by `--merge`: the rows of the whole zoo.
 #[test]
 fn two_mutants_on_two_seeds_are_caught_and_their_correct_pattern_stays_valid() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("zoo-two");
     let zoo_args = |shard: &'static str| {
         vec![

@@ -13,12 +13,12 @@ use checkers::Anomaly;
 use dualcheck::sweep::SweepOutcome;
 use std::process::Command;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse};
 
 /// Runs `dualcheck sweep --json` over `impls` under `faults` on `seeds`
 /// seeds from `first_seed`, `duration` each; returns (exit code, object).
 fn sweep(name: &str, impls: &[&str], faults: &str, first_seed: u64, seeds: u64, duration: &str) -> (i32, SweepOutcome) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir(name);
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([

@@ -11,7 +11,7 @@ use dualcheck::runner::RunOutcome;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::runs::{example_python as python, parse, ONE_AT_A_TIME};
+use crate::support::runs::{example_python as python, parse};
 
 /// Faults of the example runs: the relay dies with events in flight, Kafka
 /// becomes unreachable for longer than the producer's message timeout, and
@@ -32,7 +32,7 @@ fn out_dir(name: &str) -> PathBuf {
 
 /// Runs `dualcheck run --impl exec --json ARGS`; returns (exit code, stdout, stderr).
 fn dualcheck_run(name: &str, args: &[&str]) -> (i32, String, String) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir(name);
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args(["run", "--impl", "exec", "--json", "--out", out.to_str().unwrap()])

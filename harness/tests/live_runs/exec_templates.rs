@@ -12,7 +12,7 @@ use dualcheck::runner::RunOutcome;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::runs::{example_python as python, parse, ONE_AT_A_TIME};
+use crate::support::runs::{example_python as python, parse};
 
 /// The faults the issue names: Kafka unreachable longer than the producer's
 /// message timeout, the process killed with events in flight, and (the
@@ -36,7 +36,7 @@ fn out_dir(name: &str) -> PathBuf {
 
 /// Runs `dualcheck run --impl exec --json --out OUT ARGS`; returns (exit code, stdout, stderr).
 fn dualcheck_run(out: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args(["run", "--impl", "exec", "--json", "--out", out.to_str().unwrap()])
         .args(args)

@@ -182,9 +182,7 @@ fn a_custom_fault_named_like_a_builtin_or_malformed_exits_2_before_anything_star
 
 #[test]
 fn ctrl_c_heals_a_custom_fault_in_effect() {
-    let _guard = crate::support::runs::ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     let pid = sleeper.id();
     let out = crate::support::runs::out_dir("fault-cmd-ctrl-c");

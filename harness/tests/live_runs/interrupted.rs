@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
-use crate::support::runs::{assert_no_process_left, check_json, out_dir, run, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, check_json, out_dir, run};
 
 /// The only run directory under `out`.
 fn run_dir_in(out: &Path) -> Option<PathBuf> {
@@ -25,7 +25,7 @@ fn run_dir_in(out: &Path) -> Option<PathBuf> {
 
 #[test]
 fn a_run_killed_mid_way_is_unknown_not_invalid() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("sigkill");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([

@@ -4,16 +4,21 @@
 //! runs it. Runs are serialized: each starts its own environment, and two at
 //! once would not fit two cores.
 
-use crate::support::runs::{run_json, ONE_AT_A_TIME};
+use crate::support::runs::run_json;
 use checkers::Anomaly;
 use dualcheck::runner::RunOutcome;
 
 const FAULTS: &str = "kafka-partition,pg-partition,relay-kill,crash-after-commit";
 
 /// Runs `dualcheck run --json` with `args` and extra environment; returns
-/// (exit code, result object) and checks the run directory's reports.
-fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, RunOutcome) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// (exit code, result object) and checks the run directory's reports. A run
+/// of a correct pattern that must be valid (`correct`) may overlap one other.
+fn run(name: &str, args: &[&str], env: &[(&str, &str)], correct: bool) -> (i32, RunOutcome) {
+    let _slots = if correct {
+        crate::support::beside_another()
+    } else {
+        crate::support::alone()
+    };
     let (code, v, _) = run_json(name, args, env);
     let html = std::fs::read_to_string(v.run_dir.join("report.html")).expect("report.html in the run directory");
     let verdict = if v.result.valid { ">VALID<" } else { ">INVALID<" };
@@ -46,6 +51,7 @@ fn assert_valid_with_fresh_reads(name: &str, implementation: &str) {
             "3",
         ],
         &[],
+        true,
     );
     assert_eq!(code, 0, "{v:?}");
     assert!(v.result.valid, "{v:?}");
@@ -66,6 +72,7 @@ fn assert_stale_without_cache(name: &str, implementation: &str) {
         name,
         &["--impl", implementation, "--duration", "8s", "--seed", "3"],
         &[("DUALCHECK_READ_CACHE", "off")],
+        false,
     );
     assert_eq!(code, 1, "{v:?}");
     assert!(v.result.anomalies.stale_read > 0, "{v:?}");
@@ -107,6 +114,7 @@ fn two_phase_leaves_transactions_in_doubt_when_it_crashes_after_the_kafka_commit
             "0",
         ],
         &[],
+        false,
     );
     let d = v.in_doubt.as_ref().unwrap_or_else(|| panic!("no in_doubt: {v:?}"));
     let unresolved = d.unresolved;

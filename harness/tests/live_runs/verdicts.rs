@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse_output, processes_of, run, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse_output, processes_of, run, run_correct};
 use dualcheck::sweep::SweepOutcome;
 
 const ALL_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit";
@@ -69,7 +69,7 @@ fn outbox_idcursor_skips_events_of_late_committers() {
 
 #[test]
 fn outbox_xid_is_valid_without_faults() {
-    let (code, v) = run(
+    let (code, v) = run_correct(
         "xid-clean",
         &["--impl", "outbox-xid", "--duration", "15s", "--seed", "1"],
     );
@@ -93,7 +93,7 @@ fn outbox_xid_is_valid_without_faults() {
 fn assert_valid_under_all_faults(name: &str, args: &[&str]) {
     let mut all = vec!["--faults", ALL_FAULTS, "--duration", "40s", "--seed", "7"];
     all.extend_from_slice(args);
-    let (code, v) = run(name, &all);
+    let (code, v) = run_correct(name, &all);
     assert_eq!(code, 0, "{name} must be valid under faults: {v:?}");
     assert!(v.result.ops.ok > 100, "the workload ran: {v:?}");
     // `faults` is the list chosen from (`fault_names` in the JSON);
@@ -120,7 +120,7 @@ fn outbox_xid_is_valid_under_faults() {
 
 #[test]
 fn ctrl_c_mid_run_leaves_no_process_and_a_readable_history() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("ctrl-c");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([
@@ -187,7 +187,7 @@ fn ctrl_c_mid_run_leaves_no_process_and_a_readable_history() {
 
 #[test]
 fn compare_gives_one_row_per_implementation_with_its_verdict() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("compare");
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([

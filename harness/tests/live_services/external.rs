@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse_output, ONE_AT_A_TIME};
+use crate::support::runs::{assert_no_process_left, out_dir, parse_output};
 
 fn dualcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -188,7 +188,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothing() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("external-runs");
     let env = EnvUp::start(&out.join("services"));
     let runs = out.join("runs");
@@ -343,7 +343,7 @@ fn runs_against_env_up_give_the_local_verdicts_run_side_by_side_and_leave_nothin
 
 #[test]
 fn a_two_shard_sweep_against_env_up_splits_the_runs_and_leaves_nothing() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let out = out_dir("external-sweep");
     let env = EnvUp::start(&out.join("services"));
     let shards = out.join("shards");
@@ -400,7 +400,7 @@ fn a_two_shard_sweep_against_env_up_splits_the_runs_and_leaves_nothing() {
 /// is refused, and `env down` stops it and every service.
 #[test]
 fn env_up_under_another_name_is_still_found_by_env_down() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     // Nowhere in its command line the word `dualcheck` (`out_dir`'s path has it).
     let links = std::env::temp_dir().join(format!("dc-link-{}", std::process::id()));
     let out = links.join("env");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[test]
 fn postgres_starts_under_a_directory_user_postgres_cannot_enter() {
-    let _guard = crate::support::ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     crate::support::services::runtime().block_on(starts_under_a_closed_directory());
 }
 

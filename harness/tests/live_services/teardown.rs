@@ -12,7 +12,7 @@ fn alive(pids: &[(String, i32)]) -> Vec<(String, i32)> {
 
 #[test]
 fn shutdown_and_panic_leave_no_process() {
-    let _guard = crate::support::ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let rt = crate::support::services::runtime();
     // 1. Explicit shutdown.
     let pids = rt.block_on(async {

@@ -10,5 +10,46 @@ pub mod patterns;
 pub mod runs;
 pub mod services;
 
-/// Held by every test that starts services or a run, so that none overlaps another.
-pub static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use std::sync::{Condvar, Mutex};
+
+/// The machine's two slots (two cores): a test that starts services or a run
+/// holds both ([`alone`]), except a run of a correct pattern that must stay
+/// valid, which holds one ([`beside_another`]) and so may overlap one other
+/// such run. A correct pattern is valid at any speed (load is one more
+/// fault); a negative control, a timing or an environment's faults are not
+/// shared with anything.
+static SLOTS: (Mutex<u8>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// The slots of the machine.
+const CAPACITY: u8 = 2;
+
+/// Slots held until dropped.
+pub struct Slots(u8);
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let (used, freed) = &SLOTS;
+        *used.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
+        freed.notify_all();
+    }
+}
+
+fn take(n: u8) -> Slots {
+    let (used, freed) = &SLOTS;
+    let mut held = used.lock().unwrap_or_else(|e| e.into_inner());
+    while *held + n > CAPACITY {
+        held = freed.wait(held).unwrap_or_else(|e| e.into_inner());
+    }
+    *held += n;
+    Slots(n)
+}
+
+/// The whole machine: nothing else runs meanwhile.
+pub fn alone() -> Slots {
+    take(CAPACITY)
+}
+
+/// Half the machine: for a run of a correct pattern that must be valid.
+pub fn beside_another() -> Slots {
+    take(1)
+}

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub use super::ONE_AT_A_TIME;
-
 /// The interpreter of the examples' venv (`$DUALCHECK_CACHE/pyenv`), checked
 /// to import the examples' clients.
 pub fn example_python() -> PathBuf {
@@ -85,9 +83,23 @@ pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, RunOut
     (code, v, out)
 }
 
-/// Runs `dualcheck run --json` with `args`; returns (exit code, result object).
+/// Runs `dualcheck run --json` with `args` alone on the machine; returns
+/// (exit code, result object).
 pub fn run(name: &str, args: &[&str]) -> (i32, RunOutcome) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let slots = crate::support::alone();
+    run_holding(name, args, slots)
+}
+
+/// [`run`] for a correct pattern that must be valid: it may overlap one other
+/// such run ([`crate::support::beside_another`]).
+pub fn run_correct(name: &str, args: &[&str]) -> (i32, RunOutcome) {
+    let slots = crate::support::beside_another();
+    run_holding(name, args, slots)
+}
+
+/// Runs `dualcheck run --json` with `args` while `_slots` are held, then
+/// checks the run left no process and wrote its reports.
+fn run_holding(name: &str, args: &[&str], _slots: crate::support::Slots) -> (i32, RunOutcome) {
     let (code, v, out) = run_json(name, args, &[]);
     assert_no_process_left(&out);
     // Every run directory carries its report.

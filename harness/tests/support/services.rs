@@ -32,7 +32,7 @@ where
     // One environment per broker count, each started on first use and kept
     // for the binary's life (its processes end with it).
     static ENVS: Mutex<Vec<&'static Environment>> = Mutex::new(Vec::new());
-    let _guard = super::ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::support::alone();
     let found = ENVS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
