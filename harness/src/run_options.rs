@@ -6,6 +6,7 @@
 use crate::app_process::AppCommand;
 use crate::nemesis::Fault;
 use crate::runner::RunConfig;
+use crate::template::ResolveTemplate as _;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;

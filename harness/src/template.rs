@@ -82,7 +82,7 @@ pub struct ServiceTemplate {
     /// The service's count of events not yet published; `None`: `GET /backlog`.
     pub backlog: Option<BacklogTemplate>,
     /// The keys this template was resolved from, file and flags merged
-    /// ([`TemplateOptions::resolve`]); `None`: the contract, or a template
+    /// ([`ResolveTemplate::resolve`]); `None`: the contract, or a template
     /// built in code. What a run records so that a replay rebuilds it.
     pub source: Option<TemplateOptions>,
 }
@@ -597,15 +597,17 @@ fn origin(flag: &str, from_file: Option<(&Path, &str)>) -> String {
     }
 }
 
-impl TemplateOptions {
-    /// Whether any template key is given (file or flag).
-    pub fn is_given(&self) -> bool {
-        *self != TemplateOptions::default()
-    }
-
+/// The service template the options describe: [`TemplateOptions`] is part of
+/// the run record (`dualcheck-record`, plain data), its resolution into a
+/// [`ServiceTemplate`] is here.
+pub trait ResolveTemplate {
     /// Reads the file (if any), lets the flags override its keys and checks
     /// everything; errors name the flag (and the file's key).
-    pub fn resolve(&self) -> Result<ServiceTemplate> {
+    fn resolve(&self) -> Result<ServiceTemplate>;
+}
+
+impl ResolveTemplate for TemplateOptions {
+    fn resolve(&self) -> Result<ServiceTemplate> {
         let (file, path) = match &self.file {
             Some(p) => {
                 let text =
@@ -621,7 +623,7 @@ impl TemplateOptions {
             file: &file,
             path,
         };
-        let merged = self.merged_with(&file);
+        let merged = merged_with(self, &file);
         Ok(ServiceTemplate {
             request: keys.request()?,
             read: keys.read()?,
@@ -630,39 +632,39 @@ impl TemplateOptions {
             source: merged.is_given().then_some(merged),
         })
     }
+}
 
-    /// These keys with the file's merged in, as flags alone (no file): a flag
-    /// wins over the file's key, and headers given as flags replace the
-    /// file's — the same template [`TemplateOptions::resolve`] builds.
-    fn merged_with(&self, file: &TemplateFile) -> TemplateOptions {
-        let or = |flag: &Option<String>, key: &Option<String>| flag.clone().or_else(|| key.clone());
-        let (r, rd, bk, rc) = (&file.request, &file.read, &file.backlog, &file.records);
-        TemplateOptions {
-            file: None,
-            request_method: or(&self.request_method, &r.method),
-            request_path: or(&self.request_path, &r.path),
-            request_body: or(&self.request_body, &r.body),
-            request_headers: if self.request_headers.is_empty() {
-                r.headers.clone()
-            } else {
-                self.request_headers.clone()
-            },
-            ok_status: or(&self.ok_status, &r.ok),
-            fail_status: or(&self.fail_status, &r.fail),
-            rollback: or(&self.rollback, &r.rollback),
-            read_path: or(&self.read_path, &rd.path),
-            read_seq: or(&self.read_seq, &rd.seq),
-            backlog_path: or(&self.backlog_path, &bk.path),
-            backlog_count: or(&self.backlog_count, &bk.count),
-            record_op: or(&self.record_op, &rc.op),
-            record_seq: or(&self.record_seq, &rc.seq),
-            record_event: or(&self.record_event, &rc.event),
-            record_key_is_business_key: self.record_key_is_business_key.or(rc.key_is_business_key),
-        }
+/// These keys with the file's merged in, as flags alone (no file): a flag
+/// wins over the file's key, and headers given as flags replace the
+/// file's — the same template [`ResolveTemplate::resolve`] builds.
+fn merged_with(given: &TemplateOptions, file: &TemplateFile) -> TemplateOptions {
+    let or = |flag: &Option<String>, key: &Option<String>| flag.clone().or_else(|| key.clone());
+    let (r, rd, bk, rc) = (&file.request, &file.read, &file.backlog, &file.records);
+    TemplateOptions {
+        file: None,
+        request_method: or(&given.request_method, &r.method),
+        request_path: or(&given.request_path, &r.path),
+        request_body: or(&given.request_body, &r.body),
+        request_headers: if given.request_headers.is_empty() {
+            r.headers.clone()
+        } else {
+            given.request_headers.clone()
+        },
+        ok_status: or(&given.ok_status, &r.ok),
+        fail_status: or(&given.fail_status, &r.fail),
+        rollback: or(&given.rollback, &r.rollback),
+        read_path: or(&given.read_path, &rd.path),
+        read_seq: or(&given.read_seq, &rd.seq),
+        backlog_path: or(&given.backlog_path, &bk.path),
+        backlog_count: or(&given.backlog_count, &bk.count),
+        record_op: or(&given.record_op, &rc.op),
+        record_seq: or(&given.record_seq, &rc.seq),
+        record_event: or(&given.record_event, &rc.event),
+        record_key_is_business_key: given.record_key_is_business_key.or(rc.key_is_business_key),
     }
 }
 
-/// The keys [`TemplateOptions::resolve`] reads: the flags given, the
+/// The keys [`ResolveTemplate::resolve`] reads: the flags given, the
 /// `--template` file's, and the file's path (for errors naming the key).
 struct Keys<'a> {
     given: &'a TemplateOptions,

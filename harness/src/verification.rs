@@ -92,6 +92,7 @@ impl Verification {
     /// Speaks to the program through its own API and reads its own records:
     /// request, read and backlog templates and the record mapping, e.g.
     /// `TemplateOptions { file: Some("dualcheck-template.toml".into()), ..Default::default() }.resolve()?`
+    /// (with [`crate::template::ResolveTemplate`] in scope)
     /// (docs/http-contract.md#templates). A template that cannot ask for a
     /// rollback gets no aborts.
     pub fn template(mut self, template: crate::template::ServiceTemplate) -> Self {

@@ -7,6 +7,7 @@ use crate::env::{BackendKind, Environment};
 use crate::nemesis::Fault;
 use crate::record::{EnvironmentRecord, RecordedApp, RecordedBackend, RecordedConfig, Versions};
 use crate::run_dir::RunDir;
+use crate::template::ResolveTemplate as _;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;

@@ -48,6 +48,11 @@ pub struct TemplateOptions {
 }
 
 impl TemplateOptions {
+    /// Whether any template key is given (file or flag).
+    pub fn is_given(&self) -> bool {
+        *self != TemplateOptions::default()
+    }
+
     /// The flags of `dualcheck run` giving these keys (the file, when there
     /// is one, as `--template FILE`): what a reproduction line carries.
     pub fn to_args(&self) -> Vec<String> {
