@@ -7,7 +7,7 @@
 pub mod app_process;
 pub mod bench;
 pub mod doctor;
-pub mod env;
+pub use services as env;
 pub mod in_doubt;
 pub mod merge;
 pub mod nemesis;

@@ -232,6 +232,26 @@ pub fn register_interrupt_heal(heal: fn()) {
     }
 }
 
+/// Resolves when the process receives SIGINT or SIGTERM (as the
+/// implementations' own `runtime::interrupt::interrupted`; the services do
+/// not depend on the implementations). Where SIGTERM cannot be listened for,
+/// waits for SIGINT alone and says so in the log.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops this process gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Installs (once) a tokio task that, on Ctrl-C (SIGINT) or SIGTERM, kills every
 /// process group the harness started, runs the registered clean-ups
 /// ([`register_interrupt_cleanup`], at most 30 s), prints the interrupt summary
@@ -240,7 +260,7 @@ pub fn install_signal_handler() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         tokio::spawn(async {
-            implementations::runtime::interrupt::interrupted().await;
+            interrupted().await;
             eprintln!("dualcheck: interrupted; killing every service this run started");
             for heal in interrupt_heals().lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 heal();

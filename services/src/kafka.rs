@@ -208,26 +208,30 @@ impl LocalKafka {
                 (Some(kept), None) => Some(format!("-XX:SharedArchiveFile={}", kept.display())),
                 _ => None,
             };
-            let spec = ProcessSpec::new(&format!("kafka-{id}"), java(), node_dir.join(crate::run_dir::KAFKA_LOG))
-                // The start-up is on every run's critical path. A 96 MiB first
-                // metaspace threshold spares it the two full collections of the
-                // metaspace crossing its default 21 MiB mark (with the smaller
-                // dedupe buffer below: 5 young pauses instead of 4 young and 3
-                // full, 75-150 ms stopped instead of 220-400, `-Xlog:gc`).
-                .args([
-                    "-Xmx512m",
-                    "-Xms128m",
-                    "-XX:MetaspaceSize=96m",
-                    "-XX:+UseSerialGC",
-                    "-Djava.awt.headless=true",
-                ])
-                .args(class_data)
-                .args([format!(
-                    "-Dlog4j2.configurationFile={}",
-                    node_dir.join("log4j2.properties").display()
-                )])
-                .args(["-cp", &classpath, "kafka.Kafka"])
-                .args([node_dir.join("server.properties")]);
+            let spec = ProcessSpec::new(
+                &format!("kafka-{id}"),
+                java(),
+                node_dir.join(record::run_dir::KAFKA_LOG),
+            )
+            // The start-up is on every run's critical path. A 96 MiB first
+            // metaspace threshold spares it the two full collections of the
+            // metaspace crossing its default 21 MiB mark (with the smaller
+            // dedupe buffer below: 5 young pauses instead of 4 young and 3
+            // full, 75-150 ms stopped instead of 220-400, `-Xlog:gc`).
+            .args([
+                "-Xmx512m",
+                "-Xms128m",
+                "-XX:MetaspaceSize=96m",
+                "-XX:+UseSerialGC",
+                "-Djava.awt.headless=true",
+            ])
+            .args(class_data)
+            .args([format!(
+                "-Dlog4j2.configurationFile={}",
+                node_dir.join("log4j2.properties").display()
+            )])
+            .args(["-cp", &classpath, "kafka.Kafka"])
+            .args([node_dir.join("server.properties")]);
             nodes.push(ManagedProcess::start(spec)?);
         }
         let kafka = LocalKafka {
@@ -502,7 +506,7 @@ async fn format_storage(dir: &Path, classpath: &str, nodes: usize) -> Result<()>
         let spec = ProcessSpec::new(
             &format!("kafka-{id} storage format"),
             java(),
-            node_dir.join(crate::run_dir::KAFKA_FORMAT_LOG),
+            node_dir.join(record::run_dir::KAFKA_FORMAT_LOG),
         )
         .args([
             "-Xmx256m",

@@ -98,7 +98,7 @@ impl LocalPostgres {
     /// As root, `initdb` and the server run as user `postgres`, who may not be
     /// able to enter `dir` (under root's home, or a `mktemp -d` directory,
     /// both mode 0700): then the data directory is made under the system's
-    /// temporary directory instead, named in `dir/`[`crate::run_dir::POSTGRES_DATA_ELSEWHERE`],
+    /// temporary directory instead, named in `dir/`[`record::run_dir::POSTGRES_DATA_ELSEWHERE`],
     /// and removed with the server. The logs stay in `dir`.
     pub async fn start(dir: &Path, port: u16, timeout: Duration) -> Result<Self> {
         let bin = bin_dir()?;
@@ -130,7 +130,7 @@ impl LocalPostgres {
                 }
                 chown(&elsewhere, uid, gid)?;
                 std::fs::write(
-                    dir.join(crate::run_dir::POSTGRES_DATA_ELSEWHERE),
+                    dir.join(record::run_dir::POSTGRES_DATA_ELSEWHERE),
                     format!(
                         "{}\nThe Postgres data directory lived here because user postgres cannot enter {}; \
                          it is removed when the server ends.\n",
@@ -179,27 +179,31 @@ impl LocalPostgres {
                 }
             }
         }
-        let spec = ProcessSpec::new("postgres", bin.join("postgres"), dir.join(crate::run_dir::POSTGRES_LOG))
-            .args(["-D".as_ref(), data_dir.as_os_str()])
-            .args(["-p".to_string(), port.to_string()])
-            .args(
-                [
-                    "listen_addresses=127.0.0.1",
-                    "unix_socket_directories=",
-                    "wal_level=logical",
-                    "max_wal_senders=20",
-                    "max_replication_slots=20",
-                    "max_prepared_transactions=100",
-                    "max_connections=200",
-                    "shared_buffers=128MB",
-                    "fsync=on",
-                    "log_min_messages=warning",
-                ]
-                .iter()
-                .flat_map(|s| ["-c".to_string(), s.to_string()]),
-            )
-            .env("LC_ALL", "C")
-            .user(user);
+        let spec = ProcessSpec::new(
+            "postgres",
+            bin.join("postgres"),
+            dir.join(record::run_dir::POSTGRES_LOG),
+        )
+        .args(["-D".as_ref(), data_dir.as_os_str()])
+        .args(["-p".to_string(), port.to_string()])
+        .args(
+            [
+                "listen_addresses=127.0.0.1",
+                "unix_socket_directories=",
+                "wal_level=logical",
+                "max_wal_senders=20",
+                "max_replication_slots=20",
+                "max_prepared_transactions=100",
+                "max_connections=200",
+                "shared_buffers=128MB",
+                "fsync=on",
+                "log_min_messages=warning",
+            ]
+            .iter()
+            .flat_map(|s| ["-c".to_string(), s.to_string()]),
+        )
+        .env("LC_ALL", "C")
+        .user(user);
         let process = ManagedProcess::start(spec)?;
         let pg = LocalPostgres {
             process,
@@ -213,7 +217,7 @@ impl LocalPostgres {
 
     /// `initdb` into `data_dir` (as `user` when given).
     async fn initdb(bin: &Path, dir: &Path, data_dir: &Path, user: Option<(u32, u32)>) -> Result<()> {
-        let init_log = dir.join(crate::run_dir::INITDB_LOG);
+        let init_log = dir.join(record::run_dir::INITDB_LOG);
         let initdb = ProcessSpec::new("initdb", bin.join("initdb"), &init_log)
             .args(["-D".as_ref(), data_dir.as_os_str()])
             .args([
@@ -259,7 +263,7 @@ pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Du
             .map(|p| p.log_path().display().to_string())
             .unwrap_or_else(|| "the server's log".into())
     };
-    let what = format!("PostgreSQL at {}", crate::record::redact(url));
+    let what = format!("PostgreSQL at {}", record::redact(url));
     wait_until_ready(
         &what,
         timeout,
@@ -281,7 +285,7 @@ pub async fn wait_ready(url: &str, process: Option<&ManagedProcess>, timeout: Du
 /// Connects to `url` with tokio-postgres (no TLS) and drives the connection on a
 /// background task. The connection dies with the returned client.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let shown = || crate::record::redact(url);
+    let shown = || record::redact(url);
     let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("bad Postgres URL {}", shown()))?;
     config.connect_timeout(Duration::from_secs(5));
     let (client, conn) = config

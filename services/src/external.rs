@@ -29,9 +29,9 @@
 
 use super::process::{ManagedProcess, ProcessSpec};
 use super::toxiproxy::ToxiproxyClient;
-pub use crate::record::redact;
-use crate::record::Fault;
 use anyhow::{bail, Context, Result};
+pub use record::redact;
+use record::Fault;
 use std::path::Path;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ pub fn kills_or_freezes_a_service(fault: Fault) -> bool {
 
 /// Whether `fault` acts on the Kafka link (through the `kafka-N` proxies).
 pub fn on_the_kafka_link(fault: Fault) -> bool {
-    fault.family() == crate::record::FaultFamily::Network && fault.name().starts_with("kafka-")
+    fault.family() == record::FaultFamily::Network && fault.name().starts_with("kafka-")
 }
 
 impl ExternalConfig {
@@ -229,7 +229,7 @@ pub async fn connect(cfg: &ExternalConfig, run_dir: &Path, timeout: Duration) ->
             let spec = ProcessSpec::new(
                 "toxiproxy",
                 &paths.toxiproxy,
-                run_dir.join(crate::run_dir::TOXIPROXY_LOG),
+                run_dir.join(record::run_dir::TOXIPROXY_LOG),
             )
             .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
             let process = ManagedProcess::start(spec)?;

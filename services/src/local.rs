@@ -168,7 +168,7 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
         let tp_spec = ProcessSpec::new(
             "toxiproxy",
             &paths.toxiproxy,
-            run_dir.join(crate::run_dir::TOXIPROXY_LOG),
+            run_dir.join(record::run_dir::TOXIPROXY_LOG),
         )
         .args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
         let tp_process = ManagedProcess::start(tp_spec)?;
@@ -198,8 +198,8 @@ pub async fn start(run_dir: &Path, brokers: usize, timeout: Duration) -> Result<
         }
         anyhow::Ok((tp_process, client))
     };
-    let pg_dir = run_dir.join(crate::run_dir::POSTGRES_DIR);
-    let kafka_dir = run_dir.join(crate::run_dir::KAFKA_DIR);
+    let pg_dir = run_dir.join(record::run_dir::POSTGRES_DIR);
+    let kafka_dir = run_dir.join(record::run_dir::KAFKA_DIR);
     let (tp, pg, kafka) = tokio::join!(
         toxiproxy,
         LocalPostgres::start(&pg_dir, pg_port, timeout),

@@ -1,5 +1,6 @@
-//! Environments: the real PostgreSQL, Kafka and Toxiproxy a run talks to,
-//! behind one interface, [`Environment`], with three backends:
+//! `dualcheck-services` (`dualcheck::env`). Environments: the real
+//! PostgreSQL, Kafka and Toxiproxy a run talks to, behind one interface,
+//! [`Environment`], with three backends:
 //!
 //! - `local` (default, no Docker): child processes of the harness ([`local`]);
 //! - `external`: services the user already runs, given by URL ([`external`]);
@@ -18,6 +19,13 @@
 //! `Drop` (normal exit, error, panic unwinding), the Ctrl-C/SIGTERM handler
 //! ([`process::install_signal_handler`]) and, when the harness itself is
 //! SIGKILLed, the children's parent-death signal ([`process`]).
+//!
+//! What this crate may use: of the workspace, `dualcheck-record` only (the
+//! run directory's file names, redaction and quoting, the fault catalogue);
+//! it knows nothing of runs, implementations, the nemesis or reports, which
+//! sit above it and call it.
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod external;
@@ -63,7 +71,7 @@ impl BackendKind {
     /// Refuses, before anything starts, what this backend cannot do: a
     /// testcontainers backend without the cargo feature or without Docker,
     /// faults the external backend cannot inject.
-    pub fn check_usable(&self, faults: &[crate::record::Fault]) -> Result<()> {
+    pub fn check_usable(&self, faults: &[record::Fault]) -> Result<()> {
         match self {
             BackendKind::Local => Ok(()),
             BackendKind::External(cfg) => cfg.check_faults(faults),
@@ -106,7 +114,7 @@ impl EnvOptions {
         Ok(EnvOptions {
             backend: BackendKind::Local,
             brokers,
-            run_dir: crate::run_dir::RunDir::create(None)?.into_path(),
+            run_dir: record::run_dir::RunDir::create(None)?.into_path(),
             timeout: Duration::from_secs(60),
         })
     }
@@ -486,7 +494,7 @@ mod tests {
             e.contains("`testcontainers` cargo feature") && e.contains("--features testcontainers"),
             "{e}"
         );
-        assert!(BackendKind::Local.check_usable(&[crate::record::Fault::PgKill]).is_ok());
+        assert!(BackendKind::Local.check_usable(&[record::Fault::PgKill]).is_ok());
         assert_eq!(BackendKind::Testcontainers.name(), "testcontainers");
     }
 }

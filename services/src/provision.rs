@@ -89,7 +89,7 @@ impl Environment {
                     return Err(e).with_context(|| {
                         format!(
                             "creating database {name} at {}",
-                            crate::record::redact(&self.postgres_direct_url)
+                            record::redact(&self.postgres_direct_url)
                         )
                     });
                 }
@@ -150,7 +150,7 @@ pub async fn drop_run(admin_url: &str, kafka_bootstrap: &str, database: &str, to
         first.get_or_insert(e);
     }
     match first {
-        Some(e) => Err(anyhow::anyhow!(crate::record::redact(&format!("{e:#}")))),
+        Some(e) => Err(anyhow::anyhow!(record::redact(&format!("{e:#}")))),
         None => Ok(()),
     }
 }

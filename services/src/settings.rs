@@ -63,7 +63,7 @@ impl BackendSettings {
             anyhow::anyhow!(
                 "{}: {} (known keys: backend, pg_url, kafka_bootstrap, toxiproxy_url; see docs/backends.md)",
                 path.display(),
-                crate::record::redact(&e.to_string())
+                record::redact(&e.to_string())
             )
         })
     }
@@ -98,7 +98,7 @@ impl BackendSettings {
                 if !(postgres_url.starts_with("postgres://") || postgres_url.starts_with("postgresql://")) {
                     bail!(
                         "the Postgres URL {} must start with postgres:// (e.g. postgres://user:password@host:5432/postgres)",
-                        crate::record::redact(&postgres_url)
+                        record::redact(&postgres_url)
                     );
                 }
                 let kafka_bootstrap = self.kafka_bootstrap.clone().ok_or_else(|| {
@@ -156,7 +156,7 @@ pub fn resolve(
 /// The lines of an env file `--backend external` reads (`KEY=VALUE`, values single-quoted).
 pub fn env_file(pg_url: &str, kafka_bootstrap: &str, toxiproxy_url: Option<&str>) -> String {
     // Shell-quoted: a password may hold `'`, `$` or spaces.
-    let q = crate::record::quote;
+    let q = record::quote;
     let mut s = format!(
         "{ENV_PG_URL}={}\n{ENV_KAFKA_BOOTSTRAP}={}\n",
         q(pg_url),
