@@ -12,31 +12,13 @@
 //!   keeps the verdict honest: the events visible for rows that are not show up
 //!   as phantoms, instead of being repaired by the harness.
 
+pub use record::in_doubt::InDoubt;
+
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// What the run's results say about prepared transactions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InDoubt {
-    /// Prepared transactions still unresolved after healing and draining (left in doubt).
-    pub unresolved: u64,
-    /// Longest time one prepared transaction stayed unresolved, ms (polled every 200 ms;
-    /// leftovers count until the recovery).
-    pub max_unresolved_ms: u64,
-    /// Distinct prepared transactions the poller saw (short-lived ones are mostly missed).
-    pub prepared_seen: u64,
-    /// Leftovers the recovery committed (their event was delivered).
-    pub recovered_commit: u64,
-    /// Leftovers the recovery rolled back (no delivery of their event).
-    pub recovered_rollback: u64,
-    /// Recovery statements that failed (the database may not be clean).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recovery_errors: Vec<String>,
-}
 
 const POLL_SQL: &str = "SELECT gid, coalesce((extract(epoch FROM now() - prepared) * 1000)::bigint, 0)
                         FROM pg_prepared_xacts WHERE database = current_database()";

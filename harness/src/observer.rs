@@ -52,20 +52,7 @@ pub struct ObserverStats {
 /// How many records' transit times the observer keeps.
 const TRANSIT_SAMPLES: usize = 1_000_000;
 
-/// From the producer's timestamp of each record (`CreateTime`: librdkafka
-/// sets it when the record is handed to `produce()`; Kafka Connect may carry
-/// the source's time instead) to the observer reading it: the send, the
-/// broker's append and the observer's fetch — the part of a pattern's
-/// latency that is not the pattern's own. Wall clock, ms resolution.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Transit {
-    /// Median, ms.
-    pub p50_ms: f64,
-    /// 99th percentile, ms.
-    pub p99_ms: f64,
-    /// Records measured.
-    pub records: usize,
-}
+pub use record::results::Transit;
 
 /// How long a partition's end may stay above the observer's latest record,
 /// with the observer at the end of the partition, before the gap counts as

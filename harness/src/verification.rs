@@ -308,19 +308,6 @@ fn locate_dualcheck_bin() -> Result<Option<PathBuf>> {
     }
 }
 
-impl RunOutcome {
-    /// The readable verdict (what `dualcheck run` prints).
-    pub fn summary(&self) -> String {
-        crate::summary::run_outcome(self)
-    }
-
-    /// Panics with the verdict and the run directory unless the history is valid.
-    #[track_caller]
-    pub fn assert_valid(&self) {
-        assert!(self.result.valid, "dualcheck found anomalies:\n{}", self.summary());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

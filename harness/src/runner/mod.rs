@@ -32,7 +32,9 @@ mod workload;
 
 pub use idle::{IDLE_FAULT, TRAFFIC_TABLE};
 
+pub use crate::record::results::{IdleWindow, Phases};
 pub use crate::record::Versions;
+pub use crate::report::outcome::RunOutcome;
 pub use environment_record::{kafka_jar_version, probe_versions, toxiproxy_version};
 
 use crate::app_process::AppCommand;
@@ -40,9 +42,7 @@ use crate::env::{BackendKind, EnvOptions, Environment};
 use crate::nemesis::{Fault, Nemesis};
 use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
-use checkers::CheckResult;
 use implementations::PatternInfo;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,73 +141,6 @@ impl RunConfig {
     }
 }
 
-/// What a run produced: the check's verdict plus the run's own figures
-/// (`results.json`; read back by `dualcheck merge`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct RunOutcome {
-    /// The checker's result (`valid`, `anomalies`, examples, latency, ...).
-    #[serde(flatten)]
-    pub result: CheckResult,
-    /// Acknowledged ops per second of workload.
-    pub throughput_ok_per_s: f64,
-    /// The run directory (history, results, logs).
-    pub run_dir: PathBuf,
-    /// Implementation name.
-    pub implementation: String,
-    /// Seed of workload and schedule.
-    pub seed: u64,
-    /// Faults chosen from. Serialized as `fault_names`: `faults` is the
-    /// check's list of fault windows, as `dualcheck check --json` has it.
-    #[serde(rename = "fault_names")]
-    pub faults: Vec<String>,
-    /// Workload seconds.
-    pub duration_s: f64,
-    /// Whether the drain ended with nothing left (`false`: timed out with a backlog).
-    pub drained: bool,
-    /// Events the implementation parked (gave up publishing on purpose), from its
-    /// last `GET /backlog` answer; `None` when it never answered one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parked: Option<u64>,
-    /// Problems met while injecting or healing faults (the run went on).
-    #[serde(default)]
-    pub nemesis_errors: Vec<String>,
-    /// Replication slots of the run dropped at teardown (patterns reading the WAL), so
-    /// none goes on retaining WAL.
-    #[serde(default)]
-    pub slots_dropped: Vec<String>,
-    /// Prepared transactions seen and left in doubt (only when the run saw any).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_doubt: Option<crate::in_doubt::InDoubt>,
-    /// The largest value of each operational series sampled during the run
-    /// ([`crate::ops_series`]); absent when no sample was taken.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ops_max: Option<crate::ops_series::OpsMaxima>,
-    /// `--idle-window`: when the workload left the captured tables idle
-    /// (the history marks it with `idle-window` nemesis lines too).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_window: Option<IdleWindow>,
-    /// `--max-retained-wal`, bytes: the limit the retained WAL was judged against.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retained_wal: Option<u64>,
-    /// Where the run's wall time went ([`Phases`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phases: Option<Phases>,
-    /// From each record's producer timestamp to the observer reading it
-    /// ([`crate::observer::Transit`]): the wire's and the observer's share of
-    /// the latency; absent when no record carried one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transit: Option<crate::observer::Transit>,
-}
-
-/// When a run's workload left the captured tables idle, seconds from the workload's start.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct IdleWindow {
-    /// Start of the window.
-    pub start_s: f64,
-    /// End of the window.
-    pub stop_s: f64,
-}
-
 /// The implementation of a run, resolved once: the name the run directory
 /// and the results carry and, for a built-in, its pattern's facts.
 #[derive(Clone)]
@@ -276,29 +209,6 @@ struct Exercised {
     nemesis_errors: Vec<String>,
     /// Where the run's time went so far.
     phases: Phases,
-}
-
-/// Where a run's wall time went, seconds per phase (`phases` in
-/// `results.json`): what a run costs beyond its workload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Phases {
-    /// Starting the services (initdb, Postgres, Kafka, Toxiproxy); `None` on a
-    /// sweep's shared environment (started once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub services_s: Option<f64>,
-    /// Database, topic and schema, the implementation's processes until they
-    /// answer, the observer.
-    pub processes_s: f64,
-    /// The workload with its faults.
-    pub workload_s: f64,
-    /// Healing and draining.
-    pub drain_s: f64,
-    /// Reading what the database committed.
-    pub committed_s: f64,
-    /// The check, with the trails of its examples.
-    pub check_s: f64,
-    /// Stopping the observer and the implementation, dropping the run's slots.
-    pub teardown_s: f64,
 }
 
 /// Runs one test; the environment is torn down whatever happens.

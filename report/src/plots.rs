@@ -299,14 +299,14 @@ pub fn unseen_svg(unseen: &[u64], faults: FaultMarks, end_s: f64) -> Result<Stri
 /// One line of an operational plot: label, colour, (seconds, value) points.
 pub type OpsLine = (String, RGBColor, Vec<(f64, f64)>);
 
-/// The operational plots of a run's samples ([`crate::ops_series`]), each
+/// The operational plots of a run's samples ([`record::ops_series`]), each
 /// `(title, y description, lines)`, only those with a value to draw: events
 /// (backlog, parked), oldest pending age, and bytes (WAL retained per
 /// replication slot, outbox table size), in MiB.
-pub fn ops_plots(samples: &[crate::ops_series::Sample]) -> Vec<(&'static str, &'static str, Vec<OpsLine>)> {
-    let t = |s: &crate::ops_series::Sample| s.time as f64 / 1e9;
+pub fn ops_plots(samples: &[record::ops_series::Sample]) -> Vec<(&'static str, &'static str, Vec<OpsLine>)> {
+    let t = |s: &record::ops_series::Sample| s.time as f64 / 1e9;
     let line =
-        |label: &str, colour: RGBColor, f: &dyn Fn(&crate::ops_series::Sample) -> Option<f64>| -> Option<OpsLine> {
+        |label: &str, colour: RGBColor, f: &dyn Fn(&record::ops_series::Sample) -> Option<f64>| -> Option<OpsLine> {
             let pts: Vec<(f64, f64)> = samples.iter().filter_map(|s| f(s).map(|v| (t(s), v))).collect();
             (!pts.is_empty()).then(|| (label.to_string(), colour, pts))
         };

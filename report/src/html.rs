@@ -13,11 +13,11 @@ use super::{example_line, fmt_ns, ReportInput, RunMeta};
 use crate::render::page::{page, Kind};
 use crate::render::phrases::{self, Standing};
 use crate::render::{Cell, Column, Row, Table};
-use crate::run_dir;
 use anyhow::Result;
 use checkers::{Anomaly, CheckResult, Example, Trail};
 use maud::{html, Markup, PreEscaped};
 use plotters::style::RGBColor;
+use record::run_dir;
 
 /// The report page of a run.
 pub fn render(input: &ReportInput) -> Result<String> {
@@ -65,7 +65,7 @@ fn heading(r: &CheckResult, name: &str, run_dir: Option<&std::path::Path>) -> Ma
                 p id="shrink" {
                     "Smallest reproduction (fewer fault windows, a shorter and smaller workload, on services \
                      started once; writes " code { "shrunk/" } " here): "
-                    code { "dualcheck shrink " (crate::record::quote(&dir.display().to_string())) }
+                    code { "dualcheck shrink " (record::quote(&dir.display().to_string())) }
                 }
             }
         }
@@ -315,7 +315,7 @@ fn trail(e: &Example, t: &Trail) -> Markup {
         .collect();
     html! {
         details class="trail" {
-            summary { "trail of " (who) ": " (crate::trails::one_line(t)) }
+            summary { "trail of " (who) ": " (record::trails::one_line(t)) }
             h4 { "faults active since its invoke" }
             @if t.faults.is_empty() {
                 p { "none" }

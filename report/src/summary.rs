@@ -3,8 +3,8 @@
 //!
 //! The facts are worded by [`crate::render::phrases`], as the report words them.
 
+use crate::outcome::RunOutcome;
 use crate::render::phrases::{self, Standing};
-use crate::runner::RunOutcome;
 use checkers::CheckResult;
 
 /// The readable verdict of a check (what `dualcheck check` prints).
@@ -64,7 +64,7 @@ pub fn check_result(r: &CheckResult) -> String {
     for (kind, list) in &r.examples {
         let _ = writeln!(out, "examples of {kind}:");
         for e in list {
-            let trail = e.trail.as_ref().map(crate::trails::one_line);
+            let trail = e.trail.as_ref().map(record::trails::one_line);
             let bare = checkers::Example {
                 trail: None,
                 ..e.clone()
@@ -116,4 +116,17 @@ pub fn run_outcome(o: &RunOutcome) -> String {
     }
     s.push_str(&format!("run directory: {}\n", o.run_dir.display()));
     s
+}
+
+impl RunOutcome {
+    /// The readable verdict (what `dualcheck run` prints).
+    pub fn summary(&self) -> String {
+        run_outcome(self)
+    }
+
+    /// Panics with the verdict and the run directory unless the history is valid.
+    #[track_caller]
+    pub fn assert_valid(&self) {
+        assert!(self.result.valid, "dualcheck found anomalies:\n{}", self.summary());
+    }
 }

@@ -1,3 +1,6 @@
+//! `dualcheck-report` (`dualcheck::report`): everything that shows what a
+//! run found, from its run directory alone.
+//!
 //! Reports of a run directory: `junit.xml` (one test case per anomaly kind)
 //! and a self-contained `report.html` (verdict, anomaly counts, inline SVG
 //! plots with fault bands, examples, configuration and service versions).
@@ -5,15 +8,32 @@
 //! Both are regenerated from `history.jsonl` alone (plus `results.json`,
 //! `schedule.json` and `environment.json` when present), so a history checked
 //! offline gets the same report: `dualcheck report RUN_DIR`.
+//!
+//! Beside them: the rendering layer ([`render`]: tables, the page shell, the
+//! phrases), the text verdicts ([`summary`]), what a run produced
+//! ([`outcome::RunOutcome`], `results.json`) and `dualcheck serve` ([`serve`]).
+//!
+//! What this crate may use: of the workspace, `dualcheck-record`,
+//! `dualcheck-checkers` and `dualcheck-workloads`. It starts no service and
+//! talks to none: it neither depends on `dualcheck-services` nor links
+//! librdkafka or a Postgres client (`cargo tree -p dualcheck-report -i
+//! rdkafka` finds nothing). The run crate uses it (a run ends by writing its
+//! report); it never uses the run crate.
+
+#![warn(missing_docs)]
 
 pub mod html;
 pub mod junit;
+pub mod outcome;
 pub mod plots;
+pub mod render;
 pub mod series;
+pub mod serve;
+pub mod summary;
 
-use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
 use checkers::{CheckOptions, CheckResult, Example};
+use record::run_dir::RunDir;
 use serde::Deserialize;
 use series::Series;
 use std::path::{Path, PathBuf};
@@ -45,7 +65,7 @@ pub struct RunMeta {
     #[serde(default = "judged")]
     pub per_key_order: bool,
     /// Prepared transactions left in doubt (patterns that prepare transactions), when the run saw any.
-    pub in_doubt: Option<crate::in_doubt::InDoubt>,
+    pub in_doubt: Option<record::in_doubt::InDoubt>,
     /// Events the implementation parked, as it said at the end of the drain.
     pub parked: Option<u64>,
     /// The examples the runner judged, with their trails (the implementation's
@@ -87,7 +107,7 @@ pub struct ReportInput {
     /// an invalid run's report shows the `dualcheck shrink` command for it.
     pub run_dir: Option<PathBuf>,
     /// The operational series (`ops.jsonl`), empty when absent.
-    pub ops: Vec<crate::ops_series::Sample>,
+    pub ops: Vec<record::ops_series::Sample>,
 }
 
 /// The files a report wrote.
@@ -194,9 +214,9 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
     let mut result = checkers::check_file(history, options).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
     add_trails(&mut result, &meta, dir, history);
     let series = Series::read(history).map_err(|e| anyhow::anyhow!("unusable history: {e}"))?;
-    let ops = crate::ops_series::read(&dir.ops_series()).unwrap_or_default();
+    let ops = record::ops_series::read(&dir.ops_series()).unwrap_or_default();
     if let Some(limit) = meta.max_retained_wal {
-        crate::ops_series::judge_retained_wal(&mut result, &ops, limit);
+        record::ops_series::judge_retained_wal(&mut result, &ops, limit);
     }
     Ok(ReportInput {
         result,
@@ -214,7 +234,7 @@ pub fn load(dir: &RunDir, history: &Path) -> Result<ReportInput> {
 /// and invoke time), else one built from the run directory without the
 /// implementation's account.
 fn add_trails(result: &mut CheckResult, meta: &RunMeta, dir: &RunDir, history: &Path) {
-    if let Err(e) = crate::trails::build(result, dir, history) {
+    if let Err(e) = record::trails::build(result, dir, history) {
         tracing::warn!("report: trails: {e}");
     }
     for (kind, list) in result.examples.iter_mut() {

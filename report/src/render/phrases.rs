@@ -8,8 +8,8 @@
 //! in-doubt record, never on the runner or the report, so both can use it
 //! without reaching into each other.
 
-use crate::in_doubt::InDoubt;
 use checkers::{Anomaly, CheckResult, Latency, Verdict};
+use record::in_doubt::InDoubt;
 
 /// What a fault window shows as its stop when it was never healed.
 pub const NEVER_HEALED: &str = "never healed";

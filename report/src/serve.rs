@@ -10,7 +10,6 @@
 
 use crate::render::page::{page, Kind};
 use crate::render::{Cell, Row as TableRow, Table};
-use crate::run_dir;
 use axum::extract::Request;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -19,6 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup};
+use record::run_dir;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
