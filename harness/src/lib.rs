@@ -4,29 +4,29 @@
 //! (argument parsing, printing, exit codes) is the binary's `cli` module: the
 //! library never depends on it.
 
-pub mod app_process;
+pub use dualcheck_run::app_process;
 pub mod bench;
 pub mod doctor;
+pub use dualcheck_run::in_doubt;
 pub use services as env;
-pub mod in_doubt;
 pub mod merge;
-pub mod nemesis;
-pub mod observer;
-pub mod ops_series;
+pub use dualcheck_run::nemesis;
+pub use dualcheck_run::observer;
+pub use dualcheck_run::ops_series;
+pub use dualcheck_run::recorder;
 pub use record;
-pub mod recorder;
 pub mod relay_rate;
 pub use report::render;
 pub mod replay;
+pub use dualcheck_run::run_options;
+pub use dualcheck_run::runner;
 pub use record::run_dir;
 pub use report;
-pub mod run_options;
-pub mod runner;
 pub use report::serve;
 pub mod shrink;
 pub use report::summary;
 pub mod sweep;
-pub mod template;
-pub mod trails;
-pub mod verification;
+pub use dualcheck_run::template;
+pub use dualcheck_run::trails;
+pub use dualcheck_run::verification;
 pub mod zoo;

@@ -1,14 +1,14 @@
 //! The service template's keys as a user gives them (`--template FILE` and
 //! the template flags), as plain data: what a run records of its template, so
 //! that a replay and a printed reproduction line rebuild the same one. The
-//! harness's `template` module resolves them (reads the file, checks them).
+//! run crate's `template` module resolves them (reads the file, checks them).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The template keys as a user gives them (flags of `run` and `sweep`, as
-/// plain data): [`TemplateOptions::resolve`] reads `file`, lets every flag
-/// given override its key and checks the result.
+/// plain data): the run crate's `template::ResolveTemplate::resolve` reads
+/// `file`, lets every flag given override its key and checks the result.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TemplateOptions {

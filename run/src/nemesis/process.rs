@@ -4,8 +4,8 @@
 
 use super::{Fault, Target, WhileActive};
 use crate::app_process::{AppProcess, CrashPoint};
-use crate::env::{Environment, Service};
 use anyhow::{bail, Result};
+use services::{Environment, Service};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -41,7 +41,7 @@ impl Monitor {
             let mut client: Option<tokio_postgres::Client> = None;
             loop {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    client = crate::env::postgres::connect(&url).await.ok();
+                    client = services::postgres::connect(&url).await.ok();
                 }
                 if let Some(c) = &client {
                     match tokio::time::timeout(Duration::from_secs(2), c.query(POLL_SQL, &[])).await {
@@ -93,7 +93,7 @@ pub fn decide(gid: &str, delivered: &HashSet<i64>) -> bool {
 /// Resolves every prepared transaction left in the run's database (see the
 /// module doc) and completes `seen` (from [`Monitor::stop`]) into the figures.
 pub async fn recover(direct_url: &str, mut seen: BTreeMap<String, i64>, delivered: &HashSet<i64>) -> Result<InDoubt> {
-    let c = crate::env::postgres::connect(direct_url).await?;
+    let c = services::postgres::connect(direct_url).await?;
     let rows = c.query(POLL_SQL, &[]).await?;
     let mut out = InDoubt {
         unresolved: rows.len() as u64,
@@ -134,7 +134,7 @@ mod tests {
     fn delivered_ops_come_from_deliver_lines() {
         let dir = std::env::temp_dir().join(format!("dualcheck-indoubt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let h = dir.join(crate::run_dir::HISTORY);
+        let h = dir.join(record::run_dir::HISTORY);
         std::fs::write(
             &h,
             concat!(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// The name of the idle window in the history's `nemesis` lines.
-pub use crate::record::fault::IDLE_FAULT;
+pub use record::fault::IDLE_FAULT;
 
 /// The uncaptured table the harness writes during the window.
 pub const TRAFFIC_TABLE: &str = "dualcheck_idle_traffic";
@@ -47,7 +47,7 @@ pub(super) fn spawn(
     let url = db_direct_url.to_string();
     let task = tokio::spawn(async move {
         let mut errors = Vec::new();
-        let client = match crate::env::postgres::connect(&url).await {
+        let client = match services::postgres::connect(&url).await {
             Ok(c) => Some(c),
             Err(e) => {
                 errors.push(format!("idle window: connecting for the filler traffic: {e:#}"));

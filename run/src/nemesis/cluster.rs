@@ -2,8 +2,8 @@
 //! leader is killed so that leadership moves.
 
 use super::Fault;
-use crate::env::{Environment, Service};
 use anyhow::{bail, Context, Result};
+use services::{Environment, Service};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use workloads::FaultPhase;
@@ -39,7 +39,7 @@ impl ClusterFaults {
                 }
                 let (bootstrap, topic) = (self.env.kafka_direct_bootstrap.clone(), self.topic.clone());
                 let leaders =
-                    tokio::task::spawn_blocking(move || crate::env::kafka::partition_leaders(&bootstrap, &topic))
+                    tokio::task::spawn_blocking(move || services::kafka::partition_leaders(&bootstrap, &topic))
                         .await??;
                 let leader = *leaders.first().context("the topic has no partition")?;
                 if leader < 0 {

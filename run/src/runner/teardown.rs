@@ -56,7 +56,7 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
     }
     // Slot hygiene: no slot of this run may go on retaining WAL.
     let slots_dropped = match &started.db_direct_url {
-        Some(url) => match crate::env::provision::drop_replication_slots(url).await {
+        Some(url) => match services::provision::drop_replication_slots(url).await {
             Ok(dropped) => dropped,
             Err(e) => {
                 tracing::warn!("dropping the run's replication slots: {e:#}");

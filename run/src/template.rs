@@ -9,8 +9,8 @@
 //! found here, before any service starts, and named by its flag
 //! (docs/http-contract.md#templates).
 
-pub use crate::record::TemplateOptions;
 use anyhow::{bail, Context, Result};
+pub use record::TemplateOptions;
 use serde::Deserialize;
 use std::path::Path;
 use workloads::Op;

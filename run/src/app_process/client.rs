@@ -1,25 +1,15 @@
-//! The implementation under test as a process the harness owns: a built-in
-//! one (`dualcheck app --impl NAME`) or any program (`--impl exec --cmd`),
-//! both spoken to through the black-box HTTP contract (docs/http-contract.md).
+//! The client side of the black-box HTTP contract (docs/http-contract.md):
+//! [`AppClient`] submits ops (`POST /ops`, or the service template's own
+//! request), reads keys back, asks for the backlog and the trace of an op and
+//! arms the crash point, and classifies each answer in the history's terms.
+//! It knows nothing of the process behind the port: that is the owner's
+//! (`AppProcess`, the sibling module `owner`).
 
-use crate::env::ports::free_port;
-use crate::env::process::{tail, ManagedProcess, ProcessSpec};
-use crate::env::ready::{fatal, wait_until_ready};
 use crate::template::{RequestTemplate, ServiceTemplate};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use implementations::{Backlog, Op};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What to start.
-#[derive(Clone, Debug)]
-pub enum AppCommand {
-    /// A built-in implementation, run as `dualcheck app --impl NAME`.
-    Builtin(String),
-    /// A user's program, run with `sh -c`.
-    Exec(String),
-}
 
 /// The implementation's reply to `POST /ops` as the client classifies it, in
 /// the history's terms (an `ok`, `fail` or `info` line with its error): the
@@ -35,14 +25,21 @@ pub enum Reply {
     Info(String),
 }
 
-/// A running implementation process and its HTTP client.
-pub struct AppProcess {
-    process: Arc<ManagedProcess>,
-    /// Serializes kills and restarts (the nemesis and the crash loop may race).
-    lifecycle: tokio::sync::Mutex<()>,
-    port: u16,
+/// Whether `POST /crash-after-commit` armed the program's crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Armed: the program dies after its next commit, before its publish.
+    Armed,
+    /// The program has no crash point (404/405/501): the nemesis falls back to
+    /// a SIGKILL right after the next acknowledged op.
+    Unsupported,
+}
+
+/// The HTTP client of one implementation at `http://127.0.0.1:PORT`.
+pub struct AppClient {
     base_url: String,
     http: reqwest::Client,
+    /// The implementation's name, in what the client says about it.
     name: String,
     /// Woken each time an op is acknowledged (2xx): the `crash-after-commit`
     /// fallback for programs without a crash point kills right then.
@@ -56,190 +53,51 @@ pub struct AppProcess {
     backlog_not_understood: std::sync::Mutex<Option<String>>,
 }
 
-/// Whether `POST /crash-after-commit` armed the program's crash point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Armed: the program dies after its next commit, before its publish.
-    Armed,
-    /// The program has no crash point (404/405/501): the nemesis falls back to
-    /// a SIGKILL right after the next acknowledged op.
-    Unsupported,
-}
-
-/// The environment variables every implementation process gets ("env" alone
-/// means the services, [`crate::env::Environment`]; `--app-env` sets extra ones).
-#[derive(Clone, Debug)]
-pub struct AppVars {
-    /// `DATABASE_URL` (through the Postgres proxy).
-    pub database_url: String,
-    /// `KAFKA_BOOTSTRAP` (through the Kafka proxies).
-    pub kafka_bootstrap: String,
-    /// `TOPIC`.
-    pub topic: String,
-    /// Further variables (`DUALCHECK_RELAYS`, ...).
-    pub extra: Vec<(String, String)>,
-}
-
-/// The `dualcheck` binary that serves built-in implementations: `explicit`, else `DUALCHECK_BIN`, else this executable.
-fn dualcheck_bin(explicit: Option<&Path>) -> Result<std::path::PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("DUALCHECK_BIN") {
-        return Ok(p.into());
-    }
-    std::env::current_exe().context("locating the dualcheck executable (set DUALCHECK_BIN)")
-}
-
-impl AppProcess {
-    /// Starts the process with `env` on a free port, its output in `run_dir/app.log`,
-    /// and waits until it answers HTTP.
-    pub async fn start(command: &AppCommand, env: &AppVars, run_dir: &Path, timeout: Duration) -> Result<AppProcess> {
-        Self::start_role(command, env, run_dir, timeout, None).await
-    }
-
-    /// Starts a built-in implementation in one role (`DUALCHECK_ROLE`): the
-    /// `relay` of a pattern whose relay is its own process logs to `relay.log`,
-    /// the `service` (and a whole program) to `app.log`.
-    pub async fn start_role(
-        command: &AppCommand,
-        env: &AppVars,
-        run_dir: &Path,
-        timeout: Duration,
-        role: Option<&str>,
-    ) -> Result<AppProcess> {
-        Self::start_with_bin(command, env, run_dir, timeout, role, None).await
-    }
-
-    /// Starts the built-in implementation `name` served by the `dualcheck`
-    /// binary at `bin` (instead of `DUALCHECK_BIN` or this executable: a test
-    /// names the binary cargo built for it).
-    pub async fn start_builtin(
-        bin: &Path,
-        name: &str,
-        env: &AppVars,
-        run_dir: &Path,
-        timeout: Duration,
-    ) -> Result<AppProcess> {
-        Self::start_with_bin(
-            &AppCommand::Builtin(name.to_string()),
-            env,
-            run_dir,
-            timeout,
-            None,
-            Some(bin),
-        )
-        .await
-    }
-
-    /// [`AppProcess::start_role`], a built-in served by the `dualcheck` binary `bin` when given.
-    pub async fn start_with_bin(
-        command: &AppCommand,
-        env: &AppVars,
-        run_dir: &Path,
-        timeout: Duration,
-        role: Option<&str>,
-        bin: Option<&Path>,
-    ) -> Result<AppProcess> {
-        let port = free_port()?;
-        let log = crate::run_dir::RunDir::at(run_dir).role_log(role);
-        let (name, spec) = match command {
-            AppCommand::Builtin(name) => {
-                let label = match role {
-                    Some(r) => format!("{r} {name}"),
-                    None => format!("app {name}"),
-                };
-                let mut spec = ProcessSpec::new(&label, dualcheck_bin(bin)?, &log).args(["app", "--impl", name]);
-                if let Some(r) = role {
-                    spec = spec.env("DUALCHECK_ROLE", r);
-                }
-                (label, spec)
-            }
-            AppCommand::Exec(cmd) => (
-                "exec".to_string(),
-                ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),
-            ),
-        };
-        let mut spec = spec;
-        // Its working directory is the run's: its files land there, and any
-        // process left behind is easy to find by its cwd.
-        spec.cwd = Some(run_dir.to_path_buf());
-        let mut spec = spec
-            .env("DATABASE_URL", &env.database_url)
-            .env("KAFKA_BOOTSTRAP", &env.kafka_bootstrap)
-            .env("TOPIC", &env.topic)
-            .env("PORT", port.to_string());
-        for (k, v) in &env.extra {
-            spec = spec.env(k, v);
-        }
-        let process = Arc::new(ManagedProcess::start(spec)?);
+impl AppClient {
+    /// A client of the implementation `name` serving on 127.0.0.1:`port`,
+    /// speaking the contract's own requests (no template).
+    pub fn new(name: &str, port: u16) -> Result<AppClient> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
-        let app = AppProcess {
-            process,
-            lifecycle: tokio::sync::Mutex::new(()),
-            port,
+        Ok(AppClient {
             base_url: format!("http://127.0.0.1:{port}"),
             http,
-            name,
+            name: name.to_string(),
             op_ok: tokio::sync::Notify::new(),
             template: Arc::default(),
             backlog_not_understood: std::sync::Mutex::new(None),
-        };
-        app.wait_ready(timeout).await?;
-        Ok(app)
+        })
     }
 
     /// Speaks to the program through `template` (its own write and read
     /// requests) instead of `POST /ops` and `GET /ops/{key}` where it gives them.
-    pub fn with_template(mut self, template: ServiceTemplate) -> AppProcess {
+    pub fn set_template(&mut self, template: ServiceTemplate) {
         self.template = Arc::new(template);
-        self
     }
 
-    /// Waits until the program answers any HTTP request (`GET /health`), or fails
-    /// with its log's last lines if it exits or stays silent.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let log = self.process.log_path();
-        let last_lines = || format!("--- last lines of {} ---\n{}", log.display(), tail(log, 20));
-        wait_until_ready(
-            &format!("the implementation ({}) at {}", self.name, self.base_url),
-            timeout,
-            // Every run waits here once per process: a short poll, as a program
-            // starting in ~0.1 s would otherwise wait most of another 100 ms.
-            Duration::from_millis(20),
-            || {
-                format!(
-                    "it did not answer HTTP; it must listen on 127.0.0.1:$PORT\n{}",
-                    last_lines()
-                )
-            },
-            || async {
-                if let Err(e) = self.process.check_alive() {
-                    return Err(fatal(anyhow!(
-                        "the implementation ({}) exited before answering: {e:#}\n{}",
-                        self.name,
-                        last_lines()
-                    )));
-                }
-                let resp = self
-                    .http
-                    .get(format!("{}/health", self.base_url))
-                    .timeout(Duration::from_secs(1))
-                    .send()
-                    .await?;
-                // Any answer will do: a program need not serve /health.
-                let status = resp.status();
-                if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
-                    Ok(())
-                } else {
-                    bail!("GET /health answered {status}")
-                }
-            },
-        )
-        .await
+    /// The implementation's name, as the client names it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the program answers HTTP at all (`GET /health`, within 1 s):
+    /// any success, or 404 (a program need not serve `/health`).
+    pub async fn answers_http(&self) -> Result<()> {
+        let resp = self
+            .http
+            .get(format!("{}/health", self.base_url))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await?;
+        // Any answer will do: a program need not serve /health.
+        let status = resp.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            bail!("GET /health answered {status}")
+        }
     }
 
     /// Posts one op (`POST /ops`) and returns the raw answer.
@@ -514,57 +372,6 @@ impl AppProcess {
     /// Waits until the next op is acknowledged (2xx to `POST /ops`).
     pub async fn next_ok(&self) {
         self.op_ok.notified().await
-    }
-
-    /// Whether the process is running.
-    pub fn is_alive(&self) -> bool {
-        self.process.check_alive().is_ok()
-    }
-
-    /// SIGKILLs the process (its whole group).
-    pub async fn kill(&self) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let p = self.process.clone();
-        tokio::task::spawn_blocking(move || p.kill()).await?
-    }
-
-    /// Starts the process again (killing it first if it runs). Does not wait
-    /// until it answers: while a dependency is down it may not, and ops simply
-    /// fail until it does; use [`AppProcess::wait_ready`] where that matters.
-    pub async fn restart(&self) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let p = self.process.clone();
-        tokio::task::spawn_blocking(move || p.restart()).await?
-    }
-
-    /// Starts the process if it is not running (it died or was killed).
-    pub async fn ensure_running(&self) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        if self.process.check_alive().is_ok() {
-            return Ok(());
-        }
-        let p = self.process.clone();
-        tokio::task::spawn_blocking(move || p.restart()).await?
-    }
-
-    /// Process ids of the program and its children.
-    pub fn pids(&self) -> Vec<i32> {
-        self.process.all_pids()
-    }
-
-    /// How the process last ended (`None` while it never has).
-    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
-        self.process.last_exit()
-    }
-
-    /// Its log file.
-    pub fn log_path(&self) -> &Path {
-        self.process.log_path()
-    }
-
-    /// The port it serves HTTP on (the same after every restart).
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -4,10 +4,10 @@
 
 use super::teardown::TornDown;
 use super::{environment_record, Exercised, IdleWindow, ResolvedApp, RunConfig, RunOutcome};
-use crate::env::Environment;
-use crate::run_dir::RunDir;
 use anyhow::{bail, Result};
 use checkers::CheckResult;
+use record::run_dir::RunDir;
+use services::Environment;
 
 /// Writes the run's results and report from the check of its history; fails
 /// when the implementation acknowledged nothing (no verdict would mean anything).
@@ -60,7 +60,7 @@ pub(super) async fn judge(
             "the implementation acknowledged none of the {} ops it was sent, so there is nothing to judge; first answer: {first}\n--- last lines of {} ---\n{}",
             exercised.invoked.len(),
             log.display(),
-            crate::env::process::tail(&log, 20)
+            services::process::tail(&log, 20)
         );
     }
     Ok(outcome)
@@ -90,7 +90,7 @@ async fn write_environment_and_report(cfg: &RunConfig, services: &Environment, d
     if let Err(e) = environment_record::write(cfg, services, db_direct_url, run_dir).await {
         tracing::warn!("report: writing {}: {e}", run_dir.environment().display());
     }
-    if let Err(e) = crate::report::write(run_dir.path()) {
+    if let Err(e) = report::write(run_dir.path()) {
         tracing::warn!(
             "report: {e:#} (regenerate with `dualcheck report {}`)",
             run_dir.path().display()

@@ -17,7 +17,7 @@ pub(super) async fn record_committed(running: &Running, committed_sql: &str, inv
 
 /// Runs the committed-ops query; every row's first column is an op id.
 async fn read_committed(url: &str, sql: &str) -> Result<Vec<u64>> {
-    let c = crate::env::postgres::connect(url).await?;
+    let c = services::postgres::connect(url).await?;
     let rows = c
         .query(sql, &[])
         .await

@@ -1,8 +1,10 @@
-//! The library API for verifying an implementation from `cargo test`.
+//! The library API for verifying an implementation from `cargo test`
+//! (`dualcheck::verification`, as a team's tests name it; here, in the run
+//! crate, `dualcheck_run::verification`).
 //!
 //! ```no_run
-//! use dualcheck::nemesis::Fault;
-//! use dualcheck::verification::Verification;
+//! use dualcheck_run::nemesis::Fault;
+//! use dualcheck_run::verification::Verification;
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> anyhow::Result<()> {
@@ -40,10 +42,10 @@
 //! command line, like `dualcheck run --impl exec --cmd ...`.
 
 use crate::app_process::AppCommand;
-use crate::env::BackendKind;
 use crate::nemesis::Fault;
 use crate::runner::{RunConfig, RunOutcome};
 use anyhow::{bail, Context, Result};
+use services::BackendKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::Workload;

@@ -2,11 +2,11 @@
 //! the Postgres link (one proxy) and the Kafka link (one proxy per broker).
 
 use super::{Fault, WhileActive};
-use crate::env::toxiproxy::{Stream, Toxic};
-use crate::env::Environment;
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use services::toxiproxy::{Stream, Toxic};
+use services::Environment;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

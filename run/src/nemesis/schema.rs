@@ -43,7 +43,7 @@ impl SchemaFaults {
             (SchemaChange, Stop) => Ok(()), // the column stays, as in production
 
             (Noise, Start) => {
-                let c = crate::env::postgres::connect(&self.database_direct_url).await?;
+                let c = services::postgres::connect(&self.database_direct_url).await?;
                 c.batch_execute(NOISE_DDL).await.context("creating the noise table")?;
                 self.noise_writer.start(|stop| write_noise(c, stop));
                 Ok(())
@@ -60,7 +60,7 @@ impl SchemaFaults {
     /// Adds a column to `orders` and to every streamed table that exists.
     async fn add_column(&self) -> Result<()> {
         let n = self.schema_changes.fetch_add(1, Ordering::Relaxed);
-        let c = crate::env::postgres::connect(&self.database_direct_url).await?;
+        let c = services::postgres::connect(&self.database_direct_url).await?;
         c.batch_execute(&format!(
             "SET lock_timeout = '5s'; ALTER TABLE orders ADD COLUMN IF NOT EXISTS nemesis_extra_{n} text DEFAULT 'added mid-run'"
         ))

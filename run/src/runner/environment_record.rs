@@ -3,12 +3,12 @@
 
 use super::RunConfig;
 use crate::app_process::AppCommand;
-use crate::env::{BackendKind, Environment};
 use crate::nemesis::Fault;
-use crate::record::{EnvironmentRecord, RecordedApp, RecordedBackend, RecordedConfig, Versions};
-use crate::run_dir::RunDir;
 use crate::template::ResolveTemplate as _;
 use anyhow::{bail, Context, Result};
+use record::run_dir::RunDir;
+use record::{EnvironmentRecord, RecordedApp, RecordedBackend, RecordedConfig, Versions};
+use services::{BackendKind, Environment};
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ impl RunConfig {
             schema_sql: self.schema_sql.is_some(),
             schema_sql_text: self.schema_sql.clone(),
             faults: self.faults.iter().map(|f| f.name().to_string()).collect(),
-            fault_cmds: crate::record::fault::custom::definitions_of(&self.faults),
+            fault_cmds: record::fault::custom::definitions_of(&self.faults),
             duration_s: self.duration.as_secs_f64(),
             workload: self.workload.clone(),
             max_retained_wal: self.max_retained_wal,
@@ -89,8 +89,7 @@ impl RunConfig {
             bail!("{where_}: `config.schema_sql_text` is missing: the run ran --schema SQL that was not recorded (written by an older dualcheck); replay by hand with its --schema");
         }
         cfg.schema_sql = rec.schema_sql_text.clone();
-        crate::record::fault::custom::define(&rec.fault_cmds)
-            .with_context(|| format!("{where_}: `config.fault_cmds`"))?;
+        record::fault::custom::define(&rec.fault_cmds).with_context(|| format!("{where_}: `config.fault_cmds`"))?;
         cfg.faults = rec
             .faults
             .iter()
@@ -149,7 +148,7 @@ fn secs(s: f64) -> Duration {
 /// Asks the running services for their versions (each probe at most a few seconds).
 pub async fn probe_versions(cfg: &RunConfig, services: &Environment, db_direct_url: &str) -> Versions {
     let postgres = tokio::time::timeout(Duration::from_secs(5), async {
-        let c = crate::env::postgres::connect(db_direct_url).await.ok()?;
+        let c = services::postgres::connect(db_direct_url).await.ok()?;
         let row = c.query_one("SELECT version()", &[]).await.ok()?;
         row.try_get::<_, String>(0).ok()
     })
@@ -162,7 +161,7 @@ pub async fn probe_versions(cfg: &RunConfig, services: &Environment, db_direct_u
         .and_then(|r| r.ok())
         .map(|v| toxiproxy_version(&v));
     let kafka = match cfg.backend {
-        BackendKind::Local => kafka_jar_version(&crate::env::cache::cache_dir().join("kafka/libs")),
+        BackendKind::Local => kafka_jar_version(&services::cache::cache_dir().join("kafka/libs")),
         _ => None,
     };
     Versions {

@@ -1,6 +1,6 @@
 //! Phase 4, heal and drain: every fault is healed, then the run waits until
 //! the implementation has nothing left to publish and deliveries have stopped.
-//! (The bench's relay publish rate is [`crate::relay_rate`], another thing.)
+//! (The bench's relay publish rate is `dualcheck::relay_rate`, another thing.)
 //!
 //! The drain ends the first way that holds:
 //!

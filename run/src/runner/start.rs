@@ -4,12 +4,12 @@
 
 use super::{ResolvedApp, RunConfig};
 use crate::app_process::{AppProcess, AppVars};
-use crate::env::Environment;
 use crate::in_doubt;
 use crate::observer::{Observer, ObserverStats};
 use crate::recorder::Recorder;
-use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
+use record::run_dir::RunDir;
+use services::Environment;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +86,7 @@ pub(super) async fn start_processes(
     started.db_direct_url = Some(db_direct_url.clone());
     topic_created?;
     if let Some(schema) = &cfg.schema_sql {
-        let c = crate::env::postgres::connect(&db_direct_url).await?;
+        let c = services::postgres::connect(&db_direct_url).await?;
         c.batch_execute(schema)
             .await
             .context("running the --schema file on the run's database")?;

@@ -13,9 +13,9 @@
 //! before reading the run's faults.
 
 use super::Fault;
-use crate::record::fault::custom::{active, commands, count_active};
-pub use crate::record::fault::custom::{define, defined, definitions_of, lookup, CustomFault};
 use anyhow::{bail, Context, Result};
+use record::fault::custom::{active, commands, count_active};
+pub use record::fault::custom::{define, defined, definitions_of, lookup, CustomFault};
 use std::process::Stdio;
 use std::time::Duration;
 use workloads::FaultPhase;
@@ -36,7 +36,7 @@ pub(super) async fn apply(fault: Fault, phase: FaultPhase) -> Result<()> {
     let def = commands(name)?;
     match phase {
         FaultPhase::Start => {
-            crate::env::process::register_interrupt_heal(heal_active_blocking);
+            services::process::register_interrupt_heal(heal_active_blocking);
             run(&def.start)
                 .await
                 .with_context(|| format!("start command of {name}"))?;

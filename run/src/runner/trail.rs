@@ -6,9 +6,9 @@
 
 use super::start::Started;
 use super::RunConfig;
-use crate::run_dir::RunDir;
 use anyhow::Result;
 use checkers::{CheckOptions, CheckResult};
+use record::run_dir::RunDir;
 
 /// Stops the observer, checks the history, and gathers the trails (asking the
 /// relay process where there is one, else the implementation).

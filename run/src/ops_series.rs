@@ -4,7 +4,7 @@
 //! WAL each replication slot of the run's database retains
 //! (`pg_current_wal_lsn() - restart_lsn`) and the size on disk of the outbox
 //! table (`PatternInfo::outbox_table`). One JSON line per sample in
-//! [`crate::run_dir::OPS_SERIES`]; the maxima go into `results.json`.
+//! [`record::run_dir::OPS_SERIES`]; the maxima go into `results.json`.
 //!
 //! The samples, their maxima and what is judged from them are the run
 //! record's (`dualcheck_record::ops_series`, re-exported here); the
@@ -79,7 +79,7 @@ impl Sampler {
                     s.parked = Some(b.parked);
                 }
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    client = tokio::time::timeout(timeout, crate::env::postgres::connect(&url))
+                    client = tokio::time::timeout(timeout, services::postgres::connect(&url))
                         .await
                         .ok()
                         .and_then(|c| c.ok());

@@ -62,7 +62,7 @@ pub struct RunOptions {
     /// (`--template FILE` and the template flags).
     pub template: crate::template::TemplateOptions,
     /// Which services: local (default), the user's (external) or containers.
-    pub backend: crate::env::BackendKind,
+    pub backend: services::BackendKind,
 }
 
 impl RunOptions {

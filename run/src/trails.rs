@@ -7,8 +7,8 @@
 pub use record::trails::*;
 
 use crate::app_process::AppProcess;
-use crate::run_dir::RunDir;
 use checkers::{Anomaly, CheckResult};
+use record::run_dir::RunDir;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 

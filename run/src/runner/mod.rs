@@ -32,17 +32,17 @@ mod workload;
 
 pub use idle::{IDLE_FAULT, TRAFFIC_TABLE};
 
-pub use crate::record::results::{IdleWindow, Phases};
-pub use crate::record::Versions;
-pub use crate::report::outcome::RunOutcome;
 pub use environment_record::{kafka_jar_version, probe_versions, toxiproxy_version};
+pub use record::results::{IdleWindow, Phases};
+pub use record::Versions;
+pub use report::outcome::RunOutcome;
 
 use crate::app_process::AppCommand;
-use crate::env::{BackendKind, EnvOptions, Environment};
 use crate::nemesis::{Fault, Nemesis};
-use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
 use implementations::PatternInfo;
+use record::run_dir::RunDir;
+use services::{BackendKind, EnvOptions, Environment};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -237,7 +237,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
         if let Err(e) = services.drop_run_data(&database, &topic).await {
             tracing::warn!("dropping the run's database {database} and topic {topic}: {e:#}");
         }
-        crate::env::process::unregister_interrupt_cleanup(key);
+        services::process::unregister_interrupt_cleanup(key);
     }
     // Teardown: every process of the run ends, every toxic is removed.
     Environment::shut_down_shared(services).await;
@@ -291,7 +291,7 @@ pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32)
         tracing::warn!("after {}: {e:#}", run_dir.path().display());
     }
     if let Some(key) = cleanup {
-        crate::env::process::unregister_interrupt_cleanup(key);
+        services::process::unregister_interrupt_cleanup(key);
     }
     match (outcome, restored) {
         (Ok(o), Ok(repaired)) => {

@@ -3,8 +3,8 @@
 
 use super::RunConfig;
 use crate::nemesis::{Fault, Nemesis};
-use crate::run_dir::RunDir;
 use anyhow::Result;
+use record::run_dir::RunDir;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;

@@ -20,13 +20,13 @@ mod network;
 mod process;
 mod schema;
 
-pub use crate::record::fault::{Fault, FaultFamily};
 pub use ledger::Target;
+pub use record::fault::{Fault, FaultFamily};
 
 use crate::app_process::AppProcess;
-use crate::env::Environment;
 use crate::recorder::Recorder;
 use anyhow::Result;
+use services::Environment;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
