@@ -1,32 +1,35 @@
-//! The `dualcheck` harness: environments (real PostgreSQL, Kafka and
-//! Toxiproxy), nemesis, runner, history recorder, summaries and reports, and
-//! the work behind `sweep` (and `compare`), `bench` and `doctor`. The command line itself
-//! (argument parsing, printing, exit codes) is the binary's `cli` module: the
-//! library never depends on it.
+//! The `dualcheck` harness: the campaigns — `sweep` (and `compare`), `zoo`,
+//! `shrink` and `replay`, `bench` (with the relays' publish rate), `merge`,
+//! `doctor` — over the layers below, and the one library a team's tests name.
+//!
+//! The layers are crates of their own (docs/layout.md), each re-exported
+//! here under the module name it always had, so every `dualcheck::` path
+//! stays as it was:
+//!
+//! - `dualcheck-record`: [`record`], [`run_dir`] — the run record, pure data;
+//! - `dualcheck-services`: [`env`] — the real services;
+//! - `dualcheck-report`: [`report`], [`render`], [`summary`], [`serve`] —
+//!   what a run found, from its run directory alone (no librdkafka);
+//! - `dualcheck-run`: [`app_process`], [`template`], [`observer`],
+//!   [`recorder`], [`nemesis`], [`runner`], [`run_options`],
+//!   [`verification`], [`in_doubt`], [`ops_series`], [`trails`] — one run.
+//!
+//! This crate may use all of them; none of them uses it. The command line
+//! itself (argument parsing, printing, exit codes) is the binary's `cli`
+//! module: the library never depends on it.
 
-pub use dualcheck_run::app_process;
 pub mod bench;
 pub mod doctor;
-pub use dualcheck_run::in_doubt;
-pub use services as env;
 pub mod merge;
-pub use dualcheck_run::nemesis;
-pub use dualcheck_run::observer;
-pub use dualcheck_run::ops_series;
-pub use dualcheck_run::recorder;
-pub use record;
 pub mod relay_rate;
-pub use report::render;
 pub mod replay;
-pub use dualcheck_run::run_options;
-pub use dualcheck_run::runner;
-pub use record::run_dir;
-pub use report;
-pub use report::serve;
 pub mod shrink;
-pub use report::summary;
 pub mod sweep;
-pub use dualcheck_run::template;
-pub use dualcheck_run::trails;
-pub use dualcheck_run::verification;
 pub mod zoo;
+
+pub use dualcheck_run::{
+    app_process, in_doubt, nemesis, observer, ops_series, recorder, run_options, runner, template, trails, verification,
+};
+pub use record::{self, run_dir};
+pub use report::{self, render, serve, summary};
+pub use services as env;
