@@ -7,7 +7,7 @@
 //! stays as it was:
 //!
 //! - `dualcheck-record`: [`record`], [`run_dir`] — the run record, pure data;
-//! - `dualcheck-services`: [`env`] — the real services;
+//! - `dualcheck-services`: [`env`](mod@env) — the real services;
 //! - `dualcheck-report`: [`report`], [`render`], [`summary`], [`serve`] —
 //!   what a run found, from its run directory alone (no librdkafka);
 //! - `dualcheck-run`: [`app_process`], [`template`], [`observer`],
@@ -17,6 +17,8 @@
 //! This crate may use all of them; none of them uses it. The command line
 //! itself (argument parsing, printing, exit codes) is the binary's `cli`
 //! module: the library never depends on it.
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod doctor;

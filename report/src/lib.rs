@@ -13,8 +13,8 @@
 //! phrases), the text verdicts ([`summary`]), what a run produced
 //! ([`outcome::RunOutcome`], `results.json`) and `dualcheck serve` ([`serve`]).
 //!
-//! What this crate may use: of the workspace, `dualcheck-record`,
-//! `dualcheck-checkers` and `dualcheck-workloads`. It starts no service and
+//! What this crate may use: of the workspace, `dualcheck-record` and
+//! `dualcheck-checkers`. It starts no service and
 //! talks to none: it neither depends on `dualcheck-services` nor links
 //! librdkafka or a Postgres client (`cargo tree -p dualcheck-report -i
 //! rdkafka` finds nothing). The run crate uses it (a run ends by writing its
