@@ -1,32 +1,37 @@
-//! The `dualcheck` harness: environments (real PostgreSQL, Kafka and
-//! Toxiproxy), nemesis, runner, history recorder, summaries and reports, and
-//! the work behind `sweep` (and `compare`), `bench` and `doctor`. The command line itself
-//! (argument parsing, printing, exit codes) is the binary's `cli` module: the
-//! library never depends on it.
+//! The `dualcheck` harness: the campaigns — `sweep` (and `compare`), `zoo`,
+//! `shrink` and `replay`, `bench` (with the relays' publish rate), `merge`,
+//! `doctor` — over the layers below, and the one library a team's tests name.
+//!
+//! The layers are crates of their own (docs/layout.md), each re-exported
+//! here under the module name it always had, so every `dualcheck::` path
+//! stays as it was:
+//!
+//! - `dualcheck-record`: [`record`], [`run_dir`] — the run record, pure data;
+//! - `dualcheck-services`: [`env`](mod@env) — the real services;
+//! - `dualcheck-report`: [`report`], [`render`], [`summary`], [`serve`] —
+//!   what a run found, from its run directory alone (no librdkafka);
+//! - `dualcheck-run`: [`app_process`], [`template`], [`observer`],
+//!   [`recorder`], [`nemesis`], [`runner`], [`run_options`],
+//!   [`verification`], [`in_doubt`], [`ops_series`], [`trails`] — one run.
+//!
+//! This crate may use all of them; none of them uses it. The command line
+//! itself (argument parsing, printing, exit codes) is the binary's `cli`
+//! module: the library never depends on it.
 
-pub mod app_process;
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod doctor;
-pub mod env;
-pub mod in_doubt;
 pub mod merge;
-pub mod nemesis;
-pub mod observer;
-pub mod ops_series;
-pub mod record;
-pub mod recorder;
 pub mod relay_rate;
-pub mod render;
 pub mod replay;
-pub mod report;
-pub mod run_dir;
-pub mod run_options;
-pub mod runner;
-pub mod serve;
 pub mod shrink;
-pub mod summary;
 pub mod sweep;
-pub mod template;
-pub mod trails;
-pub mod verification;
 pub mod zoo;
+
+pub use dualcheck_run::{
+    app_process, in_doubt, nemesis, observer, ops_series, recorder, run_options, runner, template, trails, verification,
+};
+pub use record::{self, run_dir};
+pub use report::{self, render, serve, summary};
+pub use services as env;

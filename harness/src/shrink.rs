@@ -708,7 +708,7 @@ fn builder_calls(rec: &RecordedConfig) -> Vec<String> {
     }
     if let Some(t) = &rec.template_options {
         calls.push(format!(
-            ".template(serde_json::from_str::<dualcheck::record::TemplateOptions>({:?})?.resolve()?)",
+            ".template(dualcheck::template::ResolveTemplate::resolve(&serde_json::from_str::<dualcheck::record::TemplateOptions>({:?})?)?)",
             serde_json::to_string(t).unwrap_or_default()
         ));
     }

@@ -1,0 +1,53 @@
+//! Phase 5b, trail: once the drain and the committed read are over, the
+//! observer stops (the history is complete), the history is checked, and each
+//! example of an anomaly gets its trail ([`crate::trails`]) — while the
+//! implementation still runs, so it can give its own account of the op
+//! (`GET /trace/{op}`). The teardown comes after.
+
+use super::start::Started;
+use super::RunConfig;
+use anyhow::Result;
+use checkers::{CheckOptions, CheckResult};
+use record::run_dir::RunDir;
+
+/// Stops the observer, checks the history, and gathers the trails (asking the
+/// relay process where there is one, else the implementation).
+pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started: &mut Started) -> Result<CheckResult> {
+    let mut mapping_warnings = Vec::new();
+    if let Some(observer) = started.observer.take() {
+        mapping_warnings = observer.stats.mapping_warnings();
+        started.transit = observer.stats.transit();
+        observer.stop().await;
+    }
+    let per_key_order = cfg.template.records.key_is_business_key;
+    let history = run_dir.history();
+    let mut result = checkers::check_file(
+        &history,
+        CheckOptions {
+            exactly_once: cfg.exactly_once,
+            max_examples: 5,
+            per_key_order,
+            ..CheckOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
+    result.warnings.extend(mapping_warnings);
+    for process in started.relay.iter().chain(started.app.iter()) {
+        result.warnings.extend(process.backlog_warning());
+    }
+    if !per_key_order {
+        result.warnings.push(
+            "reorder not judged: the record key is not the business key (--record-key-is-business-key false), so Kafka orders nothing per key"
+                .to_string(),
+        );
+    }
+    if let Err(e) = crate::trails::build(&mut result, run_dir, &history) {
+        tracing::warn!("trails: reading the run directory: {e}");
+        return Ok(result);
+    }
+    // The process that publishes knows most about an event: the relay, where it runs apart.
+    if let Some(process) = started.relay.as_ref().or(started.app.as_ref()) {
+        crate::trails::ask_traces(&mut result, run_dir, process).await;
+    }
+    Ok(result)
+}
