@@ -4,6 +4,7 @@
 //! Postgres commits per second with an outbox-sized payload, and the raw
 //! rdkafka produce rate (idempotent, `acks=all`) on the direct listener.
 
+use crate::campaign::Campaign;
 use crate::env::{EnvOptions, Environment};
 use crate::relay_rate::RelayRateRow;
 use crate::render::{Column, Table};
@@ -581,18 +582,25 @@ pub async fn bench(
         configs.push((name.clone(), cfg));
     }
     let services_dir = crate::run_dir::create_sweep_dir(&run.out, "bench-services")?;
-    let mut shared = SharedServices {
-        dir: services_dir,
-        env: None,
-    };
+    let mut campaign = Campaign::new(run.backend.clone(), &services_dir);
     let mut limits = None;
     let mut rows = Vec::new();
     let result = async {
-        for (instance, (name, cfg)) in configs.iter().enumerate() {
-            let env = shared.for_run(name, cfg, run, limit_duration, &mut limits).await?;
+        for (name, cfg) in &configs {
+            let env = services_for(
+                &mut campaign,
+                &services_dir,
+                name,
+                cfg,
+                run,
+                limit_duration,
+                &mut limits,
+            )
+            .await?;
             settle(&env).await;
             eprintln!("benchmarking {name} ({:?}) ...", cfg.duration);
-            let o = crate::runner::run_on(cfg, &env, instance as u32 + 1)
+            let o = campaign
+                .run(cfg)
                 .await
                 .with_context(|| format!("benchmarking {name}"))?;
             rows.push(row_of(name, &o, limits.as_ref(), warmup)?);
@@ -600,74 +608,55 @@ pub async fn bench(
         anyhow::Ok(())
     }
     .await;
-    if let Some(done) = shared.env.take() {
-        Environment::shut_down_shared(done).await;
-    }
+    campaign.finish().await;
     result?;
     set_reference_ratios(&mut rows);
     Ok((limits, rows))
 }
 
-/// The environment a bench's runs share, started on first need.
-struct SharedServices {
-    /// Where its services' data and logs go (`--out/bench-services-*`).
-    dir: PathBuf,
-    env: Option<Arc<Environment>>,
-}
-
-impl SharedServices {
-    /// The services for `cfg`'s run: those already running if they have the
-    /// brokers it needs, or new ones (the old ones torn down), on which the
-    /// limits are measured first (unless `limits` holds them already, or
-    /// `limit_duration` is `None`) and a warm-up run of `name` goes.
-    async fn for_run(
-        &mut self,
-        name: &str,
-        cfg: &crate::runner::RunConfig,
-        run: &RunOptions,
-        limit_duration: Option<Duration>,
-        limits: &mut Option<Limits>,
-    ) -> Result<Arc<Environment>> {
-        let brokers = crate::runner::brokers_needed(cfg);
-        if let Some(env) = self.env.as_ref().filter(|e| e.brokers() == brokers) {
-            return Ok(env.clone());
-        }
-        if let Some(done) = self.env.take() {
-            Environment::shut_down_shared(done).await;
-        }
-        eprintln!("starting the services ({brokers} broker(s)) ...");
-        let env = Environment::start(EnvOptions {
-            backend: cfg.backend.clone(),
-            brokers,
-            run_dir: self.dir.join(format!("services-{brokers}-brokers")),
-            timeout: Duration::from_secs(90),
-        })
-        .await
-        .context("starting the services (run `dualcheck doctor` to diagnose)")?;
-        let env = Arc::new(env);
-        self.env = Some(env.clone());
-        if let (Some(each), None) = (limit_duration, *limits) {
-            eprintln!("measuring the machine's limits ({each:?} each) ...");
-            let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
-            *limits = Some(measure_limits_in(&env, c, p, each).await?);
-        }
-        eprintln!("warming the broker up: single-record round trips for {BROKER_WARM_UP:?}, not reported ...");
-        let trips = warm_broker_in(&env, BROKER_WARM_UP)
-            .await
-            .context("warming the broker up")?;
-        eprintln!("  {trips} round trips");
-        eprintln!("warming the services up: a {WARM_UP_RUN:?} run of {name}, not reported ...");
-        let mut warm = cfg.clone();
-        warm.duration = WARM_UP_RUN;
-        // As fast as the workers go: a JIT compiles a path after thousands
-        // of calls, which 50 ops/s would take minutes to make.
-        warm.workload.rate = 0.0;
-        warm.out_dir = self.dir.join("warm-up");
-        crate::runner::run_on(&warm, &env, 0)
-            .await
-            .with_context(|| format!("warming the services up with {name}"))?;
-        Ok(env)
+/// The services for `cfg`'s run from `campaign` (keeping them under
+/// `services_dir`): those already running if
+/// they have the brokers it needs, or new ones, on which the limits are
+/// measured first (unless `limits` holds them already, or `limit_duration`
+/// is `None`) and a warm-up run of `name` goes.
+async fn services_for(
+    campaign: &mut Campaign,
+    services_dir: &std::path::Path,
+    name: &str,
+    cfg: &crate::runner::RunConfig,
+    run: &RunOptions,
+    limit_duration: Option<Duration>,
+    limits: &mut Option<Limits>,
+) -> Result<Arc<Environment>> {
+    let brokers = crate::runner::brokers_needed(cfg);
+    let services = campaign.services(brokers).await?;
+    let env = services.env;
+    if !services.fresh {
+        return Ok(env);
     }
+    eprintln!("started the services ({brokers} broker(s))");
+    if let (Some(each), None) = (limit_duration, *limits) {
+        eprintln!("measuring the machine's limits ({each:?} each) ...");
+        let (c, p) = (run.workload.concurrency, run.workload.payload_bytes);
+        *limits = Some(measure_limits_in(&env, c, p, each).await?);
+    }
+    eprintln!("warming the broker up: single-record round trips for {BROKER_WARM_UP:?}, not reported ...");
+    let trips = warm_broker_in(&env, BROKER_WARM_UP)
+        .await
+        .context("warming the broker up")?;
+    eprintln!("  {trips} round trips");
+    eprintln!("warming the services up: a {WARM_UP_RUN:?} run of {name}, not reported ...");
+    let mut warm = cfg.clone();
+    warm.duration = WARM_UP_RUN;
+    // As fast as the workers go: a JIT compiles a path after thousands
+    // of calls, which 50 ops/s would take minutes to make.
+    warm.workload.rate = 0.0;
+    warm.out_dir = services_dir.join("warm-up");
+    campaign
+        .run_unnumbered(&warm)
+        .await
+        .with_context(|| format!("warming the services up with {name}"))?;
+    Ok(env)
 }
 
 /// The bench row of `name`'s run `o`; latencies leave out the ops invoked in

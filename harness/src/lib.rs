@@ -1,6 +1,8 @@
 //! The `dualcheck` harness: the campaigns — `sweep` (and `compare`), `zoo`,
 //! `shrink` and `replay`, `bench` (with the relays' publish rate), `merge`,
 //! `doctor` — over the layers below, and the one library a team's tests name.
+//! Every campaign of many runs carries them out through one [`campaign`]
+//! runner (services per broker count, run numbers, restores, shutdown).
 //!
 //! The layers are crates of their own (docs/layout.md), each re-exported
 //! here under the module name it always had, so every `dualcheck::` path
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod campaign;
 pub mod doctor;
 pub mod merge;
 pub mod relay_rate;

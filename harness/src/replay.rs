@@ -40,7 +40,7 @@ pub fn config_from_run_dir(run_dir: &Path, out: &Path) -> Result<RunConfig> {
         "run it again with this version, or replay by hand with `dualcheck run --schedule {}` and its flags",
         run_dir.join(SCHEDULE).display()
     );
-    let record = EnvironmentRecord::read(&env_path).with_context(|| by_hand.clone())?;
+    let record = EnvironmentRecord::read(&env_path).map_err(|e| anyhow::anyhow!("{e:#}: {by_hand}"))?;
     let config = record.config.with_context(|| {
         format!(
             "{} has no `config` (written by an older dualcheck): {by_hand}",
@@ -159,7 +159,7 @@ mod tests {
         config.as_object_mut().unwrap().remove("app_env");
         recorded(dir.path(), &cfg, config);
         let e = format!("{:#}", config_from_run_dir(dir.path(), Path::new("out")).unwrap_err());
-        assert!(e.contains("`app_env`") && e.contains("older"), "{e}");
+        assert!(e.contains("lacks `config.app_env`"), "{e}");
         let mut config = serde_json::to_value(cfg.record()).unwrap();
         config["schema_sql_text"] = serde_json::Value::Null;
         recorded(dir.path(), &cfg, config);

@@ -11,7 +11,7 @@
 //! candidate is kept, so a shrink stopped by `--budget` or Ctrl-C leaves the
 //! best so far.
 
-use crate::env::{EnvOptions, Environment};
+use crate::campaign::Campaign;
 use crate::nemesis::Fault;
 use crate::record::{quote, RecordedApp, RecordedConfig, ReproFiles};
 use crate::runner::RunConfig;
@@ -19,7 +19,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::{FaultPhase, Schedule, ScheduleStep, Workload};
 
@@ -266,12 +265,12 @@ struct LogLine<'a> {
 
 struct Shrinker {
     base: RunConfig,
-    services: Arc<Environment>,
+    /// The services every try runs on, started once.
+    campaign: Campaign,
     opts: ShrinkOptions,
     anomaly: String,
     dir: PathBuf,
     started: Instant,
-    instance: u32,
     candidates: usize,
     runs: usize,
     best: Candidate,
@@ -302,9 +301,8 @@ impl Shrinker {
         eprintln!("[{n}] {step}: {}", cand.describe());
         while tried < self.opts.tries {
             tried += 1;
-            self.instance += 1;
             self.runs += 1;
-            let r = crate::runner::run_on(&cfg, &self.services, self.instance).await;
+            let r = self.campaign.run(&cfg).await;
             let line = match r {
                 Ok(o) => {
                     let kinds: Vec<String> = o.result.violations.iter().map(|a| a.name().to_string()).collect();
@@ -770,22 +768,15 @@ pub async fn shrink(opts: &ShrinkOptions) -> Result<ShrinkEnd> {
         duration: base.duration,
         workload: base.workload.clone(),
     };
-    let services = Environment::start(EnvOptions {
-        backend: base.backend.clone(),
-        brokers: crate::runner::brokers_needed(&base),
-        run_dir: dir.join("services"),
-        timeout: Duration::from_secs(90),
-    })
-    .await
-    .context("starting the services (run `dualcheck doctor` to diagnose)")?;
+    let mut campaign = Campaign::new(base.backend.clone(), &dir);
+    campaign.services(crate::runner::brokers_needed(&base)).await?;
     let mut s = Shrinker {
         base,
-        services: Arc::new(services),
+        campaign,
         opts: opts.clone(),
         anomaly: anomaly.clone(),
         dir,
         started,
-        instance: 0,
         candidates: 0,
         runs: 0,
         best: original.clone(),
@@ -806,8 +797,8 @@ pub async fn shrink(opts: &ShrinkOptions) -> Result<ShrinkEnd> {
         s.write_outputs()?;
     }
     let log = std::fs::read_to_string(s.dir.join(SHRUNK_LOG)).unwrap_or_default();
-    let Shrinker { services, .. } = s;
-    Environment::shut_down_shared(services).await;
+    let Shrinker { campaign, .. } = s;
+    campaign.finish().await;
     match result? {
         Some(o) => Ok(ShrinkEnd::Shrunk(Box::new(o))),
         None => {

@@ -7,7 +7,7 @@
 //! runs up, in a table (text, Markdown or JSON) and in an HTML page that links
 //! each run's report.
 
-use crate::env::{EnvOptions, Environment};
+use crate::campaign::Campaign;
 use crate::render::page::{page, Kind};
 use crate::render::{Cell, Column, Table};
 use crate::run_options::RunOptions;
@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a cell runs: a built-in implementation (or `exec`) and the knobs set on
@@ -783,28 +782,21 @@ pub async fn sweep(plan: &SweepPlan) -> Result<SweepOutcome> {
     let dir = crate::run_dir::create_sweep_dir(&plan.run.out, plan.command)?;
     let (cells, planned) = plan_runs(plan, &dir)?;
     let mut progress = Progress::new(plan, dir, cells, planned.len());
-    let mut services_start_s = 0.0;
-    let mut instance = 0u32;
+    let mut campaign = Campaign::new(plan.run.backend.clone(), &progress.dir);
     for (brokers, runs) in by_broker_count(planned) {
         progress
             .bar
             .set_message(format!("starting the services ({brokers} broker(s))"));
-        let t = Instant::now();
-        let services = start_services(&progress.dir, brokers, &runs[0].cfg).await;
-        services_start_s += t.elapsed().as_secs_f64();
-        let services = match services {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                progress.could_not_start(runs, format!("{e:#}"));
-                continue;
-            }
-        };
-        for p in runs {
-            instance += 1;
-            progress.run(p, &services, instance).await?;
+        if let Err(e) = campaign.services(brokers).await {
+            progress.could_not_start(runs, format!("{e:#}"));
+            continue;
         }
-        Environment::shut_down_shared(services).await;
+        for p in runs {
+            progress.run(p, &mut campaign).await?;
+        }
     }
+    let services_start_s = campaign.services_start_s();
+    campaign.finish().await;
     progress.bar.finish_and_clear();
     let rows = progress.rows();
     std::fs::write(&progress.html_path, html(&rows, &progress.dir, &progress.title))?;
@@ -825,18 +817,6 @@ fn by_broker_count(planned: Vec<Planned>) -> BTreeMap<usize, Vec<Planned>> {
         groups.entry(crate::runner::brokers_needed(&p.cfg)).or_default().push(p);
     }
     groups
-}
-
-/// The services `brokers` runs share, from `cfg`'s backend, logging under the sweep's directory.
-async fn start_services(dir: &Path, brokers: usize, cfg: &RunConfig) -> Result<Environment> {
-    Environment::start(EnvOptions {
-        backend: cfg.backend.clone(),
-        brokers,
-        run_dir: dir.join(format!("services-{brokers}-brokers")),
-        timeout: Duration::from_secs(90),
-    })
-    .await
-    .context("starting the services (run `dualcheck doctor` to diagnose)")
 }
 
 /// What a sweep has done so far and where it keeps it: the record
@@ -897,7 +877,7 @@ impl<'a> Progress<'a> {
     }
 
     /// Carries out one run on `services`, judges it, says so above the bar and saves.
-    async fn run(&mut self, p: Planned, services: &Arc<Environment>, instance: u32) -> Result<()> {
+    async fn run(&mut self, p: Planned, campaign: &mut Campaign) -> Result<()> {
         self.done += 1;
         let (label, faults, expect) = self.cells[p.cell].clone();
         self.bar.set_message(format!(
@@ -905,9 +885,7 @@ impl<'a> Progress<'a> {
             p.seed, self.as_expected, self.unexpected, self.errors
         ));
         let t = Instant::now();
-        let r = crate::runner::run_on(&p.cfg, services, instance)
-            .await
-            .map_err(|e| format!("{e:#}"));
+        let r = campaign.run(&p.cfg).await.map_err(|e| format!("{e:#}"));
         let overhead = r
             .as_ref()
             .ok()

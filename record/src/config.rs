@@ -248,11 +248,23 @@ impl EnvironmentRecord {
     pub fn read(path: &Path) -> anyhow::Result<EnvironmentRecord> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not an environment record this dualcheck reads (written by an older version?)",
-                path.display()
-            )
+        serde_json::from_str(&text).map_err(|e| {
+            // serde names a field a record lacks as "missing field `NAME`": say
+            // which field of the configuration, as a replay needs it.
+            let message = e.to_string();
+            match message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+            {
+                Some((field, _)) => anyhow::anyhow!(
+                    "{} lacks `config.{field}`, needed to replay the run (written by an older dualcheck)",
+                    path.display()
+                ),
+                None => anyhow::anyhow!(
+                    "{} is not an environment record this dualcheck reads (written by an older version?): {message}",
+                    path.display()
+                ),
+            }
         })
     }
 }

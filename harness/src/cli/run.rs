@@ -51,28 +51,28 @@ pub struct RunArgs {
 #[derive(Args, Debug, Clone)]
 pub struct RunShared {
     /// Target ops per second over all workers (0 = unlimited).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = Workload::default().rate)]
     pub rate: f64,
     /// Worker tasks (each owns a share of the keys).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = Workload::default().concurrency)]
     pub concurrency: usize,
     /// Distinct business keys.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = Workload::default().keys)]
     pub keys: usize,
     /// Key choice: `uniform`, `zipf` or `zipf:EXPONENT`.
     #[arg(long, default_value = "uniform")]
     pub skew: Skew,
     /// Payload bytes per op.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Workload::default().payload_bytes)]
     pub payload: usize,
     /// Fraction of business transactions that abort on purpose.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = Workload::default().abort_fraction)]
     pub abort_fraction: f64,
     /// Fraction of long transactions.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = Workload::default().long_fraction)]
     pub long_fraction: f64,
     /// How long a long transaction holds before committing (ms).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = Workload::default().long_hold_ms)]
     pub long_hold_ms: u64,
     /// For this long in the middle of the run the workload writes nothing to the
     /// tables the pattern captures while the harness writes filler rows to an
@@ -380,40 +380,62 @@ pub fn list(_: ListArgs) -> Verdict {
         FaultFamily::Custom.help()
     );
     println!("\nworkload options (dualcheck run):");
-    for (opt, help) in [
-        ("--duration D", "how long the workload runs (30s)"),
-        ("--seed N", "seeds the workload and the fault schedule (0)"),
-        ("--rate R", "ops per second over all workers, 0 = unlimited (100)"),
-        ("--concurrency N", "worker tasks, each owning a share of the keys (8)"),
-        ("--keys N", "distinct business keys (32)"),
-        ("--skew S", "uniform, zipf or zipf:EXPONENT (uniform)"),
-        ("--payload BYTES", "payload size per op (64)"),
+    // The defaults as the library states them (RunOptions::new), never retyped here.
+    let d = RunOptions::new("exec");
+    let w = &d.workload;
+    let rows: Vec<(&str, String)> = vec![
+        ("--duration D", format!("how long the workload runs ({:?})", d.duration)),
+        (
+            "--seed N",
+            format!("seeds the workload and the fault schedule ({})", w.seed),
+        ),
+        (
+            "--rate R",
+            format!("ops per second over all workers, 0 = unlimited ({})", w.rate),
+        ),
+        (
+            "--concurrency N",
+            format!("worker tasks, each owning a share of the keys ({})", w.concurrency),
+        ),
+        ("--keys N", format!("distinct business keys ({})", w.keys)),
+        ("--skew S", format!("uniform, zipf or zipf:EXPONENT ({})", w.skew)),
+        ("--payload BYTES", format!("payload size per op ({})", w.payload_bytes)),
         (
             "--abort-fraction F",
-            "business transactions that roll back on purpose (0.05)",
+            format!("business transactions that roll back on purpose ({})", w.abort_fraction),
         ),
         (
             "--long-fraction F",
-            "long transactions holding their id before commit (0.05)",
+            format!("long transactions holding their id before commit ({})", w.long_fraction),
         ),
-        ("--long-hold-ms MS", "how long a long transaction holds (300)"),
+        (
+            "--long-hold-ms MS",
+            format!("how long a long transaction holds ({})", w.long_hold_ms),
+        ),
         (
             "--idle-window D",
-            "no writes to the captured tables for D mid-run; filler WAL on an uncaptured table",
+            "no writes to the captured tables for D mid-run; filler WAL on an uncaptured table".into(),
         ),
         (
             "--max-retained-wal BYTES",
-            "a slot retaining more WAL (64MiB, 1GB, ...) is a wal_retained violation",
+            "a slot retaining more WAL (64MiB, 1GB, ...) is a wal_retained violation".into(),
         ),
-        ("--brokers 1|3", "Kafka brokers (1; 3 for kafka-leader)"),
-        ("--partitions N", "partitions of the topic (4)"),
-        ("--relays N", "relay tasks of outbox implementations"),
+        (
+            "--brokers 1|3",
+            format!("Kafka brokers ({}; 3 for kafka-leader)", d.brokers),
+        ),
+        ("--partitions N", format!("partitions of the topic ({})", d.partitions)),
+        ("--relays N", "relay tasks of outbox implementations".into()),
         (
             "--reads",
-            "read each key back after each ok write (stale_read); default for listen-to-yourself, kafka-first",
+            "read each key back after each ok write (stale_read); default for listen-to-yourself, kafka-first".into(),
         ),
-        ("--app-env KEY=VALUE", "a knob of the implementation process (below)"),
-    ] {
+        (
+            "--app-env KEY=VALUE",
+            "a knob of the implementation process (below)".into(),
+        ),
+    ];
+    for (opt, help) in rows {
         println!("  {opt:<22} {help}");
     }
     println!(
