@@ -229,16 +229,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     .context("starting the services (run `dualcheck doctor` to diagnose)")?;
     let services_s = services_started.elapsed().as_secs_f64();
     let services = Arc::new(services);
-    let (database, topic) = start::run_names(services.run_id(), cfg.instance);
-    let cleanup = services.drop_on_interrupt(&database, &topic);
-    let outcome = run_with_services(&cfg, &app, &services, &run_dir, Some(services_s)).await;
-    if let Some(key) = cleanup {
-        // The user's cluster keeps nothing of the run: its database, slots, publications and topic go.
-        if let Err(e) = services.drop_run_data(&database, &topic).await {
-            tracing::warn!("dropping the run's database {database} and topic {topic}: {e:#}");
-        }
-        services::process::unregister_interrupt_cleanup(key);
-    }
+    let outcome = run_under_own_names(&cfg, &app, &services, &run_dir, Some(services_s), false).await;
     // Teardown: every process of the run ends, every toxic is removed.
     Environment::shut_down_shared(services).await;
     outcome
@@ -281,14 +272,42 @@ pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32)
     cfg.instance = Some(instance);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
+    run_under_own_names(&cfg, &app, services, &run_dir, None, true).await
+}
+
+/// The run on `services` under its own database, topic and slot names
+/// (from [`RunConfig::instance`]), which are dropped on Ctrl-C and after
+/// the run. On `shared` services (a campaign's) every service is then left
+/// as it started ([`Environment::restore`]: paused ones resumed, killed ones
+/// restarted, no toxic left) and the run's data always dropped, so the next
+/// run starts clean — a failure to restore is an error of this run; on
+/// services of its own, only the user's cluster needs its data dropped (the
+/// local services go with the run).
+async fn run_under_own_names(
+    cfg: &RunConfig,
+    app: &ResolvedApp,
+    services: &Arc<Environment>,
+    run_dir: &RunDir,
+    services_s: Option<f64>,
+    shared: bool,
+) -> Result<RunOutcome> {
     let (database, topic) = start::run_names(services.run_id(), cfg.instance);
     let cleanup = services.drop_on_interrupt(&database, &topic);
-    let outcome = run_with_services(&cfg, &app, services, &run_dir, None).await;
-    let restored = services.restore(Duration::from_secs(90)).await;
-    // Everything of the run is in its directory by now; the next runs need
-    // neither its database (nor the WAL it holds) nor its topic.
-    if let Err(e) = services.drop_run_data(&database, &topic).await {
-        tracing::warn!("after {}: {e:#}", run_dir.path().display());
+    let outcome = run_with_services(cfg, app, services, run_dir, services_s).await;
+    let restored = match shared {
+        true => services.restore(Duration::from_secs(90)).await,
+        false => Ok(Vec::new()),
+    };
+    if shared || cleanup.is_some() {
+        // Everything of the run is in its directory by now; neither the next
+        // runs nor the user's cluster need its database (nor the WAL it
+        // holds), slots, publications or topic.
+        if let Err(e) = services.drop_run_data(&database, &topic).await {
+            tracing::warn!(
+                "after {}: dropping its database {database} and topic {topic}: {e:#}",
+                run_dir.path().display()
+            );
+        }
     }
     if let Some(key) = cleanup {
         services::process::unregister_interrupt_cleanup(key);
