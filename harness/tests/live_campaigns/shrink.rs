@@ -5,31 +5,12 @@ use checkers::Anomaly;
 use dualcheck::runner::RunOutcome;
 use dualcheck::shrink::ShrinkEnd;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use workloads::Schedule;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse, run_json};
-
-/// Each process's invoke lines (op, key, seq), in order. History lines stay
-/// JSON: the library reads them with its own parser (`checkers::history`,
-/// which keeps no process), and `HistoryLine` only serializes.
-fn invokes(history: &Path) -> BTreeMap<u64, Vec<(u64, String, u64)>> {
-    let text = std::fs::read_to_string(history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
-    let mut per_process: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        if v["type"] == "invoke" {
-            per_process.entry(v["process"].as_u64().unwrap()).or_default().push((
-                v["op"].as_u64().unwrap(),
-                v["key"].as_str().unwrap().to_string(),
-                v["seq"].as_u64().unwrap(),
-            ));
-        }
-    }
-    per_process
-}
+use crate::support::runs::{assert_no_process_left, invokes, out_dir, parse, run_json};
 
 /// The check's fault windows of a run: (fault, start s, stop s).
 fn windows(v: &RunOutcome) -> Vec<(String, f64, f64)> {

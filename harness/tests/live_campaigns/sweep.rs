@@ -4,13 +4,11 @@
 
 use dualcheck::runner::RunOutcome;
 use dualcheck::sweep::{Row, SweepOutcome};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse, parse_output, processes_of};
+use crate::support::runs::{assert_no_process_left, invokes, out_dir, parse, parse_output, processes_of};
 
 /// What `dualcheck sweep --json` prints when interrupted: the rows done so
 /// far (cli/sweep.rs writes this envelope with `json!`; no library type has it).
@@ -26,25 +24,6 @@ struct Interrupted {
 struct Merged {
     rows: Vec<Row>,
     html: PathBuf,
-}
-
-/// Each process's invoke lines (op, key, seq), in order. History lines stay
-/// JSON: the library reads them with its own parser (`checkers::history`,
-/// which keeps no process), and `HistoryLine` only serializes.
-fn invokes(history: &Path) -> BTreeMap<u64, Vec<(u64, String, u64)>> {
-    let text = std::fs::read_to_string(history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
-    let mut per_process: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        if v["type"] == "invoke" {
-            per_process.entry(v["process"].as_u64().unwrap()).or_default().push((
-                v["op"].as_u64().unwrap(),
-                v["key"].as_str().unwrap().to_string(),
-                v["seq"].as_u64().unwrap(),
-            ));
-        }
-    }
-    per_process
 }
 
 /// The same ops: per process, one run's invocations are a prefix of the

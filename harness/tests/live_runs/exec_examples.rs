@@ -85,11 +85,7 @@ fn run_python(name: &str, script: &str, seed: &str) -> (i32, RunOutcome) {
 
 /// How many times the service started (one log line per start).
 fn starts(v: &RunOutcome) -> usize {
-    let log = v.run_dir.join("app.log");
-    std::fs::read_to_string(&log)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
-        .matches("outbox service on")
-        .count()
+    crate::support::runs::log_count(v, "outbox service on")
 }
 
 #[test]

@@ -185,3 +185,31 @@ pub fn assert_no_process_left(dir: &Path) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Each process's invoke lines (op, key, seq), in order. History lines stay
+/// JSON: the library reads them with its own parser (`checkers::history`,
+/// which keeps no process), and `HistoryLine` only serializes.
+pub fn invokes(history: &Path) -> std::collections::BTreeMap<u64, Vec<(u64, String, u64)>> {
+    let text = std::fs::read_to_string(history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
+    let mut per_process: std::collections::BTreeMap<u64, Vec<(u64, String, u64)>> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "invoke" {
+            per_process.entry(v["process"].as_u64().unwrap()).or_default().push((
+                v["op"].as_u64().unwrap(),
+                v["key"].as_str().unwrap().to_string(),
+                v["seq"].as_u64().unwrap(),
+            ));
+        }
+    }
+    per_process
+}
+
+/// How many lines of the run's `app.log` say `needle` (e.g. one per start of the service).
+pub fn log_count(v: &RunOutcome, needle: &str) -> usize {
+    let log = v.run_dir.join("app.log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
+        .matches(needle)
+        .count()
+}
