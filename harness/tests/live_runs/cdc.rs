@@ -10,7 +10,7 @@ use dualcheck::runner::RunOutcome;
 use std::time::Duration;
 use workloads::{FaultPhase, Schedule, ScheduleConfig};
 
-use crate::support::runs::{run, run_correct};
+use crate::support::runs::{run, run_beside};
 
 const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
 
@@ -56,7 +56,7 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Ru
     .to_string();
     // Debezium (a Kafka Connect worker beside the broker) runs alone; the
     // CDC tailers may share the machine with another correct run.
-    let run = if implementation == "debezium" { run } else { run_correct };
+    let run = if implementation == "debezium" { run } else { run_beside };
     let (code, v) = run(
         name,
         &[

@@ -13,11 +13,13 @@ pub mod services;
 use std::sync::{Condvar, Mutex};
 
 /// The machine's two slots (two cores): a test that starts services or a run
-/// holds both ([`alone`]), except a run of a correct pattern that must stay
-/// valid, which holds one ([`beside_another`]) and so may overlap one other
-/// such run. A correct pattern is valid at any speed (load is one more
-/// fault); a negative control, a timing or an environment's faults are not
-/// shared with anything.
+/// holds both ([`alone`]), except a run whose verdict does not hang on its
+/// timing, which holds one ([`beside_another`]) and so may overlap one other
+/// such run: a correct pattern is valid at any speed (load is one more
+/// fault), and a bug that every op of a fault window shows (naive under a
+/// partition, a read without its cache) shows it at any speed. A negative
+/// control that needs a fault placed just so, a measured timing, a Ctrl-C
+/// or an environment's faults are shared with nothing.
 static SLOTS: (Mutex<u8>, Condvar) = (Mutex::new(0), Condvar::new());
 
 /// The slots of the machine.
@@ -49,7 +51,7 @@ pub fn alone() -> Slots {
     take(CAPACITY)
 }
 
-/// Half the machine: for a run of a correct pattern that must be valid.
+/// Half the machine: for a run whose verdict does not hang on its timing.
 pub fn beside_another() -> Slots {
     take(1)
 }

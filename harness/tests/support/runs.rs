@@ -90,9 +90,10 @@ pub fn run(name: &str, args: &[&str]) -> (i32, RunOutcome) {
     run_holding(name, args, slots)
 }
 
-/// [`run`] for a correct pattern that must be valid: it may overlap one other
-/// such run ([`crate::support::beside_another`]).
-pub fn run_correct(name: &str, args: &[&str]) -> (i32, RunOutcome) {
+/// [`run`] for a run whose verdict does not hang on its timing — a correct
+/// pattern that must stay valid, or a bug that every op of a fault window
+/// shows: it may overlap one other such run ([`crate::support::beside_another`]).
+pub fn run_beside(name: &str, args: &[&str]) -> (i32, RunOutcome) {
     let slots = crate::support::beside_another();
     run_holding(name, args, slots)
 }
