@@ -3,13 +3,14 @@
 //! publish error from `app.log`, and the implementation's own account of the
 //! op (`GET /trace/{op}`, asked while it still ran). Real services.
 
-use crate::support::runs::run;
+use crate::support::runs::run_beside;
 use checkers::Anomaly;
 use serde_json::Value;
 
 #[test]
 fn a_lost_op_of_naive_under_kafka_partition_names_its_fault_and_its_publish_error() {
-    let (code, v) = run(
+    // Every op of the partition is lost, at any speed: one slot.
+    let (code, v) = run_beside(
         "trails-naive",
         &[
             "--impl",

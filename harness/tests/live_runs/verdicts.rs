@@ -189,7 +189,8 @@ fn ctrl_c_mid_run_leaves_no_process_and_a_readable_history() {
 
 #[test]
 fn compare_gives_one_row_per_implementation_with_its_verdict() {
-    let _guard = crate::support::alone();
+    // naive loses under a partition at any speed; outbox-poll stays valid at any.
+    let _guard = crate::support::beside_another();
     let out = out_dir("compare");
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
         .args([
