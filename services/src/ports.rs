@@ -48,11 +48,15 @@ fn lease_dir() -> std::path::PathBuf {
 /// directory a process still never hands a port out twice itself.
 fn lease(port: u16) -> bool {
     let dir = lease_dir();
-    if std::fs::create_dir_all(&dir).is_err() {
-        return true;
+    match std::fs::create_dir(&dir) {
+        // Anyone may lease (the directory is shared like /tmp itself): said
+        // once, by the process that makes it.
+        Ok(()) => {
+            let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return true,
     }
-    // Anyone may lease (the directory is shared like /tmp itself).
-    let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
     let file = dir.join(port.to_string());
     let me = std::process::id();
     for _ in 0..2 {

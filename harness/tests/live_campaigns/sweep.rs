@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::runs::{assert_no_process_left, invokes, out_dir, parse, parse_output, processes_of};
+use crate::support::runs::{assert_no_process_left, invokes, out_dir, parse, parse_output, processes_of, walk};
 
 /// What `dualcheck sweep --json` prints when interrupted: the rows done so
 /// far (cli/sweep.rs writes this envelope with `json!`; no library type has it).
@@ -214,23 +214,6 @@ fn ctrl_c_in_the_middle_of_a_sweep_leaves_no_process_and_prints_the_runs_done() 
     let partial: Interrupted = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(partial.interrupted, "{stdout}");
     assert_eq!(partial.rows[0].runs, 1, "the first run is in the table: {stdout}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files
 }
 
 /// `dualcheck sweep ... --json` with `extra` arguments, into `out`; (exit code, outcome).

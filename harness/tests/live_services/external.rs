@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::runs::{assert_no_process_left, out_dir, parse_output};
+use crate::support::runs::{assert_no_process_left, out_dir, parse_output, walk};
 
 fn dualcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -167,23 +167,6 @@ fn result_of(name: &str, o: &Output) -> (i32, RunOutcome) {
     );
     let v = parse_output(name, o);
     (code, v)
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files
 }
 
 #[test]

@@ -294,9 +294,10 @@ async fn run_under_own_names(
     let (database, topic) = start::run_names(services.run_id(), cfg.instance);
     let cleanup = services.drop_on_interrupt(&database, &topic);
     let outcome = run_with_services(cfg, app, services, run_dir, services_s).await;
-    let restored = match shared {
-        true => services.restore(Duration::from_secs(90)).await,
-        false => Ok(Vec::new()),
+    let restored = if shared {
+        services.restore(Duration::from_secs(90)).await
+    } else {
+        Ok(Vec::new())
     };
     if shared || cleanup.is_some() {
         // Everything of the run is in its directory by now; neither the next
