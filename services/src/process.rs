@@ -369,6 +369,50 @@ pub fn process_tree(root: i32) -> Vec<i32> {
     out
 }
 
+/// One process named by pid and start time ([`start_ticks`]): signalled
+/// only while that pid still names the same process.
+struct Member {
+    pid: i32,
+    start: u64,
+}
+
+impl Member {
+    /// `pid` as it is now, if it runs.
+    fn of(pid: i32) -> Option<Member> {
+        pid_alive(pid).then_some(())?;
+        Some(Member {
+            pid,
+            start: start_ticks(pid)?,
+        })
+    }
+
+    /// True while the pid names this process and it is not a zombie.
+    fn is_alive(&self) -> bool {
+        start_ticks(self.pid) == Some(self.start) && pid_alive(self.pid)
+    }
+
+    /// Sends `sig` if the pid still names this process.
+    fn signal(&self, sig: libc::c_int) {
+        if start_ticks(self.pid) == Some(self.start) {
+            // SAFETY: plain syscall on a process this harness started.
+            unsafe {
+                libc::kill(self.pid, sig);
+            }
+        }
+    }
+}
+
+/// After the leader of group `pgid` was reaped: SIGKILLs what is left of the
+/// group (while one member lives its id cannot be reused) and drops it from
+/// the registry, so no later signal can reach a process that reuses the id.
+fn forget_group(pgid: i32) {
+    // SAFETY: plain syscall, moments after the reap, on our own group.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    registry().lock().unwrap_or_else(|e| e.into_inner()).remove(&pgid);
+}
+
 struct Running {
     child: Child,
     pgid: i32,
@@ -431,20 +475,24 @@ impl ManagedProcess {
     /// log file once it has exited by itself.
     pub fn check_alive(&self) -> Result<()> {
         let mut guard = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            None => bail!("{} is not running (killed by the harness)", self.spec.name),
-            Some(r) => match r.child.try_wait()? {
-                None => Ok(()),
-                Some(status) => {
-                    *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
-                    bail!(
-                        "{} exited ({status}); read its log: {}",
-                        self.spec.name,
-                        self.spec.log.display()
-                    )
-                }
-            },
-        }
+        let Some(r) = guard.as_mut() else {
+            bail!("{} is not running (killed by the harness)", self.spec.name)
+        };
+        let Some(status) = r.child.try_wait()? else {
+            return Ok(());
+        };
+        // Reaped: from now on its pid may name another process (pids wrap,
+        // at 32768 on many machines), so the handle forgets it at once,
+        // after ending what is left of its group.
+        let pgid = r.pgid;
+        *guard = None;
+        forget_group(pgid);
+        *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        bail!(
+            "{} exited ({status}); read its log: {}",
+            self.spec.name,
+            self.spec.log.display()
+        )
     }
 
     /// How the process last ended (by itself, as [`check_alive`](Self::check_alive)
@@ -457,15 +505,22 @@ impl ManagedProcess {
     pub fn kill(&self) -> Result<()> {
         let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut r) = taken else { return Ok(()) };
-        let mut pids = process_tree(r.pgid);
-        pids.extend(group_members(r.pgid));
-        // SAFETY: plain syscalls. SIGCONT too so stopped processes die promptly.
+        // Each member named by pid and start time: the group's processes die
+        // and are reaped meanwhile, and a pid reused by a later process (even
+        // a thread of this harness) must never be signalled.
+        let mut members: Vec<Member> = process_tree(r.pgid).into_iter().filter_map(Member::of).collect();
+        members.extend(group_members(r.pgid).into_iter().filter_map(Member::of));
+        // SAFETY: plain syscall on the group this handle leads and has not
+        // reaped. SIGCONT too so stopped processes die promptly.
         unsafe {
             libc::kill(-r.pgid, libc::SIGKILL);
-            for p in &pids {
-                libc::kill(*p, libc::SIGKILL);
-                libc::kill(*p, libc::SIGCONT);
-            }
+        }
+        for m in &members {
+            m.signal(libc::SIGKILL);
+            m.signal(libc::SIGCONT);
+        }
+        // SAFETY: as above.
+        unsafe {
             libc::kill(-r.pgid, libc::SIGCONT);
         }
         let status = r
@@ -475,24 +530,24 @@ impl ManagedProcess {
         *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut left = group_members(r.pgid);
-            left.extend(pids.iter().copied().filter(|p| pid_alive(*p)));
-            if left.is_empty() {
+            // Members that left the group (PostgreSQL backends call setsid())
+            // and members still in it (the group lives while one does, so
+            // its id is not reused meanwhile).
+            members.retain(Member::is_alive);
+            members.extend(group_members(r.pgid).into_iter().filter_map(Member::of));
+            if members.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
+                let left: Vec<i32> = members.iter().map(|m| m.pid).collect();
                 bail!(
                     "{}: processes {left:?} of group {} survived SIGKILL for 10 s",
                     self.spec.name,
                     r.pgid
                 );
             }
-            // SAFETY: plain syscalls.
-            unsafe {
-                libc::kill(-r.pgid, libc::SIGKILL);
-                for p in &left {
-                    libc::kill(*p, libc::SIGKILL);
-                }
+            for m in &members {
+                m.signal(libc::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -515,7 +570,7 @@ impl ManagedProcess {
                     *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
                     let pgid = r.pgid;
                     *guard = None;
-                    registry().lock().unwrap_or_else(|e| e.into_inner()).remove(&pgid);
+                    forget_group(pgid);
                     return Ok(true);
                 }
             }
@@ -649,4 +704,76 @@ pub fn lookup_user(name: &str) -> Result<(u32, u32)> {
 pub fn is_root() -> bool {
     // SAFETY: plain syscall.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(name: &str, script: &str) -> ManagedProcess {
+        let log = std::env::temp_dir().join(format!("dualcheck-process-test-{}-{name}.log", std::process::id()));
+        let mut spec = ProcessSpec::new(name, "/bin/sh", log);
+        spec.args = vec!["-c".into(), script.into()];
+        ManagedProcess::start(spec).unwrap()
+    }
+
+    /// The pid of the first `sleep 300` whose process group is `pgid`.
+    fn sleeper_in(pgid: i32) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = group_members(pgid)
+                .into_iter()
+                .find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with("sleep")));
+            if let Some(p) = found {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "no sleep in group {pgid}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_process_that_exits_by_itself_is_forgotten_with_what_is_left_of_its_group() {
+        // The leader exits; a child it left in its group runs on.
+        let p = sh("leaves-a-child", "sleep 300 & sleep 0.3; exit 3");
+        let pgid = p.pgid().unwrap();
+        let child = sleeper_in(pgid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.check_alive().is_ok() {
+            assert!(Instant::now() < deadline, "the leader never exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(p.last_exit().and_then(|s| s.code()), Some(3));
+        // Reaped: the handle keeps no pid that a later process could reuse...
+        assert_eq!(p.pid(), None);
+        assert!(p.all_pids().is_empty());
+        // ...and the child it left was ended with it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(child) {
+            assert!(Instant::now() < deadline, "the leader's child {child} survived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!registry().lock().unwrap().contains(&pgid));
+        p.kill().unwrap();
+    }
+
+    #[test]
+    fn a_member_is_signalled_only_while_its_pid_names_the_same_process() {
+        let p = sh("target", "exec sleep 300");
+        let pid = p.pid().unwrap() as i32;
+        let same = Member::of(pid).unwrap();
+        // The same pid with another start time: a later process reusing it.
+        let reused = Member {
+            pid,
+            start: same.start + 1,
+        };
+        assert!(!reused.is_alive());
+        reused.signal(libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(p.check_alive().is_ok(), "a stale member was signalled");
+        assert!(same.is_alive());
+        p.kill().unwrap();
+        assert!(!same.is_alive());
+        assert!(p.check_alive().is_err());
+    }
 }

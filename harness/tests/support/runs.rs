@@ -77,10 +77,41 @@ pub fn run_json(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, RunOut
     let code = output.status.code().unwrap_or(-1);
     assert!(
         code == 0 || code == 1,
-        "{name}: dualcheck run failed ({code}):\n{stderr}"
+        "{name}: dualcheck run failed ({}):\n{stderr}\nlast lines of its app.log:\n{}",
+        described(output.status),
+        app_log_tail(&out)
     );
     let v: RunOutcome = parse(name, &stdout, &stderr);
     (code, v, out)
+}
+
+/// How a process ended: its exit code, or the signal that ended it (a run
+/// ended by a signal prints nothing; the signal says which kind of death).
+pub fn described(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!(
+            "killed by signal {sig}{}",
+            if status.core_dumped() { " (core dumped)" } else { "" }
+        ),
+        (None, None) => format!("{status}"),
+    }
+}
+
+/// The last 30 lines of the app.log of every run directory under `out`.
+fn app_log_tail(out: &Path) -> String {
+    let mut text = String::new();
+    for dir in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(dir.path().join("app.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        text += &format!(
+            "--- {} ---\n{}\n",
+            dir.path().display(),
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        );
+    }
+    text
 }
 
 /// Runs `dualcheck run --json` with `args` alone on the machine; returns
