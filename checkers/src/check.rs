@@ -74,6 +74,8 @@ pub struct HistoryIndex {
     reads: Vec<(u32, Option<u64>, i64)>,
     nemesis: Vec<(Box<str>, FaultPhase, i64)>,
     failed_faults: Vec<FailedFault>,
+    /// When the implementation restarted before the drain (a `restart` line).
+    restart: Option<i64>,
     begin: bool,
     end: bool,
     committed_lines: u64,
@@ -227,6 +229,7 @@ impl HistoryIndex {
             reads: Vec::new(),
             nemesis: Vec::new(),
             failed_faults: Vec::new(),
+            restart: None,
             begin: false,
             end: false,
             committed_lines: 0,
@@ -415,6 +418,11 @@ impl HistoryIndex {
                     ..Rec::SKIP
                 }
             }
+            ParsedLine::Restart { time } => {
+                self.see_time(time);
+                self.restart.get_or_insert(time);
+                Rec::SKIP
+            }
             ParsedLine::Begin { time } => {
                 self.see_time(time);
                 self.begin = true;
@@ -499,6 +507,7 @@ impl HistoryIndex {
             seconds,
             mut ordered,
             acked,
+            delivered_after_restart,
         } = self.tally_ops(committed_from_lines, &mut findings, &describe);
 
         // Reorder: per key, first deliveries of ok ops in log order.
@@ -552,6 +561,7 @@ impl HistoryIndex {
             faults,
             failed_faults,
             complete,
+            delivered_after_restart,
             examples,
             lines: 0,
             warnings,
@@ -605,6 +615,8 @@ impl HistoryIndex {
         // fault windows' time to recover; only kept when there are windows.
         let has_faults = !self.nemesis.is_empty();
         let mut acked: Vec<(i64, i64)> = Vec::new();
+        let restart = self.restart.unwrap_or(i64::MAX);
+        let mut after_restart = 0u64;
         for (i, &s) in self.ops() {
             if !s.is(INVOKED) {
                 if s.deliveries > 0 {
@@ -631,6 +643,7 @@ impl HistoryIndex {
             if delivered && !committed {
                 findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
             }
+            after_restart += (committed && delivered && s.first_time >= restart) as u64;
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
                     findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
@@ -662,6 +675,7 @@ impl HistoryIndex {
             seconds,
             ordered,
             acked,
+            delivered_after_restart: self.restart.map(|_| after_restart),
         }
     }
 
@@ -839,6 +853,8 @@ struct OpTally {
     ordered: Vec<LogEntry>,
     /// (ack time, first delivery or MAX) of each ok op; empty without faults.
     acked: Vec<(i64, i64)>,
+    /// Committed ops first delivered after the `restart` line (`None`: none).
+    delivered_after_restart: Option<u64>,
 }
 
 /// Ops acknowledged and not yet seen, at the end of each second: the running

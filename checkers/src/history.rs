@@ -154,6 +154,13 @@ pub enum HistoryLine {
         /// The op found in the database.
         op: u64,
     },
+    /// The implementation was restarted after the last heal, before the drain
+    /// (`--restart-before-drain`, as an operator's deploy would): an op first
+    /// delivered after this time was delivered only after a restart.
+    Restart {
+        /// Nanoseconds since the run started.
+        time: i64,
+    },
     /// The recorder's first line: the run began, and its history will end with
     /// an `end` line when it is complete.
     Begin {
@@ -244,6 +251,11 @@ pub enum ParsedLine<'a> {
     Committed {
         /// Op id.
         op: u64,
+    },
+    /// A `restart` line: the implementation restarted before the drain.
+    Restart {
+        /// Time in ns.
+        time: i64,
     },
     /// A `begin` line: the recorder marks its history's start.
     Begin {
@@ -736,6 +748,9 @@ fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
         "committed" => ParsedLine::Committed {
             op: need_field(raw.op, ty, "op", OP)?,
         },
+        "restart" => ParsedLine::Restart {
+            time: need(raw.time, ty, "time", TIME)?,
+        },
         "begin" => ParsedLine::Begin {
             time: need(raw.time, ty, "time", TIME)?,
         },
@@ -744,7 +759,7 @@ fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
         },
         other => {
             return Err(LineError(format!(
-            "unknown line type \"{other}\"; expected one of invoke, ok, fail, info, deliver, nemesis, read, committed, begin, end"
+            "unknown line type \"{other}\"; expected one of invoke, ok, fail, info, deliver, nemesis, read, committed, restart, begin, end"
         )))
         }
     })
@@ -908,6 +923,9 @@ mod tests {
         let end = HistoryLine::End { time: 9, drained: true }.to_json();
         assert_eq!(end, r#"{"type":"end","time":9,"drained":true}"#);
         assert_eq!(parse_line(end.as_bytes()), Ok(ParsedLine::End { time: 9 }));
+        let restart = HistoryLine::Restart { time: 7 }.to_json();
+        assert_eq!(restart, r#"{"type":"restart","time":7}"#);
+        assert_eq!(parse_line(restart.as_bytes()), Ok(ParsedLine::Restart { time: 7 }));
         let failed = HistoryLine::Nemesis {
             fault: "pg-pause".into(),
             phase: FaultPhase::Failed,

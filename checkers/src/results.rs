@@ -358,6 +358,12 @@ pub struct CheckResult {
     /// `begin` line but no `end` line (interrupted); `None`: no such line (another recorder).
     #[serde(default)]
     pub complete: Option<bool>,
+    /// With `--restart-before-drain` (a `restart` line): the committed ops
+    /// first delivered after that restart — delivered eventually, but only
+    /// once the implementation restarted (stuck, not lost). A figure, not an
+    /// anomaly; absent without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_after_restart: Option<u64>,
     /// A few examples of each anomaly that occurred (keyed by name in JSON, in [`Anomaly::ALL`] order).
     pub examples: BTreeMap<Anomaly, Vec<Example>>,
     /// Lines in the history.

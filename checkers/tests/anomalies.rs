@@ -409,3 +409,30 @@ fn each_healed_window_has_its_time_to_recover() {
     );
     assert_eq!(r.anomalies.lost, 1);
 }
+
+#[test]
+fn ops_first_delivered_after_a_restart_are_counted_apart_and_are_no_anomaly() {
+    // Op 1 is delivered before the restart at 5000; op 2 (acknowledged at
+    // 2100) only after it, once (delivered only after a restart); op 3 never:
+    // lost even after the restart.
+    let r = check_lines(&[
+        INVOKE_1,
+        OK_1,
+        DELIVER_1,
+        r#"{"type":"invoke","op":2,"process":1,"key":"j","seq":0,"time":2000}"#,
+        r#"{"type":"ok","op":2,"process":1,"time":2100}"#,
+        r#"{"type":"invoke","op":3,"process":1,"key":"j","seq":1,"time":2200}"#,
+        r#"{"type":"ok","op":3,"process":1,"time":2300}"#,
+        r#"{"type":"restart","time":5000}"#,
+        r#"{"type":"deliver","op":2,"event":"e2","key":"j","seq":0,"topic":"t","partition":0,"offset":0,"time":6000}"#,
+    ]);
+    assert_eq!(r.delivered_after_restart, Some(1));
+    assert_eq!(r.anomalies.lost, 1, "op 3, lost even after the restart");
+    assert_eq!(r.violations, vec![Anomaly::Lost]);
+    // Without a restart line the figure is absent (and absent from the JSON).
+    let plain = check_lines(&[INVOKE_1, OK_1, DELIVER_1]);
+    assert_eq!(plain.delivered_after_restart, None);
+    assert!(!serde_json::to_string(&plain)
+        .unwrap()
+        .contains("delivered_after_restart"));
+}

@@ -4,7 +4,8 @@
 //! count (started on first need, the previous set shut down when the count
 //! changes), numbers its runs (each run's database, topic and slots are named
 //! after its number), restores the services after each run
-//! ([`crate::runner::run_on`]) and shuts them down at the end. `run` is a
+//! ([`crate::runner::run_on`]), keeps what Ctrl-C prints (the results so
+//! far, [`Campaign::on_interrupt_print`]) and shuts the services down at the end. `run` is a
 //! campaign of one whose services log into its own run directory
 //! ([`crate::runner::run`]).
 
@@ -100,6 +101,14 @@ impl Campaign {
     /// Seconds spent starting services so far.
     pub fn services_start_s(&self) -> f64 {
         self.services_start_s
+    }
+
+    /// What Ctrl-C prints from now on, in place of what was set before:
+    /// `stdout` in the command's output format (e.g. the table of the runs
+    /// done so far) and a `note` for stderr saying how far the campaign got.
+    /// Every campaign command keeps it current after each run.
+    pub fn on_interrupt_print(&self, stdout: String, note: String) {
+        crate::env::process::set_interrupt_summary(stdout, note);
     }
 
     /// Shuts the running services down.

@@ -367,7 +367,7 @@ impl Shrinker {
         if kept {
             self.write_outputs()?;
         }
-        crate::env::process::set_interrupt_summary(
+        self.campaign.on_interrupt_print(
             format!("best so far: {}\n", self.best.describe()),
             format!(
                 "shrink interrupted after {n} candidates; the best so far is in {}",

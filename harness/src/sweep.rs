@@ -915,7 +915,7 @@ impl<'a> Progress<'a> {
             error: r.as_ref().err().cloned(),
         });
         self.results[p.cell].push((p.seed, r));
-        self.save()
+        self.save(campaign)
     }
 
     /// Counts a run as expected, not, or an error, and says it in a line.
@@ -943,11 +943,11 @@ impl<'a> Progress<'a> {
     }
 
     /// The record and the page as they are now, and the table Ctrl-C prints.
-    fn save(&self) -> Result<()> {
+    fn save(&self, campaign: &Campaign) -> Result<()> {
         std::fs::write(&self.record_path, serde_json::to_string_pretty(&self.record)?)?;
         let rows = self.rows();
         std::fs::write(&self.html_path, html(&rows, &self.dir, &self.title))?;
-        crate::env::process::set_interrupt_summary(
+        campaign.on_interrupt_print(
             (self.plan.render_partial)(&rows),
             format!(
                 "interrupted after {} of {} runs; the table above has them; {}",

@@ -47,6 +47,17 @@ pub struct Backlog {
     pub in_flight: Option<u64>,
 }
 
+impl Backlog {
+    /// A backlog of `n` events and nothing else known: what a service's own
+    /// count (a template's endpoint, or a query on its outbox) says.
+    pub fn count(n: i64) -> Backlog {
+        Backlog {
+            backlog: n,
+            ..Backlog::default()
+        }
+    }
+}
+
 /// Background parts of a pattern (relays, listeners, cleaners).
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,

@@ -89,6 +89,10 @@ pub struct RecordedConfig {
     pub drain_timeout_s: f64,
     /// Quiet period ending the drain, in seconds.
     pub quiet_s: f64,
+    /// The implementation was restarted after the last heal, before the
+    /// drain (`--restart-before-drain`; absent in older runs).
+    #[serde(default)]
+    pub restart_before_drain: bool,
     /// Duplicates counted as violations.
     pub exactly_once: bool,
     /// Keys read back after each acknowledged write.
@@ -180,6 +184,9 @@ impl RecordedConfig {
         }
         if let Some(t) = &self.template_options {
             a.extend(t.to_args());
+        }
+        if self.restart_before_drain {
+            a.push("--restart-before-drain".into());
         }
         if self.exactly_once {
             a.push("--exactly-once".into());

@@ -37,6 +37,10 @@ pub struct TemplateOptions {
     pub backlog_path: Option<String>,
     /// `--backlog-count`: JSON pointer to that count in its answer.
     pub backlog_count: Option<String>,
+    /// `--backlog-sql`: a query on the run's database counting events not
+    /// yet published (for a service without a backlog endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_sql: Option<String>,
     /// `--record-op`: where the op id is in a record (JSON pointer or `header:NAME`).
     pub record_op: Option<String>,
     /// `--record-seq`: where the seq is.
@@ -61,7 +65,7 @@ impl TemplateOptions {
             args.push("--template".to_string());
             args.push(f.display().to_string());
         }
-        let keys: [(&str, &Option<String>); 13] = [
+        let keys: [(&str, &Option<String>); 14] = [
             ("--request-method", &self.request_method),
             ("--request-path", &self.request_path),
             ("--request-body", &self.request_body),
@@ -72,6 +76,7 @@ impl TemplateOptions {
             ("--read-seq", &self.read_seq),
             ("--backlog-path", &self.backlog_path),
             ("--backlog-count", &self.backlog_count),
+            ("--backlog-sql", &self.backlog_sql),
             ("--record-op", &self.record_op),
             ("--record-seq", &self.record_seq),
             ("--record-event", &self.record_event),

@@ -116,6 +116,9 @@ fn figures(r: &CheckResult, m: &RunMeta) -> Markup {
         let said = if n == 0 { "none".to_string() } else { phrases::parked(n) };
         t.push(["parked".to_string(), said]);
     }
+    if let Some(n) = r.delivered_after_restart {
+        t.push(["after the restart".to_string(), phrases::delivered_after_restart(n)]);
+    }
     if let Some(d) = &m.in_doubt {
         let mut said = phrases::in_doubt(d);
         if !d.recovery_errors.is_empty() {

@@ -104,7 +104,9 @@ impl Series {
             ParsedLine::Nemesis { time, .. } => s.end = s.end.max(time),
             ParsedLine::Read { time, .. } => s.end = s.end.max(time),
             ParsedLine::Committed { op } => committed.push(op),
-            ParsedLine::Begin { time } | ParsedLine::End { time } => s.end = s.end.max(time),
+            ParsedLine::Begin { time } | ParsedLine::End { time } | ParsedLine::Restart { time } => {
+                s.end = s.end.max(time)
+            }
         })?;
         for (op, outcome, time) in completions {
             if let Some(p) = ops.get_mut(&op) {

@@ -37,6 +37,9 @@ pub fn check_result(r: &CheckResult) -> String {
         "commit-to-first-delivery latency: {}",
         phrases::latency(r.latency_ns.as_ref())
     );
+    if let Some(n) = r.delivered_after_restart {
+        let _ = writeln!(out, "after the restart: {}", phrases::delivered_after_restart(n));
+    }
     let peak = r.unseen_per_second.iter().copied().max().unwrap_or(0);
     let last = r.unseen_per_second.last().copied().unwrap_or(0);
     let _ = writeln!(

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub start_timeout: Duration,
     /// Longest drain after healing.
     pub drain_timeout: Duration,
+    /// Restart the implementation once after the last heal, before the drain.
+    pub restart_before_drain: bool,
     /// Count duplicates as violations too.
     pub exactly_once: bool,
     /// Read each key back after each acknowledged write (on anyway for
@@ -88,6 +90,7 @@ impl RunOptions {
             op_timeout: defaults.op_timeout,
             start_timeout: defaults.start_timeout,
             drain_timeout: defaults.drain_timeout,
+            restart_before_drain: defaults.restart_before_drain,
             exactly_once: defaults.exactly_once,
             reads: false,
             progress: defaults.progress,
@@ -158,6 +161,7 @@ impl RunOptions {
         cfg.start_timeout = self.start_timeout;
         cfg.drain_timeout = self.drain_timeout;
         cfg.exactly_once = self.exactly_once;
+        cfg.restart_before_drain = self.restart_before_drain;
         cfg.reads |= self.reads;
         cfg.progress = self.progress;
         if let Some(request) = &template.request {

@@ -37,6 +37,7 @@ struct TemplateFile {
 struct BacklogKeys {
     path: Option<String>,
     count: Option<String>,
+    sql: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,13 +88,21 @@ pub struct ServiceTemplate {
     pub source: Option<TemplateOptions>,
 }
 
-/// The service's own endpoint counting events not yet published (the drain waits for 0).
+/// Where the count of events not yet published comes from, in place of
+/// `GET /backlog` (the drain waits for 0; the operational series plots it).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BacklogTemplate {
-    /// Path (and query), `GET`.
-    pub path: String,
-    /// JSON pointer to the count in the answer.
-    pub count: String,
+pub enum BacklogTemplate {
+    /// The service's own endpoint (`--backlog-path`, `--backlog-count`).
+    Endpoint {
+        /// Path (and query), `GET`.
+        path: String,
+        /// JSON pointer to the count in the answer.
+        count: String,
+    },
+    /// A query on the run's database yielding one integer (`--backlog-sql`),
+    /// e.g. a count of the library's pending outbox rows: for a library that
+    /// serves no backlog endpoint.
+    Sql(String),
 }
 
 impl ServiceTemplate {
@@ -113,7 +122,10 @@ impl ServiceTemplate {
                 "rollback": format!("{:?}", r.rollback),
             })),
             "read": self.read.as_ref().map(|r| serde_json::json!({"path": r.path.source(), "seq": r.seq})),
-            "backlog": self.backlog.as_ref().map(|b| serde_json::json!({"path": b.path, "count": b.count})),
+            "backlog": self.backlog.as_ref().map(|b| match b {
+                BacklogTemplate::Endpoint { path, count } => serde_json::json!({"path": path, "count": count}),
+                BacklogTemplate::Sql(sql) => serde_json::json!({"sql": sql}),
+            }),
             "records": {
                 "op": loc(&self.records.op),
                 "seq": loc(&self.records.seq),
@@ -657,6 +669,7 @@ fn merged_with(given: &TemplateOptions, file: &TemplateFile) -> TemplateOptions 
         read_seq: or(&given.read_seq, &rd.seq),
         backlog_path: or(&given.backlog_path, &bk.path),
         backlog_count: or(&given.backlog_count, &bk.count),
+        backlog_sql: or(&given.backlog_sql, &bk.sql),
         record_op: or(&given.record_op, &rc.op),
         record_seq: or(&given.record_seq, &rc.seq),
         record_event: or(&given.record_event, &rc.event),
@@ -830,31 +843,45 @@ impl<'a> Keys<'a> {
         )
     }
 
-    /// The backlog endpoint's template, if any.
+    /// Where the backlog comes from, if the template says.
     fn backlog(&self) -> Result<Option<BacklogTemplate>> {
         let bk = &self.file.backlog;
-        Ok(
-            match (
-                self.pick(&self.given.backlog_path, &bk.path, "backlog.path"),
-                self.pick(&self.given.backlog_count, &bk.count, "backlog.count"),
-            ) {
-                (None, None) => None,
-                (Some((p, from)), Some((c, cfrom))) => {
-                    if !p.starts_with('/') {
-                        bail!("{}: `{p}` must start with `/`", origin("--backlog-path", from));
-                    }
-                    Filled::parse(p, &[], &origin("--backlog-path", from))?;
-                    Some(BacklogTemplate {
-                        path: p.to_string(),
-                        count: pointer(c, &origin("--backlog-count", cfrom))?,
-                    })
+        let endpoint = (
+            self.pick(&self.given.backlog_path, &bk.path, "backlog.path"),
+            self.pick(&self.given.backlog_count, &bk.count, "backlog.count"),
+        );
+        if let Some((sql, from)) = self.pick(&self.given.backlog_sql, &bk.sql, "backlog.sql") {
+            if endpoint != (None, None) {
+                bail!(
+                    "{} and --backlog-path/--backlog-count both say where the backlog is: give one",
+                    origin("--backlog-sql", from)
+                );
+            }
+            if sql.trim().is_empty() {
+                bail!(
+                    "{}: empty; give a query yielding one integer, e.g. `SELECT count(*) FROM outbox WHERE sent_at IS NULL`",
+                    origin("--backlog-sql", from)
+                );
+            }
+            return Ok(Some(BacklogTemplate::Sql(sql.to_string())));
+        }
+        Ok(match endpoint {
+            (None, None) => None,
+            (Some((p, from)), Some((c, cfrom))) => {
+                if !p.starts_with('/') {
+                    bail!("{}: `{p}` must start with `/`", origin("--backlog-path", from));
                 }
-                (Some(_), None) => bail!(
-                    "--backlog-path needs --backlog-count: the JSON pointer to the count in its answer (e.g. /pending)"
-                ),
-                (None, Some(_)) => bail!("--backlog-count goes with --backlog-path"),
-            },
-        )
+                Filled::parse(p, &[], &origin("--backlog-path", from))?;
+                Some(BacklogTemplate::Endpoint {
+                    path: p.to_string(),
+                    count: pointer(c, &origin("--backlog-count", cfrom))?,
+                })
+            }
+            (Some(_), None) => bail!(
+                "--backlog-path needs --backlog-count: the JSON pointer to the count in its answer (e.g. /pending)"
+            ),
+            (None, Some(_)) => bail!("--backlog-count goes with --backlog-path"),
+        })
     }
 
     /// Where the op, seq and event id are in a record.
@@ -926,6 +953,47 @@ mod tests {
         assert_eq!(d["request"]["path"], "/customers/{key}/orders");
         assert!(!d.to_string().contains("op-{op}"), "header values stay out: {d}");
         assert!(ServiceTemplate::default().describe().is_null());
+    }
+
+    #[test]
+    fn a_backlog_query_stands_for_the_backlog_endpoint_and_is_recorded_as_a_flag() {
+        let sql = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
+        let o = TemplateOptions {
+            backlog_sql: Some(sql.into()),
+            ..TemplateOptions::default()
+        };
+        let t = o.resolve().unwrap();
+        assert_eq!(t.backlog, Some(BacklogTemplate::Sql(sql.into())));
+        assert_eq!(t.describe()["backlog"]["sql"], sql);
+        // What a run records gives the same flag back (a replay's template).
+        let recorded = t.source.clone().unwrap();
+        assert_eq!(recorded.to_args(), vec!["--backlog-sql".to_string(), sql.to_string()]);
+        assert_eq!(recorded.resolve().unwrap().backlog, t.backlog);
+        // From the file's [backlog] too.
+        let dir = std::env::temp_dir().join(format!("dualcheck-backlog-sql-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(&file, format!("[backlog]\nsql = \"{sql}\"\n")).unwrap();
+        let from_file = TemplateOptions {
+            file: Some(file.clone()),
+            ..TemplateOptions::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().backlog, t.backlog);
+        // With the endpoint, or empty: an error naming the flag.
+        let both = TemplateOptions {
+            backlog_path: Some("/admin/outbox".into()),
+            backlog_count: Some("/pending".into()),
+            ..o.clone()
+        };
+        let e = format!("{:#}", both.resolve().unwrap_err());
+        assert!(e.contains("--backlog-sql") && e.contains("--backlog-path"), "{e}");
+        let empty = TemplateOptions {
+            backlog_sql: Some("  ".into()),
+            ..TemplateOptions::default()
+        };
+        let e = format!("{:#}", empty.resolve().unwrap_err());
+        assert!(e.contains("--backlog-sql") && e.contains("empty"), "{e}");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

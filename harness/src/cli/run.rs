@@ -119,6 +119,11 @@ pub struct RunShared {
     /// Longest drain after healing, e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Restart the implementation once after the last heal, before the
+    /// drain, as an operator's deploy would: ops delivered only after it are
+    /// counted (`delivered_after_restart`), apart from those never delivered.
+    #[arg(long)]
+    pub restart_before_drain: bool,
     /// Count duplicates (same event id) as violations too.
     #[arg(long)]
     pub exactly_once: bool,
@@ -176,6 +181,11 @@ pub struct TemplateArgs {
     /// JSON pointer to that count in its answer, e.g. /pending.
     #[arg(long, value_name = "POINTER")]
     pub backlog_count: Option<String>,
+    /// A query on the run's database counting events not yet published (one
+    /// integer), used like GET /backlog: for a library that serves no
+    /// backlog endpoint, e.g. "SELECT count(*) FROM outbox WHERE sent_at IS NULL".
+    #[arg(long, value_name = "SQL")]
+    pub backlog_sql: Option<String>,
     /// Where the op id is in a record: a JSON pointer into the value (e.g. /reference) or header:NAME.
     #[arg(long, value_name = "POINTER")]
     pub record_op: Option<String>,
@@ -206,6 +216,7 @@ impl TemplateArgs {
             read_seq: self.read_seq.clone(),
             backlog_path: self.backlog_path.clone(),
             backlog_count: self.backlog_count.clone(),
+            backlog_sql: self.backlog_sql.clone(),
             record_op: self.record_op.clone(),
             record_seq: self.record_seq.clone(),
             record_event: self.record_event.clone(),
@@ -247,6 +258,7 @@ impl RunShared {
             op_timeout: self.op_timeout,
             start_timeout: self.start_timeout,
             drain_timeout: self.drain_timeout,
+            restart_before_drain: self.restart_before_drain,
             exactly_once: self.exactly_once,
             reads: self.reads,
             progress: false,
@@ -518,6 +530,7 @@ mod tests {
         o.max_retained_wal = Some(64 << 20);
         o.partitions = 3;
         o.exactly_once = true;
+        o.restart_before_drain = true;
         o.reads = true;
         o.duration = Duration::from_secs(20);
         let base = o.to_config().unwrap();

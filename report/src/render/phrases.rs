@@ -135,6 +135,18 @@ pub fn parked(n: u64) -> String {
     )
 }
 
+/// Ops delivered only once the implementation restarted before the drain
+/// (`--restart-before-drain`).
+pub fn delivered_after_restart(n: u64) -> String {
+    if n == 0 {
+        "none: everything delivered was delivered before the restart".to_string()
+    } else {
+        format!(
+            "{n} op(s) delivered only after the implementation restarted before the drain (held until a restart: stuck, not lost)"
+        )
+    }
+}
+
 /// Prepared transactions left in doubt and what their recovery did.
 pub fn in_doubt(d: &InDoubt) -> String {
     format!(

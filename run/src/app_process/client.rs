@@ -5,7 +5,7 @@
 //! It knows nothing of the process behind the port: that is the owner's
 //! (`AppProcess`, the sibling module `owner`).
 
-use crate::template::{RequestTemplate, ServiceTemplate};
+use crate::template::{BacklogTemplate, RequestTemplate, ServiceTemplate};
 use anyhow::{bail, Context, Result};
 use implementations::{Backlog, Op};
 use std::sync::Arc;
@@ -51,6 +51,10 @@ pub struct AppClient {
     /// `{"backlog": N, ...}`: said once, then the program counts as having no
     /// backlog endpoint (the drain waits for its quiet period).
     backlog_not_understood: std::sync::Mutex<Option<String>>,
+    /// The run's database (unproxied), for a template's `--backlog-sql`.
+    database: Option<String>,
+    /// The connection `--backlog-sql` is asked on, made on first need.
+    backlog_conn: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl AppClient {
@@ -68,6 +72,8 @@ impl AppClient {
             op_ok: tokio::sync::Notify::new(),
             template: Arc::default(),
             backlog_not_understood: std::sync::Mutex::new(None),
+            database: None,
+            backlog_conn: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -75,6 +81,11 @@ impl AppClient {
     /// requests) instead of `POST /ops` and `GET /ops/{key}` where it gives them.
     pub fn set_template(&mut self, template: ServiceTemplate) {
         self.template = Arc::new(template);
+    }
+
+    /// The run's database (unproxied): where a template's `--backlog-sql` is asked.
+    pub fn set_database(&mut self, url: &str) {
+        self.database = Some(url.to_string());
     }
 
     /// The implementation's name, as the client names it.
@@ -258,34 +269,74 @@ impl AppClient {
     }
 
     /// The whole answer of `GET /backlog` (backlog, oldest age, parked events):
-    /// `Ok(None)` when the program does not implement it.
+    /// `Ok(None)` when the program does not implement it. A template's
+    /// backlog (an endpoint of its own, or a query) answers in its place.
     pub async fn backlog_report(&self) -> Result<Option<Backlog>> {
-        if let Some(t) = &self.template.backlog {
-            let resp = self
-                .http
-                .get(format!("{}{}", self.base_url, t.path))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .with_context(|| format!("asking the implementation for its backlog (GET {})", t.path))?;
-            let v: serde_json::Value = resp
-                .error_for_status()?
-                .json()
-                .await
-                .with_context(|| format!("GET {} must answer JSON", t.path))?;
-            let n = match v.pointer(&t.count) {
-                Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
-                Some(n) => n.as_i64(),
-                None => None,
-            }
-            .with_context(|| format!("GET {}: no count at {} (--backlog-count): {v}", t.path, t.count))?;
-            return Ok(Some(Backlog {
-                backlog: n,
-                oldest_age_ms: 0,
-                parked: 0,
-                in_flight: None,
-            }));
+        match &self.template.backlog {
+            Some(BacklogTemplate::Endpoint { path, count }) => self.templated_backlog(path, count).await.map(Some),
+            Some(BacklogTemplate::Sql(sql)) => self.queried_backlog(sql).await.map(Some),
+            None => self.contract_backlog().await,
         }
+    }
+
+    /// The count at `count` in the answer of `GET path` (a template's backlog endpoint).
+    async fn templated_backlog(&self, path: &str, count: &str) -> Result<Backlog> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .with_context(|| format!("asking the implementation for its backlog (GET {path})"))?;
+        let v: serde_json::Value = resp
+            .error_for_status()?
+            .json()
+            .await
+            .with_context(|| format!("GET {path} must answer JSON"))?;
+        let n = match v.pointer(count) {
+            Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(n) => n.as_i64(),
+            None => None,
+        }
+        .with_context(|| format!("GET {path}: no count at {count} (--backlog-count): {v}"))?;
+        Ok(Backlog::count(n))
+    }
+
+    /// The integer `sql` yields on the run's database (`--backlog-sql`), on a
+    /// connection kept between calls (the drain asks every 50 ms) and made
+    /// again after an error.
+    async fn queried_backlog(&self, sql: &str) -> Result<Backlog> {
+        let url = self.database.as_deref().context(
+            "--backlog-sql: no database to ask (the run sets the run's database on the client; this is a bug)",
+        )?;
+        let mut conn = self.backlog_conn.lock().await;
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = Some(services::postgres::connect(url).await?);
+        }
+        let Some(c) = conn.as_ref() else {
+            unreachable!("connected just above")
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(2), c.query_one(sql, &[])).await;
+        let row = match answer {
+            Ok(Ok(row)) => row,
+            Ok(Err(e)) => {
+                *conn = None;
+                return Err(e).with_context(|| format!("--backlog-sql `{sql}` (it must yield one row of one integer)"));
+            }
+            Err(_) => {
+                *conn = None;
+                bail!("--backlog-sql `{sql}` did not answer within 2 s");
+            }
+        };
+        let n = row
+            .try_get::<_, i64>(0)
+            .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+            .with_context(|| format!("--backlog-sql `{sql}` must yield an integer (bigint or int), e.g. count(*)"))?;
+        Ok(Backlog::count(n))
+    }
+
+    /// `GET /backlog` as the contract says (`Ok(None)`: not served, or not understood).
+    async fn contract_backlog(&self) -> Result<Option<Backlog>> {
         if self.backlog_warning().is_some() {
             return Ok(None);
         }

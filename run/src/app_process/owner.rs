@@ -166,6 +166,12 @@ impl AppProcess {
         self
     }
 
+    /// The run's database (unproxied), where a template's `--backlog-sql` is asked.
+    pub fn with_database(mut self, url: &str) -> AppProcess {
+        self.client.set_database(url);
+        self
+    }
+
     /// Waits until the program answers any HTTP request (`GET /health`), or fails
     /// with its log's last lines if it exits or stays silent.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -216,6 +222,21 @@ impl AppProcess {
         let _lifecycle = self.lifecycle.lock().await;
         let p = self.process.clone();
         tokio::task::spawn_blocking(move || p.restart()).await?
+    }
+
+    /// Ends the process as a deploy does — SIGTERM, up to `grace` to exit,
+    /// then SIGKILL — and starts it again. Does not wait until it answers.
+    pub async fn redeploy(&self, grace: Duration) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let p = self.process.clone();
+        tokio::task::spawn_blocking(move || {
+            // Not running (it crashed): nothing to end, it only starts.
+            if !p.terminate(grace).unwrap_or(false) {
+                p.kill()?;
+            }
+            p.restart()
+        })
+        .await?
     }
 
     /// Starts the process if it is not running (it died or was killed).

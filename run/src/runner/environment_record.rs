@@ -61,6 +61,7 @@ impl RunConfig {
             start_timeout_s: self.start_timeout.as_secs_f64(),
             drain_timeout_s: self.drain_timeout.as_secs_f64(),
             quiet_s: self.quiet.as_secs_f64(),
+            restart_before_drain: self.restart_before_drain,
             exactly_once: self.exactly_once,
             reads: self.reads,
             explicit_schedule: self.schedule.is_some(),
@@ -114,6 +115,7 @@ impl RunConfig {
         cfg.start_timeout = secs(rec.start_timeout_s);
         cfg.drain_timeout = secs(rec.drain_timeout_s);
         cfg.quiet = secs(rec.quiet_s);
+        cfg.restart_before_drain = rec.restart_before_drain;
         cfg.exactly_once = rec.exactly_once;
         cfg.reads = rec.reads;
         cfg.template = match (&rec.template_options, rec.template.is_null()) {

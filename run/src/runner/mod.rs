@@ -83,6 +83,11 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
     /// No new delivery for this long (and no backlog) ends the drain.
     pub quiet: Duration,
+    /// Restart the implementation once after the last heal, before the
+    /// drain, as an operator's deploy would (`--restart-before-drain`): a
+    /// library that retries a failed send only at start-up then delivers
+    /// what it held, and the results count those ops.
+    pub restart_before_drain: bool,
     /// Check with `--exactly-once`.
     pub exactly_once: bool,
     /// Show a progress bar on stderr.
@@ -129,6 +134,7 @@ impl RunConfig {
             start_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(60),
             quiet: Duration::from_secs(3),
+            restart_before_drain: false,
             exactly_once: false,
             progress: false,
             backend: BackendKind::Local,

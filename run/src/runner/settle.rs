@@ -73,6 +73,12 @@ pub(super) async fn heal_and_drain(
     if let Err(e) = nemesis.heal_all().await {
         nemesis_errors.push(format!("healing: {e:#}"));
     }
+    if cfg.restart_before_drain {
+        progress.set_phase("restarting");
+        if let Err(e) = restart_before_drain(running, cfg.start_timeout).await {
+            nemesis_errors.push(format!("restarting before the drain: {e:#}"));
+        }
+    }
     progress.set_phase("draining");
     Drain {
         app: &running.app,
@@ -87,6 +93,25 @@ pub(super) async fn heal_and_drain(
         if exact_backlog { EXACT_SECOND_LOOK } else { FINAL_QUIET },
     )
     .await
+}
+
+/// How long a restart before the drain lets the implementation end by
+/// itself after SIGTERM (flush its producer, release what it claimed)
+/// before SIGKILL, as a deploy's grace period.
+pub const RESTART_GRACE: Duration = Duration::from_secs(10);
+
+/// Restarts the implementation (its relay process first, where it has one)
+/// as a deploy would, records the `restart` line once the new processes
+/// started, and waits until the implementation answers again.
+async fn restart_before_drain(running: &Running, start_timeout: Duration) -> anyhow::Result<()> {
+    if let Some(relay) = running.relay.as_deref() {
+        relay.redeploy(RESTART_GRACE).await?;
+    }
+    running.app.redeploy(RESTART_GRACE).await?;
+    running.recorder.record(&checkers::HistoryLine::Restart {
+        time: running.recorder.now(),
+    });
+    running.app.wait_ready(start_timeout).await
 }
 
 /// What the drain watches.

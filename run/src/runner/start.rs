@@ -120,7 +120,8 @@ pub(super) async fn start_processes(
         bin,
     )
     .await?
-    .with_template(cfg.template.clone());
+    .with_template(cfg.template.clone())
+    .with_database(&db_direct_url);
     let process = Arc::new(process);
     started.app = Some(process.clone());
     let relay = if relay_process {
