@@ -208,6 +208,10 @@ pub struct Row {
     /// Time to recover after each kind of fault (median and worst over the
     /// runs' windows, and how many never recovered).
     pub recovery: Vec<FaultRecovery>,
+    /// Committed ops delivered only after the restart before the drain,
+    /// summed over the runs (`--restart-before-drain`; `None`: no run restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_after_restart: Option<u64>,
     /// Seeds whose run was invalid.
     pub failed_seeds: Vec<u64>,
     /// Seeds whose run could not be carried out, with why.
@@ -238,6 +242,7 @@ impl Default for Row {
             violation_kinds: Vec::new(),
             first_violation_s: None,
             recovery: Vec::new(),
+            delivered_after_restart: None,
             failed_seeds: Vec::new(),
             errors: Vec::new(),
             reports: Vec::new(),
@@ -301,6 +306,9 @@ impl Row {
                     row.reports.push(o.run_dir.join(crate::run_dir::REPORT_HTML));
                     if let Some(m) = &o.ops_max {
                         row.ops_max.get_or_insert_with(Default::default).merge(m);
+                    }
+                    if let Some(n) = o.result.delivered_after_restart {
+                        *row.delivered_after_restart.get_or_insert(0) += n;
                     }
                 }
                 Err(e) => row.errors.push((*seed, e.clone())),
@@ -382,6 +390,8 @@ impl Row {
             format!("{:.1}", self.throughput_ok_per_s),
             self.overhead_s.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
             recovery_cell(&self.recovery),
+            self.delivered_after_restart
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
         ]);
         cells.extend(ops_max_cells(self.ops_max.as_ref()));
         cells.extend([
@@ -457,7 +467,14 @@ pub fn headers() -> Vec<&'static str> {
         "runs",
     ];
     h.extend(Anomaly::ALL.iter().map(|&a| anomaly_column(a)));
-    h.extend(["p50 ms", "p99 ms", "ok/s", "overhead s", "recovery s (median/worst)"]);
+    h.extend([
+        "p50 ms",
+        "p99 ms",
+        "ok/s",
+        "overhead s",
+        "recovery s (median/worst)",
+        "delivered after restart",
+    ]);
     h.extend(OPS_MAX_COLUMNS);
     h.extend(["failed seeds", "error seeds"]);
     h

@@ -73,27 +73,35 @@ pub(super) async fn heal_and_drain(
     if let Err(e) = nemesis.heal_all().await {
         nemesis_errors.push(format!("healing: {e:#}"));
     }
+    let drain = Drain {
+        app: &running.app,
+        relay: running.relay.as_deref(),
+        observer: &running.observer_stats,
+        recorder: &running.recorder,
+        acked,
+    };
+    let final_quiet = if exact_backlog { EXACT_SECOND_LOOK } else { FINAL_QUIET };
     if cfg.restart_before_drain {
+        // First what it delivers by itself: the restart comes once it is
+        // drained, or has delivered nothing for STUCK_AFTER (it is stuck),
+        // so what only the restart delivers was stuck, not merely slow.
+        progress.set_phase("draining before the restart");
+        drain
+            .wait(cfg.drain_timeout, cfg.quiet, final_quiet, Some(STUCK_AFTER))
+            .await;
         progress.set_phase("restarting");
         if let Err(e) = restart_before_drain(running, cfg.start_timeout).await {
             nemesis_errors.push(format!("restarting before the drain: {e:#}"));
         }
     }
     progress.set_phase("draining");
-    Drain {
-        app: &running.app,
-        relay: running.relay.as_deref(),
-        observer: &running.observer_stats,
-        recorder: &running.recorder,
-        acked,
-    }
-    .wait(
-        cfg.drain_timeout,
-        cfg.quiet,
-        if exact_backlog { EXACT_SECOND_LOOK } else { FINAL_QUIET },
-    )
-    .await
+    drain.wait(cfg.drain_timeout, cfg.quiet, final_quiet, None).await
 }
+
+/// With `--restart-before-drain`: no delivery for this long after the heal
+/// (and the drain not over) means the implementation is stuck, and the
+/// restart comes. Longer than a client's reconnection after a heal takes.
+pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// How long a restart before the drain lets the implementation end by
 /// itself after SIGTERM (flush its producer, release what it claimed)
@@ -126,7 +134,15 @@ struct Drain<'a> {
 impl Drain<'_> {
     /// Waits until complete (holding again `final_quiet` later) or quiet
     /// (see the module doc), at most `timeout`.
-    async fn wait(&self, timeout: Duration, quiet: Duration, final_quiet: Duration) -> Drained {
+    /// With `stuck_after`, it also ends (not drained) once no delivery has
+    /// arrived for that long.
+    async fn wait(
+        &self,
+        timeout: Duration,
+        quiet: Duration,
+        final_quiet: Duration,
+        stuck_after: Option<Duration>,
+    ) -> Drained {
         let started = Instant::now();
         let quiet_ns = quiet.as_nanos() as i64;
         let final_quiet_ns = final_quiet.as_nanos() as i64;
@@ -177,6 +193,9 @@ impl Drain<'_> {
                         }
                     }
                 }
+            }
+            if stuck_after.is_some_and(|s| now - last >= s.as_nanos() as i64) {
+                return Drained { drained: false, parked };
             }
             if started.elapsed() > timeout {
                 tracing::warn!("drain: gave up after {timeout:?} (backlog {backlog:?})");
