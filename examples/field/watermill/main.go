@@ -120,6 +120,17 @@ func main() {
 	saramaConfig := kafka.DefaultSaramaSyncPublisherConfig()
 	// Kafka 4 brokers refuse the protocol versions of the default (1.0).
 	saramaConfig.Version = sarama.V3_6_0_0
+	// The default keeps sarama's RequiredAcks = WaitForLocal (acks=1): the
+	// leader alone acknowledges. KAFKA_ACKS=all is the durable setting
+	// sarama documents ("WaitForAll waits for all in-sync replicas to commit
+	// before responding", produce_request.go): the field study's second row.
+	switch acks := os.Getenv("KAFKA_ACKS"); acks {
+	case "", "1":
+	case "all":
+		saramaConfig.Producer.RequiredAcks = sarama.WaitForAll
+	default:
+		log.Fatalf("watermill-orders: KAFKA_ACKS=%q: give 1 (the default) or all", acks)
+	}
 
 	kafkaPublisher, err := kafka.NewPublisher(
 		kafka.PublisherConfig{
