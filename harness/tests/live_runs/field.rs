@@ -88,3 +88,17 @@ fn pg_transactional_outbox_polling_is_valid_without_faults() {
         &format!("OUTBOX_STRATEGY=polling node '{}'", service.display()),
     );
 }
+
+#[test]
+fn django_jaiminho_publish_on_commit_is_valid_without_faults() {
+    let home = built("django-jaiminho");
+    assert_valid_fault_free(
+        "field-django-jaiminho",
+        "django-jaiminho",
+        &format!(
+            "JAIMINHO_STRATEGY=publish-on-commit '{}' '{}'",
+            home.join("venv/bin/python").display(),
+            home.join("service/serve.py").display()
+        ),
+    );
+}

@@ -1,0 +1,15 @@
+-- Schema of the django-jaiminho field example: nothing to run here.
+--
+-- The service creates every table itself at start, with Django's migrations
+-- (`migrate --noinput` in service/serve.py; README step 3 of django-jaiminho):
+--   orders          the business table (service/orders/migrations/0001_initial.py):
+--                   id bigint PRIMARY KEY (the client's orderId = dualcheck's op id),
+--                   customer_id text NOT NULL, line_no bigint NOT NULL
+--   jaiminho_event  jaiminho's outbox (jaiminho/migrations/0001..0008 of 2.2.1):
+--                   id bigint, message/function/kwargs bytea (dill), signature,
+--                   created_at, sent_at, stream, strategy
+--   django_migrations
+-- It listens on $PORT only after that, so dualcheck's `SELECT id FROM orders`
+-- (--committed-sql) and the template's backlog query find their tables.
+-- (The file is given with --schema all the same, like the other field examples:
+-- comments only, PostgreSQL runs it as an empty query.)
