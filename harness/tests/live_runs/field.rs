@@ -1,6 +1,6 @@
 //! The field study's services (`examples/field/`, docs/field.md): outbox
 //! libraries of other ecosystems used as their documentation shows, each
-//! verified with a template and a record mapping only. One short fault-free
+//! verified with a template and a record mapping only. One short (8 s) fault-free
 //! run per library must be valid — the matrix under faults is
 //! `scripts/field-study`'s. Their backlog is the template's `[backlog] sql`,
 //! a count of the library's own outbox rows (`--backlog-sql`).
@@ -59,7 +59,7 @@ fn assert_valid_fault_free(name: &str, lib: &str, cmd: &str) {
             "--committed-sql",
             "SELECT id FROM orders",
             "--duration",
-            "15s",
+            "8s",
         ],
     );
     assert_eq!(code, 0, "{name}: valid without faults: {v:?}");

@@ -91,7 +91,7 @@ fn outbox_xid_is_valid_without_faults() {
 }
 
 fn assert_valid_under_all_faults(name: &str, args: &[&str]) {
-    let mut all = vec!["--faults", ALL_FAULTS, "--duration", "40s", "--seed", "7"];
+    let mut all = vec!["--faults", ALL_FAULTS, "--duration", "20s", "--seed", "7"];
     all.extend_from_slice(args);
     let (code, v) = run_beside(name, &all);
     assert_eq!(code, 0, "{name} must be valid under faults: {v:?}");
