@@ -291,55 +291,58 @@ async fn run_cleanups(all: Vec<Cleanup>) {
 
 /// Process ids of the live (not zombie) processes in process group `pgid`, read from /proc.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the last ')' (the command name may contain spaces): state ppid pgrp ...
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("");
-        let _ppid = fields.next();
-        let pgrp: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if pgrp == pgid && state != "Z" && state != "X" {
-            out.push(pid);
-        }
-    }
-    out
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| proc_stat(pid).is_some_and(|s| s.pgrp == pgid && s.running()))
+        .collect()
 }
 
-fn proc_stat(pid: i32) -> Option<(String, i32, i32)> {
+/// Fields of `/proc/PID/stat` the harness reads.
+struct ProcStat {
+    state: String,
+    ppid: i32,
+    pgrp: i32,
+    /// When it started, in clock ticks since boot (field 22).
+    start: u64,
+}
+
+impl ProcStat {
+    /// Neither a zombie nor dead.
+    fn running(&self) -> bool {
+        self.state != "Z" && self.state != "X"
+    }
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace();
+    // After the command (which may hold spaces and parentheses): state is
+    // field 3, ppid 4, pgrp 5, the start time 22.
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
     let state = f.next()?.to_string();
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
-    Some((state, ppid, pgrp))
+    let start = f.nth(22 - 6)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        ppid,
+        pgrp,
+        start,
+    })
 }
 
 /// When `pid` started, in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`): with the pid, it names one process — a pid reused by
 /// a later process has a later start.
 pub fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the command: state is field 3, the start time field 22.
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+    proc_stat(pid).map(|s| s.start)
 }
 
 /// True while `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
-    matches!(proc_stat(pid), Some((state, _, _)) if state != "Z" && state != "X")
+    proc_stat(pid).is_some_and(|s| s.running())
 }
 
 /// `root` and all its live descendants (by parent pid, from /proc). Needed
@@ -350,10 +353,8 @@ pub fn process_tree(root: i32) -> Vec<i32> {
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
             if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                if let Some((state, ppid, _)) = proc_stat(pid) {
-                    if state != "Z" && state != "X" {
-                        parent.push((pid, ppid));
-                    }
+                if let Some(s) = proc_stat(pid).filter(ProcStat::running) {
+                    parent.push((pid, s.ppid));
                 }
             }
         }
@@ -371,6 +372,7 @@ pub fn process_tree(root: i32) -> Vec<i32> {
 
 /// One process named by pid and start time ([`start_ticks`]): signalled
 /// only while that pid still names the same process.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Member {
     pid: i32,
     start: u64,
@@ -379,16 +381,13 @@ struct Member {
 impl Member {
     /// `pid` as it is now, if it runs.
     fn of(pid: i32) -> Option<Member> {
-        pid_alive(pid).then_some(())?;
-        Some(Member {
-            pid,
-            start: start_ticks(pid)?,
-        })
+        let s = proc_stat(pid).filter(ProcStat::running)?;
+        Some(Member { pid, start: s.start })
     }
 
     /// True while the pid names this process and it is not a zombie.
     fn is_alive(&self) -> bool {
-        start_ticks(self.pid) == Some(self.start) && pid_alive(self.pid)
+        proc_stat(self.pid).is_some_and(|s| s.start == self.start && s.running())
     }
 
     /// Sends `sig` if the pid still names this process.
@@ -510,6 +509,8 @@ impl ManagedProcess {
         // a thread of this harness) must never be signalled.
         let mut members: Vec<Member> = process_tree(r.pgid).into_iter().filter_map(Member::of).collect();
         members.extend(group_members(r.pgid).into_iter().filter_map(Member::of));
+        members.sort_unstable();
+        members.dedup();
         // SAFETY: plain syscall on the group this handle leads and has not
         // reaped. SIGCONT too so stopped processes die promptly.
         unsafe {
@@ -535,6 +536,8 @@ impl ManagedProcess {
             // its id is not reused meanwhile).
             members.retain(Member::is_alive);
             members.extend(group_members(r.pgid).into_iter().filter_map(Member::of));
+            members.sort_unstable();
+            members.dedup();
             if members.is_empty() {
                 break;
             }
@@ -762,6 +765,15 @@ mod tests {
         let p = sh("target", "exec sleep 300");
         let pid = p.pid().unwrap() as i32;
         let same = Member::of(pid).unwrap();
+        // The fields as /proc says them: its own group, our child, and the
+        // start time awk reads as field 22 (no parentheses in `sleep`).
+        let s = proc_stat(pid).unwrap();
+        assert_eq!((s.pgrp, s.ppid), (pid, std::process::id() as i32));
+        let awk = std::process::Command::new("awk")
+            .args(["{print $22}", &format!("/proc/{pid}/stat")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&awk.stdout).trim(), same.start.to_string());
         // The same pid with another start time: a later process reusing it.
         let reused = Member {
             pid,

@@ -26,16 +26,11 @@ fn built(lib: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("running examples/field/{lib}/build: {e}"));
     assert!(
         out.status.success(),
-        "examples/field/{lib}/build failed (it needs Go or Node: bash ci/setup):\n{}{}",
+        "examples/field/{lib}/build failed (it needs Go, Node or Python 3.10+: bash ci/setup):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let cache = std::env::var_os("DUALCHECK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/dualcheck")
-        });
-    cache.join("field").join(lib)
+    dualcheck::env::cache::cache_dir().join("field").join(lib)
 }
 
 /// A fault-free run of the service `cmd` of example `lib` with its schema

@@ -230,3 +230,36 @@ fn compare_gives_one_row_per_implementation_with_its_verdict() {
     }
     assert_no_process_left(&out);
 }
+
+/// `--restart-before-drain`: the implementation is restarted once between
+/// the heal and the drain (a second start in its log, one `restart` line in
+/// the history), the run stays valid, and `delivered_after_restart` is
+/// counted: 0 for a correct pattern that delivered everything before.
+#[test]
+fn a_restart_before_the_drain_is_recorded_and_counted() {
+    let (code, v) = run_beside(
+        "restart-before-drain",
+        &[
+            "--impl",
+            "outbox-poll",
+            "--faults",
+            "kafka-partition",
+            "--duration",
+            "6s",
+            "--seed",
+            "3",
+            "--restart-before-drain",
+        ],
+    );
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.result.delivered_after_restart, Some(0), "{v:?}");
+    let history = std::fs::read_to_string(v.run_dir.join("history.jsonl")).unwrap();
+    assert_eq!(history.matches(r#""type":"restart""#).count(), 1);
+    let log = std::fs::read_to_string(v.run_dir.join("app.log")).unwrap();
+    assert_eq!(
+        log.matches(" ready on 127.0.0.1:").count(),
+        2,
+        "started, then restarted"
+    );
+    assert!(v.nemesis_errors.is_empty(), "{:?}", v.nemesis_errors);
+}

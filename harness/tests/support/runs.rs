@@ -15,12 +15,7 @@ use std::time::{Duration, Instant};
 /// The interpreter of the examples' venv (`$DUALCHECK_CACHE/pyenv`), checked
 /// to import the examples' clients.
 pub fn example_python() -> PathBuf {
-    let cache = std::env::var_os("DUALCHECK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/dualcheck")
-        });
-    let py = cache.join("pyenv/bin/python");
+    let py = dualcheck::env::cache::cache_dir().join("pyenv/bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import psycopg, confluent_kafka"])
         .output()

@@ -230,10 +230,9 @@ impl AppProcess {
         let _lifecycle = self.lifecycle.lock().await;
         let p = self.process.clone();
         tokio::task::spawn_blocking(move || {
-            // Not running (it crashed): nothing to end, it only starts.
-            if !p.terminate(grace).unwrap_or(false) {
-                p.kill()?;
-            }
+            // Whether it ended in time or not (or was not running: it
+            // crashed), `restart` SIGKILLs what is left, then starts it.
+            let _ = p.terminate(grace);
             p.restart()
         })
         .await?
