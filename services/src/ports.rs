@@ -1,9 +1,14 @@
 //! Free loopback ports for the services of a run.
 //!
-//! A port is found by binding `127.0.0.1:0` and reading the port the kernel
-//! chose. The listener is closed before the service binds it, so another program
-//! could take it in between; to keep our own services from colliding with each
-//! other, ports handed out by this process are remembered and never handed out
+//! A port is picked at random below the kernel's ephemeral range
+//! (`/proc/sys/net/ipv4/ip_local_port_range`) and checked by binding it. Below
+//! that range, because the kernel hands the ephemeral ports to every outgoing
+//! connection of the machine (Kafka clients open many): a port found by binding
+//! `127.0.0.1:0` could be taken by one before its service binds it, or after a
+//! fault stops the service. Where no such range can be read, the kernel's
+//! choice (`127.0.0.1:0`) is taken. The check's listener is closed before the
+//! service binds the port, so another program could still take it in between;
+//! to keep our own services from colliding with each other, ports handed out by this process are remembered and never handed out
 //! twice, and each is leased for the life of this process to every dualcheck
 //! process of the machine: a file named after the port in a shared directory
 //! holds the owner's pid ([`lease`]). Two runs started side by side (tests,
@@ -23,9 +28,16 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 /// Returns a loopback TCP port that is free now and was not returned before by
 /// this process.
 pub fn free_port() -> Result<u16> {
-    for _ in 0..100 {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .context("binding 127.0.0.1:0 to find a free port (is the loopback interface up?)")?;
+    let below_ephemeral = ephemeral_range_start().filter(|start| *start > LOWEST + 1000);
+    for _ in 0..200 {
+        let listener = match below_ephemeral {
+            Some(start) => match TcpListener::bind(("127.0.0.1", fastrand::u16(LOWEST..start))) {
+                Ok(listener) => listener,
+                Err(_) => continue,
+            },
+            None => TcpListener::bind("127.0.0.1:0")
+                .context("binding 127.0.0.1:0 to find a free port (is the loopback interface up?)")?,
+        };
         let port = listener.local_addr()?.port();
         let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
         if !seen.contains(&port) && lease(port) {
@@ -33,7 +45,20 @@ pub fn free_port() -> Result<u16> {
             return Ok(port);
         }
     }
-    anyhow::bail!("no free loopback port found after 100 tries")
+    anyhow::bail!("no free loopback port found after 200 tries")
+}
+
+/// The lowest port handed out: above the registered ports most local servers use.
+const LOWEST: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range, if it can be read.
+fn ephemeral_range_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The directory of the leases: shared by every user of the machine.
@@ -108,8 +133,14 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_distinct_and_bindable() {
+    fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
         let ports = free_ports(20).unwrap();
+        if let Some(start) = ephemeral_range_start().filter(|start| *start > LOWEST + 1000) {
+            assert!(
+                ports.iter().all(|p| (LOWEST..start).contains(p)),
+                "{ports:?} not below {start}"
+            );
+        }
         let set: HashSet<_> = ports.iter().collect();
         assert_eq!(set.len(), ports.len());
         for p in ports {
