@@ -18,7 +18,7 @@ fn example(lib: &str) -> PathBuf {
 /// Runs the example's `build` (a no-op when `ci/setup` built it already)
 /// and returns where it installed the service.
 fn built(lib: &str) -> PathBuf {
-    // One build at a time: two would share the Go and npm caches.
+    // One build at a time: two would share the Go, npm and Maven caches.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(example(lib).join("build"))
@@ -26,7 +26,7 @@ fn built(lib: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("running examples/field/{lib}/build: {e}"));
     assert!(
         out.status.success(),
-        "examples/field/{lib}/build failed (it needs Go, Node or Python 3.10+: bash ci/setup):\n{}{}",
+        "examples/field/{lib}/build failed (it needs Go, Node, Python 3.10+ or Java 17 and Maven: bash ci/setup):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -37,26 +37,30 @@ fn built(lib: &str) -> PathBuf {
 /// and template: valid, every acknowledged order delivered, the drain ended
 /// on the library's own backlog (sampled, and 0 at the end).
 fn assert_valid_fault_free(name: &str, lib: &str, cmd: &str) {
+    assert_valid_fault_free_with(name, lib, cmd, &[]);
+}
+
+/// [`assert_valid_fault_free`] with more flags for `dualcheck run`.
+fn assert_valid_fault_free_with(name: &str, lib: &str, cmd: &str, more: &[&str]) {
     let dir = example(lib);
     let schema = dir.join("schema.sql");
     let template = dir.join("dualcheck-template.toml");
-    let (code, v) = run_beside(
-        name,
-        &[
-            "--impl",
-            "exec",
-            "--cmd",
-            cmd,
-            "--schema",
-            schema.to_str().unwrap(),
-            "--template",
-            template.to_str().unwrap(),
-            "--committed-sql",
-            "SELECT id FROM orders",
-            "--duration",
-            "8s",
-        ],
-    );
+    let mut args = vec![
+        "--impl",
+        "exec",
+        "--cmd",
+        cmd,
+        "--schema",
+        schema.to_str().unwrap(),
+        "--template",
+        template.to_str().unwrap(),
+        "--committed-sql",
+        "SELECT id FROM orders",
+        "--duration",
+        "8s",
+    ];
+    args.extend_from_slice(more);
+    let (code, v) = run_beside(name, &args);
     assert_eq!(code, 0, "{name}: valid without faults: {v:?}");
     assert!(v.result.ops.ok > 100, "{name}: the workload ran: {:?}", v.result.ops);
     assert_eq!(v.result.deliveries, v.result.ops.committed, "{name}: {:?}", v.result);
@@ -95,5 +99,17 @@ fn django_jaiminho_publish_on_commit_is_valid_without_faults() {
             home.join("venv/bin/python").display(),
             home.join("service/serve.py").display()
         ),
+    );
+}
+
+#[test]
+fn spring_modulith_with_its_publication_registry_is_valid_without_faults() {
+    let jar = built("spring-modulith").join("service.jar");
+    assert_valid_fault_free_with(
+        "field-spring-modulith",
+        "spring-modulith",
+        &format!("java -jar '{}'", jar.display()),
+        // The JVM and Spring start in seconds alone, more beside other tests.
+        &["--start-timeout", "120s"],
     );
 }
