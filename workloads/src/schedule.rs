@@ -100,14 +100,19 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
     /// Windows scale with the run: a fault stays 10–30% of the duration
     /// (1–15 s), quiet periods last 5–15% (0.5–8 s); the first starts after a
     /// quiet period and the last stops by 90% of the duration so the run ends
-    /// on a healthy system. A nested round's outer fault stays 25–45% (3–20 s);
-    /// its inner fault starts 20–40% into it and lasts 20–35% of it, so the
-    /// outer fault holds before, during and after the inner one.
+    /// on a healthy system. A nested round's outer fault stays 25–45% (3–20 s)
+    /// and its inner fault 20–35% of that, placed against it by a
+    /// [`Placement`].
     ///
-    /// Nesting prefers an outage inside a condition; a list with only one
-    /// shape nests two different faults of it; a single fault never nests.
-    /// The first or second round (by seed) nests, later rounds do with
-    /// probability 0.4.
+    /// With two or more faults, the first round nests an outage inside a
+    /// condition (a list with only one shape: two different faults of it), and
+    /// the second puts one across the condition's start, across its heal or
+    /// in the recovery just after it; later rounds nest with probability 0.4,
+    /// at any placement. Which pair and which placement the first two rounds
+    /// take cycles with the seed, so consecutive seeds cover every pair at
+    /// every placement (20 seeds: lists of up to six pairs). A single fault
+    /// relapses in its second round: a second window starts 0–2 s after the
+    /// first healed, in the middle of the recovery.
     pub fn generate(cfg: &ScheduleConfig<F>) -> Schedule<F> {
         let mut steps = Vec::new();
         if cfg.faults.is_empty() || cfg.duration.is_zero() {
@@ -116,71 +121,50 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6e65_6d65_7369_7321);
         let total = cfg.duration.as_secs_f64();
         let end = total * 0.9;
-        let span =
-            |rng: &mut StdRng, lo: f64, hi: f64, min: f64, max: f64| (total * rng.random_range(lo..hi)).clamp(min, max);
-        let pairs = nesting_pairs(&cfg.faults);
-        // Drawn only when something can nest, so a single fault's schedules
-        // stay what they were before nesting existed.
-        let nested_round = if pairs.is_empty() {
-            0
-        } else {
-            rng.random_range(0..2usize)
-        };
-        let mut t = span(&mut rng, 0.05, 0.15, 0.5, 8.0);
+        let nesting = nesting_pairs(&cfg.faults);
+        let placing = placement_pairs(&cfg.faults);
+        let mut t = span(&mut rng, total, (0.05, 0.15), (0.5, 8.0));
         let mut round = 0usize;
         while t < end {
-            let nests = !pairs.is_empty() && (round == nested_round || rng.random_bool(0.4));
+            let start = t + rng.random_range(0.0..0.5);
+            let windows = match (round, cfg.faults.len()) {
+                (0, 2..) if !nesting.is_empty() => {
+                    let (outer, inner) = nesting[cycle(cfg.seed, nesting.len())];
+                    fit(nested(&mut rng, total, start, (outer, inner), Placement::Inside), end)
+                }
+                (1, 2..) if !placing.is_empty() => {
+                    let i = cycle(cfg.seed, placing.len() * Placement::AROUND.len());
+                    let placement = Placement::AROUND[i % Placement::AROUND.len()];
+                    fit(
+                        nested(&mut rng, total, start, placing[i / Placement::AROUND.len()], placement),
+                        end,
+                    )
+                }
+                (1, 1) => fit(relapse(&mut rng, total, start, &cfg.faults[0]), end),
+                (_, 2..) if !nesting.is_empty() && rng.random_bool(0.4) => {
+                    let placement = Placement::ALL[rng.random_range(0..Placement::ALL.len())];
+                    let pairs = if placement == Placement::Inside || placing.is_empty() {
+                        &nesting
+                    } else {
+                        &placing
+                    };
+                    let pair = pairs[rng.random_range(0..pairs.len())];
+                    fit(nested(&mut rng, total, start, pair, placement), end)
+                }
+                _ => staggered(&mut rng, total, t, end, &cfg.faults),
+            };
             round += 1;
-            if nests {
-                let (outer, inner) = pairs[rng.random_range(0..pairs.len())];
-                let start = t + rng.random_range(0.0..0.5);
-                if start >= end {
-                    break;
-                }
-                let stop = (start + span(&mut rng, 0.25, 0.45, 3.0, 20.0)).min(end);
-                let len = stop - start;
-                let inner_start = start + len * rng.random_range(0.2..0.4);
-                let inner_stop = inner_start + len * rng.random_range(0.2..0.35);
-                for (fault, from, to) in [(outer, start, stop), (inner, inner_start, inner_stop)] {
+            let last_stop = windows.iter().map(|w| w.2).fold(t, f64::max);
+            for (fault, from, to) in windows {
+                for (at, phase) in [(from, FaultPhase::Start), (to, FaultPhase::Stop)] {
                     steps.push(ScheduleStep {
-                        at: Duration::from_secs_f64(from),
+                        at: Duration::from_secs_f64(at),
                         fault: fault.clone(),
-                        phase: FaultPhase::Start,
-                    });
-                    steps.push(ScheduleStep {
-                        at: Duration::from_secs_f64(to),
-                        fault: fault.clone(),
-                        phase: FaultPhase::Stop,
+                        phase,
                     });
                 }
-                t = stop + span(&mut rng, 0.05, 0.15, 0.5, 8.0);
-                continue;
             }
-            // A random non-empty subset of the faults.
-            let mut chosen: Vec<&F> = cfg.faults.iter().filter(|_| rng.random_bool(0.5)).collect();
-            if chosen.is_empty() {
-                chosen.push(&cfg.faults[rng.random_range(0..cfg.faults.len())]);
-            }
-            let mut last_stop: f64 = t;
-            for fault in chosen {
-                let start = t + rng.random_range(0.0..0.5);
-                if start >= end {
-                    continue;
-                }
-                let stop = (start + span(&mut rng, 0.1, 0.3, 1.0, 15.0)).min(end);
-                steps.push(ScheduleStep {
-                    at: Duration::from_secs_f64(start),
-                    fault: fault.clone(),
-                    phase: FaultPhase::Start,
-                });
-                steps.push(ScheduleStep {
-                    at: Duration::from_secs_f64(stop),
-                    fault: fault.clone(),
-                    phase: FaultPhase::Stop,
-                });
-                last_stop = last_stop.max(stop);
-            }
-            t = last_stop + span(&mut rng, 0.05, 0.15, 0.5, 8.0);
+            t = last_stop + span(&mut rng, total, (0.05, 0.15), (0.5, 8.0));
         }
         // Stops before starts at the same instant, so a fault is never "started twice".
         steps.sort_by(|a, b| {
@@ -232,9 +216,158 @@ fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
     }
 }
 
+/// Where a nested round puts its inner fault (an outage) against its outer
+/// fault's window (a condition). Each placement exposes its own class of bug:
+/// a relay killed inside a partition holds records nobody acknowledged; killed
+/// in the recovery after the heal, it holds records Kafka acknowledged and the
+/// outbox has not yet marked, which a relay minting a new event id per
+/// attempt publishes twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// The inner fault starts after the outer one took hold and stops before it heals.
+    Inside,
+    /// The inner fault is on when the outer one starts, and stops inside it.
+    AcrossStart,
+    /// The inner fault starts inside the outer one and is still on when it heals.
+    AcrossHeal,
+    /// The inner fault starts 0–2 s after the outer one healed: in the
+    /// recovery, while the backlog the outer fault held back drains.
+    AfterHeal,
+}
+
+impl Placement {
+    /// Every placement.
+    pub const ALL: [Placement; 4] = [
+        Placement::Inside,
+        Placement::AcrossStart,
+        Placement::AcrossHeal,
+        Placement::AfterHeal,
+    ];
+
+    /// The placements around the outer window's edges, which a schedule's
+    /// second round cycles through.
+    pub const AROUND: [Placement; 3] = [Placement::AcrossStart, Placement::AcrossHeal, Placement::AfterHeal];
+}
+
+/// How long after a heal the recovery is deemed to last: where
+/// [`Placement::AfterHeal`] starts its fault, and a single fault relapses.
+const RECOVERY_SECS: f64 = 2.0;
+
+/// One fault's window in a round: (fault, start, stop), seconds from the start of the workload.
+type Window<'a, F> = (&'a F, f64, f64);
+
+/// A share of the run drawn in `share` and clamped to `secs`.
+fn span(rng: &mut StdRng, total: f64, share: (f64, f64), secs: (f64, f64)) -> f64 {
+    (total * rng.random_range(share.0..share.1)).clamp(secs.0, secs.1)
+}
+
+/// Which of `n` choices the seed takes: consecutive seeds take consecutive choices.
+fn cycle(seed: u64, n: usize) -> usize {
+    (seed % n as u64) as usize
+}
+
+/// A round of some of the faults, each joining with probability 1/2 (at
+/// least one), staggered by 0–0.5 s after `t`; a start at or after `end` is
+/// dropped, a stop after it brought back to it.
+fn staggered<'a, F>(rng: &mut StdRng, total: f64, t: f64, end: f64, faults: &'a [F]) -> Vec<Window<'a, F>> {
+    let mut chosen: Vec<&F> = faults.iter().filter(|_| rng.random_bool(0.5)).collect();
+    if chosen.is_empty() {
+        chosen.push(&faults[rng.random_range(0..faults.len())]);
+    }
+    let mut windows = Vec::new();
+    for fault in chosen {
+        let start = t + rng.random_range(0.0..0.5);
+        if start < end {
+            windows.push((
+                fault,
+                start,
+                (start + span(rng, total, (0.1, 0.3), (1.0, 15.0))).min(end),
+            ));
+        }
+    }
+    windows
+}
+
+/// A round of `inner` placed against `outer` from `start`.
+fn nested<'a, F>(
+    rng: &mut StdRng,
+    total: f64,
+    start: f64,
+    (outer, inner): (&'a F, &'a F),
+    placement: Placement,
+) -> Vec<Window<'a, F>> {
+    let len = span(rng, total, (0.25, 0.45), (3.0, 20.0));
+    let inner_len = len * rng.random_range(0.2..0.35);
+    let (outer_at, inner_at) = match placement {
+        Placement::Inside => (start, start + len * rng.random_range(0.2..0.4)),
+        Placement::AcrossStart => (start + inner_len * rng.random_range(0.3..0.7), start),
+        Placement::AcrossHeal => (start, start + len - inner_len * rng.random_range(0.3..0.7)),
+        Placement::AfterHeal => (start, start + len + rng.random_range(0.0..RECOVERY_SECS)),
+    };
+    vec![
+        (outer, outer_at, outer_at + len),
+        (inner, inner_at, inner_at + inner_len),
+    ]
+}
+
+/// A round of one fault twice: the second window starts 0–2 s after the
+/// first healed, while the system is still recovering from it.
+fn relapse<'a, F>(rng: &mut StdRng, total: f64, start: f64, fault: &'a F) -> Vec<Window<'a, F>> {
+    let first = span(rng, total, (0.1, 0.3), (1.0, 15.0));
+    let again = start + first + rng.random_range(0.0..RECOVERY_SECS);
+    let second = span(rng, total, (0.1, 0.3), (1.0, 15.0));
+    vec![(fault, start, start + first), (fault, again, again + second)]
+}
+
+/// The round's windows, shrunk toward their first start when they would
+/// reach past `end`, every offset by the same factor, so the placements keep
+/// their shape. A round starting at or after `end` has none.
+fn fit<F>(windows: Vec<Window<'_, F>>, end: f64) -> Vec<Window<'_, F>> {
+    let first = windows.iter().map(|w| w.1).fold(f64::INFINITY, f64::min);
+    if first >= end {
+        return Vec::new();
+    }
+    let last = windows.iter().map(|w| w.2).fold(first, f64::max);
+    let scale = if last > end {
+        (end - first) / (last - first)
+    } else {
+        1.0
+    };
+    windows
+        .into_iter()
+        .map(|(fault, from, to)| (fault, first + (from - first) * scale, first + (to - first) * scale))
+        .collect()
+}
+
+/// The (condition, outage) pairs the placements around a condition's edges
+/// draw from: every outage against every condition, even where the outage
+/// could do nothing inside it (a crash armed while no commit can happen fires
+/// right after the heal); without both shapes, every ordered pair of two
+/// different faults.
+fn placement_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
+    let pairs_of = |outer_shape: Option<FaultShape>, inner_shape: Option<FaultShape>| {
+        let mut pairs = Vec::new();
+        for outer in faults.iter().filter(|f| outer_shape.is_none_or(|s| f.shape() == s)) {
+            for inner in faults.iter().filter(|f| inner_shape.is_none_or(|s| f.shape() == s)) {
+                if outer != inner {
+                    pairs.push((outer, inner));
+                }
+            }
+        }
+        pairs
+    };
+    let across = pairs_of(Some(FaultShape::Condition), Some(FaultShape::Outage));
+    if across.is_empty() {
+        pairs_of(None, None)
+    } else {
+        across
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     /// Test faults are names: the kills, pauses and crashes are outages.
     impl Nest for &'static str {
@@ -280,6 +413,130 @@ mod tests {
                     })
                 });
                 assert!(nested, "{duration} s, seed {seed}: no kill inside a partition: {s:?}");
+            }
+        }
+    }
+
+    /// The placement of window `inner` against window `outer`, if it has one.
+    fn placement_of(outer: (Duration, Duration), inner: (Duration, Duration)) -> Option<Placement> {
+        let recovery = Duration::from_secs_f64(RECOVERY_SECS);
+        let ((cut, mend), (from, to)) = (outer, inner);
+        if cut < from && to < mend {
+            Some(Placement::Inside)
+        } else if from < cut && cut < to && to < mend {
+            Some(Placement::AcrossStart)
+        } else if cut < from && from < mend && mend < to {
+            Some(Placement::AcrossHeal)
+        } else if mend <= from && from <= mend + recovery {
+            Some(Placement::AfterHeal)
+        } else {
+            None
+        }
+    }
+
+    /// Every (outer, inner, placement) that occurs in `s`.
+    fn placements(s: &Schedule<&'static str>) -> HashSet<(&'static str, &'static str, Placement)> {
+        let faults: BTreeSet<&'static str> = s.steps.iter().map(|e| e.fault).collect();
+        let mut seen = HashSet::new();
+        for &outer in &faults {
+            for &inner in faults.iter().filter(|f| **f != outer) {
+                for o in windows(s, outer) {
+                    for i in windows(s, inner) {
+                        if let Some(p) = placement_of(o, i) {
+                            seen.insert((outer, inner, p));
+                        }
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn twenty_consecutive_seeds_place_every_pair_inside_across_the_start_across_the_heal_and_after_it() {
+        let lists: [&[&'static str]; 5] = [
+            &["kafka-partition", "relay-kill"],
+            &["pg-latency", "crash-after-commit"],
+            &["kafka-partition", "pg-latency", "relay-kill"],
+            &["pg-partition", "kafka-partition", "pg-kill", "crash-after-commit"],
+            &["pg-kill", "relay-kill"],
+        ];
+        for faults in lists {
+            for duration in [15, 20, 30, 60] {
+                for first in [0, 1, 37, 1000] {
+                    let mut seen = HashSet::new();
+                    for seed in first..first + 20 {
+                        let s = Schedule::generate(&ScheduleConfig {
+                            seed,
+                            faults: faults.to_vec(),
+                            duration: Duration::from_secs(duration),
+                        });
+                        seen.extend(placements(&s));
+                    }
+                    let inside = nesting_pairs(faults).into_iter().map(|p| (p, Placement::Inside));
+                    let around = placement_pairs(faults)
+                        .into_iter()
+                        .flat_map(|p| Placement::AROUND.map(|placement| (p, placement)));
+                    for ((outer, inner), placement) in inside.chain(around) {
+                        assert!(
+                            seen.contains(&(*outer, *inner, placement)),
+                            "{faults:?}, {duration} s, seeds {first}..{}: {inner} never {placement:?} {outer}",
+                            first + 20
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn twenty_seeds_of_two_families_show_every_placement() {
+        let faults = vec![
+            "pg-partition",
+            "kafka-partition",
+            "pg-latency",
+            "kafka-latency",
+            "pg-reset",
+            "kafka-reset",
+            "kafka-slow",
+            "kafka-timeout",
+            "pg-kill",
+            "kafka-kill",
+            "relay-kill",
+            "pg-pause",
+            "kafka-pause",
+            "crash-after-commit",
+        ];
+        let mut seen = HashSet::new();
+        for seed in 1..=20 {
+            let s = Schedule::generate(&ScheduleConfig {
+                seed,
+                faults: faults.clone(),
+                duration: Duration::from_secs(20),
+            });
+            assert!(s.is_well_formed(Duration::from_secs(18)), "seed {seed}: {s:?}");
+            seen.extend(placements(&s).into_iter().map(|(.., p)| p));
+        }
+        assert_eq!(seen, HashSet::from(Placement::ALL));
+    }
+
+    #[test]
+    fn a_single_fault_relapses_in_the_middle_of_its_recovery() {
+        for duration in [15, 20, 30, 60] {
+            for seed in 0..100 {
+                let s = Schedule::generate(&ScheduleConfig {
+                    seed,
+                    faults: vec!["kafka-partition"],
+                    duration: Duration::from_secs(duration),
+                });
+                let w = windows(&s, "kafka-partition");
+                let relapses = w
+                    .windows(2)
+                    .any(|p| p[1].0 - p[0].1 <= Duration::from_secs_f64(RECOVERY_SECS));
+                assert!(
+                    relapses,
+                    "{duration} s, seed {seed}: no window starts within 2 s of a heal: {w:?}"
+                );
             }
         }
     }
