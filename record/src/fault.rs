@@ -53,6 +53,10 @@ pub enum Fault {
     KafkaSlow,
     /// Kafka link stops passing data, connections closed after 2 s
     KafkaTimeout,
+    /// Postgres replies dropped, requests still arrive: a COMMIT takes effect while its client sees a timeout
+    PgAckLoss,
+    /// Kafka replies dropped, produce requests still arrive: the broker appends while the producer retries
+    KafkaAckLoss,
     /// ALTER TABLE adds a column to the business table (and to the outbox table a CDC pattern streams) mid-run
     SchemaChange,
     /// rows written to a `noise` table (ops never invoked) while active: any event from it is `unexpected`
@@ -147,7 +151,7 @@ impl Fault {
         use Fault::*;
         match self {
             PgPartition | KafkaPartition | PgLatency | KafkaLatency | PgReset | KafkaReset | KafkaSlow
-            | KafkaTimeout => FaultFamily::Network,
+            | KafkaTimeout | PgAckLoss | KafkaAckLoss => FaultFamily::Network,
             PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit => FaultFamily::Process,
             KafkaLeader => FaultFamily::Cluster,
             SchemaChange | Noise => FaultFamily::Schema,

@@ -272,9 +272,17 @@ impl LocalKafka {
         self.wait_brokers(&all, timeout).await
     }
 
-    /// Waits until the metadata lists the brokers `ids` (checking each node's process is alive).
+    /// Waits until each broker of `ids` answers a metadata request itself,
+    /// listing itself (checking each node's process is alive).
+    ///
+    /// Asked of the broker itself, not of the cluster: after a SIGKILL the
+    /// other brokers go on listing the dead broker until its session times
+    /// out (`broker.session.timeout.ms`, 9 s), and its new process cannot
+    /// register before then; a broker only serves requests once it is
+    /// registered and unfenced, and lists itself only then. So a restart is
+    /// healed when the broker is back, not when the cluster has not yet
+    /// noticed it was gone.
     pub async fn wait_brokers(&self, ids: &[usize], timeout: Duration) -> Result<()> {
-        let bootstrap = direct_bootstrap(&self.ports);
         let logs = || {
             let logs: Vec<String> = self.nodes.iter().map(|p| p.log_path().display().to_string()).collect();
             format!("read {}", logs.join(", "))
@@ -288,11 +296,19 @@ impl LocalKafka {
                         .map_err(fatal)?;
                 }
             }
-            let b = bootstrap.clone();
-            let seen = tokio::task::spawn_blocking(move || broker_ids(&b, Duration::from_secs(2)))
-                .await
-                .map_err(fatal)??;
-            brokers_listed(ids, &seen)
+            for &id in ids {
+                let own = self
+                    .ports
+                    .get(id)
+                    .map(|p| format!("127.0.0.1:{}", p.direct))
+                    .with_context(|| format!("no Kafka node {id}"))
+                    .map_err(fatal)?;
+                let seen = tokio::task::spawn_blocking(move || broker_ids(&own, Duration::from_secs(2)))
+                    .await
+                    .map_err(fatal)??;
+                brokers_listed(&[id], &seen).with_context(|| format!("broker {id} about itself"))?;
+            }
+            Ok(())
         })
         .await
     }

@@ -50,6 +50,13 @@ pub enum Toxic {
 }
 
 impl Toxic {
+    /// Every byte dropped and the connection left open until the toxic is
+    /// removed (Toxiproxy's `timeout` toxic with timeout 0 drops what it
+    /// reads). On the downstream stream alone, requests still reach the
+    /// server and take effect while their replies are lost: the lost
+    /// acknowledgement of a COMMIT or a produce.
+    pub const DROP: Toxic = Toxic::Timeout { timeout_ms: 0 };
+
     /// Toxiproxy's type name.
     pub fn type_name(&self) -> &'static str {
         self.into()

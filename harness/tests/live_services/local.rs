@@ -161,6 +161,72 @@ fn bandwidth_and_timeout_toxics_are_accepted_and_healed() {
     });
 }
 
+/// `pg-ack-loss` and `kafka-ack-loss` drop replies only ([`Toxic::DROP`]
+/// downstream): a COMMIT and a produce sent meanwhile take effect while their
+/// clients see nothing and time out.
+#[test]
+fn a_commit_and_a_produce_take_effect_while_their_replies_are_lost() {
+    with_env(1, |env| async move {
+        let tp = &env.toxiproxy;
+        let (table, c) = new_table(env, "ackloss", "VALUES (1)").await;
+        c.batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (2)"))
+            .await
+            .unwrap();
+        tp.add_toxic("postgres", "ack", Stream::Downstream, &Toxic::DROP)
+            .await
+            .unwrap();
+        let commit = tokio::time::timeout(Duration::from_secs(2), c.batch_execute("COMMIT")).await;
+        assert!(
+            commit.is_err(),
+            "the COMMIT's reply came through a dropping link: {commit:?}"
+        );
+        let d = connect(&env.postgres_direct_url).await.unwrap();
+        let count = format!("SELECT count(*) FROM {table} WHERE v = 2");
+        let committed = async {
+            while query_value::<i64>(&d, &count).await == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), committed)
+            .await
+            .expect("the COMMIT took effect while its reply was lost");
+        env.heal_all().await.unwrap();
+        assert_answers(&env.postgres_url).await;
+
+        // A producer that knows its broker already (a new one could not
+        // even read the metadata through the dropping link).
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let topic = unique("ackloss");
+        create_topic(&env.kafka_direct_bootstrap, &topic, 1, 1).await.unwrap();
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &env.kafka_bootstrap)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "3000")
+            .create()
+            .unwrap();
+        let send = |value: &'static str| {
+            producer.send(
+                FutureRecord::to(&topic).key("k").payload(value),
+                rdkafka::util::Timeout::After(Duration::from_secs(3)),
+            )
+        };
+        send("before").await.expect("produced before the fault");
+        tp.add_toxic("kafka-0", "ack", Stream::Downstream, &Toxic::DROP)
+            .await
+            .unwrap();
+        let lost_ack = send("acknowledgement lost").await;
+        assert!(lost_ack.is_err(), "the produce's response came through: {lost_ack:?}");
+        env.heal_all().await.unwrap();
+        let got = consume(&env.kafka_direct_bootstrap, &topic, 2, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert!(
+            got.iter().any(|(_, v)| v == "acknowledgement lost"),
+            "the broker appended the record whose response was lost: {got:?}"
+        );
+    });
+}
+
 #[test]
 fn postgres_kill_restart_keeps_committed_data() {
     with_env(1, |env| async move {

@@ -186,6 +186,8 @@ mod tests {
                 "kafka-reset",
                 "kafka-slow",
                 "kafka-timeout",
+                "pg-ack-loss",
+                "kafka-ack-loss",
                 "schema-change",
                 "noise",
                 "pg-kill",
@@ -224,7 +226,7 @@ mod tests {
         );
         let network = Fault::parse_list("network").unwrap();
         assert_eq!(network, FaultFamily::Network.faults().collect::<Vec<_>>());
-        assert_eq!(network.len(), 8);
+        assert_eq!(network.len(), 10);
         let mixed = Fault::parse_list("schema, pg-kill,noise").unwrap();
         assert_eq!(mixed, [Fault::SchemaChange, Fault::Noise, Fault::PgKill]);
         assert!(Fault::parse_list("process,cluster")

@@ -83,6 +83,12 @@ impl NetworkFaults {
             (KafkaTimeout, Start) => self.toxic_on(fault, kafka, Toxic::Timeout { timeout_ms: 2000 }).await,
             (KafkaTimeout, Stop) => self.toxic_off(fault, kafka).await,
 
+            // Replies only (downstream): the requests go on taking effect.
+            (PgAckLoss, Start) => self.toxic_on(fault, pg, Toxic::DROP).await,
+            (PgAckLoss, Stop) => self.toxic_off(fault, pg).await,
+            (KafkaAckLoss, Start) => self.toxic_on(fault, kafka, Toxic::DROP).await,
+            (KafkaAckLoss, Stop) => self.toxic_off(fault, kafka).await,
+
             (other, _) => bail!("{other} is a {} fault, not a network one", other.family()),
         }
     }
