@@ -33,7 +33,12 @@ fn state(pid: u32) -> String {
 fn a_custom_fault_is_scheduled_recorded_and_healed_and_a_failing_one_is_reported() {
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     let pid = sleeper.id();
-    let freeze = format!("freeze=kill -STOP {pid},kill -CONT {pid}");
+    // The start command also writes down the run's context it was given.
+    let context = std::env::temp_dir().join(format!("dualcheck-fault-cmd-context-{}", std::process::id()));
+    let freeze = format!(
+        "freeze=kill -STOP {pid}; echo \"$DUALCHECK_TOPIC|$DUALCHECK_APP_PID|$DUALCHECK_DATABASE_URL|$DUALCHECK_TOXIPROXY_URL|$DUALCHECK_POSTGRES_PROXY\" > '{}',kill -CONT {pid}",
+        context.display()
+    );
     let broken = "broken=echo the cluster said no >&2; exit 7";
     // A seed whose schedule has both faults, found as the run will generate it.
     let defs: Vec<CustomFault> = [freeze.as_str(), broken].iter().map(|d| d.parse().unwrap()).collect();
@@ -93,6 +98,20 @@ fn a_custom_fault_is_scheduled_recorded_and_healed_and_a_failing_one_is_reported
     sleeper.wait().unwrap();
 
     assert!(seen_stopped, "the start command never stopped the process");
+    let told = std::fs::read_to_string(&context).expect("the start command wrote the run's context");
+    let _ = std::fs::remove_file(&context);
+    let told: Vec<&str> = told.trim().split('|').collect();
+    assert!(told[0].starts_with("orders"), "DUALCHECK_TOPIC: {told:?}");
+    assert!(told[1].parse::<u32>().is_ok(), "DUALCHECK_APP_PID: {told:?}");
+    assert!(
+        told[2].starts_with("postgres") && told[2].contains("/dualcheck"),
+        "DUALCHECK_DATABASE_URL, the run's database: {told:?}"
+    );
+    assert!(
+        told[3].starts_with("http://127.0.0.1:"),
+        "DUALCHECK_TOXIPROXY_URL: {told:?}"
+    );
+    assert_eq!(told[4], "postgres", "DUALCHECK_POSTGRES_PROXY: {told:?}");
     assert_ne!(after, "T", "the stop command healed the process");
     assert_eq!(code, 0, "a paused bystander changes nothing: {v:?}");
     let errors: Vec<&str> = v.nemesis_errors.iter().map(String::as_str).collect();

@@ -248,6 +248,11 @@ impl AppProcess {
         tokio::task::spawn_blocking(move || p.restart()).await?
     }
 
+    /// The program's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// Process ids of the program and its children.
     pub fn pids(&self) -> Vec<i32> {
         self.process.all_pids()

@@ -7,18 +7,83 @@
 //! [`COMMAND_TIMEOUT`] (then it is killed), fails the start or the stop,
 //! with the tail of its stderr; the nemesis records that in `nemesis_errors`.
 //!
+//! Each command gets the run's context in its environment ([`RunContext`]):
+//! the run database's direct URL, the topic, the Kafka bootstrap, the
+//! Toxiproxy API and its proxies, the implementation's process ids — so a
+//! user's fault can aim at this run without looking it up.
+//!
 //! Definitions are process-wide ([`define`]): a name is interned once, so a
 //! custom fault is a [`Fault::Custom`] like any other fault (`Copy`, in fault
 //! lists, schedules and the history), and a replay defines the recorded ones
 //! before reading the run's faults.
 
 use super::Fault;
+use crate::app_process::AppProcess;
 use anyhow::{bail, Context, Result};
 use record::fault::custom::{active, commands, count_active};
 pub use record::fault::custom::{define, defined, definitions_of, lookup, CustomFault};
+use services::Environment;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use workloads::FaultPhase;
+
+/// What a custom fault's commands are told about the run they act on, as
+/// environment variables (docs/faults.md#custom-faults-shell-commands).
+pub(super) struct RunContext {
+    env: Arc<Environment>,
+    app: Arc<AppProcess>,
+    relay: Option<Arc<AppProcess>>,
+    topic: String,
+    database_direct_url: String,
+}
+
+impl RunContext {
+    /// The context of one run.
+    pub(super) fn new(
+        env: Arc<Environment>,
+        app: Arc<AppProcess>,
+        relay: Option<Arc<AppProcess>>,
+        topic: &str,
+        database_direct_url: &str,
+    ) -> Self {
+        RunContext {
+            env,
+            app,
+            relay,
+            topic: topic.to_string(),
+            database_direct_url: database_direct_url.to_string(),
+        }
+    }
+
+    /// The variables, read when a command runs (process ids change as
+    /// processes are restarted). A process that is not running is `""`.
+    pub(super) fn vars(&self) -> Vec<(&'static str, String)> {
+        let pid = |p: &AppProcess| p.pid().map(|pid| pid.to_string()).unwrap_or_default();
+        let mut proxies = vec![self.env.postgres_proxy.clone()];
+        proxies.extend(self.env.kafka_proxies.iter().cloned());
+        vec![
+            ("DUALCHECK_DATABASE_URL", self.database_direct_url.clone()),
+            ("DUALCHECK_TOPIC", self.topic.clone()),
+            ("DUALCHECK_KAFKA_BOOTSTRAP", self.env.kafka_direct_bootstrap.clone()),
+            ("DUALCHECK_TOXIPROXY_URL", self.env.toxiproxy.url().to_string()),
+            ("DUALCHECK_POSTGRES_PROXY", self.env.postgres_proxy.clone()),
+            ("DUALCHECK_KAFKA_PROXIES", self.env.kafka_proxies.join(",")),
+            ("DUALCHECK_APP_PID", pid(&self.app)),
+            (
+                "DUALCHECK_RELAY_PID",
+                self.relay.as_deref().map(pid).unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
+/// The variables of the run whose custom fault started last: what the
+/// stop commands get when they run on Ctrl-C.
+fn last_vars() -> &'static Mutex<Vec<(&'static str, String)>> {
+    static VARS: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
+    &VARS
+}
 
 /// How long one command of a custom fault may run before it is killed and
 /// counted as failed.
@@ -29,15 +94,17 @@ const STDERR_TAIL: usize = 400;
 
 /// Starts or stops a custom fault: runs its command. A fault without a stop
 /// command has nothing to do when it stops.
-pub(super) async fn apply(fault: Fault, phase: FaultPhase) -> Result<()> {
+/// `vars` go into the command's environment ([`RunContext::vars`]).
+pub(super) async fn apply(fault: Fault, phase: FaultPhase, vars: &[(&'static str, String)]) -> Result<()> {
     let Fault::Custom(name) = fault else {
         bail!("{fault} is a {} fault, not a custom one", fault.family());
     };
     let def = commands(name)?;
     match phase {
         FaultPhase::Start => {
+            *last_vars().lock().unwrap_or_else(|e| e.into_inner()) = vars.to_vec();
             services::process::register_interrupt_heal(heal_active_blocking);
-            run(&def.start)
+            run(&def.start, vars)
                 .await
                 .with_context(|| format!("start command of {name}"))?;
             count_active(name, 1);
@@ -46,20 +113,21 @@ pub(super) async fn apply(fault: Fault, phase: FaultPhase) -> Result<()> {
         FaultPhase::Stop => {
             count_active(name, -1);
             match &def.stop {
-                Some(stop) => run(stop).await.with_context(|| format!("stop command of {name}")),
+                Some(stop) => run(stop, vars).await.with_context(|| format!("stop command of {name}")),
                 None => Ok(()),
             }
         }
     }
 }
 
-/// Runs `cmd` with `sh -c`, in a process group of its own (killed whole on
-/// a timeout); an error quotes the end of its stderr.
-async fn run(cmd: &str) -> Result<()> {
+/// Runs `cmd` with `sh -c` and `vars` in its environment, in a process group
+/// of its own (killed whole on a timeout); an error quotes the end of its stderr.
+async fn run(cmd: &str, vars: &[(&'static str, String)]) -> Result<()> {
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
         .arg(cmd)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -108,9 +176,11 @@ pub fn heal_active_blocking() {
     for def in active() {
         let Some(stop) = def.stop else { continue };
         eprintln!("dualcheck: healing custom fault {}: {stop}", def.name);
+        let vars = last_vars().lock().unwrap_or_else(|e| e.into_inner()).clone();
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&stop)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -207,14 +277,36 @@ mod tests {
     #[tokio::test]
     async fn a_failing_command_says_why_with_its_stderr() {
         define(&["unit-fails=echo started; echo it broke >&2; exit 3".parse().unwrap()]).unwrap();
-        let e = apply(Fault::Custom("unit-fails"), FaultPhase::Start).await.unwrap_err();
+        let e = apply(Fault::Custom("unit-fails"), FaultPhase::Start, &[])
+            .await
+            .unwrap_err();
         let e = format!("{e:#}");
         assert!(
             e.contains("exit status 3") && e.contains("it broke") && e.contains("unit-fails"),
             "{e}"
         );
         define(&["unit-ok=true".parse().unwrap()]).unwrap();
-        apply(Fault::Custom("unit-ok"), FaultPhase::Start).await.unwrap();
-        apply(Fault::Custom("unit-ok"), FaultPhase::Stop).await.unwrap();
+        apply(Fault::Custom("unit-ok"), FaultPhase::Start, &[]).await.unwrap();
+        apply(Fault::Custom("unit-ok"), FaultPhase::Stop, &[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_commands_get_the_runs_context_in_their_environment() {
+        let cmd = r#"unit-context=test "$DUALCHECK_TOPIC" = orders_7,test "$DUALCHECK_APP_PID" = 42"#;
+        define(&[cmd.parse().unwrap()]).unwrap();
+        let vars = [
+            ("DUALCHECK_TOPIC", "orders_7".to_string()),
+            ("DUALCHECK_APP_PID", "42".to_string()),
+        ];
+        apply(Fault::Custom("unit-context"), FaultPhase::Start, &vars)
+            .await
+            .unwrap();
+        apply(Fault::Custom("unit-context"), FaultPhase::Stop, &vars)
+            .await
+            .unwrap();
+        let other = [("DUALCHECK_TOPIC", "orders_8".to_string())];
+        assert!(apply(Fault::Custom("unit-context"), FaultPhase::Start, &other)
+            .await
+            .is_err());
     }
 }

@@ -47,6 +47,7 @@ struct Families {
     process: process::ProcessFaults,
     cluster: cluster::ClusterFaults,
     schema: schema::SchemaFaults,
+    custom: custom::RunContext,
 }
 
 impl ledger::Injector for Families {
@@ -67,7 +68,7 @@ impl ledger::Injector for Families {
             FaultFamily::Process => self.process.apply(fault, phase).await,
             FaultFamily::Cluster => self.cluster.apply(fault, phase).await,
             FaultFamily::Schema => self.schema.apply(fault, phase).await,
-            FaultFamily::Custom => custom::apply(fault, phase).await,
+            FaultFamily::Custom => custom::apply(fault, phase, &self.custom.vars()).await,
         }
     }
 }
@@ -93,9 +94,10 @@ impl Nemesis {
             recorder,
             families: Families {
                 network: network::NetworkFaults::new(env.clone(), seed),
-                process: process::ProcessFaults::new(env.clone(), app, relay, restart_timeout),
-                cluster: cluster::ClusterFaults::new(env, topic, restart_timeout),
+                process: process::ProcessFaults::new(env.clone(), app.clone(), relay.clone(), restart_timeout),
+                cluster: cluster::ClusterFaults::new(env.clone(), topic, restart_timeout),
                 schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),
+                custom: custom::RunContext::new(env, app, relay, topic, database_direct_url),
             },
             ledger: ledger::Ledger::default(),
         }
