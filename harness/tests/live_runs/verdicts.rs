@@ -67,6 +67,32 @@ fn outbox_idcursor_skips_events_of_late_committers() {
     panic!("outbox-idcursor lost nothing in three seeds: {results:?}");
 }
 
+/// `pg-slow-commit` makes transactions overlap inside the database, for any
+/// service: with no long transactions of the workload's own
+/// (`--long-fraction 0`), the id-cursor relay still skips the events of
+/// transactions that took their ids early and committed late.
+#[test]
+fn outbox_idcursor_skips_events_of_slow_commits() {
+    let (code, v) = run_beside(
+        "idcursor-slow-commit",
+        &[
+            "--impl",
+            "outbox-idcursor",
+            "--faults",
+            "pg-slow-commit",
+            "--long-fraction",
+            "0",
+            "--duration",
+            "12s",
+            "--seed",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1, "{v:?}");
+    assert!(v.result.anomalies.lost > 0, "{:?}", v.result.anomalies);
+    assert!(v.nemesis_errors.is_empty(), "{:?}", v.nemesis_errors);
+}
+
 #[test]
 fn outbox_xid_is_valid_without_faults() {
     let (code, v) = run_beside(

@@ -96,7 +96,7 @@ impl Nemesis {
                 network: network::NetworkFaults::new(env.clone(), seed),
                 process: process::ProcessFaults::new(env.clone(), app.clone(), relay.clone(), restart_timeout),
                 cluster: cluster::ClusterFaults::new(env.clone(), topic, restart_timeout),
-                schema: schema::SchemaFaults::new(database_direct_url, streamed_tables),
+                schema: schema::SchemaFaults::new(database_direct_url, streamed_tables, seed),
                 custom: custom::RunContext::new(env, app, relay, topic, database_direct_url),
             },
             ledger: ledger::Ledger::default(),
@@ -192,6 +192,7 @@ mod tests {
                 "kafka-ack-loss",
                 "schema-change",
                 "noise",
+                "pg-slow-commit",
                 "pg-kill",
                 "kafka-kill",
                 "relay-kill",
@@ -230,7 +231,7 @@ mod tests {
         assert_eq!(network, FaultFamily::Network.faults().collect::<Vec<_>>());
         assert_eq!(network.len(), 10);
         let mixed = Fault::parse_list("schema, pg-kill,noise").unwrap();
-        assert_eq!(mixed, [Fault::SchemaChange, Fault::Noise, Fault::PgKill]);
+        assert_eq!(mixed, [Fault::SchemaChange, Fault::Noise, Fault::PgSlowCommit, Fault::PgKill]);
         assert!(Fault::parse_list("process,cluster")
             .unwrap()
             .iter()

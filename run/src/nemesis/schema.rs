@@ -1,5 +1,6 @@
 //! The schema family: the run's database changed under the implementation,
-//! a column added mid-run or rows written to a table no op wrote.
+//! a column added mid-run, rows written to a table no op wrote, or commits
+//! made slow by a trigger dualcheck installs.
 
 use super::{Fault, WhileActive};
 use anyhow::{bail, Context, Result};
@@ -18,10 +19,12 @@ pub(super) struct SchemaFaults {
     /// Columns added so far: each schema change adds a new one.
     schema_changes: AtomicU32,
     noise_writer: WhileActive,
+    /// The run's seed: which transactions `pg-slow-commit` stalls.
+    seed: u64,
 }
 
 impl SchemaFaults {
-    pub(super) fn new(database_direct_url: &str, streamed_tables: &[&str]) -> Self {
+    pub(super) fn new(database_direct_url: &str, streamed_tables: &[&str], seed: u64) -> Self {
         SchemaFaults {
             database_direct_url: database_direct_url.to_string(),
             streamed_tables: streamed_tables
@@ -31,6 +34,7 @@ impl SchemaFaults {
                 .collect(),
             schema_changes: AtomicU32::new(0),
             noise_writer: WhileActive::default(),
+            seed,
         }
     }
 
@@ -52,6 +56,9 @@ impl SchemaFaults {
                 self.noise_writer.stop().await;
                 Ok(())
             }
+
+            (PgSlowCommit, Start) => self.slow_commits().await,
+            (PgSlowCommit, Stop) => self.fast_commits().await,
 
             (other, _) => bail!("{other} is a {} fault, not a schema one", other.family()),
         }
@@ -80,6 +87,82 @@ impl SchemaFaults {
         }
         Ok(())
     }
+}
+
+impl SchemaFaults {
+    /// Installs the slow-commit trigger on every table of the `public`
+    /// schema (what any transaction of the implementation writes).
+    async fn slow_commits(&self) -> Result<()> {
+        let c = services::postgres::connect(&self.database_direct_url).await?;
+        c.batch_execute(&slow_commit_function(self.seed))
+            .await
+            .context("creating the slow-commit trigger function")?;
+        let tables = c
+            .query(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+                &[],
+            )
+            .await
+            .context("listing the run database's tables")?;
+        for row in tables {
+            let table: String = row.get(0);
+            c.batch_execute(&format!(
+                "SET lock_timeout = '5s';
+                 DROP TRIGGER IF EXISTS {SLOW_COMMIT} ON public.{table};
+                 CREATE CONSTRAINT TRIGGER {SLOW_COMMIT} AFTER INSERT OR UPDATE OR DELETE ON public.{table}
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {SLOW_COMMIT}()"
+            ))
+            .await
+            .with_context(|| format!("installing the slow-commit trigger on {table}"))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the slow-commit trigger wherever it is.
+    async fn fast_commits(&self) -> Result<()> {
+        let c = services::postgres::connect(&self.database_direct_url).await?;
+        let tables = c
+            .query(
+                "SELECT format('%I.%I', n.nspname, r.relname) FROM pg_trigger t
+                   JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+                  WHERE t.tgname = $1",
+                &[&SLOW_COMMIT],
+            )
+            .await
+            .context("finding the slow-commit triggers")?;
+        for row in tables {
+            let table: String = row.get(0);
+            c.batch_execute(&format!(
+                "SET lock_timeout = '5s'; DROP TRIGGER IF EXISTS {SLOW_COMMIT} ON {table}"
+            ))
+            .await
+            .with_context(|| format!("dropping the slow-commit trigger on {table}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The name of `pg-slow-commit`'s trigger and of its function.
+const SLOW_COMMIT: &str = "dualcheck_slow_commit";
+
+/// The function of `pg-slow-commit`'s deferred trigger. It runs at COMMIT,
+/// once per written row; the first row of a transaction decides for the
+/// whole transaction (a transaction-local setting remembers it): with
+/// `seed`, a hash of the transaction id picks 20 % of transactions, which
+/// sleep 0.2–0.6 s there — after all their writes, holding the ids they
+/// took, while later transactions commit past them.
+fn slow_commit_function(seed: u64) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {SLOW_COMMIT}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+         DECLARE h int;
+         BEGIN
+           IF current_setting('dualcheck.slow_commit_decided', true) = 'yes' THEN RETURN NULL; END IF;
+           PERFORM set_config('dualcheck.slow_commit_decided', 'yes', true);
+           h := abs(hashtext(txid_current()::text || ':{seed}')) % 1000;
+           IF h < 200 THEN PERFORM pg_sleep(0.2 + h / 500.0); END IF;
+           RETURN NULL;
+         END $fn$"
+    )
 }
 
 /// The table `noise` writes: shaped like `orders`, so a pipeline that
