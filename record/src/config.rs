@@ -93,6 +93,10 @@ pub struct RecordedConfig {
     /// drain (`--restart-before-drain`; absent in older runs).
     #[serde(default)]
     pub restart_before_drain: bool,
+    /// SIGTERM to SIGKILL in a deploy, in seconds (`--deploy-grace`; 10 in
+    /// older runs, which had no flag).
+    #[serde(default = "default_deploy_grace_s")]
+    pub deploy_grace_s: f64,
     /// Duplicates counted as violations.
     pub exactly_once: bool,
     /// Keys read back after each acknowledged write.
@@ -179,6 +183,7 @@ impl RecordedConfig {
         flag("--op-timeout", millis(self.op_timeout_s));
         flag("--start-timeout", millis(self.start_timeout_s));
         flag("--drain-timeout", millis(self.drain_timeout_s));
+        flag("--deploy-grace", millis(self.deploy_grace_s));
         if let Some(schema) = files.schema {
             flag("--schema", schema.display().to_string());
         }
@@ -274,4 +279,9 @@ impl EnvironmentRecord {
             }
         })
     }
+}
+
+/// The deploy grace of runs recorded before `--deploy-grace` existed.
+fn default_deploy_grace_s() -> f64 {
+    10.0
 }

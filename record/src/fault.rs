@@ -77,6 +77,8 @@ pub enum Fault {
     KafkaLeader,
     /// the application dies after its commit, before its publish (repeatedly; exec programs without POST /crash-after-commit are SIGKILLed right after an acknowledged op)
     CrashAfterCommit,
+    /// a deploy: the relay process, then the application, each SIGTERMed, given the grace period (--deploy-grace), SIGKILLed if still alive, started again and answering before the next goes
+    RollingRestart,
     /// a fault defined by shell commands (`--fault-cmd NAME=START_CMD[,STOP_CMD]`), named by its NAME
     /// (interned once defined: see [`custom`]); not in the catalogue, never parsed from its variant name
     #[strum(disabled)]
@@ -154,7 +156,9 @@ impl Fault {
         match self {
             PgPartition | KafkaPartition | PgLatency | KafkaLatency | PgReset | KafkaReset | KafkaSlow
             | KafkaTimeout | PgAckLoss | KafkaAckLoss => FaultFamily::Network,
-            PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit => FaultFamily::Process,
+            PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit | RollingRestart => {
+                FaultFamily::Process
+            }
             KafkaLeader => FaultFamily::Cluster,
             SchemaChange | Noise | PgSlowCommit => FaultFamily::Schema,
             Custom(_) => FaultFamily::Custom,

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Restart the implementation once after the last heal, before the drain.
     pub restart_before_drain: bool,
+    /// SIGTERM to SIGKILL in a deploy (`--deploy-grace`).
+    pub deploy_grace: Duration,
     /// Count duplicates as violations too.
     pub exactly_once: bool,
     /// Read each key back after each acknowledged write (on anyway for
@@ -91,6 +93,7 @@ impl RunOptions {
             start_timeout: defaults.start_timeout,
             drain_timeout: defaults.drain_timeout,
             restart_before_drain: defaults.restart_before_drain,
+            deploy_grace: defaults.deploy_grace,
             exactly_once: defaults.exactly_once,
             reads: false,
             progress: defaults.progress,
@@ -162,6 +165,7 @@ impl RunOptions {
         cfg.drain_timeout = self.drain_timeout;
         cfg.exactly_once = self.exactly_once;
         cfg.restart_before_drain = self.restart_before_drain;
+        cfg.deploy_grace = self.deploy_grace;
         cfg.reads |= self.reads;
         cfg.progress = self.progress;
         if let Some(request) = &template.request {

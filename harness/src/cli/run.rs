@@ -124,6 +124,10 @@ pub struct RunShared {
     /// counted (`delivered_after_restart`), apart from those never delivered.
     #[arg(long)]
     pub restart_before_drain: bool,
+    /// How long a deploy waits after SIGTERM before SIGKILL (the restart
+    /// before the drain and the `rolling-restart` fault), e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub deploy_grace: Duration,
     /// Count duplicates (same event id) as violations too.
     #[arg(long)]
     pub exactly_once: bool,
@@ -259,6 +263,7 @@ impl RunShared {
             start_timeout: self.start_timeout,
             drain_timeout: self.drain_timeout,
             restart_before_drain: self.restart_before_drain,
+            deploy_grace: self.deploy_grace,
             exactly_once: self.exactly_once,
             reads: self.reads,
             progress: false,
@@ -531,6 +536,7 @@ mod tests {
         o.partitions = 3;
         o.exactly_once = true;
         o.restart_before_drain = true;
+        o.deploy_grace = Duration::from_millis(2500);
         o.reads = true;
         o.duration = Duration::from_secs(20);
         let base = o.to_config().unwrap();

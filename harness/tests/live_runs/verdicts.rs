@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::runs::{assert_no_process_left, out_dir, parse_output, processes_of, run_beside};
 use dualcheck::sweep::SweepOutcome;
 
-const ALL_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit";
+const ALL_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit,rolling-restart";
 
 #[test]
 fn naive_loses_events_when_kafka_is_partitioned() {
@@ -125,7 +125,7 @@ fn assert_valid_under_all_faults(name: &str, args: &[&str]) {
     // `faults` is the list chosen from (`fault_names` in the JSON);
     // `result.faults` the check's fault windows.
     let faults_run = v.faults.len();
-    assert_eq!(faults_run, 6, "{v:?}");
+    assert_eq!(faults_run, 7, "{v:?}");
     assert!(!v.result.faults.is_empty(), "fault windows: {v:?}");
 }
 

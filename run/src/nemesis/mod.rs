@@ -88,13 +88,20 @@ impl Nemesis {
         database_direct_url: &str,
         streamed_tables: &[&str],
         seed: u64,
+        deploy_grace: Duration,
     ) -> Nemesis {
         let restart_timeout = Duration::from_secs(90);
         Nemesis {
             recorder,
             families: Families {
                 network: network::NetworkFaults::new(env.clone(), seed),
-                process: process::ProcessFaults::new(env.clone(), app.clone(), relay.clone(), restart_timeout),
+                process: process::ProcessFaults::new(
+                    env.clone(),
+                    app.clone(),
+                    relay.clone(),
+                    restart_timeout,
+                    deploy_grace,
+                ),
                 cluster: cluster::ClusterFaults::new(env.clone(), topic, restart_timeout),
                 schema: schema::SchemaFaults::new(database_direct_url, streamed_tables, seed),
                 custom: custom::RunContext::new(env, app, relay, topic, database_direct_url),
@@ -200,6 +207,7 @@ mod tests {
                 "kafka-pause",
                 "kafka-leader",
                 "crash-after-commit",
+                "rolling-restart",
             ]
         );
     }
@@ -231,7 +239,10 @@ mod tests {
         assert_eq!(network, FaultFamily::Network.faults().collect::<Vec<_>>());
         assert_eq!(network.len(), 10);
         let mixed = Fault::parse_list("schema, pg-kill,noise").unwrap();
-        assert_eq!(mixed, [Fault::SchemaChange, Fault::Noise, Fault::PgSlowCommit, Fault::PgKill]);
+        assert_eq!(
+            mixed,
+            [Fault::SchemaChange, Fault::Noise, Fault::PgSlowCommit, Fault::PgKill]
+        );
         assert!(Fault::parse_list("process,cluster")
             .unwrap()
             .iter()

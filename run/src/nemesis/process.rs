@@ -18,6 +18,8 @@ pub(super) struct ProcessFaults {
     /// The relay process of patterns whose relay runs apart (`relay-kill` target).
     relay: Option<Arc<AppProcess>>,
     restart_timeout: Duration,
+    /// SIGTERM to SIGKILL in a `rolling-restart` (`--deploy-grace`).
+    deploy_grace: Duration,
     crash_loop: WhileActive,
 }
 
@@ -27,12 +29,14 @@ impl ProcessFaults {
         app: Arc<AppProcess>,
         relay: Option<Arc<AppProcess>>,
         restart_timeout: Duration,
+        deploy_grace: Duration,
     ) -> Self {
         ProcessFaults {
             env,
             app,
             relay,
             restart_timeout,
+            deploy_grace,
             crash_loop: WhileActive::default(),
         }
     }
@@ -44,7 +48,7 @@ impl ProcessFaults {
             PgKill | PgPause => Some(Target::Postgres),
             KafkaKill | KafkaPause => Some(Target::KafkaBroker0),
             RelayKill if self.relay.is_some() => Some(Target::Relay),
-            RelayKill | CrashAfterCommit => Some(Target::Application),
+            RelayKill | CrashAfterCommit | RollingRestart => Some(Target::Application),
             _ => None,
         }
     }
@@ -81,8 +85,26 @@ impl ProcessFaults {
                 self.app.restart().await
             }
 
+            // The deploy happens at the start; by the stop every instance
+            // runs again and there is nothing left to heal.
+            (RollingRestart, Start) => self.rolling_restart().await,
+            (RollingRestart, Stop) => Ok(()),
+
             (other, _) => bail!("{other} is a {} fault, not a process one", other.family()),
         }
+    }
+
+    /// A deploy: each process of the implementation in turn (the relay
+    /// process first, where it runs apart) gets SIGTERM, the grace period to
+    /// end by itself, SIGKILL if it did not, and is started again; the next
+    /// goes only once it answers. What it exercises is the graceful shutdown:
+    /// sends in flight, the producer's flush, outbox rows claimed.
+    async fn rolling_restart(&self) -> Result<()> {
+        for p in self.relay.iter().chain(std::iter::once(&self.app)) {
+            p.redeploy(self.deploy_grace).await?;
+            p.wait_ready(self.restart_timeout).await?;
+        }
+        Ok(())
     }
 
     /// Makes sure the application and its relay run and answer.

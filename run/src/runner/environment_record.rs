@@ -62,6 +62,7 @@ impl RunConfig {
             drain_timeout_s: self.drain_timeout.as_secs_f64(),
             quiet_s: self.quiet.as_secs_f64(),
             restart_before_drain: self.restart_before_drain,
+            deploy_grace_s: self.deploy_grace.as_secs_f64(),
             exactly_once: self.exactly_once,
             reads: self.reads,
             explicit_schedule: self.schedule.is_some(),
@@ -116,6 +117,7 @@ impl RunConfig {
         cfg.drain_timeout = secs(rec.drain_timeout_s);
         cfg.quiet = secs(rec.quiet_s);
         cfg.restart_before_drain = rec.restart_before_drain;
+        cfg.deploy_grace = secs(rec.deploy_grace_s);
         cfg.exactly_once = rec.exactly_once;
         cfg.reads = rec.reads;
         cfg.template = match (&rec.template_options, rec.template.is_null()) {

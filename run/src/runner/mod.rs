@@ -88,6 +88,9 @@ pub struct RunConfig {
     /// library that retries a failed send only at start-up then delivers
     /// what it held, and the results count those ops.
     pub restart_before_drain: bool,
+    /// How long a deploy waits after SIGTERM before SIGKILL: the restart
+    /// before the drain, each instance of a `rolling-restart`.
+    pub deploy_grace: Duration,
     /// Check with `--exactly-once`.
     pub exactly_once: bool,
     /// Show a progress bar on stderr.
@@ -135,6 +138,7 @@ impl RunConfig {
             drain_timeout: Duration::from_secs(60),
             quiet: Duration::from_secs(3),
             restart_before_drain: false,
+            deploy_grace: Duration::from_secs(10),
             exactly_once: false,
             progress: false,
             backend: BackendKind::Local,
@@ -382,6 +386,7 @@ async fn exercise(
         &running.db_direct_url,
         app.streamed_tables(),
         cfg.workload.seed,
+        cfg.deploy_grace,
     ));
 
     let workload_start = Instant::now();

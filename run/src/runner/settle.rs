@@ -90,7 +90,7 @@ pub(super) async fn heal_and_drain(
             .wait(cfg.drain_timeout, cfg.quiet, final_quiet, Some(STUCK_AFTER))
             .await;
         progress.set_phase("restarting");
-        if let Err(e) = restart_before_drain(running, cfg.start_timeout).await {
+        if let Err(e) = restart_before_drain(running, cfg.deploy_grace, cfg.start_timeout).await {
             nemesis_errors.push(format!("restarting before the drain: {e:#}"));
         }
     }
@@ -103,19 +103,16 @@ pub(super) async fn heal_and_drain(
 /// restart comes. Longer than a client's reconnection after a heal takes.
 pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 
-/// How long a restart before the drain lets the implementation end by
-/// itself after SIGTERM (flush its producer, release what it claimed)
-/// before SIGKILL, as a deploy's grace period.
-pub const RESTART_GRACE: Duration = Duration::from_secs(10);
-
 /// Restarts the implementation (its relay process first, where it has one)
-/// as a deploy would, records the `restart` line once the new processes
-/// started, and waits until the implementation answers again.
-async fn restart_before_drain(running: &Running, start_timeout: Duration) -> anyhow::Result<()> {
+/// as a deploy would — SIGTERM, `grace` to end by itself (flush its
+/// producer, release what it claimed), then SIGKILL — records the `restart`
+/// line once the new processes started, and waits until the implementation
+/// answers again.
+async fn restart_before_drain(running: &Running, grace: Duration, start_timeout: Duration) -> anyhow::Result<()> {
     if let Some(relay) = running.relay.as_deref() {
-        relay.redeploy(RESTART_GRACE).await?;
+        relay.redeploy(grace).await?;
     }
-    running.app.redeploy(RESTART_GRACE).await?;
+    running.app.redeploy(grace).await?;
     running.recorder.record(&checkers::HistoryLine::Restart {
         time: running.recorder.now(),
     });
