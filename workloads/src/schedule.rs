@@ -135,10 +135,13 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
                 (1, 2..) if !placing.is_empty() => {
                     let i = cycle(cfg.seed, placing.len() * Placement::AROUND.len());
                     let placement = Placement::AROUND[i % Placement::AROUND.len()];
-                    fit(
-                        nested(&mut rng, total, start, placing[i / Placement::AROUND.len()], placement),
-                        end,
-                    )
+                    let pair = placing[i / Placement::AROUND.len()];
+                    let mut windows = fit(nested(&mut rng, total, start, pair, placement), end);
+                    // The other faults join as in a staggered round, so a run
+                    // of a long list still meets many of them.
+                    let others: Vec<&F> = cfg.faults.iter().filter(|f| *f != pair.0 && *f != pair.1).collect();
+                    windows.extend(companions(&mut rng, total, start, end, &others));
+                    windows
                 }
                 (1, 1) => fit(relapse(&mut rng, total, start, &cfg.faults[0]), end),
                 (_, 2..) if !nesting.is_empty() && rng.random_bool(0.4) => {
@@ -283,6 +286,26 @@ fn staggered<'a, F>(rng: &mut StdRng, total: f64, t: f64, end: f64, faults: &'a 
                 start,
                 (start + span(rng, total, (0.1, 0.3), (1.0, 15.0))).min(end),
             ));
+        }
+    }
+    windows
+}
+
+/// The faults that join a placed round beside its pair: each with
+/// probability 1/2, from 0–0.5 s after `start`, for 10–30% of the run
+/// (1–15 s, stopping by `end`).
+fn companions<'a, F>(rng: &mut StdRng, total: f64, start: f64, end: f64, others: &[&'a F]) -> Vec<Window<'a, F>> {
+    let mut windows = Vec::new();
+    for fault in others {
+        if rng.random_bool(0.5) {
+            let from = start + rng.random_range(0.0..0.5);
+            if from < end {
+                windows.push((
+                    *fault,
+                    from,
+                    (from + span(rng, total, (0.1, 0.3), (1.0, 15.0))).min(end),
+                ));
+            }
         }
     }
     windows

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::support::runs::{assert_no_process_left, out_dir, parse_output, processes_of, run_beside};
 use dualcheck::sweep::SweepOutcome;
 
-const ALL_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit,rolling-restart";
+const ALL_FAULTS: &str =
+    "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit,rolling-restart";
 
 #[test]
 fn naive_loses_events_when_kafka_is_partitioned() {

@@ -37,6 +37,7 @@ impl Drop for Slots {
 }
 
 fn take(n: u8) -> Slots {
+    forget_stale_runs();
     let (used, freed) = &SLOTS;
     let mut held = used.lock().unwrap_or_else(|e| e.into_inner());
     while *held + n > CAPACITY {
@@ -54,4 +55,40 @@ pub fn alone() -> Slots {
 /// Half the machine: for a run whose verdict does not hang on its timing.
 pub fn beside_another() -> Slots {
     take(1)
+}
+
+/// Removes, once per test binary, the run directories earlier test binaries
+/// left in the temporary directory (`dualcheck-runs-PID/`, and the shared
+/// environments' `dualcheck/run-TIME-PID-N/`, each over a gigabyte of
+/// Postgres and Kafka data) whose process is gone: a failed test's runs stay
+/// for reading until the next suite, and a machine that runs the suite again
+/// and again does not fill its disk.
+fn forget_stale_runs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let tmp = std::env::temp_dir();
+        let stale = |pid: Option<&str>| {
+            pid.and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        };
+        let entries = |dir: &std::path::Path| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect::<Vec<_>>()
+        };
+        for (name, path) in entries(&tmp) {
+            if stale(name.strip_prefix("dualcheck-runs-")) {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+        for (name, path) in entries(&tmp.join("dualcheck")) {
+            // run-TIME-PID-N
+            if name.starts_with("run-") && stale(name.split('-').nth(2)) {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+    });
 }
