@@ -196,29 +196,6 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
     }
 }
 
-/// The (outer, inner) pairs a nested round draws from: every outage inside
-/// every condition; if there is no such pair, every ordered pair of two
-/// different faults; in both cases only where the inner fault [`Nest::nests_in`] the outer.
-fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
-    let ordered = |want_outer: Option<FaultShape>, want_inner: Option<FaultShape>| {
-        let mut pairs = Vec::new();
-        for outer in faults.iter().filter(|f| want_outer.is_none_or(|s| f.shape() == s)) {
-            for inner in faults.iter().filter(|f| want_inner.is_none_or(|s| f.shape() == s)) {
-                if outer != inner && inner.nests_in(outer) {
-                    pairs.push((outer, inner));
-                }
-            }
-        }
-        pairs
-    };
-    let across = ordered(Some(FaultShape::Condition), Some(FaultShape::Outage));
-    if across.is_empty() {
-        ordered(None, None)
-    } else {
-        across
-    }
-}
-
 /// Where a nested round puts its inner fault (an outage) against its outer
 /// fault's window (a condition). Each placement exposes its own class of bug:
 /// a relay killed inside a partition holds records nobody acknowledged; killed
@@ -362,26 +339,39 @@ fn fit<F>(windows: Vec<Window<'_, F>>, end: f64) -> Vec<Window<'_, F>> {
         .collect()
 }
 
+/// The (outer, inner) pairs an *inside* placement draws from: every outage
+/// inside every condition; if there is no such pair, every ordered pair of
+/// two different faults; in both cases only where the inner fault
+/// [`Nest::nests_in`] the outer.
+fn nesting_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
+    pairs(faults, |outer, inner| inner.nests_in(outer))
+}
+
 /// The (condition, outage) pairs the placements around a condition's edges
-/// draw from: every outage against every condition, even where the outage
-/// could do nothing inside it (a crash armed while no commit can happen fires
-/// right after the heal); without both shapes, every ordered pair of two
-/// different faults.
+/// draw from: as [`nesting_pairs`], but even where the outage could do
+/// nothing inside the condition (a crash armed while no commit can happen
+/// fires right after the heal).
 fn placement_pairs<F: Nest + PartialEq>(faults: &[F]) -> Vec<(&F, &F)> {
-    let pairs_of = |outer_shape: Option<FaultShape>, inner_shape: Option<FaultShape>| {
+    pairs(faults, |_, _| true)
+}
+
+/// Every (condition, outage) pair of two different faults that `keep`
+/// keeps; without any, every ordered pair of two different faults it keeps.
+fn pairs<F: Nest + PartialEq>(faults: &[F], keep: impl Fn(&F, &F) -> bool) -> Vec<(&F, &F)> {
+    let ordered = |want_outer: Option<FaultShape>, want_inner: Option<FaultShape>| {
         let mut pairs = Vec::new();
-        for outer in faults.iter().filter(|f| outer_shape.is_none_or(|s| f.shape() == s)) {
-            for inner in faults.iter().filter(|f| inner_shape.is_none_or(|s| f.shape() == s)) {
-                if outer != inner {
+        for outer in faults.iter().filter(|f| want_outer.is_none_or(|s| f.shape() == s)) {
+            for inner in faults.iter().filter(|f| want_inner.is_none_or(|s| f.shape() == s)) {
+                if outer != inner && keep(outer, inner) {
                     pairs.push((outer, inner));
                 }
             }
         }
         pairs
     };
-    let across = pairs_of(Some(FaultShape::Condition), Some(FaultShape::Outage));
+    let across = ordered(Some(FaultShape::Condition), Some(FaultShape::Outage));
     if across.is_empty() {
-        pairs_of(None, None)
+        ordered(None, None)
     } else {
         across
     }
