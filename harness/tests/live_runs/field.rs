@@ -37,11 +37,23 @@ fn built(lib: &str) -> PathBuf {
 /// and template: valid, every acknowledged order delivered, the drain ended
 /// on the library's own backlog (sampled, and 0 at the end).
 fn assert_valid_fault_free(name: &str, lib: &str, cmd: &str) {
-    assert_valid_fault_free_with(name, lib, cmd, &[]);
+    assert_valid_fault_free_with(name, lib, cmd, &[], Order::Promised);
 }
 
-/// [`assert_valid_fault_free`] with more flags for `dualcheck run`.
-fn assert_valid_fault_free_with(name: &str, lib: &str, cmd: &str, more: &[&str]) {
+/// What a library's documentation says about the order of one key's events.
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// Kept: a reorder fails the test like any anomaly.
+    Promised,
+    /// Not promised by its defaults (Spring Modulith: "the externalization
+    /// of later events might overtake former ones"): a run may show
+    /// `reorder` and nothing else, every event delivered.
+    NotPromised,
+}
+
+/// [`assert_valid_fault_free`] with more flags for `dualcheck run`, and what
+/// the library promises about order.
+fn assert_valid_fault_free_with(name: &str, lib: &str, cmd: &str, more: &[&str], order: Order) {
     let dir = example(lib);
     let schema = dir.join("schema.sql");
     let template = dir.join("dualcheck-template.toml");
@@ -61,7 +73,15 @@ fn assert_valid_fault_free_with(name: &str, lib: &str, cmd: &str, more: &[&str])
     ];
     args.extend_from_slice(more);
     let (code, v) = run_beside(name, &args);
-    assert_eq!(code, 0, "{name}: valid without faults: {v:?}");
+    let only_reorders = v.result.violations.iter().all(|a| *a == checkers::Anomaly::Reorder);
+    if order == Order::NotPromised && code == 1 && only_reorders {
+        eprintln!(
+            "{name}: {} reorder(s), which its documentation allows",
+            v.result.anomalies.reorder
+        );
+    } else {
+        assert_eq!(code, 0, "{name}: valid without faults: {v:?}");
+    }
     assert!(v.result.ops.ok > 100, "{name}: the workload ran: {:?}", v.result.ops);
     assert_eq!(v.result.deliveries, v.result.ops.committed, "{name}: {:?}", v.result);
     assert!(v.drained, "{name}: the drain ended");
@@ -111,5 +131,6 @@ fn spring_modulith_with_its_publication_registry_is_valid_without_faults() {
         &format!("java -jar '{}'", jar.display()),
         // The JVM and Spring start in seconds alone, more beside other tests.
         &["--start-timeout", "120s"],
+        Order::NotPromised,
     );
 }

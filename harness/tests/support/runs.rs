@@ -190,11 +190,21 @@ pub fn processes_of(dir: &Path) -> Vec<(i32, String)> {
             .unwrap_or_default();
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-        if !zombie && (cmdline.contains(needle) || cwd.starts_with(needle)) {
+        if !zombie && (mentions(&cmdline, needle) || mentions(&cwd, needle)) {
             found.push((pid, cmdline));
         }
     }
     found
+}
+
+/// Whether `text` names the directory `dir` or a path in it (not merely a
+/// sibling whose name starts the same: `runs/idcursor-slow-commit` is not in
+/// `runs/idcursor`).
+fn mentions(text: &str, dir: &str) -> bool {
+    text.match_indices(dir).any(|(i, _)| {
+        let after = text[i + dir.len()..].chars().next();
+        matches!(after, None | Some('/') | Some(' ') | Some('"') | Some('\''))
+    })
 }
 
 pub fn assert_no_process_left(dir: &Path) {
