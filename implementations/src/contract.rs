@@ -128,13 +128,13 @@ impl AppContext {
     /// Builds the pool and the producer from `config` (connects lazily).
     pub fn new(config: AppConfig) -> Result<Arc<Self>> {
         let db = Db::new(&config)?;
-        let publisher = Arc::new(Publisher::with_idempotence(
+        let publisher = Arc::new(Publisher::with_durability(
             &config.kafka_bootstrap,
             &config.topic,
             config.publish_timeout,
             config.linger,
-            // The `non-idempotent-producer` mutant (only patterns declaring it accept it).
-            !config.bug_is(crate::patterns::outbox::NON_IDEMPOTENT_PRODUCER.name),
+            // The producer mutants (only patterns declaring them accept them).
+            crate::patterns::outbox::producer_durability(&config),
         )?);
         Ok(Arc::new(AppContext {
             config,

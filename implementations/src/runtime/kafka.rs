@@ -121,39 +121,60 @@ pub struct Publisher {
     pub journal: std::sync::Arc<super::journal::Journal>,
 }
 
+/// What a producer waits for before it reports a record delivered, and
+/// whether its retries can write a record twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `enable.idempotence=true`, `acks=all`: the correct producer.
+    Idempotent,
+    /// The `non-idempotent-producer` mutant: `enable.idempotence=false` with
+    /// retries and five requests in flight per connection, the settings that
+    /// let a retried batch land after a later one or twice.
+    NonIdempotent,
+    /// The `leader-acks` mutant: `acks=1`, the partition leader alone
+    /// acknowledges; a leader that dies before its followers copied a record
+    /// takes the record with it.
+    LeaderOnly,
+}
+
 impl Publisher {
     /// A producer to `topic` at `bootstrap`; each record may take `timeout`
     /// (`message.timeout.ms`) before it is reported failed; `linger` is
     /// librdkafka's `linger.ms` (how long a record waits for others to share
     /// its request).
     pub fn new(bootstrap: &str, topic: &str, timeout: Duration, linger: Duration) -> Result<Self> {
-        Self::with_idempotence(bootstrap, topic, timeout, linger, true)
+        Self::with_durability(bootstrap, topic, timeout, linger, Durability::Idempotent)
     }
 
-    /// [`Publisher::new`], or (`idempotent` false) the producer of the
-    /// `non-idempotent-producer` mutant: `enable.idempotence=false` with
-    /// retries and five requests in flight per connection, the settings
-    /// that let a retried batch land after a later one or twice.
-    pub fn with_idempotence(
+    /// [`Publisher::new`] with the producer settings of `durability` (a
+    /// mutant's, or the correct ones).
+    pub fn with_durability(
         bootstrap: &str,
         topic: &str,
         timeout: Duration,
         linger: Duration,
-        idempotent: bool,
+        durability: Durability,
     ) -> Result<Self> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", bootstrap);
-        if idempotent {
-            config.set("enable.idempotence", "true");
-        } else {
-            config
-                .set("enable.idempotence", "false")
-                .set("retries", "2147483647")
-                .set("max.in.flight.requests.per.connection", "5")
-                .set("retry.backoff.ms", "100");
+        match durability {
+            Durability::Idempotent => {
+                config.set("enable.idempotence", "true").set("acks", "all");
+            }
+            Durability::NonIdempotent => {
+                config
+                    .set("enable.idempotence", "false")
+                    .set("retries", "2147483647")
+                    .set("max.in.flight.requests.per.connection", "5")
+                    .set("retry.backoff.ms", "100")
+                    .set("acks", "all");
+            }
+            // Idempotence needs acks=all: a producer trusting the leader alone has neither.
+            Durability::LeaderOnly => {
+                config.set("enable.idempotence", "false").set("acks", "1");
+            }
         }
         config
-            .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("linger.ms", linger.as_millis().to_string())
             // Small requests go out at once (Nagle would hold one back until

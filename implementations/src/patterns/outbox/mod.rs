@@ -305,6 +305,26 @@ pub const NO_XMIN_GUARD: Control = mutant(
     }],
 );
 
+/// `leader-acks`: the correct relay, with a producer that trusts the
+/// partition leader alone (`acks=1`, so not idempotent either). On the
+/// three-broker cluster (replication factor 3) a leader SIGKILLed before its
+/// followers copied a record it acknowledged takes the record with it, and
+/// the relay, told it was delivered, has already marked its row.
+pub const LEADER_ACKS: Control = mutant(
+    "leader-acks",
+    "kafka-leader",
+    &[
+        Expectation {
+            when: When::AnyFault(&["kafka-leader"]),
+            expect: Expect::Shows(&[Anomaly::Lost]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
 /// The mutants of the sharded relay (`outbox-poll`, `outbox-notify`: the
 /// relay code is shared), and the request-side one every outbox pattern shares.
 pub const SHARD_RELAY_MUTANTS: &[Control] = &[
@@ -313,8 +333,20 @@ pub const SHARD_RELAY_MUTANTS: &[Control] = &[
     UNORDERED_RELAYS,
     DROP_ON_TIMEOUT,
     NON_IDEMPOTENT_PRODUCER,
+    LEADER_ACKS,
     PUBLISH_IN_TRANSACTION,
 ];
+
+/// The producer the process's configuration asks for: a producer mutant's,
+/// or the correct one.
+pub(crate) fn producer_durability(cfg: &AppConfig) -> crate::runtime::kafka::Durability {
+    use crate::runtime::kafka::Durability;
+    match Bug::of(cfg) {
+        Bug::NonIdempotentProducer => Durability::NonIdempotent,
+        Bug::LeaderAcks => Durability::LeaderOnly,
+        _ => Durability::Idempotent,
+    }
+}
 
 /// Which outbox mutant, if any, the process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,6 +363,8 @@ pub(crate) enum Bug {
     DropOnTimeout,
     /// [`NON_IDEMPOTENT_PRODUCER`].
     NonIdempotentProducer,
+    /// [`LEADER_ACKS`]: the correct relay on an `acks=1` producer.
+    LeaderAcks,
     /// [`PUBLISH_IN_TRANSACTION`].
     PublishInTransaction,
     /// [`NO_XMIN_GUARD`].
@@ -340,7 +374,7 @@ pub(crate) enum Bug {
 impl Bug {
     /// Whether the relay runs the correct code (no mutant, or one of the request path).
     pub(crate) fn relay_is_correct(self) -> bool {
-        matches!(self, Bug::None | Bug::PublishInTransaction)
+        matches!(self, Bug::None | Bug::PublishInTransaction | Bug::LeaderAcks)
     }
 
     /// The mutant `cfg` switches on (an undeclared one never gets here: `serve` refuses it).
@@ -351,6 +385,7 @@ impl Bug {
             (UNORDERED_RELAYS.name, Bug::UnorderedRelays),
             (DROP_ON_TIMEOUT.name, Bug::DropOnTimeout),
             (NON_IDEMPOTENT_PRODUCER.name, Bug::NonIdempotentProducer),
+            (LEADER_ACKS.name, Bug::LeaderAcks),
             (PUBLISH_IN_TRANSACTION.name, Bug::PublishInTransaction),
             (NO_XMIN_GUARD.name, Bug::NoXminGuard),
         ];
