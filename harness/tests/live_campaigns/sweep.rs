@@ -257,8 +257,13 @@ fn the_merge_of_two_shards_is_the_table_of_the_whole_sweep() {
     let out = out_dir("sweep-shards");
     let (code, whole) = sweep_json(&out.join("whole"), &[]);
     assert_eq!(code, 0, "{whole:?}");
-    let (_, one) = sweep_json(&out.join("shards"), &["--shard", "1/2"]);
-    let (_, two) = sweep_json(&out.join("shards"), &["--shard", "2/2"]);
+    // The shards side by side, as on two machines (each starts its own services).
+    let shards = out.join("shards");
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| sweep_json(&shards, &["--shard", "1/2"]).1);
+        let two = s.spawn(|| sweep_json(&shards, &["--shard", "2/2"]).1);
+        (one.join().unwrap(), two.join().unwrap())
+    });
     let runs = |v: &SweepOutcome| v.rows.iter().map(|r| r.runs).sum::<u64>();
     assert_eq!(
         (runs(&one), runs(&two), runs(&whole)),
