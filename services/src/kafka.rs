@@ -300,7 +300,7 @@ impl LocalKafka {
                 let own = self
                     .ports
                     .get(id)
-                    .map(|p| format!("127.0.0.1:{}", p.direct))
+                    .map(|p| direct_bootstrap(std::slice::from_ref(p)))
                     .with_context(|| format!("no Kafka node {id}"))
                     .map_err(fatal)?;
                 let seen = tokio::task::spawn_blocking(move || broker_ids(&own, Duration::from_secs(2)))

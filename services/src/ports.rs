@@ -8,7 +8,8 @@
 //! fault stops the service. Where no such range can be read, the kernel's
 //! choice (`127.0.0.1:0`) is taken. The check's listener is closed before the
 //! service binds the port, so another program could still take it in between;
-//! to keep our own services from colliding with each other, ports handed out by this process are remembered and never handed out
+//! to keep our own services from colliding with each other, ports handed out
+//! by this process are remembered and never handed out
 //! twice, and each is leased for the life of this process to every dualcheck
 //! process of the machine: a file named after the port in a shared directory
 //! holds the owner's pid ([`lease`]). Two runs started side by side (tests,
@@ -28,10 +29,10 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 /// Returns a loopback TCP port that is free now and was not returned before by
 /// this process.
 pub fn free_port() -> Result<u16> {
-    let below_ephemeral = ephemeral_range_start().filter(|start| *start > LOWEST + 1000);
+    let below_ephemeral = below_ephemeral();
     for _ in 0..200 {
-        let listener = match below_ephemeral {
-            Some(start) => match TcpListener::bind(("127.0.0.1", fastrand::u16(LOWEST..start))) {
+        let listener = match &below_ephemeral {
+            Some(range) => match TcpListener::bind(("127.0.0.1", fastrand::u16(range.clone()))) {
                 Ok(listener) => listener,
                 Err(_) => continue,
             },
@@ -50,6 +51,14 @@ pub fn free_port() -> Result<u16> {
 
 /// The lowest port handed out: above the registered ports most local servers use.
 const LOWEST: u16 = 10_000;
+
+/// The ports handed out: from [`LOWEST`] to the kernel's ephemeral range,
+/// if that range can be read and leaves room below it.
+fn below_ephemeral() -> Option<std::ops::Range<u16>> {
+    ephemeral_range_start()
+        .filter(|start| *start > LOWEST + 1000)
+        .map(|start| LOWEST..start)
+}
 
 /// The first port of the kernel's ephemeral range, if it can be read.
 fn ephemeral_range_start() -> Option<u16> {
@@ -135,11 +144,8 @@ mod tests {
     #[test]
     fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
         let ports = free_ports(20).unwrap();
-        if let Some(start) = ephemeral_range_start().filter(|start| *start > LOWEST + 1000) {
-            assert!(
-                ports.iter().all(|p| (LOWEST..start).contains(p)),
-                "{ports:?} not below {start}"
-            );
+        if let Some(range) = below_ephemeral() {
+            assert!(ports.iter().all(|p| range.contains(p)), "{ports:?} not in {range:?}");
         }
         let set: HashSet<_> = ports.iter().collect();
         assert_eq!(set.len(), ports.len());

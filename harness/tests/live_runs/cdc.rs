@@ -14,17 +14,13 @@ use crate::support::runs::{run, run_beside};
 
 const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
 
-/// Windows (start, stop) of `fault` in a schedule.
+/// Windows (start, stop) of `fault` in a schedule, by start.
 fn windows(s: &Schedule<Fault>, fault: &str) -> Vec<(Duration, Duration)> {
-    let starts = s
-        .steps
-        .iter()
-        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Start);
-    let stops = s
-        .steps
-        .iter()
-        .filter(|e| e.fault.name() == fault && e.phase == FaultPhase::Stop);
-    starts.zip(stops).map(|(a, b)| (a.at, b.at)).collect()
+    dualcheck::shrink::windows(s, Duration::MAX)
+        .into_iter()
+        .filter(|w| w.fault.name() == fault)
+        .map(|w| (w.start, w.stop))
+        .collect()
 }
 
 /// The first seed whose schedule of `faults` over `duration` satisfies `wanted`

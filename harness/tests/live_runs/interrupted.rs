@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use workloads::{FaultPhase, Schedule, ScheduleConfig};
+use workloads::{Schedule, ScheduleConfig};
 
 use crate::support::runs::{assert_no_process_left, check_json, out_dir, run};
 
@@ -114,22 +114,11 @@ fn a_pause_inside_a_kill_of_postgres_waits_for_its_restart() {
                 faults: faults.clone(),
                 duration,
             });
-            // Each fault's windows, (start, stop).
-            let windows = |f: Fault| {
-                let at = |p: FaultPhase| {
-                    s.steps
-                        .iter()
-                        .filter(move |e| e.fault == f && e.phase == p)
-                        .map(|e| e.at)
-                };
-                at(FaultPhase::Start).zip(at(FaultPhase::Stop)).collect::<Vec<_>>()
-            };
+            let windows = dualcheck::shrink::windows(&s, duration);
+            let of = |f: Fault| windows.iter().filter(move |w| w.fault == f);
             // A pause placed across the heal of a kill.
-            windows(Fault::PgKill).iter().any(|&(k0, k1)| {
-                windows(Fault::PgPause)
-                    .iter()
-                    .any(|&(p0, p1)| k0 < p0 && p0 < k1 && p1 > k1)
-            })
+            of(Fault::PgKill)
+                .any(|k| of(Fault::PgPause).any(|p| k.start < p.start && p.start < k.stop && p.stop > k.stop))
         })
         .expect("some seed overlaps the two")
         .to_string();

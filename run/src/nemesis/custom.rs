@@ -60,8 +60,6 @@ impl RunContext {
     /// processes are restarted). A process that is not running is `""`.
     pub(super) fn vars(&self) -> Vec<(&'static str, String)> {
         let pid = |p: &AppProcess| p.pid().map(|pid| pid.to_string()).unwrap_or_default();
-        let mut proxies = vec![self.env.postgres_proxy.clone()];
-        proxies.extend(self.env.kafka_proxies.iter().cloned());
         vec![
             ("DUALCHECK_DATABASE_URL", self.database_direct_url.clone()),
             ("DUALCHECK_TOPIC", self.topic.clone()),
