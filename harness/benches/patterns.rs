@@ -54,6 +54,8 @@ impl Running {
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             topic: topic.clone(),
             extra: Vec::new(),
+            instance: 0,
+            replicas: 1,
         };
         let cmd = AppCommand::Builtin(name.to_string());
         let info = implementations::lookup(name).expect("a built-in implementation");

@@ -53,6 +53,8 @@ pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usi
             kafka_bootstrap: services.kafka_bootstrap.clone(),
             topic: "drain".into(),
             extra: Vec::new(),
+            instance: 0,
+            replicas: 1,
         };
         let cmd = AppCommand::Builtin(info.name.to_string());
         let dir = services.run_dir.clone();

@@ -195,6 +195,20 @@ pub enum RelayKind {
     Process,
 }
 
+/// How a pattern runs as several instances (`--replicas N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    /// Every instance runs whole, its relay included (where it has one): the
+    /// relays share the work among themselves, as in production (advisory
+    /// locks and `SKIP LOCKED`, idempotent writes of consumed events).
+    Replicated,
+    /// The service scales, the relay process stays one: the reason (one
+    /// replication slot has one reader).
+    OneRelay(&'static str),
+    /// One instance only: the reason.
+    Single(&'static str),
+}
+
 /// Everything the harness and the CLI know about a pattern, stated once: the
 /// harness reads these facts and never a pattern's name. Fill it with
 /// [`PatternInfo::new`] and struct-update syntax, naming only the facts that
@@ -243,6 +257,8 @@ pub struct PatternInfo {
     /// `dualcheck bench`/`sweep` `--impls`: the pattern with these knobs, so
     /// a bench reports it both with its defaults and tuned). Empty: no tuning.
     pub tuned: &'static [(&'static str, &'static str)],
+    /// How it runs under `--replicas N` (a pattern that cannot is refused before anything starts).
+    pub scaling: Scaling,
     /// Builds the pattern on a context.
     pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
 }
@@ -252,7 +268,8 @@ impl PatternInfo {
     /// other fact: expected verdict `valid`, the committed ops of the `orders`
     /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
     /// reads by default, no prepared transactions, no streamed tables, no outbox table, not the
-    /// latency reference, no exact backlog, no tuned knobs. `const`, so a registry entry is a `const`:
+    /// latency reference, no exact backlog, no tuned knobs, replicated
+    /// whole ([`Scaling::Replicated`]). `const`, so a registry entry is a `const`:
     ///
     /// ```ignore
     /// pub const INFO: PatternInfo = PatternInfo {
@@ -275,6 +292,7 @@ impl PatternInfo {
             latency_reference: false,
             exact_backlog: false,
             tuned: &[],
+            scaling: Scaling::Replicated,
             build,
         }
     }
@@ -283,6 +301,25 @@ impl PatternInfo {
     /// ([`PatternInfo::exact_backlog`]): never with one of its controls set.
     pub fn exact_backlog_with(&self, app_vars: &[(String, String)]) -> bool {
         self.exact_backlog && !self.controls.iter().any(|c| c.is_set_in(app_vars))
+    }
+}
+
+impl PatternInfo {
+    /// Whether `replicas` instances can run, or why not.
+    pub fn check_replicas(&self, replicas: usize) -> Result<(), String> {
+        match self.scaling {
+            Scaling::Single(why) if replicas > 1 => Err(format!(
+                "{} runs as one instance only ({why}); drop --replicas or choose another pattern",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether each instance runs its own relay process (else the relay, if
+    /// the pattern has one apart, stays one process).
+    pub fn relay_per_instance(&self) -> bool {
+        self.relay == RelayKind::Process && self.scaling == Scaling::Replicated
     }
 }
 

@@ -18,6 +18,7 @@ pub mod runtime;
 
 pub use contract::{
     op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind,
+    Scaling,
 };
 pub use expect::{Control, Expect, Expectation, When};
 pub use patterns::{lookup, REGISTRY};

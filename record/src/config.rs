@@ -97,6 +97,13 @@ pub struct RecordedConfig {
     /// older runs, which had no flag).
     #[serde(default = "default_deploy_grace_s")]
     pub deploy_grace_s: f64,
+    /// Instances of the implementation (`--replicas`; 1 in older runs).
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// How far `clock-skew` shifted an instance's clock, ms (`--clock-offset`;
+    /// 5000 in older runs, which had no such fault).
+    #[serde(default = "default_clock_offset_ms")]
+    pub clock_offset_ms: i64,
     /// Duplicates counted as violations.
     pub exactly_once: bool,
     /// Keys read back after each acknowledged write.
@@ -184,6 +191,10 @@ impl RecordedConfig {
         flag("--start-timeout", millis(self.start_timeout_s));
         flag("--drain-timeout", millis(self.drain_timeout_s));
         flag("--deploy-grace", millis(self.deploy_grace_s));
+        if self.replicas > 1 {
+            flag("--replicas", self.replicas.to_string());
+        }
+        flag("--clock-offset", format!("{}ms", self.clock_offset_ms));
         if let Some(schema) = files.schema {
             flag("--schema", schema.display().to_string());
         }
@@ -282,6 +293,14 @@ impl EnvironmentRecord {
 }
 
 /// The deploy grace of runs recorded before `--deploy-grace` existed.
+fn one() -> usize {
+    1
+}
+
+fn default_clock_offset_ms() -> i64 {
+    5000
+}
+
 fn default_deploy_grace_s() -> f64 {
     10.0
 }

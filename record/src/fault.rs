@@ -79,6 +79,8 @@ pub enum Fault {
     CrashAfterCommit,
     /// a deploy: the relay process, then the application, each SIGTERMed, given the grace period (--deploy-grace), SIGKILLed if still alive, started again and answering before the next goes
     RollingRestart,
+    /// one instance redeployed with its wall clock shifted (--clock-offset, libfaketime), redeployed true when the fault stops
+    ClockSkew,
     /// a fault defined by shell commands (`--fault-cmd NAME=START_CMD[,STOP_CMD]`), named by its NAME
     /// (interned once defined: see [`custom`]); not in the catalogue, never parsed from its variant name
     #[strum(disabled)]
@@ -156,7 +158,7 @@ impl Fault {
         match self {
             PgPartition | KafkaPartition | PgLatency | KafkaLatency | PgReset | KafkaReset | KafkaSlow
             | KafkaTimeout | PgAckLoss | KafkaAckLoss => FaultFamily::Network,
-            PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit | RollingRestart => {
+            PgKill | KafkaKill | RelayKill | PgPause | KafkaPause | CrashAfterCommit | RollingRestart | ClockSkew => {
                 FaultFamily::Process
             }
             KafkaLeader => FaultFamily::Cluster,
@@ -220,6 +222,10 @@ impl Fault {
 /// kind inside the first on purpose.
 impl workloads::Nest for Fault {
     fn shape(&self) -> workloads::FaultShape {
+        if *self == Fault::ClockSkew {
+            // A skewed clock holds for its window, like a slow link.
+            return workloads::FaultShape::Condition;
+        }
         match self.family() {
             FaultFamily::Network | FaultFamily::Schema => workloads::FaultShape::Condition,
             // A custom fault is taken to be an outage (a kill, a pause of

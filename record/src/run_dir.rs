@@ -208,6 +208,17 @@ impl RunDir {
     pub fn role_log(&self, role: Option<&str>) -> PathBuf {
         self.path.join(if role == Some("relay") { RELAY_LOG } else { APP_LOG })
     }
+
+    /// The log of instance `instance` (from 0, `--replicas`) in `role`: the
+    /// first's is [`RunDir::role_log`], the others' `app-1.log`, `relay-1.log`, ...
+    pub fn instance_log(&self, role: Option<&str>, instance: usize) -> PathBuf {
+        let first = self.role_log(role);
+        if instance == 0 {
+            return first;
+        }
+        let stem = first.file_stem().and_then(|s| s.to_str()).unwrap_or("app").to_string();
+        self.path.join(format!("{stem}-{instance}.log"))
+    }
 }
 
 /// Creates the directory of one `dualcheck sweep` (or `compare`: `command`)
@@ -260,6 +271,9 @@ mod tests {
         assert_eq!(d.history(), d.path().join("history.jsonl"));
         assert_eq!(d.role_log(Some("relay")), d.path().join("relay.log"));
         assert_eq!(d.role_log(Some("service")), d.path().join("app.log"));
+        assert_eq!(d.instance_log(Some("service"), 0), d.path().join("app.log"));
+        assert_eq!(d.instance_log(None, 2), d.path().join("app-2.log"));
+        assert_eq!(d.instance_log(Some("relay"), 1), d.path().join("relay-1.log"));
         assert!(RunDir::locate(d.path()).is_err(), "no history yet");
         std::fs::write(d.history(), "").unwrap();
         let (found, history) = RunDir::locate(d.path()).unwrap();

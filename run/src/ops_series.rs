@@ -12,7 +12,7 @@
 
 pub use record::ops_series::*;
 
-use crate::app_process::AppProcess;
+use crate::app_process::Fleet;
 use crate::recorder::Recorder;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -40,12 +40,12 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling every [`INTERVAL`], appending each sample to `path`:
-    /// the publisher `app` (its backlog: the relay process where there is one), the database at `direct_url`
+    /// the publishers of `fleet` (their backlog: the relay processes where they run apart), the database at `direct_url`
     /// (its slots and `outbox_table`), on the clock of `recorder`.
     pub fn start(
         path: PathBuf,
         direct_url: &str,
-        app: Arc<AppProcess>,
+        fleet: Arc<Fleet>,
         outbox_table: Option<&'static str>,
         recorder: Arc<Recorder>,
     ) -> Sampler {
@@ -73,7 +73,7 @@ impl Sampler {
                 // A publisher may take a while (kafka-first reads its group's
                 // offsets and the watermarks, 2 s timeouts each): the next
                 // sample waits.
-                if let Ok(Ok(Some(b))) = tokio::time::timeout(BACKLOG_TIMEOUT, app.backlog_report()).await {
+                if let Ok(Ok(Some(b))) = tokio::time::timeout(BACKLOG_TIMEOUT, fleet.backlog_report()).await {
                     s.backlog = Some(b.backlog);
                     s.oldest_age_ms = Some(b.oldest_age_ms);
                     s.parked = Some(b.parked);

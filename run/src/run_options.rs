@@ -55,6 +55,10 @@ pub struct RunOptions {
     pub restart_before_drain: bool,
     /// SIGTERM to SIGKILL in a deploy (`--deploy-grace`).
     pub deploy_grace: Duration,
+    /// Instances of the implementation (`--replicas`).
+    pub replicas: usize,
+    /// How far `clock-skew` shifts an instance's clock, ms (`--clock-offset`).
+    pub clock_offset_ms: i64,
     /// Count duplicates as violations too.
     pub exactly_once: bool,
     /// Read each key back after each acknowledged write (on anyway for
@@ -94,6 +98,8 @@ impl RunOptions {
             drain_timeout: defaults.drain_timeout,
             restart_before_drain: defaults.restart_before_drain,
             deploy_grace: defaults.deploy_grace,
+            replicas: defaults.replicas,
+            clock_offset_ms: defaults.clock_offset_ms,
             exactly_once: defaults.exactly_once,
             reads: false,
             progress: defaults.progress,
@@ -166,6 +172,9 @@ impl RunOptions {
         cfg.exactly_once = self.exactly_once;
         cfg.restart_before_drain = self.restart_before_drain;
         cfg.deploy_grace = self.deploy_grace;
+        cfg.replicas = self.replicas;
+        cfg.clock_offset_ms = self.clock_offset_ms;
+        crate::runner::check_replicas(cfg.replicas, &cfg.app)?;
         cfg.reads |= self.reads;
         cfg.progress = self.progress;
         if let Some(request) = &template.request {

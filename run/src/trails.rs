@@ -6,7 +6,7 @@
 
 pub use record::trails::*;
 
-use crate::app_process::AppProcess;
+use crate::app_process::Fleet;
 use checkers::{Anomaly, CheckResult};
 use record::run_dir::RunDir;
 use std::collections::{BTreeSet, HashMap};
@@ -20,7 +20,7 @@ pub const TRACES_DEADLINE: Duration = Duration::from_secs(15);
 /// Asks `process` for its account of every traced op (`GET /trace/{op}`),
 /// within [`TRACES_DEADLINE`] in all, then adds the log lines naming the event
 /// ids the accounts gave, and marks parked events ([`name_parked`]).
-pub async fn ask_traces(result: &mut CheckResult, run_dir: &RunDir, process: &AppProcess) {
+pub async fn ask_traces(result: &mut CheckResult, run_dir: &RunDir, fleet: &Fleet) {
     let examples = traced(result);
     let deadline = tokio::time::Instant::now() + TRACES_DEADLINE;
     let mut answers: HashMap<u64, Result<Option<serde_json::Value>, String>> = HashMap::new();
@@ -31,6 +31,7 @@ pub async fn ask_traces(result: &mut CheckResult, run_dir: &RunDir, process: &Ap
         if answers.contains_key(&op) {
             continue;
         }
+        let process = fleet.tracer_of(op);
         let answer = match tokio::time::timeout_at(deadline, process.trace(op, TRACE_TIMEOUT)).await {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(format!("{e:#}")),

@@ -420,6 +420,8 @@ struct Running {
 /// A service process the harness owns (see the module docs).
 pub struct ManagedProcess {
     spec: ProcessSpec,
+    /// Variables set on top of the spec's at every start from now on ([`ManagedProcess::set_extra_env`]).
+    extra_env: Mutex<Vec<(String, String)>>,
     running: Mutex<Option<Running>>,
     last_exit: Mutex<Option<ExitStatus>>,
 }
@@ -429,6 +431,7 @@ impl ManagedProcess {
     pub fn start(spec: ProcessSpec) -> Result<Self> {
         let p = ManagedProcess {
             spec,
+            extra_env: Mutex::new(Vec::new()),
             running: Mutex::new(None),
             last_exit: Mutex::new(None),
         };
@@ -437,7 +440,8 @@ impl ManagedProcess {
     }
 
     fn spawn(&self) -> Result<()> {
-        let cmd = self.spec.command()?;
+        let mut cmd = self.spec.command()?;
+        cmd.envs(self.extra_env.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
         let child = spawn_on_spawner_thread(cmd).with_context(|| {
             format!(
                 "starting {} ({}): is it installed? run `bash ci/setup`",
@@ -582,6 +586,12 @@ impl ManagedProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sets variables on top of the spec's for every later start (an empty
+    /// list: the spec's alone again). The running process keeps its own.
+    pub fn set_extra_env(&self, env: Vec<(String, String)>) {
+        *self.extra_env.lock().unwrap_or_else(|e| e.into_inner()) = env;
     }
 
     /// Starts the process again with the same spec (after [`kill`](Self::kill); kills first if running).

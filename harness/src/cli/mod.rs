@@ -223,9 +223,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a signed clock offset (`5s`, `-2s`, `+500ms`) into milliseconds.
+fn parse_clock_offset(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (sign, rest) = match t.strip_prefix('-') {
+        Some(r) => (-1, r),
+        None => (1, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let d = parse_duration(rest).map_err(|e| format!("--clock-offset: {e} (a sign may lead: -2s is behind)"))?;
+    Ok(sign * d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_offsets_parse_with_their_sign() {
+        assert_eq!(parse_clock_offset("5s"), Ok(5000));
+        assert_eq!(parse_clock_offset("-2s"), Ok(-2000));
+        assert_eq!(parse_clock_offset("+500ms"), Ok(500));
+        assert!(parse_clock_offset("-soon").unwrap_err().contains("--clock-offset"));
+    }
 
     #[test]
     fn durations_parse_and_explain() {

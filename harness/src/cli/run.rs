@@ -1,6 +1,6 @@
 //! `dualcheck run` and `dualcheck list`.
 
-use super::{parse_duration, Verdict};
+use super::{parse_clock_offset, parse_duration, Verdict};
 use clap::Args;
 use dualcheck::nemesis::{Fault, FaultFamily};
 use dualcheck::run_options::RunOptions;
@@ -128,6 +128,16 @@ pub struct RunShared {
     /// before the drain and the `rolling-restart` fault), e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub deploy_grace: Duration,
+    /// Instances of the implementation, each on its own port with (where
+    /// the pattern lets it) its own relay; ops spread over them and reads go
+    /// to another instance than their write. A pattern that runs as one
+    /// instance only exits 2 with the reason (`dualcheck list`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: u16,
+    /// How far the `clock-skew` fault shifts one instance's wall clock,
+    /// e.g. `5s` (ahead) or `-2s` (behind; write `--clock-offset=-2s`).
+    #[arg(long, default_value = "5s", value_parser = parse_clock_offset, allow_hyphen_values = true)]
+    pub clock_offset: i64,
     /// Count duplicates (same event id) as violations too.
     #[arg(long)]
     pub exactly_once: bool,
@@ -264,6 +274,8 @@ impl RunShared {
             drain_timeout: self.drain_timeout,
             restart_before_drain: self.restart_before_drain,
             deploy_grace: self.deploy_grace,
+            replicas: self.replicas as usize,
+            clock_offset_ms: self.clock_offset,
             exactly_once: self.exactly_once,
             reads: self.reads,
             progress: false,

@@ -66,6 +66,8 @@ impl App {
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             topic: space.topic.clone(),
             extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            instance: 0,
+            replicas: 1,
         };
         // Its log and files (Kafka Connect's, for debezium) go to a directory of its own.
         let dir = env.run_dir.join(super::services::unique(&format!("app-{}", space.db)));

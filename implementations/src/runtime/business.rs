@@ -125,6 +125,9 @@ pub struct OutboxRow<'a> {
     pub envelope: &'a Envelope,
     /// Also `NOTIFY dualcheck_outbox` in the transaction (outbox-notify).
     pub notify: bool,
+    /// `created_at` from the application's clock instead of the database's
+    /// (`now()`): the `app-timestamp` mutant orders by it.
+    pub created_at: Option<std::time::SystemTime>,
 }
 
 /// A further statement of the business transaction, with text parameters
@@ -216,15 +219,19 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
         if let Some(o) = &outbox {
             let e = o.envelope;
             let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
-            timed(
-                t,
-                "inserting the outbox row",
-                tx.execute(
-                    "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[&event_id, &e.op, &e.key, &e.seq, &key_shard(&e.key), &e.to_json()],
-                ),
-            )
-            .await?;
+            let (shard, value) = (key_shard(&e.key), e.to_json());
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&event_id, &e.op, &e.key, &e.seq, &shard, &value];
+            let sql = match &o.created_at {
+                None => "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
+                Some(at) => {
+                    params.push(at);
+                    "INSERT INTO outbox (event_id, op, key, seq, shard, value, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                }
+            };
+            let inserted = tx.execute(sql, &params);
+            timed(t, "inserting the outbox row", inserted).await?;
             if o.notify {
                 timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
             }

@@ -139,6 +139,11 @@ pub const KNOBS: &[Knob] = &[
         help: "cdc-logical/cdc-outbox: confirm a WAL position `after-ack` (once Kafka acknowledged everything before it) or `early` (on receipt: a deliberate bug, the negative control)",
     },
     Knob {
+        name: "DUALCHECK_CLOCK_OFFSET_MS",
+        default: "0",
+        help: "how far this process's clock for the times it writes is off, in ms (negative: behind); the `clock-skew` fault sets it on one instance",
+    },
+    Knob {
         name: "DUALCHECK_BUG",
         default: "",
         help: "a mutant of the bug zoo: a real-world bug switched into the pattern (e.g. `delete-before-ack`); only the mutants a pattern lists are accepted, anything else refuses to start; unset: the correct code",
@@ -311,9 +316,25 @@ pub struct AppConfig {
     /// The mutant switched on (`DUALCHECK_BUG`; `None`: the correct code).
     /// [`crate::serve`] refuses a name the pattern does not declare.
     pub bug: Option<String>,
+    /// How far the clock of the times the process writes is off, ms
+    /// (`DUALCHECK_CLOCK_OFFSET_MS`; the `clock-skew` fault).
+    pub clock_offset_ms: i64,
 }
 
 impl AppConfig {
+    /// The wall-clock time the process writes: the system's, off by
+    /// `DUALCHECK_CLOCK_OFFSET_MS` (a skewed instance). Timeouts and waits
+    /// keep the true clock.
+    pub fn now(&self) -> std::time::SystemTime {
+        let off = Duration::from_millis(self.clock_offset_ms.unsigned_abs());
+        let now = std::time::SystemTime::now();
+        if self.clock_offset_ms < 0 {
+            now - off
+        } else {
+            now + off
+        }
+    }
+
     /// Whether the mutant `name` is switched on (`DUALCHECK_BUG=name`).
     pub fn bug_is(&self, name: &str) -> bool {
         self.bug.as_deref() == Some(name)
@@ -378,6 +399,12 @@ impl AppConfig {
             debezium_max_queue: optional("DUALCHECK_DEBEZIUM_MAX_QUEUE")?,
             debezium_linger: ms("DUALCHECK_DEBEZIUM_LINGER_MS")?,
             bug: raw(crate::expect::BUG_KNOB),
+            clock_offset_ms: {
+                let v = required("DUALCHECK_CLOCK_OFFSET_MS")?;
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("DUALCHECK_CLOCK_OFFSET_MS={v:?} is not an integer (ms)"))?
+            },
         };
         Ok(cfg)
     }

@@ -54,6 +54,21 @@ pub struct AppVars {
     pub topic: String,
     /// Further variables (`DUALCHECK_RELAYS`, ...).
     pub extra: Vec<(String, String)>,
+    /// Which instance this is, from 0 (`--replicas`): `DUALCHECK_INSTANCE`,
+    /// and its log's name (the first keeps `app.log`, the second writes `app-1.log`).
+    pub instance: usize,
+    /// How many instances run (`DUALCHECK_REPLICAS`).
+    pub replicas: usize,
+}
+
+impl AppVars {
+    /// The same variables for instance `instance`.
+    pub fn for_instance(&self, instance: usize) -> AppVars {
+        AppVars {
+            instance,
+            ..self.clone()
+        }
+    }
 }
 
 /// The `dualcheck` binary that serves built-in implementations: `explicit`, else `DUALCHECK_BIN`, else this executable.
@@ -118,12 +133,16 @@ impl AppProcess {
         bin: Option<&Path>,
     ) -> Result<AppProcess> {
         let port = free_port()?;
-        let log = record::run_dir::RunDir::at(run_dir).role_log(role);
+        let log = record::run_dir::RunDir::at(run_dir).instance_log(role, env.instance);
         let (name, spec) = match command {
             AppCommand::Builtin(name) => {
                 let label = match role {
                     Some(r) => format!("{r} {name}"),
                     None => format!("app {name}"),
+                };
+                let label = match env.instance {
+                    0 => label,
+                    i => format!("{label} #{i}"),
                 };
                 let mut spec = ProcessSpec::new(&label, dualcheck_bin(bin)?, &log).args(["app", "--impl", name]);
                 if let Some(r) = role {
@@ -132,7 +151,10 @@ impl AppProcess {
                 (label, spec)
             }
             AppCommand::Exec(cmd) => (
-                "exec".to_string(),
+                match env.instance {
+                    0 => "exec".to_string(),
+                    i => format!("exec #{i}"),
+                },
                 ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),
             ),
         };
@@ -144,7 +166,9 @@ impl AppProcess {
             .env("DATABASE_URL", &env.database_url)
             .env("KAFKA_BOOTSTRAP", &env.kafka_bootstrap)
             .env("TOPIC", &env.topic)
-            .env("PORT", port.to_string());
+            .env("PORT", port.to_string())
+            .env("DUALCHECK_INSTANCE", env.instance.to_string())
+            .env("DUALCHECK_REPLICAS", env.replicas.max(1).to_string());
         for (k, v) in &env.extra {
             spec = spec.env(k, v);
         }
@@ -233,6 +257,20 @@ impl AppProcess {
             // Whether it ended in time or not (or was not running: it
             // crashed), `restart` SIGKILLs what is left, then starts it.
             let _ = p.terminate(grace);
+            p.restart()
+        })
+        .await?
+    }
+
+    /// [`AppProcess::redeploy`], the new process with `env` on top of its
+    /// own variables from now on (every later restart keeps them; an empty
+    /// `env` takes them away again): how a clock is skewed.
+    pub async fn redeploy_with_env(&self, grace: Duration, env: Vec<(String, String)>) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let p = self.process.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = p.terminate(grace);
+            p.set_extra_env(env);
             p.restart()
         })
         .await?

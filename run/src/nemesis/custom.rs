@@ -18,7 +18,7 @@
 //! before reading the run's faults.
 
 use super::Fault;
-use crate::app_process::AppProcess;
+use crate::app_process::{AppProcess, Fleet};
 use anyhow::{bail, Context, Result};
 use record::fault::custom::{active, commands, count_active};
 pub use record::fault::custom::{define, defined, definitions_of, lookup, CustomFault};
@@ -32,25 +32,18 @@ use workloads::FaultPhase;
 /// environment variables (docs/faults.md#custom-faults-shell-commands).
 pub(super) struct RunContext {
     env: Arc<Environment>,
-    app: Arc<AppProcess>,
-    relay: Option<Arc<AppProcess>>,
+    /// The implementation's processes (their ids are read when a command runs).
+    fleet: Arc<Fleet>,
     topic: String,
     database_direct_url: String,
 }
 
 impl RunContext {
     /// The context of one run.
-    pub(super) fn new(
-        env: Arc<Environment>,
-        app: Arc<AppProcess>,
-        relay: Option<Arc<AppProcess>>,
-        topic: &str,
-        database_direct_url: &str,
-    ) -> Self {
+    pub(super) fn new(env: Arc<Environment>, fleet: Arc<Fleet>, topic: &str, database_direct_url: &str) -> Self {
         RunContext {
             env,
-            app,
-            relay,
+            fleet,
             topic: topic.to_string(),
             database_direct_url: database_direct_url.to_string(),
         }
@@ -60,6 +53,11 @@ impl RunContext {
     /// processes are restarted). A process that is not running is `""`.
     pub(super) fn vars(&self) -> Vec<(&'static str, String)> {
         let pid = |p: &AppProcess| p.pid().map(|pid| pid.to_string()).unwrap_or_default();
+        // Every instance's (`--replicas`), space-separated, the not running left out.
+        let pids = |ps: &[Arc<AppProcess>]| {
+            let v: Vec<String> = ps.iter().filter_map(|p| p.pid()).map(|p| p.to_string()).collect();
+            v.join(" ")
+        };
         vec![
             ("DUALCHECK_DATABASE_URL", self.database_direct_url.clone()),
             ("DUALCHECK_TOPIC", self.topic.clone()),
@@ -67,11 +65,13 @@ impl RunContext {
             ("DUALCHECK_TOXIPROXY_URL", self.env.toxiproxy.url().to_string()),
             ("DUALCHECK_POSTGRES_PROXY", self.env.postgres_proxy.clone()),
             ("DUALCHECK_KAFKA_PROXIES", self.env.kafka_proxies.join(",")),
-            ("DUALCHECK_APP_PID", pid(&self.app)),
+            ("DUALCHECK_APP_PID", pid(&self.fleet.services()[0])),
             (
                 "DUALCHECK_RELAY_PID",
-                self.relay.as_deref().map(pid).unwrap_or_default(),
+                self.fleet.relays().first().map(|r| pid(r)).unwrap_or_default(),
             ),
+            ("DUALCHECK_APP_PIDS", pids(self.fleet.services())),
+            ("DUALCHECK_RELAY_PIDS", pids(self.fleet.relays())),
         ]
     }
 }

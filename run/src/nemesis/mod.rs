@@ -23,9 +23,10 @@ mod schema;
 pub use ledger::Target;
 pub use record::fault::{Fault, FaultFamily};
 
-use crate::app_process::AppProcess;
+use crate::app_process::Fleet;
 use crate::recorder::Recorder;
 use anyhow::Result;
+pub use process::Deploys;
 use services::Environment;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -81,30 +82,23 @@ impl Nemesis {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         env: Arc<Environment>,
-        app: Arc<AppProcess>,
-        relay: Option<Arc<AppProcess>>,
+        fleet: Arc<Fleet>,
         recorder: Arc<Recorder>,
         topic: &str,
         database_direct_url: &str,
         streamed_tables: &[&str],
         seed: u64,
-        deploy_grace: Duration,
+        deploys: process::Deploys,
     ) -> Nemesis {
         let restart_timeout = Duration::from_secs(90);
         Nemesis {
             recorder,
             families: Families {
                 network: network::NetworkFaults::new(env.clone(), seed),
-                process: process::ProcessFaults::new(
-                    env.clone(),
-                    app.clone(),
-                    relay.clone(),
-                    restart_timeout,
-                    deploy_grace,
-                ),
+                process: process::ProcessFaults::new(env.clone(), fleet.clone(), restart_timeout, seed, deploys),
                 cluster: cluster::ClusterFaults::new(env.clone(), topic, restart_timeout),
                 schema: schema::SchemaFaults::new(database_direct_url, streamed_tables, seed),
-                custom: custom::RunContext::new(env, app, relay, topic, database_direct_url),
+                custom: custom::RunContext::new(env, fleet, topic, database_direct_url),
             },
             ledger: ledger::Ledger::default(),
         }

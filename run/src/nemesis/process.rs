@@ -1,43 +1,116 @@
 //! The process family: Postgres, Kafka broker 0, the relay and the
 //! application killed, frozen or crashed right after their commit, and
-//! brought back when the fault stops.
+//! brought back when the fault stops; the implementation redeployed, or
+//! redeployed with its clock skewed. With `--replicas`, a fault aimed at
+//! the relay or the application hits one instance, picked by the seed.
 
 use super::{Fault, Target, WhileActive};
-use crate::app_process::{AppProcess, CrashPoint};
+use crate::app_process::{AppProcess, CrashPoint, Fleet};
 use anyhow::{bail, Result};
 use services::{Environment, Service};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use workloads::FaultPhase;
 
+/// How the implementation is redeployed: by a `rolling-restart`, and with
+/// its clock skewed by `clock-skew`.
+#[derive(Clone, Copy, Debug)]
+pub struct Deploys {
+    /// SIGTERM to SIGKILL (`--deploy-grace`).
+    pub grace: Duration,
+    /// How far `clock-skew` shifts an instance's clock (`--clock-offset`;
+    /// negative: behind).
+    pub clock_offset_ms: i64,
+    /// The implementation is a built-in: it takes the offset through its
+    /// clock knob, not libfaketime.
+    pub builtin: bool,
+}
+
+/// Where Debian's libfaketime lives (the `faketime` package; `ci/setup` installs it).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+impl Deploys {
+    /// The variables that start a process with its wall clock shifted by
+    /// the offset: libfaketime preloaded. Its monotonic clock shifts by the
+    /// same constant, which no interval notices; left alone
+    /// (`FAKETIME_DONT_FAKE_MONOTONIC`), libfaketime 0.9.10 fails absolute
+    /// monotonic sleeps with EINVAL, and a Rust service stopped answering
+    /// within seconds. Reaches dynamically linked programs (Rust, Python,
+    /// the JVM), not statically linked ones (Go binaries).
+    pub fn skewed_clock_env(&self) -> Result<Vec<(String, String)>> {
+        if self.builtin {
+            // Built-ins write their times from one clock, offset by this
+            // knob: under libfaketime, librdkafka's timed waits (C11
+            // `cnd_timedwait`, whose deadline comes from the faked clock
+            // while the kernel waits on the true one) each ran the offset
+            // long, and a graceful shutdown took the whole grace period.
+            return Ok(vec![(
+                "DUALCHECK_CLOCK_OFFSET_MS".into(),
+                self.clock_offset_ms.to_string(),
+            )]);
+        }
+        if !Path::new(LIBFAKETIME).exists() {
+            bail!(
+                "clock-skew needs libfaketime ({LIBFAKETIME}): run `bash ci/setup` (Debian: apt-get install faketime)"
+            );
+        }
+        let preload = match std::env::var("LD_PRELOAD") {
+            Ok(p) if !p.is_empty() => format!("{LIBFAKETIME}:{p}"),
+            _ => LIBFAKETIME.to_string(),
+        };
+        Ok(vec![
+            ("LD_PRELOAD".into(), preload),
+            ("FAKETIME".into(), faketime_offset(self.clock_offset_ms)),
+            ("FAKETIME_DONT_RESET".into(), "1".into()),
+        ])
+    }
+}
+
+/// libfaketime's relative offset for `ms` milliseconds (`+2.500`, `-1.000`).
+fn faketime_offset(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let abs = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+}
+
 /// Injects the process faults.
 pub(super) struct ProcessFaults {
     env: Arc<Environment>,
-    app: Arc<AppProcess>,
-    /// The relay process of patterns whose relay runs apart (`relay-kill` target).
-    relay: Option<Arc<AppProcess>>,
+    /// The implementation's instances and relay processes.
+    fleet: Arc<Fleet>,
     restart_timeout: Duration,
-    /// SIGTERM to SIGKILL in a `rolling-restart` (`--deploy-grace`).
-    deploy_grace: Duration,
+    /// The run's seed: which instance a fault hits.
+    seed: u64,
+    /// Faults aimed at one instance so far (each picks anew, by the seed).
+    picks: AtomicU64,
+    deploys: Deploys,
     crash_loop: WhileActive,
+    /// The instances the current `relay-kill`, `crash-after-commit` and
+    /// `clock-skew` hit, to heal the same.
+    hit: Mutex<HashMap<Fault, Arc<AppProcess>>>,
 }
 
 impl ProcessFaults {
     pub(super) fn new(
         env: Arc<Environment>,
-        app: Arc<AppProcess>,
-        relay: Option<Arc<AppProcess>>,
+        fleet: Arc<Fleet>,
         restart_timeout: Duration,
-        deploy_grace: Duration,
+        seed: u64,
+        deploys: Deploys,
     ) -> Self {
         ProcessFaults {
             env,
-            app,
-            relay,
+            fleet,
             restart_timeout,
-            deploy_grace,
+            seed,
+            picks: AtomicU64::new(0),
+            deploys,
             crash_loop: WhileActive::default(),
+            hit: Mutex::new(HashMap::new()),
         }
     }
 
@@ -47,10 +120,37 @@ impl ProcessFaults {
         match fault {
             PgKill | PgPause => Some(Target::Postgres),
             KafkaKill | KafkaPause => Some(Target::KafkaBroker0),
-            RelayKill if self.relay.is_some() => Some(Target::Relay),
+            RelayKill if !self.fleet.relays().is_empty() => Some(Target::Relay),
             RelayKill | CrashAfterCommit | RollingRestart => Some(Target::Application),
+            // The skewed clock stays through restarts: it holds nothing.
             _ => None,
         }
+    }
+
+    /// Picks the instance (or relay process) `fault` hits, by the seed, and
+    /// remembers it for the fault's stop.
+    fn hit(&self, fault: Fault, relay: bool) -> Arc<AppProcess> {
+        let nth = self.picks.fetch_add(1, Ordering::Relaxed);
+        let p = if relay {
+            self.fleet.pick_publisher(self.seed, nth)
+        } else {
+            self.fleet.pick_service(self.seed, nth)
+        }
+        .clone();
+        self.hit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fault, p.clone());
+        p
+    }
+
+    /// The instance `fault` hit when it started.
+    fn was_hit(&self, fault: Fault) -> Result<Arc<AppProcess>> {
+        self.hit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fault)
+            .ok_or_else(|| anyhow::anyhow!("{fault} stopped but never started"))
     }
 
     /// Each process fault's start and stop, side by side.
@@ -58,15 +158,15 @@ impl ProcessFaults {
         use Fault::*;
         use FaultPhase::{Start, Stop};
         let t = self.restart_timeout;
-        // Patterns whose relay runs apart lose the relay alone; the others their whole process.
-        let relay = self.relay.as_ref().unwrap_or(&self.app);
         match (fault, phase) {
             (PgKill, Start) => self.env.kill(Service::Postgres).await,
             (PgKill, Stop) => self.env.restart(Service::Postgres, t).await,
             (KafkaKill, Start) => self.env.kill(Service::Kafka(0)).await,
             (KafkaKill, Stop) => self.env.restart(Service::Kafka(0), t).await,
-            (RelayKill, Start) => relay.kill().await,
-            (RelayKill, Stop) => relay.restart().await,
+            // Patterns whose relay runs apart lose a relay process alone; the
+            // others a whole instance.
+            (RelayKill, Start) => self.hit(fault, true).kill().await,
+            (RelayKill, Stop) => self.was_hit(fault)?.restart().await,
 
             (PgPause, Start) => self.env.pause(Service::Postgres).await,
             (PgPause, Stop) => self.env.resume(Service::Postgres).await,
@@ -74,7 +174,7 @@ impl ProcessFaults {
             (KafkaPause, Stop) => self.env.resume(Service::Kafka(0)).await,
 
             (CrashAfterCommit, Start) => {
-                let app = self.app.clone();
+                let app = self.hit(fault, false);
                 self.crash_loop.start(|stop| crash_loop(app, stop, t));
                 Ok(())
             }
@@ -82,7 +182,7 @@ impl ProcessFaults {
                 self.crash_loop.stop().await;
                 // Restarting also disarms a crash point that never fired: after
                 // healing, no op may crash the application.
-                self.app.restart().await
+                self.was_hit(fault)?.restart().await
             }
 
             // The deploy happens at the start; by the stop every instance
@@ -90,26 +190,48 @@ impl ProcessFaults {
             (RollingRestart, Start) => self.rolling_restart().await,
             (RollingRestart, Stop) => Ok(()),
 
+            // One instance redeployed with its clock off, then redeployed true.
+            (ClockSkew, Start) => {
+                let env = self.deploys.skewed_clock_env()?;
+                let app = self.hit(fault, false);
+                app.redeploy_with_env(self.deploys.grace, env).await?;
+                app.wait_ready(t).await
+            }
+            (ClockSkew, Stop) => {
+                let app = self.was_hit(fault)?;
+                app.redeploy_with_env(self.deploys.grace, Vec::new()).await?;
+                app.wait_ready(t).await
+            }
+
             (other, _) => bail!("{other} is a {} fault, not a process one", other.family()),
         }
     }
 
     /// A deploy: each process of the implementation in turn (the relay
-    /// process first, where it runs apart) gets SIGTERM, the grace period to
+    /// processes first, where they run apart) gets SIGTERM, the grace period to
     /// end by itself, SIGKILL if it did not, and is started again; the next
     /// goes only once it answers. What it exercises is the graceful shutdown:
     /// sends in flight, the producer's flush, outbox rows claimed.
     async fn rolling_restart(&self) -> Result<()> {
-        for p in self.relay.iter().chain(std::iter::once(&self.app)) {
-            p.redeploy(self.deploy_grace).await?;
+        for p in self.fleet.deploy_order() {
+            p.redeploy(self.deploys.grace).await?;
             p.wait_ready(self.restart_timeout).await?;
         }
         Ok(())
     }
 
-    /// Makes sure the application and its relay run and answer.
+    /// Makes sure every process of the implementation runs and answers, its
+    /// clock true.
     pub(super) async fn heal_all(&self) -> Result<()> {
-        for p in std::iter::once(&self.app).chain(self.relay.as_ref()) {
+        let skewed = self
+            .hit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&Fault::ClockSkew);
+        if let Some(app) = skewed {
+            app.redeploy_with_env(self.deploys.grace, Vec::new()).await?;
+        }
+        for p in self.fleet.services().iter().chain(self.fleet.relays()) {
             p.ensure_running().await?;
             p.wait_ready(self.restart_timeout).await?;
         }
@@ -166,5 +288,17 @@ async fn crash_loop(app: Arc<AppProcess>, mut stop: watch::Receiver<bool>, resta
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::faketime_offset;
+
+    #[test]
+    fn offsets_read_as_libfaketime_expects() {
+        assert_eq!(faketime_offset(5000), "+5.000");
+        assert_eq!(faketime_offset(-2500), "-2.500");
+        assert_eq!(faketime_offset(0), "+0.000");
     }
 }

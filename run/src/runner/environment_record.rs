@@ -63,6 +63,8 @@ impl RunConfig {
             quiet_s: self.quiet.as_secs_f64(),
             restart_before_drain: self.restart_before_drain,
             deploy_grace_s: self.deploy_grace.as_secs_f64(),
+            replicas: self.replicas,
+            clock_offset_ms: self.clock_offset_ms,
             exactly_once: self.exactly_once,
             reads: self.reads,
             explicit_schedule: self.schedule.is_some(),
@@ -118,6 +120,8 @@ impl RunConfig {
         cfg.quiet = secs(rec.quiet_s);
         cfg.restart_before_drain = rec.restart_before_drain;
         cfg.deploy_grace = secs(rec.deploy_grace_s);
+        cfg.replicas = rec.replicas.max(1);
+        cfg.clock_offset_ms = rec.clock_offset_ms;
         cfg.exactly_once = rec.exactly_once;
         cfg.reads = rec.reads;
         cfg.template = match (&rec.template_options, rec.template.is_null()) {

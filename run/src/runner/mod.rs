@@ -91,6 +91,13 @@ pub struct RunConfig {
     /// How long a deploy waits after SIGTERM before SIGKILL: the restart
     /// before the drain, each instance of a `rolling-restart`.
     pub deploy_grace: Duration,
+    /// Instances of the implementation (`--replicas`): each with its own
+    /// port and, where the pattern lets it, its own relay; the ops spread
+    /// over them, reads go to another instance than their write.
+    pub replicas: usize,
+    /// How far `clock-skew` shifts an instance's wall clock, in ms
+    /// (`--clock-offset`; negative: behind).
+    pub clock_offset_ms: i64,
     /// Check with `--exactly-once`.
     pub exactly_once: bool,
     /// Show a progress bar on stderr.
@@ -139,6 +146,8 @@ impl RunConfig {
             quiet: Duration::from_secs(3),
             restart_before_drain: false,
             deploy_grace: Duration::from_secs(10),
+            replicas: 1,
+            clock_offset_ms: 5000,
             exactly_once: false,
             progress: false,
             backend: BackendKind::Local,
@@ -178,6 +187,11 @@ impl ResolvedApp {
     fn relay_process(&self) -> bool {
         self.pattern
             .is_some_and(|p| p.relay == implementations::RelayKind::Process)
+    }
+
+    /// Whether each instance runs a relay process of its own (else one serves all).
+    fn relay_per_instance(&self) -> bool {
+        self.pattern.is_some_and(|p| p.relay_per_instance())
     }
 
     /// Whether the pattern's backlog is exact with these knob settings
@@ -225,6 +239,7 @@ struct Exercised {
 pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
     cfg.backend.check_usable(&cfg.faults)?;
+    check_replicas(cfg.replicas, &cfg.app)?;
     let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
@@ -243,6 +258,18 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     // Teardown: every process of the run ends, every toxic is removed.
     Environment::shut_down_shared(services).await;
     outcome
+}
+
+/// Whether `replicas` instances of `app` can run (at least one; as many
+/// as its pattern allows): the reason why not, before anything starts.
+pub fn check_replicas(replicas: usize, app: &AppCommand) -> Result<()> {
+    if replicas == 0 {
+        anyhow::bail!("--replicas 0: at least one instance must run");
+    }
+    if let Some(p) = ResolvedApp::of(app).pattern {
+        p.check_replicas(replicas).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// Kafka brokers a run of `cfg` needs: `--brokers`, or 3 for a cluster fault.
@@ -265,6 +292,7 @@ pub fn brokers_needed(cfg: &RunConfig) -> usize {
 /// are dropped; a failure to restore is an error of this run.
 pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    check_replicas(cfg.replicas, &cfg.app)?;
     let needed = brokers_needed(cfg);
     // The user's cluster has the brokers it has: enough is enough.
     let fits = if services.is_external() {
@@ -379,14 +407,17 @@ async fn exercise(
     let schedule = fault_schedule::plan(cfg, run_dir)?;
     let nemesis = Arc::new(Nemesis::new(
         services.clone(),
-        running.app.clone(),
-        running.relay.clone(),
+        running.fleet.clone(),
         running.recorder.clone(),
         &running.topic,
         &running.db_direct_url,
         app.streamed_tables(),
         cfg.workload.seed,
-        cfg.deploy_grace,
+        crate::nemesis::Deploys {
+            grace: cfg.deploy_grace,
+            clock_offset_ms: cfg.clock_offset_ms,
+            builtin: matches!(cfg.app, AppCommand::Builtin(_)),
+        },
     ));
 
     let workload_start = Instant::now();

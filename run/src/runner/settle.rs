@@ -28,7 +28,7 @@
 use super::start::Running;
 use super::workload::Progress;
 use super::RunConfig;
-use crate::app_process::AppProcess;
+use crate::app_process::Fleet;
 use crate::nemesis::Nemesis;
 use crate::observer::ObserverStats;
 use crate::recorder::Recorder;
@@ -74,8 +74,7 @@ pub(super) async fn heal_and_drain(
         nemesis_errors.push(format!("healing: {e:#}"));
     }
     let drain = Drain {
-        app: &running.app,
-        relay: running.relay.as_deref(),
+        fleet: &running.fleet,
         observer: &running.observer_stats,
         recorder: &running.recorder,
         acked,
@@ -109,20 +108,21 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 /// line once the new processes started, and waits until the implementation
 /// answers again.
 async fn restart_before_drain(running: &Running, grace: Duration, start_timeout: Duration) -> anyhow::Result<()> {
-    if let Some(relay) = running.relay.as_deref() {
-        relay.redeploy(grace).await?;
+    for p in running.fleet.deploy_order() {
+        p.redeploy(grace).await?;
     }
-    running.app.redeploy(grace).await?;
     running.recorder.record(&checkers::HistoryLine::Restart {
         time: running.recorder.now(),
     });
-    running.app.wait_ready(start_timeout).await
+    for p in running.fleet.services() {
+        p.wait_ready(start_timeout).await?;
+    }
+    Ok(())
 }
 
 /// What the drain watches.
 struct Drain<'a> {
-    app: &'a AppProcess,
-    relay: Option<&'a AppProcess>,
+    fleet: &'a Fleet,
     observer: &'a ObserverStats,
     recorder: &'a Recorder,
     acked: &'a Mutex<HashSet<u64>>,
@@ -144,19 +144,15 @@ impl Drain<'_> {
         let quiet_ns = quiet.as_nanos() as i64;
         let final_quiet_ns = final_quiet.as_nanos() as i64;
         let drain_start = self.recorder.now();
-        // The relay process, where there is one, knows the backlog.
-        let publisher = self.relay.unwrap_or(self.app);
         let mut parked = None;
         let mut complete_since: Option<i64> = None;
         let mut behind: Option<String> = None;
         loop {
             // A dead or silent application has an unknown backlog: never drained.
-            let running = match self.relay {
-                Some(r) => self.app.ensure_running().await.and(r.ensure_running().await),
-                None => self.app.ensure_running().await,
-            };
+            let running = self.fleet.ensure_running().await;
+            // The publishers (relay processes, where they run apart) know the backlog.
             let report = match running {
-                Ok(()) => publisher.backlog_report().await.ok(),
+                Ok(()) => self.fleet.backlog_report().await.ok(),
                 Err(_) => None,
             };
             if let Some(Some(b)) = &report {
@@ -206,12 +202,10 @@ impl Drain<'_> {
     /// `publisher_in_flight` is the publisher's own count (the service's is
     /// asked when the relay runs apart).
     async fn nothing_pending(&self, publisher_in_flight: Option<u64>) -> bool {
-        let in_flight = match self.relay {
-            Some(_) => match self.app.backlog_report().await {
-                Ok(Some(b)) => b.in_flight,
-                _ => None,
-            },
-            None => publisher_in_flight,
+        let in_flight = if self.fleet.relays().is_empty() {
+            publisher_in_flight
+        } else {
+            self.fleet.requests_in_flight().await
         };
         if in_flight != Some(0) {
             return false;

@@ -3,7 +3,7 @@
 //! process) and the watch on prepared transactions.
 
 use super::{ResolvedApp, RunConfig};
-use crate::app_process::{AppProcess, AppVars};
+use crate::app_process::{AppProcess, AppVars, Fleet};
 use crate::in_doubt;
 use crate::observer::{Observer, ObserverStats};
 use crate::recorder::Recorder;
@@ -27,10 +27,10 @@ pub(super) struct Started {
     pub db_direct_url: Option<String>,
     /// The Kafka consumer recording deliveries.
     pub observer: Option<Observer>,
-    /// The implementation (its `service` role when the relay runs apart).
-    pub app: Option<Arc<AppProcess>>,
-    /// The relay process, for patterns whose relay is a process of its own.
-    pub relay: Option<Arc<AppProcess>>,
+    /// The implementation's instances (their `service` role when the relay runs apart).
+    pub services: Vec<Arc<AppProcess>>,
+    /// The relay processes, for patterns whose relay is a process of its own.
+    pub relays: Vec<Arc<AppProcess>>,
     /// The poller of `pg_prepared_xacts`.
     pub prepared_monitor: Option<in_doubt::Monitor>,
     /// The sampler of the operational series.
@@ -49,10 +49,8 @@ pub(super) struct Running {
     pub recorder: Arc<Recorder>,
     /// The observer's live counters.
     pub observer_stats: Arc<ObserverStats>,
-    /// The implementation.
-    pub app: Arc<AppProcess>,
-    /// The relay process, if any.
-    pub relay: Option<Arc<AppProcess>>,
+    /// The implementation's instances and relay processes.
+    pub fleet: Arc<Fleet>,
 }
 
 /// The run's database and topic: with the environment's run id on services
@@ -105,42 +103,44 @@ pub(super) async fn start_processes(
         kafka_bootstrap: services.kafka_bootstrap.clone(),
         topic: topic.clone(),
         extra: cfg.app_vars.clone(),
+        instance: 0,
+        replicas: cfg.replicas,
     };
     let bin = cfg.dualcheck_bin.as_deref();
     // Patterns whose relay is a process of its own run as two: the service
     // answers requests, the relay publishes.
     let relay_process = app.relay_process();
     let service_role = relay_process.then_some("service");
-    let process = AppProcess::start_with_bin(
-        &cfg.app,
-        &app_vars,
-        run_dir.path(),
-        cfg.start_timeout,
-        service_role,
-        bin,
-    )
-    .await?
-    .with_template(cfg.template.clone())
-    .with_database(&db_direct_url);
-    let process = Arc::new(process);
-    started.app = Some(process.clone());
-    let relay = if relay_process {
+    for i in 0..cfg.replicas.max(1) {
+        let vars = app_vars.for_instance(i);
+        let process = AppProcess::start_with_bin(&cfg.app, &vars, run_dir.path(), cfg.start_timeout, service_role, bin)
+            .await?
+            .with_template(cfg.template.clone())
+            .with_database(&db_direct_url);
+        started.services.push(Arc::new(process));
+    }
+    if relay_process {
         // Kafka Connect needs its JVM up before it answers: allow for it.
         let timeout = cfg.start_timeout.max(Duration::from_secs(200));
-        let relay = Arc::new(
-            AppProcess::start_with_bin(&cfg.app, &app_vars, run_dir.path(), timeout, Some("relay"), bin).await?,
-        );
-        started.relay = Some(relay.clone());
-        Some(relay)
-    } else {
-        None
-    };
+        let relays = if app.relay_per_instance() {
+            cfg.replicas.max(1)
+        } else {
+            1
+        };
+        for i in 0..relays {
+            let vars = app_vars.for_instance(i);
+            let relay =
+                AppProcess::start_with_bin(&cfg.app, &vars, run_dir.path(), timeout, Some("relay"), bin).await?;
+            started.relays.push(Arc::new(relay));
+        }
+    }
+    let fleet = Arc::new(Fleet::new(started.services.clone(), started.relays.clone()));
     started.prepared_monitor = Some(in_doubt::Monitor::start(&db_direct_url));
-    // The relay process, where there is one, knows the backlog.
+    // The publishers (relay processes, where they run apart) know the backlog.
     started.ops_sampler = Some(crate::ops_series::Sampler::start(
         run_dir.ops_series(),
         &db_direct_url,
-        relay.clone().unwrap_or_else(|| process.clone()),
+        fleet.clone(),
         app.outbox_table(),
         recorder.clone(),
     ));
@@ -149,7 +149,6 @@ pub(super) async fn start_processes(
         topic,
         recorder,
         observer_stats,
-        app: process,
-        relay,
+        fleet,
     })
 }

@@ -48,11 +48,8 @@ pub(super) async fn teardown(started: Started, prepares_transactions: bool, hist
             }
         }
     }
-    if let Some(app) = &started.app {
-        app.kill().await.ok();
-    }
-    if let Some(relay) = &started.relay {
-        relay.kill().await.ok();
+    for p in started.services.iter().chain(&started.relays) {
+        p.kill().await.ok();
     }
     // Slot hygiene: no slot of this run may go on retaining WAL.
     let slots_dropped = match &started.db_direct_url {

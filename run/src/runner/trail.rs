@@ -6,6 +6,7 @@
 
 use super::start::Started;
 use super::RunConfig;
+use crate::app_process::Fleet;
 use anyhow::Result;
 use checkers::{CheckOptions, CheckResult};
 use record::run_dir::RunDir;
@@ -32,7 +33,7 @@ pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started
     )
     .map_err(|e| anyhow::anyhow!("the recorded history is unusable (a dualcheck bug): {e}"))?;
     result.warnings.extend(mapping_warnings);
-    for process in started.relay.iter().chain(started.app.iter()) {
+    for process in started.relays.iter().chain(&started.services) {
         result.warnings.extend(process.backlog_warning());
     }
     if !per_key_order {
@@ -46,8 +47,9 @@ pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started
         return Ok(result);
     }
     // The process that publishes knows most about an event: the relay, where it runs apart.
-    if let Some(process) = started.relay.as_ref().or(started.app.as_ref()) {
-        crate::trails::ask_traces(&mut result, run_dir, process).await;
+    if !started.services.is_empty() {
+        let fleet = Fleet::new(started.services.clone(), started.relays.clone());
+        crate::trails::ask_traces(&mut result, run_dir, &fleet).await;
     }
     Ok(result)
 }

@@ -4,7 +4,7 @@
 
 use super::start::Running;
 use super::RunConfig;
-use crate::app_process::{AppProcess, Reply};
+use crate::app_process::{Fleet, Reply};
 use crate::nemesis::Nemesis;
 use crate::observer::ObserverStats;
 use crate::recorder::Recorder;
@@ -65,7 +65,7 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
         .map(|w| {
             let worker = Worker {
                 process: w as u64,
-                app: running.app.clone(),
+                fleet: running.fleet.clone(),
                 recorder: running.recorder.clone(),
                 counters: counters.clone(),
                 invoked: invoked.clone(),
@@ -95,7 +95,8 @@ pub(super) fn spawn_workers(cfg: &RunConfig, running: &Running, deadline: Instan
 struct Worker {
     /// The worker's number, the history's `process`.
     process: u64,
-    app: Arc<AppProcess>,
+    /// The instances: each op goes to one ([`Fleet::for_write`]).
+    fleet: Arc<Fleet>,
     recorder: Arc<Recorder>,
     counters: Arc<Counters>,
     invoked: Arc<Mutex<HashSet<u64>>>,
@@ -179,7 +180,8 @@ impl Worker {
             seq: op.seq,
             time: recorder.now(),
         });
-        let reply = self.app.submit(op, self.op_timeout).await;
+        let app = self.fleet.for_write(op.op);
+        let reply = app.submit(op, self.op_timeout).await;
         let event = self.completion(op, reply, recorder.now());
         let acked = matches!(event, HistoryLine::Ok { .. });
         recorder.record(&event);
@@ -189,7 +191,7 @@ impl Worker {
         if acked && self.reads {
             self.read_back(op).await;
         }
-        if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !self.app.is_alive() {
+        if matches!(event, HistoryLine::Fail { .. } | HistoryLine::Info { .. }) && !app.is_alive() {
             // The application is down (a kill fault): do not spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -228,7 +230,7 @@ impl Worker {
     /// is not recorded: nothing was seen.
     async fn read_back(&self, op: &Op) {
         let invoke_time = self.recorder.now();
-        if let Ok(seq) = self.app.read(&op.key, self.op_timeout).await {
+        if let Ok(seq) = self.fleet.for_read(op.op).read(&op.key, self.op_timeout).await {
             self.recorder.record(&HistoryLine::Read {
                 key: op.key.clone(),
                 seq,

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
+/// Advisory lock class of the cursor relay's leadership (the shard relays use their own).
+const CURSOR_RELAY_LOCK: i32 = 0x0c05;
+
 /// The relay task.
 pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Receiver<bool>) {
     let b = Backoff {
@@ -87,17 +90,38 @@ async fn step(
         *cursor = None;
     }
     let c = client.as_mut().expect("connected above");
+    // `app-timestamp`: the cursor's first part is the application's stamp, not the xid.
+    let by_app_time = super::Bug::of(&ctx.config) == super::Bug::AppTimestamp;
     if cursor.is_none() {
+        // One relay publishes at a time, whatever the instances
+        // (`--replicas`): the one whose connection holds the lock, as a
+        // leader election would have it. Its cursor is read only then, so a
+        // relay taking over starts where the last one stopped.
+        let leader: bool = timed(
+            t,
+            "taking the cursor relay's lock",
+            c.query_one("SELECT pg_try_advisory_lock($1, 0)", &[&CURSOR_RELAY_LOCK]),
+        )
+        .await?
+        .get(0);
+        if !leader {
+            return Ok((0, true));
+        }
         let row = timed(
             t,
             "reading the relay cursor",
             c.query_opt(
-                "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'",
+                if by_app_time {
+                    "SELECT last_at::text, last_id FROM outbox_cursor WHERE relay = 'main'"
+                } else {
+                    "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'"
+                },
                 &[],
             ),
         )
         .await?;
-        *cursor = Some(row.map(|r| (r.get(0), r.get(1))).unwrap_or_else(|| ("0".into(), 0)));
+        let start = if by_app_time { "-infinity" } else { "0" };
+        *cursor = Some(row.map(|r| (r.get(0), r.get(1))).unwrap_or_else(|| (start.into(), 0)));
     }
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
     let rows = match kind {
@@ -109,6 +133,21 @@ async fn step(
                     "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
                      WHERE o.id > $1 ORDER BY o.id LIMIT $2",
                     &[&last_id, &ctx.config.batch],
+                ),
+            )
+            .await?
+        }
+        _ if by_app_time => {
+            // The mutant: the xmin guard kept, the order and the cursor the application's clock's.
+            timed(
+                t,
+                "reading the outbox after the (created_at, id) cursor",
+                c.query(
+                    "SELECT o.id, o.created_at::text AS at_text, o.event_id::text, o.key, o.value FROM outbox o
+                     WHERE (o.created_at, o.id) > ($1::text::timestamptz, $2)
+                       AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                     ORDER BY o.created_at, o.id LIMIT $3",
+                    &[&last_xid, &last_id, &ctx.config.batch],
                 ),
             )
             .await?
@@ -172,8 +211,13 @@ async fn step(
             t,
             "advancing the relay cursor",
             tx.execute(
-                "INSERT INTO outbox_cursor (relay, last_xid, last_id) VALUES ('main', $1::text::xid8, $2)
-                 ON CONFLICT (relay) DO UPDATE SET last_xid = EXCLUDED.last_xid, last_id = EXCLUDED.last_id",
+                if by_app_time {
+                    "INSERT INTO outbox_cursor (relay, last_xid, last_id, last_at) VALUES ('main', '0', $2, $1::text::timestamptz)
+                     ON CONFLICT (relay) DO UPDATE SET last_at = EXCLUDED.last_at, last_id = EXCLUDED.last_id"
+                } else {
+                    "INSERT INTO outbox_cursor (relay, last_xid, last_id) VALUES ('main', $1::text::xid8, $2)
+                     ON CONFLICT (relay) DO UPDATE SET last_xid = EXCLUDED.last_xid, last_id = EXCLUDED.last_id"
+                },
                 &[xid, id],
             ),
         )

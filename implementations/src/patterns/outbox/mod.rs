@@ -55,7 +55,8 @@ CREATE INDEX IF NOT EXISTS outbox_failed_key ON outbox_failed (key);
 CREATE TABLE IF NOT EXISTS outbox_cursor (
     relay text PRIMARY KEY,
     last_xid xid8 NOT NULL,
-    last_id bigint NOT NULL
+    last_id bigint NOT NULL,
+    last_at timestamptz NOT NULL DEFAULT '-infinity'
 );";
 
 /// Which relay an outbox pattern runs.
@@ -143,7 +144,7 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
 /// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
 /// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 pub const XID: PatternInfo = PatternInfo {
-    controls: &[NO_XMIN_GUARD, PUBLISH_IN_TRANSACTION],
+    controls: &[NO_XMIN_GUARD, APP_TIMESTAMP, PUBLISH_IN_TRANSACTION],
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
     // Rows stay unpublished until Kafka acknowledged them, and the cursor
@@ -325,6 +326,30 @@ pub const LEADER_ACKS: Control = mutant(
     ],
 );
 
+/// `app-timestamp` (`outbox-xid`): the service stamps each outbox row with
+/// its own clock (`created_at` from the application, as a library's
+/// `occurred_at` or publication date is) and the cursor relay keeps its
+/// xmin guard but reads and remembers by that stamp — `(created_at, id) >
+/// cursor`, as a timestamp-mode JDBC source does — trusting every
+/// instance's clock. Once an instance whose clock is ahead had an event
+/// published, the cursor stands ahead of everything the others (or the
+/// same instance, its clock set back) write until true time catches up:
+/// lost.
+pub const APP_TIMESTAMP: Control = mutant(
+    "app-timestamp",
+    "clock-skew",
+    &[
+        Expectation {
+            when: When::AnyFault(&["clock-skew"]),
+            expect: Expect::Shows(&[Anomaly::Lost]),
+        },
+        Expectation {
+            when: When::Always,
+            expect: Expect::Any,
+        },
+    ],
+);
+
 /// The mutants of the sharded relay (`outbox-poll`, `outbox-notify`: the
 /// relay code is shared), and the request-side one every outbox pattern shares.
 pub const SHARD_RELAY_MUTANTS: &[Control] = &[
@@ -369,12 +394,17 @@ pub(crate) enum Bug {
     PublishInTransaction,
     /// [`NO_XMIN_GUARD`].
     NoXminGuard,
+    /// [`APP_TIMESTAMP`].
+    AppTimestamp,
 }
 
 impl Bug {
     /// Whether the relay runs the correct code (no mutant, or one of the request path).
     pub(crate) fn relay_is_correct(self) -> bool {
-        matches!(self, Bug::None | Bug::PublishInTransaction | Bug::LeaderAcks)
+        matches!(
+            self,
+            Bug::None | Bug::PublishInTransaction | Bug::LeaderAcks | Bug::AppTimestamp
+        )
     }
 
     /// The mutant `cfg` switches on (an undeclared one never gets here: `serve` refuses it).
@@ -386,6 +416,7 @@ impl Bug {
             (DROP_ON_TIMEOUT.name, Bug::DropOnTimeout),
             (NON_IDEMPOTENT_PRODUCER.name, Bug::NonIdempotentProducer),
             (LEADER_ACKS.name, Bug::LeaderAcks),
+            (APP_TIMESTAMP.name, Bug::AppTimestamp),
             (PUBLISH_IN_TRANSACTION.name, Bug::PublishInTransaction),
             (NO_XMIN_GUARD.name, Bug::NoXminGuard),
         ];
@@ -522,6 +553,7 @@ impl Pattern for OutboxPattern {
         let row = OutboxRow {
             envelope: &env,
             notify: self.kind == OutboxRelay::Notify,
+            created_at: (Bug::of(&self.ctx.config) == Bug::AppTimestamp).then(|| self.ctx.config.now()),
         };
         business::run(&self.ctx, op, Some(row)).await.into()
     }
@@ -533,6 +565,9 @@ impl Pattern for OutboxPattern {
             // cannot see rows it skipped below its cursor).
             OutboxRelay::IdCursor => {
                 "WHERE published_at IS NULL AND id > coalesce((SELECT last_id FROM outbox_cursor WHERE relay = 'main'), 0)"
+            }
+            OutboxRelay::Xid if Bug::of(&self.ctx.config) == Bug::AppTimestamp => {
+                "WHERE published_at IS NULL AND (created_at, id) > coalesce((SELECT (last_at, last_id) FROM outbox_cursor WHERE relay = 'main'), ('-infinity'::timestamptz, 0::bigint))"
             }
             OutboxRelay::Xid => {
                 "WHERE published_at IS NULL AND (xid, id) > coalesce((SELECT (last_xid, last_id) FROM outbox_cursor WHERE relay = 'main'), ('0'::xid8, 0::bigint))"
