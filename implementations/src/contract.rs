@@ -168,6 +168,13 @@ pub trait Pattern: Send + Sync {
     async fn read(&self, ctx: &AppContext, key: &str) -> Result<Option<i64>> {
         crate::runtime::business::read_orders(ctx, key).await
     }
+    /// Whether the process ends gracefully on SIGTERM (answers what it
+    /// executes, stops its background parts, then exits); `false`: no
+    /// handler, so SIGTERM ends it at once, as it does a program that never
+    /// asked for the signal (a mutant's).
+    fn graceful_shutdown(&self) -> bool {
+        true
+    }
     /// The pattern's own account of op `op` (`GET /trace/{op}`): a JSON
     /// object with at least `op` and `state` (`pending`, `published`,
     /// `parked`, `not_committed`, `unknown`, or a word of the pattern's own),
@@ -346,5 +353,28 @@ mod tests {
         assert_eq!(op_of_prepared_gid("dc-17"), Some(17));
         assert_eq!(op_of_prepared_gid("other-17"), None);
         assert_eq!(op_of_prepared_gid("dc-x"), None);
+    }
+
+    #[test]
+    fn replicas_are_refused_only_where_the_pattern_says_why() {
+        for p in crate::REGISTRY {
+            assert!(p.check_replicas(1).is_ok(), "{}", p.name);
+            match p.scaling {
+                Scaling::Single(why) => {
+                    let e = p.check_replicas(2).unwrap_err();
+                    assert!(e.contains(why) && e.contains("--replicas"), "{e}");
+                }
+                Scaling::OneRelay(_) => {
+                    assert!(p.check_replicas(3).is_ok());
+                    assert!(!p.relay_per_instance(), "{}", p.name);
+                }
+                Scaling::Replicated => assert!(p.check_replicas(3).is_ok()),
+            }
+        }
+        let single = PatternInfo {
+            scaling: Scaling::Single("its state lives in memory"),
+            ..PatternInfo::new("solo", "one instance", |_| unreachable!())
+        };
+        assert!(single.check_replicas(2).unwrap_err().contains("its state lives in memory"));
     }
 }

@@ -25,6 +25,7 @@ pub const INFO: PatternInfo = PatternInfo {
     controls: &[
         crate::runtime::read_cache::CACHE_OFF_READS_STALE,
         crate::runtime::own_consumer::COMMIT_OFFSET_BEFORE_WRITE,
+        NO_FLUSH_ON_SHUTDOWN,
     ],
     reads_by_default: true,
     ..PatternInfo::new(
@@ -39,6 +40,27 @@ pub const INFO: PatternInfo = PatternInfo {
         },
     )
 };
+
+/// `no-flush-on-shutdown`: the request answers ok once the producer holds
+/// the record (fire and forget: "the producer delivers it"), and the
+/// process has no SIGTERM handler, so a deploy ends it at once, its
+/// producer unflushed. Every record in flight at a deploy is gone, though
+/// its op was acknowledged: exposed by a `rolling-restart` while Kafka
+/// answers slowly (`kafka-latency`), as records then wait in the producer.
+pub const NO_FLUSH_ON_SHUTDOWN: crate::expect::Control = crate::patterns::outbox::mutant(
+    "no-flush-on-shutdown",
+    "rolling-restart,kafka-latency",
+    &[
+        crate::expect::Expectation {
+            when: crate::expect::When::AllFaults(&["rolling-restart", "kafka-latency"]),
+            expect: crate::expect::Expect::Shows(&[checkers::Anomaly::LostCommit, checkers::Anomaly::StaleRead]),
+        },
+        crate::expect::Expectation {
+            when: crate::expect::When::Always,
+            expect: crate::expect::Expect::Any,
+        },
+    ],
+);
 
 /// Consumer group of the service's own consumer.
 pub const GROUP: &str = "dualcheck-kafka-first";
@@ -83,6 +105,9 @@ impl Pattern for KafkaFirst {
         }
         let env = Envelope::new(op);
         let value = env.to_json();
+        if self.ctx.config.bug_is(NO_FLUSH_ON_SHUTDOWN.name) {
+            return self.fire_and_forget(op, &env, &value).await;
+        }
         let res = self
             .ctx
             .publisher
@@ -107,7 +132,16 @@ impl Pattern for KafkaFirst {
             }
         }
     }
+    fn graceful_shutdown(&self) -> bool {
+        !self.ctx.config.bug_is(NO_FLUSH_ON_SHUTDOWN.name)
+    }
     async fn backlog(&self) -> Result<Backlog> {
+        if self.ctx.config.bug_is(NO_FLUSH_ON_SHUTDOWN.name) {
+            // The mutant forgets what it handed over: the pending cache would
+            // keep counting the records its shutdown purged.
+            let lag = crate::runtime::own_consumer::lag(&self.consumer, &self.ctx.config.topic).await?;
+            return Ok(Backlog::count(lag));
+        }
         let lag = crate::runtime::own_consumer::lag(&self.consumer, &self.ctx.config.topic).await?;
         Ok(Backlog {
             backlog: self.cache.pending() as i64 + lag,
@@ -149,5 +183,26 @@ impl Pattern for KafkaFirst {
             }
         }
         crate::runtime::business::read_orders(ctx, key).await
+    }
+}
+
+impl KafkaFirst {
+    /// [`NO_FLUSH_ON_SHUTDOWN`]: ok as soon as the producer holds the record.
+    async fn fire_and_forget(&self, op: &Op, env: &Envelope, value: &str) -> OpAnswer {
+        let record = Record {
+            key: &env.key,
+            value,
+            event_id: &env.event,
+        };
+        let handed = self.ctx.publisher.hand_over(&[record]).await;
+        if handed.refused() {
+            self.cache.abandon(&op.key, op.op as i64);
+            return OpAnswer::Fail("the producer refused the record".into());
+        }
+        // The delivery reports are never collected: dropped here, the
+        // producer still sends the record — unless the process ends first.
+        drop(handed);
+        self.ctx.crash.after_commit();
+        OpAnswer::Ok
     }
 }

@@ -106,6 +106,13 @@ pub struct HandedOver {
     pending: Vec<(Option<i64>, String, Result<DeliveryFuture, PublishError>)>,
 }
 
+impl HandedOver {
+    /// Whether some record could not even be enqueued.
+    pub fn refused(&self) -> bool {
+        self.pending.iter().any(|(_, _, r)| r.is_err())
+    }
+}
+
 /// An idempotent producer for one topic. If librdkafka raises a fatal error
 /// (an idempotent producer can, e.g. after a sequence desync across broker
 /// restarts), the producer is replaced by a new one on the next publish.

@@ -167,6 +167,11 @@ pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> 
         ctx.config.role,
         background.len()
     );
+    if !pattern.graceful_shutdown() {
+        // No SIGTERM handler: the signal's default action ends the process.
+        axum::serve(listener, router(info, pattern, ctx)).await.context("HTTP server")?;
+        return Ok(());
+    }
     axum::serve(listener, router(info, pattern, ctx))
         .with_graceful_shutdown(super::interrupt::interrupted())
         .await

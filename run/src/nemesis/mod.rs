@@ -202,6 +202,7 @@ mod tests {
                 "kafka-leader",
                 "crash-after-commit",
                 "rolling-restart",
+                "clock-skew",
             ]
         );
     }
