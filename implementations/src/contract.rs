@@ -375,6 +375,9 @@ mod tests {
             scaling: Scaling::Single("its state lives in memory"),
             ..PatternInfo::new("solo", "one instance", |_| unreachable!())
         };
-        assert!(single.check_replicas(2).unwrap_err().contains("its state lives in memory"));
+        assert!(single
+            .check_replicas(2)
+            .unwrap_err()
+            .contains("its state lives in memory"));
     }
 }

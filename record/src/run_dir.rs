@@ -13,6 +13,7 @@
 //!   ops.jsonl         operational series sampled every 500 ms (backlog, slots' WAL, outbox size)
 //!   app.log           the implementation (or its `service` role)
 //!   relay.log         the relay, for patterns whose relay is a process
+//!   app-1.log, relay-1.log, ...   the further instances (`--replicas`)
 //!   toxiproxy.log, postgres/, kafka/   the local services' data and logs
 //!   shrunk/           `dualcheck shrink`: schedule.json, workload.json, commands.txt,
 //!                     verification.rs, shrink.jsonl, summary.json, report.html, runs/
@@ -207,6 +208,24 @@ impl RunDir {
     /// [`RELAY_LOG`] for the `relay`, [`APP_LOG`] for the `service` and a whole program.
     pub fn role_log(&self, role: Option<&str>) -> PathBuf {
         self.path.join(if role == Some("relay") { RELAY_LOG } else { APP_LOG })
+    }
+
+    /// Every implementation log in it, first instance first: `app.log`,
+    /// `relay.log`, then `app-1.log`, `relay-1.log`, ... as long as either exists.
+    pub fn implementation_logs(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.app_log(), self.role_log(Some("relay"))];
+        for i in 1.. {
+            let more: Vec<PathBuf> = [None, Some("relay")]
+                .into_iter()
+                .map(|r| self.instance_log(r, i))
+                .filter(|p| p.exists())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            out.extend(more);
+        }
+        out
     }
 
     /// The log of instance `instance` (from 0, `--replicas`) in `role`: the

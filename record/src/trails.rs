@@ -267,8 +267,9 @@ fn ops_named(line: &str) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-/// For each (op, event ids): the lines of `app.log` and `relay.log` that name
-/// the op or one of the event ids, at most [`MAX_LOG_LINES`] each.
+/// For each (op, event ids): the lines of `app.log` and `relay.log` (and of
+/// the further instances' `app-N.log`, `relay-N.log`) that name the op or
+/// one of the event ids, at most [`MAX_LOG_LINES`] each.
 pub fn log_lines(run_dir: &RunDir, wanted: &[(Option<u64>, BTreeSet<String>)]) -> std::io::Result<Vec<Vec<LogLine>>> {
     let mut out: Vec<Vec<LogLine>> = vec![Vec::new(); wanted.len()];
     let by_op: HashMap<u64, Vec<usize>> = wanted.iter().enumerate().fold(HashMap::new(), |mut m, (i, (op, _))| {
@@ -277,8 +278,12 @@ pub fn log_lines(run_dir: &RunDir, wanted: &[(Option<u64>, BTreeSet<String>)]) -
         }
         m
     });
-    for file in [crate::run_dir::APP_LOG, crate::run_dir::RELAY_LOG] {
-        let path = run_dir.path().join(file);
+    for path in run_dir.implementation_logs() {
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default()
+            .to_string();
         let Ok(f) = std::fs::File::open(&path) else {
             continue;
         };
@@ -306,7 +311,7 @@ pub fn log_lines(run_dir: &RunDir, wanted: &[(Option<u64>, BTreeSet<String>)]) -
             for i in hits {
                 if out[i].len() < MAX_LOG_LINES {
                     out[i].push(LogLine {
-                        file: file.to_string(),
+                        file: file.clone(),
                         line: number,
                         text: line.chars().take(MAX_LOG_LINE_CHARS).collect(),
                     });

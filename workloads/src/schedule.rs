@@ -107,7 +107,8 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
     /// With two or more faults, the first round nests an outage inside a
     /// condition (a list with only one shape: two different faults of it), and
     /// the second puts one across the condition's start, across its heal or
-    /// in the recovery just after it; later rounds nest with probability 0.4,
+    /// in the recovery just after it — and, when not already there, strikes
+    /// the recovery once more ([`aftershock`]); later rounds nest with probability 0.4,
     /// at any placement. Which pair and which placement the first two rounds
     /// take cycles with the seed, so consecutive seeds cover every pair at
     /// every placement (20 seeds: lists of up to six pairs). A single fault
@@ -136,7 +137,11 @@ impl<F: Clone + Ord + Nest> Schedule<F> {
                     let i = cycle(cfg.seed, placing.len() * Placement::AROUND.len());
                     let placement = Placement::AROUND[i % Placement::AROUND.len()];
                     let pair = placing[i / Placement::AROUND.len()];
-                    let mut windows = fit(nested(&mut rng, total, start, pair, placement), end);
+                    let mut placed = nested(&mut rng, total, start, pair, placement);
+                    if placement != Placement::AfterHeal {
+                        placed.push(aftershock(&mut rng, &placed));
+                    }
+                    let mut windows = fit(placed, end);
                     // The other faults join as in a staggered round, so a run
                     // of a long list still meets many of them.
                     let others: Vec<&F> = cfg.faults.iter().filter(|f| *f != pair.0 && *f != pair.1).collect();
@@ -308,6 +313,17 @@ fn nested<'a, F>(
         (outer, outer_at, outer_at + len),
         (inner, inner_at, inner_at + inner_len),
     ]
+}
+
+/// The outage of a placed round once more, 0–2 s after the round's last
+/// window healed, as long as before: every second round also strikes the
+/// recovery, while the backlog drains — where a relay killed between
+/// Kafka's acknowledgment and its own bookkeeping publishes twice.
+fn aftershock<'a, F>(rng: &mut StdRng, placed: &[Window<'a, F>]) -> Window<'a, F> {
+    let (outer, inner) = (&placed[0], &placed[1]);
+    let healed = outer.2.max(inner.2);
+    let at = healed + rng.random_range(0.0..RECOVERY_SECS);
+    (inner.0, at, at + (inner.2 - inner.1))
 }
 
 /// A round of one fault twice: the second window starts 0–2 s after the
@@ -498,6 +514,36 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_run_of_a_condition_and_an_outage_strikes_a_recovery() {
+        for duration in [15, 20, 30, 60] {
+            for seed in 0..100 {
+                let s = Schedule::generate(&ScheduleConfig {
+                    seed,
+                    faults: vec!["kafka-partition", "relay-kill"],
+                    duration: Duration::from_secs(duration),
+                });
+                assert!(s.is_well_formed(Duration::from_secs(duration)), "seed {seed}: {s:?}");
+                // The recovery begins when the round's last window healed:
+                // the partition's, or a kill's that outlasted it.
+                let partition_heals: Vec<Duration> = windows(&s, "kafka-partition").iter().map(|w| w.1).collect();
+                let kills = windows(&s, "relay-kill");
+                let round_heals = partition_heals.iter().map(|h| {
+                    kills
+                        .iter()
+                        .filter(|(from, to)| from < h && to > h)
+                        .map(|w| w.1)
+                        .fold(*h, Duration::max)
+                });
+                let recovery = Duration::from_secs_f64(RECOVERY_SECS);
+                let struck = round_heals
+                    .into_iter()
+                    .any(|h| kills.iter().any(|(from, _)| *from >= h && *from <= h + recovery));
+                assert!(struck, "{duration} s, seed {seed}: no kill in a recovery: {s:?}");
             }
         }
     }

@@ -378,6 +378,16 @@ pub fn list(_: ListArgs) -> Verdict {
             "",
             implementations::expect::describe(p.expect)
         );
+        match p.scaling {
+            implementations::Scaling::Replicated => {}
+            implementations::Scaling::OneRelay(why) => {
+                println!(
+                    "  {:<22}   --replicas: the services scale, one relay process ({why})",
+                    ""
+                )
+            }
+            implementations::Scaling::Single(why) => println!("  {:<22}   --replicas: one instance only ({why})", ""),
+        }
         for c in p.controls {
             println!(
                 "  {:<22}   with {}={} (negative control `{}`, zoo faults {}): {}",

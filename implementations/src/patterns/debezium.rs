@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    scaling: crate::Scaling::OneRelay(
-        "one connector task reads the replication slot: the services scale, Kafka Connect stays one",
-    ),
+    scaling: crate::Scaling::OneRelay("one connector task reads the replication slot"),
     relay: RelayKind::Process,
     streamed_tables: &["debezium_outbox"],
     outbox_table: Some("debezium_outbox"),

@@ -169,7 +169,9 @@ pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> 
     );
     if !pattern.graceful_shutdown() {
         // No SIGTERM handler: the signal's default action ends the process.
-        axum::serve(listener, router(info, pattern, ctx)).await.context("HTTP server")?;
+        axum::serve(listener, router(info, pattern, ctx))
+            .await
+            .context("HTTP server")?;
         return Ok(());
     }
     axum::serve(listener, router(info, pattern, ctx))

@@ -83,6 +83,7 @@ impl Nemesis {
     pub fn new(
         env: Arc<Environment>,
         fleet: Arc<Fleet>,
+        observed: Arc<crate::observer::ObserverStats>,
         recorder: Arc<Recorder>,
         topic: &str,
         database_direct_url: &str,
@@ -95,7 +96,14 @@ impl Nemesis {
             recorder,
             families: Families {
                 network: network::NetworkFaults::new(env.clone(), seed),
-                process: process::ProcessFaults::new(env.clone(), fleet.clone(), restart_timeout, seed, deploys),
+                process: process::ProcessFaults::new(
+                    env.clone(),
+                    fleet.clone(),
+                    observed,
+                    restart_timeout,
+                    seed,
+                    deploys,
+                ),
                 cluster: cluster::ClusterFaults::new(env.clone(), topic, restart_timeout),
                 schema: schema::SchemaFaults::new(database_direct_url, streamed_tables, seed),
                 custom: custom::RunContext::new(env, fleet, topic, database_direct_url),

@@ -6,6 +6,7 @@
 
 use super::{Fault, Target, WhileActive};
 use crate::app_process::{AppProcess, CrashPoint, Fleet};
+use crate::observer::ObserverStats;
 use anyhow::{bail, Result};
 use services::{Environment, Service};
 use std::collections::HashMap;
@@ -77,11 +78,16 @@ fn faketime_offset(ms: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
+/// Longest wait of `relay-kill` for a delivery to aim at.
+pub const RELAY_KILL_AIM: Duration = Duration::from_millis(500);
+
 /// Injects the process faults.
 pub(super) struct ProcessFaults {
     env: Arc<Environment>,
     /// The implementation's instances and relay processes.
     fleet: Arc<Fleet>,
+    /// The observer's counters: `relay-kill` aims at the next delivery.
+    observed: Arc<ObserverStats>,
     restart_timeout: Duration,
     /// The run's seed: which instance a fault hits.
     seed: u64,
@@ -98,6 +104,7 @@ impl ProcessFaults {
     pub(super) fn new(
         env: Arc<Environment>,
         fleet: Arc<Fleet>,
+        observed: Arc<ObserverStats>,
         restart_timeout: Duration,
         seed: u64,
         deploys: Deploys,
@@ -105,6 +112,7 @@ impl ProcessFaults {
         ProcessFaults {
             env,
             fleet,
+            observed,
             restart_timeout,
             seed,
             picks: AtomicU64::new(0),
@@ -165,7 +173,11 @@ impl ProcessFaults {
             (KafkaKill, Stop) => self.env.restart(Service::Kafka(0), t).await,
             // Patterns whose relay runs apart lose a relay process alone; the
             // others a whole instance.
-            (RelayKill, Start) => self.hit(fault, true).kill().await,
+            (RelayKill, Start) => {
+                let relay = self.hit(fault, true);
+                self.next_delivery().await;
+                relay.kill().await
+            }
             (RelayKill, Stop) => self.was_hit(fault)?.restart().await,
 
             (PgPause, Start) => self.env.pause(Service::Postgres).await,
@@ -204,6 +216,20 @@ impl ProcessFaults {
             }
 
             (other, _) => bail!("{other} is a {} fault, not a process one", other.family()),
+        }
+    }
+
+    /// Waits until the observer sees a new delivery, at most
+    /// [`RELAY_KILL_AIM`]: a relay that just had records delivered is most
+    /// likely between Kafka's acknowledgment and recording it (waiting for
+    /// the rest of its batch's reports), where its own bookkeeping is at
+    /// stake. Where nothing is delivered (inside a Kafka partition), the
+    /// kill comes after the wait.
+    async fn next_delivery(&self) {
+        let seen = self.observed.deliveries.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + RELAY_KILL_AIM;
+        while self.observed.deliveries.load(Ordering::Relaxed) == seen && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 

@@ -408,6 +408,7 @@ async fn exercise(
     let nemesis = Arc::new(Nemesis::new(
         services.clone(),
         running.fleet.clone(),
+        running.observer_stats.clone(),
         running.recorder.clone(),
         &running.topic,
         &running.db_direct_url,

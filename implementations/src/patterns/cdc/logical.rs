@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    scaling: crate::Scaling::OneRelay("one replication slot has one reader: the services scale, the tailer stays one"),
+    scaling: crate::Scaling::OneRelay("one replication slot has one reader"),
     controls: &[super::CONFIRM_EARLY_LOSES, super::NEW_SLOT_ON_RESTART],
     relay: RelayKind::Process,
     // The drain marker: 0 only once everything before the previous call's
