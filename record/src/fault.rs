@@ -73,7 +73,7 @@ pub enum Fault {
     PgPause,
     /// Kafka broker 0 frozen with SIGSTOP; SIGCONT when the fault stops
     KafkaPause,
-    /// leader of partition 0 SIGKILLed (needs --brokers 3; chosen automatically)
+    /// leader of partition 0 SIGKILLed, its followers frozen 1 s before (needs --brokers 3; chosen automatically)
     KafkaLeader,
     /// the application dies after its commit, before its publish (repeatedly; exec programs without POST /crash-after-commit are SIGKILLed right after an acknowledged op)
     CrashAfterCommit,

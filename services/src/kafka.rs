@@ -128,6 +128,12 @@ fn server_properties(id: usize, all: &[NodePorts], dir: &Path) -> String {
         c = p.controller,
         logs = dir.join("data").display(),
     );
+    if n >= 3 {
+        // A cluster fences a dead broker after 3 s, not 9: leadership moves
+        // within a fault's window (`kafka-leader`), as in a cluster tuned for
+        // fast failover.
+        s.push_str("broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=500\n");
+    }
     s
 }
 

@@ -1,5 +1,5 @@
 //! The cluster family: Kafka as a cluster of three brokers, whose partition
-//! leader is killed so that leadership moves.
+//! leader is killed, its followers behind, so that leadership moves.
 
 use super::Fault;
 use anyhow::{bail, Context, Result};
@@ -7,6 +7,12 @@ use services::{Environment, Service};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use workloads::FaultPhase;
+
+/// How long `kafka-leader` freezes the followers before it kills the leader.
+pub const FOLLOWERS_BEHIND: Duration = Duration::from_secs(1);
+
+/// Longest wait of `kafka-leader` for leadership to move.
+pub const LEADERSHIP_MOVE: Duration = Duration::from_secs(15);
 
 /// Injects the cluster faults.
 pub(super) struct ClusterFaults {
@@ -28,6 +34,24 @@ impl ClusterFaults {
         }
     }
 
+    /// Waits (at most [`LEADERSHIP_MOVE`]) until partition 0 has a leader
+    /// other than `old`; says so in the log when it does not.
+    async fn wait_leader_moved(&self, old: usize) {
+        let deadline = tokio::time::Instant::now() + LEADERSHIP_MOVE;
+        while tokio::time::Instant::now() < deadline {
+            let (bootstrap, topic) = (self.env.kafka_direct_bootstrap.clone(), self.topic.clone());
+            let leaders =
+                tokio::task::spawn_blocking(move || services::kafka::partition_leaders(&bootstrap, &topic)).await;
+            if let Ok(Ok(l)) = leaders {
+                if l.first().is_some_and(|&b| b >= 0 && b as usize != old) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tracing::warn!("kafka-leader: partition 0 had no new leader {LEADERSHIP_MOVE:?} after broker {old} was killed");
+    }
+
     /// Each cluster fault's start and stop, side by side.
     pub(super) async fn apply(&self, fault: Fault, phase: FaultPhase) -> Result<()> {
         use Fault::*;
@@ -45,8 +69,26 @@ impl ClusterFaults {
                 if leader < 0 {
                     bail!("partition 0 of {} has no leader right now", self.topic);
                 }
-                *self.killed_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader as usize);
-                self.env.kill(Service::Kafka(leader as usize)).await
+                let leader = leader as usize;
+                *self.killed_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader);
+                // The followers fall behind first (frozen, as by a long GC
+                // pause, still in the ISR): the leader then holds records it
+                // acknowledged alone — what `acks=1` trusts — when it dies.
+                let followers: Vec<usize> = (0..self.env.brokers()).filter(|b| *b != leader).collect();
+                for &f in &followers {
+                    self.env.pause(Service::Kafka(f)).await?;
+                }
+                tokio::time::sleep(FOLLOWERS_BEHIND).await;
+                let killed = self.env.kill(Service::Kafka(leader)).await;
+                for &f in &followers {
+                    self.env.resume(Service::Kafka(f)).await?;
+                }
+                killed?;
+                // In effect once leadership moved: a leader restarted before
+                // the controller fenced it (its session, 3 s) would simply
+                // lead again, with everything it had.
+                self.wait_leader_moved(leader).await;
+                Ok(())
             }
             (KafkaLeader, Stop) => {
                 let killed = self.killed_leader.lock().unwrap_or_else(|e| e.into_inner()).take();
