@@ -10,26 +10,70 @@ use crate::support::runs::{assert_no_process_left, out_dir, parse_output, proces
 use dualcheck::sweep::SweepOutcome;
 
 const ALL_FAULTS: &str =
-    "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit,rolling-restart";
+    "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,crash-after-commit,rolling-restart,clock-skew";
 
+/// Both ways the naive pattern loses, in one run: a publish that fails while
+/// Kafka is partitioned, and a crash between the commit and the publish.
 #[test]
-fn naive_loses_events_when_kafka_is_partitioned() {
+fn naive_loses_events_when_kafka_is_partitioned_and_when_it_crashes_after_commit() {
     let (code, v) = run_beside(
-        "naive-kafka-partition",
-        &["--impl", "naive", "--faults", "kafka-partition", "--duration", "20s"],
+        "naive-partition-crash",
+        &[
+            "--impl",
+            "naive",
+            "--faults",
+            "kafka-partition,crash-after-commit",
+            "--duration",
+            "20s",
+        ],
     );
     assert_eq!(code, 1);
     assert!(v.result.anomalies.lost > 0, "{v:?}");
 }
 
+/// The `clock-skew` fault reaches the instance: a relay that reads by the
+/// application's timestamp (the `app-timestamp` mutant of `outbox-xid`)
+/// loses the events written after the skewed clock steps back, while the
+/// correct relay beside it, two instances each with its own relay and one
+/// of them skewed, stays valid.
 #[test]
-fn naive_loses_events_when_it_crashes_after_commit() {
+fn an_app_timestamp_relay_loses_under_clock_skew_and_the_xid_relay_does_not() {
     let (code, v) = run_beside(
-        "naive-crash",
-        &["--impl", "naive", "--faults", "crash-after-commit", "--duration", "15s"],
+        "app-timestamp",
+        &[
+            "--impl",
+            "outbox-xid",
+            "--app-env",
+            "DUALCHECK_BUG=app-timestamp",
+            "--faults",
+            "clock-skew",
+            "--duration",
+            "12s",
+            "--seed",
+            "1",
+        ],
     );
-    assert_eq!(code, 1);
-    assert!(v.result.anomalies.lost > 0, "{v:?}");
+    assert_eq!(code, 1, "{v:?}");
+    assert!(v.result.anomalies.lost > 0, "{:?}", v.result.anomalies);
+    assert!(v.nemesis_errors.is_empty(), "{:?}", v.nemesis_errors);
+    let (code, v) = run_beside(
+        "xid-skew-replicas",
+        &[
+            "--impl",
+            "outbox-xid",
+            "--faults",
+            "clock-skew",
+            "--replicas",
+            "2",
+            "--duration",
+            "12s",
+            "--seed",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{v:?}");
+    assert!(v.result.faults.iter().any(|w| w.fault == "clock-skew"), "{v:?}");
+    assert!(v.run_dir.join("app-1.log").exists(), "the second instance's log");
 }
 
 #[test]
@@ -126,13 +170,16 @@ fn assert_valid_under_all_faults(name: &str, args: &[&str]) {
     // `faults` is the list chosen from (`fault_names` in the JSON);
     // `result.faults` the check's fault windows.
     let faults_run = v.faults.len();
-    assert_eq!(faults_run, 7, "{v:?}");
+    assert_eq!(faults_run, 8, "{v:?}");
     assert!(!v.result.faults.is_empty(), "fault windows: {v:?}");
 }
 
+/// Two instances, three relay tasks each competing for the shard locks
+/// across processes, reads sent to the other instance than the write.
 #[test]
-fn outbox_poll_with_three_relays_is_valid_under_faults() {
-    assert_valid_under_all_faults("poll-faults", &["--impl", "outbox-poll", "--relays", "3"]);
+fn outbox_poll_with_two_replicas_of_three_relays_is_valid_under_faults() {
+    let args = ["--impl", "outbox-poll", "--relays", "3", "--replicas", "2", "--reads"];
+    assert_valid_under_all_faults("poll-faults", &args);
 }
 
 #[test]
