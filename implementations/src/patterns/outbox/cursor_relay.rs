@@ -1,7 +1,9 @@
 //! Cursor relays: `outbox-idcursor` (the bug) and `outbox-xid` (the fix).
 //!
 //! One relay task keeps a cursor (persisted in `outbox_cursor`, row `main`, and
-//! held in memory) and reads the rows after it in cursor order:
+//! held in memory) and reads the rows after it in cursor order. Of several
+//! instances (`--replicas`), one relay works at a time: the one whose
+//! connection holds an advisory lock, reading the cursor when it takes over.
 //!
 //! - id cursor: `WHERE id > $last ORDER BY id`. Ids are taken at insert time but
 //!   become visible at commit: a row whose transaction commits after a higher id
@@ -76,6 +78,71 @@ pub async fn run(ctx: Arc<AppContext>, kind: OutboxRelay, mut stop: watch::Recei
     }
 }
 
+/// Takes the leadership on `c` (`None`: another relay holds it) and then
+/// reads the cursor. One relay publishes at a time, whatever the instances
+/// (`--replicas`): the one whose connection holds the lock, as a leader
+/// election would have it. Its cursor is read only then, so a relay taking
+/// over starts where the last one stopped.
+async fn lead_and_load(c: &Client, t: std::time::Duration, by_app_time: bool) -> Result<Option<(String, i64)>> {
+    let leader: bool = timed(
+        t,
+        "taking the cursor relay's lock",
+        c.query_one("SELECT pg_try_advisory_lock($1, 0)", &[&CURSOR_RELAY_LOCK]),
+    )
+    .await?
+    .get(0);
+    if !leader {
+        return Ok(None);
+    }
+    let sql = if by_app_time {
+        "SELECT last_at::text, last_id FROM outbox_cursor WHERE relay = 'main'"
+    } else {
+        "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'"
+    };
+    let row = timed(t, "reading the relay cursor", c.query_opt(sql, &[])).await?;
+    let start = if by_app_time { "-infinity" } else { "0" };
+    Ok(Some(
+        row.map(|r| (r.get(0), r.get(1))).unwrap_or_else(|| (start.into(), 0)),
+    ))
+}
+
+/// What a round reads after the cursor, and how it says so in an error:
+/// `$1, $2` the cursor (the id cursor: `$1` alone), then the batch size.
+/// Qualified names and an alias throughout: a bare `ORDER BY xid` would sort
+/// by the text output column (`'1000' < '910'`) and skip rows.
+fn cursor_query(kind: OutboxRelay, bug: super::Bug) -> (&'static str, &'static str) {
+    match (kind, bug) {
+        (OutboxRelay::IdCursor, _) => (
+            "reading the outbox after the id cursor",
+            "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+             WHERE o.id > $1 ORDER BY o.id LIMIT $2",
+        ),
+        // The mutant: the xmin guard kept, the order and the cursor the application's clock's.
+        (_, super::Bug::AppTimestamp) => (
+            "reading the outbox after the (created_at, id) cursor",
+            "SELECT o.id, o.created_at::text AS at_text, o.event_id::text, o.key, o.value FROM outbox o
+             WHERE (o.created_at, o.id) > ($1::text::timestamptz, $2)
+               AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY o.created_at, o.id LIMIT $3",
+        ),
+        // The mutant: no snapshot-xmin bound, so a transaction still open
+        // (a lower xid) is passed by the cursor and never read.
+        (_, super::Bug::NoXminGuard) => (
+            "reading the outbox after the (xid, id) cursor",
+            "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+             WHERE (o.xid, o.id) > ($1::text::xid8, $2)
+             ORDER BY o.xid, o.id LIMIT $3",
+        ),
+        _ => (
+            "reading the outbox after the (xid, id) cursor",
+            "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+             WHERE (o.xid, o.id) > ($1::text::xid8, $2)
+               AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY o.xid, o.id LIMIT $3",
+        ),
+    }
+}
+
 /// One round; returns (rows read, every publish succeeded).
 async fn step(
     ctx: &AppContext,
@@ -93,96 +160,16 @@ async fn step(
     // `app-timestamp`: the cursor's first part is the application's stamp, not the xid.
     let by_app_time = super::Bug::of(&ctx.config) == super::Bug::AppTimestamp;
     if cursor.is_none() {
-        // One relay publishes at a time, whatever the instances
-        // (`--replicas`): the one whose connection holds the lock, as a
-        // leader election would have it. Its cursor is read only then, so a
-        // relay taking over starts where the last one stopped.
-        let leader: bool = timed(
-            t,
-            "taking the cursor relay's lock",
-            c.query_one("SELECT pg_try_advisory_lock($1, 0)", &[&CURSOR_RELAY_LOCK]),
-        )
-        .await?
-        .get(0);
-        if !leader {
-            return Ok((0, true));
+        match lead_and_load(c, t, by_app_time).await? {
+            Some(loaded) => *cursor = Some(loaded),
+            None => return Ok((0, true)),
         }
-        let row = timed(
-            t,
-            "reading the relay cursor",
-            c.query_opt(
-                if by_app_time {
-                    "SELECT last_at::text, last_id FROM outbox_cursor WHERE relay = 'main'"
-                } else {
-                    "SELECT last_xid::text, last_id FROM outbox_cursor WHERE relay = 'main'"
-                },
-                &[],
-            ),
-        )
-        .await?;
-        let start = if by_app_time { "-infinity" } else { "0" };
-        *cursor = Some(row.map(|r| (r.get(0), r.get(1))).unwrap_or_else(|| (start.into(), 0)));
     }
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
+    let (what, sql) = cursor_query(kind, super::Bug::of(&ctx.config));
     let rows = match kind {
-        OutboxRelay::IdCursor => {
-            timed(
-                t,
-                "reading the outbox after the id cursor",
-                c.query(
-                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
-                     WHERE o.id > $1 ORDER BY o.id LIMIT $2",
-                    &[&last_id, &ctx.config.batch],
-                ),
-            )
-            .await?
-        }
-        _ if by_app_time => {
-            // The mutant: the xmin guard kept, the order and the cursor the application's clock's.
-            timed(
-                t,
-                "reading the outbox after the (created_at, id) cursor",
-                c.query(
-                    "SELECT o.id, o.created_at::text AS at_text, o.event_id::text, o.key, o.value FROM outbox o
-                     WHERE (o.created_at, o.id) > ($1::text::timestamptz, $2)
-                       AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-                     ORDER BY o.created_at, o.id LIMIT $3",
-                    &[&last_xid, &last_id, &ctx.config.batch],
-                ),
-            )
-            .await?
-        }
-        _ if super::Bug::of(&ctx.config) == super::Bug::NoXminGuard => {
-            // The mutant: no snapshot-xmin bound, so a transaction still open
-            // (a lower xid) is passed by the cursor and never read.
-            timed(
-                t,
-                "reading the outbox after the (xid, id) cursor",
-                c.query(
-                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
-                     WHERE (o.xid, o.id) > ($1::text::xid8, $2)
-                     ORDER BY o.xid, o.id LIMIT $3",
-                    &[&last_xid, &last_id, &ctx.config.batch],
-                ),
-            )
-            .await?
-        }
-        _ => {
-            timed(
-                t,
-                "reading the outbox after the (xid, id) cursor",
-                c.query(
-                    // Qualified names and an alias: a bare `ORDER BY xid` would sort by the
-                    // text output column (`'1000' < '910'`) and skip rows.
-                    "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
-                     WHERE (o.xid, o.id) > ($1::text::xid8, $2)
-                       AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-                     ORDER BY o.xid, o.id LIMIT $3",
-                    &[&last_xid, &last_id, &ctx.config.batch],
-                ),
-            )
-            .await?
-        }
+        OutboxRelay::IdCursor => timed(t, what, c.query(sql, &[&last_id, &ctx.config.batch])).await?,
+        _ => timed(t, what, c.query(sql, &[&last_xid, &last_id, &ctx.config.batch])).await?,
     };
     if rows.is_empty() {
         return Ok((0, true));
