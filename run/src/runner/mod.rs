@@ -240,6 +240,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
     cfg.backend.check_usable(&cfg.faults)?;
     check_replicas(cfg.replicas, &cfg.app)?;
+    check_faults_fit(&cfg.faults, &cfg.app)?;
     let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
@@ -268,6 +269,20 @@ pub fn check_replicas(replicas: usize, app: &AppCommand) -> Result<()> {
     }
     if let Some(p) = ResolvedApp::of(app).pattern {
         p.check_replicas(replicas).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Whether `app` can take `faults` here: a program's skewed clock needs
+/// libfaketime (a built-in takes the offset through its knob).
+pub fn check_faults_fit(faults: &[Fault], app: &AppCommand) -> Result<()> {
+    if faults.contains(&Fault::ClockSkew) && matches!(app, AppCommand::Exec(_)) {
+        let lib = crate::nemesis::LIBFAKETIME;
+        if !std::path::Path::new(lib).exists() {
+            anyhow::bail!(
+                "clock-skew on an exec program needs libfaketime ({lib}): run `bash ci/setup` (Debian: apt-get install faketime), or drop clock-skew"
+            );
+        }
     }
     Ok(())
 }
