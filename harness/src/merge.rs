@@ -87,6 +87,16 @@ fn read_outcome(run_dir: &Path) -> Result<RunOutcome, String> {
     Ok(outcome)
 }
 
+/// How many instances the run in `run_dir` had (`config.replicas` of its
+/// `environment.json`; 1 when it does not say).
+fn recorded_replicas(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("environment.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["config"]["replicas"].as_u64())
+        .map_or(1, |n| n.max(1) as usize)
+}
+
 /// One run to merge: its cell (label, fault list), the cell's implementation
 /// and knobs, its seed, its outcome and its overhead.
 struct Entry {
@@ -163,7 +173,12 @@ pub fn merge(found: &Found) -> Vec<Row> {
             let mut cell = cells.remove(&key).expect("every ordered key has a cell");
             cell.sort_by_key(|e| e.seed);
             let faults = crate::nemesis::Fault::parse_list(&key.1).unwrap_or_default();
-            let expect = expectation(&cell[0].implementation, &cell[0].app_vars, &faults);
+            let replicas = cell
+                .iter()
+                .find_map(|e| e.outcome.as_ref().ok())
+                .map(|o| recorded_replicas(&o.run_dir))
+                .unwrap_or(1);
+            let expect = expectation(&cell[0].implementation, &cell[0].app_vars, &faults, replicas);
             let overheads: Vec<f64> = cell
                 .iter()
                 .filter(|e| e.outcome.is_ok())

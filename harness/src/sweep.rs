@@ -105,12 +105,20 @@ impl FromStr for Subject {
     }
 }
 
-/// The expectation of a run of `implementation` with `app_vars` under `faults`:
-/// what its pattern declares; `valid` for `exec` (a correct program's).
-pub fn expectation(implementation: &str, app_vars: &[(String, String)], faults: &[crate::nemesis::Fault]) -> Expect {
+/// The expectation of a run of `implementation` with `app_vars` under `faults`
+/// as `replicas` instances: what its pattern declares; `valid` for `exec`
+/// (a correct program's).
+pub fn expectation(
+    implementation: &str,
+    app_vars: &[(String, String)],
+    faults: &[crate::nemesis::Fault],
+    replicas: usize,
+) -> Expect {
     let names: Vec<&str> = faults.iter().map(|f| f.name()).collect();
     match implementations::lookup(implementation) {
-        Ok(info) => implementations::expect::expected(implementations::expect::rules_for(info, app_vars), &names),
+        Ok(info) => {
+            implementations::expect::expected(implementations::expect::rules_for(info, app_vars), &names, replicas)
+        }
         Err(_) => Expect::Valid,
     }
 }
@@ -727,7 +735,9 @@ fn plan_runs(plan: &SweepPlan, dir: &Path) -> Result<(Vec<CellJudged>, Vec<Plann
             let cfg = options
                 .to_config()
                 .with_context(|| format!("--impls {} --faults {faults}", subject.label))?;
-            expect.get_or_insert_with(|| expectation(&subject.implementation, &options.app_vars, &cfg.faults));
+            expect.get_or_insert_with(|| {
+                expectation(&subject.implementation, &options.app_vars, &cfg.faults, cfg.replicas)
+            });
             planned.push(Planned { cell, seed, cfg });
         }
         cells.push((subject.label.clone(), faults.clone(), expect.unwrap_or(Expect::Valid)));
@@ -1108,20 +1118,27 @@ mod tests {
     fn a_cell_expects_what_its_pattern_declares() {
         use crate::nemesis::Fault;
         let network = Fault::parse_list("network").unwrap();
-        assert_eq!(expectation("naive", &[], &network), Expect::Shows(&[Anomaly::Lost]));
+        assert_eq!(expectation("naive", &[], &network, 1), Expect::Shows(&[Anomaly::Lost]));
         assert_eq!(
-            expectation("naive", &[], &Fault::parse_list("pg-kill").unwrap()),
+            expectation("naive", &[], &Fault::parse_list("pg-kill").unwrap(), 1),
             Expect::Valid
         );
-        assert_eq!(expectation("outbox-poll", &[], &network), Expect::Valid);
+        assert_eq!(expectation("outbox-poll", &[], &network, 1), Expect::Valid);
         let early = [("DUALCHECK_CDC_CONFIRM".to_string(), "early".to_string())];
         let process = Fault::parse_list("process").unwrap();
         assert_eq!(
-            expectation("cdc-logical", &early, &process),
+            expectation("cdc-logical", &early, &process, 1),
             Expect::Shows(&[Anomaly::Lost])
         );
-        assert_eq!(expectation("cdc-logical", &[], &process), Expect::Valid);
-        assert_eq!(expectation("exec", &[], &process), Expect::Valid);
+        assert_eq!(expectation("cdc-logical", &[], &process, 1), Expect::Valid);
+        assert_eq!(expectation("exec", &[], &process, 1), Expect::Valid);
+        // Read your writes holds on the instance that took the write only.
+        assert_eq!(
+            expectation("listen-to-yourself", &[], &network, 2),
+            Expect::ValidBut(&[Anomaly::StaleRead])
+        );
+        assert_eq!(expectation("listen-to-yourself", &[], &network, 1), Expect::Valid);
+        assert_eq!(expectation("outbox-poll", &[], &network, 3), Expect::Valid);
         let s: Subject = "cdc-logical+DUALCHECK_CDC_CONFIRM=early".parse().unwrap();
         assert_eq!(
             (s.implementation.as_str(), s.app_vars.as_slice()),

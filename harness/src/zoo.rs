@@ -76,6 +76,7 @@ fn control_faults(info: &PatternInfo) -> Option<String> {
     Some(match rule.when {
         When::Always => "none".to_string(),
         When::AnyFault(faults) | When::AllFaults(faults) => faults.join(","),
+        When::Replicated => "none".to_string(),
     })
 }
 
@@ -394,6 +395,7 @@ mod tests {
                     &m.subject.implementation,
                     &m.subject.app_vars,
                     &crate::nemesis::Fault::parse_list(&m.faults).unwrap(),
+                    1,
                 );
                 assert!(
                     matches!(expect, Expect::Shows(_)),

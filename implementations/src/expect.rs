@@ -14,6 +14,10 @@ pub enum Expect {
     Valid,
     /// The history is invalid and shows at least one of these anomalies.
     Shows(&'static [Anomaly]),
+    /// Valid apart from these anomalies, which may or may not show (a
+    /// promise the pattern does not make there, e.g. read-your-writes on
+    /// another instance than the write's).
+    ValidBut(&'static [Anomaly]),
     /// No claim: any verdict is as expected (the pattern's weakness is not
     /// an anomaly of the history, e.g. transactions left in doubt).
     Any,
@@ -25,6 +29,7 @@ impl Expect {
         match self {
             Expect::Valid => anomalies.is_empty(),
             Expect::Shows(wanted) => anomalies.iter().any(|a| wanted.contains(a)),
+            Expect::ValidBut(allowed) => anomalies.iter().all(|a| allowed.contains(a)),
             Expect::Any => true,
         }
     }
@@ -37,6 +42,10 @@ impl fmt::Display for Expect {
             Expect::Shows(a) => {
                 let names: Vec<&str> = a.iter().map(|a| a.name()).collect();
                 write!(f, "shows {}", names.join(" or "))
+            }
+            Expect::ValidBut(a) => {
+                let names: Vec<&str> = a.iter().map(|a| a.name()).collect();
+                write!(f, "valid but for {}", names.join(" or "))
             }
             Expect::Any => f.write_str("any verdict"),
         }
@@ -55,6 +64,8 @@ pub enum When {
     /// name): a mutant exposed only by faults that overlap (a kill inside a
     /// partition) states both.
     AllFaults(&'static [&'static str]),
+    /// When several instances run (`--replicas` above 1).
+    Replicated,
 }
 
 impl fmt::Display for When {
@@ -63,6 +74,7 @@ impl fmt::Display for When {
             When::Always => f.write_str("always"),
             When::AnyFault(faults) => write!(f, "under {}", faults.join(" or ")),
             When::AllFaults(faults) => write!(f, "under {}", faults.join(" and ")),
+            When::Replicated => f.write_str("with --replicas above 1"),
         }
     }
 }
@@ -79,6 +91,13 @@ pub struct Expectation {
 impl Expectation {
     /// Valid whatever the faults: the expectation of a correct pattern.
     pub const VALID: &'static [Expectation] = &[];
+
+    /// Valid, but reads on another instance than the write's may be stale:
+    /// read your writes from a cache of the instance that took the write.
+    pub const STALE_ON_OTHER_INSTANCES: &'static [Expectation] = &[Expectation {
+        when: When::Replicated,
+        expect: Expect::ValidBut(&[Anomaly::StaleRead]),
+    }];
 }
 
 impl fmt::Display for Expectation {
@@ -176,14 +195,15 @@ pub fn check_bug(info: &crate::PatternInfo, app_vars: &[(String, String)]) -> Re
 }
 
 /// The expectation of a run: the first rule of `rules` that applies to the
-/// run's faults (CLI names), else [`Expect::Valid`].
-pub fn expected(rules: &[Expectation], faults: &[&str]) -> Expect {
+/// run's faults (CLI names) and its number of instances, else [`Expect::Valid`].
+pub fn expected(rules: &[Expectation], faults: &[&str], replicas: usize) -> Expect {
     rules
         .iter()
         .find(|r| match r.when {
             When::Always => true,
             When::AnyFault(names) => names.iter().any(|n| faults.contains(n)),
             When::AllFaults(names) => names.iter().all(|n| faults.contains(n)),
+            When::Replicated => replicas > 1,
         })
         .map(|r| r.expect)
         .unwrap_or(Expect::Valid)
@@ -231,11 +251,11 @@ mod tests {
     #[test]
     fn the_first_rule_that_applies_decides() {
         assert_eq!(
-            expected(NAIVE, &["pg-kill", "kafka-partition"]),
+            expected(NAIVE, &["pg-kill", "kafka-partition"], 1),
             Expect::Shows(&[Anomaly::Lost])
         );
-        assert_eq!(expected(NAIVE, &["pg-kill"]), Expect::Valid);
-        assert_eq!(expected(Expectation::VALID, &["kafka-partition"]), Expect::Valid);
+        assert_eq!(expected(NAIVE, &["pg-kill"], 1), Expect::Valid);
+        assert_eq!(expected(Expectation::VALID, &["kafka-partition"], 1), Expect::Valid);
         assert_eq!(
             describe(NAIVE),
             "shows lost under kafka-partition or crash-after-commit; valid otherwise"
@@ -271,9 +291,9 @@ mod tests {
             when: When::AllFaults(&["kafka-partition", "relay-kill"]),
             expect: Expect::Shows(&[Anomaly::Lost]),
         }];
-        assert_eq!(expected(&both, &["kafka-partition"]), Expect::Valid);
+        assert_eq!(expected(&both, &["kafka-partition"], 1), Expect::Valid);
         assert_eq!(
-            expected(&both, &["relay-kill", "pg-kill", "kafka-partition"]),
+            expected(&both, &["relay-kill", "pg-kill", "kafka-partition"], 1),
             Expect::Shows(&[Anomaly::Lost])
         );
         assert_eq!(

@@ -22,6 +22,10 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
+    // Read your writes comes from the write-through cache of the instance
+    // that took the write: a read sent to another instance may not see it
+    // until the consumer wrote the row (`--replicas`).
+    expect: crate::expect::Expectation::STALE_ON_OTHER_INSTANCES,
     controls: &[
         crate::runtime::read_cache::CACHE_OFF_READS_STALE,
         crate::runtime::own_consumer::COMMIT_OFFSET_BEFORE_WRITE,
