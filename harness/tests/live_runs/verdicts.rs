@@ -24,7 +24,7 @@ fn naive_loses_events_when_kafka_is_partitioned_and_when_it_crashes_after_commit
             "--faults",
             "kafka-partition,crash-after-commit",
             "--duration",
-            "20s",
+            "15s",
         ],
     );
     assert_eq!(code, 1);
@@ -87,6 +87,7 @@ fn naive_publish_first_publishes_phantoms_when_postgres_is_partitioned() {
 }
 
 #[test]
+#[ignore = "a verdict-matrix cell: scripts/verdict-matrix runs the negative controls over 20 seeds (docs/verdicts.md; outbox-idcursor lost in 20 of 20); the suite keeps outbox_idcursor_skips_events_of_slow_commits; run it with --ignored"]
 fn outbox_idcursor_skips_events_of_late_committers() {
     // "In most seeds": the first of three seeds that shows it is enough here;
     // the note's table gives the rate over 20 seeds.
