@@ -78,8 +78,10 @@ fn faketime_offset(ms: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
-/// Longest wait of `relay-kill` for a delivery to aim at.
-pub const RELAY_KILL_AIM: Duration = Duration::from_millis(500);
+/// Longest wait of `relay-kill` for a delivery to aim at: longer than a
+/// producer takes to reconnect after a Kafka heal (about 1.2 s measured),
+/// so a kill starting in the recovery lands on the drain's first batch.
+pub const RELAY_KILL_AIM: Duration = Duration::from_secs(2);
 
 /// Injects the process faults.
 pub(super) struct ProcessFaults {
