@@ -18,7 +18,7 @@ fn a_lost_op_of_naive_under_kafka_partition_names_its_fault_and_its_publish_erro
             "--faults",
             "kafka-partition",
             "--duration",
-            "20s",
+            "15s",
             "--seed",
             "1",
         ],

@@ -272,7 +272,7 @@ fn compare_gives_one_row_per_implementation_with_its_verdict() {
             "--faults",
             "kafka-partition",
             "--duration",
-            "20s",
+            "12s",
             "--first-seed",
             "3",
             "--json",
