@@ -90,11 +90,10 @@ fn read_outcome(run_dir: &Path) -> Result<RunOutcome, String> {
 /// How many instances the run in `run_dir` had (`config.replicas` of its
 /// `environment.json`; 1 when it does not say).
 fn recorded_replicas(run_dir: &Path) -> usize {
-    std::fs::read_to_string(run_dir.join("environment.json"))
+    record::config::EnvironmentRecord::read(&run_dir.join(crate::run_dir::ENVIRONMENT))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["config"]["replicas"].as_u64())
-        .map_or(1, |n| n.max(1) as usize)
+        .and_then(|r| r.config)
+        .map_or(1, |c| c.replicas.max(1))
 }
 
 /// One run to merge: its cell (label, fault list), the cell's implementation

@@ -134,16 +134,17 @@ impl AppProcess {
     ) -> Result<AppProcess> {
         let port = free_port()?;
         let log = record::run_dir::RunDir::at(run_dir).instance_log(role, env.instance);
+        // The first instance keeps the plain name, the others are numbered.
+        let numbered = |label: String| match env.instance {
+            0 => label,
+            i => format!("{label} #{i}"),
+        };
         let (name, spec) = match command {
             AppCommand::Builtin(name) => {
-                let label = match role {
+                let label = numbered(match role {
                     Some(r) => format!("{r} {name}"),
                     None => format!("app {name}"),
-                };
-                let label = match env.instance {
-                    0 => label,
-                    i => format!("{label} #{i}"),
-                };
+                });
                 let mut spec = ProcessSpec::new(&label, dualcheck_bin(bin)?, &log).args(["app", "--impl", name]);
                 if let Some(r) = role {
                     spec = spec.env("DUALCHECK_ROLE", r);
@@ -151,10 +152,7 @@ impl AppProcess {
                 (label, spec)
             }
             AppCommand::Exec(cmd) => (
-                match env.instance {
-                    0 => "exec".to_string(),
-                    i => format!("exec #{i}"),
-                },
+                numbered("exec".to_string()),
                 ProcessSpec::new("exec program", "/bin/sh", &log).args(["-c", cmd.as_str()]),
             ),
         };

@@ -34,15 +34,19 @@ impl ClusterFaults {
         }
     }
 
+    /// The leader of each partition of the run's topic, from the cluster's
+    /// metadata (-1: none).
+    async fn leaders(&self) -> Result<Vec<i32>> {
+        let (bootstrap, topic) = (self.env.kafka_direct_bootstrap.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || services::kafka::partition_leaders(&bootstrap, &topic)).await?
+    }
+
     /// Waits (at most [`LEADERSHIP_MOVE`]) until partition 0 has a leader
     /// other than `old`; says so in the log when it does not.
     async fn wait_leader_moved(&self, old: usize) {
         let deadline = tokio::time::Instant::now() + LEADERSHIP_MOVE;
         while tokio::time::Instant::now() < deadline {
-            let (bootstrap, topic) = (self.env.kafka_direct_bootstrap.clone(), self.topic.clone());
-            let leaders =
-                tokio::task::spawn_blocking(move || services::kafka::partition_leaders(&bootstrap, &topic)).await;
-            if let Ok(Ok(l)) = leaders {
+            if let Ok(l) = self.leaders().await {
                 if l.first().is_some_and(|&b| b >= 0 && b as usize != old) {
                     return;
                 }
@@ -61,10 +65,7 @@ impl ClusterFaults {
                 if self.env.brokers() < 3 {
                     bail!("kafka-leader needs 3 brokers (run with --brokers 3)");
                 }
-                let (bootstrap, topic) = (self.env.kafka_direct_bootstrap.clone(), self.topic.clone());
-                let leaders =
-                    tokio::task::spawn_blocking(move || services::kafka::partition_leaders(&bootstrap, &topic))
-                        .await??;
+                let leaders = self.leaders().await?;
                 let leader = *leaders.first().context("the topic has no partition")?;
                 if leader < 0 {
                     bail!("partition 0 of {} has no leader right now", self.topic);

@@ -26,7 +26,7 @@ pub use record::fault::{Fault, FaultFamily};
 use crate::app_process::Fleet;
 use crate::recorder::Recorder;
 use anyhow::Result;
-pub use process::{Deploys, LIBFAKETIME};
+pub use process::{check_libfaketime, Deploys, LIBFAKETIME};
 use services::Environment;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -54,11 +54,7 @@ impl Deploys {
                 self.clock_offset_ms.to_string(),
             )]);
         }
-        if !Path::new(LIBFAKETIME).exists() {
-            bail!(
-                "clock-skew needs libfaketime ({LIBFAKETIME}): run `bash ci/setup` (Debian: apt-get install faketime)"
-            );
-        }
+        check_libfaketime()?;
         let preload = match std::env::var("LD_PRELOAD") {
             Ok(p) if !p.is_empty() => format!("{LIBFAKETIME}:{p}"),
             _ => LIBFAKETIME.to_string(),
@@ -69,6 +65,17 @@ impl Deploys {
             ("FAKETIME_DONT_RESET".into(), "1".into()),
         ])
     }
+}
+
+/// Whether libfaketime is installed, which `clock-skew` needs for a program
+/// (`run` asks before anything starts, the fault again when it starts).
+pub fn check_libfaketime() -> Result<()> {
+    if !Path::new(LIBFAKETIME).exists() {
+        bail!(
+            "clock-skew on an exec program needs libfaketime ({LIBFAKETIME}): run `bash ci/setup` (Debian: apt-get install faketime), or drop clock-skew"
+        );
+    }
+    Ok(())
 }
 
 /// libfaketime's relative offset for `ms` milliseconds (`+2.500`, `-1.000`).

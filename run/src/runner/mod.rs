@@ -237,10 +237,8 @@ struct Exercised {
 
 /// Runs one test; the environment is torn down whatever happens.
 pub async fn run(cfg: RunConfig) -> Result<RunOutcome> {
-    cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    check_runnable(&cfg)?;
     cfg.backend.check_usable(&cfg.faults)?;
-    check_replicas(cfg.replicas, &cfg.app)?;
-    check_faults_fit(&cfg.faults, &cfg.app)?;
     let brokers = brokers_needed(&cfg);
     let app = ResolvedApp::of(&cfg.app);
     let run_dir = RunDir::create_for_run(&cfg.out_dir, &app.name, cfg.workload.seed)?;
@@ -277,14 +275,17 @@ pub fn check_replicas(replicas: usize, app: &AppCommand) -> Result<()> {
 /// libfaketime (a built-in takes the offset through its knob).
 pub fn check_faults_fit(faults: &[Fault], app: &AppCommand) -> Result<()> {
     if faults.contains(&Fault::ClockSkew) && matches!(app, AppCommand::Exec(_)) {
-        let lib = crate::nemesis::LIBFAKETIME;
-        if !std::path::Path::new(lib).exists() {
-            anyhow::bail!(
-                "clock-skew on an exec program needs libfaketime ({lib}): run `bash ci/setup` (Debian: apt-get install faketime), or drop clock-skew"
-            );
-        }
+        crate::nemesis::check_libfaketime()?;
     }
     Ok(())
+}
+
+/// Whether `cfg` can run at all, before anything starts: its workload, its
+/// instances and its faults (the services' side is the backend's to say).
+pub fn check_runnable(cfg: &RunConfig) -> Result<()> {
+    cfg.workload.validate().map_err(anyhow::Error::msg)?;
+    check_replicas(cfg.replicas, &cfg.app)?;
+    check_faults_fit(&cfg.faults, &cfg.app)
 }
 
 /// Kafka brokers a run of `cfg` needs: `--brokers`, or 3 for a cluster fault.
@@ -306,8 +307,7 @@ pub fn brokers_needed(cfg: &RunConfig) -> usize {
 /// toxic left), so the next run starts clean, and the run's database and topic
 /// are dropped; a failure to restore is an error of this run.
 pub async fn run_on(cfg: &RunConfig, services: &Arc<Environment>, instance: u32) -> Result<RunOutcome> {
-    cfg.workload.validate().map_err(anyhow::Error::msg)?;
-    check_replicas(cfg.replicas, &cfg.app)?;
+    check_runnable(cfg)?;
     let needed = brokers_needed(cfg);
     // The user's cluster has the brokers it has: enough is enough.
     let fits = if services.is_external() {

@@ -158,7 +158,8 @@ async fn step(
     }
     let c = client.as_mut().expect("connected above");
     // `app-timestamp`: the cursor's first part is the application's stamp, not the xid.
-    let by_app_time = super::Bug::of(&ctx.config) == super::Bug::AppTimestamp;
+    let bug = super::Bug::of(&ctx.config);
+    let by_app_time = bug == super::Bug::AppTimestamp;
     if cursor.is_none() {
         match lead_and_load(c, t, by_app_time).await? {
             Some(loaded) => *cursor = Some(loaded),
@@ -166,7 +167,7 @@ async fn step(
         }
     }
     let (last_xid, last_id) = cursor.clone().expect("loaded above");
-    let (what, sql) = cursor_query(kind, super::Bug::of(&ctx.config));
+    let (what, sql) = cursor_query(kind, bug);
     let rows = match kind {
         OutboxRelay::IdCursor => timed(t, what, c.query(sql, &[&last_id, &ctx.config.batch])).await?,
         _ => timed(t, what, c.query(sql, &[&last_xid, &last_id, &ctx.config.batch])).await?,
