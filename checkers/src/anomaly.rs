@@ -24,17 +24,21 @@ use strum::{EnumString, IntoStaticStr, VariantArray};
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum Anomaly {
-    /// An op `ok` or committed with no delivery.
+    /// An op `ok` or committed with no delivery of any of its events.
     Lost,
+    /// An op `ok` or committed with some but not all of its events delivered.
+    Partial,
     /// An op delivered but not committed.
     Phantom,
-    /// A delivery whose op was never invoked.
+    /// A delivery whose op was never invoked, or that names an event index
+    /// its op does not publish.
     Unexpected,
-    /// An op delivered more than once, always with the same event id.
+    /// An event delivered more than once, always with the same event id.
     Duplicate,
-    /// An op delivered with more than one distinct event id.
+    /// An event delivered with more than one distinct event id.
     DuplicateBeyondIdempotency,
-    /// A delivery with a lower seq than one already delivered on its key.
+    /// A first delivery of an event with a lower (seq, index) than one
+    /// already delivered on its key.
     Reorder,
     /// An op `ok` but not committed.
     LostCommit,
@@ -57,14 +61,21 @@ impl Anomaly {
     /// One line saying what the anomaly is.
     pub fn description(self) -> &'static str {
         match self {
-            Anomaly::Lost => "an op acknowledged (ok) or committed has no delivery",
-            Anomaly::Phantom => "an op has a delivery but is not committed",
-            Anomaly::Unexpected => "a delivery whose op was never invoked (counted per delivery)",
-            Anomaly::Duplicate => {
-                "an op delivered more than once, always with the same event id (an idempotent consumer absorbs it)"
+            Anomaly::Lost => "an op acknowledged (ok) or committed has no delivery of any of its events",
+            Anomaly::Partial => {
+                "an op acknowledged (ok) or committed has some but not all of its events delivered (counted per op)"
             }
-            Anomaly::DuplicateBeyondIdempotency => "an op delivered with more than one distinct event id",
-            Anomaly::Reorder => "per key, a first delivery in log order whose seq is lower than one already delivered",
+            Anomaly::Phantom => "an op has a delivery but is not committed",
+            Anomaly::Unexpected => {
+                "a delivery whose op was never invoked, or naming an event index its op does not publish (counted per delivery)"
+            }
+            Anomaly::Duplicate => {
+                "an event delivered more than once, always with the same event id (an idempotent consumer absorbs it)"
+            }
+            Anomaly::DuplicateBeyondIdempotency => "an event delivered with more than one distinct event id",
+            Anomaly::Reorder => {
+                "per key, a first delivery of an event in log order whose (seq, index) is lower than one already delivered"
+            }
             Anomaly::LostCommit => "an op acknowledged (ok) is not committed",
             Anomaly::StaleRead => "a read saw an older seq than one acknowledged on its key before the read began",
             Anomaly::WalRetained => {
@@ -105,6 +116,7 @@ mod tests {
             names,
             [
                 "lost",
+                "partial",
                 "phantom",
                 "unexpected",
                 "duplicate",

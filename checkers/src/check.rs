@@ -5,15 +5,19 @@
 //! Memory is what matters for long runs: each op costs one `OpState` (64
 //! bytes, one cache line) and its first event id (16 bytes) plus a bit in
 //! the op-id map; keys are interned and event ids kept as 128-bit values
-//! (UUIDs exactly, other strings by fingerprint). Speed is the other half:
-//! lines are indexed on all cores (see [`HistoryIndex`] and `ingest.rs`).
+//! (UUIDs exactly, other strings by fingerprint). An op that publishes
+//! several events keeps its event 0 there too, and the rest apart (the
+//! index's `multi` table for what its invoke names, its shard's side table
+//! for the deliveries of its other events), so one-event ops pay nothing for
+//! them. Speed is the other half: lines are indexed on all cores (see
+//! [`HistoryIndex`] and `ingest.rs`).
 
 use crate::anomaly::Anomaly;
 use crate::event_id::{fingerprint, parse_uuid, uuid_text, EventId};
-use crate::history::{FaultPhase, LineError, Outcome, ParsedLine};
+use crate::history::{FaultPhase, LineError, OpEvents, Outcome, ParsedLine};
 use crate::op_table::{
-    shard_of, Handle, OpSlots, OpState, OpStore, COMMITTED, DISTINCT_EVENTS, INVOKED, MAX_SHARD_BITS, NONE_KEY,
-    NONE_TIME, NO_SEQ,
+    shard_of, EventState, Handle, OpSlots, OpState, OpStore, SideEvents, COMMITTED, DISTINCT_EVENTS, INVOKED,
+    MAX_SHARD_BITS, MULTI, NONE_KEY, NONE_TIME, NO_SEQ, SIDE,
 };
 use crate::results::{
     Anomalies, CheckResult, DeliveryRef, Example, FailedFault, FaultWindow, Latency, OpCounts, Verdict,
@@ -81,6 +85,30 @@ pub struct HistoryIndex {
     committed_lines: u64,
     deliveries: u64,
     max_time: i64,
+    /// The events of the ops whose invoke names more than their one event
+    /// on their key (flagged `MULTI`); filled while routing, in file order.
+    multi: FxHashMap<Handle, MultiOp>,
+}
+
+/// What an `invoke` line's `events` names, beyond one event on its key.
+struct MultiOp {
+    /// How many events the op publishes (indexes 0..count).
+    count: u32,
+    /// (key number, seq) of each event, by index; `None`: all on the op's
+    /// own key at its own seq.
+    places: Option<Box<[(u32, u64)]>>,
+}
+
+/// The key number and seq event `index` of an op belongs at: its place in
+/// the invoke's `events` when it names one, else the op's own key and seq.
+fn place(multi: Option<&MultiOp>, s: &OpState, index: u32) -> (u32, u64) {
+    match multi
+        .and_then(|m| m.places.as_deref())
+        .and_then(|p| p.get(index as usize))
+    {
+        Some(&p) => p,
+        None => (s.key, s.seq),
+    }
 }
 
 /// The states of the ops of one shard.
@@ -88,6 +116,9 @@ struct Shard {
     store: OpStore,
     /// Further distinct event ids of ops delivered with more than one (bounded per op).
     extra_events: FxHashMap<Handle, Vec<EventId>>,
+    /// The delivered events of index 1 and up, per op (flagged `SIDE`):
+    /// apart, so that one-event ops' states stay one cache line.
+    side: FxHashMap<Handle, SideEvents>,
     /// Ops with a completion or `committed` line and (so far) no `invoke`,
     /// so that a consistent history needs no pass to look for them.
     orphans: u64,
@@ -121,6 +152,9 @@ pub(crate) struct Rec {
     /// once routed, its number in the index.
     pub(crate) key: u32,
     pub(crate) partition: i32,
+    /// `deliver`: which event of its op the record is. `invoke`: 1 when the
+    /// op's events are in the index's `multi` table (set by routing), else 0.
+    pub(crate) index: u32,
     pub(crate) kind: u8,
 }
 
@@ -134,12 +168,14 @@ impl Rec {
         event: [0, 0],
         key: NONE_KEY,
         partition: 0,
+        index: 0,
         kind: K_SKIP,
     };
 
     /// The record of `line` when it has the common form, made without
     /// touching the index: an op's line whose key borrows from the history
-    /// and whose event id is a UUID. `None` for any other line. `key_index`
+    /// and whose event id is a UUID, and an `invoke` that names no `events`.
+    /// `None` for any other line. `key_index`
     /// numbers the keys of the piece the line is in (see [`HistoryIndex::route`]).
     #[inline]
     pub(crate) fn common<'a>(line: &ParsedLine<'a>, mut key_index: impl FnMut(&'a str) -> u32) -> Option<Rec> {
@@ -149,7 +185,13 @@ impl Rec {
             Cow::Owned(_) => None,
         };
         Some(match line {
-            ParsedLine::Invoke { op, key, seq, time } => Rec {
+            ParsedLine::Invoke {
+                op,
+                key,
+                seq,
+                time,
+                events: None,
+            } => Rec {
                 op: *op,
                 time: *time,
                 seq: *seq,
@@ -171,6 +213,7 @@ impl Rec {
                 partition,
                 offset,
                 time,
+                index,
             } => Rec {
                 op: *op,
                 time: *time,
@@ -182,6 +225,7 @@ impl Rec {
                     None => NONE_KEY,
                 },
                 partition: *partition,
+                index: *index,
                 kind: K_DELIVER,
             },
             ParsedLine::Committed { op } => Rec {
@@ -216,6 +260,7 @@ impl HistoryIndex {
                 .map(|_| Shard {
                     store: OpStore::new(shard_bits),
                     extra_events: FxHashMap::default(),
+                    side: FxHashMap::default(),
                     orphans: 0,
                 })
                 .collect(),
@@ -235,6 +280,7 @@ impl HistoryIndex {
             committed_lines: 0,
             deliveries: 0,
             max_time: 0,
+            multi: FxHashMap::default(),
         }
     }
 
@@ -262,6 +308,56 @@ impl HistoryIndex {
     /// The state behind a handle.
     fn state(&self, h: Handle) -> &OpState {
         self.shards[shard_of(h, self.shard_bits)].store.get(h)
+    }
+
+    /// The delivered events of index 1 and up of op `h`, by index.
+    fn side_events(&self, h: Handle) -> Cow<'_, [EventState]> {
+        match self.shards[shard_of(h, self.shard_bits)].side.get(&h) {
+            Some(side) => side.sorted(),
+            None => Cow::Borrowed(&[]),
+        }
+    }
+
+    /// (op, index, partition, offset, earliest time) of the event a reorder
+    /// entry's handle word stands for: the op's event 0, or (`SIDE_REF`)
+    /// one of `side_refs`. Only for the few examples.
+    fn event_place(&self, word: u64, side_refs: &[(Handle, u32)]) -> (Handle, u32, i32, i64, i64) {
+        if word & SIDE_REF == 0 {
+            let s = self.state(word);
+            return (word, 0, s.log_partition, s.log_offset, s.first_time);
+        }
+        let (h, index) = side_refs[(word & !SIDE_REF) as usize];
+        let shard = &self.shards[shard_of(h, self.shard_bits)];
+        let e = shard
+            .side
+            .get(&h)
+            .and_then(|side| side.get(index))
+            .expect("a side reference names a delivered event");
+        (h, index, e.log_partition, e.log_offset, e.first_time)
+    }
+
+    /// What an invoke's `events` names beyond one event on the op's key
+    /// (`key`, `seq`), with the place keys numbered; `None` when nothing.
+    fn multi_op(&mut self, events: OpEvents, key: u32, seq: u64) -> Option<MultiOp> {
+        match events {
+            OpEvents::Count(count) => (count > 1).then_some(MultiOp { count, places: None }),
+            OpEvents::Each(list) => {
+                let places: Box<[(u32, u64)]> = list
+                    .iter()
+                    .map(|p| (self.intern_key(p.key.as_bytes()), p.seq))
+                    .collect();
+                let count = u32::try_from(places.len()).unwrap_or(u32::MAX);
+                let own = places.iter().all(|&p| p == (key, seq));
+                match (count, own) {
+                    (1, true) => None,
+                    (_, true) => Some(MultiOp { count, places: None }),
+                    _ => Some(MultiOp {
+                        count,
+                        places: Some(places),
+                    }),
+                }
+            }
+        }
     }
 
     /// Every op's handle and state, in the order examples are looked for in.
@@ -319,13 +415,29 @@ impl HistoryIndex {
     /// there is nothing for the shards).
     fn route_line(&mut self, line: ParsedLine<'_>) -> Rec {
         match line {
-            ParsedLine::Invoke { op, key, seq, time } => {
+            ParsedLine::Invoke {
+                op,
+                key,
+                seq,
+                time,
+                events,
+            } => {
                 self.see_time(time);
+                // Numbered in this order (the op's key, then its events'),
+                // as line by line: the numbers decide the order of examples.
+                let key = self.intern_key(key.as_bytes());
+                let op = self.slots.slot(op);
+                let multi = events.and_then(|e| self.multi_op(e, key, seq));
+                let index = u32::from(multi.is_some());
+                if let Some(m) = multi {
+                    self.multi.insert(op, m);
+                }
                 Rec {
-                    key: self.intern_key(key.as_bytes()),
-                    op: self.slots.slot(op),
+                    key,
+                    op,
                     time,
                     seq,
+                    index,
                     kind: K_INVOKE,
                     ..Rec::SKIP
                 }
@@ -347,6 +459,7 @@ impl HistoryIndex {
                 partition,
                 offset,
                 time,
+                index,
             } => {
                 self.see_time(time);
                 self.deliveries += 1;
@@ -378,6 +491,7 @@ impl HistoryIndex {
                     offset,
                     event,
                     partition,
+                    index,
                     kind: K_DELIVER,
                 }
             }
@@ -506,8 +620,12 @@ impl HistoryIndex {
             unseen_delta,
             seconds,
             mut ordered,
+            side_refs,
+            spans,
             acked,
             delivered_after_restart,
+            multi_event_ops,
+            events_expected,
         } = self.tally_ops(committed_from_lines, &mut findings, &describe);
 
         // Reorder: per key, first deliveries of ok ops in log order.
@@ -515,12 +633,13 @@ impl HistoryIndex {
             ordered.clear();
         }
         // Sorted in place on all cores while the latency quantiles are found:
-        // by key, partition, offset, then handle, as before. Each entry is
-        // distinct by its handle (before the seq), so any sort gives this
+        // by key, partition, offset, then handle word, as before. Each entry
+        // is distinct by its word (before the seq), so any sort gives this
         // order, and the seq never decides it.
         let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
-        self.find_reorders(&ordered, &mut findings, &describe);
+        self.find_reorders(&ordered, &side_refs, &mut findings, &describe);
         drop(ordered);
+        let interleaved_ops = self.count_interleaved(&spans);
         self.find_stale_reads(&mut findings, &describe);
 
         let unseen_per_second = unseen_levels(&unseen_delta, seconds);
@@ -555,6 +674,9 @@ impl HistoryIndex {
             .into(),
             ops: counts,
             deliveries: self.deliveries,
+            multi_event_ops,
+            interleaved_ops,
+            events_expected,
             reads: self.reads.len() as u64,
             latency_ns,
             unseen_per_second,
@@ -596,9 +718,9 @@ impl HistoryIndex {
     }
 
     /// The one pass over every op: counts the ops and finds the anomalies
-    /// of single ops (`unexpected` deliveries of ops never invoked, `lost`,
-    /// `phantom`, duplicates, `lost-commit`), gathering what the later
-    /// checks need.
+    /// of single ops (`unexpected` deliveries of ops never invoked or of
+    /// events the op does not publish, `lost`, `partial`, `phantom`,
+    /// duplicates, `lost-commit`), gathering what the later checks need.
     fn tally_ops(&self, committed_from_lines: bool, findings: &mut Findings, describe: &Describe<'_>) -> OpTally {
         // At most one entry per op: reserved once (pages are only taken as
         // entries are written), not grown by copying.
@@ -608,8 +730,11 @@ impl HistoryIndex {
         let mut unseen_delta = vec![0i64; seconds + 1];
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
         // (key, partition, offset, handle, seq) of each first delivery of an
-        // ok op: the seq rides along so the reorder pass reads no state.
+        // event of an ok op: the seq rides along so the reorder pass reads no state.
         let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
+        // (op, index) of the events of index 1 and up in `ordered`.
+        let mut side_refs: Vec<(Handle, u32)> = Vec::new();
+        let mut spans: Vec<Span> = Vec::new();
         let mut counts = OpCounts::default();
         // (ack time, first delivery or MAX when never) of every ok op, for the
         // fault windows' time to recover; only kept when there are windows.
@@ -617,10 +742,20 @@ impl HistoryIndex {
         let mut acked: Vec<(i64, i64)> = Vec::new();
         let restart = self.restart.unwrap_or(i64::MAX);
         let mut after_restart = 0u64;
+        let (mut multi_event_ops, mut events_expected) = (0u64, 0u64);
         for (i, &s) in self.ops() {
+            // Only ops with deliveries of events past their first have any.
+            let side = if s.is(SIDE) {
+                self.side_events(i)
+            } else {
+                Cow::Borrowed(&[][..])
+            };
             if !s.is(INVOKED) {
-                if s.deliveries > 0 {
-                    findings.found(Anomaly::Unexpected, s.deliveries as u64, s.first_time, &|| {
+                let n = u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>();
+                if n > 0 {
+                    let first = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+                    let at = side.iter().map(|e| e.first_time).fold(first, i64::min);
+                    findings.found(Anomaly::Unexpected, n, at, &|| {
                         describe.op(i, Some("no invoke line for this op".into()))
                     });
                 }
@@ -636,36 +771,96 @@ impl HistoryIndex {
             }
             let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
             counts.committed += committed as u64;
-            let delivered = s.deliveries > 0;
+            let multi = if s.is(MULTI) { self.multi.get(&i) } else { None };
+            let k = multi.map_or(1, |m| m.count);
+            // The op's events delivered, and the first delivery of any of them.
+            let mut delivered_events = u64::from(s.deliveries > 0);
+            let mut first_time = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+            for e in side.iter() {
+                if e.index < k {
+                    delivered_events += 1;
+                    first_time = first_time.min(e.first_time);
+                } else {
+                    findings.found(Anomaly::Unexpected, u64::from(e.deliveries), e.first_time, &|| {
+                        describe.op(
+                            i,
+                            Some(format!(
+                                "a record names event index {}, but the op publishes {k} event(s) (indexes 0 to {})",
+                                e.index,
+                                k - 1
+                            )),
+                        )
+                    });
+                }
+            }
+            let delivered = delivered_events > 0;
             if (ok || committed) && !delivered {
                 findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
+            }
+            if (ok || committed) && delivered && delivered_events < u64::from(k) {
+                findings.found(Anomaly::Partial, 1, s.invoke_time, &|| {
+                    describe.op(i, Some(partial_detail(self.slots.op_id(i), k, &s, &side)))
+                });
             }
             if delivered && !committed {
                 findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
             }
-            after_restart += (committed && delivered && s.first_time >= restart) as u64;
+            after_restart += (committed && delivered && first_time >= restart) as u64;
+            // Duplicates are judged per event: event 0 here, the others below.
+            let which = |index: u32, deliveries: u32| {
+                s.is(MULTI)
+                    .then(|| format!("event {index} of its {k} delivered {deliveries} times"))
+            };
             if s.deliveries > 1 {
                 if s.is(DISTINCT_EVENTS) {
                     findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
-                        describe.op(i, None)
+                        describe.op(i, which(0, s.deliveries))
                     });
                 } else {
-                    findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| describe.op(i, None));
+                    findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| {
+                        describe.op(i, which(0, s.deliveries))
+                    });
                 }
+            }
+            for e in side.iter().filter(|e| e.index < k && e.deliveries > 1) {
+                let kind = if e.distinct {
+                    Anomaly::DuplicateBeyondIdempotency
+                } else {
+                    Anomaly::Duplicate
+                };
+                findings.found(kind, 1, s.invoke_time, &|| describe.op(i, which(e.index, e.deliveries)));
             }
             if committed_from_lines && ok && !s.is(COMMITTED) {
                 findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
             }
             if ok {
                 if has_faults {
-                    acked.push((s.complete_time, if delivered { s.first_time } else { i64::MAX }));
+                    acked.push((s.complete_time, if delivered { first_time } else { i64::MAX }));
                 }
                 unseen_delta[second_of(s.complete_time)] += 1;
                 if delivered {
-                    latencies.push((s.first_time - s.complete_time).max(0));
-                    unseen_delta[second_of(s.first_time.max(s.complete_time))] -= 1;
-                    ordered.push((log_order(s.key, s.log_partition, s.log_offset), i, s.delivery_seq()));
+                    latencies.push((first_time - s.complete_time).max(0));
+                    unseen_delta[second_of(first_time.max(s.complete_time))] -= 1;
+                    if s.deliveries > 0 {
+                        let (key, seq) = place(multi, &s, 0);
+                        let seq = if s.log_seq == NO_SEQ { seq } else { s.log_seq };
+                        ordered.push((log_order(key, s.log_partition, s.log_offset), i, seq));
+                    }
+                    for e in side.iter().filter(|e| e.index < k) {
+                        let (key, seq) = place(multi, &s, e.index);
+                        let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
+                        let word = SIDE_REF | side_refs.len() as u64;
+                        ordered.push((log_order(key, e.log_partition, e.log_offset), word, seq));
+                        side_refs.push((i, e.index));
+                    }
                 }
+            }
+            multi_event_ops += u64::from(k > 1);
+            if ok || committed {
+                events_expected += u64::from(k);
+            }
+            if committed && delivered_events > 1 {
+                push_spans(&mut spans, i, &s, &side, k);
             }
         }
         OpTally {
@@ -674,44 +869,103 @@ impl HistoryIndex {
             unseen_delta,
             seconds,
             ordered,
+            side_refs,
+            spans,
             acked,
             delivered_after_restart: self.restart.map(|_| after_restart),
+            multi_event_ops,
+            events_expected,
         }
     }
 
     /// `reorder`: walks `ordered` (sorted: per key, in log order) and finds
-    /// each first delivery whose seq is below one delivered before it.
-    fn find_reorders(&self, ordered: &[LogEntry], findings: &mut Findings, describe: &Describe<'_>) {
+    /// each first delivery of an event whose (seq, index) is below one
+    /// delivered before it. `side_refs` names the events of index 1 and up.
+    fn find_reorders(
+        &self,
+        ordered: &[LogEntry],
+        side_refs: &[(Handle, u32)],
+        findings: &mut Findings,
+        describe: &Describe<'_>,
+    ) {
         let mut current_key = NONE_KEY;
-        let mut highest: Option<(u64, Handle)> = None;
-        for &(order, i, seq) in ordered {
+        // The highest (seq, index) so far, and the entry's handle word.
+        let mut highest: Option<((u64, u32), u64)> = None;
+        for &(order, word, seq) in ordered {
             let key = (order >> 96) as u32;
             if key != current_key {
                 current_key = key;
                 highest = None;
             }
+            let index = if word & SIDE_REF == 0 {
+                0
+            } else {
+                side_refs[(word & !SIDE_REF) as usize].1
+            };
             match highest {
-                Some((h, before)) if seq < h => {
-                    let s = self.state(i);
-                    findings.found(Anomaly::Reorder, 1, s.first_time, &|| {
-                        let b = self.state(before);
-                        describe.op(
-                            i,
-                            Some(format!(
-                                "seq {seq} delivered at {}/{} after seq {h} (op {}) at {}/{}",
-                                s.log_partition,
-                                s.log_offset,
-                                self.slots.op_id(before),
-                                b.log_partition,
-                                b.log_offset
-                            )),
-                        )
+                Some((h, before)) if (seq, index) < h => {
+                    let (i, _, partition, offset, time) = self.event_place(word, side_refs);
+                    findings.found(Anomaly::Reorder, 1, time, &|| {
+                        let (b, b_index, b_partition, b_offset, _) = self.event_place(before, side_refs);
+                        // One-event ops keep the words they always had.
+                        let detail = if self.state(i).is(MULTI) || self.state(b).is(MULTI) {
+                            format!(
+                                "seq {seq} index {index} delivered at {partition}/{offset} after seq {} index {b_index} (op {}) at {b_partition}/{b_offset}",
+                                h.0,
+                                self.slots.op_id(b),
+                            )
+                        } else {
+                            format!(
+                                "seq {seq} delivered at {partition}/{offset} after seq {} (op {}) at {b_partition}/{b_offset}",
+                                h.0,
+                                self.slots.op_id(b),
+                            )
+                        };
+                        describe.op(i, Some(detail))
                     });
                 }
-                Some((h, _)) if seq <= h => {}
-                _ => highest = Some((seq, i)),
+                Some((h, _)) if (seq, index) <= h => {}
+                _ => highest = Some(((seq, index), word)),
             }
         }
+    }
+
+    /// `interleaved_ops`: how many of the ops of `spans` have a record of
+    /// another op within one of their spans. A record is placed at its
+    /// event's first delivery in log order, as for `reorder` (further
+    /// deliveries of one event leave no trace in the index).
+    fn count_interleaved(&self, spans: &[Span]) -> u64 {
+        if spans.is_empty() {
+            return 0;
+        }
+        let mut records: Vec<(u128, Handle)> = Vec::with_capacity(self.slots.len());
+        for (h, s) in self.ops() {
+            if s.deliveries > 0 {
+                records.push((log_order(0, s.log_partition, s.log_offset), h));
+            }
+            if s.is(SIDE) {
+                for e in self.side_events(h).iter() {
+                    records.push((log_order(0, e.log_partition, e.log_offset), h));
+                }
+            }
+        }
+        records.par_sort_unstable();
+        let mut count = 0;
+        let mut counted = None;
+        // Spans of one op are next to each other: the op counts once.
+        for &(h, partition, first, last) in spans {
+            if counted == Some(h) {
+                continue;
+            }
+            let from = records.partition_point(|r| r.0 <= log_order(0, partition, first));
+            let to = records.partition_point(|r| r.0 < log_order(0, partition, last));
+            // Only the op's own events (a few) come before another's record.
+            if records[from..to.max(from)].iter().any(|r| r.1 != h) {
+                count += 1;
+                counted = Some(h);
+            }
+        }
+        count
     }
 
     /// Stale reads: a read must see at least the highest seq acknowledged before it began.
@@ -785,6 +1039,10 @@ impl Findings {
     }
 }
 
+/// Event ids an example lists at most (a one-event op has at most 9: its
+/// first and 8 more).
+const EXAMPLE_EVENTS: usize = 10;
+
 /// Turns the index's compact state into examples' text: only ever for the
 /// few anomalies kept as examples.
 struct Describe<'a> {
@@ -803,16 +1061,54 @@ impl Describe<'_> {
     }
 
     /// The example of op `i`, with `detail` saying what is wrong if the kind alone does not.
+    ///
+    /// An op of several events is described as a whole: its deliveries of
+    /// every event, its first delivery among them, their ids.
     fn op(&self, i: Handle, detail: Option<String>) -> Example {
         let index = self.index;
         let s = index.state(i);
+        let shard = &index.shards[shard_of(i, index.shard_bits)];
+        let side = if s.is(SIDE) {
+            index.side_events(i)
+        } else {
+            Cow::Borrowed(&[][..])
+        };
         let mut events = Vec::new();
         if s.deliveries > 0 {
-            let shard = &index.shards[shard_of(i, index.shard_bits)];
             events.push(self.event(&shard.store.event(i)));
-            if let Some(extra) = shard.extra_events.get(&i) {
-                events.extend(extra.iter().map(|e| self.event(e)));
+        }
+        for e in side.iter() {
+            let id = self.event(&e.first_event);
+            if !events.contains(&id) {
+                events.push(id);
             }
+        }
+        if s.deliveries > 0 || !side.is_empty() {
+            if let Some(extra) = shard.extra_events.get(&i) {
+                for e in extra {
+                    let id = self.event(e);
+                    if !events.contains(&id) {
+                        events.push(id);
+                    }
+                }
+            }
+        }
+        events.truncate(EXAMPLE_EVENTS);
+        let mut first_delivery = (s.deliveries > 0).then_some(DeliveryRef {
+            partition: s.log_partition,
+            offset: s.log_offset,
+            time: s.first_time,
+        });
+        for e in side.iter() {
+            let at = first_delivery.get_or_insert(DeliveryRef {
+                partition: e.log_partition,
+                offset: e.log_offset,
+                time: e.first_time,
+            });
+            if (e.log_partition, e.log_offset) < (at.partition, at.offset) {
+                (at.partition, at.offset) = (e.log_partition, e.log_offset);
+            }
+            at.time = at.time.min(e.first_time);
         }
         Example {
             op: Some(index.slots.op_id(i)),
@@ -825,12 +1121,8 @@ impl Describe<'_> {
                 s.outcome == 1
             }),
             events,
-            deliveries: s.deliveries as u64,
-            first_delivery: (s.deliveries > 0).then_some(DeliveryRef {
-                partition: s.log_partition,
-                offset: s.log_offset,
-                time: s.first_time,
-            }),
+            deliveries: u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>(),
+            first_delivery,
             invoke_time: (s.invoke_time != NONE_TIME).then_some(s.invoke_time),
             complete_time: (s.complete_time != NONE_TIME).then_some(s.complete_time),
             detail,
@@ -849,12 +1141,80 @@ struct OpTally {
     unseen_delta: Vec<i64>,
     /// Seconds the run lasted (rounded up).
     seconds: usize,
-    /// The first delivery of each delivered ok op, for the reorder check.
+    /// The first delivery of each delivered event of an ok op, for the reorder check.
     ordered: Vec<LogEntry>,
+    /// The events of index 1 and up in `ordered` (by `SIDE_REF` words).
+    side_refs: Vec<(Handle, u32)>,
+    /// Where committed multi-event ops' events lie, per partition, for `interleaved_ops`.
+    spans: Vec<Span>,
     /// (ack time, first delivery or MAX) of each ok op; empty without faults.
     acked: Vec<(i64, i64)>,
     /// Committed ops first delivered after the `restart` line (`None`: none).
     delivered_after_restart: Option<u64>,
+    /// Invoked ops whose invoke names more than one event.
+    multi_event_ops: u64,
+    /// Events of the ops `ok` or committed: what should have been published.
+    events_expected: u64,
+}
+
+/// (op, partition, first offset, last offset) of an op's delivered events
+/// in one partition where it has two or more.
+type Span = (Handle, i32, i64, i64);
+
+/// Adds the spans of op `h` (its event 0 in `s`, the others in `side`; `k`
+/// events): per partition, from its first to its last event in offset order.
+fn push_spans(spans: &mut Vec<Span>, h: Handle, s: &OpState, side: &[EventState], k: u32) {
+    let mut at: Vec<(i32, i64)> = Vec::with_capacity(side.len() + 1);
+    if s.deliveries > 0 {
+        at.push((s.log_partition, s.log_offset));
+    }
+    at.extend(
+        side.iter()
+            .filter(|e| e.index < k)
+            .map(|e| (e.log_partition, e.log_offset)),
+    );
+    at.sort_unstable();
+    for group in at.chunk_by(|a, b| a.0 == b.0) {
+        if let [first, .., last] = group {
+            spans.push((h, first.0, first.1, last.1));
+        }
+    }
+}
+
+/// Missing indexes a `partial` example names before it stops ("…").
+const MISSING_SHOWN: usize = 10;
+
+/// The detail of a `partial` example: how many of its `k` events op `op`
+/// published, and the first indexes missing.
+fn partial_detail(op: u64, k: u32, s: &OpState, side: &[EventState]) -> String {
+    let mut delivered = side.iter().filter(|e| e.index < k).map(|e| e.index).peekable();
+    let mut published = u64::from(s.deliveries > 0);
+    let mut missing = Vec::new();
+    // Walks the indexes only until enough are missing: k may be large.
+    let mut index = 0u32;
+    while index < k && missing.len() <= MISSING_SHOWN {
+        let seen = if index == 0 {
+            s.deliveries > 0
+        } else if delivered.peek() == Some(&index) {
+            delivered.next();
+            true
+        } else {
+            false
+        };
+        if !seen {
+            missing.push(index.to_string());
+        }
+        index += 1;
+    }
+    published += side.iter().filter(|e| e.index < k).count() as u64;
+    if missing.len() > MISSING_SHOWN {
+        missing.truncate(MISSING_SHOWN);
+        missing.push("…".into());
+    }
+    format!(
+        "op {op} published {published} of its {k} events (missing indexes {})",
+        missing.join(", ")
+    )
 }
 
 /// Ops acknowledged and not yet seen, at the end of each second: the running
@@ -916,9 +1276,16 @@ fn judge(
     (verdict, reason, warnings)
 }
 
-/// (key, partition and offset as [`log_order`] packs them; handle; seq) of
-/// an op's first delivery in log order.
+/// (key, partition and offset as [`log_order`] packs them; handle word;
+/// seq) of an event's first delivery in log order. The word is the op's
+/// handle for its event 0, or `SIDE_REF | n` for the n-th of the pass's side
+/// references, (op, index) of an event of index 1 and up: so an entry stays
+/// 32 bytes, as one-event histories always had it.
 type LogEntry = (u128, Handle, u64);
+
+/// Marks a [`LogEntry`] word that is a side reference. No handle has the
+/// bit: direct ones are below 2^28, hashed ones `1 << 63` and a 32-bit number.
+const SIDE_REF: u64 = 1 << 62;
 
 /// (key, partition, offset) as one number that orders as the triple does
 /// (the signed parts with their sign bit flipped), so sorting compares one
@@ -991,7 +1358,7 @@ impl Shard {
                 if s.outcome != 0 || s.is(COMMITTED) {
                     self.orphans -= 1;
                 }
-                s.flags |= INVOKED;
+                s.flags |= INVOKED | if r.index != 0 { MULTI } else { 0 };
                 s.key = r.key;
                 s.seq = r.seq;
                 s.invoke_time = r.time;
@@ -1013,6 +1380,7 @@ impl Shard {
                 s.outcome = r.kind;
                 s.complete_time = r.time;
             }
+            K_DELIVER if r.index != 0 => self.apply_side(r),
             K_DELIVER => {
                 let (i, event, time, partition, offset) = (r.op, r.event, r.time, r.partition, r.offset);
                 let (s, first_event) = self.store.get_mut(i);
@@ -1053,6 +1421,27 @@ impl Shard {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Applies a delivery of event index 1 or more: to the op's side table,
+    /// as the op's own state takes event 0's (kept out of line, so the
+    /// common path stays short).
+    #[inline(never)]
+    fn apply_side(&mut self, r: &Rec) {
+        let s = self.store.get_mut(r.op).0;
+        if s.key == NONE_KEY {
+            s.key = r.key; // as for event 0: an invoke, when it comes, sets the op's own key
+        }
+        s.flags |= SIDE;
+        let side = self.side.entry(r.op).or_insert_with(|| SideEvents::Few(Vec::new()));
+        let e = side.get_mut(r.index);
+        if e.deliver(r.event, r.time, r.partition, r.offset, r.seq) {
+            // Another id for this event: kept (a few per op) for the examples.
+            let extra = self.extra_events.entry(r.op).or_default();
+            if !extra.contains(&r.event) && extra.len() < 8 {
+                extra.push(r.event);
+            }
+        }
     }
 }
 

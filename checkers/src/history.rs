@@ -75,6 +75,10 @@ pub enum HistoryLine {
         seq: u64,
         /// Nanoseconds since the run started.
         time: i64,
+        /// The events the op publishes when it is not one (`None`: one event,
+        /// index 0, on `key` at `seq`; the line then has no `events` field).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        events: Option<OpEvents>,
     },
     /// The operation was acknowledged.
     Ok {
@@ -125,6 +129,10 @@ pub enum HistoryLine {
         offset: i64,
         /// Nanoseconds since the run started.
         time: i64,
+        /// Which of its op's events the record is (`None`: the record names
+        /// no index, read as 0; the line then has no `index` field).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
     },
     /// A fault starting, stopping, or failing to start.
     Nemesis {
@@ -177,6 +185,27 @@ pub enum HistoryLine {
     },
 }
 
+/// The events one op publishes, as its `invoke` line names them: the
+/// `events` field, absent for an op of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OpEvents {
+    /// This many events (indexes 0..n), all on the op's `key` at its `seq`.
+    Count(u32),
+    /// One entry per event, in index order: the key it is published on and
+    /// the op's seq on that key.
+    Each(Vec<EventPlace>),
+}
+
+/// Where one event of an op belongs: its key and the op's seq on that key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPlace {
+    /// The business key the event is published on.
+    pub key: String,
+    /// The op's position among the ops on that key.
+    pub seq: u64,
+}
+
 impl HistoryLine {
     /// The line as JSON (without the newline).
     pub fn to_json(&self) -> String {
@@ -198,6 +227,10 @@ pub enum ParsedLine<'a> {
         seq: u64,
         /// Time in ns.
         time: i64,
+        /// The events the op publishes (`None`: the line names none, so one
+        /// event, index 0, on `key` at `seq`). Never a count of 0 or an empty
+        /// list: the parser refuses those.
+        events: Option<OpEvents>,
     },
     /// An `ok`, `fail` or `info` line.
     Complete {
@@ -224,6 +257,8 @@ pub enum ParsedLine<'a> {
         offset: i64,
         /// Time in ns.
         time: i64,
+        /// Which of its op's events the record is (0 when the line names none).
+        index: u32,
     },
     /// A `nemesis` line.
     Nemesis {
@@ -343,6 +378,12 @@ struct RawLine<'a> {
     /// Read for `nemesis` lines; any other shape (on `fail`/`info` lines it is free text) is ignored.
     #[serde(borrow, default)]
     error: Option<ErrorField<'a>>,
+    /// `invoke`: the op's events when it publishes more than one (`null`: one).
+    #[serde(default)]
+    events: Option<OpEvents>,
+    /// `deliver`: which event of its op the record is (`null`: 0).
+    #[serde(default)]
+    index: Option<u32>,
 }
 
 impl RawLine<'_> {
@@ -360,6 +401,8 @@ impl RawLine<'_> {
             phase: None,
             invoke_time: None,
             error: None,
+            events: None,
+            index: None,
         }
     }
 }
@@ -420,7 +463,7 @@ fn parse_raw_serde(line: &[u8]) -> Result<RawLine<'_>, LineError> {
 
 /// Field names [`scan_line`] reads, in the order of the bits that catch a
 /// field given twice (which serde refuses, so the scanner leaves such lines to it).
-const KNOWN_FIELDS: [&[u8]; 12] = [
+const KNOWN_FIELDS: [&[u8]; 14] = [
     b"type",
     b"op",
     b"key",
@@ -433,6 +476,8 @@ const KNOWN_FIELDS: [&[u8]; 12] = [
     b"phase",
     b"invoke_time",
     b"error",
+    b"events",
+    b"index",
 ];
 
 /// Reads a line of the common shape into the same [`RawLine`] serde_json
@@ -494,7 +539,10 @@ fn scan_line(line: &str) -> Option<RawLine<'_>> {
             8 => raw.fault = Some(text(&mut i)?),
             9 => raw.phase = Some(text(&mut i)?),
             10 => raw.invoke_time = Some(scan_i64(bytes, &mut i)?),
-            _ => raw.error = Some(ErrorField::Text(text(&mut i)?)),
+            11 => raw.error = Some(ErrorField::Text(text(&mut i)?)),
+            // A count only: a list of places is left to serde_json (rare lines).
+            12 => raw.events = scan_null_or(bytes, &mut i, |i| scan_u32(bytes, i).map(OpEvents::Count))?,
+            _ => raw.index = scan_null_or(bytes, &mut i, |i| scan_u32(bytes, i))?,
         }
         match bytes.get(i)? {
             b',' => i += 1,
@@ -518,10 +566,12 @@ fn known_name(rest: &[u8]) -> Option<(usize, usize)> {
         b'o' => known(1, b"\"op\":").or_else(|| known(7, b"\"offset\":")),
         b'k' => known(2, b"\"key\":"),
         b's' => known(3, b"\"seq\":"),
-        b'e' => known(5, b"\"event\":").or_else(|| known(11, b"\"error\":")),
+        b'e' => known(5, b"\"event\":")
+            .or_else(|| known(11, b"\"error\":"))
+            .or_else(|| known(12, b"\"events\":")),
         b'p' => known(6, b"\"partition\":").or_else(|| known(9, b"\"phase\":")),
         b'f' => known(8, b"\"fault\":"),
-        b'i' => known(10, b"\"invoke_time\":"),
+        b'i' => known(10, b"\"invoke_time\":").or_else(|| known(13, b"\"index\":")),
         _ => None,
     }
 }
@@ -606,6 +656,22 @@ fn scan_field<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> O
     value(i).map(Field::Value)
 }
 
+/// `null` (`None`) or a value, as serde reads an `Option`.
+#[inline]
+fn scan_null_or<T>(line: &[u8], i: &mut usize, value: impl FnOnce(&mut usize) -> Option<T>) -> Option<Option<T>> {
+    if line[*i..].starts_with(b"null") {
+        *i += 4;
+        return Some(None);
+    }
+    value(i).map(Some)
+}
+
+/// A JSON integer at `line[*i]` that fits in a `u32`, as serde_json reads it; moves past it.
+#[inline]
+fn scan_u32(line: &[u8], i: &mut usize) -> Option<u32> {
+    u32::try_from(scan_digits(line, i)?).ok()
+}
+
 /// The digits of a JSON integer at `line[*i]` as a magnitude, the way
 /// serde_json reads them: no leading zero, no fraction or exponent (those
 /// make a float), no overflow.
@@ -681,6 +747,21 @@ fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
             key: need_field(raw.key, ty, "key", "a string")?.0,
             seq: need_field(raw.seq, ty, "seq", "a non-negative integer")?,
             time: need(raw.time, ty, "time", TIME)?,
+            events: match raw.events {
+                Some(OpEvents::Count(0)) => {
+                    return Err(LineError(
+                        "`invoke` line has `events` 0; an op publishes at least one event (leave `events` out, or null, for one)"
+                            .into(),
+                    ))
+                }
+                Some(OpEvents::Each(places)) if places.is_empty() => {
+                    return Err(LineError(
+                        "`invoke` line has an empty `events` array; an op publishes at least one event (leave `events` out, or null, for one)"
+                            .into(),
+                    ))
+                }
+                events => events,
+            },
         },
         "ok" | "fail" | "info" => ParsedLine::Complete {
             op: need_field(raw.op, ty, "op", OP)?,
@@ -714,6 +795,7 @@ fn from_raw(raw: RawLine<'_>) -> Result<ParsedLine<'_>, LineError> {
             partition: need(raw.partition, ty, "partition", "an integer")?,
             offset: need(raw.offset, ty, "offset", "an integer")?,
             time: need(raw.time, ty, "time", TIME)?,
+            index: raw.index.unwrap_or(0),
         },
         "nemesis" => ParsedLine::Nemesis {
             fault: need(raw.fault, ty, "fault", "a fault name")?.0,
@@ -781,7 +863,7 @@ fn explain_json_error(line: &[u8], e: serde_json::Error) -> LineError {
     let Value::Object(map) = value else {
         return LineError(format!("expected a JSON object, found {}", json_kind(&value)));
     };
-    let expectations: [(&str, &str); 10] = [
+    let expectations: [(&str, &str); 12] = [
         ("type", "a string"),
         ("op", "a non-negative integer"),
         ("key", "a string"),
@@ -792,6 +874,11 @@ fn explain_json_error(line: &[u8], e: serde_json::Error) -> LineError {
         ("offset", "an integer"),
         ("fault", "a string"),
         ("invoke_time", "an integer (nanoseconds)"),
+        (
+            "events",
+            "a positive integer or an array of {\"key\": string, \"seq\": integer} objects",
+        ),
+        ("index", "a non-negative 32-bit integer"),
     ];
     for (field, expected) in expectations {
         let Some(v) = map.get(field) else { continue };
@@ -799,6 +886,8 @@ fn explain_json_error(line: &[u8], e: serde_json::Error) -> LineError {
             "type" | "key" | "event" | "fault" => v.is_string() || (v.is_null() && field == "key"),
             "op" | "seq" => v.is_u64() || v.is_null(),
             "partition" => v.as_i64().is_some_and(|p| i32::try_from(p).is_ok()),
+            "index" => v.is_null() || v.as_u64().is_some_and(|i| u32::try_from(i).is_ok()),
+            "events" => v.is_null() || serde_json::from_value::<OpEvents>(v.clone()).is_ok(),
             _ => v.is_i64(),
         };
         if !fits {
@@ -833,6 +922,7 @@ mod tests {
                 key: "k3".into(),
                 seq: 5,
                 time: 120_000,
+                events: None,
             },
             HistoryLine::Ok {
                 op: 17,
@@ -860,6 +950,7 @@ mod tests {
                 partition: 0,
                 offset: 42,
                 time: 180_000,
+                index: None,
             },
             HistoryLine::Nemesis {
                 fault: "kafka-partition".into(),
@@ -985,7 +1076,8 @@ mod tests {
                 op: 1,
                 key: Cow::Borrowed("k\"1"),
                 seq: 0,
-                time: 5
+                time: 5,
+                events: None,
             }
         );
     }
@@ -1008,6 +1100,134 @@ mod tests {
         assert!(e.0.contains("lacks field `op`"), "{e}");
         let e = parse_line(br#"{"type":"nemesis","fault":"f","phase":"middle","time":1}"#).unwrap_err();
         assert!(e.0.contains("phase \"middle\""), "{e}");
+    }
+
+    #[test]
+    fn an_invoke_may_name_its_events_and_a_delivery_its_index() {
+        let invoke =
+            |events: &str| format!(r#"{{"type":"invoke","op":1,"process":0,"key":"k","seq":4,"time":1{events}}}"#);
+        let events_of = |line: &str| match parse_line(line.as_bytes()) {
+            Ok(ParsedLine::Invoke { events, .. }) => events,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(events_of(&invoke("")), None);
+        assert_eq!(events_of(&invoke(r#","events":null"#)), None);
+        assert_eq!(events_of(&invoke(r#","events":5"#)), Some(OpEvents::Count(5)));
+        assert_eq!(events_of(&invoke(r#","events":1"#)), Some(OpEvents::Count(1)));
+        assert_eq!(
+            events_of(&invoke(
+                r#","events":[{"key":"k","seq":4},{"key":"j\"2","seq":0,"x":1}]"#
+            )),
+            Some(OpEvents::Each(vec![
+                EventPlace {
+                    key: "k".into(),
+                    seq: 4
+                },
+                EventPlace {
+                    key: "j\"2".into(),
+                    seq: 0
+                },
+            ]))
+        );
+        let deliver = |index: &str| {
+            format!(
+                r#"{{"type":"deliver","op":1,"event":"e","key":"k","seq":4,"topic":"t","partition":0,"offset":1,"time":2{index}}}"#
+            )
+        };
+        let index_of = |line: &str| match parse_line(line.as_bytes()) {
+            Ok(ParsedLine::Deliver { index, .. }) => index,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(index_of(&deliver("")), 0);
+        assert_eq!(index_of(&deliver(r#","index":null"#)), 0);
+        assert_eq!(index_of(&deliver(r#","index":3"#)), 3);
+        assert_eq!(index_of(&deliver(r#","index":4294967295"#)), u32::MAX);
+        // The scanner (counts and indexes) and serde_json (lists) agree.
+        for line in [
+            invoke(r#","events":5"#),
+            invoke(r#","events":null"#),
+            invoke(r#","events":[{"key":"k","seq":4}]"#),
+            deliver(r#","index":3"#),
+            deliver(r#","index":null"#),
+        ] {
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()), "{line}");
+        }
+        // What a recorder writes reads back as it was written.
+        let places = vec![
+            EventPlace {
+                key: "a".into(),
+                seq: 0,
+            },
+            EventPlace {
+                key: "b".into(),
+                seq: 9,
+            },
+        ];
+        for events in [OpEvents::Count(5), OpEvents::Each(places)] {
+            let line = HistoryLine::Invoke {
+                op: 7,
+                process: 1,
+                key: "a".into(),
+                seq: 0,
+                time: 3,
+                events: Some(events.clone()),
+            }
+            .to_json();
+            assert_eq!(events_of(&line), Some(events), "{line}");
+        }
+        let line = HistoryLine::Deliver {
+            op: Some(7),
+            event: "5eed0000-0000-4000-8000-000000000007".into(),
+            key: Some("b".into()),
+            seq: Some(9),
+            topic: "t".into(),
+            partition: 1,
+            offset: 2,
+            time: 4,
+            index: Some(1),
+        }
+        .to_json();
+        assert!(line.ends_with(r#","index":1}"#), "{line}");
+        assert_eq!(index_of(&line), 1);
+    }
+
+    #[test]
+    fn no_events_or_an_index_out_of_range_is_refused() {
+        let invoke = |events: &str| {
+            format!(r#"{{"type":"invoke","op":1,"process":0,"key":"k","seq":4,"time":1,"events":{events}}}"#)
+        };
+        let e = parse_line(invoke("0").as_bytes()).unwrap_err();
+        assert!(e.0.contains("`events` 0") && e.0.contains("at least one event"), "{e}");
+        let e = parse_line(invoke("[]").as_bytes()).unwrap_err();
+        assert!(e.0.contains("empty `events` array"), "{e}");
+        for bad in [
+            "-1",
+            "1.5",
+            "4294967296",
+            r#""3""#,
+            "true",
+            "{}",
+            "[1]",
+            r#"[{"key":"k"}]"#,
+            r#"[{"key":1,"seq":0}]"#,
+            r#"[{"key":"k","seq":-1}]"#,
+        ] {
+            let e = parse_line(invoke(bad).as_bytes()).unwrap_err();
+            assert!(
+                e.0.contains("field `events` should be a positive integer or an array of"),
+                "{bad}: {e}"
+            );
+        }
+        for bad in ["-1", "1.5", "4294967296", r#""3""#, "[0]"] {
+            let line =
+                format!(r#"{{"type":"deliver","op":1,"event":"e","partition":0,"offset":1,"time":2,"index":{bad}}}"#);
+            let e = parse_line(line.as_bytes()).unwrap_err();
+            assert!(
+                e.0.contains("field `index` should be a non-negative 32-bit integer"),
+                "{bad}: {e}"
+            );
+            assert_eq!(parse_line(line.as_bytes()), parse_line_serde(line.as_bytes()));
+        }
     }
 
     #[test]
@@ -1127,6 +1347,10 @@ mod tests {
             Just("[1]".to_string()),
             Just("\"k\\\"1\"".to_string()),
             Just("\"\"".to_string()),
+            Just("4294967295".to_string()),
+            Just("4294967296".to_string()),
+            Just("[]".to_string()),
+            Just("[{\"key\":\"k\",\"seq\":1}]".to_string()),
             prop_oneof![
                 Just("invoke"),
                 Just("ok"),
@@ -1166,12 +1390,13 @@ mod tests {
         #[test]
         fn the_scanner_and_serde_json_agree_on_any_line(
             ty in token(),
-            fields in proptest::collection::vec((0usize..16, token()), 0..9),
+            fields in proptest::collection::vec((0usize..18, token()), 0..9),
             cut in proptest::option::of((0usize..200, proptest::num::u8::ANY)),
         ) {
-            const NAMES: [&str; 16] = [
+            const NAMES: [&str; 18] = [
                 "op", "key", "seq", "time", "event", "partition", "offset", "fault",
                 "phase", "invoke_time", "error", "process", "topic", "drained", "type", "",
+                "events", "index",
             ];
             let mut line = format!("{{\"type\":{ty}");
             for (name, value) in &fields {

@@ -306,8 +306,9 @@ impl<'a> Cursor<'a> {
 }
 
 /// The record of the line at the start of `b`, when it is written exactly
-/// as the recorder writes an `invoke`, `ok`, `fail`, `info`, `deliver` (with
-/// an op, a key, a seq and a UUID event id) or `committed` line: its fields
+/// as the recorder writes an `invoke` (naming no `events`), `ok`, `fail`,
+/// `info`, `deliver` (with an op, a key, a seq, a UUID event id and maybe an
+/// `index`) or `committed` line: its fields
 /// in the recorder's order, no whitespace, no escapes, integers. Returns the
 /// record (its key still to number), where its key is in `b`, and the line's length with its
 /// line end; `None` for any other line, which the general parser then reads
@@ -372,6 +373,10 @@ fn fast_rec(b: &[u8]) -> Option<FastLine> {
             r.offset = c.i64()?;
             c.lit(b",\"time\":")?;
             r.time = c.i64()?;
+            // The recorder writes an event's index last, only for an op of several events.
+            if c.lit(b",\"index\":").is_some() {
+                r.index = u32::try_from(c.u64()?).ok()?;
+            }
             r.kind = K_DELIVER;
         }
         b'c' => {
@@ -450,6 +455,7 @@ impl BlockSink for IndexSink<'_> {
 mod tests {
     use super::*;
     use crate::history::parse_line;
+    use crate::history::{EventPlace, OpEvents};
     use crate::HistoryLine;
     use crate::{CheckOptions, CheckResult};
 
@@ -627,6 +633,7 @@ mod tests {
                 key: "k1".into(),
                 seq: 0,
                 time: 5,
+                events: None,
             },
             HistoryLine::Ok {
                 op: 3,
@@ -654,6 +661,7 @@ mod tests {
                 partition: 2,
                 offset: 9,
                 time: 8,
+                index: None,
             },
             HistoryLine::Committed { op: 3 },
         ];
@@ -665,6 +673,52 @@ mod tests {
         }
         // All but the fail line with an escape in its error are taken.
         assert_eq!(taken_written, written.len() - 1);
+        // The lines of an op of several events: a delivery naming its index
+        // is the fast path's, an invoke naming its events the general parser's.
+        let several = [
+            HistoryLine::Deliver {
+                op: Some(3),
+                event: "5eed0000-0000-4000-8000-00000000000b".into(),
+                key: Some("k2".into()),
+                seq: Some(4),
+                topic: "orders".into(),
+                partition: 1,
+                offset: 10,
+                time: 9,
+                index: Some(3),
+            },
+            HistoryLine::Invoke {
+                op: 6,
+                process: 1,
+                key: "k1".into(),
+                seq: 1,
+                time: 5,
+                events: Some(OpEvents::Count(5)),
+            },
+            HistoryLine::Invoke {
+                op: 7,
+                process: 1,
+                key: "k1".into(),
+                seq: 2,
+                time: 5,
+                events: Some(OpEvents::Each(vec![
+                    EventPlace {
+                        key: "k1".into(),
+                        seq: 2,
+                    },
+                    EventPlace {
+                        key: "k2".into(),
+                        seq: 0,
+                    },
+                ])),
+            },
+        ];
+        let taken: Vec<bool> = several
+            .iter()
+            .map(|l| fast_rec(format!("{}\n", l.to_json()).as_bytes()).is_some())
+            .collect();
+        assert_eq!(taken, [true, false, false]);
+        lines.extend(several.iter().map(HistoryLine::to_json));
         let all: Vec<String> = lines.iter().flat_map(|l| variants(l)).collect();
         let (mut taken, mut left) = (0, 0);
         for line in &all {
@@ -718,6 +772,109 @@ mod tests {
             assert_eq!(alone.is_some(), to <= 15);
         }
         assert_ne!(short_key(b"k1"), short_key(b"k1\0"));
+    }
+
+    /// A shuffled history of ops of several events, some over two keys,
+    /// with every way their events go wrong (missing, duplicated, with
+    /// another id, out of order, indexes the op does not publish), and
+    /// one-event ops between them.
+    fn several_events_history(ops: u64) -> String {
+        let mut lines = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut offset = [0i64; 3];
+        for i in 0..ops {
+            let op = if i % 5 == 2 { (1 << 40) + i * 31 } else { i };
+            let (key, other) = (rand(11), rand(11));
+            let k = [1, 1, 2, 3, 5, 70][rand(6) as usize];
+            let t = i as i64 * 1000;
+            let events = match rand(3) {
+                _ if k == 1 => String::new(),
+                0 => format!(r#","events":{k}"#),
+                1 => {
+                    let places: Vec<String> = (0..k)
+                        .map(|e| {
+                            let key = if e % 2 == 0 { key } else { other };
+                            format!(r#"{{"key":"k{key}","seq":{i}}}"#)
+                        })
+                        .collect();
+                    format!(r#","events":[{}]"#, places.join(","))
+                }
+                _ => format!(r#","events":[{{"key":"k{key}","seq":{i}}}]"#),
+            };
+            lines.push(format!(
+                r#"{{"type":"invoke","op":{op},"process":1,"key":"k{key}","seq":{i},"time":{t}{events}}}"#
+            ));
+            let outcome = ["ok", "ok", "ok", "fail", "info"][rand(5) as usize];
+            lines.push(format!(
+                r#"{{"type":"{outcome}","op":{op},"process":1,"time":{}}}"#,
+                t + 500
+            ));
+            for index in 0..k + u64::from(rand(20) == 0) {
+                for d in 0..[0, 1, 1, 1, 1, 2][rand(6) as usize] {
+                    let event = match rand(4) {
+                        0 => format!("e{op}-{index}-{}", d * rand(2)),
+                        _ => format!("5eed0000-0000-4000-{index:04x}-{:012x}", op % (1 << 40) + d * rand(2)),
+                    };
+                    let p = rand(3) as usize;
+                    let o = offset[p] - rand(3) as i64;
+                    offset[p] += 1;
+                    let index = match rand(3) {
+                        0 if index == 0 => String::new(),
+                        _ => format!(r#","index":{index}"#),
+                    };
+                    lines.push(format!(
+                        r#"{{"type":"deliver","op":{op},"event":"{event}","topic":"t","partition":{p},"offset":{o},"time":{}{index}}}"#,
+                        t + 900 + rand(5000) as i64
+                    ));
+                }
+            }
+            if rand(10) != 0 {
+                lines.push(format!(r#"{{"type":"committed","op":{op}}}"#));
+            }
+        }
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, rand(i as u64 + 1) as usize);
+        }
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn ops_of_several_events_in_shards_give_what_lines_added_one_by_one_give() {
+        let text = several_events_history(20_000);
+        let mut one_by_one = HistoryIndex::with_shard_bits(0);
+        for line in text.lines() {
+            one_by_one.add(parse_line(line.as_bytes()).unwrap()).unwrap();
+        }
+        let mut expected = one_by_one.finish(CheckOptions::default());
+        expected.lines = text.lines().count() as u64;
+        let a = &expected.anomalies;
+        assert!(
+            [
+                a.lost,
+                a.partial,
+                a.phantom,
+                a.unexpected,
+                a.duplicate,
+                a.duplicate_beyond_idempotency,
+                a.reorder
+            ]
+            .iter()
+            .all(|&n| n > 0),
+            "{a:?}"
+        );
+        assert!(
+            expected.multi_event_ops > 0 && expected.interleaved_ops > 0,
+            "{expected:?}"
+        );
+        for bits in [0, 1, 2, 3] {
+            assert_eq!(check_with(&text, bits).unwrap(), expected, "{bits} shard bits");
+        }
     }
 
     #[test]

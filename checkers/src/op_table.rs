@@ -25,6 +25,12 @@ pub(crate) const NO_SEQ: u64 = u64::MAX;
 pub(crate) const INVOKED: u8 = 1;
 pub(crate) const COMMITTED: u8 = 2;
 pub(crate) const DISTINCT_EVENTS: u8 = 4;
+/// Its invoke names events beyond the one on its key (the index's
+/// `multi` table holds them): most ops have none, so one bit says where to look.
+pub(crate) const MULTI: u8 = 8;
+/// It has deliveries of event index 1 or more, kept in its shard's side
+/// table ([`SideEvents`]); event 0 stays in the op's own state.
+pub(crate) const SIDE: u8 = 16;
 
 /// What the index knows of one op (but its event id, kept beside it): one
 /// cache line, as a shuffled history touches each op's state at random,
@@ -77,12 +83,120 @@ impl OpState {
     pub(crate) fn is(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+}
 
-    pub(crate) fn delivery_seq(&self) -> u64 {
-        if self.log_seq == NO_SEQ {
-            self.seq
-        } else {
-            self.log_seq
+/// What the index knows of one event of index 1 or more of an op: the
+/// delivery fields `OpState` keeps for event 0. Only ops that publish several
+/// events have these, so one-event ops pay nothing for them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventState {
+    /// Which event of its op.
+    pub(crate) index: u32,
+    /// How many times it was delivered.
+    pub(crate) deliveries: u32,
+    /// Earliest delivery time.
+    pub(crate) first_time: i64,
+    /// Offset of the first delivery in log order.
+    pub(crate) log_offset: i64,
+    /// Seq carried by that delivery (`NO_SEQ`: none).
+    pub(crate) log_seq: u64,
+    /// Partition of the first delivery in log order.
+    pub(crate) log_partition: i32,
+    /// Delivered with more than one event id.
+    pub(crate) distinct: bool,
+    /// The event id of its first delivery.
+    pub(crate) first_event: EventId,
+}
+
+impl EventState {
+    fn new(index: u32) -> Self {
+        EventState {
+            index,
+            deliveries: 0,
+            first_time: NONE_TIME,
+            log_offset: 0,
+            log_seq: NO_SEQ,
+            log_partition: 0,
+            distinct: false,
+            first_event: [0, 0],
+        }
+    }
+
+    /// Takes one delivery of this event; returns whether its event id is
+    /// new to it (another id than its first delivery's).
+    pub(crate) fn deliver(&mut self, event: EventId, time: i64, partition: i32, offset: i64, seq: u64) -> bool {
+        let first = self.deliveries == 0;
+        self.deliveries = self.deliveries.saturating_add(1);
+        if first {
+            self.first_event = event;
+            self.first_time = time;
+            (self.log_partition, self.log_offset, self.log_seq) = (partition, offset, seq);
+            return false;
+        }
+        self.first_time = self.first_time.min(time);
+        if (partition, offset) < (self.log_partition, self.log_offset) {
+            (self.log_partition, self.log_offset, self.log_seq) = (partition, offset, seq);
+        }
+        let other = event != self.first_event;
+        self.distinct |= other;
+        other
+    }
+}
+
+/// The delivered events of index 1 or more of one op, by index.
+pub(crate) enum SideEvents {
+    /// Sorted by index: an op has a few events, found by binary search.
+    Few(Vec<EventState>),
+    /// Past [`SideEvents::FEW`] events: by index in a map, so that an op of
+    /// very many events (or a history naming wild indexes) costs no
+    /// quadratic insertion.
+    Many(FxHashMap<u32, EventState>),
+}
+
+impl SideEvents {
+    /// Most events kept in the sorted vector.
+    const FEW: usize = 64;
+
+    /// The state of event `index`, made on first use.
+    pub(crate) fn get_mut(&mut self, index: u32) -> &mut EventState {
+        if let SideEvents::Few(v) = self {
+            if v.len() >= Self::FEW && v.binary_search_by_key(&index, |e| e.index).is_err() {
+                let map = v.drain(..).map(|e| (e.index, e)).collect();
+                *self = SideEvents::Many(map);
+            }
+        }
+        match self {
+            SideEvents::Few(v) => {
+                let at = match v.binary_search_by_key(&index, |e| e.index) {
+                    Ok(at) => at,
+                    Err(at) => {
+                        v.insert(at, EventState::new(index));
+                        at
+                    }
+                };
+                &mut v[at]
+            }
+            SideEvents::Many(m) => m.entry(index).or_insert_with(|| EventState::new(index)),
+        }
+    }
+
+    /// The events, by index.
+    pub(crate) fn sorted(&self) -> std::borrow::Cow<'_, [EventState]> {
+        match self {
+            SideEvents::Few(v) => std::borrow::Cow::Borrowed(v),
+            SideEvents::Many(m) => {
+                let mut v: Vec<EventState> = m.values().copied().collect();
+                v.sort_unstable_by_key(|e| e.index);
+                std::borrow::Cow::Owned(v)
+            }
+        }
+    }
+
+    /// The state of event `index`, if it was delivered.
+    pub(crate) fn get(&self, index: u32) -> Option<&EventState> {
+        match self {
+            SideEvents::Few(v) => v.binary_search_by_key(&index, |e| e.index).ok().map(|at| &v[at]),
+            SideEvents::Many(m) => m.get(&index),
         }
     }
 }

@@ -11,17 +11,22 @@ use std::collections::BTreeMap;
 /// names, same order; definitions in docs/anomalies.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
-    /// Ops `ok` or committed with no delivery.
+    /// Ops `ok` or committed with no delivery of any of their events.
     pub lost: u64,
+    /// Ops `ok` or committed with some but not all of their events
+    /// delivered (absent in results written before the kind existed).
+    #[serde(default)]
+    pub partial: u64,
     /// Ops delivered but not committed.
     pub phantom: u64,
-    /// Deliveries whose op was never invoked.
+    /// Deliveries whose op was never invoked, or naming an event index
+    /// their op does not publish.
     pub unexpected: u64,
-    /// Ops delivered more than once, always with the same event id.
+    /// Events delivered more than once, always with the same event id.
     pub duplicate: u64,
-    /// Ops delivered with more than one distinct event id.
+    /// Events delivered with more than one distinct event id.
     pub duplicate_beyond_idempotency: u64,
-    /// Deliveries with a lower seq than one already seen on their key.
+    /// First deliveries of events with a lower (seq, index) than one already seen on their key.
     pub reorder: u64,
     /// Ops `ok` but not committed.
     pub lost_commit: u64,
@@ -38,6 +43,7 @@ impl Anomalies {
     pub fn get(&self, kind: Anomaly) -> u64 {
         match kind {
             Anomaly::Lost => self.lost,
+            Anomaly::Partial => self.partial,
             Anomaly::Phantom => self.phantom,
             Anomaly::Unexpected => self.unexpected,
             Anomaly::Duplicate => self.duplicate,
@@ -53,6 +59,7 @@ impl Anomalies {
     pub fn get_mut(&mut self, kind: Anomaly) -> &mut u64 {
         match kind {
             Anomaly::Lost => &mut self.lost,
+            Anomaly::Partial => &mut self.partial,
             Anomaly::Phantom => &mut self.phantom,
             Anomaly::Unexpected => &mut self.unexpected,
             Anomaly::Duplicate => &mut self.duplicate,
@@ -343,6 +350,20 @@ pub struct CheckResult {
     pub ops: OpCounts,
     /// Delivery lines read.
     pub deliveries: u64,
+    /// Invoked ops whose invoke names more than one event (a figure, not an
+    /// anomaly; absent in results written before ops had several events).
+    #[serde(default)]
+    pub multi_event_ops: u64,
+    /// Committed ops of several events with a record of another op between
+    /// the first and the last of their events in one partition (events in
+    /// offset order, each at its first delivery in log order): not published
+    /// together. A figure, not an anomaly.
+    #[serde(default)]
+    pub interleaved_ops: u64,
+    /// Events the ops `ok` or committed publish, summed (one per one-event
+    /// op): what should have been delivered at least once.
+    #[serde(default)]
+    pub events_expected: u64,
     /// Read lines checked for staleness.
     pub reads: u64,
     /// Commit-to-first-delivery latency (`None`: nothing was both acknowledged and delivered).
@@ -458,7 +479,7 @@ mod tests {
             (u.verdict, u.valid, u.first_violation_ns),
             (Verdict::Unknown, false, Some(10))
         );
-        // Results written before the kind existed still read back.
+        // Results written before the kinds existed still read back.
         let old = r#"{"lost":0,"phantom":0,"unexpected":0,"duplicate":0,"duplicate_beyond_idempotency":0,"reorder":0,"lost_commit":0,"stale_read":0}"#;
         assert_eq!(serde_json::from_str::<Anomalies>(old).unwrap(), Anomalies::default());
     }

@@ -99,6 +99,8 @@ impl Running {
                 payload: "x".repeat(PAYLOAD),
                 abort: false,
                 hold_ms: 0,
+                events: vec![],
+                write: Default::default(),
             };
             if self.app.submit(&o, Duration::from_secs(10)).await == Reply::Ok {
                 return (Instant::now(), rx);

@@ -79,6 +79,8 @@ pub async fn relay_publish_rate(name: &str, n: u64, workers: usize, payload: usi
                         payload: body.clone(),
                         abort: false,
                         hold_ms: 0,
+                        events: vec![],
+                        write: Default::default(),
                     };
                     submit_until_ok(&service, &o).await?;
                 }

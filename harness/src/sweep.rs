@@ -41,9 +41,22 @@ pub struct Subject {
     /// mutants whose bug shows only so. Not written in the label's syntax;
     /// the label says it.
     pub exactly_once: bool,
+    /// Runs its cells with ops of several events (the zoo sets it for a
+    /// mutant whose bug lives there), whatever the sweep's workload. Not
+    /// written in the label's syntax; the label says it.
+    pub workload: Option<implementations::expect::MutantWorkload>,
 }
 
 impl Subject {
+    /// The same subject, run with ops of several events (its label says so).
+    pub fn with_workload(mut self, workload: Option<implementations::expect::MutantWorkload>) -> Subject {
+        if let (None, Some(w)) = (self.workload, workload) {
+            self.label.push_str(&format!(" ({})", w.describe()));
+            self.workload = Some(w);
+        }
+        self
+    }
+
     /// The same subject, checked exactly-once (its label says so).
     pub fn exactly_once(mut self) -> Subject {
         if !self.exactly_once {
@@ -101,6 +114,7 @@ impl FromStr for Subject {
             implementation,
             app_vars,
             exactly_once: false,
+            workload: None,
         })
     }
 }
@@ -730,6 +744,9 @@ fn plan_runs(plan: &SweepPlan, dir: &Path) -> Result<(Vec<CellJudged>, Vec<Plann
             options.exactly_once |= subject.exactly_once;
             options.faults = faults.clone();
             options.workload.seed = seed;
+            if let Some(w) = &subject.workload {
+                w.apply(&mut options.workload);
+            }
             options.out = dir.to_path_buf();
             options.progress = false;
             let cfg = options

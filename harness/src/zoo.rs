@@ -39,7 +39,16 @@ pub fn all() -> Vec<Mutant> {
         .map(|(info, c)| {
             // A bug that shows only as duplicates with one event id is checked
             // exactly-once, its correct pattern beside it too.
-            let checked = |s: Subject| if c.exactly_once { s.exactly_once() } else { s };
+            // A bug that lives only in ops of several events runs with them,
+            // its correct pattern beside it too.
+            let checked = |s: Subject| {
+                let s = s.with_workload(c.workload);
+                if c.exactly_once {
+                    s.exactly_once()
+                } else {
+                    s
+                }
+            };
             Mutant {
                 name: c.name,
                 pattern: info.name,

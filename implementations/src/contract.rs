@@ -216,6 +216,16 @@ pub enum Scaling {
     Single(&'static str),
 }
 
+/// Whether a pattern publishes ops of several events (`--events-per-op`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MultiEvent {
+    /// All of an op's events, in every write shape (`--write`).
+    Supported,
+    /// One event per op only: the reason (a run asking for more is refused
+    /// before anything starts).
+    Refused(&'static str),
+}
+
 /// Everything the harness and the CLI know about a pattern, stated once: the
 /// harness reads these facts and never a pattern's name. Fill it with
 /// [`PatternInfo::new`] and struct-update syntax, naming only the facts that
@@ -266,6 +276,9 @@ pub struct PatternInfo {
     pub tuned: &'static [(&'static str, &'static str)],
     /// How it runs under `--replicas N` (a pattern that cannot is refused before anything starts).
     pub scaling: Scaling,
+    /// Whether it publishes ops of several events (a pattern that cannot is
+    /// refused before anything starts).
+    pub multi_event: MultiEvent,
     /// Builds the pattern on a context.
     pub build: fn(Arc<AppContext>) -> Arc<dyn Pattern>,
 }
@@ -276,7 +289,8 @@ impl PatternInfo {
     /// table ([`ORDERS_COMMITTED_SQL`]), no relay ([`RelayKind::None`]), no
     /// reads by default, no prepared transactions, no streamed tables, no outbox table, not the
     /// latency reference, no exact backlog, no tuned knobs, replicated
-    /// whole ([`Scaling::Replicated`]). `const`, so a registry entry is a `const`:
+    /// whole ([`Scaling::Replicated`]), ops of several events supported
+    /// ([`MultiEvent::Supported`]). `const`, so a registry entry is a `const`:
     ///
     /// ```ignore
     /// pub const INFO: PatternInfo = PatternInfo {
@@ -300,6 +314,7 @@ impl PatternInfo {
             exact_backlog: false,
             tuned: &[],
             scaling: Scaling::Replicated,
+            multi_event: MultiEvent::Supported,
             build,
         }
     }
@@ -312,6 +327,17 @@ impl PatternInfo {
 }
 
 impl PatternInfo {
+    /// Whether ops of up to `events` events can run, or why not.
+    pub fn check_multi_event(&self, events: u32) -> Result<(), String> {
+        match self.multi_event {
+            MultiEvent::Refused(why) if events > 1 => Err(format!(
+                "{} publishes one event per op ({why}); drop --events-per-op or choose another pattern",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `replicas` instances can run, or why not.
     pub fn check_replicas(&self, replicas: usize) -> Result<(), String> {
         match self.scaling {

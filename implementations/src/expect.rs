@@ -127,9 +127,43 @@ pub struct Control {
     /// (`--exactly-once`): its bug shows as duplicates with one event id,
     /// which an idempotent consumer would absorb and the default check allows.
     pub exactly_once: bool,
+    /// The workload the zoo runs it (and its correct pattern) with, when the
+    /// default ops of one event cannot show its bug (`None`: the default).
+    pub workload: Option<MutantWorkload>,
     /// What runs with the knob set must show (the first rule that applies wins;
     /// none: valid).
     pub expect: &'static [Expectation],
+}
+
+/// Ops of several events for a mutant whose bug lives only there: the zoo
+/// runs it and its correct pattern with `--events-per-op`, `--keys-per-op`
+/// and `--write` set so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutantWorkload {
+    /// `--events-per-op`, as the flag takes it (`2-6`).
+    pub events_per_op: &'static str,
+    /// `--keys-per-op`.
+    pub keys_per_op: usize,
+    /// `--write`.
+    pub write: workloads::WriteShape,
+}
+
+impl MutantWorkload {
+    /// How a row label says it: `events 2-6 over 2 keys, multi-row`.
+    pub fn describe(&self) -> String {
+        let keys = match self.keys_per_op {
+            1 => String::new(),
+            n => format!(" over {n} keys"),
+        };
+        format!("events {}{keys}, {}", self.events_per_op, self.write)
+    }
+
+    /// Sets `workload`'s multi-event knobs to these.
+    pub fn apply(&self, workload: &mut workloads::Workload) {
+        workload.events_per_op = self.events_per_op.parse().expect("a mutant's --events-per-op parses");
+        workload.keys_per_op = self.keys_per_op;
+        workload.write = self.write;
+    }
 }
 
 /// The knob that selects a mutant of the bug zoo: `DUALCHECK_BUG=NAME`.

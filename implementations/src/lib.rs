@@ -17,8 +17,8 @@ pub mod patterns;
 pub mod runtime;
 
 pub use contract::{
-    op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind,
-    Scaling,
+    op_of_prepared_gid, prepared_gid, AppContext, Background, Backlog, MultiEvent, Op, OpAnswer, Pattern, PatternInfo,
+    RelayKind, Scaling,
 };
 pub use expect::{Control, Expect, Expectation, When};
 pub use patterns::{lookup, REGISTRY};

@@ -179,6 +179,16 @@ impl RecordedConfig {
         if w.idle_window_ms > 0 {
             flag("--idle-window", format!("{}ms", w.idle_window_ms));
         }
+        // Only when set: a one-event run's command reads as it always did.
+        if !w.events_per_op.is_one() {
+            flag("--events-per-op", w.events_per_op.to_string());
+        }
+        if w.keys_per_op > 1 {
+            flag("--keys-per-op", w.keys_per_op.to_string());
+        }
+        if !w.write.is_single() {
+            flag("--write", w.write.to_string());
+        }
         if let Some(b) = self.max_retained_wal {
             flag("--max-retained-wal", b.to_string());
         }

@@ -20,6 +20,10 @@ pub struct TemplateOptions {
     pub request_path: Option<String>,
     /// `--request-body`: JSON body with placeholders.
     pub request_body: Option<String>,
+    /// `--request-event`: JSON of one event of a multi-event op, with
+    /// placeholders; the body's `{events}` is the array of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_event: Option<String>,
     /// `--request-header NAME: VALUE` (repeatable, with placeholders); when
     /// given, they replace the file's `headers`.
     pub request_headers: Vec<String>,
@@ -47,6 +51,10 @@ pub struct TemplateOptions {
     pub record_seq: Option<String>,
     /// `--record-event`: where the event id is.
     pub record_event: Option<String>,
+    /// `--record-index`: where the event's index among its op's events is
+    /// (multi-event ops; absent: the contract's `index` field, else 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_index: Option<String>,
     /// `--record-key-is-business-key`: whether the record key is the op's key (default true).
     pub record_key_is_business_key: Option<bool>,
 }
@@ -65,10 +73,11 @@ impl TemplateOptions {
             args.push("--template".to_string());
             args.push(f.display().to_string());
         }
-        let keys: [(&str, &Option<String>); 14] = [
+        let keys: [(&str, &Option<String>); 16] = [
             ("--request-method", &self.request_method),
             ("--request-path", &self.request_path),
             ("--request-body", &self.request_body),
+            ("--request-event", &self.request_event),
             ("--ok-status", &self.ok_status),
             ("--fail-status", &self.fail_status),
             ("--rollback", &self.rollback),
@@ -80,6 +89,7 @@ impl TemplateOptions {
             ("--record-op", &self.record_op),
             ("--record-seq", &self.record_seq),
             ("--record-event", &self.record_event),
+            ("--record-index", &self.record_index),
         ];
         for (flag, value) in keys {
             if let Some(v) = value {

@@ -326,6 +326,7 @@ fn delivery<M: Message>(m: &M, time: i64, mapping: &RecordMapping) -> (HistoryLi
         partition: m.partition(),
         offset: m.offset(),
         time,
+        index: mapped.index,
     };
     (line, mapped)
 }
@@ -349,6 +350,7 @@ impl MappingProblems {
                 let consequence = match *flag {
                     "--record-op" => "recorded as deliveries with op null (counted unexpected)",
                     "--record-seq" => "their seq is taken from the op's invoke",
+                    "--record-index" => "they are read as index 0, the op's first event",
                     _ => "each got a per-record event id",
                 };
                 let text = format!(

@@ -13,10 +13,18 @@ use anyhow::{bail, Context, Result};
 pub use record::TemplateOptions;
 use serde::Deserialize;
 use std::path::Path;
-use workloads::Op;
+use workloads::{Op, OpEvent};
 
 /// The placeholders a request template may use.
 pub const PLACEHOLDERS: &[&str] = &["op", "key", "seq", "payload"];
+
+/// The placeholders a request body may use besides [`PLACEHOLDERS`]:
+/// `{events}` (the JSON array of the op's events) and `{count}` (how many).
+const BODY_PLACEHOLDERS: &[&str] = &["op", "key", "seq", "payload", "events", "count"];
+
+/// The placeholders of one event's JSON (`--request-event`): the event's key,
+/// seq and index, the op's id and payload.
+const EVENT_PLACEHOLDERS: &[&str] = &["op", "key", "seq", "payload", "index"];
 
 /// The TOML file of `--template`.
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +54,7 @@ struct RequestKeys {
     method: Option<String>,
     path: Option<String>,
     body: Option<String>,
+    event: Option<String>,
     #[serde(default)]
     headers: Vec<String>,
     ok: Option<String>,
@@ -66,6 +75,7 @@ struct RecordKeys {
     op: Option<String>,
     seq: Option<String>,
     event: Option<String>,
+    index: Option<String>,
     key_is_business_key: Option<bool>,
 }
 
@@ -118,6 +128,7 @@ impl ServiceTemplate {
                 "method": r.method.as_str(),
                 "path": r.path.source(),
                 "body": r.body.as_ref().map(Filled::source),
+                "event": r.event.as_ref().map(Filled::source),
                 "header_names": r.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
                 "rollback": format!("{:?}", r.rollback),
             })),
@@ -130,6 +141,7 @@ impl ServiceTemplate {
                 "op": loc(&self.records.op),
                 "seq": loc(&self.records.seq),
                 "event": loc(&self.records.event),
+                "index": loc(&self.records.index),
                 "key_is_business_key": self.records.key_is_business_key,
             },
         })
@@ -149,6 +161,12 @@ enum Part {
     Key,
     Seq,
     Payload,
+    /// The event's index (0 outside an event).
+    Index,
+    /// How many events the op has.
+    Count,
+    /// The JSON array of the op's events (bodies only), written as is.
+    Events,
 }
 
 /// How a placeholder's value is written into the text.
@@ -197,6 +215,9 @@ impl Filled {
                 "op" => Part::Op,
                 "key" => Part::Key,
                 "seq" => Part::Seq,
+                "index" => Part::Index,
+                "count" => Part::Count,
+                "events" => Part::Events,
                 _ => Part::Payload,
             });
             rest = &after[name_len + 1..];
@@ -218,11 +239,25 @@ impl Filled {
                 Part::Key => "{key}",
                 Part::Seq => "{seq}",
                 Part::Payload => "{payload}",
+                Part::Index => "{index}",
+                Part::Count => "{count}",
+                Part::Events => "{events}",
             })
             .collect()
     }
 
+    /// Whether the text uses `{events}`.
+    fn has_events(&self) -> bool {
+        self.parts.contains(&Part::Events)
+    }
+
     fn render(&self, op: &Op, escape: Escape) -> String {
+        self.render_in(op, None, "[]", escape)
+    }
+
+    /// The text for `op` — for one of its events when `event` is given (its
+    /// key, seq and index) — with `events` (a JSON array) for `{events}`.
+    fn render_in(&self, op: &Op, event: Option<&OpEvent>, events: &str, escape: Escape) -> String {
         let mut out = String::new();
         for p in &self.parts {
             let value = match p {
@@ -230,10 +265,16 @@ impl Filled {
                     out.push_str(t);
                     continue;
                 }
+                Part::Events => {
+                    out.push_str(events);
+                    continue;
+                }
                 Part::Op => op.op.to_string(),
-                Part::Seq => op.seq.to_string(),
-                Part::Key => op.key.clone(),
+                Part::Seq => event.map_or(op.seq, |e| e.seq).to_string(),
+                Part::Key => event.map_or(&op.key, |e| &e.key).clone(),
                 Part::Payload => op.payload.clone(),
+                Part::Index => event.map_or(0, |e| e.index).to_string(),
+                Part::Count => op.event_count().to_string(),
             };
             match escape {
                 Escape::None => out.push_str(&value),
@@ -313,6 +354,9 @@ pub struct RequestTemplate {
     pub method: reqwest::Method,
     path: Filled,
     body: Option<Filled>,
+    /// One event's JSON, for the body's `{events}` (`None`: the contract's
+    /// `{"index":..,"key":..,"seq":..}`).
+    event: Option<Filled>,
     headers: Vec<(String, Filled)>,
     /// Statuses meaning the op took effect.
     pub ok: StatusSet,
@@ -341,7 +385,14 @@ impl RequestTemplate {
             .iter()
             .map(|(n, v)| (n.clone(), v.render(op, Escape::None)))
             .collect();
-        let mut body = self.body.as_ref().map(|b| b.render(op, Escape::Json));
+        let mut body = self.body.as_ref().map(|b| {
+            let events = if b.has_events() {
+                self.events_json(op)
+            } else {
+                String::new()
+            };
+            b.render_in(op, None, &events, Escape::Json)
+        });
         if op.abort {
             match &self.rollback {
                 Rollback::None => {}
@@ -361,6 +412,20 @@ impl RequestTemplate {
             headers,
             body,
         }
+    }
+
+    /// The JSON array of `op`'s events for the body's `{events}`: each the
+    /// `--request-event` template filled in for it, or the contract's object.
+    fn events_json(&self, op: &Op) -> String {
+        let items: Vec<String> = op
+            .each_event()
+            .iter()
+            .map(|e| match &self.event {
+                Some(t) => t.render_in(op, Some(e), "[]", Escape::Json),
+                None => serde_json::to_string(e).expect("an event serializes"),
+            })
+            .collect();
+        format!("[{}]", items.join(","))
     }
 
     /// Whether the workload may send aborts (the service can be asked to roll back).
@@ -387,6 +452,8 @@ impl ReadTemplate {
             payload: String::new(),
             abort: false,
             hold_ms: 0,
+            events: vec![],
+            write: Default::default(),
         };
         self.path.render(&op, Escape::Url)
     }
@@ -421,6 +488,8 @@ pub struct RecordMapping {
     pub seq: Option<Locator>,
     /// `--record-event`.
     pub event: Option<Locator>,
+    /// `--record-index`.
+    pub index: Option<Locator>,
     /// Whether the record key is the op's business key (else it is left out
     /// of the `deliver` line and per-key order is not judged).
     pub key_is_business_key: bool,
@@ -432,6 +501,7 @@ impl Default for RecordMapping {
             op: None,
             seq: None,
             event: None,
+            index: None,
             key_is_business_key: true,
         }
     }
@@ -446,6 +516,8 @@ pub struct Mapped {
     pub seq: Option<u64>,
     /// The event id, if readable.
     pub event: Option<String>,
+    /// The event's index among its op's events, if the record names one.
+    pub index: Option<u32>,
     /// Fields the mapping names that this record lacks: (flag, locator, why).
     pub problems: Vec<(&'static str, String, String)>,
 }
@@ -453,7 +525,11 @@ pub struct Mapped {
 impl RecordMapping {
     /// Whether this is the exec contract's reading (no field mapped).
     pub fn is_contract(&self) -> bool {
-        self.op.is_none() && self.seq.is_none() && self.event.is_none() && self.key_is_business_key
+        self.op.is_none()
+            && self.seq.is_none()
+            && self.event.is_none()
+            && self.index.is_none()
+            && self.key_is_business_key
     }
 
     /// Reads a record's value and headers (name, value).
@@ -472,12 +548,14 @@ impl RecordMapping {
                 op: Option<u64>,
                 seq: Option<u64>,
                 event: Option<String>,
+                index: Option<u32>,
             }
             let e: Option<Envelope> = value.and_then(|p| serde_json::from_slice(p).ok());
-            let (op, seq, event) = e.map_or((None, None, None), |e| (e.op, e.seq, e.event));
+            let (op, seq, event, index) = e.map_or((None, None, None, None), |e| (e.op, e.seq, e.event, e.index));
             return Mapped {
                 op,
                 seq,
+                index: op.and(index),
                 event: event.or_else(header_event),
                 problems: Vec::new(),
             };
@@ -530,6 +608,8 @@ impl RecordMapping {
         };
         out.op = number("--record-op", &self.op, "op", &mut out.problems);
         out.seq = number("--record-seq", &self.seq, "seq", &mut out.problems);
+        out.index =
+            number("--record-index", &self.index, "index", &mut out.problems).and_then(|n| u32::try_from(n).ok());
         out.event = match &self.event {
             Some(loc) => lookup("--record-event", loc, &mut out.problems).and_then(|v| match v {
                 serde_json::Value::String(s) => Some(s),
@@ -546,6 +626,7 @@ impl RecordMapping {
         // Without a readable op, the rest names nothing.
         if out.op.is_none() {
             out.seq = None;
+            out.index = None;
         }
         out
     }
@@ -657,6 +738,7 @@ fn merged_with(given: &TemplateOptions, file: &TemplateFile) -> TemplateOptions 
         request_method: or(&given.request_method, &r.method),
         request_path: or(&given.request_path, &r.path),
         request_body: or(&given.request_body, &r.body),
+        request_event: or(&given.request_event, &r.event),
         request_headers: if given.request_headers.is_empty() {
             r.headers.clone()
         } else {
@@ -673,6 +755,7 @@ fn merged_with(given: &TemplateOptions, file: &TemplateFile) -> TemplateOptions 
         record_op: or(&given.record_op, &rc.op),
         record_seq: or(&given.record_seq, &rc.seq),
         record_event: or(&given.record_event, &rc.event),
+        record_index: or(&given.record_index, &rc.index),
         record_key_is_business_key: given.record_key_is_business_key.or(rc.key_is_business_key),
     }
 }
@@ -707,6 +790,7 @@ impl<'a> Keys<'a> {
                 let stray = [
                     (&self.given.request_method, &r.method, "--request-method"),
                     (&self.given.request_body, &r.body, "--request-body"),
+                    (&self.given.request_event, &r.event, "--request-event"),
                     (&self.given.ok_status, &r.ok, "--ok-status"),
                     (&self.given.fail_status, &r.fail, "--fail-status"),
                     (&self.given.rollback, &r.rollback, "--rollback"),
@@ -737,23 +821,64 @@ impl<'a> Keys<'a> {
                 let body = match self.pick(&self.given.request_body, &r.body, "request.body") {
                     Some((b, from)) => {
                         let flag = origin("--request-body", from);
-                        let t = Filled::parse(b, PLACEHOLDERS, &flag)?;
-                        let sample = Op {
-                            op: 17,
-                            key: "k3".into(),
-                            seq: 5,
-                            payload: "x\"y".into(),
-                            abort: false,
-                            hold_ms: 0,
-                        };
-                        let filled = t.render(&sample, Escape::Json);
-                        if let Err(e) = serde_json::from_str::<serde_json::Value>(&filled) {
-                            bail!("{flag}: not JSON once filled in ({e}): {filled}");
-                        }
-                        Some(t)
+                        Some(Filled::parse(b, BODY_PLACEHOLDERS, &flag)?)
                     }
                     None => None,
                 };
+                let event = match self.pick(&self.given.request_event, &r.event, "request.event") {
+                    Some((e, from)) => {
+                        let flag = origin("--request-event", from);
+                        if !body.as_ref().is_some_and(Filled::has_events) {
+                            bail!("{flag}: one event's JSON goes into the body's {{events}}: put {{events}} in --request-body (request.body) where the service takes its array of events");
+                        }
+                        Some(Filled::parse(e, EVENT_PLACEHOLDERS, &flag)?)
+                    }
+                    None => None,
+                };
+                if let Some(t) = &body {
+                    // Checked filled in for an op of two events over two keys,
+                    // so `{events}` and `--request-event` are checked too.
+                    let sample = Op {
+                        op: 17,
+                        key: "k3".into(),
+                        seq: 5,
+                        payload: "x\"y".into(),
+                        abort: false,
+                        hold_ms: 0,
+                        events: vec![
+                            OpEvent {
+                                index: 0,
+                                key: "k3".into(),
+                                seq: 5,
+                            },
+                            OpEvent {
+                                index: 1,
+                                key: "k4".into(),
+                                seq: 2,
+                            },
+                        ],
+                        write: Default::default(),
+                    };
+                    let probe = RequestTemplate {
+                        method: reqwest::Method::POST,
+                        path: Filled { parts: vec![] },
+                        body: Some(t.clone()),
+                        event: event.clone(),
+                        headers: vec![],
+                        ok: StatusSet(vec![]),
+                        fail: StatusSet(vec![]),
+                        rollback: Rollback::None,
+                    };
+                    let filled = probe.request(&sample).body.unwrap_or_default();
+                    if let Err(e) = serde_json::from_str::<serde_json::Value>(&filled) {
+                        let flag = match (&event, self.pick(&self.given.request_body, &r.body, "request.body")) {
+                            (Some(_), _) => "--request-body with --request-event".to_string(),
+                            (None, Some((_, from))) => origin("--request-body", from),
+                            (None, None) => "--request-body".to_string(),
+                        };
+                        bail!("{flag}: not JSON once filled in ({e}): {filled}");
+                    }
+                }
                 let (header_texts, header_from): (Vec<String>, Option<(&Path, &str)>) =
                     if !self.given.request_headers.is_empty() {
                         (self.given.request_headers.clone(), None)
@@ -806,6 +931,7 @@ impl<'a> Keys<'a> {
                     method,
                     path: path_t,
                     body,
+                    event,
                     headers,
                     ok,
                     fail,
@@ -898,6 +1024,7 @@ impl<'a> Keys<'a> {
             op: loc("--record-op", &self.given.record_op, &rc.op, "records.op")?,
             seq: loc("--record-seq", &self.given.record_seq, &rc.seq, "records.seq")?,
             event: loc("--record-event", &self.given.record_event, &rc.event, "records.event")?,
+            index: loc("--record-index", &self.given.record_index, &rc.index, "records.index")?,
             key_is_business_key: self
                 .given
                 .record_key_is_business_key
@@ -919,6 +1046,8 @@ mod tests {
             payload: "p\"q".into(),
             abort,
             hold_ms: 0,
+            events: vec![],
+            write: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! its own RNG (seeded from the run seed and `w`), so the stream of ops a
 //! worker produces is the same for the same seed whatever the others do.
 
-use crate::op::Op;
+use crate::op::{Op, OpEvent, WriteShape};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -48,6 +48,110 @@ impl FromStr for Skew {
     }
 }
 
+/// How many events one op publishes (`--events-per-op`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsPerOp {
+    /// Always this many (1: today's one-event ops, the default).
+    Fixed(u32),
+    /// Uniformly between the two, both included.
+    Range(u32, u32),
+    /// Zipf over 1..=`max` with this exponent: most ops publish a few events,
+    /// now and then one publishes many (a batch import).
+    Zipf {
+        /// The most events one op may publish.
+        max: u32,
+        /// The Zipf exponent (1.0 is classic).
+        exponent: f64,
+    },
+}
+
+impl EventsPerOp {
+    /// The most events one op publishes, as the workload allows.
+    pub const LIMIT: u32 = 5000;
+
+    /// The most events one op of this distribution publishes.
+    pub fn max(&self) -> u32 {
+        match *self {
+            EventsPerOp::Fixed(n) => n,
+            EventsPerOp::Range(_, b) => b,
+            EventsPerOp::Zipf { max, .. } => max,
+        }
+    }
+
+    /// Whether every op publishes exactly one event (today's ops).
+    pub fn is_one(&self) -> bool {
+        *self == EventsPerOp::Fixed(1)
+    }
+
+    /// Draws one op's count. A fixed count draws nothing from `rng`, so the
+    /// default leaves the seeded op stream exactly as it was.
+    fn draw(&self, rng: &mut StdRng) -> u32 {
+        match *self {
+            EventsPerOp::Fixed(n) => n,
+            EventsPerOp::Range(a, b) => rng.random_range(a..=b),
+            EventsPerOp::Zipf { max, exponent } => {
+                let z = Zipf::new(max as f64, exponent).expect("validated zipf");
+                (z.sample(rng) as u32).clamp(1, max)
+            }
+        }
+    }
+}
+
+impl Default for EventsPerOp {
+    fn default() -> Self {
+        EventsPerOp::Fixed(1)
+    }
+}
+
+impl fmt::Display for EventsPerOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventsPerOp::Fixed(n) => write!(f, "{n}"),
+            EventsPerOp::Range(a, b) => write!(f, "{a}-{b}"),
+            EventsPerOp::Zipf { max, exponent } => write!(f, "zipf:{max}:{exponent}"),
+        }
+    }
+}
+
+impl FromStr for EventsPerOp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let how = "use a count (`5`), a range (`2-10`) or a skewed count (`zipf:MAX` or `zipf:MAX:EXPONENT`)";
+        let count = |t: &str| -> Result<u32, String> {
+            match t.trim().parse::<u32>() {
+                Ok(n) if (1..=Self::LIMIT).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "--events-per-op `{s}`: `{t}` is not a count from 1 to {}; {how}",
+                    Self::LIMIT
+                )),
+            }
+        };
+        if let Some(rest) = s.strip_prefix("zipf:") {
+            let (max, exponent) = match rest.split_once(':') {
+                Some((m, e)) => (m, e.parse::<f64>().ok().filter(|e| *e > 0.0 && e.is_finite())),
+                None => (rest, Some(1.0)),
+            };
+            let exponent = exponent
+                .ok_or_else(|| format!("--events-per-op `{s}`: the exponent must be a number above 0; {how}"))?;
+            return Ok(EventsPerOp::Zipf {
+                max: count(max)?,
+                exponent,
+            });
+        }
+        match s.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (count(a)?, count(b)?);
+                if a > b {
+                    return Err(format!("--events-per-op `{s}`: the range is empty ({a} > {b}); {how}"));
+                }
+                Ok(EventsPerOp::Range(a, b))
+            }
+            None => Ok(EventsPerOp::Fixed(count(s)?)),
+        }
+    }
+}
+
 /// What a run does: rate, concurrency, keys, payloads and the special transactions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -74,6 +178,20 @@ pub struct Workload {
     /// pattern captures see no write (the harness writes filler WAL elsewhere).
     #[serde(default)]
     pub idle_window_ms: u64,
+    /// `--events-per-op`: how many events one op's transaction publishes.
+    #[serde(default)]
+    pub events_per_op: EventsPerOp,
+    /// `--keys-per-op`: over how many of its worker's keys an op's events are
+    /// spread (event `i` on the op's `i % n`-th key; 1: all on the op's key).
+    #[serde(default = "one")]
+    pub keys_per_op: usize,
+    /// `--write`: how a transaction writes its rows.
+    #[serde(default)]
+    pub write: WriteShape,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for Workload {
@@ -89,6 +207,9 @@ impl Default for Workload {
             long_fraction: 0.05,
             long_hold_ms: 300,
             idle_window_ms: 0,
+            events_per_op: EventsPerOp::default(),
+            keys_per_op: 1,
+            write: WriteShape::Single,
         }
     }
 }
@@ -118,6 +239,16 @@ impl Workload {
         }
         if self.abort_fraction + self.long_fraction > 1.0 {
             return Err("--abort-fraction plus --long-fraction must not exceed 1".into());
+        }
+        let share = self.keys / self.workers();
+        if self.keys_per_op == 0 || self.keys_per_op > share {
+            return Err(format!(
+                "--keys-per-op {} must be between 1 and the keys each worker owns ({} keys over {} workers: {share}); \
+                 raise --keys or lower --concurrency",
+                self.keys_per_op,
+                self.keys,
+                self.workers()
+            ));
         }
         Ok(())
     }
@@ -230,14 +361,49 @@ impl Iterator for WorkerStream {
         self.produced += 1;
         let seq = self.next_seq[slot];
         self.next_seq[slot] += 1;
+        let events = self.events_of(slot, seq);
         Some(Op {
             op,
             key: format!("k{}", self.owned[slot]),
             seq,
-            payload: payload(op, w.payload_bytes),
+            payload: payload(op, self.workload.payload_bytes),
             abort,
-            hold_ms: if long { w.long_hold_ms } else { 0 },
+            hold_ms: if long { self.workload.long_hold_ms } else { 0 },
+            events,
+            write: self.workload.write,
         })
+    }
+}
+
+impl WorkerStream {
+    /// The events of an op on `slot` at `seq` (empty for a one-event op): its
+    /// count drawn, its further keys drawn among the worker's own (each takes
+    /// its next seq), event `i` on the `i % keys`-th of them. Nothing is drawn
+    /// for one-event ops, so their stream is unchanged.
+    fn events_of(&mut self, slot: usize, seq: u64) -> Vec<OpEvent> {
+        let n = self.workload.events_per_op.draw(&mut self.rng) as usize;
+        if n <= 1 {
+            return vec![];
+        }
+        let mut slots = vec![(slot, seq)];
+        let wanted = self.workload.keys_per_op.min(n).min(self.owned.len());
+        while slots.len() < wanted {
+            let other = self.rng.random_range(0..self.owned.len());
+            if slots.iter().all(|(s, _)| *s != other) {
+                slots.push((other, self.next_seq[other]));
+                self.next_seq[other] += 1;
+            }
+        }
+        (0..n)
+            .map(|i| {
+                let (s, seq) = slots[i % slots.len()];
+                OpEvent {
+                    index: i as u32,
+                    key: format!("k{}", self.owned[s]),
+                    seq,
+                }
+            })
+            .collect()
     }
 }
 
@@ -368,6 +534,92 @@ mod tests {
             hottest > 5000 / 64 * 5,
             "the hottest key should be far above uniform: {hottest}"
         );
+    }
+
+    #[test]
+    fn multi_event_ops_spread_over_their_workers_keys_and_count_seqs_per_key() {
+        let w = Workload {
+            keys: 12,
+            concurrency: 2,
+            events_per_op: "2-6".parse().unwrap(),
+            keys_per_op: 3,
+            ..Workload::default()
+        };
+        let mut seqs: std::collections::HashMap<String, u64> = Default::default();
+        let mut counts = std::collections::BTreeSet::new();
+        for op in w.worker(1).take(500) {
+            let events = op.each_event();
+            counts.insert(events.len());
+            assert!((2..=6).contains(&events.len()));
+            assert_eq!((events[0].key.as_str(), events[0].seq), (op.key.as_str(), op.seq));
+            let mut places: Vec<(String, u64)> = events.iter().map(|e| (e.key.clone(), e.seq)).collect();
+            places.sort();
+            places.dedup();
+            assert_eq!(places.len(), 3.min(events.len()), "{op:?}");
+            for (i, e) in events.iter().enumerate() {
+                assert_eq!(e.index as usize, i);
+                assert_eq!(
+                    e.key.trim_start_matches('k').parse::<usize>().unwrap() % 2,
+                    1,
+                    "owned by worker 1"
+                );
+            }
+            // Each key the op touches takes its next seq, once.
+            for (key, seq) in places {
+                let next = seqs.entry(key).or_insert(0);
+                assert_eq!(seq, *next);
+                *next += 1;
+            }
+        }
+        assert_eq!(counts.len(), 5, "every count of the range is drawn: {counts:?}");
+    }
+
+    #[test]
+    fn one_event_per_op_leaves_the_seeded_stream_as_it_was() {
+        let w = Workload {
+            seed: 3,
+            ..Workload::default()
+        };
+        let fixed = Workload {
+            events_per_op: EventsPerOp::Fixed(4),
+            ..w.clone()
+        };
+        for (a, b) in w.worker(0).zip(fixed.worker(0)).take(300) {
+            assert!(a.events.is_empty());
+            assert_eq!((a.op, &a.key, a.seq, a.abort), (b.op, &b.key, b.seq, b.abort));
+            assert_eq!(b.event_count(), 4);
+        }
+    }
+
+    #[test]
+    fn events_per_op_parses_counts_ranges_and_skews() {
+        assert_eq!("5".parse(), Ok(EventsPerOp::Fixed(5)));
+        assert_eq!("2-10".parse(), Ok(EventsPerOp::Range(2, 10)));
+        assert_eq!(
+            "zipf:1000".parse(),
+            Ok(EventsPerOp::Zipf {
+                max: 1000,
+                exponent: 1.0
+            })
+        );
+        for bad in ["0", "10-2", "x", "zipf:0", "zipf:10:-1", "99999"] {
+            let e = bad.parse::<EventsPerOp>().unwrap_err();
+            assert!(e.contains("--events-per-op"), "{bad}: {e}");
+        }
+        let w = Workload {
+            events_per_op: "zipf:200".parse().unwrap(),
+            ..Workload::default()
+        };
+        let sizes: Vec<usize> = w.worker(0).take(2000).map(|o| o.event_count()).collect();
+        assert!(sizes.iter().filter(|&&n| n == 1).count() > 200, "mostly small");
+        assert!(sizes.iter().any(|&n| n > 20), "now and then a large import");
+        let e = Workload {
+            keys_per_op: 9,
+            ..Workload::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("--keys-per-op") && e.contains("raise --keys"), "{e}");
     }
 
     #[test]

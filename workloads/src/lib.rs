@@ -12,6 +12,6 @@ pub mod schedule;
 #[cfg(test)]
 mod strategies;
 
-pub use generator::{Skew, WorkerStream, Workload};
-pub use op::Op;
+pub use generator::{EventsPerOp, Skew, WorkerStream, Workload};
+pub use op::{Op, OpEvent, WriteShape};
 pub use schedule::{FaultPhase, FaultShape, Nest, Schedule, ScheduleConfig, ScheduleStep};

@@ -31,6 +31,7 @@ pub fn workload() -> impl Strategy<Value = Workload> {
                 long_fraction: long,
                 long_hold_ms: hold,
                 idle_window_ms: 0,
+                ..Workload::default()
             },
         )
 }

@@ -12,12 +12,14 @@
 //! test (`tests/verify.rs`) runs that binary through `Verification::exec`.
 
 use anyhow::Result;
+use dualcheck_implementations::runtime::business::{order_rows, TableRows};
 use dualcheck_implementations::runtime::kafka::{Envelope, Record};
 use dualcheck_implementations::{
     AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind, ORDERS_DDL,
 };
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::Type;
 
 /// The facts `serve` and the harness need: name, help, how to build the
 /// pattern, and, of the facts that differ from [`PatternInfo::new`]'s
@@ -63,20 +65,26 @@ impl Pattern for MyOutbox {
             Ok(c) => c,
             Err(e) => return OpAnswer::Fail(format!("no database connection: {e:#}")),
         };
-        let envelope = Envelope::new(op);
-        let event_id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
+        // One event per row: an op of several events (an order's lines)
+        // writes its rows in the shape it asks for (one INSERT per row, one
+        // multi-row INSERT, or COPY), all in the one transaction.
+        let mut outbox = TableRows::new(
+            "my_outbox",
+            "inserting the outbox rows",
+            &[("event_id", Type::UUID), ("key", Type::TEXT), ("value", Type::TEXT)],
+        );
+        for envelope in Envelope::all(op) {
+            let event_id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
+            outbox.push(vec![
+                Box::new(event_id),
+                Box::new(envelope.key.clone()),
+                Box::new(envelope.to_json()),
+            ]);
+        }
         let before_commit: Result<tokio_postgres::Transaction<'_>> = async {
             let tx = conn.transaction().await?;
-            tx.execute(
-                "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-                &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO my_outbox (event_id, key, value) VALUES ($1, $2, $3)",
-                &[&event_id, &op.key, &envelope.to_json()],
-            )
-            .await?;
+            order_rows(op).write(self.ctx.db.timeout, &tx, op.write).await?;
+            outbox.write(self.ctx.db.timeout, &tx, op.write).await?;
             if op.hold_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(op.hold_ms)).await;
             }

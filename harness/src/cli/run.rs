@@ -7,7 +7,7 @@ use dualcheck::run_options::RunOptions;
 use dualcheck::template::TemplateOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use workloads::{Skew, Workload};
+use workloads::{EventsPerOp, Skew, Workload, WriteShape};
 
 /// Arguments of `dualcheck run`.
 #[derive(Args, Debug, Clone)]
@@ -74,6 +74,17 @@ pub struct RunShared {
     /// How long a long transaction holds before committing (ms).
     #[arg(long, default_value_t = Workload::default().long_hold_ms)]
     pub long_hold_ms: u64,
+    /// Events one op's transaction publishes: a count (`5`), a range (`2-10`)
+    /// or a skewed count (`zipf:MAX[:EXPONENT]`: mostly few, now and then many).
+    #[arg(long, value_name = "N|A-B|zipf:MAX", default_value = "1")]
+    pub events_per_op: EventsPerOp,
+    /// Over how many of its worker's keys an op's events are spread.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keys_per_op: usize,
+    /// How a transaction writes its rows: `single` (one INSERT per row),
+    /// `multi-row` (one INSERT of all rows) or `copy` (COPY FROM STDIN).
+    #[arg(long, value_name = "SHAPE", default_value = "single")]
+    pub write: WriteShape,
     /// For this long in the middle of the run the workload writes nothing to the
     /// tables the pattern captures while the harness writes filler rows to an
     /// uncaptured table (`dualcheck_idle_traffic`), e.g. `10s` (docs/faults.md#idle-window).
@@ -171,6 +182,10 @@ pub struct TemplateArgs {
     /// JSON body with placeholders, e.g. '{"customerId":"{key}","reference":"{op}"}'.
     #[arg(long, value_name = "JSON")]
     pub request_body: Option<String>,
+    /// JSON of one event of a multi-event op, with {op} {key} {seq} {index}
+    /// {payload}: the body's {events} is the array of these, one per event.
+    #[arg(long, value_name = "JSON")]
+    pub request_event: Option<String>,
     /// A header with placeholders, e.g. 'Idempotency-Key: {op}' (repeatable; replaces the file's).
     #[arg(long = "request-header", value_name = "NAME: VALUE")]
     pub request_headers: Vec<String>,
@@ -209,6 +224,10 @@ pub struct TemplateArgs {
     /// Where the event id is in a record (pointer or header:NAME).
     #[arg(long, value_name = "POINTER")]
     pub record_event: Option<String>,
+    /// Where the event's index among its op's events is in a record (pointer
+    /// or header:NAME; multi-event ops); absent: the `index` field, else 0.
+    #[arg(long, value_name = "POINTER")]
+    pub record_index: Option<String>,
     /// Whether the record key is the business key (true); false: per-key order is not judged.
     #[arg(long, value_name = "true|false")]
     pub record_key_is_business_key: Option<bool>,
@@ -222,6 +241,7 @@ impl TemplateArgs {
             request_method: self.request_method.clone(),
             request_path: self.request_path.clone(),
             request_body: self.request_body.clone(),
+            request_event: self.request_event.clone(),
             request_headers: self.request_headers.clone(),
             ok_status: self.ok_status.clone(),
             fail_status: self.fail_status.clone(),
@@ -234,6 +254,7 @@ impl TemplateArgs {
             record_op: self.record_op.clone(),
             record_seq: self.record_seq.clone(),
             record_event: self.record_event.clone(),
+            record_index: self.record_index.clone(),
             record_key_is_business_key: self.record_key_is_business_key,
         }
     }
@@ -259,6 +280,9 @@ impl RunShared {
                 long_fraction: self.long_fraction,
                 long_hold_ms: self.long_hold_ms,
                 idle_window_ms: self.idle_window.map_or(0, |d| d.as_millis() as u64),
+                events_per_op: self.events_per_op,
+                keys_per_op: self.keys_per_op,
+                write: self.write,
             },
             max_retained_wal: self.max_retained_wal,
             brokers: self.brokers,
@@ -388,6 +412,9 @@ pub fn list(_: ListArgs) -> Verdict {
             }
             implementations::Scaling::Single(why) => println!("  {:<22}   --replicas: one instance only ({why})", ""),
         }
+        if let implementations::MultiEvent::Refused(why) = p.multi_event {
+            println!("  {:<22}   --events-per-op: one event per op only ({why})", "");
+        }
         for c in p.controls {
             println!(
                 "  {:<22}   with {}={} (negative control `{}`, zoo faults {}): {}",
@@ -450,6 +477,21 @@ pub fn list(_: ListArgs) -> Verdict {
         (
             "--long-hold-ms MS",
             format!("how long a long transaction holds ({})", w.long_hold_ms),
+        ),
+        (
+            "--events-per-op N|A-B|zipf:MAX",
+            format!("events one op's transaction publishes ({})", w.events_per_op),
+        ),
+        (
+            "--keys-per-op N",
+            format!("keys an op's events are spread over ({})", w.keys_per_op),
+        ),
+        (
+            "--write SHAPE",
+            format!(
+                "single, multi-row or copy: how a transaction writes its rows ({})",
+                w.write
+            ),
         ),
         (
             "--idle-window D",

@@ -16,6 +16,8 @@ fn op(op: u64, key: &str, seq: u64) -> Op {
         payload: format!("payload of {op}"),
         abort: false,
         hold_ms: 0,
+        events: vec![],
+        write: Default::default(),
     }
 }
 

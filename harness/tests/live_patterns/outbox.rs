@@ -237,6 +237,8 @@ fn poison_event_is_parked_and_its_key_waits() {
             payload,
             abort: false,
             hold_ms: 0,
+            events: vec![],
+            write: Default::default(),
         };
         // Larger than the broker's (and the producer's) message.max.bytes (~1 MB).
         let poison = "x".repeat(1_200_000);

@@ -307,6 +307,8 @@ pub async fn drive_at(
                     payload: payload.to_string(),
                     abort: false,
                     hold_ms: 0,
+                    events: vec![],
+                    write: Default::default(),
                 };
                 let status = match http.post(format!("http://127.0.0.1:{port}/ops")).json(&op).send().await {
                     Ok(r) => r.status().as_u16(),

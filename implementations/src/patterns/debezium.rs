@@ -12,7 +12,7 @@
 //! links to Postgres and Kafka are the proxied ones the service uses.
 
 use crate::patterns::cdc::Source;
-use crate::runtime::business::Statement;
+use crate::runtime::business::{text_array, Cell, Statement, Step, TableRows};
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, RelayKind};
@@ -106,23 +106,37 @@ impl Debezium {
 }
 
 /// The outbox row of one event (inserted, then deleted: the WAL keeps it).
-fn outbox_statements(envelope: &Envelope, aggregate_type: &str) -> Vec<Statement> {
+fn outbox_statements(envelopes: &[Envelope], aggregate_type: &str) -> Vec<Step> {
+    use tokio_postgres::types::Type;
+    let mut rows = TableRows::new(
+        "debezium_outbox",
+        "inserting the Debezium outbox rows",
+        &[
+            ("id", Type::UUID),
+            ("aggregatetype", Type::TEXT),
+            ("aggregateid", Type::TEXT),
+            ("type", Type::TEXT),
+            ("payload", Type::TEXT),
+        ],
+    );
+    for envelope in envelopes {
+        let id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
+        let row: Vec<Cell> = vec![
+            Box::new(id),
+            Box::new(aggregate_type.to_string()),
+            Box::new(envelope.key.clone()),
+            Box::new("OrderCreated".to_string()),
+            Box::new(envelope.to_json()),
+        ];
+        rows.push(row);
+    }
     vec![
-        Statement {
-            sql: "INSERT INTO debezium_outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1::text::uuid, $2, $3, 'OrderCreated', $4)",
-            what: "inserting the Debezium outbox row",
-            params: vec![
-                envelope.event.clone(),
-                aggregate_type.to_string(),
-                envelope.key.clone(),
-                envelope.to_json(),
-            ],
-        },
-        Statement {
-            sql: "DELETE FROM debezium_outbox WHERE id = $1::text::uuid",
-            what: "deleting the Debezium outbox row (the WAL keeps it)",
-            params: vec![envelope.event.clone()],
-        },
+        Step::Rows(rows),
+        Step::Sql(Statement {
+            sql: "DELETE FROM debezium_outbox WHERE id = ANY($1::text::uuid[])",
+            what: "deleting the Debezium outbox rows (the WAL keeps them)",
+            params: vec![text_array(envelopes.iter().map(|e| e.event.as_str()))],
+        }),
     ]
 }
 
@@ -168,8 +182,7 @@ impl Pattern for Debezium {
         Ok(bg)
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
-        let envelope = Envelope::new(op);
-        let statements = outbox_statements(&envelope, &self.ctx.config.topic);
+        let statements = outbox_statements(&Envelope::all(op), &self.ctx.config.topic);
         crate::runtime::business::run_with(&self.ctx, op, None, &statements)
             .await
             .into()
@@ -196,18 +209,20 @@ impl Pattern for Debezium {
             key: "dualcheck-drain".into(),
             event: uuid::Uuid::new_v4().to_string(),
             payload: format!("{}:{next}", self.state.nonce),
+            index: 0,
         };
         let mut c = self.ctx.db.get().await?;
+        let t = self.ctx.db.timeout;
         let res = async {
-            let tx = c.transaction().await?;
-            for st in outbox_statements(&marker, &self.marker_topic()) {
-                st.execute(&tx).await?;
+            let tx = timed(t, "BEGIN (drain marker)", c.transaction()).await?;
+            for step in outbox_statements(std::slice::from_ref(&marker), &self.marker_topic()) {
+                step.execute(t, &tx, workloads::WriteShape::Single).await?;
             }
-            tx.commit().await
+            timed(t, "COMMIT (drain marker)", tx.commit()).await
         };
-        if let Err(e) = timed(self.ctx.db.timeout, "writing a drain marker", res).await {
+        if let Err(e) = res.await {
             c.discard();
-            return Err(e);
+            return Err(e.context("writing a drain marker"));
         }
         drop(c);
         let deadline = tokio::time::Instant::now() + MARKER_WAIT;

@@ -22,6 +22,13 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
+    // The request publishes through the service's idempotent producer, one
+    // send per event: a crash between two sends would leave part of the op in
+    // Kafka, and its consumer would write that part. Atomic sends need a Kafka
+    // transaction per request (two-phase has one); until then, refused.
+    multi_event: crate::MultiEvent::Refused(
+        "the request sends each event on its own, so a crash between two sends would publish part of the op; it needs a Kafka transaction per request",
+    ),
     // Read your writes comes from the write-through cache of the instance
     // that took the write: a read sent to another instance may not see it
     // until the consumer wrote the row (`--replicas`).

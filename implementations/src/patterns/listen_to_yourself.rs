@@ -6,8 +6,10 @@
 //! idempotently (inbox by event id, `ON CONFLICT DO NOTHING`), deleting the
 //! `ly_pending` row in the same transaction.
 //!
-//! - Exactly one event per op reaches the topic (the request event; there is
-//!   no `OrderCreated` confirmation, which would be a second event id).
+//! - Exactly one event per event of the op reaches the topic (the request
+//!   event; there is no `OrderCreated` confirmation, which would be a second
+//!   event id). An op of several events writes one outbox and one
+//!   `ly_pending` row per event; the consumer writes one order row per event.
 //! - No order row without its event: only the consumer writes orders.
 //! - Reads (`GET /ops/{key}`): the write-through cache ([`crate::runtime::read_cache`])
 //!   first; on a miss (after a restart), the newest seq in `orders` or
@@ -52,7 +54,9 @@ pub const INFO: PatternInfo = PatternInfo {
 /// Events requested whose order row does not exist yet (idempotent DDL).
 pub const LY_PENDING_DDL: &str = "
 CREATE TABLE IF NOT EXISTS ly_pending (
-    op bigint PRIMARY KEY,
+    op bigint NOT NULL,
+    idx int NOT NULL DEFAULT 0,
+    PRIMARY KEY (op, idx),
     key text NOT NULL,
     seq bigint NOT NULL,
     event_id uuid NOT NULL,
@@ -70,40 +74,47 @@ pub struct ListenToYourself {
 pub const GROUP: &str = "dualcheck-listen-to-yourself";
 
 /// The request's transaction: outbox row + pending row, hold, commit (or rollback).
-async fn request_txn(ctx: &AppContext, op: &Op, env: &Envelope) -> OpAnswer {
+async fn request_txn(ctx: &AppContext, op: &Op, envs: &[Envelope]) -> OpAnswer {
+    use crate::runtime::business::{outbox_rows, Cell, OutboxRow, TableRows};
+    use tokio_postgres::types::Type;
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
         Err(e) => return OpAnswer::Fail(format!("no Postgres connection: {e:#}")),
     };
-    let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
+    // One OrderCreationRequested event per event of the op, each pending
+    // until the consumer wrote its order row.
+    let requested = OutboxRow {
+        envelopes: envs,
+        notify: false,
+        created_at: None,
+    };
+    let mut pending = TableRows::new(
+        "ly_pending",
+        "inserting the pending events",
+        &[
+            ("op", Type::INT8),
+            ("idx", Type::INT4),
+            ("key", Type::TEXT),
+            ("seq", Type::INT8),
+            ("event_id", Type::UUID),
+        ],
+    );
+    for env in envs {
+        let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
+        let row: Vec<Cell> = vec![
+            Box::new(env.op),
+            Box::new(env.index as i32),
+            Box::new(env.key.clone()),
+            Box::new(env.seq),
+            Box::new(event_id),
+        ];
+        pending.push(row);
+    }
     let res: Result<OpAnswer> = async {
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
-        timed(
-            t,
-            "inserting the OrderCreationRequested event into the outbox",
-            tx.execute(
-                "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &event_id,
-                    &env.op,
-                    &env.key,
-                    &env.seq,
-                    &crate::runtime::business::key_shard(&env.key),
-                    &env.to_json(),
-                ],
-            ),
-        )
-        .await?;
-        timed(
-            t,
-            "inserting the pending event",
-            tx.execute(
-                "INSERT INTO ly_pending (op, key, seq, event_id) VALUES ($1, $2, $3, $4)",
-                &[&env.op, &env.key, &env.seq, &event_id],
-            ),
-        )
-        .await?;
+        outbox_rows(&requested).write(t, &tx, op.write).await?;
+        pending.write(t, &tx, op.write).await?;
         Ok(crate::runtime::business::finish(t, tx, op).await?.into())
     }
     .await;
@@ -141,9 +152,9 @@ impl Pattern for ListenToYourself {
         Ok(bg)
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
-        let env = Envelope::new(op);
+        let envs = Envelope::all(op);
         self.cache.accept(&op.key, op.op as i64, op.seq as i64);
-        let out = request_txn(&self.ctx, op, &env).await;
+        let out = request_txn(&self.ctx, op, &envs).await;
         if out == OpAnswer::Ok {
             self.ctx.crash.after_commit();
         } else {
@@ -189,7 +200,7 @@ impl Pattern for ListenToYourself {
             "reading a pending event for a trace",
             c.query_opt(
                 "SELECT p.event_id::text, p.created_at::text, EXISTS (SELECT 1 FROM inbox i WHERE i.event_id = p.event_id)
-                 FROM ly_pending p WHERE p.op = $1",
+                 FROM ly_pending p WHERE p.op = $1 ORDER BY p.idx LIMIT 1",
                 &[&op],
             ),
         )

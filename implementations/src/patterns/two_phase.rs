@@ -122,16 +122,23 @@ impl TwoPhase {
             // prepared) well before the runner's op timeout, rather than hang.
             timed(t, "BEGIN", c.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'")).await?;
             crate::runtime::business::insert_order(t, c, op).await?;
-            timed(
-                t,
-                "updating the key's aggregate row (waits while an in-doubt transaction holds it)",
-                c.execute(
-                    "INSERT INTO order_keys (key, seq, op) VALUES ($1, $2, $3)
-                     ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, op = excluded.op",
-                    &[&op.key, &(op.seq as i64), &(op.op as i64)],
-                ),
-            )
-            .await?;
+            // Every key the op's events are on, once, in key order (two ops
+            // over the same keys lock them in one order).
+            let mut keys: Vec<(String, u64)> = op.each_event().into_iter().map(|e| (e.key, e.seq)).collect();
+            keys.sort();
+            keys.dedup();
+            for (key, seq) in keys {
+                timed(
+                    t,
+                    "updating the key's aggregate row (waits while an in-doubt transaction holds it)",
+                    c.execute(
+                        "INSERT INTO order_keys (key, seq, op) VALUES ($1, $2, $3)
+                         ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, op = excluded.op",
+                        &[&key, &(seq as i64), &(op.op as i64)],
+                    ),
+                )
+                .await?;
+            }
             if op.hold_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(op.hold_ms)).await;
             }
@@ -174,26 +181,34 @@ impl TwoPhase {
 
     /// The Kafka transaction; `Ok(true)` committed, `Ok(false)` certainly aborted,
     /// `Err` unknown (the producer is dropped and recreated on the next op).
-    async fn publish_txn(&self, producer: &FutureProducer, env: &Envelope) -> Result<bool> {
+    async fn publish_txn(&self, producer: &FutureProducer, envs: &[Envelope]) -> Result<bool> {
         let t = self.ctx.config.publish_timeout;
         let p = producer.clone();
         let begun = tokio::task::spawn_blocking(move || p.begin_transaction()).await?;
         if let Err(e) = begun {
             return Err(kafka_err("beginning the Kafka transaction", e));
         }
-        let value = env.to_json();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "event_id",
-            value: Some(&env.event),
-        });
-        let rec = FutureRecord::to(&self.ctx.config.topic)
-            .key(&env.key)
-            .payload(&value)
-            .headers(headers);
-        let sent = producer.send(rec, t).await;
+        // Every event of the op in the one Kafka transaction: all or none
+        // become visible to a read_committed consumer.
+        let mut sent = Ok(());
+        for env in envs {
+            let value = env.to_json();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "event_id",
+                value: Some(&env.event),
+            });
+            let rec = FutureRecord::to(&self.ctx.config.topic)
+                .key(&env.key)
+                .payload(&value)
+                .headers(headers);
+            if let Err((e, _)) = producer.send(rec, t).await {
+                sent = Err(e);
+                break;
+            }
+        }
         let abort =
             |p: FutureProducer| async move { tokio::task::spawn_blocking(move || p.abort_transaction(t)).await.ok() };
-        if let Err((e, _)) = sent {
+        if let Err(e) = sent {
             return match abort(producer.clone()).await {
                 Some(Ok(())) => Ok(false),
                 _ => Err(kafka_err("producing the event (abort failed too)", e)),
@@ -237,10 +252,10 @@ impl Pattern for TwoPhase {
             Err(e) => return OpAnswer::Unknown(format!("{e:#} (the transaction may be prepared, in doubt)")),
         }
         drop(client);
-        let env = Envelope::new(op);
+        let envs = Envelope::all(op);
         // One open Kafka transaction per producer: serialize.
         let mut slot = self.producer.lock().await;
-        let published = self.publish_txn(&producer, &env).await;
+        let published = self.publish_txn(&producer, &envs).await;
         if published.is_err() {
             *slot = None; // unknown state: a new producer (same transactional.id) fences this one
         }

@@ -1,6 +1,7 @@
 //! The business transaction every built-in implementation runs: insert the
-//! order row (plus, for outbox patterns, the outbox row and an optional
-//! NOTIFY) in one transaction, hold it open if asked, then COMMIT — or ROLLBACK
+//! order's rows, one per event of the op (plus, for outbox patterns, an
+//! outbox row per event and an optional NOTIFY) in one transaction, in the
+//! op's write shape (one `INSERT` per row, one multi-row `INSERT`, or `COPY`), hold it open if asked, then COMMIT — or ROLLBACK
 //! for an op that aborts on purpose. It reports honestly: any error before
 //! COMMIT is sent means the transaction cannot have committed (fail); an
 //! error or timeout during COMMIT is unknown.
@@ -8,14 +9,19 @@
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
 use crate::{AppContext, Op, OpAnswer};
+use workloads::WriteShape;
 
 /// SQL every built-in implementation's business table answers: one `op` column
 /// (bigint) with every op whose business row exists.
 pub const ORDERS_COMMITTED_SQL: &str = "SELECT op FROM orders";
 
-/// The business table every built-in implementation writes (idempotent DDL).
+/// The business table every built-in implementation writes (idempotent DDL):
+/// one row per event of an op (`idx` its index; an op of one event has one
+/// row, `idx` 0), so a change-data-capture tailer streams one change per event.
 pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (
-    op bigint PRIMARY KEY,
+    op bigint NOT NULL,
+    idx int NOT NULL DEFAULT 0,
+    PRIMARY KEY (op, idx),
     key text NOT NULL,
     seq bigint NOT NULL,
     payload text,
@@ -47,14 +53,17 @@ pub async fn newest_seq(ctx: &AppContext, what: &str, sql: &str, key: &str) -> a
     }
 }
 
-/// Op `op`'s row of the `orders` table as JSON (`key`, `seq`, `created_at`),
-/// `None` when there is none (the op did not commit, or not yet).
+/// Op `op`'s (first) row of the `orders` table as JSON (`key`, `seq`,
+/// `created_at`), `None` when there is none (the op did not commit, or not yet).
 pub async fn orders_row(ctx: &AppContext, op: i64) -> anyhow::Result<Option<serde_json::Value>> {
     let mut c = ctx.db.get().await?;
     let r = timed(
         ctx.db.timeout,
         "reading an order for a trace",
-        c.query_opt("SELECT key, seq, created_at::text FROM orders WHERE op = $1", &[&op]),
+        c.query_opt(
+            "SELECT key, seq, created_at::text FROM orders WHERE op = $1 ORDER BY idx LIMIT 1",
+            &[&op],
+        ),
     )
     .await;
     match r {
@@ -119,10 +128,10 @@ pub enum TxnEnd {
     Unknown(String),
 }
 
-/// The outbox row to insert with the business row.
+/// The outbox rows to insert with the business rows: one per event.
 pub struct OutboxRow<'a> {
-    /// The event.
-    pub envelope: &'a Envelope,
+    /// The op's events, in index order.
+    pub envelopes: &'a [Envelope],
     /// Also `NOTIFY dualcheck_outbox` in the transaction (outbox-notify).
     pub notify: bool,
     /// `created_at` from the application's clock instead of the database's
@@ -153,6 +162,41 @@ impl Statement {
     }
 }
 
+/// One step of a business transaction after its `orders` rows: rows of a
+/// table (written in the op's write shape) or a statement.
+pub enum Step {
+    /// Rows of a table, one per event, say.
+    Rows(TableRows),
+    /// A statement.
+    Sql(Statement),
+}
+
+impl Step {
+    /// Runs the step in `tx`, rows in `shape`.
+    pub async fn execute(
+        &self,
+        t: std::time::Duration,
+        tx: &tokio_postgres::Transaction<'_>,
+        shape: WriteShape,
+    ) -> anyhow::Result<()> {
+        match self {
+            Step::Rows(rows) => rows.write(t, tx, shape).await,
+            Step::Sql(st) => timed(t, st.what, st.execute(tx)).await.map(drop),
+        }
+    }
+}
+
+/// A Postgres array literal of text items (`{"a","b"}`), passed as one text
+/// parameter and cast in SQL (`$1::text::uuid[]`): a statement over all of an
+/// op's events keeps [`Statement`]'s text parameters.
+pub fn text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = items
+        .into_iter()
+        .map(|i| format!("\"{}\"", i.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
 impl From<TxnEnd> for OpAnswer {
     fn from(end: TxnEnd) -> OpAnswer {
         match end {
@@ -181,23 +225,166 @@ pub async fn finish(t: std::time::Duration, tx: tokio_postgres::Transaction<'_>,
     })
 }
 
-/// Inserts the `orders` row of `op` on `c` (a connection inside a
-/// transaction, or the transaction).
+/// Inserts the `orders` rows of `op` (one per event) on `c`, a connection
+/// inside a transaction or the transaction, in the op's write shape.
 pub async fn insert_order(
     t: std::time::Duration,
     c: &impl tokio_postgres::GenericClient,
     op: &Op,
 ) -> anyhow::Result<()> {
-    timed(
-        t,
+    order_rows(op).write(t, c, op.write).await
+}
+
+/// The `orders` rows of `op`: one per event, on the event's key at its seq.
+pub fn order_rows(op: &Op) -> TableRows {
+    use tokio_postgres::types::Type;
+    let mut rows = TableRows::new(
+        "orders",
         "inserting the order",
-        c.execute(
-            "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4)",
-            &[&(op.op as i64), &op.key, &(op.seq as i64), &op.payload],
-        ),
-    )
-    .await?;
-    Ok(())
+        &[
+            ("op", Type::INT8),
+            ("idx", Type::INT4),
+            ("key", Type::TEXT),
+            ("seq", Type::INT8),
+            ("payload", Type::TEXT),
+        ],
+    );
+    for e in op.each_event() {
+        rows.push(vec![
+            Box::new(op.op as i64),
+            Box::new(e.index as i32),
+            Box::new(e.key),
+            Box::new(e.seq as i64),
+            Box::new(op.payload.clone()),
+        ]);
+    }
+    rows
+}
+
+/// A row's cells as the parameters a statement takes.
+fn cells(row: &[Cell]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    row.iter()
+        .map(|c| &**c as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// One value of a row, as its column's type takes it.
+pub type Cell = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+/// Rows of one table that a business transaction writes, written in an op's
+/// [`WriteShape`]: the same rows whether one `INSERT` per row, one multi-row
+/// `INSERT`, or one binary `COPY` (whose changes may share one WAL record).
+pub struct TableRows {
+    table: &'static str,
+    what: &'static str,
+    columns: Vec<(&'static str, tokio_postgres::types::Type)>,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl TableRows {
+    /// No rows yet of `table` with these columns and their types (binary
+    /// `COPY` sends each value in its column's type); `what` names the write in errors.
+    pub fn new(
+        table: &'static str,
+        what: &'static str,
+        columns: &[(&'static str, tokio_postgres::types::Type)],
+    ) -> Self {
+        TableRows {
+            table,
+            what,
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row: one cell per column, in the columns' order.
+    pub fn push(&mut self, row: Vec<Cell>) {
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "a row of {} has one cell per column",
+            self.table
+        );
+        self.rows.push(row);
+    }
+
+    /// Writes the rows on `c` in `shape`.
+    pub async fn write(
+        &self,
+        t: std::time::Duration,
+        c: &impl tokio_postgres::GenericClient,
+        shape: WriteShape,
+    ) -> anyhow::Result<()> {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
+        let names = names.join(", ");
+        let width = self.columns.len();
+        let placeholders = |row: usize| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", row * width + c)).collect();
+            format!("({})", cells.join(", "))
+        };
+        match shape {
+            WriteShape::Single => {
+                let sql = format!("INSERT INTO {} ({names}) VALUES {}", self.table, placeholders(0));
+                for row in &self.rows {
+                    timed(t, self.what, c.execute(&sql, &cells(row))).await?;
+                }
+            }
+            WriteShape::MultiRow => {
+                let values: Vec<String> = (0..self.rows.len()).map(placeholders).collect();
+                let sql = format!("INSERT INTO {} ({names}) VALUES {}", self.table, values.join(", "));
+                let all: Vec<_> = self.rows.iter().flat_map(|r| cells(r)).collect();
+                timed(t, self.what, c.execute(&sql, &all)).await?;
+            }
+            WriteShape::Copy => {
+                let sql = format!("COPY {} ({names}) FROM STDIN (FORMAT binary)", self.table);
+                let types: Vec<_> = self.columns.iter().map(|(_, ty)| ty.clone()).collect();
+                let copied = async {
+                    let sink = c.client().copy_in::<_, bytes::Bytes>(&sql).await?;
+                    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+                    let mut writer = std::pin::pin!(writer);
+                    for row in &self.rows {
+                        writer.as_mut().write(&cells(row)).await?;
+                    }
+                    writer.finish().await
+                };
+                timed(t, self.what, copied).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `outbox` rows of `o`: one per event, its value the envelope.
+pub fn outbox_rows(o: &OutboxRow<'_>) -> TableRows {
+    use tokio_postgres::types::Type;
+    let mut columns = vec![
+        ("event_id", Type::UUID),
+        ("op", Type::INT8),
+        ("key", Type::TEXT),
+        ("seq", Type::INT8),
+        ("shard", Type::INT4),
+        ("value", Type::TEXT),
+    ];
+    if o.created_at.is_some() {
+        columns.push(("created_at", Type::TIMESTAMPTZ));
+    }
+    let mut rows = TableRows::new("outbox", "inserting the outbox rows", &columns);
+    for e in o.envelopes {
+        let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
+        let mut row: Vec<Cell> = vec![
+            Box::new(event_id),
+            Box::new(e.op),
+            Box::new(e.key.clone()),
+            Box::new(e.seq),
+            Box::new(key_shard(&e.key)),
+            Box::new(e.to_json()),
+        ];
+        if let Some(at) = o.created_at {
+            row.push(Box::new(at));
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 /// Runs the business transaction of `op` (see the module doc).
@@ -205,9 +392,9 @@ pub async fn run(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>) -> Tx
     run_with(ctx, op, outbox, &[]).await
 }
 
-/// [`run`] with further statements after the inserts, in the same transaction
-/// (an outbox row of another shape, its deletion, ...).
-pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, extra: &[Statement]) -> TxnEnd {
+/// [`run`] with further steps after the inserts, in the same transaction
+/// (outbox rows of another shape, their deletion, ...).
+pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, extra: &[Step]) -> TxnEnd {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
@@ -217,27 +404,13 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
         insert_order(t, &tx, op).await?;
         if let Some(o) = &outbox {
-            let e = o.envelope;
-            let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
-            let (shard, value) = (key_shard(&e.key), e.to_json());
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&event_id, &e.op, &e.key, &e.seq, &shard, &value];
-            let sql = match &o.created_at {
-                None => "INSERT INTO outbox (event_id, op, key, seq, shard, value) VALUES ($1, $2, $3, $4, $5, $6)",
-                Some(at) => {
-                    params.push(at);
-                    "INSERT INTO outbox (event_id, op, key, seq, shard, value, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                }
-            };
-            let inserted = tx.execute(sql, &params);
-            timed(t, "inserting the outbox row", inserted).await?;
+            outbox_rows(o).write(t, &tx, op.write).await?;
             if o.notify {
                 timed(t, "NOTIFY", tx.batch_execute("NOTIFY dualcheck_outbox")).await?;
             }
         }
-        for st in extra {
-            timed(t, st.what, st.execute(&tx)).await?;
+        for step in extra {
+            step.execute(t, &tx, op.write).await?;
         }
         finish(t, tx, op).await
     }
@@ -258,6 +431,13 @@ pub async fn run_with(ctx: &AppContext, op: &Op, outbox: Option<OutboxRow<'_>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_arrays_quote_their_items() {
+        assert_eq!(text_array(["a", "b"]), r#"{"a","b"}"#);
+        assert_eq!(text_array([r#"x"y\z"#]), r#"{"x\"y\\z"}"#);
+        assert_eq!(text_array([]), "{}");
+    }
 
     #[test]
     fn shards_are_stable_and_bounded() {

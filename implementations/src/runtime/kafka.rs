@@ -25,10 +25,19 @@ pub struct Envelope {
     /// Business payload.
     #[serde(default)]
     pub payload: String,
+    /// Which of its op's events this is (0, 1, ...); left out of the value
+    /// for 0, so a one-event op's record reads as it always did.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub index: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
-    /// A new event for an op, with a fresh event id.
+    /// A new event for an op of one event, with a fresh event id (the first
+    /// event of a multi-event op: use [`Envelope::all`] for those).
     pub fn new(op: &crate::Op) -> Self {
         Envelope {
             op: op.op as i64,
@@ -36,7 +45,24 @@ impl Envelope {
             key: op.key.clone(),
             event: Uuid::new_v4().to_string(),
             payload: op.payload.clone(),
+            index: 0,
         }
+    }
+
+    /// The op's events, in index order, each on its key at its seq with a
+    /// fresh event id.
+    pub fn all(op: &crate::Op) -> Vec<Self> {
+        op.each_event()
+            .into_iter()
+            .map(|e| Envelope {
+                op: op.op as i64,
+                seq: e.seq as i64,
+                key: e.key,
+                event: Uuid::new_v4().to_string(),
+                payload: op.payload.clone(),
+                index: e.index,
+            })
+            .collect()
     }
 
     /// The record value.

@@ -47,7 +47,7 @@ pub type SharedConsumer = Arc<RwLock<Option<Arc<StreamConsumer>>>>;
 
 /// Writes the business row of one event idempotently, in one transaction: the
 /// event id goes into the inbox (a redelivery is recognised), the order row is
-/// inserted with `ON CONFLICT (op) DO NOTHING`, and the op's pending row (if
+/// inserted with `ON CONFLICT (op, idx) DO NOTHING`, and the op's pending row (if
 /// any) is deleted. Returns whether this delivery was the first.
 pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Result<bool> {
     let t = ctx.db.timeout;
@@ -67,8 +67,9 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
                 t,
                 "inserting the order (consumer)",
                 tx.execute(
-                    "INSERT INTO orders (op, key, seq, payload) VALUES ($1, $2, $3, $4) ON CONFLICT (op) DO NOTHING",
-                    &[&env.op, &env.key, &env.seq, &env.payload],
+                    "INSERT INTO orders (op, idx, key, seq, payload) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (op, idx) DO NOTHING",
+                    &[&env.op, &(env.index as i32), &env.key, &env.seq, &env.payload],
                 ),
             )
             .await?;
@@ -77,7 +78,10 @@ pub async fn apply(ctx: &AppContext, spec: &ConsumerSpec, env: &Envelope) -> Res
             timed(
                 t,
                 "clearing the pending event",
-                tx.execute(&format!("DELETE FROM {table} WHERE op = $1"), &[&env.op]),
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE op = $1 AND idx = $2"),
+                    &[&env.op, &(env.index as i32)],
+                ),
             )
             .await?;
         }

@@ -116,6 +116,7 @@ pub const CACHE_OFF_READS_STALE: crate::expect::Control = crate::expect::Control
     value: "off",
     faults: "none",
     exactly_once: false,
+    workload: None,
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::Always,
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::StaleRead]),

@@ -8,7 +8,12 @@ use std::collections::HashSet;
 
 /// Runs the committed-ops query and records each op of `invoked` it returns.
 pub(super) async fn record_committed(running: &Running, committed_sql: &str, invoked: &HashSet<u64>) -> Result<()> {
-    let committed = read_committed(&running.db_direct_url, committed_sql).await?;
+    // Once per op: a query over rows per event (an order's lines) names an op
+    // once per row.
+    let committed: std::collections::BTreeSet<u64> = read_committed(&running.db_direct_url, committed_sql)
+        .await?
+        .into_iter()
+        .collect();
     for op in committed.into_iter().filter(|op| invoked.contains(op)) {
         running.recorder.record(&HistoryLine::Committed { op });
     }

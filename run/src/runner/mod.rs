@@ -271,6 +271,16 @@ pub fn check_replicas(replicas: usize, app: &AppCommand) -> Result<()> {
     Ok(())
 }
 
+/// Whether `app` can take the workload's ops: a pattern that publishes one
+/// event per op refuses `--events-per-op` above 1, before anything starts.
+pub fn check_workload_fits(workload: &workloads::Workload, app: &AppCommand) -> Result<()> {
+    if let Some(p) = ResolvedApp::of(app).pattern {
+        p.check_multi_event(workload.events_per_op.max())
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
 /// Whether `app` can take `faults` here: a program's skewed clock needs
 /// libfaketime (a built-in takes the offset through its knob).
 pub fn check_faults_fit(faults: &[Fault], app: &AppCommand) -> Result<()> {
@@ -285,6 +295,7 @@ pub fn check_faults_fit(faults: &[Fault], app: &AppCommand) -> Result<()> {
 pub fn check_runnable(cfg: &RunConfig) -> Result<()> {
     cfg.workload.validate().map_err(anyhow::Error::msg)?;
     check_replicas(cfg.replicas, &cfg.app)?;
+    check_workload_fits(&cfg.workload, &cfg.app)?;
     check_faults_fit(&cfg.faults, &cfg.app)
 }
 

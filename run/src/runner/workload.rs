@@ -179,6 +179,7 @@ impl Worker {
             key: op.key.clone(),
             seq: op.seq,
             time: recorder.now(),
+            events: invoke_events(op),
         });
         let app = self.fleet.for_write(op.op);
         let reply = app.submit(op, self.op_timeout).await;
@@ -302,4 +303,26 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
     pb.set_prefix("running");
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
+}
+
+/// The `events` field of an op's `invoke` line: none for one event, a count
+/// when all its events are on its own key, else each event's key and seq.
+fn invoke_events(op: &Op) -> Option<checkers::history::OpEvents> {
+    use checkers::history::{EventPlace, OpEvents};
+    if !op.is_multi_event() {
+        return None;
+    }
+    Some(if op.events.iter().all(|e| e.key == op.key) {
+        OpEvents::Count(op.events.len() as u32)
+    } else {
+        OpEvents::Each(
+            op.events
+                .iter()
+                .map(|e| EventPlace {
+                    key: e.key.clone(),
+                    seq: e.seq,
+                })
+                .collect(),
+        )
+    })
 }

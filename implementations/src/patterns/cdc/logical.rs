@@ -42,13 +42,22 @@ fn order_event(row: &Row<'_>) -> Result<CdcEvent> {
     let op: i64 = row.required("op")?.parse().context("orders.op")?;
     let seq: i64 = row.required("seq")?.parse().context("orders.seq")?;
     let key = row.required("key")?;
-    let event = uuid::Uuid::new_v5(&EVENT_NAMESPACE, format!("orders/{op}").as_bytes()).to_string();
+    // A row written before the `idx` column existed is the op's only event.
+    let index: u32 = row.text("idx").map_or(Ok(0), |i| i.parse()).context("orders.idx")?;
+    // Named by the row, so a redelivery carries the same id (index 0 keeps
+    // the name of the one-event ops before multi-event ops).
+    let name = match index {
+        0 => format!("orders/{op}"),
+        i => format!("orders/{op}/{i}"),
+    };
+    let event = uuid::Uuid::new_v5(&EVENT_NAMESPACE, name.as_bytes()).to_string();
     let envelope = Envelope {
         op,
         seq,
         key: key.clone(),
         event: event.clone(),
         payload: row.text("payload").unwrap_or_default(),
+        index,
     };
     Ok(CdcEvent {
         key,

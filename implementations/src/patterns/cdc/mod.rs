@@ -641,7 +641,7 @@ pub struct CdcPattern {
     /// Tables beyond `orders` (idempotent DDL).
     ddl: &'static str,
     /// Statements of the business transaction after the order insert.
-    statements: fn(&crate::Op) -> Vec<crate::runtime::business::Statement>,
+    statements: fn(&crate::Op) -> Vec<crate::runtime::business::Step>,
     ctx: Arc<AppContext>,
     tailer: Arc<Tailer>,
 }
@@ -651,7 +651,7 @@ impl CdcPattern {
     pub fn build(
         source: Source,
         ddl: &'static str,
-        statements: fn(&crate::Op) -> Vec<crate::runtime::business::Statement>,
+        statements: fn(&crate::Op) -> Vec<crate::runtime::business::Step>,
         ctx: Arc<AppContext>,
     ) -> Arc<dyn crate::Pattern> {
         let tailer = Arc::new(Tailer::new(source, ctx.clone()));
@@ -742,6 +742,7 @@ pub const CONFIRM_EARLY_LOSES: crate::expect::Control = crate::expect::Control {
     value: "early",
     faults: "kafka-partition,relay-kill",
     exactly_once: false,
+    workload: None,
     expect: &[crate::expect::Expectation {
         when: crate::expect::When::AnyFault(&["relay-kill"]),
         expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Lost]),

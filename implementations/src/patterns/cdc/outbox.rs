@@ -6,7 +6,7 @@
 //! publication streams inserts only ([`crate::patterns::cdc`]).
 
 use super::{CdcEvent, CdcPattern, Row, Source};
-use crate::runtime::business::Statement;
+use crate::runtime::business::{text_array, Cell, Statement, Step, TableRows};
 use crate::runtime::kafka::Envelope;
 use crate::{Op, PatternInfo, RelayKind};
 use anyhow::Result;
@@ -47,30 +47,49 @@ pub const SOURCE: Source = Source {
 };
 
 /// Insert the event, then delete it: the WAL is the queue.
-fn outbox_statements(op: &Op) -> Vec<Statement> {
-    let envelope = Envelope::new(op);
-    // Enriched: the event carries more than the row (type, source, time).
-    let value = serde_json::json!({
-        "op": envelope.op,
-        "seq": envelope.seq,
-        "key": envelope.key,
-        "event": envelope.event,
-        "type": "OrderCreated",
-        "source": "dualcheck/cdc-outbox",
-        "payload": envelope.payload,
-    })
-    .to_string();
+fn outbox_statements(op: &Op) -> Vec<Step> {
+    use tokio_postgres::types::Type;
+    let envelopes = Envelope::all(op);
+    let mut rows = TableRows::new(
+        "cdc_outbox",
+        "inserting the outbox rows",
+        &[
+            ("event_id", Type::UUID),
+            ("key", Type::TEXT),
+            ("event_type", Type::TEXT),
+            ("value", Type::TEXT),
+        ],
+    );
+    for envelope in &envelopes {
+        // Enriched: the event carries more than the row (type, source, time).
+        let mut value = serde_json::json!({
+            "op": envelope.op,
+            "seq": envelope.seq,
+            "key": envelope.key,
+            "event": envelope.event,
+            "type": "OrderCreated",
+            "source": "dualcheck/cdc-outbox",
+            "payload": envelope.payload,
+        });
+        if envelope.index > 0 {
+            value["index"] = envelope.index.into();
+        }
+        let id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
+        let row: Vec<Cell> = vec![
+            Box::new(id),
+            Box::new(envelope.key.clone()),
+            Box::new("OrderCreated".to_string()),
+            Box::new(value.to_string()),
+        ];
+        rows.push(row);
+    }
     vec![
-        Statement {
-            sql: "INSERT INTO cdc_outbox (event_id, key, event_type, value) VALUES ($1::text::uuid, $2, 'OrderCreated', $3)",
-            what: "inserting the outbox row",
-            params: vec![envelope.event.clone(), envelope.key.clone(), value],
-        },
-        Statement {
-            sql: "DELETE FROM cdc_outbox WHERE id = currval('cdc_outbox_id_seq') AND event_id = $1::text::uuid",
-            what: "deleting the outbox row (the WAL keeps it)",
-            params: vec![envelope.event],
-        },
+        Step::Rows(rows),
+        Step::Sql(Statement {
+            sql: "DELETE FROM cdc_outbox WHERE event_id = ANY($1::text::uuid[])",
+            what: "deleting the outbox rows (the WAL keeps them)",
+            params: vec![text_array(envelopes.iter().map(|e| e.event.as_str()))],
+        }),
     ]
 }
 

@@ -100,9 +100,10 @@ impl Pattern for Naive {
             TxnEnd::Failed(e) => OpAnswer::Fail(e),
             TxnEnd::Unknown(e) => OpAnswer::Unknown(e),
             TxnEnd::Committed => {
-                let env = Envelope::new(op);
-                if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
-                    tracing::warn!("naive: op {} committed but its event is lost: {e}", op.op);
+                for env in Envelope::all(op) {
+                    if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
+                        tracing::warn!("naive: op {} committed but its event {} is lost: {e}", op.op, env.index);
+                    }
                 }
                 OpAnswer::Ok
             }

@@ -41,10 +41,11 @@ impl Pattern for PublishFirst {
         Ok(())
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
-        let env = Envelope::new(op);
-        if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
-            // Nothing was written to the database: the business effect certainly did not happen.
-            return OpAnswer::Fail(format!("publishing first failed, nothing written: {e}"));
+        for env in Envelope::all(op) {
+            if let Err(e) = publish_with_retries(&self.ctx, &self.publisher, &env).await {
+                // Nothing was written to the database: the business effect certainly did not happen.
+                return OpAnswer::Fail(format!("publishing first failed, nothing written: {e}"));
+            }
         }
         match business::run(&self.ctx, op, None).await {
             TxnEnd::Committed => OpAnswer::Ok,

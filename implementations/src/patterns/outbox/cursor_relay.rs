@@ -125,6 +125,15 @@ fn cursor_query(kind: OutboxRelay, bug: super::Bug) -> (&'static str, &'static s
                AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY o.created_at, o.id LIMIT $3",
         ),
+        // The mutant: the place kept by transaction alone ($2, the id, is
+        // not read), so a batch ending inside a transaction passes the rest.
+        (_, super::Bug::XidOnlyCursor) => (
+            "reading the outbox after the xid cursor",
+            "SELECT o.id, o.xid::text AS xid_text, o.event_id::text, o.key, o.value FROM outbox o
+             WHERE o.xid > $1::text::xid8 AND $2::bigint IS NOT NULL
+               AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY o.xid, o.id LIMIT $3",
+        ),
         // The mutant: no snapshot-xmin bound, so a transaction still open
         // (a lower xid) is passed by the cursor and never read.
         (_, super::Bug::NoXminGuard) => (

@@ -144,7 +144,7 @@ pub const ID_CURSOR: PatternInfo = PatternInfo {
 /// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())` — every
 /// such transaction has ended — in (xid, id) order, with a cursor on (xid, id).
 pub const XID: PatternInfo = PatternInfo {
-    controls: &[NO_XMIN_GUARD, APP_TIMESTAMP, PUBLISH_IN_TRANSACTION],
+    controls: &[NO_XMIN_GUARD, APP_TIMESTAMP, PUBLISH_IN_TRANSACTION, XID_ONLY_CURSOR],
     relay: RelayKind::InProcess,
     outbox_table: Some("outbox"),
     // Rows stay unpublished until Kafka acknowledged them, and the cursor
@@ -167,6 +167,7 @@ pub(crate) const fn mutant(name: &'static str, faults: &'static str, expect: &'s
         value: name,
         faults,
         exactly_once: false,
+        workload: None,
         expect,
     }
 }
@@ -350,6 +351,34 @@ pub const APP_TIMESTAMP: Control = mutant(
     ],
 );
 
+/// `xid-only-cursor`: the (xid, id) relay keeps its place by the transaction
+/// id alone and reads `xid > last_xid` next. Correct while each transaction
+/// writes one row; once a transaction's rows outnumber what is left of a
+/// batch (`DUALCHECK_BATCH`, 1000 rows: a backlog after a Kafka outage), the
+/// batch ends inside it and the next read passes its remaining events —
+/// published in part (`partial`). Invisible to ops of one event.
+pub const XID_ONLY_CURSOR: Control = Control {
+    workload: Some(crate::expect::MutantWorkload {
+        events_per_op: "2-8",
+        keys_per_op: 1,
+        write: workloads::WriteShape::Single,
+    }),
+    ..mutant(
+        "xid-only-cursor",
+        "kafka-partition",
+        &[
+            Expectation {
+                when: When::AnyFault(&["kafka-partition"]),
+                expect: Expect::Shows(&[Anomaly::Partial]),
+            },
+            Expectation {
+                when: When::Always,
+                expect: Expect::Any,
+            },
+        ],
+    )
+};
+
 /// The mutants of the sharded relay (`outbox-poll`, `outbox-notify`: the
 /// relay code is shared), and the request-side one every outbox pattern shares.
 pub const SHARD_RELAY_MUTANTS: &[Control] = &[
@@ -396,6 +425,8 @@ pub(crate) enum Bug {
     NoXminGuard,
     /// [`APP_TIMESTAMP`].
     AppTimestamp,
+    /// [`XID_ONLY_CURSOR`].
+    XidOnlyCursor,
 }
 
 impl Bug {
@@ -419,6 +450,7 @@ impl Bug {
             (APP_TIMESTAMP.name, Bug::AppTimestamp),
             (PUBLISH_IN_TRANSACTION.name, Bug::PublishInTransaction),
             (NO_XMIN_GUARD.name, Bug::NoXminGuard),
+            (XID_ONLY_CURSOR.name, Bug::XidOnlyCursor),
         ];
         pairs
             .iter()
@@ -430,7 +462,7 @@ impl Bug {
 
 /// `publish-in-transaction`: BEGIN, the order row, the publish (awaiting
 /// Kafka's ack), then COMMIT — or ROLLBACK for an op aborted on purpose.
-async fn publish_in_transaction(ctx: &AppContext, op: &Op, env: &Envelope) -> OpAnswer {
+async fn publish_in_transaction(ctx: &AppContext, op: &Op, envs: &[Envelope]) -> OpAnswer {
     let t = ctx.db.timeout;
     let mut conn = match ctx.db.get().await {
         Ok(c) => c,
@@ -439,15 +471,17 @@ async fn publish_in_transaction(ctx: &AppContext, op: &Op, env: &Envelope) -> Op
     let res: Result<business::TxnEnd> = async {
         let tx = timed(t, "BEGIN", conn.transaction()).await?;
         business::insert_order(t, &tx, op).await?;
-        let value = env.to_json();
-        ctx.publisher
-            .publish(Record {
-                key: &env.key,
-                value: &value,
-                event_id: &env.event,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("publishing inside the transaction: {e}"))?;
+        for env in envs {
+            let value = env.to_json();
+            ctx.publisher
+                .publish(Record {
+                    key: &env.key,
+                    value: &value,
+                    event_id: &env.event,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing inside the transaction: {e}"))?;
+        }
         business::finish(t, tx, op).await
     }
     .await;
@@ -546,12 +580,12 @@ impl Pattern for OutboxPattern {
         Ok(bg)
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
-        let env = Envelope::new(op);
+        let envs = Envelope::all(op);
         if Bug::of(&self.ctx.config) == Bug::PublishInTransaction {
-            return publish_in_transaction(&self.ctx, op, &env).await;
+            return publish_in_transaction(&self.ctx, op, &envs).await;
         }
         let row = OutboxRow {
-            envelope: &env,
+            envelopes: &envs,
             notify: self.kind == OutboxRelay::Notify,
             created_at: (Bug::of(&self.ctx.config) == Bug::AppTimestamp).then(|| self.ctx.config.now()),
         };
@@ -568,6 +602,10 @@ impl Pattern for OutboxPattern {
             }
             OutboxRelay::Xid if Bug::of(&self.ctx.config) == Bug::AppTimestamp => {
                 "WHERE published_at IS NULL AND (created_at, id) > coalesce((SELECT (last_at, last_id) FROM outbox_cursor WHERE relay = 'main'), ('-infinity'::timestamptz, 0::bigint))"
+            }
+            // The mutant's own lag: what its xid-only cursor will still read.
+            OutboxRelay::Xid if Bug::of(&self.ctx.config) == Bug::XidOnlyCursor => {
+                "WHERE published_at IS NULL AND xid > coalesce((SELECT last_xid FROM outbox_cursor WHERE relay = 'main'), '0'::xid8)"
             }
             OutboxRelay::Xid => {
                 "WHERE published_at IS NULL AND (xid, id) > coalesce((SELECT (last_xid, last_id) FROM outbox_cursor WHERE relay = 'main'), ('0'::xid8, 0::bigint))"
