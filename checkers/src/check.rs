@@ -119,6 +119,8 @@ struct Shard {
     /// The delivered events of index 1 and up, per op (flagged `SIDE`):
     /// apart, so that one-event ops' states stay one cache line.
     side: FxHashMap<Handle, SideEvents>,
+    /// How many events `side` holds (to size the passes' vectors).
+    side_count: usize,
     /// Ops with a completion or `committed` line and (so far) no `invoke`,
     /// so that a consistent history needs no pass to look for them.
     orphans: u64,
@@ -152,8 +154,9 @@ pub(crate) struct Rec {
     /// once routed, its number in the index.
     pub(crate) key: u32,
     pub(crate) partition: i32,
-    /// `deliver`: which event of its op the record is. `invoke`: 1 when the
-    /// op's events are in the index's `multi` table (set by routing), else 0.
+    /// `deliver`: which event of its op the record is. `invoke`: how many
+    /// events the op publishes when the index's `multi` table is to hold
+    /// them (routing puts them there), else 0.
     pub(crate) index: u32,
     pub(crate) kind: u8,
 }
@@ -174,8 +177,8 @@ impl Rec {
 
     /// The record of `line` when it has the common form, made without
     /// touching the index: an op's line whose key borrows from the history
-    /// and whose event id is a UUID, and an `invoke` that names no `events`.
-    /// `None` for any other line. `key_index`
+    /// and whose event id is a UUID, and an `invoke` that names no `events`
+    /// or only their count. `None` for any other line. `key_index`
     /// numbers the keys of the piece the line is in (see [`HistoryIndex::route`]).
     #[inline]
     pub(crate) fn common<'a>(line: &ParsedLine<'a>, mut key_index: impl FnMut(&'a str) -> u32) -> Option<Rec> {
@@ -190,12 +193,19 @@ impl Rec {
                 key,
                 seq,
                 time,
-                events: None,
+                events: None | Some(OpEvents::Count(_)),
             } => Rec {
                 op: *op,
                 time: *time,
                 seq: *seq,
                 key: key_of(key)?,
+                index: match line {
+                    ParsedLine::Invoke {
+                        events: Some(OpEvents::Count(n)),
+                        ..
+                    } if *n > 1 => *n,
+                    _ => 0,
+                },
                 kind: K_INVOKE,
                 ..Rec::SKIP
             },
@@ -261,6 +271,7 @@ impl HistoryIndex {
                     store: OpStore::new(shard_bits),
                     extra_events: FxHashMap::default(),
                     side: FxHashMap::default(),
+                    side_count: 0,
                     orphans: 0,
                 })
                 .collect(),
@@ -319,14 +330,13 @@ impl HistoryIndex {
     }
 
     /// (op, index, partition, offset, earliest time) of the event a reorder
-    /// entry's handle word stands for: the op's event 0, or (`SIDE_REF`)
-    /// one of `side_refs`. Only for the few examples.
+    /// entry's word stands for (see [`entry_word`]). Only for the few examples.
     fn event_place(&self, word: u64, side_refs: &[(Handle, u32)]) -> (Handle, u32, i32, i64, i64) {
-        if word & SIDE_REF == 0 {
-            let s = self.state(word);
-            return (word, 0, s.log_partition, s.log_offset, s.first_time);
+        let (h, index) = entry_event(word, side_refs);
+        if index == 0 {
+            let s = self.state(h);
+            return (h, 0, s.log_partition, s.log_offset, s.first_time);
         }
-        let (h, index) = side_refs[(word & !SIDE_REF) as usize];
         let shard = &self.shards[shard_of(h, self.shard_bits)];
         let e = shard
             .side
@@ -405,6 +415,16 @@ impl HistoryIndex {
                         r.key = *number;
                     }
                     r.op = self.slots.slot(r.op);
+                    if kind == K_INVOKE && r.index != 0 {
+                        // A record names its op's events by their count only.
+                        self.multi.insert(
+                            r.op,
+                            MultiOp {
+                                count: r.index,
+                                places: None,
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -428,7 +448,7 @@ impl HistoryIndex {
                 let key = self.intern_key(key.as_bytes());
                 let op = self.slots.slot(op);
                 let multi = events.and_then(|e| self.multi_op(e, key, seq));
-                let index = u32::from(multi.is_some());
+                let index = multi.as_ref().map_or(0, |m| m.count);
                 if let Some(m) = multi {
                     self.multi.insert(op, m);
                 }
@@ -639,7 +659,7 @@ impl HistoryIndex {
         let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
         self.find_reorders(&ordered, &side_refs, &mut findings, &describe);
         drop(ordered);
-        let interleaved_ops = self.count_interleaved(&spans);
+        let interleaved_ops = self.count_interleaved(spans);
         self.find_stale_reads(&mut findings, &describe);
 
         let unseen_per_second = unseen_levels(&unseen_delta, seconds);
@@ -731,10 +751,12 @@ impl HistoryIndex {
         let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
         // (key, partition, offset, handle, seq) of each first delivery of an
         // event of an ok op: the seq rides along so the reorder pass reads no state.
-        let mut ordered: Vec<LogEntry> = Vec::with_capacity(ops);
-        // (op, index) of the events of index 1 and up in `ordered`.
+        let events = ops + self.shards.iter().map(|s| s.side_count).sum::<usize>();
+        let mut ordered: Vec<LogEntry> = Vec::with_capacity(events);
+        // (op, index) of the events of an index too large for their entry's word.
         let mut side_refs: Vec<(Handle, u32)> = Vec::new();
         let mut spans: Vec<Span> = Vec::new();
+        let mut scratch: Vec<(i32, i64)> = Vec::new();
         let mut counts = OpCounts::default();
         // (ack time, first delivery or MAX when never) of every ok op, for the
         // fault windows' time to recover; only kept when there are windows.
@@ -743,7 +765,7 @@ impl HistoryIndex {
         let restart = self.restart.unwrap_or(i64::MAX);
         let mut after_restart = 0u64;
         let (mut multi_event_ops, mut events_expected) = (0u64, 0u64);
-        for (i, &s) in self.ops() {
+        for (n, (i, &s)) in self.ops().enumerate() {
             // Only ops with deliveries of events past their first have any.
             let side = if s.is(SIDE) {
                 self.side_events(i)
@@ -849,9 +871,8 @@ impl HistoryIndex {
                     for e in side.iter().filter(|e| e.index < k) {
                         let (key, seq) = place(multi, &s, e.index);
                         let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
-                        let word = SIDE_REF | side_refs.len() as u64;
+                        let word = entry_word(i, e.index, &mut side_refs);
                         ordered.push((log_order(key, e.log_partition, e.log_offset), word, seq));
-                        side_refs.push((i, e.index));
                     }
                 }
             }
@@ -860,7 +881,7 @@ impl HistoryIndex {
                 events_expected += u64::from(k);
             }
             if committed && delivered_events > 1 {
-                push_spans(&mut spans, i, &s, &side, k);
+                push_spans(&mut spans, &mut scratch, n as u32, &s, &side, k);
             }
         }
         OpTally {
@@ -897,11 +918,7 @@ impl HistoryIndex {
                 current_key = key;
                 highest = None;
             }
-            let index = if word & SIDE_REF == 0 {
-                0
-            } else {
-                side_refs[(word & !SIDE_REF) as usize].1
-            };
+            let index = entry_event(word, side_refs).1;
             match highest {
                 Some((h, before)) if (seq, index) < h => {
                     let (i, _, partition, offset, time) = self.event_place(word, side_refs);
@@ -934,38 +951,48 @@ impl HistoryIndex {
     /// another op within one of their spans. A record is placed at its
     /// event's first delivery in log order, as for `reorder` (further
     /// deliveries of one event leave no trace in the index).
-    fn count_interleaved(&self, spans: &[Span]) -> u64 {
+    fn count_interleaved(&self, mut spans: Vec<Span>) -> u64 {
         if spans.is_empty() {
             return 0;
         }
-        let mut records: Vec<(u128, Handle)> = Vec::with_capacity(self.slots.len());
-        for (h, s) in self.ops() {
+        // Each record as one number, sorted as (partition, offset, op's number): 16 bytes.
+        let events = self.slots.len() + self.shards.iter().map(|s| s.side_count).sum::<usize>();
+        let mut records: Vec<u128> = Vec::with_capacity(events);
+        for (n, (h, s)) in self.ops().enumerate() {
             if s.deliveries > 0 {
-                records.push((log_order(0, s.log_partition, s.log_offset), h));
+                records.push(record_order(s.log_partition, s.log_offset, n as u32));
             }
             if s.is(SIDE) {
                 for e in self.side_events(h).iter() {
-                    records.push((log_order(0, e.log_partition, e.log_offset), h));
+                    records.push(record_order(e.log_partition, e.log_offset, n as u32));
                 }
             }
         }
         records.par_sort_unstable();
-        let mut count = 0;
-        let mut counted = None;
-        // Spans of one op are next to each other: the op counts once.
-        for &(h, partition, first, last) in spans {
-            if counted == Some(h) {
-                continue;
+        // Spans in log order, so that where each one's records start only
+        // moves forward: one walk over the records, no search per span.
+        spans.par_sort_unstable_by_key(|&(n, partition, first, last)| (partition, first, last, n));
+        let mut interleaved: Vec<u32> = Vec::new();
+        let mut at = 0;
+        for &(n, partition, first, last) in &spans {
+            // The records strictly between: past any at `first`, before `last`.
+            let (after, before) = (
+                record_order(partition, first, u32::MAX),
+                record_order(partition, last, 0),
+            );
+            while records.get(at).is_some_and(|&r| r <= after) {
+                at += 1;
             }
-            let from = records.partition_point(|r| r.0 <= log_order(0, partition, first));
-            let to = records.partition_point(|r| r.0 < log_order(0, partition, last));
             // Only the op's own events (a few) come before another's record.
-            if records[from..to.max(from)].iter().any(|r| r.1 != h) {
-                count += 1;
-                counted = Some(h);
+            let between = records[at..].iter().take_while(|&&r| r < before);
+            if between.into_iter().any(|&r| r as u32 != n) {
+                interleaved.push(n);
             }
         }
-        count
+        // An op interleaved in several partitions counts once.
+        interleaved.sort_unstable();
+        interleaved.dedup();
+        interleaved.len() as u64
     }
 
     /// Stale reads: a read must see at least the highest seq acknowledged before it began.
@@ -1143,7 +1170,7 @@ struct OpTally {
     seconds: usize,
     /// The first delivery of each delivered event of an ok op, for the reorder check.
     ordered: Vec<LogEntry>,
-    /// The events of index 1 and up in `ordered` (by `SIDE_REF` words).
+    /// The events in `ordered` whose index is too large for their word ([`entry_word`]).
     side_refs: Vec<(Handle, u32)>,
     /// Where committed multi-event ops' events lie, per partition, for `interleaved_ops`.
     spans: Vec<Span>,
@@ -1157,14 +1184,24 @@ struct OpTally {
     events_expected: u64,
 }
 
-/// (op, partition, first offset, last offset) of an op's delivered events
-/// in one partition where it has two or more.
-type Span = (Handle, i32, i64, i64);
+/// (op's number in [`HistoryIndex::ops`] order, partition, first offset, last
+/// offset) of an op's delivered events in one partition where it has two or more.
+type Span = (u32, i32, i64, i64);
 
-/// Adds the spans of op `h` (its event 0 in `s`, the others in `side`; `k`
+/// A record at (partition, offset) of the `n`-th op as one number that
+/// orders as (partition, offset, n) (the signed parts with their sign bit
+/// flipped, as [`log_order`] does).
+fn record_order(partition: i32, offset: i64, n: u32) -> u128 {
+    let partition = (partition as u32 ^ (1 << 31)) as u128;
+    let offset = (offset as u64 ^ (1 << 63)) as u128;
+    (partition << 96) | (offset << 32) | n as u128
+}
+
+/// Adds the spans of the `n`-th op (its event 0 in `s`, the others in `side`; `k`
 /// events): per partition, from its first to its last event in offset order.
-fn push_spans(spans: &mut Vec<Span>, h: Handle, s: &OpState, side: &[EventState], k: u32) {
-    let mut at: Vec<(i32, i64)> = Vec::with_capacity(side.len() + 1);
+/// `at` is scratch space, kept from op to op.
+fn push_spans(spans: &mut Vec<Span>, at: &mut Vec<(i32, i64)>, n: u32, s: &OpState, side: &[EventState], k: u32) {
+    at.clear();
     if s.deliveries > 0 {
         at.push((s.log_partition, s.log_offset));
     }
@@ -1176,7 +1213,7 @@ fn push_spans(spans: &mut Vec<Span>, h: Handle, s: &OpState, side: &[EventState]
     at.sort_unstable();
     for group in at.chunk_by(|a, b| a.0 == b.0) {
         if let [first, .., last] = group {
-            spans.push((h, first.0, first.1, last.1));
+            spans.push((n, first.0, first.1, last.1));
         }
     }
 }
@@ -1276,16 +1313,40 @@ fn judge(
     (verdict, reason, warnings)
 }
 
-/// (key, partition and offset as [`log_order`] packs them; handle word;
-/// seq) of an event's first delivery in log order. The word is the op's
-/// handle for its event 0, or `SIDE_REF | n` for the n-th of the pass's side
-/// references, (op, index) of an event of index 1 and up: so an entry stays
-/// 32 bytes, as one-event histories always had it.
-type LogEntry = (u128, Handle, u64);
+/// (key, partition and offset as [`log_order`] packs them; the event's word,
+/// [`entry_word`]; seq) of an event's first delivery in log order.
+type LogEntry = (u128, u64, u64);
 
-/// Marks a [`LogEntry`] word that is a side reference. No handle has the
-/// bit: direct ones are below 2^28, hashed ones `1 << 63` and a 32-bit number.
+/// Where a [`LogEntry`] word keeps an event's index: handles use bit 63 and
+/// bits 0 to 31 only (direct ones are below 2^28, hashed ones `1 << 63` and a
+/// 32-bit number), so bits 32 to 61 are free.
+const INDEX_SHIFT: u32 = 32;
+/// Indexes below this fit in a word beside the handle.
+const INLINE_INDEXES: u32 = 1 << 30;
+/// Marks a word that is the number of a side reference instead (an index too large to fit).
 const SIDE_REF: u64 = 1 << 62;
+
+/// The word of an entry for event `index` of op `h`: the handle itself for
+/// event 0 (so one-event histories sort and read exactly as they always
+/// did), the index beside it for the others, and a side reference (pushed
+/// on `side_refs`) for the rare index too large for that. An entry stays 32 bytes.
+fn entry_word(h: Handle, index: u32, side_refs: &mut Vec<(Handle, u32)>) -> u64 {
+    debug_assert_eq!(h & (SIDE_REF | (u64::from(INLINE_INDEXES - 1) << INDEX_SHIFT)), 0);
+    if index < INLINE_INDEXES {
+        return h | u64::from(index) << INDEX_SHIFT;
+    }
+    side_refs.push((h, index));
+    SIDE_REF | (side_refs.len() - 1) as u64
+}
+
+/// The (op, index) an entry's word stands for ([`entry_word`]).
+fn entry_event(word: u64, side_refs: &[(Handle, u32)]) -> (Handle, u32) {
+    if word & SIDE_REF != 0 {
+        return side_refs[(word & !SIDE_REF) as usize];
+    }
+    let mask = u64::from(INLINE_INDEXES - 1) << INDEX_SHIFT;
+    (word & !mask, ((word & mask) >> INDEX_SHIFT) as u32)
+}
 
 /// (key, partition, offset) as one number that orders as the triple does
 /// (the signed parts with their sign bit flipped), so sorting compares one
@@ -1435,6 +1496,7 @@ impl Shard {
         s.flags |= SIDE;
         let side = self.side.entry(r.op).or_insert_with(|| SideEvents::Few(Vec::new()));
         let e = side.get_mut(r.index);
+        self.side_count += usize::from(e.deliveries == 0);
         if e.deliver(r.event, r.time, r.partition, r.offset, r.seq) {
             // Another id for this event: kept (a few per op) for the examples.
             let extra = self.extra_events.entry(r.op).or_default();
@@ -1503,6 +1565,7 @@ fn fault_windows(nemesis: &[(Box<str>, FaultPhase, i64)]) -> Vec<FaultWindow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     proptest::proptest! {
         #[test]
@@ -1512,6 +1575,23 @@ mod tests {
         ) {
             let (x, y) = (log_order(a.0, a.1, a.2), log_order(b.0, b.1, b.2));
             proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_entry_word_gives_back_its_event(
+            h in proptest::prop_oneof![0u64..1 << 28, proptest::num::u32::ANY.prop_map(|n| (1 << 63) | u64::from(n))],
+            index in proptest::prop_oneof![0u32..8, proptest::num::u32::ANY],
+        ) {
+            let mut side_refs = Vec::new();
+            let word = entry_word(h, index, &mut side_refs);
+            proptest::prop_assert_eq!(entry_event(word, &side_refs), (h, index));
+            // Event 0's word is its handle: one-event histories sort as they always did.
+            if index == 0 {
+                proptest::prop_assert_eq!(word, h);
+            }
+            proptest::prop_assert_eq!(side_refs.len(), usize::from(index >= INLINE_INDEXES));
         }
     }
 

@@ -306,7 +306,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The record of the line at the start of `b`, when it is written exactly
-/// as the recorder writes an `invoke` (naming no `events`), `ok`, `fail`,
+/// as the recorder writes an `invoke` (naming no `events`, or their count), `ok`, `fail`,
 /// `info`, `deliver` (with an op, a key, a seq, a UUID event id and maybe an
 /// `index`) or `committed` line: its fields
 /// in the recorder's order, no whitespace, no escapes, integers. Returns the
@@ -330,6 +330,12 @@ fn fast_rec(b: &[u8]) -> Option<FastLine> {
             r.seq = seq;
             c.lit(b",\"time\":")?;
             r.time = c.i64()?;
+            // An op of several events on its key: their count, last (a list
+            // of places is the general parser's).
+            if c.lit(b",\"events\":").is_some() {
+                let n = u32::try_from(c.u64()?).ok().filter(|&n| n > 0)?;
+                r.index = if n > 1 { n } else { 0 };
+            }
             r.kind = K_INVOKE;
         }
         b'o' | b'f' | b'i' => {
@@ -674,7 +680,8 @@ mod tests {
         // All but the fail line with an escape in its error are taken.
         assert_eq!(taken_written, written.len() - 1);
         // The lines of an op of several events: a delivery naming its index
-        // is the fast path's, an invoke naming its events the general parser's.
+        // and an invoke naming their count are the fast path's, an invoke
+        // naming their places the general parser's.
         let several = [
             HistoryLine::Deliver {
                 op: Some(3),
@@ -717,7 +724,7 @@ mod tests {
             .iter()
             .map(|l| fast_rec(format!("{}\n", l.to_json()).as_bytes()).is_some())
             .collect();
-        assert_eq!(taken, [true, false, false]);
+        assert_eq!(taken, [true, true, false]);
         lines.extend(several.iter().map(HistoryLine::to_json));
         let all: Vec<String> = lines.iter().flat_map(|l| variants(l)).collect();
         let (mut taken, mut left) = (0, 0);

@@ -150,7 +150,7 @@ pub(crate) enum SideEvents {
     /// Past [`SideEvents::FEW`] events: by index in a map, so that an op of
     /// very many events (or a history naming wild indexes) costs no
     /// quadratic insertion.
-    Many(FxHashMap<u32, EventState>),
+    Many(Box<FxHashMap<u32, EventState>>),
 }
 
 impl SideEvents {
@@ -162,7 +162,7 @@ impl SideEvents {
         if let SideEvents::Few(v) = self {
             if v.len() >= Self::FEW && v.binary_search_by_key(&index, |e| e.index).is_err() {
                 let map = v.drain(..).map(|e| (e.index, e)).collect();
-                *self = SideEvents::Many(map);
+                *self = SideEvents::Many(Box::new(map));
             }
         }
         match self {

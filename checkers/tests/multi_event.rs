@@ -265,6 +265,30 @@ fn reorder_is_judged_per_key_by_seq_then_index() {
 }
 
 #[test]
+fn reorder_reads_indexes_of_any_size() {
+    // Indexes past 2^30 do not fit beside the op in the reorder pass's
+    // entries and are kept apart: judged the same.
+    let mut lines = committed_op(1, 0, "4294967295");
+    for (n, index) in [0u32, 1 << 31, (1 << 30) + 1, 1 << 30, 5].into_iter().enumerate() {
+        lines.push(deliver(1, Some(index), &format!("e{index}"), 0, n as i64));
+    }
+    let r = check(&lines);
+    assert_eq!((r.anomalies.reorder, r.anomalies.partial), (3, 1));
+    let details: Vec<&str> = r.examples[&Anomaly::Reorder]
+        .iter()
+        .map(|e| e.detail.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "seq 0 index 1073741825 delivered at 0/2 after seq 0 index 2147483648 (op 1) at 0/1",
+            "seq 0 index 1073741824 delivered at 0/3 after seq 0 index 2147483648 (op 1) at 0/1",
+            "seq 0 index 5 delivered at 0/4 after seq 0 index 2147483648 (op 1) at 0/1",
+        ]
+    );
+}
+
+#[test]
 fn an_op_over_two_keys_is_ordered_on_each_key_at_its_place() {
     // Op 1 writes key a (seq 0) and key b (its seq there: 5). Op 2 is the
     // op of seq 4 on b, op 3 the op of seq 1 on a. The deliveries name no

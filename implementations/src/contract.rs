@@ -406,4 +406,32 @@ mod tests {
             .unwrap_err()
             .contains("its state lives in memory"));
     }
+
+    #[test]
+    fn ops_of_several_events_are_refused_only_where_the_pattern_says_why() {
+        for p in crate::REGISTRY {
+            assert!(
+                p.check_multi_event(1).is_ok(),
+                "{}: one event per op always runs",
+                p.name
+            );
+            match p.multi_event {
+                MultiEvent::Supported => assert!(p.check_multi_event(1000).is_ok()),
+                MultiEvent::Refused(why) => {
+                    let e = p.check_multi_event(2).unwrap_err();
+                    assert!(e.contains(why) && e.contains("--events-per-op"), "{e}");
+                }
+            }
+        }
+        let refused: Vec<&str> = crate::REGISTRY
+            .iter()
+            .filter(|p| matches!(p.multi_event, MultiEvent::Refused(_)))
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            refused,
+            ["kafka-first"],
+            "every other built-in publishes ops of several events"
+        );
+    }
 }

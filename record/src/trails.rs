@@ -22,6 +22,7 @@ use std::path::Path;
 /// The anomaly kinds whose examples get a trail.
 pub const TRAIL_KINDS: &[Anomaly] = &[
     Anomaly::Lost,
+    Anomaly::Partial,
     Anomaly::Phantom,
     Anomaly::Reorder,
     Anomaly::DuplicateBeyondIdempotency,

@@ -1195,6 +1195,7 @@ mod tests {
             op: Some(Locator::Pointer("/data/ref".into())),
             seq: Some(Locator::Pointer("/data/line".into())),
             event: Some(Locator::Header("ce_id".into())),
+            index: None,
             key_is_business_key: true,
         };
         let headers = vec![("ce_id".to_string(), Some(b"e-1".to_vec()))];
@@ -1210,5 +1211,84 @@ mod tests {
         let r = contract.read(Some(br#"{"op":3,"seq":1,"event":"x"}"#), &[]);
         assert_eq!((r.op, r.seq, r.event.as_deref()), (Some(3), Some(1), Some("x")));
         assert!(contract.is_contract());
+    }
+
+    #[test]
+    fn the_index_of_an_event_is_read_from_the_contract_field_or_where_it_is_mapped() {
+        let contract = RecordMapping::default();
+        let r = contract.read(Some(br#"{"op":3,"seq":1,"event":"x","index":4}"#), &[]);
+        assert_eq!(r.index, Some(4));
+        let r = contract.read(Some(br#"{"op":3,"seq":1,"event":"x"}"#), &[]);
+        assert_eq!(r.index, None, "no index: the op's only event");
+        let m = RecordMapping {
+            op: Some(Locator::Pointer("/ref".into())),
+            index: Some(Locator::Header("line".into())),
+            ..RecordMapping::default()
+        };
+        let r = m.read(Some(br#"{"ref":9}"#), &[("line".to_string(), Some(b"2".to_vec()))]);
+        assert_eq!((r.op, r.index), (Some(9), Some(2)));
+        let r = m.read(Some(br#"{"ref":9}"#), &[]);
+        assert_eq!(r.index, None);
+        assert!(r.problems.iter().any(|p| p.0 == "--record-index"));
+    }
+
+    #[test]
+    fn a_body_carries_the_events_of_an_op_as_an_array() {
+        let mut multi = op(false);
+        multi.events = vec![
+            OpEvent {
+                index: 0,
+                key: "k3".into(),
+                seq: 5,
+            },
+            OpEvent {
+                index: 1,
+                key: "k9".into(),
+                seq: 2,
+            },
+        ];
+        // Without an event template: the contract's objects.
+        let o = TemplateOptions {
+            request_path: Some("/orders".into()),
+            request_body: Some(r#"{"ref":"{op}","n":{count},"lines":{events}}"#.into()),
+            ..TemplateOptions::default()
+        };
+        let req = o.resolve().unwrap().request.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&req.request(&multi).body.unwrap()).unwrap();
+        assert_eq!(body["n"], 2);
+        assert_eq!(body["lines"][1], serde_json::json!({"index": 1, "key": "k9", "seq": 2}));
+        let body: serde_json::Value = serde_json::from_str(&req.request(&op(false)).body.unwrap()).unwrap();
+        assert_eq!(body["lines"], serde_json::json!([{"index": 0, "key": "k3", "seq": 5}]));
+        // With one: each item filled in for its event.
+        let o = TemplateOptions {
+            request_event: Some(r#"{"lineNo":{index},"customer":"{key}","at":{seq},"ref":"{op}"}"#.into()),
+            ..o
+        };
+        let t = o.resolve().unwrap();
+        let req = t.request.clone().unwrap();
+        let body: serde_json::Value = serde_json::from_str(&req.request(&multi).body.unwrap()).unwrap();
+        assert_eq!(
+            body["lines"][1],
+            serde_json::json!({"lineNo": 1, "customer": "k9", "at": 2, "ref": "17"})
+        );
+        assert!(t.describe()["request"]["event"].as_str().unwrap().contains("{index}"));
+        assert!(o.to_args().contains(&"--request-event".to_string()));
+        // An event template needs {events} in the body; a body not JSON filled in is refused.
+        let e = TemplateOptions {
+            request_body: Some(r#"{"ref":"{op}"}"#.into()),
+            ..o.clone()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--request-event") && e.contains("{events}"), "{e}");
+        let e = TemplateOptions {
+            request_event: Some(r#"{"lineNo":{index}"#.into()),
+            ..o
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not JSON once filled in"), "{e}");
     }
 }

@@ -3,7 +3,9 @@
 //! real Debezium in Kafka Connect (`debezium`) must stay valid (duplicates
 //! allowed) under network, kill, schema and noise faults, and drop their
 //! replication slots at teardown; a tailer that confirms WAL positions before
-//! Kafka acknowledged them must be caught losing events.
+//! Kafka acknowledged them must be caught losing events. The `cdc-outbox`
+//! and `debezium` runs carry transactions of several events (a `COPY`, a
+//! multi-row `INSERT`): every event of each is judged, none published in part.
 
 use dualcheck::nemesis::Fault;
 use dualcheck::runner::RunOutcome;
@@ -39,7 +41,7 @@ fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule<Fault>
         .expect("some seed below 1000 has the schedule the test needs")
 }
 
-fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> RunOutcome {
+fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str, workload: &[&str]) -> RunOutcome {
     // A seed whose schedule starts the faults that matter most for CDC
     // before a broker or Postgres is restarted (a restart under load can
     // take seconds and delay later steps past the workload, and then they
@@ -63,21 +65,27 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Ru
     // Debezium (a Kafka Connect worker beside the broker) runs alone; the
     // CDC tailers may share the machine with another correct run.
     let run = if implementation == "debezium" { run } else { run_beside };
-    let (code, v) = run(
-        name,
-        &[
-            "--impl",
-            implementation,
-            "--faults",
-            CDC_FAULTS,
-            "--duration",
-            "15s",
-            "--seed",
-            &seed,
-        ],
-    );
+    let mut args = vec![
+        "--impl",
+        implementation,
+        "--faults",
+        CDC_FAULTS,
+        "--duration",
+        "15s",
+        "--seed",
+        &seed,
+    ];
+    args.extend_from_slice(workload);
+    let (code, v) = run(name, &args);
     assert_eq!(code, 0, "{implementation} must be valid under {CDC_FAULTS}: {v:?}");
     assert!(v.result.ops.ok > 0, "{v:?}");
+    if !workload.is_empty() {
+        // Transactions of several events were run and each event delivered.
+        assert!(v.result.multi_event_ops > v.result.ops.invoked / 2, "{v:?}");
+        assert_eq!(v.result.anomalies.partial, 0, "{v:?}");
+        assert!(v.result.deliveries >= v.result.events_expected, "{v:?}");
+        assert!(v.result.events_expected > v.result.ops.ok, "{v:?}");
+    }
     // Every fault is healed before the drain: a correct pipeline drains within
     // the timeout (a backlog that can answer 0 only by luck would not).
     assert!(v.drained, "{implementation} did not drain: {v:?}");
@@ -100,17 +108,28 @@ fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str) -> Ru
 
 #[test]
 fn cdc_logical_is_valid_under_faults() {
-    assert_valid_under_faults("cdc-logical-faults", "cdc-logical", "dualcheck_logical_dualcheck");
+    assert_valid_under_faults("cdc-logical-faults", "cdc-logical", "dualcheck_logical_dualcheck", &[]);
 }
 
 #[test]
 fn cdc_outbox_is_valid_under_faults() {
-    assert_valid_under_faults("cdc-outbox-faults", "cdc-outbox", "dualcheck_outbox_dualcheck");
+    // One COPY per transaction: several decoded changes share a WAL position.
+    assert_valid_under_faults(
+        "cdc-outbox-faults",
+        "cdc-outbox",
+        "dualcheck_outbox_dualcheck",
+        &["--events-per-op", "1-6", "--keys-per-op", "2", "--write", "copy"],
+    );
 }
 
 #[test]
 fn debezium_is_valid_under_faults() {
-    assert_valid_under_faults("debezium-faults", "debezium", "dualcheck_debezium_dualcheck");
+    assert_valid_under_faults(
+        "debezium-faults",
+        "debezium",
+        "dualcheck_debezium_dualcheck",
+        &["--events-per-op", "1-6", "--write", "multi-row"],
+    );
 }
 
 #[test]

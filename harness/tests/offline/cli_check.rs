@@ -49,6 +49,7 @@ fn valid_history_exits_0_with_one_json_object() {
     assert_eq!(v["valid"], true);
     for kind in [
         "lost",
+        "partial",
         "phantom",
         "unexpected",
         "duplicate",

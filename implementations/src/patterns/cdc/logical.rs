@@ -12,7 +12,11 @@ use anyhow::{Context, Result};
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
     scaling: crate::Scaling::OneRelay("one replication slot has one reader"),
-    controls: &[super::CONFIRM_EARLY_LOSES, super::NEW_SLOT_ON_RESTART],
+    controls: &[
+        super::CONFIRM_EARLY_LOSES,
+        super::NEW_SLOT_ON_RESTART,
+        super::CONFIRM_LAST_CHANGE,
+    ],
     relay: RelayKind::Process,
     // The drain marker: 0 only once everything before the previous call's
     // marker is acknowledged (`Tailer::backlog`).

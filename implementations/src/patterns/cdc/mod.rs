@@ -351,12 +351,31 @@ impl Tailer {
             parser: LogicalReplicationParser::with_protocol_version(1),
             relations: HashMap::new(),
             txn: Vec::new(),
+            per_change: match self.ctx.config.bug_is(CONFIRM_LAST_CHANGE.name) {
+                true => Some(self.confirmed_flush().await?),
+                false => None,
+            },
         };
         let _stop = stop;
         let result = reader.stream(&mut repl, &mut acked_rx).await;
         acker.abort();
         repl.abort();
         result
+    }
+
+    /// The slot's confirmed position (`confirm-last-change` resumes after it).
+    async fn confirmed_flush(&self) -> Result<Lsn> {
+        let slot = self.source.slot(&self.ctx.config.database_url)?;
+        let c = self.ctx.db.connect().await?;
+        let row = c
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .context("reading the slot's confirmed position")?;
+        let text: Option<String> = row.and_then(|r| r.get(0));
+        Ok(Lsn(text.as_deref().and_then(parse_lsn).unwrap_or(0)))
     }
 
     /// Hands one transaction's events to the producer, in order.
@@ -448,6 +467,10 @@ struct Reader<'a> {
     relations: HashMap<u32, RelationInfo>,
     /// Events of the transaction being read, published at its commit.
     txn: Vec<CdcEvent>,
+    /// `confirm-last-change`: each change is published as it is decoded,
+    /// and those at or below this position (confirmed before the session
+    /// began) are skipped as already sent.
+    per_change: Option<Lsn>,
 }
 
 impl Reader<'_> {
@@ -483,7 +506,12 @@ impl Reader<'_> {
     async fn handle(&mut self, repl: &ReplicationClient, event: ReplicationEvent) -> Result<()> {
         match event {
             ReplicationEvent::Begin { .. } => self.txn.clear(),
-            ReplicationEvent::XLogData { data, .. } => self.decode(&data)?,
+            ReplicationEvent::XLogData { data, wal_start, .. } => {
+                self.decode(&data)?;
+                if let Some(resume) = self.per_change {
+                    self.send_change(wal_start, resume).await?;
+                }
+            }
             ReplicationEvent::Commit { end_lsn, .. } => self.commit(repl, end_lsn).await?,
             ReplicationEvent::Message {
                 prefix, content, lsn, ..
@@ -563,6 +591,18 @@ impl Reader<'_> {
             .produce(&self.producer, std::mem::take(&mut self.txn))
             .await?;
         self.pass_on(end_lsn, deliveries, None).await
+    }
+
+    /// `confirm-last-change`: publishes the change just decoded at once, its
+    /// own position to be confirmed once acknowledged — unless that position
+    /// was confirmed before this session, when it is taken as sent.
+    async fn send_change(&mut self, at: Lsn, resume: Lsn) -> Result<()> {
+        let events = std::mem::take(&mut self.txn);
+        if events.is_empty() || at.0 <= resume.0 {
+            return Ok(());
+        }
+        let deliveries = self.tailer.produce(&self.producer, events).await?;
+        self.pass_on(at, deliveries, None).await
     }
 
     /// Hands a position (with its deliveries and drain marker) to the acknowledger.
@@ -727,12 +767,45 @@ impl crate::Pattern for CdcPattern {
 
 /// Whether the position written `X/Y` is at or below `confirmed`.
 fn lsn_at_or_below(text: &str, confirmed: u64) -> bool {
-    let parse = |t: &str| {
-        let (hi, lo) = t.split_once('/')?;
-        Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-    };
-    parse(text).is_some_and(|l| l <= confirmed)
+    parse_lsn(text).is_some_and(|l| l <= confirmed)
 }
+
+/// A WAL position written `X/Y` (hex halves).
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// `confirm-last-change`: the tailer publishes each change as it decodes it
+/// and confirms the WAL position of the last change Kafka acknowledged
+/// rather than of the last transaction it finished; after a restart it skips
+/// the changes at or below the confirmed position, as already sent. Every
+/// row of a multi-row `INSERT` or a `COPY` is decoded from one WAL record and
+/// carries its position: killed after sending some of them, the restarted
+/// tailer skips the rest (`partial`). A transaction that began before an
+/// earlier one committed has changes below that commit's position and is
+/// skipped in part too.
+pub const CONFIRM_LAST_CHANGE: crate::expect::Control = crate::expect::Control {
+    workload: Some(crate::expect::MutantWorkload {
+        events_per_op: "2-8",
+        keys_per_op: 1,
+        write: workloads::WriteShape::MultiRow,
+    }),
+    ..crate::patterns::outbox::mutant(
+        "confirm-last-change",
+        "relay-kill",
+        &[
+            crate::expect::Expectation {
+                when: crate::expect::When::AnyFault(&["relay-kill"]),
+                expect: crate::expect::Expect::Shows(&[checkers::Anomaly::Partial, checkers::Anomaly::Lost]),
+            },
+            crate::expect::Expectation {
+                when: crate::expect::When::Always,
+                expect: crate::expect::Expect::Any,
+            },
+        ],
+    )
+};
 
 /// The negative control both tailers carry: confirming WAL positions before
 /// Kafka acknowledged them loses the events committed while the relay dies.
