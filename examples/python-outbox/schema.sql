@@ -1,7 +1,10 @@
 -- Tables of the Python outbox example (dualcheck creates them with --schema).
--- The business table: the committed-ops query is `SELECT op FROM orders`.
+-- The business table: the committed-ops query is `SELECT op FROM orders`
+-- (one row per event of an op: an order's lines).
 CREATE TABLE IF NOT EXISTS orders (
-    op bigint PRIMARY KEY,
+    op bigint NOT NULL,
+    idx int NOT NULL DEFAULT 0,
+    PRIMARY KEY (op, idx),
     key text NOT NULL,
     seq bigint NOT NULL,
     payload text,

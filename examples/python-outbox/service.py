@@ -3,8 +3,10 @@
 psycopg 3 for Postgres, confluent-kafka for Kafka, the standard library's
 ThreadingHTTPServer for HTTP. It speaks dualcheck's `exec` contract:
 
-    POST /ops {"op","key","seq","payload","abort","hold_ms"}
-        one transaction: INSERT the order and its outbox row, hold `hold_ms`,
+    POST /ops {"op","key","seq","payload","abort","hold_ms","events","write"}
+        one transaction: INSERT the order's rows and outbox rows (one each per
+        event: `events` lists them when there are several, on their keys, and
+        `write` says how: one INSERT per row, one multi-row INSERT, or COPY), hold `hold_ms`,
         COMMIT -> 200; `abort` -> ROLLBACK and 409; an error before COMMIT -> 409
         (certainly not committed); an error during COMMIT -> 500 (unknown).
     GET /health   -> 200
@@ -87,17 +89,18 @@ def handle_op(op):
     except psycopg.Error as e:
         return 409, f"no database connection: {e}"
     try:
-        event_id = str(uuid.uuid4())
-        value = json.dumps({"op": op["op"], "seq": op["seq"], "key": op["key"], "event": event_id})
+        events = op.get("events") or [{"index": 0, "key": op["key"], "seq": op["seq"]}]
+        orders, outbox = [], []
+        for e in events:
+            event_id = str(uuid.uuid4())
+            value = {"op": op["op"], "seq": e["seq"], "key": e["key"], "event": event_id}
+            if e["index"]:
+                value["index"] = e["index"]
+            orders.append((op["op"], e["index"], e["key"], e["seq"], op.get("payload", "")))
+            outbox.append((event_id, e["key"], json.dumps(value)))
         with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO orders (op, key, seq, payload) VALUES (%s, %s, %s, %s)",
-                (op["op"], op["key"], op["seq"], op.get("payload", "")),
-            )
-            cur.execute(
-                "INSERT INTO outbox (event_id, key, value) VALUES (%s, %s, %s)",
-                (event_id, op["key"], value),
-            )
+            write_rows(cur, op.get("write", "single"), "orders", ("op", "idx", "key", "seq", "payload"), orders)
+            write_rows(cur, op.get("write", "single"), "outbox", ("event_id", "key", "value"), outbox)
         if op.get("hold_ms"):
             time.sleep(op["hold_ms"] / 1000.0)
         if op.get("abort"):
@@ -116,6 +119,22 @@ def handle_op(op):
         return 500, f"commit outcome unknown: {e}"
     pool.put(conn)
     return 200, "ok"
+
+
+def write_rows(cur, shape, table, columns, rows):
+    """Writes `rows` into `table` as the op asks: one INSERT per row
+    (`single`), one INSERT of every row (`multi-row`) or COPY (`copy`)."""
+    names = ", ".join(columns)
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    if shape == "copy":
+        with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif shape == "multi-row":
+        cur.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows)), [v for r in rows for v in r])
+    else:
+        for row in rows:
+            cur.execute(f"INSERT INTO {table} ({names}) VALUES {one}", row)
 
 
 class Relay(threading.Thread):

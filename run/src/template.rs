@@ -781,6 +781,74 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// The write request's body and the one-event template of its
+    /// `{events}`, each checked filled in for an op of two events over two keys.
+    fn body_and_event(&self) -> Result<(Option<Filled>, Option<Filled>)> {
+        let r = &self.file.request;
+        let body = match self.pick(&self.given.request_body, &r.body, "request.body") {
+            Some((b, from)) => {
+                let flag = origin("--request-body", from);
+                Some(Filled::parse(b, BODY_PLACEHOLDERS, &flag)?)
+            }
+            None => None,
+        };
+        let event = match self.pick(&self.given.request_event, &r.event, "request.event") {
+            Some((e, from)) => {
+                let flag = origin("--request-event", from);
+                if !body.as_ref().is_some_and(Filled::has_events) {
+                    bail!("{flag}: one event's JSON goes into the body's {{events}}: put {{events}} in --request-body (request.body) where the service takes its array of events");
+                }
+                Some(Filled::parse(e, EVENT_PLACEHOLDERS, &flag)?)
+            }
+            None => None,
+        };
+        if let Some(t) = &body {
+            // Checked filled in for an op of two events over two keys,
+            // so `{events}` and `--request-event` are checked too.
+            let sample = Op {
+                op: 17,
+                key: "k3".into(),
+                seq: 5,
+                payload: "x\"y".into(),
+                abort: false,
+                hold_ms: 0,
+                events: vec![
+                    OpEvent {
+                        index: 0,
+                        key: "k3".into(),
+                        seq: 5,
+                    },
+                    OpEvent {
+                        index: 1,
+                        key: "k4".into(),
+                        seq: 2,
+                    },
+                ],
+                write: Default::default(),
+            };
+            let probe = RequestTemplate {
+                method: reqwest::Method::POST,
+                path: Filled { parts: vec![] },
+                body: Some(t.clone()),
+                event: event.clone(),
+                headers: vec![],
+                ok: StatusSet(vec![]),
+                fail: StatusSet(vec![]),
+                rollback: Rollback::None,
+            };
+            let filled = probe.request(&sample).body.unwrap_or_default();
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&filled) {
+                let flag = match (&event, self.pick(&self.given.request_body, &r.body, "request.body")) {
+                    (Some(_), _) => "--request-body with --request-event".to_string(),
+                    (None, Some((_, from))) => origin("--request-body", from),
+                    (None, None) => "--request-body".to_string(),
+                };
+                bail!("{flag}: not JSON once filled in ({e}): {filled}");
+            }
+        }
+        Ok((body, event))
+    }
+
     /// The write request's template, if any.
     fn request(&self) -> Result<Option<RequestTemplate>> {
         let r = &self.file.request;
@@ -818,67 +886,7 @@ impl<'a> Keys<'a> {
                     }
                     None => reqwest::Method::POST,
                 };
-                let body = match self.pick(&self.given.request_body, &r.body, "request.body") {
-                    Some((b, from)) => {
-                        let flag = origin("--request-body", from);
-                        Some(Filled::parse(b, BODY_PLACEHOLDERS, &flag)?)
-                    }
-                    None => None,
-                };
-                let event = match self.pick(&self.given.request_event, &r.event, "request.event") {
-                    Some((e, from)) => {
-                        let flag = origin("--request-event", from);
-                        if !body.as_ref().is_some_and(Filled::has_events) {
-                            bail!("{flag}: one event's JSON goes into the body's {{events}}: put {{events}} in --request-body (request.body) where the service takes its array of events");
-                        }
-                        Some(Filled::parse(e, EVENT_PLACEHOLDERS, &flag)?)
-                    }
-                    None => None,
-                };
-                if let Some(t) = &body {
-                    // Checked filled in for an op of two events over two keys,
-                    // so `{events}` and `--request-event` are checked too.
-                    let sample = Op {
-                        op: 17,
-                        key: "k3".into(),
-                        seq: 5,
-                        payload: "x\"y".into(),
-                        abort: false,
-                        hold_ms: 0,
-                        events: vec![
-                            OpEvent {
-                                index: 0,
-                                key: "k3".into(),
-                                seq: 5,
-                            },
-                            OpEvent {
-                                index: 1,
-                                key: "k4".into(),
-                                seq: 2,
-                            },
-                        ],
-                        write: Default::default(),
-                    };
-                    let probe = RequestTemplate {
-                        method: reqwest::Method::POST,
-                        path: Filled { parts: vec![] },
-                        body: Some(t.clone()),
-                        event: event.clone(),
-                        headers: vec![],
-                        ok: StatusSet(vec![]),
-                        fail: StatusSet(vec![]),
-                        rollback: Rollback::None,
-                    };
-                    let filled = probe.request(&sample).body.unwrap_or_default();
-                    if let Err(e) = serde_json::from_str::<serde_json::Value>(&filled) {
-                        let flag = match (&event, self.pick(&self.given.request_body, &r.body, "request.body")) {
-                            (Some(_), _) => "--request-body with --request-event".to_string(),
-                            (None, Some((_, from))) => origin("--request-body", from),
-                            (None, None) => "--request-body".to_string(),
-                        };
-                        bail!("{flag}: not JSON once filled in ({e}): {filled}");
-                    }
-                }
+                let (body, event) = self.body_and_event()?;
                 let (header_texts, header_from): (Vec<String>, Option<(&Path, &str)>) =
                     if !self.given.request_headers.is_empty() {
                         (self.given.request_headers.clone(), None)

@@ -392,6 +392,23 @@ pub fn run(args: RunArgs) -> Verdict {
 #[derive(Args, Debug)]
 pub struct ListArgs {}
 
+/// Prints what a pattern cannot run: several instances, ops of several events.
+fn print_limits(p: &implementations::PatternInfo) {
+    match p.scaling {
+        implementations::Scaling::Replicated => {}
+        implementations::Scaling::OneRelay(why) => {
+            println!(
+                "  {:<22}   --replicas: the services scale, one relay process ({why})",
+                ""
+            )
+        }
+        implementations::Scaling::Single(why) => println!("  {:<22}   --replicas: one instance only ({why})", ""),
+    }
+    if let implementations::MultiEvent::Refused(why) = p.multi_event {
+        println!("  {:<22}   --events-per-op: one event per op only ({why})", "");
+    }
+}
+
 /// Prints implementations, faults and workload options, one line of help each.
 pub fn list(_: ListArgs) -> Verdict {
     println!("implementations (--impl):");
@@ -402,19 +419,7 @@ pub fn list(_: ListArgs) -> Verdict {
             "",
             implementations::expect::describe(p.expect)
         );
-        match p.scaling {
-            implementations::Scaling::Replicated => {}
-            implementations::Scaling::OneRelay(why) => {
-                println!(
-                    "  {:<22}   --replicas: the services scale, one relay process ({why})",
-                    ""
-                )
-            }
-            implementations::Scaling::Single(why) => println!("  {:<22}   --replicas: one instance only ({why})", ""),
-        }
-        if let implementations::MultiEvent::Refused(why) = p.multi_event {
-            println!("  {:<22}   --events-per-op: one event per op only ({why})", "");
-        }
+        print_limits(p);
         for c in p.controls {
             println!(
                 "  {:<22}   with {}={} (negative control `{}`, zoo faults {}): {}",
