@@ -657,7 +657,12 @@ impl HistoryIndex {
         // is distinct by its word (before the seq), so any sort gives this
         // order, and the seq never decides it.
         let (_, latency_ns) = rayon::join(|| ordered.par_sort_unstable(), || Latency::from_samples(&mut latencies));
-        self.find_reorders(&ordered, &side_refs, &mut findings, &describe);
+        // Entries of events past the first exist only with ops of several events.
+        if self.shards.iter().any(|s| s.side_count > 0) {
+            self.find_reorders::<true>(&ordered, &side_refs, &mut findings, &describe);
+        } else {
+            self.find_reorders::<false>(&ordered, &side_refs, &mut findings, &describe);
+        }
         drop(ordered);
         let interleaved_ops = self.count_interleaved(spans);
         self.find_stale_reads(&mut findings, &describe);
@@ -745,164 +750,192 @@ impl HistoryIndex {
         // At most one entry per op: reserved once (pages are only taken as
         // entries are written), not grown by copying.
         let ops = self.slots.len();
-        let mut latencies: Vec<i64> = Vec::with_capacity(ops);
         let seconds = (self.max_time.max(0) / 1_000_000_000) as usize + 1;
-        let mut unseen_delta = vec![0i64; seconds + 1];
-        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
-        // (key, partition, offset, handle, seq) of each first delivery of an
-        // event of an ok op: the seq rides along so the reorder pass reads no state.
+        // One entry per delivered event at most (one per op, in a history of one-event ops).
         let events = ops + self.shards.iter().map(|s| s.side_count).sum::<usize>();
-        let mut ordered: Vec<LogEntry> = Vec::with_capacity(events);
-        // (op, index) of the events of an index too large for their entry's word.
-        let mut side_refs: Vec<(Handle, u32)> = Vec::new();
-        let mut spans: Vec<Span> = Vec::new();
-        let mut scratch: Vec<(i32, i64)> = Vec::new();
-        let mut counts = OpCounts::default();
-        // (ack time, first delivery or MAX when never) of every ok op, for the
-        // fault windows' time to recover; only kept when there are windows.
-        let has_faults = !self.nemesis.is_empty();
-        let mut acked: Vec<(i64, i64)> = Vec::new();
-        let restart = self.restart.unwrap_or(i64::MAX);
-        let mut after_restart = 0u64;
-        let (mut multi_event_ops, mut events_expected) = (0u64, 0u64);
+        let mut t = OpTally {
+            counts: OpCounts::default(),
+            latencies: Vec::with_capacity(ops),
+            unseen_delta: vec![0i64; seconds + 1],
+            seconds,
+            ordered: Vec::with_capacity(events),
+            side_refs: Vec::new(),
+            spans: Vec::new(),
+            acked: Vec::new(),
+            delivered_after_restart: self.restart.map(|_| 0),
+            multi_event_ops: 0,
+            events_expected: 0,
+        };
+        let mut pass = Pass {
+            committed_from_lines,
+            has_faults: !self.nemesis.is_empty(),
+            restart: self.restart.unwrap_or(i64::MAX),
+            findings,
+            describe,
+            scratch: Vec::new(),
+        };
         for (n, (i, &s)) in self.ops().enumerate() {
-            // Only ops with deliveries of events past their first have any.
-            let side = if s.is(SIDE) {
-                self.side_events(i)
+            // Most ops publish one event, delivered (if at all) as index 0:
+            // their pass is compiled apart, without what ops of several need.
+            if s.flags & (SIDE | MULTI) == 0 {
+                self.tally_op::<false>(&mut t, &mut pass, n, i, &s);
             } else {
-                Cow::Borrowed(&[][..])
-            };
-            if !s.is(INVOKED) {
-                let n = u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>();
-                if n > 0 {
-                    let first = if s.deliveries > 0 { s.first_time } else { i64::MAX };
-                    let at = side.iter().map(|e| e.first_time).fold(first, i64::min);
-                    findings.found(Anomaly::Unexpected, n, at, &|| {
-                        describe.op(i, Some("no invoke line for this op".into()))
-                    });
-                }
-                continue;
-            }
-            counts.invoked += 1;
-            let ok = s.outcome == 1;
-            match s.outcome() {
-                Some(Outcome::Ok) => counts.ok += 1,
-                Some(Outcome::Fail) => counts.fail += 1,
-                Some(Outcome::Info) => counts.info += 1,
-                None => counts.pending += 1,
-            }
-            let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
-            counts.committed += committed as u64;
-            let multi = if s.is(MULTI) { self.multi.get(&i) } else { None };
-            let k = multi.map_or(1, |m| m.count);
-            // The op's events delivered, and the first delivery of any of them.
-            let mut delivered_events = u64::from(s.deliveries > 0);
-            let mut first_time = if s.deliveries > 0 { s.first_time } else { i64::MAX };
-            for e in side.iter() {
-                if e.index < k {
-                    delivered_events += 1;
-                    first_time = first_time.min(e.first_time);
-                } else {
-                    findings.found(Anomaly::Unexpected, u64::from(e.deliveries), e.first_time, &|| {
-                        describe.op(
-                            i,
-                            Some(format!(
-                                "a record names event index {}, but the op publishes {k} event(s) (indexes 0 to {})",
-                                e.index,
-                                k - 1
-                            )),
-                        )
-                    });
-                }
-            }
-            let delivered = delivered_events > 0;
-            if (ok || committed) && !delivered {
-                findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
-            }
-            if (ok || committed) && delivered && delivered_events < u64::from(k) {
-                findings.found(Anomaly::Partial, 1, s.invoke_time, &|| {
-                    describe.op(i, Some(partial_detail(self.slots.op_id(i), k, &s, &side)))
-                });
-            }
-            if delivered && !committed {
-                findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
-            }
-            after_restart += (committed && delivered && first_time >= restart) as u64;
-            // Duplicates are judged per event: event 0 here, the others below.
-            let which = |index: u32, deliveries: u32| {
-                s.is(MULTI)
-                    .then(|| format!("event {index} of its {k} delivered {deliveries} times"))
-            };
-            if s.deliveries > 1 {
-                if s.is(DISTINCT_EVENTS) {
-                    findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
-                        describe.op(i, which(0, s.deliveries))
-                    });
-                } else {
-                    findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| {
-                        describe.op(i, which(0, s.deliveries))
-                    });
-                }
-            }
-            for e in side.iter().filter(|e| e.index < k && e.deliveries > 1) {
-                let kind = if e.distinct {
-                    Anomaly::DuplicateBeyondIdempotency
-                } else {
-                    Anomaly::Duplicate
-                };
-                findings.found(kind, 1, s.invoke_time, &|| describe.op(i, which(e.index, e.deliveries)));
-            }
-            if committed_from_lines && ok && !s.is(COMMITTED) {
-                findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
-            }
-            if ok {
-                if has_faults {
-                    acked.push((s.complete_time, if delivered { first_time } else { i64::MAX }));
-                }
-                unseen_delta[second_of(s.complete_time)] += 1;
-                if delivered {
-                    latencies.push((first_time - s.complete_time).max(0));
-                    unseen_delta[second_of(first_time.max(s.complete_time))] -= 1;
-                    if s.deliveries > 0 {
-                        let (key, seq) = place(multi, &s, 0);
-                        let seq = if s.log_seq == NO_SEQ { seq } else { s.log_seq };
-                        ordered.push((log_order(key, s.log_partition, s.log_offset), i, seq));
-                    }
-                    for e in side.iter().filter(|e| e.index < k) {
-                        let (key, seq) = place(multi, &s, e.index);
-                        let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
-                        let word = entry_word(i, e.index, &mut side_refs);
-                        ordered.push((log_order(key, e.log_partition, e.log_offset), word, seq));
-                    }
-                }
-            }
-            multi_event_ops += u64::from(k > 1);
-            if ok || committed {
-                events_expected += u64::from(k);
-            }
-            if committed && delivered_events > 1 {
-                push_spans(&mut spans, &mut scratch, n as u32, &s, &side, k);
+                self.tally_op::<true>(&mut t, &mut pass, n, i, &s);
             }
         }
-        OpTally {
-            counts,
-            latencies,
-            unseen_delta,
-            seconds,
-            ordered,
-            side_refs,
-            spans,
-            acked,
-            delivered_after_restart: self.restart.map(|_| after_restart),
-            multi_event_ops,
-            events_expected,
+        t
+    }
+
+    /// [`HistoryIndex::tally_ops`] of the `n`-th op, `i`, whose state is
+    /// `s`; `SEVERAL`: it may have events past its first (flagged `MULTI`
+    /// or `SIDE`), else it has one.
+    #[inline(always)]
+    fn tally_op<const SEVERAL: bool>(
+        &self,
+        t: &mut OpTally,
+        pass: &mut Pass<'_, '_>,
+        n: usize,
+        i: Handle,
+        s: &OpState,
+    ) {
+        let (findings, describe) = (&mut *pass.findings, pass.describe);
+        let seconds = t.seconds;
+        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
+        // Only ops with deliveries of events past their first have any.
+        let side = if SEVERAL && s.is(SIDE) {
+            self.side_events(i)
+        } else {
+            Cow::Borrowed(&[][..])
+        };
+        if !s.is(INVOKED) {
+            let n = u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>();
+            if n > 0 {
+                let first = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+                let at = side.iter().map(|e| e.first_time).fold(first, i64::min);
+                findings.found(Anomaly::Unexpected, n, at, &|| {
+                    describe.op(i, Some("no invoke line for this op".into()))
+                });
+            }
+            return;
+        }
+        let counts = &mut t.counts;
+        counts.invoked += 1;
+        let ok = s.outcome == 1;
+        match s.outcome() {
+            Some(Outcome::Ok) => counts.ok += 1,
+            Some(Outcome::Fail) => counts.fail += 1,
+            Some(Outcome::Info) => counts.info += 1,
+            None => counts.pending += 1,
+        }
+        let committed = if pass.committed_from_lines { s.is(COMMITTED) } else { ok };
+        counts.committed += committed as u64;
+        let multi = if SEVERAL && s.is(MULTI) {
+            self.multi.get(&i)
+        } else {
+            None
+        };
+        let k = multi.map_or(1, |m| m.count);
+        // The op's events delivered, and the first delivery of any of them.
+        let mut delivered_events = u64::from(s.deliveries > 0);
+        let mut first_time = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+        for e in side.iter() {
+            if e.index < k {
+                delivered_events += 1;
+                first_time = first_time.min(e.first_time);
+            } else {
+                findings.found(Anomaly::Unexpected, u64::from(e.deliveries), e.first_time, &|| {
+                    describe.op(
+                        i,
+                        Some(format!(
+                            "a record names event index {}, but the op publishes {k} event(s) (indexes 0 to {})",
+                            e.index,
+                            k - 1
+                        )),
+                    )
+                });
+            }
+        }
+        let delivered = delivered_events > 0;
+        if (ok || committed) && !delivered {
+            findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
+        }
+        if SEVERAL && (ok || committed) && delivered && delivered_events < u64::from(k) {
+            findings.found(Anomaly::Partial, 1, s.invoke_time, &|| {
+                describe.op(i, Some(partial_detail(self.slots.op_id(i), k, s, &side)))
+            });
+        }
+        if delivered && !committed {
+            findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
+        }
+        if let Some(after) = &mut t.delivered_after_restart {
+            *after += (committed && delivered && first_time >= pass.restart) as u64;
+        }
+        // Duplicates are judged per event: event 0 here, the others below.
+        let which = |index: u32, deliveries: u32| {
+            (SEVERAL && s.is(MULTI)).then(|| format!("event {index} of its {k} delivered {deliveries} times"))
+        };
+        if s.deliveries > 1 {
+            if s.is(DISTINCT_EVENTS) {
+                findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
+                    describe.op(i, which(0, s.deliveries))
+                });
+            } else {
+                findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| {
+                    describe.op(i, which(0, s.deliveries))
+                });
+            }
+        }
+        for e in side.iter().filter(|e| e.index < k && e.deliveries > 1) {
+            let kind = if e.distinct {
+                Anomaly::DuplicateBeyondIdempotency
+            } else {
+                Anomaly::Duplicate
+            };
+            findings.found(kind, 1, s.invoke_time, &|| describe.op(i, which(e.index, e.deliveries)));
+        }
+        if pass.committed_from_lines && ok && !s.is(COMMITTED) {
+            findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
+        }
+        if ok {
+            if pass.has_faults {
+                t.acked
+                    .push((s.complete_time, if delivered { first_time } else { i64::MAX }));
+            }
+            t.unseen_delta[second_of(s.complete_time)] += 1;
+            if delivered {
+                t.latencies.push((first_time - s.complete_time).max(0));
+                t.unseen_delta[second_of(first_time.max(s.complete_time))] -= 1;
+                if s.deliveries > 0 {
+                    let (key, seq) = place(multi, s, 0);
+                    let seq = if s.log_seq == NO_SEQ { seq } else { s.log_seq };
+                    t.ordered.push((log_order(key, s.log_partition, s.log_offset), i, seq));
+                }
+                for e in side.iter().filter(|e| e.index < k) {
+                    let (key, seq) = place(multi, s, e.index);
+                    let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
+                    let word = entry_word(i, e.index, &mut t.side_refs);
+                    t.ordered
+                        .push((log_order(key, e.log_partition, e.log_offset), word, seq));
+                }
+            }
+        }
+        if ok || committed {
+            t.events_expected += u64::from(k);
+        }
+        if SEVERAL {
+            t.multi_event_ops += u64::from(k > 1);
+            if committed && delivered_events > 1 {
+                push_spans(&mut t.spans, &mut pass.scratch, n as u32, s, &side, k);
+            }
         }
     }
 
     /// `reorder`: walks `ordered` (sorted: per key, in log order) and finds
     /// each first delivery of an event whose (seq, index) is below one
-    /// delivered before it. `side_refs` names the events of index 1 and up.
-    fn find_reorders(
+    /// delivered before it. `side_refs` names the events whose index is too
+    /// large for their word; `SEVERAL`: some entry may be of an event past
+    /// its op's first (else every index is 0, and not read).
+    fn find_reorders<const SEVERAL: bool>(
         &self,
         ordered: &[LogEntry],
         side_refs: &[(Handle, u32)],
@@ -918,7 +951,7 @@ impl HistoryIndex {
                 current_key = key;
                 highest = None;
             }
-            let index = entry_event(word, side_refs).1;
+            let index = if SEVERAL { entry_event(word, side_refs).1 } else { 0 };
             match highest {
                 Some((h, before)) if (seq, index) < h => {
                     let (i, _, partition, offset, time) = self.event_place(word, side_refs);
@@ -1156,6 +1189,19 @@ impl Describe<'_> {
             trail: None,
         }
     }
+}
+
+/// What [`HistoryIndex::tally_ops`] reads and finds as it goes, op by op.
+struct Pass<'f, 'd> {
+    committed_from_lines: bool,
+    /// Whether the history has fault windows (whose time to recover needs `acked`).
+    has_faults: bool,
+    /// When the implementation restarted (`i64::MAX`: never).
+    restart: i64,
+    findings: &'f mut Findings,
+    describe: &'d Describe<'d>,
+    /// Scratch space for [`push_spans`], kept from op to op.
+    scratch: Vec<(i32, i64)>,
 }
 
 /// What [`HistoryIndex::tally_ops`] gathers beside anomalies.

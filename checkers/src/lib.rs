@@ -1,5 +1,5 @@
 //! Was it right? Reads a dual-write history (JSON Lines, docs/history.md; anomalies in docs/anomalies.md)
-//! and checks it for lost, phantom, unexpected, duplicate and reordered
+//! and checks it for lost, partially published, phantom, unexpected, duplicate and reordered
 //! events, lost commits and stale reads.
 //!
 //! The checkers depend on nothing but the history: a file recorded by

@@ -333,7 +333,7 @@ pub struct CheckResult {
     /// The anomalies that made the history invalid, in [`Anomaly::ALL`] order.
     pub violations: Vec<Anomaly>,
     /// When the earliest event of a violation happened, ns since the run
-    /// started: the invoke of the first lost, phantom, duplicated or
+    /// started: the invoke of the first lost, partial, phantom, duplicated or
     /// lost-commit op, the first reordered or unexpected delivery, the start
     /// of the first stale read (`None`: valid). How soon a bug shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
