@@ -441,27 +441,7 @@ impl HistoryIndex {
                 seq,
                 time,
                 events,
-            } => {
-                self.see_time(time);
-                // Numbered in this order (the op's key, then its events'),
-                // as line by line: the numbers decide the order of examples.
-                let key = self.intern_key(key.as_bytes());
-                let op = self.slots.slot(op);
-                let multi = events.and_then(|e| self.multi_op(e, key, seq));
-                let index = multi.as_ref().map_or(0, |m| m.count);
-                if let Some(m) = multi {
-                    self.multi.insert(op, m);
-                }
-                Rec {
-                    key,
-                    op,
-                    time,
-                    seq,
-                    index,
-                    kind: K_INVOKE,
-                    ..Rec::SKIP
-                }
-            }
+            } => self.route_invoke(op, &key, seq, time, events),
             ParsedLine::Complete { op, outcome, time } => {
                 self.see_time(time);
                 Rec {
@@ -485,19 +465,7 @@ impl HistoryIndex {
                 self.deliveries += 1;
                 let event = self.event_id(&event);
                 let Some(op) = op else {
-                    let key = key.map(|k| self.intern_key(k.as_bytes()));
-                    self.unattributed_count += 1;
-                    if self.unattributed.len() < 16 {
-                        self.unattributed.push((
-                            key,
-                            event,
-                            DeliveryRef {
-                                partition,
-                                offset,
-                                time,
-                            },
-                        ));
-                    }
+                    self.note_unattributed(key.as_deref(), event, partition, offset, time);
                     return Rec::SKIP;
                 };
                 Rec {
@@ -521,16 +489,7 @@ impl HistoryIndex {
                 time,
                 error,
             } => {
-                self.see_time(time);
-                if phase == FaultPhase::Failed {
-                    self.failed_faults.push(FailedFault {
-                        fault: fault.into(),
-                        time,
-                        error: error.map(Cow::into_owned),
-                    });
-                } else {
-                    self.nemesis.push((fault.into(), phase, time));
-                }
+                self.note_fault(fault, phase, time, error);
                 Rec::SKIP
             }
             ParsedLine::Read {
@@ -570,6 +529,69 @@ impl HistoryIndex {
         }
     }
 
+    /// [`HistoryIndex::route_line`] of an `invoke` line: numbers its key
+    /// and op, and keeps what its `events` names beyond one event on its key
+    /// in the `multi` table.
+    #[inline]
+    fn route_invoke(&mut self, op: u64, key: &str, seq: u64, time: i64, events: Option<OpEvents>) -> Rec {
+        self.see_time(time);
+        // Numbered in this order (the op's key, then its events'),
+        // as line by line: the numbers decide the order of examples.
+        let key = self.intern_key(key.as_bytes());
+        let op = self.slots.slot(op);
+        let multi = events.and_then(|e| self.multi_op(e, key, seq));
+        let index = multi.as_ref().map_or(0, |m| m.count);
+        if let Some(m) = multi {
+            self.multi.insert(op, m);
+        }
+        Rec {
+            key,
+            op,
+            time,
+            seq,
+            index,
+            kind: K_INVOKE,
+            ..Rec::SKIP
+        }
+    }
+
+    /// Counts a delivery naming no op (`unexpected`), and keeps the first
+    /// 16 for examples: the rest are only counted, so that a history of
+    /// many costs no memory for them.
+    #[inline]
+    fn note_unattributed(&mut self, key: Option<&str>, event: EventId, partition: i32, offset: i64, time: i64) {
+        let key = key.map(|k| self.intern_key(k.as_bytes()));
+        self.unattributed_count += 1;
+        if self.unattributed.len() < 16 {
+            self.unattributed.push((
+                key,
+                event,
+                DeliveryRef {
+                    partition,
+                    offset,
+                    time,
+                },
+            ));
+        }
+    }
+
+    /// Keeps a `nemesis` line: a fault that failed to start apart (it made
+    /// no window), any other phase in the list fault windows are made of.
+    #[inline]
+    fn note_fault(&mut self, fault: Cow<'_, str>, phase: FaultPhase, time: i64, error: Option<Cow<'_, str>>) {
+        self.see_time(time);
+        if phase == FaultPhase::Failed {
+            self.failed_faults.push(FailedFault {
+                fault: fault.into(),
+                time,
+                error: error.map(Cow::into_owned),
+            });
+        } else {
+            self.nemesis.push((fault.into(), phase, time));
+        }
+    }
+
+    /// Notes the time of a line: the last one bounds the per-second figures.
     fn see_time(&mut self, t: i64) {
         self.max_time = self.max_time.max(t);
     }
@@ -789,6 +811,9 @@ impl HistoryIndex {
     /// [`HistoryIndex::tally_ops`] of the `n`-th op, `i`, whose state is
     /// `s`; `SEVERAL`: it may have events past its first (flagged `MULTI`
     /// or `SIDE`), else it has one.
+    ///
+    /// Its parts are `#[inline(always)]` like it, so that each of the two
+    /// passes stays one loop body, compiled apart for `SEVERAL`.
     #[inline(always)]
     fn tally_op<const SEVERAL: bool>(
         &self,
@@ -799,8 +824,6 @@ impl HistoryIndex {
         s: &OpState,
     ) {
         let (findings, describe) = (&mut *pass.findings, pass.describe);
-        let seconds = t.seconds;
-        let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
         // Only ops with deliveries of events past their first have any.
         let side = if SEVERAL && s.is(SIDE) {
             self.side_events(i)
@@ -808,116 +831,35 @@ impl HistoryIndex {
             Cow::Borrowed(&[][..])
         };
         if !s.is(INVOKED) {
-            let n = u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>();
-            if n > 0 {
-                let first = if s.deliveries > 0 { s.first_time } else { i64::MAX };
-                let at = side.iter().map(|e| e.first_time).fold(first, i64::min);
-                findings.found(Anomaly::Unexpected, n, at, &|| {
-                    describe.op(i, Some("no invoke line for this op".into()))
-                });
-            }
+            find_uninvoked(findings, describe, i, s, &side);
             return;
         }
-        let counts = &mut t.counts;
-        counts.invoked += 1;
-        let ok = s.outcome == 1;
-        match s.outcome() {
-            Some(Outcome::Ok) => counts.ok += 1,
-            Some(Outcome::Fail) => counts.fail += 1,
-            Some(Outcome::Info) => counts.info += 1,
-            None => counts.pending += 1,
-        }
-        let committed = if pass.committed_from_lines { s.is(COMMITTED) } else { ok };
-        counts.committed += committed as u64;
+        let (ok, committed) = count_invoked(&mut t.counts, s, pass.committed_from_lines);
         let multi = if SEVERAL && s.is(MULTI) {
             self.multi.get(&i)
         } else {
             None
         };
         let k = multi.map_or(1, |m| m.count);
-        // The op's events delivered, and the first delivery of any of them.
-        let mut delivered_events = u64::from(s.deliveries > 0);
-        let mut first_time = if s.deliveries > 0 { s.first_time } else { i64::MAX };
-        for e in side.iter() {
-            if e.index < k {
-                delivered_events += 1;
-                first_time = first_time.min(e.first_time);
-            } else {
-                findings.found(Anomaly::Unexpected, u64::from(e.deliveries), e.first_time, &|| {
-                    describe.op(
-                        i,
-                        Some(format!(
-                            "a record names event index {}, but the op publishes {k} event(s) (indexes 0 to {})",
-                            e.index,
-                            k - 1
-                        )),
-                    )
-                });
-            }
-        }
-        let delivered = delivered_events > 0;
-        if (ok || committed) && !delivered {
-            findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
-        }
-        if SEVERAL && (ok || committed) && delivered && delivered_events < u64::from(k) {
-            findings.found(Anomaly::Partial, 1, s.invoke_time, &|| {
-                describe.op(i, Some(partial_detail(self.slots.op_id(i), k, s, &side)))
-            });
-        }
-        if delivered && !committed {
-            findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
-        }
-        if let Some(after) = &mut t.delivered_after_restart {
-            *after += (committed && delivered && first_time >= pass.restart) as u64;
-        }
-        // Duplicates are judged per event: event 0 here, the others below.
-        let which = |index: u32, deliveries: u32| {
-            (SEVERAL && s.is(MULTI)).then(|| format!("event {index} of its {k} delivered {deliveries} times"))
+        let (delivered_events, first_time) = delivered_events(findings, describe, i, s, &side, k);
+        let op = OpFacts {
+            i,
+            s,
+            side: &side,
+            multi,
+            k,
+            ok,
+            committed,
+            delivered: delivered_events > 0,
+            delivered_events,
+            first_time,
         };
-        if s.deliveries > 1 {
-            if s.is(DISTINCT_EVENTS) {
-                findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
-                    describe.op(i, which(0, s.deliveries))
-                });
-            } else {
-                findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| {
-                    describe.op(i, which(0, s.deliveries))
-                });
-            }
-        }
-        for e in side.iter().filter(|e| e.index < k && e.deliveries > 1) {
-            let kind = if e.distinct {
-                Anomaly::DuplicateBeyondIdempotency
-            } else {
-                Anomaly::Duplicate
-            };
-            findings.found(kind, 1, s.invoke_time, &|| describe.op(i, which(e.index, e.deliveries)));
-        }
-        if pass.committed_from_lines && ok && !s.is(COMMITTED) {
-            findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
+        self.find_op_anomalies::<SEVERAL>(findings, describe, pass.committed_from_lines, &op);
+        if let Some(after) = &mut t.delivered_after_restart {
+            *after += (committed && op.delivered && first_time >= pass.restart) as u64;
         }
         if ok {
-            if pass.has_faults {
-                t.acked
-                    .push((s.complete_time, if delivered { first_time } else { i64::MAX }));
-            }
-            t.unseen_delta[second_of(s.complete_time)] += 1;
-            if delivered {
-                t.latencies.push((first_time - s.complete_time).max(0));
-                t.unseen_delta[second_of(first_time.max(s.complete_time))] -= 1;
-                if s.deliveries > 0 {
-                    let (key, seq) = place(multi, s, 0);
-                    let seq = if s.log_seq == NO_SEQ { seq } else { s.log_seq };
-                    t.ordered.push((log_order(key, s.log_partition, s.log_offset), i, seq));
-                }
-                for e in side.iter().filter(|e| e.index < k) {
-                    let (key, seq) = place(multi, s, e.index);
-                    let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
-                    let word = entry_word(i, e.index, &mut t.side_refs);
-                    t.ordered
-                        .push((log_order(key, e.log_partition, e.log_offset), word, seq));
-                }
-            }
+            tally_ok_op(t, pass.has_faults, &op);
         }
         if ok || committed {
             t.events_expected += u64::from(k);
@@ -927,6 +869,45 @@ impl HistoryIndex {
             if committed && delivered_events > 1 {
                 push_spans(&mut t.spans, &mut pass.scratch, n as u32, s, &side, k);
             }
+        }
+    }
+
+    /// The anomalies of one invoked op judged on its own: `lost` (nothing
+    /// delivered), `partial` (some of its events only), `phantom` (delivered
+    /// but not committed), duplicates, `lost-commit`.
+    #[inline(always)]
+    fn find_op_anomalies<const SEVERAL: bool>(
+        &self,
+        findings: &mut Findings,
+        describe: &Describe<'_>,
+        committed_from_lines: bool,
+        op: &OpFacts<'_>,
+    ) {
+        let OpFacts {
+            i,
+            s,
+            side,
+            k,
+            ok,
+            committed,
+            delivered,
+            delivered_events,
+            ..
+        } = *op;
+        if (ok || committed) && !delivered {
+            findings.found(Anomaly::Lost, 1, s.invoke_time, &|| describe.op(i, None));
+        }
+        if SEVERAL && (ok || committed) && delivered && delivered_events < u64::from(k) {
+            findings.found(Anomaly::Partial, 1, s.invoke_time, &|| {
+                describe.op(i, Some(partial_detail(self.slots.op_id(i), k, s, side)))
+            });
+        }
+        if delivered && !committed {
+            findings.found(Anomaly::Phantom, 1, s.invoke_time, &|| describe.op(i, None));
+        }
+        find_duplicates::<SEVERAL>(findings, describe, op);
+        if committed_from_lines && ok && !s.is(COMMITTED) {
+            findings.found(Anomaly::LostCommit, 1, s.invoke_time, &|| describe.op(i, None));
         }
     }
 
@@ -1228,6 +1209,167 @@ struct OpTally {
     multi_event_ops: u64,
     /// Events of the ops `ok` or committed: what should have been published.
     events_expected: u64,
+}
+
+/// One invoked op as [`HistoryIndex::tally_op`] has read it, for the parts
+/// that judge and count it (borrowed, so that nothing is copied per op).
+#[derive(Clone, Copy)]
+struct OpFacts<'a> {
+    i: Handle,
+    s: &'a OpState,
+    /// Its delivered events of index 1 and up (none for one-event ops).
+    side: &'a [EventState],
+    /// What its invoke names beyond one event on its key, if anything.
+    multi: Option<&'a MultiOp>,
+    /// How many events it publishes.
+    k: u32,
+    ok: bool,
+    /// By its `committed` line when the history has them, else by being `ok`.
+    committed: bool,
+    /// Whether any of its events (of index below `k`) was delivered.
+    delivered: bool,
+    /// How many of its events (of index below `k`) were delivered.
+    delivered_events: u64,
+    /// The first delivery of any of those (`i64::MAX`: none).
+    first_time: i64,
+}
+
+/// `unexpected`: the deliveries of op `i`, which has no invoke line (event
+/// 0's counted in its state `s`, the others' in `side`), at the first of them.
+#[inline(always)]
+fn find_uninvoked(findings: &mut Findings, describe: &Describe<'_>, i: Handle, s: &OpState, side: &[EventState]) {
+    let n = u64::from(s.deliveries) + side.iter().map(|e| u64::from(e.deliveries)).sum::<u64>();
+    if n > 0 {
+        let first = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+        let at = side.iter().map(|e| e.first_time).fold(first, i64::min);
+        findings.found(Anomaly::Unexpected, n, at, &|| {
+            describe.op(i, Some("no invoke line for this op".into()))
+        });
+    }
+}
+
+/// Counts an invoked op, by its outcome and whether it is committed (by its
+/// `committed` line when the history has them, else by being `ok`).
+/// Returns (ok, committed).
+#[inline(always)]
+fn count_invoked(counts: &mut OpCounts, s: &OpState, committed_from_lines: bool) -> (bool, bool) {
+    counts.invoked += 1;
+    let ok = s.outcome == 1;
+    match s.outcome() {
+        Some(Outcome::Ok) => counts.ok += 1,
+        Some(Outcome::Fail) => counts.fail += 1,
+        Some(Outcome::Info) => counts.info += 1,
+        None => counts.pending += 1,
+    }
+    let committed = if committed_from_lines { s.is(COMMITTED) } else { ok };
+    counts.committed += committed as u64;
+    (ok, committed)
+}
+
+/// How many of the `k` events of op `i` were delivered (event 0 per its
+/// state `s`, the others per `side`), and the first delivery of any of them
+/// (`i64::MAX`: none). The deliveries of indexes the op does not publish
+/// are not its events: they are `unexpected`.
+#[inline(always)]
+fn delivered_events(
+    findings: &mut Findings,
+    describe: &Describe<'_>,
+    i: Handle,
+    s: &OpState,
+    side: &[EventState],
+    k: u32,
+) -> (u64, i64) {
+    let mut delivered_events = u64::from(s.deliveries > 0);
+    let mut first_time = if s.deliveries > 0 { s.first_time } else { i64::MAX };
+    for e in side {
+        if e.index < k {
+            delivered_events += 1;
+            first_time = first_time.min(e.first_time);
+        } else {
+            findings.found(Anomaly::Unexpected, u64::from(e.deliveries), e.first_time, &|| {
+                describe.op(
+                    i,
+                    Some(format!(
+                        "a record names event index {}, but the op publishes {k} event(s) (indexes 0 to {})",
+                        e.index,
+                        k - 1
+                    )),
+                )
+            });
+        }
+    }
+    (delivered_events, first_time)
+}
+
+/// Duplicates of an op's events, judged per event (event 0 in its state,
+/// the others in its side events): beyond idempotency when the copies'
+/// event ids differ, so that a consumer deduplicating on them keeps both.
+#[inline(always)]
+fn find_duplicates<const SEVERAL: bool>(findings: &mut Findings, describe: &Describe<'_>, op: &OpFacts<'_>) {
+    let OpFacts { i, s, side, k, .. } = *op;
+    // Which event, said only of ops whose invoke names several.
+    let which = |index: u32, deliveries: u32| {
+        (SEVERAL && s.is(MULTI)).then(|| format!("event {index} of its {k} delivered {deliveries} times"))
+    };
+    if s.deliveries > 1 {
+        if s.is(DISTINCT_EVENTS) {
+            findings.found(Anomaly::DuplicateBeyondIdempotency, 1, s.invoke_time, &|| {
+                describe.op(i, which(0, s.deliveries))
+            });
+        } else {
+            findings.found(Anomaly::Duplicate, 1, s.invoke_time, &|| {
+                describe.op(i, which(0, s.deliveries))
+            });
+        }
+    }
+    for e in side.iter().filter(|e| e.index < k && e.deliveries > 1) {
+        let kind = if e.distinct {
+            Anomaly::DuplicateBeyondIdempotency
+        } else {
+            Anomaly::Duplicate
+        };
+        findings.found(kind, 1, s.invoke_time, &|| describe.op(i, which(e.index, e.deliveries)));
+    }
+}
+
+/// What an `ok` op adds to the figures: its ack (for the faults' recovery
+/// times), its second in unseen-per-second, its latency, and the log-order
+/// entries of its delivered events for the reorder check.
+#[inline(always)]
+fn tally_ok_op(t: &mut OpTally, has_faults: bool, op: &OpFacts<'_>) {
+    let OpFacts {
+        i,
+        s,
+        side,
+        multi,
+        k,
+        delivered,
+        first_time,
+        ..
+    } = *op;
+    let seconds = t.seconds;
+    let second_of = |t: i64| ((t.max(0) / 1_000_000_000) as usize).min(seconds);
+    if has_faults {
+        t.acked
+            .push((s.complete_time, if delivered { first_time } else { i64::MAX }));
+    }
+    t.unseen_delta[second_of(s.complete_time)] += 1;
+    if delivered {
+        t.latencies.push((first_time - s.complete_time).max(0));
+        t.unseen_delta[second_of(first_time.max(s.complete_time))] -= 1;
+        if s.deliveries > 0 {
+            let (key, seq) = place(multi, s, 0);
+            let seq = if s.log_seq == NO_SEQ { seq } else { s.log_seq };
+            t.ordered.push((log_order(key, s.log_partition, s.log_offset), i, seq));
+        }
+        for e in side.iter().filter(|e| e.index < k) {
+            let (key, seq) = place(multi, s, e.index);
+            let seq = if e.log_seq == NO_SEQ { seq } else { e.log_seq };
+            let word = entry_word(i, e.index, &mut t.side_refs);
+            t.ordered
+                .push((log_order(key, e.log_partition, e.log_offset), word, seq));
+        }
+    }
 }
 
 /// (op's number in [`HistoryIndex::ops`] order, partition, first offset, last

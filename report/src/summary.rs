@@ -21,6 +21,15 @@ pub fn check_result(r: &CheckResult) -> String {
         "deliveries: {}   reads: {}   lines: {}",
         r.deliveries, r.reads, r.lines
     );
+    if r.multi_event_ops > 0 {
+        // Ops of several events: what was to be delivered, and how often a
+        // transaction's events reached the topic mixed with another's.
+        let _ = writeln!(
+            out,
+            "events: {} expected of ops ok or committed; ops of several events: {}, interleaved with another op's: {}",
+            r.events_expected, r.multi_event_ops, r.interleaved_ops
+        );
+    }
     let _ = writeln!(out, "anomalies:");
     for &kind in checkers::Anomaly::ALL {
         let n = r.anomalies.get(kind);

@@ -7,6 +7,9 @@
 //!   event is in Kafka, the row comes when the restarted consumer catches up.
 //! - A publish that fails with a permanent error answers fail; any other
 //!   failure answers unknown (the record may still have been written).
+//! - An op of several events publishes them in one Kafka transaction
+//!   ([`crate::runtime::kafka_txn`]): all visible to the read-committed
+//!   consumers, or none.
 //! - Reads: the write-through cache ([`crate::runtime::read_cache`]) first, else the
 //!   `orders` table (`DUALCHECK_READ_CACHE=off`: `orders` only).
 //! - Backlog: cache entries still pending (acknowledged ops whose row does not
@@ -14,6 +17,7 @@
 //!   committed), which covers what the cache forgot in a restart.
 
 use crate::runtime::kafka::{Envelope, Record};
+use crate::runtime::kafka_txn::{TxnOutcome, TxnPublisher};
 use crate::runtime::own_consumer::{ConsumerSpec, SharedConsumer};
 use crate::runtime::read_cache::ReadCache;
 use crate::{AppContext, Background, Backlog, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
@@ -22,13 +26,6 @@ use std::sync::Arc;
 
 /// Registry entry.
 pub const INFO: PatternInfo = PatternInfo {
-    // The request publishes through the service's idempotent producer, one
-    // send per event: a crash between two sends would leave part of the op in
-    // Kafka, and its consumer would write that part. Atomic sends need a Kafka
-    // transaction per request (two-phase has one); until then, refused.
-    multi_event: crate::MultiEvent::Refused(
-        "the request sends each event on its own, so a crash between two sends would publish part of the op; it needs a Kafka transaction per request",
-    ),
     // Read your writes comes from the write-through cache of the instance
     // that took the write: a read sent to another instance may not see it
     // until the consumer wrote the row (`--replicas`).
@@ -44,6 +41,7 @@ pub const INFO: PatternInfo = PatternInfo {
         "publish to Kafka first (idempotent producer, ok after the ack); the service's own consumer writes the order row idempotently; reads from a write-through cache (DUALCHECK_READ_CACHE)",
         |ctx| {
             Arc::new(KafkaFirst {
+                txn: TxnPublisher::new(&ctx.config, "kafka-first"),
                 ctx,
                 cache: Arc::new(ReadCache::new()),
                 consumer: Arc::default(),
@@ -81,6 +79,8 @@ pub struct KafkaFirst {
     ctx: Arc<AppContext>,
     cache: Arc<ReadCache>,
     consumer: SharedConsumer,
+    /// Ops of several events: one Kafka transaction each (made on first use).
+    txn: TxnPublisher,
 }
 
 #[async_trait::async_trait]
@@ -113,6 +113,9 @@ impl Pattern for KafkaFirst {
         if op.abort {
             self.cache.abandon(&op.key, op.op as i64);
             return OpAnswer::Fail("aborted on purpose (abort: true); nothing published".into());
+        }
+        if op.is_multi_event() {
+            return self.publish_together(op).await;
         }
         let env = Envelope::new(op);
         let value = env.to_json();
@@ -198,6 +201,26 @@ impl Pattern for KafkaFirst {
 }
 
 impl KafkaFirst {
+    /// An op of several events: all of them in one Kafka transaction, so a
+    /// crash between two sends publishes none (the consumers read committed
+    /// records only) rather than part of the op.
+    async fn publish_together(&self, op: &Op) -> OpAnswer {
+        match self.txn.publish_all(&Envelope::all(op)).await {
+            Ok(TxnOutcome::Committed) => {
+                self.ctx.crash.after_commit();
+                OpAnswer::Ok
+            }
+            Ok(TxnOutcome::Aborted) => {
+                self.cache.abandon(&op.key, op.op as i64);
+                OpAnswer::Fail("the Kafka transaction aborted: none of the op's events is published".into())
+            }
+            Err(e) => {
+                self.cache.abandon(&op.key, op.op as i64);
+                OpAnswer::Unknown(format!("{e:#} (the events may still have been published)"))
+            }
+        }
+    }
+
     /// [`NO_FLUSH_ON_SHUTDOWN`]: ok as soon as the producer holds the record.
     async fn fire_and_forget(&self, op: &Op, env: &Envelope, value: &str) -> OpAnswer {
         let record = Record {

@@ -4,9 +4,9 @@
 //! 1. `BEGIN`; insert the order row; upsert the key's row in `order_keys` (the
 //!    per-key aggregate every order of a key updates: it is what a prepared
 //!    transaction keeps locked); `PREPARE TRANSACTION 'dc-<op>'`;
-//! 2. in a Kafka transaction (transactional producer, `transactional.id`
+//! 2. in a Kafka transaction ([`crate::runtime::kafka_txn`]: `transactional.id`
 //!    fixed per instance so a restart fences its dead predecessor and aborts its
-//!    open transaction): produce the event, commit the Kafka transaction;
+//!    open transaction): produce the op's events, commit the Kafka transaction;
 //! 3. the crash point (`crash-after-commit`), then `COMMIT PREPARED 'dc-<op>'`.
 //!
 //! A failure before the Kafka commit aborts the Kafka transaction and rolls
@@ -20,12 +20,9 @@
 
 use crate::runtime::db::timed;
 use crate::runtime::kafka::Envelope;
+use crate::runtime::kafka_txn::{TxnOutcome, TxnPublisher};
 use crate::{prepared_gid, AppContext, Op, OpAnswer, Pattern, PatternInfo, ORDERS_DDL};
-use anyhow::{anyhow, Context, Result};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -50,8 +47,8 @@ pub const INFO: PatternInfo = PatternInfo {
         "Postgres PREPARE TRANSACTION + Kafka transaction, then COMMIT PREPARED; no coordinator log or recovery",
         |ctx| {
             Arc::new(TwoPhase {
+                txn: TxnPublisher::new(&ctx.config, "two-phase"),
                 ctx,
-                producer: tokio::sync::Mutex::new(None),
             })
         },
     )
@@ -64,56 +61,14 @@ pub const ORDER_KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS order_keys (
     op bigint NOT NULL
 )";
 
-/// The pattern. The producer's mutex also serializes Kafka transactions (one
-/// open transaction per producer at a time).
+/// The pattern.
 pub struct TwoPhase {
     ctx: Arc<AppContext>,
-    producer: tokio::sync::Mutex<Option<FutureProducer>>,
-}
-
-fn kafka_err(what: &str, e: KafkaError) -> anyhow::Error {
-    anyhow!("{what}: {e}")
-}
-
-/// Whether a Kafka transaction error leaves the producer usable after an abort.
-fn requires_abort(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(t) => t.txn_requires_abort(),
-        _ => false,
-    }
+    /// Every event of an op in one Kafka transaction.
+    txn: TxnPublisher,
 }
 
 impl TwoPhase {
-    /// A ready transactional producer (created and `init_transactions`ed on first use).
-    async fn ready_producer(&self, slot: &mut Option<FutureProducer>) -> Result<FutureProducer> {
-        if let Some(p) = slot.as_ref() {
-            if p.client().fatal_error().is_none() {
-                return Ok(p.clone());
-            }
-            *slot = None;
-        }
-        let cfg = &self.ctx.config;
-        let p: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.kafka_bootstrap)
-            .set("transactional.id", format!("dualcheck-two-phase-{}", cfg.topic))
-            .set("transaction.timeout.ms", cfg.txn_timeout.as_millis().to_string())
-            .set("message.timeout.ms", cfg.publish_timeout.as_millis().to_string())
-            .set("linger.ms", cfg.linger.as_millis().to_string())
-            .set("socket.nagle.disable", "true")
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("log_level", "3")
-            .create()
-            .with_context(|| format!("creating the transactional producer for {}", cfg.kafka_bootstrap))?;
-        let p2 = p.clone();
-        // Short enough that an op answers (fail) before the runner's op timeout.
-        let t = cfg.publish_timeout.min(Duration::from_secs(3));
-        tokio::task::spawn_blocking(move || p2.init_transactions(t))
-            .await?
-            .map_err(|e| kafka_err("initialising Kafka transactions (is the Kafka link up?)", e))?;
-        *slot = Some(p.clone());
-        Ok(p)
-    }
-
     /// Phase 1 on a dedicated connection; `Ok(Err(_))` = certainly not prepared.
     async fn prepare(&self, c: &Client, op: &Op) -> Result<std::result::Result<(), String>> {
         let t = self.ctx.db.timeout;
@@ -178,53 +133,6 @@ impl TwoPhase {
         }
         r
     }
-
-    /// The Kafka transaction; `Ok(true)` committed, `Ok(false)` certainly aborted,
-    /// `Err` unknown (the producer is dropped and recreated on the next op).
-    async fn publish_txn(&self, producer: &FutureProducer, envs: &[Envelope]) -> Result<bool> {
-        let t = self.ctx.config.publish_timeout;
-        let p = producer.clone();
-        let begun = tokio::task::spawn_blocking(move || p.begin_transaction()).await?;
-        if let Err(e) = begun {
-            return Err(kafka_err("beginning the Kafka transaction", e));
-        }
-        // Every event of the op in the one Kafka transaction: all or none
-        // become visible to a read_committed consumer.
-        let mut sent = Ok(());
-        for env in envs {
-            let value = env.to_json();
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "event_id",
-                value: Some(&env.event),
-            });
-            let rec = FutureRecord::to(&self.ctx.config.topic)
-                .key(&env.key)
-                .payload(&value)
-                .headers(headers);
-            if let Err((e, _)) = producer.send(rec, t).await {
-                sent = Err(e);
-                break;
-            }
-        }
-        let abort =
-            |p: FutureProducer| async move { tokio::task::spawn_blocking(move || p.abort_transaction(t)).await.ok() };
-        if let Err(e) = sent {
-            return match abort(producer.clone()).await {
-                Some(Ok(())) => Ok(false),
-                _ => Err(kafka_err("producing the event (abort failed too)", e)),
-            };
-        }
-        let p = producer.clone();
-        let committed = tokio::task::spawn_blocking(move || p.commit_transaction(t)).await?;
-        match committed {
-            Ok(()) => Ok(true),
-            Err(e) if requires_abort(&e) => match abort(producer.clone()).await {
-                Some(Ok(())) => Ok(false),
-                _ => Err(kafka_err("committing the Kafka transaction (abort failed too)", e)),
-            },
-            Err(e) => Err(kafka_err("committing the Kafka transaction: outcome unknown", e)),
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -236,12 +144,9 @@ impl Pattern for TwoPhase {
     }
     async fn execute(&self, op: &Op) -> OpAnswer {
         // The Kafka side must be usable before anything is prepared.
-        let mut slot = self.producer.lock().await;
-        let producer = match self.ready_producer(&mut slot).await {
-            Ok(p) => p,
-            Err(e) => return OpAnswer::Fail(format!("{e:#}")),
-        };
-        drop(slot);
+        if let Err(e) = self.txn.ready().await {
+            return OpAnswer::Fail(format!("{e:#}"));
+        }
         let client = match self.ctx.db.connect().await {
             Ok(c) => c,
             Err(e) => return OpAnswer::Fail(format!("no Postgres connection: {e:#}")),
@@ -252,17 +157,9 @@ impl Pattern for TwoPhase {
             Err(e) => return OpAnswer::Unknown(format!("{e:#} (the transaction may be prepared, in doubt)")),
         }
         drop(client);
-        let envs = Envelope::all(op);
-        // One open Kafka transaction per producer: serialize.
-        let mut slot = self.producer.lock().await;
-        let published = self.publish_txn(&producer, &envs).await;
-        if published.is_err() {
-            *slot = None; // unknown state: a new producer (same transactional.id) fences this one
-        }
-        drop(slot);
-        match published {
-            Ok(true) => {}
-            Ok(false) => {
+        match self.txn.publish_all(&Envelope::all(op)).await {
+            Ok(TxnOutcome::Committed) => {}
+            Ok(TxnOutcome::Aborted) => {
                 return match self.finish(op.op as i64, false).await {
                     Ok(()) => {
                         OpAnswer::Fail("the Kafka transaction aborted; rolled back the prepared transaction".into())

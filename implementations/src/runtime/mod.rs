@@ -1,5 +1,5 @@
 //! What the patterns share at run time: configuration from the environment,
-//! the reconnecting database pool, the Kafka producer, retry back-off, the
+//! the reconnecting database pool, the Kafka producer (and a transactional one), retry back-off, the
 //! crash point, the business transaction, the pieces of patterns that consume
 //! their own topic (consumer, read cache, inbox), and the HTTP server that
 //! turns the black-box contract into [`crate::Pattern`] calls.
@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod interrupt;
 pub mod journal;
 pub mod kafka;
+pub mod kafka_txn;
 pub mod own_consumer;
 pub mod read_cache;
 pub mod server;
