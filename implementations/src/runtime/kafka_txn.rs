@@ -8,7 +8,7 @@
 use crate::runtime::config::AppConfig;
 use crate::runtime::kafka::Envelope;
 use anyhow::{anyhow, Context, Result};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
@@ -122,6 +122,9 @@ impl TxnPublisher {
         if let Err(e) = begun {
             return Err(kafka_err("beginning the Kafka transaction", e));
         }
+        // Every record handed over at once: the commit flushes them, and
+        // fails (then aborts) if one of them could not be written. Awaiting
+        // each delivery in turn would cost a round trip per event.
         let mut sent = Ok(());
         for env in envs {
             let value = env.to_json();
@@ -129,11 +132,21 @@ impl TxnPublisher {
                 key: "event_id",
                 value: Some(&env.event),
             });
-            let rec = FutureRecord::to(&self.cfg.topic)
+            let mut rec = FutureRecord::to(&self.cfg.topic)
                 .key(&env.key)
                 .payload(&value)
                 .headers(headers);
-            if let Err((e, _)) = producer.send(rec, t).await {
+            let handed = loop {
+                match producer.send_result(rec) {
+                    Ok(delivery) => break Ok(delivery),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => break Err(e),
+                }
+            };
+            if let Err(e) = handed {
                 sent = Err(e);
                 break;
             }

@@ -335,6 +335,9 @@ impl Session<'_> {
         // lag in the backlog, would stay behind forever. While the group's
         // offsets are behind what was written, commit it again. (Not for
         // the mutant that commits before writing: it would move offsets back.)
+        if !self.early_commit {
+            self.step_over_markers().await;
+        }
         if self.uncommitted && !self.early_commit {
             let (c, t, n) = (self.consumer.clone(), self.topic.clone(), self.next.clone());
             if tokio::task::spawn_blocking(move || commit_written(&c, &t, &n))
@@ -356,6 +359,29 @@ impl Session<'_> {
             self.last_progress = Instant::now();
         }
         false
+    }
+
+    /// Moves `next` over what the consumer passed without handing it over:
+    /// the markers a transaction leaves after its records (and an aborted
+    /// transaction's records). No record is taken while this runs, and every
+    /// record handed over before was written, so below the consumer's
+    /// position there is nothing left to write. Without it the group's
+    /// offsets stop at the last marker and the lag stays 1 per partition
+    /// (librdkafka#2539): a drain would never end.
+    async fn step_over_markers(&mut self) {
+        let (c, t) = (self.consumer.clone(), self.topic.clone());
+        let Ok(Ok(positions)) = tokio::task::spawn_blocking(move || c.position().map(|l| (l, t))).await else {
+            return;
+        };
+        let (positions, topic) = positions;
+        for el in positions.elements_for_topic(&topic) {
+            if let Offset::Offset(pos) = el.offset() {
+                if self.next.get(&el.partition()).is_none_or(|&at| pos > at) {
+                    self.next.insert(el.partition(), pos);
+                    self.uncommitted = true;
+                }
+            }
+        }
     }
 
     /// Applies one record and then commits its offset (the mutant commits
