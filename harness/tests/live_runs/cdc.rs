@@ -7,39 +7,13 @@
 //! and `debezium` runs carry transactions of several events (a `COPY`, a
 //! multi-row `INSERT`): every event of each is judged, none published in part.
 
-use dualcheck::nemesis::Fault;
 use dualcheck::runner::RunOutcome;
 use std::time::Duration;
-use workloads::{FaultPhase, Schedule, ScheduleConfig};
+use workloads::FaultPhase;
 
-use crate::support::runs::{run, run_beside};
+use crate::support::runs::{run, run_beside, seed_where, windows};
 
 const CDC_FAULTS: &str = "kafka-partition,pg-partition,kafka-kill,pg-kill,relay-kill,schema-change,noise";
-
-/// Windows (start, stop) of `fault` in a schedule, by start.
-fn windows(s: &Schedule<Fault>, fault: &str) -> Vec<(Duration, Duration)> {
-    dualcheck::shrink::windows(s, Duration::MAX)
-        .into_iter()
-        .filter(|w| w.fault.name() == fault)
-        .map(|w| (w.start, w.stop))
-        .collect()
-}
-
-/// The first seed whose schedule of `faults` over `duration` satisfies `wanted`
-/// (schedules are deterministic per seed: the test picks a telling one).
-fn seed_where(faults: &str, duration: Duration, wanted: impl Fn(&Schedule<Fault>) -> bool) -> u64 {
-    // In the order the runner hands them to the schedule.
-    let faults = Fault::parse_list(faults).unwrap();
-    (1..1000)
-        .find(|&seed| {
-            wanted(&Schedule::generate(&ScheduleConfig {
-                seed,
-                faults: faults.clone(),
-                duration,
-            }))
-        })
-        .expect("some seed below 1000 has the schedule the test needs")
-}
 
 fn assert_valid_under_faults(name: &str, implementation: &str, slot: &str, workload: &[&str]) -> RunOutcome {
     // A seed whose schedule starts the faults that matter most for CDC

@@ -267,3 +267,32 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// Windows (start, stop) of `fault` in a schedule, by start.
+pub fn windows(s: &workloads::Schedule<dualcheck::nemesis::Fault>, fault: &str) -> Vec<(Duration, Duration)> {
+    dualcheck::shrink::windows(s, Duration::MAX)
+        .into_iter()
+        .filter(|w| w.fault.name() == fault)
+        .map(|w| (w.start, w.stop))
+        .collect()
+}
+
+/// The first seed whose schedule of `faults` over `duration` satisfies `wanted`
+/// (schedules are deterministic per seed: the test picks a telling one).
+pub fn seed_where(
+    faults: &str,
+    duration: Duration,
+    wanted: impl Fn(&workloads::Schedule<dualcheck::nemesis::Fault>) -> bool,
+) -> u64 {
+    // In the order the runner hands them to the schedule.
+    let faults = dualcheck::nemesis::Fault::parse_list(faults).unwrap();
+    (1..1000)
+        .find(|&seed| {
+            wanted(&workloads::Schedule::generate(&workloads::ScheduleConfig {
+                seed,
+                faults: faults.clone(),
+                duration,
+            }))
+        })
+        .expect("some seed below 1000 has the schedule the test needs")
+}
