@@ -174,9 +174,7 @@ impl RunOptions {
         cfg.deploy_grace = self.deploy_grace;
         cfg.replicas = self.replicas;
         cfg.clock_offset_ms = self.clock_offset_ms;
-        crate::runner::check_replicas(cfg.replicas, &cfg.app)?;
-        crate::runner::check_workload_fits(&cfg.workload, &cfg.app)?;
-        crate::runner::check_faults_fit(&cfg.faults, &cfg.app)?;
+        crate::runner::check_runnable(&cfg)?;
         cfg.reads |= self.reads;
         cfg.progress = self.progress;
         if let Some(request) = &template.request {

@@ -74,9 +74,8 @@ impl Pattern for MyOutbox {
             &[("event_id", Type::UUID), ("key", Type::TEXT), ("value", Type::TEXT)],
         );
         for envelope in Envelope::all(op) {
-            let event_id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
             outbox.push(vec![
-                Box::new(event_id),
+                Box::new(envelope.event_uuid()),
                 Box::new(envelope.key.clone()),
                 Box::new(envelope.to_json()),
             ]);

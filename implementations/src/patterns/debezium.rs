@@ -120,9 +120,8 @@ fn outbox_statements(envelopes: &[Envelope], aggregate_type: &str) -> Vec<Step> 
         ],
     );
     for envelope in envelopes {
-        let id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
         let row: Vec<Cell> = vec![
-            Box::new(id),
+            Box::new(envelope.event_uuid()),
             Box::new(aggregate_type.to_string()),
             Box::new(envelope.key.clone()),
             Box::new("OrderCreated".to_string()),

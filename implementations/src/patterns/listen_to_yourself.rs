@@ -101,13 +101,12 @@ async fn request_txn(ctx: &AppContext, op: &Op, envs: &[Envelope]) -> OpAnswer {
         ],
     );
     for env in envs {
-        let event_id: uuid::Uuid = env.event.parse().expect("envelope ids are UUIDs");
         let row: Vec<Cell> = vec![
             Box::new(env.op),
             Box::new(env.index as i32),
             Box::new(env.key.clone()),
             Box::new(env.seq),
-            Box::new(event_id),
+            Box::new(env.event_uuid()),
         ];
         pending.push(row);
     }

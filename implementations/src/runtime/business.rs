@@ -370,9 +370,8 @@ pub fn outbox_rows(o: &OutboxRow<'_>) -> TableRows {
     }
     let mut rows = TableRows::new("outbox", "inserting the outbox rows", &columns);
     for e in o.envelopes {
-        let event_id: uuid::Uuid = e.event.parse().expect("envelope ids are UUIDs");
         let mut row: Vec<Cell> = vec![
-            Box::new(event_id),
+            Box::new(e.event_uuid()),
             Box::new(e.op),
             Box::new(e.key.clone()),
             Box::new(e.seq),

@@ -65,6 +65,12 @@ impl Envelope {
             .collect()
     }
 
+    /// The event id as the UUID the outbox tables store (the envelopes made
+    /// here carry UUIDs; a record read back may not).
+    pub fn event_uuid(&self) -> Uuid {
+        self.event.parse().expect("envelope ids are UUIDs")
+    }
+
     /// The record value.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("envelope serializes")

@@ -74,9 +74,8 @@ fn outbox_statements(op: &Op) -> Vec<Step> {
         if envelope.index > 0 {
             value["index"] = envelope.index.into();
         }
-        let id: uuid::Uuid = envelope.event.parse().expect("envelope ids are UUIDs");
         let row: Vec<Cell> = vec![
-            Box::new(id),
+            Box::new(envelope.event_uuid()),
             Box::new(envelope.key.clone()),
             Box::new("OrderCreated".to_string()),
             Box::new(value.to_string()),
