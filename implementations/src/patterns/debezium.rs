@@ -219,7 +219,12 @@ impl Pattern for Debezium {
             }
             timed(t, "COMMIT (drain marker)", tx.commit()).await
         };
-        if let Err(e) = res.await {
+        // One bound over the whole marker write, as a single statement had.
+        let written = match tokio::time::timeout(t, res).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!("no answer from Postgres within {t:?}")),
+        };
+        if let Err(e) = written {
             c.discard();
             return Err(e.context("writing a drain marker"));
         }
