@@ -397,6 +397,12 @@ mod tests {
         for m in &zoo {
             crate::nemesis::Fault::parse_list(&m.faults).unwrap_or_else(|e| panic!("{}: {e}", m.name));
             implementations::lookup(&m.subject.implementation).unwrap();
+            // A mutant's workload is a flag's text: it must be one the flag takes.
+            if let Some(w) = m.subject.workload {
+                let e = w.events_per_op.parse::<workloads::EventsPerOp>();
+                assert!(e.is_ok(), "{}: --events-per-op {}: {e:?}", m.name, w.events_per_op);
+                assert_eq!(m.baseline.as_ref().and_then(|b| b.workload), Some(w), "{}", m.name);
+            }
             let info = implementations::lookup(m.pattern).unwrap();
             if m.baseline.is_some() {
                 implementations::expect::check_bug(info, &m.subject.app_vars).unwrap();
