@@ -31,22 +31,35 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 pub fn free_port() -> Result<u16> {
     let below_ephemeral = below_ephemeral();
     for _ in 0..200 {
-        let listener = match &below_ephemeral {
-            Some(range) => match TcpListener::bind(("127.0.0.1", fastrand::u16(range.clone()))) {
-                Ok(listener) => listener,
-                Err(_) => continue,
-            },
-            None => TcpListener::bind("127.0.0.1:0")
-                .context("binding 127.0.0.1:0 to find a free port (is the loopback interface up?)")?,
+        let candidate = match &below_ephemeral {
+            Some(range) => fastrand::u16(range.clone()),
+            None => 0,
         };
-        let port = listener.local_addr()?.port();
-        let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
-        if !seen.contains(&port) && lease(port) {
-            seen.insert(port);
-            return Ok(port);
+        match claim(candidate) {
+            Ok(Some(port)) => return Ok(port),
+            Ok(None) => continue,
+            // Only the kernel's own choice failing means loopback itself is unusable.
+            Err(e) if candidate == 0 => {
+                return Err(e).context("binding 127.0.0.1:0 to find a free port (is the loopback interface up?)");
+            }
+            Err(_) => continue,
         }
     }
     anyhow::bail!("no free loopback port found after 200 tries")
+}
+
+/// Claims `port` (0: the kernel's choice) for this process if it can be bound
+/// now, was not handed out before, and no live dualcheck process leases it:
+/// `Ok(None)` when it is taken, an error when it cannot be bound.
+fn claim(port: u16) -> std::io::Result<Option<u16>> {
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&port) && lease(port) {
+        seen.insert(port);
+        return Ok(Some(port));
+    }
+    Ok(None)
 }
 
 /// The lowest port handed out: above the registered ports most local servers use.
@@ -142,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+    fn ports_are_distinct_leased_to_us_and_below_the_ephemeral_range() {
         let ports = free_ports(20).unwrap();
         if let Some(range) = below_ephemeral() {
             assert!(ports.iter().all(|p| range.contains(p)), "{ports:?} not in {range:?}");
@@ -150,7 +163,20 @@ mod tests {
         let set: HashSet<_> = ports.iter().collect();
         assert_eq!(set.len(), ports.len());
         for p in ports {
-            TcpListener::bind(("127.0.0.1", p)).expect("port should be bindable");
+            let owner = std::fs::read_to_string(lease_dir().join(p.to_string())).unwrap();
+            assert_eq!(owner, std::process::id().to_string(), "port {p}");
         }
+    }
+
+    // Whether a handed-out port is still free later is not ours to promise
+    // (the module's doc says why); that a port bound now is never handed out is.
+    #[test]
+    fn a_bound_port_is_not_claimed_and_a_claimed_port_not_again() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(claim(port).is_err(), "port {port} is bound by this test");
+        drop(held);
+        assert_eq!(claim(port).unwrap(), Some(port));
+        assert_eq!(claim(port).unwrap(), None, "handed out twice");
     }
 }
