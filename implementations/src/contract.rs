@@ -175,6 +175,12 @@ pub trait Pattern: Send + Sync {
     fn graceful_shutdown(&self) -> bool {
         true
     }
+    /// Whether the pattern's relay calls [`CrashPoint::after_ack`] between
+    /// Kafka's acknowledgment and its own record of it (`POST
+    /// /crash-after-ack`, which `relay-kill` uses). Default: no relay with one.
+    fn crash_point_after_ack(&self) -> bool {
+        false
+    }
     /// The pattern's own account of op `op` (`GET /trace/{op}`): a JSON
     /// object with at least `op` and `state` (`pending`, `published`,
     /// `parked`, `not_committed`, `unknown`, or a word of the pattern's own),

@@ -67,7 +67,7 @@ pub enum Fault {
     PgKill,
     /// Kafka broker 0 SIGKILLed; restarted when the fault stops
     KafkaKill,
-    /// the relay SIGKILLed (the CDC tailer or Kafka Connect process; else the implementation process, relay included); restarted when the fault stops
+    /// the relay killed right after Kafka acknowledges its next publish, before it records it (POST /crash-after-ack; else SIGKILLed at the next delivery), at most 2 s in (the CDC tailer or Kafka Connect process; else the implementation process, relay included); restarted when the fault stops
     RelayKill,
     /// Postgres frozen with SIGSTOP; SIGCONT when the fault stops
     PgPause,

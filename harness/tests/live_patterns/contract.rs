@@ -3,8 +3,9 @@
 //! every implementation's ops reach Kafka with the right envelope; the
 //! crash point; the id-cursor bug next to its xid fix.
 
-use crate::support::patterns::{committed, drive, first_delivery_seqs, read_topic, space, App};
+use crate::support::patterns::{committed, drive, first_delivery_seqs, read_topic, space, App, Delivered};
 use crate::support::services::with_env;
+use dualcheck::app_process::CrashPoint;
 use implementations::{Op, REGISTRY};
 use std::time::Duration;
 
@@ -148,6 +149,49 @@ fn crash_after_commit_loses_naive_events_but_not_outbox_events() {
                 ),
             }
         }
+    });
+}
+
+/// `relay-kill`'s crash point: the relay dies once Kafka acknowledged an
+/// event and before it records that, so the event is in Kafka while its
+/// outbox row is still pending; after the restart the relay publishes it
+/// again with the same event id (a duplicate the id absorbs). A pattern
+/// without a relay offers no such point.
+#[test]
+fn crash_after_ack_leaves_the_row_of_an_event_kafka_has() {
+    with_env(1, |env| async move {
+        let sp = space(env, "crash_after_ack", 1).await;
+        let mut app = App::start(env, "outbox-poll", &sp, &[("DUALCHECK_POLL_MS", "20")]).await;
+        assert_eq!(app.op(&op(1, "a", 0)).await, 200);
+        app.wait_drained(Duration::from_secs(30)).await;
+        assert_eq!(app.arm_crash_after_ack().await, CrashPoint::Armed);
+        // The op commits; whether its answer beats the relay's death does not matter.
+        app.op(&op(2, "a", 1)).await;
+        let exit = app.wait_exit(Duration::from_secs(10)).await;
+        assert!(!exit.success(), "exit status {exit}");
+        assert_eq!(committed(&sp, "SELECT op FROM orders").await, [1, 2].into());
+        let delivered = read_topic(env, &sp, 2, Duration::from_millis(500), Duration::from_secs(10)).await;
+        let first: Vec<i64> = delivered.iter().map(|d| d.value.op).collect();
+        assert_eq!(first, [1, 2], "Kafka acknowledged op 2's event before the relay died");
+        assert_eq!(
+            committed(&sp, "SELECT op FROM outbox WHERE published_at IS NULL").await,
+            [2].into(),
+            "op 2's row is still pending: the relay died before recording the acknowledgment"
+        );
+        app.restart().await;
+        app.wait_drained(Duration::from_secs(30)).await;
+        let again = read_topic(env, &sp, 3, Duration::from_millis(500), Duration::from_secs(10)).await;
+        let twice: Vec<&Delivered> = again.iter().filter(|d| d.value.op == 2).collect();
+        assert_eq!(twice.len(), 2, "op 2 published again after the restart: {again:?}");
+        assert_eq!(twice[0].value.event, twice[1].value.event, "with the same event id");
+
+        let naive_sp = space(env, "crash_after_ack_naive", 1).await;
+        let naive = App::start(env, "naive", &naive_sp, &[]).await;
+        assert_eq!(
+            naive.arm_crash_after_ack().await,
+            CrashPoint::Unsupported,
+            "naive has no relay"
+        );
     });
 }
 

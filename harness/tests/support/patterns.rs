@@ -146,6 +146,11 @@ impl App {
         assert_eq!(armed, CrashPoint::Armed);
     }
 
+    /// `POST /crash-after-ack`: armed, or not offered by the implementation.
+    pub async fn arm_crash_after_ack(&self) -> CrashPoint {
+        self.process.arm_crash_after_ack().await.expect("POST /crash-after-ack")
+    }
+
     /// Waits for the process to end (after a crash point); returns its status.
     pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let start = Instant::now();

@@ -7,6 +7,9 @@
 //! - `GET /backlog` → `{"backlog":N,"oldest_age_ms":M,"parked":P}` (503 when it cannot be read)
 //! - `GET /trace/{op}` → the pattern's account of the op (JSON); 404 when it keeps none, 503 when it fails
 //! - `POST /crash-after-commit` → 200; the next op commits, then the process dies (SIGKILL)
+//! - `POST /crash-after-ack` → 200 where this process runs a relay with that crash point
+//!   (404 otherwise); its next publish Kafka acknowledges, then the process dies (SIGKILL)
+//!   before the relay records it
 //! - `GET /info` → `{"name","committed_sql"}`
 
 use crate::{AppConfig, AppContext, Op, OpAnswer, Pattern, PatternInfo};
@@ -27,6 +30,7 @@ pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<Ap
         .route("/backlog", get(backlog))
         .route("/trace/{op}", get(trace))
         .route("/crash-after-commit", post(crash))
+        .route("/crash-after-ack", post(crash_after_ack))
         .route("/info", get(describe))
         .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .with_state(Served {
@@ -112,6 +116,18 @@ async fn trace(State(s): St, axum::extract::Path(op): axum::extract::Path<i64>) 
 async fn crash(State(s): St) -> &'static str {
     s.ctx.crash.arm();
     "armed"
+}
+
+/// Arms the relay's crash point, where this process runs a relay that has one.
+async fn crash_after_ack(State(s): St) -> (StatusCode, &'static str) {
+    if s.ctx.config.role == crate::Role::Service || !s.pattern.crash_point_after_ack() {
+        return (
+            StatusCode::NOT_FOUND,
+            "no relay with a crash point after Kafka's acknowledgment here",
+        );
+    }
+    s.ctx.crash.arm_after_ack();
+    (StatusCode::OK, "armed")
 }
 
 async fn describe(State(s): St) -> Json<serde_json::Value> {

@@ -25,13 +25,16 @@ pub enum Reply {
     Info(String),
 }
 
-/// Whether `POST /crash-after-commit` armed the program's crash point.
+/// Whether `POST /crash-after-commit` (or `/crash-after-ack`) armed the
+/// program's crash point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// Armed: the program dies after its next commit, before its publish.
+    /// Armed: the program dies after its next commit, before its publish (or
+    /// after its relay's next acknowledged publish, before recording it).
     Armed,
-    /// The program has no crash point (404/405/501): the nemesis falls back to
-    /// a SIGKILL right after the next acknowledged op.
+    /// The program has no such crash point (404/405/501): the nemesis falls
+    /// back to a SIGKILL (right after the next acknowledged op, or aimed at
+    /// the next delivery).
     Unsupported,
 }
 
@@ -398,13 +401,26 @@ impl AppClient {
     /// publishing. A program that does not implement `POST /crash-after-commit`
     /// (404, 405 or 501) yields [`CrashPoint::Unsupported`].
     pub async fn arm_crash_after_commit(&self) -> Result<CrashPoint> {
+        self.arm_crash_point("crash-after-commit").await
+    }
+
+    /// Arms the relay's crash point: once Kafka acknowledges its next publish
+    /// the process dies, before the relay records it. A program without
+    /// `POST /crash-after-ack` (404, 405 or 501) yields
+    /// [`CrashPoint::Unsupported`].
+    pub async fn arm_crash_after_ack(&self) -> Result<CrashPoint> {
+        self.arm_crash_point("crash-after-ack").await
+    }
+
+    /// `POST /{point}`: armed, or not offered by the program.
+    async fn arm_crash_point(&self, point: &str) -> Result<CrashPoint> {
         let resp = self
             .http
-            .post(format!("{}/crash-after-commit", self.base_url))
+            .post(format!("{}/{point}", self.base_url))
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .context("arming crash-after-commit")?;
+            .with_context(|| format!("arming {point}"))?;
         let status = resp.status();
         if matches!(
             status,
@@ -415,7 +431,7 @@ impl AppClient {
             return Ok(CrashPoint::Unsupported);
         }
         if !status.is_success() {
-            bail!("the implementation refused crash-after-commit: {status}");
+            bail!("the implementation refused {point}: {status}");
         }
         Ok(CrashPoint::Armed)
     }

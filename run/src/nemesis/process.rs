@@ -184,7 +184,7 @@ impl ProcessFaults {
             // others a whole instance.
             (RelayKill, Start) => {
                 let relay = self.hit(fault, true);
-                self.next_delivery().await;
+                self.aim_relay_kill(&relay).await;
                 relay.kill().await
             }
             (RelayKill, Stop) => self.was_hit(fault)?.restart().await,
@@ -225,6 +225,33 @@ impl ProcessFaults {
             }
 
             (other, _) => bail!("{other} is a {} fault, not a process one", other.family()),
+        }
+    }
+
+    /// Brings the relay to where its bookkeeping is at stake before the
+    /// kill: a relay with a crash point after Kafka's acknowledgment
+    /// (`POST /crash-after-ack`) is armed and dies there by itself at its
+    /// next acknowledged publish; one without is aimed at from outside
+    /// ([`ProcessFaults::next_delivery`]). Either waits at most
+    /// [`RELAY_KILL_AIM`]: inside a Kafka partition nothing is acknowledged,
+    /// and the kill that follows lands wherever the relay is, waiting for
+    /// Kafka.
+    async fn aim_relay_kill(&self, relay: &AppProcess) {
+        match relay.arm_crash_after_ack().await {
+            Ok(CrashPoint::Armed) => {
+                let deadline = tokio::time::Instant::now() + RELAY_KILL_AIM;
+                while relay.is_alive() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                if !relay.is_alive() {
+                    tracing::info!("relay-kill: the relay died at its crash point after Kafka's acknowledgment");
+                }
+            }
+            Ok(CrashPoint::Unsupported) => self.next_delivery().await,
+            Err(e) => {
+                tracing::warn!("relay-kill: {e:#}; aiming from outside");
+                self.next_delivery().await
+            }
         }
     }
 

@@ -342,7 +342,12 @@ impl Tailer {
 
         let (to_acker, from_reader) = mpsc::channel::<Pending>(256);
         let (acked_tx, mut acked_rx) = watch::channel(Lsn(0));
-        let acker = tokio::spawn(acknowledge(from_reader, acked_tx, self.state.clone()));
+        let acker = tokio::spawn(acknowledge(
+            from_reader,
+            acked_tx,
+            self.state.clone(),
+            self.ctx.crash.clone(),
+        ));
         let mut reader = Reader {
             tailer: self,
             producer,
@@ -633,8 +638,16 @@ fn parse_marker(content: &[u8], nonce: u64) -> Option<u64> {
 
 /// Awaits deliveries in WAL order and publishes the position up to which
 /// everything is acknowledged. Ends (dropping `acked`) on the first failure.
-async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sender<Lsn>, state: Arc<TailerState>) {
+/// The `crash-after-ack` point sits between a transaction's acknowledgment
+/// and its position reaching the reader that confirms it.
+async fn acknowledge(
+    mut from_reader: mpsc::Receiver<Pending>,
+    acked: watch::Sender<Lsn>,
+    state: Arc<TailerState>,
+    crash: crate::runtime::crash::CrashPoint,
+) {
     while let Some(p) = from_reader.recv().await {
+        let published = !p.deliveries.is_empty();
         for (op, event, d) in p.deliveries {
             let result = match d.await {
                 Ok(Ok(d)) => Ok((d.partition, d.offset)),
@@ -654,6 +667,9 @@ async fn acknowledge(mut from_reader: mpsc::Receiver<Pending>, acked: watch::Sen
                 );
                 return;
             }
+        }
+        if published {
+            crash.after_ack();
         }
         if let Some(m) = p.marker {
             state.acked_marker.fetch_max(m, Ordering::SeqCst);
@@ -732,6 +748,9 @@ impl crate::Pattern for CdcPattern {
     /// `publish_failed`, `pending` (streamed, not acknowledged yet),
     /// `not_committed` (no row), `unknown` (a row this process has not seen
     /// streamed: it started after its commit was confirmed, or has not got there).
+    fn crash_point_after_ack(&self) -> bool {
+        true
+    }
     async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
         let order = crate::runtime::business::orders_row(&self.ctx, op).await?;
         let confirmed = self.tailer.state.confirmed_lsn.load(Ordering::SeqCst);

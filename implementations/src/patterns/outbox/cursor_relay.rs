@@ -200,6 +200,7 @@ async fn step(
         tracing::warn!("cursor relay: publishing outbox event {id} (op {op}, event {ev}, key {key}) failed: {e}");
     }
     if ok_run > 0 {
+        ctx.crash.after_ack();
         let (id, xid, ..) = &events[ok_run - 1];
         let ids: Vec<i64> = events[..ok_run].iter().map(|e| e.0).collect();
         let tx = timed(t, "BEGIN (cursor relay)", c.transaction()).await?;

@@ -636,6 +636,9 @@ impl Pattern for OutboxPattern {
             in_flight: None,
         })
     }
+    fn crash_point_after_ack(&self) -> bool {
+        true
+    }
     async fn trace(&self, op: i64) -> Result<Option<serde_json::Value>> {
         trace(&self.ctx, self.kind, op).await.map(Some)
     }

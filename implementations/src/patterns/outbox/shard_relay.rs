@@ -435,6 +435,9 @@ async fn round(
             }
         }
     }
+    if !ok_ids.is_empty() {
+        ctx.crash.after_ack();
+    }
     super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
     timed(t, "COMMIT (relay)", tx.commit()).await?;
     Ok(events.len())
@@ -545,6 +548,9 @@ async fn round_of_mutant(ctx: &AppContext, publisher: &Publisher, client: &mut C
         super::record_published(&tx, cfg.cleanup, &ids, t).await?;
         timed(t, "COMMIT (relay)", tx.commit()).await?;
         let results = publisher.reports(handed, publisher.wait()).await;
+        if results.iter().any(|r| r.is_ok()) {
+            ctx.crash.after_ack();
+        }
         for (e, res) in events.iter().zip(results) {
             if let Err(err) = res {
                 tracing::warn!(
@@ -592,6 +598,9 @@ async fn round_of_mutant(ctx: &AppContext, publisher: &Publisher, client: &mut C
                 retry_or_park(ctx, &tx, e, &err, delay_ms).await?;
             }
         }
+    }
+    if !ok_ids.is_empty() {
+        ctx.crash.after_ack();
     }
     super::record_published(&tx, cfg.cleanup, &ok_ids, t).await?;
     timed(t, "COMMIT (relay)", tx.commit()).await?;
