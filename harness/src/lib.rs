@@ -1,4 +1,4 @@
-//! The `dualcheck` harness: the campaigns — `sweep` (and `compare`), `zoo`,
+//! The `dualcheck` harness: the campaigns — `sweep` (and `compare`), `zoo`, `gate`,
 //! `shrink` and `replay`, `bench` (with the relays' publish rate), `merge`,
 //! `doctor` — over the layers below, and the one library a team's tests name.
 //! Every campaign of many runs carries them out through one [`campaign`]
@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod campaign;
 pub mod doctor;
+pub mod gate;
 pub mod merge;
 pub mod relay_rate;
 pub mod replay;

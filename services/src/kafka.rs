@@ -381,6 +381,13 @@ pub async fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
 /// Creates `topic` with `partitions` partitions and replication factor `rf`
 /// (an existing topic is fine) and waits until its leaders are known.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> Result<()> {
+    create_topic_with(bootstrap, topic, partitions, rf, false).await
+}
+
+/// [`create_topic`]; with `one_leader`, every partition's replicas are
+/// brokers `0..rf` in that order, so broker 0 leads them all at first and
+/// leadership moves for all of them together.
+pub async fn create_topic_with(bootstrap: &str, topic: &str, partitions: i32, rf: i32, one_leader: bool) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -388,8 +395,15 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i32
         .create()
         .context("creating a Kafka admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let replicas: Vec<i32> = (0..rf).collect();
+    let assignment: Vec<&[i32]> = (0..partitions).map(|_| replicas.as_slice()).collect();
+    let new_topic = if one_leader {
+        NewTopic::new(topic, partitions, TopicReplication::Variable(&assignment))
+    } else {
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(rf))
+    };
     let res = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(rf))], &opts)
+        .create_topics(&[new_topic], &opts)
         .await
         .with_context(|| format!("creating topic {topic} at {bootstrap}"))?;
     for r in res {

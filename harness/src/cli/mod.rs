@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod doctor;
 mod env;
+mod gate;
 mod merge;
 mod report;
 mod run;
@@ -52,6 +53,10 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// `sweep` judged by validity alone (exit 0 only when every run is valid); one table and compare.html.
     Compare(Box<sweep::SweepArgs>),
+    /// Gate an implementation in CI within a wall-time budget (`--budget`, default 5m): a
+    /// battery of faults planned from the bug zoo's measurements, stopping at the first
+    /// invalid run; writes gate.json, summary.md, junit.xml ($GITHUB_STEP_SUMMARY too).
+    Gate(Box<gate::GateArgs>),
     /// Shrink an invalid run to its smallest reproduction (fewer fault windows, shorter, smaller
     /// workload), on services started once; writes RUN_DIR/shrunk/.
     Shrink(shrink::ShrinkArgs),
@@ -79,6 +84,7 @@ impl Command {
             | Command::Zoo(_)
             | Command::Bench(_)
             | Command::Shrink(_)
+            | Command::Gate(_)
             | Command::Env(_) => Some(Logs::Terminal),
             Command::App(_) => Some(Logs::AppProcess),
             Command::Check(_)
@@ -112,6 +118,7 @@ impl Cli {
             Command::Merge(args) => merge::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Shrink(args) => shrink::run(args),
+            Command::Gate(args) => gate::run(*args),
             Command::Serve(args) => serve::run(args),
             Command::Env(args) => env::run(args),
         };

@@ -113,18 +113,86 @@ fn an_orders_service_verified_through_its_own_api_is_valid_under_faults() {
     );
 }
 
+/// `dualcheck gate` on a template service as it is: the buggy orders
+/// service (events marked published before Kafka's acknowledgment) stops
+/// the gate at its first invalid run, `lost`, with the CI outputs: exit 1,
+/// an `::error::` annotation naming the anomaly, the summary appended to
+/// `$GITHUB_STEP_SUMMARY`, gate.json, junit.xml, the reproduction commands.
 #[test]
-fn an_orders_service_marking_events_published_before_the_ack_loses_them() {
-    let (code, v) = run_orders(
-        "orders-buggy",
-        "service_buggy.py",
-        &["--faults", FAULTS, "--duration", "15s", "--seed", "1"],
+fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_lost() {
+    let _guard = crate::support::alone();
+    let py = python();
+    let dir = example();
+    let cmd = format!("'{}' '{}'", py.display(), dir.join("service_buggy.py").display());
+    let schema = dir.join("schema.sql");
+    let template = dir.join("dualcheck-template.toml");
+    let out = out_dir("orders-buggy-gate");
+    let step_summary = out.join("step-summary.md");
+    let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args([
+            "gate",
+            "--impl",
+            "exec",
+            "--budget",
+            "3m",
+            "--no-shrink",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .args(["--cmd", &cmd, "--committed-sql", COMMITTED_SQL, "--schema"])
+        .arg(&schema)
+        .arg("--template")
+        .arg(&template)
+        .args(["--drain-timeout", "30s"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .expect("starting dualcheck");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the buggy service must fail the gate:\n{stdout}\n{stderr}"
     );
-    assert_eq!(code, 1, "the buggy orders service must be invalid: {v:?}");
-    let a = &v.result.anomalies;
-    assert!(a.lost > 0, "its anomaly is `lost`: {v:?}");
-    assert_eq!(a.phantom, 0, "{v:?}");
-    assert_eq!(a.unexpected, 0, "{v:?}");
+    let json = stdout.lines().find(|l| l.starts_with('{')).expect("the gate's JSON");
+    let g: dualcheck::gate::GateOutcome = parse("orders-buggy-gate", json, &stderr);
+    assert_eq!(g.end, dualcheck::gate::GateEnd::Failed);
+    let last = g.runs.last().expect("a run");
+    assert!(last.anomalies.contains(&checkers::Anomaly::Lost), "{g:?}");
+    assert!(
+        g.runs[..g.runs.len() - 1].iter().all(|r| r.anomalies.is_empty()),
+        "it stops at the first invalid run"
+    );
+    assert!(g.wall_s < g.budget_s, "{g:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("::error title=dualcheck gate: exec::lost:")),
+        "an annotation names the anomaly:\n{stdout}"
+    );
+    let replay = g.replay.as_deref().expect("a replay command");
+    assert!(
+        replay.contains("--replay") && replay.contains(last.run_dir.to_str().unwrap()),
+        "{replay}"
+    );
+    assert!(
+        g.run_command.as_deref().is_some_and(|c| c.contains("--schedule")),
+        "{g:?}"
+    );
+    let summary = std::fs::read_to_string(&step_summary).expect("$GITHUB_STEP_SUMMARY written");
+    assert!(
+        summary.contains("## dualcheck gate: exec — FAILED") && summary.contains("| lost |"),
+        "{summary}"
+    );
+    assert_eq!(
+        summary,
+        std::fs::read_to_string(g.dir.join("summary.md")).unwrap() + "\n"
+    );
+    let junit = std::fs::read_to_string(g.dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure") && junit.contains("lost"), "{junit}");
+    assert!(last.run_dir.join("history.jsonl").exists());
 }
 
 #[test]

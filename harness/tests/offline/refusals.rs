@@ -33,3 +33,51 @@ fn an_undeclared_mutant_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// `dualcheck gate` with options it cannot carry out exits 2 naming what is
+/// wrong, before any service starts; `--plan` prints the battery and runs
+/// nothing: the fault lists that expose the most mutants per second first.
+#[test]
+fn gate_refuses_bad_options_and_plans_without_running() {
+    let gate = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+            .arg("gate")
+            .args(args)
+            .output()
+            .expect("starting dualcheck gate")
+    };
+    for (args, says) in [
+        (vec!["--impl", "no-such-pattern"], "no-such-pattern"),
+        (vec!["--impl", "exec"], "--cmd"),
+        (vec!["--impl", "outbox-poll", "--budget", "soon"], "soon"),
+    ] {
+        let out = gate(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let out = gate(&["--impl", "outbox-poll", "--budget", "5m", "--plan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let steps: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
+    assert!(steps.len() > 5, "{stdout}");
+    // Every step says which mutants its faults exposed in the zoo; the first
+    // (the most per second) several; the plan outlasts the budget.
+    let exposed = |l: &str| {
+        l.split("(exposed ")
+            .nth(1)
+            .map_or(0, |m| m.split(';').next().unwrap_or("").split(", ").count())
+    };
+    assert!(steps.iter().all(|l| exposed(l) >= 1), "{stdout}");
+    assert!(exposed(steps[0]) >= 3, "{stdout}");
+    let last_at: f64 = steps
+        .last()
+        .and_then(|l| l.rsplit('~').next())
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("each step says when it would end");
+    assert!(last_at >= 300.0, "{stdout}");
+}

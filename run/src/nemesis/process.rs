@@ -90,6 +90,56 @@ fn faketime_offset(ms: i64) -> String {
 /// so a kill starting in the recovery lands on the drain's first batch.
 pub const RELAY_KILL_AIM: Duration = Duration::from_secs(2);
 
+/// Brings the relay to where its bookkeeping is at stake, then kills it: a
+/// relay with a crash point after Kafka's acknowledgment (`POST
+/// /crash-after-ack`) is armed and dies there by itself at its next
+/// acknowledged publish; one without is aimed at from outside
+/// ([`next_delivery`]). A relay just restarted is asked again until it
+/// answers. Either waits at most [`RELAY_KILL_AIM`]: inside a Kafka
+/// partition nothing is acknowledged, and the SIGKILL that follows lands
+/// wherever the relay is, waiting for Kafka.
+async fn aim_and_kill(relay: &AppProcess, observed: &ObserverStats) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + RELAY_KILL_AIM;
+    loop {
+        match relay.arm_crash_after_ack().await {
+            Ok(CrashPoint::Armed) => {
+                while relay.is_alive() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                if !relay.is_alive() {
+                    tracing::info!("relay-kill: the relay died at its crash point after Kafka's acknowledgment");
+                }
+                break;
+            }
+            Ok(CrashPoint::Unsupported) => {
+                next_delivery(observed, deadline).await;
+                break;
+            }
+            // Not answering yet (restarting): asked again while there is time.
+            Err(e) if tokio::time::Instant::now() + Duration::from_millis(100) < deadline => {
+                tracing::debug!("relay-kill: {e:#}; asking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                tracing::warn!("relay-kill: {e:#}; killing it now");
+                break;
+            }
+        }
+    }
+    relay.kill().await
+}
+
+/// Waits until the observer sees a new delivery, at most until `deadline`:
+/// a relay that just had records delivered is most likely between Kafka's
+/// acknowledgment and recording it (waiting for the rest of its batch's
+/// reports), where its own bookkeeping is at stake.
+async fn next_delivery(observed: &ObserverStats, deadline: tokio::time::Instant) {
+    let seen = observed.deliveries.load(Ordering::Relaxed);
+    while observed.deliveries.load(Ordering::Relaxed) == seen && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Injects the process faults.
 pub(super) struct ProcessFaults {
     env: Arc<Environment>,
@@ -107,6 +157,8 @@ pub(super) struct ProcessFaults {
     /// The instances the current `relay-kill`, `crash-after-commit` and
     /// `clock-skew` hit, to heal the same.
     hit: Mutex<HashMap<Fault, Arc<AppProcess>>>,
+    /// The task of the current `relay-kill`, aiming and then killing.
+    relay_kill: Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
 }
 
 impl ProcessFaults {
@@ -128,6 +180,7 @@ impl ProcessFaults {
             deploys,
             crash_loop: WhileActive::default(),
             hit: Mutex::new(HashMap::new()),
+            relay_kill: Mutex::new(None),
         }
     }
 
@@ -184,10 +237,13 @@ impl ProcessFaults {
             // others a whole instance.
             (RelayKill, Start) => {
                 let relay = self.hit(fault, true);
-                self.aim_relay_kill(&relay).await;
-                relay.kill().await
+                self.start_relay_kill(relay);
+                Ok(())
             }
-            (RelayKill, Stop) => self.was_hit(fault)?.restart().await,
+            (RelayKill, Stop) => {
+                self.relay_killed().await?;
+                self.was_hit(fault)?.restart().await
+            }
 
             (PgPause, Start) => self.env.pause(Service::Postgres).await,
             (PgPause, Stop) => self.env.resume(Service::Postgres).await,
@@ -228,44 +284,25 @@ impl ProcessFaults {
         }
     }
 
-    /// Brings the relay to where its bookkeeping is at stake before the
-    /// kill: a relay with a crash point after Kafka's acknowledgment
-    /// (`POST /crash-after-ack`) is armed and dies there by itself at its
-    /// next acknowledged publish; one without is aimed at from outside
-    /// ([`ProcessFaults::next_delivery`]). Either waits at most
-    /// [`RELAY_KILL_AIM`]: inside a Kafka partition nothing is acknowledged,
-    /// and the kill that follows lands wherever the relay is, waiting for
-    /// Kafka.
-    async fn aim_relay_kill(&self, relay: &AppProcess) {
-        match relay.arm_crash_after_ack().await {
-            Ok(CrashPoint::Armed) => {
-                let deadline = tokio::time::Instant::now() + RELAY_KILL_AIM;
-                while relay.is_alive() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                if !relay.is_alive() {
-                    tracing::info!("relay-kill: the relay died at its crash point after Kafka's acknowledgment");
-                }
-            }
-            Ok(CrashPoint::Unsupported) => self.next_delivery().await,
-            Err(e) => {
-                tracing::warn!("relay-kill: {e:#}; aiming from outside");
-                self.next_delivery().await
-            }
+    /// Starts `relay-kill` on `relay`: the kill comes from a task of its own
+    /// ([`aim_and_kill`]), so that the faults scheduled meanwhile (a Kafka
+    /// heal above all, after which the first acknowledgments come) happen on
+    /// time while it waits; the fault's stop waits for that task.
+    fn start_relay_kill(&self, relay: Arc<AppProcess>) {
+        let observed = self.observed.clone();
+        let task = tokio::spawn(async move { aim_and_kill(&relay, &observed).await });
+        let previous = self.relay_kill.lock().unwrap_or_else(|e| e.into_inner()).replace(task);
+        if let Some(previous) = previous {
+            previous.abort();
         }
     }
 
-    /// Waits until the observer sees a new delivery, at most
-    /// [`RELAY_KILL_AIM`]: a relay that just had records delivered is most
-    /// likely between Kafka's acknowledgment and recording it (waiting for
-    /// the rest of its batch's reports), where its own bookkeeping is at
-    /// stake. Where nothing is delivered (inside a Kafka partition), the
-    /// kill comes after the wait.
-    async fn next_delivery(&self) {
-        let seen = self.observed.deliveries.load(Ordering::Relaxed);
-        let deadline = tokio::time::Instant::now() + RELAY_KILL_AIM;
-        while self.observed.deliveries.load(Ordering::Relaxed) == seen && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    /// Waits until the kill of the current `relay-kill` happened.
+    async fn relay_killed(&self) -> Result<()> {
+        let task = self.relay_kill.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match task {
+            Some(task) => task.await?,
+            None => Ok(()),
         }
     }
 
@@ -285,6 +322,10 @@ impl ProcessFaults {
     /// Makes sure every process of the implementation runs and answers, its
     /// clock true.
     pub(super) async fn heal_all(&self) -> Result<()> {
+        // A kill still aiming must not strike after the heal.
+        if let Some(task) = self.relay_kill.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
         let skewed = self
             .hit
             .lock()

@@ -1,0 +1,398 @@
+//! `dualcheck gate`: gate an implementation in CI within a wall-time budget
+//! (the battery and its planning are [`dualcheck::gate`]'s). Writes
+//! `gate.json`, `summary.md` and `junit.xml` into the gate's directory,
+//! appends the summary to `$GITHUB_STEP_SUMMARY` and prints `::error::`
+//! annotations under GitHub Actions.
+
+use super::run::RunShared;
+use super::{parse_duration, Verdict};
+use clap::Args;
+use dualcheck::gate::{Abilities, Evidence, GateEnd, GateOptions, GateOutcome};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Arguments of `dualcheck gate`.
+#[derive(Args, Debug, Clone)]
+pub struct GateArgs {
+    /// Implementation (see `dualcheck list`), or `exec` with --cmd.
+    #[arg(long = "impl", value_name = "NAME")]
+    pub implementation: String,
+    /// Wall time of the whole gate, services included, e.g. `5m`, `90s`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub budget: Duration,
+    /// Seed of the first run; each later run takes the next.
+    #[arg(long, default_value_t = 1)]
+    pub first_seed: u64,
+    /// Where the gate's directory (its runs, gate.json, summary.md, junit.xml) goes.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print the battery this budget plans, and run nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Do not shrink a failing run, even when the budget leaves time for it.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Print the outcome as one JSON object (gate.json) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Workload, environment and implementation options, as `dualcheck run` has them.
+    #[command(flatten)]
+    pub options: RunShared,
+}
+
+/// The least budget left for a shrink to be worth starting.
+const SHRINK_MIN: Duration = Duration::from_secs(60);
+
+/// Runs `dualcheck gate`: exit 0 when every run was valid, 1 at the first
+/// invalid one, 3 when a history was incomplete, 2 when the gate could not
+/// be carried out.
+pub fn run(args: GateArgs) -> Verdict {
+    let started = Instant::now();
+    let (base, steps) = match prepare(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dualcheck gate: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
+    if args.plan {
+        print!("{}", plan_text(&steps, args.budget));
+        return Verdict::Valid;
+    }
+    let dir = match dualcheck::run_dir::create_sweep_dir(&args.out, "gate") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dualcheck gate: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
+    let rt = match super::runtime("gate") {
+        Ok(rt) => rt,
+        Err(v) => return v,
+    };
+    let opts = GateOptions {
+        base,
+        budget: args.budget,
+        first_seed: args.first_seed,
+        dir: dir.clone(),
+    };
+    let mut outcome = match rt.block_on(dualcheck::gate::gate(&opts, &steps)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dualcheck gate: {e:#} (gate directory: {})", dir.display());
+            return Verdict::Unusable;
+        }
+    };
+    let left = args.budget.saturating_sub(started.elapsed());
+    let mut shrunk = None;
+    if outcome.end == GateEnd::Failed && !args.no_shrink && left >= SHRINK_MIN {
+        shrunk = shrink(&rt, &args, &outcome, left);
+    }
+    outcome.wall_s = started.elapsed().as_secs_f64();
+    if let Err(e) = write_outputs(&outcome, shrunk.as_deref()) {
+        eprintln!("dualcheck gate: {e:#}");
+        return Verdict::Unusable;
+    }
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        for line in annotations(&outcome) {
+            println!("{line}");
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome).expect("the outcome serializes"));
+    } else {
+        print!("{}", summary_text(&outcome, shrunk.as_deref()));
+    }
+    match outcome.end {
+        GateEnd::Passed => Verdict::Valid,
+        GateEnd::Failed => Verdict::Invalid,
+        GateEnd::Unknown => Verdict::Unknown,
+    }
+}
+
+/// The checked run options and the battery, before anything starts.
+fn prepare(args: &GateArgs) -> anyhow::Result<(dualcheck::run_options::RunOptions, Vec<dualcheck::gate::Step>)> {
+    let mut base = args.options.options(
+        &args.implementation,
+        "none",
+        Duration::from_secs(20),
+        args.first_seed,
+        &args.out,
+    );
+    base.backend = args.options.backend.resolve()?;
+    // Bad options exit 2 here, before any service starts.
+    base.to_config()?;
+    let builtin = implementations::lookup(&args.implementation).ok();
+    let abilities = Abilities {
+        multi_event: match builtin {
+            Some(info) => matches!(info.multi_event, implementations::MultiEvent::Supported),
+            // A program run with several events per op says it takes them.
+            None => args.options.events_per_op != workloads::EventsPerOp::default(),
+        },
+    };
+    let usable = |faults: &str| {
+        let mut o = base.clone();
+        o.faults = faults.to_string();
+        o.to_config().is_ok()
+    };
+    let steps = dualcheck::gate::plan(&Evidence::builtin(), abilities, args.budget, &usable);
+    if steps.is_empty() {
+        anyhow::bail!(
+            "no fault list the zoo measured can run on this implementation and backend: nothing to gate with"
+        );
+    }
+    Ok((base, steps))
+}
+
+/// The battery as `--plan` prints it.
+fn plan_text(steps: &[dualcheck::gate::Step], budget: Duration) -> String {
+    let mut s = format!(
+        "battery for a {:.0} s budget (runs until it is spent or a run is invalid):\n",
+        budget.as_secs_f64()
+    );
+    let mut at = 0.0;
+    for (k, step) in steps.iter().enumerate() {
+        at += step.duration_s + dualcheck::gate::RUN_OVERHEAD_S;
+        s.push_str(&format!(
+            "{:>3}. --faults {} --duration {:.0}s{}  (exposed {}; ~{:.0} s in)\n",
+            k + 1,
+            step.faults,
+            step.duration_s,
+            if step.workload.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", step.workload)
+            },
+            step.exposes.join(", "),
+            at
+        ));
+    }
+    s
+}
+
+/// Shrinks the failing run within what is left of the budget; returns the
+/// shrink's command lines, or `None` when it did not shrink.
+fn shrink(rt: &tokio::runtime::Runtime, args: &GateArgs, outcome: &GateOutcome, left: Duration) -> Option<String> {
+    let run = outcome.runs.last()?;
+    let opts = dualcheck::shrink::ShrinkOptions {
+        backend: args.options.backend.resolve().ok(),
+        run_dir: run.run_dir.clone(),
+        tries: 2,
+        min_repro: 1,
+        budget: Some(left.saturating_sub(Duration::from_secs(20))),
+        anomaly: None,
+        max_candidates: None,
+    };
+    match rt.block_on(dualcheck::shrink::shrink(&opts)) {
+        Ok(dualcheck::shrink::ShrinkEnd::Shrunk(o)) => Some(format!(
+            "shrunk: {}\nreplay:   {}\nfor CI:   {}",
+            o.best.describe(),
+            o.replay_command,
+            o.run_command
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("dualcheck gate: shrinking the failing run: {e:#}");
+            None
+        }
+    }
+}
+
+/// Writes gate.json, summary.md and junit.xml, and appends the summary to
+/// `$GITHUB_STEP_SUMMARY` when it is set.
+fn write_outputs(outcome: &GateOutcome, shrunk: Option<&str>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let write = |name: &str, text: String| {
+        let path = outcome.dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("gate.json", serde_json::to_string_pretty(outcome)? + "\n")?;
+    let markdown = summary_markdown(outcome, shrunk);
+    write("summary.md", markdown.clone())?;
+    write("junit.xml", junit(outcome)?)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", Path::new(&path).display()))?;
+        writeln!(f, "{markdown}").context("appending to $GITHUB_STEP_SUMMARY")?;
+    }
+    Ok(())
+}
+
+/// The verdict's word.
+fn verdict_word(end: GateEnd) -> &'static str {
+    match end {
+        GateEnd::Passed => "passed",
+        GateEnd::Failed => "FAILED",
+        GateEnd::Unknown => "UNKNOWN (a history was incomplete)",
+    }
+}
+
+/// The terminal summary.
+fn summary_text(o: &GateOutcome, shrunk: Option<&str>) -> String {
+    let mut s = format!(
+        "gate {}: {} run(s) of {} in {:.0} s of a {:.0} s budget; {}\n",
+        verdict_word(o.end),
+        o.runs.len(),
+        o.implementation,
+        o.wall_s,
+        o.budget_s,
+        o.stopped
+    );
+    for r in &o.runs {
+        s.push_str(&format!(
+            "  {:<8} --faults {} --duration {:.0}s --seed {}{}{}  ({:.0} s)\n",
+            format!("{:?}", r.verdict).to_lowercase(),
+            r.faults,
+            r.duration_s,
+            r.seed,
+            if r.workload.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", r.workload)
+            },
+            if r.anomalies.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", dualcheck::gate::names(&r.anomalies))
+            },
+            r.wall_s
+        ));
+    }
+    if let Some(r) = o.runs.last().filter(|_| o.end != GateEnd::Passed) {
+        s.push_str(&format!("run directory: {}\n", r.run_dir.display()));
+    }
+    if let Some(replay) = &o.replay {
+        s.push_str(&format!("replay:   {replay}\n"));
+    }
+    if let Some(line) = &o.run_command {
+        s.push_str(&format!("for CI:   {line}\n"));
+    }
+    if let Some(shrunk) = shrunk {
+        s.push_str(shrunk);
+        s.push('\n');
+    }
+    if o.end == GateEnd::Passed {
+        s.push_str(&format!(
+            "covered: the fault lists that exposed {} of the zoo's mutants ({})\n",
+            o.covered.len(),
+            o.covered.join(", ")
+        ));
+    }
+    s.push_str(&format!("gate directory: {}\n", o.dir.display()));
+    s
+}
+
+/// The Markdown summary (summary.md, `$GITHUB_STEP_SUMMARY`).
+fn summary_markdown(o: &GateOutcome, shrunk: Option<&str>) -> String {
+    let mut s = format!(
+        "## dualcheck gate: {} — {}\n\n{} run(s) in {:.0} s of a {:.0} s budget; {}.\n\n",
+        o.implementation,
+        verdict_word(o.end),
+        o.runs.len(),
+        o.wall_s,
+        o.budget_s,
+        o.stopped
+    );
+    s.push_str("| # | faults | workload | seed | duration | verdict | anomalies | run directory |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (k, r) in o.runs.iter().enumerate() {
+        s.push_str(&format!(
+            "| {} | `{}` | {} | {} | {:.0} s | {} | {} | `{}` |\n",
+            k + 1,
+            r.faults,
+            if r.workload.is_empty() {
+                "-".to_string()
+            } else {
+                format!("`{}`", r.workload)
+            },
+            r.seed,
+            r.duration_s,
+            format!("{:?}", r.verdict).to_lowercase(),
+            if r.anomalies.is_empty() {
+                "-".to_string()
+            } else {
+                dualcheck::gate::names(&r.anomalies)
+            },
+            r.run_dir.display()
+        ));
+    }
+    if let Some(replay) = &o.replay {
+        s.push_str(&format!("\nReplay the failing run:\n\n```\n{replay}\n```\n"));
+    }
+    if let Some(line) = &o.run_command {
+        s.push_str(&format!(
+            "\nOr run it again anywhere (schedule included):\n\n```\n{line}\n```\n"
+        ));
+    }
+    if let Some(shrunk) = shrunk {
+        s.push_str(&format!("\nSmallest reproduction found:\n\n```\n{shrunk}\n```\n"));
+    }
+    s.push_str(&format!(
+        "\nThe run directories (history, results, report.html, every log) are under `{}`.\n",
+        o.dir.display()
+    ));
+    s
+}
+
+/// GitHub Actions `::error::` lines: one per anomaly of the failing run.
+fn annotations(o: &GateOutcome) -> Vec<String> {
+    let Some(r) = o.runs.last().filter(|_| o.end != GateEnd::Passed) else {
+        return Vec::new();
+    };
+    let title = format!("dualcheck gate: {}", o.implementation);
+    let where_ = format!(
+        "--faults {} --seed {} ({})",
+        r.faults,
+        r.seed,
+        o.replay.as_deref().unwrap_or("see the gate directory")
+    );
+    if r.anomalies.is_empty() {
+        return vec![format!(
+            "::error title={title}::the history is incomplete, no verdict: {where_}"
+        )];
+    }
+    r.anomalies
+        .iter()
+        .map(|a| format!("::error title={title}::{a}: {} under {where_}", a.description()))
+        .collect()
+}
+
+/// junit.xml: one test suite, one test case per run (a failure per invalid
+/// run, naming its anomalies and its run directory).
+fn junit(o: &GateOutcome) -> anyhow::Result<String> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let name = format!("dualcheck.gate.{}", o.implementation);
+    let mut suite = TestSuite::new(name.as_str());
+    suite.set_time(Duration::from_secs_f64(o.wall_s));
+    for r in &o.runs {
+        let case_name = format!("--faults {} --seed {}", r.faults, r.seed);
+        let status = match r.verdict {
+            checkers::Verdict::Valid => TestCaseStatus::success(),
+            checkers::Verdict::Invalid => {
+                let mut f = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                f.set_type("invalid")
+                    .set_message(dualcheck::gate::names(&r.anomalies))
+                    .set_description(format!("run directory: {}", r.run_dir.display()));
+                f
+            }
+            checkers::Verdict::Unknown => {
+                let mut e = TestCaseStatus::non_success(NonSuccessKind::Error);
+                e.set_type("unknown")
+                    .set_message("the history is incomplete")
+                    .set_description(format!("run directory: {}", r.run_dir.display()));
+                e
+            }
+        };
+        let mut case = TestCase::new(case_name.as_str(), status);
+        case.set_classname(name.as_str())
+            .set_time(Duration::from_secs_f64(r.wall_s));
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("dualcheck gate");
+    report.add_test_suite(suite);
+    Ok(report.to_string()?)
+}
