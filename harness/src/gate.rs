@@ -243,7 +243,7 @@ pub struct GateRun {
 pub struct GateOutcome {
     /// How it ended.
     pub end: GateEnd,
-    /// The implementation gated.
+    /// What was gated: the implementation, or `PATTERN/MUTANT`.
     pub implementation: String,
     /// The wall-time budget, seconds.
     pub budget_s: f64,
@@ -267,6 +267,8 @@ pub struct GateOutcome {
 
 /// What the gate needs besides its battery.
 pub struct GateOptions {
+    /// What is gated, as reports name it (the implementation, or `PATTERN/MUTANT`).
+    pub label: String,
     /// The user's run options (faults, duration and seed are the steps').
     pub base: RunOptions,
     /// Wall time of the whole gate.
@@ -326,7 +328,7 @@ pub async fn gate(opts: &GateOptions, steps: &[Step]) -> Result<GateOutcome> {
     covered.dedup();
     Ok(GateOutcome {
         end,
-        implementation: opts.base.implementation.clone(),
+        implementation: opts.label.clone(),
         budget_s: opts.budget.as_secs_f64(),
         wall_s: started.elapsed().as_secs_f64(),
         dir: opts.dir.clone(),

@@ -15,8 +15,14 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug, Clone)]
 pub struct GateArgs {
     /// Implementation (see `dualcheck list`), or `exec` with --cmd.
-    #[arg(long = "impl", value_name = "NAME")]
-    pub implementation: String,
+    #[arg(long = "impl", value_name = "NAME", required_unless_present = "mutant")]
+    pub implementation: Option<String>,
+    /// Gate one of the bug zoo's mutants (`PATTERN/MUTANT`, or a pattern that
+    /// is a negative control as it is) in place of an implementation: its
+    /// pattern with the mutant's knob, checked as the zoo checks it. How
+    /// docs/gate.md measures what the gate catches.
+    #[arg(long, value_name = "PATTERN/MUTANT", conflicts_with = "implementation")]
+    pub mutant: Option<String>,
     /// Wall time of the whole gate, services included, e.g. `5m`, `90s`.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub budget: Duration,
@@ -48,6 +54,11 @@ const SHRINK_MIN: Duration = Duration::from_secs(60);
 /// be carried out.
 pub fn run(args: GateArgs) -> Verdict {
     let started = Instant::now();
+    let label = args
+        .mutant
+        .clone()
+        .or_else(|| args.implementation.clone())
+        .unwrap_or_default();
     let (base, steps) = match prepare(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -71,6 +82,7 @@ pub fn run(args: GateArgs) -> Verdict {
         Err(v) => return v,
     };
     let opts = GateOptions {
+        label,
         base,
         budget: args.budget,
         first_seed: args.first_seed,
@@ -112,17 +124,39 @@ pub fn run(args: GateArgs) -> Verdict {
 
 /// The checked run options and the battery, before anything starts.
 fn prepare(args: &GateArgs) -> anyhow::Result<(dualcheck::run_options::RunOptions, Vec<dualcheck::gate::Step>)> {
+    let (implementation, knobs, exactly_once) = match &args.mutant {
+        Some(name) => {
+            let found =
+                dualcheck::zoo::select(std::slice::from_ref(name)).map_err(|e| anyhow::anyhow!("--mutant: {e}"))?;
+            let [m] = found.as_slice() else {
+                let names: Vec<String> = found.iter().map(|m| format!("{}/{}", m.pattern, m.name)).collect();
+                anyhow::bail!(
+                    "--mutant {name} names {} residents of the zoo: write one of {}",
+                    found.len(),
+                    names.join(", ")
+                );
+            };
+            (
+                m.subject.implementation.clone(),
+                m.subject.app_vars.clone(),
+                m.subject.exactly_once,
+            )
+        }
+        None => (args.implementation.clone().unwrap_or_default(), Vec::new(), false),
+    };
     let mut base = args.options.options(
-        &args.implementation,
+        &implementation,
         "none",
         Duration::from_secs(20),
         args.first_seed,
         &args.out,
     );
+    base.app_vars.extend(knobs);
+    base.exactly_once |= exactly_once;
     base.backend = args.options.backend.resolve()?;
     // Bad options exit 2 here, before any service starts.
     base.to_config()?;
-    let builtin = implementations::lookup(&args.implementation).ok();
+    let builtin = implementations::lookup(&implementation).ok();
     let abilities = Abilities {
         multi_event: match builtin {
             Some(info) => matches!(info.multi_event, implementations::MultiEvent::Supported),
