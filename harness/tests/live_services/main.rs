@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod actionlint;
 mod external;
 mod local;
 mod postgres_dir;
