@@ -4,6 +4,7 @@
 mod support;
 
 mod cli_check;
+mod gate_evidence;
 mod refusals;
 mod report;
 mod serve;
