@@ -32,6 +32,11 @@ pub struct GateArgs {
     /// Where the gate's directory (its runs, gate.json, summary.md, junit.xml) goes.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
+    /// Only the zoo's fault lists made of these faults and families (as
+    /// `--faults` of `run` takes them), e.g. `network` for a quick gate of a
+    /// pull request, or the faults your service can take. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub faults: Option<String>,
     /// Print the battery this budget plans, and run nothing.
     #[arg(long)]
     pub plan: bool,
@@ -164,10 +169,21 @@ fn prepare(args: &GateArgs) -> anyhow::Result<(dualcheck::run_options::RunOption
             None => args.options.events_per_op != workloads::EventsPerOp::default(),
         },
     };
+    let allowed: Option<Vec<dualcheck::nemesis::Fault>> = match &args.faults {
+        Some(list) => {
+            Some(dualcheck::nemesis::Fault::parse_list(list).map_err(|e| anyhow::anyhow!("--faults: {e:#}"))?)
+        }
+        None => None,
+    };
     let usable = |faults: &str| {
+        let within = match (&allowed, dualcheck::nemesis::Fault::parse_list(faults)) {
+            (None, _) => true,
+            (Some(allowed), Ok(step)) => step.iter().all(|f| allowed.contains(f)),
+            (Some(_), Err(_)) => false,
+        };
         let mut o = base.clone();
         o.faults = faults.to_string();
-        o.to_config().is_ok()
+        within && o.to_config().is_ok()
     };
     let steps = dualcheck::gate::plan(&Evidence::builtin(), abilities, args.budget, &usable);
     if steps.is_empty() {

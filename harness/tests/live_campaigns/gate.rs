@@ -12,7 +12,17 @@ fn a_gate_of_a_correct_builtin_passes_within_its_budget_and_says_what_ran() {
     let _guard = crate::support::alone();
     let out = out_dir("gate-correct");
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
-        .args(["gate", "--impl", "outbox-poll", "--budget", "30s", "--json", "--out"])
+        .args([
+            "gate",
+            "--impl",
+            "outbox-poll",
+            "--faults",
+            "network",
+            "--budget",
+            "15s",
+            "--json",
+            "--out",
+        ])
         .arg(&out)
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("GITHUB_ACTIONS")
@@ -30,8 +40,13 @@ fn a_gate_of_a_correct_builtin_passes_within_its_budget_and_says_what_ran() {
         !g.runs.is_empty() && g.runs.iter().all(|r| r.anomalies.is_empty()),
         "{g:?}"
     );
-    // The first step ran; a second only where it fitted the budget.
+    // The first step ran (one always does); the next did not fit the budget.
     assert_eq!(g.runs[0].faults, g.planned[0].faults);
+    let network = dualcheck::nemesis::Fault::parse_list("network").unwrap();
+    for step in &g.planned {
+        let faults = dualcheck::nemesis::Fault::parse_list(&step.faults).unwrap();
+        assert!(faults.iter().all(|f| network.contains(f)), "--faults network: {step:?}");
+    }
     assert!(g.stopped.contains("budget"), "{}", g.stopped);
     assert!(g.replay.is_none() && !g.covered.is_empty(), "{g:?}");
     let summary = std::fs::read_to_string(g.dir.join("summary.md")).unwrap();

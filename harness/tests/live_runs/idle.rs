@@ -95,6 +95,7 @@ fn cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it() {
 /// valid without a limit. Debezium confirms positions with heartbeats off
 /// too, so `unconfirmed` stays bounded; that is measured, not asserted here.
 #[test]
+#[ignore = "a measurement of Debezium's defaults (docs/faults.md#idle-window): the idle window and the judgement of retained WAL stay in the suite through cdc_logical_retains_wal_during_an_idle_window_and_the_limit_judges_it; run it with --ignored"]
 fn debezium_without_heartbeats_retains_wal_during_an_idle_window() {
     let (code, v) = run(
         "idle-debezium",

@@ -96,6 +96,7 @@ fn listen_to_yourself_without_its_cache_reads_stale() {
 }
 
 #[test]
+#[ignore = "a verdict-matrix cell: scripts/verdict-matrix runs both reads-without-the-cache controls over 20 seeds (docs/verdicts.md); the suite keeps listen_to_yourself_without_its_cache_reads_stale, the same read path; run it with --ignored"]
 fn kafka_first_without_its_cache_reads_stale() {
     assert_stale_without_cache("kf-no-cache", "kafka-first");
 }

@@ -50,6 +50,7 @@ fn gate_refuses_bad_options_and_plans_without_running() {
         (vec!["--impl", "no-such-pattern"], "no-such-pattern"),
         (vec!["--impl", "exec"], "--cmd"),
         (vec!["--impl", "outbox-poll", "--budget", "soon"], "soon"),
+        (vec!["--impl", "outbox-poll", "--faults", "pg-parttion"], "pg-parttion"),
     ] {
         let out = gate(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -80,4 +81,25 @@ fn gate_refuses_bad_options_and_plans_without_running() {
         .and_then(|n| n.parse().ok())
         .expect("each step says when it would end");
     assert!(last_at >= 300.0, "{stdout}");
+    // --faults keeps the fault lists made of those faults only.
+    let out = gate(&[
+        "--impl",
+        "outbox-poll",
+        "--faults",
+        "kafka-partition,pg-partition",
+        "--plan",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for line in stdout.lines().filter(|l| l.contains("--faults ")) {
+        let faults = line
+            .split("--faults ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap();
+        assert!(
+            ["kafka-partition", "pg-partition", "none"].contains(&faults),
+            "{faults} is not within --faults: {stdout}"
+        );
+    }
 }
