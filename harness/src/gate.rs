@@ -385,11 +385,7 @@ async fn carry_out(
             steps.len(),
             step.faults,
             step.duration_s,
-            if step.workload.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", step.workload)
-            }
+            workload_suffix(&step.workload)
         );
         let run_started = Instant::now();
         let outcome: RunOutcome = campaign.run(&cfg).await?;
@@ -417,6 +413,15 @@ async fn carry_out(
         }
     }
     Ok((runs, GateEnd::Passed, "every planned step ran".into()))
+}
+
+/// A step's workload flags as they follow its other flags (` --events-per-op 2-8`), or nothing.
+pub fn workload_suffix(workload: &str) -> String {
+    if workload.is_empty() {
+        String::new()
+    } else {
+        format!(" {workload}")
+    }
 }
 
 /// The anomalies' names, comma-separated.

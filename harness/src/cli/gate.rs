@@ -208,11 +208,7 @@ fn plan_text(steps: &[dualcheck::gate::Step], budget: Duration) -> String {
             k + 1,
             step.faults,
             step.duration_s,
-            if step.workload.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", step.workload)
-            },
+            dualcheck::gate::workload_suffix(&step.workload),
             step.exposes.join(", "),
             at
         ));
@@ -299,11 +295,7 @@ fn summary_text(o: &GateOutcome, shrunk: Option<&str>) -> String {
             r.faults,
             r.duration_s,
             r.seed,
-            if r.workload.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", r.workload)
-            },
+            dualcheck::gate::workload_suffix(&r.workload),
             if r.anomalies.is_empty() {
                 String::new()
             } else {
