@@ -158,23 +158,11 @@ pub fn plan(evidence: &Evidence, abilities: Abilities, budget: Duration, usable:
     // chance that each mutant is still uncaught updated after each pick.
     let mut miss = vec![1.0f64; mutants.len()];
     let mut steps = Vec::new();
+    // What each step of `steps` costs, as the horizon counts it.
+    let mut costs = Vec::new();
     let horizon = budget.as_secs_f64() * 2.0 + 60.0;
     let mut planned_s = 0.0;
-    while planned_s < horizon && !candidates.is_empty() {
-        let left: f64 = miss.iter().sum();
-        if left < RESIDUAL {
-            // Every mutant as good as covered: the battery again, new seeds.
-            let round: Vec<Step> = steps.clone();
-            for mut step in round {
-                if planned_s >= horizon {
-                    break;
-                }
-                planned_s += step.duration_s + RUN_OVERHEAD_S;
-                step.value_per_s = 0.0;
-                steps.push(step);
-            }
-            continue;
-        }
+    while planned_s < horizon && !candidates.is_empty() && miss.iter().sum::<f64>() >= RESIDUAL {
         let value = |c: &Candidate, miss: &[f64]| c.catches.iter().map(|(m, p)| miss[*m] * p).sum::<f64>() / c.cost_s;
         let best = candidates
             .iter()
@@ -194,6 +182,7 @@ pub fn plan(evidence: &Evidence, abilities: Abilities, budget: Duration, usable:
             miss[*m] *= 1.0 - p;
         }
         planned_s += c.cost_s;
+        costs.push(c.cost_s);
         steps.push(Step {
             faults: c.faults.clone(),
             workload: c.workload.clone(),
@@ -201,6 +190,16 @@ pub fn plan(evidence: &Evidence, abilities: Abilities, budget: Duration, usable:
             exposes: c.catches.iter().map(|(m, _)| mutants[*m].clone()).collect(),
             value_per_s: v,
         });
+    }
+    // Every mutant as good as covered: the battery again, new seeds, until the horizon.
+    let battery = steps.len();
+    let mut k = 0;
+    while planned_s < horizon && battery > 0 {
+        let mut again = steps[k % battery].clone();
+        again.value_per_s = 0.0;
+        planned_s += costs[k % battery];
+        steps.push(again);
+        k += 1;
     }
     steps
 }

@@ -103,7 +103,7 @@ pub fn run(args: GateArgs) -> Verdict {
     let left = args.budget.saturating_sub(started.elapsed());
     let mut shrunk = None;
     if outcome.end == GateEnd::Failed && !args.no_shrink && left >= SHRINK_MIN {
-        shrunk = shrink(&rt, &args, &outcome, left);
+        shrunk = shrink(&rt, opts.base.backend.clone(), &outcome, left);
     }
     outcome.wall_s = started.elapsed().as_secs_f64();
     if let Err(e) = write_outputs(&outcome, shrunk.as_deref()) {
@@ -218,10 +218,16 @@ fn plan_text(steps: &[dualcheck::gate::Step], budget: Duration) -> String {
 
 /// Shrinks the failing run within what is left of the budget; returns the
 /// shrink's command lines, or `None` when it did not shrink.
-fn shrink(rt: &tokio::runtime::Runtime, args: &GateArgs, outcome: &GateOutcome, left: Duration) -> Option<String> {
+fn shrink(
+    rt: &tokio::runtime::Runtime,
+    backend: dualcheck::env::BackendKind,
+    outcome: &GateOutcome,
+    left: Duration,
+) -> Option<String> {
     let run = outcome.runs.last()?;
     let opts = dualcheck::shrink::ShrinkOptions {
-        backend: args.options.backend.resolve().ok(),
+        // The gate's own services' settings, resolved once before it began.
+        backend: Some(backend),
         run_dir: run.run_dir.clone(),
         tries: 2,
         min_repro: 1,
