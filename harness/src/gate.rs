@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn step_workloads_set_the_run_options() {
-        let mut o = RunOptions::new("outbox-poll");
+        let mut o = RunOptions::new("exec");
         apply_workload(&mut o, "--events-per-op 2-8 --keys-per-op 2 --write multi-row").unwrap();
         assert_eq!(o.workload.keys_per_op, 2);
         assert_eq!(o.workload.write, workloads::WriteShape::MultiRow);
