@@ -23,5 +23,5 @@ pub use contract::{
 pub use expect::{Control, Expect, Expectation, When};
 pub use patterns::{lookup, REGISTRY};
 pub use runtime::business::{ORDERS_COMMITTED_SQL, ORDERS_DDL};
-pub use runtime::config::{AppConfig, Knob, Role, KNOBS};
+pub use runtime::config::{AppConfig, Knob, KnobDefault, Role, KNOBS};
 pub use runtime::server::serve;

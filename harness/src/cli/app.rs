@@ -5,6 +5,7 @@
 
 use super::Verdict;
 use clap::Args;
+use implementations::KnobDefault;
 
 /// Arguments of `dualcheck app`.
 #[derive(Args, Debug)]
@@ -14,17 +15,24 @@ pub struct AppArgs {
     pub implementation: String,
 }
 
-/// Help text listing the environment variables an app process reads.
+/// Help text listing the environment variables an app process reads, one
+/// line each: name, help, and what applies when it is unset.
 pub fn knobs_help() -> String {
-    implementations::KNOBS
+    render_knobs(implementations::KNOBS)
+}
+
+/// `knobs`, one line each, the help aligned after the longest name.
+fn render_knobs(knobs: &[implementations::Knob]) -> String {
+    let width = knobs.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    knobs
         .iter()
         .map(|k| {
-            let d = if k.default.is_empty() {
-                "required".to_string()
-            } else {
-                format!("default {}", k.default)
+            let unset = match k.default {
+                KnobDefault::Required => "required".to_string(),
+                KnobDefault::Optional => "optional".to_string(),
+                KnobDefault::Value(v) => format!("default {v}"),
             };
-            format!("  {:<30} {} ({d})", k.name, k.help)
+            format!("  {:<width$}  {} ({unset})", k.name, k.help)
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -56,5 +64,60 @@ pub fn run(args: AppArgs) -> Verdict {
             eprintln!("dualcheck app --impl {}: {e:#}", info.name);
             Verdict::Unusable
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use implementations::Knob;
+
+    #[test]
+    fn knobs_say_required_optional_or_their_default() {
+        let knobs = [
+            Knob {
+                name: "PORT",
+                default: KnobDefault::Required,
+                help: "HTTP port",
+            },
+            Knob {
+                name: "DUALCHECK_BUG",
+                default: KnobDefault::Optional,
+                help: "a mutant",
+            },
+            Knob {
+                name: "DUALCHECK_RELAYS",
+                default: KnobDefault::Value("1"),
+                help: "relay tasks",
+            },
+        ];
+        assert_eq!(
+            render_knobs(&knobs),
+            "  PORT              HTTP port (required)\n\
+             \x20 DUALCHECK_BUG     a mutant (optional)\n\
+             \x20 DUALCHECK_RELAYS  relay tasks (default 1)"
+        );
+    }
+
+    /// What `dualcheck list` prints of the real knobs: the optional ones are
+    /// never called required.
+    #[test]
+    fn the_listed_knobs_mark_only_the_runners_as_required() {
+        let help = knobs_help();
+        let marked = |name: &str| {
+            let line = help
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} not listed:\n{help}"));
+            line.rsplit_once('(')
+                .map(|(_, m)| m.trim_end_matches(')').to_string())
+                .unwrap()
+        };
+        assert_eq!(marked("DATABASE_URL"), "required");
+        assert_eq!(marked("DUALCHECK_BUG"), "optional");
+        assert_eq!(marked("DUALCHECK_DEBEZIUM_MAX_QUEUE"), "optional");
+        assert_eq!(marked("DUALCHECK_CONNECT_LIBS"), "optional");
+        assert_eq!(marked("DUALCHECK_RELAYS"), "default 1");
+        assert_eq!(help.matches("(required)").count(), 4, "{help}");
     }
 }

@@ -37,6 +37,7 @@ pub struct BenchArgs {
     pub no_limits: bool,
     /// Instead of the runs: commit N ops with each relay stopped, then time
     /// the relay draining them (its publish rate apart from the request path).
+    /// Each of --impls must be a plain NAME of a pattern with a relay; local services only.
     #[arg(long, value_name = "N")]
     pub drain: Option<u64>,
     /// Ops invoked in the first part of each run are left out of the latency

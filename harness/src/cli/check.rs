@@ -1,15 +1,23 @@
 //! `dualcheck check HISTORY.jsonl [--json] [--exactly-once] [--assume-complete]`:
-//! judge a history recorded by dualcheck or by anything else.
+//! judge a history recorded by dualcheck or by anything else (`-`: read
+//! from standard input).
 
 use super::Verdict;
-use checkers::CheckOptions;
+use checkers::{CheckOptions, CheckResult, HistoryError};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The history argument that means standard input, as most tools take it.
+const STDIN_ARG: &str = "-";
+
+/// The name standard input has in messages about the history (`<stdin>:3: ...`).
+const STDIN_NAME: &str = "<stdin>";
 
 /// Arguments of `dualcheck check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The history file (JSON Lines, the format in docs/history.md).
+    /// The history file (JSON Lines, the format in docs/history.md), or `-` to read it from
+    /// standard input (e.g. `zcat history.jsonl.gz | dualcheck check -`).
     pub history: PathBuf,
     /// Print exactly one JSON object (the results) on stdout.
     #[arg(long)]
@@ -34,7 +42,7 @@ pub fn run(args: CheckArgs) -> Verdict {
         assume_complete: args.assume_complete,
         ..CheckOptions::default()
     };
-    match checkers::check_file(&args.history, options) {
+    match check_history(&args.history, options) {
         Ok(result) => {
             if args.json {
                 println!("{}", serde_json::to_string(&result).expect("results serialize"));
@@ -48,5 +56,14 @@ pub fn run(args: CheckArgs) -> Verdict {
             eprintln!("  (the format is described in docs/history.md)");
             Verdict::Unusable
         }
+    }
+}
+
+/// Checks the history at `path`, or the one on standard input when `path` is `-`.
+fn check_history(path: &Path, options: CheckOptions) -> Result<CheckResult, HistoryError> {
+    if path == Path::new(STDIN_ARG) {
+        checkers::check_reader(STDIN_NAME, std::io::stdin().lock(), options)
+    } else {
+        checkers::check_file(path, options)
     }
 }

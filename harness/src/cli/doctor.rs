@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// Arguments of `dualcheck doctor`.
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {
-    /// Number of Kafka brokers to start (1, or 3 to also check leader failover).
+    /// Number of Kafka brokers to start: 1, or 3 to check the three-broker cluster a run under
+    /// `kafka-leader` uses (topics replicated three times; broker 0 is killed and restarted).
     #[arg(long, default_value_t = 1)]
     pub brokers: usize,
     /// Keep the run directory (logs) after a successful run.

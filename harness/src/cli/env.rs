@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Which services a command uses (`run`, `sweep`, `compare`, `shrink`, `bench`).
+/// Which services a command uses (`run`, `sweep`, `compare`, `gate`, `shrink`, `zoo`, `bench`).
 /// Flags beat `DUALCHECK_*` variables, which beat `dualcheck.toml`.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Services")]
@@ -60,8 +60,10 @@ pub struct EnvArgs {
 enum EnvCommand {
     /// Start Postgres, Kafka and Toxiproxy here and stay in the foreground until
     /// Ctrl-C, SIGTERM or `dualcheck env down`; prints their URLs.
+    #[command(after_help = super::exit_codes::help(super::exit_codes::ENV_UP))]
     Up(UpArgs),
     /// Stop the services `dualcheck env up` started (with the same --out).
+    #[command(after_help = super::exit_codes::help(super::exit_codes::ENV_DOWN))]
     Down(DownArgs),
 }
 

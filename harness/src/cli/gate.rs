@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// Arguments of `dualcheck gate`.
 #[derive(Args, Debug, Clone)]
 pub struct GateArgs {
-    /// Implementation (see `dualcheck list`), or `exec` with --cmd.
+    /// Implementation (see `dualcheck list`), or `exec`: your own program, given with --cmd and
+    /// --committed-sql (and, for a service as it is, the service template flags).
     #[arg(long = "impl", value_name = "NAME", required_unless_present = "mutant")]
     pub implementation: Option<String>,
     /// Gate one of the bug zoo's mutants (`PATTERN/MUTANT`, or a pattern that

@@ -12,7 +12,8 @@ use workloads::{EventsPerOp, Skew, Workload, WriteShape};
 /// Arguments of `dualcheck run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Implementation (see `dualcheck list`), or `exec` with --cmd.
+    /// Implementation (see `dualcheck list`), or `exec`: your own program, given with --cmd and
+    /// --committed-sql (and, for a service as it is, the service template flags).
     #[arg(long = "impl", value_name = "NAME", required_unless_present = "replay")]
     pub implementation: Option<String>,
     /// Replay a recorded run: the same implementation, knobs, seed, workload
@@ -112,10 +113,11 @@ pub struct RunShared {
     /// (repeatable), e.g. `--fault-cmd 'pg-docker-pause=docker pause pg,docker unpause pg'`.
     #[arg(long = "fault-cmd", value_name = "NAME=START_CMD[,STOP_CMD]")]
     pub fault_cmds: Vec<dualcheck::nemesis::custom::CustomFault>,
-    /// Program to run for `--impl exec` (started with `sh -c`).
+    /// Program to run for `--impl exec`, started with `sh -c` (refused with a built-in implementation).
     #[arg(long)]
     pub cmd: Option<String>,
-    /// Query returning the committed op ids (required for `--impl exec`).
+    /// Query returning the committed op ids: required for `--impl exec`; with a built-in
+    /// implementation it replaces the pattern's own.
     #[arg(long)]
     pub committed_sql: Option<String>,
     /// SQL file run on the run's database before the implementation starts.
@@ -164,10 +166,14 @@ pub struct RunShared {
     pub backend: super::env::BackendArgs,
 }
 
+/// The help heading of the service template flags, which go with `exec` only
+/// (a built-in implementation refuses them).
+pub const TEMPLATE_HEADING: &str = "Service template (--impl exec)";
+
 /// Verifying a service as it is (`--impl exec`): its own write request, read
 /// request and record format (docs/http-contract.md#templates).
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "Service template (--impl exec)")]
+#[command(next_help_heading = TEMPLATE_HEADING)]
 pub struct TemplateArgs {
     /// TOML file with the keys below ([request] method, path, body, headers, ok, fail, rollback;
     /// [read] path, seq; [backlog] path, count; [records] op, seq, event, key_is_business_key); flags override it.
@@ -521,8 +527,9 @@ pub fn list(_: ListArgs) -> Verdict {
             "a knob of the implementation process (below)".into(),
         ),
     ];
+    let width = rows.iter().map(|(opt, _)| opt.len()).max().unwrap_or(0);
     for (opt, help) in rows {
-        println!("  {opt:<22} {help}");
+        println!("  {opt:<width$}  {help}");
     }
     println!(
         "\nimplementation process knobs (environment of `dualcheck app`):\n{}",

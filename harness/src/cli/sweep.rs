@@ -18,6 +18,8 @@ pub struct SweepArgs {
     /// Comma-separated implementations, each `NAME` or `NAME+KEY=VALUE` (a knob
     /// set, e.g. `cdc-logical+DUALCHECK_CDC_CONFIRM=early`) or `NAME:tuned` (the
     /// knobs its pattern declares as tuned, e.g. `debezium:tuned`); see `dualcheck list`.
+    /// `exec` is your own program: --cmd, --committed-sql and the service template flags
+    /// give it, one program for every `exec` cell.
     #[arg(long, value_delimiter = ',', required = true)]
     pub impls: Vec<Subject>,
     /// Comma-separated faults and fault families (`network`, `process`,
@@ -50,6 +52,32 @@ pub struct SweepArgs {
     /// Workload, environment and implementation options, as `dualcheck run` has them.
     #[command(flatten)]
     pub options: RunShared,
+}
+
+/// The help heading of the service template flags in `sweep` and `compare`.
+const EXEC_CELLS_TEMPLATE_HEADING: &str =
+    "Service template (`exec` cells only: with any of these, every cell of --impls must be `exec`)";
+
+/// `--cmd`, `--committed-sql` and the service template flags as `sweep` and
+/// `compare` take them: for the `exec` cells of `--impls`, one program for
+/// all of them. (`RunShared` words them for `--impl`, which these commands
+/// do not have.) Every run's options carry them, so a built-in cell beside
+/// them is refused before anything starts.
+pub fn exec_cells_help(arg: clap::Arg) -> clap::Arg {
+    match arg.get_id().as_str() {
+        "cmd" => arg.help(
+            "Program to run for the `exec` cells of --impls, started with `sh -c`; with it every cell \
+             must be `exec` (a built-in implementation refuses --cmd)",
+        ),
+        "committed_sql" => arg.help(
+            "Query returning the committed op ids: required for `exec` cells; for a built-in cell \
+             it replaces the pattern's own",
+        ),
+        _ if arg.get_help_heading() == Some(super::run::TEMPLATE_HEADING) => {
+            arg.help_heading(EXEC_CELLS_TEMPLATE_HEADING)
+        }
+        _ => arg,
+    }
 }
 
 /// What decides the exit code.

@@ -51,6 +51,22 @@ pub struct ZooArgs {
     pub options: RunShared,
 }
 
+/// The options of `dualcheck run` that have no place in a zoo, hidden from
+/// its help: those of `exec` (the zoo's cells are all built-in patterns,
+/// mutants and the correct patterns beside them, which refuse `--cmd` and
+/// the service template flags, and whose own committed query
+/// `--committed-sql` would replace), and `--fault-cmd` (each mutant runs
+/// under the faults it names; the zoo has no `--faults`).
+pub fn hide_out_of_place_options(arg: clap::Arg) -> clap::Arg {
+    let out_of_place = matches!(arg.get_id().as_str(), "cmd" | "committed_sql" | "fault_cmds")
+        || arg.get_help_heading() == Some(super::run::TEMPLATE_HEADING);
+    if out_of_place {
+        arg.hide(true)
+    } else {
+        arg
+    }
+}
+
 /// Runs `dualcheck zoo`: exit 0 when every mutant was caught in every run and
 /// every correct pattern beside it stayed valid, 1 otherwise, 2 when a name
 /// is unknown or a run could not be carried out.
@@ -69,7 +85,21 @@ pub fn run(args: ZooArgs) -> Verdict {
         Ok(rt) => rt,
         Err(v) => return v,
     };
-    let plan = SweepPlan {
+    // Refused before anything starts: a backend that cannot run a mutant's faults.
+    let backend = args.options.backend.resolve().and_then(|b| {
+        for m in &mutants {
+            b.check_usable(&dualcheck::nemesis::Fault::parse_list(&m.faults)?)?;
+        }
+        Ok(b)
+    });
+    let backend = match backend {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("dualcheck zoo: {e:#}");
+            return Verdict::Unusable;
+        }
+    };
+    let mut plan = SweepPlan {
         cells: Vec::new(),
         seeds: args.first_seed..args.first_seed.saturating_add(args.seeds),
         run: args
@@ -87,6 +117,7 @@ pub fn run(args: ZooArgs) -> Verdict {
             dualcheck::sweep::text_table
         },
     };
+    plan.run.backend = backend;
     match rt.block_on(dualcheck::zoo::zoo(&mutants, plan)) {
         Ok(outcome) => {
             if args.json {

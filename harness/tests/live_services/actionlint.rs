@@ -2,15 +2,19 @@
 //! `$DUALCHECK_CACHE/actionlint/bin`; else the one on PATH) on what this
 //! repository ships for GitHub Actions: its workflows (`.github/workflows/`),
 //! the workflow users copy (`ci/github-actions.yml`) and the composite action
-//! `action.yml`.
+//! `action.yml`; any finding fails the test, printed as actionlint prints it.
+//! actionlint runs shellcheck on the script of every `run:` step: the test
+//! requires Debian's `shellcheck` on PATH (`bash ci/setup` installs it; without
+//! it actionlint would skip the scripts silently), and a negative control
+//! shows a script's finding is reported.
 //!
 //! actionlint lints workflows only: it takes no `action.yml` on its command
 //! line, reads one only as a local `uses:` of a workflow (inputs, outputs,
 //! `runs`), and does not lint a composite action's steps. So `action.yml` is
 //! linted twice over: used by a workflow with every input and output, and its
 //! steps as the steps of a job whose inputs are the action's (expressions,
-//! the inputs of the actions it uses, and the scripts through shellcheck when
-//! shellcheck is on PATH). A negative control shows each is really checked.
+//! the inputs of the actions it uses, and the scripts through shellcheck).
+//! A negative control shows each is really checked.
 //! Every script of `action.yml` also passes `bash -n` and reads the inputs
 //! through `env:`, never `${{ }}` (an input spliced into a script would be a
 //! shell injection). No YAML parser is a dependency: the action's layout
@@ -56,11 +60,26 @@ fn actionlint() -> PathBuf {
     })
 }
 
-/// actionlint on `files` from `dir`: whether it found nothing, and what it printed.
+/// shellcheck on PATH (`bash ci/setup` installs Debian's), which actionlint
+/// runs on every `run:` script: without it actionlint skips them silently.
+fn shellcheck() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("shellcheck"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("shellcheck is not on PATH; run `bash ci/setup` (it installs Debian's shellcheck, which actionlint runs on every `run:` script)")
+        })
+}
+
+/// actionlint (with shellcheck) on `files` from `dir`: whether it found
+/// nothing, and what it printed.
 fn lint(dir: &Path, files: &[PathBuf]) -> (bool, String) {
     let bin = actionlint();
     let out = Command::new(&bin)
         .arg("-no-color")
+        .arg(format!("-shellcheck={}", shellcheck().display()))
         .args(files)
         .current_dir(dir)
         .output()
@@ -216,6 +235,19 @@ fn workflows_and_the_template_pass_actionlint() {
     files.push(root.join("ci/github-actions.yml"));
     let (clean, out) = lint(&root, &files);
     assert!(clean, "actionlint on {files:?}:\n{out}");
+}
+
+#[test]
+fn actionlint_reports_shellcheck_findings_in_run_scripts() {
+    let _slot = crate::support::beside_another();
+    // Negative control: an unquoted variable (SC2086) in a `run:` script.
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - shell: bash\n        run: echo $UNQUOTED\n";
+    let (dir, files) = project("", &[("control.yml", wf.to_string())]);
+    let (clean, out) = lint(dir.path(), &files);
+    assert!(
+        !clean && out.contains("SC2086"),
+        "actionlint did not report shellcheck's SC2086 in a run: script (is shellcheck run?):\n{out}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod support;
 
 mod actionlint;
+mod book;
 mod external;
 mod local;
 mod postgres_dir;

@@ -87,6 +87,43 @@ fn anomalies_exit_1_and_duplicates_only_with_exactly_once() {
     assert_eq!(v.anomalies.duplicate, 1);
 }
 
+/// `dualcheck check -` reads the history from standard input, as `zcat
+/// history.jsonl.gz | dualcheck check -` would give it; messages about it
+/// name `<stdin>`.
+#[test]
+fn a_history_on_standard_input_is_checked_with_dash() {
+    let check_stdin = |history: &str, args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+            .args(["check", "-"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(history.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = check_stdin(VALID, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: CheckResult = parse("check -", &out, &err);
+    assert_eq!((v.verdict, v.valid, v.lines), (Verdict::Valid, true, 4));
+
+    let lost = VALID.replace(r#"{"type":"deliver","op":17"#, r#"{"type":"deliver","op":99"#);
+    let (code, out, _) = check_stdin(&lost, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("INVALID"), "{out}");
+
+    let (code, out, err) = check_stdin(&format!("{VALID}this is not json\n"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("<stdin>") && err.contains("line 5"), "{err}");
+}
+
 #[test]
 fn unusable_input_exits_2_naming_file_and_line() {
     let cases = [

@@ -4,6 +4,8 @@
 mod support;
 
 mod cli_check;
+mod cli_reference;
+mod docs_consistency;
 mod gate_evidence;
 mod refusals;
 mod report;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod patterns;
 pub mod runs;
 pub mod services;

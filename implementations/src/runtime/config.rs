@@ -1,6 +1,6 @@
 //! Configuration of an implementation process, read from its environment.
-//! [`KNOBS`] lists every variable with its default and one line of help
-//! (what `dualcheck list` shows).
+//! [`KNOBS`] lists every variable with what applies when it is unset and one
+//! line of help (what `dualcheck list` shows).
 
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
@@ -10,191 +10,223 @@ use std::time::Duration;
 pub struct Knob {
     /// Variable name.
     pub name: &'static str,
-    /// Default (empty = required).
-    pub default: &'static str,
+    /// What applies when the variable is unset (or empty).
+    pub default: KnobDefault,
     /// One line of help.
     pub help: &'static str,
+}
+
+/// What a knob is when its variable is unset or empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnobDefault {
+    /// Nothing: the process refuses to start (the runner always sets it).
+    Required,
+    /// No value of ours: the knob is simply off, or the tool it configures
+    /// keeps its own default; the knob's help says which.
+    Optional,
+    /// This value.
+    Value(&'static str),
 }
 
 /// Every environment variable of `dualcheck app`.
 pub const KNOBS: &[Knob] = &[
     Knob {
         name: "DATABASE_URL",
-        default: "",
+        default: KnobDefault::Required,
         help: "Postgres URL (through the proxy); the run's own database",
     },
     Knob {
         name: "KAFKA_BOOTSTRAP",
-        default: "",
+        default: KnobDefault::Required,
         help: "Kafka bootstrap servers (through the proxy)",
     },
     Knob {
         name: "TOPIC",
-        default: "",
+        default: KnobDefault::Required,
         help: "topic to publish to (created by the runner)",
     },
     Knob {
         name: "PORT",
-        default: "",
+        default: KnobDefault::Required,
         help: "HTTP port on 127.0.0.1",
     },
     Knob {
         name: "DUALCHECK_RELAYS",
-        default: "1",
+        default: KnobDefault::Value("1"),
         help: "relay tasks (outbox-poll, outbox-notify); per-key order holds with any number",
     },
     Knob {
         name: "DUALCHECK_SHARDS",
-        default: "16",
+        default: KnobDefault::Value("16"),
         help: "shard groups the relays divide with advisory locks",
     },
     Knob {
         name: "DUALCHECK_POLL_MS",
-        default: "50",
+        default: KnobDefault::Value("50"),
         help: "relay poll interval when idle",
     },
     Knob {
         name: "DUALCHECK_FALLBACK_POLL_MS",
-        default: "1000",
+        default: KnobDefault::Value("1000"),
         help: "outbox-notify: poll interval when no notification arrives",
     },
     Knob {
         name: "DUALCHECK_BATCH",
-        default: "1000",
+        default: KnobDefault::Value("1000"),
         help: "events a relay claims per round",
     },
     Knob {
         name: "DUALCHECK_MAX_ATTEMPTS",
-        default: "30",
+        default: KnobDefault::Value("30"),
         help: "publish attempts before an event is parked in outbox_failed (permanent errors park at once)",
     },
     Knob {
         name: "DUALCHECK_BACKOFF_BASE_MS",
-        default: "100",
+        default: KnobDefault::Value("100"),
         help: "retry backoff base (exponential, full jitter)",
     },
     Knob {
         name: "DUALCHECK_BACKOFF_MAX_MS",
-        default: "5000",
+        default: KnobDefault::Value("5000"),
         help: "retry backoff cap",
     },
     Knob {
         name: "DUALCHECK_PUBLISH_TIMEOUT_MS",
-        default: "5000",
+        default: KnobDefault::Value("5000"),
         help: "how long one publish attempt may take: the producer's message.timeout.ms; the outbox relays' producers never time out (several events of a key in flight) and wait this long for a delivery report before retrying",
     },
     Knob {
         name: "DUALCHECK_LINGER_MS",
-        default: "2",
+        default: KnobDefault::Value("2"),
         help: "the implementations' Kafka producers' linger.ms: how long a record waits for others to share its request (latency against requests per record)",
     },
     Knob {
         name: "DUALCHECK_NAIVE_ATTEMPTS",
-        default: "2",
+        default: KnobDefault::Value("2"),
         help: "naive patterns: publish attempts per op",
     },
     Knob {
         name: "DUALCHECK_NAIVE_PUBLISH_TIMEOUT_MS",
-        default: "1000",
+        default: KnobDefault::Value("1000"),
         help: "naive patterns: how long one publish may take (a request handler cannot wait for long)",
     },
     Knob {
         name: "DUALCHECK_CLEANUP",
-        default: "delete",
+        default: KnobDefault::Value("delete"),
         help: "published outbox rows: `delete` at once, or `mark` (published_at) and delete in batches",
     },
     Knob {
         name: "DUALCHECK_CLEANUP_INTERVAL_MS",
-        default: "1000",
+        default: KnobDefault::Value("1000"),
         help: "cleanup=mark: how often marked rows are deleted",
     },
     Knob {
         name: "DUALCHECK_DB_TIMEOUT_MS",
-        default: "10000",
+        default: KnobDefault::Value("10000"),
         help: "timeout of each database statement (client side and statement_timeout)",
     },
     Knob {
         name: "DUALCHECK_POOL_SIZE",
-        default: "16",
+        default: KnobDefault::Value("16"),
         help: "connections of the request pool",
     },
     Knob {
         name: "DUALCHECK_READ_CACHE",
-        default: "on",
+        default: KnobDefault::Value("on"),
         help: "listen-to-yourself, kafka-first: `on` serves GET /ops/{key} from the write-through cache first; `off` reads the orders table only (the negative control: stale reads)",
     },
     Knob {
         name: "DUALCHECK_TXN_TIMEOUT_MS",
-        default: "10000",
+        default: KnobDefault::Value("10000"),
         help: "two-phase: Kafka transaction.timeout.ms (how long an open Kafka transaction of a dead coordinator blocks read_committed consumers)",
     },
     Knob {
         name: "DUALCHECK_ROLE",
-        default: "all",
+        default: KnobDefault::Value("all"),
         help: "what this process runs: `all`, `service` (requests only) or `relay` (background only; patterns with a relay process)",
     },
     Knob {
         name: "DUALCHECK_CDC_CONFIRM",
-        default: "after-ack",
+        default: KnobDefault::Value("after-ack"),
         help: "cdc-logical/cdc-outbox: confirm a WAL position `after-ack` (once Kafka acknowledged everything before it) or `early` (on receipt: a deliberate bug, the negative control)",
     },
     Knob {
         name: "DUALCHECK_CLOCK_OFFSET_MS",
-        default: "0",
+        default: KnobDefault::Value("0"),
         help: "how far this process's clock for the times it writes is off, in ms (negative: behind); the `clock-skew` fault sets it on one instance",
     },
     Knob {
         name: "DUALCHECK_BUG",
-        default: "",
+        default: KnobDefault::Optional,
         help: "a mutant of the bug zoo: a real-world bug switched into the pattern (e.g. `delete-before-ack`); only the mutants a pattern lists are accepted, anything else refuses to start; unset: the correct code",
     },
     Knob {
         name: "DUALCHECK_DEBEZIUM_HEARTBEAT_MS",
-        default: "0",
+        default: KnobDefault::Value("0"),
         help: "debezium: the connector's heartbeat.interval.ms (0: off, Debezium's default); heartbeats let it record its WAL position while its tables are idle",
     },
     Knob {
         name: "DUALCHECK_DEBEZIUM_POLL_MS",
-        default: "",
+        default: KnobDefault::Optional,
         help: "debezium: the connector's poll.interval.ms, how long it waits for a batch to fill (unset: Debezium's 500; `debezium:tuned` sets 5)",
     },
     Knob {
         name: "DUALCHECK_DEBEZIUM_MAX_BATCH",
-        default: "",
+        default: KnobDefault::Optional,
         help: "debezium: the connector's max.batch.size (unset: Debezium's 2048)",
     },
     Knob {
         name: "DUALCHECK_DEBEZIUM_MAX_QUEUE",
-        default: "",
+        default: KnobDefault::Optional,
         help: "debezium: the connector's max.queue.size, larger than max.batch.size (unset: Debezium's 8192)",
     },
     Knob {
         name: "DUALCHECK_DEBEZIUM_LINGER_MS",
-        default: "2",
+        default: KnobDefault::Value("2"),
         help: "debezium: the Connect worker's producer.linger.ms",
     },
     Knob {
         name: "DUALCHECK_CONNECT_LIBS",
-        default: "",
+        default: KnobDefault::Optional,
         help: "debezium: directory of the Kafka Connect + Debezium jars (default $DUALCHECK_CACHE/connect/libs, else ~/.cache/dualcheck/connect/libs; `bash ci/setup` fills it)",
     },
 ];
 
-/// Reads a knob: the variable, else its default; `None` for an unset required one.
+/// Reads a knob: the variable, else its default value; `None` for an unset
+/// knob without one (a required or an optional one).
 fn raw(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ => KNOBS
-            .iter()
-            .find(|k| k.name == name)
-            .map(|k| k.default.to_string())
-            .filter(|d| !d.is_empty()),
+        _ => KNOBS.iter().find(|k| k.name == name).and_then(|k| match k.default {
+            KnobDefault::Value(v) => Some(v.to_string()),
+            KnobDefault::Required | KnobDefault::Optional => None,
+        }),
     }
 }
 
+/// The knobs `dualcheck app` cannot start without, as a message lists them
+/// (`A, B, C and D`).
+fn required_knobs() -> String {
+    let names: Vec<&str> = KNOBS
+        .iter()
+        .filter(|k| k.default == KnobDefault::Required)
+        .map(|k| k.name)
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Reads a knob that has a value whenever the process runs: one the runner
+/// sets ([`KnobDefault::Required`]) or one with a default value.
 fn required(name: &str) -> Result<String> {
     raw(name).with_context(|| {
-        format!("{name} is not set; `dualcheck app` needs DATABASE_URL, KAFKA_BOOTSTRAP, TOPIC and PORT (the runner sets them)")
+        format!(
+            "{name} is not set; `dualcheck app` needs {} (the runner sets them)",
+            required_knobs()
+        )
     })
 }
 
@@ -407,5 +439,39 @@ impl AppConfig {
             },
         };
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The knobs without which `dualcheck app` refuses to start are the four
+    /// the runner always sets, and the refusal names them; a knob with no
+    /// value of ours is optional, never required.
+    #[test]
+    fn only_what_the_runner_sets_is_required() {
+        let required: Vec<&str> = KNOBS
+            .iter()
+            .filter(|k| k.default == KnobDefault::Required)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(required, ["DATABASE_URL", "KAFKA_BOOTSTRAP", "TOPIC", "PORT"]);
+        assert_eq!(required_knobs(), "DATABASE_URL, KAFKA_BOOTSTRAP, TOPIC and PORT");
+        for name in [
+            crate::expect::BUG_KNOB,
+            "DUALCHECK_DEBEZIUM_POLL_MS",
+            "DUALCHECK_DEBEZIUM_MAX_BATCH",
+            "DUALCHECK_DEBEZIUM_MAX_QUEUE",
+            "DUALCHECK_CONNECT_LIBS",
+        ] {
+            let knob = KNOBS.iter().find(|k| k.name == name).unwrap();
+            assert_eq!(knob.default, KnobDefault::Optional, "{name}");
+        }
+        for knob in KNOBS {
+            if let KnobDefault::Value(v) = knob.default {
+                assert!(!v.is_empty(), "{}: an empty default is `Optional`", knob.name);
+            }
+        }
     }
 }
