@@ -54,11 +54,6 @@ const TRANSIT_SAMPLES: usize = 1_000_000;
 
 pub use record::results::Transit;
 
-/// How long a partition's end may stay above the observer's latest record,
-/// with the observer at the end of the partition, before the gap counts as
-/// records never to be delivered (transaction markers, aborted records).
-pub const END_GRACE: Duration = Duration::from_secs(5);
-
 impl ObserverStats {
     /// The transit times of the records read so far (`None` before any record
     /// with a producer timestamp).
@@ -102,21 +97,26 @@ impl ObserverStats {
     /// has it now (`now`: history time). A partition is read to its end when
     /// the observer recorded the record before its high watermark; or when it
     /// reached the end of the partition (after its latest record) at or after
-    /// the moment this watermark was first seen here; or, since what lies
-    /// below a watermark may never be delivered (transaction markers, aborted
-    /// records), when it reached the end after its latest record and the
-    /// watermark has not moved for [`END_GRACE`]. `Err` says which partition
-    /// is behind, or why it cannot be told.
+    /// the moment this watermark was first seen here. Otherwise, when it
+    /// reached the end only before the watermark moved, what lies between its
+    /// latest record and the watermark is read by a probe of its own: markers
+    /// of transactions and aborted records only (never to be delivered) mean
+    /// the end; a record means the observer is behind. (How long the
+    /// watermark stays still says nothing: an observer whose fetches stalled
+    /// after a paused broker sat at its old end while the broker held records
+    /// it had acknowledged.) `Err` says which partition is behind, or why it
+    /// cannot be told.
     pub async fn caught_up(&self, now: i64) -> Result<(), String> {
         let Some(consumer) = self.consumer.clone() else {
             return Ok(());
         };
         let topics = self.topics.clone();
+        let reader = consumer.clone();
         let ends = tokio::task::spawn_blocking(move || {
             let mut ends = Vec::new();
             for (topic, partitions) in &topics {
                 for p in 0..*partitions {
-                    let (_, high) = consumer
+                    let (_, high) = reader
                         .fetch_watermarks(topic, p, Duration::from_secs(2))
                         .map_err(|e| format!("reading the end of {topic}/{p}: {e}"))?;
                     ends.push(((topic.clone(), p), high));
@@ -126,36 +126,106 @@ impl ObserverStats {
         })
         .await
         .map_err(|e| format!("reading the log ends: {e}"))??;
-        let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = self.ends_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut to_probe = Vec::new();
         let mut behind = None;
-        for (tp, high) in ends {
-            let first_seen = match seen.get(&tp) {
-                Some(&(h, t)) if h == high => t,
-                _ => {
-                    seen.insert(tp.clone(), (high, now));
-                    now
+        {
+            let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = self.ends_seen.lock().unwrap_or_else(|e| e.into_inner());
+            for (tp, high) in ends {
+                let first_seen = match seen.get(&tp) {
+                    Some(&(h, t)) if h == high => t,
+                    _ => {
+                        seen.insert(tp.clone(), (high, now));
+                        now
+                    }
+                };
+                let (next, eof_at) = positions.get(&tp).copied().unwrap_or((0, 0));
+                match read_to_end(next, eof_at, high, first_seen) {
+                    End::Reached => {}
+                    End::Unsure => to_probe.push((tp, next, high)),
+                    End::Behind => {
+                        behind.get_or_insert_with(|| {
+                            format!(
+                                "the observer has read {}/{} up to offset {next}, the log ends at {high}",
+                                tp.0, tp.1
+                            )
+                        });
+                    }
                 }
-            };
-            let (next, eof_at) = positions.get(&tp).copied().unwrap_or((0, 0));
-            let at_end = read_to_end(next, eof_at, high, first_seen, now);
-            if !at_end && behind.is_none() {
-                behind = Some(format!(
-                    "the observer has read {}/{} up to offset {next}, the log ends at {high}",
-                    tp.0, tp.1
-                ));
             }
         }
-        behind.map_or(Ok(()), Err)
+        if let Some(behind) = behind {
+            return Err(behind);
+        }
+        if to_probe.is_empty() {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || {
+            for ((topic, p), next, high) in to_probe {
+                if let Some(offset) = record_in_gap(&consumer, &topic, p, next, high)? {
+                    return Err(format!(
+                        "the observer has read {topic}/{p} up to offset {next}, and the partition holds a record at {offset} (its log ends at {high})"
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("reading the log ends: {e}"))?
     }
 }
 
-/// Whether a partition is read to its end (see [`ObserverStats::caught_up`]):
+/// What [`read_to_end`] tells of one partition.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Read to its end.
+    Reached,
+    /// Behind: it has not reached the end since its latest record.
+    Behind,
+    /// At an end it reached before the watermark last moved: the gap up to
+    /// the watermark must be read to tell ([`record_in_gap`]).
+    Unsure,
+}
+
+/// Where the observer stands in a partition (see [`ObserverStats::caught_up`]):
 /// `next` is the offset after the latest record recorded, `eof_at` the time
 /// the end was reached after it (0: not since), `high` the high watermark,
 /// first read at `first_seen`; times in history ns.
-fn read_to_end(next: i64, eof_at: i64, high: i64, first_seen: i64, now: i64) -> bool {
-    next >= high || (eof_at > 0 && (eof_at >= first_seen || now - first_seen >= END_GRACE.as_nanos() as i64))
+fn read_to_end(next: i64, eof_at: i64, high: i64, first_seen: i64) -> End {
+    if next >= high || (eof_at > 0 && eof_at >= first_seen) {
+        End::Reached
+    } else if eof_at == 0 {
+        End::Behind
+    } else {
+        End::Unsure
+    }
+}
+
+/// The offset of a record in `[from, to)` of `topic`/`p` as a
+/// `read_committed` reader sees it, or `None` when that range holds only
+/// transaction markers and aborted records: read by `probe` (its own client,
+/// assigned there and unassigned after).
+fn record_in_gap(probe: &BaseConsumer, topic: &str, p: i32, from: i64, to: i64) -> Result<Option<i64>, String> {
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset(topic, p, Offset::Offset(from))
+        .and_then(|_| probe.assign(&at))
+        .map_err(|e| format!("reading {topic}/{p} from offset {from}: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let found = loop {
+        match probe.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => break Ok((m.offset() < to).then_some(m.offset())),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break Ok(None),
+            Some(Err(e)) if std::time::Instant::now() > deadline => {
+                break Err(format!("reading {topic}/{p} from offset {from}: {e}"))
+            }
+            None if std::time::Instant::now() > deadline => {
+                break Err(format!("reading {topic}/{p} from offset {from}: no answer within 2 s"))
+            }
+            _ => {}
+        }
+    };
+    let _ = probe.unassign();
+    found
 }
 
 /// A running observer; [`Observer::stop`] ends it.
@@ -182,6 +252,9 @@ impl Observer {
             .set("group.id", format!("dualcheck-observer-ends-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
+            // The probe of a gap below the watermark (`record_in_gap`) ends at the partition's end.
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
             .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
@@ -383,18 +456,14 @@ mod tests {
     fn a_partition_is_read_to_its_end_only_when_nothing_below_its_watermark_can_still_come() {
         let s = 1_000_000_000i64;
         // Recorded the record before the watermark.
-        assert!(read_to_end(10, 0, 10, 5 * s, 5 * s));
-        assert!(read_to_end(0, 0, 0, 5 * s, 5 * s), "an empty partition");
+        assert_eq!(read_to_end(10, 0, 10, 5 * s), End::Reached);
+        assert_eq!(read_to_end(0, 0, 0, 5 * s), End::Reached, "an empty partition");
         // Behind and not at the end (still reconnecting after a broker kill): the drain waits.
-        assert!(!read_to_end(8, 0, 10, 5 * s, 5 * s));
-        assert!(
-            !read_to_end(8, 0, 10, 5 * s, 60 * s),
-            "however long: it is not at the end"
-        );
+        assert_eq!(read_to_end(8, 0, 10, 5 * s), End::Behind);
         // At the end, after this watermark was first seen: the gap is markers.
-        assert!(read_to_end(8, 6 * s, 10, 5 * s, 6 * s));
-        // At the end before the watermark was seen: wait out the grace.
-        assert!(!read_to_end(8, 4 * s, 10, 5 * s, 6 * s));
-        assert!(read_to_end(8, 4 * s, 10, 5 * s, 5 * s + END_GRACE.as_nanos() as i64));
+        assert_eq!(read_to_end(8, 6 * s, 10, 5 * s), End::Reached);
+        // At an end reached before the watermark moved, however long ago: the
+        // gap must be read (a stalled observer looks just the same).
+        assert_eq!(read_to_end(8, 4 * s, 10, 5 * s), End::Unsure);
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Arguments of `dualcheck gate`.
 #[derive(Args, Debug, Clone)]
+#[command(mut_args = hide_fault_cmd)]
 pub struct GateArgs {
     /// Implementation (see `dualcheck list`), or `exec`: your own program, given with --cmd and
     /// --committed-sql (and, for a service as it is, the service template flags).
@@ -50,6 +51,19 @@ pub struct GateArgs {
     /// Workload, environment and implementation options, as `dualcheck run` has them.
     #[command(flatten)]
     pub options: RunShared,
+}
+
+/// `--fault-cmd` (of the run options the gate shares with `dualcheck run`),
+/// hidden from the gate's help: the battery is planned from the fault lists
+/// the zoo measured (built-in faults only, [`Evidence::builtin`]), so a
+/// custom fault never runs in it. Given anyway, it is refused before
+/// anything starts ([`prepare`]), as on `dualcheck zoo`.
+fn hide_fault_cmd(arg: clap::Arg) -> clap::Arg {
+    if arg.get_id() == "fault_cmds" {
+        arg.hide(true)
+    } else {
+        arg
+    }
 }
 
 /// The least budget left for a shrink to be worth starting.
@@ -130,6 +144,15 @@ pub fn run(args: GateArgs) -> Verdict {
 
 /// The checked run options and the battery, before anything starts.
 fn prepare(args: &GateArgs) -> anyhow::Result<(dualcheck::run_options::RunOptions, Vec<dualcheck::gate::Step>)> {
+    if let Some(custom) = args.options.fault_cmds.first() {
+        anyhow::bail!(
+            "--fault-cmd {}: the gate runs no custom fault (its battery is planned from the fault lists the bug zoo \
+             measured); leave it out, and test the custom fault with `dualcheck run --faults {} --fault-cmd ...` \
+             or `dualcheck sweep`",
+            custom.name,
+            custom.name
+        );
+    }
     let (implementation, knobs, exactly_once) = match &args.mutant {
         Some(name) => {
             let found =
@@ -198,12 +221,20 @@ fn prepare(args: &GateArgs) -> anyhow::Result<(dualcheck::run_options::RunOption
 /// The battery as `--plan` prints it.
 fn plan_text(steps: &[dualcheck::gate::Step], budget: Duration) -> String {
     let mut s = format!(
-        "battery for a {:.0} s budget (runs until it is spent or a run is invalid):\n",
-        budget.as_secs_f64()
+        "battery for a {:.0} s budget, run in this order until the budget is spent or a run is invalid\n\
+         (\"~N s in\": an estimate at {:.0} s a run beyond its duration; the gate decides with the runs' real times):\n",
+        budget.as_secs_f64(),
+        dualcheck::gate::RUN_OVERHEAD_S
     );
     let mut at = 0.0;
+    let mut marked = false;
     for (k, step) in steps.iter().enumerate() {
         at += step.duration_s + dualcheck::gate::RUN_OVERHEAD_S;
+        if !marked && at > budget.as_secs_f64() {
+            // The plan outlasts the budget on purpose: runs are often faster than the estimate.
+            s.push_str("     -- the estimated budget ends here: the steps below run only as far as time is left --\n");
+            marked = true;
+        }
         s.push_str(&format!(
             "{:>3}. --faults {} --duration {:.0}s{}  (exposed {}; ~{:.0} s in)\n",
             k + 1,
@@ -444,4 +475,27 @@ fn junit(o: &GateOutcome) -> anyhow::Result<String> {
     let mut report = Report::new("dualcheck gate");
     report.add_test_suite(suite);
     Ok(report.to_string()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct GateOnly {
+        #[command(flatten)]
+        gate: GateArgs,
+    }
+
+    /// The battery has no custom fault: the gate's help does not offer
+    /// `--fault-cmd`, and shows the rest of the run options.
+    #[test]
+    fn the_help_hides_fault_cmd_and_keeps_the_run_options() {
+        let help = GateOnly::command().render_long_help().to_string();
+        assert!(!help.contains("--fault-cmd"), "{help}");
+        for shown in ["--budget", "--faults", "--replicas", "--backend", "--cmd"] {
+            assert!(help.contains(shown), "{shown} missing:\n{help}");
+        }
+    }
 }

@@ -78,6 +78,14 @@ pub fn run(args: ZooArgs) -> Verdict {
             return Verdict::Unusable;
         }
     };
+    if let Some(custom) = args.options.fault_cmds.first() {
+        eprintln!(
+            "dualcheck zoo: --fault-cmd {}: the zoo runs each mutant under the built-in faults it names, never a \
+             custom fault; leave it out, and test the custom fault with `dualcheck run` or `dualcheck sweep`",
+            custom.name
+        );
+        return Verdict::Unusable;
+    }
     if !args.merge.is_empty() {
         return merged(&args, &mutants);
     }

@@ -51,6 +51,10 @@ fn gate_refuses_bad_options_and_plans_without_running() {
         (vec!["--impl", "exec"], "--cmd"),
         (vec!["--impl", "outbox-poll", "--budget", "soon"], "soon"),
         (vec!["--impl", "outbox-poll", "--faults", "pg-parttion"], "pg-parttion"),
+        (
+            vec!["--impl", "outbox-poll", "--fault-cmd", "freeze=true", "--plan"],
+            "runs no custom fault",
+        ),
     ] {
         let out = gate(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -102,4 +106,17 @@ fn gate_refuses_bad_options_and_plans_without_running() {
             "{faults} is not within --faults: {stdout}"
         );
     }
+}
+
+/// `dualcheck zoo` runs each mutant under the built-in faults it names: a
+/// custom fault given to it is refused before anything starts, not ignored.
+#[test]
+fn zoo_refuses_a_custom_fault() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
+        .args(["zoo", "--mutants", "naive", "--fault-cmd", "freeze=true"])
+        .output()
+        .expect("starting dualcheck zoo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--fault-cmd freeze"), "{stderr}");
 }

@@ -416,7 +416,11 @@ logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = WARN
 ";
 
-/// Creates the one-partition marker topic (idempotent).
+/// Creates the one-partition marker topic (idempotent), retrying until
+/// Kafka answers: a relay restarted while Kafka is paused or partitioned
+/// waits for it as it waits for Postgres to create the schema, rather than
+/// exit (it gave up after 30 s once, and its run, with no relay left, lost
+/// every event it had yet to publish). The runner's start timeout bounds it.
 async fn create_marker_topic(bootstrap: &str, topic: &str) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
@@ -424,7 +428,7 @@ async fn create_marker_topic(bootstrap: &str, topic: &str) -> Result<()> {
         .set("log_level", "3")
         .create()
         .context("creating a Kafka admin client (KAFKA_BOOTSTRAP)")?;
-    let started = Instant::now();
+    let mut warned = Instant::now();
     loop {
         let r = admin
             .create_topics(
@@ -432,17 +436,17 @@ async fn create_marker_topic(bootstrap: &str, topic: &str) -> Result<()> {
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await;
-        match r {
+        let error = match r {
             Ok(results) => match results.into_iter().next() {
                 Some(Ok(_)) | None => return Ok(()),
                 Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-                Some(Err((_, code))) if started.elapsed() > Duration::from_secs(30) => {
-                    bail!("creating the marker topic {topic}: {code}")
-                }
-                Some(Err(_)) => {}
+                Some(Err((_, code))) => code.to_string(),
             },
-            Err(e) if started.elapsed() > Duration::from_secs(30) => bail!("creating the marker topic {topic}: {e}"),
-            Err(_) => {}
+            Err(e) => e.to_string(),
+        };
+        if warned.elapsed() > Duration::from_secs(10) {
+            tracing::warn!("debezium: creating the marker topic {topic} failed (retrying): {error}");
+            warned = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
