@@ -217,9 +217,10 @@ impl Fault {
     }
 }
 
-/// Network, schema and cluster-wide conditions hold for their window; process
-/// faults and the leader kill take a part away. The schedule nests the second
-/// kind inside the first on purpose.
+/// Network and schema faults, and a skewed clock, are conditions: they hold
+/// for their window. Process faults, the cluster's leader kill and custom
+/// faults are outages: they take a part away. The schedule nests the second
+/// kind inside the first on purpose (docs/faults.md#schedule).
 impl workloads::Nest for Fault {
     fn shape(&self) -> workloads::FaultShape {
         if *self == Fault::ClockSkew {

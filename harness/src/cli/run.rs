@@ -18,7 +18,11 @@ pub struct RunArgs {
     pub implementation: Option<String>,
     /// Replay a recorded run: the same implementation, knobs, seed, workload
     /// and fault windows at the same offsets, from RUN_DIR's environment.json
-    /// and schedule.json (only --out, --json and --schedule apply besides).
+    /// and schedule.json. Only --out, --json, --schedule and the services'
+    /// settings apply besides (--backend, --pg-url, --kafka-bootstrap,
+    /// --toxiproxy-url, --config, or their DUALCHECK_* variables and
+    /// dualcheck.toml, as for any run): the replay runs on those services
+    /// (local by default), not on the backend recorded.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "implementation")]
     pub replay: Option<PathBuf>,
     /// Follow this fault schedule (a schedule.json, e.g. edited by hand or
@@ -204,7 +208,7 @@ pub struct TemplateArgs {
     /// How a rollback is asked for: none (no aborts are sent), 'header:NAME: VALUE' or field:/POINTER=JSON.
     #[arg(long, value_name = "HOW")]
     pub rollback: Option<String>,
-    /// Path of the read endpoint (with {key}) for --reads.
+    /// Path of the read endpoint (with {key}); with --read-seq it turns reads on (as --reads does).
     #[arg(long, value_name = "PATH")]
     pub read_path: Option<String>,
     /// JSON pointer to the seq in the read's answer, e.g. /lineNo.
@@ -452,7 +456,7 @@ pub fn list(_: ListArgs) -> Verdict {
         println!("  {:<22} {} ({})", family.name(), family.help(), faults.join(", "));
     }
     println!(
-        "  {:<22} {} (none until defined; any run, sweep or compare)",
+        "  {:<22} {} (none until defined; run, sweep and compare take them, zoo and gate run none)",
         FaultFamily::Custom.name(),
         FaultFamily::Custom.help()
     );

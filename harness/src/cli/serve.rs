@@ -9,7 +9,10 @@ use std::path::PathBuf;
 /// Arguments of `dualcheck serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The directory of runs (`--out` of run, sweep, compare and zoo).
+    /// The directory of runs: the `--out` of run, sweep, compare, zoo or bench.
+    /// Lists its run directories (bench's runs among them) and its sweep, compare
+    /// and zoo directories with their runs; not gate or merge directories, nor a
+    /// shrink's runs (RUN_DIR/shrunk/).
     #[arg(default_value = "runs")]
     pub dir: PathBuf,
     /// Port on 127.0.0.1 (0: any free port; the address is printed).

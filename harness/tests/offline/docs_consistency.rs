@@ -70,6 +70,17 @@ fn every_link_and_anchor_of_the_docs_reaches_something() {
                 broken.push(format!("{at}: no such file {}", shown(&file)));
                 continue;
             }
+            let book_index = docs::book_src().join("README.md");
+            if page.starts_with(docs::book_src())
+                && page.file_name().is_some_and(|n| n != "SUMMARY.md")
+                && page != book_index
+                && file.canonicalize().ok() == book_index.canonicalize().ok()
+            {
+                broken.push(format!(
+                    "{at}: links the book's introduction, which the book renders as index.html (the link would break there): link the page that holds the fact"
+                ));
+                continue;
+            }
             if leaves_the_book(&page, &link.dest) {
                 let path = shown(&file.canonicalize().unwrap());
                 broken.push(format!(
