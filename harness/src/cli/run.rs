@@ -461,10 +461,24 @@ pub fn list(_: ListArgs) -> Verdict {
         FaultFamily::Custom.help()
     );
     println!("\nworkload options (dualcheck run):");
-    // The defaults as the library states them (RunOptions::new), never retyped here.
+    let rows = workload_rows();
+    let width = rows.iter().map(|(opt, _)| opt.len()).max().unwrap_or(0);
+    for (opt, help) in rows {
+        println!("  {opt:<width$}  {help}");
+    }
+    println!(
+        "\nimplementation process knobs (environment of `dualcheck app`):\n{}",
+        super::app::knobs_help()
+    );
+    Verdict::Valid
+}
+
+/// The workload options `dualcheck list` shows, each with what it does and
+/// its default as the library states it (`RunOptions::new`), never retyped here.
+fn workload_rows() -> Vec<(&'static str, String)> {
     let d = RunOptions::new("exec");
     let w = &d.workload;
-    let rows: Vec<(&str, String)> = vec![
+    vec![
         ("--duration D", format!("how long the workload runs ({:?})", d.duration)),
         (
             "--seed N",
@@ -530,16 +544,7 @@ pub fn list(_: ListArgs) -> Verdict {
             "--app-env KEY=VALUE",
             "a knob of the implementation process (below)".into(),
         ),
-    ];
-    let width = rows.iter().map(|(opt, _)| opt.len()).max().unwrap_or(0);
-    for (opt, help) in rows {
-        println!("  {opt:<width$}  {help}");
-    }
-    println!(
-        "\nimplementation process knobs (environment of `dualcheck app`):\n{}",
-        super::app::knobs_help()
-    );
-    Verdict::Valid
+    ]
 }
 
 /// `KEY=VALUE` of `--app-env`.
