@@ -42,6 +42,13 @@ pub struct ObserverStats {
     consumer: Option<Arc<BaseConsumer>>,
     /// The partitions it reads.
     topics: Vec<(String, i32)>,
+    /// History time since which [`Self::caught_up`] has found the observer
+    /// behind records the broker holds (0: not behind): with no record read
+    /// for [`STALL`] since, the observer's consumer is taken to be stuck and
+    /// replaced by a new one at its positions.
+    behind_since: AtomicI64,
+    /// How many times a stuck consumer was replaced.
+    pub reassigned: AtomicU64,
     /// What the record mapping could not read.
     mapping_problems: Mutex<MappingProblems>,
     /// Per record with a producer timestamp (`CreateTime`), ms from it to the
@@ -53,6 +60,15 @@ pub struct ObserverStats {
 const TRANSIT_SAMPLES: usize = 1_000_000;
 
 pub use record::results::Transit;
+
+/// How long the observer may read nothing while the broker holds records
+/// it has not read before its consumer is replaced by a new one. librdkafka's
+/// consumer can stay stuck after a leader change (a broker paused past its
+/// session timeout is fenced, its partitions leaderless, then led again at a
+/// new epoch): measured, it read nothing for the whole 60 s drain after a
+/// 12 s `kafka-pause`, while a new client read every record
+/// (confluentinc/librdkafka#4492, #2625 describe the same).
+pub const STALL: Duration = Duration::from_secs(5);
 
 impl ObserverStats {
     /// The transit times of the records read so far (`None` before any record
@@ -155,12 +171,14 @@ impl ObserverStats {
             }
         }
         if let Some(behind) = behind {
+            self.note_behind(now, true);
             return Err(behind);
         }
         if to_probe.is_empty() {
+            self.note_behind(now, false);
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || {
+        let verdict = tokio::task::spawn_blocking(move || {
             for ((topic, p), next, high) in to_probe {
                 if let Some(offset) = record_in_gap(&consumer, &topic, p, next, high)? {
                     return Err(format!(
@@ -171,7 +189,44 @@ impl ObserverStats {
             Ok(())
         })
         .await
-        .map_err(|e| format!("reading the log ends: {e}"))?
+        .map_err(|e| format!("reading the log ends: {e}"))?;
+        self.note_behind(now, verdict.is_err());
+        verdict
+    }
+
+    /// Notes whether the observer was found behind at `now` (history time).
+    fn note_behind(&self, now: i64, behind: bool) {
+        if !behind {
+            self.behind_since.store(0, Ordering::Relaxed);
+        } else if self.behind_since.load(Ordering::Relaxed) == 0 {
+            self.behind_since.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the consumer looks stuck at `now`: behind records the broker
+    /// holds, and nothing read, for [`STALL`].
+    fn stuck(&self, now: i64) -> bool {
+        let stall = STALL.as_nanos() as i64;
+        let since = self.behind_since.load(Ordering::Relaxed);
+        since > 0 && now - since >= stall && now - self.last_delivery.load(Ordering::Relaxed) >= stall
+    }
+
+    /// Where a new consumer starts each partition: after its latest record read,
+    /// or from the beginning when none was read (never a record twice, never
+    /// one skipped).
+    fn resume_points(&self) -> Result<TopicPartitionList> {
+        let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = TopicPartitionList::new();
+        for (topic, partitions) in &self.topics {
+            for p in 0..*partitions {
+                let offset = match positions.get(&(topic.clone(), p)) {
+                    Some(&(next, _)) if next > 0 => Offset::Offset(next),
+                    _ => Offset::Beginning,
+                };
+                at.add_partition_offset(topic, p, offset)?;
+            }
+        }
+        Ok(at)
     }
 }
 
@@ -246,7 +301,8 @@ impl Observer {
         recorder: Arc<Recorder>,
         mapping: RecordMapping,
     ) -> Result<Observer> {
-        let consumer = Arc::new(consumer_with(bootstrap, topics, true)?);
+        let mut consumer = Arc::new(consumer_with(bootstrap, topics, true)?);
+        let bootstrap_owned = bootstrap.to_string();
         let ends: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", format!("dualcheck-observer-ends-{}", uuid::Uuid::new_v4()))
@@ -268,9 +324,38 @@ impl Observer {
         let (stop, mut stopped) = watch::channel(false);
         let s = stats.clone();
         let task = tokio::spawn(async move {
+            let mut check = tokio::time::interval(Duration::from_secs(1));
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut renew = false;
             loop {
+                if std::mem::take(&mut renew) {
+                    // A new consumer at the old one's positions: assigning the
+                    // stuck one's partitions again did not move it (measured).
+                    let renewed = s
+                        .resume_points()
+                        .and_then(|at| consumer_at(&bootstrap_owned, &at, true));
+                    match renewed {
+                        Ok(fresh) => {
+                            let stuck = std::mem::replace(&mut consumer, Arc::new(fresh));
+                            std::thread::spawn(move || drop(stuck));
+                            tracing::warn!(
+                                "observer: nothing read for {}s while the broker holds records not yet read: reading on with a new consumer from its positions",
+                                STALL.as_secs()
+                            );
+                        }
+                        Err(e) => tracing::warn!("observer: replacing its stuck consumer: {e:#}"),
+                    }
+                }
                 tokio::select! {
                     _ = stopped.changed() => break,
+                    _ = check.tick() => {
+                        let now = recorder.now();
+                        if s.stuck(now) {
+                            s.reassigned.fetch_add(1, Ordering::Relaxed);
+                            s.behind_since.store(now, Ordering::Relaxed);
+                            renew = true;
+                        }
+                    }
                     msg = consumer.recv() => match msg {
                         Ok(m) => {
                             let (event, mapped) = delivery(&m, recorder.now(), &mapping);
@@ -333,6 +418,23 @@ pub fn consumer(bootstrap: &str, topics: &[(String, i32)]) -> Result<StreamConsu
 
 /// [`consumer`], optionally reporting the end of each partition (`PartitionEOF`).
 fn consumer_with(bootstrap: &str, topics: &[(String, i32)], eof: bool) -> Result<StreamConsumer> {
+    // Manual assignment from the beginning of every partition: no consumer
+    // group, so no coordinator and no rebalance that a broker kill could
+    // disturb (a group consumer stalled after kafka-kill).
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .with_context(|| format!("observer assigning {topic}/{p}"))?;
+        }
+    }
+    consumer_at(bootstrap, &assignment, eof)
+}
+
+/// A `read_committed` consumer at `bootstrap` assigned `assignment` (each
+/// partition from its offset), optionally reporting partition ends.
+fn consumer_at(bootstrap: &str, assignment: &TopicPartitionList, eof: bool) -> Result<StreamConsumer> {
     let group = format!("dualcheck-observer-{}", uuid::Uuid::new_v4());
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -349,20 +451,9 @@ fn consumer_with(bootstrap: &str, topics: &[(String, i32)], eof: bool) -> Result
         .set("enable.partition.eof", if eof { "true" } else { "false" })
         .create()
         .with_context(|| format!("creating the observer's Kafka consumer at {bootstrap}"))?;
-    // Manual assignment from the beginning of every partition: no consumer
-    // group, so no coordinator and no rebalance that a broker kill could
-    // disturb (a group consumer stalled after kafka-kill).
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partitions) in topics {
-        for p in 0..*partitions {
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .with_context(|| format!("observer assigning {topic}/{p}"))?;
-        }
-    }
     consumer
-        .assign(&assignment)
-        .with_context(|| format!("observer assigning {topics:?}"))?;
+        .assign(assignment)
+        .with_context(|| format!("observer assigning {assignment:?}"))?;
     Ok(consumer)
 }
 

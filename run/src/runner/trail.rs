@@ -17,6 +17,15 @@ pub(super) async fn check_with_trails(cfg: &RunConfig, run_dir: &RunDir, started
     let mut mapping_warnings = Vec::new();
     if let Some(observer) = started.observer.take() {
         mapping_warnings = observer.stats.mapping_warnings();
+        let reassigned = observer.stats.reassigned.load(std::sync::atomic::Ordering::Relaxed);
+        if reassigned > 0 {
+            mapping_warnings.push(format!(
+                "the observer read nothing for {} s while the broker held records it had not read, {reassigned} time(s) \
+                 (librdkafka's consumer stuck after a leader change); it read on with a new consumer from its \
+                 positions: no record skipped or read twice, but those records' delivery times are late",
+                crate::observer::STALL.as_secs()
+            ));
+        }
         started.transit = observer.stats.transit();
         observer.stop().await;
     }
