@@ -105,6 +105,22 @@ pub fn run_outcome(o: &RunOutcome) -> String {
         o.throughput_ok_per_s
     );
     s.push_str(&check_result(&o.result));
+    // A seed's schedule draws from the faults listed: say which it left out,
+    // or a run that never injected one reads as if it survived it.
+    let unscheduled: Vec<&str> = o
+        .faults
+        .iter()
+        .map(String::as_str)
+        .filter(|f| {
+            !o.result.faults.iter().any(|w| w.fault == *f) && !o.result.failed_faults.iter().any(|w| w.fault == *f)
+        })
+        .collect();
+    if !unscheduled.is_empty() {
+        s.push_str(&format!(
+            "not in this seed's schedule: {} (a schedule draws from the faults listed; another --seed or a shorter list runs them)\n",
+            unscheduled.join(", ")
+        ));
+    }
     if !o.drained {
         s.push_str(&format!("warning: {}\n", phrases::DRAIN_TIMED_OUT));
     }

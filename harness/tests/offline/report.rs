@@ -470,3 +470,31 @@ fn the_plots_mark_when_the_run_recovered_from_a_fault() {
         assert_eq!(marks, 1, "one recovery mark: {svg}");
     }
 }
+
+/// A run's summary names the faults listed that its seed's schedule left
+/// out, so a run that never injected one does not read as if it survived it.
+#[test]
+fn the_summary_names_listed_faults_the_schedule_left_out() {
+    let mut o = outcome("outbox-poll", 0, 0, 40);
+    o.faults = vec!["kafka-partition".into(), "relay-kill".into(), "pg-kill".into()];
+    o.result.failed_faults = vec![checkers::results::FailedFault {
+        fault: "pg-kill".into(),
+        time: 3_000_000_000,
+        error: Some("never took effect".into()),
+    }];
+    let text = o.summary();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("not in this seed's schedule:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("relay-kill"), "{line}");
+    assert!(
+        !line.contains("kafka-partition") && !line.contains("pg-kill"),
+        "scheduled faults are not listed: {line}"
+    );
+    o.faults.truncate(1);
+    assert!(
+        !o.summary().contains("not in this seed's schedule"),
+        "every listed fault ran"
+    );
+}
