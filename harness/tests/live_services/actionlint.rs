@@ -44,15 +44,7 @@ fn repo() -> PathBuf {
 /// actionlint where `ci/setup` installs it, else on PATH.
 fn actionlint() -> PathBuf {
     let installed = dualcheck::env::cache::cache_dir().join("actionlint/bin/actionlint");
-    if installed.is_file() {
-        return installed;
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("actionlint"))
-        .find(|p| p.is_file());
-    on_path.unwrap_or_else(|| {
+    crate::support::tool("actionlint", Some(installed.clone())).unwrap_or_else(|| {
         panic!(
             "actionlint is not installed: not at {} nor on PATH; run `bash ci/setup` (it installs actionlint v1.7.12 there)",
             installed.display()
@@ -63,14 +55,9 @@ fn actionlint() -> PathBuf {
 /// shellcheck on PATH (`bash ci/setup` installs Debian's), which actionlint
 /// runs on every `run:` script: without it actionlint skips them silently.
 fn shellcheck() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("shellcheck"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("shellcheck is not on PATH; run `bash ci/setup` (it installs Debian's shellcheck, which actionlint runs on every `run:` script)")
-        })
+    crate::support::tool("shellcheck", None).unwrap_or_else(|| {
+        panic!("shellcheck is not on PATH; run `bash ci/setup` (it installs Debian's shellcheck, which actionlint runs on every `run:` script)")
+    })
 }
 
 /// actionlint (with shellcheck) on `files` from `dir`: whether it found

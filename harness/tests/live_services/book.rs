@@ -14,20 +14,12 @@ use crate::support::docs::repo;
 /// mdbook where `ci/setup` installs it, else on PATH.
 fn mdbook() -> PathBuf {
     let installed = dualcheck::env::cache::cache_dir().join("mdbook/bin/mdbook");
-    if installed.is_file() {
-        return installed;
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("mdbook"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "mdbook is not installed: not at {} nor on PATH; run `bash ci/setup` (it installs mdbook 0.5.4 there)",
-                installed.display()
-            )
-        })
+    crate::support::tool("mdbook", Some(installed.clone())).unwrap_or_else(|| {
+        panic!(
+            "mdbook is not installed: not at {} nor on PATH; run `bash ci/setup` (it installs mdbook 0.5.4 there)",
+            installed.display()
+        )
+    })
 }
 
 /// The values of one attribute (`href`, `id`) in an HTML text, in order.

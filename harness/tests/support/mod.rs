@@ -13,6 +13,18 @@ pub mod services;
 
 use std::sync::{Condvar, Mutex};
 
+/// A tool `ci/setup` provides: at `installed` (under the cache) when it is
+/// there, else the first `name` on PATH; `None` when neither.
+pub fn tool(name: &str, installed: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    installed.filter(|p| p.is_file()).or_else(|| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
 /// The machine's two slots (two cores): a test that starts services or a run
 /// holds both ([`alone`]), except a run whose verdict does not hang on its
 /// timing, which holds one ([`beside_another`]) and so may overlap one other
