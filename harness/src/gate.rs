@@ -370,10 +370,11 @@ async fn carry_out(
         let elapsed = started.elapsed().as_secs_f64();
         if !runs.is_empty() && elapsed + step.duration_s + overhead + switch > budget {
             let stopped = format!(
-                "budget: {elapsed:.0} s spent of {budget:.0} s; the next step ({}, {:.0} s) would take about {:.0} s",
+                "stopped before the next step ({}, {:.0} s), which would take about {:.0} s with {:.0} s of the budget left",
                 step.faults,
                 step.duration_s,
-                step.duration_s + overhead + switch
+                step.duration_s + overhead + switch,
+                (budget - elapsed).max(0.0)
             );
             return Ok((runs, GateEnd::Passed, stopped));
         }

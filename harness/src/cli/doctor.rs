@@ -19,7 +19,13 @@ pub struct DoctorArgs {
 
 /// Arguments of `dualcheck setup`.
 #[derive(clap::Args, Debug)]
-pub struct SetupArgs {}
+pub struct SetupArgs {
+    /// Only what dualcheck's runs need (PostgreSQL, Kafka, Kafka Connect with Debezium,
+    /// Toxiproxy, libfaketime): for a CI job gating a service. Leaves out the tools only
+    /// dualcheck's own test suite uses (`ci/setup --services`).
+    #[arg(long)]
+    pub services: bool,
+}
 
 /// Runs the doctor: all passed, a check failed, or not set up.
 pub fn run(args: DoctorArgs) -> Verdict {
@@ -36,7 +42,7 @@ pub fn run(args: DoctorArgs) -> Verdict {
 
 /// Runs `ci/setup` from the source tree (found next to the binary's crate or in
 /// the current directory): it succeeded, it failed, or it cannot be found or run.
-pub fn setup(_args: SetupArgs) -> Verdict {
+pub fn setup(args: SetupArgs) -> Verdict {
     let candidates = [
         PathBuf::from("ci/setup"),
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ci/setup"),
@@ -52,8 +58,9 @@ pub fn setup(_args: SetupArgs) -> Verdict {
         );
         return Verdict::Unusable;
     };
-    println!("running bash {}", script.display());
-    match std::process::Command::new("bash").arg(script).status() {
+    let flags: &[&str] = if args.services { &["--services"] } else { &[] };
+    println!("running bash {} {}", script.display(), flags.join(" "));
+    match std::process::Command::new("bash").arg(script).args(flags).status() {
         Ok(s) if s.success() => Verdict::Valid,
         Ok(s) => {
             eprintln!("dualcheck setup: {} failed ({s})", script.display());

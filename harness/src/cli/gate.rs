@@ -48,6 +48,12 @@ pub struct GateArgs {
     /// Print the outcome as one JSON object (gate.json) instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// What reports call the gated service: the summary's heading, gate.json's
+    /// `implementation` and junit.xml's suite (`dualcheck.gate.NAME`), so that
+    /// several services gated in one CI keep apart. Default: the implementation
+    /// (`exec` for a program) or the mutant.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
     /// Workload, environment and implementation options, as `dualcheck run` has them.
     #[command(flatten)]
     pub options: RunShared,
@@ -66,6 +72,18 @@ fn hide_fault_cmd(arg: clap::Arg) -> clap::Arg {
     }
 }
 
+/// A `--name`: letters, digits and `-_.` only, as a JUnit suite name and a
+/// Markdown heading take them unescaped.
+fn parse_name(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a name: use letters, digits, `-`, `_` and `.` only, e.g. `orders-service`"
+        ))
+    }
+}
+
 /// The least budget left for a shrink to be worth starting.
 const SHRINK_MIN: Duration = Duration::from_secs(60);
 
@@ -75,8 +93,9 @@ const SHRINK_MIN: Duration = Duration::from_secs(60);
 pub fn run(args: GateArgs) -> Verdict {
     let started = Instant::now();
     let label = args
-        .mutant
+        .name
         .clone()
+        .or_else(|| args.mutant.clone())
         .or_else(|| args.implementation.clone())
         .unwrap_or_default();
     let (base, steps) = match prepare(&args) {

@@ -117,7 +117,8 @@ fn an_orders_service_verified_through_its_own_api_is_valid_under_faults() {
 /// service (events marked published before Kafka's acknowledgment) stops
 /// the gate at its first invalid run, `lost`, with the CI outputs: exit 1,
 /// an `::error::` annotation naming the anomaly, the summary appended to
-/// `$GITHUB_STEP_SUMMARY`, gate.json, junit.xml, the reproduction commands.
+/// `$GITHUB_STEP_SUMMARY`, gate.json, junit.xml, the reproduction commands,
+/// each naming the service as `--name` says.
 #[test]
 fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_lost() {
     let _guard = crate::support::alone();
@@ -149,7 +150,7 @@ fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_
         .arg(&schema)
         .arg("--template")
         .arg(&template)
-        .args(["--drain-timeout", "30s"])
+        .args(["--drain-timeout", "30s", "--name", "orders-service"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &step_summary)
         .output()
@@ -164,6 +165,7 @@ fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_
     let json = stdout.lines().find(|l| l.starts_with('{')).expect("the gate's JSON");
     let g: dualcheck::gate::GateOutcome = parse("orders-buggy-gate", json, &stderr);
     assert_eq!(g.end, dualcheck::gate::GateEnd::Failed);
+    assert_eq!(g.implementation, "orders-service", "--name names what was gated");
     let last = g.runs.last().expect("a run");
     assert!(last.anomalies.contains(&checkers::Anomaly::Lost), "{g:?}");
     assert!(
@@ -174,7 +176,7 @@ fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("::error title=dualcheck gate: exec::lost:")),
+            .any(|l| l.starts_with("::error title=dualcheck gate: orders-service::lost:")),
         "an annotation names the anomaly:\n{stdout}"
     );
     let replay = g.replay.as_deref().expect("a replay command");
@@ -188,7 +190,7 @@ fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_
     );
     let summary = std::fs::read_to_string(&step_summary).expect("$GITHUB_STEP_SUMMARY written");
     assert!(
-        summary.contains("## dualcheck gate: exec — FAILED") && summary.contains("| lost |"),
+        summary.contains("## dualcheck gate: orders-service — FAILED") && summary.contains("| lost |"),
         "{summary}"
     );
     assert_eq!(
@@ -197,6 +199,10 @@ fn a_gate_of_an_orders_service_marking_events_published_before_the_ack_fails_on_
     );
     let junit = std::fs::read_to_string(g.dir.join("junit.xml")).unwrap();
     assert!(junit.contains("<failure") && junit.contains("lost"), "{junit}");
+    assert!(
+        junit.contains("<testsuite name=\"dualcheck.gate.orders-service\""),
+        "the suite takes --name: {junit}"
+    );
     assert!(last.run_dir.join("history.jsonl").exists());
 }
 

@@ -55,6 +55,10 @@ fn gate_refuses_bad_options_and_plans_without_running() {
             vec!["--impl", "outbox-poll", "--fault-cmd", "freeze=true", "--plan"],
             "runs no custom fault",
         ),
+        (
+            vec!["--impl", "outbox-poll", "--name", "orders service", "--plan"],
+            "`orders service` is not a name",
+        ),
     ] {
         let out = gate(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
