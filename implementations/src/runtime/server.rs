@@ -23,6 +23,17 @@ use std::time::Duration;
 
 /// Builds the router for a running pattern described by `info`.
 pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
+    router_counting(info, pattern, ctx, Arc::default())
+}
+
+/// [`router`], counting the ops it executes in `in_flight` (which [`serve`]
+/// waits on before it stops the background parts).
+fn router_counting(
+    info: &'static PatternInfo,
+    pattern: Arc<dyn Pattern>,
+    ctx: Arc<AppContext>,
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
+) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ops", post(ops))
@@ -37,7 +48,7 @@ pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<Ap
             info,
             pattern,
             ctx,
-            in_flight: Arc::default(),
+            in_flight,
         })
 }
 
@@ -47,11 +58,12 @@ struct Served {
     info: &'static PatternInfo,
     pattern: Arc<dyn Pattern>,
     ctx: Arc<AppContext>,
-    /// Requests being executed (`in_flight` of `GET /backlog`).
+    /// Ops being executed (`in_flight` of `GET /backlog`), including those
+    /// whose client has given up.
     in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Counts one request in flight while it lives (also when its future is dropped).
+/// Counts one op in flight while it lives.
 struct InFlight(Arc<std::sync::atomic::AtomicU64>);
 
 impl InFlight {
@@ -69,13 +81,40 @@ impl Drop for InFlight {
 
 type St = State<Served>;
 
+/// How long a stopping process waits for ops still running after their
+/// clients gave up.
+const OPS_DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(10);
+
 async fn ops(State(s): St, Json(op): Json<Op>) -> (StatusCode, String) {
-    let _in_flight = InFlight::enter(&s.in_flight);
-    match s.pattern.execute(&op).await {
-        OpAnswer::Ok => (StatusCode::OK, "ok".into()),
-        OpAnswer::Fail(e) => (StatusCode::CONFLICT, e),
-        OpAnswer::Unknown(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+    match execute_detached(s.pattern.clone(), op, &s.in_flight).await {
+        Ok(OpAnswer::Ok) => (StatusCode::OK, "ok".into()),
+        Ok(OpAnswer::Fail(e)) => (StatusCode::CONFLICT, e),
+        Ok(OpAnswer::Unknown(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+        // A panic in the pattern: whatever it did before is unknown.
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the op's task failed: {e}")),
     }
+}
+
+/// Executes `op` in a task of its own, counted in `in_flight` until it ends,
+/// so that a client giving up (the runner's op timeout closes the
+/// connection, and hyper drops the request's future) does not cancel the op
+/// halfway: a pattern's op is not written to be dropped between its awaits.
+/// Dropped mid-way, kafka-first left its read cache's entry pending forever
+/// (a backlog that never drained) and released its transactional producer's
+/// lock while `commit_transaction` went on in a blocking thread, so the next
+/// op's transaction collided with it. A real service's ops are not cancelled
+/// by their clients either.
+async fn execute_detached(
+    pattern: Arc<dyn Pattern>,
+    op: Op,
+    in_flight: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<OpAnswer, tokio::task::JoinError> {
+    let counted = InFlight::enter(in_flight);
+    tokio::spawn(async move {
+        let _counted = counted;
+        pattern.execute(&op).await
+    })
+    .await
 }
 
 async fn read(State(s): St, axum::extract::Path(key): axum::extract::Path<String>) -> (StatusCode, String) {
@@ -190,10 +229,65 @@ pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> 
             .context("HTTP server")?;
         return Ok(());
     }
-    axum::serve(listener, router(info, pattern, ctx))
+    let in_flight = Arc::<std::sync::atomic::AtomicU64>::default();
+    axum::serve(listener, router_counting(info, pattern, ctx, in_flight.clone()))
         .with_graceful_shutdown(super::interrupt::interrupted())
         .await
         .context("HTTP server")?;
+    // Ops whose clients gave up still run in their own tasks: let them end
+    // before the relays stop (bounded: a wedged op must not keep the
+    // process alive past the harness's patience).
+    let deadline = tokio::time::Instant::now() + OPS_DRAIN_ON_SHUTDOWN;
+    while in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     background.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// A pattern whose op takes 300 ms and records that it finished.
+    struct SlowOp(Arc<AtomicBool>);
+
+    #[async_trait::async_trait]
+    impl Pattern for SlowOp {
+        async fn setup_schema(&self, _db: &tokio_postgres::Client) -> Result<()> {
+            Ok(())
+        }
+        async fn execute(&self, _op: &Op) -> OpAnswer {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.store(true, Ordering::SeqCst);
+            OpAnswer::Ok
+        }
+    }
+
+    #[tokio::test]
+    async fn an_op_whose_client_gives_up_still_runs_to_its_end() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let op: Op = serde_json::from_str(r#"{"op":1,"key":"k","seq":0}"#).unwrap();
+        // The client's timeout drops the request's future after 50 ms.
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            execute_detached(Arc::new(SlowOp(finished.clone())), op, &in_flight),
+        )
+        .await;
+        assert!(given_up.is_err(), "the op should still be running at 50 ms");
+        assert_eq!(in_flight.load(Ordering::SeqCst), 1, "the abandoned op is still counted");
+        assert!(!finished.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the abandoned op was cancelled halfway"
+        );
+        assert_eq!(
+            in_flight.load(Ordering::SeqCst),
+            0,
+            "the finished op is no longer counted"
+        );
+    }
 }
