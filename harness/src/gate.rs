@@ -233,8 +233,19 @@ pub struct GateRun {
     pub anomalies: Vec<Anomaly>,
     /// Wall seconds of the run.
     pub wall_s: f64,
+    /// Whether the service's backlog reached 0 before the drain timed out
+    /// (`false`: the run waited out the whole drain timeout, which the
+    /// budget's plan does not foresee; a valid run that did not drain
+    /// published every event, so what stayed above 0 is the backlog count).
+    #[serde(default = "yes")]
+    pub drained: bool,
     /// Its run directory.
     pub run_dir: PathBuf,
+}
+
+/// The default of [`GateRun::drained`] in a `gate.json` written before it existed.
+fn yes() -> bool {
+    true
 }
 
 /// What `dualcheck gate` produced (`gate.json`).
@@ -397,6 +408,7 @@ async fn carry_out(
             verdict: outcome.result.verdict,
             anomalies: outcome.result.anomalies.violations(o.exactly_once),
             wall_s: run_started.elapsed().as_secs_f64(),
+            drained: outcome.drained,
             run_dir: outcome.run_dir.clone(),
         };
         let verdict = run.verdict;

@@ -347,7 +347,7 @@ fn summary_text(o: &GateOutcome, shrunk: Option<&str>) -> String {
     );
     for r in &o.runs {
         s.push_str(&format!(
-            "  {:<8} --faults {} --duration {:.0}s --seed {}{}{}  ({:.0} s)\n",
+            "  {:<8} --faults {} --duration {:.0}s --seed {}{}{}  ({:.0} s{})\n",
             format!("{:?}", r.verdict).to_lowercase(),
             r.faults,
             r.duration_s,
@@ -358,8 +358,12 @@ fn summary_text(o: &GateOutcome, shrunk: Option<&str>) -> String {
             } else {
                 format!(": {}", dualcheck::gate::names(&r.anomalies))
             },
-            r.wall_s
+            r.wall_s,
+            if r.drained { "" } else { "; the backlog did not drain" }
         ));
+    }
+    if let Some(note) = undrained_note(o) {
+        s.push_str(&format!("note: {note}\n"));
     }
     if let Some(r) = o.runs.last().filter(|_| o.end != GateEnd::Passed) {
         s.push_str(&format!("run directory: {}\n", r.run_dir.display()));
@@ -410,7 +414,7 @@ fn summary_markdown(o: &GateOutcome, shrunk: Option<&str>) -> String {
             },
             r.seed,
             r.duration_s,
-            format!("{:?}", r.verdict).to_lowercase(),
+            format!("{:?}", r.verdict).to_lowercase() + if r.drained { "" } else { ", not drained" },
             if r.anomalies.is_empty() {
                 "-".to_string()
             } else {
@@ -418,6 +422,9 @@ fn summary_markdown(o: &GateOutcome, shrunk: Option<&str>) -> String {
             },
             r.run_dir.display()
         ));
+    }
+    if let Some(note) = undrained_note(o) {
+        s.push_str(&format!("\nNote: {note}.\n"));
     }
     if let Some(replay) = &o.replay {
         s.push_str(&format!("\nReplay the failing run:\n\n```\n{replay}\n```\n"));
@@ -437,12 +444,39 @@ fn summary_markdown(o: &GateOutcome, shrunk: Option<&str>) -> String {
     s
 }
 
-/// GitHub Actions `::error::` lines: one per anomaly of the failing run.
+/// What to say about valid runs whose backlog never drained, if any: the
+/// service's `GET /backlog` kept counting something although every event
+/// was published, and each such run waited out the drain timeout (a gate
+/// past its budget, with no anomaly to show for it).
+fn undrained_note(o: &GateOutcome) -> Option<String> {
+    let steps: Vec<String> = o
+        .runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.drained && r.verdict == checkers::Verdict::Valid)
+        .map(|(k, _)| (k + 1).to_string())
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the service's backlog (GET /backlog) never reached 0 in the drain after run(s) {}, though no event was \
+         missing: it may count something that never clears, and each such run waited out the whole drain timeout",
+        steps.join(", ")
+    ))
+}
+
+/// GitHub Actions annotations: an `::error::` per anomaly of the failing
+/// run, and a `::warning::` when a valid run's backlog never drained.
 fn annotations(o: &GateOutcome) -> Vec<String> {
-    let Some(r) = o.runs.last().filter(|_| o.end != GateEnd::Passed) else {
-        return Vec::new();
-    };
     let title = format!("dualcheck gate: {}", o.implementation);
+    let mut lines: Vec<String> = undrained_note(o)
+        .map(|note| format!("::warning title={title}::{note}"))
+        .into_iter()
+        .collect();
+    let Some(r) = o.runs.last().filter(|_| o.end != GateEnd::Passed) else {
+        return lines;
+    };
     let where_ = format!(
         "--faults {} --seed {} ({})",
         r.faults,
@@ -450,14 +484,17 @@ fn annotations(o: &GateOutcome) -> Vec<String> {
         o.replay.as_deref().unwrap_or("see the gate directory")
     );
     if r.anomalies.is_empty() {
-        return vec![format!(
+        lines.push(format!(
             "::error title={title}::the history is incomplete, no verdict: {where_}"
-        )];
+        ));
+        return lines;
     }
-    r.anomalies
-        .iter()
-        .map(|a| format!("::error title={title}::{a}: {} under {where_}", a.description()))
-        .collect()
+    lines.extend(
+        r.anomalies
+            .iter()
+            .map(|a| format!("::error title={title}::{a}: {} under {where_}", a.description())),
+    );
+    lines
 }
 
 /// junit.xml: one test suite, one test case per run (a failure per invalid
@@ -516,5 +553,52 @@ mod tests {
         for shown in ["--budget", "--faults", "--replicas", "--backend", "--cmd"] {
             assert!(help.contains(shown), "{shown} missing:\n{help}");
         }
+    }
+
+    /// A passed gate of two runs, the second valid but not drained.
+    fn passed_with_an_undrained_run() -> GateOutcome {
+        let run = |seed: u64, drained: bool| dualcheck::gate::GateRun {
+            faults: "kafka-partition".into(),
+            workload: String::new(),
+            seed,
+            duration_s: 10.0,
+            verdict: checkers::Verdict::Valid,
+            anomalies: Vec::new(),
+            wall_s: if drained { 20.0 } else { 80.0 },
+            drained,
+            run_dir: PathBuf::from(format!("runs/run-{seed}")),
+        };
+        GateOutcome {
+            end: GateEnd::Passed,
+            implementation: "orders".into(),
+            budget_s: 120.0,
+            wall_s: 100.0,
+            dir: PathBuf::from("gate"),
+            runs: vec![run(1, true), run(2, false)],
+            planned: Vec::new(),
+            stopped: "every planned step ran".into(),
+            replay: None,
+            run_command: None,
+            covered: Vec::new(),
+        }
+    }
+
+    /// A valid run whose backlog never drained is named in every output, as a
+    /// warning (the gate still passes), and only that run.
+    #[test]
+    fn a_run_that_did_not_drain_is_told_as_a_warning() {
+        let o = passed_with_an_undrained_run();
+        let text = summary_text(&o, None);
+        assert!(text.contains("(80 s; the backlog did not drain)"), "{text}");
+        assert!(text.contains("(20 s)"), "{text}");
+        assert!(text.contains("after run(s) 2,"), "{text}");
+        assert!(summary_markdown(&o, None).contains("| valid, not drained |"));
+        let lines = annotations(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("::warning title=dualcheck gate: orders::"), "{lines:?}");
+        let mut drained = o.clone();
+        drained.runs[1].drained = true;
+        assert!(annotations(&drained).is_empty());
+        assert!(!summary_text(&drained, None).contains("note:"));
     }
 }
