@@ -595,7 +595,10 @@ mod tests {
         assert!(summary_markdown(&o, None).contains("| valid, not drained |"));
         let lines = annotations(&o);
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].starts_with("::warning title=dualcheck gate: orders::"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("::warning title=dualcheck gate: orders::"),
+            "{lines:?}"
+        );
         let mut drained = o.clone();
         drained.runs[1].drained = true;
         assert!(annotations(&drained).is_empty());

@@ -79,7 +79,21 @@ fn dualcheck_bin(explicit: Option<&Path>) -> Result<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("DUALCHECK_BIN") {
         return Ok(p.into());
     }
-    std::env::current_exe().context("locating the dualcheck executable (set DUALCHECK_BIN)")
+    let current = std::env::current_exe().context("locating the dualcheck executable (set DUALCHECK_BIN)")?;
+    Ok(still_this_executable(current))
+}
+
+/// `current` (this executable's path), or `/proc/self/exe` when that path
+/// no longer names it: a binary replaced or deleted while a sweep or a gate
+/// runs (an upgrade, a rebuild) is still running, and its later runs start
+/// the same code as its first ones instead of failing to start the app
+/// (Linux reports the path as `PATH (deleted)`).
+fn still_this_executable(current: std::path::PathBuf) -> std::path::PathBuf {
+    let proc_exe = Path::new("/proc/self/exe");
+    if !current.exists() && proc_exe.exists() {
+        return proc_exe.to_path_buf();
+    }
+    current
 }
 
 impl AppProcess {
@@ -307,5 +321,18 @@ impl AppProcess {
     /// The port it serves HTTP on (the same after every restart).
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_executable_is_still_started_through_proc() {
+        let gone = std::path::PathBuf::from("/nonexistent/dualcheck (deleted)");
+        assert_eq!(still_this_executable(gone), Path::new("/proc/self/exe"));
+        let here = std::env::current_exe().unwrap();
+        assert_eq!(still_this_executable(here.clone()), here);
     }
 }
