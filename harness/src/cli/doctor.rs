@@ -59,7 +59,10 @@ pub fn setup(args: SetupArgs) -> Verdict {
         return Verdict::Unusable;
     };
     let flags: &[&str] = if args.services { &["--services"] } else { &[] };
-    println!("running bash {} {}", script.display(), flags.join(" "));
+    let shown: Vec<String> = std::iter::once(script.display().to_string())
+        .chain(flags.iter().map(|f| f.to_string()))
+        .collect();
+    println!("running bash {}", shown.join(" "));
     match std::process::Command::new("bash").arg(script).args(flags).status() {
         Ok(s) if s.success() => Verdict::Valid,
         Ok(s) => {
