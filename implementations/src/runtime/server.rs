@@ -21,14 +21,10 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the router for a running pattern described by `info`.
-pub fn router(info: &'static PatternInfo, pattern: Arc<dyn Pattern>, ctx: Arc<AppContext>) -> Router {
-    router_counting(info, pattern, ctx, Arc::default())
-}
-
-/// [`router`], counting the ops it executes in `in_flight` (which [`serve`]
-/// waits on before it stops the background parts).
-fn router_counting(
+/// Builds the router for a running pattern described by `info`, counting the
+/// ops it executes in `in_flight` (`GET /backlog`'s `in_flight`, and what
+/// [`serve`] waits on before it stops the background parts).
+pub fn router(
     info: &'static PatternInfo,
     pattern: Arc<dyn Pattern>,
     ctx: Arc<AppContext>,
@@ -222,15 +218,15 @@ pub async fn serve(info: &'static PatternInfo, config: AppConfig) -> Result<()> 
         ctx.config.role,
         background.len()
     );
+    let in_flight = Arc::<std::sync::atomic::AtomicU64>::default();
     if !pattern.graceful_shutdown() {
         // No SIGTERM handler: the signal's default action ends the process.
-        axum::serve(listener, router(info, pattern, ctx))
+        axum::serve(listener, router(info, pattern, ctx, in_flight))
             .await
             .context("HTTP server")?;
         return Ok(());
     }
-    let in_flight = Arc::<std::sync::atomic::AtomicU64>::default();
-    axum::serve(listener, router_counting(info, pattern, ctx, in_flight.clone()))
+    axum::serve(listener, router(info, pattern, ctx, in_flight.clone()))
         .with_graceful_shutdown(super::interrupt::interrupted())
         .await
         .context("HTTP server")?;
