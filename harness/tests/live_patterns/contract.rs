@@ -5,8 +5,12 @@
 
 use crate::support::patterns::{committed, drive, first_delivery_seqs, read_topic, space, App, Delivered};
 use crate::support::services::with_env;
+use checkers::Anomaly;
 use dualcheck::app_process::CrashPoint;
-use implementations::{Op, REGISTRY};
+use dualcheck::env::Environment;
+use futures::StreamExt;
+use implementations::expect::{Expect, When};
+use implementations::{Op, PatternInfo, REGISTRY};
 use std::time::Duration;
 
 fn op(op: u64, key: &str, seq: u64) -> Op {
@@ -22,100 +26,130 @@ fn op(op: u64, key: &str, seq: u64) -> Op {
     }
 }
 
+/// Each implementation on the shared environment, a few at a time: they
+/// have a database and a topic each, and most of a check is waiting (for the
+/// app to start, the relay to drain, the topic to go quiet), so overlapping
+/// them takes a fraction of the time of one after another.
 #[test]
 fn every_implementation_publishes_its_ops_with_the_envelope() {
     with_env(1, |env| async move {
-        for info in REGISTRY {
-            let sp = space(env, &info.name.replace('-', "_"), 3).await;
-            let app = App::start(env, info.name, &sp, &[("DUALCHECK_RELAYS", "3")]).await;
-            let results = drive(&app, 0, 4, 5, "x").await;
-            for (op, _, _, status) in &results {
-                assert_eq!(
-                    *status,
-                    200,
-                    "{}: op {op} answered {status}; log: {}",
-                    info.name,
-                    app.log_text()
-                );
-            }
-            // An op that aborts on purpose: fail, and (except publish-first) never published.
-            let mut aborted = op(9000, "k0", 5);
-            aborted.abort = true;
-            let status = app.op(&aborted).await;
-            assert_eq!(status, 409, "{}: aborted op answered {status}", info.name);
-            app.wait_drained(Duration::from_secs(30)).await;
-
-            let ok: std::collections::BTreeSet<i64> = results.iter().map(|r| r.0).collect();
-            let committed = committed(&sp, info.committed_sql).await;
-            assert_eq!(
-                committed, ok,
-                "{}: committed ops differ from acknowledged ones",
-                info.name
-            );
-
-            let records = read_topic(env, &sp, ok.len(), Duration::from_secs(2), Duration::from_secs(30)).await;
-            let mut delivered = std::collections::BTreeSet::new();
-            for d in &records {
-                let v = &d.value;
-                assert_eq!(d.key, v.key, "{}: record key is not the op's key", info.name);
-                assert_eq!(
-                    d.header_event.as_deref(),
-                    Some(v.event.as_str()),
-                    "{}: event_id header",
-                    info.name
-                );
-                let id: uuid::Uuid = v.event.parse().expect("event id is a UUID");
-                // Random (v4), except where the id derives from the row so that a
-                // replay from the WAL carries the same one (v5).
-                let version = if info.name == "cdc-logical" { 5 } else { 4 };
-                assert_eq!(
-                    id.get_version_num(),
-                    version,
-                    "{}: event id is not a v{version} UUID",
-                    info.name
-                );
-                if v.op != 9000 {
-                    let (_, key, seq, _) = results.iter().find(|r| r.0 == v.op).expect("delivered op was invoked");
-                    assert_eq!((&v.key, v.seq), (key, *seq), "{}: envelope of op {}", info.name, v.op);
-                    assert_eq!(v.payload, "x");
-                }
-                delivered.insert(v.op);
-            }
-            if info.name == "naive-publish-first" {
-                // The negative control publishes before it knows the transaction aborts: a phantom.
-                assert!(
-                    delivered.contains(&9000),
-                    "naive-publish-first should have published the aborted op"
-                );
-                delivered.remove(&9000);
-            } else {
-                assert!(!delivered.contains(&9000), "{}: an aborted op was published", info.name);
-            }
-            assert_eq!(
-                delivered, ok,
-                "{}: delivered ops differ from acknowledged ones",
-                info.name
-            );
-            for (key, seqs) in first_delivery_seqs(&records) {
-                let seqs: Vec<i64> = seqs.into_iter().filter(|s| *s < 5).collect();
-                assert!(
-                    seqs.windows(2).all(|w| w[0] < w[1]),
-                    "{}: key {key} out of order: {seqs:?}",
-                    info.name
-                );
-            }
-            // JSON: `GET /info` is written with `json!` (implementations'
-            // server), no library type has it.
-            let info_json: serde_json::Value = reqwest::get(app.url("/info")).await.unwrap().json().await.unwrap();
-            assert_eq!(info_json["committed_sql"], info.committed_sql);
-            eprintln!(
-                "{}: {} ops committed and delivered ({} records)",
-                info.name,
-                ok.len(),
-                records.len()
-            );
-        }
+        futures::stream::iter(REGISTRY)
+            .for_each_concurrent(4, |info| publishes_its_ops_with_the_envelope(env, info))
+            .await;
     });
+}
+
+/// A negative control expected to lose events whatever the faults.
+fn loses_without_faults(info: &PatternInfo) -> bool {
+    info.expect
+        .iter()
+        .any(|e| matches!((e.when, e.expect), (When::Always, Expect::Shows(shown)) if shown.contains(&Anomaly::Lost)))
+}
+
+/// `info`'s ops reach Kafka with the envelope: each acknowledged op committed
+/// and delivered once with its key, seq and event id, an aborted op never
+/// published (except by the publish-first control), keys in order.
+async fn publishes_its_ops_with_the_envelope(env: &Environment, info: &PatternInfo) {
+    let sp = space(env, &info.name.replace('-', "_"), 3).await;
+    let app = App::start(env, info.name, &sp, &[("DUALCHECK_RELAYS", "3")]).await;
+    let results = drive(&app, 0, 4, 5, "x").await;
+    for (op, _, _, status) in &results {
+        assert_eq!(
+            *status,
+            200,
+            "{}: op {op} answered {status}; log: {}",
+            info.name,
+            app.log_text()
+        );
+    }
+    // An op that aborts on purpose: fail, and (except publish-first) never published.
+    let mut aborted = op(9000, "k0", 5);
+    aborted.abort = true;
+    let status = app.op(&aborted).await;
+    assert_eq!(status, 409, "{}: aborted op answered {status}", info.name);
+    app.wait_drained(Duration::from_secs(30)).await;
+
+    let ok: std::collections::BTreeSet<i64> = results.iter().map(|r| r.0).collect();
+    let committed = committed(&sp, info.committed_sql).await;
+    assert_eq!(
+        committed, ok,
+        "{}: committed ops differ from acknowledged ones",
+        info.name
+    );
+
+    let records = read_topic(env, &sp, ok.len(), Duration::from_secs(2), Duration::from_secs(30)).await;
+    let mut delivered = std::collections::BTreeSet::new();
+    for d in &records {
+        let v = &d.value;
+        assert_eq!(d.key, v.key, "{}: record key is not the op's key", info.name);
+        assert_eq!(
+            d.header_event.as_deref(),
+            Some(v.event.as_str()),
+            "{}: event_id header",
+            info.name
+        );
+        let id: uuid::Uuid = v.event.parse().expect("event id is a UUID");
+        // Random (v4), except where the id derives from the row so that a
+        // replay from the WAL carries the same one (v5).
+        let version = if info.name == "cdc-logical" { 5 } else { 4 };
+        assert_eq!(
+            id.get_version_num(),
+            version,
+            "{}: event id is not a v{version} UUID",
+            info.name
+        );
+        if v.op != 9000 {
+            let (_, key, seq, _) = results.iter().find(|r| r.0 == v.op).expect("delivered op was invoked");
+            assert_eq!((&v.key, v.seq), (key, *seq), "{}: envelope of op {}", info.name, v.op);
+            assert_eq!(v.payload, "x");
+        }
+        delivered.insert(v.op);
+    }
+    if info.name == "naive-publish-first" {
+        // The negative control publishes before it knows the transaction aborts: a phantom.
+        assert!(
+            delivered.contains(&9000),
+            "naive-publish-first should have published the aborted op"
+        );
+        delivered.remove(&9000);
+    } else {
+        assert!(!delivered.contains(&9000), "{}: an aborted op was published", info.name);
+    }
+    if loses_without_faults(info) {
+        // Its bug may show here: four keys driven at once are enough for a
+        // transaction to take its id early and commit late (outbox-idcursor).
+        // What it delivers it still delivers right, and nothing it was not given.
+        assert!(
+            delivered.is_subset(&ok),
+            "{}: delivered ops it never acknowledged: {:?}",
+            info.name,
+            delivered.difference(&ok).collect::<Vec<_>>()
+        );
+    } else {
+        assert_eq!(
+            delivered, ok,
+            "{}: delivered ops differ from acknowledged ones",
+            info.name
+        );
+    }
+    for (key, seqs) in first_delivery_seqs(&records) {
+        let seqs: Vec<i64> = seqs.into_iter().filter(|s| *s < 5).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{}: key {key} out of order: {seqs:?}",
+            info.name
+        );
+    }
+    // JSON: `GET /info` is written with `json!` (implementations'
+    // server), no library type has it.
+    let info_json: serde_json::Value = reqwest::get(app.url("/info")).await.unwrap().json().await.unwrap();
+    assert_eq!(info_json["committed_sql"], info.committed_sql);
+    eprintln!(
+        "{}: {} ops committed and delivered ({} records)",
+        info.name,
+        ok.len(),
+        records.len()
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `--impl exec` end to end: the Python example services under
 //! `examples/python-outbox/` run through `dualcheck run --impl exec` exactly as
 //! a user runs them, against real Postgres, Kafka and Toxiproxy; and programs
-//! outside the contract get a clear error. Runs are serialized (each starts
-//! its own Kafka).
+//! outside the contract get a clear error. Each run starts its own Kafka; a
+//! run whose verdict does not hang on its timing may overlap one other.
 //!
 //! The Python services need psycopg and confluent-kafka in
 //! `$DUALCHECK_CACHE/pyenv` (`bash ci/setup` creates it).
@@ -30,16 +30,29 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `dualcheck run --impl exec --json ARGS`; returns (exit code, stdout, stderr).
+/// Runs `dualcheck run --impl exec --json ARGS` beside at most one other run
+/// (a correct service, or a program refused before its workload: neither
+/// verdict hangs on timing); returns (exit code, stdout, stderr).
 fn dualcheck_run(name: &str, args: &[&str]) -> (i32, String, String) {
-    let (code, stdout, stderr, _) = dualcheck_run_timed(name, args);
+    let (code, stdout, stderr, _) = dualcheck_run_timed(name, args, Share::Beside);
     (code, stdout, stderr)
 }
 
-/// [`dualcheck_run`] with how long the run itself took (not the wait for the
-/// machine before it).
-fn dualcheck_run_timed(name: &str, args: &[&str]) -> (i32, String, String, std::time::Duration) {
-    let _guard = crate::support::alone();
+/// How much of the machine a run takes: all of it for a negative control
+/// whose bug needs a fault placed just so, half for the rest.
+#[derive(Clone, Copy)]
+enum Share {
+    Alone,
+    Beside,
+}
+
+/// [`dualcheck_run`] holding `share` of the machine, with how long the run
+/// itself took (not the wait for the machine before it).
+fn dualcheck_run_timed(name: &str, args: &[&str], share: Share) -> (i32, String, String, std::time::Duration) {
+    let _guard = match share {
+        Share::Alone => crate::support::alone(),
+        Share::Beside => crate::support::beside_another(),
+    };
     let started = std::time::Instant::now();
     let out = out_dir(name);
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -55,13 +68,14 @@ fn dualcheck_run_timed(name: &str, args: &[&str]) -> (i32, String, String, std::
     )
 }
 
-/// Runs one Python example service under [`FAULTS`]; returns (exit code, result).
-fn run_python(name: &str, script: &str, seed: &str) -> (i32, RunOutcome) {
+/// Runs one Python example service under [`FAULTS`] holding `share` of the
+/// machine; returns (exit code, result).
+fn run_python(name: &str, script: &str, seed: &str, share: Share) -> (i32, RunOutcome) {
     let py = python();
     let dir = examples_dir();
     let cmd = format!("'{}' '{}'", py.display(), dir.join(script).display());
     let schema = dir.join("schema.sql");
-    let (code, stdout, stderr) = dualcheck_run(
+    let (code, stdout, stderr, _) = dualcheck_run_timed(
         name,
         &[
             "--cmd",
@@ -79,6 +93,7 @@ fn run_python(name: &str, script: &str, seed: &str) -> (i32, RunOutcome) {
             "--seed",
             seed,
         ],
+        share,
     );
     assert!(
         code == 0 || code == 1,
@@ -99,7 +114,7 @@ fn starts(v: &RunOutcome) -> usize {
 
 #[test]
 fn python_outbox_is_valid_under_faults() {
-    let (code, v) = run_python("python-correct", "service.py", "1");
+    let (code, v) = run_python("python-correct", "service.py", "1", Share::Beside);
     assert_eq!(code, 0, "the correct Python outbox must be valid: {v:?}");
     assert!(v.result.valid);
     assert!(v.result.ops.ok > 200, "too few acknowledged ops: {v:?}");
@@ -114,7 +129,7 @@ fn python_outbox_is_valid_under_faults() {
 
 #[test]
 fn python_outbox_deleting_before_delivery_reports_loses_events() {
-    let (code, v) = run_python("python-buggy", "service_buggy.py", "1");
+    let (code, v) = run_python("python-buggy", "service_buggy.py", "1", Share::Alone);
     assert_eq!(code, 1, "the buggy Python outbox must be invalid: {v:?}");
     assert!(!v.result.valid);
     let a = &v.result.anomalies;
@@ -137,6 +152,7 @@ fn a_program_that_never_listens_is_a_clear_error() {
             "--duration",
             "5s",
         ],
+        Share::Beside,
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -244,6 +260,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
             "--drain-timeout",
             "60s",
         ],
+        Share::Beside,
     );
     assert_eq!(
         code, 1,

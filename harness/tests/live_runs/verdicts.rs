@@ -15,6 +15,7 @@ const ALL_FAULTS: &str =
 /// Both ways the naive pattern loses, in one run: a publish that fails while
 /// Kafka is partitioned, and a crash between the commit and the publish.
 #[test]
+#[ignore = "a verdict-matrix cell: scripts/verdict-matrix runs naive under these faults over many seeds (docs/verdicts.md); the suite keeps live_campaigns' sweep test, where naive shows lost in 2 of 2 runs under the same faults, and the trail of a lost op under kafka-partition (trails.rs); run it with --ignored"]
 fn naive_loses_events_when_kafka_is_partitioned_and_when_it_crashes_after_commit() {
     let (code, v) = run_beside(
         "naive-partition-crash",
