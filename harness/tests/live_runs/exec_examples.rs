@@ -34,25 +34,18 @@ fn out_dir(name: &str) -> PathBuf {
 /// (a correct service, or a program refused before its workload: neither
 /// verdict hangs on timing); returns (exit code, stdout, stderr).
 fn dualcheck_run(name: &str, args: &[&str]) -> (i32, String, String) {
-    let (code, stdout, stderr, _) = dualcheck_run_timed(name, args, Share::Beside);
+    let (code, stdout, stderr, _) = dualcheck_run_timed(name, args, crate::support::beside_another());
     (code, stdout, stderr)
 }
 
-/// How much of the machine a run takes: all of it for a negative control
-/// whose bug needs a fault placed just so, half for the rest.
-#[derive(Clone, Copy)]
-enum Share {
-    Alone,
-    Beside,
-}
-
-/// [`dualcheck_run`] holding `share` of the machine, with how long the run
-/// itself took (not the wait for the machine before it).
-fn dualcheck_run_timed(name: &str, args: &[&str], share: Share) -> (i32, String, String, std::time::Duration) {
-    let _guard = match share {
-        Share::Alone => crate::support::alone(),
-        Share::Beside => crate::support::beside_another(),
-    };
+/// [`dualcheck_run`] while `_slots` of the machine are held (all of it for a
+/// negative control whose bug needs a fault placed just so), with how long
+/// the run itself took (not the wait for the machine before it).
+fn dualcheck_run_timed(
+    name: &str,
+    args: &[&str],
+    _slots: crate::support::Slots,
+) -> (i32, String, String, std::time::Duration) {
     let started = std::time::Instant::now();
     let out = out_dir(name);
     let output = Command::new(env!("CARGO_BIN_EXE_dualcheck"))
@@ -68,9 +61,9 @@ fn dualcheck_run_timed(name: &str, args: &[&str], share: Share) -> (i32, String,
     )
 }
 
-/// Runs one Python example service under [`FAULTS`] holding `share` of the
-/// machine; returns (exit code, result).
-fn run_python(name: &str, script: &str, seed: &str, share: Share) -> (i32, RunOutcome) {
+/// Runs one Python example service under [`FAULTS`] while `slots` of the
+/// machine are held; returns (exit code, result).
+fn run_python(name: &str, script: &str, seed: &str, slots: crate::support::Slots) -> (i32, RunOutcome) {
     let py = python();
     let dir = examples_dir();
     let cmd = format!("'{}' '{}'", py.display(), dir.join(script).display());
@@ -93,7 +86,7 @@ fn run_python(name: &str, script: &str, seed: &str, share: Share) -> (i32, RunOu
             "--seed",
             seed,
         ],
-        share,
+        slots,
     );
     assert!(
         code == 0 || code == 1,
@@ -114,7 +107,7 @@ fn starts(v: &RunOutcome) -> usize {
 
 #[test]
 fn python_outbox_is_valid_under_faults() {
-    let (code, v) = run_python("python-correct", "service.py", "1", Share::Beside);
+    let (code, v) = run_python("python-correct", "service.py", "1", crate::support::beside_another());
     assert_eq!(code, 0, "the correct Python outbox must be valid: {v:?}");
     assert!(v.result.valid);
     assert!(v.result.ops.ok > 200, "too few acknowledged ops: {v:?}");
@@ -129,7 +122,7 @@ fn python_outbox_is_valid_under_faults() {
 
 #[test]
 fn python_outbox_deleting_before_delivery_reports_loses_events() {
-    let (code, v) = run_python("python-buggy", "service_buggy.py", "1", Share::Alone);
+    let (code, v) = run_python("python-buggy", "service_buggy.py", "1", crate::support::alone());
     assert_eq!(code, 1, "the buggy Python outbox must be invalid: {v:?}");
     assert!(!v.result.valid);
     let a = &v.result.anomalies;
@@ -152,7 +145,7 @@ fn a_program_that_never_listens_is_a_clear_error() {
             "--duration",
             "5s",
         ],
-        Share::Beside,
+        crate::support::beside_another(),
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -260,7 +253,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
             "--drain-timeout",
             "60s",
         ],
-        Share::Beside,
+        crate::support::beside_another(),
     );
     assert_eq!(
         code, 1,
