@@ -351,23 +351,20 @@ pub async fn gate(opts: &GateOptions, steps: &[Step]) -> Result<GateOutcome> {
     })
 }
 
-/// What the gate expects `step` to take beyond its workload (start, drain,
-/// check), seconds: the mean of what its runs so far took, or, when it has
-/// run the same fault list and workload before, the most that took if that is
-/// more. The budget is a ceiling, so the estimate leans high: a step's drain
-/// after its fault heals (a partition's backlog, a broker's reset) costs
-/// about the same each time, and a mean over cheaper steps let one gate of 64
-/// overrun its 300 s by a second (docs/gate.md).
-fn expected_overhead(runs: &[GateRun], step: &Step) -> f64 {
-    let overhead = |r: &GateRun| (r.wall_s - r.duration_s).max(0.0);
-    if runs.is_empty() {
-        return RUN_OVERHEAD_S;
-    }
-    let mean = runs.iter().map(overhead).sum::<f64>() / runs.len() as f64;
+/// What the gate expects the next step to take beyond its workload (start,
+/// drain, check), seconds: the most any of its runs so far took. The budget
+/// is a ceiling, and what a run takes beyond its workload varies with the
+/// fault and the machine's load (a partition's backlog drains for longer
+/// than a relay's crash): estimated from the mean of the runs so far (or
+/// what the same step took before, if more), 2 of
+/// 114 five-minute gates of correct patterns ran past their budget, by 1 and
+/// 10 s (docs/gate.md); replayed on their records this estimate keeps all
+/// 114 within it, at the cost of about one run in 17.
+fn expected_overhead(runs: &[GateRun]) -> f64 {
     runs.iter()
-        .filter(|r| r.faults == step.faults && r.workload == step.workload)
-        .map(overhead)
-        .fold(mean, f64::max)
+        .map(|r| (r.wall_s - r.duration_s).max(0.0))
+        .reduce(f64::max)
+        .unwrap_or(RUN_OVERHEAD_S)
 }
 
 /// The runs of the gate, how it ended and why it stopped.
@@ -390,7 +387,7 @@ async fn carry_out(
         apply_workload(&mut o, &step.workload)?;
         let cfg = o.to_config()?;
         let needs = crate::runner::brokers_needed(&cfg);
-        let overhead = expected_overhead(&runs, step);
+        let overhead = expected_overhead(&runs);
         let switch = if needs != brokers { SERVICES_SWITCH_S } else { 0.0 };
         let elapsed = started.elapsed().as_secs_f64();
         if !runs.is_empty() && elapsed + step.duration_s + overhead + switch > budget {
@@ -585,45 +582,21 @@ mod tests {
         }
     }
 
-    fn step(faults: &str) -> Step {
-        Step {
-            faults: faults.into(),
-            workload: String::new(),
-            duration_s: 10.0,
-            exposes: Vec::new(),
-            value_per_s: 0.0,
-        }
-    }
-
     #[test]
-    fn a_step_run_before_is_expected_to_cost_at_least_what_it_cost_then() {
-        assert_eq!(expected_overhead(&[], &step("none")), RUN_OVERHEAD_S);
-        // kafka-first gate 3 on docs/gate.md: a mean of 11 s where the same
-        // step had taken 18 s beyond its workload.
+    fn the_next_step_is_expected_to_cost_what_the_costliest_run_so_far_did() {
+        assert_eq!(expected_overhead(&[]), RUN_OVERHEAD_S);
+        // kafka-first gate 7 on docs/gate.md: its last step took 24 s beyond
+        // its workload, against a mean of 11.7 s over the runs before it.
         let runs = [
-            ran("pg-partition", 10.0, 30.0),
-            ran("none", 10.0, 16.0),
-            ran("kafka-partition", 19.0, 37.0),
-            ran("relay-kill", 10.0, 15.0),
+            ran("pg-partition", 10.0, 26.3),
+            ran("none", 10.0, 30.4),
+            ran("kafka-partition", 19.0, 27.0),
         ];
-        let mean = (20.0 + 6.0 + 18.0 + 5.0) / 4.0;
-        assert_eq!(expected_overhead(&runs, &step("kafka-partition")), 18.0);
+        assert!((expected_overhead(&runs) - 20.4).abs() < 1e-9);
         assert_eq!(
-            expected_overhead(&runs, &step("relay-kill")),
-            mean,
-            "the mean when the step was cheaper"
-        );
-        assert_eq!(
-            expected_overhead(&runs, &step("clock-skew")),
-            mean,
-            "the mean for a step not run yet"
-        );
-        let mut other = step("kafka-partition");
-        other.workload = "--events-per-op 2-8".into();
-        assert_eq!(
-            expected_overhead(&runs, &other),
-            mean,
-            "another workload is another step"
+            expected_overhead(&[ran("none", 10.0, 9.0)]),
+            0.0,
+            "a run shorter than its workload costs nothing more"
         );
     }
 }
