@@ -355,11 +355,10 @@ pub async fn gate(opts: &GateOptions, steps: &[Step]) -> Result<GateOutcome> {
 /// drain, check), seconds: the most any of its runs so far took. The budget
 /// is a ceiling, and what a run takes beyond its workload varies with the
 /// fault and the machine's load (a partition's backlog drains for longer
-/// than a relay's crash): estimated from the mean of the runs so far (or
-/// what the same step took before, if more), 2 of
-/// 114 five-minute gates of correct patterns ran past their budget, by 1 and
-/// 10 s (docs/gate.md); replayed on their records this estimate keeps all
-/// 114 within it, at the cost of about one run in 17.
+/// than a relay's crash). With the mean of the runs so far as the estimate,
+/// 2 of 114 five-minute gates of correct patterns ran past their budget (by
+/// 1 and 10 s, docs/gate.md); replayed on their records, this estimate keeps
+/// all 114 within it, at the cost of about one run in 17.
 fn expected_overhead(runs: &[GateRun]) -> f64 {
     runs.iter()
         .map(|r| (r.wall_s - r.duration_s).max(0.0))
