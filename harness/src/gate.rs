@@ -584,9 +584,10 @@ mod tests {
     #[test]
     fn the_next_step_is_expected_to_cost_what_the_costliest_run_so_far_did() {
         assert_eq!(expected_overhead(&[]), RUN_OVERHEAD_S);
-        // Three of kafka-first gate 7's runs (docs/gate-data): its last step
-        // took 24 s beyond its workload, against a mean of 11.0 s over the
-        // twelve runs before it; the most of those was 20.4 s.
+        // Three runs of the kept gate that ran 10 s past its budget
+        // (docs/gate.md): its last step took 24 s beyond its workload,
+        // against a mean of 11.0 s over the twelve runs before it; the most
+        // of those was 20.4 s.
         let runs = [
             ran("pg-partition", 10.0, 26.3),
             ran("none", 10.0, 30.4),
